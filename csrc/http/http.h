@@ -1,0 +1,146 @@
+/*
+ * HTTP/1.1 request parsing (RFC 9112) and response helpers. No Python headers here: the
+ * parser is unit-tested and fuzzed on its own.
+ *
+ * Ownership: every pointer in http_request_t is a slice into the caller's buffer, valid
+ * while that buffer is neither freed nor moved. The parser never allocates.
+ *
+ * Return convention for the parse functions: > 0 done, 0 need more bytes, < 0 an
+ * http_error_t code (map it with http_error_status / http_error_message).
+ */
+#ifndef DB_HTTP_HTTP_H
+#define DB_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef enum {
+    HTTP_GET = 0,
+    HTTP_HEAD,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_PATCH,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_TRACE,
+    HTTP_CONNECT,
+    HTTP_OTHER, /* a valid token that is none of the above */
+    HTTP_METHOD_COUNT
+} http_method_t;
+
+/* Error codes; every one maps to a status and a human-readable message. */
+typedef enum {
+    HTTP_E_BAD_REQUEST = -1,         /* 400, generic malformed syntax */
+    HTTP_E_BAD_METHOD = -2,          /* 400, method is not a token */
+    HTTP_E_BAD_TARGET = -3,          /* 400, request-target has invalid bytes */
+    HTTP_E_BAD_VERSION = -4,         /* 400, not HTTP/x.y */
+    HTTP_E_VERSION_UNSUPPORTED = -5, /* 505, HTTP/2.0 and later (or HTTP/0.x) */
+    HTTP_E_URI_TOO_LONG = -6,        /* 414, target longer than limits.max_target */
+    HTTP_E_HEADERS_TOO_LARGE = -7,   /* 431, header block longer than max_header_bytes */
+    HTTP_E_TOO_MANY_HEADERS = -8,    /* 431, more than max_headers fields */
+    HTTP_E_BAD_HEADER_NAME = -9,     /* 400, field name is not a token (incl. empty) */
+    HTTP_E_SPACE_BEFORE_COLON = -10, /* 400, RFC 9112 §5.1 */
+    HTTP_E_BAD_HEADER_VALUE = -11,   /* 400, CTL other than HTAB in a field value */
+    HTTP_E_OBS_FOLD = -12,           /* 400, RFC 9112 §5.2 line folding */
+    HTTP_E_BARE_CR = -13,            /* 400, CR not followed by LF */
+    HTTP_E_BARE_LF = -14,            /* 400, LF not preceded by CR */
+    HTTP_E_BAD_CONTENT_LENGTH = -15, /* 400, malformed or conflicting Content-Length */
+    HTTP_E_CL_AND_TE = -16,          /* 400, both Content-Length and Transfer-Encoding */
+    HTTP_E_TE_NOT_CHUNKED = -17,     /* 400, chunked present but not the final coding */
+    HTTP_E_TE_UNKNOWN = -18,         /* 501, a transfer coding we do not implement */
+    HTTP_E_TE_HTTP10 = -19,          /* 400, Transfer-Encoding in an HTTP/1.0 request */
+    HTTP_E_MISSING_HOST = -20,       /* 400, HTTP/1.1 without Host (RFC 9112 §3.2) */
+    HTTP_E_DUPLICATE_HOST = -21,     /* 400, more than one Host field */
+    HTTP_E_BAD_CHUNK = -22,          /* 400, bad chunk size line, extension or CRLF */
+    HTTP_E_CHUNK_TOO_LARGE = -23,    /* 413, chunk size overflows or exceeds the limit */
+    HTTP_E_BAD_TRAILER = -24,        /* 400, malformed trailer section */
+    HTTP_E__LAST = -25
+} http_error_t;
+
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value; /* leading and trailing OWS stripped */
+    size_t value_len;
+} http_header_t;
+
+typedef struct {
+    size_t max_target;       /* request-target bytes; more gives 414. Default 8192. */
+    size_t max_header_bytes; /* request line + fields + blank line; more gives 431. Default 65536. */
+    size_t max_headers;      /* number of fields; more gives 431. Default 100, <= HTTP_MAX_HEADERS */
+} http_limits_t;
+
+#define HTTP_MAX_HEADERS 256
+
+typedef struct {
+    http_method_t method;
+    const char *method_str;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    const char *path; /* target up to the first '?' */
+    size_t path_len;
+    const char *query; /* after the '?', without it; NULL/0 when absent */
+    size_t query_len;
+    int version_minor; /* 0 or 1 (HTTP/1.x) */
+    size_t num_headers;
+    /* Framing and connection facts derived from the fields (RFC 9112 §6, §9.3). */
+    int64_t content_length; /* -1 when absent */
+    unsigned chunked : 1;
+    unsigned keep_alive : 1; /* version default adjusted by Connection */
+    unsigned expect_continue : 1;
+    unsigned has_host : 1;
+    size_t header_bytes; /* bytes from the start of the request through the blank line */
+    http_header_t headers[HTTP_MAX_HEADERS];
+} http_request_t;
+
+/* Incremental state for one request head: how far the buffer is known not to hold the end
+ * of the header block, so that re-scanning after a short read costs only the new bytes. */
+typedef struct {
+    size_t scanned;
+} http_parser_t;
+
+void http_limits_default(http_limits_t *lim);
+static inline void http_parser_reset(http_parser_t *p)
+{
+    p->scanned = 0;
+}
+
+/* Parses the request head at buf[0..len). Returns header_bytes (> 0) once the whole head
+ * is present and valid, 0 when more bytes are needed, or a negative http_error_t. Limits
+ * are enforced on incomplete input too, so a client cannot grow the buffer without bound. */
+int http_parse_request(http_parser_t *p, const char *buf, size_t len, const http_limits_t *lim,
+                       http_request_t *req);
+
+/* Case-insensitive lookup of a field; returns the first match or NULL. */
+const http_header_t *http_find_header(const http_request_t *req, const char *name,
+                                      size_t name_len);
+
+/* Incremental in-place decoder for a chunked body (RFC 9112 §7.1). */
+typedef struct {
+    int state;
+    uint64_t chunk_left; /* data bytes left in the current chunk */
+    size_t line_len;     /* bytes seen in the current size/extension/trailer line */
+    uint64_t total;      /* decoded body bytes so far */
+    uint64_t max_body;   /* limit on total; exceeding it gives HTTP_E_CHUNK_TOO_LARGE */
+} http_chunked_t;
+
+void http_chunked_init(http_chunked_t *d, uint64_t max_body);
+/* Decodes buf[0..*len) in place. On return buf[0..*len) holds the newly decoded body bytes.
+ * Returns 0 when all input was consumed and more is needed; 1 when the message ended,
+ * with the *leftover bytes that followed it moved to buf[*len .. *len + *leftover); or a
+ * negative http_error_t. */
+int http_chunked_decode(http_chunked_t *d, char *buf, size_t *len, size_t *leftover);
+
+/* Status codes and errors. */
+const char *http_status_reason(int status); /* "Not Found"; "" for unknown codes */
+int http_error_status(int err);             /* HTTP_E_URI_TOO_LONG -> 414, ... */
+const char *http_error_message(int err);    /* one sentence for the JSON error body */
+const char *http_method_name(http_method_t m);
+
+/* Cached IMF-fixdate (RFC 9110 §5.6.7) for the Date header, refreshed at most once a
+ * second. Returns a pointer to 29 bytes, valid until the next call. */
+const char *http_date_now(time_t now);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * PyLoop: an asyncio event loop implemented in C over libuv. This header is the contract
+ * between the loop and the other native components (the server runs its listener and
+ * connections as libuv handles on the loop's uv_loop_t).
+ *
+ * GIL protocol: the loop releases the GIL in its uv_prepare callback (just before libuv
+ * polls for I/O) and the first native callback that runs afterwards takes it back by
+ * calling pyloop_enter(). Every libuv callback that touches Python objects - in the loop
+ * or in any other component - must call pyloop_enter() before doing so.
+ */
+#ifndef DB_LOOP_LOOP_H
+#define DB_LOOP_LOOP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <uv.h>
+
+typedef struct PyLoopObject PyLoopObject;
+
+/* Returns 1 when obj is a PyLoop (or subclass) instance. */
+int pyloop_check(PyObject *obj);
+/* The loop's libuv loop; obj must pass pyloop_check. */
+uv_loop_t *pyloop_uv_loop(PyObject *obj);
+/* The PyLoop that owns a libuv loop (stored in uv_loop_t.data). */
+PyLoopObject *pyloop_from_uv(uv_loop_t *uvl);
+/* Re-acquires the GIL if the loop released it for polling. Cheap when already held. */
+void pyloop_enter(PyLoopObject *loop);
+/* Routes the current Python exception to loop.call_exception_handler() with the given
+ * message (and clears it); never leaves an exception set. */
+void pyloop_report_exception(PyLoopObject *loop, const char *message);
+
+/* Registers the loop types on the extension module. Returns 0 or -1 with an exception. */
+int loop_module_init(PyObject *module);
+
+#endif

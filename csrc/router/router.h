@@ -6,6 +6,13 @@
  * the last segment for the rest of the path (may contain '/'). Literal segments win over
  * parameters at the same depth. Matching is on the raw (still percent-encoded) path; the
  * captured slices point into the caller's path buffer.
+ *
+ * Details (see router.c for the reasons): the trailing slash is significant ("/a/" is not
+ * "/a"); "{name}" never matches an empty segment, so "//" matches only a literal "//";
+ * "{name:path}" matches only a non-empty rest; literal, then parameter, then path child are
+ * tried at each depth, with backtracking. A 405 sets `allowed` to every method that would
+ * match the path, with HEAD added when GET is there. Param names are identifiers, unique per
+ * template; templates of the same shape and method conflict whatever the names.
  */
 #ifndef DB_ROUTER_ROUTER_H
 #define DB_ROUTER_ROUTER_H
@@ -24,8 +31,8 @@ typedef struct {
 } router_param_t;
 
 typedef struct {
-    void *data;      /* the route's opaque pointer */
-    size_t nparams;  /* in template order */
+    void *data;     /* the route's opaque pointer */
+    size_t nparams; /* in template order */
     router_param_t params[ROUTER_MAX_PARAMS];
     unsigned allowed; /* on ROUTER_METHOD_NOT_ALLOWED: bit (1u << method) per allowed method */
 } router_match_t;
@@ -38,9 +45,10 @@ enum {
 
 enum {
     ROUTER_E_NOMEM = -1,
-    ROUTER_E_SYNTAX = -2,    /* bad template: unbalanced braces, empty name, ... */
-    ROUTER_E_CONFLICT = -3,  /* same method and equivalent template registered twice */
-    ROUTER_E_TOO_MANY = -4,  /* more than ROUTER_MAX_PARAMS parameters */
+    ROUTER_E_SYNTAX = -2,   /* bad template: unbalanced braces, empty name, ... */
+    ROUTER_E_CONFLICT = -3, /* same method and equivalent template registered twice */
+    ROUTER_E_TOO_MANY = -4, /* more than ROUTER_MAX_PARAMS parameters */
+    ROUTER_E_METHOD = -5,   /* method outside 0..31 */
 };
 
 router_t *router_new(void);

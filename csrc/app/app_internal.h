@@ -1,0 +1,139 @@
+/*
+ * Internal types of the app layer (csrc/app/ only): route plans compiled once at startup
+ * from the handler signatures, the Python-facing Server object, and the classes of the
+ * Python layer that the native path recognises (Response, HTTPException, Request).
+ */
+#ifndef DB_APP_INTERNAL_H
+#define DB_APP_INTERNAL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "app/app.h"
+#include "router/router.h"
+#include "server/server.h"
+
+/* Where an argument comes from. Values are shared with data_bridge/api/_plan.py. */
+enum arg_source { ARG_PATH = 0, ARG_QUERY = 1, ARG_BODY = 2, ARG_REQUEST = 3 };
+
+/* How a text value becomes the argument. Values are shared with _plan.py. */
+enum arg_conv {
+    CONV_STR = 0,
+    CONV_INT = 1,
+    CONV_FLOAT = 2,
+    CONV_BOOL = 3,
+    CONV_ANY = 4,   /* body: any JSON value */
+    CONV_DICT = 5,  /* body: a JSON object */
+    CONV_LIST = 6,  /* body: a JSON array */
+    CONV_MODEL = 7, /* body: JSON value passed through the param's validator */
+    CONV_BYTES = 8, /* body: the raw bytes */
+};
+
+#define ARG_FLAG_OPTIONAL 0x100 /* None is an accepted value (Optional[...]) */
+#define ARG_FLAG_KWONLY   0x200 /* passed by keyword */
+#define ARG_FLAG_EMBED    0x400 /* one of several body parameters: a key of the JSON object */
+
+#define APP_MAX_ARGS 64
+
+typedef struct {
+    PyObject *name;      /* str, the parameter name */
+    const char *cname;   /* UTF-8 of name, owned by the str */
+    Py_ssize_t cname_len;
+    int source;
+    int conv;
+    int flags;
+    int path_index;      /* ARG_PATH: index among the route's captured params */
+    PyObject *def;       /* default value, or NULL when required */
+    PyObject *validator; /* CONV_MODEL: callable(value) -> (ok, value_or_errors) */
+} arg_plan_t;
+
+typedef struct {
+    PyObject *handler;
+    PyObject *path;     /* the template, for error messages */
+    PyObject *kwnames;  /* tuple of keyword-only names, or NULL */
+    int status_code;
+    int nargs;          /* total arguments */
+    int npositional;    /* arguments before the keyword-only ones */
+    int has_query;      /* any ARG_QUERY argument: the query string is parsed */
+    arg_plan_t args[];
+} route_plan_t;
+
+/* Classes and callables of the Python layer, set once by _core.configure(). */
+typedef struct {
+    PyObject *response_class;       /* data_bridge.api.responses.Response */
+    PyObject *http_exception_class; /* data_bridge.api.exceptions.HTTPException */
+    PyObject *request_class;        /* data_bridge.api.request.Request (subclass of ours) */
+    PyObject *log_exception;        /* callable(exc, where) */
+    PyObject *create_task;          /* None, or a callable(loop, coro) -> Task */
+} app_config_t;
+
+extern app_config_t app_cfg;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;         /* the PyLoop; strong reference */
+    server_t *server;       /* NULL until listen(), again after close */
+    router_t *router;
+    route_plan_t **plans;   /* owned; freed with the object */
+    size_t nplans;
+    server_config_t cfg;
+    PyObject *on_closed;    /* future resolved when close() completes, or NULL */
+    uv_signal_t *signals[2];
+    PyObject *signal_cb;    /* callable(signum) */
+} ServerObject;
+
+extern PyTypeObject Server_Type;
+extern PyTypeObject Request_Type;
+extern PyTypeObject Driver_Type;
+
+/* The current exception as one object (NULL if none), and back. 3.12 deprecates the
+ * three-object form. */
+static inline PyObject *app_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (t == NULL)
+        return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static inline void app_restore_exception(PyObject *exc)
+{
+    if (exc == NULL)
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* plan.c */
+route_plan_t *plan_build(PyObject *handler, PyObject *path, PyObject *params, int status_code,
+                         const router_t *router_unused);
+void plan_free(route_plan_t *plan);
+/* bind.c: fills args (nargs slots, new references); on validation errors appends dicts to
+ * *errors (created on demand) and returns 1; returns -1 with an exception on failure, 0 ok. */
+int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_request_t *req,
+                   PyObject **args, PyObject **request_obj, PyObject **errors);
+/* respond.c */
+void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result);
+void respond_exception(server_conn_t *conn, const route_plan_t *plan);
+void respond_validation_errors(server_conn_t *conn, PyObject *errors);
+/* request.c */
+PyObject *request_new(server_request_t *req, const router_match_t *m);
+void request_detach(PyObject *request);
+/* invoke.c */
+int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
+int invoke_init(void);
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * Request dispatch: route match, argument binding, the handler call (vectorcall with the
+ * arguments the plan prepared) and coroutine driving.
+ *
+ * A coroutine is first sent None right here with PyIter_Send. If it finishes on that first
+ * send - the common case for handlers that await nothing that blocks - the response is
+ * written immediately and no Task, Future or extra loop iteration is created. If it
+ * yields, it is parked: a Driver object wraps the suspended coroutine and the value it
+ * yielded, and becomes the coroutine of a real asyncio Task. The Task's first step gets
+ * that yielded value back from the Driver and waits on it exactly as if it had produced it
+ * itself, so cancellation, current_task() and timeouts work as usual from then on. When the
+ * wrapped coroutine finishes, the Driver writes the response and releases the connection.
+ *
+ * Each request runs in its own copy of the context (contextvars set by one request are not
+ * seen by the next), entered around the first step and inherited by the Task.
+ */
+#include "app/app_internal.h"
+#include "loop/loop.h"
+
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro;     /* the handler's coroutine */
+    PyObject *first;    /* the value it yielded on the first send, until handed to the Task */
+    PyObject *request;  /* the Request object, if the handler asked for one */
+    PyObject *server;   /* the ServerObject, kept alive while the request is pending */
+    PyObject *task;     /* the Task driving us; cleared when done (breaks the cycle) */
+    route_plan_t *plan; /* owned by the server */
+    server_conn_t *conn; /* holds a reference for us until server_conn_finish */
+} DriverObject;
+
+static PyObject *str_create_task;
+
+static void finish_request(server_conn_t *conn, PyObject *request)
+{
+    if (request)
+        request_detach(request);
+    server_conn_finish(conn);
+}
+
+/* Called once, when the wrapped coroutine returned (result) or raised (result NULL and
+ * an exception set). Writes the response unless the peer is gone. */
+static void driver_complete(DriverObject *d, PyObject *result)
+{
+    server_conn_t *conn = d->conn;
+    if (conn == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    d->conn = NULL;
+    if (server_conn_closed(conn))
+        PyErr_Clear();
+    else if (result)
+        respond_result(conn, d->plan, result);
+    else
+        respond_exception(conn, d->plan);
+    finish_request(conn, d->request);
+    Py_CLEAR(d->task);
+}
+
+static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **out)
+{
+    if (d->first) {
+        /* The Task's first step: give it what the coroutine yielded before parking. */
+        *out = d->first;
+        d->first = NULL;
+        return PYGEN_NEXT;
+    }
+    if (d->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited handler");
+        return PYGEN_ERROR;
+    }
+    PyObject *value = NULL;
+    PySendResult r = PyIter_Send(d->coro, arg, &value);
+    if (r == PYGEN_NEXT) {
+        *out = value;
+        return PYGEN_NEXT;
+    }
+    Py_CLEAR(d->coro);
+    driver_complete(d, r == PYGEN_RETURN ? value : NULL);
+    Py_XDECREF(value);
+    *out = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *driver_send(DriverObject *d, PyObject *arg)
+{
+    PyObject *out = NULL;
+    PySendResult r = driver_am_send(d, arg, &out);
+    if (r == PYGEN_NEXT)
+        return out;
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(out);
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+static PyObject *driver_iternext(DriverObject *d)
+{
+    PyObject *out = NULL;
+    PySendResult r = driver_am_send(d, Py_None, &out);
+    if (r == PYGEN_NEXT)
+        return out;
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *driver_throw(DriverObject *d, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    if (d->first) {
+        /* Cancelled before the Task's first step: the value the coroutine waits on was never
+         * handed over, so cancel it here as the Task would have. */
+        PyObject *r = PyObject_CallMethod(d->first, "cancel", NULL);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+        Py_CLEAR(d->first);
+    }
+    if (d->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited handler");
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttrString(d->coro, "throw");
+    PyObject *value = meth ? PyObject_Vectorcall(meth, args, (size_t)nargs, NULL) : NULL;
+    Py_XDECREF(meth);
+    if (value != NULL)
+        return value;
+    PyObject *result = NULL;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *exc = app_fetch_exception();
+        result = PyObject_GetAttrString(exc, "value");
+        Py_DECREF(exc);
+        if (result == NULL)
+            PyErr_Clear();
+    }
+    Py_CLEAR(d->coro);
+    driver_complete(d, result);
+    Py_XDECREF(result);
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *driver_close(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(d->first);
+    if (d->coro) {
+        PyObject *r = PyObject_CallMethod(d->coro, "close", NULL);
+        Py_CLEAR(d->coro);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    if (d->conn) {
+        PyErr_SetString(PyExc_RuntimeError, "handler closed before it answered");
+        driver_complete(d, NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *driver_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
+{
+    Py_VISIT(d->coro);
+    Py_VISIT(d->first);
+    Py_VISIT(d->request);
+    Py_VISIT(d->server);
+    Py_VISIT(d->task);
+    return 0;
+}
+
+static int driver_clear(DriverObject *d)
+{
+    Py_CLEAR(d->coro);
+    Py_CLEAR(d->first);
+    Py_CLEAR(d->task);
+    return 0;
+}
+
+static void driver_dealloc(DriverObject *d)
+{
+    PyObject_GC_UnTrack(d);
+    if (d->conn) {
+        /* Dropped without finishing (e.g. the loop was closed with the task pending):
+         * release the connection so it is not leaked. */
+        server_conn_t *conn = d->conn;
+        d->conn = NULL;
+        if (d->request)
+            request_detach(d->request);
+        server_conn_finish(conn);
+    }
+    driver_clear(d);
+    Py_CLEAR(d->request);
+    Py_CLEAR(d->server);
+    Py_TYPE(d)->tp_free((PyObject *)d);
+}
+
+static PyMethodDef driver_methods[] = {
+    {"send", (PyCFunction)driver_send, METH_O, "Resume the handler with a value."},
+    {"throw", (PyCFunction)(void (*)(void))driver_throw, METH_FASTCALL,
+     "Raise an exception inside the handler."},
+    {"close", (PyCFunction)driver_close, METH_NOARGS, "Close the handler's coroutine."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods driver_async = {
+    .am_await = driver_self,
+    .am_send = (sendfunc)driver_am_send,
+};
+
+PyTypeObject Driver_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._Driver",
+    .tp_basicsize = sizeof(DriverObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Drives a parked handler coroutine inside an asyncio Task.",
+    .tp_as_async = &driver_async,
+    .tp_traverse = (traverseproc)driver_traverse,
+    .tp_clear = (inquiry)driver_clear,
+    .tp_dealloc = (destructor)driver_dealloc,
+    .tp_iter = driver_self,
+    .tp_iternext = (iternextfunc)driver_iternext,
+    .tp_methods = driver_methods,
+};
+
+int invoke_init(void)
+{
+    str_create_task = PyUnicode_InternFromString("create_task");
+    return str_create_task ? 0 : -1;
+}
+
+/* Parks a coroutine that yielded on its first send. Returns SERVER_DISPATCH_PENDING, or
+ * DONE after answering 500 when the Task could not be made. Steals coro and yielded. */
+static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, PyObject *coro,
+                PyObject *yielded, PyObject *request)
+{
+    DriverObject *d = PyObject_GC_New(DriverObject, &Driver_Type);
+    if (d == NULL) {
+        Py_DECREF(yielded);
+        goto fail_coro;
+    }
+    d->coro = coro;
+    d->first = yielded;
+    d->request = Py_XNewRef(request);
+    d->server = Py_NewRef((PyObject *)srv);
+    d->task = NULL;
+    d->plan = plan;
+    d->conn = NULL;
+    PyObject_GC_Track(d);
+    PyObject *args[2] = {srv->loop, (PyObject *)d};
+    PyObject *task = PyObject_VectorcallMethod(str_create_task, args, 2, NULL);
+    if (task == NULL) {
+        respond_exception(conn, plan);
+        Py_DECREF(d);
+        return SERVER_DISPATCH_DONE;
+    }
+    /* asyncio keeps only weak references to tasks: the Driver holds the Task until the
+     * handler finishes (driver_complete clears it), and the Task holds the Driver. */
+    d->task = task;
+    d->conn = conn;
+    Py_DECREF(d);
+    return SERVER_DISPATCH_PENDING;
+fail_coro:
+    PyErr_Clear();
+    {
+        PyObject *r = PyObject_CallMethod(coro, "close", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    Py_DECREF(coro);
+    server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    return SERVER_DISPATCH_DONE;
+}
+
+static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
+{
+    if (r == ROUTER_NOT_FOUND) {
+        server_conn_respond_detail(conn, 404, "Not Found", NULL, 0);
+        return SERVER_DISPATCH_DONE;
+    }
+    /* RFC 9110 §15.5.6: a 405 response lists the allowed methods in Allow. */
+    char allow[160] = "allow: ";
+    size_t n = 7;
+    for (int meth = 0; meth < HTTP_OTHER; meth++) {
+        if (!(m->allowed & (1u << meth)))
+            continue;
+        const char *name = http_method_name((http_method_t)meth);
+        size_t len = strlen(name);
+        if (n + len + 4 >= sizeof(allow))
+            break;
+        if (n > 7) {
+            memcpy(allow + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(allow + n, name, len);
+        n += len;
+    }
+    memcpy(allow + n, "\r\n", 2);
+    n += 2;
+    server_conn_respond_detail(conn, 405, "Method Not Allowed", allow, n);
+    return SERVER_DISPATCH_DONE;
+}
+
+int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
+{
+    ServerObject *srv = ctx;
+    router_match_t m;
+    int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);
+    if (r != ROUTER_FOUND)
+        return respond_routing(conn, r, &m);
+    route_plan_t *plan = m.data;
+    PyObject *stack[APP_MAX_ARGS + 1] = {NULL};
+    PyObject **args = stack + 1; /* room for PY_VECTORCALL_ARGUMENTS_OFFSET */
+    PyObject *request = NULL, *errors = NULL, *result = NULL, *context = NULL;
+    int rc = SERVER_DISPATCH_DONE;
+
+    context = PyContext_CopyCurrent();
+    if (context == NULL || PyContext_Enter(context) < 0) {
+        Py_CLEAR(context);
+        respond_exception(conn, plan);
+        return SERVER_DISPATCH_DONE;
+    }
+    int b = bind_arguments(plan, &m, req, args, &request, &errors);
+    if (b < 0) {
+        respond_exception(conn, plan);
+        goto done;
+    }
+    if (b > 0) {
+        respond_validation_errors(conn, errors);
+        goto done;
+    }
+    result = PyObject_Vectorcall(plan->handler, args,
+                                 (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                 plan->kwnames);
+    if (result == NULL) {
+        respond_exception(conn, plan);
+        goto done;
+    }
+    PyTypeObject *t = Py_TYPE(result);
+    if (t->tp_as_async && t->tp_as_async->am_send) {
+        PyObject *value = NULL;
+        PySendResult s = PyIter_Send(result, Py_None, &value);
+        if (s == PYGEN_RETURN) {
+            respond_result(conn, plan, value);
+            Py_DECREF(value);
+        } else if (s == PYGEN_ERROR) {
+            respond_exception(conn, plan);
+        } else {
+            /* Created inside the request's context, so the Task copies it. */
+            rc = park(srv, conn, plan, result, value, request);
+            result = NULL;
+        }
+    } else {
+        respond_result(conn, plan, result);
+    }
+done:
+    for (int i = 0; i < plan->nargs; i++)
+        Py_XDECREF(args[i]);
+    Py_XDECREF(errors);
+    Py_XDECREF(result);
+    if (request) {
+        if (rc == SERVER_DISPATCH_DONE)
+            request_detach(request);
+        Py_DECREF(request);
+    }
+    if (PyContext_Exit(context) < 0)
+        PyErr_Clear();
+    Py_DECREF(context);
+    if (PyErr_Occurred()) {
+        /* Nothing may leak into libuv; anything left here was already answered. */
+        PyErr_WriteUnraisable(plan->handler);
+    }
+    return rc;
+}

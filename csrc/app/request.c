@@ -1,0 +1,237 @@
+/*
+ * The Request object, created only for handlers that declare a parameter annotated with
+ * Request. Its fields are slices of the connection's buffer until first read; each is then
+ * converted once and cached. When the request finishes, request_detach() converts what is
+ * left if the object outlives the request (a handler kept it), then drops the slices, so a
+ * Request never points into a buffer that moved on.
+ *
+ * data_bridge.api.Request subclasses this type to add the mapping views (headers,
+ * query_params) and the awaitable body()/json() of the Starlette interface.
+ */
+#include <ctype.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include "app/app_internal.h"
+
+typedef struct {
+    PyObject_HEAD
+    server_request_t *req; /* NULL once detached */
+    PyObject *method;
+    PyObject *path;
+    PyObject *query_string;
+    PyObject *raw_headers;
+    PyObject *body;
+    PyObject *path_params;
+} RequestObject;
+
+static PyObject *decode_path(const char *s, size_t n)
+{
+    /* Starlette exposes the percent-decoded path; invalid UTF-8 is replaced. */
+    char small[256] = {0};
+    char *buf = n <= sizeof(small) ? small : PyMem_Malloc(n);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            buf[o++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    PyObject *res = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)o, "replace");
+    if (buf != small)
+        PyMem_Free(buf);
+    return res;
+}
+
+static PyObject *get_method(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->method == NULL && self->req)
+        self->method = PyUnicode_DecodeLatin1(self->req->head->method_str,
+                                              (Py_ssize_t)self->req->head->method_len, NULL);
+    return Py_XNewRef(self->method);
+}
+
+static PyObject *get_path(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->path == NULL && self->req)
+        self->path = decode_path(self->req->head->path, self->req->head->path_len);
+    return Py_XNewRef(self->path);
+}
+
+static PyObject *get_query_string(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->query_string == NULL && self->req)
+        self->query_string = PyUnicode_DecodeLatin1(
+            self->req->head->query ? self->req->head->query : "",
+            (Py_ssize_t)self->req->head->query_len, NULL);
+    return Py_XNewRef(self->query_string);
+}
+
+static PyObject *get_raw_headers(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->raw_headers == NULL && self->req) {
+        const http_request_t *h = self->req->head;
+        PyObject *list = PyList_New((Py_ssize_t)h->num_headers);
+        if (list == NULL)
+            return NULL;
+        for (size_t i = 0; i < h->num_headers; i++) {
+            const http_header_t *f = &h->headers[i];
+            char small[128];
+            char *lower = f->name_len <= sizeof(small) ? small : PyMem_Malloc(f->name_len);
+            if (lower == NULL) {
+                Py_DECREF(list);
+                return PyErr_NoMemory();
+            }
+            /* Field names are case-insensitive (RFC 9110 §5.1); store them lowercased. */
+            for (size_t k = 0; k < f->name_len; k++)
+                lower[k] = (char)tolower((unsigned char)f->name[k]);
+            PyObject *pair = Py_BuildValue("(s#N)", lower, (Py_ssize_t)f->name_len,
+                                           PyUnicode_DecodeLatin1(f->value,
+                                                                  (Py_ssize_t)f->value_len, NULL));
+            if (lower != small)
+                PyMem_Free(lower);
+            if (pair == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, pair);
+        }
+        self->raw_headers = list;
+    }
+    return Py_XNewRef(self->raw_headers);
+}
+
+static PyObject *get_body(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->body == NULL && self->req)
+        self->body = PyBytes_FromStringAndSize(self->req->body ? self->req->body : "",
+                                               (Py_ssize_t)self->req->body_len);
+    return Py_XNewRef(self->body);
+}
+
+static PyObject *get_path_params(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->path_params == NULL)
+        self->path_params = PyDict_New();
+    return Py_XNewRef(self->path_params);
+}
+
+static PyGetSetDef request_getset[] = {
+    {"method", (getter)get_method, NULL, "The request method, e.g. 'GET'.", NULL},
+    {"path", (getter)get_path, NULL, "The percent-decoded path.", NULL},
+    {"query_string", (getter)get_query_string, NULL, "The raw query string (after '?').", NULL},
+    {"raw_headers", (getter)get_raw_headers, NULL,
+     "Header fields as a list of (lowercase name, value) pairs, in order.", NULL},
+    {"_body", (getter)get_body, NULL, "The request body as bytes.", NULL},
+    {"path_params", (getter)get_path_params, NULL, "Path parameters as strings.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int request_traverse(RequestObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->method);
+    Py_VISIT(self->path);
+    Py_VISIT(self->query_string);
+    Py_VISIT(self->raw_headers);
+    Py_VISIT(self->body);
+    Py_VISIT(self->path_params);
+    return 0;
+}
+
+static int request_clear(RequestObject *self)
+{
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->path);
+    Py_CLEAR(self->query_string);
+    Py_CLEAR(self->raw_headers);
+    Py_CLEAR(self->body);
+    Py_CLEAR(self->path_params);
+    return 0;
+}
+
+static void request_dealloc(RequestObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    request_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *request_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)type;
+    (void)args;
+    (void)kw;
+    PyErr_SetString(PyExc_TypeError, "Request objects are created by the server");
+    return NULL;
+}
+
+PyTypeObject Request_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.Request",
+    .tp_basicsize = sizeof(RequestObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "An HTTP request as seen by a handler that asks for it.",
+    .tp_traverse = (traverseproc)request_traverse,
+    .tp_clear = (inquiry)request_clear,
+    .tp_dealloc = (destructor)request_dealloc,
+    .tp_getset = request_getset,
+    .tp_new = request_tp_new,
+};
+
+PyObject *request_new(server_request_t *req, const router_match_t *m)
+{
+    PyTypeObject *type = (PyTypeObject *)(app_cfg.request_class ? app_cfg.request_class
+                                                                 : (PyObject *)&Request_Type);
+    RequestObject *self = (RequestObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->req = req;
+    if (m->nparams) {
+        self->path_params = PyDict_New();
+        if (self->path_params == NULL)
+            goto error;
+        for (size_t i = 0; i < m->nparams; i++) {
+            const router_param_t *p = &m->params[i];
+            PyObject *k = PyUnicode_FromStringAndSize(p->name, (Py_ssize_t)p->name_len);
+            PyObject *v = k ? decode_path(p->value, p->value_len) : NULL;
+            int r = v ? PyDict_SetItem(self->path_params, k, v) : -1;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            if (r < 0)
+                goto error;
+        }
+    }
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+void request_detach(PyObject *obj)
+{
+    RequestObject *self = (RequestObject *)obj;
+    if (self->req == NULL)
+        return;
+    if (Py_REFCNT(obj) > 1) {
+        /* Someone kept the request: convert every field while the slices are valid. */
+        PyObject *fields[] = {get_method(self, NULL), get_path(self, NULL),
+                              get_query_string(self, NULL), get_raw_headers(self, NULL),
+                              get_body(self, NULL)};
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+            Py_XDECREF(fields[i]);
+        PyErr_Clear();
+    }
+    self->req = NULL;
+}

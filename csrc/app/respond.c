@@ -1,0 +1,264 @@
+/*
+ * Handler results to HTTP responses: dict/list and other JSON-able values are encoded by
+ * the C codec straight into the connection's scratch buffer; str is text/plain, bytes
+ * application/octet-stream; Response objects of the Python layer carry their own status,
+ * body and headers. Exceptions become {"detail": ...} responses: HTTPException with its
+ * status and headers, anything else 500 with the traceback logged.
+ *
+ * Header values handed over by the application are checked here: a CR, LF or NUL in a
+ * name or value would let a response be split (RFC 9110 §5.5), so such a response is
+ * refused and answered with 500 instead.
+ */
+#include "app/app_internal.h"
+#include "json/json.h"
+
+#define CT_JSON "application/json"
+#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_BYTES "application/octet-stream"
+
+static int is_token_char(unsigned char c)
+{
+    /* RFC 9110 §5.6.2 tchar. */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Appends "name: value\r\n" for each pair of an iterable of 2-tuples (or a mapping).
+ * Content-Length is computed by the server and skipped; "connection: close" is honoured
+ * through *close. Returns 0, or -1 with ValueError for an unsafe name or value. */
+static int append_header_lines(PyObject *headers, db_buf_t *out, int *close)
+{
+    PyObject *items = NULL, *seq = NULL;
+    int rc = -1;
+    if (PyDict_Check(headers))
+        items = PyDict_Items(headers);
+    else if (PyObject_HasAttrString(headers, "items") && !PyList_Check(headers))
+        items = PyObject_CallMethod(headers, "items", NULL);
+    else
+        items = Py_NewRef(headers);
+    if (items == NULL)
+        return -1;
+    seq = PySequence_Fast(items, "headers must be a mapping or a sequence of pairs");
+    if (seq == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *k, *v;
+        Py_ssize_t kn, vn;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
+            goto done;
+        }
+        k = PyTuple_GET_ITEM(pair, 0);
+        v = PyTuple_GET_ITEM(pair, 1);
+        const char *ks = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &kn) : NULL;
+        const char *vs = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &vn) : NULL;
+        if (ks == NULL || vs == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "header names and values must be str");
+            goto done;
+        }
+        if (kn == 0) {
+            PyErr_SetString(PyExc_ValueError, "empty header name");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < kn; j++)
+            if (!is_token_char((unsigned char)ks[j])) {
+                PyErr_Format(PyExc_ValueError, "invalid character in header name %R", k);
+                goto done;
+            }
+        for (Py_ssize_t j = 0; j < vn; j++) {
+            unsigned char c = (unsigned char)vs[j];
+            if (c == '\r' || c == '\n' || c == 0) {
+                PyErr_Format(PyExc_ValueError,
+                             "header %R has a CR, LF or NUL in its value (response splitting)",
+                             k);
+                goto done;
+            }
+        }
+        if (kn == 14 && PyOS_strnicmp(ks, "content-length", 14) == 0)
+            continue;
+        if (kn == 10 && PyOS_strnicmp(ks, "connection", 10) == 0 && vn == 5 &&
+            PyOS_strnicmp(vs, "close", 5) == 0) {
+            *close = 1;
+            continue;
+        }
+        if (db_buf_reserve(out, (size_t)(kn + vn + 4)) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        db_buf_append(out, ks, (size_t)kn);
+        db_buf_append(out, ": ", 2);
+        db_buf_append(out, vs, (size_t)vn);
+        db_buf_append(out, "\r\n", 2);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(items);
+    Py_XDECREF(seq);
+    return rc;
+}
+
+static void respond_internal_error(server_conn_t *conn)
+{
+    server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+}
+
+/* Logs the current exception through the Python layer (traceback included). */
+static void log_current_exception(const route_plan_t *plan)
+{
+    PyObject *exc = app_fetch_exception();
+    if (exc == NULL)
+        return;
+    if (app_cfg.log_exception) {
+        PyObject *r = PyObject_CallFunctionObjArgs(app_cfg.log_exception, exc,
+                                                   plan ? plan->path : Py_None, NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(app_cfg.log_exception);
+        Py_XDECREF(r);
+    } else {
+        app_restore_exception(Py_NewRef(exc));
+        PyErr_WriteUnraisable(plan ? plan->handler : Py_None);
+    }
+    Py_DECREF(exc);
+}
+
+static void respond_json(server_conn_t *conn, const route_plan_t *plan, int status,
+                         PyObject *value, const char *extra, size_t extra_len)
+{
+    db_buf_t *scratch = server_conn_scratch(conn);
+    scratch->len = 0;
+    if (json_encode(value, scratch, NULL) < 0) {
+        log_current_exception(plan);
+        respond_internal_error(conn);
+        return;
+    }
+    server_conn_respond(conn, status, CT_JSON, sizeof(CT_JSON) - 1, extra, extra_len,
+                        scratch->data, scratch->len);
+}
+
+static void respond_response_object(server_conn_t *conn, const route_plan_t *plan,
+                                    PyObject *resp)
+{
+    PyObject *status = NULL, *body = NULL, *headers = NULL;
+    db_buf_t lines;
+    db_buf_init(&lines);
+    int close = 0;
+    long code;
+    status = PyObject_GetAttrString(resp, "status_code");
+    body = status ? PyObject_GetAttrString(resp, "body") : NULL;
+    headers = body ? PyObject_GetAttrString(resp, "raw_headers") : NULL;
+    if (headers == NULL)
+        goto error;
+    code = PyLong_AsLong(status);
+    if (code == -1 && PyErr_Occurred())
+        goto error;
+    if (code < 100 || code > 999) {
+        PyErr_Format(PyExc_ValueError, "invalid status code %ld", code);
+        goto error;
+    }
+    if (!PyBytes_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "Response.body must be bytes");
+        goto error;
+    }
+    if (headers != Py_None && append_header_lines(headers, &lines, &close) < 0)
+        goto error;
+    if (close)
+        server_conn_set_close(conn);
+    server_conn_respond(conn, (int)code, NULL, 0, lines.data, lines.len, PyBytes_AS_STRING(body),
+                        (size_t)PyBytes_GET_SIZE(body));
+    goto done;
+error:
+    log_current_exception(plan);
+    respond_internal_error(conn);
+done:
+    db_buf_free(&lines);
+    Py_XDECREF(status);
+    Py_XDECREF(body);
+    Py_XDECREF(headers);
+}
+
+void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result)
+{
+    PyTypeObject *t = Py_TYPE(result);
+    if (t == &PyDict_Type || t == &PyList_Type) {
+        respond_json(conn, plan, plan->status_code, result, NULL, 0);
+    } else if (PyUnicode_Check(result)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(result, &n);
+        if (s == NULL) {
+            log_current_exception(plan);
+            respond_internal_error(conn);
+            return;
+        }
+        server_conn_respond(conn, plan->status_code, CT_TEXT, sizeof(CT_TEXT) - 1, NULL, 0, s,
+                            (size_t)n);
+    } else if (PyBytes_Check(result)) {
+        server_conn_respond(conn, plan->status_code, CT_BYTES, sizeof(CT_BYTES) - 1, NULL, 0,
+                            PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
+    } else if (app_cfg.response_class &&
+               PyObject_IsInstance(result, app_cfg.response_class) > 0) {
+        respond_response_object(conn, plan, result);
+    } else {
+        PyErr_Clear();
+        respond_json(conn, plan, plan->status_code, result, NULL, 0);
+    }
+}
+
+void respond_exception(server_conn_t *conn, const route_plan_t *plan)
+{
+    PyObject *exc = app_fetch_exception(), *status = NULL, *detail = NULL, *headers = NULL,
+             *body = NULL;
+    db_buf_t lines;
+    db_buf_init(&lines);
+    int close = 0;
+    if (exc == NULL) {
+        respond_internal_error(conn);
+        return;
+    }
+    if (app_cfg.http_exception_class == NULL ||
+        PyObject_IsInstance(exc, app_cfg.http_exception_class) <= 0) {
+        PyErr_Clear();
+        app_restore_exception(exc);
+        log_current_exception(plan);
+        respond_internal_error(conn);
+        return;
+    }
+    status = PyObject_GetAttrString(exc, "status_code");
+    detail = status ? PyObject_GetAttrString(exc, "detail") : NULL;
+    headers = detail ? PyObject_GetAttrString(exc, "headers") : NULL;
+    long code = headers ? PyLong_AsLong(status) : -1;
+    if (code < 100 || code > 999 || PyErr_Occurred())
+        goto error;
+    if (headers != Py_None && append_header_lines(headers, &lines, &close) < 0)
+        goto error;
+    body = Py_BuildValue("{sO}", "detail", detail);
+    if (body == NULL)
+        goto error;
+    if (close)
+        server_conn_set_close(conn);
+    respond_json(conn, plan, (int)code, body, lines.data, lines.len);
+    goto done;
+error:
+    log_current_exception(plan);
+    respond_internal_error(conn);
+done:
+    db_buf_free(&lines);
+    Py_DECREF(exc);
+    Py_XDECREF(status);
+    Py_XDECREF(detail);
+    Py_XDECREF(headers);
+    Py_XDECREF(body);
+}
+
+void respond_validation_errors(server_conn_t *conn, PyObject *errors)
+{
+    PyObject *body = Py_BuildValue("{sO}", "detail", errors);
+    if (body == NULL) {
+        log_current_exception(NULL);
+        respond_internal_error(conn);
+        return;
+    }
+    respond_json(conn, NULL, 422, body, NULL, 0);
+    Py_DECREF(body);
+}

@@ -1,0 +1,344 @@
+/*
+ * data_bridge._core.Server: the Python handle on a native server. The Python layer
+ * (data_bridge.api.App) creates one per process with the loop and the limits, adds the
+ * compiled routes, then listens; requests never pass through Python code of ours.
+ *
+ * Ownership: while listening the object holds a reference to itself (taken in listen,
+ * released in on_server_closed once every handle is closed), because libuv callbacks
+ * carry a pointer to it. Signal handles are freed in their close callbacks.
+ */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "app/app_internal.h"
+#include "loop/loop.h"
+
+static const char *route_error(int r)
+{
+    return router_error_message(r);
+}
+
+static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"loop",           "max_body",          "max_target",
+                             "max_header_bytes", "max_headers",     "keepalive_timeout",
+                             "request_timeout", "backlog",          NULL};
+    PyObject *loop;
+    server_config_t cfg;
+    server_config_default(&cfg);
+    unsigned long long max_body = cfg.max_body;
+    Py_ssize_t max_target = (Py_ssize_t)cfg.http.max_target;
+    Py_ssize_t max_header_bytes = (Py_ssize_t)cfg.http.max_header_bytes;
+    Py_ssize_t max_headers = (Py_ssize_t)cfg.http.max_headers;
+    double keepalive = cfg.keepalive_timeout / 1000.0, request_timeout = cfg.request_timeout / 1000.0;
+    int backlog = cfg.backlog;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddi", kwlist, &loop, &max_body,
+                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
+                                     &request_timeout, &backlog))
+        return -1;
+    if (!pyloop_check(loop)) {
+        PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
+        return -1;
+    }
+    if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
+        backlog < 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
+                     "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
+                     HTTP_MAX_HEADERS);
+        return -1;
+    }
+    cfg.max_body = max_body;
+    cfg.http.max_target = (size_t)max_target;
+    cfg.http.max_header_bytes = (size_t)max_header_bytes;
+    cfg.http.max_headers = (size_t)max_headers;
+    cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
+    cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
+    cfg.backlog = backlog;
+    self->cfg = cfg;
+    Py_XSETREF(self->loop, Py_NewRef(loop));
+    if (self->router == NULL && (self->router = router_new()) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"methods", "path", "handler", "params", "status_code", NULL};
+    PyObject *methods, *path, *handler, *params;
+    int status_code = 200;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|i", kwlist, &methods, &path, &handler,
+                                     &params, &status_code))
+        return NULL;
+    if (self->router == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
+        return NULL;
+    }
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "routes cannot be added while serving");
+        return NULL;
+    }
+    if (!PyCallable_Check(handler)) {
+        PyErr_SetString(PyExc_TypeError, "handler must be callable");
+        return NULL;
+    }
+    route_plan_t *plan = plan_build(handler, path, params, status_code, self->router);
+    if (plan == NULL)
+        return NULL;
+    route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        plan_free(plan);
+        return PyErr_NoMemory();
+    }
+    self->plans = grown;
+    self->plans[self->nplans++] = plan;
+    Py_ssize_t tlen;
+    const char *tmpl = PyUnicode_AsUTF8AndSize(path, &tlen);
+    PyObject *seq = tmpl ? PySequence_Fast(methods, "methods must be a sequence") : NULL;
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        long m = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (m < 0 || m >= HTTP_OTHER) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "bad method code %ld", m);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        int r = router_add(self->router, (int)m, tmpl, (size_t)tlen, plan);
+        if (r < 0) {
+            PyErr_Format(PyExc_ValueError, "cannot add route %s %R: %s",
+                         http_method_name((http_method_t)m), path, route_error(r));
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static int server_ensure(ServerObject *self)
+{
+    if (self->server)
+        return 0;
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
+        return -1;
+    }
+    self->server = server_new(pyloop_uv_loop(self->loop), &self->cfg, app_dispatch, self);
+    if (self->server == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Released in on_server_closed: libuv callbacks point at this object. */
+    Py_INCREF(self);
+    return 0;
+}
+
+static PyObject *server_listen_py(ServerObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"host", "port", "reuse_port", NULL};
+    const char *host;
+    int port, reuse_port = 0, bound = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "si|p", kwlist, &host, &port, &reuse_port))
+        return NULL;
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "port must be in 0..65535");
+        return NULL;
+    }
+    if (server_ensure(self) < 0)
+        return NULL;
+    int r = server_listen(self->server, host, port, reuse_port, &bound);
+    if (r < 0) {
+        errno = -r;
+        PyErr_Format(PyExc_OSError, "cannot listen on %s:%d: %s", host, port, uv_strerror(r));
+        return NULL;
+    }
+    return PyLong_FromLong(bound);
+}
+
+static PyObject *server_listen_fd_py(ServerObject *self, PyObject *arg)
+{
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    if (server_ensure(self) < 0)
+        return NULL;
+    int r = server_listen_fd(self->server, fd);
+    if (r < 0) {
+        PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %s", fd, uv_strerror(r));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void on_server_closed(void *arg)
+{
+    ServerObject *self = arg;
+    PyObject *cb = self->on_closed;
+    self->on_closed = NULL;
+    if (cb && cb != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(cb);
+        if (r == NULL)
+            pyloop_report_exception(pyloop_from_uv(pyloop_uv_loop(self->loop)),
+                                    "Server close callback failed");
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(cb);
+    /* Drops the reference taken in server_ensure. */
+    Py_DECREF(self);
+}
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void close_signals(ServerObject *self)
+{
+    for (int i = 0; i < 2; i++) {
+        if (self->signals[i]) {
+            uv_signal_stop(self->signals[i]);
+            uv_close((uv_handle_t *)self->signals[i], on_signal_closed);
+            self->signals[i] = NULL;
+        }
+    }
+    Py_CLEAR(self->signal_cb);
+}
+
+static PyObject *server_close_py(ServerObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"callback", NULL};
+    PyObject *cb = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &cb))
+        return NULL;
+    close_signals(self);
+    if (self->server == NULL) {
+        if (cb != Py_None) {
+            PyObject *r = PyObject_CallNoArgs(cb);
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+        }
+        Py_RETURN_NONE;
+    }
+    server_t *s = self->server;
+    self->server = NULL;
+    Py_XSETREF(self->on_closed, Py_NewRef(cb));
+    server_close(s, on_server_closed, self);
+    Py_RETURN_NONE;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    ServerObject *self = h->data;
+    pyloop_enter(pyloop_from_uv(h->loop));
+    if (self->signal_cb == NULL)
+        return;
+    PyObject *r = PyObject_CallFunction(self->signal_cb, "i", signum);
+    if (r == NULL)
+        pyloop_report_exception(pyloop_from_uv(h->loop), "signal callback failed");
+    Py_XDECREF(r);
+}
+
+static PyObject *server_handle_signals(ServerObject *self, PyObject *cb)
+{
+    static const int signums[2] = {SIGINT, SIGTERM};
+    if (!PyCallable_Check(cb)) {
+        PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        return NULL;
+    }
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
+        return NULL;
+    }
+    close_signals(self);
+    self->signal_cb = Py_NewRef(cb);
+    for (int i = 0; i < 2; i++) {
+        uv_signal_t *h = malloc(sizeof(*h));
+        if (h == NULL)
+            return PyErr_NoMemory();
+        if (uv_signal_init(pyloop_uv_loop(self->loop), h) < 0) {
+            free(h);
+            PyErr_SetString(PyExc_OSError, "uv_signal_init failed");
+            return NULL;
+        }
+        h->data = self;
+        self->signals[i] = h;
+        int r = uv_signal_start(h, on_signal, signums[i]);
+        if (r < 0) {
+            PyErr_Format(PyExc_OSError, "cannot watch signal %d: %s", signums[i], uv_strerror(r));
+            return NULL;
+        }
+        /* Watching signals must not keep the loop alive by itself. */
+        uv_unref((uv_handle_t *)h);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_get_connections(ServerObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(self->server ? server_connection_count(self->server) : 0);
+}
+
+static int server_traverse(ServerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->on_closed);
+    Py_VISIT(self->signal_cb);
+    for (size_t i = 0; i < self->nplans; i++)
+        Py_VISIT(self->plans[i]->handler);
+    return 0;
+}
+
+static void server_dealloc(ServerObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    /* Not listening (listening holds a self-reference), so no handle refers to us; signal
+     * handles are closed here and freed by libuv later. */
+    close_signals(self);
+    for (size_t i = 0; i < self->nplans; i++)
+        plan_free(self->plans[i]);
+    free(self->plans);
+    if (self->router)
+        router_free(self->router);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->on_closed);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef server_methods[] = {
+    {"add_route", (PyCFunction)(void (*)(void))server_add_route, METH_VARARGS | METH_KEYWORDS,
+     "add_route(methods, path, handler, params, status_code=200)"},
+    {"listen", (PyCFunction)(void (*)(void))server_listen_py, METH_VARARGS | METH_KEYWORDS,
+     "listen(host, port, reuse_port=False) -> bound port"},
+    {"listen_fd", (PyCFunction)server_listen_fd_py, METH_O,
+     "listen_fd(sock) serves on an already listening socket"},
+    {"close", (PyCFunction)(void (*)(void))server_close_py, METH_VARARGS | METH_KEYWORDS,
+     "close(callback=None): stop accepting, finish requests in progress, then call back"},
+    {"handle_signals", (PyCFunction)server_handle_signals, METH_O,
+     "handle_signals(callback): call callback(signum) on SIGINT and SIGTERM"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef server_getset[] = {
+    {"connections", (getter)server_get_connections, NULL, "Open connections.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject Server_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.Server",
+    .tp_basicsize = sizeof(ServerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The native HTTP/1.1 server on a PyLoop.",
+    .tp_traverse = (traverseproc)server_traverse,
+    .tp_dealloc = (destructor)server_dealloc,
+    .tp_methods = server_methods,
+    .tp_getset = server_getset,
+    .tp_init = (initproc)server_init,
+    .tp_new = PyType_GenericNew,
+};

@@ -1,0 +1,435 @@
+/*
+ * The connection state machine: read into the connection's buffer, parse request heads
+ * and bodies in place, hand complete requests to the dispatcher in order, write the
+ * responses (uv_try_write first, uv_write for the rest), and close on errors, on
+ * "Connection: close", on timeouts and when the server shuts down.
+ *
+ * Ownership: the connection is freed in the uv_close callback of its TCP handle, and only
+ * when no pending request still refers to it (refs). Request slices point into rbuf, which
+ * is neither compacted nor grown while a request is pending (reading is stopped then).
+ */
+#include <stdlib.h>
+
+#include "loop/loop.h"
+#include "server/server_internal.h"
+
+/* Free space guaranteed for each read; the buffer grows only as far as a request needs. */
+#define READ_CHUNK 16384
+
+static void conn_process(server_conn_t *c);
+static void conn_flush(server_conn_t *c);
+static void conn_update_reading(server_conn_t *c);
+
+static void conn_release(server_conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    server_t *s = c->server;
+    db_buf_free(&c->rbuf);
+    db_buf_free(&c->wbuf);
+    db_buf_free(&c->inflight);
+    db_buf_free(&c->scratch);
+    free(c->head);
+    free(c);
+    server_maybe_finish_close(s);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    server_conn_t *c = h->data;
+    server_t *s = c->server;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    /* Releases the reference taken by conn_accept for the handle. */
+    conn_release(c);
+}
+
+void conn_close(server_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->reading = 0;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    conn_close(req->data);
+}
+
+/* Half-closes after the last response so that the peer reads it before the FIN (RFC 9112
+ * §9.6: a server that closes should first close its sending side). */
+static void conn_shutdown(server_conn_t *c)
+{
+    if (c->closing || c->shutting_down)
+        return;
+    c->shutting_down = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    server_conn_t *c = h->data;
+    if (db_buf_reserve(&c->rbuf, READ_CHUNK) < 0) {
+        /* libuv reports UV_ENOBUFS to on_read when the buffer is empty. */
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = c->rbuf.data + c->rbuf.len;
+    buf->len = c->rbuf.cap - c->rbuf.len;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    server_conn_t *c = stream->data;
+    pyloop_enter(pyloop_from_uv(stream->loop));
+    if (nread < 0) {
+        /* EOF or error: a peer that half-closes after its last request still gets the
+         * responses already queued (conn_flush closes once they are written). */
+        if (nread == UV_EOF && (c->writing || c->wbuf.len) && !c->closing) {
+            c->close_after_write = 1;
+            uv_read_stop(stream);
+            c->reading = 0;
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->rbuf.len += (size_t)nread;
+    if (!c->mid_request) {
+        c->mid_request = 1;
+        c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
+    }
+    conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+void conn_accept(server_t *s)
+{
+    server_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    if (uv_tcp_init(s->loop, &c->tcp) < 0) {
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->server = s;
+    c->refs = 1; /* the handle's reference, released in on_conn_closed */
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    /* Responses are written whole; Nagle would only delay the last segment. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->deadline = uv_now(s->loop) + s->cfg.keepalive_timeout;
+    conn_update_reading(c);
+}
+
+static void conn_update_reading(server_conn_t *c)
+{
+    size_t queued = c->wbuf.len + c->inflight.len;
+    int want = !c->closing && !c->shutting_down && !c->close_after_write &&
+               c->state != CONN_PENDING && queued < c->server->cfg.write_high_water;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = 1;
+        else
+            conn_close(c);
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+/* Answers a request that cannot be served and closes the connection after the response:
+ * after a framing error the rest of the byte stream cannot be trusted (RFC 9112 §9.3). */
+static void conn_fail(server_conn_t *c, int err)
+{
+    c->keep_alive = 0;
+    c->is_head = 0;
+    server_conn_respond_detail(c, http_error_status(err), http_error_message(err), NULL, 0);
+    c->close_after_write = 1;
+}
+
+/* Marks the current request finished and prepares for the next pipelined one. */
+static void conn_request_done(server_conn_t *c, size_t consumed)
+{
+    c->pos += consumed;
+    c->state = CONN_HEAD;
+    http_parser_reset(&c->parser);
+    c->continue_sent = 0;
+    c->req.head = NULL;
+    c->req.body = NULL;
+    c->req.body_len = 0;
+    if (!c->keep_alive || c->server->closing)
+        c->close_after_write = 1;
+}
+
+/* Runs the dispatcher for a complete request. Returns 1 to go on with the next request. */
+static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, size_t consumed)
+{
+    if (c->head_base != c->rbuf.data) {
+        /* The buffer moved while the body arrived: re-slice the head (same bytes, same
+         * result) so that every slice points into the buffer's current location. */
+        http_parser_t p = {0};
+        if (http_parse_request(&p, c->rbuf.data + c->pos, c->head_len, &c->server->cfg.http,
+                               c->head) != (int)c->head_len) {
+            conn_close(c);
+            return 0;
+        }
+    }
+    c->req.head = c->head;
+    c->req.body = body;
+    c->req.body_len = body_len;
+    c->is_head = c->head->method == HTTP_HEAD;
+    c->http10 = c->head->version_minor == 0;
+    c->keep_alive = c->head->keep_alive && !c->server->closing;
+    c->deadline = 0;
+    int r = c->server->dispatch(c->server->ctx, c, &c->req);
+    if (r == SERVER_DISPATCH_PENDING) {
+        c->state = CONN_PENDING;
+        c->head_len = consumed; /* remembered for server_conn_finish */
+        c->refs++;              /* released in server_conn_finish */
+        return 0;
+    }
+    conn_request_done(c, consumed);
+    return !c->close_after_write && !c->closing;
+}
+
+static int conn_on_head(server_conn_t *c, int n)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    http_request_t *h = c->head;
+    c->head_len = (size_t)n;
+    c->head_base = c->rbuf.data;
+    if (h->chunked) {
+        http_chunked_init(&c->chunked, cfg->max_body);
+        c->body_len = 0;
+        c->state = CONN_BODY_CHUNKED;
+    } else if (h->content_length > 0) {
+        if ((uint64_t)h->content_length > cfg->max_body) {
+            c->keep_alive = 0;
+            c->is_head = 0;
+            server_conn_respond_detail(c, 413, "Request body exceeds the configured limit",
+                                       NULL, 0);
+            c->close_after_write = 1;
+            return 0;
+        }
+        c->body_len = (uint64_t)h->content_length;
+        c->state = CONN_BODY_LENGTH;
+    } else {
+        return conn_dispatch(c, NULL, 0, c->head_len);
+    }
+    /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
+     * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
+    size_t have = c->rbuf.len - c->pos - c->head_len;
+    if (h->expect_continue && h->version_minor == 1 && !c->continue_sent &&
+        (c->state == CONN_BODY_CHUNKED || have < c->body_len)) {
+        c->continue_sent = 1;
+        if (db_buf_append(&c->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+            conn_close(c);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void conn_process(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    while (!c->closing && !c->close_after_write && c->state != CONN_PENDING) {
+        char *start = c->rbuf.data + c->pos;
+        size_t avail = c->rbuf.len - c->pos;
+        if (c->state == CONN_HEAD) {
+            if (avail == 0)
+                break;
+            if (c->head == NULL && (c->head = malloc(sizeof(*c->head))) == NULL) {
+                conn_close(c);
+                return;
+            }
+            int n = http_parse_request(&c->parser, start, avail, &cfg->http, c->head);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                conn_fail(c, n);
+                break;
+            }
+            if (!conn_on_head(c, n))
+                break;
+        } else if (c->state == CONN_BODY_LENGTH) {
+            if (avail - c->head_len < c->body_len)
+                break;
+            if (!conn_dispatch(c, start + c->head_len, (size_t)c->body_len,
+                               c->head_len + (size_t)c->body_len))
+                break;
+        } else {
+            /* Decoded bytes are kept contiguous right after the head: the decoder writes
+             * its output over the raw chunk framing it consumed. */
+            char *raw = start + c->head_len + c->body_len;
+            size_t len = avail - c->head_len - (size_t)c->body_len, leftover = 0;
+            int r = http_chunked_decode(&c->chunked, raw, &len, &leftover);
+            if (r < 0) {
+                conn_fail(c, r);
+                break;
+            }
+            c->body_len += len;
+            c->rbuf.len = c->pos + c->head_len + (size_t)c->body_len + (r == 1 ? leftover : 0);
+            if (r == 0)
+                break;
+            if (!conn_dispatch(c, start + c->head_len, (size_t)c->body_len,
+                               c->head_len + (size_t)c->body_len))
+                break;
+        }
+    }
+    if (c->closing || c->state == CONN_PENDING)
+        return;
+    if (c->state == CONN_HEAD && c->pos > 0) {
+        /* Drop consumed bytes once no request refers to them. */
+        db_buf_consume(&c->rbuf, c->pos);
+        c->pos = 0;
+    }
+    if (c->state == CONN_HEAD && c->rbuf.len == c->pos) {
+        c->mid_request = 0;
+        c->deadline = uv_now(c->tcp.loop) + cfg->keepalive_timeout;
+    } else if (!c->mid_request || c->deadline == 0) {
+        /* Part of the next request is here: it must arrive whole in time. */
+        c->mid_request = 1;
+        c->deadline = uv_now(c->tcp.loop) + cfg->request_timeout;
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    server_conn_t *c = req->data;
+    pyloop_enter(pyloop_from_uv(c->tcp.loop));
+    c->writing = 0;
+    c->inflight.len = 0;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+static void conn_flush(server_conn_t *c)
+{
+    if (c->closing || c->writing)
+        return;
+    if (c->wbuf.len > 0) {
+        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned int)c->wbuf.len);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (r < 0 && r != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        size_t done = r > 0 ? (size_t)r : 0;
+        if (done < c->wbuf.len) {
+            /* The kernel buffer is full: hand the rest to uv_write and swap buffers so that
+             * new responses queue in the other one meanwhile. */
+            db_buf_t t = c->inflight;
+            c->inflight = c->wbuf;
+            c->wbuf = t;
+            c->wbuf.len = 0;
+            uv_buf_t rest = uv_buf_init(c->inflight.data + done,
+                                        (unsigned int)(c->inflight.len - done));
+            c->write_req.data = c;
+            if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
+                conn_close(c);
+                return;
+            }
+            c->writing = 1;
+            return;
+        }
+        c->wbuf.len = 0;
+    }
+    if (c->close_after_write && c->state != CONN_PENDING)
+        conn_shutdown(c);
+}
+
+void server_conn_finish(server_conn_t *c)
+{
+    /* Drops the reference taken in conn_dispatch for the pending request. */
+    if (c->closing) {
+        conn_release(c);
+        return;
+    }
+    c->refs--;
+    conn_request_done(c, c->head_len);
+    conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+int server_conn_closed(const server_conn_t *c)
+{
+    return c->closing;
+}
+
+db_buf_t *server_conn_scratch(server_conn_t *c)
+{
+    return &c->scratch;
+}
+
+/* Used by server_close: an idle connection closes now, a busy one after its response. */
+void conn_shutdown_idle(server_conn_t *c)
+{
+    if (c->closing)
+        return;
+    if (c->state == CONN_PENDING || c->writing || c->wbuf.len) {
+        c->keep_alive = 0;
+        c->close_after_write = c->state != CONN_PENDING;
+        return;
+    }
+    conn_close(c);
+}
+
+void conn_sweep(server_t *s, uint64_t now)
+{
+    server_conn_t *c = s->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->closing || c->deadline == 0 || now < c->deadline)
+            continue;
+        if (c->mid_request && c->state != CONN_PENDING && !c->writing) {
+            /* RFC 9110 §15.5.9: the client took too long to send its request. */
+            c->keep_alive = 0;
+            c->is_head = 0;
+            c->deadline = 0;
+            server_conn_respond_detail(c, 408, "Request was not received in time", NULL, 0);
+            c->close_after_write = 1;
+            conn_flush(c);
+            conn_update_reading(c);
+        } else {
+            conn_close(c);
+        }
+    }
+}
+
+void server_conn_set_close(server_conn_t *c)
+{
+    c->keep_alive = 0;
+}

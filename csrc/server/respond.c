@@ -1,0 +1,109 @@
+/*
+ * The response writer: status line, Date, Content-Type, Content-Length and Connection
+ * headers, then the body, appended to the connection's output buffer in one pass. The
+ * status line and the Date value come from caches (http/status.c, http/date.c); nothing
+ * here allocates except the buffer growth itself.
+ */
+#include <time.h>
+
+#include "server/server_internal.h"
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                        const char *extra_headers, size_t extra_len, const char *body,
+                        size_t body_len)
+{
+    const char *reason = http_status_reason(status);
+    size_t reason_len = strlen(reason);
+    /* RFC 9110 §6.4.1: 1xx, 204 and 304 responses carry no content; 204 and 1xx carry no
+     * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
+    int no_content = status < 200 || status == 204 || status == 304;
+    int send_body = !no_content && !c->is_head;
+    size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + 16 + 20 + 2 +
+                  24 + extra_len + 2 + (send_body ? body_len : 0);
+    if (db_buf_reserve(&c->wbuf, need) < 0) {
+        conn_close(c);
+        return -1;
+    }
+    char *p = c->wbuf.data + c->wbuf.len;
+    p = put(p, "HTTP/1.1 ", 9);
+    if (status < 100 || status > 999)
+        status = 500;
+    *p++ = (char)('0' + status / 100);
+    *p++ = (char)('0' + status / 10 % 10);
+    *p++ = (char)('0' + status % 10);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = put(p, "\r\ndate: ", 8);
+    p = put(p, http_date_now(time(NULL)), 29);
+    p = put(p, "\r\n", 2);
+    if (ctype_len && !no_content) {
+        p = put(p, "content-type: ", 14);
+        p = put(p, ctype, ctype_len);
+        p = put(p, "\r\n", 2);
+    }
+    if (status >= 200 && status != 204) {
+        p = put(p, "content-length: ", 16);
+        p = put_u64(p, status == 304 ? 0 : body_len);
+        p = put(p, "\r\n", 2);
+    }
+    if (!c->keep_alive)
+        p = put(p, "connection: close\r\n", 19);
+    else if (c->http10)
+        p = put(p, "connection: keep-alive\r\n", 24);
+    if (extra_len)
+        p = put(p, extra_headers, extra_len);
+    p = put(p, "\r\n", 2);
+    if (send_body && body_len)
+        p = put(p, body, body_len);
+    c->wbuf.len = (size_t)(p - c->wbuf.data);
+    return 0;
+}
+
+int server_conn_respond_detail(server_conn_t *c, int status, const char *message,
+                               const char *extra_headers, size_t extra_len)
+{
+    /* {"detail":"..."} with the message escaped per RFC 8259 §7; messages are ours, but
+     * escaping keeps the body valid JSON whatever they contain. */
+    char body[512];
+    size_t n = 0;
+    memcpy(body, "{\"detail\":\"", 11);
+    n = 11;
+    for (const char *m = message; *m && n < sizeof(body) - 8; m++) {
+        unsigned char ch = (unsigned char)*m;
+        if (ch == '"' || ch == '\\') {
+            body[n++] = '\\';
+            body[n++] = (char)ch;
+        } else if (ch < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(body + n, "\\u00", 4);
+            body[n + 4] = hex[ch >> 4];
+            body[n + 5] = hex[ch & 15];
+            n += 6;
+        } else {
+            body[n++] = (char)ch;
+        }
+    }
+    body[n++] = '"';
+    body[n++] = '}';
+    return server_conn_respond(c, status, "application/json", 16, extra_headers, extra_len, body,
+                               n);
+}

@@ -1,0 +1,166 @@
+/*
+ * Server lifetime: configuration defaults, the listening socket, the once-a-second sweep
+ * that enforces keep-alive and request timeouts, and an orderly close. The server struct
+ * is freed after the listener, the sweep timer and every connection have been closed
+ * (libuv contract: memory of a handle is released only in its close callback).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <string.h>
+
+#include "loop/loop.h"
+#include "server/server_internal.h"
+
+#define SWEEP_INTERVAL_MS 1000
+
+void server_config_default(server_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    http_limits_default(&cfg->http);
+    cfg->max_body = 1024 * 1024;
+    cfg->keepalive_timeout = 5000;
+    cfg->request_timeout = 30000;
+    cfg->write_high_water = 1024 * 1024;
+    cfg->backlog = 1024;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    conn_sweep(s, uv_now(s->loop));
+}
+
+server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatch_cb cb, void *ctx)
+{
+    server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->dispatch = cb;
+    s->ctx = ctx;
+    if (uv_tcp_init(loop, &s->listener) < 0) {
+        free(s);
+        return NULL;
+    }
+    s->listener.data = s;
+    s->open_handles = 1;
+    if (uv_timer_init(loop, &s->sweep) == 0) {
+        s->sweep.data = s;
+        s->open_handles++;
+        uv_timer_start(&s->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+        /* The sweep alone must not keep the loop alive. */
+        uv_unref((uv_handle_t *)&s->sweep);
+    }
+    return s;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    server_t *s = listener->data;
+    pyloop_enter(pyloop_from_uv(listener->loop));
+    if (status < 0 || s->closing)
+        return;
+    conn_accept(s);
+}
+
+static int server_start_listening(server_t *s)
+{
+    int r = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection);
+    if (r == 0)
+        s->listening = 1;
+    return r;
+}
+
+int server_listen(server_t *s, const char *host, int port, int reuse_port, int *bound_port)
+{
+    struct sockaddr_storage addr;
+    int r;
+    if (strchr(host, ':') != NULL)
+        r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        r = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (r < 0)
+        return r;
+    if (reuse_port) {
+        /* SO_REUSEPORT (one listener per worker, the kernel spreads connections) must be
+         * set before bind(2), so the socket is made here and handed to libuv. */
+        int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return uv_translate_sys_error(errno);
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+            (r = uv_tcp_open(&s->listener, fd)) < 0) {
+            r = r < 0 ? r : uv_translate_sys_error(errno);
+            close(fd);
+            return r;
+        }
+    }
+    r = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (r < 0)
+        return r;
+    r = server_start_listening(s);
+    if (r < 0)
+        return r;
+    if (bound_port) {
+        struct sockaddr_storage name;
+        int len = sizeof(name);
+        *bound_port = port;
+        if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&name, &len) == 0)
+            *bound_port = ntohs(name.ss_family == AF_INET6
+                                    ? ((struct sockaddr_in6 *)&name)->sin6_port
+                                    : ((struct sockaddr_in *)&name)->sin_port);
+    }
+    return 0;
+}
+
+int server_listen_fd(server_t *s, int fd)
+{
+    int r = uv_tcp_open(&s->listener, fd);
+    if (r < 0)
+        return r;
+    return server_start_listening(s);
+}
+
+size_t server_connection_count(const server_t *s)
+{
+    return s->nconns;
+}
+
+void server_maybe_finish_close(server_t *s)
+{
+    if (!s->closing || s->open_handles > 0 || s->nconns > 0)
+        return;
+    void (*cb)(void *) = s->on_closed;
+    void *arg = s->closed_arg;
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+    server_t *s = h->data;
+    s->open_handles--;
+    server_maybe_finish_close(s);
+}
+
+void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->on_closed = on_closed;
+    s->closed_arg = arg;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    if (s->open_handles > 1) {
+        uv_timer_stop(&s->sweep);
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    }
+    server_conn_t *c = s->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        conn_shutdown_idle(c);
+    }
+}

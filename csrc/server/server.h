@@ -1,0 +1,81 @@
+/*
+ * The HTTP/1.1 server: listener, connection state machine, limits, timeouts and
+ * backpressure, on the libuv loop owned by PyLoop. The server knows nothing about routes
+ * or Python handlers: each complete request (head + body) is handed to a dispatch
+ * callback, which appends the response to the connection's output buffer.
+ *
+ * Ownership: a connection owns its read buffer; the request passed to dispatch is a set
+ * of slices into it, valid until the request is finished (synchronously by returning
+ * SERVER_DISPATCH_DONE, or later by server_conn_finish after SERVER_DISPATCH_PENDING).
+ * While a request is pending the connection stops reading, so the buffer cannot move and
+ * pipelined responses stay in request order.
+ */
+#ifndef DB_SERVER_SERVER_H
+#define DB_SERVER_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "http/http.h"
+
+typedef struct {
+    http_limits_t http;
+    uint64_t max_body;           /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t keepalive_timeout;  /* ms an idle keep-alive connection is kept (default 5000) */
+    uint64_t request_timeout;    /* ms to receive a whole request once it began (default 30000) */
+    size_t write_high_water;     /* queued response bytes that pause reading (default 1 MiB) */
+    int backlog;                 /* listen(2) backlog (default 1024) */
+} server_config_t;
+
+typedef struct server server_t;
+typedef struct server_conn server_conn_t;
+
+typedef struct {
+    http_request_t *head; /* parsed head; slices into the connection's buffer */
+    const char *body;     /* decoded body (Content-Length or chunked); may be NULL when empty */
+    size_t body_len;
+} server_request_t;
+
+enum {
+    SERVER_DISPATCH_DONE = 0,    /* the response was appended; the request is finished */
+    SERVER_DISPATCH_PENDING = 1, /* the response comes later through server_conn_finish */
+};
+
+/* Called with the GIL held. Must not leave a Python exception set. */
+typedef int (*server_dispatch_cb)(void *ctx, server_conn_t *conn, server_request_t *req);
+
+void server_config_default(server_config_t *cfg);
+server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatch_cb cb, void *ctx);
+/* Binds and listens on host:port (IPv4 or IPv6 literal). Returns 0 or a libuv error code;
+ * *bound_port receives the actual port (useful with port 0). */
+int server_listen(server_t *s, const char *host, int port, int reuse_port, int *bound_port);
+/* Listens on an already bound and listening socket (for worker processes). */
+int server_listen_fd(server_t *s, int fd);
+/* Stops accepting, closes idle connections, lets requests in progress finish, then closes
+ * every handle. on_closed runs once everything is released (the server is then freed). */
+void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
+size_t server_connection_count(const server_t *s);
+
+/* For dispatch: where responses go, and facts about the connection. */
+db_buf_t *server_conn_scratch(server_conn_t *c); /* reusable per-connection scratch buffer */
+int server_conn_closed(const server_conn_t *c);  /* the peer went away while pending */
+/* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
+ * zero or more complete "name: value\r\n" lines. The method of the request decides
+ * whether the body is sent (HEAD) and the status whether it may have one (1xx/204/304).
+ * Returns 0 or -1 when out of memory (the connection is then closed). */
+int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                        const char *extra_headers, size_t extra_len, const char *body,
+                        size_t body_len);
+/* Convenience for errors: {"detail": message} as JSON. */
+int server_conn_respond_detail(server_conn_t *c, int status, const char *message,
+                               const char *extra_headers, size_t extra_len);
+/* The response being built closes the connection ("connection: close"). Call before
+ * server_conn_respond. */
+void server_conn_set_close(server_conn_t *c);
+/* Finishes a pending request after its response was appended (or not, when the peer is
+ * gone): the connection writes it and goes on with pipelined requests. */
+void server_conn_finish(server_conn_t *c);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Internal layout of the server and its connections, shared by the files of csrc/server/
+ * only. Other components use the opaque API in server.h.
+ */
+#ifndef DB_SERVER_INTERNAL_H
+#define DB_SERVER_INTERNAL_H
+
+#include "server/server.h"
+
+enum conn_state {
+    CONN_HEAD = 0,     /* waiting for (the rest of) a request head */
+    CONN_BODY_LENGTH,  /* head parsed, waiting for Content-Length bytes */
+    CONN_BODY_CHUNKED, /* head parsed, decoding a chunked body in place */
+    CONN_PENDING,      /* dispatched; the handler has not answered yet */
+};
+
+struct server_conn {
+    uv_tcp_t tcp; /* first member: libuv hands the handle back in callbacks */
+    server_t *server;
+    server_conn_t *prev, *next;
+
+    /* Read side. Requests start at rbuf.data + pos; bytes before pos are consumed. */
+    db_buf_t rbuf;
+    size_t pos;
+    enum conn_state state;
+    http_parser_t parser;
+    http_request_t *head; /* allocated on the first request, reused afterwards */
+    http_chunked_t chunked;
+    size_t head_len;
+    const char *head_base; /* rbuf.data when the head was parsed */
+    uint64_t body_len; /* Content-Length, or decoded chunked bytes so far */
+    server_request_t req;
+
+    /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. */
+    db_buf_t wbuf;
+    db_buf_t inflight;
+    db_buf_t scratch;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+
+    uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
+    int refs;          /* the handle holds one; a pending request holds another */
+    unsigned reading : 1;
+    unsigned writing : 1;
+    unsigned closing : 1;
+    unsigned close_after_write : 1;
+    unsigned shutting_down : 1;
+    unsigned continue_sent : 1;
+    unsigned is_head : 1;   /* the current request is HEAD: no body in the response */
+    unsigned keep_alive : 1; /* the current response keeps the connection open */
+    unsigned http10 : 1;    /* the current request is HTTP/1.0 */
+    unsigned mid_request : 1; /* bytes of an unfinished request were received */
+};
+
+struct server {
+    uv_loop_t *loop;
+    server_config_t cfg;
+    server_dispatch_cb dispatch;
+    void *ctx;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    server_conn_t *conns; /* doubly linked list of open connections */
+    size_t nconns;
+    int open_handles; /* listener and sweep timer not yet closed */
+    int listening;
+    int closing;
+    void (*on_closed)(void *arg);
+    void *closed_arg;
+};
+
+/* conn.c */
+void conn_accept(server_t *s);
+void conn_close(server_conn_t *c);
+void conn_sweep(server_t *s, uint64_t now);
+void conn_shutdown_idle(server_conn_t *c);
+/* server.c */
+void server_maybe_finish_close(server_t *s);
+
+#endif

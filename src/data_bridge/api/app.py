@@ -1,0 +1,290 @@
+"""The App: route registration with FastAPI-style decorators, and serving.
+
+Registration only records routes. When the app starts, each handler's signature is
+compiled into a plan (see _plan.py) and handed to the native server; from then on a
+request runs entirely in C until the handler's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from data_bridge import _core, pyloop
+from data_bridge.api._plan import build_plan
+from data_bridge.api.exceptions import HTTPException
+from data_bridge.api.request import Request
+from data_bridge.api.responses import Response
+
+logger = logging.getLogger("data_bridge")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# http_method_t values shared with csrc/http/http.h.
+METHOD_CODES = {
+    "GET": 0,
+    "HEAD": 1,
+    "POST": 2,
+    "PUT": 3,
+    "PATCH": 4,
+    "DELETE": 5,
+    "OPTIONS": 6,
+    "TRACE": 7,
+    "CONNECT": 8,
+}
+
+
+def _log_exception(exc: BaseException, path: object) -> None:
+    logger.error("Exception in handler for %s", path, exc_info=exc)
+
+
+_core.configure(
+    response_class=Response,
+    http_exception_class=HTTPException,
+    request_class=Request,
+    log_exception=_log_exception,
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One registered route."""
+
+    path: str
+    methods: tuple[str, ...]
+    endpoint: Callable[..., Any]
+    status_code: int = 200
+    name: str = ""
+
+
+@dataclass
+class Limits:
+    """Server limits and timeouts; the defaults are safe for the open internet."""
+
+    max_body: int = 1024 * 1024
+    max_target: int = 8192
+    max_header_bytes: int = 65536
+    max_headers: int = 100
+    keepalive_timeout: float = 5.0
+    request_timeout: float = 30.0
+    backlog: int = 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class App:
+    """A web application: handlers registered with decorators, served natively."""
+
+    def __init__(self, title: str = "data-bridge", version: str = "0.1.0") -> None:
+        self.title = title
+        self.version = version
+        self.routes: list[Route] = []
+        self._startup: list[Callable[[], Any]] = []
+        self._shutdown: list[Callable[[], Any]] = []
+
+    # Registration ------------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        methods: Iterable[str] = ("GET",),
+        *,
+        status_code: int = 200,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function for ``methods`` on ``path``."""
+        if not path.startswith("/"):
+            raise ValueError(f"route path must start with '/': {path!r}")
+        wanted = tuple(m.upper() for m in methods)
+        for m in wanted:
+            if m not in METHOD_CODES:
+                raise ValueError(f"unsupported method {m!r}")
+        if not 100 <= status_code <= 999:
+            raise ValueError(f"invalid status code {status_code!r}")
+
+        def decorator(func: F) -> F:
+            # Validate the signature now, so mistakes surface at import time.
+            build_plan(path, func)
+            self.routes.append(
+                Route(path, wanted, func, status_code, name or getattr(func, "__name__", ""))
+            )
+            return func
+
+        return decorator
+
+    def get(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.route(path, ("GET",), **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.route(path, ("POST",), **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.route(path, ("PUT",), **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.route(path, ("PATCH",), **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.route(path, ("DELETE",), **kw)
+
+    def on_event(self, event: str) -> Callable[[F], F]:
+        """Register a startup or shutdown hook (sync or async)."""
+        if event not in ("startup", "shutdown"):
+            raise ValueError("event must be 'startup' or 'shutdown'")
+
+        def decorator(func: F) -> F:
+            (self._startup if event == "startup" else self._shutdown).append(func)
+            return func
+
+        return decorator
+
+    # Serving -----------------------------------------------------------------------
+
+    def build_server(self, loop: asyncio.AbstractEventLoop, limits: Limits | None = None) -> Any:
+        """Create the native server on ``loop`` with every route compiled."""
+        limits = limits or Limits()
+        server = _core.Server(
+            loop,
+            max_body=limits.max_body,
+            max_target=limits.max_target,
+            max_header_bytes=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+            keepalive_timeout=limits.keepalive_timeout,
+            request_timeout=limits.request_timeout,
+            backlog=limits.backlog,
+        )
+        for route in self.routes:
+            server.add_route(
+                [METHOD_CODES[m] for m in route.methods],
+                route.path,
+                route.endpoint,
+                build_plan(route.path, route.endpoint),
+                route.status_code,
+            )
+        return server
+
+    async def _run_hooks(self, hooks: list[Callable[[], Any]]) -> None:
+        for hook in hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        workers: int = 1,
+        log_level: str = "info",
+        graceful_timeout: float = 10.0,
+        **limits: Any,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM, then close cleanly.
+
+        ``workers`` > 1 forks that many processes sharing one listening socket. Keyword
+        arguments set ``Limits`` fields (max_body, keepalive_timeout, ...).
+        """
+        if not logging.getLogger().handlers and not logger.handlers:
+            logging.basicConfig(
+                level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+            )
+        lim = Limits(**limits)
+        if workers <= 1:
+            self._serve(host, port, None, lim, graceful_timeout)
+            return
+        self._run_workers(host, port, workers, lim, graceful_timeout)
+
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        limits: Limits,
+        graceful_timeout: float,
+    ) -> None:
+        loop = pyloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            server = self.build_server(loop, limits)
+            loop.run_until_complete(self._run_hooks(self._startup))
+            if sock is None:
+                bound = server.listen(host, port)
+                shown = f"[{host}]" if ":" in host else host
+                logger.info("data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid())
+            else:
+                server.listen_fd(sock)
+            stopping = False
+
+            def on_signal(signum: int) -> None:
+                nonlocal stopping
+                if stopping:
+                    loop.stop()  # a second signal: stop without waiting
+                    return
+                stopping = True
+                logger.info("shutting down (signal %d)", signum)
+                server.close(callback=loop.stop)
+                loop.call_later(graceful_timeout, loop.stop)
+
+            server.handle_signals(on_signal)
+            loop.run_forever()
+            loop.run_until_complete(self._run_hooks(self._shutdown))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def _run_workers(
+        self, host: str, port: int, workers: int, limits: Limits, graceful_timeout: float
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(limits.backlog)
+        sock.set_inheritable(True)
+        bound = sock.getsockname()[1]
+        logger.info("data-bridge serving on http://%s:%d with %d workers", host, bound, workers)
+        children: list[int] = []
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    self._serve(host, bound, sock, limits, graceful_timeout)
+                except BaseException:
+                    logger.exception("worker failed")
+                    code = 1
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        sock.close()
+
+        def forward(signum: int, frame: object) -> None:
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        status = 0
+        for pid in children:
+            while True:
+                try:
+                    _, st = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+            status = status or (os.waitstatus_to_exitcode(st) if sys.version_info >= (3, 9) else 0)
+        if status:
+            raise SystemExit(status)

@@ -27,9 +27,13 @@ typedef struct {
     PyObject *task;     /* the Task driving us; cleared when done (breaks the cycle) */
     route_plan_t *plan; /* owned by the server */
     server_conn_t *conn; /* holds a reference for us until server_conn_finish */
+    PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
+    int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
 } DriverObject;
 
 static PyObject *str_create_task;
+static PyObject *enter_task_fn; /* asyncio.tasks._enter_task / _leave_task */
+static PyObject *leave_task_fn;
 
 static void finish_request(server_conn_t *conn, PyObject *request)
 {
@@ -168,6 +172,79 @@ static PyObject *driver_self(PyObject *self)
     return Py_NewRef(self);
 }
 
+/* The Task-like interface. While the handler runs its first step the Driver is the
+ * loop's current task (asyncio.timeout() and TaskGroup need one); afterwards it forwards
+ * to the real Task that adopted the coroutine, since context managers entered during the
+ * first step keep a reference to the Driver. */
+static PyObject *driver_cancel(DriverObject *d, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:cancel", kwlist, &msg))
+        return NULL;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "cancel", "O", msg);
+    if (d->coro == NULL)
+        Py_RETURN_FALSE;
+    d->cancels++;
+    Py_XSETREF(d->cancel_msg, Py_NewRef(msg));
+    Py_RETURN_TRUE;
+}
+
+static PyObject *driver_cancelling(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "cancelling", NULL);
+    return PyLong_FromLong(d->cancels);
+}
+
+static PyObject *driver_uncancel(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "uncancel", NULL);
+    if (d->cancels > 0)
+        d->cancels--;
+    return PyLong_FromLong(d->cancels);
+}
+
+static PyObject *driver_done(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "done", NULL);
+    return PyBool_FromLong(d->coro == NULL);
+}
+
+static PyObject *driver_cancelled(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "cancelled", NULL);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *driver_get_coro(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(d->coro ? d->coro : Py_None);
+}
+
+static PyObject *driver_get_name(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    if (d->task)
+        return PyObject_CallMethod(d->task, "get_name", NULL);
+    return PyUnicode_FromString("data-bridge-handler");
+}
+
+static PyObject *driver_get_loop(DriverObject *d, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(((ServerObject *)d->server)->loop);
+}
+
 static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
 {
     Py_VISIT(d->coro);
@@ -183,6 +260,7 @@ static int driver_clear(DriverObject *d)
     Py_CLEAR(d->coro);
     Py_CLEAR(d->first);
     Py_CLEAR(d->task);
+    Py_CLEAR(d->cancel_msg);
     return 0;
 }
 
@@ -209,6 +287,15 @@ static PyMethodDef driver_methods[] = {
     {"throw", (PyCFunction)(void (*)(void))driver_throw, METH_FASTCALL,
      "Raise an exception inside the handler."},
     {"close", (PyCFunction)driver_close, METH_NOARGS, "Close the handler's coroutine."},
+    {"cancel", (PyCFunction)(void (*)(void))driver_cancel, METH_VARARGS | METH_KEYWORDS,
+     "Request cancellation, like Task.cancel()."},
+    {"cancelling", (PyCFunction)driver_cancelling, METH_NOARGS, "Like Task.cancelling()."},
+    {"uncancel", (PyCFunction)driver_uncancel, METH_NOARGS, "Like Task.uncancel()."},
+    {"done", (PyCFunction)driver_done, METH_NOARGS, "Like Task.done()."},
+    {"cancelled", (PyCFunction)driver_cancelled, METH_NOARGS, "Like Task.cancelled()."},
+    {"get_coro", (PyCFunction)driver_get_coro, METH_NOARGS, "The handler's coroutine."},
+    {"get_name", (PyCFunction)driver_get_name, METH_NOARGS, "Like Task.get_name()."},
+    {"get_loop", (PyCFunction)driver_get_loop, METH_NOARGS, "The loop serving the request."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -234,50 +321,84 @@ PyTypeObject Driver_Type = {
 int invoke_init(void)
 {
     str_create_task = PyUnicode_InternFromString("create_task");
-    return str_create_task ? 0 : -1;
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+    if (tasks == NULL || str_create_task == NULL)
+        goto error;
+    enter_task_fn = PyObject_GetAttrString(tasks, "_enter_task");
+    leave_task_fn = enter_task_fn ? PyObject_GetAttrString(tasks, "_leave_task") : NULL;
+    if (leave_task_fn == NULL)
+        goto error;
+    Py_DECREF(tasks);
+    return 0;
+error:
+    Py_XDECREF(tasks);
+    return -1;
 }
 
-/* Parks a coroutine that yielded on its first send. Returns SERVER_DISPATCH_PENDING, or
- * DONE after answering 500 when the Task could not be made. Steals coro and yielded. */
-static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, PyObject *coro,
-                PyObject *yielded, PyObject *request)
+static DriverObject *driver_new(ServerObject *srv, route_plan_t *plan, PyObject *coro,
+                                PyObject *request)
 {
     DriverObject *d = PyObject_GC_New(DriverObject, &Driver_Type);
-    if (d == NULL) {
-        Py_DECREF(yielded);
-        goto fail_coro;
-    }
+    if (d == NULL)
+        return NULL;
     d->coro = coro;
-    d->first = yielded;
+    d->first = NULL;
     d->request = Py_XNewRef(request);
     d->server = Py_NewRef((PyObject *)srv);
     d->task = NULL;
     d->plan = plan;
     d->conn = NULL;
+    d->cancel_msg = NULL;
+    d->cancels = 0;
     PyObject_GC_Track(d);
+    return d;
+}
+
+/* Runs the coroutine's first step with the Driver as the loop's current task. */
+static PySendResult first_send(ServerObject *srv, DriverObject *d, PyObject **value)
+{
+    PyObject *args[2] = {srv->loop, (PyObject *)d};
+    PyObject *r = PyObject_Vectorcall(enter_task_fn, args, 2, NULL);
+    if (r == NULL)
+        return PYGEN_ERROR;
+    Py_DECREF(r);
+    PySendResult s = PyIter_Send(d->coro, Py_None, value);
+    PyObject *exc = s == PYGEN_ERROR ? app_fetch_exception() : NULL;
+    r = PyObject_Vectorcall(leave_task_fn, args, 2, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable(leave_task_fn);
+    Py_XDECREF(r);
+    app_restore_exception(exc);
+    return s;
+}
+
+/* Parks a coroutine that yielded on its first send: the Driver (which holds the coroutine
+ * and, in first, what it yielded) becomes the coroutine of a new Task. Returns
+ * SERVER_DISPATCH_PENDING, or DONE after answering 500 when the Task could not be made. */
+static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, DriverObject *d)
+{
     PyObject *args[2] = {srv->loop, (PyObject *)d};
     PyObject *task = PyObject_VectorcallMethod(str_create_task, args, 2, NULL);
     if (task == NULL) {
         respond_exception(conn, plan);
-        Py_DECREF(d);
+        PyObject *r = PyObject_CallMethod(d->coro, "close", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        driver_clear(d);
         return SERVER_DISPATCH_DONE;
     }
     /* asyncio keeps only weak references to tasks: the Driver holds the Task until the
      * handler finishes (driver_complete clears it), and the Task holds the Driver. */
     d->task = task;
     d->conn = conn;
-    Py_DECREF(d);
-    return SERVER_DISPATCH_PENDING;
-fail_coro:
-    PyErr_Clear();
-    {
-        PyObject *r = PyObject_CallMethod(coro, "close", NULL);
+    for (; d->cancels > 0; d->cancels--) {
+        /* cancel() was called during the first step (e.g. by a timeout): replay it. */
+        PyObject *r = PyObject_CallMethod(task, "cancel", "O", d->cancel_msg);
+        if (r == NULL)
+            PyErr_WriteUnraisable(task);
         Py_XDECREF(r);
-        PyErr_Clear();
     }
-    Py_DECREF(coro);
-    server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
-    return SERVER_DISPATCH_DONE;
+    return SERVER_DISPATCH_PENDING;
 }
 
 static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
@@ -346,18 +467,27 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     }
     PyTypeObject *t = Py_TYPE(result);
     if (t->tp_as_async && t->tp_as_async->am_send) {
+        DriverObject *d = driver_new(srv, plan, result, request);
+        if (d == NULL) {
+            respond_exception(conn, plan);
+            goto done;
+        }
+        result = NULL; /* now owned by the Driver */
         PyObject *value = NULL;
-        PySendResult s = PyIter_Send(result, Py_None, &value);
+        PySendResult s = first_send(srv, d, &value);
         if (s == PYGEN_RETURN) {
             respond_result(conn, plan, value);
             Py_DECREF(value);
+            Py_CLEAR(d->coro);
         } else if (s == PYGEN_ERROR) {
             respond_exception(conn, plan);
+            Py_CLEAR(d->coro);
         } else {
             /* Created inside the request's context, so the Task copies it. */
-            rc = park(srv, conn, plan, result, value, request);
-            result = NULL;
+            d->first = value;
+            rc = park(srv, conn, plan, d);
         }
+        Py_DECREF(d);
     } else {
         respond_result(conn, plan, result);
     }

@@ -1,0 +1,97 @@
+# The two commands of the README: `make run` and `make test`. Both install what is
+# missing first (Debian packages via apt-get, Python packages via pip into .venv), so
+# they work on a fresh Debian machine. Everything else here serves those two.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+CMAKE  := $(VENV)/bin/cmake
+JOBS   ?= 2
+FUZZ_SECONDS ?= 20
+
+BUILD      := build/release
+TEST_BUILD := build/ctest
+FUZZ_BUILD := build/fuzz
+
+# Debian packages: the compiler and libuv for the build, clang and its libFuzzer/sanitizer
+# runtime for the fuzz targets. Benchmarks add wrk and nginx (see bench-deps).
+APT_PKGS       := build-essential pkg-config libuv1-dev clang libclang-rt-14-dev
+APT_BENCH_PKGS := wrk nginx-light
+
+.PHONY: run test build deps apt-deps venv ctest fuzz pytest lint format bench bench-json \
+        bench-loop bench-deps clean
+
+run: build
+	PYTHONPATH=src $(VPY) examples/app.py
+
+test: build lint ctest fuzz pytest
+
+# --- set-up -------------------------------------------------------------------------
+
+deps: apt-deps venv
+
+apt-deps:
+	@PKGS="$(APT_PKGS)"; \
+	if ! $(PYTHON) -c 'import venv, sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then \
+		PKGS="$$PKGS python3-dev python3-venv"; fi; \
+	./scripts/apt-install.sh $$PKGS
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements/test.txt requirements/build.txt
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements/build.txt -r requirements/test.txt
+	@touch $@
+
+# --- build --------------------------------------------------------------------------
+
+build: deps
+	$(CMAKE) -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DDB_INPLACE=ON \
+		-DPython_EXECUTABLE=$(abspath $(VPY)) > /dev/null
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
+
+# --- tests --------------------------------------------------------------------------
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench examples
+
+# C unit tests of the Python-free components, with AddressSanitizer and UBSan.
+ctest: deps
+	$(CMAKE) -S . -B $(TEST_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDB_BUILD_EXTENSION=OFF \
+		-DDB_BUILD_TESTS=ON -DDB_SANITIZE=ON > /dev/null
+	$(CMAKE) --build $(TEST_BUILD) -j $(JOBS)
+	$(VENV)/bin/ctest --test-dir $(TEST_BUILD) --output-on-failure
+
+# A short libFuzzer run of every target in fuzz/ (FUZZ_SECONDS each).
+fuzz: deps
+	CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -g" \
+		$(CMAKE) -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+		-DDB_BUILD_EXTENSION=OFF -DDB_BUILD_FUZZ=ON > /dev/null
+	$(CMAKE) --build $(FUZZ_BUILD) -j $(JOBS)
+	./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+pytest: build
+	PYTHONPATH=src $(VPY) -m pytest tests/py
+
+format:
+	clang-format -i $$(git ls-files 'csrc/*.c' 'csrc/*.h' 'tests/c/*.c' 'tests/c/*.h' 'fuzz/*.c')
+	$(VENV)/bin/ruff format src tests bench examples
+
+# --- benchmarks (not tests) ---------------------------------------------------------
+
+bench-deps: deps
+	./scripts/apt-install.sh $(APT_BENCH_PKGS)
+	$(VPY) -m pip install -q -r requirements/bench.txt
+
+bench: build bench-deps
+	PYTHONPATH=src $(VPY) bench/run.py
+
+bench-json: build bench-deps
+	PYTHONPATH=src $(VPY) bench/bench_json.py
+
+bench-loop: build bench-deps
+	PYTHONPATH=src $(VPY) bench/bench_loop.py
+
+clean:
+	rm -rf build src/data_bridge/_core*.so

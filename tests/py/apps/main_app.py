@@ -1,0 +1,259 @@
+"""The app that the server tests run in a child process (python main_app.py PORT).
+
+Limits come from the DB_TEST_LIMITS environment variable (JSON), so tests can shrink
+them. Each route exercises one feature; the tests name the route they use.
+"""
+
+import asyncio
+import contextvars
+import json
+import os
+import sys
+from typing import Optional
+
+from pydantic import BaseModel
+
+from data_bridge.api import (
+    App,
+    HTMLResponse,
+    HTTPException,
+    JSONResponse,
+    PlainTextResponse,
+    Request,
+    Response,
+)
+
+app = App()
+request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
+
+
+class Item(BaseModel):
+    name: str
+    price: float
+    tags: list[str] = []
+
+
+@app.get("/plaintext")
+def plaintext():
+    return "Hello, World!"
+
+
+@app.get("/json")
+async def json_response():
+    return {"message": "Hello, World!", "status": "success", "timestamp": 1234567890,
+            "data": {"key": "value"}}
+
+
+@app.get("/users/{user_id}")
+async def get_user(user_id: int, verbose: bool = False):
+    return {"id": user_id, "name": f"User {user_id}", "email": f"user{user_id}@example.com",
+            "active": True, "verbose": verbose}
+
+
+@app.get("/types/{f}/{b}/{s}")
+def types(f: float, b: bool, s: str, n: int = 7, opt: Optional[int] = None, x: float = 1.5):
+    return {"f": f, "b": b, "s": s, "n": n, "opt": opt, "x": x}
+
+
+@app.get("/required")
+def required(q: int):
+    return {"q": q}
+
+
+@app.get("/files/{rest:path}")
+def files(rest: str):
+    return {"rest": rest}
+
+
+@app.post("/items", status_code=201)
+async def create_item(item: dict):
+    return item
+
+
+@app.post("/list")
+def take_list(values: list):
+    return {"n": len(values)}
+
+
+@app.post("/model")
+def take_model(item: Item):
+    return {"name": item.name, "price": item.price, "tags": item.tags}
+
+
+@app.post("/embed")
+def embed(item: Item, note: dict):
+    return {"item": item.name, "note": note}
+
+
+@app.post("/echo")
+async def echo(request: Request):
+    body = await request.body()
+    return Response(body, media_type="application/octet-stream",
+                    headers={"x-length": str(len(body))})
+
+
+@app.put("/items/{item_id}")
+def put_item(item_id: int, item: dict):
+    return JSONResponse({"id": item_id, **item}, status_code=202, headers={"x-put": "yes"})
+
+
+@app.delete("/items/{item_id}")
+def delete_item(item_id: int):
+    return Response(status_code=204)
+
+
+@app.patch("/items/{item_id}")
+def patch_item(item_id: int, item: dict):
+    return {"id": item_id, "patched": sorted(item)}
+
+
+@app.route("/multi", methods=["GET", "POST"])
+def multi(request: Request):
+    return {"method": request.method}
+
+
+@app.get("/raw")
+async def raw(request: Request):
+    await asyncio.sleep(0.001)
+    return {"path": request.path, "q": request.query_params.get("q"),
+            "ua": request.headers.get("user-agent"), "query": request.query_string,
+            "x": request.headers.getlist("x-multi")}
+
+
+@app.get("/html")
+def html():
+    return HTMLResponse("<h1>hi</h1>")
+
+
+@app.get("/text")
+def text():
+    return PlainTextResponse("plain", status_code=203)
+
+
+@app.get("/bytes")
+def raw_bytes():
+    return b"\x00\x01\x02"
+
+
+@app.get("/none")
+def none():
+    return None
+
+
+@app.get("/http-error")
+def http_error():
+    raise HTTPException(418, "I'm a teapot", headers={"x-error": "tea"})
+
+
+@app.get("/http-error-default")
+def http_error_default():
+    raise HTTPException(404)
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("boom")
+
+
+@app.get("/boom-async")
+async def boom_async():
+    await asyncio.sleep(0)
+    raise ValueError("async boom")
+
+
+@app.get("/bad-header")
+def bad_header():
+    return Response("x", headers={"x-evil": "a\r\nset-cookie: pwned=1"})
+
+
+@app.get("/unencodable")
+def unencodable():
+    return {"x": object()}
+
+
+@app.get("/slow")
+async def slow(delay: float = 0.5):
+    await asyncio.sleep(delay)
+    return {"slept": delay}
+
+
+@app.get("/gather")
+async def gather():
+    async def part(i: int) -> int:
+        await asyncio.sleep(0.01 * i)
+        return i * i
+
+    return {"parts": await asyncio.gather(*(part(i) for i in range(5)))}
+
+
+@app.get("/wait-for")
+async def wait_for(timeout: float = 0.05):
+    try:
+        await asyncio.wait_for(asyncio.sleep(10), timeout)
+    except asyncio.TimeoutError:
+        return {"timed_out": True}
+    return {"timed_out": False}
+
+
+@app.get("/timeout")
+async def timeout_route(delay: float):
+    try:
+        async with asyncio.timeout(0.05):  # needs a current task during the first step
+            await asyncio.sleep(delay)
+    except TimeoutError:
+        return {"timed_out": True}
+    return {"timed_out": False}
+
+
+@app.get("/task-group")
+async def task_group():
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(asyncio.sleep(0.001 * i, i)) for i in range(3)]
+    return {"results": [t.result() for t in tasks]}
+
+
+@app.get("/debug/pid")
+def debug_pid():
+    return {"pid": os.getpid()}
+
+
+@app.get("/event-queue")
+async def event_queue():
+    event = asyncio.Event()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+
+    async def producer() -> None:
+        for i in range(3):
+            await queue.put(i)
+            await asyncio.sleep(0)
+        event.set()
+
+    task = asyncio.ensure_future(producer())
+    await event.wait()
+    await task
+    return {"items": [queue.get_nowait() for _ in range(queue.qsize())],
+            "task": asyncio.current_task() is not None}
+
+
+@app.get("/context/{value}")
+async def context(value: str, wait: bool = False):
+    before = request_var.get()
+    request_var.set(value)
+    if wait:
+        await asyncio.sleep(0.01)
+    return {"before": before, "after": request_var.get()}
+
+
+@app.get("/debug/blocks")
+def debug_blocks():
+    import gc
+
+    gc.collect()
+    return {"blocks": sys.getallocatedblocks(), "objects": len(gc.get_objects())}
+
+
+if __name__ == "__main__":
+    limits = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
+    workers = int(os.environ.get("DB_TEST_WORKERS", "1"))
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", workers=workers,
+            **limits)

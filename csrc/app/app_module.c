@@ -26,7 +26,62 @@ static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+/* Test hook for differential tests of the parser against another implementation: parses
+ * one request head and returns a dict of what the server would see, or the negative
+ * http_error_t code with its status. Not used by the server itself. */
+static PyObject *app_parse_request(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    http_limits_t lim;
+    http_limits_default(&lim);
+    http_parser_t parser = {0};
+    http_request_t *req = PyMem_Malloc(sizeof(*req));
+    PyObject *res = NULL, *headers = NULL;
+    if (req == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int n = http_parse_request(&parser, view.buf, (size_t)view.len, &lim, req);
+    if (n <= 0) {
+        res = Py_BuildValue("{sisiss}", "error", n, "status", n ? http_error_status(n) : 0,
+                            "message", n ? http_error_message(n) : "incomplete");
+        goto done;
+    }
+    headers = PyList_New(0);
+    if (headers == NULL)
+        goto done;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        PyObject *pair = Py_BuildValue("(y#y#)", req->headers[i].name,
+                                       (Py_ssize_t)req->headers[i].name_len,
+                                       req->headers[i].value, (Py_ssize_t)req->headers[i].value_len);
+        if (pair == NULL || PyList_Append(headers, pair) < 0) {
+            Py_XDECREF(pair);
+            goto done;
+        }
+        Py_DECREF(pair);
+    }
+    res = Py_BuildValue("{sisy#sy#sy#sy#sisSsLsisisisi}", "consumed", n, "method",
+                        req->method_str, (Py_ssize_t)req->method_len, "target", req->target,
+                        (Py_ssize_t)req->target_len, "path", req->path,
+                        (Py_ssize_t)req->path_len, "query", req->query ? req->query : "",
+                        (Py_ssize_t)req->query_len, "version_minor", req->version_minor,
+                        "headers", headers, "content_length", (long long)req->content_length,
+                        "chunked", (int)req->chunked, "keep_alive", (int)req->keep_alive,
+                        "expect_continue", (int)req->expect_continue, "method_code",
+                        (int)req->method);
+done:
+    Py_XDECREF(headers);
+    PyMem_Free(req);
+    PyBuffer_Release(&view);
+    return res;
+}
+
 static PyMethodDef app_functions[] = {
+    {"_parse_request", (PyCFunction)app_parse_request, METH_O,
+     "_parse_request(data) -> dict: parse one request head (a test hook)"},
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(response_class, http_exception_class, request_class, log_exception)"},
     {NULL, NULL, 0, NULL},

@@ -1,0 +1,126 @@
+/*
+ * Internal declarations shared by the loop's C files (not part of the contract in loop.h).
+ *
+ * Ownership map:
+ * - A PyLoopObject owns a separately allocated loop_native_t holding the uv_loop_t and the
+ *   loop's own libuv handles (prepare, check, timer, async, signal wakeup poll). The block is
+ *   freed only after uv_loop_close() succeeds; if other components still have handles open
+ *   when the loop is closed, the block is leaked on purpose rather than freed under libuv.
+ * - The ready queue (a ring buffer) and the timer heap hold one strong reference to each
+ *   handle they contain. A handle holds strong references to its callback, its arguments,
+ *   its context and its loop.
+ * - All of this state is touched only with the GIL held (other threads reach it through
+ *   call_soon_threadsafe, which runs Python code and therefore holds the GIL too).
+ */
+#ifndef DB_LOOP_LOOP_INTERNAL_H
+#define DB_LOOP_LOOP_INTERNAL_H
+
+#include "loop/loop.h"
+
+#include <stdint.h>
+
+typedef struct PyLoopHandleObject PyLoopHandleObject;
+
+typedef struct {
+    uv_loop_t uvl;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    uv_timer_t timer;
+    uv_async_t async;
+    uv_poll_t wakeup;
+    int wakeup_active;
+    int wakeup_fd; /* read side of the signal wakeup socket, or -1 */
+    int handles_open;
+    PyLoopObject *owner; /* borrowed; cleared when the loop object goes away */
+} loop_native_t;
+
+struct PyLoopObject {
+    PyObject_HEAD loop_native_t *nat;
+    /* Thread state saved by the prepare callback when the GIL was released for polling;
+     * NULL while the GIL is held by the loop thread. */
+    PyThreadState *saved_tstate;
+    int running;
+    int stopping;
+    int closed;
+    int debug;
+    int may_block; /* the current uv_run() may block: release the GIL while polling */
+
+    /* Ready queue: ring buffer of owned handle references. */
+    PyLoopHandleObject **ready;
+    size_t ready_cap; /* power of two or 0 */
+    size_t ready_head;
+    size_t ready_len;
+
+    /* Timer heap ordered by (when, seq): owned references. */
+    PyLoopHandleObject **heap;
+    size_t heap_len;
+    size_t heap_cap;
+    size_t timers_cancelled; /* cancelled handles still sitting in the heap */
+    uint64_t timer_seq;
+
+    double slow_callback_duration;
+    PyObject *weakreflist;
+    PyObject *dict;
+};
+
+struct PyLoopHandleObject {
+    PyObject_HEAD PyObject *callback; /* NULL once cancelled */
+    PyObject *args;                   /* tuple, or NULL for no arguments */
+    PyObject *context;                /* contextvars.Context the callback runs in */
+    PyLoopObject *loop;
+    PyObject *weakreflist;
+    double when;
+    uint64_t seq;
+    unsigned char cancelled;
+    unsigned char scheduled; /* sits in the timer heap */
+    unsigned char is_timer;
+};
+
+extern PyTypeObject PyLoop_Type;
+extern PyTypeObject PyLoopHandle_Type;
+extern PyTypeObject PyLoopTimerHandle_Type;
+
+/* Interned strings and cached objects (loop.c). */
+extern PyObject *loop_str_context;
+extern PyObject *loop_str_call_exception_handler;
+
+/* loop.c */
+double loop_now(void);
+int loop_check_open(PyLoopObject *loop);
+
+/* handles.c */
+PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
+                                    PyObject *const *args, Py_ssize_t nargs, PyObject *context);
+/* Runs the handle's callback in its context. Returns 0, or -1 with SystemExit or
+ * KeyboardInterrupt (or an exception raised by the exception handler) set: those propagate
+ * out of run_forever like in asyncio. Other exceptions go to the exception handler. */
+int loop_handle_run(PyLoopHandleObject *h);
+int loop_handles_init(PyObject *module);
+
+/* sched.c */
+int loop_ready_push(PyLoopObject *loop, PyLoopHandleObject *h);
+PyLoopHandleObject *loop_ready_pop(PyLoopObject *loop);
+int loop_heap_push(PyLoopObject *loop, PyLoopHandleObject *h);
+PyLoopHandleObject *loop_heap_pop(PyLoopObject *loop);
+void loop_heap_compact(PyLoopObject *loop);
+void loop_queues_clear(PyLoopObject *loop);
+void loop_timer_cancelled(PyLoopObject *loop);
+PyObject *loop_call_soon(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames);
+PyObject *loop_call_soon_threadsafe(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+PyObject *loop_call_later(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames);
+PyObject *loop_call_at(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames);
+
+/* run.c */
+int loop_native_start(PyLoopObject *loop);
+PyObject *loop_run(PyLoopObject *self, PyObject *unused);
+PyObject *loop_watch_wakeup_fd(PyLoopObject *self, PyObject *arg);
+PyObject *loop_unwatch_wakeup_fd(PyLoopObject *self, PyObject *unused);
+/* Closes the loop's own handles and the libuv loop; returns 0, or -1 if other handles were
+ * still open (the native block is then leaked and detached). */
+int loop_native_close(PyLoopObject *loop);
+
+#endif

@@ -154,7 +154,7 @@ class Reader:
                 self.buf += data
         except (ConnectionResetError, BrokenPipeError):
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
 

@@ -7,7 +7,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import Reader, exchange
 
 GET = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -277,8 +276,9 @@ def test_chunked_body_over_limit_is_413(server):
 
 
 def test_client_disconnect_mid_request_does_not_hurt(server):
-    for raw in (b"GET /plaintext HTTP/1.1\r\nHo", b"POST /items HTTP/1.1\r\nHost: t\r\n"
-                b"Content-Length: 100\r\n\r\n{\"a\"", b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: t\r\n\r\n"):
+    for raw in (b"GET /plaintext HTTP/1.1\r\nHo",
+                b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\"",
+                b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: t\r\n\r\n"):
         s = server.connect()
         s.sendall(raw)
         s.shutdown(socket.SHUT_RDWR)

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import Reader, ServerProcess, exchange
 
 GET = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"

@@ -217,7 +217,9 @@ class App:
             if sock is None:
                 bound = server.listen(host, port)
                 shown = f"[{host}]" if ":" in host else host
-                logger.info("data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid())
+                logger.info(
+                    "data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid()
+                )
             else:
                 server.listen_fd(sock)
             stopping = False

@@ -1,0 +1,62 @@
+"""The command line: ``data-bridge module:app [--host H] [--port P] [--workers N]``.
+
+Like ``uvicorn module:app``: imports the module (from the current directory too), finds
+the App attribute and runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from data_bridge.api.app import App
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (``module`` alone means attribute ``app``)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise SystemExit(f"error: expected MODULE:APP, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"error: cannot import {module_name!r}: {exc}") from exc
+    obj = module
+    for part in (attr or "app").split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SystemExit(f"error: {module_name!r} has no attribute {attr or 'app'!r}") from None
+    if not isinstance(obj, App):
+        raise SystemExit(f"error: {spec!r} is a {type(obj).__name__}, not a data_bridge App")
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="data-bridge", description=__doc__)
+    parser.add_argument("app", help="MODULE:APP, e.g. main:app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
+    parser.add_argument("--keepalive-timeout", type=float, default=5.0, help="seconds")
+    args = parser.parse_args(argv)
+    app = load_app(args.app)
+    app.run(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        max_body=args.max_body,
+        keepalive_timeout=args.keepalive_timeout,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,937 @@
+"""HTTP benchmark: data-bridge against FastAPI + Uvicorn and nginx, one after another.
+
+Method (the design's "Benchmark method", used unchanged): each server is pinned to core 0
+and wrk to core 1 (`taskset`), wrk runs 1 thread and 64 connections, first a warm-up and
+then the measured run. Around the measured run the server's CPU time (utime + stime from
+/proc/PID/stat of the server process and every descendant, e.g. nginx's worker) is read
+and divided by the number of requests wrk completed. Requests/s, p50 and p99 come from
+`wrk --latency`. The pipelined scenarios use bench/pipeline.lua (16 requests per write).
+
+Results are printed and written to bench/RESULTS.md between `<!-- http:start -->` and
+`<!-- http:end -->`; the rest of that file belongs to other benchmarks.
+
+Usage: python bench/run.py [--duration 10] [--quick] [--servers databridge,fastapi,nginx]
+
+Every server is started in its own process group and killed on exit, whatever happens.
+Everything listens on 127.0.0.1 and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+APPS_DIR = BENCH_DIR / "apps"
+RESULTS_PATH = BENCH_DIR / "RESULTS.md"
+PIPELINE_LUA = BENCH_DIR / "pipeline.lua"
+NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
+MARK_START = "<!-- http:start -->"
+MARK_END = "<!-- http:end -->"
+
+ITEM_BODY = '{"name":"widget","price":9.99,"tags":["a","b"]}'
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT_S = 30.0
+
+SERVER_NAMES = {"databridge": "data-bridge", "fastapi": "FastAPI", "nginx": "nginx"}
+SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    method: str
+    path: str
+    body: str | None = None
+    depth: int = 1  # requests per write; > 1 means pipelined
+    expect_status: int = 200
+    expect_type: str = "application/json"
+    expect_body: object = None  # JSON value, or str for text/plain
+
+    @property
+    def pipelined(self) -> bool:
+        return self.depth > 1
+
+
+def build_scenarios(depth: int) -> list[Scenario]:
+    json_body = {
+        "message": "Hello, World!",
+        "status": "success",
+        "timestamp": 1234567890,
+        "data": {"key": "value"},
+    }
+    user_body = {"id": 42, "name": "User 42", "email": "user42@example.com", "active": True}
+    gets = [
+        Scenario(
+            "plaintext",
+            "GET /plaintext",
+            "GET",
+            "/plaintext",
+            expect_type="text/plain",
+            expect_body="Hello, World!",
+        ),
+        Scenario("json", "GET /json", "GET", "/json", expect_body=json_body),
+        Scenario("user", "GET /users/42", "GET", "/users/42", expect_body=user_body),
+    ]
+    post = Scenario(
+        "items",
+        "POST /items",
+        "POST",
+        "/items",
+        body=ITEM_BODY,
+        expect_status=201,
+        expect_body=json.loads(ITEM_BODY),
+    )
+    piped = [
+        Scenario(
+            s.key + "-pipelined",
+            f"{s.title} (pipelined {depth})",
+            s.method,
+            s.path,
+            depth=depth,
+            expect_type=s.expect_type,
+            expect_body=s.expect_body,
+        )
+        for s in gets
+    ]
+    return [*gets, post, *piped]
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    rps: float
+    # None when wrk prints 0: wrk 4.1 corrects for coordinated omission by adding samples
+    # below the histogram's recorded minimum, and its percentile walk then never reaches the
+    # rank. That happens in pipelined runs whose batches take many per-response intervals.
+    p50_us: float | None
+    p99_us: float | None
+    socket_errors: int
+    bad_status: int
+
+
+@dataclass
+class Measurement:
+    wrk: WrkResult
+    cpu_s: float
+    wall_s: float
+    core_busy_s: float  # all non-idle time of the server's core, whoever used it
+
+    @property
+    def others_percent(self) -> float:
+        """Share of the server's core used by other processes (or stolen by the host):
+        when it is high, req/s and latency understate the server; CPU/request holds."""
+        if not self.wall_s:
+            return float("nan")
+        return max(0.0, 100.0 * (self.core_busy_s - self.cpu_s) / self.wall_s)
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s * 1e6 / self.wrk.requests if self.wrk.requests else float("nan")
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100.0 * self.cpu_s / self.wall_s if self.wall_s else float("nan")
+
+
+@dataclass
+class ServerOutcome:
+    key: str
+    skipped: str | None = None
+    results: dict[str, Measurement] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+class Server:
+    """A started server: its process group is killed by stop(), which is idempotent."""
+
+    def __init__(
+        self,
+        key: str,
+        argv: list[str],
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.key = key
+        self.port = port
+        self.log = log
+        self.argv = argv
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            _kill_group(self.proc.pid, signal.SIGKILL)  # stray children, if any
+            return
+        _kill_group(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        # Children that ignored SIGTERM (or outlived their parent) go too.
+        _kill_group(self.proc.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text[-lines:])
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.key} exited with status {server.proc.returncode} before listening:\n"
+                + server.log_tail()
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(
+        f"{server.key} did not listen on port {server.port} within {timeout:.0f} s:\n"
+        + server.log_tail()
+    )
+
+
+def process_tree(root: int) -> list[int]:
+    """The root and all its descendants, found through the ppid field of /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (which may hold spaces): index 0 is
+    the state, 1 ppid, 11 utime, 12 stime (proc(5) fields 3, 4, 14, 15)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(")") + 2 :].split()
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of the given processes; each already covers all of its threads."""
+    ticks = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
+def core_busy_seconds(cpu_index: int) -> float:
+    """Non-idle time of one core from /proc/stat (user nice system idle iowait irq softirq
+    steal ...): everything but idle and iowait, steal included since it was not ours."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu_index} "):
+                ticks = [int(x) for x in line.split()[1:9]]
+                return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+    return float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# wrk
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def _to_us(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unparsable wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS_US[m.group(2)]
+
+
+def parse_wrk(out: str) -> WrkResult:
+    def grab(pattern: str) -> re.Match[str]:
+        m = re.search(pattern, out, re.MULTILINE)
+        if m is None:
+            raise ValueError(f"wrk output lacks {pattern!r}:\n{out}")
+        return m
+
+    requests = int(grab(r"^\s*(\d+) requests in ").group(1))
+    rps = float(grab(r"^Requests/sec:\s*([\d.]+)").group(1))
+    p50 = _to_us(grab(r"^\s*50%\s+(\S+)").group(1))
+    p99 = _to_us(grab(r"^\s*99%\s+(\S+)").group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = sum(int(g) for g in sock.groups()) if sock else 0
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkResult(
+        requests, rps, p50 or None, p99 or None, socket_errors, int(bad.group(1)) if bad else 0
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    duration: int
+    warmup: int
+    connections: int
+    server_cpu: int
+    client_cpu: int
+    wrk: str
+
+
+def wrk_argv(cfg: Config, sc: Scenario, port: int, seconds: int) -> list[str]:
+    argv = [
+        "taskset",
+        "-c",
+        str(cfg.client_cpu),
+        cfg.wrk,
+        "-t1",
+        f"-c{cfg.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+    ]
+    url = f"http://127.0.0.1:{port}{sc.path}"
+    if sc.pipelined or sc.method != "GET" or sc.body is not None:
+        argv += ["-s", str(PIPELINE_LUA), url, "--", str(sc.depth), sc.method, sc.body or ""]
+    else:
+        argv.append(url)
+    return argv
+
+
+def run_wrk(cfg: Config, sc: Scenario, port: int, seconds: int) -> str:
+    argv = wrk_argv(cfg, sc, port, seconds)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
+    return proc.stdout
+
+
+def measure(cfg: Config, server: Server, sc: Scenario) -> Measurement:
+    run_wrk(cfg, sc, server.port, cfg.warmup)
+    tree = process_tree(server.proc.pid)
+    before = cpu_seconds(tree)
+    core_before = core_busy_seconds(cfg.server_cpu)
+    t0 = time.monotonic()
+    out = run_wrk(cfg, sc, server.port, cfg.duration)
+    wall = time.monotonic() - t0
+    core_after = core_busy_seconds(cfg.server_cpu)
+    # A process that appeared during the run (none expected) counts with all of its time.
+    tree = sorted(set(tree) | set(process_tree(server.proc.pid)))
+    after = cpu_seconds(tree)
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"{server.key} died during {sc.title}:\n{server.log_tail()}")
+    return Measurement(parse_wrk(out), after - before, wall, core_after - core_before)
+
+
+def check_response(port: int, sc: Scenario) -> str | None:
+    """One plain request before the load: the server must answer like the others do."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Content-Type": "application/json"} if sc.body is not None else {}
+        conn.request(sc.method, sc.path, body=sc.body, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        ctype = resp.getheader("Content-Type") or ""
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{sc.title}: request failed: {exc}"
+    finally:
+        conn.close()
+    if resp.status != sc.expect_status:
+        return f"{sc.title}: status {resp.status}, expected {sc.expect_status}"
+    if not ctype.startswith(sc.expect_type):
+        return f"{sc.title}: content-type {ctype!r}, expected {sc.expect_type}"
+    try:
+        body: object = raw.decode() if sc.expect_type == "text/plain" else json.loads(raw)
+    except ValueError:
+        return f"{sc.title}: unreadable body {raw[:80]!r}"
+    if body != sc.expect_body:
+        return f"{sc.title}: body {raw[:120]!r} differs from the expected one"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Servers
+
+
+def app_python() -> str:
+    """The interpreter for the Python apps: the project's .venv when there is one."""
+    venv = REPO_DIR / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def _env_with_path(extra: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env["PYTHONPATH"] = extra + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+    return env
+
+
+def databridge_env(python: str) -> tuple[dict[str, str] | None, str]:
+    """An environment in which data_bridge.api imports (as installed, or from src/), or
+    None and the reason."""
+    reason = ""
+    for extra in (None, str(REPO_DIR / "src")):
+        env = _env_with_path(extra)
+        proc = subprocess.run(
+            [python, "-c", "import data_bridge.api; data_bridge.api.App"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode == 0:
+            return env, ""
+        lines = proc.stderr.strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+    return None, reason
+
+
+def start_server(
+    key: str, cfg: Config, tmp: Path, python: str, db_env: dict[str, str] | None
+) -> Server:
+    port = free_port()
+    pin = ["taskset", "-c", str(cfg.server_cpu)]
+    log = tmp / f"{key}.log"
+    if key == "databridge":
+        argv = [*pin, python, str(APPS_DIR / "databridge_app.py"), str(port)]
+        return Server(key, argv, port, log, env=db_env, cwd=APPS_DIR)
+    if key == "fastapi":
+        argv = [
+            *pin,
+            python,
+            "-m",
+            "uvicorn",
+            "fastapi_app:app",
+            "--app-dir",
+            str(APPS_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return Server(key, argv, port, log, env=_env_with_path(None), cwd=APPS_DIR)
+    if key == "nginx":
+        prefix = tmp / "nginx"
+        prefix.mkdir(exist_ok=True)
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            string.Template(NGINX_TEMPLATE.read_text()).substitute(prefix=str(prefix), port=port)
+        )
+        argv = [
+            *pin,
+            nginx_binary(),
+            "-p",
+            str(prefix),
+            "-c",
+            str(conf),
+            "-e",
+            str(prefix / "error.log"),
+        ]
+        return Server(key, argv, port, log, cwd=prefix)
+    raise ValueError(key)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise RuntimeError("nginx not found (Debian: apt-get install nginx-light)")
+    return found
+
+
+def python_prereq(python: str, key: str) -> str | None:
+    if key != "fastapi":
+        return None
+    proc = subprocess.run(
+        [python, "-c", "import fastapi, uvicorn, uvloop, httptools, orjson"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return lines[-1] if lines else "import failed"
+    return None
+
+
+def bench_server(
+    outcome: ServerOutcome,
+    cfg: Config,
+    scenarios: list[Scenario],
+    tmp: Path,
+    python: str,
+    db_env: dict[str, str] | None,
+) -> None:
+    """Fills outcome scenario by scenario, so a server that fails late keeps its results."""
+    key = outcome.key
+    server = start_server(key, cfg, tmp, python, db_env)
+    with running(server):
+        wait_ready(server)
+        for sc in scenarios:
+            problem = check_response(server.port, sc)
+            if problem:
+                outcome.problems.append(problem)
+                print(f"  warning: {SERVER_NAMES[key]}: {problem}", flush=True)
+            m = measure(cfg, server, sc)
+            outcome.results[sc.key] = m
+            notes = []
+            if m.wrk.socket_errors:
+                notes.append(f"{m.wrk.socket_errors} socket errors")
+            if m.wrk.bad_status:
+                notes.append(f"{m.wrk.bad_status} 4xx/5xx")
+            print(
+                f"  {SERVER_NAMES[key]:<11} {sc.title:<34} {m.wrk.rps:>10.0f} req/s  "
+                f"p50 {fmt_latency(m.wrk.p50_us):>8}  p99 {fmt_latency(m.wrk.p99_us):>8}  "
+                f"{m.cpu_us_per_req:>7.1f} µs CPU/req  {m.cpu_percent:>4.0f}% CPU"
+                f"  (others {m.others_percent:.0f}%)"
+                + (f"  ({', '.join(notes)})" if notes else ""),
+                flush=True,
+            )
+            if notes:
+                outcome.problems.append(f"{sc.title}: {', '.join(notes)}")
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_latency(us: float | None) -> str:
+    if us is None:
+        return "n/a"
+    if us >= 1e6:
+        return f"{us / 1e6:.2f} s"
+    if us >= 1e3:
+        return f"{us / 1e3:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0 or a != a or b != b:
+        return None
+    return a / b
+
+
+def machine_line() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs (nproc), {model}, Linux {platform.release()}"
+
+
+def tool_versions(python: str) -> str:
+    parts = []
+    proc = subprocess.run(
+        [python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    parts.append(f"Python {proc.stdout.strip() or '?'} (apps)")
+    proc = subprocess.run(
+        [python, "-c", "import fastapi, uvicorn; print(fastapi.__version__, uvicorn.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0:
+        fa, uv = proc.stdout.split()
+        parts.append(f"FastAPI {fa}, Uvicorn {uv}")
+    try:
+        out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=10)
+        parts.append(out.stderr.strip().replace("nginx version: ", ""))
+    except (RuntimeError, OSError):
+        pass
+    return ", ".join(parts)
+
+
+def render(
+    cfg: Config,
+    command: str,
+    scenarios: list[Scenario],
+    outcomes: dict[str, ServerOutcome],
+    python: str,
+    depth: int,
+) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out: list[str] = []
+    w = out.append
+    w("## HTTP server (wrk)")
+    w("")
+    w(f"- Command: `{command}`")
+    w(f"- Date: {now}")
+    w(f"- Machine: {machine_line()}")
+    w(f"- Software: {tool_versions(python)}, {wrk_version(cfg.wrk)}")
+    w(
+        f"- Method: server pinned to core {cfg.server_cpu}, wrk pinned to core {cfg.client_cpu}"
+        f" (`taskset -c {cfg.client_cpu} wrk -t1 -c{cfg.connections} -d{cfg.duration}s --latency`),"
+        f" {cfg.warmup} s warm-up then {cfg.duration} s measured per scenario. CPU µs/req is the"
+        " server's utime+stime (all its processes and threads, from /proc/PID/stat) over the"
+        f" measured run divided by the requests wrk completed. Pipelined runs send {depth}"
+        " requests per write (bench/pipeline.lua); their p50/p99 are per batch, as wrk reports"
+        " them (n/a where wrk's latency correction leaves it without a percentile)."
+        ' "Others on its core" is the rest of the server core\'s busy time (/proc/stat, steal'
+        " included): other processes on a shared machine; when it is high, req/s and latency"
+        " understate that server while CPU µs/req still holds."
+    )
+    if cfg.duration < 10:
+        w(f"- Note: a {cfg.duration} s smoke run; quote only runs of at least 10 s.")
+    w("")
+    for key, oc in outcomes.items():
+        if oc.skipped:
+            w(f"- {SERVER_NAMES[key]}: skipped: {oc.skipped}")
+        for p in oc.problems:
+            w(f"- {SERVER_NAMES[key]}: warning: {p}")
+    if any(oc.skipped or oc.problems for oc in outcomes.values()):
+        w("")
+
+    def get(key: str, sc: Scenario) -> Measurement | None:
+        oc = outcomes.get(key)
+        return None if oc is None else oc.results.get(sc.key)
+
+    for sc in scenarios:
+        w(f"### {sc.title}")
+        w("")
+        w("| server | req/s | p50 | p99 | CPU µs/req | server CPU | others on its core |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for key in outcomes:
+            m = get(key, sc)
+            if m is None:
+                w(f"| {SERVER_NAMES[key]} | – | – | – | – | – | – |")
+                continue
+            w(
+                f"| {SERVER_NAMES[key]} | {m.wrk.rps:,.0f} | {fmt_latency(m.wrk.p50_us)} | "
+                f"{fmt_latency(m.wrk.p99_us)} | {m.cpu_us_per_req:.1f} | {m.cpu_percent:.0f}% | "
+                f"{m.others_percent:.0f}% |"
+            )
+        w("")
+
+    w("### Ratios")
+    w("")
+    w("Throughput × is data-bridge's req/s over the peer's; CPU/request ÷ is the peer's CPU per")
+    w("request over data-bridge's (higher is better for data-bridge in both); CPU/request vs")
+    w("nginx is data-bridge's CPU per request over nginx's (1.00× = as cheap as nginx).")
+    w("")
+    w(
+        "| scenario | throughput × FastAPI | CPU/request ÷ FastAPI | throughput × nginx |"
+        " CPU/request vs nginx |"
+    )
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for sc in scenarios:
+        db, fa, ng = get("databridge", sc), get("fastapi", sc), get("nginx", sc)
+        w(
+            f"| {sc.title} | {fmt_ratio(ratio(rps(db), rps(fa)))} | "
+            f"{fmt_ratio(ratio(cpu(fa), cpu(db)))} | {fmt_ratio(ratio(rps(db), rps(ng)))} | "
+            f"{fmt_ratio(ratio(cpu(db), cpu(ng)))} |"
+        )
+    w("")
+    w("### Targets (issue 2)")
+    w("")
+    w("| target | measured | result |")
+    w("| --- | --- | --- |")
+    for line in targets(scenarios, get):
+        w(line)
+    return "\n".join(out)
+
+
+def rps(m: Measurement | None) -> float | None:
+    return None if m is None else m.wrk.rps
+
+
+def cpu(m: Measurement | None) -> float | None:
+    return None if m is None or not m.wrk.requests else m.cpu_us_per_req
+
+
+Getter = Callable[[str, Scenario], "Measurement | None"]
+
+
+def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
+    rows = []
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+    # 1. CPU per request at most 1/5 of FastAPI's on every scenario.
+    cpu_ratios = [
+        (sc.title, ratio(cpu(get("fastapi", sc)), cpu(get("databridge", sc)))) for sc in scenarios
+    ]
+    known = [(t, r) for t, r in cpu_ratios if r is not None]
+    ok1 = None if len(known) < len(scenarios) else all(r >= 5 for _, r in known)
+    worst = min(known, key=lambda tr: tr[1]) if known else None
+    rows.append(
+        "| CPU/request ≤ 1/5 of FastAPI's on every scenario | "
+        + (f"worst: {worst[0]} at ÷{worst[1]:.2f}" if worst else "no data")
+        + f" | {verdict(ok1)} |"
+    )
+    # 2. Pipelined throughput at least 30x FastAPI's.
+    piped = [
+        (sc.title, ratio(rps(get("databridge", sc)), rps(get("fastapi", sc))))
+        for sc in scenarios
+        if sc.pipelined
+    ]
+    known = [(t, r) for t, r in piped if r is not None]
+    ok2 = None if not piped or len(known) < len(piped) else all(r >= 30 for _, r in known)
+    worst = min(known, key=lambda tr: tr[1]) if known else None
+    rows.append(
+        "| pipelined throughput ≥ 30× FastAPI's | "
+        + (f"worst: {worst[0]} at {worst[1]:.1f}×" if worst else "no data")
+        + f" | {verdict(ok2)} |"
+    )
+    # 3. CPU per /plaintext request within 1.3x of nginx's.
+    plain = next((sc for sc in scenarios if sc.key == "plaintext"), None)
+    r3 = None if plain is None else ratio(cpu(get("databridge", plain)), cpu(get("nginx", plain)))
+    rows.append(
+        "| CPU per /plaintext request ≤ 1.3× nginx's | "
+        + ("no data" if r3 is None else f"{r3:.2f}×")
+        + f" | {verdict(None if r3 is None else r3 <= 1.3)} |"
+    )
+    return rows
+
+
+def wrk_version(wrk: str) -> str:
+    proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"wrk (\S+)", proc.stdout + proc.stderr)
+    return f"wrk {m.group(1)}" if m else "wrk"
+
+
+def write_results(section: str) -> None:
+    block = f"{MARK_START}\n{section}\n{MARK_END}"
+    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
+    start, end = text.find(MARK_START), text.find(MARK_END)
+    if start != -1 and end > start:
+        text = text[:start] + block + text[end + len(MARK_END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = RESULTS_PATH.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS_PATH)
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--duration", type=int, default=10, help="measured seconds per run (10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run (2)")
+    p.add_argument(
+        "--quick", action="store_true", help="3 s runs after a 1 s warm-up: a smoke test"
+    )
+    p.add_argument(
+        "--servers",
+        default="databridge,fastapi,nginx",
+        help="comma-separated subset of databridge,fastapi,nginx",
+    )
+    p.add_argument(
+        "--scenarios",
+        default="",
+        help="comma-separated scenario keys (default: all): plaintext,json,user,"
+        "items,plaintext-pipelined,json-pipelined,user-pipelined",
+    )
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--pipeline-depth", type=int, default=16)
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+    if args.duration < 1 or args.warmup < 1:
+        p.error("--duration and --warmup must be at least 1 second")
+    return args
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so that every `finally` stops its server.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("error: wrk not found on PATH (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    if shutil.which("taskset") is None:
+        print("error: taskset not found (Debian: util-linux)", file=sys.stderr)
+        return 2
+    cpus = os.sched_getaffinity(0)
+    if args.server_cpu not in cpus or args.client_cpu not in cpus:
+        print(
+            f"error: cores {args.server_cpu} and {args.client_cpu} must be available "
+            f"(have {sorted(cpus)}); see --server-cpu/--client-cpu",
+            file=sys.stderr,
+        )
+        return 2
+
+    keys = []
+    for name in args.servers.split(","):
+        name = SERVER_ALIASES.get(name.strip().lower(), name.strip().lower())
+        if name not in SERVER_NAMES:
+            print(
+                f"error: unknown server {name!r}; choose from {', '.join(SERVER_NAMES)}",
+                file=sys.stderr,
+            )
+            return 2
+        if name not in keys:
+            keys.append(name)
+    scenarios = build_scenarios(args.pipeline_depth)
+    if args.scenarios:
+        wanted = {s.strip() for s in args.scenarios.split(",")}
+        unknown = wanted - {s.key for s in scenarios}
+        if unknown:
+            print(f"error: unknown scenarios {sorted(unknown)}", file=sys.stderr)
+            return 2
+        scenarios = [s for s in scenarios if s.key in wanted]
+
+    cfg = Config(
+        args.duration, args.warmup, args.connections, args.server_cpu, args.client_cpu, wrk
+    )
+    python = app_python()
+    command = "python bench/run.py" + ("" if not argv else " " + " ".join(argv))
+    per_server = len(scenarios) * (cfg.duration + cfg.warmup)
+    print(
+        f"HTTP benchmark: {', '.join(SERVER_NAMES[k] for k in keys)}; {len(scenarios)} "
+        f"scenarios, about {per_server} s per server",
+        flush=True,
+    )
+
+    outcomes: dict[str, ServerOutcome] = {}
+    db_env: dict[str, str] | None = None
+    with tempfile.TemporaryDirectory(prefix="db-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for key in keys:
+            skipped = None
+            if key == "databridge":
+                db_env, reason = databridge_env(python)
+                if db_env is None:
+                    skipped = f"data_bridge.api not importable ({reason})"
+            elif key == "nginx":
+                try:
+                    nginx_binary()
+                except RuntimeError as exc:
+                    skipped = str(exc)
+            else:
+                missing = python_prereq(python, key)
+                if missing:
+                    skipped = f"FastAPI stack not importable with {python} ({missing})"
+            if skipped:
+                print(f"{SERVER_NAMES[key]}: skipped: {skipped}", flush=True)
+                outcomes[key] = ServerOutcome(key, skipped=skipped)
+                continue
+            print(f"{SERVER_NAMES[key]}:", flush=True)
+            outcome = outcomes[key] = ServerOutcome(key)
+            try:
+                bench_server(outcome, cfg, scenarios, tmp, python, db_env)
+            except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+                print(f"{SERVER_NAMES[key]}: failed: {exc}", file=sys.stderr, flush=True)
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                outcome.problems.append(f"failed: {first}")
+
+    section = render(cfg, command, scenarios, outcomes, python, args.pipeline_depth)
+    # The file first, so that a closed stdout (e.g. `| head`) cannot lose the results.
+    if not args.no_write:
+        write_results(section)
+    print()
+    print(section)
+    if not args.no_write:
+        print(f"\nwritten to {RESULTS_PATH.relative_to(REPO_DIR)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -78,7 +78,7 @@ static int parse_copy(http_parser_t *p, const uint8_t *data, size_t len, const h
         check_request(copy, rc, r, lim);
     if (rc < 0 && (http_error_status(rc) < 400 || http_error_message(rc)[0] == '\0'))
         abort();
-    if (rc < -24 || (size_t)(rc > 0 ? rc : 0) > len)
+    if (rc <= HTTP_E__LAST || (size_t)(rc > 0 ? rc : 0) > len)
         abort();
     if (keep)
         *keep = copy;

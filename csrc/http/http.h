@@ -55,7 +55,8 @@ typedef enum {
     HTTP_E_BAD_CHUNK = -22,          /* 400, bad chunk size line, extension or CRLF */
     HTTP_E_CHUNK_TOO_LARGE = -23,    /* 413, chunk size overflows or exceeds the limit */
     HTTP_E_BAD_TRAILER = -24,        /* 400, malformed trailer section */
-    HTTP_E__LAST = -25
+    HTTP_E_BAD_HOST = -25,           /* 400, Host value is not uri-host [":" port] */
+    HTTP_E__LAST = -26
 } http_error_t;
 
 typedef struct {
@@ -67,8 +68,8 @@ typedef struct {
 
 typedef struct {
     size_t max_target;       /* request-target bytes; more gives 414. Default 8192. */
-    size_t max_header_bytes; /* request line + fields + blank line; more gives 431. Default 65536. */
-    size_t max_headers;      /* number of fields; more gives 431. Default 100, <= HTTP_MAX_HEADERS */
+    size_t max_header_bytes; /* request line + fields + blank line; 431 beyond. Default 65536 */
+    size_t max_headers;      /* number of fields; 431 beyond. Default 100, capped at 256 */
 } http_limits_t;
 
 #define HTTP_MAX_HEADERS 256
@@ -96,7 +97,9 @@ typedef struct {
 } http_request_t;
 
 /* Incremental state for one request head: how far the buffer is known not to hold the end
- * of the header block, so that re-scanning after a short read costs only the new bytes. */
+ * of the header block, so that re-scanning after a short read costs only the new bytes.
+ * http_parse_request sets it back to 0 when it returns a complete head, so the same parser
+ * can go straight on to the next pipelined request at buf + consumed bytes. */
 typedef struct {
     size_t scanned;
 } http_parser_t;
@@ -109,28 +112,33 @@ static inline void http_parser_reset(http_parser_t *p)
 
 /* Parses the request head at buf[0..len). Returns header_bytes (> 0) once the whole head
  * is present and valid, 0 when more bytes are needed, or a negative http_error_t. Limits
- * are enforced on incomplete input too, so a client cannot grow the buffer without bound. */
+ * are enforced on incomplete input too, so a client cannot grow the buffer without bound:
+ * a request line with no LF within max_target + 32 bytes gives 414, a head with no end
+ * within max_header_bytes gives 431. A bare CR or LF is reported as soon as it is seen.
+ * Up to 8 empty lines before the request-line are skipped (RFC 9112 §2.2) and counted in
+ * header_bytes. The result does not depend on how the bytes were split across calls. After
+ * an error the connection must be closed: the parser does not resynchronise. */
 int http_parse_request(http_parser_t *p, const char *buf, size_t len, const http_limits_t *lim,
                        http_request_t *req);
 
 /* Case-insensitive lookup of a field; returns the first match or NULL. */
-const http_header_t *http_find_header(const http_request_t *req, const char *name,
-                                      size_t name_len);
+const http_header_t *http_find_header(const http_request_t *req, const char *name, size_t name_len);
 
 /* Incremental in-place decoder for a chunked body (RFC 9112 §7.1). */
 typedef struct {
     int state;
-    uint64_t chunk_left; /* data bytes left in the current chunk */
+    uint64_t chunk_left; /* data bytes left in the current chunk; trailer bytes after it */
     size_t line_len;     /* bytes seen in the current size/extension/trailer line */
     uint64_t total;      /* decoded body bytes so far */
-    uint64_t max_body;   /* limit on total; exceeding it gives HTTP_E_CHUNK_TOO_LARGE */
+    uint64_t max_body;   /* limit on total (0: no body); more gives HTTP_E_CHUNK_TOO_LARGE */
 } http_chunked_t;
 
 void http_chunked_init(http_chunked_t *d, uint64_t max_body);
 /* Decodes buf[0..*len) in place. On return buf[0..*len) holds the newly decoded body bytes.
  * Returns 0 when all input was consumed and more is needed; 1 when the message ended,
  * with the *leftover bytes that followed it moved to buf[*len .. *len + *leftover); or a
- * negative http_error_t. */
+ * negative http_error_t (sticky: later calls return it again). *leftover is 0 unless 1 is
+ * returned. Size lines are bounded at 4 KiB and the trailer section at 16 KiB. */
 int http_chunked_decode(http_chunked_t *d, char *buf, size_t *len, size_t *leftover);
 
 /* Status codes and errors. */

@@ -348,6 +348,44 @@ static int split_absolute_form(http_request_t *req, const char *t, size_t n)
     return 0;
 }
 
+/* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2). Only the alphabet and the
+ * port are checked: enough to refuse spaces, paths, userinfo and other bytes that confuse
+ * virtual hosting and caches, which RFC 9112 §3.2 requires to be answered with 400. An empty
+ * value is allowed. */
+static int check_host(const char *v, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && v[0] == '[') {
+        /* IP-literal: hex digits, ':' and '.' (IPv6, IPvFuture is not used in practice). */
+        for (i = 1; i < n && v[i] != ']'; i++) {
+            char c = v[i];
+            if (!is_digit(c) && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') && c != ':' && c != '.')
+                return HTTP_E_BAD_HOST;
+        }
+        if (i == n)
+            return HTTP_E_BAD_HOST;
+        i++;
+    } else {
+        /* reg-name: unreserved / pct-encoded / sub-delims. */
+        static const char extra[] = "-._~%!$&'()*+,;=";
+        for (; i < n && v[i] != ':'; i++) {
+            char c = v[i];
+            if (!is_digit(c) && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
+                !memchr(extra, c, sizeof(extra) - 1))
+                return HTTP_E_BAD_HOST;
+        }
+    }
+    if (i == n)
+        return 0;
+    if (v[i] != ':')
+        return HTTP_E_BAD_HOST;
+    for (i++; i < n; i++) {
+        if (!is_digit(v[i]))
+            return HTTP_E_BAD_HOST;
+    }
+    return 0;
+}
+
 /* Content-Length = 1*DIGIT (RFC 9110 §8.6). A list of identical values, or repeated fields
  * with identical values, may be accepted as one; anything else is a smuggling vector. */
 static int add_content_length(const char *v, size_t n, int64_t *cl)
@@ -604,6 +642,9 @@ static int parse_head(const char *buf, size_t skip, size_t e, const http_limits_
             if (EQUALS_CI(name, name_len, "host")) {
                 if (++hosts > 1)
                     return HTTP_E_DUPLICATE_HOST;
+                err = check_host(value, value_len);
+                if (err < 0)
+                    return err;
             }
             break;
         case 6:
@@ -667,6 +708,8 @@ static int parse_head(const char *buf, size_t skip, size_t e, const http_limits_
 int http_parse_request(http_parser_t *ps, const char *buf, size_t len, const http_limits_t *lim,
                        http_request_t *req)
 {
+    if (len == 0)
+        return 0;
     size_t max_head = lim->max_header_bytes < INT_MAX ? lim->max_header_bytes : INT_MAX;
     size_t skip = leading_empty_lines(buf, len);
     size_t from = ps->scanned <= len ? ps->scanned : 0;

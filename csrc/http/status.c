@@ -192,6 +192,8 @@ const char *http_error_message(int err)
         return "The chunked body is larger than the server accepts.";
     case HTTP_E_BAD_TRAILER:
         return "The chunked body has a malformed or oversized trailer section.";
+    case HTTP_E_BAD_HOST:
+        return "The Host header field is not a valid host and optional port.";
     default:
         return "The request is malformed.";
     }

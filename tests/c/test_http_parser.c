@@ -282,6 +282,17 @@ static void test_errors(void)
     TAP_EQ_INT(parse("GET / HTTP/1.1\r\n" H11 "hOsT: example.com\r\n\r\n"), HTTP_E_DUPLICATE_HOST);
     TAP_EQ_INT(parse("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), HTTP_E_DUPLICATE_HOST);
     TAP_EQ_INT(parse("GET / HTTP/1.1\r\nX: y\r\n\r\n"), HTTP_E_MISSING_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_EQ_INT(parse("GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n"), HTTP_E_BAD_HOST);
+    TAP_OK(parse("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n") > 0);
+    TAP_OK(parse("GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n") > 0);
+    TAP_OK(parse("GET / HTTP/1.1\r\nHost: xn--caf-dma.example_1~%41:\r\n\r\n") > 0);
     /* An empty Host is allowed (RFC 9112 §3.2 when the target has no authority). */
     TAP_OK(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n") > 0);
     TAP_EQ_INT(req.has_host, 1);
@@ -294,6 +305,64 @@ static void test_errors(void)
                       strcmp(http_status_reason(st), "") != 0,
                   "error code has a message and a known status", __FILE__, __LINE__);
     }
+}
+
+/* The target and value scanners have a 16-byte vector path and a scalar tail: put each
+ * interesting byte at every offset across two vector blocks. */
+static void test_byte_classes_at_every_offset(void)
+{
+    static const struct {
+        unsigned char c;
+        int in_value; /* expected result in a value */
+        int in_target;
+    } cases[] = {
+        {0x00, HTTP_E_BAD_HEADER_VALUE, HTTP_E_BAD_TARGET},
+        {0x01, HTTP_E_BAD_HEADER_VALUE, HTTP_E_BAD_TARGET},
+        {0x1f, HTTP_E_BAD_HEADER_VALUE, HTTP_E_BAD_TARGET},
+        {0x7f, HTTP_E_BAD_HEADER_VALUE, HTTP_E_BAD_TARGET},
+        {'\t', 1, HTTP_E_BAD_TARGET},
+        {0x80, 1, HTTP_E_BAD_TARGET},
+        {0xff, 1, HTTP_E_BAD_TARGET},
+        {'~', 1, 1},
+        {'!', 1, 1},
+        {'\r', HTTP_E_BARE_CR, HTTP_E_BARE_CR},
+        {'\n', HTTP_E_BARE_LF, HTTP_E_BARE_LF},
+    };
+    char buf[256];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t off = 0; off < 40; off++) {
+            /* In a value: "X: " + off 'a' + byte + 20 'b'. */
+            size_t n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\n" H11 "X: ");
+            memset(buf + n, 'a', off);
+            n += off;
+            buf[n++] = (char)cases[i].c;
+            memset(buf + n, 'b', 20);
+            n += 20;
+            n += (size_t)sprintf(buf + n, "\r\n\r\n");
+            int rc = parse_n(buf, n, &limits);
+            int want = cases[i].in_value == 1 ? (int)n : cases[i].in_value;
+            if (rc != want) {
+                printf("# value byte 0x%02x at %zu: got %d, want %d\n", cases[i].c, off, rc, want);
+                ok = 0;
+            }
+            /* In a target: "GET /" + off 'a' + byte + 20 'b'. */
+            n = (size_t)sprintf(buf, "GET /");
+            memset(buf + n, 'a', off);
+            n += off;
+            buf[n++] = (char)cases[i].c;
+            memset(buf + n, 'b', 20);
+            n += 20;
+            n += (size_t)sprintf(buf + n, " HTTP/1.1\r\n" H11 "\r\n");
+            rc = parse_n(buf, n, &limits);
+            want = cases[i].in_target == 1 ? (int)n : cases[i].in_target;
+            if (rc != want) {
+                printf("# target byte 0x%02x at %zu: got %d, want %d\n", cases[i].c, off, rc, want);
+                ok = 0;
+            }
+        }
+    }
+    TAP_OK(ok);
 }
 
 static void test_content_length(void)
@@ -603,6 +672,7 @@ int main(void)
     test_methods();
     test_absolute_form();
     test_errors();
+    test_byte_classes_at_every_offset();
     test_content_length();
     test_transfer_encoding();
     test_connection();

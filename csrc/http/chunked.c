@@ -166,16 +166,19 @@ static int step(http_chunked_t *d, unsigned char c)
 
 int http_chunked_decode(http_chunked_t *d, char *buf, size_t *len, size_t *leftover)
 {
-    char *in = buf;
-    char *end = buf + *len;
-    char *out = buf;
     *leftover = 0;
-
     /* Errors are sticky: the state holds the negative code. */
     if (d->state < 0) {
         *len = 0;
         return d->state;
     }
+    /* Nothing to do; also keeps pointer arithmetic off a NULL buffer. */
+    if (*len == 0)
+        return d->state == ST_DONE ? 1 : 0;
+
+    char *in = buf;
+    char *end = buf + *len;
+    char *out = buf;
     while (in < end && d->state != ST_DONE) {
         if (d->state == ST_DATA) {
             size_t avail = (size_t)(end - in);

@@ -5,6 +5,9 @@
  * an executor thread that formats a date cannot race the loop thread. Day and month names
  * come from our own tables: strftime would follow the process locale.
  */
+/* gmtime_r is POSIX, not ISO C. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "http/http.h"
 
 #include <string.h>

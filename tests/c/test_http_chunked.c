@@ -150,6 +150,14 @@ static void test_valid(void)
     TAP_EQ_MEM(buf, len, "abcde");
     TAP_EQ_MEM(buf + len, leftover, "NEXT");
     TAP_EQ_INT(d.total, 5);
+    /* An empty read changes nothing, before and after the end. */
+    http_chunked_t e;
+    http_chunked_init(&e, 100);
+    len = 0;
+    TAP_EQ_INT(http_chunked_decode(&e, NULL, &len, &leftover), 0);
+    len = 0;
+    TAP_EQ_INT(http_chunked_decode(&d, NULL, &len, &leftover), 1);
+    TAP_EQ_INT(leftover, 0);
     /* After the end, everything is leftover. */
     char more[] = "abc";
     len = 3;

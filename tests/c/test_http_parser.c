@@ -606,6 +606,9 @@ static void test_incremental(void)
     }
     TAP_OK(same);
 
+    http_parser_reset(&p);
+    TAP_EQ_INT(http_parse_request(&p, NULL, 0, &limits, &req), 0);
+
     /* Empty lines before the request line are skipped and counted in header_bytes. */
     TAP_EQ_INT(parse("\r\n\r\nGET / HTTP/1.1\r\n" H11 "\r\n"),
                strlen("\r\n\r\nGET / HTTP/1.1\r\n" H11 "\r\n"));

@@ -311,43 +311,6 @@ static int check_authority_form(const char *t, size_t n)
     return 0;
 }
 
-/* absolute-form (RFC 9112 §3.2.2): "http://" or "https://" authority [path-abempty] [?query].
- * The server routes on the path, so we take it out; the authority is not checked against
- * Host here (a proxy concern). */
-static int split_absolute_form(http_request_t *req, const char *t, size_t n)
-{
-    size_t i;
-    if (n >= 7 && equals_ci(t, 7, "http://", 7))
-        i = 7;
-    else if (n >= 8 && equals_ci(t, 8, "https://", 8))
-        i = 8;
-    else
-        return HTTP_E_BAD_TARGET;
-    size_t host = i;
-    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#') {
-        /* userinfo is deprecated and a phishing vector (RFC 9110 §4.2.4). */
-        if (t[i] == '@')
-            return HTTP_E_BAD_TARGET;
-        i++;
-    }
-    if (i == host)
-        return HTTP_E_BAD_TARGET;
-    if (i < n && t[i] == '/') {
-        split_query(req, t + i, n - i);
-    } else if (i < n && t[i] == '?') {
-        req->path = root_path;
-        req->path_len = 1;
-        req->query = t + i + 1;
-        req->query_len = n - i - 1;
-    } else {
-        req->path = root_path;
-        req->path_len = 1;
-        req->query = NULL;
-        req->query_len = 0;
-    }
-    return 0;
-}
-
 /* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2). Only the alphabet and the
  * port are checked: enough to refuse spaces, paths, userinfo and other bytes that confuse
  * virtual hosting and caches, which RFC 9112 §3.2 requires to be answered with 400. An empty
@@ -382,6 +345,43 @@ static int check_host(const char *v, size_t n)
     for (i++; i < n; i++) {
         if (!is_digit(v[i]))
             return HTTP_E_BAD_HOST;
+    }
+    return 0;
+}
+
+/* absolute-form (RFC 9112 §3.2.2): "http://" or "https://" authority [path-abempty] [?query].
+ * The server routes on the path, so we take it out; the authority is not checked against
+ * Host here (a proxy concern). */
+static int split_absolute_form(http_request_t *req, const char *t, size_t n)
+{
+    size_t i;
+    if (n >= 7 && equals_ci(t, 7, "http://", 7))
+        i = 7;
+    else if (n >= 8 && equals_ci(t, 8, "https://", 8))
+        i = 8;
+    else
+        return HTTP_E_BAD_TARGET;
+    size_t host = i;
+    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#') {
+        /* userinfo is deprecated and a phishing vector (RFC 9110 §4.2.4). */
+        if (t[i] == '@')
+            return HTTP_E_BAD_TARGET;
+        i++;
+    }
+    if (i == host || check_host(t + host, i - host) < 0)
+        return HTTP_E_BAD_TARGET;
+    if (i < n && t[i] == '/') {
+        split_query(req, t + i, n - i);
+    } else if (i < n && t[i] == '?') {
+        req->path = root_path;
+        req->path_len = 1;
+        req->query = t + i + 1;
+        req->query_len = n - i - 1;
+    } else {
+        req->path = root_path;
+        req->path_len = 1;
+        req->query = NULL;
+        req->query_len = 0;
     }
     return 0;
 }

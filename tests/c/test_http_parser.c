@@ -197,6 +197,9 @@ static void test_absolute_form(void)
     TAP_EQ_INT(parse("GET ftp://example.com/ HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET http:///a HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET http://u@example.com/ HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_EQ_INT(parse("GET http://h\"/p HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_EQ_INT(parse("GET http://h:8x/p HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_OK(parse("GET http://[::1]:8080/p HTTP/1.1\r\n" H11 "\r\n") > 0);
 }
 
 /* Minimal inputs for every parser error code. */

@@ -112,6 +112,8 @@ static int loop_traverse(PyLoopObject *self, visitproc visit, void *arg)
     for (size_t i = 0; i < self->heap_len; i++)
         Py_VISIT(self->heap[i]);
     Py_VISIT(self->dict);
+    Py_VISIT(self->fd_watchers);
+    Py_VISIT(self->signal_handlers);
     return 0;
 }
 
@@ -130,6 +132,8 @@ static void loop_dealloc(PyLoopObject *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     loop_clear(self);
+    loop_poll_close_all(self);
+    loop_signals_close_all(self);
     /* A loop that was never closed still owns its libuv handles; close them now (the
      * Python class's __del__ already warned and called close() when it could). */
     if (self->nat != NULL)
@@ -197,6 +201,8 @@ static PyObject *loop_close_native(PyLoopObject *self, PyObject *unused)
         Py_RETURN_NONE;
     self->closed = 1;
     loop_queues_clear(self);
+    loop_poll_close_all(self);
+    loop_signals_close_all(self);
     busy = loop_native_close(self) < 0;
     if (busy) {
         if (PyErr_WarnEx(PyExc_ResourceWarning,
@@ -238,6 +244,14 @@ static PyMethodDef loop_methods[] = {
     {"_close_native", (PyCFunction)loop_close_native, METH_NOARGS, NULL},
     {"_watch_wakeup_fd", (PyCFunction)loop_watch_wakeup_fd, METH_O, NULL},
     {"_unwatch_wakeup_fd", (PyCFunction)loop_unwatch_wakeup_fd, METH_NOARGS, NULL},
+    {"add_reader", (PyCFunction)(void (*)(void))loop_add_reader, METH_FASTCALL | METH_KEYWORDS,
+     "add_reader(fd, callback, *args): call callback when fd is readable."},
+    {"add_writer", (PyCFunction)(void (*)(void))loop_add_writer, METH_FASTCALL | METH_KEYWORDS,
+     "add_writer(fd, callback, *args): call callback when fd is writable."},
+    {"remove_reader", (PyCFunction)loop_remove_reader, METH_O, "Stop watching fd for reading."},
+    {"remove_writer", (PyCFunction)loop_remove_writer, METH_O, "Stop watching fd for writing."},
+    {"_add_signal_watch", (PyCFunction)(void (*)(void))loop_add_signal_watch, METH_FASTCALL, NULL},
+    {"_remove_signal_watch", (PyCFunction)loop_remove_signal_watch, METH_O, NULL},
     {"_ready_count", (PyCFunction)loop_ready_count, METH_NOARGS, NULL},
     {"_timer_count", (PyCFunction)loop_timer_count, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -290,5 +304,7 @@ int loop_module_init(PyObject *module)
         Py_DECREF(&PyLoop_Type);
         return -1;
     }
+    if (loop_poll_init(module) < 0 || loop_signals_init(module) < 0)
+        return -1;
     return loop_handles_init(module);
 }

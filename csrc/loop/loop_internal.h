@@ -58,6 +58,9 @@ struct PyLoopObject {
     size_t timers_cancelled; /* cancelled handles still sitting in the heap */
     uint64_t timer_seq;
 
+    PyObject *fd_watchers;     /* dict fd -> watcher (poll.c), or NULL */
+    PyObject *signal_handlers; /* dict signum -> signal watcher (signals.c), or NULL */
+
     double slow_callback_duration;
     PyObject *weakreflist;
     PyObject *dict;
@@ -113,6 +116,22 @@ PyObject *loop_call_later(PyLoopObject *self, PyObject *const *args, Py_ssize_t 
                           PyObject *kwnames);
 PyObject *loop_call_at(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                        PyObject *kwnames);
+
+/* poll.c */
+PyObject *loop_add_reader(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames);
+PyObject *loop_add_writer(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames);
+PyObject *loop_remove_reader(PyLoopObject *self, PyObject *fileobj);
+PyObject *loop_remove_writer(PyLoopObject *self, PyObject *fileobj);
+void loop_poll_close_all(PyLoopObject *loop);
+int loop_poll_init(PyObject *module);
+
+/* signals.c */
+PyObject *loop_add_signal_watch(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *loop_remove_signal_watch(PyLoopObject *self, PyObject *sig);
+void loop_signals_close_all(PyLoopObject *loop);
+int loop_signals_init(PyObject *module);
 
 /* run.c */
 int loop_native_start(PyLoopObject *loop);

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import errno
 import logging
 import signal
 import socket
@@ -31,6 +32,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from data_bridge import _core
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    ssl = None  # type: ignore[assignment]
 
 __all__ = ["EventLoopPolicy", "Loop", "install", "new_event_loop", "run"]
 
@@ -65,6 +71,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
         self._asyncgens_shutdown_called = False
         self._thread_id: int | None = None
         self._wakeup_socks: tuple[socket.socket, socket.socket] | None = None
+        self._signals: set[int] = set()
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth: int | None = None
         self.set_debug(coroutines._is_debug_mode())
@@ -193,6 +200,11 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        for sig in list(self._signals):
+            try:
+                self.remove_signal_handler(sig)
+            except (RuntimeError, OSError, ValueError):
+                self._signals.discard(sig)
         self._close_native()
         executor = self._default_executor
         if executor is not None:
@@ -410,7 +422,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
                     exc_info=True,
                 )
 
-    # ---- DNS (resolved off the loop thread) ----
+    # ---- DNS (resolved off the loop thread; numeric addresses resolved inline) ----
 
     async def getaddrinfo(
         self,
@@ -422,12 +434,224 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
         proto: int = 0,
         flags: int = 0,
     ) -> list[Any]:
+        if _is_numeric_host(host) and (port is None or isinstance(port, (int, bytes, str))):
+            try:
+                # No name lookup can happen: answer without a thread round trip.
+                return socket.getaddrinfo(
+                    host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+                )
+            except socket.gaierror:
+                pass
         return await self.run_in_executor(
             None, socket.getaddrinfo, host, port, family, type, proto, flags
         )
 
     async def getnameinfo(self, sockaddr: Any, flags: int = 0) -> Any:
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    # ---- signals ----
+
+    def _check_signal(self, sig: Any) -> None:
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("set_wakeup_fd only works in main thread of the main interpreter")
+        try:
+            # Python's own bookkeeping first (signal.getsignal() then reports a handler, so
+            # asyncio.Runner leaves SIGINT alone); libuv's handler then takes the signal.
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        self._add_signal_watch(sig, callback, *args)
+        self._signals.add(sig)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        self._check_signal(sig)
+        if sig not in self._signals:
+            return False
+        self._signals.discard(sig)
+        self._remove_signal_watch(sig)
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        return True
+
+    # ---- raw sockets (on top of add_reader/add_writer) ----
+
+    def _sock_check(self, sock: socket.socket) -> None:
+        if ssl is not None and isinstance(sock, ssl.SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    async def _sock_wait(self, sock: socket.socket, writer: bool, op: Callable[[], Any]) -> Any:
+        """Waits until op() stops raising BlockingIOError; returns its result."""
+        fut = self.create_future()
+        fd = sock.fileno()
+
+        def on_ready() -> None:
+            if fut.done():
+                return
+            try:
+                result = op()
+            except (BlockingIOError, InterruptedError):
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        if writer:
+            self.add_writer(fd, on_ready)
+        else:
+            self.add_reader(fd, on_ready)
+        try:
+            return await fut
+        finally:
+            if writer:
+                self.remove_writer(fd)
+            else:
+                self.remove_reader(fd)
+
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        self._sock_check(sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recv(n))
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        self._sock_check(sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recv_into(buf))
+
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+        self._sock_check(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recvfrom(bufsize))
+
+    async def sock_recvfrom_into(
+        self, sock: socket.socket, buf: Any, nbytes: int = 0
+    ) -> tuple[int, Any]:
+        self._sock_check(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        self._sock_check(sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        view = memoryview(data).cast("B")
+        if n == len(view):
+            return
+        pos = n
+
+        def send_more() -> bool | None:
+            nonlocal pos
+            pos += sock.send(view[pos:])
+            if pos < len(view):
+                raise BlockingIOError
+            return None
+
+        await self._sock_wait(sock, True, send_more)
+
+    async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
+        self._sock_check(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, True, lambda: sock.sendto(data, address))
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        self._sock_check(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            infos = await self.getaddrinfo(
+                address[0], address[1], family=sock.family, type=sock.type, proto=sock.proto
+            )
+            address = infos[0][4]
+        try:
+            sock.connect(address)
+            return
+        except (BlockingIOError, InterruptedError):
+            pass
+
+        def check() -> None:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err in (errno.EINPROGRESS, errno.EALREADY, errno.EINTR):
+                raise BlockingIOError
+            if err != 0:
+                raise OSError(err, f"Connect call failed {address}")
+
+        await self._sock_wait(sock, True, check)
+
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        self._sock_check(sock)
+
+        def accept() -> tuple[socket.socket, Any]:
+            conn, addr = sock.accept()
+            conn.setblocking(False)
+            return conn, addr
+
+        try:
+            return accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, False, accept)
+
+
+def _sighandler_noop(signum: int, frame: Any) -> None:
+    """Placeholder Python handler: libuv's own handler receives the signal."""
+
+
+def _is_numeric_host(host: Any) -> bool:
+    if host is None:
+        return False
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("idna")
+        except UnicodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host.partition("%")[0])
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
 
 
 def new_event_loop() -> Loop:

@@ -1,0 +1,361 @@
+"""File-descriptor watching, raw socket operations, signals and DNS on the loop. Each test
+runs on asyncio's loop and on PyLoop."""
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+# ---- add_reader / add_writer ----
+
+
+def test_add_reader_fires_when_readable(loop, pair):
+    a, b = pair
+    got = []
+
+    def on_readable(tag):
+        got.append((tag, a.recv(100)))
+        loop.remove_reader(a.fileno())
+        loop.stop()
+
+    loop.add_reader(a.fileno(), on_readable, "tag")
+    loop.call_later(0.01, b.send, b"hello")
+    guard = loop.call_later(3, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert got == [("tag", b"hello")]
+
+
+def test_add_reader_accepts_file_object_and_replaces(loop, pair):
+    a, b = pair
+    got = []
+    loop.add_reader(a, got.append, "first")
+    loop.add_reader(a, got.append, "second")
+    b.send(b"x")
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert got and set(got) == {"second"}
+    assert loop.remove_reader(a) is True
+    assert loop.remove_reader(a) is False
+
+
+def test_remove_reader_stops_callbacks(loop, pair):
+    a, b = pair
+    got = []
+    loop.add_reader(a.fileno(), got.append, 1)
+    assert loop.remove_reader(a.fileno()) is True
+    b.send(b"x")
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert got == []
+
+
+def test_add_writer_fires_when_writable(loop, pair):
+    a, _ = pair
+    got = []
+
+    def on_writable():
+        got.append(True)
+        loop.remove_writer(a.fileno())
+        loop.stop()
+
+    loop.add_writer(a.fileno(), on_writable)
+    guard = loop.call_later(3, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert got == [True]
+    assert loop.remove_writer(a.fileno()) is False
+
+
+def test_reader_and_writer_on_same_fd(loop, pair):
+    a, b = pair
+    events = []
+
+    def on_w():
+        events.append("w")
+        loop.remove_writer(a)
+
+    def on_r():
+        events.append("r")
+        a.recv(10)
+        loop.remove_reader(a)
+
+    loop.add_reader(a, on_r)
+    loop.add_writer(a, on_w)
+    b.send(b"z")
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert sorted(events) == ["r", "w"]
+
+
+def test_reader_callback_exception_goes_to_handler(loop, pair):
+    a, b = pair
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def bad():
+        loop.remove_reader(a)
+        raise ValueError("reader")
+
+    loop.add_reader(a, bad)
+    b.send(b"x")
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert len(contexts) == 1 and isinstance(contexts[0]["exception"], ValueError)
+
+
+def test_add_reader_invalid_fd(loop):
+    with pytest.raises(ValueError):
+        loop.add_reader(-1, print)
+    with pytest.raises((ValueError, TypeError)):
+        loop.add_reader("not a file", print)
+
+
+def test_add_reader_closed_loop(loop, pair):
+    a, _ = pair
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.add_reader(a, print)
+    assert loop.remove_reader(a) is False
+
+
+def test_close_loop_with_readers(loop, pair):
+    a, _ = pair
+    loop.add_reader(a, print)
+    loop.add_writer(a, print)
+    loop.close()
+    assert loop.is_closed()
+
+
+# ---- sock_* ----
+
+
+def test_sock_recv_sendall(loop, pair):
+    a, b = pair
+
+    async def main():
+        await loop.sock_sendall(a, b"ping")
+        got = await loop.sock_recv(b, 100)
+        buf = bytearray(10)
+        loop.call_later(0.01, a.send, b"pong")
+        n = await loop.sock_recv_into(b, buf)
+        return got, bytes(buf[:n])
+
+    assert loop.run_until_complete(main()) == (b"ping", b"pong")
+
+
+def test_sock_sendall_large_blocks_and_completes(loop, pair):
+    a, b = pair
+    payload = os.urandom(4 * 1024 * 1024)
+
+    async def reader():
+        chunks = []
+        total = 0
+        while total < len(payload):
+            data = await loop.sock_recv(b, 65536)
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks)
+
+    async def main():
+        r = asyncio.ensure_future(reader())
+        await loop.sock_sendall(a, payload)
+        return await r
+
+    assert loop.run_until_complete(main()) == payload
+
+
+def test_sock_connect_accept(loop):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+
+    async def main():
+        client = socket.socket()
+        client.setblocking(False)
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await loop.sock_connect(client, ("127.0.0.1", port))
+        conn, addr = await accept
+        assert addr[0] == "127.0.0.1"
+        assert conn.gettimeout() == 0
+        await loop.sock_sendall(client, b"over tcp")
+        got = await loop.sock_recv(conn, 100)
+        conn.close()
+        eof = await loop.sock_recv(client, 100)
+        client.close()
+        return got, eof
+
+    try:
+        assert loop.run_until_complete(main()) == (b"over tcp", b"")
+    finally:
+        listener.close()
+
+
+def test_sock_connect_refused(loop):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    async def main():
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            await loop.sock_connect(s, ("127.0.0.1", port))
+        finally:
+            s.close()
+
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(main())
+
+
+def test_sock_recv_cancelled(loop, pair):
+    a, b = pair
+
+    async def main():
+        t = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        # The fd is free again: a new reader works.
+        b.send(b"after")
+        return await loop.sock_recv(a, 10)
+
+    assert loop.run_until_complete(main()) == b"after"
+
+
+def test_sock_udp_sendto_recvfrom(loop):
+    s1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in (s1, s2):
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+
+    async def main():
+        await loop.sock_sendto(s1, b"dgram", s2.getsockname())
+        data, addr = await loop.sock_recvfrom(s2, 100)
+        return data, addr == s1.getsockname()
+
+    try:
+        assert loop.run_until_complete(main()) == (b"dgram", True)
+    finally:
+        s1.close()
+        s2.close()
+
+
+# ---- signals ----
+
+
+def test_signal_handler_runs_callback(loop):
+    got = []
+
+    def on_signal(tag):
+        got.append(tag)
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGUSR1, on_signal, "usr1")
+    try:
+        loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1)
+        guard = loop.call_later(3, loop.stop)
+        loop.run_forever()
+        guard.cancel()
+    finally:
+        assert loop.remove_signal_handler(signal.SIGUSR1) is True
+    assert got == ["usr1"]
+    assert loop.remove_signal_handler(signal.SIGUSR1) is False
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_signal_from_thread_wakes_idle_loop(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR2, lambda: (got.append(1), loop.stop()))
+
+    def later():
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    t = threading.Thread(target=later)
+    t.start()
+    guard = loop.call_later(3, loop.stop)
+    t0 = time.monotonic()
+    loop.run_forever()
+    t.join()
+    guard.cancel()
+    loop.remove_signal_handler(signal.SIGUSR2)
+    assert got == [1]
+    assert time.monotonic() - t0 < 2
+
+
+def test_sigint_handler_restores_default_int_handler(loop):
+    loop.add_signal_handler(signal.SIGINT, print)
+    assert loop.remove_signal_handler(signal.SIGINT) is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_signal_handler_errors(loop):
+    with pytest.raises(TypeError):
+        loop.add_signal_handler("SIGINT", print)
+    with pytest.raises(ValueError):
+        loop.add_signal_handler(10_000, print)
+    with pytest.raises(RuntimeError, match="cannot be caught"):
+        loop.add_signal_handler(signal.SIGKILL, print)
+
+    async def coro():
+        pass
+
+    with pytest.raises(TypeError):
+        loop.add_signal_handler(signal.SIGUSR1, coro)
+    with pytest.raises(TypeError):
+        loop.remove_signal_handler("x")
+
+
+def test_close_removes_signal_handlers(loop_factory):
+    lp = loop_factory()
+    lp.add_signal_handler(signal.SIGUSR1, print)
+    lp.close()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+# ---- DNS ----
+
+
+def test_getaddrinfo_numeric_and_name(loop):
+    async def main():
+        numeric = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        v6 = await loop.getaddrinfo("::1", "443", type=socket.SOCK_STREAM)
+        name = await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        info = await loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST)
+        return numeric, v6, name, info
+
+    numeric, v6, name, info = loop.run_until_complete(main())
+    assert numeric[0][4] == ("127.0.0.1", 80)
+    assert v6[0][4][:2] == ("::1", 443)
+    assert name and all(i[1] == socket.SOCK_STREAM for i in name)
+    assert info[0] == "127.0.0.1"
+
+
+def test_getaddrinfo_failure(loop):
+    async def main():
+        await loop.getaddrinfo("nonexistent.invalid", 80)
+
+    with pytest.raises(socket.gaierror):
+        loop.run_until_complete(main())

@@ -21,19 +21,28 @@
 #define MAX_TRAILER_BYTES 16384
 
 enum {
-    ST_SIZE_START,    /* expecting the first HEXDIG of a chunk-size */
-    ST_SIZE,          /* more HEXDIGs, ';', BWS or CR */
-    ST_EXT_BWS,       /* whitespace after the size: only ';' may follow */
-    ST_EXT,           /* inside chunk extensions, up to CR */
-    ST_SIZE_LF,       /* CR of the size line seen */
-    ST_DATA,          /* chunk_left data bytes to copy */
-    ST_DATA_CR,       /* CRLF after chunk data */
-    ST_DATA_LF,       /* */
-    ST_TRAILER_START, /* start of a trailer field line or of the final CRLF */
-    ST_TRAILER_NAME,  /* inside a field name */
-    ST_TRAILER_VALUE, /* after the colon, up to CR */
-    ST_TRAILER_LF,    /* CR of a trailer field line seen */
-    ST_END_LF,        /* CR of the final empty line seen */
+    ST_SIZE_START, /* expecting the first HEXDIG of a chunk-size */
+    ST_SIZE,       /* more HEXDIGs, BWS, ';' or CR */
+    /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ext-val = token /
+     * quoted-string (RFC 9112 §7.1.1). Extensions are checked, then ignored. */
+    ST_EXT_BWS,          /* BWS after the size or a value: only ';' may follow */
+    ST_EXT_NAME_START,   /* after ';': BWS, then the first tchar of ext-name */
+    ST_EXT_NAME,         /* in ext-name */
+    ST_EXT_NAME_BWS,     /* BWS after ext-name: '=' or ';' may follow */
+    ST_EXT_VAL_START,    /* after '=': BWS, then a token or a quoted-string */
+    ST_EXT_VAL,          /* in a token ext-val */
+    ST_EXT_QUOTED,       /* in a quoted-string */
+    ST_EXT_QUOTED_ESC,   /* after a backslash in a quoted-string */
+    ST_EXT_AFTER_QUOTED, /* after the closing quote */
+    ST_SIZE_LF,          /* CR of the size line seen */
+    ST_DATA,             /* chunk_left data bytes to copy */
+    ST_DATA_CR,          /* chunk data done, CR expected */
+    ST_DATA_LF,          /* CR after chunk data seen, LF expected */
+    ST_TRAILER_START,    /* start of a trailer field line or of the final CRLF */
+    ST_TRAILER_NAME,     /* inside a field name */
+    ST_TRAILER_VALUE,    /* after the colon, up to CR */
+    ST_TRAILER_LF,       /* CR of a trailer field line seen */
+    ST_END_LF,           /* CR of the final empty line seen */
     ST_DONE
 };
 
@@ -70,6 +79,87 @@ static int is_value_byte(unsigned char c)
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
+static int is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* One byte of a chunk-size line after its first digit. Returns the next state or an error. */
+static int size_line_step(http_chunked_t *d, unsigned char c)
+{
+    int v;
+    /* The bound covers the bytes before the CR. */
+    if (c != '\r' && ++d->line_len > MAX_SIZE_LINE)
+        return HTTP_E_BAD_CHUNK;
+    switch (d->state) {
+    case ST_SIZE:
+        v = hex_value(c);
+        if (v >= 0) {
+            if (d->chunk_left > (UINT64_MAX >> 4))
+                return HTTP_E_CHUNK_TOO_LARGE;
+            d->chunk_left = (d->chunk_left << 4) | (uint64_t)v;
+            if (d->chunk_left > d->max_body - d->total)
+                return HTTP_E_CHUNK_TOO_LARGE;
+            return ST_SIZE;
+        }
+        break;
+    case ST_EXT_BWS:
+        /* "5 \r\n": BWS is only allowed in front of ';'. */
+        if (is_ws(c))
+            return ST_EXT_BWS;
+        return c == ';' ? ST_EXT_NAME_START : HTTP_E_BAD_CHUNK;
+    case ST_EXT_NAME_START:
+        if (is_ws(c))
+            return ST_EXT_NAME_START;
+        return is_tchar(c) ? ST_EXT_NAME : HTTP_E_BAD_CHUNK;
+    case ST_EXT_NAME:
+        if (is_tchar(c))
+            return ST_EXT_NAME;
+        if (is_ws(c))
+            return ST_EXT_NAME_BWS;
+        if (c == '=')
+            return ST_EXT_VAL_START;
+        break;
+    case ST_EXT_NAME_BWS:
+        if (is_ws(c))
+            return ST_EXT_NAME_BWS;
+        if (c == '=')
+            return ST_EXT_VAL_START;
+        return c == ';' ? ST_EXT_NAME_START : HTTP_E_BAD_CHUNK;
+    case ST_EXT_VAL_START:
+        if (is_ws(c))
+            return ST_EXT_VAL_START;
+        if (c == '"')
+            return ST_EXT_QUOTED;
+        return is_tchar(c) ? ST_EXT_VAL : HTTP_E_BAD_CHUNK;
+    case ST_EXT_VAL:
+        if (is_tchar(c))
+            return ST_EXT_VAL;
+        break;
+    case ST_EXT_QUOTED:
+        /* qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text (RFC 9110 §5.6.4) */
+        if (c == '"')
+            return ST_EXT_AFTER_QUOTED;
+        if (c == '\\')
+            return ST_EXT_QUOTED_ESC;
+        return is_value_byte(c) ? ST_EXT_QUOTED : HTTP_E_BAD_CHUNK;
+    case ST_EXT_QUOTED_ESC:
+        return is_value_byte(c) ? ST_EXT_QUOTED : HTTP_E_BAD_CHUNK;
+    case ST_EXT_AFTER_QUOTED:
+        break;
+    default:
+        return HTTP_E_BAD_CHUNK;
+    }
+    /* After the size, a name, a token value or a closing quote: the same continuations. */
+    if (is_ws(c))
+        return ST_EXT_BWS;
+    if (c == ';')
+        return ST_EXT_NAME_START;
+    if (c == '\r')
+        return ST_SIZE_LF;
+    return HTTP_E_BAD_CHUNK;
+}
+
 /* One framing byte. Returns the next state, or a negative http_error_t. */
 static int step(http_chunked_t *d, unsigned char c)
 {
@@ -84,36 +174,6 @@ static int step(http_chunked_t *d, unsigned char c)
         if (d->chunk_left > d->max_body - d->total)
             return HTTP_E_CHUNK_TOO_LARGE;
         return ST_SIZE;
-    case ST_SIZE:
-    case ST_EXT_BWS:
-    case ST_EXT:
-        /* "5 \r\n" has BWS with no extension after it: only ';' may follow. */
-        if (c == '\r' && d->state != ST_EXT_BWS)
-            return ST_SIZE_LF;
-        if (++d->line_len > MAX_SIZE_LINE)
-            return HTTP_E_BAD_CHUNK;
-        if (d->state == ST_SIZE) {
-            v = hex_value(c);
-            if (v >= 0) {
-                if (d->chunk_left > (UINT64_MAX >> 4))
-                    return HTTP_E_CHUNK_TOO_LARGE;
-                d->chunk_left = (d->chunk_left << 4) | (uint64_t)v;
-                if (d->chunk_left > d->max_body - d->total)
-                    return HTTP_E_CHUNK_TOO_LARGE;
-                return ST_SIZE;
-            }
-            if (c == ' ' || c == '\t')
-                return ST_EXT_BWS;
-        } else if (d->state == ST_EXT_BWS) {
-            if (c == ' ' || c == '\t')
-                return ST_EXT_BWS;
-            return c == ';' ? ST_EXT : HTTP_E_BAD_CHUNK;
-        } else if (is_value_byte(c)) {
-            /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ): we ignore
-             * extensions, so any visible text up to CR is accepted, bounded by the line. */
-            return ST_EXT;
-        }
-        return c == ';' ? ST_EXT : HTTP_E_BAD_CHUNK;
     case ST_SIZE_LF:
         if (c != '\n')
             return HTTP_E_BAD_CHUNK;
@@ -128,6 +188,8 @@ static int step(http_chunked_t *d, unsigned char c)
     default:
         break;
     }
+    if (d->state < ST_SIZE_LF)
+        return size_line_step(d, c);
 
     /* Trailer section (RFC 9112 §7.1.2): field lines validated like header lines. */
     if (++d->chunk_left > MAX_TRAILER_BYTES)

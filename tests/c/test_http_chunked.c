@@ -122,6 +122,11 @@ static void test_valid(void)
     TAP_EQ_INT(decode("5 ; a=\"q;x\" ;b\r\nhello\r\n0\r\n\r\n"), 1);
     BODY_IS("hello");
     TAP_EQ_INT(decode("5\t;a\r\nhello\r\n0\r\n\r\n"), 1);
+    TAP_EQ_INT(decode("5;a=b;c\r\nhello\r\n0\r\n\r\n"), 1);
+    TAP_EQ_INT(decode("5 ; a = b ;\tc\r\nhello\r\n0\r\n\r\n"), 1);
+    TAP_EQ_INT(decode("5;a=\"x y\\\"z;\\\\\";b=\"\"\r\nhello\r\n0\r\n\r\n"), 1);
+    TAP_EQ_INT(decode("5;a=\"caf\xc3\xa9\"\r\nhello\r\n0\r\n\r\n"), 1);
+    BODY_IS("hello");
 
     /* Trailer fields (RFC 9112 §7.1.2). */
     TAP_EQ_INT(decode("5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:\r\nZ: caf\xc3\xa9\t!\r\n\r\n"), 1);
@@ -177,6 +182,18 @@ static void test_errors(void)
     TAP_EQ_INT(decode("5 \r\nhello\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5 5\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5;a\x01\r\n"), HTTP_E_BAD_CHUNK);
+    /* Malformed extensions. */
+    TAP_EQ_INT(decode("5;\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;=b\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=b c\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a b\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=b \r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=\"x\"y\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=\"x\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=\"x\\\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a=\x80\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5;a@\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5;a\x7f\r\n"), HTTP_E_BAD_CHUNK);
     /* CRLF after the data is required. */
     TAP_EQ_INT(decode("5\r\nhelloX"), HTTP_E_BAD_CHUNK);

@@ -114,6 +114,7 @@ static int loop_traverse(PyLoopObject *self, visitproc visit, void *arg)
     Py_VISIT(self->dict);
     Py_VISIT(self->fd_watchers);
     Py_VISIT(self->signal_handlers);
+    Py_VISIT(self->pending_exc);
     return 0;
 }
 
@@ -121,6 +122,7 @@ static int loop_clear(PyLoopObject *self)
 {
     loop_queues_clear(self);
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->pending_exc);
     return 0;
 }
 
@@ -252,6 +254,10 @@ static PyMethodDef loop_methods[] = {
     {"remove_writer", (PyCFunction)loop_remove_writer, METH_O, "Stop watching fd for writing."},
     {"_add_signal_watch", (PyCFunction)(void (*)(void))loop_add_signal_watch, METH_FASTCALL, NULL},
     {"_remove_signal_watch", (PyCFunction)loop_remove_signal_watch, METH_O, NULL},
+    {"_stream_open", (PyCFunction)loop_stream_open, METH_VARARGS,
+     "_stream_open(fd, is_pipe, family) -> transport owning fd"},
+    {"_stream_listen", (PyCFunction)loop_stream_listen, METH_VARARGS,
+     "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
     {"_ready_count", (PyCFunction)loop_ready_count, METH_NOARGS, NULL},
     {"_timer_count", (PyCFunction)loop_timer_count, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -304,7 +310,8 @@ int loop_module_init(PyObject *module)
         Py_DECREF(&PyLoop_Type);
         return -1;
     }
-    if (loop_poll_init(module) < 0 || loop_signals_init(module) < 0)
+    if (loop_poll_init(module) < 0 || loop_signals_init(module) < 0 ||
+        loop_stream_init(module) < 0 || loop_listener_init(module) < 0)
         return -1;
     return loop_handles_init(module);
 }

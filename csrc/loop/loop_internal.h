@@ -31,6 +31,7 @@ typedef struct {
     int wakeup_active;
     int wakeup_fd; /* read side of the signal wakeup socket, or -1 */
     int handles_open;
+    char readbuf[65536]; /* shared read buffer for Protocol (not Buffered) transports */
     PyLoopObject *owner; /* borrowed; cleared when the loop object goes away */
 } loop_native_t;
 
@@ -61,6 +62,10 @@ struct PyLoopObject {
     PyObject *fd_watchers;     /* dict fd -> watcher (poll.c), or NULL */
     PyObject *signal_handlers; /* dict signum -> signal watcher (signals.c), or NULL */
 
+    /* SystemExit/KeyboardInterrupt raised inside a libuv callback: re-raised by run_forever
+     * once uv_run returns (exceptions cannot cross libuv). */
+    PyObject *pending_exc;
+
     double slow_callback_duration;
     PyObject *weakreflist;
     PyObject *dict;
@@ -78,6 +83,30 @@ struct PyLoopHandleObject {
     unsigned char scheduled; /* sits in the timer heap */
     unsigned char is_timer;
 };
+
+/* A stream transport (stream.c): TCP or Unix socket. */
+typedef struct PyLoopStreamObject {
+    PyObject_HEAD union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    PyLoopObject *loop;
+    PyObject *protocol; /* NULL after connection_lost() */
+    PyObject *server;   /* the Server to notify on connection_lost, or NULL */
+    PyObject *extra;    /* get_extra_info values */
+    PyObject *sock;     /* the socket.socket behind extra['socket'], closed with us */
+    PyObject *weakreflist;
+    Py_buffer rbuf; /* BufferedProtocol buffer between alloc and read callbacks */
+    size_t write_buffer_size;
+    size_t high_water, low_water;
+    int family;
+    unsigned char is_pipe, handle_open, started, made, reading, paused_reading, closing;
+    unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
+    unsigned char buffered, rbuf_held;
+    unsigned int writes_after_close;
+} PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;
 extern PyTypeObject PyLoopHandle_Type;
@@ -132,6 +161,18 @@ PyObject *loop_add_signal_watch(PyLoopObject *self, PyObject *const *args, Py_ss
 PyObject *loop_remove_signal_watch(PyLoopObject *self, PyObject *sig);
 void loop_signals_close_all(PyLoopObject *loop);
 int loop_signals_init(PyObject *module);
+
+/* stream.c */
+extern PyTypeObject PyLoopStream_Type;
+PyLoopStreamObject *loop_stream_new(PyLoopObject *loop, int is_pipe);
+PyObject *loop_stream_open(PyLoopObject *self, PyObject *args);
+void loop_stream_close(PyLoopStreamObject *t);
+int loop_stream_fill_addresses(PyLoopStreamObject *t);
+int loop_stream_init(PyObject *module);
+
+/* listener.c */
+PyObject *loop_stream_listen(PyLoopObject *self, PyObject *args);
+int loop_listener_init(PyObject *module);
 
 /* run.c */
 int loop_native_start(PyLoopObject *loop);

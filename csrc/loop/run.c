@@ -201,6 +201,13 @@ static int run_once(PyLoopObject *loop)
     loop->may_block = 0;
     pyloop_enter(loop);
 
+    if (loop->pending_exc != NULL) {
+        PyObject *exc = loop->pending_exc;
+        loop->pending_exc = NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+        return -1;
+    }
     if (PyErr_CheckSignals() < 0)
         return -1;
 

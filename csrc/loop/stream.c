@@ -1,0 +1,1059 @@
+/*
+ * Stream transports (TCP on uv_tcp_t, Unix sockets on uv_pipe_t) implementing asyncio's
+ * Transport / Protocol interface: write/writelines/write_eof, flow control with
+ * pause_writing/resume_writing and write-buffer limits, pause_reading/resume_reading,
+ * close/abort, get_extra_info; Protocol and BufferedProtocol on the read side.
+ *
+ * Ownership and lifetime:
+ * - The transport embeds its libuv stream handle. From uv_*_init until the close callback
+ *   the transport holds a reference to itself (libuv may touch the handle until then).
+ * - Every uv_write/uv_shutdown request holds a reference to the transport until its
+ *   callback, which libuv always calls (with UV_ECANCELED when the handle closes first).
+ * - The transport holds its protocol until connection_lost() has been called, then drops it
+ *   to break the transport <-> protocol cycle, like asyncio.
+ *
+ * Writes go straight to the socket with uv_try_write when nothing is queued; only the
+ * unsent tail is copied into a request for uv_write. Reads are delivered from libuv's read
+ * callback (in the poll phase, after pyloop_enter) directly to the protocol, as uvloop does.
+ */
+#include "loop/loop_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#define DEFAULT_HIGH_WATER (64 * 1024)
+
+typedef struct {
+    uv_write_t req;
+    PyLoopStreamObject *t;
+    size_t len;
+    char data[];
+} write_req_t;
+
+static PyObject *str_data_received, *str_eof_received, *str_connection_lost;
+static PyObject *str_connection_made, *str_get_buffer, *str_buffered_updated;
+static PyObject *str_pause_writing, *str_resume_writing, *str_detach;
+static PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
+/* The class instantiated for new transports: pyloop.py registers a subclass that also
+ * derives from asyncio.Transport (so isinstance checks hold); the base type otherwise. */
+static PyTypeObject *stream_class = &PyLoopStream_Type;
+
+static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc);
+
+/* ---- small helpers ---- */
+
+static PyObject *stream_set_oserror(int uverr)
+{
+    errno = -uverr;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+/* Calls loop.call_exception_handler with a transport-flavoured context. */
+static void report(PyLoopStreamObject *t, const char *message, PyObject *exc)
+{
+    PyObject *ctx, *res = NULL;
+
+    ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc, "transport",
+                        (PyObject *)t, "protocol", t->protocol ? t->protocol : Py_None);
+    if (ctx != NULL)
+        res = PyObject_CallMethodOneArg((PyObject *)t->loop, loop_str_call_exception_handler, ctx);
+    if (res == NULL)
+        PyErr_WriteUnraisable((PyObject *)t);
+    Py_XDECREF(res);
+    Py_XDECREF(ctx);
+}
+
+/* Takes the current exception: reports it (unless it is an OSError, which asyncio only
+ * logs in debug mode) and closes the transport at once, passing it to connection_lost. */
+static void fatal_error(PyLoopStreamObject *t, const char *message)
+{
+    PyObject *type, *exc, *tb;
+
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        return;
+    }
+    if (tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+        PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt)) {
+        /* Cannot propagate through libuv: run_forever re-raises it after uv_run. */
+        if (t->loop->pending_exc == NULL) {
+            Py_INCREF(exc);
+            t->loop->pending_exc = exc;
+            if (t->loop->nat != NULL)
+                uv_stop(&t->loop->nat->uvl);
+        }
+    } else if (!PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        report(t, message, exc);
+    }
+    schedule_connection_lost(t, exc);
+    Py_XDECREF(type);
+    Py_DECREF(exc);
+    Py_XDECREF(tb);
+}
+
+static void on_stream_close(uv_handle_t *handle)
+{
+    PyLoopStreamObject *t = handle->data;
+
+    Py_DECREF(t); /* pairs with the INCREF in loop_stream_new */
+}
+
+static void close_handle(PyLoopStreamObject *t)
+{
+    if (t->handle_open) {
+        t->handle_open = 0;
+        t->reading = 0;
+        uv_close(&t->h.handle, on_stream_close);
+    }
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    PyLoopStreamObject *t = handle->data;
+    PyObject *res;
+
+    (void)suggested;
+    if (!t->buffered) {
+        buf->base = t->loop->nat->readbuf;
+        buf->len = sizeof(t->loop->nat->readbuf);
+        return;
+    }
+    pyloop_enter(t->loop);
+    buf->base = NULL;
+    buf->len = 0;
+    /* On failure the exception stays set and libuv calls on_read with UV_ENOBUFS, where it
+     * is handled: stopping the read from inside the alloc callback is not allowed. */
+    res = PyObject_CallMethod(t->protocol, "get_buffer", "n", (Py_ssize_t)65536);
+    if (res == NULL)
+        return;
+    if (PyObject_GetBuffer(res, &t->rbuf, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(res);
+        return;
+    }
+    Py_DECREF(res);
+    if (t->rbuf.len == 0) {
+        PyBuffer_Release(&t->rbuf);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return;
+    }
+    t->rbuf_held = 1;
+    buf->base = t->rbuf.buf;
+    buf->len = (size_t)t->rbuf.len;
+}
+
+static void release_rbuf(PyLoopStreamObject *t)
+{
+    if (t->rbuf_held) {
+        t->rbuf_held = 0;
+        PyBuffer_Release(&t->rbuf);
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    PyLoopStreamObject *t = stream->data;
+    PyObject *res = NULL;
+
+    pyloop_enter(t->loop);
+    Py_INCREF(t); /* protocol callbacks may close the transport; released below */
+    if (nread > 0) {
+        if (t->buffered) {
+            release_rbuf(t);
+            res = PyObject_CallMethod(t->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
+        } else {
+            PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
+            if (data != NULL) {
+                res = PyObject_CallMethodOneArg(t->protocol, str_data_received, data);
+                Py_DECREF(data);
+            }
+        }
+        if (res == NULL)
+            fatal_error(t, t->buffered ? "Fatal error: protocol.buffer_updated() call failed."
+                                       : "Fatal error: protocol.data_received() call failed.");
+        Py_XDECREF(res);
+    } else if (nread == UV_EOF) {
+        release_rbuf(t);
+        if (t->reading) {
+            t->reading = 0;
+            uv_read_stop(stream);
+        }
+        t->eof_received = 1;
+        res = PyObject_CallMethodNoArgs(t->protocol, str_eof_received);
+        if (res == NULL) {
+            fatal_error(t, "Fatal error: protocol.eof_received() call failed.");
+        } else {
+            int keep_open = PyObject_IsTrue(res);
+            Py_DECREF(res);
+            if (keep_open < 0)
+                fatal_error(t, "Fatal error: protocol.eof_received() call failed.");
+            else if (!keep_open)
+                loop_stream_close(t);
+        }
+    } else if (nread < 0) {
+        release_rbuf(t);
+        if (nread == UV_ENOBUFS && PyErr_Occurred()) {
+            fatal_error(t, "Fatal error: protocol.get_buffer() call failed.");
+        } else {
+            stream_set_oserror((int)nread);
+            fatal_error(t, "Fatal read error on socket transport");
+        }
+    } else {
+        release_rbuf(t); /* EAGAIN: the buffer was not used */
+    }
+    Py_DECREF(t);
+}
+
+static void update_reading(PyLoopStreamObject *t)
+{
+    int want = t->started && t->handle_open && !t->closing && !t->paused_reading &&
+               !t->eof_received && t->protocol != NULL;
+
+    if (want && !t->reading) {
+        if (uv_read_start(&t->h.stream, on_alloc, on_read) == 0)
+            t->reading = 1;
+    } else if (!want && t->reading) {
+        uv_read_stop(&t->h.stream);
+        t->reading = 0;
+    }
+}
+
+/* ---- flow control ---- */
+
+static void maybe_pause_protocol(PyLoopStreamObject *t)
+{
+    PyObject *res;
+
+    if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
+        return;
+    t->protocol_paused = 1;
+    res = PyObject_CallMethodNoArgs(t->protocol, str_pause_writing);
+    if (res == NULL) {
+        PyObject *type, *exc, *tb;
+        if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            fatal_error(t, "protocol.pause_writing() failed");
+            return;
+        }
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        report(t, "protocol.pause_writing() failed", exc ? exc : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(exc);
+        Py_XDECREF(tb);
+        return;
+    }
+    Py_DECREF(res);
+}
+
+static void maybe_resume_protocol(PyLoopStreamObject *t)
+{
+    PyObject *res;
+
+    if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
+        return;
+    t->protocol_paused = 0;
+    res = PyObject_CallMethodNoArgs(t->protocol, str_resume_writing);
+    if (res == NULL) {
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        report(t, "protocol.resume_writing() failed", exc ? exc : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(exc);
+        Py_XDECREF(tb);
+        return;
+    }
+    Py_DECREF(res);
+}
+
+/* ---- writing ---- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    PyLoopStreamObject *t = req->data;
+
+    (void)status;
+    PyMem_RawFree(req);
+    pyloop_enter(t->loop);
+    Py_DECREF(t); /* pairs with the INCREF in do_shutdown */
+}
+
+static void do_shutdown(PyLoopStreamObject *t)
+{
+    uv_shutdown_t *req;
+
+    if (t->eof_sent || !t->handle_open)
+        return;
+    t->eof_sent = 1;
+    req = PyMem_RawMalloc(sizeof(*req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        fatal_error(t, "Fatal error on transport");
+        return;
+    }
+    req->data = t;
+    Py_INCREF(t); /* held by the shutdown request; released in on_shutdown */
+    if (uv_shutdown(req, &t->h.stream, on_shutdown) < 0) {
+        PyMem_RawFree(req);
+        Py_DECREF(t);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req_t *wr = (write_req_t *)req;
+    PyLoopStreamObject *t = wr->t;
+
+    pyloop_enter(t->loop);
+    t->write_buffer_size -= wr->len;
+    PyMem_RawFree(wr);
+    if (status < 0) {
+        if (status != UV_ECANCELED && !t->lost_scheduled) {
+            stream_set_oserror(status);
+            fatal_error(t, "Fatal write error on socket transport");
+        }
+    } else {
+        maybe_resume_protocol(t);
+        if (t->write_buffer_size == 0) {
+            if (t->closing)
+                schedule_connection_lost(t, NULL);
+            else if (t->eof_requested)
+                do_shutdown(t);
+        }
+    }
+    Py_DECREF(t); /* pairs with the INCREF in stream_write_bytes */
+}
+
+/* Sends data: directly when nothing is queued, the rest through a uv_write request.
+ * Returns 0, or -1 with an exception (only for bad arguments / state). */
+static int stream_write_bytes(PyLoopStreamObject *t, const char *data, size_t len)
+{
+    write_req_t *wr;
+    uv_buf_t buf;
+    int n = 0, rc;
+
+    if (t->eof_requested) {
+        PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (len == 0)
+        return 0;
+    if (t->closing || !t->handle_open || t->lost_scheduled) {
+        t->writes_after_close++;
+        return 0;
+    }
+    if (t->write_buffer_size == 0) {
+        buf = uv_buf_init((char *)data, (unsigned int)(len > 0x7fffffff ? 0x7fffffff : len));
+        n = uv_try_write(&t->h.stream, &buf, 1);
+        if (n >= 0 && (size_t)n == len)
+            return 0;
+        if (n < 0) {
+            if (n != UV_EAGAIN && n != UV_ENOSYS) {
+                stream_set_oserror(n);
+                fatal_error(t, "Fatal write error on socket transport");
+                return 0;
+            }
+            n = 0;
+        }
+    }
+    wr = PyMem_RawMalloc(sizeof(*wr) + (len - (size_t)n));
+    if (wr == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(wr->data, data + n, len - (size_t)n);
+    wr->len = len - (size_t)n;
+    wr->t = t;
+    buf = uv_buf_init(wr->data, (unsigned int)wr->len);
+    rc = uv_write(&wr->req, &t->h.stream, &buf, 1, on_write);
+    if (rc < 0) {
+        PyMem_RawFree(wr);
+        stream_set_oserror(rc);
+        fatal_error(t, "Fatal write error on socket transport");
+        return 0;
+    }
+    Py_INCREF(t); /* held by the write request; released in on_write */
+    t->write_buffer_size += wr->len;
+    maybe_pause_protocol(t);
+    return 0;
+}
+
+static PyObject *stream_write(PyLoopStreamObject *t, PyObject *data)
+{
+    Py_buffer view;
+    int rc;
+
+    if (PyBytes_CheckExact(data)) {
+        if (stream_write_bytes(t, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!PyObject_CheckBuffer(data)) {
+        PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.200s'",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    rc = stream_write_bytes(t, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_writelines(PyLoopStreamObject *t, PyObject *lines)
+{
+    PyObject *empty, *joined;
+
+    empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL)
+        return NULL;
+    joined = PyObject_CallMethod(empty, "join", "O", lines);
+    Py_DECREF(empty);
+    if (joined == NULL)
+        return NULL;
+    if (stream_write_bytes(t, PyBytes_AS_STRING(joined), (size_t)PyBytes_GET_SIZE(joined)) < 0) {
+        Py_DECREF(joined);
+        return NULL;
+    }
+    Py_DECREF(joined);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_write_eof(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    if (t->closing || t->eof_requested)
+        Py_RETURN_NONE;
+    t->eof_requested = 1;
+    if (t->write_buffer_size == 0)
+        do_shutdown(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_can_write_eof(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)t;
+    (void)unused;
+    Py_RETURN_TRUE;
+}
+
+/* ---- closing ---- */
+
+/* Runs from the ready queue: closes the handle and tells the protocol (once). */
+static PyObject *stream_call_connection_lost(PyLoopStreamObject *t, PyObject *exc)
+{
+    PyObject *protocol = t->protocol, *server = t->server, *res = NULL, *r2;
+
+    close_handle(t);
+    release_rbuf(t);
+    if (t->sock != NULL) {
+        r2 = PyObject_CallMethod(t->sock, "close", NULL);
+        Py_XDECREF(r2);
+        if (r2 == NULL)
+            PyErr_Clear();
+        Py_CLEAR(t->sock);
+    }
+    t->protocol = NULL;
+    t->server = NULL;
+    if (protocol != NULL && t->made)
+        res = PyObject_CallMethodOneArg(protocol, str_connection_lost, exc);
+    else
+        res = Py_NewRef(Py_None);
+    Py_XDECREF(protocol);
+    if (server != NULL && server != Py_None) {
+        r2 = PyObject_CallMethodNoArgs(server, str_detach);
+        if (r2 == NULL && res != NULL)
+            Py_CLEAR(res);
+        Py_XDECREF(r2);
+    }
+    Py_XDECREF(server);
+    return res;
+}
+
+static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc)
+{
+    PyObject *meth;
+    PyLoopHandleObject *h;
+    PyObject *arg = exc ? exc : Py_None;
+
+    t->closing = 1;
+    update_reading(t);
+    if (t->lost_scheduled)
+        return;
+    t->lost_scheduled = 1;
+    if (t->protocol_paused) {
+        t->protocol_paused = 0;
+    }
+    meth = PyObject_GetAttrString((PyObject *)t, "_call_connection_lost");
+    if (meth == NULL)
+        goto fail;
+    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, NULL);
+    Py_DECREF(meth);
+    if (h == NULL)
+        goto fail;
+    if (loop_ready_push(t->loop, h) < 0) { /* the queue takes h's reference */
+        Py_DECREF(h);
+        goto fail;
+    }
+    return;
+fail:
+    /* Without a scheduled callback, at least release the handle now. */
+    PyErr_WriteUnraisable((PyObject *)t);
+    close_handle(t);
+}
+
+void loop_stream_close(PyLoopStreamObject *t)
+{
+    if (t->closing)
+        return;
+    t->closing = 1;
+    update_reading(t);
+    if (t->write_buffer_size == 0)
+        schedule_connection_lost(t, NULL);
+}
+
+static PyObject *stream_close(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    loop_stream_close(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_abort(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    /* Pending writes are cancelled when the handle closes (UV_ECANCELED). */
+    schedule_connection_lost(t, NULL);
+    close_handle(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_is_closing(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(t->closing);
+}
+
+/* ---- reading control ---- */
+
+static PyObject *stream_pause_reading(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    if (t->closing || t->paused_reading)
+        Py_RETURN_NONE;
+    t->paused_reading = 1;
+    update_reading(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_resume_reading(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    if (t->closing || !t->paused_reading)
+        Py_RETURN_NONE;
+    t->paused_reading = 0;
+    update_reading(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_is_reading(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(!t->closing && !t->paused_reading);
+}
+
+/* ---- limits and introspection ---- */
+
+static PyObject *stream_set_write_buffer_limits(PyLoopStreamObject *t, PyObject *args,
+                                                PyObject *kwds)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high_o = Py_None, *low_o = Py_None;
+    Py_ssize_t high, low;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_o,
+                                     &low_o))
+        return NULL;
+    if (high_o == Py_None) {
+        if (low_o == Py_None) {
+            high = DEFAULT_HIGH_WATER;
+        } else {
+            low = PyLong_AsSsize_t(low_o);
+            if (low == -1 && PyErr_Occurred())
+                return NULL;
+            high = 4 * low;
+        }
+    } else {
+        high = PyLong_AsSsize_t(high_o);
+        if (high == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (low_o == Py_None) {
+        low = high / 4;
+    } else {
+        low = PyLong_AsSsize_t(low_o);
+        if (low == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!(high >= low && low >= 0)) {
+        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
+        return NULL;
+    }
+    t->high_water = (size_t)high;
+    t->low_water = (size_t)low;
+    maybe_pause_protocol(t);
+    maybe_resume_protocol(t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_get_write_buffer_limits(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    return Py_BuildValue("(nn)", (Py_ssize_t)t->low_water, (Py_ssize_t)t->high_water);
+}
+
+static PyObject *stream_get_write_buffer_size(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromSize_t(t->write_buffer_size);
+}
+
+static PyObject *stream_get_protocol(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(t->protocol ? t->protocol : Py_None);
+}
+
+static PyObject *stream_set_protocol(PyLoopStreamObject *t, PyObject *protocol)
+{
+    int r = PyObject_IsInstance(protocol, buffered_protocol_type);
+
+    if (r < 0)
+        return NULL;
+    if (t->rbuf_held) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot switch protocols while a read is pending");
+        return NULL;
+    }
+    Py_INCREF(protocol);
+    Py_XSETREF(t->protocol, protocol);
+    t->buffered = r;
+    Py_RETURN_NONE;
+}
+
+/* The 'socket' extra: a TransportSocket over a duplicate of the fd (closed with us). */
+static PyObject *make_socket_extra(PyLoopStreamObject *t)
+{
+    PyObject *socket_mod = NULL, *trsock = NULL, *sock = NULL, *res = NULL;
+    uv_os_fd_t fd;
+
+    if (uv_fileno(&t->h.handle, &fd) < 0)
+        return Py_NewRef(Py_None);
+    socket_mod = PyImport_ImportModule("socket");
+    if (socket_mod == NULL)
+        goto done;
+    sock = PyObject_CallMethod(socket_mod, "fromfd", "iii", (int)fd, t->family, 1 /*STREAM*/);
+    if (sock == NULL)
+        goto done;
+    trsock = PyImport_ImportModule("asyncio.trsock");
+    if (trsock == NULL)
+        goto done;
+    res = PyObject_CallMethod(trsock, "TransportSocket", "O", sock);
+    if (res != NULL) {
+        Py_XSETREF(t->sock, Py_NewRef(sock));
+    }
+done:
+    Py_XDECREF(socket_mod);
+    Py_XDECREF(trsock);
+    Py_XDECREF(sock);
+    return res;
+}
+
+static PyObject *stream_get_extra_info(PyLoopStreamObject *t, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "default", NULL};
+    PyObject *name, *dflt = Py_None, *v;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:get_extra_info", kwlist, &name, &dflt))
+        return NULL;
+    if (t->extra == NULL) {
+        t->extra = PyDict_New();
+        if (t->extra == NULL)
+            return NULL;
+    }
+    v = PyDict_GetItemWithError(t->extra, name);
+    if (v != NULL)
+        return Py_NewRef(v);
+    if (PyErr_Occurred())
+        return NULL;
+    if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "socket") == 0 &&
+        t->handle_open) {
+        v = make_socket_extra(t);
+        if (v == NULL)
+            return NULL;
+        if (PyDict_SetItem(t->extra, name, v) < 0) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        return v;
+    }
+    return Py_NewRef(dflt);
+}
+
+/* _set_extra(name, value): used by pyloop.py to record peername/sockname. */
+static PyObject *stream_set_extra(PyLoopStreamObject *t, PyObject *args)
+{
+    PyObject *name, *value;
+
+    if (!PyArg_ParseTuple(args, "OO:_set_extra", &name, &value))
+        return NULL;
+    if (t->extra == NULL) {
+        t->extra = PyDict_New();
+        if (t->extra == NULL)
+            return NULL;
+    }
+    if (PyDict_SetItem(t->extra, name, value) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
+ * by pyloop.py with call_soon so that it runs after the code that created the transport. */
+static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *waiter = nargs > 0 ? args[0] : Py_None;
+    PyObject *res;
+
+    if (t->protocol == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transport has no protocol");
+        return NULL;
+    }
+    t->started = 1;
+    t->made = 1;
+    update_reading(t);
+    res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
+    if (res == NULL) {
+        if (waiter != Py_None) {
+            PyObject *type, *exc, *tb, *r;
+            PyErr_Fetch(&type, &exc, &tb);
+            PyErr_NormalizeException(&type, &exc, &tb);
+            r = PyObject_CallMethod(waiter, "done", NULL);
+            if (r == Py_False) {
+                Py_DECREF(r);
+                r = PyObject_CallMethod(waiter, "set_exception", "O", exc);
+            }
+            Py_XDECREF(r);
+            PyErr_Restore(type, exc, tb);
+        }
+        return NULL;
+    }
+    Py_DECREF(res);
+    if (waiter != Py_None) {
+        res = PyObject_CallMethod(waiter, "done", NULL);
+        if (res == NULL)
+            return NULL;
+        if (res == Py_False) {
+            Py_DECREF(res);
+            res = PyObject_CallMethod(waiter, "set_result", "O", Py_None);
+            if (res == NULL)
+                return NULL;
+        }
+        Py_DECREF(res);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_get_server(PyLoopStreamObject *t, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(t->server ? t->server : Py_None);
+}
+
+static int stream_set_server(PyLoopStreamObject *t, PyObject *value, void *closure)
+{
+    (void)closure;
+    Py_XINCREF(value);
+    Py_XSETREF(t->server, value);
+    return 0;
+}
+
+static PyObject *stream_get_loop(PyLoopStreamObject *t, void *closure)
+{
+    (void)closure;
+    return Py_NewRef((PyObject *)t->loop);
+}
+
+static PyObject *stream_repr(PyLoopStreamObject *t)
+{
+    uv_os_fd_t fd = -1;
+
+    if (t->handle_open)
+        uv_fileno(&t->h.handle, &fd);
+    return PyUnicode_FromFormat("<%s fd=%d %s>", Py_TYPE(t)->tp_name, (int)fd,
+                                t->closing ? "closing" : "open");
+}
+
+/* ---- type ---- */
+
+static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
+{
+    Py_VISIT(t->loop);
+    Py_VISIT(t->protocol);
+    Py_VISIT(t->server);
+    Py_VISIT(t->extra);
+    Py_VISIT(t->sock);
+    return 0;
+}
+
+static int stream_clear(PyLoopStreamObject *t)
+{
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->server);
+    Py_CLEAR(t->extra);
+    Py_CLEAR(t->sock);
+    return 0;
+}
+
+static void stream_dealloc(PyLoopStreamObject *t)
+{
+    /* For a Python subclass, subtype_dealloc releases the type reference after this. */
+    PyObject_GC_UnTrack(t);
+    if (t->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)t);
+    release_rbuf(t);
+    stream_clear(t);
+    Py_CLEAR(t->loop);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyMethodDef stream_methods[] = {
+    {"write", (PyCFunction)stream_write, METH_O, NULL},
+    {"writelines", (PyCFunction)stream_writelines, METH_O, NULL},
+    {"write_eof", (PyCFunction)stream_write_eof, METH_NOARGS, NULL},
+    {"can_write_eof", (PyCFunction)stream_can_write_eof, METH_NOARGS, NULL},
+    {"close", (PyCFunction)stream_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)stream_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)stream_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)stream_resume_reading, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)stream_is_reading, METH_NOARGS, NULL},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))stream_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)stream_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)stream_get_write_buffer_size, METH_NOARGS, NULL},
+    {"get_protocol", (PyCFunction)stream_get_protocol, METH_NOARGS, NULL},
+    {"set_protocol", (PyCFunction)stream_set_protocol, METH_O, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
+    {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
+    {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stream_getset[] = {
+    {"_server", (getter)stream_get_server, (setter)stream_set_server, NULL, NULL},
+    {"_loop", (getter)stream_get_loop, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject PyLoopStream_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.StreamTransport",
+    .tp_basicsize = sizeof(PyLoopStreamObject),
+    .tp_dealloc = (destructor)stream_dealloc,
+    .tp_repr = (reprfunc)stream_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A TCP or Unix-socket transport on a libuv stream.",
+    .tp_traverse = (traverseproc)stream_traverse,
+    .tp_clear = (inquiry)stream_clear,
+    .tp_weaklistoffset = offsetof(PyLoopStreamObject, weakreflist),
+    .tp_methods = stream_methods,
+    .tp_getset = stream_getset,
+};
+
+/* Converts a socket address to asyncio's Python form: (host, port) for IPv4, (host, port,
+ * flowinfo, scope_id) for IPv6. */
+static PyObject *sockaddr_to_py(const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, host, sizeof(host));
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, host, sizeof(host));
+        return Py_BuildValue("(siIk)", host, (int)ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned long)a->sin6_scope_id);
+    }
+    return Py_NewRef(Py_None);
+}
+
+/* Records peername and sockname for an accepted connection (without creating a socket
+ * object). Unix sockets get the listener's path / an empty peer name. */
+int loop_stream_fill_addresses(PyLoopStreamObject *t)
+{
+    struct sockaddr_storage ss;
+    int len;
+    PyObject *v;
+
+    if (t->extra == NULL) {
+        t->extra = PyDict_New();
+        if (t->extra == NULL)
+            return -1;
+    }
+    if (t->is_pipe) {
+        char path[1024];
+        size_t plen = sizeof(path);
+        v = uv_pipe_getsockname(&t->h.pipe, path, &plen) == 0
+                ? PyUnicode_DecodeFSDefaultAndSize(path, (Py_ssize_t)plen)
+                : Py_NewRef(Py_None);
+        if (v == NULL || PyDict_SetItemString(t->extra, "sockname", v) < 0)
+            goto fail;
+        Py_DECREF(v);
+        v = PyUnicode_FromString("");
+        if (v == NULL || PyDict_SetItemString(t->extra, "peername", v) < 0)
+            goto fail;
+        Py_DECREF(v);
+        return 0;
+    }
+    len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    v = uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? sockaddr_to_py(&ss)
+                                                                         : Py_NewRef(Py_None);
+    if (v == NULL || PyDict_SetItemString(t->extra, "peername", v) < 0)
+        goto fail;
+    Py_DECREF(v);
+    len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    v = uv_tcp_getsockname(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? sockaddr_to_py(&ss)
+                                                                         : Py_NewRef(Py_None);
+    if (v == NULL || PyDict_SetItemString(t->extra, "sockname", v) < 0)
+        goto fail;
+    Py_DECREF(v);
+    return 0;
+fail:
+    Py_XDECREF(v);
+    return -1;
+}
+
+/* Allocates a transport with an initialised (not yet connected) TCP or pipe handle. */
+PyLoopStreamObject *loop_stream_new(PyLoopObject *loop, int is_pipe)
+{
+    PyLoopStreamObject *t;
+    int rc;
+
+    if (loop_check_open(loop) < 0)
+        return NULL;
+    /* tp_alloc zeroes the object and starts GC tracking. */
+    t = (PyLoopStreamObject *)stream_class->tp_alloc(stream_class, 0);
+    if (t == NULL)
+        return NULL;
+    Py_INCREF(loop);
+    t->loop = loop;
+    t->high_water = DEFAULT_HIGH_WATER;
+    t->low_water = DEFAULT_HIGH_WATER / 4;
+    t->is_pipe = is_pipe;
+    rc = is_pipe ? uv_pipe_init(&loop->nat->uvl, &t->h.pipe, 0)
+                 : uv_tcp_init(&loop->nat->uvl, &t->h.tcp);
+    if (rc < 0) {
+        stream_set_oserror(rc);
+        Py_DECREF(t);
+        return NULL;
+    }
+    t->h.handle.data = t;
+    t->handle_open = 1;
+    Py_INCREF(t); /* held by the libuv handle; released in on_stream_close */
+    return t;
+}
+
+/* loop._stream_open(fd, is_pipe, family) -> transport owning fd. */
+PyObject *loop_stream_open(PyLoopObject *self, PyObject *args)
+{
+    int fd, is_pipe, family, rc;
+    PyLoopStreamObject *t;
+
+    if (!PyArg_ParseTuple(args, "ipi:_stream_open", &fd, &is_pipe, &family))
+        return NULL;
+    t = loop_stream_new(self, is_pipe);
+    if (t == NULL)
+        return NULL;
+    t->family = family;
+    rc = is_pipe ? uv_pipe_open(&t->h.pipe, fd) : uv_tcp_open(&t->h.tcp, fd);
+    if (rc < 0) {
+        stream_set_oserror(rc);
+        close_handle(t);
+        Py_DECREF(t);
+        return NULL;
+    }
+    if (!is_pipe)
+        uv_tcp_nodelay(&t->h.tcp, 1);
+    return (PyObject *)t;
+}
+
+static PyObject *set_stream_class(PyObject *module, PyObject *cls)
+{
+    (void)module;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyLoopStream_Type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a subclass of StreamTransport");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    if (stream_class != &PyLoopStream_Type)
+        Py_DECREF(stream_class);
+    stream_class = (PyTypeObject *)cls;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stream_module_functions[] = {
+    {"_set_stream_transport_class", set_stream_class, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int loop_stream_init(PyObject *module)
+{
+    PyObject *asyncio;
+
+    str_data_received = PyUnicode_InternFromString("data_received");
+    str_eof_received = PyUnicode_InternFromString("eof_received");
+    str_connection_lost = PyUnicode_InternFromString("connection_lost");
+    str_connection_made = PyUnicode_InternFromString("connection_made");
+    str_get_buffer = PyUnicode_InternFromString("get_buffer");
+    str_buffered_updated = PyUnicode_InternFromString("buffer_updated");
+    str_pause_writing = PyUnicode_InternFromString("pause_writing");
+    str_resume_writing = PyUnicode_InternFromString("resume_writing");
+    str_detach = PyUnicode_InternFromString("_detach");
+    if (!str_data_received || !str_eof_received || !str_connection_lost || !str_connection_made ||
+        !str_get_buffer || !str_buffered_updated || !str_pause_writing || !str_resume_writing ||
+        !str_detach)
+        return -1;
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    buffered_protocol_type = PyObject_GetAttrString(asyncio, "BufferedProtocol");
+    Py_DECREF(asyncio);
+    if (buffered_protocol_type == NULL)
+        return -1;
+    if (PyType_Ready(&PyLoopStream_Type) < 0)
+        return -1;
+    if (PyModule_AddFunctions(module, stream_module_functions) < 0)
+        return -1;
+    Py_INCREF(&PyLoopStream_Type);
+    if (PyModule_AddObject(module, "StreamTransport", (PyObject *)&PyLoopStream_Type) < 0) {
+        Py_DECREF(&PyLoopStream_Type);
+        return -1;
+    }
+    return 0;
+}

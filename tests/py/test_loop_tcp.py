@@ -1,0 +1,622 @@
+"""TCP and Unix-socket transports, servers, asyncio streams and TLS on the loop. Each test
+runs on asyncio's loop and on PyLoop (see loop_fixtures)."""
+
+import asyncio
+import os
+import socket
+import ssl
+import subprocess
+import sys
+
+import pytest
+from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+
+
+class Recorder(asyncio.Protocol):
+    """Records every protocol event; optionally echoes."""
+
+    def __init__(self, loop, echo=False):
+        self.events = []
+        self.data = bytearray()
+        self.echo = echo
+        self.transport = None
+        self.lost = loop.create_future()
+        self.made = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        assert isinstance(data, bytes)
+        if not self.events or self.events[-1] != "data":
+            self.events.append("data")
+        self.data += data
+        if self.echo:
+            self.transport.write(data)
+
+    def eof_received(self):
+        self.events.append("eof")
+        return None
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def echo_server(loop, **kwargs):
+    protocols = []
+
+    def factory():
+        p = Recorder(loop, echo=True)
+        protocols.append(p)
+        return p
+
+    server = await loop.create_server(factory, "127.0.0.1", 0, **kwargs)
+    return server, server.sockets[0].getsockname()[1], protocols
+
+
+def test_protocol_round_trip_and_events(loop):
+    async def main():
+        server, port, sprotos = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        assert client.events == ["made"]
+        assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+        assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
+        sock = tr.get_extra_info("socket")
+        assert sock.family == socket.AF_INET
+        assert tr.get_extra_info("nonexistent", "dflt") == "dflt"
+        assert tr.get_protocol() is client
+        tr.write(b"hello ")
+        tr.writelines([b"wor", bytearray(b"ld"), memoryview(b"!")])
+        while len(client.data) < 12:
+            await asyncio.sleep(0.001)
+        assert bytes(client.data) == b"hello world!"
+        assert tr.can_write_eof()
+        tr.write_eof()
+        await sprotos[0].lost
+        await client.lost
+        assert sprotos[0].events == ["made", "data", "eof", ("lost", None)]
+        assert client.events == ["made", "data", "eof", ("lost", None)]
+        assert tr.is_closing()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_large_transfer_with_flow_control(loop):
+    payload = os.urandom(8 * 1024 * 1024)
+
+    class Sink(Recorder):
+        pass
+
+    async def main():
+        sinks = []
+
+        def factory():
+            p = Sink(loop)
+            sinks.append(p)
+            return p
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        paused = []
+
+        class Writer(Recorder):
+            def pause_writing(self):
+                paused.append("pause")
+
+            def resume_writing(self):
+                paused.append("resume")
+
+        tr, _ = await loop.create_connection(lambda: Writer(loop), "127.0.0.1", port)
+        await asyncio.sleep(0.01)
+        sinks[0].transport.pause_reading()
+        assert not sinks[0].transport.is_reading()
+        tr.write(payload)
+        assert tr.get_write_buffer_size() > 0
+        await asyncio.sleep(0.05)
+        assert paused == ["pause"]
+        sinks[0].transport.resume_reading()
+        assert sinks[0].transport.is_reading()
+        while len(sinks[0].data) < len(payload):
+            await asyncio.sleep(0.005)
+        assert bytes(sinks[0].data) == payload
+        assert paused == ["pause", "resume"]
+        assert tr.get_write_buffer_size() == 0
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_write_buffer_limits(loop):
+    async def main():
+        server, port, _ = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.set_write_buffer_limits(high=1000, low=100)
+        assert tr.get_write_buffer_limits() == (100, 1000)
+        tr.set_write_buffer_limits(high=400)
+        assert tr.get_write_buffer_limits() == (100, 400)
+        tr.set_write_buffer_limits(low=50)
+        assert tr.get_write_buffer_limits() == (50, 200)
+        with pytest.raises(ValueError):
+            tr.set_write_buffer_limits(high=10, low=20)
+        with pytest.raises(TypeError):
+            tr.write("text")
+        tr.write_eof()
+        with pytest.raises(RuntimeError):
+            tr.write(b"after eof")
+        await client.lost
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_connection_refused(loop):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    async def main():
+        await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(main())
+
+
+def test_data_received_exception_is_fatal(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    class Bad(Recorder):
+        def data_received(self, data):
+            raise ValueError("protocol bug")
+
+    async def main():
+        server, port, _ = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Bad(loop), "127.0.0.1", port)
+        tr.write(b"x")
+        exc = await client.lost
+        server.close()
+        await server.wait_closed()
+        return exc
+
+    exc = loop.run_until_complete(main())
+    assert isinstance(exc, ValueError)
+    assert contexts and contexts[0]["message"] == (
+        "Fatal error: protocol.data_received() call failed."
+    )
+    assert isinstance(contexts[0]["exception"], ValueError)
+
+
+def test_close_from_data_received_and_writes_after_close(loop):
+    class Closer(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.write(b"bye")
+            self.transport.close()
+            self.transport.close()
+            self.transport.write(b"ignored")
+
+    async def main():
+        closers = []
+
+        def factory():
+            c = Closer(loop)
+            closers.append(c)
+            return c
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.write(b"hi")
+        await client.lost
+        await closers[0].lost
+        server.close()
+        await server.wait_closed()
+        return bytes(client.data), closers[0].events
+
+    data, events = loop.run_until_complete(main())
+    assert data == b"bye"
+    assert events == ["made", "data", ("lost", None)]
+
+
+def test_abort_discards_buffer(loop):
+    async def main():
+        server, port, sprotos = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.abort()
+        assert tr.is_closing()
+        exc = await client.lost
+        await sprotos[0].lost
+        server.close()
+        await server.wait_closed()
+        return exc, client.events
+
+    exc, events = loop.run_until_complete(main())
+    assert exc is None
+    assert events == ["made", ("lost", None)]
+
+
+def test_peer_reset_reaches_connection_lost(loop):
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        connect = asyncio.ensure_future(
+            loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        )
+        conn, _ = await loop.sock_accept(listener)
+        tr, client = await connect
+        # SO_LINGER 0 makes close() send RST.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+        listener.close()
+        exc = await client.lost
+        return exc
+
+    exc = loop.run_until_complete(main())
+    assert exc is None or isinstance(exc, ConnectionResetError)
+
+
+def test_pause_reading_in_connection_made(loop):
+    class Paused(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.pause_reading()
+
+    async def main():
+        holders = []
+
+        def factory():
+            p = Paused(loop)
+            holders.append(p)
+            return p
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.write(b"data")
+        await asyncio.sleep(0.05)
+        assert bytes(holders[0].data) == b""
+        holders[0].transport.resume_reading()
+        await asyncio.sleep(0.05)
+        assert bytes(holders[0].data) == b"data"
+        tr.close()
+        await client.lost
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_buffered_protocol(loop):
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(16)
+            self.got = bytearray()
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buf[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.got))
+
+        def connection_lost(self, exc):
+            pass
+
+    async def main():
+        server, port, _ = await echo_server(loop)
+        tr, proto = await loop.create_connection(Buffered, "127.0.0.1", port)
+        payload = bytes(range(256)) * 40
+        tr.write(payload)
+        while len(proto.got) < len(payload):
+            await asyncio.sleep(0.001)
+        tr.write_eof()
+        got = await proto.done
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return got == payload
+
+    assert loop.run_until_complete(main())
+
+
+def test_server_lifecycle(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, start_serving=False)
+        assert not server.is_serving()
+        assert server.get_loop() is loop
+        port = server.sockets[0].getsockname()[1]
+        await server.start_serving()
+        assert server.is_serving()
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        tr.close()
+        serve = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0.01)
+        serve.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serve
+        assert not server.is_serving()
+        assert server.sockets == ()
+        await server.wait_closed()
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+
+    loop.run_until_complete(main())
+
+
+def test_server_async_context_manager_and_bind_error(loop):
+    async def main():
+        async with await loop.create_server(asyncio.Protocol, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            with pytest.raises(OSError):
+                await loop.create_server(asyncio.Protocol, "127.0.0.1", port, reuse_address=False)
+        assert not server.is_serving()
+
+    loop.run_until_complete(main())
+
+
+def test_protocol_factory_error_reported(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    loop.set_debug(True)  # asyncio reports factory errors only in debug mode
+
+    def factory():
+        raise RuntimeError("factory failed")
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        for _ in range(200):
+            if contexts:
+                break
+            await asyncio.sleep(0.005)
+        tr.close()
+        await client.lost
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert any(isinstance(c.get("exception"), RuntimeError) for c in contexts)
+
+
+def test_connect_with_sock_and_connect_accepted_socket(loop):
+    async def main():
+        a, b = socket.socketpair()
+        tr_a, pa = await loop.connect_accepted_socket(lambda: Recorder(loop, echo=True), a)
+        b.setblocking(False)
+        tr_b, pb = await loop.create_connection(lambda: Recorder(loop), sock=b)
+        tr_b.write(b"via socketpair")
+        while len(pb.data) < 14:
+            await asyncio.sleep(0.001)
+        tr_b.close()
+        await pa.lost
+        return bytes(pb.data)
+
+    assert loop.run_until_complete(main()) == b"via socketpair"
+
+
+def test_streams_round_trip(loop):
+    async def handle(reader, writer):
+        while line := await reader.readline():
+            writer.write(line.upper())
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        results = []
+        for word in (b"alpha\n", b"beta\n", b"x" * 60_000 + b"\n"):
+            writer.write(word)
+            await writer.drain()
+            results.append(await reader.readline())
+        writer.write_eof()
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return results
+
+    r = loop.run_until_complete(main())
+    assert r[:2] == [b"ALPHA\n", b"BETA\n"] and r[2] == b"X" * 60_000 + b"\n"
+
+
+def test_streams_readexactly_and_eof(loop):
+    async def handle(reader, writer):
+        writer.write(b"0123456789")
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        first = await reader.readexactly(4)
+        with pytest.raises(asyncio.IncompleteReadError):
+            await reader.readexactly(100)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return first
+
+    assert loop.run_until_complete(main()) == b"0123"
+
+
+def test_stream_cancel_mid_read(loop):
+    async def handle(reader, writer):
+        await reader.read()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(10), 0.02)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_unix_server_and_connection(loop, tmp_path):
+    path = str(tmp_path / "sock")
+
+    async def main():
+        protocols = []
+
+        def factory():
+            p = Recorder(loop, echo=True)
+            protocols.append(p)
+            return p
+
+        server = await loop.create_unix_server(factory, path)
+        tr, client = await loop.create_unix_connection(lambda: Recorder(loop), path)
+        tr.write(b"over unix")
+        while len(client.data) < 9:
+            await asyncio.sleep(0.001)
+        tr.close()
+        await client.lost
+        await protocols[0].lost
+        server.close()
+        await server.wait_closed()
+        reader, writer = None, None
+        return bytes(client.data), os.path.exists(path), reader, writer
+
+    data, exists, _, _ = loop.run_until_complete(main())
+    assert data == b"over unix"
+    # asyncio removes the socket file on close from 3.13 on (cleanup_socket=True).
+    assert exists == (sys.version_info < (3, 13))
+
+
+def test_many_connection_cycles_do_not_leak_fds(loop):
+    async def main():
+        server, port, _ = await echo_server(loop)
+        before = open_fds()
+        for _ in range(200):
+            tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+            tr.write(b"ping")
+            while len(client.data) < 4:
+                await asyncio.sleep(0)
+            tr.close()
+            await client.lost
+        await asyncio.sleep(0.05)
+        after = open_fds()
+        server.close()
+        await server.wait_closed()
+        return before, after
+
+    before, after = loop.run_until_complete(main())
+    assert after - before <= 2
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    try:
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl unavailable: {exc}")
+    return str(cert), str(key)
+
+
+def test_tls_streams_self_signed(loop, tls_files):
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def handle(reader, writer):
+        data = await reader.readline()
+        writer.write(b"secure:" + data)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        assert writer.get_extra_info("ssl_object") is not None
+        writer.write(b"hello\n")
+        got = await reader.read()
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ssl.SSLError, ConnectionError):
+            pass
+        server.close()
+        await server.wait_closed()
+        return got
+
+    assert loop.run_until_complete(main()) == b"secure:hello\n"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+def test_loop_close_after_transports_closed(loop_factory):
+    lp = loop_factory()
+
+    async def main():
+        server = await lp.create_server(lambda: Recorder(lp, echo=True), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, client = await lp.create_connection(lambda: Recorder(lp), "127.0.0.1", port)
+        tr.close()
+        await client.lost
+        server.close()
+        await server.wait_closed()
+
+    lp.run_until_complete(main())
+    lp.close()
+    assert lp.is_closed()

@@ -1,0 +1,647 @@
+/*
+ * The JSON decoder (owned by the JSON codec): one pass of recursive descent over UTF-8
+ * bytes, strict RFC 8259, building Python objects as it goes. Recursion is bounded by
+ * JSON_MAX_DEPTH, so 100,000 '[' end in a JSONDecodeError, never a stack overflow. Every
+ * syntax error is raised where it is found with a message naming the rule and the byte
+ * position (turned into a character position by json_raise_decode_error).
+ *
+ * Ownership: the decoder borrows the input for the duration of the call. Array items are
+ * collected on a scratch stack of new references (inline for small documents, heap beyond)
+ * and moved into the list at ']'. Escaped or non-ASCII strings are decoded into a UCS-4
+ * scratch buffer and then copied into a str of the narrowest kind. Short ASCII object keys
+ * go through a process-wide cache of str objects (strong references, replaced on
+ * collision), so the keys repeated across a document cost one lookup each and share one
+ * object and one hash computation. No Python code runs during decoding, so the cache is
+ * used without interleaving.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "json/json_internal.h"
+
+PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
+                            const unsigned char *end);
+
+#define INLINE_STACK      128
+#define INLINE_CHARS      512
+#define KEY_CACHE_SIZE    2048 /* power of two */
+#define KEY_CACHE_MAX_LEN 64
+
+typedef struct {
+    const unsigned char *start, *p, *end;
+    int depth;
+    PyObject **stack;
+    size_t stack_len, stack_cap;
+    Py_UCS4 *chars;
+    size_t chars_cap;
+    PyObject *inline_stack[INLINE_STACK];
+    Py_UCS4 inline_chars[INLINE_CHARS];
+} decoder_t;
+
+static PyObject *key_cache[KEY_CACHE_SIZE];
+
+static PyObject *parse_value(decoder_t *d);
+
+static PyObject *error_at(decoder_t *d, const unsigned char *at, const char *msg)
+{
+    json_raise_decode_error((const char *)d->start, (size_t)(d->end - d->start),
+                            (size_t)(at - d->start), msg);
+    return NULL;
+}
+
+static inline void skip_ws(decoder_t *d)
+{
+    const unsigned char *p = d->p, *end = d->end;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    d->p = p;
+}
+
+/* ---- strings ---------------------------------------------------------------------- */
+
+static inline uint64_t load64(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+/* True when one of the 8 bytes is '"', '\\', below 0x20 or 0x80 and above. */
+static inline int swar_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t q = x ^ (ones * '"');
+    uint64_t b = x ^ (ones * '\\');
+    uint64_t r = ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & highs;
+    /* The subtractions may borrow across bytes only after a byte that already matched, so
+     * a zero result is exact and a non-zero one is confirmed byte by byte. */
+    return r != 0;
+}
+
+static inline uint32_t key_hash(const unsigned char *s, size_t n)
+{
+    uint64_t a, b;
+    if (n >= 8) {
+        a = load64(s);
+        b = load64(s + n - 8);
+    } else {
+        a = 0;
+        b = 0;
+        memcpy(&a, s, n);
+    }
+    uint64_t h = (a * 0x9E3779B97F4A7C15u) ^ (b * 0xC2B2AE3D27D4EB4Fu) ^ (n * 0x165667B19E3779F9u);
+    return (uint32_t)(h >> 40) & (KEY_CACHE_SIZE - 1);
+}
+
+static PyObject *ascii_str(const unsigned char *s, size_t n)
+{
+    PyObject *str = PyUnicode_New((Py_ssize_t)n, 127);
+    if (str == NULL)
+        return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(str), s, n);
+    return str;
+}
+
+static PyObject *cached_key(const unsigned char *s, size_t n)
+{
+    uint32_t h = key_hash(s, n);
+    PyObject *hit = key_cache[h];
+    if (hit != NULL && (size_t)PyUnicode_GET_LENGTH(hit) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(hit), s, n) == 0)
+        return Py_NewRef(hit);
+    PyObject *str = ascii_str(s, n);
+    if (str == NULL)
+        return NULL;
+    /* Compute the hash now so that every later use of the cached key skips it. */
+    if (PyObject_Hash(str) == -1) {
+        Py_DECREF(str);
+        return NULL;
+    }
+    Py_XSETREF(key_cache[h], Py_NewRef(str));
+    return str;
+}
+
+static int grow_chars(decoder_t *d, size_t need)
+{
+    size_t cap = d->chars_cap * 2;
+    while (cap < need)
+        cap *= 2;
+    Py_UCS4 *nc;
+    if (d->chars == d->inline_chars) {
+        nc = PyMem_Malloc(cap * sizeof(Py_UCS4));
+        if (nc != NULL)
+            memcpy(nc, d->chars, d->chars_cap * sizeof(Py_UCS4));
+    } else {
+        nc = PyMem_Realloc(d->chars, cap * sizeof(Py_UCS4));
+    }
+    if (nc == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    d->chars = nc;
+    d->chars_cap = cap;
+    return 0;
+}
+
+static inline int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Reads the 4 hex digits after "\u" at p; -1 if they are not hex digits. */
+static int read_hex4(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 4)
+        return -1;
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | h;
+    }
+    return v;
+}
+
+/* Decodes one UTF-8 sequence at p (lead byte >= 0x80) per RFC 3629 / Unicode table 3-7.
+ * Returns the sequence length and sets *cp, or 0 and sets *msg. */
+static int utf8_decode(const unsigned char *p, const unsigned char *end, Py_UCS4 *cp,
+                       const char **msg)
+{
+    unsigned c = p[0];
+    ptrdiff_t avail = end - p;
+    unsigned lo = 0x80, hi = 0xBF;
+    int len;
+    if (c < 0xC2) {
+        *msg = c < 0xC0 ? "invalid UTF-8: unexpected continuation byte"
+                        : "invalid UTF-8: overlong encoding";
+        return 0;
+    }
+    if (c < 0xE0) {
+        len = 2;
+    } else if (c < 0xF0) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c < 0xF5) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        *msg = c < 0xF8 ? "invalid UTF-8: code point above U+10FFFF"
+                        : "invalid UTF-8: invalid start byte";
+        return 0;
+    }
+    if (avail < 2 || p[1] < 0x80 || p[1] > 0xBF) {
+        *msg = "invalid UTF-8: truncated sequence";
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) {
+        if (c == 0xED)
+            *msg = "invalid UTF-8: encoded surrogate";
+        else if (c == 0xF4)
+            *msg = "invalid UTF-8: code point above U+10FFFF";
+        else
+            *msg = "invalid UTF-8: overlong encoding";
+        return 0;
+    }
+    for (int i = 2; i < len; i++) {
+        if (avail <= i || (p[i] & 0xC0) != 0x80) {
+            *msg = "invalid UTF-8: truncated sequence";
+            return 0;
+        }
+    }
+    Py_UCS4 v;
+    if (len == 2)
+        v = ((c & 0x1F) << 6) | (p[1] & 0x3F);
+    else if (len == 3)
+        v = ((c & 0x0F) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3F);
+    else
+        v = ((c & 0x07) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3F);
+    *cp = v;
+    return len;
+}
+
+/* Builds a str of the narrowest kind from chars[0..n) whose largest code point is max. */
+static PyObject *str_from_ucs4(const Py_UCS4 *chars, size_t n, Py_UCS4 max)
+{
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, max);
+    if (s == NULL)
+        return NULL;
+    int kind = PyUnicode_KIND(s);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(s);
+        for (size_t i = 0; i < n; i++)
+            out[i] = (Py_UCS1)chars[i];
+    } else if (kind == PyUnicode_2BYTE_KIND) {
+        Py_UCS2 *out = PyUnicode_2BYTE_DATA(s);
+        for (size_t i = 0; i < n; i++)
+            out[i] = (Py_UCS2)chars[i];
+    } else {
+        memcpy(PyUnicode_4BYTE_DATA(s), chars, n * sizeof(Py_UCS4));
+    }
+    return s;
+}
+
+/* The general string path: escapes, non-ASCII. p points after the opening quote; the
+ * bytes before `from` are known to be plain ASCII. */
+static PyObject *parse_string_slow(decoder_t *d, const unsigned char *quote,
+                                   const unsigned char *from)
+{
+    const unsigned char *p = quote + 1, *end = d->end;
+    size_t n = 0;
+    Py_UCS4 max = 127;
+    size_t prefix = (size_t)(from - p);
+    if (prefix + 2 > d->chars_cap && grow_chars(d, prefix + 2) < 0)
+        return NULL;
+    for (; p < from; p++)
+        d->chars[n++] = *p;
+    for (;;) {
+        /* Every step below appends at most 2 code points. */
+        if (n + 2 > d->chars_cap && grow_chars(d, n + 2) < 0)
+            return NULL;
+        if (p >= end)
+            return error_at(d, quote, "unterminated string");
+        unsigned c = *p;
+        if (c == '"') {
+            d->p = p + 1;
+            return str_from_ucs4(d->chars, n, max);
+        }
+        if (c < 0x20)
+            return error_at(d, p, "control character in string (must be escaped as \\uXXXX)");
+        if (c < 0x80 && c != '\\') {
+            d->chars[n++] = c;
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            Py_UCS4 cp;
+            const char *msg;
+            int len = utf8_decode(p, end, &cp, &msg);
+            if (len == 0)
+                return error_at(d, p, msg);
+            if (cp > max)
+                max = cp;
+            d->chars[n++] = cp;
+            p += len;
+            continue;
+        }
+        /* A backslash escape (RFC 8259 section 7). */
+        const unsigned char *esc = p;
+        if (p + 1 >= end)
+            return error_at(d, quote, "unterminated string");
+        Py_UCS4 v;
+        switch (p[1]) {
+        case '"':
+            v = '"';
+            break;
+        case '\\':
+            v = '\\';
+            break;
+        case '/':
+            v = '/';
+            break;
+        case 'b':
+            v = '\b';
+            break;
+        case 'f':
+            v = '\f';
+            break;
+        case 'n':
+            v = '\n';
+            break;
+        case 'r':
+            v = '\r';
+            break;
+        case 't':
+            v = '\t';
+            break;
+        case 'u': {
+            int h = read_hex4(p + 2, end);
+            if (h < 0)
+                return error_at(d, esc, "invalid \\u escape (expected 4 hex digits)");
+            v = (Py_UCS4)h;
+            if (v >= 0xDC00 && v <= 0xDFFF)
+                return error_at(d, esc,
+                                "lone low surrogate in \\u escape (no high surrogate "
+                                "before it)");
+            if (v >= 0xD800 && v <= 0xDBFF) {
+                int l = -1;
+                if (end - p >= 12 && p[6] == '\\' && p[7] == 'u')
+                    l = read_hex4(p + 8, end);
+                if (l < 0xDC00 || l > 0xDFFF)
+                    return error_at(d, esc,
+                                    "lone high surrogate in \\u escape (expected a "
+                                    "\\uDC00-\\uDFFF escape next)");
+                v = 0x10000 + ((v - 0xD800) << 10) + ((Py_UCS4)l - 0xDC00);
+                p += 6;
+            }
+            p += 4;
+            break;
+        }
+        default:
+            return error_at(d, esc, "invalid escape in string");
+        }
+        p += 2;
+        if (v > max)
+            max = v;
+        d->chars[n++] = v;
+    }
+}
+
+/* Parses the string whose opening quote is at d->p. Plain ASCII (the common case) is found
+ * 8 bytes at a time and copied once into a 1-byte str. */
+static PyObject *parse_string(decoder_t *d, int is_key)
+{
+    const unsigned char *quote = d->p, *s = quote + 1, *p = s, *end = d->end;
+    while (end - p >= 8 && !swar_special(load64(p)))
+        p += 8;
+    for (;;) {
+        if (p >= end)
+            return error_at(d, quote, "unterminated string");
+        unsigned c = *p;
+        if (c == '"')
+            break;
+        if (c == '\\' || c < 0x20 || c >= 0x80)
+            return parse_string_slow(d, quote, p);
+        p++;
+    }
+    size_t n = (size_t)(p - s);
+    d->p = p + 1;
+    if (is_key && n <= KEY_CACHE_MAX_LEN)
+        return cached_key(s, n);
+    return ascii_str(s, n);
+}
+
+/* ---- containers ------------------------------------------------------------------- */
+
+static int push(decoder_t *d, PyObject *v)
+{
+    if (JSON_UNLIKELY(d->stack_len == d->stack_cap)) {
+        size_t cap = d->stack_cap * 2;
+        PyObject **ns;
+        if (d->stack == d->inline_stack) {
+            ns = PyMem_Malloc(cap * sizeof(PyObject *));
+            if (ns != NULL)
+                memcpy(ns, d->stack, d->stack_len * sizeof(PyObject *));
+        } else {
+            ns = PyMem_Realloc(d->stack, cap * sizeof(PyObject *));
+        }
+        if (ns == NULL) {
+            Py_DECREF(v);
+            PyErr_NoMemory();
+            return -1;
+        }
+        d->stack = ns;
+        d->stack_cap = cap;
+    }
+    d->stack[d->stack_len++] = v;
+    return 0;
+}
+
+static void drop_stack(decoder_t *d, size_t base)
+{
+    while (d->stack_len > base)
+        Py_DECREF(d->stack[--d->stack_len]);
+}
+
+static int enter(decoder_t *d)
+{
+    if (JSON_UNLIKELY(++d->depth > JSON_MAX_DEPTH)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "nesting deeper than %d arrays/objects", JSON_MAX_DEPTH);
+        error_at(d, d->p, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *parse_array(decoder_t *d)
+{
+    const unsigned char *open = d->p;
+    if (enter(d) < 0)
+        return NULL;
+    d->p++;
+    skip_ws(d);
+    size_t base = d->stack_len;
+    PyObject *list = NULL;
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+        d->depth--;
+        return PyList_New(0);
+    }
+    for (;;) {
+        PyObject *v = parse_value(d);
+        if (v == NULL || push(d, v) < 0)
+            goto fail;
+        skip_ws(d);
+        if (d->p >= d->end) {
+            error_at(d, open, "unterminated array (expected ',' or ']')");
+            goto fail;
+        }
+        unsigned char c = *d->p;
+        if (c == ',') {
+            d->p++;
+            skip_ws(d);
+            if (d->p < d->end && *d->p == ']') {
+                error_at(d, d->p, "trailing comma before ']' is not allowed");
+                goto fail;
+            }
+            continue;
+        }
+        if (c == ']') {
+            d->p++;
+            break;
+        }
+        error_at(d, d->p, "expected ',' or ']' after an array item");
+        goto fail;
+    }
+    size_t n = d->stack_len - base;
+    list = PyList_New((Py_ssize_t)n);
+    if (list == NULL)
+        goto fail;
+    /* The list takes over the scratch stack's references. */
+    memcpy(((PyListObject *)list)->ob_item, d->stack + base, n * sizeof(PyObject *));
+    d->stack_len = base;
+    d->depth--;
+    return list;
+fail:
+    drop_stack(d, base);
+    return NULL;
+}
+
+static PyObject *parse_object(decoder_t *d)
+{
+    const unsigned char *open = d->p;
+    PyObject *dict = NULL, *key = NULL, *value = NULL;
+    if (enter(d) < 0)
+        return NULL;
+    d->p++;
+    skip_ws(d);
+    if ((dict = PyDict_New()) == NULL)
+        goto fail;
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+        d->depth--;
+        return dict;
+    }
+    for (;;) {
+        if (d->p >= d->end) {
+            error_at(d, open, "unterminated object (expected a string key)");
+            goto fail;
+        }
+        unsigned char c = *d->p;
+        if (c != '"') {
+            if (c == '\'')
+                error_at(d, d->p, "single quotes are not allowed (strings use '\"')");
+            else if (c == '/')
+                error_at(d, d->p, "comments are not allowed");
+            else
+                error_at(d, d->p, "expected a string key in double quotes");
+            goto fail;
+        }
+        if ((key = parse_string(d, 1)) == NULL)
+            goto fail;
+        skip_ws(d);
+        if (d->p >= d->end || *d->p != ':') {
+            error_at(d, d->p, "expected ':' after an object key");
+            goto fail;
+        }
+        d->p++;
+        skip_ws(d);
+        if ((value = parse_value(d)) == NULL)
+            goto fail;
+        /* Duplicate keys: the last one wins, as in the stdlib. */
+        if (PyDict_SetItem(dict, key, value) < 0)
+            goto fail;
+        Py_CLEAR(key);
+        Py_CLEAR(value);
+        skip_ws(d);
+        if (d->p >= d->end) {
+            error_at(d, open, "unterminated object (expected ',' or '}')");
+            goto fail;
+        }
+        c = *d->p;
+        if (c == ',') {
+            d->p++;
+            skip_ws(d);
+            if (d->p < d->end && *d->p == '}') {
+                error_at(d, d->p, "trailing comma before '}' is not allowed");
+                goto fail;
+            }
+            continue;
+        }
+        if (c == '}') {
+            d->p++;
+            break;
+        }
+        error_at(d, d->p, "expected ',' or '}' after an object member");
+        goto fail;
+    }
+    d->depth--;
+    return dict;
+fail:
+    Py_XDECREF(dict);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return NULL;
+}
+
+static PyObject *literal(decoder_t *d, const char *word, size_t n, PyObject *value)
+{
+    if ((size_t)(d->end - d->p) >= n && memcmp(d->p, word, n) == 0) {
+        d->p += n;
+        return Py_NewRef(value);
+    }
+    return error_at(d, d->p, "invalid literal (expected true, false or null)");
+}
+
+static PyObject *parse_value(decoder_t *d)
+{
+    if (JSON_UNLIKELY(d->p >= d->end))
+        return error_at(d, d->p, "expected a value, found the end of the document");
+    switch (*d->p) {
+    case '"':
+        return parse_string(d, 0);
+    case '{':
+        return parse_object(d);
+    case '[':
+        return parse_array(d);
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        return json_parse_number(&d->p, d->start, d->end);
+    case 't':
+        return literal(d, "true", 4, Py_True);
+    case 'f':
+        return literal(d, "false", 5, Py_False);
+    case 'n':
+        return literal(d, "null", 4, Py_None);
+    case 'N':
+        return error_at(d, d->p, "NaN is not valid JSON");
+    case 'I':
+        return error_at(d, d->p, "Infinity is not valid JSON");
+    case '\'':
+        return error_at(d, d->p, "single quotes are not allowed (strings use '\"')");
+    case '/':
+        return error_at(d, d->p, "comments are not allowed");
+    case ']':
+    case '}':
+    case ',':
+        return error_at(d, d->p, "expected a value");
+    default:
+        return error_at(d, d->p, "unexpected character (expected a value)");
+    }
+}
+
+PyObject *json_decode(const char *p, size_t n)
+{
+    decoder_t d;
+    PyObject *res = NULL;
+    d.start = d.p = (const unsigned char *)p;
+    d.end = d.start + n;
+    d.depth = 0;
+    d.stack = d.inline_stack;
+    d.stack_len = 0;
+    d.stack_cap = INLINE_STACK;
+    d.chars = d.inline_chars;
+    d.chars_cap = INLINE_CHARS;
+    if (json_errors_init() < 0)
+        goto done;
+    skip_ws(&d);
+    if (d.p == d.end) {
+        error_at(&d, d.p, "empty document (expected a JSON value)");
+        goto done;
+    }
+    res = parse_value(&d);
+    if (res == NULL)
+        goto done;
+    skip_ws(&d);
+    if (d.p != d.end) {
+        Py_CLEAR(res);
+        error_at(&d, d.p, "unexpected data after the JSON document");
+    }
+done:
+    if (d.stack != d.inline_stack)
+        PyMem_Free(d.stack);
+    if (d.chars != d.inline_chars)
+        PyMem_Free(d.chars);
+    return res;
+}

@@ -1,0 +1,505 @@
+/*
+ * The JSON encoder's hot path (owned by the JSON codec): exact dict, list, tuple, str,
+ * int, float, bool and None, written straight into the caller's db_buf_t. Everything else
+ * goes to json_encode_other (encode_types.c). The encoder never owns `out`; it only
+ * appends. It runs no Python code for the core types, so a container can change under us
+ * only through a slow-path call (default, dataclass, pydantic, Enum); every container
+ * holds a reference to itself while it is being written and re-reads its size after each
+ * item, which keeps those calls memory-safe.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json/json_internal.h"
+
+/* For every byte below 0x80: 0 when it is copied as is, otherwise the character after the
+ * backslash ('u' means \u00XX). RFC 8259 section 7 requires escaping '"', '\\' and the
+ * control characters U+0000..U+001F; we use the short forms where they exist, as the
+ * stdlib does. */
+static const char escape_table[128] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u', 'u',  'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 0,   0,   '"', 0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   '\\', 0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+};
+
+static const char hex_digits[16] = "0123456789abcdef";
+
+static int no_memory(void)
+{
+    PyErr_NoMemory();
+    return -1;
+}
+
+static inline int put(json_encoder_t *e, const char *s, size_t n)
+{
+    if (JSON_UNLIKELY(db_buf_append(e->out, s, n) < 0))
+        return no_memory();
+    return 0;
+}
+
+static inline int putc_(json_encoder_t *e, char c)
+{
+    if (JSON_UNLIKELY(db_buf_putc(e->out, c) < 0))
+        return no_memory();
+    return 0;
+}
+
+static inline int reserve(json_encoder_t *e, size_t n)
+{
+    if (JSON_UNLIKELY(db_buf_reserve(e->out, n) < 0))
+        return no_memory();
+    return 0;
+}
+
+/* Writes the escape for an ASCII character that needs one; returns bytes written. */
+static inline size_t write_escape(char *d, unsigned char c)
+{
+    char k = escape_table[c];
+    d[0] = '\\';
+    if (k != 'u') {
+        d[1] = k;
+        return 2;
+    }
+    d[1] = 'u';
+    d[2] = '0';
+    d[3] = '0';
+    d[4] = hex_digits[c >> 4];
+    d[5] = hex_digits[c & 15];
+    return 6;
+}
+
+/* True when any of the 8 ASCII bytes in x needs escaping: below 0x20, '"' or '\\'. Bytes
+ * are known to be below 0x80, so the classic "has zero byte" tricks are exact. */
+static inline int swar_needs_escape(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t lt20 = (x - ones * 0x20) & ~x;
+    uint64_t q = x ^ (ones * '"');
+    uint64_t bs = x ^ (ones * '\\');
+    uint64_t zq = (q - ones) & ~q;
+    uint64_t zb = (bs - ones) & ~bs;
+    return ((lt20 | zq | zb) & highs) != 0;
+}
+
+static int write_ascii(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
+{
+    /* Worst case: every byte becomes \u00XX. */
+    if (reserve(e, (size_t)n * 6 + 2) < 0)
+        return -1;
+    char *d = e->out->data + e->out->len;
+    char *d0 = d;
+    const unsigned char *end = s + n;
+    *d++ = '"';
+    while (end - s >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        memcpy(d, s, 8);
+        if (JSON_LIKELY(!swar_needs_escape(x))) {
+            s += 8;
+            d += 8;
+            continue;
+        }
+        for (int i = 0; i < 8; i++) {
+            unsigned char c = s[i];
+            if (escape_table[c])
+                d += write_escape(d, c);
+            else
+                *d++ = (char)c;
+        }
+        s += 8;
+    }
+    while (s < end) {
+        unsigned char c = *s++;
+        if (escape_table[c])
+            d += write_escape(d, c);
+        else
+            *d++ = (char)c;
+    }
+    *d++ = '"';
+    e->out->len += (size_t)(d - d0);
+    return 0;
+}
+
+static int lone_surrogate(PyObject *s, Py_ssize_t i)
+{
+    PyErr_Format(json_EncodeError,
+                 "str contains a lone surrogate U+%04X at index %zd; it cannot be encoded "
+                 "as UTF-8",
+                 (unsigned)PyUnicode_READ_CHAR(s, i), i);
+    return -1;
+}
+
+/* Latin-1, UCS-2 and UCS-4 strings: transcode to UTF-8 while escaping. */
+static int write_wide(json_encoder_t *e, PyObject *s, int kind, const void *data, Py_ssize_t n)
+{
+    if (reserve(e, (size_t)n * 6 + 2) < 0)
+        return -1;
+    char *d = e->out->data + e->out->len;
+    char *d0 = d;
+    *d++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 0x80) {
+            if (escape_table[c])
+                d += write_escape(d, (unsigned char)c);
+            else
+                *d++ = (char)c;
+        } else if (c < 0x800) {
+            *d++ = (char)(0xC0 | (c >> 6));
+            *d++ = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            if (JSON_UNLIKELY(c >= 0xD800 && c <= 0xDFFF))
+                return lone_surrogate(s, i);
+            *d++ = (char)(0xE0 | (c >> 12));
+            *d++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *d++ = (char)(0x80 | (c & 0x3F));
+        } else {
+            *d++ = (char)(0xF0 | (c >> 18));
+            *d++ = (char)(0x80 | ((c >> 12) & 0x3F));
+            *d++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *d++ = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    *d++ = '"';
+    e->out->len += (size_t)(d - d0);
+    return 0;
+}
+
+int json_encode_str(json_encoder_t *e, PyObject *s)
+{
+    if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
+        return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (PyUnicode_IS_ASCII(s))
+        return write_ascii(e, PyUnicode_1BYTE_DATA(s), n);
+    return write_wide(e, s, PyUnicode_KIND(s), PyUnicode_DATA(s), n);
+}
+
+static int write_int(json_encoder_t *e, PyObject *obj)
+{
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (JSON_LIKELY(!overflow)) {
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (reserve(e, 24) < 0)
+            return -1;
+        char *d = e->out->data + e->out->len;
+        unsigned long long u = (unsigned long long)v;
+        if (v < 0) {
+            *d++ = '-';
+            u = 0ull - u;
+            e->out->len++;
+        }
+        e->out->len += (size_t)json_write_u64(u, d);
+        return 0;
+    }
+    /* Beyond 64 bits: int.__repr__ (not the subclass's), as the stdlib does. It refuses
+     * more digits than sys.get_int_max_str_digits() allows. */
+    int rc = -1;
+    PyObject *text = PyLong_Type.tp_repr(obj);
+    if (text == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_SetString(json_EncodeError,
+                            "int has more digits than sys.get_int_max_str_digits() allows");
+        }
+        goto done;
+    }
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(text, &n);
+    if (p == NULL)
+        goto done;
+    rc = put(e, p, (size_t)n);
+done:
+    Py_XDECREF(text);
+    return rc;
+}
+
+static int write_float(json_encoder_t *e, double v)
+{
+    if (JSON_UNLIKELY(!isfinite(v))) {
+        PyErr_Format(json_EncodeError,
+                     "%s is not allowed in JSON (RFC 8259 has no NaN or Infinity)",
+                     isnan(v) ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"));
+        return -1;
+    }
+    if (reserve(e, JSON_DTOA_MAX) < 0)
+        return -1;
+    e->out->len += (size_t)json_dtoa(v, e->out->data + e->out->len);
+    return 0;
+}
+
+int json_enc_push(json_encoder_t *e, PyObject *obj)
+{
+    if (JSON_LIKELY(e->depth < JSON_MAX_DEPTH)) {
+        e->stack[e->depth++] = obj;
+        return 0;
+    }
+    for (int i = 0; i < e->depth; i++) {
+        if (e->stack[i] == obj) {
+            PyErr_Format(json_EncodeError, "circular reference detected (a %.100s contains itself)",
+                         Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+    }
+    PyErr_Format(json_EncodeError, "maximum nesting depth of %d exceeded (or circular reference)",
+                 JSON_MAX_DEPTH);
+    return -1;
+}
+
+/* Newline plus two spaces per level, for JSON_OPT_INDENT_2. */
+static int write_newline(json_encoder_t *e, int level)
+{
+    size_t n = 1 + 2 * (size_t)level;
+    if (reserve(e, n) < 0)
+        return -1;
+    char *d = e->out->data + e->out->len;
+    d[0] = '\n';
+    memset(d + 1, ' ', n - 1);
+    e->out->len += n;
+    return 0;
+}
+
+static int write_key(json_encoder_t *e, PyObject *key)
+{
+    if (JSON_LIKELY(PyUnicode_Check(key)))
+        return json_encode_str(e, key);
+    if (!(e->flags & JSON_OPT_NON_STR_KEYS)) {
+        PyErr_Format(json_EncodeError, "dict key must be str, not %.100s (see non_str_keys)",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    PyObject *s = json_key_to_str(e, key);
+    if (s == NULL)
+        return -1;
+    int rc = json_encode_str(e, s);
+    Py_DECREF(s);
+    return rc;
+}
+
+typedef struct {
+    PyObject *key;   /* str; owned */
+    PyObject *value; /* borrowed from the dict, which we hold */
+} key_item_t;
+
+static int compare_items(const void *a, const void *b)
+{
+    /* PyUnicode_Compare runs no Python code and cannot fail for two str objects. */
+    return PyUnicode_Compare(((const key_item_t *)a)->key, ((const key_item_t *)b)->key);
+}
+
+static int write_dict_sorted(json_encoder_t *e, PyObject *dict)
+{
+    int rc = -1;
+    int indent = (e->flags & JSON_OPT_INDENT_2) != 0;
+    Py_ssize_t n = PyDict_GET_SIZE(dict), count = 0, pos = 0;
+    PyObject *k, *v;
+    key_item_t *items = PyMem_Malloc(sizeof(key_item_t) * (size_t)(n ? n : 1));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    while (count < n && PyDict_Next(dict, &pos, &k, &v)) {
+        PyObject *s;
+        if (PyUnicode_Check(k)) {
+            s = Py_NewRef(k);
+        } else if (e->flags & JSON_OPT_NON_STR_KEYS) {
+            s = json_key_to_str(e, k);
+            if (s == NULL)
+                goto done;
+        } else {
+            PyErr_Format(json_EncodeError, "dict key must be str, not %.100s (see non_str_keys)",
+                         Py_TYPE(k)->tp_name);
+            goto done;
+        }
+        if (PyUnicode_READY(s) < 0) {
+            Py_DECREF(s);
+            goto done;
+        }
+        items[count].key = s;
+        items[count].value = v;
+        count++;
+    }
+    qsort(items, (size_t)count, sizeof(key_item_t), compare_items);
+    /* Values are borrowed from the dict: hold them, since encoding one of them may run
+     * Python code that mutates the dict. */
+    for (Py_ssize_t i = 0; i < count; i++)
+        Py_INCREF(items[i].value);
+    Py_ssize_t held = count;
+    if (putc_(e, '{') < 0)
+        goto release;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && putc_(e, ',') < 0)
+            goto release;
+        if (indent && write_newline(e, e->depth) < 0)
+            goto release;
+        if (json_encode_str(e, items[i].key) < 0)
+            goto release;
+        if (indent ? put(e, ": ", 2) < 0 : putc_(e, ':') < 0)
+            goto release;
+        if (json_encode_value(e, items[i].value) < 0)
+            goto release;
+    }
+    if (indent && count > 0 && write_newline(e, e->depth - 1) < 0)
+        goto release;
+    rc = putc_(e, '}');
+release:
+    for (Py_ssize_t i = 0; i < held; i++)
+        Py_DECREF(items[i].value);
+done:
+    for (Py_ssize_t i = 0; i < count; i++)
+        Py_DECREF(items[i].key);
+    PyMem_Free(items);
+    return rc;
+}
+
+static int write_dict(json_encoder_t *e, PyObject *dict)
+{
+    if (PyDict_GET_SIZE(dict) == 0) {
+        /* An empty container is a nesting level too, as in the decoder. */
+        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
+            return json_enc_push(e, dict);
+        return put(e, "{}", 2);
+    }
+    int rc = -1;
+    Py_INCREF(dict);
+    if (json_enc_push(e, dict) < 0)
+        goto done;
+    if (e->flags & JSON_OPT_SORT_KEYS) {
+        rc = write_dict_sorted(e, dict);
+        json_enc_pop(e);
+        goto done;
+    }
+    int indent = (e->flags & JSON_OPT_INDENT_2) != 0;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int first = 1;
+    if (putc_(e, '{') < 0)
+        goto pop;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        if (!first && putc_(e, ',') < 0)
+            goto pop;
+        first = 0;
+        if (indent && write_newline(e, e->depth) < 0)
+            goto pop;
+        if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+            if (json_encode_str(e, k) < 0)
+                goto pop;
+        } else if (write_key(e, k) < 0) {
+            goto pop;
+        }
+        if (indent ? put(e, ": ", 2) < 0 : putc_(e, ':') < 0)
+            goto pop;
+        if (json_encode_value(e, v) < 0)
+            goto pop;
+    }
+    if (indent && !first && write_newline(e, e->depth - 1) < 0)
+        goto pop;
+    rc = putc_(e, '}');
+pop:
+    json_enc_pop(e);
+done:
+    Py_DECREF(dict);
+    return rc;
+}
+
+/* Lists and tuples. Items are read by index each time because a slow-path item may shrink
+ * a list; a tuple cannot change. */
+static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
+{
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
+    if (n == 0) {
+        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
+            return json_enc_push(e, seq);
+        return put(e, "[]", 2);
+    }
+    int rc = -1;
+    int indent = (e->flags & JSON_OPT_INDENT_2) != 0;
+    Py_INCREF(seq);
+    if (json_enc_push(e, seq) < 0)
+        goto done;
+    if (putc_(e, '[') < 0)
+        goto pop;
+    for (Py_ssize_t i = 0;; i++) {
+        if (is_list) {
+            if (i >= PyList_GET_SIZE(seq))
+                break;
+        } else if (i >= n) {
+            break;
+        }
+        if (i > 0 && putc_(e, ',') < 0)
+            goto pop;
+        if (indent && write_newline(e, e->depth) < 0)
+            goto pop;
+        PyObject *item = is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+        if (json_encode_value(e, item) < 0)
+            goto pop;
+    }
+    if (indent && write_newline(e, e->depth - 1) < 0)
+        goto pop;
+    rc = putc_(e, ']');
+pop:
+    json_enc_pop(e);
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+int json_encode_value(json_encoder_t *e, PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    if (t == &PyUnicode_Type)
+        return json_encode_str(e, obj);
+    if (t == &PyLong_Type)
+        return write_int(e, obj);
+    if (t == &PyFloat_Type)
+        return write_float(e, PyFloat_AS_DOUBLE(obj));
+    if (t == &PyDict_Type)
+        return write_dict(e, obj);
+    if (t == &PyList_Type)
+        return write_array(e, obj, 1);
+    if (obj == Py_True)
+        return put(e, "true", 4);
+    if (obj == Py_False)
+        return put(e, "false", 5);
+    if (obj == Py_None)
+        return put(e, "null", 4);
+    if (t == &PyTuple_Type)
+        return write_array(e, obj, 0);
+    return json_encode_other(e, obj);
+}
+
+/* Subclasses of the core types reach these through json_encode_other. */
+int json_encode_core_subclass(json_encoder_t *e, PyObject *obj)
+{
+    if (PyUnicode_Check(obj))
+        return json_encode_str(e, obj);
+    if (PyLong_Check(obj))
+        return write_int(e, obj);
+    if (PyFloat_Check(obj))
+        return write_float(e, PyFloat_AS_DOUBLE(obj));
+    if (PyDict_Check(obj))
+        return write_dict(e, obj);
+    if (PyList_Check(obj))
+        return write_array(e, obj, 1);
+    if (PyTuple_Check(obj))
+        return write_array(e, obj, 0);
+    return 1;
+}
+
+int json_encode(PyObject *obj, db_buf_t *out, const json_enc_opts_t *opts)
+{
+    /* About 4 KiB of stack for the depth stack; only entries below depth are read. */
+    json_encoder_t e;
+    e.out = out;
+    e.flags = opts ? opts->flags : 0;
+    e.default_fn = opts ? opts->default_fn : NULL;
+    e.depth = 0;
+    return json_encode_value(&e, obj);
+}

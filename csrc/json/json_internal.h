@@ -1,0 +1,91 @@
+/*
+ * Private declarations shared by the files of the JSON codec (csrc/json). Nothing here is
+ * used outside the codec: the public contract is json.h. The exception objects are created
+ * once by json_module_init and owned by this module (strong references, never released
+ * because the extension is never unloaded).
+ */
+#ifndef DB_JSON_INTERNAL_H
+#define DB_JSON_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "json/json.h"
+
+#if defined(__GNUC__)
+#define JSON_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define JSON_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define JSON_LIKELY(x)   (x)
+#define JSON_UNLIKELY(x) (x)
+#endif
+
+/* The two exception classes (new references held for the life of the process). */
+extern PyObject *json_EncodeError;
+extern PyObject *json_DecodeError;
+
+/* errors.c: creates the exception classes. Returns 0 or -1 with an exception set. */
+int json_errors_init(void);
+
+/* errors.c: raises JSONDecodeError for the document p[0..n) at byte offset pos. The
+ * exception's pos, lineno and colno count characters (code points), as the stdlib does
+ * for str input; doc is the document decoded as UTF-8 with replacement characters. */
+void json_raise_decode_error(const char *p, size_t n, size_t pos, const char *msg);
+
+/* dtoa.c: writes the shortest decimal that round-trips to v, formatted as Python's
+ * repr(float) does (e.g. "0.1", "1e+16", "5e-324", "-0.0"). v must be finite. out needs
+ * JSON_DTOA_MAX bytes; returns the number of bytes written (no terminating NUL). */
+#define JSON_DTOA_MAX 32
+int json_dtoa(double v, char *out);
+
+/* decode_number.c: value of w * 10^q (w nonzero, exact) when a fast path can decide it
+ * exactly; returns 1 and sets *out, or 0 when the caller must use a correctly rounded
+ * slow path. */
+int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out);
+
+/* The encoder's state for one json_encode call. stack[] holds the containers (and the
+ * objects handed to default/dataclass/pydantic conversion) currently being encoded, so
+ * that hitting the depth limit can tell a circular reference from deep nesting. */
+struct json_encoder {
+    db_buf_t *out;
+    unsigned flags;
+    PyObject *default_fn; /* borrowed */
+    int depth;
+    PyObject *stack[JSON_MAX_DEPTH + 1];
+};
+typedef struct json_encoder json_encoder_t;
+
+/* encode.c: encodes any value; the entry point for recursion from encode_types.c. */
+int json_encode_value(json_encoder_t *e, PyObject *obj);
+/* encode.c: writes a quoted, escaped JSON string for the str (or str subclass) s. */
+int json_encode_str(json_encoder_t *e, PyObject *s);
+/* encode.c: enters one nesting level for obj; -1 with JSONEncodeError past the limit. */
+int json_enc_push(json_encoder_t *e, PyObject *obj);
+
+static inline void json_enc_pop(json_encoder_t *e)
+{
+    e->depth--;
+}
+
+/* encode.c: encodes subclasses of str, int, float, dict, list and tuple; returns 1 when
+ * obj is none of them, else 0 or -1 as json_encode_value. */
+int json_encode_core_subclass(json_encoder_t *e, PyObject *obj);
+
+/* encode_types.c: encodes what the fast paths of encode.c do not know: subclasses of the
+ * core types, datetime/date/time, UUID, Enum, Decimal, dataclasses, pydantic models and
+ * finally `default`. Returns 0 or -1 with an exception set. */
+int json_encode_other(json_encoder_t *e, PyObject *obj);
+/* encode_types.c: the str form of a non-str dict key (JSON_OPT_NON_STR_KEYS): a new
+ * reference, or NULL with JSONEncodeError set when the key has no string form. */
+PyObject *json_key_to_str(json_encoder_t *e, PyObject *key);
+/* encode_types.c: RFC 3339 text of a datetime, date or time into buf (>= 64 bytes);
+ * returns the length, 0 when obj is none of those types, -1 with an exception set. */
+int json_format_datetime(PyObject *obj, unsigned flags, char *buf);
+
+/* Two-digit lookup table "00".."99" used by the integer and float printers. */
+extern const char json_digits2[200];
+
+/* Writes the decimal digits of v (no sign) at out; returns the count (1..20). */
+int json_write_u64(uint64_t v, char *out);
+
+#endif

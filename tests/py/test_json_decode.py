@@ -1,0 +1,308 @@
+"""Decoder tests for data_bridge.json.loads: valid documents, number edges, and one invalid
+document per RFC 8259 rule with the exact error position (pos counts characters)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import pytest
+
+from data_bridge.json import JSON_MAX_DEPTH, JSONDecodeError, loads
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "-0.0",
+        "0.0",
+        "1e5",
+        "1E+5",
+        "1e-5",
+        "-1.5e-300",
+        '""',
+        '"\\u0000\\"\\\\\\/\\b\\f\\n\\r\\t"',
+        '"\\ud83d\\ude00 \\u00e9 \\uFFFF \\u4E2D"',
+        '"é中😀"',
+        "[]",
+        "{}",
+        ' \t\r\n[ 1 , { "a" : [ ] } ] \n',
+        '{"a":1,"a":2}',
+        '{"a":{"b":{"c":[1,2,{"d":null}]}}}',
+        "123456789012345678",
+        "1234567890123456789",
+        "12345678901234567890",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "1" * 500,
+        "5e-324",
+        "1.7976931348623157e308",
+        "2.2250738585072014e-308",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "0.1",
+        "0.30000000000000004",
+        "9007199254740993",
+        "9007199254740993.0",
+        "123456789012345678901234567890.5e-10",
+        "0.000000000000000000000000000001",
+        "[1.0, 2.50, 3e2, 4E-2, -0.5]",
+    ],
+)
+def test_valid_matches_stdlib(doc: str) -> None:
+    expected = json.loads(doc)
+    for data in (doc.encode(), doc, bytearray(doc.encode()), memoryview(doc.encode())):
+        got = loads(data)
+        assert got == expected or (got != got and expected != expected)
+        assert type(got) is type(expected)
+        if isinstance(expected, float):
+            assert math.copysign(1, got) == math.copysign(1, expected)
+
+
+def test_duplicate_keys_last_wins() -> None:
+    assert loads(b'{"a":1,"b":2,"a":3}') == {"a": 3, "b": 2}
+    assert list(loads(b'{"a":1,"b":2,"a":3}')) == ["a", "b"]
+
+
+def test_ints_of_any_size() -> None:
+    for n in (
+        0,
+        1,
+        -1,
+        2**63,
+        -(2**63) - 1,
+        2**64,
+        10**18,
+        10**19,
+        -(10**19),
+        10**300,
+        -(10**4000),
+    ):
+        assert loads(str(n).encode()) == n
+        assert type(loads(str(n))) is int
+
+
+def test_float_corner_values_exact() -> None:
+    for f in (
+        5e-324,
+        -5e-324,
+        1.7976931348623157e308,
+        2.2250738585072014e-308,
+        2.225073858507201e-308,
+        0.1,
+        1 / 3,
+        2**-1074 * 3,
+        1e22,
+        1e23,
+        9007199254740992.0,
+        4.35,
+        8.41e21,
+    ):
+        assert loads(repr(f)) == f
+        assert loads(repr(f).encode()) == f
+
+
+def test_random_floats_correctly_rounded() -> None:
+    import random
+
+    r = random.Random(7)
+    for _ in range(100_000):
+        digits = str(r.randint(1, 10 ** r.randint(1, 19)))
+        cut = r.randint(0, len(digits))
+        text = digits[:cut] + "." + digits[cut:] if 0 < cut < len(digits) else digits + ".0"
+        text += f"e{r.randint(-340, 320)}"
+        assert loads(text) == float(text), text
+    for _ in range(30_000):
+        # halfway-ish and long significands go through the slow path
+        text = f"{r.randint(1, 9)}.{r.getrandbits(80)}e{r.randint(-330, 310)}"
+        assert loads(text) == float(text), text
+
+
+def test_str_input_positions_are_characters() -> None:
+    with pytest.raises(JSONDecodeError) as ei:
+        loads('["é中😀", x]')
+    assert ei.value.pos == 8
+    with pytest.raises(JSONDecodeError) as ei:
+        loads('["é中😀", x]'.encode())
+    assert ei.value.pos == 8
+    assert ei.value.doc == '["é中😀", x]'
+
+
+def test_error_attributes_and_catchability() -> None:
+    doc = '{\n  "a": 1,\n  "b": [1, 2,]\n}'
+    with pytest.raises(json.JSONDecodeError) as ei:
+        loads(doc)
+    e = ei.value
+    assert isinstance(e, JSONDecodeError) and isinstance(e, ValueError)
+    assert e.pos == doc.index("]")
+    assert (e.lineno, e.colno) == (3, 14)
+    assert e.doc == doc
+    assert "trailing comma" in e.msg
+
+
+# (document, expected position in characters, fragment of the message)
+INVALID: list[tuple[Any, int, str]] = [
+    (b"", 0, "empty document"),
+    (b"   \n ", 5, "empty document"),
+    (b"[1,2,]", 5, "trailing comma"),
+    (b'{"a":1,}', 7, "trailing comma"),
+    (b"[1 2]", 3, "expected ','"),
+    (b'{"a" 1}', 5, "expected ':'"),
+    (b'{"a":1 "b":2}', 7, "expected ','"),
+    (b"{1:2}", 1, "expected a string key"),
+    (b"[1] // c", 4, "unexpected data"),
+    (b"/* c */ 1", 0, "comments"),
+    (b'{/*c*/"a":1}', 1, "comments"),
+    (b"['a']", 1, "single quotes"),
+    (b"{'a':1}", 1, "single quotes"),
+    (b"01", 0, "leading zeros"),
+    (b"[-012]", 2, "leading zeros"),
+    (b"-", 1, "expected a digit"),
+    (b"1.", 2, "decimal point"),
+    (b"1.e5", 2, "decimal point"),
+    (b".5", 0, "unexpected character"),
+    (b"1e", 2, "exponent"),
+    (b"1e+", 3, "exponent"),
+    (b"+1", 0, "unexpected character"),
+    (b"0x10", 1, "unexpected data"),
+    (b"NaN", 0, "NaN"),
+    (b"[Infinity]", 1, "Infinity"),
+    (b"-Infinity", 0, "Infinity"),
+    (b"nul", 0, "invalid literal"),
+    (b"tru", 0, "invalid literal"),
+    (b"True", 0, "unexpected character"),
+    (b"[1] x", 4, "unexpected data"),
+    (b"{} {}", 3, "unexpected data"),
+    (b'"abc', 0, "unterminated string"),
+    (b'["a\\', 1, "unterminated string"),
+    (b"[1,", 3, "expected a value"),
+    (b"[1", 0, "unterminated array"),
+    (b'{"a":1', 0, "unterminated object"),
+    (b"[", 1, "expected a value"),
+    (b'"a\x01b"', 2, "control character"),
+    (b'"a\nb"', 2, "control character"),
+    (b'"tab\there"', 4, "control character"),
+    (b'"\\x41"', 1, "invalid escape"),
+    (b'"\\u12G4"', 1, "invalid \\u escape"),
+    (b'"\\u12"', 1, "invalid \\u escape"),
+    (b'"ab\\ud800"', 3, "lone high surrogate"),
+    (b'"\\ud800\\u0041"', 1, "lone high surrogate"),
+    (b'"\\ud800x"', 1, "lone high surrogate"),
+    (b'"\\udc00"', 1, "lone low surrogate"),
+    (b'"\\ude00\\ud83d"', 1, "lone low surrogate"),
+    (b'"\xc0\xaf"', 1, "overlong"),
+    (b'"\xe0\x80\xaf"', 1, "overlong"),
+    (b'"\xf0\x80\x80\xaf"', 1, "overlong"),
+    (b'"\xed\xa0\x80"', 1, "encoded surrogate"),
+    (b'"\xed\xbf\xbf"', 1, "encoded surrogate"),
+    (b'"\xf4\x90\x80\x80"', 1, "above U+10FFFF"),
+    (b'"\xf5\x80\x80\x80"', 1, "above U+10FFFF"),
+    (b'"\xff"', 1, "invalid start byte"),
+    (b'"\x80"', 1, "continuation byte"),
+    (b'"\xe4\xb8"', 1, "truncated"),
+    (b'"\xe4\xb8x"', 1, "truncated"),
+    (b'"\xf0\x9f\x98', 1, "truncated"),
+    (b'"\xc3', 1, "truncated"),
+    (b'"\xc3\xa9\xe4"', 2, "truncated"),
+    (b"\xef\xbb\xbf{}", 0, "unexpected character"),
+    (b"[\x00]", 1, "unexpected character"),
+    (b"[1]\x00", 3, "unexpected data"),
+    (b'{"a"}', 4, "expected ':'"),
+    (b'{"a":}', 5, "expected a value"),
+    (b"[,1]", 1, "expected a value"),
+    (b"{,}", 1, "expected a string key"),
+    (b"[1,,2]", 3, "expected a value"),
+]
+
+
+@pytest.mark.parametrize(("doc", "pos", "fragment"), INVALID)
+def test_invalid_documents(doc: bytes, pos: int, fragment: str) -> None:
+    with pytest.raises(JSONDecodeError) as ei:
+        loads(doc)
+    assert ei.value.pos == pos, ei.value
+    assert fragment in ei.value.msg, ei.value
+    # The stdlib rejects these too, except where it is laxer than RFC 8259 (NaN,
+    # Infinity, lone surrogates).
+    if not any(w in fragment for w in ("NaN", "Infinity", "surrogate")):
+        with pytest.raises(ValueError):
+            json.loads(doc.decode("utf-8", "surrogatepass"))
+    try:
+        text = doc.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    with pytest.raises(JSONDecodeError) as ei2:
+        loads(text)
+    assert ei2.value.pos == pos
+
+
+def test_invalid_utf8_outside_strings() -> None:
+    with pytest.raises(JSONDecodeError, match="unexpected character"):
+        loads(b"[\xff]")
+
+
+def test_depth_limit() -> None:
+    ok = "[" * JSON_MAX_DEPTH + "]" * JSON_MAX_DEPTH
+    assert loads(ok) == json.loads(ok)
+    too_deep = "[" * (JSON_MAX_DEPTH + 1) + "]" * (JSON_MAX_DEPTH + 1)
+    with pytest.raises(JSONDecodeError, match="nesting") as ei:
+        loads(too_deep)
+    assert ei.value.pos == JSON_MAX_DEPTH
+    for opener in ("[", '{"a":'):
+        with pytest.raises(JSONDecodeError, match="nesting"):
+            loads(opener * 100_000)
+    with pytest.raises(JSONDecodeError, match="nesting"):
+        loads(b"[" * 10_000_000)
+
+
+def test_huge_int_over_str_digits_limit() -> None:
+    if not hasattr(sys, "get_int_max_str_digits"):
+        pytest.skip("no int max str digits limit on this Python")
+    with pytest.raises(JSONDecodeError, match="digits") as ei:
+        loads(b"[" + b"9" * 5000 + b"]")
+    assert ei.value.pos == 1
+
+
+def test_lone_surrogate_in_str_input() -> None:
+    with pytest.raises(JSONDecodeError, match="surrogate") as ei:
+        loads('["ab\ud800"]')
+    assert ei.value.pos == 4
+
+
+def test_wrong_input_types() -> None:
+    for bad in (None, 1, 1.5, ["[]"], object()):
+        with pytest.raises(TypeError):
+            loads(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        loads()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        loads(b"[]", b"[]")  # type: ignore[call-arg]
+
+
+def test_non_contiguous_memoryview() -> None:
+    m = memoryview(b"[1, 2]")[::2]
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        loads(m)
+
+
+def test_string_kinds() -> None:
+    for s in ("ascii", "latin é ÿ", "ucs2 中 \uffff", "ucs4 😀 \U0010ffff", "é" * 1000 + "😀"):
+        doc = json.dumps(s, ensure_ascii=False)
+        assert loads(doc.encode()) == s
+        doc = json.dumps(s, ensure_ascii=True)
+        assert loads(doc.encode()) == s
+
+
+def test_key_cache_collisions() -> None:
+    # many distinct short keys, repeated: every lookup must return the right key
+    keys = [f"k{i}" for i in range(5000)] + ["x" * 64, "x" * 65, ""]
+    doc = json.dumps([{k: i} for i, k in enumerate(keys * 2)])
+    assert loads(doc.encode()) == json.loads(doc)

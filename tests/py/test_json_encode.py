@@ -1,0 +1,346 @@
+"""Encoder tests for data_bridge.json.dumps: every encodable type, options and errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import math
+import sys
+import uuid
+from collections import OrderedDict, namedtuple
+from typing import Any, ClassVar
+
+import pytest
+
+from data_bridge import json as dbjson
+from data_bridge.json import JSONEncodeError, dumps
+
+
+def std(obj: Any, **kw: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), **kw).encode()
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**63,
+        2**64,
+        -(2**64) - 1,
+        10**100,
+        0.0,
+        -0.0,
+        1.5,
+        0.1,
+        1e16,
+        1e15,
+        1e-5,
+        1e-4,
+        5e-324,
+        1.7976931348623157e308,
+        2.2250738585072014e-308,
+        123456789.123456789,
+        "",
+        "plain",
+        'quote " backslash \\ slash /',
+        "\x00\x01\x1f\x7f\b\f\n\r\t",
+        "é latin-1 ÿ",
+        "中文 UCS-2 \uffff",
+        "emoji \U0001f600 UCS-4 \U0010ffff",
+        [],
+        {},
+        [1, [2, [3, []]]],
+        {"a": {"b": {"c": {}}}},
+        (1, 2, 3),
+        {"k": (1, "x", None)},
+    ],
+)
+def test_matches_stdlib(obj: Any) -> None:
+    assert dumps(obj) == std(obj)
+
+
+def test_float_repr_random_bits() -> None:
+    import random
+    import struct
+
+    r = random.Random(12345)
+    for _ in range(200_000):
+        f = struct.unpack("<d", struct.pack("<Q", r.getrandbits(64)))[0]
+        if math.isfinite(f):
+            assert dumps(f) == repr(f).encode(), f
+
+
+def test_float_repr_powers_and_subnormals() -> None:
+    vals = [2.0**i for i in range(-1074, 1024)] + [i * 5e-324 for i in range(1, 3000)]
+    vals += [float(f"{m}e{e}") for e in range(-323, 308) for m in (1, 3, 7, 9.5)]
+    for f in vals:
+        assert dumps(f) == repr(f).encode()
+        assert dumps(-f) == repr(-f).encode()
+
+
+def test_nonfinite_floats_rejected() -> None:
+    for v in (math.nan, math.inf, -math.inf):
+        with pytest.raises(JSONEncodeError, match="not allowed"):
+            dumps(v)
+        with pytest.raises(JSONEncodeError):
+            dumps({"a": [v]})
+
+
+def test_subclasses() -> None:
+    class S(str):
+        pass
+
+    class I(int):  # noqa: E742
+        def __repr__(self) -> str:
+            return "nope"
+
+    class F(float):
+        pass
+
+    class Dct(dict):
+        pass
+
+    class L(list):
+        pass
+
+    P = namedtuple("P", "x y")
+    obj = [S("s"), I(5), F(2.5), Dct(a=1), L([1]), P(1, 2), OrderedDict(z=1)]
+    assert dumps(obj) == b'["s",5,2.5,{"a":1},[1],[1,2],{"z":1}]'
+    assert dumps({S("k"): 1}) == b'{"k":1}'
+
+
+def test_int_enum_and_str_enum() -> None:
+    class IE(enum.IntEnum):
+        A = 3
+
+    class SE(str, enum.Enum):
+        B = "b"
+
+    class E(enum.Enum):
+        C = [1, 2]
+        D = 1.5
+
+    assert dumps([IE.A, SE.B, E.C, E.D]) == b'[3,"b",[1,2],1.5]'
+
+
+def test_datetime_types() -> None:
+    tz = datetime.timezone(datetime.timedelta(hours=-5, minutes=-30))
+    cases = [
+        datetime.datetime(2020, 1, 2, 3, 4, 5),
+        datetime.datetime(2020, 1, 2, 3, 4, 5, 123),
+        datetime.datetime(1, 1, 1),
+        datetime.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2020, 1, 2, tzinfo=tz),
+        datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(seconds=61))),
+        datetime.date(2024, 2, 29),
+        datetime.time(23, 59, 1),
+        datetime.time(0, 0, 0, 5),
+        datetime.time(1, 2, tzinfo=datetime.timezone.utc),
+    ]
+    for c in cases:
+        assert dumps(c) == f'"{c.isoformat()}"'.encode()
+    naive = datetime.datetime(2020, 1, 2, 3, 4, 5)
+    assert dumps(naive, naive_utc=True) == b'"2020-01-02T03:04:05Z"'
+    aware = datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
+    assert dumps(aware, naive_utc=True) == b'"2020-01-02T00:00:00+00:00"'
+    assert dumps(naive, option=dbjson.OPT_NAIVE_UTC) == b'"2020-01-02T03:04:05Z"'
+
+
+def test_uuid_decimal() -> None:
+    u = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert dumps(u) == b'"12345678-1234-5678-1234-567812345678"'
+    assert dumps(decimal.Decimal("1.10")) == b"1.10"
+    assert dumps(decimal.Decimal("-1E+5")) == b"-1E+5"
+    assert json.loads(dumps(decimal.Decimal("-1E+5"))) == -1e5
+    assert dumps(decimal.Decimal("1.10"), decimal_as_string=True) == b'"1.10"'
+    for bad in ("NaN", "sNaN", "Infinity", "-Infinity"):
+        with pytest.raises(JSONEncodeError):
+            dumps(decimal.Decimal(bad))
+
+
+def test_dataclass() -> None:
+    @dataclasses.dataclass
+    class Inner:
+        v: float
+
+    @dataclasses.dataclass
+    class Outer:
+        z: int
+        a: str
+        inner: Inner
+        tags: list[str] = dataclasses.field(default_factory=list)
+        cv: ClassVar[int] = 7
+
+    o = Outer(1, "x", Inner(0.5), ["t"])
+    assert dumps(o) == b'{"z":1,"a":"x","inner":{"v":0.5},"tags":["t"]}'
+    assert dumps(o, sort_keys=True) == b'{"a":"x","inner":{"v":0.5},"tags":["t"],"z":1}'
+
+
+def test_pydantic_model() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class M(pydantic.BaseModel):
+        id: int
+        when: datetime.date
+        name: str = pydantic.Field(serialization_alias="Name")
+
+    m = M(id=1, when=datetime.date(2020, 1, 1), name="n")
+    assert json.loads(dumps(m)) == json.loads(m.model_dump_json())
+    assert dumps([m]) == b'[{"id":1,"when":"2020-01-01","name":"n"}]'
+
+
+def test_default() -> None:
+    class X:
+        pass
+
+    assert dumps([X()], default=lambda o: {"x": 1}) == b'[{"x":1}]'
+    assert dumps({1, 2}, default=sorted) == b"[1,2]"
+    with pytest.raises(JSONEncodeError, match="not JSON serializable: X"):
+        dumps(X())
+    with pytest.raises(ZeroDivisionError):
+        dumps(X(), default=lambda o: 1 / 0)
+    # default that never converges is stopped by the depth limit
+    with pytest.raises(JSONEncodeError, match="depth"):
+        dumps(X(), default=lambda o: X())
+    with pytest.raises(TypeError):
+        dumps(1, default=5)
+
+
+def test_default_mutating_container_is_safe() -> None:
+    data: list[Any] = []
+
+    class X:
+        pass
+
+    def default(o: Any) -> Any:
+        data.clear()
+        return "gone"
+
+    data.extend([X(), {"a": "b" * 100}, [1, 2, 3]])
+    assert dumps(data, default=default) == b'["gone"]'
+
+
+def test_reentrant_dumps_in_default() -> None:
+    class X:
+        pass
+
+    out = dumps([X(), "tail"], default=lambda o: dumps({"inner": [1]}).decode())
+    assert out == b'["{\\"inner\\":[1]}","tail"]'
+
+
+def test_circular_and_depth() -> None:
+    a: list[Any] = []
+    a.append(a)
+    with pytest.raises(JSONEncodeError, match="circular reference"):
+        dumps(a)
+    d: dict[str, Any] = {}
+    d["d"] = d
+    with pytest.raises(JSONEncodeError, match="circular reference"):
+        dumps(d)
+    deep: Any = []
+    for _ in range(dbjson.JSON_MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(JSONEncodeError, match="depth"):
+        dumps(deep)
+    ok: Any = 0
+    for _ in range(dbjson.JSON_MAX_DEPTH):
+        ok = [ok]
+    assert json.loads(dumps(ok)) == ok
+
+
+def test_keys() -> None:
+    with pytest.raises(JSONEncodeError, match="dict key must be str"):
+        dumps({1: 2})
+    with pytest.raises(JSONEncodeError, match="dict key must be str"):
+        dumps({"a": 1, (1, 2): 2}, sort_keys=True)
+    u = uuid.UUID(int=1)
+
+    class E(enum.Enum):
+        K = "kk"
+
+    keys = {
+        7: "i",
+        2.5: "f",
+        None: "n",
+        True: "t",
+        E.K: "e",
+        datetime.date(2020, 1, 1): "d",
+        u: "u",
+        decimal.Decimal("1.5"): "dec",
+    }
+    out = json.loads(dumps(keys, non_str_keys=True))
+    assert out == {
+        "7": "i",
+        "2.5": "f",
+        "null": "n",
+        "true": "t",
+        "kk": "e",
+        "2020-01-01": "d",
+        str(u): "u",
+        "1.5": "dec",
+    }
+    with pytest.raises(JSONEncodeError):
+        dumps({(1,): 1}, non_str_keys=True)
+    with pytest.raises(JSONEncodeError):
+        dumps({math.nan: 1}, non_str_keys=True)
+    assert dumps({2: 1, "1": 2}, non_str_keys=True, sort_keys=True) == b'{"1":2,"2":1}'
+
+
+def test_sort_keys_and_indent_match_stdlib() -> None:
+    obj = {"b": [1, {"y": 2, "x": [], "w": {}}], "a": "é", "": None, "B": (1.5,)}
+    assert dumps(obj, sort_keys=True) == std(obj, sort_keys=True)
+    expected = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode()
+    assert dumps(obj, indent=2, sort_keys=True) == expected
+    expected = json.dumps(obj, ensure_ascii=False, indent=2).encode()
+    assert dumps(obj, indent=2) == expected
+    assert dumps([], indent=2) == b"[]"
+    assert dumps(obj, indent=None) == std(obj)
+    with pytest.raises(ValueError):
+        dumps(obj, indent=4)
+
+
+def test_lone_surrogates_rejected() -> None:
+    for s in ("\ud800", "a\udfff", "\udc00\ud800", "x" * 20 + "\ud83d"):
+        with pytest.raises(JSONEncodeError, match="surrogate"):
+            dumps(s)
+        with pytest.raises(JSONEncodeError, match="surrogate"):
+            dumps({s: 1})
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError):
+        dumps()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        dumps(1, 2)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        dumps(1, nope=True)  # type: ignore[call-arg]
+
+
+def test_huge_int_over_str_digits_limit() -> None:
+    if not hasattr(sys, "set_int_max_str_digits"):
+        pytest.skip("no int max str digits limit on this Python")
+    big = 10**5000
+    with pytest.raises(JSONEncodeError, match="digits"):
+        dumps(big)
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        assert dumps(big) == str(big).encode()
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+def test_exception_classes() -> None:
+    assert issubclass(JSONEncodeError, TypeError)
+    assert issubclass(dbjson.JSONDecodeError, json.JSONDecodeError)
+    assert issubclass(dbjson.JSONDecodeError, ValueError)
+    assert dumps.__module__ == "data_bridge._core" or True

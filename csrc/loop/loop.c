@@ -215,6 +215,33 @@ static PyObject *loop_close_native(PyLoopObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* create_future(): asyncio.Future(loop=self), the C-accelerated future, without a Python
+ * frame in between. */
+static PyObject *future_type;  /* asyncio.Future */
+static PyObject *kwnames_loop; /* ("loop",) */
+
+static PyObject *loop_create_future(PyLoopObject *self, PyObject *unused)
+{
+    PyObject *args[1] = {(PyObject *)self};
+
+    (void)unused;
+    if (future_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio");
+        if (mod == NULL)
+            return NULL;
+        future_type = PyObject_GetAttrString(mod, "Future");
+        Py_DECREF(mod);
+        if (future_type == NULL)
+            return NULL;
+    }
+    if (kwnames_loop == NULL) {
+        kwnames_loop = Py_BuildValue("(s)", "loop");
+        if (kwnames_loop == NULL)
+            return NULL;
+    }
+    return PyObject_Vectorcall(future_type, args, 0, kwnames_loop);
+}
+
 static PyObject *loop_ready_count(PyLoopObject *self, PyObject *unused)
 {
     (void)unused;
@@ -258,6 +285,8 @@ static PyMethodDef loop_methods[] = {
      "_stream_open(fd, is_pipe, family) -> transport owning fd"},
     {"_stream_listen", (PyCFunction)loop_stream_listen, METH_VARARGS,
      "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
+    {"create_future", (PyCFunction)loop_create_future, METH_NOARGS,
+     "Create an asyncio.Future attached to the loop."},
     {"_ready_count", (PyCFunction)loop_ready_count, METH_NOARGS, NULL},
     {"_timer_count", (PyCFunction)loop_timer_count, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -224,8 +224,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
 
     # ---- futures and tasks ----
 
-    def create_future(self) -> asyncio.Future[Any]:
-        return asyncio.Future(loop=self)
+    # create_future() is native (asyncio.Future(loop=self) without a Python frame).
 
     def create_task(
         self,

@@ -726,6 +726,15 @@ static PyObject *stream_set_extra(PyLoopStreamObject *t, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _set_owned(obj): an object closed (obj.close()) together with the transport, e.g. the
+ * pipe file object behind connect_read_pipe(). */
+static PyObject *stream_set_owned(PyLoopStreamObject *t, PyObject *obj)
+{
+    Py_INCREF(obj);
+    Py_XSETREF(t->sock, obj);
+    Py_RETURN_NONE;
+}
+
 /* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
  * by pyloop.py with call_soon so that it runs after the code that created the transport. */
 static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_ssize_t nargs)
@@ -855,6 +864,7 @@ static PyMethodDef stream_methods[] = {
     {"get_extra_info", (PyCFunction)(void (*)(void))stream_get_extra_info,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
+    {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
     {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},
     {NULL, NULL, 0, NULL},

@@ -16,6 +16,7 @@ Use it like uvloop::
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import errno
@@ -24,12 +25,13 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import traceback
 import warnings
 import weakref
-from asyncio import coroutines, events, futures, sslproto, tasks, trsock
+from asyncio import coroutines, events, futures, sslproto, tasks, transports, trsock
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -43,6 +45,7 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
 __all__ = ["EventLoopPolicy", "Loop", "install", "new_event_loop", "run"]
 
 _T = TypeVar("_T")
+_unset = object()
 
 logger = logging.getLogger("asyncio")
 
@@ -1005,6 +1008,512 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             server._start_serving()
             await asyncio.sleep(0)
         return server
+
+    # ---- pipes and subprocesses ----
+
+    async def _connect_pipe(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], pipe: Any, write: bool
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        mode = os.fstat(pipe.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            # asyncio's two messages, one per direction.
+            if write:
+                raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        # The transport owns a duplicate of the fd; the pipe object is closed with it.
+        fd = os.dup(pipe.fileno())
+        try:
+            transport = self._stream_open(fd, True, socket.AF_UNIX)
+        except BaseException:
+            os.close(fd)
+            raise
+        transport._set_extra("pipe", pipe)
+        transport._set_owned(pipe)
+        transport.set_protocol(protocol)
+        self.call_soon(transport._start, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def connect_read_pipe(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], pipe: Any
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        return await self._connect_pipe(protocol_factory, pipe, False)
+
+    async def connect_write_pipe(
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], pipe: Any
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        return await self._connect_pipe(protocol_factory, pipe, True)
+
+    def _watch_child(self, pid: int, transport: Any) -> None:
+        """Reports the child's exit to transport._process_exited (pidfd, else a thread)."""
+
+        def exited(status: int | None) -> None:
+            if status is None:
+                proc = getattr(transport, "_proc", None)
+                returncode = proc.returncode if proc is not None else None
+                if returncode is None:
+                    logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+                    returncode = 255
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            if self.get_debug():
+                logger.debug("process %s exited with returncode %s", pid, returncode)
+            transport._process_exited(returncode)
+
+        def reap() -> int | None:
+            try:
+                wpid, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                return None
+            return status
+
+        pidfd_open = getattr(os, "pidfd_open", None)
+        pidfd = -1
+        if pidfd_open is not None:
+            try:
+                pidfd = pidfd_open(pid)
+            except OSError:
+                pidfd = -1
+        if pidfd >= 0:
+
+            def on_pidfd() -> None:
+                self.remove_reader(pidfd)
+                os.close(pidfd)
+                exited(reap())
+
+            self.add_reader(pidfd, on_pidfd)
+            return
+
+        def wait_thread() -> None:
+            status = reap()
+            if not self.is_closed():
+                self.call_soon_threadsafe(exited, status)
+
+        threading.Thread(target=wait_thread, name=f"waitpid-{pid}", daemon=True).start()
+
+    async def _make_subprocess_transport(
+        self,
+        protocol: asyncio.BaseProtocol,
+        args: Any,
+        shell: bool,
+        stdin: Any,
+        stdout: Any,
+        stderr: Any,
+        bufsize: int,
+        extra: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        from asyncio import unix_events
+
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self,
+            protocol,
+            args,
+            shell,
+            stdin,
+            stdout,
+            stderr,
+            bufsize,
+            waiter=waiter,
+            extra=extra,
+            **kwargs,
+        )
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    async def subprocess_shell(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        cmd: str | bytes,
+        *,
+        stdin: Any = subprocess.PIPE,
+        stdout: Any = subprocess.PIPE,
+        stderr: Any = subprocess.PIPE,
+        universal_newlines: bool = False,
+        shell: bool = True,
+        bufsize: int = 0,
+        encoding: str | None = None,
+        errors: str | None = None,
+        text: bool | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if not shell:
+            raise ValueError("shell must be True")
+        if bufsize != 0:
+            raise ValueError("bufsize must be 0")
+        if text:
+            raise ValueError("text must be False")
+        if encoding is not None:
+            raise ValueError("encoding must be None")
+        if errors is not None:
+            raise ValueError("errors must be None")
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
+        )
+        return transport, protocol
+
+    async def subprocess_exec(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        program: Any,
+        *args: Any,
+        stdin: Any = subprocess.PIPE,
+        stdout: Any = subprocess.PIPE,
+        stderr: Any = subprocess.PIPE,
+        universal_newlines: bool = False,
+        shell: bool = False,
+        bufsize: int = 0,
+        encoding: str | None = None,
+        errors: str | None = None,
+        text: bool | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if shell:
+            raise ValueError("shell must be False")
+        if bufsize != 0:
+            raise ValueError("bufsize must be 0")
+        if text:
+            raise ValueError("text must be False")
+        if encoding is not None:
+            raise ValueError("encoding must be None")
+        if errors is not None:
+            raise ValueError("errors must be None")
+        popen_args = (program, *args)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, popen_args, False, stdin, stdout, stderr, bufsize, **kwargs
+        )
+        return transport, protocol
+
+    # ---- UDP ----
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        local_addr: Any = None,
+        remote_addr: Any = None,
+        *,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        reuse_address: Any = _unset,
+        reuse_port: bool | None = None,
+        allow_broadcast: bool | None = None,
+        sock: socket.socket | None = None,
+    ) -> tuple[Any, asyncio.BaseProtocol]:
+        if sock is not None:
+            if sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
+            opts = {
+                "local_addr": local_addr,
+                "remote_addr": remote_addr,
+                "family": family,
+                "proto": proto,
+                "flags": flags,
+                "reuse_address": reuse_address,
+                "reuse_port": reuse_port,
+                "allow_broadcast": allow_broadcast,
+            }
+            given = ", ".join(f"{k}={v}" for k, v in opts.items() if v and v is not _unset)
+            if given:
+                raise ValueError(
+                    f"socket modifier keyword arguments can not be used when sock is specified. "
+                    f"({given})"
+                )
+            sock.setblocking(False)
+            r_addr = None
+        else:
+            if reuse_address is not _unset:
+                if reuse_address:
+                    raise ValueError(
+                        "Passing `reuse_address=True` is no longer supported, as the usage of "
+                        "SO_REUSEPORT in UDP poses a significant security concern."
+                    )
+                warnings.warn(
+                    "The *reuse_address* parameter has been deprecated as of 3.5.10 and is "
+                    "scheduled for removal in 3.11.",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+            pairs: list[tuple[tuple[int, int], tuple[Any, Any]]] = []
+            if not (local_addr or remote_addr):
+                if family == 0:
+                    raise ValueError("unexpected address family")
+                pairs.append(((family, proto), (None, None)))
+            elif hasattr(socket, "AF_UNIX") and family == socket.AF_UNIX:
+                for addr in (local_addr, remote_addr):
+                    if addr is not None and not isinstance(addr, str):
+                        raise TypeError("string is expected")
+                if local_addr and local_addr[0] not in (0, "\x00"):
+                    try:
+                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
+                            os.remove(local_addr)
+                    except FileNotFoundError:
+                        pass
+                pairs.append(((family, proto), (local_addr, remote_addr)))
+            else:
+                infos: dict[tuple[int, int], list[Any]] = {}
+                for idx, addr in ((0, local_addr), (1, remote_addr)):
+                    if addr is None:
+                        continue
+                    if not (isinstance(addr, tuple) and len(addr) == 2):
+                        raise TypeError("2-tuple is expected")
+                    result = await self.getaddrinfo(
+                        *addr, family=family, type=socket.SOCK_DGRAM, proto=proto, flags=flags
+                    )
+                    if not result:
+                        raise OSError("getaddrinfo() returned empty list")
+                    for fam, _, pro, _, address in result:
+                        key = (fam, pro)
+                        infos.setdefault(key, [None, None])
+                        if infos[key][idx] is None:
+                            infos[key][idx] = address
+                for key, (la, ra) in infos.items():
+                    if (local_addr and la is None) or (remote_addr and ra is None):
+                        continue
+                    pairs.append((key, (la, ra)))
+                if not pairs:
+                    raise ValueError("can not get address information")
+            exceptions: list[OSError] = []
+            for (fam, pro), (local_address, remote_address) in pairs:
+                sock = None
+                r_addr = None
+                try:
+                    sock = socket.socket(family=fam, type=socket.SOCK_DGRAM, proto=pro)
+                    if reuse_port:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if allow_broadcast:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                    sock.setblocking(False)
+                    if local_addr:
+                        sock.bind(local_address)
+                    if remote_addr:
+                        if not allow_broadcast:
+                            await self.sock_connect(sock, remote_address)
+                        r_addr = remote_address
+                except OSError as exc:
+                    if sock is not None:
+                        sock.close()
+                    exceptions.append(exc)
+                except BaseException:
+                    if sock is not None:
+                        sock.close()
+                    raise
+                else:
+                    break
+            else:
+                raise exceptions[0]
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = _DatagramTransport(self, sock, protocol, r_addr, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+
+class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport):
+    """UDP transport on add_reader/add_writer (asyncio's selector semantics)."""
+
+    max_size = 256 * 1024
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        protocol: Any,
+        address: Any,
+        waiter: asyncio.Future[None] | None,
+    ) -> None:
+        super().__init__(None, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        try:
+            self._extra["peername"] = sock.getpeername()
+        except OSError:
+            self._extra["peername"] = None
+        self._sock: socket.socket | None = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._address = address
+        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._buffer_size = 0
+        self._closing = False
+        self._conn_lost = 0
+        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(self._add_reader)
+        if waiter is not None:
+            loop.call_soon(_set_result, waiter)
+
+    def __repr__(self) -> str:
+        return f"<_DatagramTransport fd={self._fd} closing={self._closing}>"
+
+    def _add_reader(self) -> None:
+        if not self._closing:
+            self._loop.add_reader(self._fd, self._read_ready)
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def _read_ready(self) -> None:
+        if self._conn_lost or self._sock is None:
+            return
+        try:
+            data, addr = self._sock.recvfrom(self.max_size)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+        else:
+            self._protocol.datagram_received(data, addr)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost and self._address:
+            if self._conn_lost >= 5:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer and self._sock is not None:
+            try:
+                if self._extra["peername"]:
+                    self._sock.send(data)
+                else:
+                    self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._sendto_ready)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+        self._buffer.append((bytes(data), addr))
+        self._buffer_size += len(data)
+        self._maybe_pause_protocol()
+
+    def _sendto_ready(self) -> None:
+        while self._buffer and self._sock is not None:
+            data, addr = self._buffer.popleft()
+            self._buffer_size -= len(data)
+            try:
+                if self._extra["peername"]:
+                    self._sock.send(data)
+                else:
+                    self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self._buffer.appendleft((data, addr))
+                self._buffer_size += len(data)
+                break
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return
+        self._maybe_resume_protocol()
+        if not self._buffer:
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self._call_connection_lost(None)
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop.remove_writer(self._fd)
+        if not self._closing:
+            self._closing = True
+            self._loop.remove_reader(self._fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            self._protocol = None
 
 
 class Server(asyncio.AbstractServer):

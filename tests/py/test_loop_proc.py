@@ -1,0 +1,239 @@
+"""Pipes, subprocesses and UDP on the loop. Each test runs on asyncio's loop and on PyLoop."""
+
+import asyncio
+import os
+import socket
+import sys
+
+import pytest
+from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+
+# ---- pipes ----
+
+
+def test_read_and_write_pipes(loop):
+    class Reader(asyncio.Protocol):
+        def __init__(self):
+            self.data = bytearray()
+            self.done = loop.create_future()
+
+        def data_received(self, data):
+            self.data += data
+
+        def eof_received(self):
+            pass
+
+        def connection_lost(self, exc):
+            self.done.set_result(bytes(self.data))
+
+    async def main():
+        rfd, wfd = os.pipe()
+        rpipe, wpipe = os.fdopen(rfd, "rb", 0), os.fdopen(wfd, "wb", 0)
+        rtr, reader = await loop.connect_read_pipe(Reader, rpipe)
+        wtr, _ = await loop.connect_write_pipe(asyncio.Protocol, wpipe)
+        assert rtr.get_extra_info("pipe") is rpipe
+        wtr.write(b"through ")
+        wtr.write(b"a pipe")
+        wtr.close()
+        got = await reader.done
+        await asyncio.sleep(0.01)
+        return got, rpipe.closed, wpipe.closed
+
+    got, rclosed, wclosed = loop.run_until_complete(main())
+    assert got == b"through a pipe"
+    assert rclosed and wclosed
+
+
+def test_pipe_transport_rejects_regular_file(loop, tmp_path):
+    f = open(tmp_path / "f", "wb")  # noqa: SIM115
+
+    async def main():
+        await loop.connect_write_pipe(asyncio.Protocol, f)
+
+    try:
+        with pytest.raises(
+            ValueError, match="Pipe transport is only for pipes, sockets and character devices"
+        ):
+            loop.run_until_complete(main())
+    finally:
+        f.close()
+
+
+# ---- subprocesses ----
+
+
+def test_subprocess_exec_communicate(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; data = sys.stdin.read(); sys.stdout.write(data.upper()); "
+            "sys.stderr.write('err'); sys.exit(7)",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(b"hello child")
+        return out, err, proc.returncode
+
+    assert loop.run_until_complete(main()) == (b"HELLO CHILD", b"err", 7)
+
+
+def test_subprocess_shell_and_wait(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_shell(
+            "echo shell-out; exit 3", stdout=asyncio.subprocess.PIPE
+        )
+        out = await proc.stdout.read()
+        code = await proc.wait()
+        return out, code
+
+    assert loop.run_until_complete(main()) == (b"shell-out\n", 3)
+
+
+def test_subprocess_kill_and_timeout(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec("sleep", "30")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.05)
+        proc.kill()
+        return await proc.wait()
+
+    assert loop.run_until_complete(main()) == -9
+
+
+def test_subprocess_many_lines(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "for i in range(2000): print(i)",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        lines = []
+        while line := await proc.stdout.readline():
+            lines.append(int(line))
+        await proc.wait()
+        return lines
+
+    assert loop.run_until_complete(main()) == list(range(2000))
+
+
+def test_subprocess_argument_errors(loop):
+    async def main():
+        with pytest.raises(ValueError):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "true", shell=True)
+        with pytest.raises(ValueError):
+            await loop.subprocess_shell(asyncio.SubprocessProtocol, ["true"])
+        with pytest.raises(ValueError):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, "true", bufsize=1)
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+
+    loop.run_until_complete(main())
+
+
+# ---- UDP ----
+
+
+class Echo(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data.upper(), addr)
+
+
+class Collector(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.got = asyncio.Queue()
+        self.errors = []
+        self.lost = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.got.put_nowait((data, addr))
+
+    def error_received(self, exc):
+        self.errors.append(exc)
+
+    def connection_lost(self, exc):
+        self.lost = ("lost", exc)
+
+
+def test_udp_echo(loop):
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        client, proto = await loop.create_datagram_endpoint(Collector, remote_addr=addr)
+        assert client.get_extra_info("peername") == addr
+        client.sendto(b"one")
+        client.sendto(b"two")
+        got = [await asyncio.wait_for(proto.got.get(), 2) for _ in range(2)]
+        with pytest.raises(ValueError):
+            client.sendto(b"x", ("127.0.0.1", 1))
+        with pytest.raises(TypeError):
+            client.sendto("text")
+        client.close()
+        server.close()
+        await asyncio.sleep(0.01)
+        return [d for d, _ in got], proto.lost
+
+    data, lost = loop.run_until_complete(main())
+    assert data == [b"ONE", b"TWO"]
+    assert lost == ("lost", None)
+
+
+def test_udp_unconnected_sendto(loop):
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        client, proto = await loop.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
+        client.sendto(b"hi", addr)
+        data, from_addr = await asyncio.wait_for(proto.got.get(), 2)
+        client.close()
+        server.close()
+        return data, from_addr == addr
+
+    assert loop.run_until_complete(main()) == (b"HI", True)
+
+
+def test_udp_with_sock_and_errors(loop):
+    async def main():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        tr, _ = await loop.create_datagram_endpoint(Collector, sock=s)
+        assert tr.get_extra_info("sockname") == s.getsockname()
+        tr.abort()
+        with pytest.raises(ValueError):
+            await loop.create_datagram_endpoint(Collector)
+        s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            with pytest.raises(ValueError):
+                await loop.create_datagram_endpoint(Collector, sock=s2, local_addr=("127.0.0.1", 0))
+        finally:
+            s2.close()
+
+    loop.run_until_complete(main())
+
+
+def test_udp_connected_to_closed_port_reports_error(loop):
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(Collector, remote_addr=("127.0.0.1", port))
+        for _ in range(50):
+            tr.sendto(b"ping")
+            await asyncio.sleep(0.005)
+            if proto.errors:
+                break
+        tr.close()
+        return proto.errors
+
+    errors = loop.run_until_complete(main())
+    assert errors and isinstance(errors[0], ConnectionRefusedError)

@@ -50,6 +50,7 @@ MARK_END = "<!-- http:end -->"
 ITEM_BODY = '{"name":"widget","price":9.99,"tags":["a","b"]}'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 30.0
+BUSY_WARN_PERCENT = 15.0  # other load on the server core above which the report warns
 
 SERVER_NAMES = {"databridge": "data-bridge", "fastapi": "FastAPI", "nginx": "nginx"}
 SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
@@ -666,6 +667,14 @@ def render(
     )
     if cfg.duration < 10:
         w(f"- Note: a {cfg.duration} s smoke run; quote only runs of at least 10 s.")
+    busy = [m.others_percent for oc in outcomes.values() for m in oc.results.values()]
+    if busy and max(busy) > BUSY_WARN_PERCENT:
+        w(
+            f"- Warning: the server core was shared: other processes used up to {max(busy):.0f}%"
+            f" of it (median {sorted(busy)[len(busy) // 2]:.0f}%). req/s and latency understate"
+            " the servers; CPU µs/req is the figure to compare, and even it is inflated by"
+            " cache contention. Re-run on a quiet machine before quoting."
+        )
     w("")
     for key, oc in outcomes.items():
         if oc.skipped:

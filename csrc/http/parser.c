@@ -566,7 +566,10 @@ static const char *parse_request_line(const char *p, const char *end, const http
     return p + 5;
 }
 
-/* Second pass over a head known to end (or to fail) before buf[e]. */
+/* Second pass over a head known to end (or to fail) before buf[e]. find_stop guarantees that
+ * buf[skip..e) ends with the LF of CRLF CRLF, with a bare LF, or with the byte after a bare
+ * CR, and every loop below stops at CR and LF; so the byte loops need no bounds checks, and
+ * whenever a CR is met its successor is inside the region too. */
 static int parse_head(const char *buf, size_t skip, size_t e, const http_limits_t *lim,
                       http_request_t *req)
 {

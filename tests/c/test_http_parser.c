@@ -518,6 +518,25 @@ static void test_limits(void)
     s = request_with_target("GET", 64 + 40, 0);
     TAP_EQ_INT(parse_lim(s, &lim), HTTP_E_URI_TOO_LONG);
     free(s);
+    /* The exact bound: max_target + 32 bytes of request line without LF, then one more. */
+    s = request_with_target("GET", 64 + 32 - 4, 0);
+    TAP_EQ_INT(strlen(s), 64 + 32);
+    TAP_EQ_INT(parse_lim(s, &lim), 0);
+    free(s);
+    s = request_with_target("GET", 64 + 32 - 3, 0);
+    TAP_EQ_INT(parse_lim(s, &lim), HTTP_E_URI_TOO_LONG);
+    free(s);
+    /* Leading empty lines do not count against the request line. */
+    {
+        char *t = request_with_target("GET", 64 + 32 - 4, 0);
+        size_t tl = strlen(t);
+        char *u = malloc(tl + 3);
+        memcpy(u, "\r\n", 2);
+        memcpy(u + 2, t, tl + 1);
+        TAP_EQ_INT(parse_lim(u, &lim), 0);
+        free(u);
+        free(t);
+    }
     TAP_EQ_INT(http_error_status(HTTP_E_URI_TOO_LONG), 414);
 
     /* max_header_bytes counts the whole head including the blank line. */

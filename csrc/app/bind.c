@@ -83,6 +83,11 @@ static int needs_decoding(const char *s, size_t n, int plus_is_space)
     return 0;
 }
 
+static int is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 static int parse_bool(const char *s, size_t n)
 {
     static const char *const yes[] = {"1", "on", "t", "true", "y", "yes"};
@@ -106,29 +111,51 @@ static int parse_bool(const char *s, size_t n)
 static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyObject **errors,
                               int *failed)
 {
-    PyObject *text = NULL, *res = NULL;
+    PyObject *text = NULL;
     *failed = 0;
     if (a->conv == CONV_INT) {
-        size_t i = (n > 0 && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
-        int ok = n > i && n - i <= 4300; /* CPython's int/str conversion limit */
-        for (size_t k = i; ok && k < n; k++)
-            ok = s[k] >= '0' && s[k] <= '9';
-        if (ok && n - i <= 18) {
+        /* pydantic's lax str -> int: surrounding whitespace, a sign, digits with single
+         * underscores between them (as int() takes them), and a fraction of zeros only. */
+        while (n > 0 && is_space(s[0]))
+            s++, n--;
+        while (n > 0 && is_space(s[n - 1]))
+            n--;
+        char small[64];
+        char *digits = n < sizeof(small) ? small : malloc(n + 1);
+        if (digits == NULL)
+            return PyErr_NoMemory();
+        size_t i = 0, nd = 0;
+        int ok = 1;
+        if (n > 0 && (s[0] == '-' || s[0] == '+'))
+            digits[nd++] = s[i++];
+        size_t first = nd;
+        for (; i < n && ok; i++) {
+            if (s[i] >= '0' && s[i] <= '9')
+                digits[nd++] = s[i];
+            else if (s[i] == '_')
+                ok = nd > first && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '9';
+            else
+                break;
+        }
+        if (ok && i < n && s[i] == '.' && nd > first) {
+            for (i++; i < n && s[i] == '0'; i++)
+                ;
+        }
+        ok = ok && i == n && nd > first && nd - first <= 4300; /* CPython's str->int limit */
+        PyObject *res = NULL;
+        if (ok && nd - first <= 18) {
             long long v = 0;
-            for (size_t k = i; k < n; k++)
-                v = v * 10 + (s[k] - '0');
-            return PyLong_FromLongLong(s[0] == '-' ? -v : v);
+            for (size_t k = first; k < nd; k++)
+                v = v * 10 + (digits[k] - '0');
+            res = PyLong_FromLongLong(first && digits[0] == '-' ? -v : v);
+        } else if (ok) {
+            digits[nd] = 0;
+            res = PyLong_FromString(digits, NULL, 10);
         }
-        if (ok) {
-            char *z = malloc(n + 1);
-            if (z == NULL)
-                return PyErr_NoMemory();
-            memcpy(z, s, n);
-            z[n] = 0;
-            res = PyLong_FromString(z, NULL, 10);
-            free(z);
+        if (digits != small)
+            free(digits);
+        if (ok)
             return res;
-        }
         text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
         if (text && add_error(errors, "int_parsing", a,
                               "Input should be a valid integer, unable to parse string as an "
@@ -153,8 +180,18 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
             free(z);
         if (ok)
             return PyFloat_FromDouble(d);
+        /* The slow path takes what float() takes: surrounding whitespace and underscores
+         * between digits, as pydantic does. */
         text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
-        if (text && add_error(errors, "float_parsing", a,
+        if (text == NULL)
+            return NULL;
+        PyObject *f = PyFloat_FromString(text);
+        if (f != NULL) {
+            Py_DECREF(text);
+            return f;
+        }
+        PyErr_Clear();
+        if (add_error(errors, "float_parsing", a,
                               "Input should be a valid number, unable to parse string as a number",
                               text) == 0)
             *failed = 1;
@@ -309,19 +346,21 @@ static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **err
             goto item_done;
         loc = PyDict_GetItemString(e, "loc");
         if (a->flags & ARG_FLAG_EMBED)
-            prefix = Py_BuildValue("(sO)", "body", a->name);
+            prefix = Py_BuildValue("[sO]", "body", a->name);
         else
-            prefix = Py_BuildValue("(s)", "body");
+            prefix = Py_BuildValue("[s]", "body");
         if (prefix == NULL)
             goto item_done;
-        full = loc ? PySequence_Concat(prefix, loc) : Py_NewRef(prefix);
+        if (loc != NULL) {
+            PyObject *rest = PySequence_List(loc);
+            full = rest ? PySequence_Concat(prefix, rest) : NULL;
+            Py_XDECREF(rest);
+        } else {
+            full = Py_NewRef(prefix);
+        }
         if (full == NULL)
             goto item_done;
-        PyObject *full_list = PySequence_List(full);
-        if (full_list == NULL)
-            goto item_done;
-        ok = PyDict_SetItemString(e, "loc", full_list);
-        Py_DECREF(full_list);
+        ok = PyDict_SetItemString(e, "loc", full);
         if (ok == 0)
             ok = PyList_Append(*errors, e);
     item_done:

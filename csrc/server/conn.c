@@ -370,6 +370,41 @@ static void conn_flush(server_conn_t *c)
         conn_shutdown(c);
 }
 
+/* Goes on with a connection whose pending request finished. This runs from the loop's
+ * idle phase, not from where the request finished: that is usually inside the step of the
+ * asyncio Task that drove the handler, and the next pipelined handlers must not run as part
+ * of another request's task (current_task, contextvars). */
+static void conn_resume(server_conn_t *c)
+{
+    conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+static void on_resume_idle(uv_idle_t *h)
+{
+    server_t *s = h->data;
+    pyloop_enter(pyloop_from_uv(h->loop));
+    conn_run_resumes(s);
+}
+
+void conn_run_resumes(server_t *s)
+{
+    server_conn_t *list = s->resume_head;
+    s->resume_head = NULL;
+    uv_idle_stop(&s->resume);
+    while (list) {
+        server_conn_t *c = list;
+        list = c->resume_next;
+        c->resume_next = NULL;
+        c->resume_queued = 0;
+        if (!c->closing && c->state != CONN_PENDING)
+            conn_resume(c);
+        /* Releases the reference taken when the connection was queued. */
+        conn_release(c);
+    }
+}
+
 void server_conn_finish(server_conn_t *c)
 {
     /* Drops the reference taken in conn_dispatch for the pending request. */
@@ -379,9 +414,26 @@ void server_conn_finish(server_conn_t *c)
     }
     c->refs--;
     conn_request_done(c, c->head_len);
-    conn_process(c);
+    /* The response goes out now; the rest of the connection's work waits for the idle
+     * phase (see conn_resume). */
     conn_flush(c);
-    conn_update_reading(c);
+    if (c->closing || c->resume_queued)
+        return;
+    server_t *s = c->server;
+    if (s->closing) {
+        /* No more requests are served on this connection (conn_request_done marked it to
+         * close after this response): nothing is dispatched, so resume right here. */
+        conn_resume(c);
+        return;
+    }
+    if (uv_idle_start(&s->resume, on_resume_idle) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->refs++; /* released in conn_run_resumes */
+    c->resume_queued = 1;
+    c->resume_next = s->resume_head;
+    s->resume_head = c;
 }
 
 int server_conn_closed(const server_conn_t *c)

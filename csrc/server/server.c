@@ -46,6 +46,9 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
     }
     s->listener.data = s;
     s->open_handles = 1;
+    uv_idle_init(loop, &s->resume); /* cannot fail: libuv only initialises fields */
+    s->resume.data = s;
+    s->open_handles++;
     if (uv_timer_init(loop, &s->sweep) == 0) {
         s->sweep.data = s;
         s->open_handles++;
@@ -154,7 +157,10 @@ void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
     s->on_closed = on_closed;
     s->closed_arg = arg;
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    if (s->open_handles > 1) {
+    /* Connections waiting for the idle phase are resumed now: the idle handle closes. */
+    conn_run_resumes(s);
+    uv_close((uv_handle_t *)&s->resume, on_server_handle_closed);
+    if (s->open_handles > 2) {
         uv_timer_stop(&s->sweep);
         uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
     }

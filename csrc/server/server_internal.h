@@ -38,6 +38,7 @@ struct server_conn {
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
+    server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
     int refs;          /* the handle holds one; a pending request holds another */
     unsigned reading : 1;
@@ -50,6 +51,7 @@ struct server_conn {
     unsigned keep_alive : 1; /* the current response keeps the connection open */
     unsigned http10 : 1;    /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
+    unsigned resume_queued : 1;
 };
 
 struct server {
@@ -59,6 +61,8 @@ struct server {
     void *ctx;
     uv_tcp_t listener;
     uv_timer_t sweep;
+    uv_idle_t resume;           /* runs queued conn_resume calls in the next loop iteration */
+    server_conn_t *resume_head; /* connections waiting for it; each holds a reference */
     server_conn_t *conns; /* doubly linked list of open connections */
     size_t nconns;
     int open_handles; /* listener and sweep timer not yet closed */
@@ -73,6 +77,7 @@ void conn_accept(server_t *s);
 void conn_close(server_conn_t *c);
 void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
+void conn_run_resumes(server_t *s);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

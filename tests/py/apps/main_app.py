@@ -9,7 +9,6 @@ import contextvars
 import json
 import os
 import sys
-from typing import Optional
 
 from pydantic import BaseModel
 
@@ -51,7 +50,7 @@ async def get_user(user_id: int, verbose: bool = False):
 
 
 @app.get("/types/{f}/{b}/{s}")
-def types(f: float, b: bool, s: str, n: int = 7, opt: Optional[int] = None, x: float = 1.5):
+def types(f: float, b: bool, s: str, n: int = 7, opt: int | None = None, x: float = 1.5):
     return {"f": f, "b": b, "s": s, "n": n, "opt": opt, "x": x}
 
 

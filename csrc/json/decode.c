@@ -19,6 +19,10 @@
 
 #include "json/json_internal.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
                             const unsigned char *end);
 
@@ -363,8 +367,27 @@ static PyObject *parse_string_slow(decoder_t *d, const unsigned char *quote,
 static PyObject *parse_string(decoder_t *d, int is_key)
 {
     const unsigned char *quote = d->p, *s = quote + 1, *p = s, *end = d->end;
+#if defined(__SSE2__)
+    /* 16 bytes at a time: stop at the first '"', '\\', control byte or non-ASCII byte. */
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+        __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+        __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+        unsigned m =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(v, _mm_or_si128(ctl, _mm_or_si128(q, b))));
+        if (m != 0) {
+            p += __builtin_ctz(m);
+            goto scalar;
+        }
+        p += 16;
+    }
+#endif
     while (end - p >= 8 && !swar_special(load64(p)))
         p += 8;
+#if defined(__SSE2__)
+scalar:
+#endif
     for (;;) {
         if (p >= end)
             return error_at(d, quote, "unterminated string");
@@ -615,6 +638,7 @@ PyObject *json_decode(const char *p, size_t n)
 {
     decoder_t d;
     PyObject *res = NULL;
+    int gc_was_enabled = 0;
     d.start = d.p = (const unsigned char *)p;
     d.end = d.start + n;
     d.depth = 0;
@@ -625,6 +649,10 @@ PyObject *json_decode(const char *p, size_t n)
     d.chars_cap = INLINE_CHARS;
     if (json_errors_init() < 0)
         goto done;
+    /* Decoding allocates many containers and runs no Python code, so a collection in the
+     * middle could only traverse the half-built (acyclic) result again and again; on large
+     * documents that was most of the time. Collect at most once, after we return. */
+    gc_was_enabled = PyGC_Disable();
     skip_ws(&d);
     if (d.p == d.end) {
         error_at(&d, d.p, "empty document (expected a JSON value)");
@@ -639,6 +667,8 @@ PyObject *json_decode(const char *p, size_t n)
         error_at(&d, d.p, "unexpected data after the JSON document");
     }
 done:
+    if (gc_was_enabled)
+        PyGC_Enable();
     if (d.stack != d.inline_stack)
         PyMem_Free(d.stack);
     if (d.chars != d.inline_chars)

@@ -29,24 +29,73 @@ const char json_digits2[200] = "00010203040506070809"
                                "80818283848586878889"
                                "90919293949596979899";
 
-int json_write_u64(uint64_t v, char *out)
+/* Number of decimal digits of v (1..20). */
+static inline int decimal_length(uint64_t v)
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
+    static const uint64_t pow10[20] = {1u,
+                                       10u,
+                                       100u,
+                                       1000u,
+                                       10000u,
+                                       100000u,
+                                       1000000u,
+                                       10000000u,
+                                       100000000u,
+                                       1000000000u,
+                                       10000000000u,
+                                       100000000000u,
+                                       1000000000000u,
+                                       10000000000000u,
+                                       100000000000000u,
+                                       1000000000000000u,
+                                       10000000000000000u,
+                                       100000000000000000u,
+                                       1000000000000000000u,
+                                       10000000000000000000u};
+    /* log10(2) ~ 1233/4096: an estimate from the bit length, corrected by one compare. */
+    int bits = 64 - __builtin_clzll(v | 1);
+    int n = (bits * 1233) >> 12;
+    n += v >= pow10[n];
+    return n ? n : 1;
+}
+
+/* Writes the low 8 digits of v (v < 10^8) as exactly 8 characters. */
+static inline void write8(char *out, uint32_t v)
+{
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(out, json_digits2 + 2 * (hi / 100), 2);
+    memcpy(out + 2, json_digits2 + 2 * (hi % 100), 2);
+    memcpy(out + 4, json_digits2 + 2 * (lo / 100), 2);
+    memcpy(out + 6, json_digits2 + 2 * (lo % 100), 2);
+}
+
+/* Writes v's digits backwards ending at end (v < 10^8 here, as a 32-bit value). */
+static inline void write_small_backwards(char *end, uint32_t v)
+{
     while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
+        end -= 2;
+        memcpy(end, json_digits2 + 2 * (v % 100), 2);
         v /= 100;
-        p -= 2;
-        memcpy(p, json_digits2 + 2 * r, 2);
     }
     if (v >= 10) {
-        p -= 2;
-        memcpy(p, json_digits2 + 2 * v, 2);
+        end -= 2;
+        memcpy(end, json_digits2 + 2 * v, 2);
     } else {
-        *--p = (char)('0' + v);
+        *--end = (char)('0' + v);
     }
-    int n = (int)(tmp + sizeof(tmp) - p);
-    memcpy(out, p, (size_t)n);
+}
+
+int json_write_u64(uint64_t v, char *out)
+{
+    int n = decimal_length(v);
+    char *end = out + n;
+    /* Split into 8-digit groups so the divisions are 32-bit ones. */
+    while (v >= 100000000u) {
+        end -= 8;
+        write8(end, (uint32_t)(v % 100000000u));
+        v /= 100000000u;
+    }
+    write_small_backwards(end, (uint32_t)v);
     return n;
 }
 
@@ -136,57 +185,52 @@ static void schubfach(int q, uint64_t c, uint64_t *f_out, int *e_out)
     *e_out = k;
 }
 
-/* Lays out digits[0..n) * 10^(decpt - n) the way repr(float) does. */
-static int format_repr(char *out, int neg, const char *digits, int n, int decpt)
+/* Lays out the digits d[0..n) of a value 0.d1d2...dn * 10^decpt the way repr(float) does.
+ * d is padded with '0' to 48 bytes so that copies can have a constant size (and compile to
+ * a few moves); out has JSON_DTOA_MAX bytes, which covers the longest form (24 bytes) plus
+ * those over-long copies. */
+static int format_repr(char *out, int neg, const char *d, int n, int decpt)
 {
     char *p = out;
-    if (neg)
-        *p++ = '-';
-    if (decpt > -4 && decpt <= 16) {
-        if (decpt <= 0) {
-            *p++ = '0';
-            *p++ = '.';
-            for (int i = 0; i < -decpt; i++)
-                *p++ = '0';
-            memcpy(p, digits, (size_t)n);
-            p += n;
-        } else if (decpt >= n) {
-            memcpy(p, digits, (size_t)n);
-            p += n;
-            for (int i = n; i < decpt; i++)
-                *p++ = '0';
-            *p++ = '.';
-            *p++ = '0';
-        } else {
-            memcpy(p, digits, (size_t)decpt);
+    *p = '-';
+    p += neg;
+    if (decpt > 0 && decpt <= 16) {
+        memcpy(p, d, 16);
+        if (decpt >= n) {
+            /* An integer: the padding supplies the zeros up to the point. */
             p += decpt;
-            *p++ = '.';
-            memcpy(p, digits + decpt, (size_t)(n - decpt));
-            p += n - decpt;
+            memcpy(p, ".0", 2);
+            return (int)(p + 2 - out);
         }
-    } else {
-        *p++ = digits[0];
-        if (n > 1) {
-            *p++ = '.';
-            memcpy(p, digits + 1, (size_t)(n - 1));
-            p += n - 1;
-        }
-        int x = decpt - 1;
-        *p++ = 'e';
-        if (x < 0) {
-            *p++ = '-';
-            x = -x;
-        } else {
-            *p++ = '+';
-        }
-        if (x >= 100) {
-            *p++ = (char)('0' + x / 100);
-            x %= 100;
-        }
-        memcpy(p, json_digits2 + 2 * x, 2);
-        p += 2;
+        p += decpt;
+        *p++ = '.';
+        memcpy(p, d + decpt, 24);
+        return (int)(p + (n - decpt) - out);
     }
-    return (int)(p - out);
+    if (decpt <= 0 && decpt > -4) {
+        memcpy(p, "0.000", 5);
+        p += 2 - decpt;
+        memcpy(p, d, 24);
+        return (int)(p + n - out);
+    }
+    p[0] = d[0];
+    p[1] = '.';
+    memcpy(p + 2, d + 1, 24);
+    p += n > 1 ? n + 1 : 1;
+    int x = decpt - 1;
+    *p++ = 'e';
+    if (x < 0) {
+        *p++ = '-';
+        x = -x;
+    } else {
+        *p++ = '+';
+    }
+    if (x >= 100) {
+        *p++ = (char)('0' + x / 100);
+        x %= 100;
+    }
+    memcpy(p, json_digits2 + 2 * x, 2);
+    return (int)(p + 2 - out);
 }
 
 int json_dtoa(double v, char *out)
@@ -201,8 +245,8 @@ int json_dtoa(double v, char *out)
 
     if (bexp == 0 && frac == 0) {
         char *p = out;
-        if (neg)
-            *p++ = '-';
+        *p = '-';
+        p += neg;
         memcpy(p, "0.0", 3);
         return (int)(p - out) + 3;
     }
@@ -219,12 +263,31 @@ int json_dtoa(double v, char *out)
     } else {
         schubfach(-1074, frac, &f, &e);
     }
-    /* Strip trailing zeros so the digit string is the shortest one. */
-    while (f != 0 && f % 10 == 0) {
-        f /= 10;
-        e++;
+    /* Trailing zeros are not significant: the shortest digit string drops them. Remove
+     * them in halving steps (divisions by constants are multiplications). */
+    if (f % 10000000000000000u == 0) {
+        f /= 10000000000000000u;
+        e += 16;
     }
-    char digits[24];
+    if (f % 100000000u == 0) {
+        f /= 100000000u;
+        e += 8;
+    }
+    if (f % 10000u == 0) {
+        f /= 10000u;
+        e += 4;
+    }
+    if (f % 100u == 0) {
+        f /= 100u;
+        e += 2;
+    }
+    if (f % 10u == 0) {
+        f /= 10u;
+        e += 1;
+    }
+    char digits[48];
+    memset(digits, '0', sizeof(digits));
     int n = json_write_u64(f, digits);
-    return format_repr(out, neg, digits, n, e + n);
+    int decpt = e + n;
+    return format_repr(out, neg, digits, n, decpt);
 }

@@ -13,18 +13,29 @@
 
 #include "json/json_internal.h"
 
-/* For every byte below 0x80: 0 when it is copied as is, otherwise the character after the
- * backslash ('u' means \u00XX). RFC 8259 section 7 requires escaping '"', '\\' and the
- * control characters U+0000..U+001F; we use the short forms where they exist, as the
- * stdlib does. */
-static const char escape_table[128] = {
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* For every byte: 0 when it is copied as is (including every byte of a multi-byte UTF-8
+ * sequence), otherwise the character after the backslash ('u' means \u00XX). RFC 8259
+ * section 7 requires escaping '"', '\\' and the control characters U+0000..U+001F; we use
+ * the short forms where they exist, as the stdlib does. */
+static const char escape_table[256] = {
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u', 'u',  'u', 'u',
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 0,   0,   '"', 0,    0,   0,
     0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
     0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
     0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   '\\', 0,   0,
     0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
-    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,    0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,
 };
 
 static const char hex_digits[16] = "0123456789abcdef";
@@ -56,7 +67,7 @@ static inline int reserve(json_encoder_t *e, size_t n)
     return 0;
 }
 
-/* Writes the escape for an ASCII character that needs one; returns bytes written. */
+/* Writes the escape for a character that needs one; returns bytes written. */
 static inline size_t write_escape(char *d, unsigned char c)
 {
     char k = escape_table[c];
@@ -73,8 +84,9 @@ static inline size_t write_escape(char *d, unsigned char c)
     return 6;
 }
 
-/* True when any of the 8 ASCII bytes in x needs escaping: below 0x20, '"' or '\\'. Bytes
- * are known to be below 0x80, so the classic "has zero byte" tricks are exact. */
+/* True when any of the 8 bytes in x may need escaping: below 0x20, '"' or '\\'. Bytes of
+ * 0x80 and above never match (the "& ~x" terms), and a borrow can only follow a byte that
+ * matched, so a zero answer is exact. */
 static inline int swar_needs_escape(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
@@ -86,15 +98,55 @@ static inline int swar_needs_escape(uint64_t x)
     return ((lt20 | zq | zb) & highs) != 0;
 }
 
-static int write_ascii(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
+static inline uint32_t load32(const void *p)
 {
-    /* Worst case: every byte becomes \u00XX. */
-    if (reserve(e, (size_t)n * 6 + 2) < 0)
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return x;
+}
+
+#if defined(__SSE2__)
+/* Bit i set when byte i of the 16 at s needs escaping: below 0x20 (unsigned), '"' or '\\'.
+ * SSE2 is part of x86-64, so no run-time dispatch is needed. */
+static inline unsigned escape_mask16(const unsigned char *s)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, b)));
+}
+#endif
+
+/* Writes the UTF-8 bytes s[0..n) as a quoted, escaped JSON string. Blocks of 16 (SSE2) or
+ * 8 bytes are copied whole and then checked; at a byte that needs escaping we jump straight
+ * to it. Most strings are short (keys, words), so the tail is handled with overlapping
+ * loads and stores instead of a byte loop whenever it needs no escape. */
+static int write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
+{
+    /* Worst case every byte becomes \u00XX; 32 spare bytes allow whole-block stores. */
+    if (reserve(e, (size_t)n * 6 + 32) < 0)
         return -1;
     char *d = e->out->data + e->out->len;
     char *d0 = d;
     const unsigned char *end = s + n;
     *d++ = '"';
+#if defined(__SSE2__)
+    while (end - s >= 16) {
+        memcpy(d, s, 16);
+        unsigned m = escape_mask16(s);
+        if (JSON_LIKELY(m == 0)) {
+            s += 16;
+            d += 16;
+            continue;
+        }
+        /* The bytes before the first special one are already in place. */
+        unsigned i = (unsigned)__builtin_ctz(m);
+        s += i;
+        d += i;
+        d += write_escape(d, *s++);
+    }
+#endif
     while (end - s >= 8) {
         uint64_t x;
         memcpy(&x, s, 8);
@@ -113,6 +165,28 @@ static int write_ascii(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
         }
         s += 8;
     }
+    size_t r = (size_t)(end - s);
+    if (r == 0)
+        goto close;
+    if (n >= 8) {
+        /* The last 8 source bytes: if none needs escaping, the bytes before the tail were
+         * also copied verbatim, so rewriting them is harmless. */
+        uint64_t x;
+        memcpy(&x, end - 8, 8);
+        if (!swar_needs_escape(x)) {
+            memcpy(d + r - 8, end - 8, 8);
+            d += r;
+            goto close;
+        }
+    } else if (r >= 4) {
+        uint32_t a = load32(s), b = load32(end - 4);
+        if (!swar_needs_escape(((uint64_t)b << 32) | a)) {
+            memcpy(d, &a, 4);
+            memcpy(d + r - 4, &b, 4);
+            d += r;
+            goto close;
+        }
+    }
     while (s < end) {
         unsigned char c = *s++;
         if (escape_table[c])
@@ -120,64 +194,41 @@ static int write_ascii(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
         else
             *d++ = (char)c;
     }
+close:
     *d++ = '"';
     e->out->len += (size_t)(d - d0);
     return 0;
 }
 
-static int lone_surrogate(PyObject *s, Py_ssize_t i)
+/* PyUnicode_AsUTF8AndSize failed: a lone surrogate (no UTF-8 form), or memory. */
+static int lone_surrogate(PyObject *s)
 {
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+        return -1;
+    PyErr_Clear();
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
+    while (i < n && !Py_UNICODE_IS_SURROGATE(PyUnicode_READ_CHAR(s, i)))
+        i++;
     PyErr_Format(json_EncodeError,
                  "str contains a lone surrogate U+%04X at index %zd; it cannot be encoded "
                  "as UTF-8",
-                 (unsigned)PyUnicode_READ_CHAR(s, i), i);
+                 i < n ? (unsigned)PyUnicode_READ_CHAR(s, i) : 0u, i);
     return -1;
-}
-
-/* Latin-1, UCS-2 and UCS-4 strings: transcode to UTF-8 while escaping. */
-static int write_wide(json_encoder_t *e, PyObject *s, int kind, const void *data, Py_ssize_t n)
-{
-    if (reserve(e, (size_t)n * 6 + 2) < 0)
-        return -1;
-    char *d = e->out->data + e->out->len;
-    char *d0 = d;
-    *d++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c < 0x80) {
-            if (escape_table[c])
-                d += write_escape(d, (unsigned char)c);
-            else
-                *d++ = (char)c;
-        } else if (c < 0x800) {
-            *d++ = (char)(0xC0 | (c >> 6));
-            *d++ = (char)(0x80 | (c & 0x3F));
-        } else if (c < 0x10000) {
-            if (JSON_UNLIKELY(c >= 0xD800 && c <= 0xDFFF))
-                return lone_surrogate(s, i);
-            *d++ = (char)(0xE0 | (c >> 12));
-            *d++ = (char)(0x80 | ((c >> 6) & 0x3F));
-            *d++ = (char)(0x80 | (c & 0x3F));
-        } else {
-            *d++ = (char)(0xF0 | (c >> 18));
-            *d++ = (char)(0x80 | ((c >> 12) & 0x3F));
-            *d++ = (char)(0x80 | ((c >> 6) & 0x3F));
-            *d++ = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    *d++ = '"';
-    e->out->len += (size_t)(d - d0);
-    return 0;
 }
 
 int json_encode_str(json_encoder_t *e, PyObject *s)
 {
     if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
         return -1;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     if (PyUnicode_IS_ASCII(s))
-        return write_ascii(e, PyUnicode_1BYTE_DATA(s), n);
-    return write_wide(e, s, PyUnicode_KIND(s), PyUnicode_DATA(s), n);
+        return write_utf8(e, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
+    /* Non-ASCII: CPython's UTF-8 form, which the str caches, so a string encoded again
+     * (the same response object, a repeated key) costs a copy. */
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    if (JSON_UNLIKELY(p == NULL))
+        return lone_surrogate(s);
+    return write_utf8(e, (const unsigned char *)p, n);
 }
 
 static int write_int(json_encoder_t *e, PyObject *obj)

@@ -35,7 +35,7 @@ void json_raise_decode_error(const char *p, size_t n, size_t pos, const char *ms
 /* dtoa.c: writes the shortest decimal that round-trips to v, formatted as Python's
  * repr(float) does (e.g. "0.1", "1e+16", "5e-324", "-0.0"). v must be finite. out needs
  * JSON_DTOA_MAX bytes; returns the number of bytes written (no terminating NUL). */
-#define JSON_DTOA_MAX 32
+#define JSON_DTOA_MAX 64
 int json_dtoa(double v, char *out);
 
 /* decode_number.c: value of w * 10^q (w nonzero, exact) when a fast path can decide it

@@ -59,43 +59,50 @@ static inline int decimal_length(uint64_t v)
     return n ? n : 1;
 }
 
-/* Writes the low 8 digits of v (v < 10^8) as exactly 8 characters. */
-static inline void write8(char *out, uint32_t v)
+/* The 8 decimal digits of v < 10^8, zero-padded, as ASCII packed little-endian (the first
+ * digit in the lowest byte). v * ceil(2^52 / 10^6) puts the first two digits above bit 52
+ * and the rest in a 52-bit fraction; each multiplication by 100 brings up two more. The
+ * constant was checked exhaustively for every v < 10^8. */
+static inline uint64_t digits8(uint32_t v)
 {
-    uint32_t hi = v / 10000, lo = v % 10000;
-    memcpy(out, json_digits2 + 2 * (hi / 100), 2);
-    memcpy(out + 2, json_digits2 + 2 * (hi % 100), 2);
-    memcpy(out + 4, json_digits2 + 2 * (lo / 100), 2);
-    memcpy(out + 6, json_digits2 + 2 * (lo % 100), 2);
+    const uint64_t mask = (UINT64_C(1) << 52) - 1;
+    uint64_t y = (uint64_t)v * UINT64_C(4503599628);
+    uint64_t out = 0;
+    for (int i = 0; i < 4; i++) {
+        uint16_t pair;
+        memcpy(&pair, json_digits2 + 2 * (y >> 52), 2);
+        out |= (uint64_t)pair << (16 * i);
+        y = (y & mask) * 100;
+    }
+    return out;
 }
 
-/* Writes v's digits backwards ending at end (v < 10^8 here, as a 32-bit value). */
-static inline void write_small_backwards(char *end, uint32_t v)
+/* Writes the 24-digit zero-padded form of v < 10^20 at buf (24 bytes). */
+static inline void digits24(uint64_t v, char *buf)
 {
-    while (v >= 100) {
-        end -= 2;
-        memcpy(end, json_digits2 + 2 * (v % 100), 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        end -= 2;
-        memcpy(end, json_digits2 + 2 * v, 2);
-    } else {
-        *--end = (char)('0' + v);
-    }
+    uint64_t a = v / 10000000000000000u, rest = v % 10000000000000000u;
+    uint64_t hi = digits8((uint32_t)a), mid = digits8((uint32_t)(rest / 100000000u)),
+             lo = digits8((uint32_t)(rest % 100000000u));
+    memcpy(buf, &hi, 8);
+    memcpy(buf + 8, &mid, 8);
+    memcpy(buf + 16, &lo, 8);
 }
 
 int json_write_u64(uint64_t v, char *out)
 {
-    int n = decimal_length(v);
-    char *end = out + n;
-    /* Split into 8-digit groups so the divisions are 32-bit ones. */
-    while (v >= 100000000u) {
-        end -= 8;
-        write8(end, (uint32_t)(v % 100000000u));
-        v /= 100000000u;
+    if (v < 10) {
+        out[0] = (char)('0' + v);
+        return 1;
     }
-    write_small_backwards(end, (uint32_t)v);
+    if (v < 100) {
+        memcpy(out, json_digits2 + 2 * v, 2);
+        return 2;
+    }
+    char buf[48] = {0};
+    int n = decimal_length(v);
+    digits24(v, buf);
+    /* A constant-size copy (the caller has 24 bytes of room): a few moves, no call. */
+    memcpy(out, buf + 24 - n, 24);
     return n;
 }
 
@@ -263,31 +270,27 @@ int json_dtoa(double v, char *out)
     } else {
         schubfach(-1074, frac, &f, &e);
     }
-    /* Trailing zeros are not significant: the shortest digit string drops them. Remove
-     * them in halving steps (divisions by constants are multiplications). */
-    if (f % 10000000000000000u == 0) {
-        f /= 10000000000000000u;
-        e += 16;
-    }
-    if (f % 100000000u == 0) {
-        f /= 100000000u;
-        e += 8;
-    }
-    if (f % 10000u == 0) {
-        f /= 10000u;
-        e += 4;
-    }
-    if (f % 100u == 0) {
-        f /= 100u;
-        e += 2;
-    }
-    if (f % 10u == 0) {
-        f /= 10u;
-        e += 1;
-    }
-    char digits[48];
-    memset(digits, '0', sizeof(digits));
-    int n = json_write_u64(f, digits);
+    /* f < 10^18. Write all 24 zero-padded digits, then count the significant ones and the
+     * trailing zeros (not significant: the shortest digit string drops them) from the
+     * packed blocks, with no divisions. The padding after the digits must read as '0' for
+     * format_repr's constant-size copies. */
+    char buf[24 + 48];
+    memset(buf + 24, '0', 48);
+    digits24(f, buf);
+    int n = decimal_length(f);
     int decpt = e + n;
+    uint64_t lo, mid;
+    memcpy(&lo, buf + 16, 8);
+    memcpy(&mid, buf + 8, 8);
+    const uint64_t zeros = 0x3030303030303030u;
+    int tz;
+    if (lo != zeros)
+        tz = __builtin_clzll(lo ^ zeros) >> 3;
+    else if (mid != zeros)
+        tz = 8 + (__builtin_clzll(mid ^ zeros) >> 3);
+    else
+        tz = 16 + (f / 10000000000000000u % 10 == 0); /* f = d * 10^16, d < 100 */
+    const char *digits = buf + 24 - n;
+    n -= tz;
     return format_repr(out, neg, digits, n, decpt);
 }

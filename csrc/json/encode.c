@@ -118,19 +118,77 @@ static inline unsigned escape_mask16(const unsigned char *s)
 }
 #endif
 
-/* Writes the UTF-8 bytes s[0..n) as a quoted, escaped JSON string. Blocks of 16 (SSE2) or
- * 8 bytes are copied whole and then checked; at a byte that needs escaping we jump straight
- * to it. Most strings are short (keys, words), so the tail is handled with overlapping
- * loads and stores instead of a byte loop whenever it needs no escape. */
+static inline uint64_t load64(const void *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+/* The general path: copies byte by byte, escaping. d points after the opening quote;
+ * returns the new end. */
+static char *copy_escaping(char *d, const unsigned char *s, const unsigned char *end)
+{
+    while (s < end) {
+        unsigned char c = *s++;
+        if (escape_table[c])
+            d += write_escape(d, c);
+        else
+            *d++ = (char)c;
+    }
+    return d;
+}
+
+/* Writes the UTF-8 bytes s[0..n) as a quoted, escaped JSON string. Most strings are short
+ * (keys, words), so up to 16 bytes are checked and copied with two overlapping loads and
+ * stores and no loop; longer ones go 16 bytes at a time (SSE2, part of x86-64), jumping
+ * straight to each byte that needs an escape, and finish with an overlapping last block.
+ * Anything that needs escaping in a short string falls back to copy_escaping. */
 static int write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
 {
     /* Worst case every byte becomes \u00XX; 32 spare bytes allow whole-block stores. */
     if (reserve(e, (size_t)n * 6 + 32) < 0)
         return -1;
-    char *d = e->out->data + e->out->len;
-    char *d0 = d;
+    char *d0 = e->out->data + e->out->len;
+    char *d = d0 + 1;
     const unsigned char *end = s + n;
-    *d++ = '"';
+    d0[0] = '"';
+    if (n <= 16) {
+        if (n >= 8) {
+            uint64_t a = load64(s), b = load64(end - 8);
+            if (JSON_LIKELY(!swar_needs_escape(a) && !swar_needs_escape(b))) {
+                memcpy(d, &a, 8);
+                memcpy(d + n - 8, &b, 8);
+                d += n;
+                goto close;
+            }
+        } else if (n >= 4) {
+            uint32_t a = load32(s), b = load32(end - 4);
+            if (JSON_LIKELY(!swar_needs_escape(((uint64_t)b << 32) | a))) {
+                memcpy(d, &a, 4);
+                memcpy(d + n - 4, &b, 4);
+                d += n;
+                goto close;
+            }
+        } else if (n > 0) {
+            /* First, middle and last byte cover every byte of a 1-3 byte string; the
+             * other lanes hold spaces, which never need escaping. */
+            unsigned char c0 = s[0], c1 = s[n >> 1], c2 = s[n - 1];
+            uint64_t x =
+                UINT64_C(0x2020202020000000) | c0 | ((uint64_t)c1 << 8) | ((uint64_t)c2 << 16);
+            if (JSON_LIKELY(!swar_needs_escape(x))) {
+                d[0] = (char)c0;
+                d[n >> 1] = (char)c1;
+                d[n - 1] = (char)c2;
+                d += n;
+                goto close;
+            }
+        } else {
+            goto close;
+        }
+        d = copy_escaping(d, s, end);
+        goto close;
+    }
 #if defined(__SSE2__)
     while (end - s >= 16) {
         memcpy(d, s, 16);
@@ -146,54 +204,31 @@ static int write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
         d += i;
         d += write_escape(d, *s++);
     }
-#endif
+    if (s < end) {
+        /* The last 16 source bytes (n > 16): if none needs escaping, the bytes before the
+         * tail were copied verbatim too, so rewriting them is harmless. */
+        size_t r = (size_t)(end - s);
+        if (escape_mask16(end - 16) == 0) {
+            memcpy(d + r - 16, end - 16, 16);
+            d += r;
+        } else {
+            d = copy_escaping(d, s, end);
+        }
+    }
+#else
     while (end - s >= 8) {
-        uint64_t x;
-        memcpy(&x, s, 8);
-        memcpy(d, s, 8);
-        if (JSON_LIKELY(!swar_needs_escape(x))) {
+        uint64_t x = load64(s);
+        if (!swar_needs_escape(x)) {
+            memcpy(d, &x, 8);
             s += 8;
             d += 8;
             continue;
         }
-        for (int i = 0; i < 8; i++) {
-            unsigned char c = s[i];
-            if (escape_table[c])
-                d += write_escape(d, c);
-            else
-                *d++ = (char)c;
-        }
+        d = copy_escaping(d, s, s + 8);
         s += 8;
     }
-    size_t r = (size_t)(end - s);
-    if (r == 0)
-        goto close;
-    if (n >= 8) {
-        /* The last 8 source bytes: if none needs escaping, the bytes before the tail were
-         * also copied verbatim, so rewriting them is harmless. */
-        uint64_t x;
-        memcpy(&x, end - 8, 8);
-        if (!swar_needs_escape(x)) {
-            memcpy(d + r - 8, end - 8, 8);
-            d += r;
-            goto close;
-        }
-    } else if (r >= 4) {
-        uint32_t a = load32(s), b = load32(end - 4);
-        if (!swar_needs_escape(((uint64_t)b << 32) | a)) {
-            memcpy(d, &a, 4);
-            memcpy(d + r - 4, &b, 4);
-            d += r;
-            goto close;
-        }
-    }
-    while (s < end) {
-        unsigned char c = *s++;
-        if (escape_table[c])
-            d += write_escape(d, c);
-        else
-            *d++ = (char)c;
-    }
+    d = copy_escaping(d, s, end);
+#endif
 close:
     *d++ = '"';
     e->out->len += (size_t)(d - d0);
@@ -238,7 +273,8 @@ static int write_int(json_encoder_t *e, PyObject *obj)
     if (JSON_LIKELY(!overflow)) {
         if (v == -1 && PyErr_Occurred())
             return -1;
-        if (reserve(e, 24) < 0)
+        /* json_write_u64 needs 24 bytes of room after the sign. */
+        if (reserve(e, 25) < 0)
             return -1;
         char *d = e->out->data + e->out->len;
         unsigned long long u = (unsigned long long)v;
@@ -410,99 +446,11 @@ done:
     return rc;
 }
 
-static int write_dict(json_encoder_t *e, PyObject *dict)
-{
-    if (PyDict_GET_SIZE(dict) == 0) {
-        /* An empty container is a nesting level too, as in the decoder. */
-        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
-            return json_enc_push(e, dict);
-        return put(e, "{}", 2);
-    }
-    int rc = -1;
-    Py_INCREF(dict);
-    if (json_enc_push(e, dict) < 0)
-        goto done;
-    if (e->flags & JSON_OPT_SORT_KEYS) {
-        rc = write_dict_sorted(e, dict);
-        json_enc_pop(e);
-        goto done;
-    }
-    int indent = (e->flags & JSON_OPT_INDENT_2) != 0;
-    Py_ssize_t pos = 0;
-    PyObject *k, *v;
-    int first = 1;
-    if (putc_(e, '{') < 0)
-        goto pop;
-    while (PyDict_Next(dict, &pos, &k, &v)) {
-        if (!first && putc_(e, ',') < 0)
-            goto pop;
-        first = 0;
-        if (indent && write_newline(e, e->depth) < 0)
-            goto pop;
-        if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-            if (json_encode_str(e, k) < 0)
-                goto pop;
-        } else if (write_key(e, k) < 0) {
-            goto pop;
-        }
-        if (indent ? put(e, ": ", 2) < 0 : putc_(e, ':') < 0)
-            goto pop;
-        if (json_encode_value(e, v) < 0)
-            goto pop;
-    }
-    if (indent && !first && write_newline(e, e->depth - 1) < 0)
-        goto pop;
-    rc = putc_(e, '}');
-pop:
-    json_enc_pop(e);
-done:
-    Py_DECREF(dict);
-    return rc;
-}
+static int write_dict(json_encoder_t *e, PyObject *dict);
+static int write_array(json_encoder_t *e, PyObject *seq, int is_list);
 
-/* Lists and tuples. Items are read by index each time because a slow-path item may shrink
- * a list; a tuple cannot change. */
-static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
-{
-    Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
-    if (n == 0) {
-        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
-            return json_enc_push(e, seq);
-        return put(e, "[]", 2);
-    }
-    int rc = -1;
-    int indent = (e->flags & JSON_OPT_INDENT_2) != 0;
-    Py_INCREF(seq);
-    if (json_enc_push(e, seq) < 0)
-        goto done;
-    if (putc_(e, '[') < 0)
-        goto pop;
-    for (Py_ssize_t i = 0;; i++) {
-        if (is_list) {
-            if (i >= PyList_GET_SIZE(seq))
-                break;
-        } else if (i >= n) {
-            break;
-        }
-        if (i > 0 && putc_(e, ',') < 0)
-            goto pop;
-        if (indent && write_newline(e, e->depth) < 0)
-            goto pop;
-        PyObject *item = is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
-        if (json_encode_value(e, item) < 0)
-            goto pop;
-    }
-    if (indent && write_newline(e, e->depth - 1) < 0)
-        goto pop;
-    rc = putc_(e, ']');
-pop:
-    json_enc_pop(e);
-done:
-    Py_DECREF(seq);
-    return rc;
-}
-
-int json_encode_value(json_encoder_t *e, PyObject *obj)
+/* The dispatch on the exact core types, inlined into the container loops. */
+static inline int encode_value(json_encoder_t *e, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
     if (t == &PyUnicode_Type)
@@ -524,6 +472,148 @@ int json_encode_value(json_encoder_t *e, PyObject *obj)
     if (t == &PyTuple_Type)
         return write_array(e, obj, 0);
     return json_encode_other(e, obj);
+}
+
+int json_encode_value(json_encoder_t *e, PyObject *obj)
+{
+    return encode_value(e, obj);
+}
+
+/* Writes the separator after a member or item; the last one is overwritten by the closing
+ * bracket, which saves a "first item?" test per member. */
+static inline int put_comma(json_encoder_t *e)
+{
+    return putc_(e, ',');
+}
+
+/* Closes a container whose members each ended with ','. */
+static inline int close_container(json_encoder_t *e, size_t open_len, char close)
+{
+    if (e->out->len > open_len) {
+        e->out->data[e->out->len - 1] = close;
+        return 0;
+    }
+    return putc_(e, close); /* emptied while we iterated */
+}
+
+static int write_dict_pretty(json_encoder_t *e, PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int first = 1;
+    if (putc_(e, '{') < 0)
+        return -1;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        if (!first && putc_(e, ',') < 0)
+            return -1;
+        first = 0;
+        if (write_newline(e, e->depth) < 0 || write_key(e, k) < 0 || put(e, ": ", 2) < 0 ||
+            encode_value(e, v) < 0)
+            return -1;
+    }
+    if (!first && write_newline(e, e->depth - 1) < 0)
+        return -1;
+    return putc_(e, '}');
+}
+
+static int write_dict(json_encoder_t *e, PyObject *dict)
+{
+    if (PyDict_GET_SIZE(dict) == 0) {
+        /* An empty container is a nesting level too, as in the decoder. */
+        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
+            return json_enc_push(e, dict);
+        return put(e, "{}", 2);
+    }
+    int rc = -1;
+    Py_INCREF(dict);
+    if (json_enc_push(e, dict) < 0)
+        goto done;
+    if (JSON_UNLIKELY(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2))) {
+        rc = (e->flags & JSON_OPT_SORT_KEYS) ? write_dict_sorted(e, dict)
+                                             : write_dict_pretty(e, dict);
+        goto pop;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    if (putc_(e, '{') < 0)
+        goto pop;
+    size_t open_len = e->out->len;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+            if (json_encode_str(e, k) < 0)
+                goto pop;
+        } else if (write_key(e, k) < 0) {
+            goto pop;
+        }
+        if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+            goto pop;
+    }
+    rc = close_container(e, open_len, '}');
+pop:
+    json_enc_pop(e);
+done:
+    Py_DECREF(dict);
+    return rc;
+}
+
+static int write_array_pretty(json_encoder_t *e, PyObject *seq, int is_list)
+{
+    if (putc_(e, '[') < 0)
+        return -1;
+    Py_ssize_t i = 0;
+    for (;; i++) {
+        Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
+        if (i >= n)
+            break;
+        if (i > 0 && putc_(e, ',') < 0)
+            return -1;
+        PyObject *item = is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+        if (write_newline(e, e->depth) < 0 || encode_value(e, item) < 0)
+            return -1;
+    }
+    if (i > 0 && write_newline(e, e->depth - 1) < 0)
+        return -1;
+    return putc_(e, ']');
+}
+
+/* Lists and tuples. Items are read by index each time because a slow-path item may shrink
+ * a list; a tuple cannot change. */
+static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
+{
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
+    if (n == 0) {
+        if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
+            return json_enc_push(e, seq);
+        return put(e, "[]", 2);
+    }
+    int rc = -1;
+    Py_INCREF(seq);
+    if (json_enc_push(e, seq) < 0)
+        goto done;
+    if (JSON_UNLIKELY(e->flags & JSON_OPT_INDENT_2)) {
+        rc = write_array_pretty(e, seq, is_list);
+        goto pop;
+    }
+    if (putc_(e, '[') < 0)
+        goto pop;
+    size_t open_len = e->out->len;
+    if (is_list) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(seq); i++) {
+            if (encode_value(e, PyList_GET_ITEM(seq, i)) < 0 || put_comma(e) < 0)
+                goto pop;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (encode_value(e, PyTuple_GET_ITEM(seq, i)) < 0 || put_comma(e) < 0)
+                goto pop;
+        }
+    }
+    rc = close_container(e, open_len, ']');
+pop:
+    json_enc_pop(e);
+done:
+    Py_DECREF(seq);
+    return rc;
 }
 
 /* Subclasses of the core types reach these through json_encode_other. */

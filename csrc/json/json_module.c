@@ -14,8 +14,9 @@ static PyObject *kw_default, *kw_sort_keys, *kw_indent, *kw_non_str_keys, *kw_na
 static db_buf_t shared_buf;
 static int shared_buf_busy;
 
-/* Larger buffers are released after the call rather than kept for the next one. */
-#define KEEP_BUFFER_MAX (1u << 20)
+/* Larger buffers are released after the call rather than kept for the next one. Keeping a
+ * few MiB spares big documents the regrowth and the page faults of fresh memory. */
+#define KEEP_BUFFER_MAX (32u << 20)
 
 static int kw_is(PyObject *name, PyObject *interned)
 {

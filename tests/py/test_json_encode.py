@@ -344,3 +344,15 @@ def test_exception_classes() -> None:
     assert issubclass(dbjson.JSONDecodeError, json.JSONDecodeError)
     assert issubclass(dbjson.JSONDecodeError, ValueError)
     assert dumps.__module__ == "data_bridge._core" or True
+
+
+def test_string_escapes_at_every_length_and_position() -> None:
+    """The short-string and block paths of the string writer, with escapes everywhere."""
+    for n in range(0, 70):
+        base = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_=+()"[:n]
+        assert dumps(base) == std(base)
+        for i in range(n):
+            for ch in ('"', "\\", "\n", "\x00", "\x1f", "é", "中", "😀", "\x7f"):
+                s = base[:i] + ch + base[i + 1 :]
+                assert dumps(s) == std(s), (n, i, ch)
+                assert dumps({s: s}) == std({s: s})

@@ -88,21 +88,33 @@ static inline void digits24(uint64_t v, char *buf)
     memcpy(buf + 16, &lo, 8);
 }
 
+/* Stores the last k (1..8) digits of a packed 8-digit block at out (8 bytes written). */
+static inline void store_tail(char *out, uint64_t block, int k)
+{
+    block >>= 8 * (8 - k);
+    memcpy(out, &block, 8);
+}
+
 int json_write_u64(uint64_t v, char *out)
 {
-    if (v < 10) {
-        out[0] = (char)('0' + v);
-        return 1;
-    }
-    if (v < 100) {
-        memcpy(out, json_digits2 + 2 * v, 2);
-        return 2;
-    }
-    char buf[48] = {0};
+    /* Blocks of 8 digits are built in registers and stored whole; the caller has 24 bytes
+     * of room, so the stores may run past the last digit. */
     int n = decimal_length(v);
-    digits24(v, buf);
-    /* A constant-size copy (the caller has 24 bytes of room): a few moves, no call. */
-    memcpy(out, buf + 24 - n, 24);
+    if (v < 100000000u) {
+        store_tail(out, digits8((uint32_t)v), n);
+        return n;
+    }
+    uint64_t lo = digits8((uint32_t)(v % 100000000u));
+    if (v < 10000000000000000u) {
+        store_tail(out, digits8((uint32_t)(v / 100000000u)), n - 8);
+        memcpy(out + n - 8, &lo, 8);
+        return n;
+    }
+    uint64_t top = v / 10000000000000000u;
+    uint64_t mid = digits8((uint32_t)(v / 100000000u % 100000000u));
+    store_tail(out, digits8((uint32_t)top), n - 16);
+    memcpy(out + n - 16, &mid, 8);
+    memcpy(out + n - 8, &lo, 8);
     return n;
 }
 

@@ -144,7 +144,8 @@ static char *copy_escaping(char *d, const unsigned char *s, const unsigned char 
  * stores and no loop; longer ones go 16 bytes at a time (SSE2, part of x86-64), jumping
  * straight to each byte that needs an escape, and finish with an overlapping last block.
  * Anything that needs escaping in a short string falls back to copy_escaping. */
-static int write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n)
+static inline __attribute__((always_inline)) int write_utf8(json_encoder_t *e,
+                                                            const unsigned char *s, Py_ssize_t n)
 {
     /* Worst case every byte becomes \u00XX; 32 spare bytes allow whole-block stores. */
     if (reserve(e, (size_t)n * 6 + 32) < 0)
@@ -251,7 +252,7 @@ static int lone_surrogate(PyObject *s)
     return -1;
 }
 
-int json_encode_str(json_encoder_t *e, PyObject *s)
+static inline __attribute__((always_inline)) int encode_str(json_encoder_t *e, PyObject *s)
 {
     if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
         return -1;
@@ -264,6 +265,11 @@ int json_encode_str(json_encoder_t *e, PyObject *s)
     if (JSON_UNLIKELY(p == NULL))
         return lone_surrogate(s);
     return write_utf8(e, (const unsigned char *)p, n);
+}
+
+int json_encode_str(json_encoder_t *e, PyObject *s)
+{
+    return encode_str(e, s);
 }
 
 static int write_int(json_encoder_t *e, PyObject *obj)
@@ -454,7 +460,7 @@ static inline int encode_value(json_encoder_t *e, PyObject *obj)
 {
     PyTypeObject *t = Py_TYPE(obj);
     if (t == &PyUnicode_Type)
-        return json_encode_str(e, obj);
+        return encode_str(e, obj);
     if (t == &PyLong_Type)
         return write_int(e, obj);
     if (t == &PyFloat_Type)
@@ -540,7 +546,7 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
     size_t open_len = e->out->len;
     while (PyDict_Next(dict, &pos, &k, &v)) {
         if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-            if (json_encode_str(e, k) < 0)
+            if (encode_str(e, k) < 0)
                 goto pop;
         } else if (write_key(e, k) < 0) {
             goto pop;

@@ -12,19 +12,21 @@ FUZZ_SECONDS ?= 20
 BUILD      := build/release
 TEST_BUILD := build/ctest
 FUZZ_BUILD := build/fuzz
+ASAN_BUILD := build/asan
+ASAN_PKG   := build/asan-pkg
 
 # Debian packages: the compiler and libuv for the build, clang and its libFuzzer/sanitizer
 # runtime for the fuzz targets. Benchmarks add wrk and nginx (see bench-deps).
 APT_PKGS       := build-essential pkg-config libuv1-dev clang libclang-rt-14-dev
 APT_BENCH_PKGS := wrk nginx-light
 
-.PHONY: run test build deps apt-deps venv ctest fuzz pytest lint format bench bench-json \
+.PHONY: run test build deps apt-deps venv ctest fuzz pytest pytest-asan lint format bench bench-json \
         bench-loop bench-deps clean
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
 
-test: build lint ctest fuzz pytest
+test: build lint ctest fuzz pytest-asan pytest
 
 # --- set-up -------------------------------------------------------------------------
 
@@ -70,6 +72,19 @@ fuzz: deps
 		-DDB_BUILD_EXTENSION=OFF -DDB_BUILD_FUZZ=ON > /dev/null
 	$(CMAKE) --build $(FUZZ_BUILD) -j $(JOBS)
 	./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The whole pytest suite against an ASan+UBSan build of the extension, with Python's
+# allocator switched to malloc so that ASan also sees Python objects our C code frees.
+pytest-asan: deps
+	$(CMAKE) -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDB_SANITIZE=ON \
+		-DPython_EXECUTABLE=$(abspath $(VPY)) > /dev/null
+	$(CMAKE) --build $(ASAN_BUILD) -j $(JOBS)
+	rm -rf $(ASAN_PKG) && mkdir -p $(ASAN_PKG)
+	cp -r src/data_bridge $(ASAN_PKG)/ && rm -f $(ASAN_PKG)/data_bridge/_core*.so
+	cp $(ASAN_BUILD)/_core*.so $(ASAN_PKG)/data_bridge/
+	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		PYTHONPATH=$(ASAN_PKG) $(VPY) -m pytest tests/py -q -p no:cacheprovider
 
 pytest: build
 	PYTHONPATH=src $(VPY) -m pytest tests/py

@@ -32,7 +32,11 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        # The test run's own PYTHONPATH comes first (e.g. a sanitizer build of the
+        # extension), the source tree is the fallback.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+        )
         env["DB_TEST_LIMITS"] = json.dumps(self.limits)
         if self.workers:
             env["DB_TEST_WORKERS"] = str(self.workers)

@@ -21,7 +21,7 @@ APT_PKGS       := build-essential pkg-config libuv1-dev clang libclang-rt-14-dev
 APT_BENCH_PKGS := wrk nginx-light
 
 .PHONY: run test build deps apt-deps venv ctest fuzz pytest pytest-asan lint format bench bench-json \
-        bench-loop bench-deps clean
+        bench-loop bench-deps clean compat
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
@@ -88,6 +88,10 @@ pytest-asan: deps
 
 pytest: build
 	PYTHONPATH=src $(VPY) -m pytest tests/py
+
+# Build and run the server and loop tests with every CPython 3.10-3.13 on this machine.
+compat: deps
+	./scripts/compat.sh
 
 format:
 	clang-format -i $$(git ls-files 'csrc/*.c' 'csrc/*.h' 'tests/c/*.c' 'tests/c/*.h' 'fuzz/*.c')

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the extension for every CPython 3.10-3.13 found on this machine (python3.X on
+# PATH or under pyenv) and runs the server and loop tests with each, in venvs under
+# build/compat. Not part of `make test`: CI has one interpreter; this is for releases.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+status=0
+for minor in 10 11 12 13; do
+    py=$(command -v "python3.$minor" || true)
+    if [ -z "$py" ] && command -v pyenv >/dev/null 2>&1; then
+        py=$(ls -d "$(pyenv root)"/versions/3."$minor".*/bin/python 2>/dev/null | tail -n 1 || true)
+    fi
+    if [ -z "$py" ]; then
+        echo "compat: python3.$minor not found, skipped"
+        continue
+    fi
+    venv="$root/build/compat/venv3.$minor"
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$root/requirements/build.txt" -r "$root/requirements/test.txt"
+    build="$root/build/compat/3.$minor"
+    "$venv/bin/cmake" -S "$root" -B "$build" -G Ninja -DPython_EXECUTABLE="$venv/bin/python" > /dev/null
+    "$venv/bin/cmake" --build "$build" -j 2 > /dev/null
+    pkg="$build/pkg"
+    rm -rf "$pkg" && mkdir -p "$pkg"
+    cp -r "$root/src/data_bridge" "$pkg/" && rm -f "$pkg"/data_bridge/_core*.so
+    cp "$build"/_core*.so "$pkg/data_bridge/"
+    echo "compat: Python 3.$minor ($py)"
+    if ! PYTHONPATH="$pkg" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+        "$root"/tests/py/test_server_*.py "$root"/tests/py/test_loop_*.py; then
+        status=1
+    fi
+done
+exit $status

@@ -16,6 +16,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define JSON_HAVE_AVX2_PATH 1
+#endif
 
 /* For every byte: 0 when it is copied as is (including every byte of a multi-byte UTF-8
  * sequence), otherwise the character after the backslash ('u' means \u00XX). RFC 8259
@@ -46,25 +50,48 @@ static int no_memory(void)
     return -1;
 }
 
+int json_enc_grow(json_encoder_t *e, size_t extra)
+{
+    db_buf_t *b = e->out;
+    if (e->bytes == NULL)
+        return db_buf_grow(b, extra) < 0 ? no_memory() : 0;
+    /* Doubling, as db_buf_grow does; large blocks are usually extended in place. */
+    if (extra > (size_t)PY_SSIZE_T_MAX / 2 - b->len)
+        return no_memory();
+    size_t cap = b->cap * 2;
+    if (cap < b->len + extra)
+        cap = b->len + extra;
+    if (_PyBytes_Resize(&e->bytes, (Py_ssize_t)cap) < 0) {
+        e->bytes = NULL; /* _PyBytes_Resize released it */
+        b->data = NULL;
+        b->cap = b->len = 0;
+        return -1;
+    }
+    b->data = PyBytes_AS_STRING(e->bytes);
+    b->cap = cap;
+    return 0;
+}
+
 static inline int put(json_encoder_t *e, const char *s, size_t n)
 {
-    if (JSON_UNLIKELY(db_buf_append(e->out, s, n) < 0))
-        return no_memory();
+    if (JSON_UNLIKELY(json_reserve(e, n) < 0))
+        return -1;
+    memcpy(e->out->data + e->out->len, s, n);
+    e->out->len += n;
     return 0;
 }
 
 static inline int putc_(json_encoder_t *e, char c)
 {
-    if (JSON_UNLIKELY(db_buf_putc(e->out, c) < 0))
-        return no_memory();
+    if (JSON_UNLIKELY(json_reserve(e, 1) < 0))
+        return -1;
+    e->out->data[e->out->len++] = c;
     return 0;
 }
 
 static inline int reserve(json_encoder_t *e, size_t n)
 {
-    if (JSON_UNLIKELY(db_buf_reserve(e->out, n) < 0))
-        return no_memory();
-    return 0;
+    return json_reserve(e, n);
 }
 
 /* Writes the escape for a character that needs one; returns bytes written. */
@@ -139,6 +166,50 @@ static char *copy_escaping(char *d, const unsigned char *s, const unsigned char 
     return d;
 }
 
+#if defined(JSON_HAVE_AVX2_PATH)
+/* 1 when the CPU has AVX2 (decided once, on first use; the GIL serialises the check). */
+static int avx2_state = -1;
+
+/* The long-string loop, 32 bytes at a time, compiled for AVX2 and only called when the CPU
+ * has it. Advances *dp and *sp; stops with fewer than 32 bytes left. */
+__attribute__((target("avx2"))) static void copy_long_avx2(char **dp, const unsigned char **sp,
+                                                           const unsigned char *end)
+{
+    char *d = *dp;
+    const unsigned char *s = *sp;
+    const __m256i ctl_max = _mm256_set1_epi8(0x1F), quote = _mm256_set1_epi8('"'),
+                  bslash = _mm256_set1_epi8('\\');
+    while (end - s >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)s);
+        _mm256_storeu_si256((__m256i *)d, v);
+        __m256i special = _mm256_or_si256(
+            _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl_max), v),
+            _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, bslash)));
+        unsigned m = (unsigned)_mm256_movemask_epi8(special);
+        if (JSON_LIKELY(m == 0)) {
+            s += 32;
+            d += 32;
+            continue;
+        }
+        unsigned i = (unsigned)__builtin_ctz(m);
+        s += i;
+        d += i;
+        d += write_escape(d, *s++);
+    }
+    *dp = d;
+    *sp = s;
+}
+
+static int have_avx2(void)
+{
+    if (JSON_UNLIKELY(avx2_state < 0)) {
+        __builtin_cpu_init();
+        avx2_state = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return avx2_state;
+}
+#endif
+
 /* Writes the UTF-8 bytes s[0..n) as a quoted, escaped JSON string. Most strings are short
  * (keys, words), so up to 16 bytes are checked and copied with two overlapping loads and
  * stores and no loop; longer ones go 16 bytes at a time (SSE2, part of x86-64), jumping
@@ -190,6 +261,10 @@ static inline __attribute__((always_inline)) int write_utf8(json_encoder_t *e,
         d = copy_escaping(d, s, end);
         goto close;
     }
+#if defined(JSON_HAVE_AVX2_PATH)
+    if (n >= 64 && have_avx2())
+        copy_long_avx2(&d, &s, end);
+#endif
 #if defined(__SSE2__)
     while (end - s >= 16) {
         memcpy(d, s, 16);
@@ -645,8 +720,49 @@ int json_encode(PyObject *obj, db_buf_t *out, const json_enc_opts_t *opts)
     /* About 4 KiB of stack for the depth stack; only entries below depth are read. */
     json_encoder_t e;
     e.out = out;
+    e.bytes = NULL;
     e.flags = opts ? opts->flags : 0;
     e.default_fn = opts ? opts->default_fn : NULL;
     e.depth = 0;
     return json_encode_value(&e, obj);
+}
+
+/* Room for the next result: the last one's size plus a little. A stable workload (the
+ * responses of one endpoint, a benchmark) then allocates the same block size every call,
+ * which glibc serves from the heap it just freed rather than from fresh pages. */
+static size_t size_hint = 1024;
+
+PyObject *json_encode_to_bytes(PyObject *obj, const json_enc_opts_t *opts)
+{
+    json_encoder_t e;
+    db_buf_t buf;
+    size_t cap = size_hint;
+    e.bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+    if (e.bytes == NULL)
+        return NULL;
+    buf.data = PyBytes_AS_STRING(e.bytes);
+    buf.len = 0;
+    buf.cap = cap;
+    e.out = &buf;
+    e.flags = opts ? opts->flags : 0;
+    e.default_fn = opts ? opts->default_fn : NULL;
+    e.depth = 0;
+    if (json_encode_value(&e, obj) < 0) {
+        Py_XDECREF(e.bytes);
+        return NULL;
+    }
+    size_t hint = buf.len + buf.len / 16 + 512;
+    size_hint = hint < (64u << 20) ? hint : (64u << 20);
+    if (buf.cap - buf.len > buf.len / 4 + 4096) {
+        /* Much too big (the first call, or a smaller document): give the memory back. */
+        if (_PyBytes_Resize(&e.bytes, (Py_ssize_t)buf.len) < 0)
+            return NULL;
+    } else {
+        /* Keep the small slack rather than realloc: shrinking would make the next call's
+         * request larger than the block freed, and glibc would map fresh pages for it.
+         * The allocation holds cap + 1 bytes, so the terminator fits. */
+        Py_SET_SIZE(e.bytes, (Py_ssize_t)buf.len);
+        buf.data[buf.len] = '\0';
+    }
+    return e.bytes;
 }

@@ -204,10 +204,8 @@ static PyObject *decimal_text(PyObject *obj)
 
 static int put_raw(json_encoder_t *e, const char *p, size_t n, int quoted)
 {
-    if (db_buf_reserve(e->out, n + 2) < 0) {
-        PyErr_NoMemory();
+    if (json_reserve(e, n + 2) < 0)
         return -1;
-    }
     char *d = e->out->data + e->out->len;
     if (quoted)
         *d++ = '"';

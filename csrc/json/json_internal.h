@@ -48,12 +48,29 @@ int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out);
  * that hitting the depth limit can tell a circular reference from deep nesting. */
 struct json_encoder {
     db_buf_t *out;
+    /* Non-NULL when out->data is the inside of this bytes object (dumps writes straight
+     * into its result); growth then goes through _PyBytes_Resize instead of realloc. */
+    PyObject *bytes;
     unsigned flags;
     PyObject *default_fn; /* borrowed */
     int depth;
     PyObject *stack[JSON_MAX_DEPTH + 1];
 };
 typedef struct json_encoder json_encoder_t;
+
+/* encode.c: the slow path of json_reserve; 0, or -1 with MemoryError set. */
+int json_enc_grow(json_encoder_t *e, size_t extra);
+
+/* Makes room for extra more bytes after out->len; 0, or -1 with MemoryError set. */
+static inline int json_reserve(json_encoder_t *e, size_t extra)
+{
+    if (JSON_LIKELY(e->out->cap - e->out->len >= extra))
+        return 0;
+    return json_enc_grow(e, extra);
+}
+
+/* encode.c: dumps' core: encodes obj straight into a new bytes object. */
+PyObject *json_encode_to_bytes(PyObject *obj, const json_enc_opts_t *opts);
 
 /* encode.c: encodes any value; the entry point for recursion from encode_types.c. */
 int json_encode_value(json_encoder_t *e, PyObject *obj);

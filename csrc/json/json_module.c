@@ -2,21 +2,14 @@
  * The Python face of the JSON codec (owned by the JSON codec): dumps() and loads() as
  * METH_FASTCALL functions of data_bridge._core, with keyword parsing done here so that
  * data_bridge.json can re-export them with no Python frame in between. dumps() encodes
- * into a buffer kept between calls (the GIL serialises users; a re-entrant call from a
- * `default` callback gets its own buffer) and copies the result into a new bytes object.
+ * straight into the bytes object it returns (json_encode_to_bytes), so a large result is
+ * written once and never copied.
  */
 #include "json/json_internal.h"
 
 /* Keyword names, interned once so that the usual call compares pointers. */
 static PyObject *kw_default, *kw_sort_keys, *kw_indent, *kw_non_str_keys, *kw_naive_utc,
     *kw_decimal_as_string, *kw_option;
-
-static db_buf_t shared_buf;
-static int shared_buf_busy;
-
-/* Larger buffers are released after the call rather than kept for the next one. Keeping a
- * few MiB spares big documents the regrowth and the page faults of fresh memory. */
-#define KEEP_BUFFER_MAX (32u << 20)
 
 static int kw_is(PyObject *name, PyObject *interned)
 {
@@ -86,8 +79,6 @@ static PyObject *json_py_dumps(PyObject *self, PyObject *const *args, Py_ssize_t
 {
     (void)self;
     json_enc_opts_t opts = {0, NULL};
-    db_buf_t local, *buf;
-    PyObject *res = NULL;
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError, "dumps() takes exactly 1 positional argument (%zd given)",
                      nargs);
@@ -95,26 +86,7 @@ static PyObject *json_py_dumps(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     if (kwnames != NULL && parse_dumps_kwargs(args + 1, kwnames, &opts) < 0)
         return NULL;
-    if (shared_buf_busy) {
-        db_buf_init(&local);
-        buf = &local;
-    } else {
-        shared_buf_busy = 1;
-        buf = &shared_buf;
-        buf->len = 0;
-    }
-    if (json_encode(args[0], buf, &opts) < 0)
-        goto done;
-    res = PyBytes_FromStringAndSize(buf->data ? buf->data : "", (Py_ssize_t)buf->len);
-done:
-    if (buf == &shared_buf) {
-        shared_buf_busy = 0;
-        if (shared_buf.cap > KEEP_BUFFER_MAX)
-            db_buf_free(&shared_buf);
-    } else {
-        db_buf_free(&local);
-    }
-    return res;
+    return json_encode_to_bytes(args[0], &opts);
 }
 
 /* A str with lone surrogates has no UTF-8 form: report it as a decode error at the

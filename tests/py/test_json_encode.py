@@ -356,3 +356,13 @@ def test_string_escapes_at_every_length_and_position() -> None:
                 s = base[:i] + ch + base[i + 1 :]
                 assert dumps(s) == std(s), (n, i, ch)
                 assert dumps({s: s}) == std({s: s})
+
+
+def test_results_of_varying_sizes() -> None:
+    """dumps sizes its result from the previous one: shrinking and growing stay exact."""
+    docs = [["x" * 100] * n for n in (10_000, 1, 0, 50_000, 3, 20_000, 20_000, 2)]
+    for doc in docs + docs[::-1]:
+        out = dumps(doc)
+        assert out == std(doc)
+        assert len(out) == len(std(doc))
+        assert hash(out) == hash(bytes(out))

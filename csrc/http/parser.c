@@ -111,8 +111,9 @@ static int equals_ci(const char *s, size_t n, const char *lit, size_t lit_len)
 
 #define EQUALS_CI(s, n, lit) equals_ci((s), (n), (lit), sizeof(lit) - 1)
 
-/* Returns the first CR or LF in [p, end), or end. */
-static const char *find_cr_or_lf(const char *p, const char *end)
+/* Returns the first CR or LF in [p, end), or end. `base` is the start of the buffer: a short
+ * tail is examined with one 16-byte load that ends at `end` and may start before p. */
+static const char *find_cr_or_lf(const char *base, const char *p, const char *end)
 {
 #ifdef __SSE2__
     const __m128i cr = _mm_set1_epi8('\r');
@@ -124,6 +125,16 @@ static const char *find_cr_or_lf(const char *p, const char *end)
             return p + __builtin_ctz((unsigned)mask);
         p += 16;
     }
+    if (p < end && end - base >= 16) {
+        const char *q = end - 16;
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+        unsigned mask =
+            (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+        mask >>= (unsigned)(p - q);
+        return mask ? p + __builtin_ctz(mask) : end;
+    }
+#else
+    (void)base;
 #endif
     while (p < end && *p != '\r' && *p != '\n')
         p++;
@@ -181,6 +192,23 @@ static const char *skip_value_bytes(const char *p, const char *end)
     return p;
 }
 
+/* Skips tchar bytes. Unrolled: each byte is read only after its predecessor proved to be a
+ * tchar (so not the CR/LF that ends the region), which keeps every read in bounds. */
+static inline const char *skip_tchars(const char *p)
+{
+    for (;;) {
+        if (!tchar_table[(unsigned char)p[0]])
+            return p;
+        if (!tchar_table[(unsigned char)p[1]])
+            return p + 1;
+        if (!tchar_table[(unsigned char)p[2]])
+            return p + 2;
+        if (!tchar_table[(unsigned char)p[3]])
+            return p + 3;
+        p += 4;
+    }
+}
+
 /* Number of leading bytes that are empty lines (CRLF pairs) we agree to ignore. */
 static size_t leading_empty_lines(const char *buf, size_t len)
 {
@@ -204,7 +232,7 @@ static size_t find_stop(const char *buf, size_t len, size_t from, size_t skip)
     const char *end = buf + len;
     const char *p = buf + from;
     for (;;) {
-        p = find_cr_or_lf(p, end);
+        p = find_cr_or_lf(buf, p, end);
         if (p == end)
             return 0;
         size_t i = (size_t)(p - buf);
@@ -329,12 +357,14 @@ static int check_host(const char *v, size_t n)
             return HTTP_E_BAD_HOST;
         i++;
     } else {
-        /* reg-name: unreserved / pct-encoded / sub-delims. */
-        static const char extra[] = "-._~%!$&'()*+,;=";
+        /* reg-name: unreserved / pct-encoded / sub-delims, as a bitmap of the ASCII bytes
+         * ALPHA DIGIT - . _ ~ % ! $ & ' ( ) * + , ; = (bytes 0-63, then 64-127). */
+        static const uint64_t reg_name_lo = 0x2bff7ff200000000u;
+        static const uint64_t reg_name_hi = 0x47fffffe87fffffeu;
         for (; i < n && v[i] != ':'; i++) {
-            char c = v[i];
-            if (!is_digit(c) && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
-                !memchr(extra, c, sizeof(extra) - 1))
+            unsigned char c = (unsigned char)v[i];
+            uint64_t bits = c < 64 ? reg_name_lo >> c : c < 128 ? reg_name_hi >> (c - 64) : 0;
+            if (!(bits & 1))
                 return HTTP_E_BAD_HOST;
         }
     }
@@ -477,8 +507,7 @@ static const char *parse_request_line(const char *p, const char *end, const http
                                       http_request_t *req, int *err)
 {
     const char *m = p;
-    while (tchar_table[(unsigned char)*p])
-        p++;
+    p = skip_tchars(p);
     if (*p != ' ' || p == m) {
         /* "GET\r\n" or an empty line: a request-line without a target. */
         *err = (*p == '\r' && p[1] == '\n') ? HTTP_E_BAD_REQUEST : unexpected(p, HTTP_E_BAD_METHOD);
@@ -602,8 +631,7 @@ static int parse_head(const char *buf, size_t skip, size_t e, const http_limits_
             return HTTP_E_OBS_FOLD;
         if (n == max_headers)
             return HTTP_E_TOO_MANY_HEADERS;
-        while (tchar_table[(unsigned char)*p])
-            p++;
+        p = skip_tchars(p);
         size_t name_len = (size_t)(p - name);
         if (*p != ':') {
             if (name_len > 0 && is_ows(*p)) {

@@ -502,20 +502,22 @@ fail:
     return NULL;
 }
 
+/* Members are collected as key, value pairs on the scratch stack and the dict is built at
+ * '}' with its final size known, which spares the rehashing of a dict grown one member at
+ * a time. */
 static PyObject *parse_object(decoder_t *d)
 {
     const unsigned char *open = d->p;
-    PyObject *dict = NULL, *key = NULL, *value = NULL;
+    size_t base = d->stack_len;
+    PyObject *dict = NULL;
     if (enter(d) < 0)
         return NULL;
     d->p++;
     skip_ws(d);
-    if ((dict = PyDict_New()) == NULL)
-        goto fail;
     if (d->p < d->end && *d->p == '}') {
         d->p++;
         d->depth--;
-        return dict;
+        return PyDict_New();
     }
     for (;;) {
         if (d->p >= d->end) {
@@ -532,7 +534,8 @@ static PyObject *parse_object(decoder_t *d)
                 error_at(d, d->p, "expected a string key in double quotes");
             goto fail;
         }
-        if ((key = parse_string(d, 1)) == NULL)
+        PyObject *key = parse_string(d, 1);
+        if (key == NULL || push(d, key) < 0)
             goto fail;
         skip_ws(d);
         if (d->p >= d->end || *d->p != ':') {
@@ -541,13 +544,9 @@ static PyObject *parse_object(decoder_t *d)
         }
         d->p++;
         skip_ws(d);
-        if ((value = parse_value(d)) == NULL)
+        PyObject *value = parse_value(d);
+        if (value == NULL || push(d, value) < 0)
             goto fail;
-        /* Duplicate keys: the last one wins, as in the stdlib. */
-        if (PyDict_SetItem(dict, key, value) < 0)
-            goto fail;
-        Py_CLEAR(key);
-        Py_CLEAR(value);
         skip_ws(d);
         if (d->p >= d->end) {
             error_at(d, open, "unterminated object (expected ',' or '}')");
@@ -570,12 +569,20 @@ static PyObject *parse_object(decoder_t *d)
         error_at(d, d->p, "expected ',' or '}' after an object member");
         goto fail;
     }
+    size_t n = (d->stack_len - base) / 2;
+    if ((dict = _PyDict_NewPresized((Py_ssize_t)n)) == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        /* In document order, so that of duplicate keys the last one wins, as in the stdlib. */
+        if (PyDict_SetItem(dict, d->stack[base + 2 * i], d->stack[base + 2 * i + 1]) < 0)
+            goto fail;
+    }
+    drop_stack(d, base);
     d->depth--;
     return dict;
 fail:
     Py_XDECREF(dict);
-    Py_XDECREF(key);
-    Py_XDECREF(value);
+    drop_stack(d, base);
     return NULL;
 }
 

@@ -194,6 +194,7 @@ static void test_errors(void)
     TAP_EQ_INT(decode("5;a=\"x\\\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5;a=\x80\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5;a@\r\n"), HTTP_E_BAD_CHUNK);
+    TAP_EQ_INT(decode("5 xa\r\nhello\r\n0\r\n\r\n"), HTTP_E_BAD_CHUNK);
     TAP_EQ_INT(decode("5;a\x7f\r\n"), HTTP_E_BAD_CHUNK);
     /* CRLF after the data is required. */
     TAP_EQ_INT(decode("5\r\nhelloX"), HTTP_E_BAD_CHUNK);
@@ -249,6 +250,9 @@ static void test_limits(void)
     BODY_IS("hello");
     TAP_EQ_INT(decode_n("b\r\n", 3, 10), HTTP_E_CHUNK_TOO_LARGE);
     TAP_EQ_INT(decode_n("a\r\n", 3, 10), 0);
+    TAP_EQ_INT(decode_n("0b\r\n", 4, 10), HTTP_E_CHUNK_TOO_LARGE);
+    TAP_EQ_INT(decode_n("10\r\n", 4, 15), HTTP_E_CHUNK_TOO_LARGE);
+    TAP_EQ_INT(decode_n("0f\r\n", 4, 15), 0);
     TAP_EQ_INT(decode_n("0\r\n\r\n", 5, 0), 1);
     TAP_EQ_INT(decode_n("1\r\n", 3, 0), HTTP_E_CHUNK_TOO_LARGE);
 

@@ -106,12 +106,36 @@ static PyObject *ascii_str(const unsigned char *s, size_t n)
     return str;
 }
 
+/* memcmp(a, b, n) == 0 for the short keys of the cache (n <= 64), without a library call
+ * for the common lengths: two overlapping 8-byte (or 4-byte) comparisons. */
+static inline int short_equal(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    if (n >= 8) {
+        if (n <= 16)
+            return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+        return memcmp(a, b, n) == 0;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != b[i])
+            return 0;
+    }
+    return 1;
+}
+
 static PyObject *cached_key(const unsigned char *s, size_t n)
 {
     uint32_t h = key_hash(s, n);
     PyObject *hit = key_cache[h];
     if (hit != NULL && (size_t)PyUnicode_GET_LENGTH(hit) == n &&
-        memcmp(PyUnicode_1BYTE_DATA(hit), s, n) == 0)
+        short_equal(PyUnicode_1BYTE_DATA(hit), s, n))
         return Py_NewRef(hit);
     PyObject *str = ascii_str(s, n);
     if (str == NULL)

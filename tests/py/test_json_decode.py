@@ -306,3 +306,14 @@ def test_key_cache_collisions() -> None:
     keys = [f"k{i}" for i in range(5000)] + ["x" * 64, "x" * 65, ""]
     doc = json.dumps([{k: i} for i, k in enumerate(keys * 2)])
     assert loads(doc.encode()) == json.loads(doc)
+
+
+def test_key_cache_near_misses() -> None:
+    """Keys that differ in one byte at any position must never be confused by the cache."""
+    for n in range(1, 70):
+        base = "".join(chr(97 + (i % 26)) for i in range(n))
+        keys = [base] + [base[:i] + "Z" + base[i + 1 :] for i in range(n)]
+        doc = json.dumps([{k: k} for k in keys * 3])
+        got = loads(doc.encode())
+        assert got == json.loads(doc)
+        assert all(list(d)[0] == v for d in got for v in d.values())

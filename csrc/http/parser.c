@@ -392,12 +392,10 @@ static int split_absolute_form(http_request_t *req, const char *t, size_t n)
     else
         return HTTP_E_BAD_TARGET;
     size_t host = i;
-    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#') {
-        /* userinfo is deprecated and a phishing vector (RFC 9110 §4.2.4). */
-        if (t[i] == '@')
-            return HTTP_E_BAD_TARGET;
+    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#')
         i++;
-    }
+    /* check_host also refuses userinfo, which is deprecated and a phishing vector (RFC 9110
+     * §4.2.4). */
     if (i == host || check_host(t + host, i - host) < 0)
         return HTTP_E_BAD_TARGET;
     if (i < n && t[i] == '/') {

@@ -11,8 +11,13 @@ static PyObject *format_callback_source; /* asyncio.format_helpers._format_callb
 /* Recycled Handle objects (exact type only): one is allocated per call_soon, so reusing the
  * memory (GC header included) saves an allocator round trip on the hottest path. Entries are
  * untracked, fully cleared objects with a reference count of zero. */
+#if PY_VERSION_HEX < 0x030D0000
 #define HANDLE_FREELIST_MAX 512
-static PyLoopHandleObject *handle_freelist[HANDLE_FREELIST_MAX];
+#else
+/* _Py_NewReference is not public API from 3.13 on: no freelist there. */
+#define HANDLE_FREELIST_MAX 0
+#endif
+static PyLoopHandleObject *handle_freelist[HANDLE_FREELIST_MAX + 1];
 static int handle_freelist_len;
 
 PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
@@ -42,8 +47,10 @@ PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyOb
         ctx = context;
     }
     if (type == &PyLoopHandle_Type && handle_freelist_len > 0) {
+#if PY_VERSION_HEX < 0x030D0000
         h = handle_freelist[--handle_freelist_len];
         _Py_NewReference((PyObject *)h);
+#endif
     } else {
         h = PyObject_GC_New(PyLoopHandleObject, type);
         if (h == NULL) {

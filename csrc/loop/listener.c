@@ -10,13 +10,16 @@
 #include "loop/loop_internal.h"
 
 typedef struct {
-    PyObject_HEAD union {
+    /* clang-format off */
+    PyObject_HEAD
+    PyLoopObject *loop;
+    /* clang-format on */
+    union {
         uv_handle_t handle;
         uv_stream_t stream;
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    PyLoopObject *loop;
     PyObject *on_accept;
     int is_pipe;
     int family;

@@ -242,6 +242,23 @@ static PyObject *loop_create_future(PyLoopObject *self, PyObject *unused)
     return PyObject_Vectorcall(future_type, args, 0, kwnames_loop);
 }
 
+/* _after_fork(): in a forked child, libuv must re-create its epoll set and signal pipe
+ * before the loop is used again (uv_loop_fork). */
+static PyObject *loop_after_fork(PyLoopObject *self, PyObject *unused)
+{
+    int rc;
+
+    (void)unused;
+    if (self->nat == NULL)
+        Py_RETURN_NONE;
+    rc = uv_loop_fork(&self->nat->uvl);
+    if (rc < 0) {
+        errno = -rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *loop_ready_count(PyLoopObject *self, PyObject *unused)
 {
     (void)unused;
@@ -287,6 +304,7 @@ static PyMethodDef loop_methods[] = {
      "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
     {"create_future", (PyCFunction)loop_create_future, METH_NOARGS,
      "Create an asyncio.Future attached to the loop."},
+    {"_after_fork", (PyCFunction)loop_after_fork, METH_NOARGS, NULL},
     {"_ready_count", (PyCFunction)loop_ready_count, METH_NOARGS, NULL},
     {"_timer_count", (PyCFunction)loop_timer_count, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

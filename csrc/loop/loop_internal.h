@@ -36,7 +36,10 @@ typedef struct {
 } loop_native_t;
 
 struct PyLoopObject {
-    PyObject_HEAD loop_native_t *nat;
+    /* clang-format off */
+    PyObject_HEAD
+    loop_native_t *nat;
+    /* clang-format on */
     /* Thread state saved by the prepare callback when the GIL was released for polling;
      * NULL while the GIL is held by the loop thread. */
     PyThreadState *saved_tstate;
@@ -72,9 +75,12 @@ struct PyLoopObject {
 };
 
 struct PyLoopHandleObject {
-    PyObject_HEAD PyObject *callback; /* NULL once cancelled */
-    PyObject *args;                   /* tuple, or NULL for no arguments */
-    PyObject *context;                /* contextvars.Context the callback runs in */
+    /* clang-format off */
+    PyObject_HEAD
+    PyObject *callback; /* NULL once cancelled */
+    /* clang-format on */
+    PyObject *args;    /* tuple, or NULL for no arguments */
+    PyObject *context; /* contextvars.Context the callback runs in */
     PyLoopObject *loop;
     PyObject *weakreflist;
     double when;
@@ -86,7 +92,13 @@ struct PyLoopHandleObject {
 
 /* A stream transport (stream.c): TCP or Unix socket. */
 typedef struct PyLoopStreamObject {
-    PyObject_HEAD union {
+    /* clang-format off */
+    PyObject_HEAD
+    /* asyncio.BaseTransport's __slots__ = ('_extra',) lives here: the type derives from
+     * asyncio.Transport (stream.c), and this is our get_extra_info dict. */
+    PyObject *extra;
+    /* clang-format on */
+    union {
         uv_handle_t handle;
         uv_stream_t stream;
         uv_tcp_t tcp;
@@ -95,7 +107,6 @@ typedef struct PyLoopStreamObject {
     PyLoopObject *loop;
     PyObject *protocol; /* NULL after connection_lost() */
     PyObject *server;   /* the Server to notify on connection_lost, or NULL */
-    PyObject *extra;    /* get_extra_info values */
     PyObject *sock;     /* the socket.socket behind extra['socket'], closed with us */
     PyObject *weakreflist;
     Py_buffer rbuf; /* BufferedProtocol buffer between alloc and read callbacks */
@@ -104,7 +115,7 @@ typedef struct PyLoopStreamObject {
     int family;
     unsigned char is_pipe, handle_open, started, made, reading, paused_reading, closing;
     unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
-    unsigned char buffered, rbuf_held;
+    unsigned char buffered, rbuf_held, write_only;
     unsigned int writes_after_close;
 } PyLoopStreamObject;
 
@@ -163,7 +174,7 @@ void loop_signals_close_all(PyLoopObject *loop);
 int loop_signals_init(PyObject *module);
 
 /* stream.c */
-extern PyTypeObject PyLoopStream_Type;
+extern PyTypeObject *loop_stream_type;
 PyLoopStreamObject *loop_stream_new(PyLoopObject *loop, int is_pipe);
 PyObject *loop_stream_open(PyLoopObject *self, PyObject *args);
 void loop_stream_close(PyLoopStreamObject *t);

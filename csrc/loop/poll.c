@@ -16,7 +16,10 @@
 #include "loop/loop_internal.h"
 
 typedef struct {
-    PyObject_HEAD uv_poll_t poll;
+    /* clang-format off */
+    PyObject_HEAD
+    uv_poll_t poll;
+    /* clang-format on */
     PyLoopObject *loop;
     PyLoopHandleObject *reader;
     PyLoopHandleObject *writer;

@@ -13,7 +13,10 @@
 #include "loop/loop_internal.h"
 
 typedef struct {
-    PyObject_HEAD uv_signal_t sig;
+    /* clang-format off */
+    PyObject_HEAD
+    uv_signal_t sig;
+    /* clang-format on */
     PyLoopObject *loop;
     PyLoopHandleObject *handle;
     int active;

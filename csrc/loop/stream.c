@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <structmember.h>
 
 #define DEFAULT_HIGH_WATER (64 * 1024)
 
@@ -35,9 +36,10 @@ static PyObject *str_data_received, *str_eof_received, *str_connection_lost;
 static PyObject *str_connection_made, *str_get_buffer, *str_buffered_updated;
 static PyObject *str_pause_writing, *str_resume_writing, *str_detach;
 static PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
-/* The class instantiated for new transports: pyloop.py registers a subclass that also
- * derives from asyncio.Transport (so isinstance checks hold); the base type otherwise. */
-static PyTypeObject *stream_class = &PyLoopStream_Type;
+/* The StreamTransport type: a heap type created at module init with asyncio.Transport as
+ * its base, so that isinstance(transport, asyncio.Transport) holds like for asyncio's own
+ * transports. Its instance layout starts with BaseTransport's one slot (_extra). */
+PyTypeObject *loop_stream_type;
 
 static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc);
 
@@ -164,7 +166,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     pyloop_enter(t->loop);
     Py_INCREF(t); /* protocol callbacks may close the transport; released below */
-    if (nread > 0) {
+    if (t->write_only && nread != 0) {
+        /* A write pipe is read only to learn that the reader went away (asyncio's
+         * _UnixWritePipeTransport does the same): close, with BrokenPipeError if data was
+         * still queued. */
+        release_rbuf(t);
+        if (t->write_buffer_size > 0) {
+            PyErr_SetNone(PyExc_BrokenPipeError);
+            fatal_error(t, "Fatal error on pipe transport");
+        } else {
+            schedule_connection_lost(t, NULL);
+        }
+    } else if (nread > 0) {
         if (t->buffered) {
             release_rbuf(t);
             res = PyObject_CallMethod(t->protocol, "buffer_updated", "n", (Py_ssize_t)nread);
@@ -538,6 +551,15 @@ static PyObject *stream_abort(PyLoopStreamObject *t, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* _force_close(exc): asyncio's private transport API, used by sslproto on fatal errors:
+ * drop buffered writes and report exc to connection_lost(). */
+static PyObject *stream_force_close(PyLoopStreamObject *t, PyObject *exc)
+{
+    schedule_connection_lost(t, exc == Py_None ? NULL : exc);
+    close_handle(t);
+    Py_RETURN_NONE;
+}
+
 static PyObject *stream_is_closing(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
@@ -735,6 +757,21 @@ static PyObject *stream_set_owned(PyLoopStreamObject *t, PyObject *obj)
     Py_RETURN_NONE;
 }
 
+/* _set_write_only(watch_close): a write pipe (see on_read). Without watch_close (character
+ * devices such as a pty, where reading would steal the reader's input) nothing is read. */
+static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_close)
+{
+    int watch = PyObject_IsTrue(watch_close);
+
+    if (watch < 0)
+        return NULL;
+    t->write_only = 1;
+    if (!watch)
+        t->eof_received = 1; /* update_reading() never starts a read */
+    update_reading(t);
+    Py_RETURN_NONE;
+}
+
 /* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
  * by pyloop.py with call_soon so that it runs after the code that created the transport. */
 static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_ssize_t nargs)
@@ -815,6 +852,7 @@ static PyObject *stream_repr(PyLoopStreamObject *t)
 
 static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(t)); /* instances of heap types own a reference to their type */
     Py_VISIT(t->loop);
     Py_VISIT(t->protocol);
     Py_VISIT(t->server);
@@ -834,14 +872,16 @@ static int stream_clear(PyLoopStreamObject *t)
 
 static void stream_dealloc(PyLoopStreamObject *t)
 {
-    /* For a Python subclass, subtype_dealloc releases the type reference after this. */
+    PyTypeObject *tp = Py_TYPE(t);
+
     PyObject_GC_UnTrack(t);
     if (t->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)t);
     release_rbuf(t);
     stream_clear(t);
     Py_CLEAR(t->loop);
-    Py_TYPE(t)->tp_free((PyObject *)t);
+    tp->tp_free((PyObject *)t);
+    Py_DECREF(tp); /* the reference every heap-type instance holds */
 }
 
 static PyMethodDef stream_methods[] = {
@@ -852,6 +892,7 @@ static PyMethodDef stream_methods[] = {
     {"close", (PyCFunction)stream_close, METH_NOARGS, NULL},
     {"abort", (PyCFunction)stream_abort, METH_NOARGS, NULL},
     {"is_closing", (PyCFunction)stream_is_closing, METH_NOARGS, NULL},
+    {"_force_close", (PyCFunction)stream_force_close, METH_O, NULL},
     {"pause_reading", (PyCFunction)stream_pause_reading, METH_NOARGS, NULL},
     {"resume_reading", (PyCFunction)stream_resume_reading, METH_NOARGS, NULL},
     {"is_reading", (PyCFunction)stream_is_reading, METH_NOARGS, NULL},
@@ -865,6 +906,7 @@ static PyMethodDef stream_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
     {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
+    {"_set_write_only", (PyCFunction)stream_set_write_only, METH_O, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
     {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},
     {NULL, NULL, 0, NULL},
@@ -876,18 +918,28 @@ static PyGetSetDef stream_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-PyTypeObject PyLoopStream_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.StreamTransport",
-    .tp_basicsize = sizeof(PyLoopStreamObject),
-    .tp_dealloc = (destructor)stream_dealloc,
-    .tp_repr = (reprfunc)stream_repr,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "A TCP or Unix-socket transport on a libuv stream.",
-    .tp_traverse = (traverseproc)stream_traverse,
-    .tp_clear = (inquiry)stream_clear,
-    .tp_weaklistoffset = offsetof(PyLoopStreamObject, weakreflist),
-    .tp_methods = stream_methods,
-    .tp_getset = stream_getset,
+static PyMemberDef stream_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(PyLoopStreamObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot stream_slots[] = {
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_repr, stream_repr},
+    {Py_tp_doc, "A TCP or Unix-socket transport on a libuv stream."},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_methods, stream_methods},
+    {Py_tp_getset, stream_getset},
+    {Py_tp_members, stream_members},
+    {0, NULL},
+};
+
+static PyType_Spec stream_spec = {
+    .name = "data_bridge._core.StreamTransport",
+    .basicsize = sizeof(PyLoopStreamObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = stream_slots,
 };
 
 /* Converts a socket address to asyncio's Python form: (host, port) for IPv4, (host, port,
@@ -968,7 +1020,7 @@ PyLoopStreamObject *loop_stream_new(PyLoopObject *loop, int is_pipe)
     if (loop_check_open(loop) < 0)
         return NULL;
     /* tp_alloc zeroes the object and starts GC tracking. */
-    t = (PyLoopStreamObject *)stream_class->tp_alloc(stream_class, 0);
+    t = (PyLoopStreamObject *)loop_stream_type->tp_alloc(loop_stream_type, 0);
     if (t == NULL)
         return NULL;
     Py_INCREF(loop);
@@ -1013,28 +1065,9 @@ PyObject *loop_stream_open(PyLoopObject *self, PyObject *args)
     return (PyObject *)t;
 }
 
-static PyObject *set_stream_class(PyObject *module, PyObject *cls)
-{
-    (void)module;
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyLoopStream_Type)) {
-        PyErr_SetString(PyExc_TypeError, "expected a subclass of StreamTransport");
-        return NULL;
-    }
-    Py_INCREF(cls);
-    if (stream_class != &PyLoopStream_Type)
-        Py_DECREF(stream_class);
-    stream_class = (PyTypeObject *)cls;
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef stream_module_functions[] = {
-    {"_set_stream_transport_class", set_stream_class, METH_O, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
 int loop_stream_init(PyObject *module)
 {
-    PyObject *asyncio;
+    PyObject *asyncio, *transport_type, *bases;
 
     str_data_received = PyUnicode_InternFromString("data_received");
     str_eof_received = PyUnicode_InternFromString("eof_received");
@@ -1053,16 +1086,30 @@ int loop_stream_init(PyObject *module)
     if (asyncio == NULL)
         return -1;
     buffered_protocol_type = PyObject_GetAttrString(asyncio, "BufferedProtocol");
+    transport_type = PyObject_GetAttrString(asyncio, "Transport");
     Py_DECREF(asyncio);
-    if (buffered_protocol_type == NULL)
+    if (buffered_protocol_type == NULL || transport_type == NULL) {
+        Py_XDECREF(transport_type);
         return -1;
-    if (PyType_Ready(&PyLoopStream_Type) < 0)
+    }
+    /* Our struct must begin with asyncio.Transport's instance layout (the _extra slot). */
+    if (((PyTypeObject *)transport_type)->tp_basicsize !=
+        (Py_ssize_t)offsetof(PyLoopStreamObject, extra) + (Py_ssize_t)sizeof(PyObject *)) {
+        PyErr_SetString(PyExc_ImportError, "unexpected asyncio.Transport instance layout");
+        Py_DECREF(transport_type);
         return -1;
-    if (PyModule_AddFunctions(module, stream_module_functions) < 0)
+    }
+    bases = PyTuple_Pack(1, transport_type);
+    Py_DECREF(transport_type);
+    if (bases == NULL)
         return -1;
-    Py_INCREF(&PyLoopStream_Type);
-    if (PyModule_AddObject(module, "StreamTransport", (PyObject *)&PyLoopStream_Type) < 0) {
-        Py_DECREF(&PyLoopStream_Type);
+    loop_stream_type = (PyTypeObject *)PyType_FromSpecWithBases(&stream_spec, bases);
+    Py_DECREF(bases);
+    if (loop_stream_type == NULL)
+        return -1;
+    Py_INCREF(loop_stream_type); /* the module-global reference stays for the process */
+    if (PyModule_AddObject(module, "StreamTransport", (PyObject *)loop_stream_type) < 0) {
+        Py_DECREF(loop_stream_type);
         return -1;
     }
     return 0;

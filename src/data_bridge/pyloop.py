@@ -77,6 +77,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
         self._thread_id: int | None = None
         self._wakeup_socks: tuple[socket.socket, socket.socket] | None = None
         self._signals: set[int] = set()
+        _all_loops.add(self)
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth: int | None = None
         self.set_debug(coroutines._is_debug_mode())
@@ -749,6 +750,7 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
                 try:
                     sock.setblocking(False)
                     if local_infos is not None:
+                        bind_errors: list[OSError] = []
                         for lfam, _, _, _, laddr in local_infos:
                             if lfam != fam:
                                 continue
@@ -760,11 +762,11 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
                                     f"error while attempting to bind on address {laddr!r}: "
                                     f"{exc.strerror.lower()}"
                                 )
-                                exceptions.append(OSError(exc.errno, msg))
+                                bind_errors.append(OSError(exc.errno, msg))
                         else:
-                            sock.close()
-                            sock = None
-                            continue
+                            if bind_errors:
+                                raise bind_errors.pop()
+                            raise OSError(f"no matching local address with family={fam} found")
                     await self.sock_connect(sock, address)
                     break
                 except OSError as exc:
@@ -1009,6 +1011,57 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             await asyncio.sleep(0)
         return server
 
+    # ---- TLS upgrade ----
+
+    async def start_tls(
+        self,
+        transport: Any,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: Any,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> Any:
+        if ssl is None:
+            raise RuntimeError("Python ssl module is not available")
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+            )
+        if not isinstance(transport, _core.StreamTransport) and not getattr(
+            transport, "_start_tls_compatible", False
+        ):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        kwargs: dict[str, Any] = {"ssl_handshake_timeout": ssl_handshake_timeout}
+        if sys.version_info >= (3, 11):
+            kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            call_connection_made=False,
+            **kwargs,
+        )
+        # Hold reading so that no application data reaches the old protocol meanwhile.
+        transport.pause_reading()
+        transport.set_protocol(ssl_protocol)
+        conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+        resume_cb = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade_cb.cancel()
+            resume_cb.cancel()
+            raise
+        return ssl_protocol._app_transport
+
     # ---- pipes and subprocesses ----
 
     async def _connect_pipe(
@@ -1031,6 +1084,9 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             raise
         transport._set_extra("pipe", pipe)
         transport._set_owned(pipe)
+        if write:
+            # asyncio watches FIFOs and sockets for the reader going away, not ttys.
+            transport._set_write_only(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
         transport.set_protocol(protocol)
         self.call_soon(transport._start, waiter)
         try:
@@ -1693,6 +1749,23 @@ def _unlink_unix_socket(sock: socket.socket) -> None:
                 os.unlink(path)
         except OSError:
             pass
+
+
+_all_loops: weakref.WeakSet[Loop] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child inherits the parent's epoll fd and signal pipe; libuv rebuilds them.
+    for lp in list(_all_loops):
+        if not lp.is_closed():
+            try:
+                lp._after_fork()
+            except OSError:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sighandler_noop(signum: int, frame: Any) -> None:

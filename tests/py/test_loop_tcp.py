@@ -62,11 +62,19 @@ async def echo_server(loop, **kwargs):
     return server, server.sockets[0].getsockname()[1], protocols
 
 
+async def sprotos_ready(protocols):
+    while not protocols or protocols[0].transport is None:
+        await asyncio.sleep(0.001)
+
+
 def test_protocol_round_trip_and_events(loop):
     async def main():
         server, port, sprotos = await echo_server(loop)
         tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        await sprotos_ready(sprotos)
         assert client.events == ["made"]
+        assert isinstance(tr, asyncio.Transport)
+        assert isinstance(sprotos[0].transport, asyncio.Transport)
         assert tr.get_extra_info("peername") == ("127.0.0.1", port)
         assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
         sock = tr.get_extra_info("socket")

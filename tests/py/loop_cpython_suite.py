@@ -1,0 +1,123 @@
+"""Runs CPython's own asyncio tests (the test.test_asyncio package shipped with the
+interpreter) with PyLoop as the event loop.
+
+    .venv/bin/python tests/py/loop_cpython_suite.py [module ...]
+
+Loop-agnostic modules get PyLoop through the event loop policy (asyncio.new_event_loop()
+returns a PyLoop, even after a test resets the policy). For the modules whose test mixins
+take a loop factory (events, sock_lowlevel, subprocess), a PyLoop variant of each test class
+is generated. Prints a summary per module; exit status 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+if len(sys.argv) > 1 and sys.argv[1] == "--stage":
+    sys.path.insert(0, sys.argv.pop(2))
+    sys.argv.pop(1)
+
+from data_bridge import pyloop  # noqa: E402
+
+POLICY_MODULES = [
+    "test_locks",
+    "test_queues",
+    "test_streams",
+    "test_server",
+    "test_taskgroups",
+    "test_timeouts",
+    "test_runners",
+    "test_pep492",
+    "test_tasks",
+    "test_futures",
+    "test_futures2",
+    "test_context",
+    "test_waitfor",
+    "test_buffered_proto",
+    "test_protocols",
+    "test_transports",
+    "test_threads",
+]
+
+# module -> (mixin class name, base TestCase name to combine with)
+MIXIN_MODULES = {
+    "test_events": ["EventLoopTestsMixin"],
+    "test_sock_lowlevel": ["BaseSockTestsMixin"],
+    "test_subprocess": ["SubprocessMixin"],
+}
+
+
+CREATED = [0]
+
+
+class CountingPolicy(pyloop.EventLoopPolicy):
+    def new_event_loop(self) -> pyloop.Loop:
+        CREATED[0] += 1
+        return super().new_event_loop()
+
+
+def install_policy() -> None:
+    # tearDownModule() in the CPython tests calls set_event_loop_policy(None), which makes
+    # asyncio instantiate asyncio.DefaultEventLoopPolicy again: point that at ours.
+    asyncio.DefaultEventLoopPolicy = CountingPolicy  # type: ignore[misc]
+    asyncio.set_event_loop_policy(CountingPolicy())
+
+
+def mixin_suite(modname: str, mixins: list[str]) -> unittest.TestSuite:
+    mod = importlib.import_module(f"test.test_asyncio.{modname}")
+    from test.test_asyncio import utils as test_utils
+
+    suite = unittest.TestSuite()
+    for name in mixins:
+        mixin = getattr(mod, name)
+        cls = type(
+            f"PyLoop{name}",
+            (mixin, test_utils.TestCase),
+            {"create_event_loop": lambda self: asyncio.new_event_loop()},
+        )
+        if modname == "test_subprocess":
+            # The subprocess mixin also needs a child watcher on 3.11; ours needs none.
+            cls.setUp = lambda self: (  # type: ignore[method-assign]
+                test_utils.TestCase.setUp(self),
+                setattr(self, "loop", asyncio.new_event_loop()),
+                self.set_event_loop(self.loop),
+            )[-1]
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(cls))
+    return suite
+
+
+def main() -> int:
+    install_policy()
+    wanted = sys.argv[1:] or POLICY_MODULES + list(MIXIN_MODULES)
+    failed = False
+    rows = []
+    for modname in wanted:
+        CREATED[0] = 0
+        if modname in MIXIN_MODULES:
+            suite = mixin_suite(modname, MIXIN_MODULES[modname])
+        else:
+            suite = unittest.defaultTestLoader.loadTestsFromName(f"test.test_asyncio.{modname}")
+        result = unittest.TextTestRunner(verbosity=0, stream=open("/dev/null", "w")).run(suite)
+        install_policy()
+        bad = [(t.id(), "FAIL") for t, _ in result.failures] + [
+            (t.id(), "ERROR") for t, _ in result.errors
+        ]
+        rows.append((modname, result.testsRun, len(bad), len(result.skipped)))
+        for test_id, kind in bad:
+            print(f"  {kind}: {test_id}")
+        failed |= bool(bad)
+        print(
+            f"{modname}: ran {result.testsRun}, failed {len(bad)}, "
+            f"skipped {len(result.skipped)}, PyLoops created {CREATED[0]}",
+            flush=True,
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

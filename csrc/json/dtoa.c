@@ -67,22 +67,38 @@ static inline uint64_t digits8(uint32_t v)
 {
     const uint64_t mask = (UINT64_C(1) << 52) - 1;
     uint64_t y = (uint64_t)v * UINT64_C(4503599628);
-    uint64_t out = 0;
-    for (int i = 0; i < 4; i++) {
-        uint16_t pair;
-        memcpy(&pair, json_digits2 + 2 * (y >> 52), 2);
-        out |= (uint64_t)pair << (16 * i);
-        y = (y & mask) * 100;
-    }
-    return out;
+    uint16_t p0, p1, p2, p3;
+    memcpy(&p0, json_digits2 + 2 * (y >> 52), 2);
+    y = (y & mask) * 100;
+    memcpy(&p1, json_digits2 + 2 * (y >> 52), 2);
+    y = (y & mask) * 100;
+    memcpy(&p2, json_digits2 + 2 * (y >> 52), 2);
+    y = (y & mask) * 100;
+    memcpy(&p3, json_digits2 + 2 * (y >> 52), 2);
+    return (uint64_t)p0 | ((uint64_t)p1 << 16) | ((uint64_t)p2 << 32) | ((uint64_t)p3 << 48);
 }
 
 /* Writes the 24-digit zero-padded form of v < 10^20 at buf (24 bytes). */
 static inline void digits24(uint64_t v, char *buf)
 {
-    uint64_t a = v / 10000000000000000u, rest = v % 10000000000000000u;
-    uint64_t hi = digits8((uint32_t)a), mid = digits8((uint32_t)(rest / 100000000u)),
-             lo = digits8((uint32_t)(rest % 100000000u));
+    const uint64_t zeros = 0x3030303030303030u;
+    uint64_t hi = zeros, mid = zeros, lo;
+    if (v < 100000000u) {
+        lo = digits8((uint32_t)v);
+    } else {
+        lo = digits8((uint32_t)(v % 100000000u));
+        uint64_t rest = v / 100000000u;
+        if (rest < 100000000u) {
+            mid = digits8((uint32_t)rest);
+        } else {
+            mid = digits8((uint32_t)(rest % 100000000u));
+            uint32_t top = (uint32_t)(rest / 100000000u);
+            if (top < 10) /* the common 17-digit case: one digit, last in its block */
+                hi = (zeros & ~(UINT64_C(0xFF) << 56)) | ((uint64_t)('0' + top) << 56);
+            else
+                hi = digits8(top);
+        }
+    }
     memcpy(buf, &hi, 8);
     memcpy(buf + 8, &mid, 8);
     memcpy(buf + 16, &lo, 8);
@@ -152,7 +168,8 @@ static inline uint64_t round_to_odd(u128 g, uint64_t cp)
 
 /* Shortest decimal f * 10^e in the rounding interval of c * 2^q (round-half-even reading,
  * so the interval ends are included when c is even). */
-static void schubfach(int q, uint64_t c, uint64_t *f_out, int *e_out)
+static inline __attribute__((always_inline)) void schubfach(int q, uint64_t c, uint64_t *f_out,
+                                                            int *e_out)
 {
     uint64_t out = c & 1;
     uint64_t cb = c << 2;

@@ -832,6 +832,12 @@ static int stream_set_server(PyLoopStreamObject *t, PyObject *value, void *closu
     return 0;
 }
 
+static PyObject *stream_get_protocol_paused(PyLoopStreamObject *t, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(t->protocol_paused);
+}
+
 static PyObject *stream_get_loop(PyLoopStreamObject *t, void *closure)
 {
     (void)closure;
@@ -915,6 +921,7 @@ static PyMethodDef stream_methods[] = {
 static PyGetSetDef stream_getset[] = {
     {"_server", (getter)stream_get_server, (setter)stream_set_server, NULL, NULL},
     {"_loop", (getter)stream_get_loop, NULL, NULL, NULL},
+    {"_protocol_paused", (getter)stream_get_protocol_paused, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

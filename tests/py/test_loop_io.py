@@ -359,3 +359,116 @@ def test_getaddrinfo_failure(loop):
 
     with pytest.raises(socket.gaierror):
         loop.run_until_complete(main())
+
+
+# ---- sendfile ----
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    payload = os.urandom(300_000)
+    path = tmp_path / "payload.bin"
+    path.write_bytes(payload)
+    with open(path, "rb") as f:
+        yield f, payload
+
+
+async def _recv_all(loop, sock, n):
+    chunks = bytearray()
+    while len(chunks) < n:
+        data = await loop.sock_recv(sock, 65536)
+        if not data:
+            break
+        chunks += data
+    return bytes(chunks)
+
+
+def test_sock_sendfile_native(loop, pair, data_file):
+    a, b = pair
+    f, payload = data_file
+
+    async def main():
+        recv = asyncio.ensure_future(_recv_all(loop, b, len(payload) - 1000))
+        sent = await loop.sock_sendfile(a, f, 1000)
+        return sent, await recv, f.tell()
+
+    sent, got, pos = loop.run_until_complete(main())
+    assert sent == len(payload) - 1000
+    assert got == payload[1000:]
+    assert pos == len(payload)
+
+
+def test_sock_sendfile_count_and_fallback(loop, pair):
+    import io
+
+    a, b = pair
+    payload = os.urandom(50_000)
+    f = io.BytesIO(payload)
+
+    async def main():
+        recv = asyncio.ensure_future(_recv_all(loop, b, 20_000))
+        sent = await loop.sock_sendfile(a, f, 10, 20_000)
+        got = await recv
+        with pytest.raises(asyncio.SendfileNotAvailableError):
+            await loop.sock_sendfile(a, f, fallback=False)
+        return sent, got, f.tell()
+
+    sent, got, pos = loop.run_until_complete(main())
+    assert (sent, got, pos) == (20_000, payload[10:20_010], 20_010)
+
+
+def test_sock_sendfile_errors(loop, pair, tmp_path):
+    a, _ = pair
+    (tmp_path / "t.txt").write_text("text")
+
+    async def main():
+        with open(tmp_path / "t.txt") as text_file:
+            with pytest.raises(ValueError):
+                await loop.sock_sendfile(a, text_file)
+        with open(tmp_path / "t.txt", "rb") as f:
+            with pytest.raises(ValueError):
+                await loop.sock_sendfile(a, f, -1)
+            with pytest.raises(ValueError):
+                await loop.sock_sendfile(a, f, 0, 0)
+            with pytest.raises(TypeError):
+                await loop.sock_sendfile(a, f, "0")
+
+    loop.run_until_complete(main())
+
+
+def test_transport_sendfile(loop, data_file):
+    f, payload = data_file
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.data = bytearray()
+            self.done = loop.create_future()
+
+        def data_received(self, data):
+            self.data += data
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.data))
+
+    async def main():
+        sinks = []
+
+        def factory():
+            sinks.append(Sink())
+            return sinks[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        sent = await loop.sendfile(tr, f, 5, 200_000)
+        tr.write(b"tail")
+        tr.write_eof()
+        got = await sinks[0].done
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return sent, got
+
+    sent, got = loop.run_until_complete(main())
+    assert sent == 200_000
+    assert got == payload[5:200_005] + b"tail"

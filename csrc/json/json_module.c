@@ -89,6 +89,35 @@ static PyObject *json_py_dumps(PyObject *self, PyObject *const *args, Py_ssize_t
     return json_encode_to_bytes(args[0], &opts);
 }
 
+/* _json_encode_append(prefix, obj, **dumps options) -> bytes: runs json_encode, the entry
+ * point the HTTP server uses, on a db_buf_t that already holds prefix, so that the tests
+ * cover that path and its "appends to out" contract. Not part of the public API. */
+static PyObject *json_py_encode_append(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    (void)self;
+    json_enc_opts_t opts = {0, NULL};
+    db_buf_t buf;
+    PyObject *res = NULL;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_json_encode_append(prefix: bytes, obj, **options)");
+        return NULL;
+    }
+    if (kwnames != NULL && parse_dumps_kwargs(args + 2, kwnames, &opts) < 0)
+        return NULL;
+    db_buf_init(&buf);
+    if (db_buf_append(&buf, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0])) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (json_encode(args[1], &buf, &opts) < 0)
+        goto done;
+    res = PyBytes_FromStringAndSize(buf.data ? buf.data : "", (Py_ssize_t)buf.len);
+done:
+    db_buf_free(&buf);
+    return res;
+}
+
 /* A str with lone surrogates has no UTF-8 form: report it as a decode error at the
  * surrogate, since the stdlib would accept it but strict JSON text cannot carry it. */
 static PyObject *surrogate_error(PyObject *doc)
@@ -159,6 +188,8 @@ PyDoc_STRVAR(loads_doc, "loads(data, /) -> object\n\n"
 static PyMethodDef json_methods[] = {
     {"dumps", (PyCFunction)(void (*)(void))json_py_dumps, METH_FASTCALL | METH_KEYWORDS, dumps_doc},
     {"loads", (PyCFunction)(void (*)(void))json_py_loads, METH_FASTCALL | METH_KEYWORDS, loads_doc},
+    {"_json_encode_append", (PyCFunction)(void (*)(void))json_py_encode_append,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

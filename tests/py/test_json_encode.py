@@ -366,3 +366,18 @@ def test_results_of_varying_sizes() -> None:
         assert out == std(doc)
         assert len(out) == len(std(doc))
         assert hash(out) == hash(bytes(out))
+
+
+def test_c_api_appends_to_buffer() -> None:
+    """json_encode (the server's entry point) appends to a db_buf_t and grows it."""
+    from data_bridge import _core
+
+    enc = _core._json_encode_append
+    big = {"k": ["x" * 1000] * 300, "n": [1.5, 2**70, None]}
+    assert enc(b"", big) == dumps(big)
+    assert enc(b"HTTP/1.1 200 OK\r\n\r\n", [1, "a"]) == b'HTTP/1.1 200 OK\r\n\r\n[1,"a"]'
+    assert enc(b"P", big, sort_keys=True, indent=2) == b"P" + dumps(big, sort_keys=True, indent=2)
+    with pytest.raises(JSONEncodeError):
+        enc(b"x", [float("nan")])
+    with pytest.raises(JSONEncodeError):
+        enc(b"x", object())

@@ -651,7 +651,16 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             extra["peername"] = None
         family = sock.family
         sock.setblocking(False)
-        transport = self._stream_open(sock.detach(), is_pipe, family)
+        # libuv gets its own descriptor; the socket object stays usable (callers may still
+        # setsockopt() on it, as with asyncio) and is closed together with the transport.
+        fd = os.dup(sock.fileno())
+        try:
+            transport = self._stream_open(fd, is_pipe, family)
+        except BaseException:
+            os.close(fd)
+            raise
+        transport._set_owned(sock)
+        extra["socket"] = trsock.TransportSocket(sock)
         for k, v in extra.items():
             transport._set_extra(k, v)
         transport.set_protocol(protocol)

@@ -28,7 +28,6 @@ POLICY_MODULES = [
     "test_locks",
     "test_queues",
     "test_streams",
-    "test_server",
     "test_taskgroups",
     "test_timeouts",
     "test_runners",
@@ -44,11 +43,16 @@ POLICY_MODULES = [
     "test_threads",
 ]
 
-# module -> (mixin class name, base TestCase name to combine with)
+# module -> mixins combined with test_utils.TestCase and a create_event_loop() for PyLoop
 MIXIN_MODULES = {
     "test_events": ["EventLoopTestsMixin"],
     "test_sock_lowlevel": ["BaseSockTestsMixin"],
     "test_subprocess": ["SubprocessMixin"],
+}
+# module -> (concrete selector test class, its loop factory method): subclassed for PyLoop
+SUBCLASS_MODULES = {
+    "test_server": ("SelectorStartServerTests", "new_loop"),
+    "test_sendfile": ("SelectEventLoopTests", "create_event_loop"),
 }
 
 
@@ -91,15 +95,24 @@ def mixin_suite(modname: str, mixins: list[str]) -> unittest.TestSuite:
     return suite
 
 
+def subclass_suite(modname: str, clsname: str, method: str) -> unittest.TestSuite:
+    mod = importlib.import_module(f"test.test_asyncio.{modname}")
+    base = getattr(mod, clsname)
+    cls = type(f"PyLoop{clsname}", (base,), {method: lambda self: asyncio.new_event_loop()})
+    return unittest.defaultTestLoader.loadTestsFromTestCase(cls)
+
+
 def main() -> int:
     install_policy()
-    wanted = sys.argv[1:] or POLICY_MODULES + list(MIXIN_MODULES)
+    wanted = sys.argv[1:] or POLICY_MODULES + list(MIXIN_MODULES) + list(SUBCLASS_MODULES)
     failed = False
     rows = []
     for modname in wanted:
         CREATED[0] = 0
         if modname in MIXIN_MODULES:
             suite = mixin_suite(modname, MIXIN_MODULES[modname])
+        elif modname in SUBCLASS_MODULES:
+            suite = subclass_suite(modname, *SUBCLASS_MODULES[modname])
         else:
             suite = unittest.defaultTestLoader.loadTestsFromName(f"test.test_asyncio.{modname}")
         result = unittest.TextTestRunner(verbosity=0, stream=open("/dev/null", "w")).run(suite)

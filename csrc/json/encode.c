@@ -11,8 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <patchlevel.h>
+
+/* CPython 3.11 only: iterate dicts over their entry table directly (see iterate_members);
+ * the internal header is the interpreter's own description of that layout. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_LIMITED_API)
+#define Py_BUILD_CORE_MODULE 1
+#define JSON_DICT_ENTRIES    1
+#endif
+
 #include "json/json_internal.h"
 
+#if defined(JSON_DICT_ENTRIES)
+#include <internal/pycore_dict.h>
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -614,11 +626,42 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
                                              : write_dict_pretty(e, dict);
         goto pop;
     }
-    Py_ssize_t pos = 0;
-    PyObject *k, *v;
     if (putc_(e, '{') < 0)
         goto pop;
     size_t open_len = e->out->len;
+#if defined(JSON_DICT_ENTRIES)
+    PyDictObject *mp = (PyDictObject *)dict;
+    PyDictKeysObject *keys = mp->ma_keys;
+    if (mp->ma_values == NULL && keys->dk_kind != DICT_KEYS_GENERAL) {
+        /* A combined table with str keys (what json.loads and literals build): walk the
+         * entry array in insertion order, skipping deleted slots, as PyDict_Next does but
+         * without a call per member. A value's encoding can run Python code (default,
+         * dataclasses...), so the table is checked after each member: if the dict was
+         * resized meanwhile we stop, as iterating a changing dict does in Python. */
+        for (Py_ssize_t i = 0; i < keys->dk_nentries; i++) {
+            PyDictUnicodeEntry *ep = &DK_UNICODE_ENTRIES(keys)[i];
+            PyObject *k = ep->me_key, *v = ep->me_value;
+            if (v == NULL)
+                continue;
+            if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+                if (encode_str(e, k) < 0)
+                    goto pop;
+            } else if (write_key(e, k) < 0) {
+                goto pop;
+            }
+            if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+                goto pop;
+            if (JSON_UNLIKELY(mp->ma_keys != keys || mp->ma_values != NULL)) {
+                PyErr_SetString(PyExc_RuntimeError, "dict changed size during JSON encoding");
+                goto pop;
+            }
+        }
+        rc = close_container(e, open_len, '}');
+        goto pop;
+    }
+#endif
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
     while (PyDict_Next(dict, &pos, &k, &v)) {
         if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
             if (encode_str(e, k) < 0)

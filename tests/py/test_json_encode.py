@@ -381,3 +381,50 @@ def test_c_api_appends_to_buffer() -> None:
         enc(b"x", [float("nan")])
     with pytest.raises(JSONEncodeError):
         enc(b"x", object())
+
+
+def test_dict_mutated_by_default_is_safe() -> None:
+    """A default() that grows, shrinks or clears the dict being encoded never crashes."""
+
+    class X:
+        pass
+
+    for action in ("grow", "delete", "clear"):
+        d: dict[str, Any] = {f"k{i}": i for i in range(5)}
+        d["x"] = X()
+        d.update({f"z{i}": i for i in range(3)})
+
+        def default(o: Any, d: dict[str, Any] = d, action: str = action) -> Any:
+            if action == "grow":
+                d.update({f"new{i}": i for i in range(100)})
+            elif action == "delete":
+                for k in [k for k in d if k.startswith("z")]:
+                    del d[k]
+            else:
+                d.clear()
+            return "X"
+
+        try:
+            out = dumps(d, default=default)
+        except RuntimeError as e:
+            assert "changed" in str(e)
+        else:
+            json.loads(out)
+
+
+def test_dict_layouts() -> None:
+    """Split-table dicts (instance __dict__), non-str keys and deleted slots."""
+
+    class Obj:
+        def __init__(self) -> None:
+            self.a = 1
+            self.b = [2]
+
+    o = Obj()
+    assert dumps(o.__dict__) == b'{"a":1,"b":[2]}'
+    d = {f"k{i}": i for i in range(20)}
+    for i in range(0, 20, 3):
+        del d[f"k{i}"]
+    assert dumps(d) == std(d)
+    mixed = {"a": 1, 2: "b"}
+    assert dumps(mixed, non_str_keys=True) == b'{"a":1,"2":"b"}'

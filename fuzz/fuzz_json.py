@@ -88,67 +88,150 @@ def has_inf(v: Any) -> bool:
     return False
 
 
-# Without coverage of the C code the mutations are blind, so half of the inputs are read
-# as a sequence of JSON-ish tokens (one byte per token): token soup reaches much deeper into
-# the parser than random bytes do.
-TOKENS = [
-    b"{",
-    b"}",
-    b"[",
-    b"]",
+# Without coverage of the C code the mutations are blind, so most inputs are not used as
+# bytes: they drive a generator of valid JSON text (random structure, numbers, escapes,
+# UTF-8, whitespace), which is then damaged by a few token-level edits. Near-valid
+# documents are what reach the strictness rules (a trailing comma, a lone surrogate, a
+# leading zero inside an otherwise valid document).
+WS = [b"", b" ", b"\n", b"\t", b"\r\n  "]
+EDIT_TOKENS = [
     b",",
     b":",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
     b'"',
-    b'"k"',
-    b'"v"',
-    b" ",
-    b"\n",
-    b"\t",
+    b"'",
+    b"\\",
     b"0",
-    b"1",
     b"-",
     b".",
     b"e",
-    b"E+",
-    b"e-",
-    b"9" * 20,
-    b"123456789",
-    b"0.1",
-    b"true",
-    b"false",
-    b"null",
+    b"+",
+    b"/",
+    b"//",
+    b"/*",
     b"NaN",
     b"Infinity",
-    b"\\",
-    b'\\"',
-    b"\\n",
-    b"\\u00e9",
-    b"\\ud83d",
-    b"\\ude00",
-    b"\\u0000",
-    b"\\x",
-    b"\xc3\xa9",
-    b"\xe4\xb8\xad",
-    b"\xf0\x9f\x98\x80",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\u00",
+    b"\x00",
+    b"\x1f",
     b"\xc0\xaf",
     b"\xed\xa0\x80",
     b"\xf4\x90\x80\x80",
+    b"\xe4\xb8",
     b"\xff",
-    b"\x01",
-    b"/",
-    b"'",
-    b"1e400",
-    b"5e-324",
+    b" ",
+    b"true",
+    b"nul",
+    b"00",
+    b"1e",
     b"[" * 600,
-    b"]" * 600,
-    b'{"a":[1,2,{"b":null}]}',
+]
+STRING_PIECES = [
+    b"a",
+    b"key",
+    b" ",
+    b"\\n",
+    b'\\"',
+    b"\\\\",
+    b"\\/",
+    b"\\b\\f\\r\\t",
+    b"\\u0041",
+    b"\\u00e9",
+    b"\\u4e2d",
+    b"\\ud83d\\ude00",
+    b"\\uDBFF\\uDFFF",
+    b"\xc3\xa9",
+    b"\xe4\xb8\xad",
+    b"\xf0\x9f\x98\x80",
+    b"\xf4\x8f\xbf\xbf",
+    b"0123456789abcdef" * 2,
+]
+NUMBERS = [
+    b"0",
+    b"-0",
+    b"-0.0",
+    b"1",
+    b"-1",
+    b"5e-324",
+    b"1.7976931348623157e308",
+    b"2.5E+3",
+    b"18446744073709551616",
+    b"-9223372036854775809",
+    b"123456789012345678",
+    b"0.1",
+    b"9007199254740993",
+    b"1e400",
+    b"1e-400",
+    b"4.35",
+    b"1" * 40 + b".5e-10",
 ]
 
 
+def gen_value(fdp: Any, depth: int, out: list[bytes]) -> None:
+    kind = fdp.ConsumeIntInRange(0, 9 if depth < 8 else 5)
+    ws = WS[fdp.ConsumeIntInRange(0, len(WS) - 1)]
+    if kind == 0:
+        out.append([b"null", b"true", b"false"][fdp.ConsumeIntInRange(0, 2)])
+    elif kind == 1:
+        out.append(NUMBERS[fdp.ConsumeIntInRange(0, len(NUMBERS) - 1)])
+    elif kind == 2:
+        out.append(str(fdp.ConsumeIntInRange(-(2**70), 2**70)).encode())
+    elif kind == 3:
+        mant = fdp.ConsumeIntInRange(0, 10**20)
+        frac = fdp.ConsumeIntInRange(0, 25)
+        exp = fdp.ConsumeIntInRange(-350, 350)
+        digits = str(mant)
+        if 0 < frac < len(digits):
+            digits = digits[:-frac] + "." + digits[-frac:]
+        out.append(f"{digits}e{exp}".encode())
+    elif kind in (4, 5):
+        out.append(b'"')
+        for _ in range(fdp.ConsumeIntInRange(0, 6)):
+            out.append(STRING_PIECES[fdp.ConsumeIntInRange(0, len(STRING_PIECES) - 1)])
+        out.append(b'"')
+    elif kind in (6, 7):
+        out.append(b"[" + ws)
+        for i in range(fdp.ConsumeIntInRange(0, 4)):
+            if i:
+                out.append(b"," + ws)
+            gen_value(fdp, depth + 1, out)
+        out.append(ws + b"]")
+    else:
+        out.append(b"{" + ws)
+        for i in range(fdp.ConsumeIntInRange(0, 4)):
+            if i:
+                out.append(b"," + ws)
+            gen_value(fdp, 99, out)  # a scalar in place of the key; strings mostly
+            out[-1] = out[-1] if out[-1].startswith(b'"') else b'"k"'
+            out.append(ws + b":" + ws)
+            gen_value(fdp, depth + 1, out)
+        out.append(ws + b"}")
+
+
 def expand(data: bytes) -> bytes:
-    if not data or data[0] & 1 == 0:
-        return data[1:]
-    return b"".join(TOKENS[b % len(TOKENS)] for b in data[1:])
+    fdp = atheris.FuzzedDataProvider(data)
+    mode = fdp.ConsumeIntInRange(0, 3)
+    if mode == 0:
+        return fdp.ConsumeBytes(fdp.remaining_bytes())
+    parts: list[bytes] = []
+    gen_value(fdp, 0, parts)
+    doc = b"".join(parts)
+    for _ in range(mode - 1):  # 0, 1 or 2 edits
+        pos = fdp.ConsumeIntInRange(0, len(doc))
+        op = fdp.ConsumeIntInRange(0, 2)
+        tok = EDIT_TOKENS[fdp.ConsumeIntInRange(0, len(EDIT_TOKENS) - 1)]
+        if op == 0:
+            doc = doc[:pos] + tok + doc[pos:]
+        elif op == 1:
+            doc = doc[:pos] + doc[pos + fdp.ConsumeIntInRange(1, 3) :]
+        else:
+            doc = doc[:pos] + tok + doc[pos + 1 :]
+    return doc
 
 
 @atheris.instrument_func
@@ -196,7 +279,7 @@ def main() -> None:
         corpus = tempfile.mkdtemp(prefix="fuzz_json_")
         for i, seed in enumerate(SEEDS):
             with open(os.path.join(corpus, f"seed{i}"), "wb") as f:
-                f.write(b"\x00" + seed)  # a leading even byte: used as raw bytes
+                f.write(b"\x00" + seed)
         args.append(corpus)
     atheris.Setup(args, test_one_input)
     atheris.Fuzz()

@@ -129,6 +129,7 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
 void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result);
 void respond_exception(server_conn_t *conn, const route_plan_t *plan);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
+int respond_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);

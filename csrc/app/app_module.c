@@ -90,7 +90,7 @@ static PyMethodDef app_functions[] = {
 int app_module_init(PyObject *module)
 {
     if (PyType_Ready(&Server_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
-        PyType_Ready(&Driver_Type) < 0 || invoke_init() < 0)
+        PyType_Ready(&Driver_Type) < 0 || invoke_init() < 0 || respond_init() < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "Server", (PyObject *)&Server_Type) < 0 ||
         PyModule_AddObjectRef(module, "Request", (PyObject *)&Request_Type) < 0 ||

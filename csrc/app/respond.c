@@ -205,6 +205,18 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
     }
 }
 
+static PyObject *cancelled_error; /* asyncio.CancelledError */
+
+int respond_init(void)
+{
+    PyObject *mod = PyImport_ImportModule("asyncio.exceptions");
+    if (mod == NULL)
+        return -1;
+    cancelled_error = PyObject_GetAttrString(mod, "CancelledError");
+    Py_DECREF(mod);
+    return cancelled_error ? 0 : -1;
+}
+
 void respond_exception(server_conn_t *conn, const route_plan_t *plan)
 {
     PyObject *exc = app_fetch_exception(), *status = NULL, *detail = NULL, *headers = NULL,
@@ -214,6 +226,15 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan)
     int close = 0;
     if (exc == NULL) {
         respond_internal_error(conn);
+        return;
+    }
+    if (PyObject_TypeCheck(exc, (PyTypeObject *)cancelled_error)) {
+        /* The handler's task was cancelled: the server is shutting down (graceful timeout)
+         * or application code cancelled it. Not a bug in the handler, so nothing is logged;
+         * the client may retry elsewhere (RFC 9110 §15.6.4). */
+        Py_DECREF(exc);
+        server_conn_set_close(conn);
+        server_conn_respond_detail(conn, 503, "Service Unavailable", NULL, 0);
         return;
     }
     if (app_cfg.http_exception_class == NULL ||

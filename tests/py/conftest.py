@@ -23,8 +23,15 @@ APPS = Path(__file__).resolve().parent / "apps"
 class ServerProcess:
     """A child process serving one of tests/py/apps on a free port."""
 
-    def __init__(self, app: str, limits: dict | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        limits: dict | None = None,
+        workers: int | None = None,
+        graceful: float | None = None,
+    ) -> None:
         self.app = app
+        self.graceful = graceful
         self.limits = limits or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -40,6 +47,8 @@ class ServerProcess:
         env["DB_TEST_LIMITS"] = json.dumps(self.limits)
         if self.workers:
             env["DB_TEST_WORKERS"] = str(self.workers)
+        if self.graceful is not None:
+            env["DB_TEST_GRACEFUL"] = str(self.graceful)
         # Port 0 would be simplest, but the log line is at warning level in the app, so
         # the port is chosen here: bind, read it, close, pass it on.
         with socket.socket() as s:

@@ -78,6 +78,28 @@ def test_sigterm_finishes_requests_in_progress():
         socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
 
 
+def test_handlers_past_the_graceful_timeout_get_503():
+    srv = ServerProcess("main_app.py", graceful=0.5).start()
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            result["r"] = c.get("/slow?delay=30")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    code, err = srv.stop(signal.SIGTERM)
+    t.join()
+    assert code == 0, err
+    assert time.monotonic() - start < 5
+    r = result["r"]
+    assert r.status_code == 503  # type: ignore[union-attr]
+    assert r.json() == {"detail": "Service Unavailable"}  # type: ignore[union-attr]
+    assert "cancelling 1 handlers" in err
+
+
 def test_sigint_stops_the_server():
     srv = ServerProcess("main_app.py").start()
     with httpx.Client(base_url=srv.url) as c:

@@ -224,6 +224,16 @@ class App:
                 server.listen_fd(sock)
             stopping = False
 
+            def give_up() -> None:
+                # Handlers still running after the graceful timeout are cancelled: each
+                # answers 503 and its connection closes, which completes server.close().
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                if pending:
+                    logger.warning("cancelling %d handlers still running", len(pending))
+                for task in pending:
+                    task.cancel()
+                loop.call_later(1.0, loop.stop)
+
             def on_signal(signum: int) -> None:
                 nonlocal stopping
                 if stopping:
@@ -232,7 +242,7 @@ class App:
                 stopping = True
                 logger.info("shutting down (signal %d)", signum)
                 server.close(callback=loop.stop)
-                loop.call_later(graceful_timeout, loop.stop)
+                loop.call_later(graceful_timeout, give_up)
 
             server.handle_signals(on_signal)
             loop.run_forever()

@@ -254,5 +254,6 @@ def debug_blocks():
 if __name__ == "__main__":
     limits = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
     workers = int(os.environ.get("DB_TEST_WORKERS", "1"))
+    graceful = float(os.environ.get("DB_TEST_GRACEFUL", "10"))
     app.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", workers=workers,
-            **limits)
+            graceful_timeout=graceful, **limits)

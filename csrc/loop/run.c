@@ -234,6 +234,10 @@ static int run_once(PyLoopObject *loop)
         h = loop_ready_pop(loop);
         if (h == NULL)
             break; /* close() from a callback cleared the queue */
+        /* call_soon untracks queued handles (sched.c); one that is still referenced from
+         * elsewhere may end up in a cycle once its callback runs, so the GC sees it again. */
+        if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h))
+            PyObject_GC_Track(h);
         if (loop->debug)
             t0 = loop_now();
         rc = loop_handle_run(h);

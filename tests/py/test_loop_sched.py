@@ -322,3 +322,41 @@ def test_sleep_zero_ping_pong(loop):
         return await asyncio.gather(worker(1000), worker(500))
 
     assert loop.run_until_complete(main()) == [1000, 500]
+
+
+def test_handle_cycles_are_collected(loop):
+    import gc
+    import weakref
+
+    class Owner:
+        def method(self):
+            pass
+
+    owner = Owner()
+    owner.handle = loop.call_soon(owner.method)
+    owner.timer = loop.call_later(0.001, owner.method)
+    ref = weakref.ref(owner)
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
+def test_pending_handle_keeps_callback_alive(loop):
+    import gc
+    import weakref
+
+    class Owner:
+        def method(self):
+            self.ran = True
+
+    owner = Owner()
+    owner.handle = loop.call_soon(owner.method)
+    ref = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert ref() is not None
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ref().ran

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import struct
 import sys
@@ -172,63 +173,57 @@ NUMBERS = [
 ]
 
 
-def gen_value(fdp: Any, depth: int, out: list[bytes]) -> None:
-    kind = fdp.ConsumeIntInRange(0, 9 if depth < 8 else 5)
-    ws = WS[fdp.ConsumeIntInRange(0, len(WS) - 1)]
+def gen_value(rnd: random.Random, depth: int, out: list[bytes]) -> None:
+    kind = rnd.randint(0, 9 if depth < 8 else 5)
+    ws = rnd.choice(WS)
     if kind == 0:
-        out.append([b"null", b"true", b"false"][fdp.ConsumeIntInRange(0, 2)])
+        out.append(rnd.choice([b"null", b"true", b"false"]))
     elif kind == 1:
-        out.append(NUMBERS[fdp.ConsumeIntInRange(0, len(NUMBERS) - 1)])
+        out.append(rnd.choice(NUMBERS))
     elif kind == 2:
-        out.append(str(fdp.ConsumeIntInRange(-(2**70), 2**70)).encode())
+        out.append(str(rnd.randint(-(2**70), 2**70)).encode())
     elif kind == 3:
-        mant = fdp.ConsumeIntInRange(0, 10**20)
-        frac = fdp.ConsumeIntInRange(0, 25)
-        exp = fdp.ConsumeIntInRange(-350, 350)
-        digits = str(mant)
+        digits = str(rnd.randint(0, 10 ** rnd.randint(1, 20)))
+        frac = rnd.randint(0, 25)
         if 0 < frac < len(digits):
             digits = digits[:-frac] + "." + digits[-frac:]
-        out.append(f"{digits}e{exp}".encode())
+        out.append(f"{digits}e{rnd.randint(-350, 350)}".encode())
     elif kind in (4, 5):
-        out.append(b'"')
-        for _ in range(fdp.ConsumeIntInRange(0, 6)):
-            out.append(STRING_PIECES[fdp.ConsumeIntInRange(0, len(STRING_PIECES) - 1)])
-        out.append(b'"')
+        out.append(b'"' + b"".join(rnd.choices(STRING_PIECES, k=rnd.randint(0, 6))) + b'"')
     elif kind in (6, 7):
         out.append(b"[" + ws)
-        for i in range(fdp.ConsumeIntInRange(0, 4)):
+        for i in range(rnd.randint(0, 4)):
             if i:
                 out.append(b"," + ws)
-            gen_value(fdp, depth + 1, out)
+            gen_value(rnd, depth + 1, out)
         out.append(ws + b"]")
     else:
         out.append(b"{" + ws)
-        for i in range(fdp.ConsumeIntInRange(0, 4)):
+        for i in range(rnd.randint(0, 4)):
             if i:
                 out.append(b"," + ws)
-            gen_value(fdp, 99, out)  # a scalar in place of the key; strings mostly
-            out[-1] = out[-1] if out[-1].startswith(b'"') else b'"k"'
-            out.append(ws + b":" + ws)
-            gen_value(fdp, depth + 1, out)
+            key = b"".join(rnd.choices(STRING_PIECES, k=rnd.randint(0, 3)))
+            out.append(b'"' + key + b'"' + ws + b":" + ws)
+            gen_value(rnd, depth + 1, out)
         out.append(ws + b"}")
 
 
 def expand(data: bytes) -> bytes:
-    fdp = atheris.FuzzedDataProvider(data)
-    mode = fdp.ConsumeIntInRange(0, 3)
-    if mode == 0:
-        return fdp.ConsumeBytes(fdp.remaining_bytes())
+    """Inputs starting with 0 are used as they are; any other input seeds a generator."""
+    if not data or data[0] == 0:
+        return data[1:]
+    rnd = random.Random(data)
     parts: list[bytes] = []
-    gen_value(fdp, 0, parts)
+    gen_value(rnd, 0, parts)
     doc = b"".join(parts)
-    for _ in range(mode - 1):  # 0, 1 or 2 edits
-        pos = fdp.ConsumeIntInRange(0, len(doc))
-        op = fdp.ConsumeIntInRange(0, 2)
-        tok = EDIT_TOKENS[fdp.ConsumeIntInRange(0, len(EDIT_TOKENS) - 1)]
+    for _ in range(rnd.choice([0, 1, 1, 2])):
+        pos = rnd.randint(0, len(doc))
+        op = rnd.randint(0, 2)
+        tok = rnd.choice(EDIT_TOKENS)
         if op == 0:
             doc = doc[:pos] + tok + doc[pos:]
         elif op == 1:
-            doc = doc[:pos] + doc[pos + fdp.ConsumeIntInRange(1, 3) :]
+            doc = doc[:pos] + doc[pos + rnd.randint(1, 3) :]
         else:
             doc = doc[:pos] + tok + doc[pos + 1 :]
     return doc

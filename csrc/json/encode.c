@@ -1,11 +1,13 @@
 /*
  * The JSON encoder's hot path (owned by the JSON codec): exact dict, list, tuple, str,
- * int, float, bool and None, written straight into the caller's db_buf_t. Everything else
- * goes to json_encode_other (encode_types.c). The encoder never owns `out`; it only
- * appends. It runs no Python code for the core types, so a container can change under us
- * only through a slow-path call (default, dataclass, pydantic, Enum); every container
- * holds a reference to itself while it is being written and re-reads its size after each
- * item, which keeps those calls memory-safe.
+ * int, float, bool and None. json_encode appends to the caller's db_buf_t (the server's
+ * response buffer; the encoder never owns it); json_encode_to_bytes (dumps) writes straight
+ * into the bytes object it returns, growing it with _PyBytes_Resize. Everything else goes
+ * to json_encode_other (encode_types.c). No Python code runs for the core types, so a
+ * container can change under us only through a slow-path call (default, dataclass,
+ * pydantic, Enum): every container holds a reference to itself while it is written, lists
+ * re-read their size after each item, and the direct dict walk (CPython 3.11) stops if the
+ * table was replaced.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -47,7 +47,8 @@ struct PyLoopObject {
     int stopping;
     int closed;
     int debug;
-    int may_block; /* the current uv_run() may block: release the GIL while polling */
+    int may_block;           /* the current uv_run() may block: release the GIL while polling */
+    unsigned long thread_id; /* thread running the loop, 0 when not running */
 
     /* Ready queue: ring buffer of owned handle references. */
     PyLoopHandleObject **ready;

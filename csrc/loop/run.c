@@ -272,6 +272,7 @@ PyObject *loop_run(PyLoopObject *self, PyObject *unused)
         return NULL;
     }
     self->running = 1;
+    self->thread_id = PyThread_get_thread_ident();
     /* Hold the loop while it runs: a callback may drop the last outside reference. */
     Py_INCREF(self);
     for (;;) {
@@ -286,6 +287,7 @@ PyObject *loop_run(PyLoopObject *self, PyObject *unused)
     }
     self->stopping = 0;
     self->running = 0;
+    self->thread_id = 0;
     Py_DECREF(self); /* pairs with the INCREF before the loop */
     if (rc < 0)
         return NULL;

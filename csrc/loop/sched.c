@@ -201,8 +201,20 @@ static int parse_context_kw(PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return 0;
 }
 
+/* Debug mode, like asyncio: the non-threadsafe methods refuse calls from other threads
+ * while the loop runs. */
+static int check_thread(PyLoopObject *self)
+{
+    if (self->debug && self->thread_id != 0 && self->thread_id != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "Non-thread-safe operation invoked on an event loop "
+                                            "other than the current one");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *schedule_soon(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
-                               PyObject *kwnames, const char *fname)
+                               PyObject *kwnames, const char *fname, int threadsafe)
 {
     PyObject *context;
     PyLoopHandleObject *h;
@@ -215,6 +227,8 @@ static PyObject *schedule_soon(PyLoopObject *self, PyObject *const *args, Py_ssi
     if (parse_context_kw(args, nargs, kwnames, fname, &context) < 0)
         return NULL;
     if (loop_check_open(self) < 0)
+        return NULL;
+    if (!threadsafe && check_thread(self) < 0)
         return NULL;
     if (self->debug && !PyCallable_Check(args[0])) {
         PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", fname,
@@ -242,13 +256,13 @@ static PyObject *schedule_soon(PyLoopObject *self, PyObject *const *args, Py_ssi
 PyObject *loop_call_soon(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
-    return schedule_soon(self, args, nargs, kwnames, "call_soon");
+    return schedule_soon(self, args, nargs, kwnames, "call_soon", 0);
 }
 
 PyObject *loop_call_soon_threadsafe(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
-    PyObject *h = schedule_soon(self, args, nargs, kwnames, "call_soon_threadsafe");
+    PyObject *h = schedule_soon(self, args, nargs, kwnames, "call_soon_threadsafe", 1);
 
     /* uv_async_send is the one libuv call that is safe from any thread; it wakes the poll
      * phase so that the loop notices the new ready handle. */
@@ -265,7 +279,7 @@ static PyObject *schedule_at(PyLoopObject *self, double when, PyObject *const *a
 
     if (parse_context_kw(args, nargs, kwnames, fname, &context) < 0)
         return NULL;
-    if (loop_check_open(self) < 0)
+    if (loop_check_open(self) < 0 || check_thread(self) < 0)
         return NULL;
     if (self->debug && !PyCallable_Check(args[0])) {
         PyErr_Format(PyExc_TypeError, "a callable object was expected by %s(), got %R", fname,

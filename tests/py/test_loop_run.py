@@ -476,3 +476,27 @@ def test_asyncgen_hooks_restored_after_run(loop):
     before = sys.get_asyncgen_hooks()
     loop.run_until_complete(asyncio.sleep(0))
     assert sys.get_asyncgen_hooks() == before
+
+
+def test_debug_refuses_call_soon_from_other_thread(loop):
+    loop.set_debug(True)
+    errors = []
+
+    def worker():
+        try:
+            loop.call_soon(print)
+        except RuntimeError as e:
+            errors.append(str(e))
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(lambda: threading.Thread(target=worker).start())
+    loop.run_forever()
+    assert errors and "Non-thread-safe operation" in errors[0]
+
+
+def test_debug_rejects_non_callable(loop):
+    loop.set_debug(True)
+    with pytest.raises(TypeError):
+        loop.call_soon(42)
+    with pytest.raises(TypeError):
+        loop.call_later(1, "not callable")

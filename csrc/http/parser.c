@@ -528,6 +528,13 @@ static const char *parse_request_line(const char *p, const char *end, const http
         *err = HTTP_E_URI_TOO_LONG;
         return NULL;
     }
+    /* No form of request-target carries a fragment (RFC 9112 §3.2): a '#' would either be
+     * dropped silently or routed as part of the path, and parsers in front of us disagree
+     * on which, so it is refused (RFC 9112 §3: 400 for an invalid request-line). */
+    if (memchr(t, '#', req->target_len) != NULL) {
+        *err = HTTP_E_BAD_TARGET;
+        return NULL;
+    }
 
     /* HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3), compared byte by byte so that
      * nothing past the CR/LF that ends the head is read. */

@@ -195,6 +195,11 @@ static void test_absolute_form(void)
     TAP_EQ_MEM(req.path, req.path_len, "/");
     TAP_EQ_MEM(req.query, req.query_len, "q");
     TAP_EQ_INT(parse("GET ftp://example.com/ HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    /* No fragment in any form of request-target (RFC 9112 §3.2). */
+    TAP_EQ_INT(parse("GET /a#f HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_EQ_INT(parse("GET /a?b#c HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_EQ_INT(parse("GET http://example.com#/admin HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
+    TAP_EQ_INT(parse("GET http://example.com/a#f HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET http:///a HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET http://u@example.com/ HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET http://h\"/p HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);

@@ -1132,20 +1132,13 @@ def test_http10_close_wins_over_keep_alive():
     assert rec.keep_alive is True  # the documented llhttp difference
 
 
-# Parser bugs found by this module (csrc/http/ is owned elsewhere; recorded, not fixed).
 # A '#' is not allowed anywhere in a request-target (RFC 9112 §3.2: origin-form is
 # absolute-path ["?" query], absolute-form is absolute-URI, which has no fragment), and
-# RFC 9112 §3 says a recipient of an invalid request-line SHOULD respond 400 (or 301) and
-# SHOULD NOT autocorrect it. Our parser handles '#' three different ways: rejected in
-# authority-form, silently cut off together with everything after it when it follows the
-# authority of an absolute-form target, and kept as a literal path/query byte otherwise.
+# RFC 9112 §3 says a recipient of an invalid request-line SHOULD respond 400 and SHOULD
+# NOT autocorrect it. This module first found the parser dropping "#..." after an
+# absolute-form authority and keeping it as a path byte elsewhere; both are refused now.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: 'GET http://host#/x' is accepted as path '/', the '#/x' silently "
-    "dropped; llhttp rejects it and RFC 9112 §3.2 gives it no meaning (400 expected)",
-)
 @pytest.mark.parametrize("target", [b"http://example.com#/admin", b"http://example.com#x?y"])
 def test_fragment_after_authority_rejected(target):
     data = b"GET " + target + b" HTTP/1.1\r\n" + H + b"\r\n"
@@ -1153,12 +1146,6 @@ def test_fragment_after_authority_rejected(target):
     assert ours_error(data) == E_BAD_TARGET
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser bug: '#' in an origin-form or absolute-form path/query is kept as a "
-    "literal byte of the path/query (llhttp splits it off as a fragment); RFC 9112 §3.2 "
-    "allows no '#' in a request-target, §3 SHOULD 400",
-)
 @pytest.mark.parametrize(
     "target", [b"/a#f", b"/a?b#c", b"http://example.com/a#f"], ids=["path", "query", "absolute"]
 )

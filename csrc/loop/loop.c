@@ -304,6 +304,7 @@ static PyMethodDef loop_methods[] = {
      "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
     {"create_future", (PyCFunction)loop_create_future, METH_NOARGS,
      "Create an asyncio.Future attached to the loop."},
+    {"_set_test_poll_delay", (PyCFunction)loop_set_test_poll_delay, METH_O, NULL},
     {"_after_fork", (PyCFunction)loop_after_fork, METH_NOARGS, NULL},
     {"_ready_count", (PyCFunction)loop_ready_count, METH_NOARGS, NULL},
     {"_timer_count", (PyCFunction)loop_timer_count, METH_NOARGS, NULL},

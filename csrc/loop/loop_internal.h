@@ -49,6 +49,7 @@ struct PyLoopObject {
     int debug;
     int may_block;           /* the current uv_run() may block: release the GIL while polling */
     unsigned long thread_id; /* thread running the loop, 0 when not running */
+    unsigned int test_poll_delay_us; /* tests only: sleep between arming the timer and polling */
 
     /* Ready queue: ring buffer of owned handle references. */
     PyLoopHandleObject **ready;
@@ -190,6 +191,7 @@ int loop_listener_init(PyObject *module);
 int loop_native_start(PyLoopObject *loop);
 PyObject *loop_run(PyLoopObject *self, PyObject *unused);
 PyObject *loop_watch_wakeup_fd(PyLoopObject *self, PyObject *arg);
+PyObject *loop_set_test_poll_delay(PyLoopObject *self, PyObject *arg);
 PyObject *loop_unwatch_wakeup_fd(PyLoopObject *self, PyObject *unused);
 /* Closes the loop's own handles and the libuv loop; returns 0, or -1 if other handles were
  * still open (the native block is then leaked and detached). */

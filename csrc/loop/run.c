@@ -31,7 +31,16 @@ static void on_prepare(uv_prepare_t *handle)
     loop_native_t *nat = handle->data;
     PyLoopObject *loop = nat->owner;
 
-    if (loop != NULL && loop->may_block && loop->saved_tstate == NULL)
+    if (loop == NULL)
+        return;
+    /* Callbacks that ran earlier in this iteration (timers of any component, pending write
+     * callbacks) may have queued work: then the poll must not block. uv_stop() makes libuv
+     * poll with a zero timeout and return after this iteration. */
+    if (loop->ready_len > 0 || loop->stopping || loop->pending_exc != NULL) {
+        uv_stop(&nat->uvl);
+        return;
+    }
+    if (loop->may_block && loop->saved_tstate == NULL)
         loop->saved_tstate = PyEval_SaveThread();
 }
 
@@ -45,8 +54,14 @@ static void on_check(uv_check_t *handle)
 
 static void on_timer(uv_timer_t *handle)
 {
-    /* Only wakes the poll phase: due timers are moved to the ready queue after uv_run. */
-    (void)handle;
+    loop_native_t *nat = handle->data;
+
+    /* Due timers are moved to the ready queue after uv_run returns. In UV_RUN_ONCE mode
+     * libuv 1.44 runs due timers *before* polling: if the deadline passed between
+     * uv_timer_start() and uv_run() (the thread was descheduled), the timer fires there and
+     * the poll would then block with no timeout at all. uv_stop() turns that poll into a
+     * non-blocking one. */
+    uv_stop(&nat->uvl);
 }
 
 static void on_async(uv_async_t *handle)
@@ -191,6 +206,8 @@ static int run_once(PyLoopObject *loop)
         } else {
             uv_update_time(&nat->uvl);
             uv_timer_start(&nat->timer, on_timer, ms, 0);
+            if (loop->test_poll_delay_us > 0)
+                usleep(loop->test_poll_delay_us); /* simulates being descheduled here */
         }
     } else {
         uv_timer_stop(&nat->timer);
@@ -291,6 +308,17 @@ PyObject *loop_run(PyLoopObject *self, PyObject *unused)
     Py_DECREF(self); /* pairs with the INCREF before the loop */
     if (rc < 0)
         return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _set_test_poll_delay(us): tests only (see run_once). */
+PyObject *loop_set_test_poll_delay(PyLoopObject *self, PyObject *arg)
+{
+    unsigned long us = PyLong_AsUnsignedLong(arg);
+
+    if (us == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    self->test_poll_delay_us = (unsigned int)(us > 1000000 ? 1000000 : us);
     Py_RETURN_NONE;
 }
 

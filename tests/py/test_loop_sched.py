@@ -8,6 +8,7 @@ import time
 
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+from loop_fixtures import is_pyloop
 
 var = contextvars.ContextVar("var", default="unset")
 
@@ -360,3 +361,29 @@ def test_pending_handle_keeps_callback_alive(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
     assert ref().ran
+
+
+def test_timers_fire_when_due_before_polling(loop):
+    # Regression: a timer that became due between arming libuv's timer and polling fired
+    # in libuv's pre-poll timer phase (UV_RUN_ONCE), after which the poll blocked forever.
+    # PyLoop's test hook sleeps in exactly that window to make the race deterministic.
+    import random
+
+    watchdog = threading.Timer(10, lambda: loop.call_soon_threadsafe(loop.stop))
+    watchdog.start()
+    rnd = random.Random(7)
+
+    async def sleeper():
+        for _ in range(10):
+            await asyncio.sleep(rnd.uniform(0.0005, 0.002))
+
+    async def main():
+        await asyncio.gather(*(sleeper() for _ in range(20)))
+        return "done"
+
+    if is_pyloop(loop):
+        loop._set_test_poll_delay(3000)
+    try:
+        assert loop.run_until_complete(main()) == "done"
+    finally:
+        watchdog.cancel()

@@ -525,16 +525,19 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
                 fut.set_result(result)
 
         if writer:
-            self.add_writer(fd, on_ready)
+            handle = self.add_writer(fd, on_ready)
         else:
-            self.add_reader(fd, on_ready)
+            handle = self.add_reader(fd, on_ready)
         try:
             return await fut
         finally:
-            if writer:
-                self.remove_writer(fd)
-            else:
-                self.remove_reader(fd)
+            # A later operation on the same fd replaces (and cancels) our handle; removing
+            # the watcher then would remove *its* callback (asyncio's _sock_read_done rule).
+            if not handle.cancelled():
+                if writer:
+                    self.remove_writer(fd)
+                else:
+                    self.remove_reader(fd)
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         self._sock_check(sock)

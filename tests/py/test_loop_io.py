@@ -472,3 +472,17 @@ def test_transport_sendfile(loop, data_file):
     sent, got = loop.run_until_complete(main())
     assert sent == 200_000
     assert got == payload[5:200_005] + b"tail"
+
+
+def test_sock_recv_racing_cancel_then_new_recv(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0)
+        task.cancel()
+        loop.call_later(0.01, b.send, b"second")
+        data = await asyncio.wait_for(loop.sock_recv(a, 100), 2)
+        return data, task.cancelled()
+
+    assert loop.run_until_complete(main()) == (b"second", True)

@@ -53,10 +53,34 @@ static PyObject *error_at(decoder_t *d, const unsigned char *at, const char *msg
     return NULL;
 }
 
+static inline int is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* Skips RFC 8259 whitespace. Compact documents have none (the first test); indented ones
+ * have runs of spaces after each newline, skipped 16 bytes at a time. */
 static inline void skip_ws(decoder_t *d)
 {
     const unsigned char *p = d->p, *end = d->end;
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    if (JSON_LIKELY(p<end && * p> ' '))
+        return;
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
+                                  _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
+                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+        unsigned m = ~(unsigned)_mm_movemask_epi8(ws) & 0xFFFFu;
+        if (m != 0) {
+            d->p = p + __builtin_ctz(m);
+            return;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && is_ws(*p))
         p++;
     d->p = p;
 }

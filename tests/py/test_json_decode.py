@@ -317,3 +317,16 @@ def test_key_cache_near_misses() -> None:
         got = loads(doc.encode())
         assert got == json.loads(doc)
         assert all(list(d)[0] == v for d in got for v in d.values())
+
+
+def test_whitespace_runs() -> None:
+    """Runs of RFC 8259 whitespace of every length, anywhere; other spaces are errors."""
+    for n in range(0, 40):
+        for ws in (" ", "\n", "\t", "\r", " \r\n\t"):
+            pad = (ws * n)[:n]
+            doc = f'{pad}[{pad}1{pad},{pad}{{{pad}"a"{pad}:{pad}null{pad}}}{pad}]{pad}'
+            assert loads(doc.encode()) == [1, {"a": None}]
+    for bad in ("\f", "\v", "\u00a0", "\u2028"):
+        with pytest.raises(JSONDecodeError) as ei:
+            loads(("[1," + " " * 20 + bad + "2]").encode())
+        assert ei.value.pos == 23

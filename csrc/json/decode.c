@@ -337,6 +337,24 @@ static PyObject *parse_string_slow(decoder_t *d, const unsigned char *quote,
         }
         if (c >= 0x80) {
             Py_UCS4 cp;
+            /* The common well-formed 2- and 3-byte sequences inline (3-byte leads E1-EC and
+             * EE-EF admit any continuation bytes); the rest, and every error, go through
+             * utf8_decode. */
+            if (c >= 0xC2 && c < 0xE0 && end - p >= 2 && (p[1] & 0xC0) == 0x80) {
+                cp = ((c & 0x1F) << 6) | (p[1] & 0x3F);
+                max = cp > max ? cp : max;
+                d->chars[n++] = cp;
+                p += 2;
+                continue;
+            }
+            if (c > 0xE0 && c < 0xF0 && c != 0xED && end - p >= 3 && (p[1] & 0xC0) == 0x80 &&
+                (p[2] & 0xC0) == 0x80) {
+                cp = ((c & 0x0F) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3F);
+                max = cp > max ? cp : max;
+                d->chars[n++] = cp;
+                p += 3;
+                continue;
+            }
             const char *msg;
             int len = utf8_decode(p, end, &cp, &msg);
             if (len == 0)

@@ -1236,10 +1236,16 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             os.close(fd)
             raise
         transport._set_extra("pipe", pipe)
-        transport._set_owned(pipe)
+        owned: Any = pipe
         if write:
-            # asyncio watches FIFOs and sockets for the reader going away, not ttys.
-            transport._set_write_only(stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+            # asyncio watches FIFOs and sockets for the reader going away, not ttys. A socket
+            # is read by the transport itself; libuv does not read a write-only FIFO, so a
+            # duplicate of its fd is polled instead: epoll reports an error on it once the
+            # read end is closed.
+            transport._set_write_only(stat.S_ISSOCK(mode))
+            if stat.S_ISFIFO(mode):
+                owned = _FifoCloseWatch(self, transport, pipe)
+        transport._set_owned(owned)
         transport.set_protocol(protocol)
         self.call_soon(transport._start, waiter)
         try:
@@ -1965,6 +1971,40 @@ class _SendfileProtocol(asyncio.Protocol):
             self._write_ready = None
         if self._should_resume_writing:
             self._proto.resume_writing()
+
+
+class _FifoCloseWatch:
+    """Watches a duplicate of a write FIFO's fd and closes the transport when the reader
+    goes away; closed (with the pipe object) together with the transport."""
+
+    def __init__(self, loop: Loop, transport: Any, pipe: Any) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._pipe = pipe
+        self._fd: int | None = os.dup(pipe.fileno())
+        loop.add_reader(self._fd, self._peer_closed)
+
+    def _peer_closed(self) -> None:
+        transport = self._transport
+        self._stop()
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size():
+            transport._force_close(BrokenPipeError())
+        else:
+            transport.close()
+
+    def _stop(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        self._stop()
+        self._transport = None
+        self._pipe.close()
 
 
 def _retrieve_exception(fut: asyncio.Future[Any]) -> None:

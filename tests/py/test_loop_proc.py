@@ -237,3 +237,38 @@ def test_udp_connected_to_closed_port_reports_error(loop):
 
     errors = loop.run_until_complete(main())
     assert errors and isinstance(errors[0], ConnectionRefusedError)
+
+
+def test_write_pipe_notices_reader_closing(loop):
+    class WriteProto(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        rfd, wfd = os.pipe()
+        wpipe = os.fdopen(wfd, "wb", 0)
+        tr, proto = await loop.connect_write_pipe(WriteProto, wpipe)
+        tr.write(b"x")
+        await asyncio.sleep(0.01)
+        os.close(rfd)
+        exc = await asyncio.wait_for(proto.lost, 2)
+        return exc, wpipe.closed
+
+    exc, closed = loop.run_until_complete(main())
+    assert exc is None or isinstance(exc, BrokenPipeError)
+    assert closed
+
+
+def test_subprocess_cancelled_during_creation(loop):
+    async def main():
+        task = asyncio.ensure_future(
+            loop.subprocess_exec(asyncio.SubprocessProtocol, "sleep", "30")
+        )
+        loop.call_soon(task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+    loop.run_until_complete(main())

@@ -106,7 +106,9 @@ static PyObject *json_py_encode_append(PyObject *self, PyObject *const *args, Py
     if (kwnames != NULL && parse_dumps_kwargs(args + 2, kwnames, &opts) < 0)
         return NULL;
     db_buf_init(&buf);
-    if (db_buf_append(&buf, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0])) < 0) {
+    /* No zero-length append: memcpy to the NULL data of an empty buffer is undefined. */
+    if (PyBytes_GET_SIZE(args[0]) > 0 &&
+        db_buf_append(&buf, PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0])) < 0) {
         PyErr_NoMemory();
         goto done;
     }

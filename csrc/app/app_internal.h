@@ -36,8 +36,8 @@ enum arg_conv {
 #define APP_MAX_ARGS 64
 
 typedef struct {
-    PyObject *name;      /* str, the parameter name */
-    const char *cname;   /* UTF-8 of name, owned by the str */
+    PyObject *name;    /* str, the parameter name */
+    const char *cname; /* UTF-8 of name, owned by the str */
     Py_ssize_t cname_len;
     int source;
     int conv;
@@ -49,12 +49,12 @@ typedef struct {
 
 typedef struct {
     PyObject *handler;
-    PyObject *path;     /* the template, for error messages */
-    PyObject *kwnames;  /* tuple of keyword-only names, or NULL */
+    PyObject *path;    /* the template, for error messages */
+    PyObject *kwnames; /* tuple of keyword-only names, or NULL */
     int status_code;
-    int nargs;          /* total arguments */
-    int npositional;    /* arguments before the keyword-only ones */
-    int has_query;      /* any ARG_QUERY argument: the query string is parsed */
+    int nargs;       /* total arguments */
+    int npositional; /* arguments before the keyword-only ones */
+    int has_query;   /* any ARG_QUERY argument: the query string is parsed */
     arg_plan_t args[];
 } route_plan_t;
 
@@ -70,16 +70,15 @@ typedef struct {
 extern app_config_t app_cfg;
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *loop;         /* the PyLoop; strong reference */
-    server_t *server;       /* NULL until listen(), again after close */
+    PyObject_HEAD PyObject *loop; /* the PyLoop; strong reference */
+    server_t *server;             /* NULL until listen(), again after close */
     router_t *router;
-    route_plan_t **plans;   /* owned; freed with the object */
+    route_plan_t **plans; /* owned; freed with the object */
     size_t nplans;
     server_config_t cfg;
-    PyObject *on_closed;    /* future resolved when close() completes, or NULL */
+    PyObject *on_closed; /* future resolved when close() completes, or NULL */
     uv_signal_t *signals[2];
-    PyObject *signal_cb;    /* callable(signum) */
+    PyObject *signal_cb; /* callable(signum) */
 } ServerObject;
 
 extern PyTypeObject Server_Type;

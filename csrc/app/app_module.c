@@ -54,24 +54,23 @@ static PyObject *app_parse_request(PyObject *module, PyObject *arg)
     if (headers == NULL)
         goto done;
     for (size_t i = 0; i < req->num_headers; i++) {
-        PyObject *pair = Py_BuildValue("(y#y#)", req->headers[i].name,
-                                       (Py_ssize_t)req->headers[i].name_len,
-                                       req->headers[i].value, (Py_ssize_t)req->headers[i].value_len);
+        PyObject *pair =
+            Py_BuildValue("(y#y#)", req->headers[i].name, (Py_ssize_t)req->headers[i].name_len,
+                          req->headers[i].value, (Py_ssize_t)req->headers[i].value_len);
         if (pair == NULL || PyList_Append(headers, pair) < 0) {
             Py_XDECREF(pair);
             goto done;
         }
         Py_DECREF(pair);
     }
-    res = Py_BuildValue("{sisy#sy#sy#sy#sisSsLsisisisi}", "consumed", n, "method",
-                        req->method_str, (Py_ssize_t)req->method_len, "target", req->target,
-                        (Py_ssize_t)req->target_len, "path", req->path,
-                        (Py_ssize_t)req->path_len, "query", req->query ? req->query : "",
-                        (Py_ssize_t)req->query_len, "version_minor", req->version_minor,
-                        "headers", headers, "content_length", (long long)req->content_length,
-                        "chunked", (int)req->chunked, "keep_alive", (int)req->keep_alive,
-                        "expect_continue", (int)req->expect_continue, "method_code",
-                        (int)req->method);
+    res = Py_BuildValue("{sisy#sy#sy#sy#sisSsLsisisisi}", "consumed", n, "method", req->method_str,
+                        (Py_ssize_t)req->method_len, "target", req->target,
+                        (Py_ssize_t)req->target_len, "path", req->path, (Py_ssize_t)req->path_len,
+                        "query", req->query ? req->query : "", (Py_ssize_t)req->query_len,
+                        "version_minor", req->version_minor, "headers", headers, "content_length",
+                        (long long)req->content_length, "chunked", (int)req->chunked, "keep_alive",
+                        (int)req->keep_alive, "expect_continue", (int)req->expect_continue,
+                        "method_code", (int)req->method);
 done:
     Py_XDECREF(headers);
     PyMem_Free(req);

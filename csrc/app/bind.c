@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "app/app_internal.h"
+#include "common/text.h"
 #include "json/json.h"
 
 #define SMALL 256
@@ -40,47 +41,6 @@ done:
     Py_XDECREF(loc);
     Py_XDECREF(err);
     return rc;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Percent-decodes src into dst (at least n bytes); '+' means space in a query
- * (application/x-www-form-urlencoded). Malformed escapes are kept literally, as browsers
- * and Starlette do. Returns the decoded length. */
-static size_t pct_decode(char *dst, const char *src, size_t n, int plus_is_space)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        if (ch == '%' && i + 2 < n) {
-            int h = hexval((unsigned char)src[i + 1]), l = hexval((unsigned char)src[i + 2]);
-            if (h >= 0 && l >= 0) {
-                dst[o++] = (char)(h * 16 + l);
-                i += 2;
-                continue;
-            }
-        } else if (ch == '+' && plus_is_space) {
-            ch = ' ';
-        }
-        dst[o++] = ch;
-    }
-    return o;
-}
-
-static int needs_decoding(const char *s, size_t n, int plus_is_space)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '%' || (plus_is_space && s[i] == '+'))
-            return 1;
-    return 0;
 }
 
 static int is_space(char c)
@@ -192,8 +152,8 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
         }
         PyErr_Clear();
         if (add_error(errors, "float_parsing", a,
-                              "Input should be a valid number, unable to parse string as a number",
-                              text) == 0)
+                      "Input should be a valid number, unable to parse string as a number",
+                      text) == 0)
             *failed = 1;
         Py_XDECREF(text);
         return NULL;
@@ -203,9 +163,9 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
         if (b >= 0)
             return Py_NewRef(b ? Py_True : Py_False);
         text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
-        if (text && add_error(errors, "bool_parsing", a,
-                              "Input should be a valid boolean, unable to interpret input",
-                              text) == 0)
+        if (text &&
+            add_error(errors, "bool_parsing", a,
+                      "Input should be a valid boolean, unable to interpret input", text) == 0)
             *failed = 1;
         Py_XDECREF(text);
         return NULL;
@@ -218,13 +178,13 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
 static PyObject *convert_slice(const arg_plan_t *a, const char *s, size_t n, int plus_is_space,
                                PyObject **errors, int *failed)
 {
-    if (!needs_decoding(s, n, plus_is_space))
+    if (!db_pct_needs_decoding(s, n, plus_is_space))
         return convert_text(a, s, n, errors, failed);
     char small[SMALL];
     char *buf = n <= SMALL ? small : malloc(n);
     if (buf == NULL)
         return PyErr_NoMemory();
-    size_t m = pct_decode(buf, s, n, plus_is_space);
+    size_t m = db_pct_decode(buf, s, n, plus_is_space);
     PyObject *res = convert_text(a, buf, m, errors, failed);
     if (buf != small)
         free(buf);
@@ -256,10 +216,10 @@ static void scan_query(const route_plan_t *plan, const char *q, size_t qlen, qsl
         const char *key = pair, *val = pair + klen + (klen < plen ? 1 : 0);
         size_t vlen = klen < plen ? plen - klen - 1 : 0;
         char kbuf[SMALL];
-        if (needs_decoding(key, klen, 1)) {
+        if (db_pct_needs_decoding(key, klen, 1)) {
             if (klen > SMALL)
                 continue; /* no parameter name is that long */
-            klen = pct_decode(kbuf, key, klen, 1);
+            klen = db_pct_decode(kbuf, key, klen, 1);
             key = kbuf;
         }
         for (int k = 0; k < plan->nargs; k++) {

@@ -17,16 +17,14 @@
 #include "app/app_internal.h"
 #include "loop/loop.h"
 
-
 typedef struct {
-    PyObject_HEAD
-    PyObject *coro;     /* the handler's coroutine */
-    PyObject *first;    /* the value it yielded on the first send, until handed to the Task */
-    PyObject *request;  /* the Request object, if the handler asked for one */
-    PyObject *server;   /* the ServerObject, kept alive while the request is pending */
-    PyObject *task;     /* the Task driving us; cleared when done (breaks the cycle) */
-    route_plan_t *plan; /* owned by the server */
-    server_conn_t *conn; /* holds a reference for us until server_conn_finish */
+    PyObject_HEAD PyObject *coro; /* the handler's coroutine */
+    PyObject *first;      /* the value it yielded on the first send, until handed to the Task */
+    PyObject *request;    /* the Request object, if the handler asked for one */
+    PyObject *server;     /* the ServerObject, kept alive while the request is pending */
+    PyObject *task;       /* the Task driving us; cleared when done (breaks the cycle) */
+    route_plan_t *plan;   /* owned by the server */
+    server_conn_t *conn;  /* holds a reference for us until server_conn_finish */
     PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
     int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
 } DriverObject;

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 
 #include "app/app_internal.h"
+#include "common/text.h"
 
 typedef struct {
-    PyObject_HEAD
-    server_request_t *req; /* NULL once detached */
+    PyObject_HEAD server_request_t *req; /* NULL once detached */
     PyObject *method;
     PyObject *path;
     PyObject *query_string;
@@ -32,18 +32,7 @@ static PyObject *decode_path(const char *s, size_t n)
     char *buf = n <= sizeof(small) ? small : PyMem_Malloc(n);
     if (buf == NULL)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-            isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            buf[o++] = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            buf[o++] = (char)ch;
-        }
-    }
+    size_t o = db_pct_decode(buf, s, n, 0);
     PyObject *res = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)o, "replace");
     if (buf != small)
         PyMem_Free(buf);
@@ -71,9 +60,9 @@ static PyObject *get_query_string(RequestObject *self, void *closure)
 {
     (void)closure;
     if (self->query_string == NULL && self->req)
-        self->query_string = PyUnicode_DecodeLatin1(
-            self->req->head->query ? self->req->head->query : "",
-            (Py_ssize_t)self->req->head->query_len, NULL);
+        self->query_string =
+            PyUnicode_DecodeLatin1(self->req->head->query ? self->req->head->query : "",
+                                   (Py_ssize_t)self->req->head->query_len, NULL);
     return Py_XNewRef(self->query_string);
 }
 
@@ -96,9 +85,9 @@ static PyObject *get_raw_headers(RequestObject *self, void *closure)
             /* Field names are case-insensitive (RFC 9110 §5.1); store them lowercased. */
             for (size_t k = 0; k < f->name_len; k++)
                 lower[k] = (char)tolower((unsigned char)f->name[k]);
-            PyObject *pair = Py_BuildValue("(s#N)", lower, (Py_ssize_t)f->name_len,
-                                           PyUnicode_DecodeLatin1(f->value,
-                                                                  (Py_ssize_t)f->value_len, NULL));
+            PyObject *pair =
+                Py_BuildValue("(s#N)", lower, (Py_ssize_t)f->name_len,
+                              PyUnicode_DecodeLatin1(f->value, (Py_ssize_t)f->value_len, NULL));
             if (lower != small)
                 PyMem_Free(lower);
             if (pair == NULL) {
@@ -192,8 +181,8 @@ PyTypeObject Request_Type = {
 
 PyObject *request_new(server_request_t *req, const router_match_t *m)
 {
-    PyTypeObject *type = (PyTypeObject *)(app_cfg.request_class ? app_cfg.request_class
-                                                                 : (PyObject *)&Request_Type);
+    PyTypeObject *type =
+        (PyTypeObject *)(app_cfg.request_class ? app_cfg.request_class : (PyObject *)&Request_Type);
     RequestObject *self = (RequestObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;

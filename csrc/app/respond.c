@@ -10,18 +10,12 @@
  * refused and answered with 500 instead.
  */
 #include "app/app_internal.h"
+#include "common/text.h"
 #include "json/json.h"
 
-#define CT_JSON "application/json"
-#define CT_TEXT "text/plain; charset=utf-8"
+#define CT_JSON  "application/json"
+#define CT_TEXT  "text/plain; charset=utf-8"
 #define CT_BYTES "application/octet-stream"
-
-static int is_token_char(unsigned char c)
-{
-    /* RFC 9110 §5.6.2 tchar. */
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
 
 /* Appends "name: value\r\n" for each pair of an iterable of 2-tuples (or a mapping).
  * Content-Length is computed by the server and skipped; "connection: close" is honoured
@@ -63,7 +57,7 @@ static int append_header_lines(PyObject *headers, db_buf_t *out, int *close)
             goto done;
         }
         for (Py_ssize_t j = 0; j < kn; j++)
-            if (!is_token_char((unsigned char)ks[j])) {
+            if (!db_is_tchar((unsigned char)ks[j])) {
                 PyErr_Format(PyExc_ValueError, "invalid character in header name %R", k);
                 goto done;
             }
@@ -71,8 +65,7 @@ static int append_header_lines(PyObject *headers, db_buf_t *out, int *close)
             unsigned char c = (unsigned char)vs[j];
             if (c == '\r' || c == '\n' || c == 0) {
                 PyErr_Format(PyExc_ValueError,
-                             "header %R has a CR, LF or NUL in its value (response splitting)",
-                             k);
+                             "header %R has a CR, LF or NUL in its value (response splitting)", k);
                 goto done;
             }
         }
@@ -123,8 +116,8 @@ static void log_current_exception(const route_plan_t *plan)
     Py_DECREF(exc);
 }
 
-static void respond_json(server_conn_t *conn, const route_plan_t *plan, int status,
-                         PyObject *value, const char *extra, size_t extra_len)
+static void respond_json(server_conn_t *conn, const route_plan_t *plan, int status, PyObject *value,
+                         const char *extra, size_t extra_len)
 {
     db_buf_t *scratch = server_conn_scratch(conn);
     scratch->len = 0;
@@ -133,12 +126,11 @@ static void respond_json(server_conn_t *conn, const route_plan_t *plan, int stat
         respond_internal_error(conn);
         return;
     }
-    server_conn_respond(conn, status, CT_JSON, sizeof(CT_JSON) - 1, extra, extra_len,
-                        scratch->data, scratch->len);
+    server_conn_respond(conn, status, CT_JSON, sizeof(CT_JSON) - 1, extra, extra_len, scratch->data,
+                        scratch->len);
 }
 
-static void respond_response_object(server_conn_t *conn, const route_plan_t *plan,
-                                    PyObject *resp)
+static void respond_response_object(server_conn_t *conn, const route_plan_t *plan, PyObject *resp)
 {
     PyObject *status = NULL, *body = NULL, *headers = NULL;
     db_buf_t lines;
@@ -196,8 +188,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
     } else if (PyBytes_Check(result)) {
         server_conn_respond(conn, plan->status_code, CT_BYTES, sizeof(CT_BYTES) - 1, NULL, 0,
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
-    } else if (app_cfg.response_class &&
-               PyObject_IsInstance(result, app_cfg.response_class) > 0) {
+    } else if (app_cfg.response_class && PyObject_IsInstance(result, app_cfg.response_class) > 0) {
         respond_response_object(conn, plan, result);
     } else {
         PyErr_Clear();

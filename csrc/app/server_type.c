@@ -20,9 +20,10 @@ static const char *route_error(int r)
 
 static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"loop",           "max_body",          "max_target",
-                             "max_header_bytes", "max_headers",     "keepalive_timeout",
-                             "request_timeout", "backlog",          NULL};
+    static char *kwlist[] = {
+        "loop",        "max_body",          "max_target",      "max_header_bytes",
+        "max_headers", "keepalive_timeout", "request_timeout", "backlog",
+        NULL};
     PyObject *loop;
     server_config_t cfg;
     server_config_default(&cfg);
@@ -30,19 +31,19 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t max_target = (Py_ssize_t)cfg.http.max_target;
     Py_ssize_t max_header_bytes = (Py_ssize_t)cfg.http.max_header_bytes;
     Py_ssize_t max_headers = (Py_ssize_t)cfg.http.max_headers;
-    double keepalive = cfg.keepalive_timeout / 1000.0, request_timeout = cfg.request_timeout / 1000.0;
+    double keepalive = cfg.keepalive_timeout / 1000.0,
+           request_timeout = cfg.request_timeout / 1000.0;
     int backlog = cfg.backlog;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddi", kwlist, &loop, &max_body,
-                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
-                                     &request_timeout, &backlog))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddi", kwlist, &loop, &max_body, &max_target,
+                                     &max_header_bytes, &max_headers, &keepalive, &request_timeout,
+                                     &backlog))
         return -1;
     if (!pyloop_check(loop)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
-        backlog < 1) {
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -70,8 +71,8 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     static char *kwlist[] = {"methods", "path", "handler", "params", "status_code", NULL};
     PyObject *methods, *path, *handler, *params;
     int status_code = 200;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|i", kwlist, &methods, &path, &handler,
-                                     &params, &status_code))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|i", kwlist, &methods, &path, &handler, &params,
+                                     &status_code))
         return NULL;
     if (self->router == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");

@@ -10,6 +10,7 @@
  * is accepted, and a bare CR or LF anywhere in the framing is an error: lenient chunk parsing
  * is a classic request smuggling vector.
  */
+#include "common/text.h"
 #include "http/http.h"
 
 #include <string.h>
@@ -55,24 +56,6 @@ void http_chunked_init(http_chunked_t *d, uint64_t max_body)
     d->max_body = max_body;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* tchar (RFC 9110 §5.6.2) for trailer field names; trailers are rare, so no table. */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Field value bytes: HTAB, SP, VCHAR and obs-text; no other CTL, no DEL. */
 static int is_value_byte(unsigned char c)
 {
@@ -93,7 +76,7 @@ static int size_line_step(http_chunked_t *d, unsigned char c)
         return HTTP_E_BAD_CHUNK;
     switch (d->state) {
     case ST_SIZE:
-        v = hex_value(c);
+        v = db_hexval(c);
         if (v >= 0) {
             if (d->chunk_left > (UINT64_MAX >> 4))
                 return HTTP_E_CHUNK_TOO_LARGE;
@@ -111,9 +94,9 @@ static int size_line_step(http_chunked_t *d, unsigned char c)
     case ST_EXT_NAME_START:
         if (is_ws(c))
             return ST_EXT_NAME_START;
-        return is_tchar(c) ? ST_EXT_NAME : HTTP_E_BAD_CHUNK;
+        return db_is_tchar(c) ? ST_EXT_NAME : HTTP_E_BAD_CHUNK;
     case ST_EXT_NAME:
-        if (is_tchar(c))
+        if (db_is_tchar(c))
             return ST_EXT_NAME;
         if (is_ws(c))
             return ST_EXT_NAME_BWS;
@@ -131,9 +114,9 @@ static int size_line_step(http_chunked_t *d, unsigned char c)
             return ST_EXT_VAL_START;
         if (c == '"')
             return ST_EXT_QUOTED;
-        return is_tchar(c) ? ST_EXT_VAL : HTTP_E_BAD_CHUNK;
+        return db_is_tchar(c) ? ST_EXT_VAL : HTTP_E_BAD_CHUNK;
     case ST_EXT_VAL:
-        if (is_tchar(c))
+        if (db_is_tchar(c))
             return ST_EXT_VAL;
         break;
     case ST_EXT_QUOTED:
@@ -166,7 +149,7 @@ static int step(http_chunked_t *d, unsigned char c)
     int v;
     switch (d->state) {
     case ST_SIZE_START:
-        v = hex_value(c);
+        v = db_hexval(c);
         if (v < 0)
             return HTTP_E_BAD_CHUNK;
         d->chunk_left = (uint64_t)v;
@@ -201,9 +184,9 @@ static int step(http_chunked_t *d, unsigned char c)
         if (c == '\n')
             return HTTP_E_BAD_CHUNK;
         /* An empty name, obs-fold (leading SP/HTAB) or any other byte. */
-        return is_tchar(c) ? ST_TRAILER_NAME : HTTP_E_BAD_TRAILER;
+        return db_is_tchar(c) ? ST_TRAILER_NAME : HTTP_E_BAD_TRAILER;
     case ST_TRAILER_NAME:
-        if (is_tchar(c))
+        if (db_is_tchar(c))
             return ST_TRAILER_NAME;
         if (c == ':')
             return ST_TRAILER_VALUE;

@@ -233,8 +233,8 @@ static int conn_on_head(server_conn_t *c, int n)
         if ((uint64_t)h->content_length > cfg->max_body) {
             c->keep_alive = 0;
             c->is_head = 0;
-            server_conn_respond_detail(c, 413, "Request body exceeds the configured limit",
-                                       NULL, 0);
+            server_conn_respond_detail(c, 413, "Request body exceeds the configured limit", NULL,
+                                       0);
             c->close_after_write = 1;
             return 0;
         }
@@ -354,8 +354,8 @@ static void conn_flush(server_conn_t *c)
             c->inflight = c->wbuf;
             c->wbuf = t;
             c->wbuf.len = 0;
-            uv_buf_t rest = uv_buf_init(c->inflight.data + done,
-                                        (unsigned int)(c->inflight.len - done));
+            uv_buf_t rest =
+                uv_buf_init(c->inflight.data + done, (unsigned int)(c->inflight.len - done));
             c->write_req.data = c;
             if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
                 conn_close(c);

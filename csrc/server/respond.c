@@ -37,8 +37,8 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
      * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
     int no_content = status < 200 || status == 204 || status == 304;
     int send_body = !no_content && !c->is_head;
-    size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + 16 + 20 + 2 +
-                  24 + extra_len + 2 + (send_body ? body_len : 0);
+    size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + 16 + 20 + 2 + 24 +
+                  extra_len + 2 + (send_body ? body_len : 0);
     if (db_buf_reserve(&c->wbuf, need) < 0) {
         conn_close(c);
         return -1;

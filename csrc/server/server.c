@@ -111,9 +111,9 @@ int server_listen(server_t *s, const char *host, int port, int reuse_port, int *
         int len = sizeof(name);
         *bound_port = port;
         if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&name, &len) == 0)
-            *bound_port = ntohs(name.ss_family == AF_INET6
-                                    ? ((struct sockaddr_in6 *)&name)->sin6_port
-                                    : ((struct sockaddr_in *)&name)->sin_port);
+            *bound_port =
+                ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&name)->sin6_port
+                                                 : ((struct sockaddr_in *)&name)->sin_port);
     }
     return 0;
 }

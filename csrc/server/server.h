@@ -22,11 +22,11 @@
 
 typedef struct {
     http_limits_t http;
-    uint64_t max_body;           /* request body bytes; more gives 413 (default 1 MiB) */
-    uint64_t keepalive_timeout;  /* ms an idle keep-alive connection is kept (default 5000) */
-    uint64_t request_timeout;    /* ms to receive a whole request once it began (default 30000) */
-    size_t write_high_water;     /* queued response bytes that pause reading (default 1 MiB) */
-    int backlog;                 /* listen(2) backlog (default 1024) */
+    uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
+    uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
+    size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
+    int backlog;                /* listen(2) backlog (default 1024) */
 } server_config_t;
 
 typedef struct server server_t;

@@ -28,7 +28,7 @@ struct server_conn {
     http_chunked_t chunked;
     size_t head_len;
     const char *head_base; /* rbuf.data when the head was parsed */
-    uint64_t body_len; /* Content-Length, or decoded chunked bytes so far */
+    uint64_t body_len;     /* Content-Length, or decoded chunked bytes so far */
     server_request_t req;
 
     /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. */
@@ -47,9 +47,9 @@ struct server_conn {
     unsigned close_after_write : 1;
     unsigned shutting_down : 1;
     unsigned continue_sent : 1;
-    unsigned is_head : 1;   /* the current request is HEAD: no body in the response */
-    unsigned keep_alive : 1; /* the current response keeps the connection open */
-    unsigned http10 : 1;    /* the current request is HTTP/1.0 */
+    unsigned is_head : 1;     /* the current request is HEAD: no body in the response */
+    unsigned keep_alive : 1;  /* the current response keeps the connection open */
+    unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
     unsigned resume_queued : 1;
 };
@@ -63,7 +63,7 @@ struct server {
     uv_timer_t sweep;
     uv_idle_t resume;           /* runs queued conn_resume calls in the next loop iteration */
     server_conn_t *resume_head; /* connections waiting for it; each holds a reference */
-    server_conn_t *conns; /* doubly linked list of open connections */
+    server_conn_t *conns;       /* doubly linked list of open connections */
     size_t nconns;
     int open_handles; /* listener and sweep timer not yet closed */
     int listening;

@@ -113,6 +113,26 @@ static inline void store_tail(char *out, uint64_t block, int k)
 
 int json_write_u64(uint64_t v, char *out)
 {
+    /* Small values (counters, ids, status codes) from the pair table directly. */
+    if (v < 100) {
+        if (v < 10) {
+            out[0] = (char)('0' + v);
+            return 1;
+        }
+        memcpy(out, json_digits2 + 2 * v, 2);
+        return 2;
+    }
+    if (v < 10000) {
+        uint32_t hi = (uint32_t)v / 100, lo = (uint32_t)v % 100;
+        if (hi < 10) {
+            out[0] = (char)('0' + hi);
+            memcpy(out + 1, json_digits2 + 2 * lo, 2);
+            return 3;
+        }
+        memcpy(out, json_digits2 + 2 * hi, 2);
+        memcpy(out + 2, json_digits2 + 2 * lo, 2);
+        return 4;
+    }
     /* Blocks of 8 digits are built in registers and stored whole; the caller has 24 bytes
      * of room, so the stores may run past the last digit. */
     int n = decimal_length(v);

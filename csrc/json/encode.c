@@ -15,8 +15,9 @@
 
 #include <patchlevel.h>
 
-/* CPython 3.11 only: iterate dicts over their entry table directly (see iterate_members);
- * the internal header is the interpreter's own description of that layout. */
+/* CPython 3.11 only: iterate dicts over their entry table directly (write_dict) and read
+ * small ints' digits (small_int); the internal header is the interpreter's own
+ * description of those layouts. */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_LIMITED_API)
 #define Py_BUILD_CORE_MODULE 1
 #define JSON_DICT_ENTRIES    1
@@ -361,10 +362,43 @@ int json_encode_str(json_encoder_t *e, PyObject *s)
     return encode_str(e, s);
 }
 
+/* The value of an int of at most two 30-bit digits, read from the object itself (CPython
+ * 3.11's layout; a sign-magnitude digit array whose length is the signed ob_size). Returns
+ * 0 for larger ints, which take the general path. */
+static inline int small_int(PyObject *obj, long long *v)
+{
+#if defined(JSON_DICT_ENTRIES) && PyLong_SHIFT == 30
+    Py_ssize_t size = Py_SIZE(obj);
+    const digit *dg = ((PyLongObject *)obj)->ob_digit;
+    long long m;
+    switch (size < 0 ? -size : size) {
+    case 0:
+        *v = 0;
+        return 1;
+    case 1:
+        m = (long long)dg[0];
+        break;
+    case 2:
+        m = (long long)dg[0] | ((long long)dg[1] << PyLong_SHIFT);
+        break;
+    default:
+        return 0;
+    }
+    *v = size < 0 ? -m : m;
+    return 1;
+#else
+    (void)obj;
+    (void)v;
+    return 0;
+#endif
+}
+
 static int write_int(json_encoder_t *e, PyObject *obj)
 {
     int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    long long v;
+    if (!small_int(obj, &v))
+        v = PyLong_AsLongLongAndOverflow(obj, &overflow);
     if (JSON_LIKELY(!overflow)) {
         if (v == -1 && PyErr_Occurred())
             return -1;

@@ -428,3 +428,17 @@ def test_dict_layouts() -> None:
     assert dumps(d) == std(d)
     mixed = {"a": 1, 2: "b"}
     assert dumps(mixed, non_str_keys=True) == b'{"a":1,"2":"b"}'
+
+
+def test_int_digit_boundaries() -> None:
+    """Ints around the 30-bit digit, 10^k and 64-bit boundaries, and int subclasses."""
+
+    class I(int):  # noqa: E742
+        pass
+
+    vals = [0, 1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 10**8 - 1, 10**8, 10**16, 10**17]
+    vals += [2**k + d for k in (29, 30, 31, 59, 60, 61, 62, 63, 64) for d in (-1, 0, 1)]
+    for v in vals:
+        for x in (v, -v, I(v), I(-v)):
+            assert dumps(x) == str(int(x)).encode()
+    assert dumps([10**4 + i for i in range(-3, 3)]) == b"[9997,9998,9999,10000,10001,10002]"

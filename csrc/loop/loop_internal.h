@@ -119,6 +119,7 @@ typedef struct PyLoopStreamObject {
     unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
     unsigned char buffered, rbuf_held, write_only;
     unsigned int writes_after_close;
+    PyObject *dict; /* instance attributes (tests and libraries set some, as on asyncio's) */
 } PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;

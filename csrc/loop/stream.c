@@ -864,6 +864,7 @@ static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
     Py_VISIT(t->server);
     Py_VISIT(t->extra);
     Py_VISIT(t->sock);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -873,6 +874,7 @@ static int stream_clear(PyLoopStreamObject *t)
     Py_CLEAR(t->server);
     Py_CLEAR(t->extra);
     Py_CLEAR(t->sock);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -927,6 +929,7 @@ static PyGetSetDef stream_getset[] = {
 
 static PyMemberDef stream_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(PyLoopStreamObject, weakreflist), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(PyLoopStreamObject, dict), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

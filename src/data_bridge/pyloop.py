@@ -20,7 +20,9 @@ import collections
 import concurrent.futures
 import contextvars
 import errno
+import functools
 import io
+import itertools
 import logging
 import os
 import signal
@@ -713,6 +715,42 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             raise
         return app_transport, protocol
 
+    async def _connect_one(
+        self, exceptions: list[OSError], info: Any, local_infos: list[Any] | None
+    ) -> socket.socket:
+        """One connection attempt of create_connection; failures go to `exceptions`."""
+        fam, type_, prot, _cname, address = info
+        sock = socket.socket(fam, type_, prot)
+        try:
+            sock.setblocking(False)
+            if local_infos is not None:
+                bind_errors: list[OSError] = []
+                for lfam, _, _, _, laddr in local_infos:
+                    if lfam != fam:
+                        continue
+                    try:
+                        sock.bind(laddr)
+                        break
+                    except OSError as exc:
+                        msg = (
+                            f"error while attempting to bind on address {laddr!r}: "
+                            f"{exc.strerror.lower()}"
+                        )
+                        bind_errors.append(OSError(exc.errno, msg))
+                else:
+                    if bind_errors:
+                        raise bind_errors.pop()
+                    raise OSError(f"no matching local address with family={fam} found")
+            await self.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            exceptions.append(exc)
+            sock.close()
+            raise
+        except BaseException:
+            sock.close()
+            raise
+
     async def create_connection(
         self,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
@@ -757,38 +795,30 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
                 )
                 if not local_infos:
                     raise OSError("getaddrinfo() returned empty list")
+            if happy_eyeballs_delay is not None and interleave is None:
+                interleave = 1  # asyncio's default for Happy Eyeballs
+            if interleave:
+                infos = _interleave_addrinfos(infos, interleave)
             exceptions: list[OSError] = []
-            for fam, type_, prot, _cname, address in infos:
-                sock = socket.socket(fam, type_, prot)
-                try:
-                    sock.setblocking(False)
-                    if local_infos is not None:
-                        bind_errors: list[OSError] = []
-                        for lfam, _, _, _, laddr in local_infos:
-                            if lfam != fam:
-                                continue
-                            try:
-                                sock.bind(laddr)
-                                break
-                            except OSError as exc:
-                                msg = (
-                                    f"error while attempting to bind on address {laddr!r}: "
-                                    f"{exc.strerror.lower()}"
-                                )
-                                bind_errors.append(OSError(exc.errno, msg))
-                        else:
-                            if bind_errors:
-                                raise bind_errors.pop()
-                            raise OSError(f"no matching local address with family={fam} found")
-                    await self.sock_connect(sock, address)
+            if happy_eyeballs_delay is None:
+                for info in infos:
+                    try:
+                        sock = await self._connect_one(exceptions, info, local_infos)
+                    except OSError:
+                        continue
                     break
-                except OSError as exc:
-                    exceptions.append(exc)
-                    sock.close()
-                    sock = None
-                except BaseException:
-                    sock.close()
-                    raise
+            else:
+                # RFC 8305: start the next attempt after `delay` unless one succeeded.
+                from asyncio import staggered
+
+                sock, _, _ = await staggered.staggered_race(
+                    [
+                        functools.partial(self._connect_one, exceptions, info, local_infos)
+                        for info in infos
+                    ],
+                    happy_eyeballs_delay,
+                    loop=self,
+                )
             if sock is None:
                 if all_errors:
                     raise ExceptionGroup("create_connection failed", exceptions)  # noqa: F821
@@ -2005,6 +2035,22 @@ class _FifoCloseWatch:
         self._stop()
         self._transport = None
         self._pipe.close()
+
+
+def _interleave_addrinfos(infos: list[Any], first_family_count: int = 1) -> list[Any]:
+    """RFC 8305 address ordering: alternate families, starting with `first_family_count`
+    addresses of the first family."""
+    by_family: dict[int, list[Any]] = collections.OrderedDict()
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    lists = list(by_family.values())
+    reordered: list[Any] = []
+    if first_family_count > 1:
+        reordered.extend(lists[0][: first_family_count - 1])
+        del lists[0][: first_family_count - 1]
+    for group in itertools.zip_longest(*lists):
+        reordered.extend(x for x in group if x is not None)
+    return reordered
 
 
 def _retrieve_exception(fut: asyncio.Future[Any]) -> None:

@@ -628,3 +628,38 @@ def test_loop_close_after_transports_closed(loop_factory):
     lp.run_until_complete(main())
     lp.close()
     assert lp.is_closed()
+
+
+def test_create_connection_happy_eyeballs(loop):
+    async def main():
+        server, port, _ = await echo_server(loop)
+        # "localhost" may resolve to ::1 first, where nothing listens; the IPv4 attempt wins.
+        tr, client = await loop.create_connection(
+            lambda: Recorder(loop), "localhost", port, happy_eyeballs_delay=0.05
+        )
+        peer = tr.get_extra_info("peername")
+        tr.close()
+        await client.lost
+        tr2, client2 = await loop.create_connection(
+            lambda: Recorder(loop), "localhost", port, interleave=2
+        )
+        tr2.close()
+        await client2.lost
+        server.close()
+        await server.wait_closed()
+        return peer
+
+    assert loop.run_until_complete(main())[0] == "127.0.0.1"
+
+
+def test_create_connection_all_attempts_fail(loop):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    async def main():
+        await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, happy_eyeballs_delay=0.01)
+
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(main())

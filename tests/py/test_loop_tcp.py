@@ -663,3 +663,36 @@ def test_create_connection_all_attempts_fail(loop):
 
     with pytest.raises(ConnectionRefusedError):
         loop.run_until_complete(main())
+
+
+def test_connection_cycles_release_transports_and_fds(loop):
+    import gc
+
+    def live_transports():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.Transport))
+
+    async def main():
+        server, port, protos = await echo_server(loop)
+        await asyncio.sleep(0)
+        fds_before = open_fds()
+        transports_before = live_transports()
+        for _ in range(2000):
+            tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+            tr.write(b"x")
+            while not client.data:
+                await asyncio.sleep(0)
+            tr.close()
+            await client.lost
+        for p in protos:
+            await p.lost
+        protos.clear()
+        await asyncio.sleep(0.05)
+        result = (open_fds() - fds_before, live_transports() - transports_before)
+        server.close()
+        await server.wait_closed()
+        return result
+
+    fd_growth, transport_growth = loop.run_until_complete(main())
+    assert fd_growth <= 2
+    assert transport_growth <= 2

@@ -695,6 +695,30 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
         rc = close_container(e, open_len, '}');
         goto pop;
     }
+    if (mp->ma_values == NULL) {
+        /* The same walk over a general table (any key types; also what
+         * _PyDict_NewPresized builds). */
+        for (Py_ssize_t i = 0; i < keys->dk_nentries; i++) {
+            PyDictKeyEntry *ep = &DK_ENTRIES(keys)[i];
+            PyObject *k = ep->me_key, *v = ep->me_value;
+            if (v == NULL)
+                continue;
+            if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+                if (encode_str(e, k) < 0)
+                    goto pop;
+            } else if (write_key(e, k) < 0) {
+                goto pop;
+            }
+            if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+                goto pop;
+            if (JSON_UNLIKELY(mp->ma_keys != keys || mp->ma_values != NULL)) {
+                PyErr_SetString(PyExc_RuntimeError, "dict changed size during JSON encoding");
+                goto pop;
+            }
+        }
+        rc = close_container(e, open_len, '}');
+        goto pop;
+    }
 #endif
     Py_ssize_t pos = 0;
     PyObject *k, *v;

@@ -144,3 +144,15 @@ def test_no_refcount_leak() -> None:
         small()
     gc.collect()
     assert total() - before < 200
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_corpus_dumps_of_our_own_loads(name: str) -> None:
+    """Dicts built by loads (presized tables) encode like the stdlib's dicts."""
+    data = corpus(name)
+    ours = loads(data)
+    assert (
+        dumps(ours)
+        == json.dumps(json.loads(data), ensure_ascii=False, separators=(",", ":")).encode()
+    )
+    assert dumps(ours, sort_keys=True) == dumps(json.loads(data), sort_keys=True)

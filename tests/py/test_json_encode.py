@@ -389,12 +389,17 @@ def test_dict_mutated_by_default_is_safe() -> None:
     class X:
         pass
 
-    for action in ("grow", "delete", "clear"):
-        d: dict[str, Any] = {f"k{i}": i for i in range(5)}
+    from data_bridge.json import loads
+
+    for action, general in [(a, g) for a in ("grow", "delete", "clear") for g in (False, True)]:
+        # loads builds presized (general-table) dicts; literals build str-keyed tables.
+        d: dict[str, Any] = loads(json.dumps({f"k{i}": i for i in range(8)}))
+        if not general:
+            d = {f"k{i}": i for i in range(5)}
         d["x"] = X()
         d.update({f"z{i}": i for i in range(3)})
 
-        def default(o: Any, d: dict[str, Any] = d, action: str = action) -> Any:
+        def default(o: Any, d: dict[str, Any] = d, action: str = action) -> Any:  # noqa: B023
             if action == "grow":
                 d.update({f"new{i}": i for i in range(100)})
             elif action == "delete":

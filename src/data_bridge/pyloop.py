@@ -1149,11 +1149,6 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
         native = isinstance(transport, _core.StreamTransport)
         if not native and not getattr(transport, "_sendfile_compatible", None):
             raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
-        if not fallback:
-            raise RuntimeError(
-                f"fallback is disabled and native sendfile is not supported for "
-                f"transport {transport!r}"
-            )
         if "b" not in getattr(file, "mode", "b"):
             raise ValueError("file should be opened in binary mode")
         if count is not None:
@@ -1165,7 +1160,27 @@ class Loop(_core.Loop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
         if offset < 0:
             raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+        if native:
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except asyncio.SendfileNotAvailableError:
+                if not fallback:
+                    raise
+        if not fallback:
+            raise RuntimeError(
+                f"fallback is disabled and native sendfile is not supported for "
+                f"transport {transport!r}"
+            )
         return await self._sendfile_fallback(transport, file, offset, count)
+
+    async def _sendfile_native(
+        self, transport: Any, file: Any, offset: int, count: int | None
+    ) -> int:
+        # Data written through a libuv stream may still be queued in libuv, so os.sendfile()
+        # on the socket could overtake it; the fallback keeps the ordering.
+        raise asyncio.SendfileNotAvailableError(
+            f"sendfile syscall is not supported for transport {transport!r}"
+        )
 
     async def _sendfile_fallback(
         self, transport: Any, file: Any, offset: int, count: int | None

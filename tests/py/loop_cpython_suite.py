@@ -15,13 +15,11 @@ server 2 tests pass. Known failures, all tests of asyncio internals rather than 
 
 - test_events: test_create_server_multiple_hosts_ipv4/ipv6 patch
   asyncio.base_events.socket (PyLoop binds real sockets); test_prompt_cancellation and
-  test_timeout_rounding call the selector loop's private _run_once; test_unclosed_pipe_transport
-  sets the private _pipe attribute of asyncio's pipe transport.
+  test_timeout_rounding call the selector loop's private _run_once.
 - test_events: test_create_ssl_unix_connection is timing-dependent (the client's SSL transport
   may already be closed when the test reads its extra info) and fails intermittently.
 - test_sendfile: test_sendfile_prevents_bare_write (asyncio refuses transport.write() while
-  loop.sendfile() runs; PyLoop does not track that) and test_sendfile_force_unsupported_native
-  (sets asyncio's private _sendfile_compatible mode).
+  loop.sendfile() runs; PyLoop does not track that).
 """
 
 from __future__ import annotations

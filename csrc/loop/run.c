@@ -16,6 +16,10 @@
  * re-acquires the GIL if no callback did. In 1.44 the order inside uv_run is: timers,
  * pending, idle, prepare, poll (I/O callbacks), check, closing, timers (ONCE mode), so
  * pending/timer/close callbacks always run with the GIL held and I/O callbacks may not.
+ * Because timers and pending callbacks run before prepare, the prepare callback also turns
+ * the poll into a non-blocking one (uv_stop) when they queued work, and the loop's own timer
+ * callback does the same: in UV_RUN_ONCE mode a timer that fires before polling would
+ * otherwise leave libuv polling with no timeout at all.
  *
  * Ownership: the libuv handles live in loop_native_t and point back to it through
  * handle->data; the native block is freed only after every handle's close callback ran and

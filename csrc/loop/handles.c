@@ -20,8 +20,9 @@ static PyObject *format_callback_source; /* asyncio.format_helpers._format_callb
 static PyLoopHandleObject *handle_freelist[HANDLE_FREELIST_MAX + 1];
 static int handle_freelist_len;
 
-PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
-                                    PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+static PyLoopHandleObject *handle_alloc(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
+                                        PyObject *const *args, Py_ssize_t nargs, PyObject *context,
+                                        int track)
 {
     PyObject *tuple = NULL;
     PyObject *ctx = NULL;
@@ -71,8 +72,22 @@ PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyOb
     h->cancelled = 0;
     h->scheduled = 0;
     h->is_timer = type != &PyLoopHandle_Type;
-    PyObject_GC_Track(h);
+    if (track)
+        PyObject_GC_Track(h);
     return h;
+}
+
+PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
+                                    PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    return handle_alloc(loop, type, callback, args, nargs, context, 1);
+}
+
+PyLoopHandleObject *loop_handle_new_queued(PyLoopObject *loop, PyObject *callback,
+                                           PyObject *const *args, Py_ssize_t nargs,
+                                           PyObject *context)
+{
+    return handle_alloc(loop, &PyLoopHandle_Type, callback, args, nargs, context, 0);
 }
 
 static int handle_clear(PyLoopHandleObject *h)

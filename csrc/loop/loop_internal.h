@@ -137,6 +137,11 @@ int loop_check_open(PyLoopObject *loop);
 /* handles.c */
 PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,
                                     PyObject *const *args, Py_ssize_t nargs, PyObject *context);
+/* A plain Handle that is not GC-tracked: for handles that go straight to the ready queue
+ * (see schedule_soon in sched.c; run_once tracks it if it outlives its turn). */
+PyLoopHandleObject *loop_handle_new_queued(PyLoopObject *loop, PyObject *callback,
+                                           PyObject *const *args, Py_ssize_t nargs,
+                                           PyObject *context);
 /* Runs the handle's callback in its context. Returns 0, or -1 with SystemExit or
  * KeyboardInterrupt (or an exception raised by the exception handler) set: those propagate
  * out of run_forever like in asyncio. Other exceptions go to the exception handler. */

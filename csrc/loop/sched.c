@@ -235,14 +235,13 @@ static PyObject *schedule_soon(PyLoopObject *self, PyObject *const *args, Py_ssi
                      args[0]);
         return NULL;
     }
-    h = loop_handle_new(self, &PyLoopHandle_Type, args[0], args + 1, nargs - 1, context);
-    if (h == NULL)
-        return NULL;
     /* A queued handle is always reachable from the loop and runs soon, so the GC need not
      * scan it: with many queued callbacks (bursts of call_soon), tracking them made every
-     * older-generation collection walk all of them. run_once() tracks it again before it
-     * runs if anything else still holds it. */
-    PyObject_GC_UnTrack(h);
+     * older-generation collection walk all of them. run_once() tracks it before it runs if
+     * anything else still holds it. */
+    h = loop_handle_new_queued(self, args[0], args + 1, nargs - 1, context);
+    if (h == NULL)
+        return NULL;
     /* One reference for the ready queue (released after the handle runs), one returned. */
     Py_INCREF(h);
     if (loop_ready_push(self, h) < 0) {

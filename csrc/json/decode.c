@@ -725,7 +725,8 @@ PyObject *json_decode(const char *p, size_t n)
     /* Decoding allocates many containers and runs no Python code, so a collection in the
      * middle could only traverse the half-built (acyclic) result again and again; on large
      * documents that was most of the time. Collect at most once, after we return. */
-    gc_was_enabled = PyGC_Disable();
+    if (n >= 4096) /* small documents build too few containers to trigger a collection */
+        gc_was_enabled = PyGC_Disable();
     skip_ws(&d);
     if (d.p == d.end) {
         error_at(&d, d.p, "empty document (expected a JSON value)");

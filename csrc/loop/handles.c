@@ -47,12 +47,13 @@ static PyLoopHandleObject *handle_alloc(PyLoopObject *loop, PyTypeObject *type, 
         Py_INCREF(context);
         ctx = context;
     }
+#if HANDLE_FREELIST_MAX > 0
     if (type == &PyLoopHandle_Type && handle_freelist_len > 0) {
-#if PY_VERSION_HEX < 0x030D0000
         h = handle_freelist[--handle_freelist_len];
         _Py_NewReference((PyObject *)h);
+    } else
 #endif
-    } else {
+    {
         h = PyObject_GC_New(PyLoopHandleObject, type);
         if (h == NULL) {
             Py_XDECREF(tuple);

@@ -70,8 +70,9 @@ typedef struct {
 extern app_config_t app_cfg;
 
 typedef struct {
-    PyObject_HEAD PyObject *loop; /* the PyLoop; strong reference */
-    server_t *server;             /* NULL until listen(), again after close */
+    PyObject_HEAD
+    PyObject *loop;   /* the PyLoop; strong reference */
+    server_t *server; /* NULL until listen(), again after close */
     router_t *router;
     route_plan_t **plans; /* owned; freed with the object */
     size_t nplans;

@@ -18,7 +18,8 @@
 #include "loop/loop.h"
 
 typedef struct {
-    PyObject_HEAD PyObject *coro; /* the handler's coroutine */
+    PyObject_HEAD
+    PyObject *coro;       /* the handler's coroutine */
     PyObject *first;      /* the value it yielded on the first send, until handed to the Task */
     PyObject *request;    /* the Request object, if the handler asked for one */
     PyObject *server;     /* the ServerObject, kept alive while the request is pending */

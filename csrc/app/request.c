@@ -16,7 +16,8 @@
 #include "common/text.h"
 
 typedef struct {
-    PyObject_HEAD server_request_t *req; /* NULL once detached */
+    PyObject_HEAD
+    server_request_t *req; /* NULL once detached */
     PyObject *method;
     PyObject *path;
     PyObject *query_string;

@@ -217,6 +217,15 @@ def test_timeouts_and_task_groups_in_handlers(client):
     assert client.get("/task-group").json() == {"results": [0, 1, 2]}
 
 
+def test_handlers_await_real_io_on_pyloop(client):
+    # A TCP round trip to a stream server started by a startup hook, a subprocess, and
+    # blocking work in the default executor (which runs while the loop waits: the GIL is
+    # released during the poll).
+    assert client.get("/io/tcp?text=hello").json() == {"reply": "HELLO"}
+    assert client.get("/io/subprocess").json() == {"out": "42", "code": 0}
+    assert client.get("/io/executor").json() == {"parallel": True}
+
+
 def test_context_is_per_request(client):
     assert client.get("/context/a").json() == {"before": "unset", "after": "a"}
     assert client.get("/context/b?wait=1").json() == {"before": "unset", "after": "b"}

@@ -211,6 +211,50 @@ async def task_group():
     return {"results": [t.result() for t in tasks]}
 
 
+echo_server: dict[str, int] = {}
+
+
+@app.on_event("startup")
+async def start_echo_server():
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readline()
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    echo_server["port"] = server.sockets[0].getsockname()[1]
+
+
+@app.get("/io/tcp")
+async def io_tcp(text: str):
+    reader, writer = await asyncio.open_connection("127.0.0.1", echo_server["port"])
+    writer.write(text.encode() + b"\n")
+    await writer.drain()
+    reply = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return {"reply": reply.decode().strip()}
+
+
+@app.get("/io/subprocess")
+async def io_subprocess():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "print(6 * 7)", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return {"out": out.decode().strip(), "code": proc.returncode}
+
+
+@app.get("/io/executor")
+async def io_executor():
+    import time as _time
+
+    loop = asyncio.get_running_loop()
+    started = _time.monotonic()
+    await asyncio.gather(*(loop.run_in_executor(None, _time.sleep, 0.2) for _ in range(4)))
+    return {"parallel": _time.monotonic() - started < 0.6}
+
+
 @app.get("/debug/pid")
 def debug_pid():
     return {"pid": os.getpid()}

@@ -65,13 +65,15 @@ ctest: deps
 	$(CMAKE) --build $(TEST_BUILD) -j $(JOBS)
 	$(VENV)/bin/ctest --test-dir $(TEST_BUILD) --output-on-failure
 
-# A short libFuzzer run of every target in fuzz/ (FUZZ_SECONDS each).
-fuzz: deps
+# A short libFuzzer run of every target in fuzz/ (FUZZ_SECONDS each), then the JSON decoder's
+# differential atheris target (needs the release build).
+fuzz: build
 	CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -g" \
 		$(CMAKE) -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 		-DDB_BUILD_EXTENSION=OFF -DDB_BUILD_FUZZ=ON > /dev/null
 	$(CMAKE) --build $(FUZZ_BUILD) -j $(JOBS)
 	./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	PYTHONPATH=src $(VPY) fuzz/fuzz_json.py -max_total_time=$(FUZZ_SECONDS)
 
 # The whole pytest suite against an ASan+UBSan build of the extension, with Python's
 # allocator switched to malloc so that ASan also sees Python objects our C code frees.
@@ -84,7 +86,7 @@ pytest-asan: deps
 	cp $(ASAN_BUILD)/_core*.so $(ASAN_PKG)/data_bridge/
 	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-		PYTHONPATH=$(ASAN_PKG) $(VPY) -m pytest tests/py -q -p no:cacheprovider
+		PYTHONPATH=$(ASAN_PKG) $(VPY) -m pytest tests/py -q -p no:cacheprovider -o pythonpath=
 
 pytest: build
 	PYTHONPATH=src $(VPY) -m pytest tests/py

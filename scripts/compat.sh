@@ -6,11 +6,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
 for minor in 10 11 12 13; do
-    py=$(command -v "python3.$minor" || true)
-    if [ -z "$py" ] && command -v pyenv >/dev/null 2>&1; then
+    py=""
+    if command -v pyenv >/dev/null 2>&1; then
         py=$(ls -d "$(pyenv root)"/versions/3."$minor".*/bin/python 2>/dev/null | tail -n 1 || true)
     fi
     if [ -z "$py" ]; then
+        py=$(command -v "python3.$minor" || true)
+    fi
+    # pyenv shims exist for versions that are not selected: check the interpreter runs.
+    if [ -z "$py" ] || ! "$py" -c "pass" 2>/dev/null; then
         echo "compat: python3.$minor not found, skipped"
         continue
     fi
@@ -25,7 +29,8 @@ for minor in 10 11 12 13; do
     cp -r "$root/src/data_bridge" "$pkg/" && rm -f "$pkg"/data_bridge/_core*.so
     cp "$build"/_core*.so "$pkg/data_bridge/"
     echo "compat: Python 3.$minor ($py)"
-    if ! PYTHONPATH="$pkg" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+    # -o pythonpath= drops pyproject's "src" so that this build's package is imported.
+    if ! PYTHONPATH="$pkg" "$venv/bin/python" -m pytest -q -p no:cacheprovider -o pythonpath= \
         "$root"/tests/py/test_server_*.py "$root"/tests/py/test_loop_*.py; then
         status=1
     fi

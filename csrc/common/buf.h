@@ -31,6 +31,8 @@ static inline int db_buf_reserve(db_buf_t *b, size_t extra)
 
 static inline int db_buf_append(db_buf_t *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* memcpy to a NULL buffer is undefined even for 0 bytes */
     if (db_buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->data + b->len, p, n);

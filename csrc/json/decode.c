@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "json/json_internal.h"
 
 #if defined(__SSE2__)
@@ -195,16 +196,6 @@ static int grow_chars(decoder_t *d, size_t need)
     return 0;
 }
 
-static inline int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Reads the 4 hex digits after "\u" at p; -1 if they are not hex digits. */
 static int read_hex4(const unsigned char *p, const unsigned char *end)
 {
@@ -212,7 +203,7 @@ static int read_hex4(const unsigned char *p, const unsigned char *end)
         return -1;
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hex_value(p[i]);
+        int h = db_hexval(p[i]);
         if (h < 0)
             return -1;
         v = (v << 4) | h;

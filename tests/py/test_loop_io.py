@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -243,6 +244,7 @@ def test_sock_recv_cancelled(loop, pair):
     assert loop.run_until_complete(main()) == b"after"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="loop.sock_recvfrom/sock_sendto are 3.11+")
 def test_sock_udp_sendto_recvfrom(loop):
     s1 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

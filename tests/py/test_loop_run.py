@@ -5,6 +5,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import logging
+import sys
 import threading
 import time
 
@@ -299,6 +300,7 @@ def test_create_future(loop):
     assert loop.run_until_complete(fut) == 7
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is 3.11+")
 def test_create_task_name_and_context(loop):
     ctx = contextvars.copy_context()
     ctx.run(var.set, "task-ctx")
@@ -389,6 +391,9 @@ def test_run_in_executor_exception(loop):
         loop.run_until_complete(main())
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="3.10 asyncio accepts other executors with a warning"
+)
 def test_set_default_executor(loop):
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="custom")
     loop.set_default_executor(executor)

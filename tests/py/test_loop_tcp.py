@@ -280,6 +280,9 @@ def test_peer_reset_reaches_connection_lost(loop):
     assert exc is None or isinstance(exc, ConnectionResetError)
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="3.10 asyncio's transport reads before the pause"
+)
 def test_pause_reading_in_connection_made(loop):
     class Paused(Recorder):
         def connection_made(self, transport):

@@ -190,6 +190,98 @@ def bench_tcp_echo(loop: asyncio.AbstractEventLoop, n: int, size: int = 1024) ->
     return rounds * clients / (time.perf_counter() - t0)
 
 
+def bench_streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int = 1024) -> float:
+    """4 clients echoing `size`-byte messages through asyncio streams (start_server and
+    open_connection), the API most libraries use."""
+    clients = 4
+    rounds = max(1, n // clients)
+    msg = b"x" * size
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.readexactly(size)
+                writer.write(data)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(rounds):
+            writer.write(msg)
+            await writer.drain()
+            await reader.readexactly(size)
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await asyncio.gather(*(client(port) for _ in range(clients)))
+        server.close()
+        await server.wait_closed()
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    return rounds * clients / (time.perf_counter() - t0)
+
+
+class _UDPEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+class _UDPClient(asyncio.DatagramProtocol):
+    def __init__(self, msg: bytes, rounds: int, done: asyncio.Future[None]) -> None:
+        self.msg = msg
+        self.rounds = rounds
+        self.done = done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.sendto(self.msg)  # type: ignore[attr-defined]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.rounds -= 1
+        if self.rounds == 0:
+            self.done.set_result(None)
+        else:
+            self.transport.sendto(self.msg)  # type: ignore[attr-defined]
+
+
+def bench_udp_echo(loop: asyncio.AbstractEventLoop, n: int, size: int = 512) -> float:
+    """4 clients echoing `size`-byte datagrams through a DatagramProtocol on 127.0.0.1
+    (loopback does not drop datagrams at this rate; one in flight per client)."""
+    clients = 4
+    rounds = max(1, n // clients)
+
+    async def main() -> None:
+        server, _ = await loop.create_datagram_endpoint(_UDPEcho, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        futs, transports = [], []
+        for _ in range(clients):
+            done = loop.create_future()
+            tr, _ = await loop.create_datagram_endpoint(
+                lambda done=done: _UDPClient(b"x" * size, rounds, done), remote_addr=addr
+            )
+            transports.append(tr)
+            futs.append(done)
+        await asyncio.wait_for(asyncio.gather(*futs), 60)
+        for tr in transports:
+            tr.close()
+        server.close()
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    return rounds * clients / (time.perf_counter() - t0)
+
+
 def tcp_supported() -> bool:
     lp = pyloop.new_event_loop()
     try:
@@ -229,11 +321,25 @@ def main() -> None:
         ("future create/resolve/await", bench_future_roundtrip, 50_000),
     ]
     if tcp_supported():
-        benches.append(("TCP echo 1 KiB, 4 clients (round trips)", bench_tcp_echo, 20_000))
+        benches += [
+            ("TCP echo 1 KiB, 4 clients (round trips)", bench_tcp_echo, 20_000),
+            (
+                "TCP echo 64 KiB, 4 clients (round trips)",
+                lambda lp, n: bench_tcp_echo(lp, n, 65536),
+                2_000,
+            ),
+            ("streams echo 1 KiB, 4 clients (round trips)", bench_streams_echo, 20_000),
+            (
+                "streams echo 64 KiB, 4 clients (round trips)",
+                lambda lp, n: bench_streams_echo(lp, n, 65536),
+                2_000,
+            ),
+        ]
+    benches.append(("UDP echo 512 B, 4 clients (round trips)", bench_udp_echo, 20_000))
     kinds = [k for k in ORDER if k in LOOPS]
     rows = []
     for title, fn, n in benches:
-        n = max(1000, int(n * scale))
+        n = max(200, int(n * scale))
         results = run_interleaved(fn, kinds, n, repeats)
         rows.append((title, results))
         cells = "  ".join(f"{k}={results[k]:,.0f}/s" for k in kinds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
 
 import httpx
@@ -57,46 +56,41 @@ def test_configured_body_limit(short_timeouts):
     assert r.status == 200
 
 
+def start_parked_request(srv: ServerProcess, path: str) -> Reader:
+    """Sends a request whose handler waits, and returns once the server has it parked (so
+    that a signal sent next finds it in progress, however slow the machine is)."""
+    s = srv.connect(timeout=30)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    deadline = time.monotonic() + 15
+    while httpx.get(srv.url + "/debug/inflight").json()["tasks"] < 1:
+        assert time.monotonic() < deadline, "the handler never started"
+        time.sleep(0.02)
+    return Reader(s)
+
+
 def test_sigterm_finishes_requests_in_progress():
     srv = ServerProcess("main_app.py").start()
-    result: dict[str, object] = {}
-
-    def slow() -> None:
-        with httpx.Client(base_url=srv.url, timeout=10) as c:
-            result["r"] = c.get("/slow?delay=1.0")
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.3)
+    reader = start_parked_request(srv, "/slow?delay=1.0")
     code, err = srv.stop(signal.SIGTERM)
-    t.join()
     assert code == 0, err
-    r = result["r"]
-    assert r.status_code == 200 and r.json() == {"slept": 1.0}  # type: ignore[union-attr]
-    assert r.headers["connection"] == "close"  # type: ignore[union-attr]
+    r = reader.read_response()
+    assert r.status == 200 and r.json() == {"slept": 1.0}
+    assert r.header("connection") == "close"
+    assert reader.at_eof()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
 
 
 def test_handlers_past_the_graceful_timeout_get_503():
     srv = ServerProcess("main_app.py", graceful=0.5).start()
-    result: dict[str, object] = {}
-
-    def slow() -> None:
-        with httpx.Client(base_url=srv.url, timeout=10) as c:
-            result["r"] = c.get("/slow?delay=30")
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.3)
+    reader = start_parked_request(srv, "/slow?delay=30")
     start = time.monotonic()
     code, err = srv.stop(signal.SIGTERM)
-    t.join()
     assert code == 0, err
     assert time.monotonic() - start < 5
-    r = result["r"]
-    assert r.status_code == 503  # type: ignore[union-attr]
-    assert r.json() == {"detail": "Service Unavailable"}  # type: ignore[union-attr]
+    r = reader.read_response()
+    assert r.status == 503
+    assert r.json() == {"detail": "Service Unavailable"}
     assert "cancelling 1 handlers" in err
 
 

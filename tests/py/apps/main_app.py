@@ -255,6 +255,12 @@ async def io_executor():
     return {"parallel": _time.monotonic() - started < 0.6}
 
 
+@app.get("/debug/inflight")
+def debug_inflight():
+    """Handlers parked right now (each runs in a Task while it waits)."""
+    return {"tasks": sum(1 for t in asyncio.all_tasks() if not t.done())}
+
+
 @app.get("/debug/pid")
 def debug_pid():
     return {"pid": os.getpid()}

@@ -203,7 +203,7 @@ def test_awaiting_real_futures(client):
     assert client.get("/slow?delay=0.01").json() == {"slept": 0.01}
     assert client.get("/gather").json() == {"parts": [0, 1, 4, 9, 16]}
     assert client.get("/wait-for").json() == {"timed_out": True}
-    assert client.get("/wait-for?timeout=30").json() == {"timed_out": False}
+    assert client.get("/wait-for?timeout=30&sleep=0.01").json() == {"timed_out": False}
     assert client.get("/event-queue").json() == {"items": [0, 1, 2], "task": True}
 
 

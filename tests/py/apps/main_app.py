@@ -186,9 +186,9 @@ async def gather():
 
 
 @app.get("/wait-for")
-async def wait_for(timeout: float = 0.05):
+async def wait_for(timeout: float = 0.05, sleep: float = 10):
     try:
-        await asyncio.wait_for(asyncio.sleep(10), timeout)
+        await asyncio.wait_for(asyncio.sleep(sleep), timeout)
     except asyncio.TimeoutError:
         return {"timed_out": True}
     return {"timed_out": False}
@@ -197,7 +197,7 @@ async def wait_for(timeout: float = 0.05):
 @app.get("/timeout")
 async def timeout_route(delay: float):
     try:
-        async with asyncio.timeout(0.05):  # needs a current task during the first step
+        async with asyncio.timeout(0.5):  # needs a current task during the first step
             await asyncio.sleep(delay)
     except TimeoutError:
         return {"timed_out": True}

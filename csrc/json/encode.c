@@ -645,6 +645,21 @@ static int write_dict_pretty(json_encoder_t *e, PyObject *dict)
     return putc_(e, '}');
 }
 
+/* One compact "key":value, member, whichever way the dict is walked. */
+static inline __attribute__((always_inline)) int write_member(json_encoder_t *e, PyObject *k,
+                                                              PyObject *v)
+{
+    if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+        if (encode_str(e, k) < 0)
+            return -1;
+    } else if (write_key(e, k) < 0) {
+        return -1;
+    }
+    if (putc_(e, ':') < 0 || encode_value(e, v) < 0)
+        return -1;
+    return put_comma(e);
+}
+
 static int write_dict(json_encoder_t *e, PyObject *dict)
 {
     if (PyDict_GET_SIZE(dict) == 0) {
@@ -679,13 +694,7 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
             PyObject *k = ep->me_key, *v = ep->me_value;
             if (v == NULL)
                 continue;
-            if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-                if (encode_str(e, k) < 0)
-                    goto pop;
-            } else if (write_key(e, k) < 0) {
-                goto pop;
-            }
-            if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+            if (write_member(e, k, v) < 0)
                 goto pop;
             if (JSON_UNLIKELY(mp->ma_keys != keys || mp->ma_values != NULL)) {
                 PyErr_SetString(PyExc_RuntimeError, "dict changed size during JSON encoding");
@@ -703,13 +712,7 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
             PyObject *k = ep->me_key, *v = ep->me_value;
             if (v == NULL)
                 continue;
-            if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-                if (encode_str(e, k) < 0)
-                    goto pop;
-            } else if (write_key(e, k) < 0) {
-                goto pop;
-            }
-            if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+            if (write_member(e, k, v) < 0)
                 goto pop;
             if (JSON_UNLIKELY(mp->ma_keys != keys || mp->ma_values != NULL)) {
                 PyErr_SetString(PyExc_RuntimeError, "dict changed size during JSON encoding");
@@ -723,13 +726,7 @@ static int write_dict(json_encoder_t *e, PyObject *dict)
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(dict, &pos, &k, &v)) {
-        if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-            if (encode_str(e, k) < 0)
-                goto pop;
-        } else if (write_key(e, k) < 0) {
-            goto pop;
-        }
-        if (putc_(e, ':') < 0 || encode_value(e, v) < 0 || put_comma(e) < 0)
+        if (write_member(e, k, v) < 0)
             goto pop;
     }
     rc = close_container(e, open_len, '}');

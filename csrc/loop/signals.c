@@ -1,7 +1,7 @@
 /*
  * Unix signal handlers on a uv_signal_t per signal (the native half of add_signal_handler /
  * remove_signal_handler; argument checks and Python's signal-module bookkeeping are in
- * pyloop.py).
+ * pyloop/_loop.py).
  *
  * libuv delivers signals through its own self-pipe, so the handler's callback runs on the
  * loop thread inside the poll phase: it only queues the Handle, which then runs with the

@@ -731,7 +731,7 @@ static PyObject *stream_get_extra_info(PyLoopStreamObject *t, PyObject *args, Py
     return Py_NewRef(dflt);
 }
 
-/* _set_extra(name, value): used by pyloop.py to record peername/sockname. */
+/* _set_extra(name, value): used by pyloop/_streams.py to record peername/sockname. */
 static PyObject *stream_set_extra(PyLoopStreamObject *t, PyObject *args)
 {
     PyObject *name, *value;
@@ -773,7 +773,8 @@ static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_cl
 }
 
 /* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
- * by pyloop.py with call_soon so that it runs after the code that created the transport. */
+ * by pyloop/_streams.py with call_soon so that it runs after the code that created the
+ * transport. */
 static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *waiter = nargs > 0 ? args[0] : Py_None;

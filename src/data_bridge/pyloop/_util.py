@@ -1,0 +1,57 @@
+"""Small helpers shared by the loop's modules."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from asyncio import futures
+from typing import Any, TypeVar
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    ssl = None  # type: ignore[assignment]
+
+_T = TypeVar("_T")
+
+
+def _set_result(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _run_until_complete_cb(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # The loop stops by itself: the exception propagates out of run_forever().
+            return
+    futures._get_loop(fut).stop()
+
+
+def _retrieve_exception(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _sighandler_noop(signum: int, frame: Any) -> None:
+    """Placeholder Python handler: libuv's own handler receives the signal."""
+
+
+def _is_numeric_host(host: Any) -> bool:
+    if host is None:
+        return False
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("idna")
+        except UnicodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host.partition("%")[0])
+            return True
+        except (OSError, ValueError):
+            pass
+    return False

@@ -24,6 +24,7 @@ typedef struct {
     int is_pipe;
     int family;
     int handle_open;
+    loop_open_link_t link; /* in loop->open_links while handle_open */
 } PyLoopListenerObject;
 
 static int listener_traverse(PyLoopListenerObject *l, visitproc visit, void *arg)
@@ -52,15 +53,33 @@ static void on_listener_close(uv_handle_t *handle)
     Py_DECREF((PyObject *)handle->data); /* pairs with the INCREF in loop_stream_listen */
 }
 
+static void close_listener_handle(PyLoopListenerObject *l)
+{
+    if (l->handle_open) {
+        l->handle_open = 0;
+        loop_open_link_remove(l->loop, &l->link);
+        uv_close(&l->h.handle, on_listener_close);
+    }
+}
+
 static PyObject *listener_close(PyLoopListenerObject *l, PyObject *unused)
 {
     (void)unused;
-    if (l->handle_open) {
-        l->handle_open = 0;
-        uv_close(&l->h.handle, on_listener_close);
-    }
+    close_listener_handle(l);
     Py_CLEAR(l->on_accept); /* breaks the Server -> listener -> Server._accepted cycle */
     Py_RETURN_NONE;
+}
+
+/* Loop close with the server still listening: asyncio leaves the listening socket to the
+ * garbage collector; here the fd is closed now so that nothing leaks. No warning: asyncio's
+ * Server gives none either. */
+static void listener_abandon(loop_open_link_t *link)
+{
+    PyLoopListenerObject *l =
+        (PyLoopListenerObject *)((char *)link - offsetof(PyLoopListenerObject, link));
+
+    close_listener_handle(l);
+    Py_CLEAR(l->on_accept);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -152,6 +171,7 @@ PyObject *loop_stream_listen(PyLoopObject *self, PyObject *args)
         goto fail;
     l->h.handle.data = l;
     l->handle_open = 1;
+    loop_open_link_add(self, &l->link, listener_abandon);
     Py_INCREF(l); /* held by the libuv handle; released in on_listener_close */
     rc = is_pipe ? uv_pipe_open(&l->h.pipe, fd) : uv_tcp_open(&l->h.tcp, fd);
     if (rc < 0)
@@ -163,10 +183,7 @@ PyObject *loop_stream_listen(PyLoopObject *self, PyObject *args)
 fail:
     errno = -rc;
     PyErr_SetFromErrno(PyExc_OSError);
-    if (l->handle_open) {
-        l->handle_open = 0;
-        uv_close(&l->h.handle, on_listener_close);
-    }
+    close_listener_handle(l);
     Py_DECREF(l);
     return NULL;
 }

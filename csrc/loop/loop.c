@@ -188,6 +188,42 @@ static PyObject *loop_set_debug(PyLoopObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+void loop_open_link_add(PyLoopObject *loop, loop_open_link_t *link,
+                        void (*abandon)(loop_open_link_t *link))
+{
+    link->abandon = abandon;
+    link->prev = NULL;
+    link->next = loop->open_links;
+    if (link->next != NULL)
+        link->next->prev = link;
+    loop->open_links = link;
+}
+
+void loop_open_link_remove(PyLoopObject *loop, loop_open_link_t *link)
+{
+    if (link->prev != NULL)
+        link->prev->next = link->next;
+    else if (loop->open_links == link)
+        loop->open_links = link->next;
+    if (link->next != NULL)
+        link->next->prev = link->prev;
+    link->next = link->prev = NULL;
+}
+
+/* Closes every resource still open. abandon() may run Python code (a warning filter) that
+ * closes other resources, so the walk restarts from the head each time; abandon() unlinks
+ * its resource, so the list shrinks every step. */
+static void close_open_links(PyLoopObject *self)
+{
+    loop_open_link_t *link;
+
+    while ((link = self->open_links) != NULL) {
+        link->abandon(link);
+        if (self->open_links == link) /* defensive: never loop forever on a bad abandon() */
+            loop_open_link_remove(self, link);
+    }
+}
+
 /* The native half of close(): the Python half checks is_running() and shuts the executor
  * down. Idempotent. */
 static PyObject *loop_close_native(PyLoopObject *self, PyObject *unused)
@@ -203,6 +239,7 @@ static PyObject *loop_close_native(PyLoopObject *self, PyObject *unused)
         Py_RETURN_NONE;
     self->closed = 1;
     loop_queues_clear(self);
+    close_open_links(self);
     loop_poll_close_all(self);
     loop_signals_close_all(self);
     busy = loop_native_close(self) < 0;

@@ -21,6 +21,17 @@
 
 typedef struct PyLoopHandleObject PyLoopHandleObject;
 
+/* Native resources (transports, listeners) are linked into their loop while their libuv
+ * handle is open, so that closing the loop closes whatever was left open instead of leaking
+ * the handle and its fd. asyncio leaves such transports to their finalizers, which warn
+ * "unclosed transport"; PyLoop warns the same way from `abandon`. */
+typedef struct loop_open_link {
+    struct loop_open_link *next, *prev;
+    /* Called at loop close for a resource still open: warns if its user never closed it and
+     * closes its handle (which must unlink it). May run Python code. */
+    void (*abandon)(struct loop_open_link *link);
+} loop_open_link_t;
+
 typedef struct {
     uv_loop_t uvl;
     uv_prepare_t prepare;
@@ -71,6 +82,8 @@ struct PyLoopObject {
      * once uv_run returns (exceptions cannot cross libuv). */
     PyObject *pending_exc;
 
+    loop_open_link_t *open_links; /* resources with an open libuv handle (see above) */
+
     double slow_callback_duration;
     PyObject *weakreflist;
     PyObject *dict;
@@ -119,7 +132,8 @@ typedef struct PyLoopStreamObject {
     unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
     unsigned char buffered, rbuf_held, write_only;
     unsigned int writes_after_close;
-    PyObject *dict; /* instance attributes (tests and libraries set some, as on asyncio's) */
+    PyObject *dict;        /* instance attributes (tests and libraries set some, as on asyncio's) */
+    loop_open_link_t link; /* in loop->open_links while handle_open */
 } PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;
@@ -133,6 +147,9 @@ extern PyObject *loop_str_call_exception_handler;
 /* loop.c */
 double loop_now(void);
 int loop_check_open(PyLoopObject *loop);
+void loop_open_link_add(PyLoopObject *loop, loop_open_link_t *link,
+                        void (*abandon)(loop_open_link_t *link));
+void loop_open_link_remove(PyLoopObject *loop, loop_open_link_t *link);
 
 /* handles.c */
 PyLoopHandleObject *loop_handle_new(PyLoopObject *loop, PyTypeObject *type, PyObject *callback,

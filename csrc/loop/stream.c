@@ -5,8 +5,13 @@
  * close/abort, get_extra_info; Protocol and BufferedProtocol on the read side.
  *
  * Ownership and lifetime:
- * - The transport embeds its libuv stream handle. From uv_*_init until the close callback
- *   the transport holds a reference to itself (libuv may touch the handle until then).
+ * - The transport embeds its libuv stream handle. While libuv reads for it, and from
+ *   uv_close() until the close callback, the transport holds a reference to itself (libuv
+ *   may call back into it until then), as asyncio's selector keeps a reading transport
+ *   alive. An idle open transport (reading paused or finished, nothing being written) is
+ *   owned by its users only: dropped unclosed, its finalizer warns "unclosed transport" and
+ *   closes the handle, like asyncio's _SelectorTransport.__del__. Transports still open
+ *   when the loop closes are closed (with the same warning) through loop->open_links.
  * - Every uv_write/uv_shutdown request holds a reference to the transport until its
  *   callback, which libuv always calls (with UV_ECANCELED when the handle closes first).
  * - The transport holds its protocol until connection_lost() has been called, then drops it
@@ -42,6 +47,7 @@ static PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
 PyTypeObject *loop_stream_type;
 
 static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc);
+static void update_reading(PyLoopStreamObject *t);
 
 /* ---- small helpers ---- */
 
@@ -103,16 +109,63 @@ static void on_stream_close(uv_handle_t *handle)
 {
     PyLoopStreamObject *t = handle->data;
 
-    Py_DECREF(t); /* pairs with the INCREF in loop_stream_new */
+    Py_DECREF(t); /* the reference close_handle() gave the closing handle */
 }
 
 static void close_handle(PyLoopStreamObject *t)
 {
     if (t->handle_open) {
         t->handle_open = 0;
-        t->reading = 0;
+        loop_open_link_remove(t->loop, &t->link);
+        /* The closing handle needs a reference until on_stream_close: reading's reference is
+         * handed over (uv_close stops the read), otherwise a new one is taken. */
+        if (t->reading)
+            t->reading = 0;
+        else
+            Py_INCREF(t);
         uv_close(&t->h.handle, on_stream_close);
     }
+}
+
+/* Closes the duplicate socket behind extra['socket'] (or an owned pipe object) without
+ * telling anyone: for the finalizer and loop close, where no protocol is called. */
+static void close_owned_quietly(PyLoopStreamObject *t)
+{
+    PyObject *res;
+
+    if (t->sock == NULL)
+        return;
+    res = PyObject_CallMethod(t->sock, "close", NULL);
+    if (res == NULL)
+        PyErr_WriteUnraisable((PyObject *)t);
+    Py_XDECREF(res);
+    Py_CLEAR(t->sock);
+}
+
+/* An open transport nobody closed: the ResourceWarning asyncio's transports give from
+ * __del__ ("unclosed transport <...>"), then the handle is closed. Saves and restores the
+ * current exception: it runs from finalizers and loop close. */
+static void close_abandoned(PyLoopStreamObject *t)
+{
+    PyObject *type, *value, *tb;
+
+    if (!t->handle_open)
+        return;
+    PyErr_Fetch(&type, &value, &tb);
+    Py_INCREF(t);
+    if (!t->closing &&
+        PyErr_ResourceWarning((PyObject *)t, 1, "unclosed transport %R", (PyObject *)t) < 0)
+        PyErr_WriteUnraisable((PyObject *)t);
+    t->closing = 1;
+    close_owned_quietly(t);
+    close_handle(t);
+    Py_DECREF(t);
+    PyErr_Restore(type, value, tb);
+}
+
+static void stream_abandon(loop_open_link_t *link)
+{
+    close_abandoned((PyLoopStreamObject *)((char *)link - offsetof(PyLoopStreamObject, link)));
 }
 
 /* ---- reading ---- */
@@ -194,11 +247,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         Py_XDECREF(res);
     } else if (nread == UV_EOF) {
         release_rbuf(t);
-        if (t->reading) {
-            t->reading = 0;
-            uv_read_stop(stream);
-        }
         t->eof_received = 1;
+        update_reading(t); /* stops reading; this callback holds its own reference */
         res = PyObject_CallMethodNoArgs(t->protocol, str_eof_received);
         if (res == NULL) {
             fatal_error(t, "Fatal error: protocol.eof_received() call failed.");
@@ -230,11 +280,16 @@ static void update_reading(PyLoopStreamObject *t)
                !t->eof_received && t->protocol != NULL;
 
     if (want && !t->reading) {
-        if (uv_read_start(&t->h.stream, on_alloc, on_read) == 0)
+        if (uv_read_start(&t->h.stream, on_alloc, on_read) == 0) {
             t->reading = 1;
+            Py_INCREF(t); /* libuv may call on_read at any time now */
+        }
     } else if (!want && t->reading) {
         uv_read_stop(&t->h.stream);
         t->reading = 0;
+        /* Never the last reference: every caller is a method call or a callback that holds
+         * the transport. */
+        Py_DECREF(t);
     }
 }
 
@@ -879,10 +934,19 @@ static int stream_clear(PyLoopStreamObject *t)
     return 0;
 }
 
+/* tp_finalize: a transport dropped while open (see the ownership notes at the top). Closing
+ * the handle resurrects the object until libuv's close callback (PEP 442 allows it). */
+static void stream_finalize(PyLoopStreamObject *t)
+{
+    close_abandoned(t);
+}
+
 static void stream_dealloc(PyLoopStreamObject *t)
 {
     PyTypeObject *tp = Py_TYPE(t);
 
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)t) < 0)
+        return; /* resurrected: the closing handle holds it until on_stream_close */
     PyObject_GC_UnTrack(t);
     if (t->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)t);
@@ -939,6 +1003,7 @@ static PyType_Slot stream_slots[] = {
     {Py_tp_repr, stream_repr},
     {Py_tp_doc, "A TCP or Unix-socket transport on a libuv stream."},
     {Py_tp_traverse, stream_traverse},
+    {Py_tp_finalize, stream_finalize},
     {Py_tp_clear, stream_clear},
     {Py_tp_methods, stream_methods},
     {Py_tp_getset, stream_getset},
@@ -1048,7 +1113,7 @@ PyLoopStreamObject *loop_stream_new(PyLoopObject *loop, int is_pipe)
     }
     t->h.handle.data = t;
     t->handle_open = 1;
-    Py_INCREF(t); /* held by the libuv handle; released in on_stream_close */
+    loop_open_link_add(loop, &t->link, stream_abandon);
     return t;
 }
 

@@ -699,3 +699,93 @@ def test_connection_cycles_release_transports_and_fds(loop):
     fd_growth, transport_growth = loop.run_until_complete(main())
     assert fd_growth <= 2
     assert transport_growth <= 2
+
+
+def _unclosed_transport_warnings(record):
+    return [w for w in record if "unclosed transport" in str(w.message)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+def test_dropped_idle_transport_warns_and_releases_its_fd(loop):
+    """A transport its users drop without close() (reading paused, nothing to write) warns
+    ResourceWarning("unclosed transport ...") and closes its socket, like asyncio's __del__."""
+    import gc
+    import warnings
+
+    async def main():
+        server, port, _ = await echo_server(loop)
+        fds_before = open_fds()
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.pause_reading()
+        assert open_fds() > fds_before
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            del tr, client  # the transport <-> protocol cycle is all that is left
+            for _ in range(3):
+                gc.collect()
+                await asyncio.sleep(0.01)
+        fds_after = open_fds()
+        server.close()
+        await server.wait_closed()
+        return record, fds_after - fds_before
+
+    record, fd_growth = loop.run_until_complete(main())
+    found = _unclosed_transport_warnings(record)
+    assert found and all(w.category is ResourceWarning for w in found)
+    assert fd_growth <= 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+def test_transport_left_open_at_loop_close_warns_and_is_closed(loop_factory):
+    """Closing the loop with a connection still open: asyncio's selector lets go of the
+    transport, whose finalizer warns and closes the socket; PyLoop closes it at loop close
+    with the same warning. Either way the fd is gone once the transport is dropped."""
+    import gc
+    import warnings
+
+    lp = loop_factory()
+    fds_start = open_fds()
+
+    async def main():
+        server, port, _ = await echo_server(lp)
+        tr, client = await lp.create_connection(lambda: Recorder(lp), "127.0.0.1", port)
+        tr.write(b"hi")
+        while not client.data:
+            await asyncio.sleep(0.001)
+        return server, tr, client
+
+    server, tr, client = lp.run_until_complete(main())
+    server.close()  # the listener goes; its accepted connection stays open
+    lp.run_until_complete(asyncio.sleep(0.01))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lp.close()
+        del tr, client, server
+        for _ in range(3):
+            gc.collect()
+    found = _unclosed_transport_warnings(record)
+    # Both ends of the connection were left open: the client's and the server's transport.
+    assert len(found) >= 1 and all(w.category is ResourceWarning for w in found)
+    assert open_fds() <= fds_start
+
+
+def test_closed_transport_does_not_warn(loop):
+    import gc
+    import warnings
+
+    async def main():
+        server, port, protos = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr.pause_reading()
+        tr.close()
+        await client.lost
+        await sprotos_ready(protos)
+        await protos[0].lost
+        server.close()
+        await server.wait_closed()
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        loop.run_until_complete(main())
+        gc.collect()
+    assert not _unclosed_transport_warnings(record)

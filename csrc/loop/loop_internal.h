@@ -188,6 +188,13 @@ PyObject *loop_stream_open(PyLoopObject *self, PyObject *args);
 void loop_stream_close(PyLoopStreamObject *t);
 int loop_stream_fill_addresses(PyLoopStreamObject *t);
 int loop_stream_init(PyObject *module);
+/* asyncio's Python form of an IPv4/IPv6 address: (host, port) or (host, port, flowinfo,
+ * scope_id); None for other families. */
+PyObject *loop_sockaddr_to_py(const struct sockaddr_storage *ss);
+
+/* udp.c */
+PyObject *loop_udp_open(PyLoopObject *self, PyObject *args);
+int loop_udp_init(PyObject *module);
 
 /* listener.c */
 PyObject *loop_stream_listen(PyLoopObject *self, PyObject *args);

@@ -1152,7 +1152,8 @@ PyObject *loop_udp_open(PyLoopObject *self, PyObject *args)
 
 int loop_udp_init(PyObject *module)
 {
-    PyObject *asyncio, *log, *transport_type, *bases;
+    PyObject *asyncio, *log, *bases = NULL;
+    int rc = -1;
 
     str_datagram_received = PyUnicode_InternFromString("datagram_received");
     str_error_received = PyUnicode_InternFromString("error_received");
@@ -1163,43 +1164,42 @@ int loop_udp_init(PyObject *module)
     if (!str_datagram_received || !str_error_received || !str_connection_lost ||
         !str_connection_made || !str_pause_writing || !str_resume_writing)
         return -1;
+    log = PyImport_ImportModule("asyncio.log");
+    if (log == NULL)
+        return -1;
+    asyncio_logger = PyObject_GetAttrString(log, "logger");
+    Py_DECREF(log);
+    if (asyncio_logger == NULL)
+        return -1;
     asyncio = PyImport_ImportModule("asyncio");
     if (asyncio == NULL)
         return -1;
-    transport_type = PyObject_GetAttrString(asyncio, "DatagramTransport");
+    /* asyncio's _SelectorDatagramTransport is an asyncio.Transport (through
+     * _SelectorTransport) as well as, from 3.13 on, a DatagramTransport; code and CPython's
+     * own tests check both, so the native type derives from both. */
+    bases = Py_BuildValue("(NN)", PyObject_GetAttrString(asyncio, "Transport"),
+                          PyObject_GetAttrString(asyncio, "DatagramTransport"));
     Py_DECREF(asyncio);
-    if (transport_type == NULL)
-        return -1;
-    log = PyImport_ImportModule("asyncio.log");
-    if (log == NULL) {
-        Py_DECREF(transport_type);
-        return -1;
-    }
-    asyncio_logger = PyObject_GetAttrString(log, "logger");
-    Py_DECREF(log);
-    if (asyncio_logger == NULL) {
-        Py_DECREF(transport_type);
-        return -1;
-    }
-    /* Our struct must begin with asyncio.DatagramTransport's instance layout (_extra). */
-    if (((PyTypeObject *)transport_type)->tp_basicsize !=
-        (Py_ssize_t)offsetof(PyLoopUDPObject, extra) + (Py_ssize_t)sizeof(PyObject *)) {
-        PyErr_SetString(PyExc_ImportError, "unexpected asyncio.DatagramTransport layout");
-        Py_DECREF(transport_type);
-        return -1;
-    }
-    bases = PyTuple_Pack(1, transport_type);
-    Py_DECREF(transport_type);
     if (bases == NULL)
         return -1;
+    /* Our struct must begin with BaseTransport's instance layout (the _extra slot). */
+    for (int i = 0; i < 2; i++) {
+        if (((PyTypeObject *)PyTuple_GET_ITEM(bases, i))->tp_basicsize !=
+            (Py_ssize_t)offsetof(PyLoopUDPObject, extra) + (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_SetString(PyExc_ImportError, "unexpected asyncio transport instance layout");
+            goto done;
+        }
+    }
     udp_type = (PyTypeObject *)PyType_FromSpecWithBases(&udp_spec, bases);
-    Py_DECREF(bases);
     if (udp_type == NULL)
-        return -1;
+        goto done;
     Py_INCREF(udp_type); /* the module-global reference stays for the process */
     if (PyModule_AddObject(module, "DatagramTransport", (PyObject *)udp_type) < 0) {
         Py_DECREF(udp_type);
-        return -1;
+        goto done;
     }
-    return 0;
+    rc = 0;
+done:
+    Py_DECREF(bases);
+    return rc;
 }

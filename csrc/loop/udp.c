@@ -485,7 +485,9 @@ static int warn_send_after_lost(PyLoopUDPObject *t)
 {
     PyObject *res;
 
-    if (t->writes_after_lost++ < LOG_THRESHOLD_FOR_CONNLOST_WRITES)
+    /* asyncio's counter starts at 1 when connection_lost is scheduled: the fifth dropped
+     * send is the first one logged. */
+    if (++t->writes_after_lost < LOG_THRESHOLD_FOR_CONNLOST_WRITES)
         return 0;
     if (asyncio_logger == NULL)
         return 0;
@@ -808,14 +810,14 @@ static PyObject *udp_start(PyLoopUDPObject *t, PyObject *const *args, Py_ssize_t
     PyObject *waiter = nargs > 0 ? args[0] : Py_None;
     PyObject *res, *exc = NULL;
 
-    if (t->protocol == NULL)
-        Py_RETURN_NONE; /* already lost: asyncio's callbacks would find no protocol either */
     /* asyncio runs connection_made, the reader registration and the waiter as three
      * callbacks: an exception from connection_made is reported, the other two still run. */
-    res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
-    if (res == NULL)
-        exc = fetch_exception();
-    Py_XDECREF(res);
+    if (t->protocol != NULL) {
+        res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
+        if (res == NULL)
+            exc = fetch_exception();
+        Py_XDECREF(res);
+    }
     t->started = 1;
     update_receiving(t);
     if (waiter != Py_None) {

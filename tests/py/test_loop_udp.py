@@ -309,7 +309,7 @@ def test_udp_close_and_abort_call_connection_lost_once(loop):
         assert protocol is None or isinstance(protocol, Raw), how
 
 
-def test_udp_sendto_on_closing_connected_transport(loop):
+def test_udp_sendto_on_closing_connected_transport(loop, caplog):
     async def main():
         server, sproto = await loop.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
         client, proto = await loop.create_datagram_endpoint(
@@ -327,10 +327,13 @@ def test_udp_sendto_on_closing_connected_transport(loop):
         await asyncio.sleep(0)
         return sproto.got.qsize(), proto.lost, proto.errors
 
-    received, lost, errors = loop.run_until_complete(main())
+    with caplog.at_level("WARNING", logger="asyncio"):
+        received, lost, errors = loop.run_until_complete(main())
     assert received == 0
     assert lost == ("lost", None)
     assert errors == []
+    # Seven dropped sends: asyncio logs from the fifth on.
+    assert [r.getMessage() for r in caplog.records] == ["socket.send() raised exception."] * 3
 
 
 def test_udp_connection_made_before_waiter_and_data(loop):

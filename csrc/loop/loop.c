@@ -339,6 +339,8 @@ static PyMethodDef loop_methods[] = {
      "_stream_open(fd, is_pipe, family) -> transport owning fd"},
     {"_stream_listen", (PyCFunction)loop_stream_listen, METH_VARARGS,
      "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
+    {"_udp_open", (PyCFunction)loop_udp_open, METH_VARARGS,
+     "_udp_open(fd, family, address, sock, extra) -> datagram transport owning fd"},
     {"create_future", (PyCFunction)loop_create_future, METH_NOARGS,
      "Create an asyncio.Future attached to the loop."},
     {"_set_test_poll_delay", (PyCFunction)loop_set_test_poll_delay, METH_O, NULL},
@@ -396,7 +398,7 @@ int loop_module_init(PyObject *module)
         return -1;
     }
     if (loop_poll_init(module) < 0 || loop_signals_init(module) < 0 ||
-        loop_stream_init(module) < 0 || loop_listener_init(module) < 0)
+        loop_stream_init(module) < 0 || loop_listener_init(module) < 0 || loop_udp_init(module) < 0)
         return -1;
     return loop_handles_init(module);
 }

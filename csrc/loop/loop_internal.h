@@ -205,6 +205,19 @@ PyObject *loop_stream_open(PyLoopObject *self, PyObject *args);
 void loop_stream_close(PyLoopStreamObject *t);
 int loop_stream_fill_addresses(PyLoopStreamObject *t);
 int loop_stream_init(PyObject *module);
+/* asyncio's Python form of an IPv4/IPv6 address: (host, port) or (host, port, flowinfo,
+ * scope_id); None for other families. */
+PyObject *loop_sockaddr_to_py(const struct sockaddr_storage *ss);
+
+/* udp.c */
+PyObject *loop_udp_open(PyLoopObject *self, PyObject *args);
+int loop_udp_init(PyObject *module);
+
+/* udp_addr.c: converts sendto()'s address for an AF_INET/AF_INET6 socket like
+ * socket.sendto() (TypeError/OverflowError for a bad one, OSError when a name does not
+ * resolve). Sets *cacheable when addr is immutable (an exact tuple of str and ints). Returns
+ * 0 or -1 with an exception. */
+int loop_udp_addr_from_py(int family, PyObject *addr, struct sockaddr_storage *ss, int *cacheable);
 
 /* listener.c */
 PyObject *loop_stream_listen(PyLoopObject *self, PyObject *args);

@@ -1020,7 +1020,7 @@ static PyType_Spec stream_spec = {
 
 /* Converts a socket address to asyncio's Python form: (host, port) for IPv4, (host, port,
  * flowinfo, scope_id) for IPv6. */
-static PyObject *sockaddr_to_py(const struct sockaddr_storage *ss)
+PyObject *loop_sockaddr_to_py(const struct sockaddr_storage *ss)
 {
     char host[INET6_ADDRSTRLEN + 1];
 
@@ -1069,14 +1069,14 @@ int loop_stream_fill_addresses(PyLoopStreamObject *t)
     }
     len = sizeof(ss);
     memset(&ss, 0, sizeof(ss));
-    v = uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? sockaddr_to_py(&ss)
+    v = uv_tcp_getpeername(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? loop_sockaddr_to_py(&ss)
                                                                          : Py_NewRef(Py_None);
     if (v == NULL || PyDict_SetItemString(t->extra, "peername", v) < 0)
         goto fail;
     Py_DECREF(v);
     len = sizeof(ss);
     memset(&ss, 0, sizeof(ss));
-    v = uv_tcp_getsockname(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? sockaddr_to_py(&ss)
+    v = uv_tcp_getsockname(&t->h.tcp, (struct sockaddr *)&ss, &len) == 0 ? loop_sockaddr_to_py(&ss)
                                                                          : Py_NewRef(Py_None);
     if (v == NULL || PyDict_SetItemString(t->extra, "sockname", v) < 0)
         goto fail;

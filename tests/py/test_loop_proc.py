@@ -1,8 +1,8 @@
-"""Pipes, subprocesses and UDP on the loop. Each test runs on asyncio's loop and on PyLoop."""
+"""Pipes and subprocesses on the loop. Each test runs on asyncio's loop and on PyLoop (UDP:
+test_loop_udp.py)."""
 
 import asyncio
 import os
-import socket
 import sys
 
 import pytest
@@ -131,112 +131,6 @@ def test_subprocess_argument_errors(loop):
             await asyncio.create_subprocess_exec("/nonexistent/program")
 
     loop.run_until_complete(main())
-
-
-# ---- UDP ----
-
-
-class Echo(asyncio.DatagramProtocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data, addr):
-        self.transport.sendto(data.upper(), addr)
-
-
-class Collector(asyncio.DatagramProtocol):
-    def __init__(self):
-        self.got = asyncio.Queue()
-        self.errors = []
-        self.lost = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def datagram_received(self, data, addr):
-        self.got.put_nowait((data, addr))
-
-    def error_received(self, exc):
-        self.errors.append(exc)
-
-    def connection_lost(self, exc):
-        self.lost = ("lost", exc)
-
-
-def test_udp_echo(loop):
-    async def main():
-        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
-        addr = server.get_extra_info("sockname")
-        client, proto = await loop.create_datagram_endpoint(Collector, remote_addr=addr)
-        assert client.get_extra_info("peername") == addr
-        client.sendto(b"one")
-        client.sendto(b"two")
-        got = [await asyncio.wait_for(proto.got.get(), 2) for _ in range(2)]
-        with pytest.raises(ValueError):
-            client.sendto(b"x", ("127.0.0.1", 1))
-        with pytest.raises(TypeError):
-            client.sendto("text")
-        client.close()
-        server.close()
-        await asyncio.sleep(0.01)
-        return [d for d, _ in got], proto.lost
-
-    data, lost = loop.run_until_complete(main())
-    assert data == [b"ONE", b"TWO"]
-    assert lost == ("lost", None)
-
-
-def test_udp_unconnected_sendto(loop):
-    async def main():
-        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
-        addr = server.get_extra_info("sockname")
-        client, proto = await loop.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
-        client.sendto(b"hi", addr)
-        data, from_addr = await asyncio.wait_for(proto.got.get(), 2)
-        client.close()
-        server.close()
-        return data, from_addr == addr
-
-    assert loop.run_until_complete(main()) == (b"HI", True)
-
-
-def test_udp_with_sock_and_errors(loop):
-    async def main():
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        tr, _ = await loop.create_datagram_endpoint(Collector, sock=s)
-        assert tr.get_extra_info("sockname") == s.getsockname()
-        tr.abort()
-        with pytest.raises(ValueError):
-            await loop.create_datagram_endpoint(Collector)
-        s2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            with pytest.raises(ValueError):
-                await loop.create_datagram_endpoint(Collector, sock=s2, local_addr=("127.0.0.1", 0))
-        finally:
-            s2.close()
-
-    loop.run_until_complete(main())
-
-
-def test_udp_connected_to_closed_port_reports_error(loop):
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-
-    async def main():
-        tr, proto = await loop.create_datagram_endpoint(Collector, remote_addr=("127.0.0.1", port))
-        for _ in range(50):
-            tr.sendto(b"ping")
-            await asyncio.sleep(0.005)
-            if proto.errors:
-                break
-        tr.close()
-        return proto.errors
-
-    errors = loop.run_until_complete(main())
-    assert errors and isinstance(errors[0], ConnectionRefusedError)
 
 
 def test_write_pipe_notices_reader_closing(loop):

@@ -145,7 +145,7 @@ class DatagramMixin:
                 raise exceptions[0]
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = _DatagramTransport(self, sock, protocol, r_addr, waiter)
+        transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
         try:
             await waiter
         except BaseException:
@@ -153,9 +153,44 @@ class DatagramMixin:
             raise
         return transport, protocol
 
+    def _make_datagram_transport(
+        self,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        address: Any,
+        waiter: asyncio.Future[None],
+    ) -> Any:
+        """The native transport (csrc/loop/udp.c) for IPv4/IPv6; AF_UNIX datagram sockets use
+        _DatagramTransport, because libuv's uv_udp_send only takes IPv4/IPv6 destinations."""
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return _DatagramTransport(self, sock, protocol, address, waiter)  # type: ignore[arg-type]
+        extra: dict[str, Any] = {"socket": trsock.TransportSocket(sock)}
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
+        sock.setblocking(False)
+        # libuv gets its own descriptor (closed by uv_close); the socket object stays usable,
+        # as with asyncio, and the transport closes it before connection_lost().
+        fd = os.dup(sock.fileno())
+        try:
+            transport = self._udp_open(fd, sock.family, address, sock, extra)  # type: ignore[attr-defined]
+        except BaseException:
+            os.close(fd)
+            raise
+        transport.set_protocol(protocol)
+        # asyncio schedules connection_made, the first read and the waiter in this order.
+        self.call_soon(transport._start, waiter)  # type: ignore[attr-defined]
+        return transport
+
 
 class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport):
-    """UDP transport on add_reader/add_writer (asyncio's selector semantics)."""
+    """UDP transport on add_reader/add_writer (asyncio's selector semantics), used for
+    AF_UNIX datagram sockets."""
 
     max_size = 256 * 1024
 

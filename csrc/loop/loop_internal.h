@@ -134,6 +134,9 @@ typedef struct PyLoopStreamObject {
     unsigned int writes_after_close;
     PyObject *dict;        /* instance attributes (tests and libraries set some, as on asyncio's) */
     loop_open_link_t link; /* in loop->open_links while handle_open */
+    /* Future resolved once everything written has left (loop.sendfile waits for it before
+     * os.sendfile takes over the socket); while set, write() refuses, as in asyncio. */
+    PyObject *empty_waiter;
 } PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;

@@ -156,7 +156,7 @@ static void close_abandoned(PyLoopStreamObject *t)
     if (!t->closing &&
         PyErr_ResourceWarning((PyObject *)t, 1, "unclosed transport %R", (PyObject *)t) < 0)
         PyErr_WriteUnraisable((PyObject *)t);
-    t->closing = 1;
+    /* is_closing() stays False, as for asyncio's transports once their loop is closed. */
     close_owned_quietly(t);
     close_handle(t);
     Py_DECREF(t);
@@ -375,6 +375,34 @@ static void do_shutdown(PyLoopStreamObject *t)
     }
 }
 
+/* Resolves the empty waiter (see loop_internal.h): with None once the buffer is empty, or
+ * with exc when the connection is lost first. It stays set (writes still refused) until
+ * _reset_empty_waiter(). */
+static void resolve_empty_waiter(PyLoopStreamObject *t, PyObject *exc)
+{
+    PyObject *done, *res;
+    int is_done;
+
+    if (t->empty_waiter == NULL)
+        return;
+    done = PyObject_CallMethod(t->empty_waiter, "done", NULL);
+    if (done == NULL) {
+        PyErr_WriteUnraisable((PyObject *)t);
+        return;
+    }
+    is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done)
+        return;
+    if (exc != NULL)
+        res = PyObject_CallMethod(t->empty_waiter, "set_exception", "O", exc);
+    else
+        res = PyObject_CallMethod(t->empty_waiter, "set_result", "O", Py_None);
+    if (res == NULL)
+        PyErr_WriteUnraisable((PyObject *)t);
+    Py_XDECREF(res);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     write_req_t *wr = (write_req_t *)req;
@@ -391,6 +419,7 @@ static void on_write(uv_write_t *req, int status)
     } else {
         maybe_resume_protocol(t);
         if (t->write_buffer_size == 0) {
+            resolve_empty_waiter(t, NULL);
             if (t->closing)
                 schedule_connection_lost(t, NULL);
             else if (t->eof_requested)
@@ -410,6 +439,10 @@ static int stream_write_bytes(PyLoopStreamObject *t, const char *data, size_t le
 
     if (t->eof_requested) {
         PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+        return -1;
+    }
+    if (t->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
         return -1;
     }
     if (len == 0)
@@ -524,6 +557,14 @@ static PyObject *stream_call_connection_lost(PyLoopStreamObject *t, PyObject *ex
 
     close_handle(t);
     release_rbuf(t);
+    if (t->empty_waiter != NULL) {
+        PyObject *lost =
+            PyObject_CallFunction(PyExc_ConnectionError, "s", "Connection is closed by peer");
+        if (lost == NULL)
+            return NULL;
+        resolve_empty_waiter(t, lost);
+        Py_DECREF(lost);
+    }
     if (t->sock != NULL) {
         r2 = PyObject_CallMethod(t->sock, "close", NULL);
         Py_XDECREF(r2);
@@ -786,6 +827,44 @@ static PyObject *stream_get_extra_info(PyLoopStreamObject *t, PyObject *args, Py
     return Py_NewRef(dflt);
 }
 
+/* _make_empty_waiter() -> future: for loop.sendfile (asyncio's private transport API of the
+ * same name). Resolved once the write buffer is empty; write() refuses until reset. */
+static PyObject *stream_make_empty_waiter(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    if (t->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    t->empty_waiter = PyObject_CallMethod((PyObject *)t->loop, "create_future", NULL);
+    if (t->empty_waiter == NULL)
+        return NULL;
+    if (t->write_buffer_size == 0)
+        resolve_empty_waiter(t, NULL);
+    return Py_NewRef(t->empty_waiter);
+}
+
+static PyObject *stream_reset_empty_waiter(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    Py_CLEAR(t->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+/* _fileno() -> the socket's fd (still owned by the transport): loop.sendfile hands a
+ * duplicate of it to os.sendfile. */
+static PyObject *stream_fileno(PyLoopStreamObject *t, PyObject *unused)
+{
+    uv_os_fd_t fd = -1;
+
+    (void)unused;
+    if (!t->handle_open || uv_fileno(&t->h.handle, &fd) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "transport is closed");
+        return NULL;
+    }
+    return PyLong_FromLong((long)fd);
+}
+
 /* _set_extra(name, value): used by pyloop/_streams.py to record peername/sockname. */
 static PyObject *stream_set_extra(PyLoopStreamObject *t, PyObject *args)
 {
@@ -921,6 +1000,7 @@ static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
     Py_VISIT(t->extra);
     Py_VISIT(t->sock);
     Py_VISIT(t->dict);
+    Py_VISIT(t->empty_waiter);
     return 0;
 }
 
@@ -931,6 +1011,7 @@ static int stream_clear(PyLoopStreamObject *t)
     Py_CLEAR(t->extra);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
+    Py_CLEAR(t->empty_waiter);
     return 0;
 }
 
@@ -959,6 +1040,9 @@ static void stream_dealloc(PyLoopStreamObject *t)
 
 static PyMethodDef stream_methods[] = {
     {"write", (PyCFunction)stream_write, METH_O, NULL},
+    {"_make_empty_waiter", (PyCFunction)stream_make_empty_waiter, METH_NOARGS, NULL},
+    {"_reset_empty_waiter", (PyCFunction)stream_reset_empty_waiter, METH_NOARGS, NULL},
+    {"_fileno", (PyCFunction)stream_fileno, METH_NOARGS, NULL},
     {"writelines", (PyCFunction)stream_writelines, METH_O, NULL},
     {"write_eof", (PyCFunction)stream_write_eof, METH_NOARGS, NULL},
     {"can_write_eof", (PyCFunction)stream_can_write_eof, METH_NOARGS, NULL},

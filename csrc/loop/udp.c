@@ -78,6 +78,7 @@ typedef struct PyLoopUDPObject {
     int family;
     unsigned char handle_open, started, receiving, paused_reading, closing, lost_scheduled;
     unsigned char protocol_paused, connected;
+    loop_open_link_t link; /* in loop->open_links while handle_open */
 } PyLoopUDPObject;
 
 typedef struct {
@@ -197,10 +198,37 @@ static void close_handle(PyLoopUDPObject *t)
 {
     if (t->handle_open) {
         t->handle_open = 0;
+        loop_open_link_remove(t->loop, &t->link);
         t->receiving = 0;
         /* Queued sends complete with UV_ECANCELED before on_udp_close runs. */
         uv_close((uv_handle_t *)&t->udp, on_udp_close);
     }
+}
+
+/* Loop close with the transport still open. A receiving datagram transport is kept alive by
+ * asyncio's selector until the loop closes; its finalizer then warns "unclosed transport"
+ * and closes the socket. Same warning here, and the handle and socket are closed now. */
+static void udp_abandon(loop_open_link_t *link)
+{
+    PyLoopUDPObject *t = (PyLoopUDPObject *)((char *)link - offsetof(PyLoopUDPObject, link));
+    PyObject *type, *value, *tb, *res;
+
+    PyErr_Fetch(&type, &value, &tb);
+    Py_INCREF(t);
+    if (!t->closing &&
+        PyErr_ResourceWarning((PyObject *)t, 1, "unclosed transport %R", (PyObject *)t) < 0)
+        PyErr_WriteUnraisable((PyObject *)t);
+    /* is_closing() stays False, as for asyncio's transports once their loop is closed. */
+    if (t->sock != NULL) {
+        res = PyObject_CallMethod(t->sock, "close", NULL);
+        if (res == NULL)
+            PyErr_WriteUnraisable((PyObject *)t);
+        Py_XDECREF(res);
+        Py_CLEAR(t->sock);
+    }
+    close_handle(t);
+    Py_DECREF(t);
+    PyErr_Restore(type, value, tb);
 }
 
 /* ---- addresses ---- */
@@ -995,6 +1023,7 @@ PyObject *loop_udp_open(PyLoopObject *self, PyObject *args)
     }
     t->udp.data = t;
     t->handle_open = 1;
+    loop_open_link_add(self, &t->link, udp_abandon);
     Py_INCREF(t); /* held by the libuv handle; released in on_udp_close */
     rc = uv_udp_open(&t->udp, fd);
     if (rc < 0) {

@@ -476,6 +476,121 @@ def test_transport_sendfile(loop, data_file):
     assert got == payload[5:200_005] + b"tail"
 
 
+def test_transport_sendfile_keeps_order_and_refuses_bare_writes(loop, data_file):
+    """Data queued before sendfile() reaches the peer first; while sendfile() runs,
+    transport.write() raises RuntimeError (asyncio's rule); the transport is usable again
+    afterwards, and reading resumes."""
+    f, payload = data_file
+    queued = os.urandom(16_000_000)  # more than the socket buffers hold: stays queued
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.data = bytearray()
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.pause_reading()  # until the test has seen sendfile() waiting
+
+        def data_received(self, data):
+            self.data += data
+            if bytes(self.data[-4:]) == b"ping":
+                self.transport.write(b"pong")
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.data))
+
+    class Client(asyncio.Protocol):
+        def __init__(self):
+            self.got = bytearray()
+            self.pong = loop.create_future()
+
+        def data_received(self, data):
+            self.got += data
+            if self.got.endswith(b"pong") and not self.pong.done():
+                self.pong.set_result(None)
+
+    async def main():
+        sinks = []
+
+        def factory():
+            sinks.append(Sink())
+            return sinks[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, client = await loop.create_connection(Client, "127.0.0.1", port)
+        tr.write(queued)
+        started = loop.create_future()
+
+        async def send():
+            started.set_result(None)
+            return await loop.sendfile(tr, f)
+
+        task = asyncio.ensure_future(send())
+        await started
+        with pytest.raises(RuntimeError, match="sendfile is in progress"):
+            tr.write(b"bare")
+        assert not task.done()
+        while not sinks:
+            await asyncio.sleep(0.001)
+        sinks[0].transport.resume_reading()
+        sent = await task
+        tr.write(b"ping")
+        await asyncio.wait_for(client.pong, 5)  # reading resumed after sendfile
+        tr.write_eof()
+        got = await sinks[0].done
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return sent, got
+
+    sent, got = loop.run_until_complete(main())
+    assert sent == len(payload)
+    assert got == queued + payload + b"ping"
+
+
+def test_transport_sendfile_native_path_on_pyloop(loop, data_file, monkeypatch):
+    """On PyLoop, sendfile() to a TCP transport uses os.sendfile (no read/write copy)."""
+    if not is_pyloop(loop):
+        pytest.skip("checks PyLoop's native path")
+    f, payload = data_file
+    calls = []
+    real = os.sendfile
+
+    def spy(*args):
+        calls.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(os, "sendfile", spy)
+
+    async def main():
+        got = bytearray()
+        done = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+
+            def eof_received(self):
+                done.set_result(None)
+
+        server = await loop.create_server(Sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        sent = await loop.sendfile(tr, f, 7, 100_000, fallback=False)
+        tr.write_eof()
+        await done
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return sent, bytes(got)
+
+    sent, got = loop.run_until_complete(main())
+    assert sent == 100_000 and got == payload[7:100_007]
+    assert calls
+
+
 def test_sock_recv_racing_cancel_then_new_recv(loop, pair):
     a, b = pair
 

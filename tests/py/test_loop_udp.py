@@ -690,3 +690,28 @@ def test_udp_is_native_on_pyloop(loop):
     name = loop.run_until_complete(main())
     if is_pyloop(loop):
         assert name == "data_bridge._core.DatagramTransport"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
+def test_udp_transport_left_open_at_loop_close_warns_and_is_closed(loop_factory):
+    """asyncio's selector keeps a datagram transport alive until the loop closes; then its
+    finalizer warns "unclosed transport" and closes the socket. PyLoop warns and closes at
+    loop close. Either way no fd is left once the transport is dropped."""
+    import warnings
+
+    lp = loop_factory()
+    fds_start = len(os.listdir("/proc/self/fd"))
+
+    async def main():
+        return await lp.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
+
+    tr, proto = lp.run_until_complete(main())
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        lp.close()
+        del tr, proto
+        for _ in range(3):
+            gc.collect()
+    found = [w for w in record if "unclosed transport" in str(w.message)]
+    assert found and all(w.category is ResourceWarning for w in found)
+    assert len(os.listdir("/proc/self/fd")) <= fds_start

@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import socket
+import stat
 from typing import TYPE_CHECKING, Any
 
 from data_bridge import _core
@@ -138,11 +139,28 @@ class SendfileMixin:
     async def _sendfile_native(
         self, transport: Any, file: Any, offset: int, count: int | None
     ) -> int:
-        # Data written through a libuv stream may still be queued in libuv, so os.sendfile()
-        # on the socket could overtake it; the fallback keeps the ordering.
-        raise asyncio.SendfileNotAvailableError(
-            f"sendfile syscall is not supported for transport {transport!r}"
-        )
+        # os.sendfile() must not overtake data still queued in libuv: wait until the write
+        # buffer is empty, refusing transport.write() meanwhile (asyncio's empty waiter), then
+        # send from the file straight to a duplicate of the socket's fd. Reading is paused and
+        # flow-control calls are held back by _SendfileProtocol, as asyncio does.
+        try:
+            fileno = file.fileno()
+            if not stat.S_ISREG(os.fstat(fileno).st_mode):
+                raise asyncio.SendfileNotAvailableError("not a regular file")
+        except (AttributeError, io.UnsupportedOperation, OSError) as err:
+            raise asyncio.SendfileNotAvailableError("not a regular file") from err
+        proto = _SendfileProtocol(self, transport)
+        try:
+            await transport._make_empty_waiter()
+            sock = socket.socket(fileno=os.dup(transport._fileno()))
+            try:
+                sock.setblocking(False)
+                return await self._sock_sendfile_native(sock, file, offset, count)
+            finally:
+                sock.close()
+        finally:
+            transport._reset_empty_waiter()
+            await proto.restore()
 
     async def _sendfile_fallback(
         self, transport: Any, file: Any, offset: int, count: int | None

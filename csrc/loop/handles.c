@@ -7,6 +7,36 @@
 #include "loop/loop_internal.h"
 
 static PyObject *format_callback_source; /* asyncio.format_helpers._format_callback_source */
+static PyObject *extract_stack;          /* asyncio.format_helpers.extract_stack */
+
+/* Debug mode: the stack that created a handle, as asyncio's Handle records it in
+ * _source_traceback (shown in its repr and in the context of an exception it raised).
+ * The current Python frame is the caller of call_soon/call_later: no frame of ours
+ * sits in between. Returns a new reference, or NULL without an exception on failure (a
+ * debugging aid must not break scheduling). */
+static PyObject *capture_source_traceback(void)
+{
+    PyFrameObject *frame = PyEval_GetFrame();
+    PyObject *res;
+
+    if (frame == NULL)
+        return NULL;
+    if (extract_stack == NULL) {
+        PyObject *mod = PyImport_ImportModule("asyncio.format_helpers");
+        if (mod != NULL) {
+            extract_stack = PyObject_GetAttrString(mod, "extract_stack");
+            Py_DECREF(mod);
+        }
+        if (extract_stack == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+    }
+    res = PyObject_CallOneArg(extract_stack, (PyObject *)frame);
+    if (res == NULL)
+        PyErr_Clear();
+    return res;
+}
 
 /* Recycled Handle objects (exact type only): one is allocated per call_soon, so reusing the
  * memory (GC header included) saves an allocator round trip on the hottest path. Entries are
@@ -73,6 +103,7 @@ static PyLoopHandleObject *handle_alloc(PyLoopObject *loop, PyTypeObject *type, 
     h->cancelled = 0;
     h->scheduled = 0;
     h->is_timer = type != &PyLoopHandle_Type;
+    h->source_tb = loop->debug ? capture_source_traceback() : NULL;
     if (track)
         PyObject_GC_Track(h);
     return h;
@@ -96,6 +127,7 @@ static int handle_clear(PyLoopHandleObject *h)
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
     Py_CLEAR(h->context);
+    Py_CLEAR(h->source_tb);
     Py_CLEAR(h->loop);
     return 0;
 }
@@ -105,6 +137,7 @@ static int handle_traverse(PyLoopHandleObject *h, visitproc visit, void *arg)
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
     Py_VISIT(h->context);
+    Py_VISIT(h->source_tb);
     Py_VISIT(h->loop);
     return 0;
 }
@@ -177,6 +210,9 @@ static PyObject *handle_report(PyLoopHandleObject *h)
     ctx = Py_BuildValue("{sOsOsO}", "message", msg, "exception", exc ? exc : Py_None, "handle",
                         (PyObject *)h);
     if (ctx == NULL)
+        goto done;
+    if (h->source_tb != NULL && PyObject_IsTrue(h->source_tb) == 1 &&
+        PyDict_SetItemString(ctx, "source_traceback", h->source_tb) < 0)
         goto done;
     res = PyObject_CallMethodOneArg((PyObject *)loop, loop_str_call_exception_handler, ctx);
 done:
@@ -284,6 +320,26 @@ static PyObject *handle_repr(PyLoopHandleObject *h)
         res = PyUnicode_FromFormat("<%s %U>", name, cb);
     }
     Py_DECREF(cb);
+    if (res != NULL && h->source_tb != NULL && PyList_Check(h->source_tb) &&
+        PyList_GET_SIZE(h->source_tb) > 0) {
+        /* asyncio's form: "<Handle cb() created at file:line>" from the innermost frame. */
+        PyObject *fs = PyList_GET_ITEM(h->source_tb, PyList_GET_SIZE(h->source_tb) - 1);
+        PyObject *file = PyObject_GetAttrString(fs, "filename");
+        PyObject *line = file ? PyObject_GetAttrString(fs, "lineno") : NULL;
+        PyObject *head = line ? PyUnicode_Substring(res, 0, PyUnicode_GET_LENGTH(res) - 1) : NULL;
+        PyObject *full = NULL;
+
+        if (head != NULL)
+            full = PyUnicode_FromFormat("%U created at %S:%S>", head, file, line);
+        Py_XDECREF(head);
+        Py_XDECREF(file);
+        Py_XDECREF(line);
+        if (full == NULL) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        Py_SETREF(res, full);
+    }
     return res;
 }
 
@@ -338,7 +394,14 @@ static PyMethodDef timer_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *handle_get_source_tb(PyLoopHandleObject *h, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(h->source_tb ? h->source_tb : Py_None);
+}
+
 static PyGetSetDef handle_getset[] = {
+    {"_source_traceback", (getter)handle_get_source_tb, NULL, NULL, NULL},
     {"_callback", (getter)handle_get_callback, NULL, NULL, NULL},
     {"_args", (getter)handle_get_args, NULL, NULL, NULL},
     {"_loop", (getter)handle_get_loop, NULL, NULL, NULL},

@@ -94,8 +94,9 @@ struct PyLoopHandleObject {
     PyObject_HEAD
     PyObject *callback; /* NULL once cancelled */
     /* clang-format on */
-    PyObject *args;    /* tuple, or NULL for no arguments */
-    PyObject *context; /* contextvars.Context the callback runs in */
+    PyObject *args;      /* tuple, or NULL for no arguments */
+    PyObject *context;   /* contextvars.Context the callback runs in */
+    PyObject *source_tb; /* debug mode: where the handle was created (a StackSummary), or NULL */
     PyLoopObject *loop;
     PyObject *weakreflist;
     double when;

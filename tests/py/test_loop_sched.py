@@ -389,3 +389,36 @@ def test_timers_fire_when_due_before_polling(loop):
         assert loop.run_until_complete(main()) == "done"
     finally:
         watchdog.cancel()
+
+
+def test_debug_mode_records_where_handles_were_created(loop):
+    """In debug mode a handle remembers the stack that scheduled it: its repr says
+    "created at file:line", and an exception in its callback carries source_traceback."""
+    loop.set_debug(True)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def boom():
+        raise ValueError("boom")
+
+    here = sys._getframe().f_lineno + 1
+    handle = loop.call_soon(boom)
+    timer = loop.call_later(10, boom)
+    assert handle._source_traceback[-1].lineno == here
+    assert handle._source_traceback[-1].filename == __file__
+    assert f"created at {__file__}:{here}>" in repr(handle)
+    assert timer._source_traceback[-1].lineno == here + 1
+    timer.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    (ctx,) = contexts
+    assert isinstance(ctx["exception"], ValueError)
+    assert ctx["source_traceback"][-1].lineno == here
+
+
+def test_no_source_traceback_outside_debug_mode(loop):
+    loop.set_debug(False)
+    handle = loop.call_soon(lambda: None)
+    assert handle._source_traceback is None
+    assert "created at" not in repr(handle)
+    handle.cancel()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+from loop_fixtures import is_pyloop
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ build: deps
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 
 # C unit tests of the Python-free components, with AddressSanitizer and UBSan.
 ctest: deps

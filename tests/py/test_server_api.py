@@ -29,24 +29,40 @@ def test_json_async_handler(client):
     r = client.get("/json")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
-    assert r.json() == {"message": "Hello, World!", "status": "success",
-                        "timestamp": 1234567890, "data": {"key": "value"}}
+    assert r.json() == {
+        "message": "Hello, World!",
+        "status": "success",
+        "timestamp": 1234567890,
+        "data": {"key": "value"},
+    }
 
 
 def test_path_and_query_params(client):
     assert client.get("/users/42").json()["id"] == 42
     assert client.get("/users/42").json()["verbose"] is False
     assert client.get("/users/-7?verbose=true").json() == {
-        "id": -7, "name": "User -7", "email": "user-7@example.com", "active": True,
-        "verbose": True}
-    for word, value in [("1", True), ("yes", True), ("On", True), ("0", False), ("off", False),
-                        ("NO", False), ("f", False)]:
+        "id": -7,
+        "name": "User -7",
+        "email": "user-7@example.com",
+        "active": True,
+        "verbose": True,
+    }
+    for word, value in [
+        ("1", True),
+        ("yes", True),
+        ("On", True),
+        ("0", False),
+        ("off", False),
+        ("NO", False),
+        ("f", False),
+    ]:
         assert client.get(f"/users/1?verbose={word}").json()["verbose"] is value
 
 
 def test_big_int_path_param(client):
     assert client.get("/users/123456789012345678901234567890").json()["id"] == (
-        123456789012345678901234567890)
+        123456789012345678901234567890
+    )
 
 
 def test_typed_params(client):
@@ -65,10 +81,16 @@ def test_path_converter(client):
 def test_422_path_conversion(client):
     r = client.get("/users/abc")
     assert r.status_code == 422
-    assert r.json() == {"detail": [{
-        "type": "int_parsing", "loc": ["path", "user_id"],
-        "msg": "Input should be a valid integer, unable to parse string as an integer",
-        "input": "abc"}]}
+    assert r.json() == {
+        "detail": [
+            {
+                "type": "int_parsing",
+                "loc": ["path", "user_id"],
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                "input": "abc",
+            }
+        ]
+    }
 
 
 def test_422_reports_every_error(client):
@@ -85,8 +107,9 @@ def test_422_reports_every_error(client):
 def test_422_missing_query(client):
     r = client.get("/required")
     assert r.status_code == 422
-    assert r.json()["detail"] == [{"type": "missing", "loc": ["query", "q"],
-                                   "msg": "Field required", "input": None}]
+    assert r.json()["detail"] == [
+        {"type": "missing", "loc": ["query", "q"], "msg": "Field required", "input": None}
+    ]
     assert client.get("/required?q=3").json() == {"q": 3}
 
 
@@ -132,8 +155,10 @@ def test_response_classes(client):
     assert r.headers["x-put"] == "yes"
     r = client.delete("/items/5")
     assert r.status_code == 204 and r.content == b"" and "content-length" not in r.headers
-    assert client.patch("/items/1", json={"b": 1, "a": 2}).json() == {"id": 1,
-                                                                      "patched": ["a", "b"]}
+    assert client.patch("/items/1", json={"b": 1, "a": 2}).json() == {
+        "id": 1,
+        "patched": ["a", "b"],
+    }
     r = client.get("/html")
     assert r.headers["content-type"] == "text/html; charset=utf-8" and r.text == "<h1>hi</h1>"
     r = client.get("/text")
@@ -146,8 +171,13 @@ def test_response_classes(client):
 
 def test_request_object(client):
     r = client.get("/raw?q=hello&z=1", headers={"User-Agent": "tester", "X-Multi": "a"})
-    assert r.json() == {"path": "/raw", "q": "hello", "ua": "tester", "query": "q=hello&z=1",
-                        "x": ["a"]}
+    assert r.json() == {
+        "path": "/raw",
+        "q": "hello",
+        "ua": "tester",
+        "query": "q=hello&z=1",
+        "x": ["a"],
+    }
     body = bytes(range(256)) * 40
     r = client.post("/echo", content=body)
     assert r.content == body and r.headers["x-length"] == str(len(body))

@@ -25,8 +25,10 @@ def test_keep_alive_reuses_the_connection(server):
 
 def test_pipelining_keeps_order(server):
     s = server.connect()
-    paths = [f"/users/{i}" if i % 3 else ("/slow?delay=0.02" if i % 2 else "/plaintext")
-             for i in range(32)]
+    paths = [
+        f"/users/{i}" if i % 3 else ("/slow?delay=0.02" if i % 2 else "/plaintext")
+        for i in range(32)
+    ]
     s.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p in paths))
     reader = Reader(s)
     for i, p in enumerate(paths):
@@ -43,13 +45,15 @@ def test_pipelining_keeps_order(server):
 
 def test_pipelined_posts_and_split_writes(server):
     body = b'{"name":"widget","price":9.99}'
-    one = (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    one = (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     data = one * 10
     s = server.connect()
     # Dribble the bytes in uneven pieces: the parser must not care where reads split.
     for i in range(0, len(data), 7):
-        s.sendall(data[i:i + 7])
+        s.sendall(data[i : i + 7])
     reader = Reader(s)
     for _ in range(10):
         r = reader.read_response()
@@ -74,10 +78,14 @@ def test_chunked_request_body(server):
 def test_chunked_extensions_and_big_chunks(server):
     payload = bytes(range(256)) * 300
     chunks = b"".join(
-        f"{len(payload[i:i + 5000]):X};ext=1\r\n".encode() + payload[i:i + 5000] + b"\r\n"
-        for i in range(0, len(payload), 5000))
-    r, reader = exchange(server, b"POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                 b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+        f"{len(payload[i : i + 5000]):X};ext=1\r\n".encode() + payload[i : i + 5000] + b"\r\n"
+        for i in range(0, len(payload), 5000)
+    )
+    r, reader = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n",
+    )
     assert r.status == 200 and r.body == payload
     reader.sock.close()
 
@@ -85,8 +93,10 @@ def test_chunked_extensions_and_big_chunks(server):
 def test_expect_100_continue(server):
     s = server.connect()
     body = b'{"a": 1}'
-    s.sendall(b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
-              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    s.sendall(
+        b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
     reader = Reader(s)
     interim = reader.read_response()
     assert interim.status == 100
@@ -97,8 +107,11 @@ def test_expect_100_continue(server):
 
 
 def test_expect_100_continue_refused_when_too_large(server):
-    r, reader = exchange(server, b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
-                                 b"Content-Length: 5000000\r\n\r\n")
+    r, reader = exchange(
+        server,
+        b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 5000000\r\n\r\n",
+    )
     assert r.status == 413
     assert reader.at_eof()
 
@@ -120,8 +133,9 @@ def test_http10_keep_alive(server):
 
 
 def test_connection_close_header(server):
-    r, reader = exchange(server, b"GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                         + GET)
+    r, reader = exchange(
+        server, b"GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + GET
+    )
     assert r.status == 200 and r.header("connection") == "close"
     # The pipelined request after "Connection: close" is not answered.
     assert reader.at_eof()
@@ -129,8 +143,9 @@ def test_connection_close_header(server):
 
 
 def test_head_on_the_wire(server):
-    r, reader = exchange(server, b"HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n" + GET,
-                         head_request=True)
+    r, reader = exchange(
+        server, b"HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n" + GET, head_request=True
+    )
     assert r.status == 200 and r.header("content-length") == "13" and r.body == b""
     assert reader.read_response().body == b"Hello, World!"
     reader.sock.close()
@@ -158,33 +173,62 @@ BAD = {
     "ctl_in_value": (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400),
     "bad_header_name": (b"GET / HTTP/1.1\r\nHost: t\r\nX(y): 1\r\n\r\n", 400),
     "empty_header_name": (b"GET / HTTP/1.1\r\nHost: t\r\n: 1\r\n\r\n", 400),
-    "cl_and_te": (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    "two_content_lengths": (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
-                            b"Content-Length: 3\r\n\r\n{}", 400),
-    "content_length_list": (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 3\r\n\r\n{}",
-                            400),
-    "negative_content_length": (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
-                                400),
-    "plus_content_length": (b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}",
-                            400),
-    "huge_content_length": (b"POST /items HTTP/1.1\r\nHost: t\r\n"
-                            b"Content-Length: 99999999999999999999999\r\n\r\n", 400),
-    "te_not_final_chunked": (b"POST /items HTTP/1.1\r\nHost: t\r\n"
-                             b"Transfer-Encoding: chunked, gzip\r\n\r\n", 400),
-    "te_unknown": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                   501),
-    "te_unknown_only": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: x-foo\r\n\r\n",
-                        501),
+    "cl_and_te": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    "two_content_lengths": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        400,
+    ),
+    "content_length_list": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 3\r\n\r\n{}",
+        400,
+    ),
+    "negative_content_length": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        400,
+    ),
+    "plus_content_length": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}",
+        400,
+    ),
+    "huge_content_length": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        400,
+    ),
+    "te_not_final_chunked": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400,
+    ),
+    "te_unknown": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+    ),
+    "te_unknown_only": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: x-foo\r\n\r\n",
+        501,
+    ),
     "te_http10": (b"POST /items HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    "bad_chunk_size": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       b"zz\r\n{}\r\n0\r\n\r\n", 400),
-    "chunk_size_overflow": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                            b"\r\nfffffffffffffffffffff\r\n", 413),
-    "chunk_missing_crlf": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-                           b"\r\n2\r\n{}XX0\r\n\r\n", 400),
-    "chunk_bare_lf": (b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"2\n{}\r\n0\r\n\r\n", 400),
+    "bad_chunk_size": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\n{}\r\n0\r\n\r\n",
+        400,
+    ),
+    "chunk_size_overflow": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\nfffffffffffffffffffff\r\n",
+        413,
+    ),
+    "chunk_missing_crlf": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+        400,
+    ),
+    "chunk_bare_lf": (
+        b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\n{}\r\n0\r\n\r\n",
+        400,
+    ),
     "space_in_target": (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400),
     "bad_method": (b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
 }
@@ -246,16 +290,18 @@ def test_hundred_headers_are_fine(server):
 
 
 def test_body_over_limit_is_413(server):
-    r, reader = exchange(server, b"POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                 b"Content-Length: 1048577\r\n\r\n")
+    r, reader = exchange(
+        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n"
+    )
     assert r.status == 413
     assert reader.at_eof()
 
 
 def test_body_at_limit_is_accepted(server):
     body = b"x" * 1048576
-    r, reader = exchange(server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576"
-                                 b"\r\n\r\n" + body)
+    r, reader = exchange(
+        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" + body
+    )
     assert r.status == 200 and len(r.body) == len(body)
     reader.sock.close()
 
@@ -276,9 +322,11 @@ def test_chunked_body_over_limit_is_413(server):
 
 
 def test_client_disconnect_mid_request_does_not_hurt(server):
-    for raw in (b"GET /plaintext HTTP/1.1\r\nHo",
-                b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\"",
-                b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: t\r\n\r\n"):
+    for raw in (
+        b"GET /plaintext HTTP/1.1\r\nHo",
+        b'POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{"a"',
+        b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: t\r\n\r\n",
+    ):
         s = server.connect()
         s.sendall(raw)
         s.shutdown(socket.SHUT_RDWR)

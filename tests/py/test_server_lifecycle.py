@@ -15,8 +15,9 @@ GET = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def short_timeouts():
-    srv = ServerProcess("main_app.py", {"keepalive_timeout": 0.5, "request_timeout": 1.0,
-                                        "max_body": 1000}).start()
+    srv = ServerProcess(
+        "main_app.py", {"keepalive_timeout": 0.5, "request_timeout": 1.0, "max_body": 1000}
+    ).start()
     yield srv
     srv.stop()
 
@@ -48,11 +49,15 @@ def test_slow_body_gets_408(short_timeouts):
 
 
 def test_configured_body_limit(short_timeouts):
-    r, reader = exchange(short_timeouts, b"POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                         b"Content-Length: 1001\r\n\r\n" + b"x" * 1001)
+    r, reader = exchange(
+        short_timeouts,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001,
+    )
     assert r.status == 413
-    r, reader = exchange(short_timeouts, b"POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                         b"Content-Length: 1000\r\n\r\n" + b"x" * 1000)
+    r, reader = exchange(
+        short_timeouts,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000,
+    )
     assert r.status == 200
 
 
@@ -150,8 +155,9 @@ def test_workers_share_the_port():
         deadline = time.monotonic() + 10
         while len(pids) < 2 and time.monotonic() < deadline:
             # New connections each time: the kernel spreads them over the workers.
-            pids.add(httpx.get(srv.url + "/debug/pid", headers={"connection": "close"})
-                     .json()["pid"])
+            pids.add(
+                httpx.get(srv.url + "/debug/pid", headers={"connection": "close"}).json()["pid"]
+            )
         assert len(pids) == 2
     finally:
         code, err = srv.stop(signal.SIGTERM)

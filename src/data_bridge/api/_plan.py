@@ -127,8 +127,14 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                 )
             seen_path.add(param.name)
             specs.append(
-                (param.name, ARG_PATH, _SCALARS[inner] | flags, Ellipsis, None,
-                 names.index(param.name))
+                (
+                    param.name,
+                    ARG_PATH,
+                    _SCALARS[inner] | flags,
+                    Ellipsis,
+                    None,
+                    names.index(param.name),
+                )
             )
             continue
         if inner in _SCALARS:

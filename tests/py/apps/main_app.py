@@ -39,14 +39,23 @@ def plaintext():
 
 @app.get("/json")
 async def json_response():
-    return {"message": "Hello, World!", "status": "success", "timestamp": 1234567890,
-            "data": {"key": "value"}}
+    return {
+        "message": "Hello, World!",
+        "status": "success",
+        "timestamp": 1234567890,
+        "data": {"key": "value"},
+    }
 
 
 @app.get("/users/{user_id}")
 async def get_user(user_id: int, verbose: bool = False):
-    return {"id": user_id, "name": f"User {user_id}", "email": f"user{user_id}@example.com",
-            "active": True, "verbose": verbose}
+    return {
+        "id": user_id,
+        "name": f"User {user_id}",
+        "email": f"user{user_id}@example.com",
+        "active": True,
+        "verbose": verbose,
+    }
 
 
 @app.get("/types/{f}/{b}/{s}")
@@ -87,8 +96,9 @@ def embed(item: Item, note: dict):
 @app.post("/echo")
 async def echo(request: Request):
     body = await request.body()
-    return Response(body, media_type="application/octet-stream",
-                    headers={"x-length": str(len(body))})
+    return Response(
+        body, media_type="application/octet-stream", headers={"x-length": str(len(body))}
+    )
 
 
 @app.put("/items/{item_id}")
@@ -114,9 +124,13 @@ def multi(request: Request):
 @app.get("/raw")
 async def raw(request: Request):
     await asyncio.sleep(0.001)
-    return {"path": request.path, "q": request.query_params.get("q"),
-            "ua": request.headers.get("user-agent"), "query": request.query_string,
-            "x": request.headers.getlist("x-multi")}
+    return {
+        "path": request.path,
+        "q": request.query_params.get("q"),
+        "ua": request.headers.get("user-agent"),
+        "query": request.query_string,
+        "x": request.headers.getlist("x-multi"),
+    }
 
 
 @app.get("/html")
@@ -240,7 +254,8 @@ async def io_tcp(text: str):
 @app.get("/io/subprocess")
 async def io_subprocess():
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "print(6 * 7)", stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-c", "print(6 * 7)", stdout=asyncio.subprocess.PIPE
+    )
     out, _ = await proc.communicate()
     return {"out": out.decode().strip(), "code": proc.returncode}
 
@@ -280,8 +295,10 @@ async def event_queue():
     task = asyncio.ensure_future(producer())
     await event.wait()
     await task
-    return {"items": [queue.get_nowait() for _ in range(queue.qsize())],
-            "task": asyncio.current_task() is not None}
+    return {
+        "items": [queue.get_nowait() for _ in range(queue.qsize())],
+        "task": asyncio.current_task() is not None,
+    }
 
 
 @app.get("/context/{value}")
@@ -305,5 +322,11 @@ if __name__ == "__main__":
     limits = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
     workers = int(os.environ.get("DB_TEST_WORKERS", "1"))
     graceful = float(os.environ.get("DB_TEST_GRACEFUL", "10"))
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", workers=workers,
-            graceful_timeout=graceful, **limits)
+    app.run(
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        workers=workers,
+        graceful_timeout=graceful,
+        **limits,
+    )

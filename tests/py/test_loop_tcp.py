@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+from loop_fixtures import is_pyloop
 
 
 class Recorder(asyncio.Protocol):
@@ -789,3 +790,57 @@ def test_closed_transport_does_not_warn(loop):
         loop.run_until_complete(main())
         gc.collect()
     assert not _unclosed_transport_warnings(record)
+
+
+def test_server_close_clients_and_abort_clients(loop):
+    """Server.close_clients()/abort_clients() (asyncio 3.13's API) end accepted
+    connections; on PyLoop they exist on every version."""
+    if not hasattr(asyncio.Server, "close_clients") and not is_pyloop(loop):
+        pytest.skip("asyncio's Server has close_clients() from 3.13 on")
+
+    async def main():
+        server, port, protos = await echo_server(loop)
+        tr1, c1 = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        tr2, c2 = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while len(protos) < 2 or any(p.transport is None for p in protos):
+            await asyncio.sleep(0.001)
+        server.close()
+        server.close_clients()
+        await asyncio.wait_for(asyncio.gather(*(p.lost for p in protos)), 5)
+        await asyncio.wait_for(c1.lost, 5)
+        await asyncio.wait_for(c2.lost, 5)
+        await asyncio.wait_for(server.wait_closed(), 5)
+
+        server, port, protos = await echo_server(loop)
+        tr3, c3 = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos or protos[0].transport is None:
+            await asyncio.sleep(0.001)
+        server.abort_clients()
+        await asyncio.wait_for(protos[0].lost, 5)
+        await asyncio.wait_for(c3.lost, 5)
+        server.close()
+        await server.wait_closed()
+        tr1.close(), tr2.close(), tr3.close()
+
+    loop.run_until_complete(main())
+
+
+def test_server_wait_closed_with_open_connection_follows_the_python_version(loop):
+    """3.12.1+: wait_closed() waits for the accepted connections to end. Up to 3.11 it returns
+    once close() was called (asyncio's and uvloop's behaviour there)."""
+
+    async def main():
+        server, port, protos = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        while not protos or protos[0].transport is None:
+            await asyncio.sleep(0.001)
+        server.close()
+        waiting = asyncio.ensure_future(server.wait_closed())
+        await asyncio.sleep(0.05)
+        returned_early = waiting.done()
+        tr.close()
+        await client.lost
+        await asyncio.wait_for(waiting, 5)
+        return returned_early
+
+    assert loop.run_until_complete(main()) == (sys.version_info < (3, 12))

@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import sys
+import weakref
 from asyncio import sslproto, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -518,6 +519,8 @@ class Server(asyncio.AbstractServer):
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._serving = False
         self._serving_forever_fut: asyncio.Future[None] | None = None
+        # Accepted transports, for close_clients()/abort_clients() (3.13's API).
+        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} sockets={self.sockets!r}>"
@@ -539,6 +542,7 @@ class Server(asyncio.AbstractServer):
                 )
             return
         self._active_count += 1
+        self._clients.add(transport)
         transport._server = self
         if self._ssl_context is not None:
             kwargs: dict[str, Any] = {"ssl_handshake_timeout": self._ssl_handshake_timeout}
@@ -639,19 +643,26 @@ class Server(asyncio.AbstractServer):
             self._serving_forever_fut = None
 
     async def wait_closed(self) -> None:
+        # 3.12.1+: wait until the server is closed and all its connections are gone. Up to
+        # 3.11, asyncio (and uvloop) return at once once close() has been called, even with
+        # connections still open; code written for those versions relies on it.
         if self._waiters is None:
+            return
+        if sys.version_info < (3, 12) and self._sockets is None:
             return
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
         await waiter
 
-    if sys.version_info >= (3, 12):
+    def close_clients(self) -> None:
+        """Close every connection accepted by this server (asyncio 3.13's API)."""
+        for transport in list(self._clients):
+            transport.close()
 
-        def close_clients(self) -> None:
-            pass
-
-        def abort_clients(self) -> None:
-            pass
+    def abort_clients(self) -> None:
+        """Abort every connection accepted by this server (asyncio 3.13's API)."""
+        for transport in list(self._clients):
+            transport.abort()
 
 
 def _interleave_addrinfos(infos: list[Any], first_family_count: int = 1) -> list[Any]:

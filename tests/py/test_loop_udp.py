@@ -693,7 +693,8 @@ def test_udp_is_native_on_pyloop(loop):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
-def test_udp_transport_left_open_at_loop_close_warns_and_is_closed(loop_factory):
+@pytest.mark.parametrize("family", ["inet", "unix"])
+def test_udp_transport_left_open_at_loop_close_warns_and_is_closed(loop_factory, family, tmp_path):
     """asyncio's selector keeps a datagram transport alive until the loop closes; then its
     finalizer warns "unclosed transport" and closes the socket. PyLoop warns and closes at
     loop close. Either way no fd is left once the transport is dropped."""
@@ -703,6 +704,10 @@ def test_udp_transport_left_open_at_loop_close_warns_and_is_closed(loop_factory)
     fds_start = len(os.listdir("/proc/self/fd"))
 
     async def main():
+        if family == "unix":
+            return await lp.create_datagram_endpoint(
+                Collector, local_addr=str(tmp_path / "d.sock"), family=socket.AF_UNIX
+            )
         return await lp.create_datagram_endpoint(Collector, local_addr=("127.0.0.1", 0))
 
     tr, proto = lp.run_until_complete(main())

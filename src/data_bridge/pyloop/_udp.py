@@ -228,6 +228,14 @@ class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport
     def __repr__(self) -> str:
         return f"<_DatagramTransport fd={self._fd} closing={self._closing}>"
 
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # asyncio's _SelectorTransport.__del__: the reader watcher keeps a receiving transport
+        # alive, so this runs once the loop has closed (or reading never started).
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+            self._sock = None
+
     def _add_reader(self) -> None:
         if not self._closing:
             self._loop.add_reader(self._fd, self._read_ready)

@@ -280,3 +280,42 @@ def test_slow_handlers_do_not_block_fast_ones(server):
     # ... and the slow ones slept concurrently, not one after another (6 s).
     assert max(done for done, _ in results) - start < 4.0
     assert all(status == 200 for _, status in results)
+
+
+def test_threaded_def_handler_runs_off_the_loop_thread(server):
+    """threaded=True: a def handler that blocks (here on an Event) does not stop the server;
+    the request that releases it is served meanwhile on the loop thread."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = pool.submit(
+            lambda: httpx.get(server.url + "/threaded/wait", params={"timeout": 10}, timeout=15)
+        )
+        time.sleep(0.2)
+        assert not waiting.done()
+        released = httpx.get(server.url + "/threaded/release", timeout=5)
+        assert released.status_code == 200
+        r = waiting.result(timeout=15)
+    assert r.status_code == 200
+    assert r.json() == {"released": True, "on_loop_thread": False}
+
+
+def test_threaded_def_handler_binding_errors_and_status(client):
+    r = client.post("/threaded/echo/3?q=y", json={"name": "pen", "price": 1.5})
+    assert r.status_code == 201
+    assert r.json() == {"n": 3, "item": "pen", "q": "y"}
+    r = client.post("/threaded/echo/-1", json={"name": "pen", "price": 1.5})
+    assert r.status_code == 418 and r.json() == {"detail": "negative"}
+    r = client.post("/threaded/echo/x", json={"name": "pen"})
+    assert r.status_code == 422
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert ["path", "n"] in locs and ["body", "price"] in locs
+
+
+def test_threaded_is_refused_for_async_handlers():
+    from data_bridge.api import App
+
+    app = App()
+    with pytest.raises(ValueError, match="threaded=True is for def handlers"):
+
+        @app.get("/x", threaded=True)
+        async def handler():
+            return {}

@@ -8,6 +8,8 @@ request runs entirely in C until the handler's own code.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
 import os
@@ -63,6 +65,22 @@ class Route:
     endpoint: Callable[..., Any]
     status_code: int = 200
     name: str = ""
+    threaded: bool = False
+
+
+def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An async wrapper that runs a blocking ``def`` handler in the loop's default executor
+    (a thread pool), in a copy of the request's context, as FastAPI runs ``def`` endpoints.
+    The route plan is built from ``func`` itself; only the callable changes."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(None, functools.partial(ctx.run, func, *args, **kwargs))
+
+    call.__name__ = getattr(func, "__name__", "handler")
+    call.__qualname__ = getattr(func, "__qualname__", call.__name__)
+    return call
 
 
 @dataclass
@@ -98,8 +116,13 @@ class App:
         *,
         status_code: int = 200,
         name: str | None = None,
+        threaded: bool = False,
     ) -> Callable[[F], F]:
-        """Register the decorated function for ``methods`` on ``path``."""
+        """Register the decorated function for ``methods`` on ``path``.
+
+        ``threaded=True`` runs a ``def`` handler in a thread pool instead of on the loop
+        thread: for handlers that block (file or database calls without asyncio support).
+        """
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
         wanted = tuple(m.upper() for m in methods)
@@ -110,10 +133,21 @@ class App:
             raise ValueError(f"invalid status code {status_code!r}")
 
         def decorator(func: F) -> F:
+            if threaded and (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
+                raise ValueError(
+                    f"threaded=True is for def handlers; {func.__qualname__} is async def"
+                )
             # Validate the signature now, so mistakes surface at import time.
             build_plan(path, func)
             self.routes.append(
-                Route(path, wanted, func, status_code, name or getattr(func, "__name__", ""))
+                Route(
+                    path,
+                    wanted,
+                    func,
+                    status_code,
+                    name or getattr(func, "__name__", ""),
+                    threaded,
+                )
             )
             return func
 
@@ -164,7 +198,7 @@ class App:
             server.add_route(
                 [METHOD_CODES[m] for m in route.methods],
                 route.path,
-                route.endpoint,
+                _in_thread(route.endpoint) if route.threaded else route.endpoint,
                 build_plan(route.path, route.endpoint),
                 route.status_code,
             )

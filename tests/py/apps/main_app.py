@@ -9,6 +9,7 @@ import contextvars
 import json
 import os
 import sys
+import threading
 
 from pydantic import BaseModel
 
@@ -24,6 +25,7 @@ from data_bridge.api import (
 
 app = App()
 request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
+LOOP_THREAD = [0]  # the loop thread's ident, recorded by a def handler running inline
 
 
 class Item(BaseModel):
@@ -188,6 +190,35 @@ def unencodable():
 async def slow(delay: float = 0.5):
     await asyncio.sleep(delay)
     return {"slept": delay}
+
+
+# threaded=True: a blocking def handler runs in the thread pool. /threaded/wait blocks its
+# thread until /threaded/release is served, which only works if the loop keeps serving.
+_threaded_gate = threading.Event()
+
+
+@app.get("/threaded/wait", threaded=True)
+def threaded_wait(timeout: float = 5.0):
+    released = _threaded_gate.wait(timeout)
+    _threaded_gate.clear()
+    return {
+        "released": released,
+        "on_loop_thread": threading.get_ident() == LOOP_THREAD[0],
+    }
+
+
+@app.get("/threaded/release")
+def threaded_release():
+    LOOP_THREAD[0] = threading.get_ident()
+    _threaded_gate.set()
+    return {"ok": True}
+
+
+@app.post("/threaded/echo/{n}", threaded=True, status_code=201)
+def threaded_echo(n: int, item: Item, q: str = "x"):
+    if n < 0:
+        raise HTTPException(418, "negative")
+    return {"n": n, "item": item.name, "q": q}
 
 
 @app.get("/gather")

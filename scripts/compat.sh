@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the extension for every CPython 3.10-3.13 found on this machine (python3.X on
-# PATH or under pyenv) and runs the server and loop tests with each, in venvs under
-# build/compat. Not part of `make test`: CI has one interpreter; this is for releases.
+# PATH or under pyenv) and runs the server, loop and JSON tests with each (the JSON codec has
+# version-specific fast paths), in venvs under build/compat.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
@@ -31,7 +31,8 @@ for minor in 10 11 12 13; do
     echo "compat: Python 3.$minor ($py)"
     # -o pythonpath= drops pyproject's "src" so that this build's package is imported.
     if ! PYTHONPATH="$pkg" "$venv/bin/python" -m pytest -q -p no:cacheprovider -o pythonpath= \
-        "$root"/tests/py/test_server_*.py "$root"/tests/py/test_loop_*.py; then
+        "$root"/tests/py/test_server_*.py "$root"/tests/py/test_loop_*.py \
+        "$root"/tests/py/test_json_*.py; then
         status=1
     fi
 done

@@ -14,7 +14,14 @@
 #include "server/server.h"
 
 /* Where an argument comes from. Values are shared with data_bridge/api/_plan.py. */
-enum arg_source { ARG_PATH = 0, ARG_QUERY = 1, ARG_BODY = 2, ARG_REQUEST = 3 };
+enum arg_source {
+    ARG_PATH = 0,
+    ARG_QUERY = 1,
+    ARG_BODY = 2,
+    ARG_REQUEST = 3,
+    ARG_HEADER = 4, /* a request header field (Header()) */
+    ARG_COOKIE = 5, /* a cookie of the Cookie header (Cookie()) */
+};
 
 /* How a text value becomes the argument. Values are shared with _plan.py. */
 enum arg_conv {
@@ -32,6 +39,7 @@ enum arg_conv {
 #define ARG_FLAG_OPTIONAL 0x100 /* None is an accepted value (Optional[...]) */
 #define ARG_FLAG_KWONLY   0x200 /* passed by keyword */
 #define ARG_FLAG_EMBED    0x400 /* one of several body parameters: a key of the JSON object */
+#define ARG_FLAG_LIST     0x800 /* query/header: every occurrence, as a list of conv values */
 
 #define APP_MAX_ARGS 64
 
@@ -45,6 +53,18 @@ typedef struct {
     int path_index;      /* ARG_PATH: index among the route's captured params */
     PyObject *def;       /* default value, or NULL when required */
     PyObject *validator; /* CONV_MODEL: callable(value) -> (ok, value_or_errors) */
+    /* The name looked up in the request (query key, lower-case header name, cookie name):
+     * the parameter's alias, or its name. Also what error locations show, as in FastAPI. */
+    PyObject *key;
+    const char *ckey; /* UTF-8 of key, owned by the str */
+    Py_ssize_t ckey_len;
+    /* Constraints of Query()/Path()/Header()/Cookie() (NULL or -1 when absent): bounds
+     * compared with the converted value; lengths of strings (code points) or lists; a
+     * compiled pattern that str values must contain a match of (re.search, as pydantic). */
+    PyObject *gt, *ge, *lt, *le;
+    Py_ssize_t min_len, max_len;
+    PyObject *pattern;
+    int has_checks;
 } arg_plan_t;
 
 typedef struct {

@@ -9,6 +9,7 @@
  * releases whatever was filled (slots start NULL).
  */
 #include <stdlib.h>
+#include <strings.h>
 
 #include "app/app_internal.h"
 #include "common/text.h"
@@ -16,11 +17,13 @@
 
 #define SMALL 256
 
-static const char *const source_names[] = {"path", "query", "body", "request"};
+static const char *const source_names[] = {"path", "query", "body", "request", "header", "cookie"};
 
-/* Appends {"type", "loc": [source, name], "msg", "input"} to *errors. */
-static int add_error(PyObject **errors, const char *type, const arg_plan_t *a, const char *msg,
-                     PyObject *input)
+/* Appends {"type", "loc": [source, key(, index)], "msg", "input"(, "ctx")} to *errors, the
+ * shape of FastAPI's 422 entries (the location names the alias, as FastAPI's does). index
+ * is the position in a list parameter, or -1; ctx may be NULL. */
+static int add_error_at(PyObject **errors, const char *type, const arg_plan_t *a, Py_ssize_t index,
+                        const char *msg, PyObject *input, PyObject *ctx)
 {
     int rc = -1;
     PyObject *err = NULL, *loc = NULL;
@@ -28,19 +31,27 @@ static int add_error(PyObject **errors, const char *type, const arg_plan_t *a, c
         return -1;
     if (a->source == ARG_BODY && !(a->flags & ARG_FLAG_EMBED))
         loc = Py_BuildValue("[s]", "body");
+    else if (index >= 0)
+        loc = Py_BuildValue("[sOn]", source_names[a->source], a->key, index);
     else
-        loc = Py_BuildValue("[sO]", source_names[a->source], a->name);
+        loc = Py_BuildValue("[sO]", source_names[a->source], a->key);
     if (loc == NULL)
         goto done;
     err = Py_BuildValue("{sssOsssO}", "type", type, "loc", loc, "msg", msg, "input",
                         input ? input : Py_None);
-    if (err == NULL)
+    if (err == NULL || (ctx != NULL && PyDict_SetItemString(err, "ctx", ctx) < 0))
         goto done;
     rc = PyList_Append(*errors, err);
 done:
     Py_XDECREF(loc);
     Py_XDECREF(err);
     return rc;
+}
+
+static int add_error(PyObject **errors, const char *type, const arg_plan_t *a, const char *msg,
+                     PyObject *input)
+{
+    return add_error_at(errors, type, a, -1, msg, input, NULL);
 }
 
 static int is_space(char c)
@@ -68,8 +79,8 @@ static int parse_bool(const char *s, size_t n)
 
 /* Converts one decoded text value. Returns a new reference, or NULL with either an
  * exception set (*failed = 0) or a validation error recorded (*failed = 1). */
-static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyObject **errors,
-                              int *failed)
+static PyObject *convert_text(const arg_plan_t *a, Py_ssize_t index, const char *s, size_t n,
+                              PyObject **errors, int *failed)
 {
     PyObject *text = NULL;
     *failed = 0;
@@ -117,10 +128,10 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
         if (ok)
             return res;
         text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
-        if (text && add_error(errors, "int_parsing", a,
-                              "Input should be a valid integer, unable to parse string as an "
-                              "integer",
-                              text) == 0)
+        if (text && add_error_at(errors, "int_parsing", a, index,
+                                 "Input should be a valid integer, unable to parse string as an "
+                                 "integer",
+                                 text, NULL) == 0)
             *failed = 1;
         Py_XDECREF(text);
         return NULL;
@@ -151,9 +162,9 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
             return f;
         }
         PyErr_Clear();
-        if (add_error(errors, "float_parsing", a,
-                      "Input should be a valid number, unable to parse string as a number",
-                      text) == 0)
+        if (add_error_at(errors, "float_parsing", a, index,
+                         "Input should be a valid number, unable to parse string as a number", text,
+                         NULL) == 0)
             *failed = 1;
         Py_XDECREF(text);
         return NULL;
@@ -163,29 +174,32 @@ static PyObject *convert_text(const arg_plan_t *a, const char *s, size_t n, PyOb
         if (b >= 0)
             return Py_NewRef(b ? Py_True : Py_False);
         text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
-        if (text &&
-            add_error(errors, "bool_parsing", a,
-                      "Input should be a valid boolean, unable to interpret input", text) == 0)
+        if (text && add_error_at(errors, "bool_parsing", a, index,
+                                 "Input should be a valid boolean, unable to interpret input", text,
+                                 NULL) == 0)
             *failed = 1;
         Py_XDECREF(text);
         return NULL;
     }
-    /* CONV_STR and anything textual: invalid UTF-8 is replaced, as Starlette does. */
+    /* CONV_STR and anything textual: invalid UTF-8 is replaced, as Starlette does; header
+     * values are latin-1 (RFC 9110 §5.5 obs-text), as Starlette decodes them. */
+    if (a->source == ARG_HEADER || a->source == ARG_COOKIE)
+        return PyUnicode_DecodeLatin1(s, (Py_ssize_t)n, NULL);
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
 }
 
 /* Decodes (when needed) then converts a path or query value. */
-static PyObject *convert_slice(const arg_plan_t *a, const char *s, size_t n, int plus_is_space,
-                               PyObject **errors, int *failed)
+static PyObject *convert_slice(const arg_plan_t *a, Py_ssize_t index, const char *s, size_t n,
+                               int plus_is_space, PyObject **errors, int *failed)
 {
     if (!db_pct_needs_decoding(s, n, plus_is_space))
-        return convert_text(a, s, n, errors, failed);
+        return convert_text(a, index, s, n, errors, failed);
     char small[SMALL];
     char *buf = n <= SMALL ? small : malloc(n);
     if (buf == NULL)
         return PyErr_NoMemory();
     size_t m = db_pct_decode(buf, s, n, plus_is_space);
-    PyObject *res = convert_text(a, buf, m, errors, failed);
+    PyObject *res = convert_text(a, index, buf, m, errors, failed);
     if (buf != small)
         free(buf);
     return res;
@@ -198,40 +212,369 @@ typedef struct {
 } qslot_t;
 
 /* One pass over the query string: for each "key=value" whose decoded key names a query
- * parameter, remember the value (the last occurrence wins, like Starlette's mapping). */
+ * parameter, remember the value (the last occurrence wins, like Starlette's mapping). List
+ * parameters collect every occurrence separately (bind_query_list). */
+static int next_pair(const char *q, size_t qlen, size_t *i, const char **key, size_t *klen,
+                     const char **val, size_t *vlen);
+static int query_key(const char **key, size_t *klen, char *kbuf);
+
 static void scan_query(const route_plan_t *plan, const char *q, size_t qlen, qslot_t *slots)
 {
-    size_t i = 0;
-    while (i < qlen) {
-        size_t start = i;
-        while (i < qlen && q[i] != '&')
-            i++;
-        const char *pair = q + start;
-        size_t plen = i - start, klen = 0;
-        i++;
-        while (klen < plen && pair[klen] != '=')
-            klen++;
-        if (klen == 0)
+    const char *key, *val;
+    size_t klen, vlen, i = 0;
+    char kbuf[SMALL];
+    while (next_pair(q, qlen, &i, &key, &klen, &val, &vlen)) {
+        if (!query_key(&key, &klen, kbuf))
             continue;
-        const char *key = pair, *val = pair + klen + (klen < plen ? 1 : 0);
-        size_t vlen = klen < plen ? plen - klen - 1 : 0;
-        char kbuf[SMALL];
-        if (db_pct_needs_decoding(key, klen, 1)) {
-            if (klen > SMALL)
-                continue; /* no parameter name is that long */
-            klen = db_pct_decode(kbuf, key, klen, 1);
-            key = kbuf;
-        }
         for (int k = 0; k < plan->nargs; k++) {
             const arg_plan_t *a = &plan->args[k];
-            if (a->source == ARG_QUERY && (size_t)a->cname_len == klen &&
-                memcmp(a->cname, key, klen) == 0) {
+            if (a->source == ARG_QUERY && !(a->flags & ARG_FLAG_LIST) &&
+                (size_t)a->ckey_len == klen && memcmp(a->ckey, key, klen) == 0) {
                 slots[k].p = val;
                 slots[k].n = vlen;
                 slots[k].found = 1;
             }
         }
     }
+}
+
+/* The text of a request slice as an error's "input" (decoded like the value was). */
+static PyObject *slice_text(const arg_plan_t *a, const char *s, size_t n, int pct, int plus)
+{
+    if (a->source == ARG_HEADER || a->source == ARG_COOKIE)
+        return PyUnicode_DecodeLatin1(s, (Py_ssize_t)n, NULL);
+    if (!pct || !db_pct_needs_decoding(s, n, plus))
+        return PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
+    char *buf = malloc(n ? n : 1);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    size_t m = db_pct_decode(buf, s, n, plus);
+    PyObject *res = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)m, "replace");
+    free(buf);
+    return res;
+}
+
+/* Records one failed constraint: message built from a format with the bound, ctx {key: bound}.
+ * Returns 1 (recorded) or -1 (exception). */
+static int constraint_error(PyObject **errors, const char *type, const arg_plan_t *a,
+                            Py_ssize_t index, PyObject *msg, const char *ctx_key, PyObject *bound,
+                            PyObject *input)
+{
+    PyObject *ctx;
+    const char *cmsg;
+    int rc = -1;
+    if (msg == NULL)
+        return -1;
+    cmsg = PyUnicode_AsUTF8(msg);
+    ctx = cmsg ? Py_BuildValue("{sO}", ctx_key, bound) : NULL;
+    if (ctx != NULL && add_error_at(errors, type, a, index, cmsg, input, ctx) == 0)
+        rc = 1;
+    Py_XDECREF(ctx);
+    Py_DECREF(msg);
+    return rc;
+}
+
+/* Compares value with a bound; returns 1 when `value op bound` holds, 0 when not, -1 on
+ * error (e.g. comparing incomparable types is a TypeError). */
+static int holds(PyObject *value, PyObject *bound, int op)
+{
+    return PyObject_RichCompareBool(value, bound, op);
+}
+
+/* Applies the parameter's constraints (pydantic's order: bounds, lengths, pattern) to a
+ * converted scalar, or the lengths to a whole list (index -1 with a list value). input is
+ * what the error shows (the request's text). Returns 0 (ok), 1 (an error recorded) or -1. */
+static int check_constraints(const arg_plan_t *a, Py_ssize_t index, PyObject *value,
+                             PyObject *input, PyObject **errors)
+{
+    int r;
+    if (!a->has_checks || value == Py_None)
+        return 0;
+    if (PyList_Check(value)) {
+        Py_ssize_t len = PyList_GET_SIZE(value);
+        if (a->min_len >= 0 && len < a->min_len) {
+            PyObject *bound = PyLong_FromSsize_t(a->min_len);
+            r = bound ? constraint_error(
+                            errors, "too_short", a, -1,
+                            PyUnicode_FromFormat(
+                                "List should have at least %zd item%s after validation, not %zd",
+                                a->min_len, a->min_len == 1 ? "" : "s", len),
+                            "min_length", bound, input)
+                      : -1;
+            Py_XDECREF(bound);
+            return r;
+        }
+        if (a->max_len >= 0 && len > a->max_len) {
+            PyObject *bound = PyLong_FromSsize_t(a->max_len);
+            r = bound ? constraint_error(
+                            errors, "too_long", a, -1,
+                            PyUnicode_FromFormat(
+                                "List should have at most %zd item%s after validation, not %zd",
+                                a->max_len, a->max_len == 1 ? "" : "s", len),
+                            "max_length", bound, input)
+                      : -1;
+            Py_XDECREF(bound);
+            return r;
+        }
+        return 0;
+    }
+    if (PyLong_Check(value) || PyFloat_Check(value)) {
+        if (a->gt && (r = holds(value, a->gt, Py_GT)) != 1)
+            return r < 0 ? -1
+                         : constraint_error(
+                               errors, "greater_than", a, index,
+                               PyUnicode_FromFormat("Input should be greater than %S", a->gt), "gt",
+                               a->gt, input);
+        if (a->ge && (r = holds(value, a->ge, Py_GE)) != 1)
+            return r < 0
+                       ? -1
+                       : constraint_error(errors, "greater_than_equal", a, index,
+                                          PyUnicode_FromFormat(
+                                              "Input should be greater than or equal to %S", a->ge),
+                                          "ge", a->ge, input);
+        if (a->lt && (r = holds(value, a->lt, Py_LT)) != 1)
+            return r < 0 ? -1
+                         : constraint_error(
+                               errors, "less_than", a, index,
+                               PyUnicode_FromFormat("Input should be less than %S", a->lt), "lt",
+                               a->lt, input);
+        if (a->le && (r = holds(value, a->le, Py_LE)) != 1)
+            return r < 0 ? -1
+                         : constraint_error(errors, "less_than_equal", a, index,
+                                            PyUnicode_FromFormat(
+                                                "Input should be less than or equal to %S", a->le),
+                                            "le", a->le, input);
+        return 0;
+    }
+    if (PyUnicode_Check(value)) {
+        Py_ssize_t len = PyUnicode_GET_LENGTH(value);
+        if (a->min_len >= 0 && len < a->min_len) {
+            PyObject *bound = PyLong_FromSsize_t(a->min_len);
+            r = bound ? constraint_error(
+                            errors, "string_too_short", a, index,
+                            PyUnicode_FromFormat("String should have at least %zd character%s",
+                                                 a->min_len, a->min_len == 1 ? "" : "s"),
+                            "min_length", bound, input)
+                      : -1;
+            Py_XDECREF(bound);
+            return r;
+        }
+        if (a->max_len >= 0 && len > a->max_len) {
+            PyObject *bound = PyLong_FromSsize_t(a->max_len);
+            r = bound ? constraint_error(
+                            errors, "string_too_long", a, index,
+                            PyUnicode_FromFormat("String should have at most %zd character%s",
+                                                 a->max_len, a->max_len == 1 ? "" : "s"),
+                            "max_length", bound, input)
+                      : -1;
+            Py_XDECREF(bound);
+            return r;
+        }
+        if (a->pattern) {
+            PyObject *m = PyObject_CallMethod(a->pattern, "search", "O", value);
+            if (m == NULL)
+                return -1;
+            r = m != Py_None;
+            Py_DECREF(m);
+            if (!r) {
+                PyObject *src = PyObject_GetAttrString(a->pattern, "pattern");
+                r = src ? constraint_error(
+                              errors, "string_pattern_mismatch", a, index,
+                              PyUnicode_FromFormat("String should match pattern '%S'", src),
+                              "pattern", src, input)
+                        : -1;
+                Py_XDECREF(src);
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Converts a slice and applies the constraints. Returns a new reference, or NULL with
+ * *failed set (an error recorded) or an exception. */
+static PyObject *bind_slice(const arg_plan_t *a, Py_ssize_t index, const char *s, size_t n, int pct,
+                            int plus, PyObject **errors, int *failed)
+{
+    PyObject *v = pct ? convert_slice(a, index, s, n, plus, errors, failed)
+                      : convert_text(a, index, s, n, errors, failed);
+    if (v == NULL || !a->has_checks)
+        return v;
+    PyObject *input = slice_text(a, s, n, pct, plus);
+    int r = input ? check_constraints(a, index, v, input, errors) : -1;
+    Py_XDECREF(input);
+    if (r != 0) {
+        Py_DECREF(v);
+        *failed = r > 0;
+        return NULL;
+    }
+    return v;
+}
+
+/* Decodes a query key in place into kbuf when needed; returns 0 to skip the pair. */
+static int query_key(const char **key, size_t *klen, char *kbuf)
+{
+    if (db_pct_needs_decoding(*key, *klen, 1)) {
+        if (*klen > SMALL)
+            return 0; /* no parameter name is that long */
+        *klen = db_pct_decode(kbuf, *key, *klen, 1);
+        *key = kbuf;
+    }
+    return 1;
+}
+
+/* Splits the next "key=value" pair of a query string at *i. Returns 0 at the end. */
+static int next_pair(const char *q, size_t qlen, size_t *i, const char **key, size_t *klen,
+                     const char **val, size_t *vlen)
+{
+    while (*i < qlen) {
+        size_t start = *i;
+        while (*i < qlen && q[*i] != '&')
+            (*i)++;
+        const char *pair = q + start;
+        size_t plen = *i - start, k = 0;
+        (*i)++;
+        while (k < plen && pair[k] != '=')
+            k++;
+        if (k == 0)
+            continue;
+        *key = pair;
+        *klen = k;
+        *val = pair + k + (k < plen ? 1 : 0);
+        *vlen = k < plen ? plen - k - 1 : 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Every occurrence of a list query parameter (?ids=1&ids=2), in order. */
+static PyObject *bind_query_list(const arg_plan_t *a, const char *q, size_t qlen, PyObject **errors,
+                                 int *failed)
+{
+    PyObject *list = PyList_New(0);
+    const char *key, *val;
+    size_t klen, vlen, i = 0;
+    int bad = 0;
+    char kbuf[SMALL];
+    *failed = 0;
+    if (list == NULL)
+        return NULL;
+    while (next_pair(q, qlen, &i, &key, &klen, &val, &vlen)) {
+        if (!query_key(&key, &klen, kbuf) || (size_t)a->ckey_len != klen ||
+            memcmp(a->ckey, key, klen) != 0)
+            continue;
+        int f = 0;
+        PyObject *v = bind_slice(a, PyList_GET_SIZE(list), val, vlen, 1, 1, errors, &f);
+        if (v == NULL && !f)
+            goto error;
+        if (v == NULL) {
+            bad = 1;
+            v = Py_NewRef(Py_None); /* keeps the positions of later errors right */
+        }
+        int rc = PyList_Append(list, v);
+        Py_DECREF(v);
+        if (rc < 0)
+            goto error;
+    }
+    if (bad) {
+        *failed = 1;
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+error:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* A header parameter: the first field of that name (Starlette's headers[name]), or every
+ * field of that name for a list parameter. Returns NULL without an exception when absent. */
+static PyObject *bind_header(const arg_plan_t *a, const http_request_t *head, PyObject **errors,
+                             int *failed)
+{
+    *failed = 0;
+    if (!(a->flags & ARG_FLAG_LIST)) {
+        const http_header_t *h = http_find_header(head, a->ckey, (size_t)a->ckey_len);
+        if (h == NULL)
+            return NULL;
+        return bind_slice(a, -1, h->value, h->value_len, 0, 0, errors, failed);
+    }
+    PyObject *list = PyList_New(0);
+    int bad = 0;
+    if (list == NULL)
+        return NULL;
+    for (size_t k = 0; k < head->num_headers; k++) {
+        const http_header_t *h = &head->headers[k];
+        if (h->name_len != (size_t)a->ckey_len || strncasecmp(h->name, a->ckey, h->name_len))
+            continue;
+        int f = 0;
+        PyObject *v =
+            bind_slice(a, PyList_GET_SIZE(list), h->value, h->value_len, 0, 0, errors, &f);
+        if (v == NULL && !f) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        bad |= v == NULL;
+        int rc = PyList_Append(list, v ? v : Py_None);
+        Py_XDECREF(v);
+        if (rc < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    if (bad || PyList_GET_SIZE(list) == 0) {
+        *failed = bad;
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* A cookie parameter: "name=value" pairs of the Cookie header fields (RFC 6265 §5.4: joined
+ * with "; "), the last one of that name winning as in Starlette; a value in double quotes
+ * loses them. Returns NULL without an exception when absent. */
+static PyObject *bind_cookie(const arg_plan_t *a, const http_request_t *head, PyObject **errors,
+                             int *failed)
+{
+    const char *found = NULL;
+    size_t found_len = 0;
+    *failed = 0;
+    for (size_t k = 0; k < head->num_headers; k++) {
+        const http_header_t *h = &head->headers[k];
+        if (h->name_len != 6 || strncasecmp(h->name, "cookie", 6) != 0)
+            continue;
+        size_t i = 0, n = h->value_len;
+        const char *s = h->value;
+        while (i < n) {
+            size_t start = i;
+            while (i < n && s[i] != ';')
+                i++;
+            size_t end = i++;
+            while (start < end && s[start] == ' ')
+                start++;
+            while (end > start && s[end - 1] == ' ')
+                end--;
+            size_t eq = start;
+            while (eq < end && s[eq] != '=')
+                eq++;
+            size_t kend = eq;
+            while (kend > start && s[kend - 1] == ' ')
+                kend--;
+            if (eq == end || kend - start != (size_t)a->ckey_len ||
+                memcmp(s + start, a->ckey, kend - start) != 0)
+                continue;
+            size_t vstart = eq + 1;
+            while (vstart < end && s[vstart] == ' ')
+                vstart++;
+            if (end - vstart >= 2 && s[vstart] == '"' && s[end - 1] == '"')
+                vstart++, end--;
+            found = s + vstart;
+            found_len = end - vstart;
+        }
+    }
+    if (found == NULL)
+        return NULL;
+    return bind_slice(a, -1, found, found_len, 0, 0, errors, failed);
 }
 
 /* Records the decode error currently set as FastAPI's "json_invalid" entry:
@@ -400,16 +743,40 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         switch (a->source) {
         case ARG_PATH: {
             const router_param_t *p = &m->params[a->path_index];
-            v = convert_slice(a, p->value, p->value_len, 0, errors, &failed);
+            v = bind_slice(a, -1, p->value, p->value_len, 1, 0, errors, &failed);
             break;
         }
         case ARG_QUERY:
-            if (slots[i].found)
-                v = convert_slice(a, slots[i].p, slots[i].n, 1, errors, &failed);
-            else if (a->def)
-                v = Py_NewRef(a->def);
-            else if (add_error(errors, "missing", a, "Field required", NULL) == 0)
-                failed = 1;
+        case ARG_HEADER:
+        case ARG_COOKIE:
+            if (a->source == ARG_QUERY && (a->flags & ARG_FLAG_LIST)) {
+                v = bind_query_list(a, req->head->query, req->head->query_len, errors, &failed);
+                if (v != NULL && PyList_GET_SIZE(v) == 0) {
+                    Py_CLEAR(v); /* absent: the default applies, or it is missing */
+                }
+            } else if (a->source == ARG_QUERY) {
+                if (slots[i].found)
+                    v = bind_slice(a, -1, slots[i].p, slots[i].n, 1, 1, errors, &failed);
+            } else if (a->source == ARG_HEADER) {
+                v = bind_header(a, req->head, errors, &failed);
+            } else {
+                v = bind_cookie(a, req->head, errors, &failed);
+            }
+            if (v == NULL && !failed && !PyErr_Occurred()) {
+                if (a->def)
+                    v = Py_NewRef(a->def);
+                else if (add_error(errors, "missing", a, "Field required", NULL) == 0)
+                    failed = 1;
+            }
+            if (v != NULL && (a->flags & ARG_FLAG_LIST) && v != a->def) {
+                int r = check_constraints(a, -1, v, v, errors);
+                if (r != 0) {
+                    Py_CLEAR(v);
+                    if (r < 0)
+                        goto done;
+                    failed = 1;
+                }
+            }
             break;
         case ARG_BODY:
             if (body_failed == 2)

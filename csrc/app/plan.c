@@ -1,7 +1,9 @@
 /*
  * Route plans: the Python layer inspects each handler's signature once at startup
  * (data_bridge/api/_plan.py) and hands the result here as a list of tuples
- * (name, source, conv | flags, default, validator, path_index). This file turns that
+ * (name, source, conv | flags, default, validator, path_index, key, checks), where key is
+ * the name looked up in the request and checks is None or the constraints tuple
+ * (gt, ge, lt, le, min_length, max_length, pattern), each None when absent. This file turns that
  * into a flat C array so that binding a request needs no Python-level introspection.
  *
  * Ownership: a plan owns references to the handler, the names, defaults and validators;
@@ -25,6 +27,12 @@ void plan_free(route_plan_t *plan)
         Py_XDECREF(plan->args[i].name);
         Py_XDECREF(plan->args[i].def);
         Py_XDECREF(plan->args[i].validator);
+        Py_XDECREF(plan->args[i].key);
+        Py_XDECREF(plan->args[i].gt);
+        Py_XDECREF(plan->args[i].ge);
+        Py_XDECREF(plan->args[i].lt);
+        Py_XDECREF(plan->args[i].le);
+        Py_XDECREF(plan->args[i].pattern);
     }
     Py_XDECREF(plan->handler);
     Py_XDECREF(plan->path);
@@ -32,14 +40,55 @@ void plan_free(route_plan_t *plan)
     free(plan);
 }
 
+static PyObject *none_to_null(PyObject *o)
+{
+    return o == Py_None ? NULL : Py_NewRef(o);
+}
+
+static int length_bound(PyObject *o, Py_ssize_t *out)
+{
+    *out = -1;
+    if (o == Py_None)
+        return 0;
+    *out = PyLong_AsSsize_t(o);
+    if (*out < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "length constraints must be >= 0");
+        return -1;
+    }
+    return 0;
+}
+
+static int plan_checks(arg_plan_t *a, PyObject *checks)
+{
+    PyObject *gt, *ge, *lt, *le, *min_len, *max_len, *pattern;
+    a->min_len = a->max_len = -1;
+    if (checks == Py_None)
+        return 0;
+    if (!PyTuple_Check(checks) || !PyArg_ParseTuple(checks, "OOOOOOO;parameter constraints", &gt,
+                                                    &ge, &lt, &le, &min_len, &max_len, &pattern))
+        return -1;
+    a->gt = none_to_null(gt);
+    a->ge = none_to_null(ge);
+    a->lt = none_to_null(lt);
+    a->le = none_to_null(le);
+    a->pattern = none_to_null(pattern);
+    if (length_bound(min_len, &a->min_len) < 0 || length_bound(max_len, &a->max_len) < 0)
+        return -1;
+    a->has_checks =
+        a->gt || a->ge || a->lt || a->le || a->pattern || a->min_len >= 0 || a->max_len >= 0;
+    return 0;
+}
+
 static int plan_arg(arg_plan_t *a, PyObject *spec)
 {
-    PyObject *name, *def, *validator;
+    PyObject *name, *def, *validator, *key, *checks;
     int source, conv, path_index;
-    if (!PyTuple_Check(spec) || !PyArg_ParseTuple(spec, "UiiOOi;route parameter spec", &name,
-                                                  &source, &conv, &def, &validator, &path_index))
+    if (!PyTuple_Check(spec) ||
+        !PyArg_ParseTuple(spec, "UiiOOiUO;route parameter spec", &name, &source, &conv, &def,
+                          &validator, &path_index, &key, &checks))
         return -1;
-    if (source < ARG_PATH || source > ARG_REQUEST) {
+    if (source < ARG_PATH || source > ARG_COOKIE) {
         PyErr_Format(PyExc_ValueError, "bad parameter source %d", source);
         return -1;
     }
@@ -47,6 +96,12 @@ static int plan_arg(arg_plan_t *a, PyObject *spec)
     if (a->cname == NULL)
         return -1;
     a->name = Py_NewRef(name);
+    a->ckey = PyUnicode_AsUTF8AndSize(key, &a->ckey_len);
+    if (a->ckey == NULL)
+        return -1;
+    a->key = Py_NewRef(key);
+    if (plan_checks(a, checks) < 0)
+        return -1;
     a->source = source;
     a->conv = conv & 0xff;
     a->flags = conv & ~0xff;

@@ -2,6 +2,7 @@
 
 from data_bridge.api.app import App, Limits, Route
 from data_bridge.api.exceptions import HTTPException
+from data_bridge.api.params import Body, Cookie, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
 from data_bridge.api.responses import (
     Headers,
@@ -13,12 +14,17 @@ from data_bridge.api.responses import (
 
 __all__ = [
     "App",
+    "Body",
+    "Cookie",
+    "Header",
     "Headers",
     "HTMLResponse",
     "HTTPException",
     "JSONResponse",
     "Limits",
+    "Path",
     "PlainTextResponse",
+    "Query",
     "QueryParams",
     "Request",
     "Response",

@@ -3,8 +3,11 @@
 The rules follow FastAPI's: a parameter named in the path template is a path parameter;
 one annotated with ``Request`` receives the request; ``dict``, ``list``, ``bytes`` and
 pydantic models come from the JSON body; scalars (``str``, ``int``, ``float``, ``bool``,
-optionally ``Optional[...]``) come from the query string. The result is a list of tuples
-that the native layer (csrc/app/plan.c) turns into a C array.
+optionally ``Optional[...]``) come from the query string. The markers of params.py
+(``Query``, ``Path``, ``Header``, ``Cookie``, ``Body``, as defaults or inside ``Annotated``)
+choose the source explicitly and add an alias and constraints; other body types (scalars,
+``list[Model]``, ...) and constrained bodies are validated by a pydantic ``TypeAdapter``.
+The result is a list of tuples that the native layer (csrc/app/plan.c) turns into a C array.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 from data_bridge import _core
+from data_bridge.api.params import Param
 
 # Shared with csrc/app/app_internal.h.
-ARG_PATH, ARG_QUERY, ARG_BODY, ARG_REQUEST = 0, 1, 2, 3
+ARG_PATH, ARG_QUERY, ARG_BODY, ARG_REQUEST, ARG_HEADER, ARG_COOKIE = 0, 1, 2, 3, 4, 5
 CONV_STR, CONV_INT, CONV_FLOAT, CONV_BOOL = 0, 1, 2, 3
 CONV_ANY, CONV_DICT, CONV_LIST, CONV_MODEL, CONV_BYTES = 4, 5, 6, 7, 8
-FLAG_OPTIONAL, FLAG_KWONLY, FLAG_EMBED = 0x100, 0x200, 0x400
+FLAG_OPTIONAL, FLAG_KWONLY, FLAG_EMBED, FLAG_LIST = 0x100, 0x200, 0x400, 0x800
 
 _SCALARS = {str: CONV_STR, int: CONV_INT, float: CONV_FLOAT, bool: CONV_BOOL}
 _PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}")
 
-ParamSpec = tuple[str, int, int, Any, Any, int]
+# (name, source, conv | flags, default, validator, path_index, key, checks): see plan.c.
+ParamSpec = tuple[str, int, int, Any, Any, int, str, Any]
 
 
 class RouteDefinitionError(TypeError):
@@ -55,12 +60,16 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
 
 
-def _model_validator(model: Any) -> Callable[[Any], tuple[bool, Any]]:
+def _model_validator(
+    model: Any, validate_fn: Callable[[Any], Any] | None = None
+) -> Callable[[Any], tuple[bool, Any]]:
     import pydantic
+
+    check = validate_fn if validate_fn is not None else model.model_validate
 
     def validate(value: Any) -> tuple[bool, Any]:
         try:
-            return True, model.model_validate(value)
+            return True, check(value)
         except pydantic.ValidationError as exc:
             errors = []
             for err in exc.errors(include_url=False):
@@ -84,20 +93,113 @@ def _body_conv(annotation: Any) -> tuple[int, Any] | None:
     if annotation is bytes:
         return CONV_BYTES, None
     origin = typing.get_origin(annotation) or annotation
-    if origin is dict:
+    # Bare (or Any-typed) containers are passed as decoded; typed ones (list[int],
+    # list[Model], dict[str, int]) are validated element by element by a TypeAdapter.
+    if origin is dict and all(a is Any for a in typing.get_args(annotation)[1:]):
         return CONV_DICT, None
-    if origin is list:
+    if origin is list and all(a is Any for a in typing.get_args(annotation)):
         return CONV_LIST, None
     if _is_model(annotation):
         return CONV_MODEL, _model_validator(annotation)
     return None
 
 
+def _marker_of(annotation: Any, default: Any) -> tuple[Any, Param | None, Any]:
+    """Splits ``Annotated[T, Query(...)]`` and ``= Query(...)`` into (T, marker, default)."""
+    marker: Param | None = None
+    if typing.get_origin(annotation) is typing.Annotated:
+        args = typing.get_args(annotation)
+        annotation = args[0]
+        for meta in args[1:]:
+            if isinstance(meta, Param):
+                marker = meta
+    if isinstance(default, Param):
+        if marker is not None:
+            raise RouteDefinitionError("a parameter takes one marker (Annotated or default)")
+        marker = default
+        default = marker.default
+    elif marker is not None and marker.default is not ...:
+        raise RouteDefinitionError(
+            "inside Annotated, give the default as the parameter's default, not the marker's"
+        )
+    return annotation, marker, default
+
+
+def _list_item(annotation: Any) -> Any | None:
+    """T for ``list[T]`` (or ``List[T]``) with a scalar T; None otherwise."""
+    if typing.get_origin(annotation) is list:
+        args = typing.get_args(annotation)
+        if len(args) == 1 and args[0] in _SCALARS:
+            return args[0]
+    return None
+
+
+def _checks(marker: Param | None, conv: int, is_list: bool, where: str) -> Any:
+    """The constraints tuple for the native binder, or None."""
+    if marker is None:
+        return None
+    numeric = marker.has_numeric_bounds()
+    lengths = marker.has_length_bounds()
+    if not (numeric or lengths or marker.pattern is not None):
+        return None
+    if numeric and conv not in (CONV_INT, CONV_FLOAT):
+        raise RouteDefinitionError(f"gt/ge/lt/le need an int or float parameter ({where})")
+    if numeric and is_list:
+        raise RouteDefinitionError(f"gt/ge/lt/le do not apply to a list ({where})")
+    if lengths and not (is_list or conv == CONV_STR):
+        raise RouteDefinitionError(f"min_length/max_length need a str or list ({where})")
+    pattern = None
+    if marker.pattern is not None:
+        if conv != CONV_STR or is_list:
+            raise RouteDefinitionError(f"pattern needs a str parameter ({where})")
+        try:
+            pattern = re.compile(marker.pattern)
+        except re.error as exc:
+            raise RouteDefinitionError(f"bad pattern {marker.pattern!r} ({where}): {exc}") from exc
+    return (
+        marker.gt,
+        marker.ge,
+        marker.lt,
+        marker.le,
+        marker.min_length,
+        marker.max_length,
+        pattern,
+    )
+
+
+def _adapter_validator(annotation: Any, marker: Param | None) -> Callable[[Any], Any] | None:
+    """A pydantic TypeAdapter validator for other body types (scalars, list[Model], ...),
+    carrying the marker's constraints; None when pydantic is not installed."""
+    try:
+        import pydantic
+    except ImportError:
+        return None
+    target = annotation
+    if marker is not None and (
+        marker.has_numeric_bounds() or marker.has_length_bounds() or marker.pattern
+    ):
+        field = pydantic.Field(
+            gt=marker.gt,
+            ge=marker.ge,
+            lt=marker.lt,
+            le=marker.le,
+            min_length=marker.min_length,
+            max_length=marker.max_length,
+            pattern=marker.pattern,
+        )
+        target = typing.Annotated[annotation, field]
+    try:
+        adapter = pydantic.TypeAdapter(target)
+    except pydantic.PydanticSchemaGenerationError:
+        return None
+    return _model_validator(adapter, adapter.validate_python)
+
+
 def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
     """Compile the handler's signature into parameter specs for the native binder."""
     where = f"{getattr(handler, '__qualname__', handler)!s} for {path!r}"
     try:
-        hints = typing.get_type_hints(handler)
+        hints = typing.get_type_hints(handler, include_extras=True)
     except Exception as exc:  # an unresolvable forward reference
         raise RouteDefinitionError(f"cannot resolve annotations of {where}: {exc}") from exc
     names = path_param_names(path)
@@ -106,48 +208,103 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
     specs: list[ParamSpec] = []
     seen_path: set[str] = set()
     body_indexes: list[int] = []
+    explicit_embed: set[int] = set()
     for param in inspect.signature(handler).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise RouteDefinitionError(f"*args/**kwargs are not supported ({where})")
         if param.kind is param.POSITIONAL_ONLY:
             raise RouteDefinitionError(f"positional-only parameters are not supported ({where})")
-        annotation = hints.get(param.name, str)
+        pwhere = f"parameter {param.name!r} of {where}"
+        raw_default = Ellipsis if param.default is param.empty else param.default
+        annotation, marker, default = _marker_of(hints.get(param.name, str), raw_default)
         flags = FLAG_KWONLY if param.kind is param.KEYWORD_ONLY else 0
-        default = Ellipsis if param.default is param.empty else param.default
         inner, optional = _unwrap_optional(annotation)
         if optional:
             flags |= FLAG_OPTIONAL
+        key = param.name
+        if marker is not None and marker.alias is not None:
+            key = marker.alias
         if isinstance(inner, type) and issubclass(inner, _core.Request):
-            specs.append((param.name, ARG_REQUEST, flags, Ellipsis, None, -1))
+            if marker is not None:
+                raise RouteDefinitionError(f"a Request parameter takes no marker ({pwhere})")
+            specs.append((param.name, ARG_REQUEST, flags, Ellipsis, None, -1, key, None))
             continue
-        if param.name in names:
+        source = marker.source if marker is not None else ""
+        if source == "path" or (not source and param.name in names):
+            if param.name not in names:
+                raise RouteDefinitionError(f"Path() names no parameter of the path ({pwhere})")
             if inner not in _SCALARS:
                 raise RouteDefinitionError(
                     f"path parameter {param.name!r} must be str, int, float or bool ({where})"
                 )
+            conv = _SCALARS[inner]
             seen_path.add(param.name)
             specs.append(
                 (
                     param.name,
                     ARG_PATH,
-                    _SCALARS[inner] | flags,
+                    conv | flags,
                     Ellipsis,
                     None,
                     names.index(param.name),
+                    param.name,
+                    _checks(marker, conv, False, pwhere),
                 )
             )
             continue
-        if inner in _SCALARS:
-            specs.append((param.name, ARG_QUERY, _SCALARS[inner] | flags, default, None, -1))
+        if source in ("query", "header", "cookie") or (not source and inner in _SCALARS):
+            item = _list_item(inner)
+            if item is not None and source in ("query", "header"):
+                conv, is_list = _SCALARS[item], True
+                flags |= FLAG_LIST
+            elif inner in _SCALARS:
+                conv, is_list = _SCALARS[inner], False
+            else:
+                kinds = (
+                    "str, int, float, bool or list of those"
+                    if source != "cookie"
+                    else ("str, int, float or bool")
+                )
+                raise RouteDefinitionError(f"a {source} parameter must be {kinds} ({pwhere})")
+            arg_source = {"query": ARG_QUERY, "header": ARG_HEADER, "cookie": ARG_COOKIE}.get(
+                source, ARG_QUERY
+            )
+            if arg_source == ARG_HEADER and marker is not None and marker.alias is None:
+                if getattr(marker, "convert_underscores", True):
+                    key = param.name.replace("_", "-")
+            specs.append(
+                (
+                    param.name,
+                    arg_source,
+                    conv | flags,
+                    default,
+                    None,
+                    -1,
+                    key,
+                    _checks(marker, conv, is_list, pwhere),
+                )
+            )
             continue
         body = _body_conv(inner)
+        if marker is not None and (
+            marker.has_numeric_bounds() or marker.has_length_bounds() or marker.pattern
+        ):
+            body = None  # constraints go through a pydantic validator
         if body is None:
-            raise RouteDefinitionError(
-                f"unsupported annotation {annotation!r} for parameter {param.name!r} ({where})"
-            )
+            validator = _adapter_validator(annotation if optional else inner, marker)
+            if validator is None:
+                raise RouteDefinitionError(
+                    f"unsupported annotation {annotation!r} for parameter {param.name!r} ({where})"
+                )
+            body = (CONV_MODEL, validator)
+            if optional:
+                flags &= ~FLAG_OPTIONAL  # the validator itself accepts None
         conv, validator = body
+        if marker is not None and getattr(marker, "embed", False):
+            flags |= FLAG_EMBED
+            explicit_embed.add(len(specs))
         body_indexes.append(len(specs))
-        specs.append((param.name, ARG_BODY, conv | flags, default, validator, -1))
+        specs.append((param.name, ARG_BODY, conv | flags, default, validator, -1, key, None))
     missing = set(names) - seen_path
     if missing:
         raise RouteDefinitionError(
@@ -156,6 +313,6 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
     if len(body_indexes) > 1:
         # FastAPI embeds several body parameters as keys of one JSON object.
         for i in body_indexes:
-            name, source, conv, default, validator, index = specs[i]
-            specs[i] = (name, source, conv | FLAG_EMBED, default, validator, index)
+            name, source_, conv, default, validator, index, key, checks = specs[i]
+            specs[i] = (name, source_, conv | FLAG_EMBED, default, validator, index, key, checks)
     return specs

@@ -10,15 +10,21 @@ import json
 import os
 import sys
 import threading
+from typing import Annotated
 
 from pydantic import BaseModel
 
 from data_bridge.api import (
     App,
+    Body,
+    Cookie,
+    Header,
     HTMLResponse,
     HTTPException,
     JSONResponse,
+    Path,
     PlainTextResponse,
+    Query,
     Request,
     Response,
 )
@@ -219,6 +225,59 @@ def threaded_echo(n: int, item: Item, q: str = "x"):
     if n < 0:
         raise HTTPException(418, "negative")
     return {"n": n, "item": item.name, "q": q}
+
+
+# Parameter markers: Query/Path/Header/Cookie/Body with aliases and constraints.
+@app.get("/params/search")
+async def params_search(
+    q: str = Query(..., min_length=2, max_length=10, pattern="^[a-z]+$"),
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    ratio: float = Query(0.5, gt=0, lt=1),
+    ids: list[int] = Query([]),
+    tags: Annotated[list[str], Query(alias="tag", max_length=3)] = [],  # noqa: B006
+    user_agent: str | None = Header(None),
+    x_trace: list[str] = Header([]),
+    theme: str = Cookie("light"),
+):
+    return {
+        "q": q,
+        "limit": limit,
+        "ratio": ratio,
+        "ids": ids,
+        "tags": tags,
+        "user_agent": user_agent,
+        "x_trace": x_trace,
+        "theme": theme,
+    }
+
+
+@app.get("/params/auth")
+def params_auth(
+    x_api_key: str = Header(...),
+    session_id: int = Cookie(..., alias="sid", gt=0),
+    raw_name: str = Header("-", alias="X-Raw_Name", convert_underscores=False),
+):
+    return {"key": x_api_key, "sid": session_id, "raw": raw_name}
+
+
+@app.get("/params/items/{item_id}")
+def params_item(item_id: int = Path(..., ge=1, le=1000)):
+    return {"item_id": item_id}
+
+
+@app.post("/params/embed")
+def params_embed(item: Item = Body(..., embed=True)):
+    return {"name": item.name}
+
+
+@app.post("/params/scalars")
+def params_scalars(count: int = Body(..., gt=0), note: str = Body("n/a", max_length=5)):
+    return {"count": count, "note": note}
+
+
+@app.post("/params/items")
+def params_items(items: list[Item]):
+    return {"names": [i.name for i in items]}
 
 
 @app.get("/gather")

@@ -1,0 +1,127 @@
+"""Parameter markers: where a handler parameter comes from, and its constraints.
+
+Used like FastAPI's, either as the default value or inside ``Annotated``::
+
+    async def search(
+        q: str = Query(..., min_length=1, max_length=50, pattern="^[a-z ]+$"),
+        limit: Annotated[int, Query(ge=1, le=100)] = 10,
+        ids: list[int] = Query([]),                  # ?ids=1&ids=2
+        user_agent: str | None = Header(None),       # the "user-agent" header
+        session: str = Cookie(...),
+        item_id: int = Path(..., gt=0),
+        item: Item = Body(..., embed=True),          # {"item": {...}}
+    ): ...
+
+The markers are read once, when the route plan is built; the native binder applies the
+source, alias and constraints to every request. A value that breaks a constraint gives a
+422 entry like FastAPI's (``greater_than_equal``, ``string_too_short``,
+``string_pattern_mismatch``, ... with ``ctx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Body", "Cookie", "Header", "Param", "Path", "Query"]
+
+
+class Param:
+    """Base of the markers; ``default=...`` (Ellipsis) means required."""
+
+    source = ""
+
+    def __init__(
+        self,
+        default: Any = ...,
+        *,
+        alias: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        gt: float | None = None,
+        ge: float | None = None,
+        lt: float | None = None,
+        le: float | None = None,
+        min_length: int | None = None,
+        max_length: int | None = None,
+        pattern: str | None = None,
+        regex: str | None = None,
+        examples: list[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        if regex is not None:
+            if pattern is not None:
+                raise TypeError("pass pattern= or its old name regex=, not both")
+            pattern = regex
+        for name, value in (("min_length", min_length), ("max_length", max_length)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        for name, value in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        self.default = default
+        self.alias = alias
+        self.title = title
+        self.description = description
+        self.gt, self.ge, self.lt, self.le = gt, ge, lt, le
+        self.min_length = min_length
+        self.max_length = max_length
+        self.pattern = pattern
+        self.examples = examples
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+
+    @property
+    def required(self) -> bool:
+        return self.default is ...
+
+    def has_numeric_bounds(self) -> bool:
+        return any(v is not None for v in (self.gt, self.ge, self.lt, self.le))
+
+    def has_length_bounds(self) -> bool:
+        return self.min_length is not None or self.max_length is not None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.default!r})"
+
+
+class Query(Param):
+    """A query-string parameter; ``list[...]`` collects every occurrence."""
+
+    source = "query"
+
+
+class Path(Param):
+    """A path parameter (named in the route template); always required."""
+
+    source = "path"
+
+
+class Header(Param):
+    """A request header. Without an alias, the name's underscores become hyphens
+    (``user_agent`` reads ``User-Agent``) unless ``convert_underscores=False``."""
+
+    source = "header"
+
+    def __init__(self, default: Any = ..., *, convert_underscores: bool = True, **kw: Any) -> None:
+        super().__init__(default, **kw)
+        self.convert_underscores = convert_underscores
+
+
+class Cookie(Param):
+    """A cookie of the request's Cookie header."""
+
+    source = "cookie"
+
+
+class Body(Param):
+    """A JSON body parameter. ``embed=True`` expects ``{"<name>": value}`` even when it is
+    the only body parameter."""
+
+    source = "body"
+
+    def __init__(self, default: Any = ..., *, embed: bool = False, **kw: Any) -> None:
+        super().__init__(default, **kw)
+        self.embed = embed

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
 from data_bridge.api.exceptions import HTTPException
+from data_bridge.api.openapi import openapi_document, swagger_ui_html
 from data_bridge.api.request import Request
 from data_bridge.api.responses import Response
+from data_bridge.json import dumps as json_dumps
 
 logger = logging.getLogger("data_bridge")
 
@@ -100,9 +102,24 @@ class Limits:
 class App:
     """A web application: handlers registered with decorators, served natively."""
 
-    def __init__(self, title: str = "data-bridge", version: str = "0.1.0") -> None:
+    def __init__(
+        self,
+        title: str = "data-bridge",
+        version: str = "0.1.0",
+        *,
+        description: str | None = None,
+        openapi_url: str | None = "/openapi.json",
+        docs_url: str | None = "/docs",
+    ) -> None:
+        """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
+        for it, as FastAPI does; None turns either off."""
         self.title = title
         self.version = version
+        self.description = description
+        self.openapi_url = openapi_url
+        self.docs_url = docs_url if openapi_url else None
+        self._openapi: dict[str, Any] | None = None
+        self._openapi_routes = 0
         self.routes: list[Route] = []
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
@@ -202,7 +219,39 @@ class App:
                 build_plan(route.path, route.endpoint),
                 route.status_code,
             )
+        for path, endpoint in self._doc_routes():
+            server.add_route([METHOD_CODES["GET"]], path, endpoint, [], 200)
         return server
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the registered routes (built once, then cached;
+        routes registered later rebuild it)."""
+        if self._openapi is None or self._openapi_routes != len(self.routes):
+            self._openapi = openapi_document(
+                self.title, self.version, self.routes, self.description
+            )
+            self._openapi_routes = len(self.routes)
+        return self._openapi
+
+    def _doc_routes(self) -> list[tuple[str, Callable[[], Response]]]:
+        """The /openapi.json and /docs endpoints, unless a user route has the path."""
+        taken = {route.path for route in self.routes}
+        out: list[tuple[str, Callable[[], Response]]] = []
+        if self.openapi_url and self.openapi_url not in taken:
+            body = json_dumps(self.openapi())
+
+            def openapi_json() -> Response:
+                return Response(body, media_type="application/json")
+
+            out.append((self.openapi_url, openapi_json))
+        if self.docs_url and self.openapi_url and self.docs_url not in taken:
+            page = swagger_ui_html(self.title, self.openapi_url)
+
+            def docs() -> Response:
+                return Response(page, media_type="text/html; charset=utf-8")
+
+            out.append((self.docs_url, docs))
+        return out
 
     async def _run_hooks(self, hooks: list[Callable[[], Any]]) -> None:
         for hook in hooks:

@@ -119,3 +119,46 @@ def test_documentation_can_be_turned_off_or_overridden():
 
     assert [path for path, _ in app._doc_routes()] == ["/openapi.json"]
     assert app.openapi()["info"] == {"title": "T", "version": "9", "description": "About"}
+
+
+def test_included_router_routes_are_served(server):
+    r = httpx.get(server.url + "/v1/accounts/7", timeout=10)
+    assert r.json() == {"account": 7}
+    r = httpx.post(server.url + "/v1/accounts/", json={"a": 1}, timeout=10)
+    assert r.status_code == 201 and r.json() == {"created": {"a": 1}}
+    assert httpx.get(server.url + "/v1/accounts/legacy", timeout=10).json() == []
+    assert httpx.get(server.url + "/accounts/7", timeout=10).status_code == 404
+
+
+def test_router_tags_summary_and_hidden_routes(doc):
+    op = doc["paths"]["/v1/accounts/{account_id}"]["get"]
+    assert op["tags"] == ["v1", "accounts"]
+    assert op["summary"] == "Read one account"
+    assert op["description"] == "One account by id."
+    assert doc["paths"]["/v1/accounts/"]["post"]["tags"] == ["v1", "accounts", "writes"]
+    assert "/v1/accounts/legacy" not in doc["paths"]
+
+
+def test_router_prefix_rules():
+    from data_bridge.api import APIRouter
+    from data_bridge.api._plan import RouteDefinitionError
+
+    with pytest.raises(ValueError, match="prefix"):
+        APIRouter(prefix="api")
+    with pytest.raises(ValueError, match="prefix"):
+        APIRouter(prefix="/api/")
+    router = APIRouter()
+
+    @router.get("/items")
+    def items():
+        return []
+
+    app = App()
+    with pytest.raises(RouteDefinitionError, match="no handler parameter"):
+        app.include_router(router, prefix="/{tenant}")
+    with pytest.raises(ValueError, match="itself"):
+        router.include_router(router)
+    outer = APIRouter(prefix="/api")
+    outer.include_router(router, prefix="/v2")
+    app.include_router(outer)
+    assert [r.path for r in app.routes] == ["/api/v2/items"]

@@ -1,6 +1,6 @@
 """FastAPI-style application API served by the native HTTP server."""
 
-from data_bridge.api.app import App, Limits, Route
+from data_bridge.api.app import App, Limits
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.params import Body, Cookie, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
@@ -11,8 +11,10 @@ from data_bridge.api.responses import (
     PlainTextResponse,
     Response,
 )
+from data_bridge.api.routing import APIRouter, Route
 
 __all__ = [
+    "APIRouter",
     "App",
     "Body",
     "Cookie",

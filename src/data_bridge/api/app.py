@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,24 +26,12 @@ from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.openapi import openapi_document, swagger_ui_html
 from data_bridge.api.request import Request
 from data_bridge.api.responses import Response
+from data_bridge.api.routing import METHOD_CODES, APIRouter
 from data_bridge.json import dumps as json_dumps
 
 logger = logging.getLogger("data_bridge")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# http_method_t values shared with csrc/http/http.h.
-METHOD_CODES = {
-    "GET": 0,
-    "HEAD": 1,
-    "POST": 2,
-    "PUT": 3,
-    "PATCH": 4,
-    "DELETE": 5,
-    "OPTIONS": 6,
-    "TRACE": 7,
-    "CONNECT": 8,
-}
 
 
 def _log_exception(exc: BaseException, path: object) -> None:
@@ -56,18 +44,6 @@ _core.configure(
     request_class=Request,
     log_exception=_log_exception,
 )
-
-
-@dataclass(frozen=True)
-class Route:
-    """One registered route."""
-
-    path: str
-    methods: tuple[str, ...]
-    endpoint: Callable[..., Any]
-    status_code: int = 200
-    name: str = ""
-    threaded: bool = False
 
 
 def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,7 +75,7 @@ class Limits:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class App:
+class App(APIRouter):
     """A web application: handlers registered with decorators, served natively."""
 
     def __init__(
@@ -120,70 +96,11 @@ class App:
         self.docs_url = docs_url if openapi_url else None
         self._openapi: dict[str, Any] | None = None
         self._openapi_routes = 0
-        self.routes: list[Route] = []
+        super().__init__()
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
 
-    # Registration ------------------------------------------------------------------
-
-    def route(
-        self,
-        path: str,
-        methods: Iterable[str] = ("GET",),
-        *,
-        status_code: int = 200,
-        name: str | None = None,
-        threaded: bool = False,
-    ) -> Callable[[F], F]:
-        """Register the decorated function for ``methods`` on ``path``.
-
-        ``threaded=True`` runs a ``def`` handler in a thread pool instead of on the loop
-        thread: for handlers that block (file or database calls without asyncio support).
-        """
-        if not path.startswith("/"):
-            raise ValueError(f"route path must start with '/': {path!r}")
-        wanted = tuple(m.upper() for m in methods)
-        for m in wanted:
-            if m not in METHOD_CODES:
-                raise ValueError(f"unsupported method {m!r}")
-        if not 100 <= status_code <= 999:
-            raise ValueError(f"invalid status code {status_code!r}")
-
-        def decorator(func: F) -> F:
-            if threaded and (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
-                raise ValueError(
-                    f"threaded=True is for def handlers; {func.__qualname__} is async def"
-                )
-            # Validate the signature now, so mistakes surface at import time.
-            build_plan(path, func)
-            self.routes.append(
-                Route(
-                    path,
-                    wanted,
-                    func,
-                    status_code,
-                    name or getattr(func, "__name__", ""),
-                    threaded,
-                )
-            )
-            return func
-
-        return decorator
-
-    def get(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("GET",), **kw)
-
-    def post(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("POST",), **kw)
-
-    def put(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("PUT",), **kw)
-
-    def patch(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("PATCH",), **kw)
-
-    def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("DELETE",), **kw)
+    # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
 
     def on_event(self, event: str) -> Callable[[F], F]:
         """Register a startup or shutdown hook (sync or async)."""

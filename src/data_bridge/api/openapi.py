@@ -21,7 +21,7 @@ from data_bridge.api import _plan
 from data_bridge.api.params import Param
 
 if TYPE_CHECKING:
-    from data_bridge.api.app import Route
+    from data_bridge.api.routing import Route
 
 __all__ = ["openapi_document", "swagger_ui_html"]
 
@@ -165,13 +165,16 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
     specs = _plan.build_plan(route.path, route.endpoint)
     hints = typing.get_type_hints(route.endpoint, include_extras=True)
     signature = inspect.signature(route.endpoint)
-    op: dict[str, Any] = {
-        "summary": _title(route.name),
-        "operationId": _operation_id(route, method),
-    }
-    doc = inspect.getdoc(route.endpoint)
+    op: dict[str, Any] = {}
+    if route.tags:
+        op["tags"] = list(route.tags)
+    op["summary"] = route.summary or _title(route.name)
+    doc = route.description or inspect.getdoc(route.endpoint)
     if doc:
         op["description"] = doc
+    op["operationId"] = _operation_id(route, method)
+    if route.deprecated:
+        op["deprecated"] = True
     parameters = []
     bodies = []
     for spec in specs:
@@ -263,7 +266,7 @@ def openapi_document(
     components: dict[str, Any] = {}
     any_validation = False
     for route in routes:
-        if skip(route):
+        if skip(route) or not route.include_in_schema:
             continue
         path = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", route.path)
         for method in route.methods:

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel
 
 from data_bridge.api import (
+    APIRouter,
     App,
     Body,
     Cookie,
@@ -278,6 +279,29 @@ def params_scalars(count: int = Body(..., gt=0), note: str = Body("n/a", max_len
 @app.post("/params/items")
 def params_items(items: list[Item]):
     return {"names": [i.name for i in items]}
+
+
+# APIRouter: a group of routes with a prefix and tags, included under a further prefix.
+accounts = APIRouter(prefix="/accounts", tags=["accounts"])
+
+
+@accounts.get("/{account_id}", summary="Read one account")
+async def read_account(account_id: int):
+    """One account by id."""
+    return {"account": account_id}
+
+
+@accounts.post("/", status_code=201, tags=["writes"])
+async def create_account(body: dict):
+    return {"created": body}
+
+
+@accounts.get("/legacy", deprecated=True, include_in_schema=False)
+def legacy_accounts():
+    return []
+
+
+app.include_router(accounts, prefix="/v1", tags=["v1"])
 
 
 @app.get("/gather")

@@ -100,6 +100,9 @@ typedef struct {
     PyObject *on_closed; /* future resolved when close() completes, or NULL */
     uv_signal_t *signals[2];
     PyObject *signal_cb; /* callable(signum) */
+    /* callable(exc, request_or_None) -> a handler result, or NotImplemented when no
+     * exception handler of the app takes exc; NULL when the app registered none. */
+    PyObject *exception_hook;
 } ServerObject;
 
 extern PyTypeObject Server_Type;
@@ -147,7 +150,10 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
                    PyObject **args, PyObject **request_obj, PyObject **errors);
 /* respond.c */
 void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result);
-void respond_exception(server_conn_t *conn, const route_plan_t *plan);
+/* Answers the current exception: the server's exception hook first (if any; request may be
+ * NULL), then HTTPException's status and detail, CancelledError's 503, else 500. */
+void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *hook,
+                       PyObject *request);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
 int respond_init(void);
 /* request.c */

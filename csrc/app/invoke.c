@@ -56,7 +56,7 @@ static void driver_complete(DriverObject *d, PyObject *result)
     else if (result)
         respond_result(conn, d->plan, result);
     else
-        respond_exception(conn, d->plan);
+        respond_exception(conn, d->plan, ((ServerObject *)d->server)->exception_hook, d->request);
     finish_request(conn, d->request);
     Py_CLEAR(d->task);
 }
@@ -379,7 +379,7 @@ static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, Driv
     PyObject *args[2] = {srv->loop, (PyObject *)d};
     PyObject *task = PyObject_VectorcallMethod(str_create_task, args, 2, NULL);
     if (task == NULL) {
-        respond_exception(conn, plan);
+        respond_exception(conn, plan, srv->exception_hook, d->request);
         PyObject *r = PyObject_CallMethod(d->coro, "close", NULL);
         Py_XDECREF(r);
         PyErr_Clear();
@@ -429,6 +429,21 @@ static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
     return SERVER_DISPATCH_DONE;
 }
 
+/* Answers the exception raised while dispatching. When the app has exception handlers,
+ * they receive the Request, made now if the handler did not ask for one. */
+static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t *plan,
+                            server_request_t *req, const router_match_t *m, PyObject **request)
+{
+    if (srv->exception_hook != NULL && *request == NULL) {
+        PyObject *exc = app_fetch_exception();
+        *request = request_new(req, m);
+        if (*request == NULL)
+            PyErr_Clear(); /* the hook then gets None */
+        app_restore_exception(exc);
+    }
+    respond_exception(conn, plan, srv->exception_hook, *request);
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
@@ -445,12 +460,12 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     context = PyContext_CopyCurrent();
     if (context == NULL || PyContext_Enter(context) < 0) {
         Py_CLEAR(context);
-        respond_exception(conn, plan);
+        dispatch_failed(srv, conn, plan, req, &m, &request);
         return SERVER_DISPATCH_DONE;
     }
     int b = bind_arguments(plan, &m, req, args, &request, &errors);
     if (b < 0) {
-        respond_exception(conn, plan);
+        dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;
     }
     if (b > 0) {
@@ -461,14 +476,14 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
                                  (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                  plan->kwnames);
     if (result == NULL) {
-        respond_exception(conn, plan);
+        dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;
     }
     PyTypeObject *t = Py_TYPE(result);
     if (t->tp_as_async && t->tp_as_async->am_send) {
         DriverObject *d = driver_new(srv, plan, result, request);
         if (d == NULL) {
-            respond_exception(conn, plan);
+            dispatch_failed(srv, conn, plan, req, &m, &request);
             goto done;
         }
         result = NULL; /* now owned by the Driver */
@@ -479,11 +494,18 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
             Py_DECREF(value);
             Py_CLEAR(d->coro);
         } else if (s == PYGEN_ERROR) {
-            respond_exception(conn, plan);
+            dispatch_failed(srv, conn, plan, req, &m, &request);
             Py_CLEAR(d->coro);
         } else {
             /* Created inside the request's context, so the Task copies it. */
             d->first = value;
+            if (srv->exception_hook != NULL && d->request == NULL) {
+                /* The app's exception handlers receive the Request; the router match is
+                 * gone once the handler completes, so it is made now (lazily filled). */
+                d->request = request_new(req, &m);
+                if (d->request == NULL)
+                    PyErr_Clear();
+            }
             rc = park(srv, conn, plan, d);
         }
         Py_DECREF(d);

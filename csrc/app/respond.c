@@ -208,7 +208,8 @@ int respond_init(void)
     return cancelled_error ? 0 : -1;
 }
 
-void respond_exception(server_conn_t *conn, const route_plan_t *plan)
+void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *hook,
+                       PyObject *request)
 {
     PyObject *exc = app_fetch_exception(), *status = NULL, *detail = NULL, *headers = NULL,
              *body = NULL;
@@ -227,6 +228,24 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan)
         server_conn_set_close(conn);
         server_conn_respond_detail(conn, 503, "Service Unavailable", NULL, 0);
         return;
+    }
+    if (hook != NULL) {
+        /* The app's exception handlers (@app.exception_handler): their result is answered
+         * like a handler's; an error inside one is logged and answered 500. */
+        PyObject *res = PyObject_CallFunctionObjArgs(hook, exc, request ? request : Py_None, NULL);
+        if (res == NULL) {
+            log_current_exception(plan);
+            respond_internal_error(conn);
+            Py_DECREF(exc);
+            return;
+        }
+        if (res != Py_NotImplemented) {
+            respond_result(conn, plan, res);
+            Py_DECREF(res);
+            Py_DECREF(exc);
+            return;
+        }
+        Py_DECREF(res);
     }
     if (app_cfg.http_exception_class == NULL ||
         PyObject_IsInstance(exc, app_cfg.http_exception_class) <= 0) {

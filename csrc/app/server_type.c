@@ -291,6 +291,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->loop);
     Py_VISIT(self->on_closed);
     Py_VISIT(self->signal_cb);
+    Py_VISIT(self->exception_hook);
     for (size_t i = 0; i < self->nplans; i++)
         Py_VISIT(self->plans[i]->handler);
     return 0;
@@ -309,10 +310,34 @@ static void server_dealloc(ServerObject *self)
         router_free(self->router);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->on_closed);
+    Py_CLEAR(self->signal_cb);
+    Py_CLEAR(self->exception_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Breaks reference cycles through the callables the Python layer handed us (the loop and
+ * the plans stay: the server needs them until it is freed). */
+static int server_clear(ServerObject *self)
+{
+    Py_CLEAR(self->on_closed);
+    Py_CLEAR(self->exception_hook);
+    return 0;
+}
+
+/* set_exception_hook(callable or None): see ServerObject.exception_hook. */
+static PyObject *server_set_exception_hook(ServerObject *self, PyObject *hook)
+{
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the exception hook must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->exception_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef server_methods[] = {
+    {"set_exception_hook", (PyCFunction)server_set_exception_hook, METH_O,
+     "set_exception_hook(hook): hook(exc, request) -> result, or NotImplemented"},
     {"add_route", (PyCFunction)(void (*)(void))server_add_route, METH_VARARGS | METH_KEYWORDS,
      "add_route(methods, path, handler, params, status_code=200)"},
     {"listen", (PyCFunction)(void (*)(void))server_listen_py, METH_VARARGS | METH_KEYWORDS,
@@ -337,6 +362,7 @@ PyTypeObject Server_Type = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The native HTTP/1.1 server on a PyLoop.",
     .tp_traverse = (traverseproc)server_traverse,
+    .tp_clear = (inquiry)server_clear,
     .tp_dealloc = (destructor)server_dealloc,
     .tp_methods = server_methods,
     .tp_getset = server_getset,

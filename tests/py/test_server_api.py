@@ -319,3 +319,35 @@ def test_threaded_is_refused_for_async_handlers():
         @app.get("/x", threaded=True)
         async def handler():
             return {}
+
+
+def test_exception_handlers(client):
+    r = client.get("/errors/stock/pen")
+    assert r.status_code == 409
+    assert r.json() == {"error": "out of stock", "item": "pen", "path": "/errors/stock/pen"}
+    # The most specific handler wins (Backorder is an OutOfStock); raised after parking.
+    r = client.get("/errors/backorder/ink")
+    assert r.status_code == 200
+    assert r.json() == {"backorder": "ink", "method": "GET"}
+    # HTTPException keeps its own answer; a handler for a subclass of it is used.
+    r = client.get("/errors/http/404")
+    assert r.status_code == 404 and r.json() == {"detail": "from handler"}
+    r = client.get("/errors/http/418?teapot=true")
+    assert r.status_code == 418 and r.text == "short and stout"
+
+
+def test_exception_handler_that_suspends_is_a_500(client):
+    r = client.get("/errors/suspending")
+    assert r.status_code == 500
+    assert r.json() == {"detail": "Internal Server Error"}
+    assert client.get("/plaintext").status_code == 200
+
+
+def test_exception_handler_registration_is_checked():
+    from data_bridge.api import App
+
+    app = App()
+    with pytest.raises(TypeError, match="exception class"):
+        app.add_exception_handler(int, lambda r, e: None)
+    with pytest.raises(TypeError, match="callable"):
+        app.add_exception_handler(ValueError, "nope")

@@ -46,6 +46,22 @@ _core.configure(
 )
 
 
+def _complete_now(awaitable: Any, handler: Callable[..., Any]) -> Any:
+    """Runs an ``async def`` exception handler to completion at once. The answer to a
+    failed request is written from native code that cannot wait, so the handler may build
+    a response but not await I/O; one that suspends is an error (logged, answered 500)."""
+    coro = awaitable.__await__()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError(
+        f"exception handler {getattr(handler, '__qualname__', handler)!r} awaited something "
+        "that suspends; exception handlers must answer without waiting for I/O"
+    )
+
+
 def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
     """An async wrapper that runs a blocking ``def`` handler in the loop's default executor
     (a thread pool), in a copy of the request's context, as FastAPI runs ``def`` endpoints.
@@ -96,11 +112,48 @@ class App(APIRouter):
         self.docs_url = docs_url if openapi_url else None
         self._openapi: dict[str, Any] | None = None
         self._openapi_routes = 0
+        self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
         super().__init__()
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
 
     # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
+
+    def add_exception_handler(
+        self, exc_class: type[BaseException], handler: Callable[..., Any]
+    ) -> None:
+        """Answer exceptions of ``exc_class`` (and subclasses) raised by handlers with
+        ``handler(request, exc)``'s result, converted like a handler's return value."""
+        if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+            raise TypeError(f"an exception class is expected, got {exc_class!r}")
+        if not callable(handler):
+            raise TypeError(f"the exception handler must be callable, got {handler!r}")
+        self._exception_handlers[exc_class] = handler
+
+    def exception_handler(self, exc_class: type[BaseException]) -> Callable[[F], F]:
+        """Decorator form of add_exception_handler (FastAPI's ``@app.exception_handler``)."""
+
+        def decorator(func: F) -> F:
+            self.add_exception_handler(exc_class, func)
+            return func
+
+        return decorator
+
+    def _exception_hook(self, exc: BaseException, request: Any) -> Any:
+        """Called by the native layer for an exception a handler raised: the result of the
+        most specific registered handler, or NotImplemented (HTTPException keeps its own
+        answer unless a handler is registered for it or a subclass, as in Starlette)."""
+        handler = None
+        for cls in type(exc).__mro__:
+            handler = self._exception_handlers.get(cls)
+            if handler is not None or cls is HTTPException:
+                break
+        if handler is None:
+            return NotImplemented
+        result = handler(request, exc)
+        if inspect.isawaitable(result):
+            result = _complete_now(result, handler)
+        return result
 
     def on_event(self, event: str) -> Callable[[F], F]:
         """Register a startup or shutdown hook (sync or async)."""
@@ -136,6 +189,8 @@ class App(APIRouter):
                 build_plan(route.path, route.endpoint),
                 route.status_code,
             )
+        if self._exception_handlers:
+            server.set_exception_hook(self._exception_hook)
         for path, endpoint in self._doc_routes():
             server.add_route([METHOD_CODES["GET"]], path, endpoint, [], 200)
         return server

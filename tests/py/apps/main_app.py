@@ -304,6 +304,68 @@ def legacy_accounts():
 app.include_router(accounts, prefix="/v1", tags=["v1"])
 
 
+# Exception handlers: domain errors answered by the app's own handlers.
+class OutOfStock(Exception):
+    def __init__(self, item: str):
+        self.item = item
+
+
+class Backorder(OutOfStock):
+    pass
+
+
+class SuspendingHandlerError(Exception):
+    pass
+
+
+@app.exception_handler(OutOfStock)
+async def out_of_stock(request, exc):
+    return JSONResponse(
+        {"error": "out of stock", "item": exc.item, "path": request.path}, status_code=409
+    )
+
+
+@app.exception_handler(Backorder)
+def backorder(request, exc):
+    return {"backorder": exc.item, "method": request.method}
+
+
+@app.exception_handler(SuspendingHandlerError)
+async def suspending_handler(request, exc):
+    await asyncio.sleep(0.01)
+    return {"never": True}
+
+
+class TeapotError(HTTPException):
+    pass
+
+
+@app.exception_handler(TeapotError)
+def teapot(request, exc):
+    return PlainTextResponse("short and stout", status_code=exc.status_code)
+
+
+@app.get("/errors/stock/{item}")
+def errors_stock(item: str):
+    raise OutOfStock(item)
+
+
+@app.get("/errors/backorder/{item}")
+async def errors_backorder(item: str):
+    await asyncio.sleep(0.001)  # raised after the handler was parked
+    raise Backorder(item)
+
+
+@app.get("/errors/suspending")
+def errors_suspending():
+    raise SuspendingHandlerError()
+
+
+@app.get("/errors/http/{code}")
+def errors_http(code: int, teapot: bool = False):
+    raise (TeapotError if teapot else HTTPException)(code, "from handler")
+
+
 @app.get("/gather")
 async def gather():
     async def part(i: int) -> int:

@@ -1,6 +1,7 @@
 """FastAPI-style application API served by the native HTTP server."""
 
 from data_bridge.api.app import App, Limits
+from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.params import Body, Cookie, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
@@ -18,6 +19,7 @@ __all__ = [
     "App",
     "Body",
     "Cookie",
+    "Depends",
     "Header",
     "Headers",
     "HTMLResponse",

@@ -16,12 +16,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
+from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.openapi import openapi_document, swagger_ui_html
 from data_bridge.api.request import Request
@@ -60,6 +61,13 @@ def _complete_now(awaitable: Any, handler: Callable[..., Any]) -> Any:
         f"exception handler {getattr(handler, '__qualname__', handler)!r} awaited something "
         "that suspends; exception handlers must answer without waiting for I/O"
     )
+
+
+def _call_in_thread(func: Callable[..., Any], /, **kwargs: Any) -> asyncio.Future[Any]:
+    """Runs func(**kwargs) in the loop's default executor, in a copy of the context."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return loop.run_in_executor(None, functools.partial(ctx.run, func, **kwargs))
 
 
 def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -102,6 +110,7 @@ class App(APIRouter):
         description: str | None = None,
         openapi_url: str | None = "/openapi.json",
         docs_url: str | None = "/docs",
+        dependencies: Iterable[Depends] = (),
     ) -> None:
         """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
         for it, as FastAPI does; None turns either off."""
@@ -113,7 +122,7 @@ class App(APIRouter):
         self._openapi: dict[str, Any] | None = None
         self._openapi_routes = 0
         self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
-        super().__init__()
+        super().__init__(dependencies=dependencies)
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
 
@@ -182,11 +191,14 @@ class App(APIRouter):
             backlog=limits.backlog,
         )
         for route in self.routes:
+            call = route.callable(_call_in_thread if route.threaded else None)
+            if route.threaded and call is route.endpoint:
+                call = _in_thread(route.endpoint)
             server.add_route(
                 [METHOD_CODES[m] for m in route.methods],
                 route.path,
-                _in_thread(route.endpoint) if route.threaded else route.endpoint,
-                build_plan(route.path, route.endpoint),
+                call,
+                build_plan(route.path, route.callable()),
                 route.status_code,
             )
         if self._exception_handlers:

@@ -162,9 +162,10 @@ def _body_schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[str, Any]:
-    specs = _plan.build_plan(route.path, route.endpoint)
-    hints = typing.get_type_hints(route.endpoint, include_extras=True)
-    signature = inspect.signature(route.endpoint)
+    call = route.callable()  # the flattened signature when the route has dependencies
+    specs = _plan.build_plan(route.path, call)
+    hints = typing.get_type_hints(call, include_extras=True)
+    signature = inspect.signature(call)
     op: dict[str, Any] = {}
     if route.tags:
         op["tags"] = list(route.tags)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from data_bridge.api._plan import build_plan
+from data_bridge.api.depends import Depends, with_dependencies
 
 __all__ = ["METHOD_CODES", "APIRouter", "Route"]
 
@@ -48,6 +49,14 @@ class Route:
     description: str | None = None
     include_in_schema: bool = True
     deprecated: bool = False
+    dependencies: tuple[Depends, ...] = ()
+
+    def callable(self, call_handler: Callable[..., Any] | None = None) -> Callable[..., Any]:
+        """What the server calls: the endpoint, or the coroutine that resolves its
+        dependencies first (see depends.py)."""
+        return with_dependencies(
+            self.endpoint, self.dependencies, f"{self.name} for {self.path!r}", call_handler
+        )
 
 
 def _check_prefix(prefix: str) -> str:
@@ -56,12 +65,23 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def _check_dependencies(dependencies: Iterable[Depends]) -> tuple[Depends, ...]:
+    deps = tuple(dependencies)
+    for d in deps:
+        if not isinstance(d, Depends) or d.dependency is None:
+            raise TypeError(f"dependencies take Depends(callable) items, got {d!r}")
+    return deps
+
+
 class APIRouter:
     """A group of routes registered with FastAPI-style decorators."""
 
-    def __init__(self, *, prefix: str = "", tags: Iterable[str] = ()) -> None:
+    def __init__(
+        self, *, prefix: str = "", tags: Iterable[str] = (), dependencies: Iterable[Depends] = ()
+    ) -> None:
         self.prefix = _check_prefix(prefix)
         self.tags = tuple(tags)
+        self.dependencies = _check_dependencies(dependencies)
         self.routes: list[Route] = []
 
     def route(
@@ -77,13 +97,15 @@ class APIRouter:
         description: str | None = None,
         include_in_schema: bool = True,
         deprecated: bool = False,
+        dependencies: Iterable[Depends] = (),
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` on ``path``.
 
         ``threaded=True`` runs a ``def`` handler in a thread pool instead of on the loop
         thread: for handlers that block (file or database calls without asyncio support).
         ``tags``, ``summary``, ``description`` (default: the docstring), ``deprecated`` and
-        ``include_in_schema`` go to the OpenAPI document.
+        ``include_in_schema`` go to the OpenAPI document. ``dependencies`` run before the
+        handler for their effects (their results are not passed).
         """
         full = self.prefix + path
         if not full.startswith("/"):
@@ -95,29 +117,31 @@ class APIRouter:
         if not 100 <= status_code <= 999:
             raise ValueError(f"invalid status code {status_code!r}")
         all_tags = self.tags + tuple(t for t in tags if t not in self.tags)
+        all_deps = self.dependencies + _check_dependencies(dependencies)
 
         def decorator(func: F) -> F:
             if threaded and (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
                 raise ValueError(
                     f"threaded=True is for def handlers; {func.__qualname__} is async def"
                 )
-            # Validate the signature now, so mistakes surface at import time.
-            build_plan(full, func)
-            self.routes.append(
-                Route(
-                    full,
-                    wanted,
-                    func,
-                    status_code,
-                    name or getattr(func, "__name__", ""),
-                    threaded,
-                    all_tags,
-                    summary,
-                    description,
-                    include_in_schema,
-                    deprecated,
-                )
+            route = Route(
+                full,
+                wanted,
+                func,
+                status_code,
+                name or getattr(func, "__name__", ""),
+                threaded,
+                all_tags,
+                summary,
+                description,
+                include_in_schema,
+                deprecated,
+                all_deps,
             )
+            # Validate the signature (and the dependency tree) now, so that mistakes
+            # surface at import time.
+            build_plan(full, route.callable())
+            self.routes.append(route)
             return func
 
         return decorator
@@ -138,15 +162,27 @@ class APIRouter:
         return self.route(path, ("DELETE",), **kw)
 
     def include_router(
-        self, router: APIRouter, *, prefix: str = "", tags: Iterable[str] = ()
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Iterable[str] = (),
+        dependencies: Iterable[Depends] = (),
     ) -> None:
-        """Add every route of ``router`` here, under ``prefix`` and with ``tags`` added."""
+        """Add every route of ``router`` here, under ``prefix``, with ``tags`` added and
+        ``dependencies`` (then this router's own) running before the route's."""
         if router is self:
             raise ValueError("a router cannot include itself")
         prefix = self.prefix + _check_prefix(prefix)
         extra = tuple(tags)
+        deps = self.dependencies + _check_dependencies(dependencies)
         for route in router.routes:
-            path = prefix + route.path
-            build_plan(path, route.endpoint)  # the prefix may not add path parameters
             merged = extra + tuple(t for t in route.tags if t not in extra)
-            self.routes.append(replace(route, path=path, tags=merged))
+            new = replace(
+                route,
+                path=prefix + route.path,
+                tags=merged,
+                dependencies=deps + route.dependencies,
+            )
+            build_plan(new.path, new.callable())  # the prefix may not add path parameters
+            self.routes.append(new)

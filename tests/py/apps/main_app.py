@@ -19,6 +19,7 @@ from data_bridge.api import (
     App,
     Body,
     Cookie,
+    Depends,
     Header,
     HTMLResponse,
     HTTPException,
@@ -364,6 +365,97 @@ def errors_suspending():
 @app.get("/errors/http/{code}")
 def errors_http(code: int, teapot: bool = False):
     raise (TeapotError if teapot else HTTPException)(code, "from handler")
+
+
+# Dependencies (Depends): sub-dependencies, caching, classes, generators, router level.
+DEPS_LOG: list[str] = []
+
+
+async def pagination(offset: int = Query(0, ge=0), limit: int = 10):
+    return {"offset": offset, "limit": limit}
+
+
+def current_user(x_user: str = Header(...)):
+    if x_user == "banned":
+        raise HTTPException(403, "banned")
+    return {"name": x_user}
+
+
+async def audit(user: Annotated[dict, Depends(current_user)]):
+    DEPS_LOG.append(f"audit:{user['name']}")
+
+
+class Settings:
+    def __init__(self, verbose: bool = False):
+        self.verbose = verbose
+
+
+_counter = [0]
+
+
+def counted():
+    _counter[0] += 1
+    return _counter[0]
+
+
+def db_session(fail_teardown: bool = False):
+    DEPS_LOG.append("open")
+    try:
+        yield "session"
+    except ValueError:
+        DEPS_LOG.append("rollback")
+        raise
+    finally:
+        DEPS_LOG.append("close")
+
+
+async def async_resource():
+    DEPS_LOG.append("aopen")
+    yield "resource"
+    DEPS_LOG.append("aclose")
+
+
+deps_router = APIRouter(prefix="/deps", dependencies=[Depends(audit)])
+
+
+@deps_router.get("/items/{item_id}")
+async def deps_items(
+    item_id: int,
+    page: dict = Depends(pagination),
+    user: dict = Depends(current_user),
+    settings: Settings = Depends(),
+    first: int = Depends(counted),
+    again: int = Depends(counted),
+    fresh: int = Depends(counted, use_cache=False),
+):
+    return {
+        "item_id": item_id,
+        "page": page,
+        "user": user["name"],
+        "verbose": settings.verbose,
+        "cached": first == again,
+        "fresh": fresh != first,
+    }
+
+
+@deps_router.get("/session")
+def deps_session(
+    db: str = Depends(db_session), res: str = Depends(async_resource), fail: bool = False
+):
+    DEPS_LOG.append(f"handler:{db}:{res}")
+    if fail:
+        raise ValueError("boom")
+    return {"db": db, "res": res}
+
+
+@deps_router.get("/log")
+def deps_log():
+    out = list(DEPS_LOG)
+    DEPS_LOG.clear()
+    return out
+
+
+app.include_router(deps_router)
 
 
 @app.get("/gather")

@@ -1,0 +1,243 @@
+"""Dependency injection: ``Depends`` as in FastAPI.
+
+A parameter whose default (or ``Annotated`` metadata) is ``Depends(func)`` receives
+``func``'s result. ``func``'s own parameters are bound from the request like a handler's
+(path, query, header, cookie, body, ``Request``) and may depend on other functions in turn;
+each dependency runs once per request (unless ``use_cache=False``). A dependency written as
+a generator (``yield``) sets up, hands over the yielded value and tears down after the
+handler, seeing the handler's exception if it raised. Routes (and routers and the app)
+also take ``dependencies=[Depends(...)]`` that run for their side effects (auth checks).
+
+How it is served: at registration the dependency tree is flattened into one signature of
+all the request parameters it needs (the native binder binds them as usual, in C), and
+the route's callable becomes a coroutine that resolves the tree and calls the handler.
+Routes without dependencies are left untouched (no extra frame).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_bridge.api._plan import RouteDefinitionError
+
+__all__ = ["Depends", "with_dependencies"]
+
+
+class Depends:
+    """Marks a parameter as the result of ``dependency`` (called once per request)."""
+
+    def __init__(
+        self, dependency: Callable[..., Any] | None = None, *, use_cache: bool = True
+    ) -> None:
+        if dependency is not None and not callable(dependency):
+            raise TypeError(f"Depends() takes a callable, got {dependency!r}")
+        self.dependency = dependency
+        self.use_cache = use_cache
+
+    def __repr__(self) -> str:
+        name = getattr(self.dependency, "__qualname__", self.dependency)
+        return f"Depends({name})"
+
+
+@dataclass
+class _Node:
+    call: Callable[..., Any]
+    use_cache: bool
+    # (parameter name, leaf name) for request values, (parameter name, node) for results.
+    leaves: list[str] = field(default_factory=list)
+    children: list[tuple[str, _Node]] = field(default_factory=list)
+    kind: str = "call"  # "call", "gen" or "agen"
+
+
+def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        args = typing.get_args(annotation)
+        for meta in args[1:]:
+            if isinstance(meta, Depends):
+                return args[0], meta
+    if isinstance(default, Depends):
+        return annotation, default
+    return annotation, None
+
+
+class _Flattener:
+    """Walks the dependency tree once, collecting the request parameters it needs."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.params: dict[str, inspect.Parameter] = {}
+        self.annotations: dict[str, Any] = {}
+        self.active: list[Callable[..., Any]] = []
+
+    def node(self, call: Callable[..., Any], use_cache: bool = True) -> _Node:
+        if call in self.active:
+            raise RouteDefinitionError(f"dependency cycle through {call!r} ({self.where})")
+        self.active.append(call)
+        try:
+            return self._node(call, use_cache)
+        finally:
+            self.active.pop()
+
+    def _node(self, call: Callable[..., Any], use_cache: bool) -> _Node:
+        target = call
+        if inspect.isclass(call):
+            target = call.__init__  # type: ignore[misc]
+        elif not (inspect.isfunction(call) or inspect.ismethod(call)):
+            target = getattr(call, "__call__", call)  # noqa: B004 (callable instances)
+        try:
+            hints = typing.get_type_hints(target, include_extras=True)
+        except Exception as exc:
+            raise RouteDefinitionError(
+                f"cannot resolve annotations of {call!r} ({self.where}): {exc}"
+            ) from exc
+        kind = "call"
+        if inspect.isasyncgenfunction(target):
+            kind = "agen"
+        elif inspect.isgeneratorfunction(target):
+            kind = "gen"
+        node = _Node(call, use_cache, kind=kind)
+        for p in inspect.signature(call).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+                raise RouteDefinitionError(
+                    f"*args/**kwargs and positional-only parameters are not supported in "
+                    f"{call!r} ({self.where})"
+                )
+            annotation = hints.get(p.name, inspect.Parameter.empty)
+            inner, dep = _depends_of(annotation, p.default)
+            if dep is not None:
+                sub = dep.dependency
+                if sub is None:  # Depends() with the annotation as the dependency
+                    sub = inner
+                if not callable(sub):
+                    raise RouteDefinitionError(
+                        f"Depends() of {p.name!r} needs a callable ({self.where})"
+                    )
+                node.children.append((p.name, self.node(sub, dep.use_cache)))
+                continue
+            self._leaf(p, annotation)
+            node.leaves.append(p.name)
+        return node
+
+    def _leaf(self, p: inspect.Parameter, annotation: Any) -> None:
+        leaf = p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+        seen = self.params.get(p.name)
+        if seen is None:
+            self.params[p.name] = leaf
+            if annotation is not inspect.Parameter.empty:
+                self.annotations[p.name] = annotation
+            return
+        if seen.annotation != leaf.annotation or (
+            seen.default is not leaf.default and seen.default != leaf.default
+        ):
+            raise RouteDefinitionError(
+                f"parameter {p.name!r} is declared differently by two dependencies ({self.where})"
+            )
+
+
+async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | None) -> None:
+    """Tears the generator dependencies down, innermost first. The handler's exception is
+    thrown into each (a dependency may translate it); their own errors replace it."""
+    while stack:
+        kind, gen = stack.pop()
+        try:
+            if exc is None:
+                if kind == "agen":
+                    await gen.__anext__()
+                else:
+                    next(gen)
+            elif kind == "agen":
+                await gen.athrow(exc)
+            else:
+                gen.throw(exc)
+        except (StopIteration, StopAsyncIteration):
+            continue
+        except BaseException as raised:
+            if raised is exc:
+                continue
+            exc = raised
+            continue
+        raise RuntimeError(f"dependency generator {gen!r} yielded more than once")
+    if exc is not None:
+        raise exc
+
+
+async def _resolve(
+    node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[Any]
+) -> Any:
+    if node.use_cache and node.call in cache:
+        return cache[node.call]
+    kwargs = {name: request_values[name] for name in node.leaves}
+    for name, child in node.children:
+        kwargs[name] = await _resolve(child, request_values, cache, stack)
+    if node.kind == "agen":
+        gen = node.call(**kwargs)
+        value = await gen.__anext__()
+        stack.append(("agen", gen))
+    elif node.kind == "gen":
+        gen = node.call(**kwargs)
+        value = next(gen)
+        stack.append(("gen", gen))
+    else:
+        value = node.call(**kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+    if node.use_cache:
+        cache[node.call] = value
+    return value
+
+
+def with_dependencies(
+    handler: Callable[..., Any],
+    dependencies: Iterable[Depends],
+    where: str,
+    call_handler: Callable[..., Any] | None = None,
+) -> Callable[..., Any]:
+    """The route's callable: ``handler`` itself when nothing depends on anything, else a
+    coroutine function over the flattened request parameters that resolves the tree.
+    ``call_handler(handler, **kwargs)`` runs the handler (e.g. in a thread)."""
+    extra = list(dependencies)
+    flat = _Flattener(where)
+    root = flat.node(handler)
+    if not root.children and not extra:
+        return handler
+    side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
+    if any(d.dependency is None for d in extra):
+        raise RouteDefinitionError(f"dependencies=[Depends()] needs a callable ({where})")
+    leaf_names = list(flat.params)
+
+    async def call(**request_values: Any) -> Any:
+        cache: dict[Any, Any] = {}
+        stack: list[Any] = []
+        try:
+            for node in side:
+                await _resolve(node, request_values, cache, stack)
+            kwargs = {name: request_values[name] for name in root.leaves}
+            for name, child in root.children:
+                kwargs[name] = await _resolve(child, request_values, cache, stack)
+            if call_handler is not None:
+                result = call_handler(handler, **kwargs)
+            else:
+                result = handler(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            if not stack:
+                raise
+            await _close_generators(stack, exc)
+            raise
+        if stack:
+            await _close_generators(stack, None)
+        return result
+
+    call.__name__ = getattr(handler, "__name__", "handler")
+    call.__qualname__ = getattr(handler, "__qualname__", call.__name__)
+    call.__doc__ = handler.__doc__
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [flat.params[name] for name in leaf_names]
+    )
+    call.__annotations__ = dict(flat.annotations)
+    return call

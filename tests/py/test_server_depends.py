@@ -1,0 +1,130 @@
+"""Dependency injection (Depends) end to end: the routes under /deps of main_app.py."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from data_bridge.api import App, Depends, Query
+from data_bridge.api._plan import RouteDefinitionError
+
+
+def log(client):
+    """The dependency log since the last call (its last entry is this request's own audit)."""
+    entries = client.get("/deps/log").json()
+    assert entries[-1] == "audit:ann"
+    return entries[:-1]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=10, headers={"X-User": "ann"}) as c:
+        c.get("/deps/log")  # start from an empty log
+        yield c
+
+
+def test_dependencies_receive_request_values(client):
+    r = client.get("/deps/items/5?offset=20&limit=3&verbose=yes")
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "item_id": 5,
+        "page": {"offset": 20, "limit": 3},
+        "user": "ann",
+        "verbose": True,
+        "cached": True,
+        "fresh": True,
+    }
+    # The router's dependency ran too (once: current_user is cached for the request).
+    assert log(client) == ["audit:ann"]
+
+
+def test_dependency_errors_are_the_requests_errors(client):
+    r = client.get("/deps/items/5?offset=-1", headers={"X-User": "ann"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "offset"]
+    r = httpx.get(client.base_url.join("/deps/items/5"), timeout=10)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"type": "missing", "loc": ["header", "x-user"], "msg": "Field required", "input": None}
+    ]
+    r = client.get("/deps/items/5", headers={"X-User": "banned"})
+    assert r.status_code == 403 and r.json() == {"detail": "banned"}
+    client.get("/deps/log")
+
+
+def test_generator_dependencies_tear_down_after_the_handler(client):
+    assert client.get("/deps/session").json() == {"db": "session", "res": "resource"}
+    assert log(client) == [
+        "audit:ann",
+        "open",
+        "aopen",
+        "handler:session:resource",
+        "aclose",
+        "close",
+    ]
+    r = client.get("/deps/session?fail=true")
+    assert r.status_code == 500
+    entries = log(client)
+    assert entries[:4] == ["audit:ann", "open", "aopen", "handler:session:resource"]
+    # The handler's exception is thrown into the generators, innermost first: the async
+    # one does not catch it (no "aclose"), the sync one rolls back, then closes.
+    assert entries[4:] == ["rollback", "close"]
+
+
+def test_openapi_shows_the_flattened_parameters(server):
+    doc = httpx.get(server.url + "/openapi.json", timeout=10).json()
+    params = doc["paths"]["/deps/items/{item_id}"]["get"]["parameters"]
+    assert {(p["name"], p["in"]) for p in params} == {
+        ("item_id", "path"),
+        ("offset", "query"),
+        ("limit", "query"),
+        ("x-user", "header"),
+        ("verbose", "query"),
+    }
+
+
+def test_dependency_definitions_are_checked():
+    app = App()
+
+    def a(b=Depends(lambda: 1)):
+        return b
+
+    def loop_a(x=Depends(lambda: None)):
+        return x
+
+    def first(q: int = 1):
+        return q
+
+    def second(q: str = "x"):
+        return q
+
+    with pytest.raises(RouteDefinitionError, match="declared differently"):
+
+        @app.get("/conflict")
+        def conflict(a=Depends(first), b=Depends(second)):
+            return a, b
+
+    def cyc1(x=Depends(lambda: None)):
+        return x
+
+    def cyc2(y=Depends(cyc1)):
+        return y
+
+    cyc1.__defaults__ = (Depends(cyc2),)
+    with pytest.raises(RouteDefinitionError, match="cycle"):
+
+        @app.get("/cycle")
+        def cycle(z=Depends(cyc1)):
+            return z
+
+    with pytest.raises(TypeError, match="Depends"):
+        app.get("/bad", dependencies=[lambda: None])
+    with pytest.raises(TypeError, match="callable"):
+        Depends(42)
+
+    @app.get("/fine")
+    def fine(q: int = Query(1), v=Depends(a)):
+        return q
+
+    assert app.routes[-1].callable() is not fine
+    assert [p for p in app.openapi()["paths"]["/fine"]["get"]["parameters"]][0]["name"] == "q"

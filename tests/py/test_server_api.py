@@ -351,3 +351,24 @@ def test_exception_handler_registration_is_checked():
         app.add_exception_handler(int, lambda r, e: None)
     with pytest.raises(TypeError, match="callable"):
         app.add_exception_handler(ValueError, "nope")
+
+
+def test_response_model_validates_and_filters(client):
+    r = client.post("/rm/users", json={"name": "ann", "password": "secret", "age": 30})
+    assert r.status_code == 201
+    assert r.json() == {"name": "ann", "age": 30}
+    assert client.get("/rm/users").json() == [{"name": "a", "age": 1}, {"name": "b", "age": 2}]
+    assert client.get("/rm/threaded?name=z").json() == {"name": "z", "age": 3}
+    r = client.get("/rm/raw")
+    assert r.text == "as is"
+    r = client.get("/rm/broken")
+    assert r.status_code == 500 and r.json() == {"detail": "Internal Server Error"}
+
+
+def test_response_model_in_openapi(client):
+    doc = client.get("/openapi.json").json()
+    ok = doc["paths"]["/rm/users"]["post"]["responses"]["201"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/UserOut"}
+    listed = doc["paths"]["/rm/users"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"]["items"] == {"$ref": "#/components/schemas/UserOut"}
+    assert "password" not in doc["components"]["schemas"]["UserOut"]["properties"]

@@ -63,26 +63,12 @@ def _complete_now(awaitable: Any, handler: Callable[..., Any]) -> Any:
     )
 
 
-def _call_in_thread(func: Callable[..., Any], /, **kwargs: Any) -> asyncio.Future[Any]:
-    """Runs func(**kwargs) in the loop's default executor, in a copy of the context."""
+def _call_in_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """threaded=True: runs a blocking ``def`` handler in the loop's default executor (a
+    thread pool), in a copy of the request's context, as FastAPI runs ``def`` endpoints."""
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    return loop.run_in_executor(None, functools.partial(ctx.run, func, **kwargs))
-
-
-def _in_thread(func: Callable[..., Any]) -> Callable[..., Any]:
-    """An async wrapper that runs a blocking ``def`` handler in the loop's default executor
-    (a thread pool), in a copy of the request's context, as FastAPI runs ``def`` endpoints.
-    The route plan is built from ``func`` itself; only the callable changes."""
-
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        return await loop.run_in_executor(None, functools.partial(ctx.run, func, *args, **kwargs))
-
-    call.__name__ = getattr(func, "__name__", "handler")
-    call.__qualname__ = getattr(func, "__qualname__", call.__name__)
-    return call
+    return loop.run_in_executor(None, functools.partial(ctx.run, func, *args, **kwargs))
 
 
 @dataclass
@@ -192,8 +178,6 @@ class App(APIRouter):
         )
         for route in self.routes:
             call = route.callable(_call_in_thread if route.threaded else None)
-            if route.threaded and call is route.endpoint:
-                call = _in_thread(route.endpoint)
             server.add_route(
                 [METHOD_CODES[m] for m in route.methods],
                 route.path,

@@ -236,10 +236,13 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
             "content": {"application/json": {"schema": body_schema}},
             "required": required,
         }
+    result_schema: dict[str, Any] = {}
+    if route.response_model is not None:
+        result_schema = _body_schema(route.response_model, components)
     op["responses"] = {
         str(route.status_code): {
             "description": "Successful Response",
-            "content": {"application/json": {"schema": {}}},
+            "content": {"application/json": {"schema": result_schema}},
         }
     }
     if parameters or bodies:

@@ -9,11 +9,12 @@ are built when the app starts.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from data_bridge.api._plan import build_plan
+from data_bridge.api._plan import RouteDefinitionError, build_plan
 from data_bridge.api.depends import Depends, with_dependencies
 
 __all__ = ["METHOD_CODES", "APIRouter", "Route"]
@@ -50,13 +51,73 @@ class Route:
     include_in_schema: bool = True
     deprecated: bool = False
     dependencies: tuple[Depends, ...] = ()
+    response_model: Any = None
 
     def callable(self, call_handler: Callable[..., Any] | None = None) -> Callable[..., Any]:
-        """What the server calls: the endpoint, or the coroutine that resolves its
-        dependencies first (see depends.py)."""
-        return with_dependencies(
-            self.endpoint, self.dependencies, f"{self.name} for {self.path!r}", call_handler
-        )
+        """What the server calls: the endpoint itself when nothing is added, else a
+        coroutine function with the same request parameters that resolves dependencies
+        first (depends.py), runs the handler through ``call_handler(handler, *args,
+        **kwargs)`` (e.g. in a thread) and validates the result against response_model."""
+        where = f"{self.name} for {self.path!r}"
+        call = with_dependencies(self.endpoint, self.dependencies, where, call_handler)
+        if call is self.endpoint and call_handler is not None:
+            call = _through(self.endpoint, call_handler, where)
+        if self.response_model is not None:
+            call = _validated(call, self.response_model, where)
+        return call
+
+
+def _adopt_signature(wrapper: Callable[..., Any], func: Callable[..., Any], where: str) -> None:
+    """Gives wrapper func's request parameters (resolved annotations, for build_plan)."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:
+        raise RouteDefinitionError(f"cannot resolve annotations of {where}: {exc}") from exc
+    hints.pop("return", None)
+    wrapper.__name__ = getattr(func, "__name__", "handler")
+    wrapper.__qualname__ = getattr(func, "__qualname__", wrapper.__name__)
+    wrapper.__doc__ = func.__doc__
+    wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = hints
+
+
+def _through(
+    func: Callable[..., Any], call_handler: Callable[..., Any], where: str
+) -> Callable[..., Any]:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        result = call_handler(func, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    _adopt_signature(call, func, where)
+    return call
+
+
+def _validated(func: Callable[..., Any], model: Any, where: str) -> Callable[..., Any]:
+    """response_model: the result is validated (and filtered: fields the model lacks are
+    dropped) by a pydantic TypeAdapter, reading attributes of objects too, as FastAPI does.
+    A Response passes through; a result that does not validate is a server error (500)."""
+    try:
+        import pydantic
+    except ImportError as exc:
+        raise RouteDefinitionError(f"response_model needs pydantic ({where})") from exc
+    try:
+        adapter = pydantic.TypeAdapter(model)
+    except pydantic.PydanticSchemaGenerationError as exc:
+        raise RouteDefinitionError(f"unusable response_model {model!r} ({where})") from exc
+    from data_bridge.api.responses import Response
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, Response):
+            return result
+        return adapter.validate_python(result, from_attributes=True)
+
+    _adopt_signature(call, func, where)
+    return call
 
 
 def _check_prefix(prefix: str) -> str:
@@ -98,6 +159,7 @@ class APIRouter:
         include_in_schema: bool = True,
         deprecated: bool = False,
         dependencies: Iterable[Depends] = (),
+        response_model: Any = None,
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` on ``path``.
 
@@ -105,7 +167,8 @@ class APIRouter:
         thread: for handlers that block (file or database calls without asyncio support).
         ``tags``, ``summary``, ``description`` (default: the docstring), ``deprecated`` and
         ``include_in_schema`` go to the OpenAPI document. ``dependencies`` run before the
-        handler for their effects (their results are not passed).
+        handler for their effects (their results are not passed). ``response_model``
+        validates and filters the result (and documents it).
         """
         full = self.prefix + path
         if not full.startswith("/"):
@@ -137,6 +200,7 @@ class APIRouter:
                 include_in_schema,
                 deprecated,
                 all_deps,
+                response_model,
             )
             # Validate the signature (and the dependency tree) now, so that mistakes
             # surface at import time.

@@ -458,6 +458,43 @@ def deps_log():
 app.include_router(deps_router)
 
 
+# response_model: results validated and filtered (the password never leaves).
+class UserIn(BaseModel):
+    name: str
+    password: str
+    age: int = 0
+
+
+class UserOut(BaseModel):
+    name: str
+    age: int
+
+
+@app.post("/rm/users", response_model=UserOut, status_code=201)
+def rm_create(user: UserIn):
+    return user
+
+
+@app.get("/rm/users", response_model=list[UserOut])
+async def rm_list():
+    return [{"name": "a", "age": 1, "password": "x"}, UserIn(name="b", password="y", age=2)]
+
+
+@app.get("/rm/broken", response_model=UserOut)
+def rm_broken():
+    return {"name": "no age"}
+
+
+@app.get("/rm/raw", response_model=UserOut)
+def rm_raw():
+    return PlainTextResponse("as is")
+
+
+@app.get("/rm/threaded", response_model=UserOut, threaded=True)
+def rm_threaded(name: str = "t"):
+    return {"name": name, "age": 3, "password": "p"}
+
+
 @app.get("/gather")
 async def gather():
     async def part(i: int) -> int:

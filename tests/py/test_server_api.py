@@ -372,3 +372,18 @@ def test_response_model_in_openapi(client):
     listed = doc["paths"]["/rm/users"]["get"]["responses"]["200"]["content"]["application/json"]
     assert listed["schema"]["items"] == {"$ref": "#/components/schemas/UserOut"}
     assert "password" not in doc["components"]["schemas"]["UserOut"]["properties"]
+
+
+def test_background_tasks_run_after_the_response(client):
+    start = time.monotonic()
+    r = client.post("/bg/n1")
+    assert time.monotonic() - start < 0.3  # the response did not wait for the slow task
+    assert r.json() == {"queued": 2, "who": "dep"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        log = client.get("/bg-log").json()
+        if "async:n1" in log:
+            break
+        time.sleep(0.05)
+    # In order: the dependency's sync task (run in the thread pool) before the handler's.
+    assert log == ["sync:dep:True", "async:n1"]

@@ -1,7 +1,7 @@
 """FastAPI-style application API served by the native HTTP server."""
 
 from data_bridge.api.app import App, Limits
-from data_bridge.api.depends import Depends
+from data_bridge.api.depends import BackgroundTasks, Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.params import Body, Cookie, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
@@ -17,6 +17,7 @@ from data_bridge.api.routing import APIRouter, Route
 __all__ = [
     "APIRouter",
     "App",
+    "BackgroundTasks",
     "Body",
     "Cookie",
     "Depends",

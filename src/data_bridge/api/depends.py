@@ -16,7 +16,11 @@ Routes without dependencies are left untouched (no extra frame).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +28,38 @@ from typing import Any
 
 from data_bridge.api._plan import RouteDefinitionError
 
-__all__ = ["Depends", "with_dependencies"]
+__all__ = ["BackgroundTasks", "Depends", "with_dependencies"]
+
+logger = logging.getLogger("data_bridge")
+
+
+class BackgroundTasks:
+    """Work to run after the response is written: declare a parameter of this type (in the
+    handler or a dependency) and ``add_task(func, *args, **kwargs)``. Tasks run in order once
+    the handler has returned; ``async def`` functions on the loop, others in the loop's
+    thread pool (they may block). An exception is logged and ends the remaining tasks."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+
+    def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if not callable(func):
+            raise TypeError(f"add_task() takes a callable, got {func!r}")
+        self.tasks.append((func, args, kwargs))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for func, args, kwargs in self.tasks:
+            try:
+                if inspect.iscoroutinefunction(func):
+                    await func(*args, **kwargs)
+                else:
+                    ctx = contextvars.copy_context()
+                    call = functools.partial(ctx.run, func, *args, **kwargs)
+                    await loop.run_in_executor(None, call)
+            except Exception:
+                logger.exception("Exception in background task %r", func)
+                return
 
 
 class Depends:
@@ -49,6 +84,7 @@ class _Node:
     use_cache: bool
     # (parameter name, leaf name) for request values, (parameter name, node) for results.
     leaves: list[str] = field(default_factory=list)
+    background: list[str] = field(default_factory=list)  # BackgroundTasks parameters
     children: list[tuple[str, _Node]] = field(default_factory=list)
     kind: str = "call"  # "call", "gen" or "agen"
 
@@ -72,6 +108,7 @@ class _Flattener:
         self.params: dict[str, inspect.Parameter] = {}
         self.annotations: dict[str, Any] = {}
         self.active: list[Callable[..., Any]] = []
+        self.uses_background = False
 
     def node(self, call: Callable[..., Any], use_cache: bool = True) -> _Node:
         if call in self.active:
@@ -118,6 +155,10 @@ class _Flattener:
                     )
                 node.children.append((p.name, self.node(sub, dep.use_cache)))
                 continue
+            if inner is BackgroundTasks:
+                node.background.append(p.name)
+                self.uses_background = True
+                continue
             self._leaf(p, annotation)
             node.leaves.append(p.name)
         return node
@@ -136,6 +177,10 @@ class _Flattener:
             raise RouteDefinitionError(
                 f"parameter {p.name!r} is declared differently by two dependencies ({self.where})"
             )
+
+
+# Background runs in progress (the loop keeps only weak references to tasks).
+_running: set[asyncio.Task[None]] = set()
 
 
 async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | None) -> None:
@@ -171,6 +216,8 @@ async def _resolve(
     if node.use_cache and node.call in cache:
         return cache[node.call]
     kwargs = {name: request_values[name] for name in node.leaves}
+    for name in node.background:
+        kwargs[name] = cache[BackgroundTasks]
     for name, child in node.children:
         kwargs[name] = await _resolve(child, request_values, cache, stack)
     if node.kind == "agen":
@@ -202,7 +249,7 @@ def with_dependencies(
     extra = list(dependencies)
     flat = _Flattener(where)
     root = flat.node(handler)
-    if not root.children and not extra:
+    if not root.children and not extra and not flat.uses_background:
         return handler
     side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
     if any(d.dependency is None for d in extra):
@@ -210,12 +257,15 @@ def with_dependencies(
     leaf_names = list(flat.params)
 
     async def call(**request_values: Any) -> Any:
-        cache: dict[Any, Any] = {}
+        background = BackgroundTasks()
+        cache: dict[Any, Any] = {BackgroundTasks: background}
         stack: list[Any] = []
         try:
             for node in side:
                 await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
+            for name in root.background:
+                kwargs[name] = background
             for name, child in root.children:
                 kwargs[name] = await _resolve(child, request_values, cache, stack)
             if call_handler is not None:
@@ -231,6 +281,12 @@ def with_dependencies(
             raise
         if stack:
             await _close_generators(stack, None)
+        if background.tasks:
+            # Started now, first step on the next loop iteration: after the native layer
+            # has written the response this coroutine returns.
+            task = asyncio.get_running_loop().create_task(background.run())
+            _running.add(task)
+            task.add_done_callback(_running.discard)
         return result
 
     call.__name__ = getattr(handler, "__name__", "handler")

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from data_bridge.api import (
     APIRouter,
     App,
+    BackgroundTasks,
     Body,
     Cookie,
     Depends,
@@ -493,6 +494,36 @@ def rm_raw():
 @app.get("/rm/threaded", response_model=UserOut, threaded=True)
 def rm_threaded(name: str = "t"):
     return {"name": name, "age": 3, "password": "p"}
+
+
+# BackgroundTasks: work after the response.
+BG_LOG: list[str] = []
+
+
+async def bg_slow(note: str):
+    await asyncio.sleep(0.3)
+    BG_LOG.append(f"async:{note}")
+
+
+def bg_blocking(note: str):
+    BG_LOG.append(f"sync:{note}:{threading.get_ident() != LOOP_THREAD[0]}")
+
+
+def bg_dependency(background: BackgroundTasks, who: str = "dep"):
+    background.add_task(bg_blocking, who)
+    return who
+
+
+@app.post("/bg/{note}")
+def bg_start(note: str, background: BackgroundTasks, who: str = Depends(bg_dependency)):
+    LOOP_THREAD[0] = threading.get_ident()
+    background.add_task(bg_slow, note)
+    return {"queued": len(background.tasks), "who": who}
+
+
+@app.get("/bg-log")
+def bg_log():
+    return BG_LOG
 
 
 @app.get("/gather")

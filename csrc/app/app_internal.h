@@ -21,6 +21,7 @@ enum arg_source {
     ARG_REQUEST = 3,
     ARG_HEADER = 4, /* a request header field (Header()) */
     ARG_COOKIE = 5, /* a cookie of the Cookie header (Cookie()) */
+    ARG_FORM = 6,   /* a field of an application/x-www-form-urlencoded body (Form()) */
 };
 
 /* How a text value becomes the argument. Values are shared with _plan.py. */
@@ -74,7 +75,8 @@ typedef struct {
     int status_code;
     int nargs;       /* total arguments */
     int npositional; /* arguments before the keyword-only ones */
-    int has_query;   /* any ARG_QUERY argument: the query string is parsed */
+    int has_query;   /* any ARG_QUERY or ARG_FORM argument: slots are needed */
+    int has_form;    /* any ARG_FORM argument: a form body is parsed */
     arg_plan_t args[];
 } route_plan_t;
 

@@ -17,7 +17,9 @@
 
 #define SMALL 256
 
-static const char *const source_names[] = {"path", "query", "body", "request", "header", "cookie"};
+/* Error locations by source, as FastAPI writes them (a form field is in the "body"). */
+static const char *const source_names[] = {"path",   "query",  "body", "request",
+                                           "header", "cookie", "body"};
 
 /* Appends {"type", "loc": [source, key(, index)], "msg", "input"(, "ctx")} to *errors, the
  * shape of FastAPI's 422 entries (the location names the alias, as FastAPI's does). index
@@ -218,7 +220,8 @@ static int next_pair(const char *q, size_t qlen, size_t *i, const char **key, si
                      const char **val, size_t *vlen);
 static int query_key(const char **key, size_t *klen, char *kbuf);
 
-static void scan_query(const route_plan_t *plan, const char *q, size_t qlen, qslot_t *slots)
+static void scan_query(const route_plan_t *plan, int source, const char *q, size_t qlen,
+                       qslot_t *slots)
 {
     const char *key, *val;
     size_t klen, vlen, i = 0;
@@ -228,8 +231,8 @@ static void scan_query(const route_plan_t *plan, const char *q, size_t qlen, qsl
             continue;
         for (int k = 0; k < plan->nargs; k++) {
             const arg_plan_t *a = &plan->args[k];
-            if (a->source == ARG_QUERY && !(a->flags & ARG_FLAG_LIST) &&
-                (size_t)a->ckey_len == klen && memcmp(a->ckey, key, klen) == 0) {
+            if (a->source == source && !(a->flags & ARG_FLAG_LIST) && (size_t)a->ckey_len == klen &&
+                memcmp(a->ckey, key, klen) == 0) {
                 slots[k].p = val;
                 slots[k].n = vlen;
                 slots[k].found = 1;
@@ -720,6 +723,19 @@ static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, PyObject 
     return check_body(a, value, errors, failed);
 }
 
+/* Whether the body is an HTML form (application/x-www-form-urlencoded, RFC 1866 §8.2.1 /
+ * WHATWG URL §5): parameters after ';' are allowed, the media type is case-insensitive.
+ * Form fields of any other body are absent (then missing, as in FastAPI). */
+static int is_form_body(const server_request_t *req)
+{
+    static const char type[] = "application/x-www-form-urlencoded";
+    const size_t n = sizeof(type) - 1;
+    const http_header_t *h = http_find_header(req->head, "content-type", 12);
+    if (h == NULL || h->value_len < n || strncasecmp(h->value, type, n) != 0)
+        return 0;
+    return h->value_len == n || h->value[n] == ';' || h->value[n] == ' ' || h->value[n] == '\t';
+}
+
 int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_request_t *req,
                    PyObject **args, PyObject **request_obj, PyObject **errors)
 {
@@ -734,7 +750,9 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
             return -1;
         }
         memset(slots, 0, sizeof(qslot_t) * (size_t)plan->nargs);
-        scan_query(plan, req->head->query, req->head->query_len, slots);
+        scan_query(plan, ARG_QUERY, req->head->query, req->head->query_len, slots);
+        if (plan->has_form && is_form_body(req))
+            scan_query(plan, ARG_FORM, req->body, req->body_len, slots);
     }
     for (int i = 0; i < plan->nargs; i++) {
         const arg_plan_t *a = &plan->args[i];
@@ -749,12 +767,19 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         case ARG_QUERY:
         case ARG_HEADER:
         case ARG_COOKIE:
-            if (a->source == ARG_QUERY && (a->flags & ARG_FLAG_LIST)) {
+        case ARG_FORM:
+            if (a->source == ARG_FORM && (a->flags & ARG_FLAG_LIST)) {
+                if (is_form_body(req))
+                    v = bind_query_list(a, req->body, req->body_len, errors, &failed);
+                if (v != NULL && PyList_GET_SIZE(v) == 0) {
+                    Py_CLEAR(v); /* absent: the default applies, or it is missing */
+                }
+            } else if (a->source == ARG_QUERY && (a->flags & ARG_FLAG_LIST)) {
                 v = bind_query_list(a, req->head->query, req->head->query_len, errors, &failed);
                 if (v != NULL && PyList_GET_SIZE(v) == 0) {
                     Py_CLEAR(v); /* absent: the default applies, or it is missing */
                 }
-            } else if (a->source == ARG_QUERY) {
+            } else if (a->source == ARG_QUERY || a->source == ARG_FORM) {
                 if (slots[i].found)
                     v = bind_slice(a, -1, slots[i].p, slots[i].n, 1, 1, errors, &failed);
             } else if (a->source == ARG_HEADER) {

@@ -88,7 +88,7 @@ static int plan_arg(arg_plan_t *a, PyObject *spec)
         !PyArg_ParseTuple(spec, "UiiOOiUO;route parameter spec", &name, &source, &conv, &def,
                           &validator, &path_index, &key, &checks))
         return -1;
-    if (source < ARG_PATH || source > ARG_COOKIE) {
+    if (source < ARG_PATH || source > ARG_FORM) {
         PyErr_Format(PyExc_ValueError, "bad parameter source %d", source);
         return -1;
     }
@@ -144,8 +144,10 @@ route_plan_t *plan_build(PyObject *handler, PyObject *path, PyObject *params, in
         plan->nargs = (int)i + 1; /* plan_free releases the slots filled so far */
         if (plan_arg(a, PySequence_Fast_GET_ITEM(seq, i)) < 0)
             goto error;
-        if (a->source == ARG_QUERY)
+        if (a->source == ARG_QUERY || a->source == ARG_FORM)
             plan->has_query = 1;
+        if (a->source == ARG_FORM)
+            plan->has_form = 1;
         if (a->flags & ARG_FLAG_KWONLY) {
             if (plan->npositional < 0)
                 plan->npositional = (int)i;

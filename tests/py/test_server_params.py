@@ -222,3 +222,54 @@ def test_plain_client_still_works_without_markers(client):
     # The existing parameter rules are unchanged by the markers.
     assert client.get("/users/5?verbose=true").json()["verbose"] is True
     assert httpx.get(client.base_url.join("/plaintext")).text == "Hello, World!"
+
+
+def test_form_fields(client):
+    r = client.post(
+        "/form/login?next_url=/home",
+        content=b"username=ann+lee&password=p%26ss&remember=on&scopes=a&scopes=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "username": "ann lee",
+        "password_len": 4,
+        "remember": True,
+        "scopes": ["a", "b"],
+        "next": "/home",
+    }
+    r = client.post("/form/login", data={"username": "bo", "password": "x"})  # httpx's form
+    assert r.json()["remember"] is False and r.json()["scopes"] == []
+
+
+def test_form_errors(client):
+    r = client.post("/form/login", data={"username": "a"})
+    assert r.status_code == 422
+    assert [(e["type"], e["loc"]) for e in r.json()["detail"]] == [
+        ("string_too_short", ["body", "username"]),
+        ("missing", ["body", "password"]),
+    ]
+    # A body of another type has no form fields: they are missing, as in FastAPI.
+    r = client.post("/form/login", json={"username": "ann", "password": "x"})
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "username"], ["body", "password"]]
+
+
+def test_form_in_openapi(client):
+    doc = client.get("/openapi.json").json()
+    body = doc["paths"]["/form/login"]["post"]["requestBody"]
+    ref = body["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert schema["required"] == ["username", "password"]
+    assert schema["properties"]["scopes"]["type"] == "array"
+
+
+def test_form_and_json_body_cannot_mix():
+    from data_bridge.api import Form
+
+    app = App()
+    with pytest.raises(RouteDefinitionError, match="cannot be mixed"):
+
+        @app.post("/x")
+        def x(a: str = Form(...), b: dict = Body(...)):
+            return a

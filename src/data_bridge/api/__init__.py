@@ -3,7 +3,7 @@
 from data_bridge.api.app import App, Limits
 from data_bridge.api.depends import BackgroundTasks, Depends
 from data_bridge.api.exceptions import HTTPException
-from data_bridge.api.params import Body, Cookie, Header, Path, Query
+from data_bridge.api.params import Body, Cookie, Form, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
 from data_bridge.api.responses import (
     Headers,
@@ -21,6 +21,7 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "Form",
     "Header",
     "Headers",
     "HTMLResponse",

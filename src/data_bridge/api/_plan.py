@@ -23,7 +23,7 @@ from data_bridge import _core
 from data_bridge.api.params import Param
 
 # Shared with csrc/app/app_internal.h.
-ARG_PATH, ARG_QUERY, ARG_BODY, ARG_REQUEST, ARG_HEADER, ARG_COOKIE = 0, 1, 2, 3, 4, 5
+ARG_PATH, ARG_QUERY, ARG_BODY, ARG_REQUEST, ARG_HEADER, ARG_COOKIE, ARG_FORM = range(7)
 CONV_STR, CONV_INT, CONV_FLOAT, CONV_BOOL = 0, 1, 2, 3
 CONV_ANY, CONV_DICT, CONV_LIST, CONV_MODEL, CONV_BYTES = 4, 5, 6, 7, 8
 FLAG_OPTIONAL, FLAG_KWONLY, FLAG_EMBED, FLAG_LIST = 0x100, 0x200, 0x400, 0x800
@@ -252,9 +252,9 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                 )
             )
             continue
-        if source in ("query", "header", "cookie") or (not source and inner in _SCALARS):
+        if source in ("query", "header", "cookie", "form") or (not source and inner in _SCALARS):
             item = _list_item(inner)
-            if item is not None and source in ("query", "header"):
+            if item is not None and source in ("query", "header", "form"):
                 conv, is_list = _SCALARS[item], True
                 flags |= FLAG_LIST
             elif inner in _SCALARS:
@@ -266,9 +266,12 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                     else ("str, int, float or bool")
                 )
                 raise RouteDefinitionError(f"a {source} parameter must be {kinds} ({pwhere})")
-            arg_source = {"query": ARG_QUERY, "header": ARG_HEADER, "cookie": ARG_COOKIE}.get(
-                source, ARG_QUERY
-            )
+            arg_source = {
+                "query": ARG_QUERY,
+                "header": ARG_HEADER,
+                "cookie": ARG_COOKIE,
+                "form": ARG_FORM,
+            }.get(source, ARG_QUERY)
             if arg_source == ARG_HEADER and marker is not None and marker.alias is None:
                 if getattr(marker, "convert_underscores", True):
                     key = param.name.replace("_", "-")
@@ -305,6 +308,9 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
             explicit_embed.add(len(specs))
         body_indexes.append(len(specs))
         specs.append((param.name, ARG_BODY, conv | flags, default, validator, -1, key, None))
+    sources = {spec[1] for spec in specs}
+    if ARG_FORM in sources and ARG_BODY in sources:
+        raise RouteDefinitionError(f"Form() and JSON body parameters cannot be mixed ({where})")
     missing = set(names) - seen_path
     if missing:
         raise RouteDefinitionError(

@@ -178,6 +178,8 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
         op["deprecated"] = True
     parameters = []
     bodies = []
+    form_fields: dict[str, dict[str, Any]] = {}
+    form_required: list[str] = []
     for spec in specs:
         name, source, convflags, default = spec[0], spec[1], spec[2], spec[3]
         key = spec[6]
@@ -199,6 +201,10 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
                 if not marker.include_in_schema:
                     continue
             parameters.append(param)
+        elif source == _plan.ARG_FORM:
+            form_fields[key] = _param_schema(spec)
+            if default is Ellipsis:
+                form_required.append(key)
         elif source == _plan.ARG_BODY:
             schema = _body_schema(annotation, components)
             if isinstance(marker, Param):
@@ -215,6 +221,22 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
             bodies.append((key, schema, default, convflags & _plan.FLAG_EMBED))
     if parameters:
         op["parameters"] = parameters
+    if form_fields:
+        body_name = f"Body_{_operation_id(route, method)}"
+        components[body_name] = {
+            "properties": form_fields,
+            "type": "object",
+            "required": form_required,
+            "title": body_name,
+        }
+        op["requestBody"] = {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"$ref": _REF.format(model=body_name)}
+                }
+            },
+            "required": bool(form_required),
+        }
     if bodies:
         if len(bodies) == 1 and not bodies[0][3]:
             key, schema, default, _ = bodies[0]
@@ -245,7 +267,7 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
             "content": {"application/json": {"schema": result_schema}},
         }
     }
-    if parameters or bodies:
+    if parameters or bodies or form_fields:
         op["responses"]["422"] = {
             "description": "Validation Error",
             "content": {

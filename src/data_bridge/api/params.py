@@ -8,6 +8,7 @@ Used like FastAPI's, either as the default value or inside ``Annotated``::
         ids: list[int] = Query([]),                  # ?ids=1&ids=2
         user_agent: str | None = Header(None),       # the "user-agent" header
         session: str = Cookie(...),
+        username: str = Form(...),                    # a field of a urlencoded form body
         item_id: int = Path(..., gt=0),
         item: Item = Body(..., embed=True),          # {"item": {...}}
     ): ...
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Body", "Cookie", "Header", "Param", "Path", "Query"]
+__all__ = ["Body", "Cookie", "Form", "Header", "Param", "Path", "Query"]
 
 
 class Param:
@@ -114,6 +115,13 @@ class Cookie(Param):
     """A cookie of the request's Cookie header."""
 
     source = "cookie"
+
+
+class Form(Param):
+    """A field of an HTML form body (``application/x-www-form-urlencoded``); ``list[...]``
+    collects every occurrence. Fields of a body of another type are missing."""
+
+    source = "form"
 
 
 class Body(Param):

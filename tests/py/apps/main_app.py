@@ -21,6 +21,7 @@ from data_bridge.api import (
     Body,
     Cookie,
     Depends,
+    Form,
     Header,
     HTMLResponse,
     HTTPException,
@@ -524,6 +525,24 @@ def bg_start(note: str, background: BackgroundTasks, who: str = Depends(bg_depen
 @app.get("/bg-log")
 def bg_log():
     return BG_LOG
+
+
+# Form(): fields of an application/x-www-form-urlencoded body.
+@app.post("/form/login")
+def form_login(
+    username: str = Form(..., min_length=2),
+    password: str = Form(...),
+    remember: bool = Form(False),
+    scopes: list[str] = Form([]),
+    next_url: str = Query("/"),
+):
+    return {
+        "username": username,
+        "password_len": len(password),
+        "remember": remember,
+        "scopes": scopes,
+        "next": next_url,
+    }
 
 
 @app.get("/gather")

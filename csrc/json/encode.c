@@ -779,9 +779,30 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
         goto pop;
     size_t open_len = e->out->len;
     if (is_list) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(seq); i++) {
-            if (encode_value(e, PyList_GET_ITEM(seq, i)) < 0 || put_comma(e) < 0)
+        Py_ssize_t i = 0;
+        while (i < PyList_GET_SIZE(seq)) {
+            PyObject *item = PyList_GET_ITEM(seq, i);
+            /* Two floats in a row (coordinates, vectors, series) are converted together:
+             * the two conversions overlap in the core (see json_dtoa2). Encoding a float
+             * runs no Python code, so the list cannot change under us here. */
+            if (Py_IS_TYPE(item, &PyFloat_Type) && i + 1 < PyList_GET_SIZE(seq)) {
+                PyObject *next = PyList_GET_ITEM(seq, i + 1);
+                double x = PyFloat_AS_DOUBLE(item);
+                if (Py_IS_TYPE(next, &PyFloat_Type) && isfinite(x) &&
+                    isfinite(PyFloat_AS_DOUBLE(next))) {
+                    if (reserve(e, 2 * JSON_DTOA_MAX + 1) < 0)
+                        goto pop;
+                    char *d = e->out->data + e->out->len;
+                    size_t n = (size_t)json_dtoa2(x, PyFloat_AS_DOUBLE(next), d);
+                    d[n] = ',';
+                    e->out->len += n + 1;
+                    i += 2;
+                    continue;
+                }
+            }
+            if (encode_value(e, item) < 0 || put_comma(e) < 0)
                 goto pop;
+            i++;
         }
     } else {
         for (Py_ssize_t i = 0; i < n; i++) {

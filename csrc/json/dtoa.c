@@ -12,17 +12,14 @@
  *
  * Speed matters here (coordinates, series: float-heavy documents spend most of dumps in
  * this file), so the result is always brought to 17 digits, which go out as three 8-byte
- * blocks (16 digits split in SSE2 lanes, or by SWAR without SSE2); trailing zeros are
- * counted from the blocks, and the decimal point is inserted by shifting inside the
- * blocks, which are then stored straight into the output, never copied byte by byte.
+ * blocks built in registers (two digits per step from a fixed-point fraction: a short
+ * chain of dependent instructions, which measured faster than splitting in SSE2 or SWAR
+ * lanes); trailing zeros are counted from the blocks, and the decimal point is inserted by
+ * shifting inside the blocks, which are then stored straight into the output.
  * json_dtoa2 converts two values with interleaved instruction streams.
  */
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__SSE2__) && !defined(JSON_DTOA_NO_SSE2)
-#include <emmintrin.h>
-#endif
 
 #include "json/dtoa.h"
 #include "json/pow10_table.h"
@@ -167,56 +164,10 @@ static inline uint64_t round_to_odd(u128 g, uint64_t cp)
     return q | (uint64_t)sticky;
 }
 
-/* The 8 decimal digits of v < 10^8 as binary values 0..9, one per byte, the first digit in
- * the lowest byte (so that a little-endian store writes them in order, and trailing zero
- * digits are the high zero bytes). SWAR: split into two 4-digit halves in 32-bit lanes,
- * then each lane into 2-digit halves in 16-bit lanes, then into single digits in bytes,
- * dividing every lane at once by a multiply and shift (x * 10486 >> 20 is x / 100 for
- * x < 10^4 and x * 103 >> 10 is x / 10 for x < 100; no lane overflows into the next one
- * below the mask). No table, no loads. */
-static inline uint64_t digits8_bin(uint32_t v)
-{
-    uint64_t hi = v / 10000u, lo = v - hi * 10000u;
-    uint64_t y = hi | (lo << 32);
-    uint64_t q = ((y * 10486u) >> 20) & UINT64_C(0x0000007F0000007F);
-    y = q | ((y - q * 100u) << 16);
-    q = ((y * 103u) >> 10) & UINT64_C(0x000F000F000F000F);
-    return q | ((y - q * 10u) << 8);
-}
-
-/* The byte index of the last nonzero digit + 1 in a block from digits8_bin (nonzero). */
+/* The index of the last nonzero byte of b (nonzero) plus one. */
 static inline int block_len(uint64_t b)
 {
     return 8 - (__builtin_clzll(b) >> 3);
-}
-
-/* The 16 digits of v < 10^16 as binary bytes 0..9, in order from the lowest byte of *a
- * to the highest byte of *b. */
-static inline void digits16(uint64_t v, uint64_t *a, uint64_t *b)
-{
-#if defined(__SSE2__) && !defined(JSON_DTOA_NO_SSE2)
-    /* The same lane splitting as digits8_bin, on both 8-digit halves at once: 10^4 in
-     * 32-bit lanes (pmuludq by ceil(2^45 / 10^4), exact below 2^32), then 10^2 and 10 in
-     * 16-bit lanes (pmulhuw by 5243 then >> 3 is x / 100 for x < 43699; pmulhuw by 6554 is
-     * x / 10 for x < 16389). */
-    uint64_t hi = v / 100000000u;
-    __m128i x = _mm_set_epi64x((long long)(v - hi * 100000000u), (long long)hi);
-    __m128i q = _mm_srli_epi64(_mm_mul_epu32(x, _mm_set1_epi32((int)0xD1B71759)), 45);
-    __m128i r = _mm_sub_epi32(x, _mm_mul_epu32(q, _mm_set1_epi32(10000)));
-    x = _mm_or_si128(q, _mm_slli_epi64(r, 32));
-    q = _mm_srli_epi16(_mm_mulhi_epu16(x, _mm_set1_epi16(5243)), 3);
-    r = _mm_sub_epi16(x, _mm_mullo_epi16(q, _mm_set1_epi16(100)));
-    x = _mm_or_si128(q, _mm_slli_epi32(r, 16));
-    q = _mm_mulhi_epu16(x, _mm_set1_epi16(6554));
-    r = _mm_sub_epi16(x, _mm_mullo_epi16(q, _mm_set1_epi16(10)));
-    x = _mm_or_si128(q, _mm_slli_epi16(r, 8));
-    *a = (uint64_t)_mm_cvtsi128_si64(x);
-    *b = (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(x, x));
-#else
-    uint64_t hi = v / 100000000u;
-    *a = digits8_bin((uint32_t)hi);
-    *b = digits8_bin((uint32_t)(v - hi * 100000000u));
-#endif
 }
 
 /* Inserts '.' in the 8 ASCII digits of w after its first k bytes (0 <= k < 8): bytes
@@ -229,8 +180,8 @@ static inline uint64_t insert_point(uint64_t w, int k)
 }
 
 /* The decimal form of a finite double, before layout: the value is 0.d1d2...d17 * 10^decpt
- * where a holds d1..d8 and b d9..d16 as binary bytes (d1 in the lowest byte of a) and c is
- * d17; the first nd digits are significant, the others are zero. */
+ * where a holds d1..d8 and b d9..d16 as ASCII (d1 in the lowest byte of a) and c is d17;
+ * the first nd digits are significant, the others are '0'. */
 typedef struct {
     uint64_t a, b, c;
     int nd, decpt;
@@ -305,45 +256,33 @@ static inline __attribute__((always_inline)) void to_decimal(const uint64_t *bit
 #pragma GCC unroll 2
     for (int i = 0; i < count; i++) {
         /* f has 16 or 17 digits (s is in [10^15, 10^17) for normal values); only
-         * subnormals give fewer, and are scaled up to 16 first. Then f becomes 17 digits:
-         * the first 16 go through digits16, the last one is c. */
+         * subnormals give fewer, and are scaled up to 16 first. Then the first 16 digits
+         * go to two 8-digit blocks and the 17th, if any, to c, with masks rather than a
+         * branch on the digit count, which is random for real data. */
         int n = 16;
         uint64_t v = f[i];
-        if (JSON_UNLIKELY(v < 1000000000000000u)) {
-            static const uint64_t scale[16] = {10000000000000000u,
-                                               1000000000000000u,
-                                               100000000000000u,
-                                               10000000000000u,
-                                               1000000000000u,
-                                               100000000000u,
-                                               10000000000u,
-                                               1000000000u,
-                                               100000000u,
-                                               10000000u,
-                                               1000000u,
-                                               100000u,
-                                               10000u,
-                                               1000u,
-                                               100u,
-                                               10u};
-            n = decimal_length(v);
-            v *= scale[n];
+        while (JSON_UNLIKELY(v < 1000000000000000u)) {
+            v *= 10;
+            n--;
         }
         int short16 = v < 10000000000000000u;
         n += !short16;
-        v *= 1 + 9 * (uint64_t)short16;
-        uint64_t top = v / 10;
-        d[i].c = v - top * 10;
-        digits16(top, &d[i].a, &d[i].b);
+        uint64_t keep = -(uint64_t)short16, v10 = v / 10;
+        uint64_t top = (v & keep) | (v10 & ~keep);
+        uint64_t hi = top / 100000000u;
+        d[i].a = digits8((uint32_t)hi);
+        d[i].b = digits8((uint32_t)(top - hi * 100000000u));
+        d[i].c = '0' + ((v - v10 * 10) & ~keep);
         d[i].decpt = k[i] + n;
     }
 #pragma GCC unroll 2
     for (int i = 0; i < count; i++) {
-        /* Significant digits: up to the last nonzero byte. */
-        uint64_t b = d[i].b;
+        /* Significant digits: up to the last nonzero digit ('0' xor '0' is a zero byte). */
+        const uint64_t zeros = 0x3030303030303030u;
+        uint64_t a = d[i].a ^ zeros, b = d[i].b ^ zeros;
         uint64_t in_b = -(uint64_t)(b != 0);
-        int nd = (int)(in_b & 8) + block_len((b & in_b) | (d[i].a & ~in_b));
-        d[i].nd = nd + ((17 - nd) & -(int)(d[i].c != 0));
+        int nd = (int)(in_b & 8) + block_len((b & in_b) | (a & ~in_b));
+        d[i].nd = nd + ((17 - nd) & -(int)(d[i].c != '0'));
     }
 }
 
@@ -360,8 +299,7 @@ static inline __attribute__((always_inline)) int format_repr(char *out, uint64_t
         memcpy(p, "0.0", 3);
         return (int)(p - out) + 3;
     }
-    const uint64_t zeros = 0x3030303030303030u;
-    uint64_t a = d->a | zeros, b = d->b | zeros, c = d->c | zeros, w0, w1, w2;
+    uint64_t a = d->a, b = d->b, c = d->c, w0, w1, w2;
     int nd = d->nd, decpt = d->decpt;
     if (decpt > 0 && decpt <= 16) {
         if (decpt >= nd) {

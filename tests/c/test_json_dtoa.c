@@ -6,7 +6,7 @@
  * random bit patterns, random 15/16/17-digit decimals, powers of two and ten, subnormals,
  * every exponent's smallest and largest significand, and values around the switches
  * between fixed and exponent notation (1e16, 1e-4). dtoa.c is included whole, so that the
- * test needs no Python; test_json_dtoa_portable.c runs the same checks without SSE2.
+ * test needs no Python.
  */
 #include "json/dtoa.c"
 #include "tap.h"

@@ -153,15 +153,16 @@ static inline int flog2_pow10(int e)
  * bits of the product from 2^64 up. g exceeds the exact scale factor by less than one, so
  * the product exceeds the exact one by less than cp < 2^64: ignoring the low 64 bits is
  * what lets an exact midpoint (an integer after scaling) come out with a clear sticky bit,
- * so that ties are seen as ties. */
+ * so that ties are seen as ties. With mid = those bits (exact: the low word's product only
+ * carries into them), the result is mid >> 63 with the sticky bit (any of the 63 bits
+ * below) or-ed into bit 0, whose own value is bit 63 of mid's low word: so bit 0 is just
+ * "low word nonzero". */
 static inline uint64_t round_to_odd(u128 g, uint64_t cp)
 {
     u128 p1 = (u128)(uint64_t)(g >> 64) * cp;
     u128 p0 = (u128)(uint64_t)g * cp;
     u128 mid = (p0 >> 64) + p1;
-    uint64_t q = (uint64_t)(mid >> 63);
-    int sticky = ((uint64_t)mid & ((UINT64_C(1) << 63) - 1)) != 0;
-    return q | (uint64_t)sticky;
+    return ((uint64_t)(mid >> 64) << 1) | ((uint64_t)mid != 0);
 }
 
 /* The index of the last nonzero byte of b (nonzero) plus one. */

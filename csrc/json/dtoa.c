@@ -187,11 +187,24 @@ static inline int block_len(uint64_t b)
 
 /* Inserts '.' in the 8 ASCII digits of w after its first k bytes (0 <= k < 8): bytes
  * below k stay, byte k becomes '.', the others move up one byte (the last one drops out;
- * the caller carries it into the next word). */
+ * the caller carries it into the next word). The masks come from a table: cheaper than
+ * building them with variable shifts. */
 static inline uint64_t insert_point(uint64_t w, int k)
 {
-    uint64_t low = (UINT64_C(1) << (8 * k)) - 1;
-    return (w & low) | ((uint64_t)'.' << (8 * k)) | ((w << 8) & (~low << 8));
+    static const struct {
+        uint64_t high, dot; /* bytes k and up; '.' in byte k */
+    } m[8] = {
+        {~UINT64_C(0), '.'},
+        {~UINT64_C(0) << 8, (uint64_t)'.' << 8},
+        {~UINT64_C(0) << 16, (uint64_t)'.' << 16},
+        {~UINT64_C(0) << 24, (uint64_t)'.' << 24},
+        {~UINT64_C(0) << 32, (uint64_t)'.' << 32},
+        {~UINT64_C(0) << 40, (uint64_t)'.' << 40},
+        {~UINT64_C(0) << 48, (uint64_t)'.' << 48},
+        {~UINT64_C(0) << 56, (uint64_t)'.' << 56},
+    };
+    uint64_t high = w & m[k].high;
+    return (w ^ high) | (high << 8) | m[k].dot;
 }
 
 /* The decimal form of a finite double, before layout: the value is 0.d1d2...d17 * 10^decpt

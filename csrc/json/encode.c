@@ -757,11 +757,41 @@ static int write_array_pretty(json_encoder_t *e, PyObject *seq, int is_list)
     return putc_(e, ']');
 }
 
+/* A list or tuple of two finite floats (a coordinate, a point) as "[x,y]", without the
+ * general container walk: no reference or nesting-stack entry is needed since encoding
+ * floats runs no Python code. One more byte is reserved for the caller's comma. Returns
+ * 1 when written, 0 when seq is not such a pair (or the nesting limit is reached, so that the
+ * general path reports it), -1 on error. */
+static inline int write_float_pair(json_encoder_t *e, PyObject *seq)
+{
+    if (Py_SIZE(seq) != 2 || e->depth >= JSON_MAX_DEPTH)
+        return 0;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    if (!Py_IS_TYPE(items[0], &PyFloat_Type) || !Py_IS_TYPE(items[1], &PyFloat_Type))
+        return 0;
+    double x = PyFloat_AS_DOUBLE(items[0]), y = PyFloat_AS_DOUBLE(items[1]);
+    if (!isfinite(x) || !isfinite(y))
+        return 0;
+    if (reserve(e, 2 * JSON_DTOA_MAX + 3) < 0)
+        return -1;
+    char *d = e->out->data + e->out->len;
+    size_t n = (size_t)json_dtoa2(x, y, d + 1);
+    d[0] = '[';
+    d[n + 1] = ']';
+    e->out->len += n + 2;
+    return 1;
+}
+
 /* Lists and tuples. Items are read by index each time because a slow-path item may shrink
  * a list; a tuple cannot change. */
 static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
 {
     Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
+    if (n == 2 && !(e->flags & JSON_OPT_INDENT_2)) {
+        int rc = write_float_pair(e, seq);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+    }
     if (n == 0) {
         if (JSON_UNLIKELY(e->depth >= JSON_MAX_DEPTH))
             return json_enc_push(e, seq);
@@ -779,9 +809,41 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
         goto pop;
     size_t open_len = e->out->len;
     if (is_list) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(seq); i++) {
-            if (encode_value(e, PyList_GET_ITEM(seq, i)) < 0 || put_comma(e) < 0)
+        Py_ssize_t i = 0;
+        while (i < PyList_GET_SIZE(seq)) {
+            PyObject *item = PyList_GET_ITEM(seq, i);
+            /* Two floats in a row (coordinates, vectors, series) are converted together:
+             * the two conversions overlap in the core (see json_dtoa2). Encoding a float
+             * runs no Python code, so the list cannot change under us here. */
+            if (Py_IS_TYPE(item, &PyFloat_Type) && i + 1 < PyList_GET_SIZE(seq)) {
+                PyObject *next = PyList_GET_ITEM(seq, i + 1);
+                double x = PyFloat_AS_DOUBLE(item);
+                if (Py_IS_TYPE(next, &PyFloat_Type) && isfinite(x) &&
+                    isfinite(PyFloat_AS_DOUBLE(next))) {
+                    if (reserve(e, 2 * JSON_DTOA_MAX + 1) < 0)
+                        goto pop;
+                    char *d = e->out->data + e->out->len;
+                    size_t n = (size_t)json_dtoa2(x, PyFloat_AS_DOUBLE(next), d);
+                    d[n] = ',';
+                    e->out->len += n + 1;
+                    i += 2;
+                    continue;
+                }
+            }
+            if (Py_IS_TYPE(item, &PyList_Type) || Py_IS_TYPE(item, &PyTuple_Type)) {
+                /* A list of coordinates: each pair without a call into the general walk. */
+                int rc = write_float_pair(e, item);
+                if (rc < 0)
+                    goto pop;
+                if (rc > 0) {
+                    e->out->data[e->out->len++] = ',';
+                    i++;
+                    continue;
+                }
+            }
+            if (encode_value(e, item) < 0 || put_comma(e) < 0)
                 goto pop;
+            i++;
         }
     } else {
         for (Py_ssize_t i = 0; i < n; i++) {

@@ -10,15 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "json/dtoa.h"
 #include "json/json.h"
-
-#if defined(__GNUC__)
-#define JSON_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define JSON_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define JSON_LIKELY(x)   (x)
-#define JSON_UNLIKELY(x) (x)
-#endif
 
 /* The two exception classes (new references held for the life of the process). */
 extern PyObject *json_EncodeError;
@@ -31,12 +24,6 @@ int json_errors_init(void);
  * exception's pos, lineno and colno count characters (code points), as the stdlib does
  * for str input; doc is the document decoded as UTF-8 with replacement characters. */
 void json_raise_decode_error(const char *p, size_t n, size_t pos, const char *msg);
-
-/* dtoa.c: writes the shortest decimal that round-trips to v, formatted as Python's
- * repr(float) does (e.g. "0.1", "1e+16", "5e-324", "-0.0"). v must be finite. out needs
- * JSON_DTOA_MAX bytes; returns the number of bytes written (no terminating NUL). */
-#define JSON_DTOA_MAX 64
-int json_dtoa(double v, char *out);
 
 /* decode_number.c: value of w * 10^q (w nonzero, exact) when a fast path can decide it
  * exactly; returns 1 and sets *out, or 0 when the caller must use a correctly rounded
@@ -98,11 +85,5 @@ PyObject *json_key_to_str(json_encoder_t *e, PyObject *key);
 /* encode_types.c: RFC 3339 text of a datetime, date or time into buf (>= 64 bytes);
  * returns the length, 0 when obj is none of those types, -1 with an exception set. */
 int json_format_datetime(PyObject *obj, unsigned flags, char *buf);
-
-/* Two-digit lookup table "00".."99" used by the integer and float printers. */
-extern const char json_digits2[200];
-
-/* Writes the decimal digits of v (no sign) at out; returns the count (1..20). */
-int json_write_u64(uint64_t v, char *out);
 
 #endif

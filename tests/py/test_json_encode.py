@@ -87,6 +87,87 @@ def test_float_repr_powers_and_subnormals() -> None:
         assert dumps(-f) == repr(-f).encode()
 
 
+def test_float_repr_decimals_and_layout_switches() -> None:
+    """Random 1-17 digit decimals (measured data: coordinates, prices) in every decade, and
+    values around the switches between fixed and exponent notation (1e16 and 1e-4)."""
+    import random
+
+    r = random.Random(2026)
+    vals = []
+    for _ in range(100_000):
+        digits = r.choice((1, 2, 6, 9, 12, 15, 15, 16, 16, 17, 17, r.randint(1, 17)))
+        m = r.randrange(10 ** (digits - 1), 10**digits)
+        vals.append(float(f"{m}e{r.randint(-330, 310)}"))
+        vals.append(float(f"{m}e{r.randint(-8, 2) - digits}"))
+        vals.append(float(f"{m}e{r.randint(14, 17) - digits}"))
+    for e in (-5, -4, -3, 15, 16, 17):
+        x = 10.0**e
+        for _ in range(200):
+            vals.append(x)
+            x = math.nextafter(x, math.inf)
+        x = 10.0**e
+        for _ in range(200):
+            x = math.nextafter(x, 0)
+            vals.append(x)
+    for f in vals:
+        if math.isfinite(f):
+            assert dumps(f) == repr(f).encode(), f
+            assert dumps(-f) == repr(-f).encode(), f
+
+
+def test_float_lists_pairs() -> None:
+    """Lists of floats go two at a time through json_dtoa2: every length, mixed items, zeros,
+    signs and layouts, against the stdlib."""
+    import random
+
+    r = random.Random(7)
+    pool = [0.0, -0.0, 1.0, -1.5, 1e16, 1e-5, 5e-324, 1.7976931348623157e308, 123.456]
+    for n in range(0, 12):
+        for _ in range(200):
+            items: list[Any] = []
+            for _ in range(n):
+                k = r.random()
+                if k < 0.6:
+                    items.append(r.uniform(-180, 180))
+                elif k < 0.75:
+                    items.append(r.choice(pool))
+                elif k < 0.85:
+                    items.append(r.randint(-5, 5))
+                elif k < 0.9:
+                    items.append("x")
+                else:
+                    items.append([r.random(), r.random()])
+            assert dumps(items) == std(items), items
+            assert dumps({"c": items}) == std({"c": items})
+            assert dumps(tuple(items)) == std(tuple(items))
+    floats = [struct_float(r.getrandbits(64)) for _ in range(20000)]
+    floats = [f for f in floats if math.isfinite(f)]
+    assert dumps(floats) == std(floats)
+    assert dumps([floats]) == std([floats])
+
+
+def struct_float(bits: int) -> float:
+    import struct
+
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def test_nonfinite_in_float_pairs_rejected() -> None:
+    for v in (math.nan, math.inf, -math.inf):
+        for items in ([1.0, v], [v, 1.0], [1.0, 2.0, v], [v, v]):
+            with pytest.raises(JSONEncodeError, match="not allowed"):
+                dumps(items)
+
+
+class _Float(float):
+    pass
+
+
+def test_float_subclass_pairs() -> None:
+    items = [1.5, _Float(2.5), _Float(3.25), 4.0]
+    assert dumps(items) == b"[1.5,2.5,3.25,4.0]"
+
+
 def test_nonfinite_floats_rejected() -> None:
     for v in (math.nan, math.inf, -math.inf):
         with pytest.raises(JSONEncodeError, match="not allowed"):

@@ -284,6 +284,34 @@ static int holds(PyObject *value, PyObject *bound, int op)
     return PyObject_RichCompareBool(value, bound, op);
 }
 
+/* min_length/max_length of a str (in characters) or a list (in items), with pydantic's
+ * error types and messages. Returns 0 (ok), 1 (an error recorded) or -1. */
+static int check_length(const arg_plan_t *a, Py_ssize_t index, Py_ssize_t len, int is_list,
+                        PyObject *input, PyObject **errors)
+{
+    int short_ = a->min_len >= 0 && len < a->min_len;
+    if (!short_ && !(a->max_len >= 0 && len > a->max_len))
+        return 0;
+    Py_ssize_t limit = short_ ? a->min_len : a->max_len;
+    const char *side = short_ ? "at least" : "at most", *plural = limit == 1 ? "" : "s";
+    PyObject *msg =
+        is_list
+            ? PyUnicode_FromFormat("List should have %s %zd item%s after validation, not %zd", side,
+                                   limit, plural, len)
+            : PyUnicode_FromFormat("String should have %s %zd character%s", side, limit, plural);
+    PyObject *bound = PyLong_FromSsize_t(limit);
+    if (bound == NULL) {
+        Py_XDECREF(msg);
+        return -1;
+    }
+    const char *type = is_list ? (short_ ? "too_short" : "too_long")
+                               : (short_ ? "string_too_short" : "string_too_long");
+    int r = constraint_error(errors, type, a, index, msg, short_ ? "min_length" : "max_length",
+                             bound, input);
+    Py_DECREF(bound);
+    return r;
+}
+
 /* Applies the parameter's constraints (pydantic's order: bounds, lengths, pattern) to a
  * converted scalar, or the lengths to a whole list (index -1 with a list value). input is
  * what the error shows (the request's text). Returns 0 (ok), 1 (an error recorded) or -1. */
@@ -293,34 +321,8 @@ static int check_constraints(const arg_plan_t *a, Py_ssize_t index, PyObject *va
     int r;
     if (!a->has_checks || value == Py_None)
         return 0;
-    if (PyList_Check(value)) {
-        Py_ssize_t len = PyList_GET_SIZE(value);
-        if (a->min_len >= 0 && len < a->min_len) {
-            PyObject *bound = PyLong_FromSsize_t(a->min_len);
-            r = bound ? constraint_error(
-                            errors, "too_short", a, -1,
-                            PyUnicode_FromFormat(
-                                "List should have at least %zd item%s after validation, not %zd",
-                                a->min_len, a->min_len == 1 ? "" : "s", len),
-                            "min_length", bound, input)
-                      : -1;
-            Py_XDECREF(bound);
-            return r;
-        }
-        if (a->max_len >= 0 && len > a->max_len) {
-            PyObject *bound = PyLong_FromSsize_t(a->max_len);
-            r = bound ? constraint_error(
-                            errors, "too_long", a, -1,
-                            PyUnicode_FromFormat(
-                                "List should have at most %zd item%s after validation, not %zd",
-                                a->max_len, a->max_len == 1 ? "" : "s", len),
-                            "max_length", bound, input)
-                      : -1;
-            Py_XDECREF(bound);
-            return r;
-        }
-        return 0;
-    }
+    if (PyList_Check(value))
+        return check_length(a, -1, PyList_GET_SIZE(value), 1, input, errors);
     if (PyLong_Check(value) || PyFloat_Check(value)) {
         if (a->gt && (r = holds(value, a->gt, Py_GT)) != 1)
             return r < 0 ? -1
@@ -350,29 +352,9 @@ static int check_constraints(const arg_plan_t *a, Py_ssize_t index, PyObject *va
         return 0;
     }
     if (PyUnicode_Check(value)) {
-        Py_ssize_t len = PyUnicode_GET_LENGTH(value);
-        if (a->min_len >= 0 && len < a->min_len) {
-            PyObject *bound = PyLong_FromSsize_t(a->min_len);
-            r = bound ? constraint_error(
-                            errors, "string_too_short", a, index,
-                            PyUnicode_FromFormat("String should have at least %zd character%s",
-                                                 a->min_len, a->min_len == 1 ? "" : "s"),
-                            "min_length", bound, input)
-                      : -1;
-            Py_XDECREF(bound);
+        r = check_length(a, index, PyUnicode_GET_LENGTH(value), 0, input, errors);
+        if (r != 0)
             return r;
-        }
-        if (a->max_len >= 0 && len > a->max_len) {
-            PyObject *bound = PyLong_FromSsize_t(a->max_len);
-            r = bound ? constraint_error(
-                            errors, "string_too_long", a, index,
-                            PyUnicode_FromFormat("String should have at most %zd character%s",
-                                                 a->max_len, a->max_len == 1 ? "" : "s"),
-                            "max_length", bound, input)
-                      : -1;
-            Py_XDECREF(bound);
-            return r;
-        }
         if (a->pattern) {
             PyObject *m = PyObject_CallMethod(a->pattern, "search", "O", value);
             if (m == NULL)

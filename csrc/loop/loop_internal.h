@@ -213,6 +213,22 @@ int loop_stream_init(PyObject *module);
  * scope_id); None for other families. */
 PyObject *loop_sockaddr_to_py(const struct sockaddr_storage *ss);
 
+/* transport.c: shared by the native transports */
+/* Takes the current exception, normalised, traceback attached; NULL if none. */
+PyObject *loop_fetch_exception(void);
+int loop_is_base_exception(PyObject *exc); /* SystemExit or KeyboardInterrupt */
+/* Keeps exc (taking the reference) for run_forever to re-raise, and stops uv_run. */
+void loop_defer_base_exception(PyLoopObject *loop, PyObject *exc);
+/* loop.call_exception_handler({message, exception, transport, protocol}). */
+void loop_transport_report(PyLoopObject *loop, PyObject *transport, PyObject *protocol,
+                           const char *message, PyObject *exc);
+/* protocol.<method>() for flow control; failures reported, base exceptions deferred. */
+void loop_transport_flow_call(PyLoopObject *loop, PyObject *transport, PyObject *protocol,
+                              PyObject *method, const char *message);
+/* Parses set_write_buffer_limits(high=None, low=None) with asyncio's defaults and checks. */
+int loop_parse_write_limits(PyObject *args, PyObject *kwds, size_t default_high, size_t *high_out,
+                            size_t *low_out);
+
 /* udp.c */
 PyObject *loop_udp_open(PyLoopObject *self, PyObject *args);
 int loop_udp_init(PyObject *module);

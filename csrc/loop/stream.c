@@ -60,16 +60,7 @@ static PyObject *stream_set_oserror(int uverr)
 /* Calls loop.call_exception_handler with a transport-flavoured context. */
 static void report(PyLoopStreamObject *t, const char *message, PyObject *exc)
 {
-    PyObject *ctx, *res = NULL;
-
-    ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc, "transport",
-                        (PyObject *)t, "protocol", t->protocol ? t->protocol : Py_None);
-    if (ctx != NULL)
-        res = PyObject_CallMethodOneArg((PyObject *)t->loop, loop_str_call_exception_handler, ctx);
-    if (res == NULL)
-        PyErr_WriteUnraisable((PyObject *)t);
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
+    loop_transport_report(t->loop, (PyObject *)t, t->protocol, message, exc);
 }
 
 /* Takes the current exception: reports it (unless it is an OSError, which asyncio only
@@ -90,12 +81,7 @@ static void fatal_error(PyLoopStreamObject *t, const char *message)
     if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
         PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt)) {
         /* Cannot propagate through libuv: run_forever re-raises it after uv_run. */
-        if (t->loop->pending_exc == NULL) {
-            Py_INCREF(exc);
-            t->loop->pending_exc = exc;
-            if (t->loop->nat != NULL)
-                uv_stop(&t->loop->nat->uvl);
-        }
+        loop_defer_base_exception(t->loop, Py_NewRef(exc));
     } else if (!PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
         report(t, message, exc);
     }
@@ -297,49 +283,20 @@ static void update_reading(PyLoopStreamObject *t)
 
 static void maybe_pause_protocol(PyLoopStreamObject *t)
 {
-    PyObject *res;
-
     if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
         return;
     t->protocol_paused = 1;
-    res = PyObject_CallMethodNoArgs(t->protocol, str_pause_writing);
-    if (res == NULL) {
-        PyObject *type, *exc, *tb;
-        if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-            fatal_error(t, "protocol.pause_writing() failed");
-            return;
-        }
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        report(t, "protocol.pause_writing() failed", exc ? exc : Py_None);
-        Py_XDECREF(type);
-        Py_XDECREF(exc);
-        Py_XDECREF(tb);
-        return;
-    }
-    Py_DECREF(res);
+    loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_pause_writing,
+                             "protocol.pause_writing() failed");
 }
 
 static void maybe_resume_protocol(PyLoopStreamObject *t)
 {
-    PyObject *res;
-
     if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
         return;
     t->protocol_paused = 0;
-    res = PyObject_CallMethodNoArgs(t->protocol, str_resume_writing);
-    if (res == NULL) {
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        report(t, "protocol.resume_writing() failed", exc ? exc : Py_None);
-        Py_XDECREF(type);
-        Py_XDECREF(exc);
-        Py_XDECREF(tb);
-        return;
-    }
-    Py_DECREF(res);
+    loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_resume_writing,
+                             "protocol.resume_writing() failed");
 }
 
 /* ---- writing ---- */
@@ -695,40 +652,8 @@ static PyObject *stream_is_reading(PyLoopStreamObject *t, PyObject *unused)
 static PyObject *stream_set_write_buffer_limits(PyLoopStreamObject *t, PyObject *args,
                                                 PyObject *kwds)
 {
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high_o = Py_None, *low_o = Py_None;
-    Py_ssize_t high, low;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_o,
-                                     &low_o))
+    if (loop_parse_write_limits(args, kwds, DEFAULT_HIGH_WATER, &t->high_water, &t->low_water) < 0)
         return NULL;
-    if (high_o == Py_None) {
-        if (low_o == Py_None) {
-            high = DEFAULT_HIGH_WATER;
-        } else {
-            low = PyLong_AsSsize_t(low_o);
-            if (low == -1 && PyErr_Occurred())
-                return NULL;
-            high = 4 * low;
-        }
-    } else {
-        high = PyLong_AsSsize_t(high_o);
-        if (high == -1 && PyErr_Occurred())
-            return NULL;
-    }
-    if (low_o == Py_None) {
-        low = high / 4;
-    } else {
-        low = PyLong_AsSsize_t(low_o);
-        if (low == -1 && PyErr_Occurred())
-            return NULL;
-    }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
-        return NULL;
-    }
-    t->high_water = (size_t)high;
-    t->low_water = (size_t)low;
     maybe_pause_protocol(t);
     maybe_resume_protocol(t);
     Py_RETURN_NONE;

@@ -105,63 +105,26 @@ static void set_uv_error(int uverr)
     PyErr_SetFromErrno(PyExc_OSError);
 }
 
-/* Takes the current exception and normalises it; returns it (owned) or NULL. */
-static PyObject *fetch_exception(void)
-{
-    PyObject *type, *exc, *tb;
-
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (exc != NULL && tb != NULL)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return exc;
-}
-
 /* Calls loop.call_exception_handler with a transport-flavoured context. */
 static void report(PyLoopUDPObject *t, const char *message, PyObject *exc)
 {
-    PyObject *ctx, *res = NULL;
-
-    ctx = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc, "transport",
-                        (PyObject *)t, "protocol", t->protocol ? t->protocol : Py_None);
-    if (ctx != NULL)
-        res = PyObject_CallMethodOneArg((PyObject *)t->loop, loop_str_call_exception_handler, ctx);
-    if (res == NULL)
-        PyErr_WriteUnraisable((PyObject *)t);
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
+    loop_transport_report(t->loop, (PyObject *)t, t->protocol, message, exc);
 }
 
-/* SystemExit and KeyboardInterrupt cannot propagate through libuv: run_forever re-raises
- * them once uv_run returns. Takes exc's reference. */
 static void defer_base_exception(PyLoopUDPObject *t, PyObject *exc)
 {
-    if (t->loop->pending_exc == NULL) {
-        t->loop->pending_exc = exc;
-        if (t->loop->nat != NULL)
-            uv_stop(&t->loop->nat->uvl);
-    } else {
-        Py_DECREF(exc);
-    }
-}
-
-static int is_base_exception(PyObject *exc)
-{
-    return PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-           PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
+    loop_defer_base_exception(t->loop, exc);
 }
 
 /* A protocol callback run from a libuv callback raised: asyncio's loop reports what its
  * reader/writer callback raised and keeps the transport open; so do we. */
 static void callback_failed(PyLoopUDPObject *t, const char *message)
 {
-    PyObject *exc = fetch_exception();
+    PyObject *exc = loop_fetch_exception();
 
     if (exc == NULL)
         return;
-    if (is_base_exception(exc)) {
+    if (loop_is_base_exception(exc)) {
         defer_base_exception(t, exc);
         return;
     }
@@ -173,11 +136,11 @@ static void callback_failed(PyLoopUDPObject *t, const char *message)
  * (asyncio only logs those in debug mode) and force-closes, passing it to connection_lost. */
 static void fatal_error(PyLoopUDPObject *t, const char *message)
 {
-    PyObject *exc = fetch_exception();
+    PyObject *exc = loop_fetch_exception();
 
     if (exc == NULL)
         return;
-    if (is_base_exception(exc)) {
+    if (loop_is_base_exception(exc)) {
         Py_INCREF(exc);
         defer_base_exception(t, exc);
     } else if (!PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
@@ -321,7 +284,7 @@ static int call_error_received(PyLoopUDPObject *t, int uverr)
     if (t->protocol == NULL)
         return 0;
     set_uv_error(uverr);
-    exc = fetch_exception();
+    exc = loop_fetch_exception();
     if (exc == NULL)
         return -1;
     res = PyObject_CallMethodOneArg(t->protocol, str_error_received, exc);
@@ -336,48 +299,20 @@ static int call_error_received(PyLoopUDPObject *t, int uverr)
 
 static void maybe_pause_protocol(PyLoopUDPObject *t)
 {
-    PyObject *res, *exc;
-
     if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
         return;
     t->protocol_paused = 1;
-    res = PyObject_CallMethodNoArgs(t->protocol, str_pause_writing);
-    if (res != NULL) {
-        Py_DECREF(res);
-        return;
-    }
-    exc = fetch_exception();
-    if (exc == NULL)
-        return;
-    if (is_base_exception(exc)) {
-        defer_base_exception(t, exc);
-        return;
-    }
-    report(t, "protocol.pause_writing() failed", exc);
-    Py_DECREF(exc);
+    loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_pause_writing,
+                             "protocol.pause_writing() failed");
 }
 
 static void maybe_resume_protocol(PyLoopUDPObject *t)
 {
-    PyObject *res, *exc;
-
     if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
         return;
     t->protocol_paused = 0;
-    res = PyObject_CallMethodNoArgs(t->protocol, str_resume_writing);
-    if (res != NULL) {
-        Py_DECREF(res);
-        return;
-    }
-    exc = fetch_exception();
-    if (exc == NULL)
-        return;
-    if (is_base_exception(exc)) {
-        defer_base_exception(t, exc);
-        return;
-    }
-    report(t, "protocol.resume_writing() failed", exc);
-    Py_DECREF(exc);
+    loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_resume_writing,
+                             "protocol.resume_writing() failed");
 }
 
 /* ---- receiving ---- */
@@ -558,7 +493,7 @@ static int sendto_impl(PyLoopUDPObject *t, const char *data, size_t len, PyObjec
          * and the transport closes); resolution failures go to error_received(). */
         if (addr_from_py(t, addr, &ss) < 0) {
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                PyObject *exc = fetch_exception(), *res;
+                PyObject *exc = loop_fetch_exception(), *res;
                 if (exc == NULL || t->protocol == NULL) {
                     Py_XDECREF(exc);
                     return exc == NULL ? -1 : 0;
@@ -767,40 +702,8 @@ static PyObject *udp_resume_reading(PyLoopUDPObject *t, PyObject *unused)
 
 static PyObject *udp_set_write_buffer_limits(PyLoopUDPObject *t, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high_o = Py_None, *low_o = Py_None;
-    Py_ssize_t high, low;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:set_write_buffer_limits", kwlist, &high_o,
-                                     &low_o))
+    if (loop_parse_write_limits(args, kwds, DEFAULT_HIGH_WATER, &t->high_water, &t->low_water) < 0)
         return NULL;
-    if (high_o == Py_None) {
-        if (low_o == Py_None) {
-            high = DEFAULT_HIGH_WATER;
-        } else {
-            low = PyLong_AsSsize_t(low_o);
-            if (low == -1 && PyErr_Occurred())
-                return NULL;
-            high = 4 * low;
-        }
-    } else {
-        high = PyLong_AsSsize_t(high_o);
-        if (high == -1 && PyErr_Occurred())
-            return NULL;
-    }
-    if (low_o == Py_None) {
-        low = high / 4;
-    } else {
-        low = PyLong_AsSsize_t(low_o);
-        if (low == -1 && PyErr_Occurred())
-            return NULL;
-    }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high, low);
-        return NULL;
-    }
-    t->high_water = (size_t)high;
-    t->low_water = (size_t)low;
     maybe_pause_protocol(t);
     maybe_resume_protocol(t);
     Py_RETURN_NONE;
@@ -843,7 +746,7 @@ static PyObject *udp_start(PyLoopUDPObject *t, PyObject *const *args, Py_ssize_t
     if (t->protocol != NULL) {
         res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
         if (res == NULL)
-            exc = fetch_exception();
+            exc = loop_fetch_exception();
         Py_XDECREF(res);
     }
     t->started = 1;

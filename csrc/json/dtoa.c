@@ -137,11 +137,25 @@ int json_write_u64(uint64_t v, char *out)
     }
     /* Blocks of 8 digits are built in registers and stored whole; the caller has 24 bytes
      * of room, so the stores may run past the last digit. */
-    int n = decimal_length(v);
     if (v < 100000000u) {
+        int n = decimal_length(v);
         store_tail(out, digits8((uint32_t)v), n);
         return n;
     }
+    /* Ids and Unix times (9 and 10 digits): the head from the pair table. */
+    if (v < 10000000000u) {
+        uint32_t head = (uint32_t)(v / 100000000u);
+        uint64_t tail = digits8((uint32_t)(v - (uint64_t)head * 100000000u));
+        if (head < 10) {
+            out[0] = (char)('0' + head);
+            memcpy(out + 1, &tail, 8);
+            return 9;
+        }
+        memcpy(out, json_digits2 + 2 * head, 2);
+        memcpy(out + 2, &tail, 8);
+        return 10;
+    }
+    int n = decimal_length(v);
     uint64_t lo = digits8((uint32_t)(v % 100000000u));
     if (v < 10000000000000000u) {
         store_tail(out, digits8((uint32_t)(v / 100000000u)), n - 8);

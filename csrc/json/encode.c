@@ -437,6 +437,31 @@ done:
     return rc;
 }
 
+/* An int of at most two 30-bit digits with the bytes around it (the ':' before a member's
+ * value if lead is nonzero, the ',' after) in one reservation and one length update: the
+ * commonest value in records (ids, counts) without the dispatch, and without a chain of
+ * stores and reloads of the buffer length. Returns 1 when written, 0 when obj is not such
+ * an int (nothing written), -1 on error. */
+static inline __attribute__((always_inline)) int write_small_int(json_encoder_t *e, PyObject *obj,
+                                                                 char lead)
+{
+    long long v;
+    if (!Py_IS_TYPE(obj, &PyLong_Type) || !small_int(obj, &v))
+        return 0;
+    /* Lead, sign, 24 bytes for json_write_u64, comma. */
+    if (JSON_UNLIKELY(reserve(e, 27) < 0))
+        return -1;
+    char *start = e->out->data + e->out->len, *d = start;
+    *d = lead;
+    d += lead != 0;
+    *d = '-';
+    d += v < 0;
+    d += json_write_u64(v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, d);
+    *d++ = ',';
+    e->out->len += (size_t)(d - start);
+    return 1;
+}
+
 static int write_float(json_encoder_t *e, double v)
 {
     if (JSON_UNLIKELY(!isfinite(v))) {
@@ -655,6 +680,9 @@ static inline __attribute__((always_inline)) int write_member(json_encoder_t *e,
     } else if (write_key(e, k) < 0) {
         return -1;
     }
+    int rc = write_small_int(e, v, ':');
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
     if (putc_(e, ':') < 0 || encode_value(e, v) < 0)
         return -1;
     return put_comma(e);
@@ -841,7 +869,10 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
                     continue;
                 }
             }
-            if (encode_value(e, item) < 0 || put_comma(e) < 0)
+            int ri = write_small_int(e, item, 0);
+            if (ri < 0)
+                goto pop;
+            if (ri == 0 && (encode_value(e, item) < 0 || put_comma(e) < 0))
                 goto pop;
             i++;
         }

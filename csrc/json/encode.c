@@ -462,6 +462,33 @@ static inline __attribute__((always_inline)) int write_small_int(json_encoder_t 
     return 1;
 }
 
+/* A member's value that is null, a bool or an empty list, with its ':' and ',' as one
+ * 8-byte store (flags, absent fields and empty collections are most of a record's
+ * members after strings and ints). An empty list is a nesting level too, so it is left to
+ * the general path at the limit. Returns 1 when written, 0 when v is none of these, -1 on
+ * error. */
+static inline __attribute__((always_inline)) int write_short_value(json_encoder_t *e, PyObject *v)
+{
+    static const char lits[4][8] = {":null,", ":true,", ":false,", ":[],"};
+    static const unsigned char lens[4] = {6, 6, 7, 4};
+    int which;
+    if (v == Py_None)
+        which = 0;
+    else if (v == Py_True)
+        which = 1;
+    else if (v == Py_False)
+        which = 2;
+    else if (Py_IS_TYPE(v, &PyList_Type) && PyList_GET_SIZE(v) == 0 && e->depth < JSON_MAX_DEPTH)
+        which = 3;
+    else
+        return 0;
+    if (JSON_UNLIKELY(reserve(e, 8) < 0))
+        return -1;
+    memcpy(e->out->data + e->out->len, lits[which], 8);
+    e->out->len += lens[which];
+    return 1;
+}
+
 static int write_float(json_encoder_t *e, double v)
 {
     if (JSON_UNLIKELY(!isfinite(v))) {
@@ -681,6 +708,9 @@ static inline __attribute__((always_inline)) int write_member(json_encoder_t *e,
         return -1;
     }
     int rc = write_small_int(e, v, ':');
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    rc = write_short_value(e, v);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     if (putc_(e, ':') < 0 || encode_value(e, v) < 0)

@@ -230,7 +230,7 @@ static int have_avx2(void)
  * stores and no loop; longer ones go 16 bytes at a time (SSE2, part of x86-64), jumping
  * straight to each byte that needs an escape, and finish with an overlapping last block.
  * Anything that needs escaping in a short string falls back to copy_escaping. A nonzero
- * trail byte (a member's ':' or ','), goes out with the string, in the same reservation. */
+ * trail byte (a member's ':' or ',') goes out with the string, in the same reservation. */
 static inline __attribute__((always_inline)) int
 write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n, char trail)
 {

@@ -229,9 +229,10 @@ static int have_avx2(void)
  * (keys, words), so up to 16 bytes are checked and copied with two overlapping loads and
  * stores and no loop; longer ones go 16 bytes at a time (SSE2, part of x86-64), jumping
  * straight to each byte that needs an escape, and finish with an overlapping last block.
- * Anything that needs escaping in a short string falls back to copy_escaping. */
-static inline __attribute__((always_inline)) int write_utf8(json_encoder_t *e,
-                                                            const unsigned char *s, Py_ssize_t n)
+ * Anything that needs escaping in a short string falls back to copy_escaping. A nonzero
+ * trail byte (a member's ':' or ',') goes out with the string, in the same reservation. */
+static inline __attribute__((always_inline)) int
+write_utf8(json_encoder_t *e, const unsigned char *s, Py_ssize_t n, char trail)
 {
     /* Worst case every byte becomes \u00XX; 32 spare bytes allow whole-block stores. */
     if (reserve(e, (size_t)n * 6 + 32) < 0)
@@ -322,6 +323,8 @@ static inline __attribute__((always_inline)) int write_utf8(json_encoder_t *e,
 #endif
 close:
     *d++ = '"';
+    *d = trail;
+    d += trail != 0;
     e->out->len += (size_t)(d - d0);
     return 0;
 }
@@ -342,19 +345,32 @@ static int lone_surrogate(PyObject *s)
     return -1;
 }
 
-static inline __attribute__((always_inline)) int encode_str(json_encoder_t *e, PyObject *s)
+static inline __attribute__((always_inline)) int encode_str_trail(json_encoder_t *e, PyObject *s,
+                                                                  char trail)
 {
     if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
         return -1;
     if (PyUnicode_IS_ASCII(s))
-        return write_utf8(e, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
+        return write_utf8(e, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s), trail);
     /* Non-ASCII: CPython's UTF-8 form, which the str caches, so a string encoded again
      * (the same response object, a repeated key) costs a copy. */
     Py_ssize_t n;
     const char *p = PyUnicode_AsUTF8AndSize(s, &n);
     if (JSON_UNLIKELY(p == NULL))
         return lone_surrogate(s);
-    return write_utf8(e, (const unsigned char *)p, n);
+    return write_utf8(e, (const unsigned char *)p, n, trail);
+}
+
+static inline __attribute__((always_inline)) int encode_str(json_encoder_t *e, PyObject *s)
+{
+    return encode_str_trail(e, s, 0);
+}
+
+/* A member's str value and the ',' after it (out of line: the member loops are inlined
+ * into several walks). */
+static int encode_str_comma(json_encoder_t *e, PyObject *s)
+{
+    return encode_str_trail(e, s, ',');
 }
 
 int json_encode_str(json_encoder_t *e, PyObject *s)
@@ -435,6 +451,54 @@ static int write_int(json_encoder_t *e, PyObject *obj)
 done:
     Py_XDECREF(text);
     return rc;
+}
+
+/* An int of at most two 30-bit digits with the ',' after it in one reservation and one
+ * length update: the commonest value in records (ids, counts) without the dispatch, and
+ * without a chain of stores and reloads of the buffer length. Returns 1 when written, 0
+ * when obj is not such an int (nothing written), -1 on error. */
+static inline __attribute__((always_inline)) int write_small_int(json_encoder_t *e, PyObject *obj)
+{
+    long long v;
+    if (!Py_IS_TYPE(obj, &PyLong_Type) || !small_int(obj, &v))
+        return 0;
+    /* Sign, 24 bytes for json_write_u64, comma. */
+    if (JSON_UNLIKELY(reserve(e, 26) < 0))
+        return -1;
+    char *start = e->out->data + e->out->len, *d = start;
+    *d = '-';
+    d += v < 0;
+    d += json_write_u64(v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, d);
+    *d++ = ',';
+    e->out->len += (size_t)(d - start);
+    return 1;
+}
+
+/* A member's value that is null, a bool or an empty list, with the ',' after it, as one
+ * 8-byte store (flags, absent fields and empty collections are most of a record's
+ * members after strings and ints). An empty list is a nesting level too, so it is left to
+ * the general path at the limit. Returns 1 when written, 0 when v is none of these, -1 on
+ * error. */
+static inline __attribute__((always_inline)) int write_short_value(json_encoder_t *e, PyObject *v)
+{
+    static const char lits[4][8] = {"null,", "true,", "false,", "[],"};
+    static const unsigned char lens[4] = {5, 5, 6, 3};
+    int which;
+    if (v == Py_None)
+        which = 0;
+    else if (v == Py_True)
+        which = 1;
+    else if (v == Py_False)
+        which = 2;
+    else if (Py_IS_TYPE(v, &PyList_Type) && PyList_GET_SIZE(v) == 0 && e->depth < JSON_MAX_DEPTH)
+        which = 3;
+    else
+        return 0;
+    if (JSON_UNLIKELY(reserve(e, 8) < 0))
+        return -1;
+    memcpy(e->out->data + e->out->len, lits[which], 8);
+    e->out->len += lens[which];
+    return 1;
 }
 
 static int write_float(json_encoder_t *e, double v)
@@ -650,12 +714,20 @@ static inline __attribute__((always_inline)) int write_member(json_encoder_t *e,
                                                               PyObject *v)
 {
     if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
-        if (encode_str(e, k) < 0)
+        if (encode_str_trail(e, k, ':') < 0)
             return -1;
-    } else if (write_key(e, k) < 0) {
+    } else if (write_key(e, k) < 0 || putc_(e, ':') < 0) {
         return -1;
     }
-    if (putc_(e, ':') < 0 || encode_value(e, v) < 0)
+    int rc = write_small_int(e, v);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    rc = write_short_value(e, v);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (Py_IS_TYPE(v, &PyUnicode_Type))
+        return encode_str_comma(e, v);
+    if (encode_value(e, v) < 0)
         return -1;
     return put_comma(e);
 }
@@ -841,7 +913,10 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
                     continue;
                 }
             }
-            if (encode_value(e, item) < 0 || put_comma(e) < 0)
+            int ri = write_small_int(e, item);
+            if (ri < 0)
+                goto pop;
+            if (ri == 0 && (encode_value(e, item) < 0 || put_comma(e) < 0))
                 goto pop;
             i++;
         }

@@ -4,9 +4,10 @@
  * strtod reads back, and its neighbours in the last digit, which matter at powers of two
  * where the rounding interval is lopsided), laid out as Python's repr(float) does. Inputs:
  * random bit patterns, random 15/16/17-digit decimals, powers of two and ten, subnormals,
- * every exponent's smallest and largest significand, and values around the switches
- * between fixed and exponent notation (1e16, 1e-4). dtoa.c is included whole, so that the
- * test needs no Python.
+ * every exponent's smallest and largest significand, exact decimals (integers times
+ * powers of two, dyadic fractions: the cases dtoa.c's fast path leaves to its exact one),
+ * and values around the switches between fixed and exponent notation (1e16, 1e-4).
+ * dtoa.c is included whole, so that the test needs no Python.
  */
 #include "json/dtoa.c"
 #include "tap.h"
@@ -230,6 +231,17 @@ int main(void)
         double x = (double)(rnd() >> (11 + rnd() % 53));
         check_both_signs(x);
         check(x + 0.5);
+    }
+    /* Exact decimals: where the fast path's fixed-point distances hit its margin (an
+     * interval end exactly on a shorter decimal, an exact tie between two candidates)
+     * and schubfach() decides. Integers times powers of two up to 2^80 (10^-k exact, so
+     * the half-spacing is an exact integer), and dyadic fractions m / 2^j. */
+    for (int i = 0; i < 20000; i++) {
+        uint64_t m = rnd() >> (11 + rnd() % 50);
+        int e = (int)(rnd() % 81);
+        check_both_signs((double)m * (double)(UINT64_C(1) << (e % 64)) *
+                         (double)(UINT64_C(1) << (e / 64 * 16)));
+        check((double)m / (double)(UINT64_C(1) << (rnd() % 12)));
     }
     /* Subnormals. */
     for (int i = 0; i < 10000; i++)

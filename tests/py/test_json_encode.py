@@ -338,6 +338,27 @@ def test_circular_and_depth() -> None:
     assert json.loads(dumps(ok)) == ok
 
 
+def test_short_member_values() -> None:
+    # null, bools, ints and empty lists as member values take a fused path in the encoder
+    doc = {"a": None, "b": True, "c": False, "d": [], "e": -(2**59), "f": 2**60, "g": [1, -2]}
+    assert dumps(doc) == json.dumps(doc, separators=(",", ":")).encode()
+    # an empty list as a member value is a nesting level, as anywhere else
+    for levels in (dbjson.JSON_MAX_DEPTH - 2, dbjson.JSON_MAX_DEPTH - 1):
+        member: Any = {"x": []}
+        item: Any = [[]]
+        for _ in range(levels):
+            member, item = [member], [item]
+        outcomes = []
+        for value in (member, item):
+            try:
+                dumps(value)
+                outcomes.append("ok")
+            except JSONEncodeError:
+                outcomes.append("depth")
+        assert outcomes[0] == outcomes[1]
+    assert "depth" in outcomes and dumps([{"x": []}]) == b'[{"x":[]}]'
+
+
 def test_keys() -> None:
     with pytest.raises(JSONEncodeError, match="dict key must be str"):
         dumps({1: 2})

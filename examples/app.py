@@ -1,10 +1,22 @@
 """The example app served by `make run` (the API tour from the README)."""
 
 import asyncio
+from typing import Annotated
 
-from data_bridge.api import App, HTTPException, JSONResponse, Request
+from pydantic import BaseModel
 
-app = App(title="Example")
+from data_bridge.api import (
+    APIRouter,
+    App,
+    Depends,
+    Header,
+    HTTPException,
+    JSONResponse,
+    Query,
+    Request,
+)
+
+app = App(title="Example")  # the OpenAPI document is at /openapi.json, Swagger UI at /docs
 
 
 @app.get("/plaintext")
@@ -55,6 +67,33 @@ async def raw(request: Request):
         "q": request.query_params.get("q"),
         "ua": request.headers.get("user-agent"),
     }
+
+
+# Markers, dependencies and a response model, grouped in a router.
+class Book(BaseModel):
+    title: str
+    year: int
+
+
+BOOKS = [Book(title="Dune", year=1965), Book(title="Solaris", year=1961)]
+
+
+def reader(x_reader: Annotated[str, Header(min_length=1)] = "guest"):
+    return x_reader
+
+
+books = APIRouter(prefix="/books", tags=["books"])
+
+
+@books.get("", response_model=list[Book])
+async def list_books(
+    since: Annotated[int, Query(ge=0, description="first year")] = 0,
+    who: str = Depends(reader),
+):
+    return [b for b in BOOKS if b.year >= since]
+
+
+app.include_router(books)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ def test_example_app_serves_the_readme_routes():
             assert c.put("/items/2", json={"a": 1}).json() == {"id": 2, "a": 1}
             raw = c.get("/raw?q=z", headers={"user-agent": "t"}).json()
             assert raw == {"path": "/raw", "q": "z", "ua": "t"}
+            assert c.get("/books?since=1962").json() == [{"title": "Dune", "year": 1965}]
+            assert c.get("/books?since=-1").status_code == 422
+            assert "/books" in c.get("/openapi.json").json()["paths"]
+            assert c.get("/docs").status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)

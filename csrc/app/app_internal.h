@@ -105,6 +105,11 @@ typedef struct {
     /* callable(exc, request_or_None) -> a handler result, or NotImplemented when no
      * exception handler of the app takes exc; NULL when the app registered none. */
     PyObject *exception_hook;
+    /* callable(origin, preflight_method_or_None, request_headers_or_None, has_cookie) for
+     * requests with an Origin header (CORS): None, bytes of header lines for the response, or
+     * (status, content_type, body, header_lines) to answer at once (a preflight); NULL
+     * when the app has no CORS policy. */
+    PyObject *cors_hook;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

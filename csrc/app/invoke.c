@@ -444,9 +444,77 @@ static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t
     respond_exception(conn, plan, srv->exception_hook, *request);
 }
 
+static PyObject *header_str(const http_request_t *head, const char *name, size_t len)
+{
+    const http_header_t *h = http_find_header(head, name, len);
+    if (h == NULL)
+        return Py_NewRef(Py_None);
+    return PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
+}
+
+/* CORS (the Fetch standard's protocol, Starlette's CORSMiddleware rules, decided by the
+ * Python hook): only requests with an Origin header pay for it. Returns 1 when the hook
+ * answered (a preflight), 0 to go on with dispatch; failures are logged and answered 500. */
+static int apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
+{
+    const http_request_t *head = req->head;
+    if (http_find_header(head, "origin", 6) == NULL)
+        return 0;
+    PyObject *origin = header_str(head, "origin", 6), *acrm = NULL, *acrh = NULL, *res = NULL;
+    int rc = 0;
+    if (origin == NULL)
+        goto error;
+    if (head->method == HTTP_OPTIONS) {
+        acrm = header_str(head, "access-control-request-method", 29);
+        acrh = acrm ? header_str(head, "access-control-request-headers", 30) : NULL;
+    } else {
+        acrm = Py_NewRef(Py_None);
+        acrh = Py_NewRef(Py_None);
+    }
+    if (acrh == NULL)
+        goto error;
+    res = PyObject_CallFunctionObjArgs(srv->cors_hook, origin, acrm, acrh,
+                                       http_find_header(head, "cookie", 6) ? Py_True : Py_False,
+                                       NULL);
+    if (res == NULL)
+        goto error;
+    if (PyBytes_Check(res)) {
+        if (server_conn_add_headers(conn, PyBytes_AS_STRING(res), (size_t)PyBytes_GET_SIZE(res)) <
+            0) {
+            PyErr_NoMemory();
+            goto error;
+        }
+    } else if (PyTuple_Check(res)) {
+        int status;
+        const char *ctype, *body, *lines;
+        Py_ssize_t ctype_len, body_len, lines_len;
+        if (!PyArg_ParseTuple(res, "is#y#y#;CORS answer", &status, &ctype, &ctype_len, &body,
+                              &body_len, &lines, &lines_len))
+            goto error;
+        server_conn_respond(conn, status, ctype, (size_t)ctype_len, lines, (size_t)lines_len, body,
+                            (size_t)body_len);
+        rc = 1;
+    } else if (res != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "the CORS hook must return None, bytes or a tuple");
+        goto error;
+    }
+    goto done;
+error:
+    respond_exception(conn, NULL, NULL, NULL);
+    rc = 1;
+done:
+    Py_XDECREF(origin);
+    Py_XDECREF(acrm);
+    Py_XDECREF(acrh);
+    Py_XDECREF(res);
+    return rc;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
+    if (srv->cors_hook != NULL && apply_cors(srv, conn, req))
+        return SERVER_DISPATCH_DONE;
     router_match_t m;
     int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);
     if (r != ROUTER_FOUND)

@@ -292,6 +292,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->on_closed);
     Py_VISIT(self->signal_cb);
     Py_VISIT(self->exception_hook);
+    Py_VISIT(self->cors_hook);
     for (size_t i = 0; i < self->nplans; i++)
         Py_VISIT(self->plans[i]->handler);
     return 0;
@@ -312,6 +313,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->signal_cb);
     Py_CLEAR(self->exception_hook);
+    Py_CLEAR(self->cors_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -321,6 +323,7 @@ static int server_clear(ServerObject *self)
 {
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
+    Py_CLEAR(self->cors_hook);
     return 0;
 }
 
@@ -335,7 +338,20 @@ static PyObject *server_set_exception_hook(ServerObject *self, PyObject *hook)
     Py_RETURN_NONE;
 }
 
+/* set_cors_hook(callable or None): see ServerObject.cors_hook. */
+static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
+{
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the CORS hook must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->cors_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef server_methods[] = {
+    {"set_cors_hook", (PyCFunction)server_set_cors_hook, METH_O,
+     "set_cors_hook(hook): CORS headers and preflight answers for requests with an Origin"},
     {"set_exception_hook", (PyCFunction)server_set_exception_hook, METH_O,
      "set_exception_hook(hook): hook(exc, request) -> result, or NotImplemented"},
     {"add_route", (PyCFunction)(void (*)(void))server_add_route, METH_VARARGS | METH_KEYWORDS,

@@ -29,6 +29,7 @@ static void conn_release(server_conn_t *c)
     db_buf_free(&c->wbuf);
     db_buf_free(&c->inflight);
     db_buf_free(&c->scratch);
+    db_buf_free(&c->resp_headers);
     free(c->head);
     free(c);
     server_maybe_finish_close(s);
@@ -208,6 +209,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->http10 = c->head->version_minor == 0;
     c->keep_alive = c->head->keep_alive && !c->server->closing;
     c->deadline = 0;
+    c->resp_headers.len = 0;
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
     if (r == SERVER_DISPATCH_PENDING) {
         c->state = CONN_PENDING;

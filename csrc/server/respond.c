@@ -38,7 +38,7 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
     int no_content = status < 200 || status == 204 || status == 304;
     int send_body = !no_content && !c->is_head;
     size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + 16 + 20 + 2 + 24 +
-                  extra_len + 2 + (send_body ? body_len : 0);
+                  extra_len + c->resp_headers.len + 2 + (send_body ? body_len : 0);
     if (db_buf_reserve(&c->wbuf, need) < 0) {
         conn_close(c);
         return -1;
@@ -71,6 +71,10 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
         p = put(p, "connection: keep-alive\r\n", 24);
     if (extra_len)
         p = put(p, extra_headers, extra_len);
+    if (c->resp_headers.len) {
+        p = put(p, c->resp_headers.data, c->resp_headers.len);
+        c->resp_headers.len = 0;
+    }
     p = put(p, "\r\n", 2);
     if (send_body && body_len)
         p = put(p, body, body_len);
@@ -106,4 +110,9 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
     body[n++] = '}';
     return server_conn_respond(c, status, "application/json", 16, extra_headers, extra_len, body,
                                n);
+}
+
+int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len)
+{
+    return db_buf_append(&c->resp_headers, lines, len);
 }

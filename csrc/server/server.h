@@ -71,6 +71,9 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
 /* Convenience for errors: {"detail": message} as JSON. */
 int server_conn_respond_detail(server_conn_t *c, int status, const char *message,
                                const char *extra_headers, size_t extra_len);
+/* Adds complete "name: value\r\n" lines to the response of the current request, whichever
+ * it is (the handler's, an error, a 422); copied. Returns 0 or -1 when out of memory. */
+int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);

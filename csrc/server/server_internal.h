@@ -35,6 +35,9 @@ struct server_conn {
     db_buf_t wbuf;
     db_buf_t inflight;
     db_buf_t scratch;
+    /* Header lines the app adds to whatever response the current request gets (CORS);
+     * appended by server_conn_respond, emptied when each request is dispatched. */
+    db_buf_t resp_headers;
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 

@@ -1,6 +1,7 @@
 """FastAPI-style application API served by the native HTTP server."""
 
 from data_bridge.api.app import App, Limits
+from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.depends import BackgroundTasks, Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.params import Body, Cookie, Form, Header, Path, Query
@@ -18,6 +19,7 @@ __all__ = [
     "APIRouter",
     "App",
     "BackgroundTasks",
+    "CORSMiddleware",
     "Body",
     "Cookie",
     "Depends",

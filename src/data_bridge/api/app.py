@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
+from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.openapi import openapi_document, swagger_ui_html
@@ -108,11 +109,25 @@ class App(APIRouter):
         self._openapi: dict[str, Any] | None = None
         self._openapi_routes = 0
         self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        self._cors: CORSMiddleware | None = None
         super().__init__(dependencies=dependencies)
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
 
     # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
+
+    def add_middleware(self, middleware_class: type[Any], **options: Any) -> None:
+        """FastAPI's ``app.add_middleware``. The request path is native, so there is no
+        generic middleware stack: CORSMiddleware (a policy the server applies) is the
+        middleware supported; anything else is refused rather than silently ignored."""
+        if not (
+            isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware)
+        ):
+            raise TypeError(
+                f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware "
+                "natively and has no generic middleware stack"
+            )
+        self._cors = middleware_class(**options)
 
     def add_exception_handler(
         self, exc_class: type[BaseException], handler: Callable[..., Any]
@@ -187,6 +202,8 @@ class App(APIRouter):
             )
         if self._exception_handlers:
             server.set_exception_hook(self._exception_hook)
+        if self._cors is not None:
+            server.set_cors_hook(self._cors)
         for path, endpoint in self._doc_routes():
             server.add_route([METHOD_CODES["GET"]], path, endpoint, [], 200)
         return server

@@ -20,6 +20,7 @@ from data_bridge.api import (
     BackgroundTasks,
     Body,
     Cookie,
+    CORSMiddleware,
     Depends,
     Form,
     Header,
@@ -34,6 +35,15 @@ from data_bridge.api import (
 )
 
 app = App()
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=["https://app.example"],
+    allow_methods=["GET", "POST"],
+    allow_headers=["X-Token"],
+    allow_credentials=True,
+    expose_headers=["X-Request-Id"],
+    max_age=300,
+)
 request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 LOOP_THREAD = [0]  # the loop thread's ident, recorded by a def handler running inline
 

@@ -114,15 +114,7 @@ class SendfileMixin:
             raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
         if "b" not in getattr(file, "mode", "b"):
             raise ValueError("file should be opened in binary mode")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
-        if not isinstance(offset, int):
-            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-        if offset < 0:
-            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+        _check_range(offset, count)
         if native:
             try:
                 return await self._sendfile_native(transport, file, offset, count)
@@ -198,6 +190,11 @@ def _check_sendfile_params(sock: socket.socket, file: Any, offset: int, count: i
         raise ValueError("file should be opened in binary mode")
     if sock.type != socket.SOCK_STREAM:
         raise ValueError("only SOCK_STREAM type sockets are supported")
+    _check_range(offset, count)
+
+
+def _check_range(offset: int, count: int | None) -> None:
+    """asyncio's checks of sendfile's offset and count (both sendfile flavours)."""
     if count is not None:
         if not isinstance(count, int):
             raise TypeError(f"count must be a positive integer (got {count!r})")

@@ -186,6 +186,27 @@ PyObject *loop_call_later(PyLoopObject *self, PyObject *const *args, Py_ssize_t 
 PyObject *loop_call_at(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                        PyObject *kwnames);
 
+/* Schedules cb(arg) in context ctx (NULL: a copy of the current one) like call_soon, for
+ * native callers that do not need the Handle. Returns 0 or -1 with an exception. */
+int loop_schedule_callback(PyLoopObject *loop, PyObject *cb, PyObject *arg, PyObject *ctx);
+
+/* task.c, task_api.c (declarations shared with the task files live in task.h) */
+extern PyTypeObject *loop_task_type;
+/* Returns 1 when obj is a native Task (or subclass) instance. */
+static inline int loop_task_check(PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+
+    /* Subclasses are rare: the exact type first, and a cheap miss for plain objects. */
+    return tp == loop_task_type || (loop_task_type != NULL && tp->tp_base != &PyBaseObject_Type &&
+                                    PyType_IsSubtype(tp, loop_task_type));
+}
+/* Runs the step a task queued on the ready queue (run_once): enters the task's context.
+ * Returns 0, or -1 with an exception set (run_once reports it unless it is a
+ * KeyboardInterrupt/SystemExit, which propagate). */
+int loop_task_run_queued(PyObject *task);
+int loop_task_init(PyObject *module);
+
 /* poll.c */
 PyObject *loop_add_reader(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames);

@@ -255,13 +255,25 @@ static int run_once(PyLoopObject *loop)
         h = loop_ready_pop(loop);
         if (h == NULL)
             break; /* close() from a callback cleared the queue */
-        /* call_soon untracks queued handles (sched.c); one that is still referenced from
-         * elsewhere may end up in a cycle once its callback runs, so the GC sees it again. */
-        if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h))
-            PyObject_GC_Track(h);
         if (loop->debug)
             t0 = loop_now();
-        rc = loop_handle_run(h);
+        if (Py_TYPE(h) == loop_task_type ||
+            (Py_TYPE(h) != &PyLoopHandle_Type && !PyObject_TypeCheck(h, &PyLoopHandle_Type))) {
+            /* A native Task's step (task.c queues the task itself). Errors other than
+             * KeyboardInterrupt/SystemExit are reported, as for a callback. */
+            rc = loop_task_run_queued((PyObject *)h);
+            if (rc < 0 && !PyErr_ExceptionMatches(PyExc_SystemExit) &&
+                !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+                pyloop_report_exception(loop, "Exception in callback Task.task_step()");
+                rc = 0;
+            }
+        } else {
+            /* call_soon untracks queued handles (sched.c); one still referenced from
+             * elsewhere may end up in a cycle once its callback runs: the GC must see it. */
+            if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h))
+                PyObject_GC_Track(h);
+            rc = loop_handle_run(h);
+        }
         if (rc == 0 && loop->debug) {
             double dt = loop_now() - t0;
             if (dt >= loop->slow_callback_duration) {

@@ -252,6 +252,22 @@ static PyObject *schedule_soon(PyLoopObject *self, PyObject *const *args, Py_ssi
     return (PyObject *)h;
 }
 
+int loop_schedule_callback(PyLoopObject *loop, PyObject *cb, PyObject *arg, PyObject *ctx)
+{
+    PyLoopHandleObject *h;
+
+    if (loop_check_open(loop) < 0)
+        return -1;
+    h = loop_handle_new_queued(loop, cb, &arg, 1, ctx);
+    if (h == NULL)
+        return -1;
+    if (loop_ready_push(loop, h) < 0) { /* the queue takes our reference */
+        Py_DECREF(h);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *loop_call_soon(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {

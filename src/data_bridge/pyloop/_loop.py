@@ -225,10 +225,10 @@ class Loop(  # type: ignore[misc]
     ) -> asyncio.Task[_T]:
         self._check_closed()
         if self._task_factory is None:
-            if context is None:
-                task = tasks.Task(coro, loop=self, name=name)
-            else:
-                task = tasks.Task(coro, loop=self, name=name, context=context)
+            # The native Task (an asyncio.Task subclass stepped by the loop in C).
+            task = _core.Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:  # debug mode: drop this frame, as asyncio does
+                del task._source_traceback[-1]
         else:
             if context is None:
                 task = self._task_factory(self, coro)

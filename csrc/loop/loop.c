@@ -252,31 +252,11 @@ static PyObject *loop_close_native(PyLoopObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* create_future(): asyncio.Future(loop=self), the C-accelerated future, without a Python
- * frame in between. */
-static PyObject *future_type;  /* asyncio.Future */
-static PyObject *kwnames_loop; /* ("loop",) */
-
+/* create_future(): the native Future (task_api.c), allocated without argument parsing. */
 static PyObject *loop_create_future(PyLoopObject *self, PyObject *unused)
 {
-    PyObject *args[1] = {(PyObject *)self};
-
     (void)unused;
-    if (future_type == NULL) {
-        PyObject *mod = PyImport_ImportModule("asyncio");
-        if (mod == NULL)
-            return NULL;
-        future_type = PyObject_GetAttrString(mod, "Future");
-        Py_DECREF(mod);
-        if (future_type == NULL)
-            return NULL;
-    }
-    if (kwnames_loop == NULL) {
-        kwnames_loop = Py_BuildValue("(s)", "loop");
-        if (kwnames_loop == NULL)
-            return NULL;
-    }
-    return PyObject_Vectorcall(future_type, args, 0, kwnames_loop);
+    return loop_future_new(self);
 }
 
 /* _after_fork(): in a forked child, libuv must re-create its epoll set and signal pipe

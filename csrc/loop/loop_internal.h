@@ -201,6 +201,19 @@ static inline int loop_task_check(PyObject *obj)
     return tp == loop_task_type || (loop_task_type != NULL && tp->tp_base != &PyBaseObject_Type &&
                                     PyType_IsSubtype(tp, loop_task_type));
 }
+/* The native Future (task_api.c): loop.create_future() returns one. It shares the Task's
+ * future half (same fields at the same offset). */
+extern PyTypeObject *loop_future_type;
+/* Returns 1 for a native Future or Task (or subclass): their state is read directly. */
+static inline int loop_future_check(PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+
+    return tp == loop_future_type || tp == loop_task_type ||
+           (loop_future_type != NULL && tp->tp_base != &PyBaseObject_Type &&
+            (PyType_IsSubtype(tp, loop_future_type) || PyType_IsSubtype(tp, loop_task_type)));
+}
+PyObject *loop_future_new(PyLoopObject *loop);
 /* Runs the step a task queued on the ready queue (run_once): enters the task's context.
  * Returns 0, or -1 with an exception set (run_once reports it unless it is a
  * KeyboardInterrupt/SystemExit, which propagate). */

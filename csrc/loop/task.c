@@ -177,7 +177,7 @@ PyObject *task_get_result(PyObject *task)
         return NULL;
     }
     if (t->state != TASK_FINISHED) {
-        PyErr_SetString(task_invalid_state, "Result is not ready.");
+        PyErr_SetString(task_invalid_state, "Result is not set."); /* _asyncio's wording */
         return NULL;
     }
     t->log_tb = 0;
@@ -199,7 +199,9 @@ int task_add_done_callback(PyObject *task, PyObject *fn, PyObject *ctx)
 
     if (t->state != TASK_PENDING)
         return loop_schedule_callback(t->loop, fn, task, ctx);
-    if (ctx == NULL || ctx == Py_None) {
+    /* NULL: a copy of the current context now. An explicit None is kept, as _asyncio does:
+     * the callback then runs in a copy of the context current when it is scheduled. */
+    if (ctx == NULL) {
         ctx = PyContext_CopyCurrent();
         if (ctx == NULL)
             return -1;
@@ -235,11 +237,24 @@ static PyObject *cancel_future(PyObject *fut, PyObject *msg)
 
     if (loop_task_check(fut))
         return task_cancel(fut, msg);
+    if (loop_future_check(fut))
+        return future_cancel(fut, msg);
     if (msg == NULL || msg == Py_None)
         return PyObject_VectorcallMethod(task_str_cancel, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                          NULL);
     return PyObject_VectorcallMethod(task_str_cancel, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                      task_kwnames_msg);
+}
+
+PyObject *future_cancel(PyObject *fut, PyObject *msg)
+{
+    if (TASK(fut)->state != TASK_PENDING) {
+        TASK(fut)->log_tb = 0;
+        Py_RETURN_FALSE;
+    }
+    if (task_finish_cancel(fut, msg) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
 }
 
 /* Task.cancel(msg=None): returns a new reference to True or False. */
@@ -321,10 +336,10 @@ static PyObject *task_wakeup(PyObject *task, PyObject *fut)
     PyObject *res, *exc = NULL;
     int rc;
 
-    if (task_is_exact_future(fut))
-        res = PyObject_Vectorcall(task_fut_result, &fut, 1, NULL);
-    else if (loop_task_check(fut))
+    if (loop_future_check(fut))
         res = task_get_result(fut);
+    else if (task_is_exact_future(fut))
+        res = PyObject_Vectorcall(task_fut_result, &fut, 1, NULL);
     else
         res = PyObject_CallMethodNoArgs(fut, task_str_result);
     if (res == NULL) {
@@ -352,12 +367,12 @@ static int await_future(PyObject *task, PyObject *fut)
     PyObject *fut_loop;
     int rc;
 
-    if (task_is_exact_future(fut)) {
+    if (loop_future_check(fut)) {
+        fut_loop = Py_NewRef((PyObject *)TASK(fut)->loop);
+    } else if (task_is_exact_future(fut)) {
         fut_loop = task_fut_loop->get(fut, task_fut_loop->closure);
         if (fut_loop == NULL)
             return -1;
-    } else if (loop_task_check(fut)) {
-        fut_loop = Py_NewRef((PyObject *)TASK(fut)->loop);
     } else {
         /* asyncio's futures._get_loop: get_loop(), else the _loop attribute. */
         fut_loop = PyObject_CallMethodNoArgs(fut, task_str_get_loop);
@@ -380,7 +395,10 @@ static int await_future(PyObject *task, PyObject *fut)
     wakeup = PyCFunction_New(&wakeup_def, task);
     if (wakeup == NULL)
         return -1;
-    if (task_is_exact_future(fut)) {
+    if (loop_future_check(fut)) {
+        TASK(fut)->blocking = 0;
+        rc = task_add_done_callback(fut, wakeup, t->context);
+    } else if (task_is_exact_future(fut)) {
         PyObject *args[3] = {fut, wakeup, t->context};
         rc = task_fut_blocking->set(fut, Py_False, task_fut_blocking->closure);
         if (rc == 0) {
@@ -388,9 +406,6 @@ static int await_future(PyObject *task, PyObject *fut)
             rc = res == NULL ? -1 : 0;
             Py_XDECREF(res);
         }
-    } else if (loop_task_check(fut)) {
-        TASK(fut)->blocking = 0;
-        rc = task_add_done_callback(fut, wakeup, t->context);
     } else {
         PyObject *args[3] = {fut, wakeup, t->context};
         rc = PyObject_SetAttr(fut, task_str_blocking, Py_False);
@@ -425,12 +440,12 @@ static int handle_yield(PyObject *task, PyObject *result)
 
     if (result == Py_None) /* bare yield: run again in the next iteration */
         return task_schedule_step(task, NULL);
-    if (task_is_exact_future(result)) {
+    if (loop_future_check(result)) {
+        blocking = Py_NewRef(TASK(result)->blocking ? Py_True : Py_False);
+    } else if (task_is_exact_future(result)) {
         blocking = task_fut_blocking->get(result, task_fut_blocking->closure);
         if (blocking == NULL)
             return -1;
-    } else if (loop_task_check(result)) {
-        blocking = Py_NewRef(TASK(result)->blocking ? Py_True : Py_False);
     } else if (task_lookup_attr(result, task_str_blocking, &blocking) < 0) {
         return -1;
     }

@@ -1,6 +1,10 @@
 /*
- * The native Task (task.c: stepping and completion; task_api.c: the Python-visible
- * methods, attributes and the type). Private to the loop's C files.
+ * The native Task and Future (task.c: stepping and completion; task_api.c: the
+ * Python-visible methods, attributes and the types). Private to the loop's C files.
+ *
+ * The Future type derives from asyncio.Future the same way and uses the same fields at the
+ * same offset (its instances are padded to the Task base's size), so the future half of
+ * the code serves both; the task-only fields stay unused in a Future.
  *
  * The type derives from asyncio.Task (the C-accelerated _asyncio.Task) so that
  * isinstance(task, asyncio.Task) holds, but it keeps all of its state in its own fields,
@@ -101,6 +105,8 @@ PyObject *task_make_cancelled_error(PyObject *task);
  * exception it would raise. */
 PyObject *task_get_result(PyObject *task);
 PyObject *task_cancel(PyObject *task, PyObject *msg);
+/* Future.cancel(msg=None) (not Task's): a new reference to True or False. */
+PyObject *future_cancel(PyObject *fut, PyObject *msg);
 int task_add_done_callback(PyObject *task, PyObject *fn, PyObject *ctx);
 
 #endif

@@ -12,6 +12,7 @@
 
 Py_ssize_t task_fields_offset;
 PyTypeObject *loop_task_type;
+PyTypeObject *loop_future_type;
 PyObject *task_current_tasks, *task_enter_fn, *task_leave_fn, *task_register_fn;
 PyObject *task_cancelled_error, *task_invalid_state, *task_future_type;
 PyObject *task_str_add_done_callback, *task_str_result, *task_str_cancel;
@@ -21,9 +22,11 @@ PyGetSetDef *task_fut_blocking, *task_fut_loop;
 PyObject *task_fut_add_done_callback, *task_fut_result;
 
 PyObject *task_swap_fn, *task_register_eager_fn, *task_unregister_eager_fn;
-static PyObject *iscoroutine_fn;    /* asyncio.coroutines.iscoroutine */
-static PyObject *task_repr_fn;      /* asyncio.base_tasks._task_repr (3.11+) */
-static PyObject *task_repr_info_fn; /* asyncio.base_tasks._task_repr_info */
+static PyObject *iscoroutine_fn;      /* asyncio.coroutines.iscoroutine */
+static PyObject *task_repr_fn;        /* asyncio.base_tasks._task_repr (3.11+) */
+static PyObject *task_repr_info_fn;   /* asyncio.base_tasks._task_repr_info */
+static PyObject *future_repr_fn;      /* asyncio.base_futures._future_repr (3.11+) */
+static PyObject *future_repr_info_fn; /* asyncio.base_futures._future_repr_info */
 static PyObject *get_stack_fn, *print_stack_fn, *extract_stack_fn;
 static PyObject *get_running_loop_fn, *get_event_loop_fn;
 static unsigned long long name_counter;
@@ -152,6 +155,48 @@ static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* Future(*, loop=None) */
+static int future_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", NULL};
+    task_fields_t *f = TASK(self);
+    PyObject *loop = Py_None;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:Future", kwlist, &loop))
+        return -1;
+    if (loop == Py_None) {
+        loop = default_loop();
+        if (loop == NULL)
+            return -1;
+    } else {
+        Py_INCREF(loop);
+    }
+    if (!pyloop_check(loop)) {
+        PyErr_Format(PyExc_TypeError, "the native Future belongs to a PyLoop event loop, got %R",
+                     loop);
+        Py_DECREF(loop);
+        return -1;
+    }
+    Py_XSETREF(f->loop, (PyLoopObject *)loop);
+    if (f->loop->debug)
+        Py_XSETREF(f->source_tb, capture_source_tb());
+    return 0;
+}
+
+/* loop.create_future() without argument parsing. */
+PyObject *loop_future_new(PyLoopObject *loop)
+{
+    PyObject *fut = loop_future_type->tp_alloc(loop_future_type, 0);
+
+    if (fut == NULL)
+        return NULL;
+    Py_INCREF(loop);
+    TASK(fut)->loop = loop;
+    if (loop->debug)
+        TASK(fut)->source_tb = capture_source_tb();
+    return fut;
+}
+
 /* ---- asyncio.Future methods ---- */
 
 static PyObject *task_result_m(PyObject *self, PyObject *unused)
@@ -219,7 +264,7 @@ static PyObject *task_add_done_callback_m(PyObject *self, PyObject *const *args,
                                           PyObject *kwnames)
 {
     static const char *const names[] = {"fn", "context"};
-    PyObject *fn = NULL, *ctx = Py_None;
+    PyObject *fn = NULL, *ctx = NULL;
 
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError,
@@ -419,21 +464,132 @@ static PyObject *task_del_m(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* ---- asyncio.Future's own setters and cancel (the Future type) ---- */
+
+static PyObject *future_set_result_m(PyObject *self, PyObject *result)
+{
+    task_fields_t *f = TASK(self);
+
+    if (f->state != TASK_PENDING) {
+        PyErr_SetString(task_invalid_state, "invalid state"); /* _asyncio's wording */
+        return NULL;
+    }
+    if (task_finish_result(self, result) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *future_set_exception_m(PyObject *self, PyObject *exc)
+{
+    task_fields_t *f = TASK(self);
+    PyObject *val;
+    int rc;
+
+    if (f->state != TASK_PENDING) {
+        PyErr_SetString(task_invalid_state, "invalid state"); /* _asyncio's wording */
+        return NULL;
+    }
+    if (PyType_Check(exc)) {
+        val = PyObject_CallNoArgs(exc);
+        if (val == NULL)
+            return NULL;
+    } else {
+        val = Py_NewRef(exc);
+    }
+    if (!PyExceptionInstance_Check(val)) {
+        Py_DECREF(val);
+        PyErr_SetString(PyExc_TypeError, "invalid exception object");
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13: a StopIteration is wrapped in a RuntimeError (it would end the awaiter). */
+    if (PyErr_GivenExceptionMatches(val, PyExc_StopIteration)) {
+        PyObject *wrapped = PyObject_CallFunction(
+            PyExc_RuntimeError, "s",
+            "StopIteration interacts badly with generators and cannot be raised into a Future");
+        if (wrapped == NULL) {
+            Py_DECREF(val);
+            return NULL;
+        }
+        PyException_SetCause(wrapped, Py_NewRef(val));
+        PyException_SetContext(wrapped, val);
+        val = wrapped;
+    }
+#else
+    if (Py_IS_TYPE(val, (PyTypeObject *)PyExc_StopIteration)) {
+        Py_DECREF(val);
+        PyErr_SetString(PyExc_TypeError, "StopIteration interacts badly with generators and "
+                                         "cannot be raised into a Future");
+        return NULL;
+    }
+#endif
+    rc = task_finish_exception(self, val);
+    Py_DECREF(val);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *future_cancel_m(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:cancel", kwlist, &msg))
+        return NULL;
+    return future_cancel(self, msg);
+}
+
+static PyObject *future_repr(PyObject *self)
+{
+    PyObject *info, *sep, *joined, *res;
+
+    if (future_repr_fn != NULL)
+        return PyObject_CallOneArg(future_repr_fn, self);
+    /* 3.10: "<Future " + " ".join(_future_repr_info(fut)) + ">" */
+    info = PyObject_CallOneArg(future_repr_info_fn, self);
+    if (info == NULL)
+        return NULL;
+    sep = PyUnicode_FromString(" ");
+    joined = sep != NULL ? PyUnicode_Join(sep, info) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(info);
+    if (joined == NULL)
+        return NULL;
+    res = PyUnicode_FromFormat("<%s %U>", _PyType_Name(Py_TYPE(self)), joined);
+    Py_DECREF(joined);
+    return res;
+}
+
+static PyObject *future_repr_info_m(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyObject_CallOneArg(future_repr_info_fn, self);
+}
+
+/* What the Future and the Task share (the future half). */
+#define FUTURE_METHODS                                                                             \
+    {"result", task_result_m, METH_NOARGS, "Return the result this future ended with."},           \
+        {"exception", task_exception_m, METH_NOARGS,                                               \
+         "Return the exception this future ended with."},                                          \
+        {"done", task_done_m, METH_NOARGS, "Return True if the future is done."},                  \
+        {"cancelled", task_cancelled_m, METH_NOARGS, "Return True if it was cancelled."},          \
+        {"get_loop", task_get_loop_m, METH_NOARGS, "Return the event loop it is bound to."},       \
+        {"add_done_callback", (PyCFunction)(void (*)(void))task_add_done_callback_m,               \
+         METH_FASTCALL | METH_KEYWORDS, "Add a callback to run when it is done."},                 \
+        {"remove_done_callback", task_remove_done_callback_m, METH_O,                              \
+         "Remove all instances of a callback; return how many were removed."},                     \
+        {"_make_cancelled_error", task_make_cancelled_error_m, METH_NOARGS, NULL},                 \
+    {                                                                                              \
+        "__del__", task_del_m, METH_NOARGS, NULL                                                   \
+    }
+
 static PyMethodDef task_methods[] = {
-    {"result", task_result_m, METH_NOARGS, "Return the result this task ended with."},
-    {"exception", task_exception_m, METH_NOARGS, "Return the exception this task ended with."},
+    FUTURE_METHODS,
     {"set_result", task_refuse_set, METH_O, "Tasks do not support set_result."},
     {"set_exception", task_refuse_set_exception, METH_O, "Tasks do not support set_exception."},
-    {"done", task_done_m, METH_NOARGS, "Return True if the task is done."},
-    {"cancelled", task_cancelled_m, METH_NOARGS, "Return True if the task was cancelled."},
-    {"get_loop", task_get_loop_m, METH_NOARGS, "Return the event loop the task runs on."},
-    {"add_done_callback", (PyCFunction)(void (*)(void))task_add_done_callback_m,
-     METH_FASTCALL | METH_KEYWORDS, "Add a callback to run when the task is done."},
-    {"remove_done_callback", task_remove_done_callback_m, METH_O,
-     "Remove all instances of a callback; return how many were removed."},
     {"cancel", (PyCFunction)(void (*)(void))task_cancel_m, METH_VARARGS | METH_KEYWORDS,
      "Request that this task cancel itself."},
-    {"_make_cancelled_error", task_make_cancelled_error_m, METH_NOARGS, NULL},
     {"cancelling", task_cancelling_m, METH_NOARGS, "Return the count of cancellation requests."},
     {"uncancel", task_uncancel_m, METH_NOARGS, "Decrement the count of cancellation requests."},
     {"get_coro", task_get_coro_m, METH_NOARGS, "Return the task's coroutine."},
@@ -445,7 +601,16 @@ static PyMethodDef task_methods[] = {
     {"print_stack", (PyCFunction)(void (*)(void))task_print_stack_m, METH_VARARGS | METH_KEYWORDS,
      "Print the stack or traceback of this task's coroutine."},
     {"_repr_info", task_repr_info_m, METH_NOARGS, NULL},
-    {"__del__", task_del_m, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef future_methods[] = {
+    FUTURE_METHODS,
+    {"set_result", future_set_result_m, METH_O, "Mark the future done and set its result."},
+    {"set_exception", future_set_exception_m, METH_O, "Mark the future done and set an exception."},
+    {"cancel", (PyCFunction)(void (*)(void))future_cancel_m, METH_VARARGS | METH_KEYWORDS,
+     "Cancel the future and schedule callbacks."},
+    {"_repr_info", future_repr_info_m, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -602,21 +767,31 @@ TASK_GETTER(task_get_source_tb, source_tb)
 TASK_GETTER(task_get_coro_attr, coro)
 TASK_GETTER(task_get_fut_waiter, fut_waiter)
 
+#define FUTURE_GETSETS                                                                             \
+    {"_asyncio_future_blocking", task_get_blocking, task_set_blocking, NULL, NULL},                \
+        {"_log_traceback", task_get_log_tb, task_set_log_tb, NULL, NULL},                          \
+        {"_state", task_get_state, NULL, NULL, NULL},                                              \
+        {"_callbacks", task_get_callbacks, NULL, NULL, NULL},                                      \
+        {"_cancel_message", task_get_cancel_message, task_set_cancel_message, NULL, NULL},         \
+        {"_loop", task_get_loop_attr, NULL, NULL, NULL},                                           \
+        {"_result", task_get_result_attr, NULL, NULL, NULL},                                       \
+        {"_exception", task_get_exception_attr, NULL, NULL, NULL},                                 \
+    {                                                                                              \
+        "_source_traceback", task_get_source_tb, NULL, NULL, NULL                                  \
+    }
+
 static PyGetSetDef task_getset[] = {
-    {"_asyncio_future_blocking", task_get_blocking, task_set_blocking, NULL, NULL},
-    {"_log_traceback", task_get_log_tb, task_set_log_tb, NULL, NULL},
+    FUTURE_GETSETS,
     {"_log_destroy_pending", task_get_log_destroy_pending, task_set_log_destroy_pending, NULL,
      NULL},
     {"_must_cancel", task_get_must_cancel, NULL, NULL, NULL},
-    {"_state", task_get_state, NULL, NULL, NULL},
-    {"_callbacks", task_get_callbacks, NULL, NULL, NULL},
-    {"_cancel_message", task_get_cancel_message, task_set_cancel_message, NULL, NULL},
-    {"_loop", task_get_loop_attr, NULL, NULL, NULL},
-    {"_result", task_get_result_attr, NULL, NULL, NULL},
-    {"_exception", task_get_exception_attr, NULL, NULL, NULL},
-    {"_source_traceback", task_get_source_tb, NULL, NULL, NULL},
     {"_coro", task_get_coro_attr, NULL, NULL, NULL},
     {"_fut_waiter", task_get_fut_waiter, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyGetSetDef future_getset[] = {
+    FUTURE_GETSETS,
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -935,6 +1110,42 @@ static PyType_Spec task_spec = {
     .slots = task_slots,
 };
 
+static PyType_Slot future_slots[] = {
+    {Py_tp_init, future_init},
+    {Py_tp_dealloc, task_dealloc},
+    {Py_tp_finalize, task_finalize},
+    {Py_tp_traverse, task_traverse},
+    {Py_tp_clear, task_clear},
+    {Py_tp_repr, future_repr},
+    {Py_tp_iter, task_await},
+    {Py_am_await, task_await},
+    {Py_tp_methods, future_methods},
+    {Py_tp_getset, future_getset},
+    {Py_tp_doc, "The result of an asynchronous operation, resolved natively by PyLoop.\n\n"
+                "Derives from asyncio.Future and behaves like it; loop.create_future() "
+                "returns one."},
+    {0, NULL},
+};
+
+static PyType_Spec future_spec = {
+    .name = "data_bridge._core.Future",
+    .basicsize = 0, /* set at init: the same field offset as the Task */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = future_slots,
+};
+
+static PyTypeObject *derive(PyType_Spec *spec, PyObject *base)
+{
+    PyObject *bases = PyTuple_Pack(1, base);
+    PyObject *type;
+
+    if (bases == NULL)
+        return NULL;
+    type = PyType_FromSpecWithBases(spec, bases);
+    Py_DECREF(bases);
+    return (PyTypeObject *)type;
+}
+
 static PyObject *attr_of(const char *module, const char *name, int optional)
 {
     PyObject *mod = PyImport_ImportModule(module), *res;
@@ -989,34 +1200,46 @@ static int future_descriptors(void)
 
 int loop_task_init(PyObject *module)
 {
-    PyObject *base, *bases, *dict_fast, *c_dict;
+    PyObject *task_base, *future_base, *dict_fast, *c_dict;
     Py_ssize_t base_size;
 
-    base = attr_of("_asyncio", "Task", 0);
-    if (base == NULL)
+    task_base = attr_of("_asyncio", "Task", 0);
+    future_base = attr_of("_asyncio", "Future", 0);
+    if (task_base == NULL || future_base == NULL) {
+        Py_XDECREF(task_base);
+        Py_XDECREF(future_base);
         return -1;
-    base_size = ((PyTypeObject *)base)->tp_basicsize;
-    if (base_size % (Py_ssize_t)sizeof(void *) != 0) {
-        Py_DECREF(base);
-        PyErr_SetString(PyExc_ImportError, "unexpected _asyncio.Task instance size");
+    }
+    /* Both types keep their fields after the larger (Task) base layout. */
+    base_size = ((PyTypeObject *)task_base)->tp_basicsize;
+    if (base_size % (Py_ssize_t)sizeof(void *) != 0 ||
+        ((PyTypeObject *)future_base)->tp_basicsize > base_size) {
+        Py_DECREF(task_base);
+        Py_DECREF(future_base);
+        PyErr_SetString(PyExc_ImportError, "unexpected _asyncio.Task/Future instance sizes");
         return -1;
     }
     task_fields_offset = base_size;
-    task_spec.basicsize = (int)(base_size + (Py_ssize_t)sizeof(task_fields_t));
-    bases = PyTuple_Pack(1, base);
-    Py_DECREF(base);
-    if (bases == NULL)
-        return -1;
-    loop_task_type = (PyTypeObject *)PyType_FromSpecWithBases(&task_spec, bases);
-    Py_DECREF(bases);
-    if (loop_task_type == NULL)
+    task_spec.basicsize = future_spec.basicsize =
+        (int)(base_size + (Py_ssize_t)sizeof(task_fields_t));
+    loop_task_type = derive(&task_spec, task_base);
+    loop_future_type = loop_task_type != NULL ? derive(&future_spec, future_base) : NULL;
+    Py_DECREF(task_base);
+    Py_DECREF(future_base);
+    if (loop_future_type == NULL)
         return -1;
     task_iter_type = (PyTypeObject *)PyType_FromSpec(&task_iter_spec);
     if (task_iter_type == NULL)
         return -1;
-    Py_INCREF(loop_task_type); /* the module-global reference stays for the process */
+    /* The module-global references stay for the process. */
+    Py_INCREF(loop_task_type);
     if (PyModule_AddObject(module, "Task", (PyObject *)loop_task_type) < 0) {
         Py_DECREF(loop_task_type);
+        return -1;
+    }
+    Py_INCREF(loop_future_type);
+    if (PyModule_AddObject(module, "Future", (PyObject *)loop_future_type) < 0) {
+        Py_DECREF(loop_future_type);
         return -1;
     }
 
@@ -1046,6 +1269,8 @@ int loop_task_init(PyObject *module)
     iscoroutine_fn = attr_of("asyncio.coroutines", "iscoroutine", 0);
     task_repr_fn = none_to_null(attr_of("asyncio.base_tasks", "_task_repr", 1));
     task_repr_info_fn = attr_of("asyncio.base_tasks", "_task_repr_info", 0);
+    future_repr_fn = none_to_null(attr_of("asyncio.base_futures", "_future_repr", 1));
+    future_repr_info_fn = attr_of("asyncio.base_futures", "_future_repr_info", 0);
     get_stack_fn = attr_of("asyncio.base_tasks", "_task_get_stack", 0);
     print_stack_fn = attr_of("asyncio.base_tasks", "_task_print_stack", 0);
     extract_stack_fn = attr_of("asyncio.format_helpers", "extract_stack", 0);

@@ -154,14 +154,26 @@ PyObject *task_make_cancelled_error(PyObject *task)
     task_fields_t *t = TASK(task);
     PyObject *exc;
 
+#if PY_VERSION_HEX >= 0x030B0000
+    /* 3.11+: the coroutine's own CancelledError, once. */
     if (t->cancelled_exc != NULL) {
         exc = t->cancelled_exc;
         t->cancelled_exc = NULL;
         return exc;
     }
+#endif
     if (t->cancel_msg == NULL || t->cancel_msg == Py_None)
-        return PyObject_CallNoArgs(task_cancelled_error);
-    return PyObject_CallOneArg(task_cancelled_error, t->cancel_msg);
+        exc = PyObject_CallNoArgs(task_cancelled_error);
+    else
+        exc = PyObject_CallOneArg(task_cancelled_error, t->cancel_msg);
+#if PY_VERSION_HEX < 0x030B0000
+    /* 3.10: a new one, chained to the coroutine's. */
+    if (exc != NULL && t->cancelled_exc != NULL) {
+        PyException_SetContext(exc, t->cancelled_exc); /* steals */
+        t->cancelled_exc = NULL;
+    }
+#endif
+    return exc;
 }
 
 PyObject *task_get_result(PyObject *task)

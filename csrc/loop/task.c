@@ -29,19 +29,25 @@
 #define DICT_DEL(d, k, h)    PyDict_DelItem(d, k)
 #endif
 
+/* Without the dict: asyncio.tasks._enter_task/_leave_task(loop, task). */
+static int call_task_fn(PyObject *fn, PyObject *task)
+{
+    PyObject *res = PyObject_CallFunctionObjArgs(fn, (PyObject *)TASK(task)->loop, task, NULL);
+
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
 int task_enter(PyObject *task)
 {
     PyObject *loop = (PyObject *)TASK(task)->loop;
-    PyObject *cur, *res;
+    PyObject *cur;
     Py_hash_t hash;
 
-    if (task_current_tasks == NULL) {
-        res = PyObject_CallFunctionObjArgs(task_enter_fn, loop, task, NULL);
-        if (res == NULL)
-            return -1;
-        Py_DECREF(res);
-        return 0;
-    }
+    if (task_current_tasks == NULL)
+        return call_task_fn(task_enter_fn, task);
     hash = PyObject_Hash(loop);
     if (hash == -1)
         return -1;
@@ -60,16 +66,11 @@ int task_enter(PyObject *task)
 int task_leave(PyObject *task)
 {
     PyObject *loop = (PyObject *)TASK(task)->loop;
-    PyObject *cur, *res;
+    PyObject *cur;
     Py_hash_t hash;
 
-    if (task_current_tasks == NULL) {
-        res = PyObject_CallFunctionObjArgs(task_leave_fn, loop, task, NULL);
-        if (res == NULL)
-            return -1;
-        Py_DECREF(res);
-        return 0;
-    }
+    if (task_current_tasks == NULL)
+        return call_task_fn(task_leave_fn, task);
     hash = PyObject_Hash(loop);
     if (hash == -1)
         return -1;

@@ -428,14 +428,15 @@ static PyObject *task_print_stack_m(PyObject *self, PyObject *args, PyObject *kw
     return PyObject_CallFunctionObjArgs(print_stack_fn, self, limit, file, NULL);
 }
 
-static PyObject *task_repr(PyObject *self)
+/* repr through asyncio's own formatter: repr_fn (3.11+), else (3.10)
+ * "<Class " + " ".join(info_fn(obj)) + ">". */
+static PyObject *repr_via(PyObject *self, PyObject *repr_fn, PyObject *info_fn)
 {
     PyObject *info, *sep, *joined, *res;
 
-    if (task_repr_fn != NULL)
-        return PyObject_CallOneArg(task_repr_fn, self);
-    /* 3.10: "<Task " + " ".join(_task_repr_info(task)) + ">" */
-    info = PyObject_CallOneArg(task_repr_info_fn, self);
+    if (repr_fn != NULL)
+        return PyObject_CallOneArg(repr_fn, self);
+    info = PyObject_CallOneArg(info_fn, self);
     if (info == NULL)
         return NULL;
     sep = PyUnicode_FromString(" ");
@@ -447,6 +448,11 @@ static PyObject *task_repr(PyObject *self)
     res = PyUnicode_FromFormat("<%s %U>", _PyType_Name(Py_TYPE(self)), joined);
     Py_DECREF(joined);
     return res;
+}
+
+static PyObject *task_repr(PyObject *self)
+{
+    return repr_via(self, task_repr_fn, task_repr_info_fn);
 }
 
 static PyObject *task_repr_info_m(PyObject *self, PyObject *unused)
@@ -542,23 +548,7 @@ static PyObject *future_cancel_m(PyObject *self, PyObject *args, PyObject *kwds)
 
 static PyObject *future_repr(PyObject *self)
 {
-    PyObject *info, *sep, *joined, *res;
-
-    if (future_repr_fn != NULL)
-        return PyObject_CallOneArg(future_repr_fn, self);
-    /* 3.10: "<Future " + " ".join(_future_repr_info(fut)) + ">" */
-    info = PyObject_CallOneArg(future_repr_info_fn, self);
-    if (info == NULL)
-        return NULL;
-    sep = PyUnicode_FromString(" ");
-    joined = sep != NULL ? PyUnicode_Join(sep, info) : NULL;
-    Py_XDECREF(sep);
-    Py_DECREF(info);
-    if (joined == NULL)
-        return NULL;
-    res = PyUnicode_FromFormat("<%s %U>", _PyType_Name(Py_TYPE(self)), joined);
-    Py_DECREF(joined);
-    return res;
+    return repr_via(self, future_repr_fn, future_repr_info_fn);
 }
 
 static PyObject *future_repr_info_m(PyObject *self, PyObject *unused)
@@ -627,17 +617,23 @@ static PyObject *task_get_blocking(PyObject *self, void *c)
     return PyBool_FromLong(TASK(self)->blocking);
 }
 
+/* The truth value of an attribute assignment into *out; deleting is refused. */
+static int bool_attr(PyObject *v, int *out)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    *out = PyObject_IsTrue(v);
+    return *out < 0 ? -1 : 0;
+}
+
 static int task_set_blocking(PyObject *self, PyObject *v, void *c)
 {
     int b;
 
     (void)c;
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    b = PyObject_IsTrue(v);
-    if (b < 0)
+    if (bool_attr(v, &b) < 0)
         return -1;
     TASK(self)->blocking = (unsigned char)b;
     return 0;
@@ -654,12 +650,7 @@ static int task_set_log_tb(PyObject *self, PyObject *v, void *c)
     int b;
 
     (void)c;
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    b = PyObject_IsTrue(v);
-    if (b < 0)
+    if (bool_attr(v, &b) < 0)
         return -1;
     if (b) {
         PyErr_SetString(PyExc_ValueError, "_log_traceback can only be set to False");
@@ -680,12 +671,7 @@ static int task_set_log_destroy_pending(PyObject *self, PyObject *v, void *c)
     int b;
 
     (void)c;
-    if (v == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
-        return -1;
-    }
-    b = PyObject_IsTrue(v);
-    if (b < 0)
+    if (bool_attr(v, &b) < 0)
         return -1;
     TASK(self)->log_destroy_pending = (unsigned char)b;
     return 0;

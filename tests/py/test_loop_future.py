@@ -29,9 +29,7 @@ from typing import Any
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
 from loop_fixtures import is_pyloop
-
-Loop = asyncio.AbstractEventLoop
-ErrorContexts = list[dict[str, Any]]
+from loop_helpers import Loop, cancelled_args, collect_errors, messages, spin
 
 ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 STOP_ITERATION_MESSAGE = (
@@ -40,29 +38,6 @@ STOP_ITERATION_MESSAGE = (
 
 
 # ---- helpers ----
-
-
-def cancelled_args(msg: str) -> tuple[str, ...]:
-    """What a cancelled task's result() raises with: from 3.11 the coroutine's own
-    CancelledError (carrying the cancel message); 3.10 makes a new, empty one (chained)."""
-    return (msg,) if sys.version_info >= (3, 11) else ()
-
-
-def collect_errors(loop: Loop) -> ErrorContexts:
-    """Route the loop's exception handler into a list of contexts."""
-    errors: ErrorContexts = []
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    return errors
-
-
-def messages(errors: ErrorContexts) -> list[str]:
-    return [str(context.get("message")) for context in errors]
-
-
-def spin(loop: Loop, iterations: int = 1) -> None:
-    """Let the loop run a few iterations (ready callbacks and task steps)."""
-    for _ in range(iterations):
-        loop.run_until_complete(asyncio.sleep(0))
 
 
 async def wait_on(fut: asyncio.Future[Any]) -> Any:

@@ -118,6 +118,23 @@ def bench_ping_pong(loop: asyncio.AbstractEventLoop, n: int) -> float:
     return per * 10 / (time.perf_counter() - t0)
 
 
+def bench_task_create(loop: asyncio.AbstractEventLoop, n: int) -> float:
+    """Create tasks (batches of 100) whose coroutine returns at once, and await them."""
+
+    async def nop() -> int:
+        return 1
+
+    async def main() -> None:
+        for _ in range(n // 100):
+            batch = [loop.create_task(nop()) for _ in range(100)]
+            for task in batch:
+                await task
+
+    t0 = time.perf_counter()
+    loop.run_until_complete(main())
+    return n // 100 * 100 / (time.perf_counter() - t0)
+
+
 def bench_future_roundtrip(loop: asyncio.AbstractEventLoop, n: int) -> float:
     """Create a future, resolve it from call_soon and await it, n times."""
 
@@ -318,6 +335,7 @@ def main() -> None:
         ("call_soon chain (1 per iteration)", bench_call_soon_chain, 100_000),
         ("call_later + cancel churn", bench_call_later, 50_000),
         ("task ping-pong (sleep(0))", bench_ping_pong, 100_000),
+        ("task create + await (batches of 100)", bench_task_create, 100_000),
         ("future create/resolve/await", bench_future_roundtrip, 50_000),
     ]
     if tcp_supported():

@@ -72,6 +72,15 @@ elif case == "ping_pong":
     async def main():
         await asyncio.gather(*(worker(n // 10) for _ in range(10)))
     loop.run_until_complete(main())
+elif case == "task_create":
+    async def nop():
+        return 1
+    async def main():
+        for _ in range(n // 100):
+            batch = [loop.create_task(nop()) for _ in range(100)]
+            for t in batch:
+                await t
+    loop.run_until_complete(main())
 elif case == "future":
     async def main():
         for _ in range(n):
@@ -154,6 +163,7 @@ def build_floor_driver(where: Path) -> None:
 CASES = [
     ("call_soon + run (batch)", "call_soon"),
     ("task ping-pong (sleep(0))", "ping_pong"),
+    ("task create + await", "task_create"),
     ("future create/resolve/await", "future"),
 ]
 

@@ -259,6 +259,69 @@ static PyObject *loop_create_future(PyLoopObject *self, PyObject *unused)
     return loop_future_new(self);
 }
 
+/* create_task(coro, *, name=None, context=None): the native Task, or the task factory's
+ * result (asyncio's BaseEventLoop.create_task, without a Python frame: a debug-mode source
+ * traceback ends at the caller, as asyncio's does after dropping its own frame). */
+static PyObject *str_task_factory, *str_set_name, *kwnames_context;
+
+static PyObject *loop_create_task(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    PyObject *coro, *name = Py_None, *context = Py_None, *factory, *task;
+
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "create_task() takes 1 positional argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    coro = args[0];
+    for (Py_ssize_t i = 0; kwnames != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(k, "name") == 0) {
+            name = args[nargs + i];
+        } else if (PyUnicode_CompareWithASCIIString(k, "context") == 0) {
+            context = args[nargs + i];
+        } else {
+            PyErr_Format(PyExc_TypeError, "create_task() got an unexpected keyword argument '%U'",
+                         k);
+            return NULL;
+        }
+    }
+    if (loop_check_open(self) < 0)
+        return NULL;
+    factory = PyObject_GetAttr((PyObject *)self, str_task_factory);
+    if (factory == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear(); /* a subclass that skipped __init__: no factory */
+        factory = Py_NewRef(Py_None);
+    }
+    if (factory == Py_None) {
+        Py_DECREF(factory);
+        return loop_task_new(self, coro, name, context);
+    }
+    {
+        PyObject *call_args[3] = {(PyObject *)self, coro, context};
+        task =
+            PyObject_Vectorcall(factory, call_args, 2, context == Py_None ? NULL : kwnames_context);
+    }
+    Py_DECREF(factory);
+    if (task == NULL || name == Py_None)
+        return task;
+    {
+        PyObject *res = PyObject_CallMethodOneArg(task, str_set_name, name);
+        if (res == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                Py_DECREF(task);
+                return NULL;
+            }
+            PyErr_Clear(); /* a factory's object without set_name, as asyncio allows */
+        }
+        Py_XDECREF(res);
+    }
+    return task;
+}
+
 /* _after_fork(): in a forked child, libuv must re-create its epoll set and signal pipe
  * before the loop is used again (uv_loop_fork). */
 static PyObject *loop_after_fork(PyLoopObject *self, PyObject *unused)
@@ -321,6 +384,8 @@ static PyMethodDef loop_methods[] = {
      "_stream_listen(fd, is_pipe, family, backlog, on_accept) -> listener owning fd"},
     {"_udp_open", (PyCFunction)loop_udp_open, METH_VARARGS,
      "_udp_open(fd, family, address, sock, extra) -> datagram transport owning fd"},
+    {"create_task", (PyCFunction)(void (*)(void))loop_create_task, METH_FASTCALL | METH_KEYWORDS,
+     "Schedule a coroutine as a Task (the native Task unless a task factory is set)."},
     {"create_future", (PyCFunction)loop_create_future, METH_NOARGS,
      "Create an asyncio.Future attached to the loop."},
     {"_set_test_poll_delay", (PyCFunction)loop_set_test_poll_delay, METH_O, NULL},
@@ -368,6 +433,11 @@ int loop_module_init(PyObject *module)
 {
     loop_str_context = PyUnicode_InternFromString("context");
     loop_str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler");
+    str_task_factory = PyUnicode_InternFromString("_task_factory");
+    str_set_name = PyUnicode_InternFromString("set_name");
+    kwnames_context = Py_BuildValue("(s)", "context");
+    if (str_task_factory == NULL || str_set_name == NULL || kwnames_context == NULL)
+        return -1;
     if (loop_str_context == NULL || loop_str_call_exception_handler == NULL)
         return -1;
     if (PyType_Ready(&PyLoop_Type) < 0)

@@ -214,6 +214,9 @@ static inline int loop_future_check(PyObject *obj)
             (PyType_IsSubtype(tp, loop_future_type) || PyType_IsSubtype(tp, loop_task_type)));
 }
 PyObject *loop_future_new(PyLoopObject *loop);
+/* A native Task for coro on loop (create_task without a factory); name and context may be
+ * None. */
+PyObject *loop_task_new(PyLoopObject *loop, PyObject *coro, PyObject *name, PyObject *context);
 /* Runs the step a task queued on the ready queue (run_once): enters the task's context.
  * Returns 0, or -1 with an exception set (run_once reports it unless it is a
  * KeyboardInterrupt/SystemExit, which propagate). */

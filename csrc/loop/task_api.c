@@ -73,35 +73,23 @@ static PyObject *capture_source_tb(void)
     return tb;
 }
 
-static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
+/* Task.__init__ after argument parsing; loop is a PyLoop (borrowed). */
+static int task_setup(PyObject *self, PyLoopObject *loop, PyObject *coro, PyObject *name,
+                      PyObject *context, int eager_start)
 {
-    static char *kwlist[] = {"coro", "loop", "name", "context", "eager_start", NULL};
     task_fields_t *t = TASK(self);
-    PyObject *coro, *loop = Py_None, *name = Py_None, *context = Py_None;
-    int eager_start = 0, ok;
     PyObject *res;
+    int ok;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOOp:Task", kwlist, &coro, &loop, &name,
-                                     &context, &eager_start))
-        return -1;
-    if (loop == Py_None) {
-        loop = default_loop();
-        if (loop == NULL)
-            return -1;
-    } else {
-        Py_INCREF(loop);
-    }
-    if (!pyloop_check(loop)) {
-        PyErr_Format(PyExc_TypeError, "the native Task runs on a PyLoop event loop, got %R", loop);
-        Py_DECREF(loop);
+    if (eager_start && task_swap_fn == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Task() got an unexpected keyword argument 'eager_start'");
         return -1;
     }
-    Py_XSETREF(t->loop, (PyLoopObject *)loop);
+    Py_INCREF(loop);
+    Py_XSETREF(t->loop, loop);
     t->state = TASK_PENDING;
-    t->log_destroy_pending = 1;
-    if (t->loop->debug)
+    if (loop->debug)
         Py_XSETREF(t->source_tb, capture_source_tb());
-
     if (PyCoro_CheckExact(coro)) {
         ok = 1;
     } else {
@@ -114,7 +102,6 @@ static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
             return -1;
     }
     if (!ok) {
-        t->log_destroy_pending = 0;
         PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
         return -1;
     }
@@ -137,14 +124,11 @@ static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(t->context, context);
     Py_INCREF(coro);
     Py_XSETREF(t->coro, coro);
+    /* From here on a task dropped while pending is worth a report (asyncio's default). */
+    t->log_destroy_pending = 1;
 
     /* Eager start (3.12+) runs the first step now, when the loop is running. */
-    eager_start = eager_start && t->loop->running;
-    if (eager_start && task_swap_fn == NULL) {
-        PyErr_SetString(PyExc_TypeError, "Task() got an unexpected keyword argument 'eager_start'");
-        return -1;
-    }
-    if (eager_start)
+    if (eager_start && loop->running)
         return task_eager_start(self);
     if (task_schedule_step(self, NULL) < 0)
         return -1;
@@ -153,6 +137,46 @@ static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     Py_DECREF(res);
     return 0;
+}
+
+/* Task(coro, *, loop=None, name=None, context=None, eager_start=False) */
+static int task_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"coro", "loop", "name", "context", "eager_start", NULL};
+    PyObject *coro, *loop = Py_None, *name = Py_None, *context = Py_None;
+    int eager_start = 0, rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOOp:Task", kwlist, &coro, &loop, &name,
+                                     &context, &eager_start))
+        return -1;
+    if (loop == Py_None) {
+        loop = default_loop();
+        if (loop == NULL)
+            return -1;
+    } else {
+        Py_INCREF(loop);
+    }
+    if (!pyloop_check(loop)) {
+        PyErr_Format(PyExc_TypeError, "the native Task runs on a PyLoop event loop, got %R", loop);
+        Py_DECREF(loop);
+        return -1;
+    }
+    rc = task_setup(self, (PyLoopObject *)loop, coro, name, context, eager_start);
+    Py_DECREF(loop);
+    return rc;
+}
+
+PyObject *loop_task_new(PyLoopObject *loop, PyObject *coro, PyObject *name, PyObject *context)
+{
+    PyObject *task = loop_task_type->tp_alloc(loop_task_type, 0);
+
+    if (task == NULL)
+        return NULL;
+    if (task_setup(task, loop, coro, name, context, 0) < 0) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    return task;
 }
 
 /* Future(*, loop=None) */

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import errno
 import logging
 import os
@@ -18,7 +17,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import coroutines, events, futures, tasks
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from data_bridge import _core
@@ -214,32 +213,10 @@ class Loop(  # type: ignore[misc]
 
     # ---- futures and tasks ----
 
-    # create_future() is native (asyncio.Future(loop=self) without a Python frame).
+    # create_future() is native: the native Future (a C subclass of asyncio.Future).
 
-    def create_task(
-        self,
-        coro: Coroutine[Any, Any, _T],
-        *,
-        name: str | None = None,
-        context: contextvars.Context | None = None,
-    ) -> asyncio.Task[_T]:
-        self._check_closed()
-        if self._task_factory is None:
-            # The native Task (an asyncio.Task subclass stepped by the loop in C).
-            task = _core.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:  # debug mode: drop this frame, as asyncio does
-                del task._source_traceback[-1]
-        else:
-            if context is None:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                try:
-                    task.set_name(name)
-                except AttributeError:
-                    pass
-        return task
+    # create_task() is native too (_core.Loop.create_task): the native Task, or the task
+    # factory's result, without a Python frame.
 
     def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
         if factory is not None and not callable(factory):

@@ -42,7 +42,10 @@ typedef struct {
     int wakeup_active;
     int wakeup_fd; /* read side of the signal wakeup socket, or -1 */
     int handles_open;
-    char readbuf[65536]; /* shared read buffer for Protocol (not Buffered) transports */
+    /* Shared read buffer for Protocol (not Buffered) transports and UDP. 256 KiB (uvloop
+     * uses about as much): one read takes in whatever a fast peer has queued, instead of
+     * several reads and data_received calls for one large message. */
+    char readbuf[262144];
     PyLoopObject *owner; /* borrowed; cleared when the loop object goes away */
 } loop_native_t;
 

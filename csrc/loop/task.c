@@ -96,6 +96,12 @@ static int schedule_callbacks(PyObject *task)
     int rc = 0;
 
     t->cb0 = t->ctx0 = t->callbacks = NULL;
+    if ((cb0 != NULL || rest != NULL) && t->loop == NULL) {
+        Py_XDECREF(cb0);
+        Py_XDECREF(ctx0);
+        Py_XDECREF(rest);
+        return task_not_initialized();
+    }
     if (cb0 != NULL) {
         rc = loop_schedule_callback(t->loop, cb0, task, ctx0);
         Py_DECREF(cb0);
@@ -210,6 +216,8 @@ int task_add_done_callback(PyObject *task, PyObject *fn, PyObject *ctx)
     PyObject *pair;
     int rc;
 
+    if (t->loop == NULL) /* __new__ without __init__: asyncio refuses the same way */
+        return task_not_initialized();
     if (t->state != TASK_PENDING)
         return loop_schedule_callback(t->loop, fn, task, ctx);
     /* NULL: a copy of the current context now. An explicit None is kept, as _asyncio does:
@@ -303,10 +311,18 @@ PyObject *task_cancel(PyObject *task, PyObject *msg)
 
 /* ---- stepping ---- */
 
+int task_not_initialized(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "Future object is not initialized.");
+    return -1;
+}
+
 int task_schedule_step(PyObject *task, PyObject *exc)
 {
     task_fields_t *t = TASK(task);
 
+    if (t->loop == NULL)
+        return task_not_initialized();
     if (loop_check_open(t->loop) < 0)
         return -1;
     Py_XINCREF(exc);
@@ -381,6 +397,10 @@ static int await_future(PyObject *task, PyObject *fut)
     int rc;
 
     if (loop_future_check(fut)) {
+        /* Made by __new__ alone: throw the error into the coroutine (which can see and
+         * handle it) rather than leave the task waiting forever. */
+        if (TASK(fut)->loop == NULL)
+            return schedule_error(task, PyUnicode_FromString("Future object is not initialized."));
         fut_loop = Py_NewRef((PyObject *)TASK(fut)->loop);
     } else if (task_is_exact_future(fut)) {
         fut_loop = task_fut_loop->get(fut, task_fut_loop->closure);

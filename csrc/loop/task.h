@@ -84,6 +84,9 @@ static inline int task_is_exact_future(PyObject *o)
 }
 
 /* task.c */
+/* RuntimeError("Future object is not initialized.") for an object made by __new__ alone
+ * (its loop is NULL); returns -1. */
+int task_not_initialized(void);
 int task_enter(PyObject *task);
 int task_leave(PyObject *task);
 /* One step: send None (exc NULL) or throw exc into the coroutine and act on what it yields.

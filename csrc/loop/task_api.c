@@ -281,6 +281,10 @@ static PyObject *task_cancelled_m(PyObject *self, PyObject *unused)
 static PyObject *task_get_loop_m(PyObject *self, PyObject *unused)
 {
     (void)unused;
+    if (TASK(self)->loop == NULL) {
+        task_not_initialized();
+        return NULL;
+    }
     return Py_NewRef((PyObject *)TASK(self)->loop);
 }
 

@@ -31,6 +31,8 @@ from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
 from loop_fixtures import is_pyloop
 from loop_helpers import Loop, cancelled_args, collect_errors, messages, spin
 
+from data_bridge import pyloop
+
 ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 STOP_ITERATION_MESSAGE = (
     "StopIteration interacts badly with generators and cannot be raised into a Future"
@@ -1708,3 +1710,36 @@ def test_native_future_overrides_every_base_name() -> None:
     inherited_ok = {"__new__", "__class_getitem__", "__module__", "__doc__"}
     missing = [n for n in vars(_asyncio.Future) if n not in inherited_ok and n not in vars(native)]
     assert missing == [], f"Future names not overridden: {missing}"
+
+
+def test_native_future_made_without_init_refuses_instead_of_crashing() -> None:
+    """__new__ alone leaves no loop: every operation that needs one raises, as asyncio's
+    C Future does ("Future object is not initialized.")."""
+    from data_bridge import _core
+
+    for cls in (_core.Future, _core.Task):
+        fut: Any = cls.__new__(cls)
+        assert not fut.done()
+        with pytest.raises(RuntimeError, match="not initialized"):
+            fut.get_loop()
+        with pytest.raises(RuntimeError, match="not initialized"):
+            fut.add_done_callback(print)
+        assert fut._loop is None
+
+    assert "pending" in repr(_core.Future.__new__(_core.Future))
+
+    fut = _core.Future.__new__(_core.Future)
+    assert fut.cancel() is True
+    assert fut.cancelled()
+
+    loop = pyloop.new_event_loop()
+    try:
+        stray: Any = _core.Future.__new__(_core.Future)
+
+        async def main() -> None:
+            await stray
+
+        with pytest.raises(RuntimeError, match="not initialized"):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()

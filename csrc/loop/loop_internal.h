@@ -195,26 +195,17 @@ int loop_schedule_callback(PyLoopObject *loop, PyObject *cb, PyObject *arg, PyOb
 
 /* task.c, task_api.c (declarations shared with the task files live in task.h) */
 extern PyTypeObject *loop_task_type;
-/* Returns 1 when obj is a native Task (or subclass) instance. */
-static inline int loop_task_check(PyObject *obj)
-{
-    PyTypeObject *tp = Py_TYPE(obj);
-
-    /* Subclasses are rare: the exact type first, and a cheap miss for plain objects. */
-    return tp == loop_task_type || (loop_task_type != NULL && tp->tp_base != &PyBaseObject_Type &&
-                                    PyType_IsSubtype(tp, loop_task_type));
-}
 /* The native Future (task_api.c): loop.create_future() returns one. It shares the Task's
  * future half (same fields at the same offset). */
 extern PyTypeObject *loop_future_type;
-/* Returns 1 for a native Future or Task (or subclass): their state is read directly. */
-static inline int loop_future_check(PyObject *obj)
+/* Returns 1 for an exact native Task, 2 for an exact native Future, else 0. The C fast
+ * paths (awaiting, waking, cancelling) take only exact types: a Python subclass may
+ * override add_done_callback(), result() or cancel(), so it goes through its methods. */
+static inline int loop_future_exact(PyObject *obj)
 {
     PyTypeObject *tp = Py_TYPE(obj);
 
-    return tp == loop_future_type || tp == loop_task_type ||
-           (loop_future_type != NULL && tp->tp_base != &PyBaseObject_Type &&
-            (PyType_IsSubtype(tp, loop_future_type) || PyType_IsSubtype(tp, loop_task_type)));
+    return tp == loop_task_type ? 1 : tp == loop_future_type ? 2 : 0;
 }
 PyObject *loop_future_new(PyLoopObject *loop);
 /* A native Task for coro on loop (create_task without a factory); name and context may be

@@ -256,9 +256,9 @@ static PyObject *cancel_future(PyObject *fut, PyObject *msg)
 {
     PyObject *args[2] = {fut, msg};
 
-    if (loop_task_check(fut))
+    if (loop_future_exact(fut) == 1)
         return task_cancel(fut, msg);
-    if (loop_future_check(fut))
+    if (loop_future_exact(fut) == 2)
         return future_cancel(fut, msg);
     if (msg == NULL || msg == Py_None)
         return PyObject_VectorcallMethod(task_str_cancel, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
@@ -365,7 +365,7 @@ static PyObject *task_wakeup(PyObject *task, PyObject *fut)
     PyObject *res, *exc = NULL;
     int rc;
 
-    if (loop_future_check(fut))
+    if (loop_future_exact(fut))
         res = task_get_result(fut);
     else if (task_is_exact_future(fut))
         res = PyObject_Vectorcall(task_fut_result, &fut, 1, NULL);
@@ -396,7 +396,7 @@ static int await_future(PyObject *task, PyObject *fut)
     PyObject *fut_loop;
     int rc;
 
-    if (loop_future_check(fut)) {
+    if (loop_future_exact(fut)) {
         /* Made by __new__ alone: throw the error into the coroutine (which can see and
          * handle it) rather than leave the task waiting forever. */
         if (TASK(fut)->loop == NULL)
@@ -428,7 +428,7 @@ static int await_future(PyObject *task, PyObject *fut)
     wakeup = PyCFunction_New(&wakeup_def, task);
     if (wakeup == NULL)
         return -1;
-    if (loop_future_check(fut)) {
+    if (loop_future_exact(fut)) {
         TASK(fut)->blocking = 0;
         rc = task_add_done_callback(fut, wakeup, t->context);
     } else if (task_is_exact_future(fut)) {
@@ -473,7 +473,7 @@ static int handle_yield(PyObject *task, PyObject *result)
 
     if (result == Py_None) /* bare yield: run again in the next iteration */
         return task_schedule_step(task, NULL);
-    if (loop_future_check(result)) {
+    if (loop_future_exact(result)) {
         blocking = Py_NewRef(TASK(result)->blocking ? Py_True : Py_False);
     } else if (task_is_exact_future(result)) {
         blocking = task_fut_blocking->get(result, task_fut_blocking->closure);

@@ -1743,3 +1743,46 @@ def test_native_future_made_without_init_refuses_instead_of_crashing() -> None:
             loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_native_future_subclass_overrides_are_honoured() -> None:
+    """The native fast paths take exact types only: a subclass's add_done_callback(),
+    result() and cancel() run when a native Task awaits or cancels it."""
+    from data_bridge import _core
+
+    calls: list[str] = []
+
+    class Traced(_core.Future):  # type: ignore[misc, valid-type]
+        def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+            calls.append("add_done_callback")
+            super().add_done_callback(fn, context=context)
+
+        def result(self) -> Any:
+            calls.append("result")
+            return super().result()
+
+        def cancel(self, msg: Any = None) -> bool:
+            calls.append("cancel")
+            return super().cancel(msg)
+
+    loop = pyloop.new_event_loop()
+    try:
+        fut = Traced(loop=loop)
+        waiter = loop.create_task(wait_on(fut))
+        spin(loop)
+        fut.set_result(7)
+        assert loop.run_until_complete(waiter) == 7
+        # The await iterator reads the state itself, as asyncio's C iterator does.
+        assert calls == ["add_done_callback", "result"]
+
+        calls.clear()
+        other = Traced(loop=loop)
+        task = loop.create_task(wait_on(other))
+        spin(loop)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        assert calls[:2] == ["add_done_callback", "cancel"]
+        assert other.cancelled()
+    finally:
+        loop.close()

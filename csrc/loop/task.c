@@ -18,7 +18,7 @@
 
 /* ---- current task (asyncio.current_task reads the same dict) ---- */
 
-/* The loop's hash never changes (identity hash): computed once per call site argument. */
+/* Known-hash dict calls: the loop is hashed once per enter/leave, not once per dict call. */
 #if PY_VERSION_HEX < 0x030D0000
 #define DICT_GET(d, k, h)    _PyDict_GetItem_KnownHash(d, k, h)
 #define DICT_SET(d, k, v, h) _PyDict_SetItem_KnownHash(d, k, v, h)
@@ -332,7 +332,6 @@ int task_schedule_step(PyObject *task, PyObject *exc)
         Py_DECREF(task);
         return -1;
     }
-    t->queued = 1;
     return 0;
 }
 
@@ -614,7 +613,6 @@ int loop_task_run_queued(PyObject *task)
     int rc;
 
     t->step_exc = NULL;
-    t->queued = 0;
     if (t->state != TASK_PENDING) {
         /* Only a task completed behind the queue's back (never by asyncio's rules). */
         Py_XDECREF(exc);
@@ -637,13 +635,14 @@ int task_eager_start(PyObject *task)
 {
     task_fields_t *t = TASK(task);
     PyObject *loop = (PyObject *)t->loop, *prev, *res, *cur;
-    int rc;
+    int rc, registered;
 
     prev = PyObject_CallFunctionObjArgs(task_swap_fn, loop, task, NULL);
     if (prev == NULL)
         return -1;
     res = PyObject_CallOneArg(task_register_eager_fn, task);
-    if (res == NULL) {
+    registered = res != NULL;
+    if (!registered) {
         rc = -1;
     } else {
         Py_DECREF(res);
@@ -659,7 +658,7 @@ int task_eager_start(PyObject *task)
     {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (res != NULL) {
+        if (registered) {
             res = PyObject_CallOneArg(task_unregister_eager_fn, task);
             if (res == NULL)
                 PyErr_WriteUnraisable(task);

@@ -45,7 +45,6 @@ typedef struct {
     unsigned char log_tb;
     unsigned char log_destroy_pending;
     unsigned char blocking; /* _asyncio_future_blocking */
-    unsigned char queued;   /* a step sits in the ready queue */
 } task_fields_t;
 
 extern Py_ssize_t task_fields_offset;

@@ -291,8 +291,7 @@ static PyObject *task_get_loop_m(PyObject *self, PyObject *unused)
 static PyObject *task_add_done_callback_m(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                           PyObject *kwnames)
 {
-    static const char *const names[] = {"fn", "context"};
-    PyObject *fn = NULL, *ctx = NULL;
+    PyObject *fn, *ctx = NULL;
 
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError,
@@ -304,7 +303,7 @@ static PyObject *task_add_done_callback_m(PyObject *self, PyObject *const *args,
     fn = args[0];
     for (Py_ssize_t i = 0; kwnames != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_CompareWithASCIIString(k, names[1]) != 0) {
+        if (PyUnicode_CompareWithASCIIString(k, "context") != 0) {
             PyErr_Format(PyExc_TypeError,
                          "add_done_callback() got an unexpected keyword argument '%U'", k);
             return NULL;

@@ -17,7 +17,6 @@
 #define READ_CHUNK 16384
 
 static void conn_process(server_conn_t *c);
-static void conn_flush(server_conn_t *c);
 static void conn_update_reading(server_conn_t *c);
 
 static void conn_release(server_conn_t *c)
@@ -46,6 +45,8 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    /* A stream producer waiting for the output to drain learns that it never will. */
+    stream_conn_closed(c);
     /* Releases the reference taken by conn_accept for the handle. */
     conn_release(c);
 }
@@ -211,7 +212,8 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->deadline = 0;
     c->resp_headers.len = 0;
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
-    if (r == SERVER_DISPATCH_PENDING) {
+    /* A response that began streaming keeps its request pending until the stream ends. */
+    if (r == SERVER_DISPATCH_PENDING || c->streaming) {
         c->state = CONN_PENDING;
         c->head_len = consumed; /* remembered for server_conn_finish */
         c->refs++;              /* released in server_conn_finish */
@@ -334,10 +336,11 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     conn_flush(c);
+    stream_conn_wrote(c);
     conn_update_reading(c);
 }
 
-static void conn_flush(server_conn_t *c)
+void conn_flush(server_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
@@ -409,6 +412,13 @@ void conn_run_resumes(server_t *s)
 
 void server_conn_finish(server_conn_t *c)
 {
+    if (c->streaming) {
+        /* The handler answered with a streaming response: its head goes out now, and the
+         * request (with the reference taken for it) now belongs to the stream, which
+         * finishes it through server_conn_stream_end. */
+        conn_flush(c);
+        return;
+    }
     /* Drops the reference taken in conn_dispatch for the pending request. */
     if (c->closing) {
         conn_release(c);

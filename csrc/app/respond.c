@@ -137,7 +137,11 @@ static void respond_response_object(server_conn_t *conn, const route_plan_t *pla
     db_buf_init(&lines);
     int close = 0;
     long code;
-    if (app_cfg.streaming_class && PyObject_IsInstance(resp, app_cfg.streaming_class) > 0) {
+    int streaming =
+        app_cfg.streaming_class ? PyObject_IsInstance(resp, app_cfg.streaming_class) : 0;
+    if (streaming < 0)
+        goto error;
+    if (streaming) {
         int r = respond_streaming(conn, resp, &lines, &close, plan ? plan->path : Py_None);
         if (r > 0) {
             /* The head was sent: the failure can only be logged. */

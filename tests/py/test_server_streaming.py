@@ -160,6 +160,18 @@ def test_parked_handler_and_dependencies_return_streams(server):
     s.close()
 
 
+def test_background_tasks_run_after_the_stream(server):
+    k = key()
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        with client.stream("GET", "/stream/background", params={"key": k}) as r:
+            pieces = r.iter_raw()
+            assert next(pieces) == b"first;"
+            assert stats(server, k)["finalized"] == 0
+            assert httpx.get(f"{server.url}/stream/release", params={"key": k}).status_code == 200
+            assert b"".join(pieces) == b"second"
+    assert wait_for(lambda: stats(server, k)["finalized"] == 1)
+
+
 def test_shutdown_cuts_a_stream_that_never_ends():
     """At the graceful timeout the stream's task is cancelled like a parked handler: the
     body is cut short (no last chunk), the generator is closed, the server exits."""

@@ -46,7 +46,7 @@ async def _run_stream(writer: Any, response: StreamingResponse, path: object) ->
     except asyncio.CancelledError:
         raise  # the server gave up (graceful timeout): cut the body, close the iterator
     except BaseException as exc:  # noqa: BLE001 - logged like any handler error
-        if not writer.closed:
+        if writer is None or not writer.closed:
             logger.error("Exception in streaming response for %s", path, exc_info=exc)
     finally:
         if writer is not None:
@@ -58,3 +58,5 @@ async def _run_stream(writer: Any, response: StreamingResponse, path: object) ->
             await response._close_iterator()
         except Exception as exc:  # noqa: BLE001
             logger.error("Closing the body iterator of %s failed", path, exc_info=exc)
+    if response.background is not None:
+        await response.background.run()  # logs its own errors

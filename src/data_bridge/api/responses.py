@@ -178,10 +178,12 @@ class StreamingResponse(Response):
     iterator is closed (an async generator's ``finally`` runs); an exception from the
     iterator is logged and the connection is closed without the last chunk, so the client
     sees a truncated body. A HEAD request gets the head only and the iterator is closed
-    without being consumed.
+    without being consumed. The request's BackgroundTasks run after the stream ended.
     """
 
     body_iterator: AsyncIterator[str | bytes]
+    # BackgroundTasks of the request, run once the body was sent (set by the route).
+    background: Any = None
 
     def __init__(
         self,

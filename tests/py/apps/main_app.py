@@ -807,6 +807,24 @@ async def stream_depends(n: Annotated[int, Depends(stream_dependency)]):
     return StreamingResponse(iter([b"dep%d;" % i for i in range(n)]))
 
 
+@app.get("/stream/background")
+async def stream_background(key: str, tasks: BackgroundTasks):
+    stats = _stats(key)
+    gate = stream_gates.setdefault(key, asyncio.Event())
+
+    def done() -> None:
+        stats["finalized"] += 1
+
+    tasks.add_task(done)
+
+    async def gen():
+        yield b"first;"
+        await gate.wait()
+        yield b"second"
+
+    return StreamingResponse(gen())
+
+
 @app.get("/stream/stats")
 def stream_stats_route(key: str):
     return _stats(key)

@@ -17,6 +17,7 @@ typedef struct {
     PyObject_HEAD
     server_conn_t *conn; /* the streaming connection, until end(); see above */
     PyObject *waiter;    /* the future returned by drain(), until the output drains */
+    PyObject *task;      /* the Task producing the body (set_task), until end() */
 } StreamWriterObject;
 
 static PyObject *get_running_loop_fn; /* asyncio.events.get_running_loop */
@@ -42,9 +43,24 @@ static void writer_wake(StreamWriterObject *w)
     Py_DECREF(fut);
 }
 
+/* The output drained below the limit, or the connection closed. A producer waiting in
+ * drain() is woken (its next write() raises ConnectionResetError); one waiting for its
+ * iterator (an idle event stream) is cancelled, so the iterator is closed now rather
+ * than at its next piece, as an ASGI server's http.disconnect makes Starlette do. */
 static void writer_notify(void *arg)
 {
-    writer_wake(arg);
+    StreamWriterObject *w = arg;
+    if (w->waiter == NULL && w->task != NULL && w->conn != NULL && server_conn_closed(w->conn)) {
+        PyObject *task = w->task;
+        w->task = NULL;
+        PyObject *r = PyObject_CallMethod(task, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(task);
+        Py_XDECREF(r);
+        Py_DECREF(task);
+        return;
+    }
+    writer_wake(w);
 }
 
 static int writer_end(StreamWriterObject *w, int complete)
@@ -55,6 +71,7 @@ static int writer_end(StreamWriterObject *w, int complete)
     w->conn = NULL;
     int rc = server_conn_stream_end(conn, complete);
     writer_wake(w);
+    Py_CLEAR(w->task);
     return rc;
 }
 
@@ -121,6 +138,13 @@ static PyObject *writer_end_method(StreamWriterObject *w, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *writer_set_task(StreamWriterObject *w, PyObject *task)
+{
+    if (w->conn != NULL)
+        Py_XSETREF(w->task, Py_NewRef(task));
+    Py_RETURN_NONE;
+}
+
 static PyObject *writer_get_closed(StreamWriterObject *w, void *unused)
 {
     (void)unused;
@@ -130,12 +154,14 @@ static PyObject *writer_get_closed(StreamWriterObject *w, void *unused)
 static int writer_traverse(StreamWriterObject *w, visitproc visit, void *arg)
 {
     Py_VISIT(w->waiter);
+    Py_VISIT(w->task);
     return 0;
 }
 
 static int writer_clear(StreamWriterObject *w)
 {
     Py_CLEAR(w->waiter);
+    Py_CLEAR(w->task);
     return 0;
 }
 
@@ -155,6 +181,9 @@ static PyMethodDef writer_methods[] = {
     {"drain", (PyCFunction)writer_drain, METH_NOARGS,
      "drain() -> Future resolved when the queued output is below the connection's limit "
      "(or the connection closed)."},
+    {"set_task", (PyCFunction)writer_set_task, METH_O,
+     "set_task(task): the Task producing the body, cancelled if the client leaves while it "
+     "is not writing."},
     {"end", (PyCFunction)writer_end_method, METH_O,
      "end(complete): finish the body (complete) or cut it short and close the connection."},
     {NULL, NULL, 0, NULL},
@@ -234,6 +263,7 @@ int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int 
         }
         w->conn = conn;
         w->waiter = NULL;
+        w->task = NULL;
         PyObject_GC_Track(w);
         server_conn_stream_notify(conn, writer_notify, w);
         writer = (PyObject *)w;

@@ -15,6 +15,9 @@
 
 /* Free space guaranteed for each read; the buffer grows only as far as a request needs. */
 #define READ_CHUNK 16384
+/* Bytes of pipelined requests read ahead while a response streams (reading goes on then
+ * only to notice a client that leaves; see on_read). */
+#define STREAM_READ_AHEAD 65536
 
 static void conn_process(server_conn_t *c);
 static void conn_update_reading(server_conn_t *c);
@@ -99,6 +102,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (nread < 0 && c->streaming) {
+        /* The client left (or half-closed) while a response streams: the producer stops
+         * now instead of at its next write, as an ASGI server's http.disconnect does. */
+        conn_close(c);
+        return;
+    }
     if (nread < 0) {
         /* EOF or error: a peer that half-closes after its last request still gets the
          * responses already queued (conn_flush closes once they are written). */
@@ -114,6 +123,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     c->rbuf.len += (size_t)nread;
+    if (c->streaming) {
+        /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
+         * request's slices were detached when its handler answered). */
+        conn_update_reading(c);
+        return;
+    }
     if (!c->mid_request) {
         c->mid_request = 1;
         c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
@@ -153,8 +168,12 @@ void conn_accept(server_t *s)
 static void conn_update_reading(server_conn_t *c)
 {
     size_t queued = c->wbuf.len + c->inflight.len;
-    int want = !c->closing && !c->shutting_down && !c->close_after_write &&
-               c->state != CONN_PENDING && queued < c->server->cfg.write_high_water;
+    /* A streaming response keeps reading (to see the client leave) while little is
+     * read ahead; other pending requests stop reading so that rbuf stays put. */
+    int idle = c->state != CONN_PENDING ||
+               (c->streaming && c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD);
+    int want = !c->closing && !c->shutting_down && !c->close_after_write && idle &&
+               queued < c->server->cfg.write_high_water;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
@@ -415,8 +434,10 @@ void server_conn_finish(server_conn_t *c)
     if (c->streaming) {
         /* The handler answered with a streaming response: its head goes out now, and the
          * request (with the reference taken for it) now belongs to the stream, which
-         * finishes it through server_conn_stream_end. */
+         * finishes it through server_conn_stream_end. Reading resumes to notice a client
+         * that leaves. */
         conn_flush(c);
+        conn_update_reading(c);
         return;
     }
     /* Drops the reference taken in conn_dispatch for the pending request. */

@@ -285,6 +285,26 @@ def test_client_disconnect_finalizes_the_generator(server):
     assert httpx.get(f"{server.url}/plaintext", timeout=5).status_code == 200
 
 
+@pytest.mark.parametrize("how", ["close", "half-close"])
+def test_client_leaving_an_idle_stream_finalizes_it(server, how):
+    """The generator waits (nothing is written): the server still notices the client
+    leaving (it keeps reading while a response streams) and closes the generator."""
+    k = key()
+    s = server.connect()
+    s.sendall(get(f"/stream/gated?key={k}") + get("/plaintext"))
+    reader = Reader(s)
+    read_head(reader)
+    while b"first;" not in reader.buf:
+        assert reader._fill()
+    if how == "close":
+        s.close()
+    else:
+        s.shutdown(socket.SHUT_WR)
+        assert reader.at_eof()
+        s.close()
+    assert wait_for(lambda: httpx.get(f"{server.url}/stream/gates").json().get(k) == "closed")
+
+
 def test_slow_reader_stalls_the_producer(server):
     """The producer waits while the client does not read: what it made stays bounded by
     the connection's write limit (1 MiB) plus the kernel's socket buffers."""

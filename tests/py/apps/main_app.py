@@ -735,11 +735,23 @@ async def stream_gated(key: str):
     gate = stream_gates.setdefault(key, asyncio.Event())
 
     async def gen():
-        yield b"first;"
-        await gate.wait()
-        yield b"second"
+        gate_states[key] = "open"
+        try:
+            yield b"first;"
+            await gate.wait()
+            yield b"second"
+        finally:
+            gate_states[key] = "closed"
 
     return StreamingResponse(gen())
+
+
+gate_states: dict[str, str] = {}
+
+
+@app.get("/stream/gates")
+def stream_gate_states():
+    return gate_states
 
 
 @app.get("/stream/release")

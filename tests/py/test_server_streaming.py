@@ -226,6 +226,27 @@ def test_head_of_a_sync_iterator_closes_it_unconsumed(server):
     assert stats(server, k)["produced"] == 0
 
 
+def test_no_content_status_sends_no_body(server):
+    k = key()
+    s = server.connect()
+    s.sendall(get(f"/stream/sync?key={k}&status=204") + get("/plaintext"))
+    reader = Reader(s)
+    status, headers = read_head(reader)
+    assert status == "HTTP/1.1 204 No Content"
+    assert "transfer-encoding" not in headers and "content-length" not in headers
+    assert reader.read_response().body == b"Hello, World!"
+    assert stats(server, k)["produced"] == 0
+    s.close()
+
+
+def test_cors_headers_on_a_stream(server):
+    r = httpx.get(
+        f"{server.url}/stream/chunks", headers={"Origin": "https://app.example"}, timeout=5
+    )
+    assert r.content == b"chunk0chunk1chunk2"
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
 def test_declared_content_length_is_honoured(server):
     s = server.connect()
     reader = Reader(s)
@@ -372,6 +393,26 @@ def test_pipelined_requests_after_a_stream_are_answered_in_order(server):
     assert read_chunks(reader) == ([b"chunk0", b"chunk1"], True)
     assert reader.read_response().json()["id"] == 7
     assert reader.read_response().body == b"Hello, World!"
+    s.close()
+
+
+@pytest.mark.parametrize("count", [1, 120])
+def test_requests_sent_during_a_stream_are_answered_after_it(server, count):
+    """Requests that arrive while a response streams are read ahead (up to a limit, then
+    reading pauses) and answered after the stream, in order."""
+    k = key()
+    s = server.connect()
+    s.sendall(get(f"/stream/gated?key={k}"))
+    reader = Reader(s)
+    read_head(reader)
+    while b"first;" not in reader.buf:
+        assert reader._fill()
+    pad = "p" * 1000
+    s.sendall(b"".join(get(f"/users/{i}?pad={pad}") for i in range(count)))
+    assert httpx.get(f"{server.url}/stream/release", params={"key": k}).status_code == 200
+    assert read_chunks(reader) == ([b"first;", b"second"], True)
+    for i in range(count):
+        assert reader.read_response().json()["id"] == i
     s.close()
 
 

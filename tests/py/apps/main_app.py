@@ -715,7 +715,7 @@ def stream_str():
 
 
 @app.get("/stream/sync")
-def stream_sync(key: str = "sync"):
+def stream_sync(key: str = "sync", status: int = 200):
     stats = _stats(key)
 
     def gen():
@@ -727,7 +727,7 @@ def stream_sync(key: str = "sync"):
         finally:
             stats["finalized"] += 1
 
-    return StreamingResponse(gen(), headers={"x-kind": "sync"})
+    return StreamingResponse(gen(), status_code=status, headers={"x-kind": "sync"})
 
 
 @app.get("/stream/gated")

@@ -131,6 +131,19 @@ def test_sync_iterator(server):
     assert wait_for(lambda: stats(server, k)["finalized"] == 1)
 
 
+def test_sync_iterator_runs_off_the_loop(server):
+    """A sync iterator that blocks does not block the server: it is advanced in the
+    thread pool, so the release request is served while it waits."""
+    k = key()
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        with client.stream("GET", "/stream/blocking", params={"key": k}) as r:
+            pieces = r.iter_raw()
+            assert next(pieces) == b"a;"
+            release = httpx.get(f"{server.url}/stream/release-thread", params={"key": k})
+            assert release.status_code == 200
+            assert b"".join(pieces) == b"b"
+
+
 def test_first_piece_arrives_before_the_generator_finishes(server):
     k = key()
     with httpx.Client(base_url=server.url, timeout=5) as client:

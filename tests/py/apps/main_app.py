@@ -730,6 +730,27 @@ def stream_sync(key: str = "sync", status: int = 200):
     return StreamingResponse(gen(), status_code=status, headers={"x-kind": "sync"})
 
 
+thread_gates: dict[str, threading.Event] = {}
+
+
+@app.get("/stream/blocking")
+def stream_blocking(key: str):
+    gate = thread_gates.setdefault(key, threading.Event())
+
+    def gen():
+        yield b"a;"
+        gate.wait(10)  # blocks its worker thread, never the loop
+        yield b"b"
+
+    return StreamingResponse(gen())
+
+
+@app.get("/stream/release-thread")
+def stream_release_thread(key: str):
+    thread_gates.setdefault(key, threading.Event()).set()
+    return {"released": key}
+
+
 @app.get("/stream/gated")
 async def stream_gated(key: str):
     gate = stream_gates.setdefault(key, asyncio.Event())

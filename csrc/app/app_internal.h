@@ -87,6 +87,8 @@ typedef struct {
     PyObject *request_class;        /* data_bridge.api.request.Request (subclass of ours) */
     PyObject *log_exception;        /* callable(exc, where) */
     PyObject *create_task;          /* None, or a callable(loop, coro) -> Task */
+    PyObject *streaming_class;      /* data_bridge.api.responses.StreamingResponse */
+    PyObject *stream_start;         /* callable(writer_or_None, response, route_path) */
 } app_config_t;
 
 extern app_config_t app_cfg;
@@ -115,6 +117,7 @@ typedef struct {
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
+extern PyTypeObject StreamWriter_Type;
 
 /* The current exception as one object (NULL if none), and back. 3.12 deprecates the
  * three-object form. */
@@ -163,6 +166,17 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
                        PyObject *request);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
 int respond_init(void);
+/* Appends "name: value\r\n" for each (name, value) pair, checked against response
+ * splitting; Content-Length is skipped and "connection: close" sets *close. Returns 0, or
+ * -1 with an exception. */
+int respond_header_lines(PyObject *headers, db_buf_t *out, int *close);
+/* stream.c: answers a StreamingResponse (lines: scratch for its header lines). Returns 0
+ * when the stream began (or the head alone was sent), -1 with an exception when nothing
+ * was sent (answer 500), 1 with an exception when the head was sent but the stream could
+ * not start (log it; the connection closes after the head). */
+int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int *close,
+                      PyObject *path);
+int stream_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);

@@ -1,7 +1,8 @@
 /*
  * Registers the app layer on data_bridge._core: the Server, Request and _Driver types and
- * configure(), through which the Python layer names its Response, HTTPException and
- * Request classes and its exception logger once at import time.
+ * configure(), through which the Python layer names its Response, HTTPException,
+ * Request and StreamingResponse classes, its exception logger and the coroutine starter
+ * of streaming responses once at import time.
  */
 #include "app/app_internal.h"
 
@@ -10,10 +11,16 @@ app_config_t app_cfg;
 static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
 {
     (void)module;
-    static char *kwlist[] = {"response_class", "http_exception_class", "request_class",
-                             "log_exception", NULL};
-    PyObject *resp, *exc, *req, *log;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO", kwlist, &resp, &exc, &req, &log))
+    static char *kwlist[] = {"response_class",
+                             "http_exception_class",
+                             "request_class",
+                             "log_exception",
+                             "streaming_class",
+                             "stream_start",
+                             NULL};
+    PyObject *resp, *exc, *req, *log, *streaming = NULL, *stream_start = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|OO", kwlist, &resp, &exc, &req, &log,
+                                     &streaming, &stream_start))
         return NULL;
     if (!PyType_Check(req) || !PyType_IsSubtype((PyTypeObject *)req, &Request_Type)) {
         PyErr_SetString(PyExc_TypeError, "request_class must subclass _core.Request");
@@ -23,6 +30,8 @@ static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
     Py_XSETREF(app_cfg.http_exception_class, Py_NewRef(exc));
     Py_XSETREF(app_cfg.request_class, Py_NewRef(req));
     Py_XSETREF(app_cfg.log_exception, Py_NewRef(log));
+    Py_XSETREF(app_cfg.streaming_class, Py_XNewRef(streaming));
+    Py_XSETREF(app_cfg.stream_start, Py_XNewRef(stream_start));
     Py_RETURN_NONE;
 }
 
@@ -82,18 +91,21 @@ static PyMethodDef app_functions[] = {
     {"_parse_request", (PyCFunction)app_parse_request, METH_O,
      "_parse_request(data) -> dict: parse one request head (a test hook)"},
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
-     "configure(response_class, http_exception_class, request_class, log_exception)"},
+     "configure(response_class, http_exception_class, request_class, log_exception, "
+     "streaming_class=None, stream_start=None)"},
     {NULL, NULL, 0, NULL},
 };
 
 int app_module_init(PyObject *module)
 {
     if (PyType_Ready(&Server_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
-        PyType_Ready(&Driver_Type) < 0 || invoke_init() < 0 || respond_init() < 0)
+        PyType_Ready(&Driver_Type) < 0 || PyType_Ready(&StreamWriter_Type) < 0 ||
+        invoke_init() < 0 || respond_init() < 0 || stream_init() < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "Server", (PyObject *)&Server_Type) < 0 ||
         PyModule_AddObjectRef(module, "Request", (PyObject *)&Request_Type) < 0 ||
         PyModule_AddObjectRef(module, "_Driver", (PyObject *)&Driver_Type) < 0 ||
+        PyModule_AddObjectRef(module, "_StreamWriter", (PyObject *)&StreamWriter_Type) < 0 ||
         PyModule_AddFunctions(module, app_functions) < 0)
         return -1;
     return 0;

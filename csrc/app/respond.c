@@ -20,7 +20,7 @@
 /* Appends "name: value\r\n" for each pair of an iterable of 2-tuples (or a mapping).
  * Content-Length is computed by the server and skipped; "connection: close" is honoured
  * through *close. Returns 0, or -1 with ValueError for an unsafe name or value. */
-static int append_header_lines(PyObject *headers, db_buf_t *out, int *close)
+int respond_header_lines(PyObject *headers, db_buf_t *out, int *close)
 {
     PyObject *items = NULL, *seq = NULL;
     int rc = -1;
@@ -137,6 +137,21 @@ static void respond_response_object(server_conn_t *conn, const route_plan_t *pla
     db_buf_init(&lines);
     int close = 0;
     long code;
+    int streaming =
+        app_cfg.streaming_class ? PyObject_IsInstance(resp, app_cfg.streaming_class) : 0;
+    if (streaming < 0)
+        goto error;
+    if (streaming) {
+        int r = respond_streaming(conn, resp, &lines, &close, plan ? plan->path : Py_None);
+        if (r > 0) {
+            /* The head was sent: the failure can only be logged. */
+            log_current_exception(plan);
+            goto done;
+        }
+        if (r < 0)
+            goto error;
+        goto done;
+    }
     status = PyObject_GetAttrString(resp, "status_code");
     body = status ? PyObject_GetAttrString(resp, "body") : NULL;
     headers = body ? PyObject_GetAttrString(resp, "raw_headers") : NULL;
@@ -153,7 +168,7 @@ static void respond_response_object(server_conn_t *conn, const route_plan_t *pla
         PyErr_SetString(PyExc_TypeError, "Response.body must be bytes");
         goto error;
     }
-    if (headers != Py_None && append_header_lines(headers, &lines, &close) < 0)
+    if (headers != Py_None && respond_header_lines(headers, &lines, &close) < 0)
         goto error;
     if (close)
         server_conn_set_close(conn);
@@ -261,7 +276,7 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
     long code = headers ? PyLong_AsLong(status) : -1;
     if (code < 100 || code > 999 || PyErr_Occurred())
         goto error;
-    if (headers != Py_None && append_header_lines(headers, &lines, &close) < 0)
+    if (headers != Py_None && respond_header_lines(headers, &lines, &close) < 0)
         goto error;
     body = Py_BuildValue("{sO}", "detail", detail);
     if (body == NULL)

@@ -15,9 +15,11 @@
 
 /* Free space guaranteed for each read; the buffer grows only as far as a request needs. */
 #define READ_CHUNK 16384
+/* Bytes of pipelined requests read ahead while a response streams (reading goes on then
+ * only to notice a client that leaves; see on_read). */
+#define STREAM_READ_AHEAD 65536
 
 static void conn_process(server_conn_t *c);
-static void conn_flush(server_conn_t *c);
 static void conn_update_reading(server_conn_t *c);
 
 static void conn_release(server_conn_t *c)
@@ -46,6 +48,8 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    /* A stream producer waiting for the output to drain learns that it never will. */
+    stream_conn_closed(c);
     /* Releases the reference taken by conn_accept for the handle. */
     conn_release(c);
 }
@@ -98,6 +102,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (nread < 0 && c->streaming) {
+        /* The client left (or half-closed) while a response streams: the producer stops
+         * now instead of at its next write, as an ASGI server's http.disconnect does. */
+        conn_close(c);
+        return;
+    }
     if (nread < 0) {
         /* EOF or error: a peer that half-closes after its last request still gets the
          * responses already queued (conn_flush closes once they are written). */
@@ -113,6 +123,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     c->rbuf.len += (size_t)nread;
+    if (c->streaming) {
+        /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
+         * request's slices were detached when its handler answered). */
+        conn_update_reading(c);
+        return;
+    }
     if (!c->mid_request) {
         c->mid_request = 1;
         c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
@@ -152,8 +168,12 @@ void conn_accept(server_t *s)
 static void conn_update_reading(server_conn_t *c)
 {
     size_t queued = c->wbuf.len + c->inflight.len;
-    int want = !c->closing && !c->shutting_down && !c->close_after_write &&
-               c->state != CONN_PENDING && queued < c->server->cfg.write_high_water;
+    /* A streaming response keeps reading (to see the client leave) while little is
+     * read ahead; other pending requests stop reading so that rbuf stays put. */
+    int idle = c->state != CONN_PENDING ||
+               (c->streaming && c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD);
+    int want = !c->closing && !c->shutting_down && !c->close_after_write && idle &&
+               queued < c->server->cfg.write_high_water;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
@@ -211,7 +231,8 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->deadline = 0;
     c->resp_headers.len = 0;
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
-    if (r == SERVER_DISPATCH_PENDING) {
+    /* A response that began streaming keeps its request pending until the stream ends. */
+    if (r == SERVER_DISPATCH_PENDING || c->streaming) {
         c->state = CONN_PENDING;
         c->head_len = consumed; /* remembered for server_conn_finish */
         c->refs++;              /* released in server_conn_finish */
@@ -334,10 +355,11 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     conn_flush(c);
+    stream_conn_wrote(c);
     conn_update_reading(c);
 }
 
-static void conn_flush(server_conn_t *c)
+void conn_flush(server_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
@@ -409,6 +431,15 @@ void conn_run_resumes(server_t *s)
 
 void server_conn_finish(server_conn_t *c)
 {
+    if (c->streaming) {
+        /* The handler answered with a streaming response: its head goes out now, and the
+         * request (with the reference taken for it) now belongs to the stream, which
+         * finishes it through server_conn_stream_end. Reading resumes to notice a client
+         * that leaves. */
+        conn_flush(c);
+        conn_update_reading(c);
+        return;
+    }
     /* Drops the reference taken in conn_dispatch for the pending request. */
     if (c->closing) {
         conn_release(c);

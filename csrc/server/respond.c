@@ -2,7 +2,8 @@
  * The response writer: status line, Date, Content-Type, Content-Length and Connection
  * headers, then the body, appended to the connection's output buffer in one pass. The
  * status line and the Date value come from caches (http/status.c, http/date.c); nothing
- * here allocates except the buffer growth itself.
+ * here allocates except the buffer growth itself. The head of a streaming response
+ * (stream.c) is written by the same code.
  */
 #include <time.h>
 
@@ -27,21 +28,18 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
-                        const char *extra_headers, size_t extra_len, const char *body,
-                        size_t body_len)
+char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                   const char *framing, size_t framing_len, const char *extra_headers,
+                   size_t extra_len, size_t body_room)
 {
     const char *reason = http_status_reason(status);
     size_t reason_len = strlen(reason);
-    /* RFC 9110 §6.4.1: 1xx, 204 and 304 responses carry no content; 204 and 1xx carry no
-     * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
     int no_content = status < 200 || status == 204 || status == 304;
-    int send_body = !no_content && !c->is_head;
-    size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + 16 + 20 + 2 + 24 +
-                  extra_len + c->resp_headers.len + 2 + (send_body ? body_len : 0);
+    size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + framing_len + 24 +
+                  extra_len + c->resp_headers.len + 2 + body_room;
     if (db_buf_reserve(&c->wbuf, need) < 0) {
         conn_close(c);
-        return -1;
+        return NULL;
     }
     char *p = c->wbuf.data + c->wbuf.len;
     p = put(p, "HTTP/1.1 ", 9);
@@ -60,11 +58,8 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
         p = put(p, ctype, ctype_len);
         p = put(p, "\r\n", 2);
     }
-    if (status >= 200 && status != 204) {
-        p = put(p, "content-length: ", 16);
-        p = put_u64(p, status == 304 ? 0 : body_len);
-        p = put(p, "\r\n", 2);
-    }
+    if (framing_len)
+        p = put(p, framing, framing_len);
     if (!c->keep_alive)
         p = put(p, "connection: close\r\n", 19);
     else if (c->http10)
@@ -75,7 +70,33 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
         p = put(p, c->resp_headers.data, c->resp_headers.len);
         c->resp_headers.len = 0;
     }
+    return put(p, "\r\n", 2);
+}
+
+size_t respond_content_length(char *out, uint64_t len)
+{
+    char *p = put(out, "content-length: ", 16);
+    p = put_u64(p, len);
     p = put(p, "\r\n", 2);
+    return (size_t)(p - out);
+}
+
+int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                        const char *extra_headers, size_t extra_len, const char *body,
+                        size_t body_len)
+{
+    /* RFC 9110 §6.4.1: 1xx, 204 and 304 responses carry no content; 204 and 1xx carry no
+     * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
+    int no_content = status < 200 || status == 204 || status == 304;
+    int send_body = !no_content && !c->is_head;
+    char framing[40];
+    size_t framing_len = 0;
+    if (status >= 200 && status != 204)
+        framing_len = respond_content_length(framing, status == 304 ? 0 : body_len);
+    char *p = respond_head(c, status, ctype, ctype_len, framing, framing_len, extra_headers,
+                           extra_len, send_body ? body_len : 0);
+    if (p == NULL)
+        return -1;
     if (send_body && body_len)
         p = put(p, body, body_len);
     c->wbuf.len = (size_t)(p - c->wbuf.data);

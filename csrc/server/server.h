@@ -81,4 +81,46 @@ void server_conn_set_close(server_conn_t *c);
  * gone): the connection writes it and goes on with pipelined requests. */
 void server_conn_finish(server_conn_t *c);
 
+/* Streaming responses (a body produced piece by piece after the head was sent).
+ *
+ * server_conn_stream_begin appends the head and, when the response has a body (not HEAD,
+ * not 1xx/204/304), puts the connection in streaming mode: the request stays pending
+ * (pipelined requests wait, reading is stopped) until server_conn_stream_end, whoever
+ * dispatched it (a synchronous dispatch that began a stream is treated as PENDING; a
+ * server_conn_finish of a pending request that began one leaves the request to the
+ * stream). content_length >= 0 frames the body by that length (RFC 9110 §8.6); otherwise
+ * HTTP/1.1 gets chunked framing (RFC 9112 §7.1) and HTTP/1.0 a close-delimited body (RFC
+ * 9112 §6.3 item 8). Returns 1 when the body is to be streamed, 0 when the response has
+ * no body (the head alone was appended; the request finishes as usual), -1 when out of
+ * memory (the connection is then closed). */
+int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                             const char *extra_headers, size_t extra_len, int64_t content_length);
+
+enum {
+    SERVER_STREAM_OK = 0,        /* queued and flushed as far as the socket takes it */
+    SERVER_STREAM_FULL = 1,      /* queued, but the output exceeds the write limit: drain */
+    SERVER_STREAM_CLOSED = -1,   /* the connection is closed (peer gone, write error) */
+    SERVER_STREAM_OVERFLOW = -2, /* more bytes than the declared Content-Length: not sent */
+    SERVER_STREAM_NOMEM = -3,    /* out of memory: the connection is closed */
+};
+
+/* Queues one piece of the body (framed as a chunk when chunked; empty pieces are
+ * skipped, an empty chunk would end the body) and tries to write it at once. */
+int server_conn_stream_write(server_conn_t *c, const char *data, size_t len);
+/* 1 while the queued output exceeds the write limit (the producer should wait). */
+int server_conn_stream_full(const server_conn_t *c);
+/* Called (GIL held) when the queued output of a streaming connection fell below the write
+ * limit after a write completed, and when its connection closed; NULL to stop. */
+void server_conn_stream_notify(server_conn_t *c, void (*cb)(void *arg), void *arg);
+/* Ends the stream and finishes its request. complete: the producer is done (the last
+ * chunk is sent when chunked; keep-alive goes on); otherwise the body is cut short and
+ * the connection closes after what was queued, without the last chunk, so the client
+ * sees a truncated body. Returns 0, or -1 when a complete stream sent fewer bytes than
+ * its declared Content-Length (the connection is then closed too). c may be freed. */
+int server_conn_stream_end(server_conn_t *c, int complete);
+/* Gives up a stream that server_conn_stream_begin just began, before the dispatcher or
+ * server_conn_finish saw it: the body ends there (truncated, the connection closes after
+ * the head) and the request finishes the usual way. Never call both this and _end. */
+void server_conn_stream_abandon(server_conn_t *c);
+
 #endif

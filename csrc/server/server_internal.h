@@ -55,6 +55,12 @@ struct server_conn {
     unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
     unsigned resume_queued : 1;
+    unsigned streaming : 1;      /* a streaming response body is being produced */
+    unsigned stream_chunked : 1; /* ... framed as chunks */
+    unsigned stream_sized : 1;   /* ... of a declared Content-Length (stream_left to go) */
+    uint64_t stream_left;
+    void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
+    void *stream_arg;
 };
 
 struct server {
@@ -81,6 +87,19 @@ void conn_close(server_conn_t *c);
 void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
 void conn_run_resumes(server_t *s);
+void conn_flush(server_conn_t *c);
+/* respond.c: reserves room for the head plus body_room bytes and writes the head up to
+ * and including its blank line; framing is the Content-Length or Transfer-Encoding line.
+ * Returns where the body goes (wbuf.len is not yet advanced), or NULL when out of memory
+ * (the connection is then closed). */
+char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                   const char *framing, size_t framing_len, const char *extra_headers,
+                   size_t extra_len, size_t body_room);
+/* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
+size_t respond_content_length(char *out, uint64_t len);
+/* stream.c */
+void stream_conn_closed(server_conn_t *c);
+void stream_conn_wrote(server_conn_t *c);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

@@ -7,11 +7,13 @@ from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.params import Body, Cookie, Form, Header, Path, Query
 from data_bridge.api.request import QueryParams, Request
 from data_bridge.api.responses import (
+    FileResponse,
     Headers,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     Response,
+    StreamingResponse,
 )
 from data_bridge.api.routing import APIRouter, Route
 
@@ -23,6 +25,7 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "FileResponse",
     "Form",
     "Header",
     "Headers",
@@ -37,4 +40,5 @@ __all__ = [
     "Request",
     "Response",
     "Route",
+    "StreamingResponse",
 ]

@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
+from data_bridge.api._stream import start_stream
 from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.openapi import openapi_document, swagger_ui_html
 from data_bridge.api.request import Request
-from data_bridge.api.responses import Response
+from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.routing import METHOD_CODES, APIRouter
 from data_bridge.json import dumps as json_dumps
 
@@ -45,6 +46,8 @@ _core.configure(
     http_exception_class=HTTPException,
     request_class=Request,
     log_exception=_log_exception,
+    streaming_class=StreamingResponse,
+    stream_start=start_stream,
 )
 
 

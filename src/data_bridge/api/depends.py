@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_bridge.api._plan import RouteDefinitionError
+from data_bridge.api.responses import StreamingResponse
 
 __all__ = ["BackgroundTasks", "Depends", "with_dependencies"]
 
@@ -281,7 +282,10 @@ def with_dependencies(
             raise
         if stack:
             await _close_generators(stack, None)
-        if background.tasks:
+        if background.tasks and isinstance(result, StreamingResponse):
+            # As in Starlette: after the whole body was sent (the stream's task runs it).
+            result.background = background
+        elif background.tasks:
             # Started now, first step on the next loop iteration: after the native layer
             # has written the response this coroutine returns.
             task = asyncio.get_running_loop().create_task(background.run())

@@ -22,6 +22,7 @@ from data_bridge.api import (
     Cookie,
     CORSMiddleware,
     Depends,
+    FileResponse,
     Form,
     Header,
     HTMLResponse,
@@ -32,6 +33,7 @@ from data_bridge.api import (
     Query,
     Request,
     Response,
+    StreamingResponse,
 )
 
 app = App()
@@ -681,6 +683,193 @@ def debug_blocks():
 
     gc.collect()
     return {"blocks": sys.getallocatedblocks(), "objects": len(gc.get_objects())}
+
+
+# Streaming responses (test_server_streaming.py). Per-key counters let the tests observe
+# the producer: how many pieces it made, whether it started, whether its finally ran.
+stream_stats: dict[str, dict[str, int]] = {}
+stream_gates: dict[str, asyncio.Event] = {}
+
+
+def _stats(key: str) -> dict[str, int]:
+    return stream_stats.setdefault(key, {"started": 0, "produced": 0, "finalized": 0})
+
+
+@app.get("/stream/chunks")
+async def stream_chunks(n: int = 3):
+    async def gen():
+        for i in range(n):
+            yield f"chunk{i}".encode()
+            await asyncio.sleep(0)
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/stream/str")
+def stream_str():
+    async def gen():
+        yield "héllo "
+        yield "wörld"
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/stream/sync")
+def stream_sync(key: str = "sync", status: int = 200):
+    stats = _stats(key)
+
+    def gen():
+        stats["started"] += 1
+        try:
+            for i in range(4):
+                stats["produced"] += 1
+                yield f"s{i};".encode() if i % 2 else f"s{i};"
+        finally:
+            stats["finalized"] += 1
+
+    return StreamingResponse(gen(), status_code=status, headers={"x-kind": "sync"})
+
+
+thread_gates: dict[str, threading.Event] = {}
+
+
+@app.get("/stream/blocking")
+def stream_blocking(key: str):
+    gate = thread_gates.setdefault(key, threading.Event())
+
+    def gen():
+        yield b"a;"
+        gate.wait(10)  # blocks its worker thread, never the loop
+        yield b"b"
+
+    return StreamingResponse(gen())
+
+
+@app.get("/stream/release-thread")
+def stream_release_thread(key: str):
+    thread_gates.setdefault(key, threading.Event()).set()
+    return {"released": key}
+
+
+@app.get("/stream/gated")
+async def stream_gated(key: str):
+    gate = stream_gates.setdefault(key, asyncio.Event())
+
+    async def gen():
+        gate_states[key] = "open"
+        try:
+            yield b"first;"
+            await gate.wait()
+            yield b"second"
+        finally:
+            gate_states[key] = "closed"
+
+    return StreamingResponse(gen())
+
+
+gate_states: dict[str, str] = {}
+
+
+@app.get("/stream/gates")
+def stream_gate_states():
+    return gate_states
+
+
+@app.get("/stream/release")
+def stream_release(key: str):
+    stream_gates.setdefault(key, asyncio.Event()).set()
+    return {"released": key}
+
+
+@app.get("/stream/length")
+async def stream_length(declared: int, pieces: int):
+    async def gen():
+        for _ in range(pieces):
+            yield b"12345"
+
+    return StreamingResponse(gen(), headers={"Content-Length": str(declared)})
+
+
+@app.get("/stream/fail")
+async def stream_fail():
+    async def gen():
+        yield b"before the failure;"
+        await asyncio.sleep(0)
+        raise RuntimeError("stream broke")
+
+    return StreamingResponse(gen())
+
+
+@app.get("/stream/forever")
+async def stream_forever(key: str, size: int = 1024, pause: float = 0.0):
+    stats = _stats(key)
+    piece = b"x" * size
+
+    async def gen():
+        stats["started"] += 1
+        try:
+            while True:
+                stats["produced"] += 1
+                yield piece
+                await asyncio.sleep(pause)
+        finally:
+            stats["finalized"] += 1
+
+    return StreamingResponse(gen(), media_type="application/octet-stream")
+
+
+@app.get("/stream/parked")
+async def stream_parked(request: Request):
+    # Suspends before answering: the handler is parked in a Task (the _Driver path).
+    await asyncio.sleep(0.001)
+
+    async def gen():
+        yield request.path.encode()
+        await asyncio.sleep(0.001)
+        yield b";parked"
+
+    return StreamingResponse(gen())
+
+
+def stream_dependency(n: int = 2) -> int:
+    return n
+
+
+@app.get("/stream/depends")
+async def stream_depends(n: Annotated[int, Depends(stream_dependency)]):
+    return StreamingResponse(iter([b"dep%d;" % i for i in range(n)]))
+
+
+@app.get("/stream/background")
+async def stream_background(key: str, tasks: BackgroundTasks):
+    stats = _stats(key)
+    gate = stream_gates.setdefault(key, asyncio.Event())
+
+    def done() -> None:
+        stats["finalized"] += 1
+
+    tasks.add_task(done)
+
+    async def gen():
+        yield b"first;"
+        await gate.wait()
+        yield b"second"
+
+    return StreamingResponse(gen())
+
+
+@app.get("/stream/stats")
+def stream_stats_route(key: str):
+    return _stats(key)
+
+
+@app.get("/file")
+def file_response(
+    path: str,
+    filename: str | None = None,
+    media_type: str | None = None,
+):
+    return FileResponse(path, filename=filename, media_type=media_type)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,291 @@
+/*
+ * Streaming responses (StreamingResponse, FileResponse): the native side of the body
+ * writer. respond_streaming() writes the head through the server, then hands a
+ * _StreamWriter and the response to the Python layer's stream_start(), which runs one
+ * coroutine per stream as a Task: `async for` over the body iterator, write() for each
+ * piece, `await drain()` when write() says the output is over the connection's limit,
+ * end() when the iterator is exhausted or failed.
+ *
+ * Ownership: the writer holds the connection's pending request from the head until end()
+ * (or its deallocation, which ends the stream as truncated), so the connection outlives
+ * every call the writer can make. The connection holds only a borrowed pointer to the
+ * writer (its notify argument), cleared by server_conn_stream_end before the writer can go.
+ */
+#include "app/app_internal.h"
+
+typedef struct {
+    PyObject_HEAD
+    server_conn_t *conn; /* the streaming connection, until end(); see above */
+    PyObject *waiter;    /* the future returned by drain(), until the output drains */
+    PyObject *task;      /* the Task producing the body (set_task), until end() */
+} StreamWriterObject;
+
+static PyObject *get_running_loop_fn; /* asyncio.events.get_running_loop */
+static PyObject *str_stream_head;     /* "_stream_head" */
+
+/* Wakes a producer waiting in drain(); its next write() sees a closed connection. */
+static void writer_wake(StreamWriterObject *w)
+{
+    PyObject *fut = w->waiter;
+    if (fut == NULL)
+        return;
+    w->waiter = NULL;
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done == 0) {
+        PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        Py_XDECREF(r);
+        is_done = r ? 1 : -1;
+    }
+    if (is_done < 0)
+        PyErr_WriteUnraisable(fut);
+    Py_DECREF(fut);
+}
+
+/* The output drained below the limit, or the connection closed. A producer waiting in
+ * drain() is woken (its next write() raises ConnectionResetError); one waiting for its
+ * iterator (an idle event stream) is cancelled, so the iterator is closed now rather
+ * than at its next piece, as an ASGI server's http.disconnect makes Starlette do. */
+static void writer_notify(void *arg)
+{
+    StreamWriterObject *w = arg;
+    if (w->waiter == NULL && w->task != NULL && w->conn != NULL && server_conn_closed(w->conn)) {
+        PyObject *task = w->task;
+        w->task = NULL;
+        PyObject *r = PyObject_CallMethod(task, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(task);
+        Py_XDECREF(r);
+        Py_DECREF(task);
+        return;
+    }
+    writer_wake(w);
+}
+
+static int writer_end(StreamWriterObject *w, int complete)
+{
+    server_conn_t *conn = w->conn;
+    if (conn == NULL)
+        return 0;
+    w->conn = NULL;
+    int rc = server_conn_stream_end(conn, complete);
+    writer_wake(w);
+    Py_CLEAR(w->task);
+    return rc;
+}
+
+static PyObject *writer_write(StreamWriterObject *w, PyObject *arg)
+{
+    Py_buffer view;
+    if (w->conn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the stream has ended");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int r = server_conn_stream_write(w->conn, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    switch (r) {
+    case SERVER_STREAM_OK:
+        Py_RETURN_FALSE;
+    case SERVER_STREAM_FULL:
+        Py_RETURN_TRUE;
+    case SERVER_STREAM_OVERFLOW:
+        PyErr_SetString(PyExc_RuntimeError, "Too much data for declared Content-Length");
+        return NULL;
+    case SERVER_STREAM_NOMEM:
+        return PyErr_NoMemory();
+    default:
+        PyErr_SetString(PyExc_ConnectionResetError, "the client closed the connection");
+        return NULL;
+    }
+}
+
+static PyObject *writer_drain(StreamWriterObject *w, PyObject *unused)
+{
+    (void)unused;
+    PyObject *loop = PyObject_CallNoArgs(get_running_loop_fn);
+    if (loop == NULL)
+        return NULL;
+    PyObject *fut = PyObject_CallMethod(loop, "create_future", NULL);
+    Py_DECREF(loop);
+    if (fut == NULL)
+        return NULL;
+    if (w->conn == NULL || server_conn_closed(w->conn) || !server_conn_stream_full(w->conn)) {
+        PyObject *r = PyObject_CallMethod(fut, "set_result", "O", Py_None);
+        if (r == NULL) {
+            Py_DECREF(fut);
+            return NULL;
+        }
+        Py_DECREF(r);
+        return fut;
+    }
+    writer_wake(w); /* a previous drain() nobody awaited any more */
+    w->waiter = Py_NewRef(fut);
+    return fut;
+}
+
+static PyObject *writer_end_method(StreamWriterObject *w, PyObject *arg)
+{
+    int complete = PyObject_IsTrue(arg);
+    if (complete < 0)
+        return NULL;
+    if (writer_end(w, complete) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Too little data for declared Content-Length");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *writer_set_task(StreamWriterObject *w, PyObject *task)
+{
+    if (w->conn != NULL)
+        Py_XSETREF(w->task, Py_NewRef(task));
+    Py_RETURN_NONE;
+}
+
+static PyObject *writer_get_closed(StreamWriterObject *w, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(w->conn == NULL || server_conn_closed(w->conn));
+}
+
+static int writer_traverse(StreamWriterObject *w, visitproc visit, void *arg)
+{
+    Py_VISIT(w->waiter);
+    Py_VISIT(w->task);
+    return 0;
+}
+
+static int writer_clear(StreamWriterObject *w)
+{
+    Py_CLEAR(w->waiter);
+    Py_CLEAR(w->task);
+    return 0;
+}
+
+static void writer_dealloc(StreamWriterObject *w)
+{
+    PyObject_GC_UnTrack(w);
+    /* Dropped before end() (its task was destroyed): the body is cut short. */
+    writer_end(w, 0);
+    writer_clear(w);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyMethodDef writer_methods[] = {
+    {"write", (PyCFunction)writer_write, METH_O,
+     "write(data) -> bool: queue a piece of the body; True when the caller must await "
+     "drain() before writing more. Raises ConnectionResetError once the client is gone."},
+    {"drain", (PyCFunction)writer_drain, METH_NOARGS,
+     "drain() -> Future resolved when the queued output is below the connection's limit "
+     "(or the connection closed)."},
+    {"set_task", (PyCFunction)writer_set_task, METH_O,
+     "set_task(task): the Task producing the body, cancelled if the client leaves while it "
+     "is not writing."},
+    {"end", (PyCFunction)writer_end_method, METH_O,
+     "end(complete): finish the body (complete) or cut it short and close the connection."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef writer_getset[] = {
+    {"closed", (getter)writer_get_closed, NULL, "True once the stream ended or the client left.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject StreamWriter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._StreamWriter",
+    .tp_basicsize = sizeof(StreamWriterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Writes the body of a streaming response to its connection.",
+    .tp_traverse = (traverseproc)writer_traverse,
+    .tp_clear = (inquiry)writer_clear,
+    .tp_dealloc = (destructor)writer_dealloc,
+    .tp_methods = writer_methods,
+    .tp_getset = writer_getset,
+};
+
+int stream_init(void)
+{
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    if (events == NULL)
+        return -1;
+    get_running_loop_fn = PyObject_GetAttrString(events, "get_running_loop");
+    Py_DECREF(events);
+    str_stream_head = PyUnicode_InternFromString("_stream_head");
+    return get_running_loop_fn && str_stream_head ? 0 : -1;
+}
+
+int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int *close,
+                      PyObject *path)
+{
+    PyObject *head = NULL, *headers, *length, *writer = NULL, *r = NULL;
+    int status;
+    long long content_length = -1;
+    if (app_cfg.stream_start == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "streaming responses are not configured");
+        return -1;
+    }
+    /* (status, header pairs, declared Content-Length or None); FileResponse stats its
+     * file here, so a missing file is answered 500 before anything was sent. */
+    head = PyObject_CallMethodNoArgs(resp, str_stream_head);
+    if (head == NULL)
+        return -1;
+    if (!PyArg_ParseTuple(head, "iOO;_stream_head() result", &status, &headers, &length))
+        goto error;
+    if (status < 100 || status > 999) {
+        PyErr_Format(PyExc_ValueError, "invalid status code %d", status);
+        goto error;
+    }
+    if (length != Py_None) {
+        content_length = PyLong_AsLongLong(length);
+        if (content_length == -1 && PyErr_Occurred())
+            goto error;
+        if (content_length < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative Content-Length");
+            goto error;
+        }
+    }
+    if (headers != Py_None && respond_header_lines(headers, lines, close) < 0)
+        goto error;
+    if (*close)
+        server_conn_set_close(conn);
+    Py_CLEAR(head);
+    int b = server_conn_stream_begin(conn, status, NULL, 0, lines->data, lines->len,
+                                     (int64_t)content_length);
+    if (b > 0) {
+        StreamWriterObject *w = PyObject_GC_New(StreamWriterObject, &StreamWriter_Type);
+        if (w == NULL) {
+            server_conn_stream_abandon(conn);
+            return 1; /* the head is out: nothing else can be answered */
+        }
+        w->conn = conn;
+        w->waiter = NULL;
+        w->task = NULL;
+        PyObject_GC_Track(w);
+        server_conn_stream_notify(conn, writer_notify, w);
+        writer = (PyObject *)w;
+    }
+    /* Without a body (HEAD, 204, 304, or the connection failed), stream_start only
+     * closes the iterator. */
+    r = PyObject_CallFunctionObjArgs(app_cfg.stream_start, writer ? writer : Py_None, resp, path,
+                                     NULL);
+    if (r == NULL) {
+        if (writer) {
+            /* Not yet handed to the caller's finish: give the stream up, not end it. */
+            StreamWriterObject *w = (StreamWriterObject *)writer;
+            server_conn_stream_abandon(w->conn);
+            w->conn = NULL;
+        }
+        Py_XDECREF(writer);
+        return 1; /* the head is out; the exception is left for the caller to log */
+    }
+    Py_DECREF(r);
+    Py_XDECREF(writer);
+    return 0;
+error:
+    Py_XDECREF(head);
+    return -1;
+}

@@ -1,0 +1,165 @@
+/*
+ * Streaming responses: the head is written at once, then each piece of the body as the
+ * application produces it, framed by a declared Content-Length (RFC 9110 §8.6), as chunks
+ * (RFC 9112 §7.1) or, for HTTP/1.0 clients, by closing the connection (RFC 9112 §6.3 item
+ * 8).
+ *
+ * While a stream runs, its request stays pending: reading is stopped, so pipelined
+ * requests wait and are answered after it, in order, and rbuf does not move. The pending
+ * request's reference (refs) is held by the stream from server_conn_stream_begin to
+ * server_conn_stream_end; a connection that closes meanwhile (the peer went away, a write
+ * failed) is therefore freed only after the producer ended its stream.
+ *
+ * Backpressure: pieces are appended to wbuf and flushed at once; when the queued output
+ * (wbuf + the buffer of the write in flight) exceeds write_high_water, the producer is
+ * told to wait (SERVER_STREAM_FULL) and the notify callback runs once a completed write
+ * brought it below the limit, so memory stays bounded however slowly the peer reads.
+ */
+#include "loop/loop.h"
+#include "server/server_internal.h"
+
+static size_t queued(const server_conn_t *c)
+{
+    return c->wbuf.len + c->inflight.len;
+}
+
+int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                             const char *extra_headers, size_t extra_len, int64_t content_length)
+{
+    int no_content = status < 200 || status == 204 || status == 304;
+    char framing[40] = "";
+    size_t framing_len = 0;
+    int chunked = 0;
+    if (content_length >= 0 && status >= 200 && status != 204) {
+        framing_len = respond_content_length(framing, (uint64_t)content_length);
+    } else if (!no_content) {
+        if (c->http10) {
+            /* HTTP/1.0 knows no chunked coding: the end of the body is the close. */
+            c->keep_alive = 0;
+        } else {
+            chunked = 1;
+            memcpy(framing, "transfer-encoding: chunked\r\n", 28);
+            framing_len = 28;
+        }
+    }
+    char *p = respond_head(c, status, ctype, ctype_len, framing, framing_len, extra_headers,
+                           extra_len, 0);
+    if (p == NULL)
+        return -1;
+    c->wbuf.len = (size_t)(p - c->wbuf.data);
+    /* HEAD gets the head of the GET response only (RFC 9110 §9.3.2). */
+    if (no_content || c->is_head)
+        return 0;
+    c->streaming = 1;
+    c->stream_chunked = (unsigned)chunked;
+    c->stream_sized = content_length >= 0;
+    c->stream_left = content_length >= 0 ? (uint64_t)content_length : 0;
+    return 1;
+}
+
+int server_conn_stream_full(const server_conn_t *c)
+{
+    return queued(c) >= c->server->cfg.write_high_water;
+}
+
+int server_conn_stream_write(server_conn_t *c, const char *data, size_t len)
+{
+    if (!c->streaming || c->closing)
+        return SERVER_STREAM_CLOSED;
+    if (c->stream_sized) {
+        /* Sending more than declared would desynchronise the peer's framing: refuse the
+         * piece (the stream then ends short and the connection closes). */
+        if (len > c->stream_left)
+            return SERVER_STREAM_OVERFLOW;
+        c->stream_left -= len;
+    }
+    if (len > 0) {
+        if (db_buf_reserve(&c->wbuf, len + 20) < 0) {
+            conn_close(c);
+            return SERVER_STREAM_NOMEM;
+        }
+        char *p = c->wbuf.data + c->wbuf.len;
+        if (c->stream_chunked) {
+            /* chunk = chunk-size CRLF chunk-data CRLF, the size in hex (RFC 9112 §7.1). */
+            char hex[16];
+            int n = 0;
+            size_t v = len;
+            do {
+                hex[n++] = "0123456789abcdef"[v & 15];
+                v >>= 4;
+            } while (v);
+            while (n)
+                *p++ = hex[--n];
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+        memcpy(p, data, len);
+        p += len;
+        if (c->stream_chunked) {
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+        c->wbuf.len = (size_t)(p - c->wbuf.data);
+        conn_flush(c);
+        if (c->closing)
+            return SERVER_STREAM_CLOSED;
+    }
+    return server_conn_stream_full(c) ? SERVER_STREAM_FULL : SERVER_STREAM_OK;
+}
+
+void server_conn_stream_notify(server_conn_t *c, void (*cb)(void *arg), void *arg)
+{
+    c->stream_notify = cb;
+    c->stream_arg = arg;
+}
+
+int server_conn_stream_end(server_conn_t *c, int complete)
+{
+    int rc = 0;
+    int chunked = c->stream_chunked, sized = c->stream_sized;
+    c->streaming = 0;
+    c->stream_chunked = 0;
+    c->stream_sized = 0;
+    c->stream_notify = NULL;
+    c->stream_arg = NULL;
+    if (!c->closing) {
+        if (complete && sized && c->stream_left > 0) {
+            /* Fewer bytes than declared: the peer must not take the next response's bytes
+             * for the rest of this body, so the connection closes (RFC 9112 §6.3). */
+            complete = 0;
+            rc = -1;
+        }
+        /* last-chunk, no trailers (RFC 9112 §7.1). */
+        if (complete && chunked && db_buf_append(&c->wbuf, "0\r\n\r\n", 5) < 0)
+            complete = 0;
+        /* A close-delimited body ends with the close; a truncated one must too. */
+        if (!complete || (!chunked && !sized))
+            c->keep_alive = 0;
+    }
+    server_conn_finish(c);
+    return rc;
+}
+
+void server_conn_stream_abandon(server_conn_t *c)
+{
+    c->streaming = 0;
+    c->stream_chunked = 0;
+    c->stream_sized = 0;
+    c->stream_notify = NULL;
+    c->stream_arg = NULL;
+    c->keep_alive = 0;
+}
+
+void stream_conn_wrote(server_conn_t *c)
+{
+    if (c->stream_notify && !c->closing && !server_conn_stream_full(c))
+        c->stream_notify(c->stream_arg);
+}
+
+void stream_conn_closed(server_conn_t *c)
+{
+    if (c->stream_notify == NULL)
+        return;
+    pyloop_enter(pyloop_from_uv(c->tcp.loop));
+    c->stream_notify(c->stream_arg);
+}

@@ -111,8 +111,10 @@ static PyObject *convert_text(const arg_plan_t *a, Py_ssize_t index, const char 
                 break;
         }
         if (ok && i < n && s[i] == '.' && nd > first) {
-            for (i++; i < n && s[i] == '0'; i++)
-                ;
+            size_t zeros = ++i;
+            while (i < n && s[i] == '0')
+                i++;
+            ok = i > zeros; /* "1.0" is an integer to pydantic, "1." is not */
         }
         ok = ok && i == n && nd > first && nd - first <= 4300; /* CPython's str->int limit */
         PyObject *res = NULL;

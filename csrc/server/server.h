@@ -85,14 +85,14 @@ void server_conn_finish(server_conn_t *c);
  *
  * server_conn_stream_begin appends the head and, when the response has a body (not HEAD,
  * not 1xx/204/304), puts the connection in streaming mode: the request stays pending
- * (pipelined requests wait, reading is stopped) until server_conn_stream_end, whoever
- * dispatched it (a synchronous dispatch that began a stream is treated as PENDING; a
- * server_conn_finish of a pending request that began one leaves the request to the
- * stream). content_length >= 0 frames the body by that length (RFC 9110 §8.6); otherwise
- * HTTP/1.1 gets chunked framing (RFC 9112 §7.1) and HTTP/1.0 a close-delimited body (RFC
- * 9112 §6.3 item 8). Returns 1 when the body is to be streamed, 0 when the response has
- * no body (the head alone was appended; the request finishes as usual), -1 when out of
- * memory (the connection is then closed). */
+ * (pipelined requests wait; reading goes on with a small read-ahead, only to notice a
+ * client that leaves) until server_conn_stream_end, whoever dispatched it (a synchronous
+ * dispatch that began a stream is treated as PENDING; a server_conn_finish of a pending
+ * request that began one leaves the request to the stream). content_length >= 0 frames the body by
+ * that length (RFC 9110 §8.6); otherwise HTTP/1.1 gets chunked framing (RFC 9112 §7.1) and HTTP/1.0
+ * a close-delimited body (RFC 9112 §6.3 item 8). Returns 1 when the body is to be streamed, 0 when
+ * the response has no body (the head alone was appended; the request finishes as usual), -1 when
+ * out of memory (the connection is then closed). */
 int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
                              const char *extra_headers, size_t extra_len, int64_t content_length);
 

@@ -4,8 +4,10 @@
  * (RFC 9112 §7.1) or, for HTTP/1.0 clients, by closing the connection (RFC 9112 §6.3 item
  * 8).
  *
- * While a stream runs, its request stays pending: reading is stopped, so pipelined
- * requests wait and are answered after it, in order, and rbuf does not move. The pending
+ * While a stream runs, its request stays pending: pipelined requests wait and are answered
+ * after it, in order. Reading goes on only to notice a client that leaves, with at most
+ * STREAM_READ_AHEAD bytes of pipelined requests taken in meanwhile (conn.c); nothing
+ * points into rbuf then, so it may grow. The pending
  * request's reference (refs) is held by the stream from server_conn_stream_begin to
  * server_conn_stream_end; a connection that closes meanwhile (the peer went away, a write
  * failed) is therefore freed only after the producer ended its stream.

@@ -432,6 +432,12 @@ def app_python() -> str:
 def _env_with_path(extra: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if env.get("PYTHONPATH"):
+        # The apps run from bench/apps: a relative entry (`make bench` sets PYTHONPATH=src)
+        # must keep pointing where it pointed here.
+        env["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(p) if p else p for p in env["PYTHONPATH"].split(os.pathsep)
+        )
     if extra:
         env["PYTHONPATH"] = extra + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""

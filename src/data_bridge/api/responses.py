@@ -92,13 +92,16 @@ class Response:
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
     ) -> None:
+        self._set_status(status_code, media_type)
+        self.body = self.render(content)
+        self.raw_headers = self._build_headers(headers)
+
+    def _set_status(self, status_code: int, media_type: str | None) -> None:
         if not isinstance(status_code, int) or not 100 <= status_code <= 999:
             raise ValueError(f"invalid status code {status_code!r}")
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
-        self.body = self.render(content)
-        self.raw_headers = self._build_headers(headers)
 
     def render(self, content: Any) -> bytes:
         if content is None:
@@ -192,11 +195,7 @@ class StreamingResponse(Response):
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
     ) -> None:
-        if not isinstance(status_code, int) or not 100 <= status_code <= 999:
-            raise ValueError(f"invalid status code {status_code!r}")
-        self.status_code = status_code
-        if media_type is not None:
-            self.media_type = media_type
+        self._set_status(status_code, media_type)
         self.body = b""
         self._source: object = content
         if isinstance(content, AsyncIterable):

@@ -183,18 +183,23 @@ PyObject *task_make_cancelled_error(PyObject *task)
     return exc;
 }
 
+PyObject *task_raise_cancelled(PyObject *task)
+{
+    PyObject *exc = task_make_cancelled_error(task);
+
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
 PyObject *task_get_result(PyObject *task)
 {
     task_fields_t *t = TASK(task);
 
-    if (t->state == TASK_CANCELLED) {
-        PyObject *exc = task_make_cancelled_error(task);
-        if (exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-            Py_DECREF(exc);
-        }
-        return NULL;
-    }
+    if (t->state == TASK_CANCELLED)
+        return task_raise_cancelled(task);
     if (t->state != TASK_FINISHED) {
         PyErr_SetString(task_invalid_state, "Result is not set."); /* _asyncio's wording */
         return NULL;

@@ -103,6 +103,8 @@ int task_finish_exception(PyObject *task, PyObject *exc);
 int task_finish_cancel(PyObject *task, PyObject *msg);
 /* Future.cancel() semantics for a task awaited by another (cancel the waiter). */
 PyObject *task_make_cancelled_error(PyObject *task);
+/* Raises that error (what result() and exception() do on a cancelled task); returns NULL. */
+PyObject *task_raise_cancelled(PyObject *task);
 /* Future.result()'s outcome without a method call: new reference, or NULL with the
  * exception it would raise. */
 PyObject *task_get_result(PyObject *task);

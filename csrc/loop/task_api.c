@@ -234,14 +234,8 @@ static PyObject *task_exception_m(PyObject *self, PyObject *unused)
     task_fields_t *t = TASK(self);
 
     (void)unused;
-    if (t->state == TASK_CANCELLED) {
-        PyObject *exc = task_make_cancelled_error(self);
-        if (exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-            Py_DECREF(exc);
-        }
-        return NULL;
-    }
+    if (t->state == TASK_CANCELLED)
+        return task_raise_cancelled(self);
     if (t->state != TASK_FINISHED) {
         PyErr_SetString(task_invalid_state, "Exception is not set.");
         return NULL;

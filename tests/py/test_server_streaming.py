@@ -38,6 +38,20 @@ def read_head(reader: Reader) -> tuple[str, dict[str, str]]:
     return lines[0], headers
 
 
+def open_gated_stream(
+    srv: ServerProcess, k: str, after: bytes = b""
+) -> tuple[socket.socket, Reader]:
+    """Requests /stream/gated (followed by `after`, pipelined) and reads until its first
+    piece arrived: the generator is then waiting at its gate."""
+    s = srv.connect()
+    s.sendall(get(f"/stream/gated?key={k}") + after)
+    reader = Reader(s)
+    read_head(reader)
+    while b"first;" not in reader.buf:
+        assert reader._fill()
+    return s, reader
+
+
 def read_chunks(reader: Reader) -> tuple[list[bytes], bool]:
     """The chunks of a chunked body, and whether the last-chunk arrived (False when the
     connection closed before it)."""
@@ -190,12 +204,7 @@ def test_shutdown_cuts_a_stream_that_never_ends():
     body is cut short (no last chunk), the generator is closed, the server exits."""
     srv = ServerProcess("main_app.py", graceful=0.5).start()
     try:
-        s = srv.connect()
-        s.sendall(get(f"/stream/gated?key={key()}"))
-        reader = Reader(s)
-        read_head(reader)
-        while b"first;" not in reader.buf:
-            assert reader._fill()
+        s, reader = open_gated_stream(srv, key())
     finally:
         code, log = srv.stop()
     assert code == 0, log
@@ -324,12 +333,7 @@ def test_client_leaving_an_idle_stream_finalizes_it(server, how):
     """The generator waits (nothing is written): the server still notices the client
     leaving (it keeps reading while a response streams) and closes the generator."""
     k = key()
-    s = server.connect()
-    s.sendall(get(f"/stream/gated?key={k}") + get("/plaintext"))
-    reader = Reader(s)
-    read_head(reader)
-    while b"first;" not in reader.buf:
-        assert reader._fill()
+    s, reader = open_gated_stream(server, k, after=get("/plaintext"))
     if how == "close":
         s.close()
     else:
@@ -422,12 +426,7 @@ def test_requests_sent_during_a_stream_are_answered_after_it(server, count):
     """Requests that arrive while a response streams are read ahead (up to a limit, then
     reading pauses) and answered after the stream, in order."""
     k = key()
-    s = server.connect()
-    s.sendall(get(f"/stream/gated?key={k}"))
-    reader = Reader(s)
-    read_head(reader)
-    while b"first;" not in reader.buf:
-        assert reader._fill()
+    s, reader = open_gated_stream(server, k)
     pad = "p" * 1000
     s.sendall(b"".join(get(f"/users/{i}?pad={pad}") for i in range(count)))
     assert httpx.get(f"{server.url}/stream/release", params={"key": k}).status_code == 200

@@ -176,6 +176,21 @@ static PyObject *server_listen_fd_py(ServerObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *server_adopt_py(ServerObject *self, PyObject *arg)
+{
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    if (server_ensure(self) < 0)
+        return NULL;
+    int r = server_adopt_fd(self->server, fd);
+    if (r < 0) {
+        PyErr_Format(PyExc_OSError, "cannot serve fd %d: %s", fd, uv_strerror(r));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static void on_server_closed(void *arg)
 {
     ServerObject *self = arg;
@@ -360,6 +375,8 @@ static PyMethodDef server_methods[] = {
      "listen(host, port, reuse_port=False) -> bound port"},
     {"listen_fd", (PyCFunction)server_listen_fd_py, METH_O,
      "listen_fd(sock) serves on an already listening socket"},
+    {"adopt", (PyCFunction)server_adopt_py, METH_O,
+     "adopt(fd) serves one connected stream socket; the server owns (and closes) the fd"},
     {"close", (PyCFunction)(void (*)(void))server_close_py, METH_VARARGS | METH_KEYWORDS,
      "close(callback=None): stop accepting, finish requests in progress, then call back"},
     {"handle_signals", (PyCFunction)server_handle_signals, METH_O,

@@ -138,14 +138,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn_update_reading(c);
 }
 
-void conn_accept(server_t *s)
+/* A new connection linked into the server, its handle initialised but not yet
+ * connected; NULL when out of memory. */
+static server_conn_t *conn_new(server_t *s)
 {
     server_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
-        return;
+        return NULL;
     if (uv_tcp_init(s->loop, &c->tcp) < 0) {
         free(c);
-        return;
+        return NULL;
     }
     c->tcp.data = c;
     c->server = s;
@@ -155,14 +157,46 @@ void conn_accept(server_t *s)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    return c;
+}
+
+static void conn_start(server_conn_t *c)
+{
+    c->deadline = uv_now(c->server->loop) + c->server->cfg.keepalive_timeout;
+    conn_update_reading(c);
+}
+
+void conn_accept(server_t *s)
+{
+    server_conn_t *c = conn_new(s);
+    if (c == NULL)
+        return;
     if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);
         return;
     }
     /* Responses are written whole; Nagle would only delay the last segment. */
     uv_tcp_nodelay(&c->tcp, 1);
-    c->deadline = uv_now(s->loop) + s->cfg.keepalive_timeout;
-    conn_update_reading(c);
+    conn_start(c);
+}
+
+int server_adopt_fd(server_t *s, int fd)
+{
+    if (s->closing)
+        return UV_ECANCELED;
+    server_conn_t *c = conn_new(s);
+    if (c == NULL)
+        return UV_ENOMEM;
+    /* uv_tcp_open takes any connected stream socket (an AF_UNIX socketpair end too: it
+     * only sets O_NONBLOCK and reads/writes with read(2)/writev(2)). On failure the fd
+     * stays the caller's. */
+    int r = uv_tcp_open(&c->tcp, fd);
+    if (r < 0) {
+        conn_close(c);
+        return r;
+    }
+    conn_start(c);
+    return 0;
 }
 
 static void conn_update_reading(server_conn_t *c)

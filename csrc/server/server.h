@@ -53,6 +53,9 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
 int server_listen(server_t *s, const char *host, int port, int reuse_port, int *bound_port);
 /* Listens on an already bound and listening socket (for worker processes). */
 int server_listen_fd(server_t *s, int fd);
+/* Serves one already connected stream socket as a connection (the in-process test
+ * client's end of a socketpair). The fd belongs to the server from a 0 return on. */
+int server_adopt_fd(server_t *s, int fd);
 /* Stops accepting, closes idle connections, lets requests in progress finish, then closes
  * every handle. on_closed runs once everything is released (the server is then freed). */
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);

@@ -20,7 +20,7 @@ def doc(server):
 def test_document_is_valid_openapi_3_1(doc):
     assert doc["openapi"] == "3.1.0"
     validate(doc)  # raises on any violation of the OpenAPI 3.1 schema
-    assert doc["info"] == {"title": "data-bridge", "version": "0.1.0"}
+    assert doc["info"] == {"title": "FastAPI", "version": "0.1.0"}
     # The documentation endpoints do not describe themselves.
     assert "/openapi.json" not in doc["paths"] and "/docs" not in doc["paths"]
 

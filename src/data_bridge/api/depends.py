@@ -17,66 +17,58 @@ Routes without dependencies are left untouched (no extra frame).
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from data_bridge.api._plan import RouteDefinitionError
-from data_bridge.api.responses import StreamingResponse
+from data_bridge.api.background import BackgroundTasks
+from data_bridge.api.responses import Response, StreamingResponse
 
-__all__ = ["BackgroundTasks", "Depends", "with_dependencies"]
+__all__ = ["BackgroundTasks", "Depends", "Security", "with_dependencies"]
 
 logger = logging.getLogger("data_bridge")
-
-
-class BackgroundTasks:
-    """Work to run after the response is written: declare a parameter of this type (in the
-    handler or a dependency) and ``add_task(func, *args, **kwargs)``. Tasks run in order once
-    the handler has returned; ``async def`` functions on the loop, others in the loop's
-    thread pool (they may block). An exception is logged and ends the remaining tasks."""
-
-    def __init__(self) -> None:
-        self.tasks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-
-    def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        if not callable(func):
-            raise TypeError(f"add_task() takes a callable, got {func!r}")
-        self.tasks.append((func, args, kwargs))
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for func, args, kwargs in self.tasks:
-            try:
-                if inspect.iscoroutinefunction(func):
-                    await func(*args, **kwargs)
-                else:
-                    ctx = contextvars.copy_context()
-                    call = functools.partial(ctx.run, func, *args, **kwargs)
-                    await loop.run_in_executor(None, call)
-            except Exception:
-                logger.exception("Exception in background task %r", func)
-                return
 
 
 class Depends:
     """Marks a parameter as the result of ``dependency`` (called once per request)."""
 
     def __init__(
-        self, dependency: Callable[..., Any] | None = None, *, use_cache: bool = True
+        self,
+        dependency: Callable[..., Any] | None = None,
+        *,
+        use_cache: bool = True,
+        scope: str | None = None,
     ) -> None:
         if dependency is not None and not callable(dependency):
             raise TypeError(f"Depends() takes a callable, got {dependency!r}")
+        if scope not in (None, "function", "request"):
+            raise ValueError(f"Depends(scope=...) is 'function' or 'request', not {scope!r}")
         self.dependency = dependency
         self.use_cache = use_cache
+        self.scope = scope
 
     def __repr__(self) -> str:
         name = getattr(self.dependency, "__qualname__", self.dependency)
-        return f"Depends({name})"
+        cache = "" if self.use_cache else ", use_cache=False"
+        return f"{type(self).__name__}({name}{cache})"
+
+
+class Security(Depends):
+    """A dependency that also declares the OAuth2 ``scopes`` it needs."""
+
+    def __init__(
+        self,
+        dependency: Callable[..., Any] | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        super().__init__(dependency, use_cache=use_cache)
+        self.scopes = list(scopes or [])
 
 
 @dataclass
@@ -85,7 +77,8 @@ class _Node:
     use_cache: bool
     # (parameter name, leaf name) for request values, (parameter name, node) for results.
     leaves: list[str] = field(default_factory=list)
-    background: list[str] = field(default_factory=list)  # BackgroundTasks parameters
+    # (parameter name, BackgroundTasks or Response): objects made once per request.
+    special: list[tuple[str, Any]] = field(default_factory=list)
     children: list[tuple[str, _Node]] = field(default_factory=list)
     kind: str = "call"  # "call", "gen" or "agen"
 
@@ -104,14 +97,17 @@ def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
 class _Flattener:
     """Walks the dependency tree once, collecting the request parameters it needs."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, overrides: Mapping[Any, Any]) -> None:
         self.where = where
+        self.overrides = overrides
+        self.uses_response = False
         self.params: dict[str, inspect.Parameter] = {}
         self.annotations: dict[str, Any] = {}
         self.active: list[Callable[..., Any]] = []
         self.uses_background = False
 
     def node(self, call: Callable[..., Any], use_cache: bool = True) -> _Node:
+        call = self.overrides.get(call, call)
         if call in self.active:
             raise RouteDefinitionError(f"dependency cycle through {call!r} ({self.where})")
         self.active.append(call)
@@ -157,8 +153,12 @@ class _Flattener:
                 node.children.append((p.name, self.node(sub, dep.use_cache)))
                 continue
             if inner is BackgroundTasks:
-                node.background.append(p.name)
+                node.special.append((p.name, BackgroundTasks))
                 self.uses_background = True
+                continue
+            if isinstance(inner, type) and issubclass(inner, Response):
+                node.special.append((p.name, Response))
+                self.uses_response = True
                 continue
             self._leaf(p, annotation)
             node.leaves.append(p.name)
@@ -217,8 +217,8 @@ async def _resolve(
     if node.use_cache and node.call in cache:
         return cache[node.call]
     kwargs = {name: request_values[name] for name in node.leaves}
-    for name in node.background:
-        kwargs[name] = cache[BackgroundTasks]
+    for name, kind in node.special:
+        kwargs[name] = cache[kind]
     for name, child in node.children:
         kwargs[name] = await _resolve(child, request_values, cache, stack)
     if node.kind == "agen":
@@ -243,30 +243,44 @@ def with_dependencies(
     dependencies: Iterable[Depends],
     where: str,
     call_handler: Callable[..., Any] | None = None,
+    responder: Callable[[Any, Any], Any] | None = None,
+    overrides: Mapping[Any, Any] | None = None,
 ) -> Callable[..., Any]:
-    """The route's callable: ``handler`` itself when nothing depends on anything, else a
-    coroutine function over the flattened request parameters that resolves the tree.
-    ``call_handler(handler, **kwargs)`` runs the handler (e.g. in a thread)."""
+    """The route's callable: ``handler`` itself when nothing depends on anything and no
+    call_handler or responder is given, else a coroutine function over the flattened
+    request parameters that resolves the tree, runs the handler (through
+    ``call_handler(handler, **kwargs)`` when given, e.g. in a thread) and passes its result
+    with the injected ``Response`` (or None) to ``responder``. ``overrides`` replaces
+    dependencies (``app.dependency_overrides``)."""
     extra = list(dependencies)
-    flat = _Flattener(where)
+    flat = _Flattener(where, overrides or {})
     root = flat.node(handler)
-    if not root.children and not extra and not flat.uses_background:
+    if (
+        not root.children
+        and not extra
+        and not flat.uses_background
+        and not flat.uses_response
+        and call_handler is None
+        and (responder is None or getattr(responder, "trivial", False))
+    ):
         return handler
-    side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
     if any(d.dependency is None for d in extra):
         raise RouteDefinitionError(f"dependencies=[Depends()] needs a callable ({where})")
+    side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
     leaf_names = list(flat.params)
+    trivial = getattr(responder, "trivial", False)
 
     async def call(**request_values: Any) -> Any:
         background = BackgroundTasks()
-        cache: dict[Any, Any] = {BackgroundTasks: background}
+        sub_response = Response() if flat.uses_response else None
+        cache: dict[Any, Any] = {BackgroundTasks: background, Response: sub_response}
         stack: list[Any] = []
         try:
             for node in side:
                 await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
-            for name in root.background:
-                kwargs[name] = background
+            for name, kind in root.special:
+                kwargs[name] = cache[kind]
             for name, child in root.children:
                 kwargs[name] = await _resolve(child, request_values, cache, stack)
             if call_handler is not None:
@@ -282,6 +296,8 @@ def with_dependencies(
             raise
         if stack:
             await _close_generators(stack, None)
+        if responder is not None and (sub_response is not None or not trivial):
+            result = responder(result, sub_response)
         if background.tasks and isinstance(result, StreamingResponse):
             # As in Starlette: after the whole body was sent (the stream's task runs it).
             result.background = background

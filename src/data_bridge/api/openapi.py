@@ -262,7 +262,7 @@ def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[st
     if route.response_model is not None:
         result_schema = _body_schema(route.response_model, components)
     op["responses"] = {
-        str(route.status_code): {
+        str(route.effective_status_code): {
             "description": "Successful Response",
             "content": {"application/json": {"schema": result_schema}},
         }

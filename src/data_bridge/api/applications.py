@@ -8,6 +8,7 @@ request runs entirely in C until the handler's own code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -16,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,10 +25,11 @@ from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.cors import CORSMiddleware
+from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
 from data_bridge.api.openapi import openapi_document, swagger_ui_html
-from data_bridge.api.request import Request
+from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.routing import METHOD_CODES, APIRouter
 from data_bridge.json import dumps as json_dumps
@@ -37,8 +39,30 @@ logger = logging.getLogger("data_bridge")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Lists that collect handler exceptions instead of logging them (App._capture_exceptions).
+_exception_sinks: list[list[BaseException]] = []
+
+
 def _log_exception(exc: BaseException, path: object) -> None:
+    if _exception_sinks:
+        _exception_sinks[-1].append(exc)
+        return
     logger.error("Exception in handler for %s", path, exc_info=exc)
+
+
+def _as_async_cm(cm: Any) -> Any:
+    """A lifespan's context manager: async ones as they are, sync ones wrapped."""
+    if hasattr(cm, "__aenter__"):
+        return cm
+    if hasattr(cm, "__enter__"):
+
+        @contextlib.asynccontextmanager
+        async def wrapper() -> AsyncIterator[Any]:
+            with cm as value:
+                yield value
+
+        return wrapper()
+    raise TypeError(f"lifespan must return a context manager, got {cm!r}")
 
 
 _core.configure(
@@ -89,37 +113,118 @@ class Limits:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class App(APIRouter):
-    """A web application: handlers registered with decorators, served natively."""
+class FastAPI(APIRouter):
+    """A web application: handlers registered with decorators, served natively.
+
+    The constructor takes FastAPI's arguments. Those that describe the API
+    (``summary``, ``openapi_tags``, ``servers``, ``contact``, ...) go to the OpenAPI
+    document; ``lifespan``/``on_startup``/``on_shutdown`` run around serving (and around
+    ``with TestClient(app)``); ``exception_handlers`` and ``middleware`` register as
+    ``add_exception_handler``/``add_middleware`` would.
+    """
 
     def __init__(
         self,
-        title: str = "data-bridge",
-        version: str = "0.1.0",
         *,
-        description: str | None = None,
+        debug: bool = False,
+        routes: list[Any] | None = None,
+        title: str = "FastAPI",
+        summary: str | None = None,
+        description: str = "",
+        version: str = "0.1.0",
         openapi_url: str | None = "/openapi.json",
+        openapi_tags: list[dict[str, Any]] | None = None,
+        servers: list[dict[str, Any]] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | None = None,
+        redirect_slashes: bool = True,
         docs_url: str | None = "/docs",
-        dependencies: Iterable[Depends] = (),
+        redoc_url: str | None = "/redoc",
+        swagger_ui_oauth2_redirect_url: str | None = "/docs/oauth2-redirect",
+        swagger_ui_init_oauth: dict[str, Any] | None = None,
+        middleware: Sequence[Any] | None = None,
+        exception_handlers: Mapping[Any, Callable[..., Any]] | None = None,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Callable[[Any], Any] | None = None,
+        terms_of_service: str | None = None,
+        contact: dict[str, Any] | None = None,
+        license_info: dict[str, Any] | None = None,
+        openapi_prefix: str = "",
+        root_path: str = "",
+        root_path_in_servers: bool = True,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        webhooks: APIRouter | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        swagger_ui_parameters: dict[str, Any] | None = None,
+        generate_unique_id_function: Callable[[Any], str] | None = None,
+        separate_input_output_schemas: bool = True,
+        openapi_external_docs: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
         """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
         for it, as FastAPI does; None turns either off."""
+        if routes:
+            raise TypeError(
+                "FastAPI(routes=...) is not supported: register routes with the decorators "
+                "or include_router"
+            )
+        self.debug = debug
         self.title = title
-        self.version = version
+        self.summary = summary
         self.description = description
+        self.version = version
         self.openapi_url = openapi_url
-        self.docs_url = docs_url if openapi_url else None
-        self._openapi: dict[str, Any] | None = None
+        self.openapi_tags = openapi_tags
+        self.servers = list(servers or [])
+        self.docs_url = docs_url
+        self.redoc_url = redoc_url
+        self.swagger_ui_oauth2_redirect_url = swagger_ui_oauth2_redirect_url
+        self.swagger_ui_init_oauth = swagger_ui_init_oauth
+        self.swagger_ui_parameters = swagger_ui_parameters
+        self.terms_of_service = terms_of_service
+        self.contact = contact
+        self.license_info = license_info
+        self.root_path = root_path or openapi_prefix
+        self.root_path_in_servers = root_path_in_servers
+        self.webhooks = webhooks if webhooks is not None else APIRouter()
+        self.separate_input_output_schemas = separate_input_output_schemas
+        self.openapi_external_docs = openapi_external_docs
+        self.openapi_version = "3.1.0"
+        self.extra = extra
+        self.state = State()
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.openapi_schema: dict[str, Any] | None = None
         self._openapi_routes = 0
-        self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        self._exception_handlers: dict[Any, Callable[..., Any]] = {}
         self._cors: CORSMiddleware | None = None
-        super().__init__(dependencies=dependencies)
-        self._startup: list[Callable[[], Any]] = []
-        self._shutdown: list[Callable[[], Any]] = []
+        self.user_middleware: list[Any] = []
+        self._lifespan_state: dict[str, Any] = {}
+        self._lifespan_stack: contextlib.AsyncExitStack | None = None
+        super().__init__(
+            dependencies=dependencies or (),
+            default_response_class=default_response_class,
+            responses=responses,
+            callbacks=callbacks,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+            redirect_slashes=redirect_slashes,
+            generate_unique_id_function=generate_unique_id_function,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+            lifespan=lifespan,
+        )
+        for exc_class, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(exc_class, handler)
+        for item in middleware or ():
+            cls = getattr(item, "cls", item)
+            self.add_middleware(cls, *getattr(item, "args", ()), **getattr(item, "kwargs", {}))
 
     # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
 
-    def add_middleware(self, middleware_class: type[Any], **options: Any) -> None:
+    def add_middleware(self, middleware_class: type[Any], *args: Any, **options: Any) -> None:
         """FastAPI's ``app.add_middleware``. The request path is native, so there is no
         generic middleware stack: CORSMiddleware (a policy the server applies) is the
         middleware supported; anything else is refused rather than silently ignored."""
@@ -168,17 +273,6 @@ class App(APIRouter):
             result = _complete_now(result, handler)
         return result
 
-    def on_event(self, event: str) -> Callable[[F], F]:
-        """Register a startup or shutdown hook (sync or async)."""
-        if event not in ("startup", "shutdown"):
-            raise ValueError("event must be 'startup' or 'shutdown'")
-
-        def decorator(func: F) -> F:
-            (self._startup if event == "startup" else self._shutdown).append(func)
-            return func
-
-        return decorator
-
     # Serving -----------------------------------------------------------------------
 
     def build_server(self, loop: asyncio.AbstractEventLoop, limits: Limits | None = None) -> Any:
@@ -194,14 +288,15 @@ class App(APIRouter):
             request_timeout=limits.request_timeout,
             backlog=limits.backlog,
         )
+        overrides = self.dependency_overrides
         for route in self.routes:
-            call = route.callable(_call_in_thread if route.threaded else None)
+            call = route.callable(_call_in_thread if route.threaded else None, overrides)
             server.add_route(
                 [METHOD_CODES[m] for m in route.methods],
                 route.path,
                 call,
-                build_plan(route.path, route.callable()),
-                route.status_code,
+                build_plan(route.path, call),
+                route.effective_status_code,
             )
         if self._exception_handlers:
             server.set_exception_hook(self._exception_hook)
@@ -214,12 +309,59 @@ class App(APIRouter):
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;
         routes registered later rebuild it)."""
-        if self._openapi is None or self._openapi_routes != len(self.routes):
-            self._openapi = openapi_document(
-                self.title, self.version, self.routes, self.description
+        if self.openapi_schema is None or self._openapi_routes != len(self.routes):
+            self.openapi_schema = openapi_document(
+                self.title, self.version, self.routes, self.description or None
             )
             self._openapi_routes = len(self.routes)
-        return self._openapi
+        return self.openapi_schema
+
+    def _server_key(self) -> tuple[Any, ...]:
+        """What a built server depends on beyond its routes' definitions: a TestClient
+        rebuilds its server when this changes (routes added, dependency_overrides set)."""
+        return (
+            len(self.routes),
+            tuple((id(k), id(v)) for k, v in self.dependency_overrides.items()),
+            len(self._exception_handlers),
+            self._cors is not None,
+        )
+
+    @contextlib.contextmanager
+    def _capture_exceptions(self) -> Iterator[list[BaseException]]:
+        """Collects (instead of logging) the exceptions handlers raise meanwhile: the test
+        client re-raises them (raise_server_exceptions)."""
+        captured: list[BaseException] = []
+        _exception_sinks.append(captured)
+        try:
+            yield captured
+        finally:
+            _exception_sinks.remove(captured)
+
+    async def _startup_app(self) -> None:
+        """on_startup hooks, then the lifespan contexts (the app's and included routers'),
+        entered in order; a dict a lifespan yields becomes the requests' ``state``."""
+        await self._run_hooks(self.on_startup)
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for lifespan in self._lifespans:
+                state = await stack.enter_async_context(_as_async_cm(lifespan(self)))
+                if state is not None:
+                    if not isinstance(state, Mapping):
+                        raise TypeError(
+                            f"a lifespan may yield a mapping (the request state), not {state!r}"
+                        )
+                    self._lifespan_state.update(state)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._lifespan_stack = stack
+
+    async def _shutdown_app(self) -> None:
+        stack, self._lifespan_stack = self._lifespan_stack, None
+        if stack is not None:
+            await stack.aclose()
+        await self._run_hooks(self.on_shutdown)
 
     def _doc_routes(self) -> list[tuple[str, Callable[[], Response]]]:
         """The /openapi.json and /docs endpoints, unless a user route has the path."""
@@ -284,7 +426,7 @@ class App(APIRouter):
         asyncio.set_event_loop(loop)
         try:
             server = self.build_server(loop, limits)
-            loop.run_until_complete(self._run_hooks(self._startup))
+            loop.run_until_complete(self._startup_app())
             if sock is None:
                 bound = server.listen(host, port)
                 shown = f"[{host}]" if ":" in host else host
@@ -317,7 +459,7 @@ class App(APIRouter):
 
             server.handle_signals(on_signal)
             loop.run_forever()
-            loop.run_until_complete(self._run_hooks(self._shutdown))
+            loop.run_until_complete(self._shutdown_app())
         finally:
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -371,3 +513,6 @@ class App(APIRouter):
             status = status or (os.waitstatus_to_exitcode(st) if sys.version_info >= (3, 9) else 0)
         if status:
             raise SystemExit(status)
+
+
+App = FastAPI

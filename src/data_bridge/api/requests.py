@@ -6,41 +6,11 @@ what is read is cached. ``body()`` and ``json()`` are awaitable as in Starlette.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 from data_bridge import _core
 from data_bridge import json as _json
-from data_bridge.api.responses import Headers
-
-
-class QueryParams(Mapping[str, str]):
-    """The query string as a read-only multi-mapping; ``[key]`` gives the last value."""
-
-    __slots__ = ("_list", "_dict")
-
-    def __init__(self, query_string: str = "") -> None:
-        self._list = parse_qsl(query_string, keep_blank_values=True)
-        self._dict = dict(self._list)
-
-    def __getitem__(self, key: str) -> str:
-        return self._dict[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
-
-    def __len__(self) -> int:
-        return len(self._dict)
-
-    def getlist(self, key: str) -> list[str]:
-        return [v for k, v in self._list if k == key]
-
-    def multi_items(self) -> list[tuple[str, str]]:
-        return list(self._list)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._list!r})"
+from data_bridge.api.datastructures import Headers, QueryParams
 
 
 class Request(_core.Request):

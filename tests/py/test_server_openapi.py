@@ -109,7 +109,16 @@ def test_documentation_can_be_turned_off_or_overridden():
     assert "/a" in app.openapi()["paths"]
 
     app = App(docs_url=None)
+    assert [path for path, _ in app._doc_routes()] == ["/openapi.json", "/redoc"]
+    app = App(docs_url=None, redoc_url=None)
     assert [path for path, _ in app._doc_routes()] == ["/openapi.json"]
+    app = App()
+    assert [path for path, _ in app._doc_routes()] == [
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    ]
 
     app = App(title="T", version="9", description="About")
 

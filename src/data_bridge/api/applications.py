@@ -28,7 +28,12 @@ from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
 from data_bridge.api.exceptions import HTTPException
-from data_bridge.api.openapi import openapi_document, swagger_ui_html
+from data_bridge.api.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from data_bridge.api.openapi.utils import get_openapi
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.routing import METHOD_CODES, APIRouter
@@ -310,8 +315,21 @@ class FastAPI(APIRouter):
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;
         routes registered later rebuild it)."""
         if self.openapi_schema is None or self._openapi_routes != len(self.routes):
-            self.openapi_schema = openapi_document(
-                self.title, self.version, self.routes, self.description or None
+            self.openapi_schema = get_openapi(
+                title=self.title,
+                version=self.version,
+                openapi_version=self.openapi_version,
+                summary=self.summary,
+                description=self.description,
+                terms_of_service=self.terms_of_service,
+                contact=self.contact,
+                license_info=self.license_info,
+                routes=self.routes,
+                webhooks=self.webhooks.routes,
+                tags=self.openapi_tags,
+                servers=self.servers,
+                separate_input_output_schemas=self.separate_input_output_schemas,
+                external_docs=self.openapi_external_docs,
             )
             self._openapi_routes = len(self.routes)
         return self.openapi_schema
@@ -364,23 +382,41 @@ class FastAPI(APIRouter):
         await self._run_hooks(self.on_shutdown)
 
     def _doc_routes(self) -> list[tuple[str, Callable[[], Response]]]:
-        """The /openapi.json and /docs endpoints, unless a user route has the path."""
+        """/openapi.json, /docs (with its OAuth2 redirect page) and /redoc, as FastAPI
+        serves them, unless a user route has the path."""
         taken = {route.path for route in self.routes}
         out: list[tuple[str, Callable[[], Response]]] = []
-        if self.openapi_url and self.openapi_url not in taken:
+        if not self.openapi_url:
+            return out
+        openapi_url = self.root_path + self.openapi_url
+
+        def add(path: str | None, make: Callable[[], Response]) -> None:
+            if path and path not in taken:
+                out.append((path, make))
+
+        if self.openapi_url not in taken:
             body = json_dumps(self.openapi())
 
             def openapi_json() -> Response:
                 return Response(body, media_type="application/json")
 
             out.append((self.openapi_url, openapi_json))
-        if self.docs_url and self.openapi_url and self.docs_url not in taken:
-            page = swagger_ui_html(self.title, self.openapi_url)
-
-            def docs() -> Response:
-                return Response(page, media_type="text/html; charset=utf-8")
-
-            out.append((self.docs_url, docs))
+        oauth2_url = self.swagger_ui_oauth2_redirect_url
+        if self.docs_url:
+            swagger = get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{self.title} - Swagger UI",
+                oauth2_redirect_url=self.root_path + oauth2_url if oauth2_url else None,
+                init_oauth=self.swagger_ui_init_oauth,
+                swagger_ui_parameters=self.swagger_ui_parameters,
+            )
+            add(self.docs_url, lambda: swagger)
+            if oauth2_url:
+                redirect = get_swagger_ui_oauth2_redirect_html()
+                add(oauth2_url, lambda: redirect)
+        if self.redoc_url:
+            redoc = get_redoc_html(openapi_url=openapi_url, title=f"{self.title} - ReDoc")
+            add(self.redoc_url, lambda: redoc)
         return out
 
     async def _run_hooks(self, hooks: list[Callable[[], Any]]) -> None:

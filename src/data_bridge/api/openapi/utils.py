@@ -9,12 +9,10 @@ it is installed.
 
 from __future__ import annotations
 
-import html
 import inspect
-import json
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from data_bridge.api import _plan
@@ -23,7 +21,7 @@ from data_bridge.api.params import Param
 if TYPE_CHECKING:
     from data_bridge.api.routing import Route
 
-__all__ = ["openapi_document", "swagger_ui_html"]
+__all__ = ["get_openapi", "openapi_document"]
 
 _REF = "#/components/schemas/{model}"
 _SCALAR_SCHEMAS = {
@@ -309,23 +307,38 @@ def openapi_document(
     return doc
 
 
-def swagger_ui_html(title: str, openapi_url: str) -> str:
-    """The Swagger UI page (assets from the jsDelivr CDN, as FastAPI's default)."""
-    cdn = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
-    url_js = json.dumps(openapi_url).replace("</", "<\\/")  # never closes the script
-    return f"""<!DOCTYPE html>
-<html>
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)} - Swagger UI</title>
-<link rel="stylesheet" href="{cdn}/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{cdn}/swagger-ui-bundle.js"></script>
-<script>
-SwaggerUIBundle({{url: {url_js}, dom_id: "#swagger-ui"}});
-</script>
-</body>
-</html>
-"""
+def get_openapi(
+    *,
+    title: str,
+    version: str,
+    openapi_version: str = "3.1.0",
+    summary: str | None = None,
+    description: str | None = None,
+    routes: Sequence[Any],
+    webhooks: Sequence[Any] | None = None,
+    tags: list[dict[str, Any]] | None = None,
+    servers: list[dict[str, Any]] | None = None,
+    terms_of_service: str | None = None,
+    contact: dict[str, Any] | None = None,
+    license_info: dict[str, Any] | None = None,
+    separate_input_output_schemas: bool = True,
+    external_docs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """FastAPI's ``get_openapi``: the OpenAPI document of ``routes``."""
+    doc = openapi_document(title, version, list(routes), description)
+    info = doc["info"]
+    if summary:
+        info["summary"] = summary
+    if terms_of_service:
+        info["termsOfService"] = terms_of_service
+    if contact:
+        info["contact"] = contact
+    if license_info:
+        info["license"] = license_info
+    if servers:
+        doc["servers"] = servers
+    if tags:
+        doc["tags"] = tags
+    if external_docs:
+        doc["externalDocs"] = external_docs
+    return doc

@@ -126,7 +126,12 @@ def test_documentation_can_be_turned_off_or_overridden():
     def my_docs():
         return "mine"
 
-    assert [path for path, _ in app._doc_routes()] == ["/openapi.json"]
+    # A user route keeps its path; the other pages are still served.
+    assert [path for path, _ in app._doc_routes()] == [
+        "/openapi.json",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    ]
     assert app.openapi()["info"] == {"title": "T", "version": "9", "description": "About"}
 
 

@@ -112,6 +112,9 @@ typedef struct {
      * (status, content_type, body, header_lines) to answer at once (a preflight); NULL
      * when the app has no CORS policy. */
     PyObject *cors_hook;
+    /* A path that matches no route but would with its trailing slash added or removed is
+     * redirected there (307), as Starlette's redirect_slashes does. */
+    int redirect_slashes;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

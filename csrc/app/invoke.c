@@ -510,6 +510,59 @@ done:
     return rc;
 }
 
+/* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
+ * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
+ * Location is absolute when the request has a Host header (as Starlette builds it from the
+ * request's URL), with the query string kept. */
+static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+{
+    size_t n = head->path_len;
+    if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
+        return 0;
+    char alt[4097];
+    size_t alt_len;
+    if (head->path[n - 1] == '/') {
+        alt_len = n - 1;
+        memcpy(alt, head->path, alt_len);
+    } else {
+        memcpy(alt, head->path, n);
+        alt[n] = '/';
+        alt_len = n + 1;
+    }
+    router_match_t m;
+    if (router_match(srv->router, head->method, alt, alt_len, &m) == ROUTER_NOT_FOUND)
+        return 0;
+    const char *host = NULL;
+    size_t host_len = 0;
+    for (size_t i = 0; i < head->num_headers; i++) {
+        const http_header_t *h = &head->headers[i];
+        if (h->name_len == 4 && PyOS_strnicmp(h->name, "host", 4) == 0) {
+            host = h->value;
+            host_len = h->value_len;
+            break;
+        }
+    }
+    db_buf_t line;
+    db_buf_init(&line);
+    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
+    if (db_buf_reserve(&line, 32 + host_len + alt_len + query) < 0) {
+        db_buf_free(&line);
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+        return 1;
+    }
+    db_buf_append(&line, "location: ", 10);
+    if (host != NULL) {
+        db_buf_append(&line, "http://", 7);
+        db_buf_append(&line, host, host_len);
+    }
+    db_buf_append(&line, alt, alt_len);
+    db_buf_append(&line, head->target + head->path_len, query);
+    db_buf_append(&line, "\r\n", 2);
+    server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    db_buf_free(&line);
+    return 1;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
@@ -517,6 +570,8 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         return SERVER_DISPATCH_DONE;
     router_match_t m;
     int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);
+    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes && redirect_slash(srv, conn, req->head))
+        return SERVER_DISPATCH_DONE;
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;

@@ -20,10 +20,16 @@ static const char *route_error(int r)
 
 static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {
-        "loop",        "max_body",          "max_target",      "max_header_bytes",
-        "max_headers", "keepalive_timeout", "request_timeout", "backlog",
-        NULL};
+    static char *kwlist[] = {"loop",
+                             "max_body",
+                             "max_target",
+                             "max_header_bytes",
+                             "max_headers",
+                             "keepalive_timeout",
+                             "request_timeout",
+                             "backlog",
+                             "redirect_slashes",
+                             NULL};
     PyObject *loop;
     server_config_t cfg;
     server_config_default(&cfg);
@@ -34,9 +40,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     double keepalive = cfg.keepalive_timeout / 1000.0,
            request_timeout = cfg.request_timeout / 1000.0;
     int backlog = cfg.backlog;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddi", kwlist, &loop, &max_body, &max_target,
+    int redirect_slashes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddip", kwlist, &loop, &max_body, &max_target,
                                      &max_header_bytes, &max_headers, &keepalive, &request_timeout,
-                                     &backlog))
+                                     &backlog, &redirect_slashes))
         return -1;
     if (!pyloop_check(loop)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
@@ -58,6 +65,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.backlog = backlog;
     self->cfg = cfg;
+    self->redirect_slashes = redirect_slashes;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     if (self->router == NULL && (self->router = router_new()) == NULL) {
         PyErr_NoMemory();

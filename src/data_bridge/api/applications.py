@@ -292,6 +292,7 @@ class FastAPI(APIRouter):
             keepalive_timeout=limits.keepalive_timeout,
             request_timeout=limits.request_timeout,
             backlog=limits.backlog,
+            redirect_slashes=self.redirect_slashes,
         )
         overrides = self.dependency_overrides
         for route in self.routes:

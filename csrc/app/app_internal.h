@@ -77,6 +77,9 @@ typedef struct {
     int npositional; /* arguments before the keyword-only ones */
     int has_query;   /* any ARG_QUERY or ARG_FORM argument: slots are needed */
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
+    /* The Request subclass of this route's app (it knows its app), or NULL for the one
+     * given to configure(). Strong reference. */
+    PyObject *request_class;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -115,6 +118,7 @@ typedef struct {
     /* A path that matches no route but would with its trailing slash added or removed is
      * redirected there (307), as Starlette's redirect_slashes does. */
     int redirect_slashes;
+    PyObject *request_class; /* for the routes added from now on, or NULL */
 } ServerObject;
 
 extern PyTypeObject Server_Type;

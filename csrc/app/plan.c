@@ -23,6 +23,7 @@ void plan_free(route_plan_t *plan)
 {
     if (plan == NULL)
         return;
+    Py_XDECREF(plan->request_class);
     for (int i = 0; i < plan->nargs; i++) {
         Py_XDECREF(plan->args[i].name);
         Py_XDECREF(plan->args[i].def);

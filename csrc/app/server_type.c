@@ -97,6 +97,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     route_plan_t *plan = plan_build(handler, path, params, status_code, self->router);
     if (plan == NULL)
         return NULL;
+    plan->request_class = Py_XNewRef(self->request_class);
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);
@@ -316,8 +317,11 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->signal_cb);
     Py_VISIT(self->exception_hook);
     Py_VISIT(self->cors_hook);
-    for (size_t i = 0; i < self->nplans; i++)
+    Py_VISIT(self->request_class);
+    for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
+        Py_VISIT(self->plans[i]->request_class);
+    }
     return 0;
 }
 
@@ -337,6 +341,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->signal_cb);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->request_class);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -347,6 +352,7 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->request_class);
     return 0;
 }
 
@@ -362,6 +368,16 @@ static PyObject *server_set_exception_hook(ServerObject *self, PyObject *hook)
 }
 
 /* set_cors_hook(callable or None): see ServerObject.cors_hook. */
+static PyObject *server_set_request_class(ServerObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &Request_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the request class must subclass _core.Request");
+        return NULL;
+    }
+    Py_XSETREF(self->request_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
 {
     if (hook != Py_None && !PyCallable_Check(hook)) {
@@ -373,6 +389,8 @@ static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
 }
 
 static PyMethodDef server_methods[] = {
+    {"set_request_class", (PyCFunction)server_set_request_class, METH_O,
+     "set_request_class(cls): the Request subclass made for the routes added afterwards"},
     {"set_cors_hook", (PyCFunction)server_set_cors_hook, METH_O,
      "set_cors_hook(hook): CORS headers and preflight answers for requests with an Origin"},
     {"set_exception_hook", (PyCFunction)server_set_exception_hook, METH_O,

@@ -207,6 +207,7 @@ class FastAPI(APIRouter):
         self._cors: CORSMiddleware | None = None
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
+        self._request_class: type[Request] | None = None
         self._lifespan_stack: contextlib.AsyncExitStack | None = None
         super().__init__(
             dependencies=dependencies or (),
@@ -294,6 +295,12 @@ class FastAPI(APIRouter):
             backlog=limits.backlog,
             redirect_slashes=self.redirect_slashes,
         )
+        if self._request_class is None:
+            # A Request subclass that knows this app (request.app, request.state).
+            self._request_class = type(
+                "Request", (Request,), {"app": self, "__module__": Request.__module__}
+            )
+        server.set_request_class(self._request_class)
         overrides = self.dependency_overrides
         for route in self.routes:
             call = route.callable(_call_in_thread if route.threaded else None, overrides)

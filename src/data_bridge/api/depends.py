@@ -27,6 +27,7 @@ from typing import Any
 from data_bridge.api._plan import RouteDefinitionError
 from data_bridge.api.background import BackgroundTasks
 from data_bridge.api.responses import Response, StreamingResponse
+from data_bridge.api.security.base import SecurityBase, SecurityScopes
 
 __all__ = ["BackgroundTasks", "Depends", "Security", "with_dependencies"]
 
@@ -81,6 +82,13 @@ class _Node:
     special: list[tuple[str, Any]] = field(default_factory=list)
     children: list[tuple[str, _Node]] = field(default_factory=list)
     kind: str = "call"  # "call", "gen" or "agen"
+    # Scopes of the Security() dependencies from the route down to this one.
+    scopes: list[str] = field(default_factory=list)
+
+    @property
+    def cache_key(self) -> Any:
+        # As FastAPI: the same dependency with other required scopes is another value.
+        return (self.call, tuple(self.scopes)) if self.scopes else self.call
 
 
 def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
@@ -101,22 +109,30 @@ class _Flattener:
         self.where = where
         self.overrides = overrides
         self.uses_response = False
+        # (security scheme, scopes) of every security dependency met, for OpenAPI.
+        self.security: list[tuple[Any, list[str]]] = []
         self.params: dict[str, inspect.Parameter] = {}
         self.annotations: dict[str, Any] = {}
         self.active: list[Callable[..., Any]] = []
         self.uses_background = False
 
-    def node(self, call: Callable[..., Any], use_cache: bool = True) -> _Node:
+    def node(
+        self, call: Callable[..., Any], use_cache: bool = True, scopes: Sequence[str] = ()
+    ) -> _Node:
+        original = call
         call = self.overrides.get(call, call)
         if call in self.active:
             raise RouteDefinitionError(f"dependency cycle through {call!r} ({self.where})")
         self.active.append(call)
         try:
-            return self._node(call, use_cache)
+            node = self._node(call, use_cache, list(scopes))
+            if isinstance(original, SecurityBase):
+                self.security.append((original, list(scopes)))
+            return node
         finally:
             self.active.pop()
 
-    def _node(self, call: Callable[..., Any], use_cache: bool) -> _Node:
+    def _node(self, call: Callable[..., Any], use_cache: bool, scopes: list[str]) -> _Node:
         target = call
         if inspect.isclass(call):
             target = call.__init__  # type: ignore[misc]
@@ -133,7 +149,7 @@ class _Flattener:
             kind = "agen"
         elif inspect.isgeneratorfunction(target):
             kind = "gen"
-        node = _Node(call, use_cache, kind=kind)
+        node = _Node(call, use_cache, kind=kind, scopes=scopes)
         for p in inspect.signature(call).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
                 raise RouteDefinitionError(
@@ -150,11 +166,15 @@ class _Flattener:
                     raise RouteDefinitionError(
                         f"Depends() of {p.name!r} needs a callable ({self.where})"
                     )
-                node.children.append((p.name, self.node(sub, dep.use_cache)))
+                sub_scopes = scopes + list(getattr(dep, "scopes", []))
+                node.children.append((p.name, self.node(sub, dep.use_cache, sub_scopes)))
                 continue
             if inner is BackgroundTasks:
                 node.special.append((p.name, BackgroundTasks))
                 self.uses_background = True
+                continue
+            if inner is SecurityScopes:
+                node.special.append((p.name, SecurityScopes))
                 continue
             if isinstance(inner, type) and issubclass(inner, Response):
                 node.special.append((p.name, Response))
@@ -214,11 +234,12 @@ async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | N
 async def _resolve(
     node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[Any]
 ) -> Any:
-    if node.use_cache and node.call in cache:
-        return cache[node.call]
+    key = node.cache_key
+    if node.use_cache and key in cache:
+        return cache[key]
     kwargs = {name: request_values[name] for name in node.leaves}
     for name, kind in node.special:
-        kwargs[name] = cache[kind]
+        kwargs[name] = SecurityScopes(node.scopes) if kind is SecurityScopes else cache[kind]
     for name, child in node.children:
         kwargs[name] = await _resolve(child, request_values, cache, stack)
     if node.kind == "agen":
@@ -234,7 +255,7 @@ async def _resolve(
         if inspect.isawaitable(value):
             value = await value
     if node.use_cache:
-        cache[node.call] = value
+        cache[key] = value
     return value
 
 
@@ -266,7 +287,11 @@ def with_dependencies(
         return handler
     if any(d.dependency is None for d in extra):
         raise RouteDefinitionError(f"dependencies=[Depends()] needs a callable ({where})")
-    side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
+    side = [
+        flat.node(d.dependency, d.use_cache, list(getattr(d, "scopes", [])))
+        for d in extra
+        if d.dependency is not None
+    ]
     leaf_names = list(flat.params)
     trivial = getattr(responder, "trivial", False)
 
@@ -280,7 +305,7 @@ def with_dependencies(
                 await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
             for name, kind in root.special:
-                kwargs[name] = cache[kind]
+                kwargs[name] = SecurityScopes([]) if kind is SecurityScopes else cache[kind]
             for name, child in root.children:
                 kwargs[name] = await _resolve(child, request_values, cache, stack)
             if call_handler is not None:
@@ -316,4 +341,6 @@ def with_dependencies(
         [flat.params[name] for name in leaf_names]
     )
     call.__annotations__ = dict(flat.annotations)
+    # The security schemes (with their scopes) the route depends on, for OpenAPI.
+    call.__db_security__ = flat.security  # type: ignore[attr-defined]
     return call

@@ -1,310 +1,565 @@
-"""OpenAPI 3.1 document and Swagger UI page for an App, built once when the app starts.
+"""The OpenAPI 3.1 document of an app: ``get_openapi``, with FastAPI's signature and
+FastAPI's document for the same routes.
 
-The document follows FastAPI's layout (summaries, operation ids, parameter and body
-schemas with constraints, the 422 ``HTTPValidationError`` response), so tools written for
-FastAPI's ``/openapi.json`` read ours. Parameter sources and keys come from the same route
-plans the native binder uses (``_plan.build_plan``); body schemas come from pydantic when
-it is installed.
+Each operation has FastAPI's summary (from the route name), description (the docstring
+up to a form feed), operationId (``route.unique_id``), parameters (path, query, header,
+cookie, each group in dependency order; a required declaration wins over an optional one
+of the same name), request body (the only body parameter, or a ``Body_<operation id>``
+model of several), responses (the route's status code with the response model or the
+response class's media type, ``responses=`` merged in, the 422 ``HTTPValidationError``
+when there is something to validate), security requirements from security-scheme
+dependencies, callbacks and ``openapi_extra``. Schemas come from pydantic
+(``_schemas.get_definitions``) for every field of every route at once.
 """
 
 from __future__ import annotations
 
+import copy
+import http.client
 import inspect
-import re
-import typing
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
 
-from data_bridge.api import _plan
-from data_bridge.api.params import Param
+from data_bridge.api.openapi import _fields, _schemas
+from data_bridge.api.openapi._fields import ModelField
+from data_bridge.api.openapi._schemas import REF_PREFIX, FieldMapping, field_schema
 
-if TYPE_CHECKING:
-    from data_bridge.api.routing import Route
+__all__ = ["get_openapi", "get_openapi_path"]
 
-__all__ = ["get_openapi", "openapi_document"]
+METHODS_WITH_BODY = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}
 
-_REF = "#/components/schemas/{model}"
-_SCALAR_SCHEMAS = {
-    _plan.CONV_STR: {"type": "string"},
-    _plan.CONV_INT: {"type": "integer"},
-    _plan.CONV_FLOAT: {"type": "number"},
-    _plan.CONV_BOOL: {"type": "boolean"},
-}
-_IN = {
-    _plan.ARG_PATH: "path",
-    _plan.ARG_QUERY: "query",
-    _plan.ARG_HEADER: "header",
-    _plan.ARG_COOKIE: "cookie",
-}
-_VALIDATION_SCHEMAS = {
-    "HTTPValidationError": {
-        "properties": {
-            "detail": {
-                "items": {"$ref": _REF.format(model="ValidationError")},
-                "type": "array",
-                "title": "Detail",
-            }
+validation_error_definition = {
+    "title": "ValidationError",
+    "type": "object",
+    "properties": {
+        "loc": {
+            "title": "Location",
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
         },
-        "type": "object",
-        "title": "HTTPValidationError",
+        "msg": {"title": "Message", "type": "string"},
+        "type": {"title": "Error Type", "type": "string"},
+        "input": {"title": "Input"},
+        "ctx": {"title": "Context", "type": "object"},
     },
-    "ValidationError": {
-        "properties": {
-            "loc": {
-                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                "type": "array",
-                "title": "Location",
-            },
-            "msg": {"type": "string", "title": "Message"},
-            "type": {"type": "string", "title": "Error Type"},
-        },
-        "type": "object",
-        "required": ["loc", "msg", "type"],
-        "title": "ValidationError",
+    "required": ["loc", "msg", "type"],
+}
+
+validation_error_response_definition = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {
+            "title": "Detail",
+            "type": "array",
+            "items": {"$ref": REF_PREFIX + "ValidationError"},
+        }
     },
 }
 
+status_code_ranges: dict[str, str] = {
+    "1XX": "Information",
+    "2XX": "Success",
+    "3XX": "Redirection",
+    "4XX": "Client Error",
+    "5XX": "Server Error",
+    "DEFAULT": "Default Response",
+}
 
-def _title(name: str) -> str:
-    return name.replace("_", " ").title()
+_SSE_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+_STREAM_ORIGINS = {
+    "AsyncIterable",
+    "AsyncIterator",
+    "AsyncGenerator",
+    "Iterable",
+    "Iterator",
+    "Generator",
+}
 
 
-def _operation_id(route: Route, method: str) -> str:
-    return re.sub(r"\W", "_", f"{route.name}{route.path}") + f"_{method.lower()}"
+def deep_dict_update(main: dict[Any, Any], update: dict[Any, Any]) -> None:
+    """Merges ``update`` into ``main``: dicts recursively, lists concatenated."""
+    for key, value in update.items():
+        current = main.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            deep_dict_update(current, value)
+        elif key in main and isinstance(current, list) and isinstance(value, list):
+            main[key] = current + value
+        else:
+            main[key] = value
+
+
+def is_body_allowed_for_status_code(status_code: int | str | None) -> bool:
+    if status_code is None:
+        return True
+    if status_code in {"default", "1XX", "2XX", "3XX", "4XX", "5XX"}:
+        return True
+    code = int(status_code)
+    return not (code < 200 or code in {204, 205, 304})
 
 
 def _jsonable(value: Any) -> Any:
-    """A default value as JSON can show it (None for what JSON has no form of)."""
+    """JSON-ready data, None-valued keys left out (FastAPI's jsonable_encoder with
+    exclude_none, which its document goes through)."""
+    if isinstance(value, dict):
+        return {
+            _jsonable(k) if not isinstance(k, str) else k: _jsonable(v)
+            for k, v in value.items()
+            if v is not None
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Enum):
+        return _jsonable(value.value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return None
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _jsonable(dump(mode="json", by_alias=True, exclude_none=True))
+    try:
+        from pydantic_core import to_jsonable_python
+
+        return _jsonable(to_jsonable_python(value))
+    except Exception:
+        return str(value)
 
 
-def _constraints(checks: Any) -> dict[str, Any]:
-    if checks is None:
-        return {}
-    gt, ge, lt, le, min_length, max_length, pattern = checks
-    out: dict[str, Any] = {}
-    for key, value in (
-        ("exclusiveMinimum", gt),
-        ("minimum", ge),
-        ("exclusiveMaximum", lt),
-        ("maximum", le),
-    ):
-        if value is not None:
-            out[key] = value
-    return out | _length_constraints(min_length, max_length, pattern)
+# --- routes ---------------------------------------------------------------------------
 
 
-def _length_constraints(min_length: Any, max_length: Any, pattern: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if min_length is not None:
-        out["minLength"] = min_length
-    if max_length is not None:
-        out["maxLength"] = max_length
-    if pattern is not None:
-        out["pattern"] = pattern.pattern
+class _RouteInfo:
+    """What the document needs of one route, computed once per get_openapi call."""
+
+    def __init__(self, route: Any) -> None:
+        self.route = route
+        path = route.path_format if hasattr(route, "path_format") else route.path
+        self.dependant = _fields.route_dependant(path, route.endpoint, route.dependencies)
+        self.body_field = _fields.body_field(
+            _fields.flat_body_params(self.dependant), route.unique_id
+        )
+        self.response_class = _response_class(route)
+        self.stream_kind: str | None = None
+        self.stream_item_field: ModelField | None = None
+        model = route.response_model
+        generator = inspect.isasyncgenfunction(route.endpoint) or inspect.isgeneratorfunction(
+            route.endpoint
+        )
+        if generator:
+            from data_bridge.api.datastructures import DefaultPlaceholder
+
+            default_class = isinstance(route.response_class, DefaultPlaceholder)
+            sse = _is_sse_class(self.response_class)
+            if sse:
+                self.stream_kind = "sse"
+            elif default_class:
+                self.stream_kind = "jsonl"
+            item = _stream_item(model)
+            if item is not None:
+                if self.stream_kind is not None and not _is_server_sent_event(item):
+                    self.stream_item_field = _fields.response_field(
+                        "StreamItem_" + route.unique_id, item
+                    )
+                model = None
+        self.response_field = (
+            _fields.response_field("Response_" + route.unique_id, model) if model else None
+        )
+        self.response_fields: dict[Any, ModelField] = {}
+        for code, response in (route.responses or {}).items():
+            extra_model = response.get("model") if isinstance(response, dict) else None
+            if extra_model:
+                self.response_fields[code] = _fields.response_field(
+                    f"Response_{code}_{route.unique_id}", extra_model
+                )
+        self.callbacks = [_RouteInfo(cb) for cb in (route.callbacks or []) if _is_api_route(cb)]
+
+    def fields(self) -> list[ModelField]:
+        out: list[ModelField] = []
+        for cb in self.callbacks:
+            if cb.route.include_in_schema:
+                out.extend(cb.fields())
+        if not self.route.include_in_schema:
+            return out
+        bodies = [self.body_field] if self.body_field else []
+        responses = [self.response_field] if self.response_field else []
+        responses += list(self.response_fields.values())
+        if self.stream_item_field:
+            responses.append(self.stream_item_field)
+        return out + bodies + responses + _flat_params(self.dependant)
+
+
+def _stream_item(annotation: Any) -> Any | None:
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is None or getattr(origin, "__name__", None) not in _STREAM_ORIGINS:
+        return None
+    if getattr(origin, "__module__", "") not in ("collections.abc", "typing"):
+        return None
+    args = typing.get_args(annotation)
+    return args[0] if args else Any
+
+
+def _is_server_sent_event(item: Any) -> bool:
+    return isinstance(item, type) and any(c.__name__ == "ServerSentEvent" for c in item.__mro__)
+
+
+def _is_sse_class(cls: Any) -> bool:
+    return isinstance(cls, type) and any(c.__name__ == "EventSourceResponse" for c in cls.__mro__)
+
+
+def _response_class(route: Any) -> Any:
+    cls = route.response_class
+    while hasattr(cls, "value") and type(cls).__name__ == "DefaultPlaceholder":
+        cls = cls.value
+    return cls
+
+
+def _is_api_route(route: Any) -> bool:
+    from data_bridge.api.routing import APIRoute
+
+    return isinstance(route, APIRoute)
+
+
+def _flat_params(dependant: _fields.Dependant) -> list[ModelField]:
+    groups: dict[str, list[ModelField]] = {k: [] for k in ("path", "query", "header", "cookie")}
+    seen: set[tuple[Any, ...]] = set()
+    cache: dict[int, bool] = {}
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        key = _fields.cache_key(current, cache)
+        if key in seen:
+            continue
+        seen.add(key)
+        for kind, group in groups.items():
+            group.extend(current.params_of(kind))
+        stack.extend(reversed(current.dependencies))
+    return [f for group in groups.values() for f in _fields.flat_params(group)]
+
+
+# --- operations -----------------------------------------------------------------------
+
+
+class _DependencyData:
+    def __init__(self, dependant: _fields.Dependant) -> None:
+        self.params: dict[str, list[ModelField]] = {
+            k: [] for k in ("path", "query", "header", "cookie")
+        }
+        self.security: list[tuple[_fields.Dependant, list[str]]] = []
+        seen: set[tuple[Any, ...]] = set()
+        cache: dict[int, bool] = {}
+        stack: list[tuple[_fields.Dependant, list[str], bool]] = [(dependant, [], True)]
+        while stack:
+            current, parent_scopes, is_root = stack.pop()
+            key = _fields.cache_key(current, cache)
+            if key in seen:
+                continue
+            seen.add(key)
+            for kind, group in self.params.items():
+                group.extend(current.params_of(kind))
+            scopes = list(parent_scopes)
+            for scope in current.scopes:
+                if scope not in scopes:
+                    scopes.append(scope)
+            if not is_root and _fields.security_scheme(current.call) is not None:
+                self.security.append((current, scopes))
+            stack.extend((sub, scopes, False) for sub in reversed(current.dependencies))
+
+
+def _security(
+    security: list[tuple[_fields.Dependant, list[str]]],
+) -> tuple[dict[str, Any], list[dict[str, list[str]]]]:
+    definitions: dict[str, Any] = {}
+    requirements: dict[str, list[str]] = {}
+    for dependant, scopes in security:
+        scheme = _fields.security_scheme(dependant.call)
+        name = scheme.scheme_name
+        definitions[name] = _jsonable(scheme.model)
+        wanted = requirements.setdefault(name, [])
+        for scope in scopes:
+            if scope not in wanted:
+                wanted.append(scope)
+    return definitions, [{name: scopes} for name, scopes in requirements.items()]
+
+
+def _parameters(
+    data: _DependencyData, mapping: FieldMapping, separate: bool
+) -> list[dict[str, Any]]:
+    out = []
+    for kind, group in data.params.items():
+        for parent in group:
+            if not parent.doc_attr("include_in_schema", True):
+                continue
+            model = _fields.param_model(parent)
+            optional_model = (
+                model is not None
+                and parent.field_info.annotation is not model
+                and not parent.field_info.is_required()
+            )
+            for param in _fields.flat_params([parent]):
+                info = param.field_info
+                convert = kind == "header" and param.doc_attr(
+                    "convert_underscores", parent.doc_attr("convert_underscores", True)
+                )
+                alias, name = _param_aliases(param, convert)[0]
+                parameter: dict[str, Any] = {
+                    "name": name,
+                    "in": kind,
+                    "required": info.is_required() and not optional_model,
+                    "schema": field_schema(param, mapping, separate, alias),
+                }
+                if info.description:
+                    parameter["description"] = info.description
+                examples = param.doc_attr("openapi_examples")
+                example = param.doc_attr("example")
+                if examples:
+                    parameter["examples"] = _jsonable(examples)
+                elif example is not None and not _is_unset(example):
+                    parameter["example"] = _jsonable(example)
+                if getattr(info, "deprecated", None):
+                    parameter["deprecated"] = True
+                out.append(parameter)
     return out
 
 
-def _param_schema(spec: _plan.ParamSpec) -> dict[str, Any]:
-    _name, _source, convflags, default, _validator, _index, key, checks = spec
-    conv, flags = convflags & 0xFF, convflags & ~0xFF
-    item = dict(_SCALAR_SCHEMAS.get(conv, {}))
-    limits = _constraints(checks)
-    if flags & _plan.FLAG_LIST:
-        schema: dict[str, Any] = {"type": "array", "items": item}
-        if "minLength" in limits:
-            schema["minItems"] = limits.pop("minLength")
-        if "maxLength" in limits:
-            schema["maxItems"] = limits.pop("maxLength")
-    else:
-        schema = item | limits
-    if flags & _plan.FLAG_OPTIONAL:
-        schema = {"anyOf": [schema, {"type": "null"}]}
-    schema["title"] = _title(key)
-    if default is not Ellipsis:
-        schema["default"] = _jsonable(default)
-    return schema
+def _is_unset(value: Any) -> bool:
+    return type(value).__name__ in ("_Unset", "UnsetType", "_UnsetType")
 
 
-def _body_schema(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
-    """JSON schema of one body value; pydantic model definitions go to components."""
-    inner, optional = _plan._unwrap_optional(annotation)
-    if inner is bytes:
-        schema: dict[str, Any] = {"type": "string", "format": "binary"}
-    elif inner is Any:
-        schema = {}
-    else:
-        try:
-            import pydantic
-        except ImportError:
-            origin = typing.get_origin(inner) or inner
-            return {"type": "object"} if origin is dict else {"type": "array"}
-        try:
-            schema = pydantic.TypeAdapter(inner).json_schema(ref_template=_REF)
-        except pydantic.PydanticUserError:
-            schema = {}
-        components.update(schema.pop("$defs", {}))
-        if schema.get("title") and "$ref" not in schema and schema.get("type") == "object":
-            if isinstance(inner, type) and issubclass(inner, pydantic.BaseModel):
-                components[inner.__name__] = schema
-                schema = {"$ref": _REF.format(model=inner.__name__)}
-    if optional:
-        schema = {"anyOf": [schema, {"type": "null"}]}
-    return schema
+def _param_aliases(field: ModelField, convert_underscores: bool) -> list[tuple[str, str]]:
+    """(schema title alias, request key) pairs, preferred first."""
+    from pydantic import AliasChoices, AliasPath
+
+    alias = field.validation_alias or field.alias
+    key = alias
+    if convert_underscores and alias == field.name:
+        key = alias.replace("_", "-")
+    validation_alias = field.field_info.validation_alias
+    if field.kind == "path" or isinstance(validation_alias, AliasPath):
+        return [(alias, key)]
+    pairs = [(alias, key)]
+    if isinstance(validation_alias, AliasChoices):
+        if any(isinstance(c, AliasPath) for c in validation_alias.choices):
+            return pairs
+        pairs = [(c, c) for c in validation_alias.choices if isinstance(c, str)]
+    config = field.config or {}
+    if config.get("validate_by_alias") is False or config.get(
+        "validate_by_name", config.get("populate_by_name", False)
+    ):
+        name = field.name.replace("_", "-") if convert_underscores else field.name
+        if config.get("validate_by_alias") is False:
+            return [(field.name, name)]
+        if field.name not in [a for a, _ in pairs]:
+            pairs.append((field.name, name))
+    return pairs
 
 
-def _operation(route: Route, method: str, components: dict[str, Any]) -> dict[str, Any]:
-    call = route.callable()  # the flattened signature when the route has dependencies
-    specs = _plan.build_plan(route.path, call)
-    hints = typing.get_type_hints(call, include_extras=True)
-    signature = inspect.signature(call)
-    op: dict[str, Any] = {}
+def _request_body(
+    field: ModelField | None, mapping: FieldMapping, separate: bool
+) -> dict[str, Any] | None:
+    if field is None:
+        return None
+    schema = field_schema(field, mapping, separate)
+    out: dict[str, Any] = {}
+    if field.field_info.is_required():
+        out["required"] = True
+    content: dict[str, Any] = {"schema": schema}
+    examples = field.doc_attr("openapi_examples")
+    example = field.doc_attr("example")
+    if examples:
+        content["examples"] = _jsonable(examples)
+    elif example is not None and not _is_unset(example):
+        content["example"] = _jsonable(example)
+    out["content"] = {field.media_type: content}
+    return out
+
+
+def _default_status_code(response_class: Any) -> str | None:
+    try:
+        signature = inspect.signature(response_class.__init__)
+    except (TypeError, ValueError):
+        return None
+    param = signature.parameters.get("status_code")
+    if param is not None and isinstance(param.default, int):
+        return str(param.default)
+    return None
+
+
+def _operation_metadata(route: Any, operation_ids: set[str]) -> dict[str, Any]:
+    operation: dict[str, Any] = {}
     if route.tags:
-        op["tags"] = list(route.tags)
-    op["summary"] = route.summary or _title(route.name)
-    doc = route.description or inspect.getdoc(route.endpoint)
-    if doc:
-        op["description"] = doc
-    op["operationId"] = _operation_id(route, method)
+        operation["tags"] = list(route.tags)
+    operation["summary"] = route.summary or route.name.replace("_", " ").title()
+    if route.description:
+        operation["description"] = route.description
+    operation_id = route.operation_id or route.unique_id
+    if operation_id in operation_ids:
+        endpoint = getattr(route.endpoint, "__name__", "<unnamed_endpoint>")
+        message = f"Duplicate Operation ID {operation_id} for function {endpoint}"
+        file_name = getattr(route.endpoint, "__globals__", {}).get("__file__")
+        if file_name:
+            message += f" at {file_name}"
+        warnings.warn(message, stacklevel=1)
+    operation_ids.add(operation_id)
+    operation["operationId"] = operation_id
     if route.deprecated:
-        op["deprecated"] = True
-    parameters = []
-    bodies = []
-    form_fields: dict[str, dict[str, Any]] = {}
-    form_required: list[str] = []
-    for spec in specs:
-        name, source, convflags, default = spec[0], spec[1], spec[2], spec[3]
-        key = spec[6]
-        annotation, marker, _ = _plan._marker_of(
-            hints.get(name, str), signature.parameters[name].default
-        )
-        if source in _IN:
-            param: dict[str, Any] = {
-                "name": key,
-                "in": _IN[source],
-                "required": source == _plan.ARG_PATH or default is Ellipsis,
-                "schema": _param_schema(spec),
-            }
-            if isinstance(marker, Param):
-                if marker.description:
-                    param["description"] = marker.description
-                if marker.deprecated:
-                    param["deprecated"] = True
-                if not marker.include_in_schema:
-                    continue
-            parameters.append(param)
-        elif source == _plan.ARG_FORM:
-            form_fields[key] = _param_schema(spec)
-            if default is Ellipsis:
-                form_required.append(key)
-        elif source == _plan.ARG_BODY:
-            schema = _body_schema(annotation, components)
-            if isinstance(marker, Param):
-                schema = schema | _length_constraints(marker.min_length, marker.max_length, None)
-                for key_, value in (
-                    ("exclusiveMinimum", marker.gt),
-                    ("minimum", marker.ge),
-                    ("exclusiveMaximum", marker.lt),
-                    ("maximum", marker.le),
-                    ("pattern", marker.pattern),
-                ):
-                    if value is not None:
-                        schema[key_] = value
-            bodies.append((key, schema, default, convflags & _plan.FLAG_EMBED))
-    if parameters:
-        op["parameters"] = parameters
-    if form_fields:
-        body_name = f"Body_{_operation_id(route, method)}"
-        components[body_name] = {
-            "properties": form_fields,
-            "type": "object",
-            "required": form_required,
-            "title": body_name,
-        }
-        op["requestBody"] = {
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {"$ref": _REF.format(model=body_name)}
-                }
-            },
-            "required": bool(form_required),
-        }
-    if bodies:
-        if len(bodies) == 1 and not bodies[0][3]:
-            key, schema, default, _ = bodies[0]
-            body_schema = schema
-            required = default is Ellipsis
+        operation["deprecated"] = route.deprecated
+    return operation
+
+
+def get_openapi_path(
+    *,
+    route: Any,
+    operation_ids: set[str],
+    mapping: FieldMapping,
+    separate_input_output_schemas: bool = True,
+    info: _RouteInfo | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(the path item of ``route``, its security schemes, extra component schemas)."""
+    if info is None:
+        info = _RouteInfo(route)
+    separate = separate_input_output_schemas
+    path: dict[str, Any] = {}
+    security_schemes: dict[str, Any] = {}
+    definitions: dict[str, Any] = {}
+    if not route.include_in_schema:
+        return path, security_schemes, definitions
+    response_class = info.response_class
+    media_type = getattr(response_class, "media_type", None)
+    data = _DependencyData(info.dependant)
+    has_params = any(_fields.flat_params(group) for group in data.params.values())
+    for method in _methods(route):
+        operation = _operation_metadata(route, operation_ids)
+        schemes, requirements = _security(data.security)
+        if requirements:
+            operation.setdefault("security", []).extend(requirements)
+        if schemes:
+            security_schemes.update(schemes)
+        parameters = _parameters(data, mapping, separate)
+        if parameters:
+            by_key = {(p["in"], p["name"]): p for p in parameters}
+            by_key.update({(p["in"], p["name"]): p for p in parameters if p.get("required")})
+            operation["parameters"] = list(by_key.values())
+        if method in METHODS_WITH_BODY:
+            body = _request_body(info.body_field, mapping, separate)
+            if body:
+                operation["requestBody"] = body
+        if info.callbacks:
+            callbacks = {}
+            for cb in info.callbacks:
+                cb_path, _cb_schemes, _cb_defs = get_openapi_path(
+                    route=cb.route,
+                    operation_ids=operation_ids,
+                    mapping=mapping,
+                    separate_input_output_schemas=separate,
+                    info=cb,
+                )
+                callbacks[cb.route.name] = {cb.route.path: cb_path}
+            operation["callbacks"] = callbacks
+        if route.status_code is not None:
+            status_code = str(int(route.status_code))
         else:
-            body_name = f"Body_{_operation_id(route, method)}"
-            components[body_name] = {
-                "properties": {
-                    key: ({"title": _title(key)} | schema) for key, schema, _, _ in bodies
+            status_code = _default_status_code(response_class) or "200"
+        responses = operation.setdefault("responses", {})
+        responses.setdefault(status_code, {})["description"] = route.response_description
+        if is_body_allowed_for_status_code(route.status_code):
+            content = responses[status_code].setdefault
+            if info.stream_kind == "jsonl":
+                item = (
+                    field_schema(info.stream_item_field, mapping, separate)
+                    if info.stream_item_field
+                    else {}
+                )
+                content("content", {})["application/jsonl"] = {"itemSchema": item}
+            elif info.stream_kind == "sse":
+                item_schema = copy.deepcopy(_SSE_ITEM_SCHEMA)
+                if info.stream_item_field:
+                    item_schema["required"] = ["data"]
+                    item_schema["properties"]["data"] = {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": field_schema(info.stream_item_field, mapping, separate),
+                    }
+                content("content", {})["text/event-stream"] = {"itemSchema": item_schema}
+            elif media_type:
+                schema: dict[str, Any] = {"type": "string"}
+                if _is_json_class(response_class):
+                    schema = (
+                        field_schema(info.response_field, mapping, separate)
+                        if info.response_field
+                        else {}
+                    )
+                content("content", {}).setdefault(media_type, {})["schema"] = schema
+        for code, extra in (route.responses or {}).items():
+            process = copy.deepcopy(extra)
+            process.pop("model", None)
+            key = str(code).upper()
+            if key == "DEFAULT":
+                key = "default"
+            response = responses.setdefault(key, {})
+            field = info.response_fields.get(code)
+            if field:
+                target = (
+                    process.setdefault("content", {})
+                    .setdefault(media_type or "application/json", {})
+                    .setdefault("schema", {})
+                )
+                deep_dict_update(target, field_schema(field, mapping, separate))
+            status_text = status_code_ranges.get(str(code).upper())
+            if status_text is None:
+                try:
+                    status_text = http.client.responses.get(int(code))
+                except ValueError:
+                    status_text = None
+            description = (
+                process.get("description")
+                or response.get("description")
+                or status_text
+                or "Additional Response"
+            )
+            deep_dict_update(response, process)
+            response["description"] = description
+        if (has_params or info.body_field) and not any(
+            s in responses for s in ("422", "4XX", "default")
+        ):
+            responses["422"] = {
+                "description": "Validation Error",
+                "content": {
+                    "application/json": {"schema": {"$ref": REF_PREFIX + "HTTPValidationError"}}
                 },
-                "type": "object",
-                "required": [key for key, _, default, _ in bodies if default is Ellipsis],
-                "title": body_name,
             }
-            body_schema = {"$ref": _REF.format(model=body_name)}
-            required = any(default is Ellipsis for _, _, default, _ in bodies)
-        op["requestBody"] = {
-            "content": {"application/json": {"schema": body_schema}},
-            "required": required,
-        }
-    result_schema: dict[str, Any] = {}
-    if route.response_model is not None:
-        result_schema = _body_schema(route.response_model, components)
-    op["responses"] = {
-        str(route.effective_status_code): {
-            "description": "Successful Response",
-            "content": {"application/json": {"schema": result_schema}},
-        }
-    }
-    if parameters or bodies or form_fields:
-        op["responses"]["422"] = {
-            "description": "Validation Error",
-            "content": {
-                "application/json": {"schema": {"$ref": _REF.format(model="HTTPValidationError")}}
-            },
-        }
-    return op
+            if "ValidationError" not in definitions:
+                definitions["ValidationError"] = copy.deepcopy(validation_error_definition)
+                definitions["HTTPValidationError"] = copy.deepcopy(
+                    validation_error_response_definition
+                )
+        if route.openapi_extra:
+            deep_dict_update(operation, copy.deepcopy(route.openapi_extra))
+        path[method.lower()] = operation
+    return path, security_schemes, definitions
 
 
-def openapi_document(
-    title: str,
-    version: str,
-    routes: list[Route],
-    description: str | None = None,
-    skip: Callable[[Route], bool] = lambda route: False,
-) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the given routes."""
-    info: dict[str, Any] = {"title": title, "version": version}
-    if description:
-        info["description"] = description
-    paths: dict[str, dict[str, Any]] = {}
-    components: dict[str, Any] = {}
-    any_validation = False
-    for route in routes:
-        if skip(route) or not route.include_in_schema:
-            continue
-        path = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", route.path)
-        for method in route.methods:
-            if method == "HEAD" and "GET" in route.methods:
-                continue
-            op = _operation(route, method, components)
-            any_validation |= "422" in op["responses"]
-            paths.setdefault(path, {})[method.lower()] = op
-    doc: dict[str, Any] = {"openapi": "3.1.0", "info": info, "paths": paths}
-    if any_validation:
-        components.update(_VALIDATION_SCHEMAS)
-    if components:
-        doc["components"] = {"schemas": dict(sorted(components.items()))}
-    return doc
+def _methods(route: Any) -> list[str]:
+    order = getattr(route, "_method_order", None)
+    methods = list(order) if order else sorted(route.methods)
+    return [m for m in methods if m in route.methods]
+
+
+def _is_json_class(cls: Any) -> bool:
+    from data_bridge.api.responses import JSONResponse
+
+    return isinstance(cls, type) and issubclass(cls, JSONResponse)
 
 
 def get_openapi(
@@ -324,21 +579,52 @@ def get_openapi(
     separate_input_output_schemas: bool = True,
     external_docs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """FastAPI's ``get_openapi``: the OpenAPI document of ``routes``."""
-    doc = openapi_document(title, version, list(routes), description)
-    info = doc["info"]
+    """FastAPI's ``get_openapi``: the OpenAPI document of ``routes`` (and ``webhooks``)."""
+    info: dict[str, Any] = {"title": title, "version": version}
     if summary:
         info["summary"] = summary
+    if description:
+        info["description"] = description
     if terms_of_service:
         info["termsOfService"] = terms_of_service
     if contact:
         info["contact"] = contact
     if license_info:
         info["license"] = license_info
+    output: dict[str, Any] = {"openapi": openapi_version, "info": info}
     if servers:
-        doc["servers"] = servers
+        output["servers"] = servers
+    route_infos = [_RouteInfo(r) for r in routes if _is_api_route(r)]
+    webhook_infos = [_RouteInfo(r) for r in (webhooks or []) if _is_api_route(r)]
+    all_fields = [f for ri in route_infos + webhook_infos for f in ri.fields()]
+    mapping, definitions = _schemas.get_definitions(all_fields, separate_input_output_schemas)
+    components: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    webhook_paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
+    for infos, target in ((route_infos, paths), (webhook_infos, webhook_paths)):
+        for ri in infos:
+            path, schemes, path_definitions = get_openapi_path(
+                route=ri.route,
+                operation_ids=operation_ids,
+                mapping=mapping,
+                separate_input_output_schemas=separate_input_output_schemas,
+                info=ri,
+            )
+            if path:
+                target.setdefault(ri.route.path_format, {}).update(path)
+            if schemes:
+                components.setdefault("securitySchemes", {}).update(schemes)
+            definitions.update(path_definitions)
+    if definitions:
+        components["schemas"] = {k: definitions[k] for k in sorted(definitions)}
+    if components:
+        output["components"] = components
+    output["paths"] = paths
+    if webhook_paths:
+        output["webhooks"] = webhook_paths
     if tags:
-        doc["tags"] = tags
+        output["tags"] = tags
     if external_docs:
-        doc["externalDocs"] = external_docs
-    return doc
+        output["externalDocs"] = external_docs
+    return _jsonable(output)  # type: ignore[no-any-return]

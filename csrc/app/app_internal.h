@@ -119,6 +119,9 @@ typedef struct {
      * redirected there (307), as Starlette's redirect_slashes does. */
     int redirect_slashes;
     PyObject *request_class; /* for the routes added from now on, or NULL */
+    /* callable(errors, request) -> a handler result, or NotImplemented for the default
+     * 422: the app's RequestValidationError handler; NULL when it has none. */
+    PyObject *validation_hook;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

@@ -444,6 +444,32 @@ static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t
     respond_exception(conn, plan, srv->exception_hook, *request);
 }
 
+/* The app's handler for RequestValidationError, when it has one: hook(errors, request)
+ * answers the request like a handler's result. Returns 1 when answered (an error inside
+ * the hook is answered as the handler's would be), 0 when the hook returned
+ * NotImplemented and the default 422 applies. */
+static int answer_validation_hook(ServerObject *srv, server_conn_t *conn, route_plan_t *plan,
+                                  server_request_t *req, const router_match_t *m,
+                                  PyObject **request, PyObject *errors)
+{
+    if (*request == NULL && (*request = request_new(req, m)) == NULL) {
+        respond_exception(conn, plan, NULL, NULL);
+        return 1;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(srv->validation_hook, errors, *request, NULL);
+    if (res == NULL) {
+        respond_exception(conn, plan, srv->exception_hook, *request);
+        return 1;
+    }
+    if (res == Py_NotImplemented) {
+        Py_DECREF(res);
+        return 0;
+    }
+    respond_result(conn, plan, res);
+    Py_DECREF(res);
+    return 1;
+}
+
 static PyObject *header_str(const http_request_t *head, const char *name, size_t len)
 {
     const http_header_t *h = http_find_header(head, name, len);
@@ -592,7 +618,9 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         goto done;
     }
     if (b > 0) {
-        respond_validation_errors(conn, errors);
+        if (srv->validation_hook == NULL ||
+            !answer_validation_hook(srv, conn, plan, req, &m, &request, errors))
+            respond_validation_errors(conn, errors);
         goto done;
     }
     result = PyObject_Vectorcall(plan->handler, args,

@@ -318,6 +318,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->exception_hook);
     Py_VISIT(self->cors_hook);
     Py_VISIT(self->request_class);
+    Py_VISIT(self->validation_hook);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -342,6 +343,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
     Py_CLEAR(self->request_class);
+    Py_CLEAR(self->validation_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -353,6 +355,7 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
     Py_CLEAR(self->request_class);
+    Py_CLEAR(self->validation_hook);
     return 0;
 }
 
@@ -368,6 +371,16 @@ static PyObject *server_set_exception_hook(ServerObject *self, PyObject *hook)
 }
 
 /* set_cors_hook(callable or None): see ServerObject.cors_hook. */
+static PyObject *server_set_validation_hook(ServerObject *self, PyObject *hook)
+{
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the validation hook must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->validation_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 static PyObject *server_set_request_class(ServerObject *self, PyObject *cls)
 {
     if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &Request_Type)) {
@@ -389,6 +402,8 @@ static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
 }
 
 static PyMethodDef server_methods[] = {
+    {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,
+     "set_validation_hook(hook): hook(errors, request) answers a request that did not bind"},
     {"set_request_class", (PyCFunction)server_set_request_class, METH_O,
      "set_request_class(cls): the Request subclass made for the routes added afterwards"},
     {"set_cors_hook", (PyCFunction)server_set_cors_hook, METH_O,

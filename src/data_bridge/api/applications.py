@@ -27,7 +27,8 @@ from data_bridge.api._stream import start_stream
 from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
-from data_bridge.api.exceptions import HTTPException
+from data_bridge.api.exception_handlers import validation_error_response
+from data_bridge.api.exceptions import HTTPException, RequestValidationError
 from data_bridge.api.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -38,6 +39,7 @@ from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.routing import METHOD_CODES, APIRouter
 from data_bridge.json import dumps as json_dumps
+from data_bridge.json import loads as json_loads
 
 logger = logging.getLogger("data_bridge")
 
@@ -53,6 +55,18 @@ def _log_exception(exc: BaseException, path: object) -> None:
         _exception_sinks[-1].append(exc)
         return
     logger.error("Exception in handler for %s", path, exc_info=exc)
+
+
+def _request_body(request: Any) -> Any:
+    """The request body for RequestValidationError.body: decoded JSON when it is JSON,
+    else the bytes (None when empty)."""
+    body = getattr(request, "_body", b"") if request is not None else b""
+    if not body:
+        return None
+    try:
+        return json_loads(body)
+    except ValueError:
+        return body
 
 
 def _as_async_cm(cm: Any) -> Any:
@@ -244,17 +258,21 @@ class FastAPI(APIRouter):
         self._cors = middleware_class(**options)
 
     def add_exception_handler(
-        self, exc_class: type[BaseException], handler: Callable[..., Any]
+        self, exc_class: type[BaseException] | int, handler: Callable[..., Any]
     ) -> None:
-        """Answer exceptions of ``exc_class`` (and subclasses) raised by handlers with
-        ``handler(request, exc)``'s result, converted like a handler's return value."""
-        if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
-            raise TypeError(f"an exception class is expected, got {exc_class!r}")
+        """Answer exceptions of ``exc_class`` (and subclasses) raised by handlers, or
+        HTTPExceptions with that status code, with ``handler(request, exc)``'s result,
+        converted like a handler's return value."""
+        if isinstance(exc_class, int):
+            if not 100 <= exc_class <= 999:
+                raise ValueError(f"invalid status code {exc_class!r}")
+        elif not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+            raise TypeError(f"an exception class or status code is expected, got {exc_class!r}")
         if not callable(handler):
             raise TypeError(f"the exception handler must be callable, got {handler!r}")
         self._exception_handlers[exc_class] = handler
 
-    def exception_handler(self, exc_class: type[BaseException]) -> Callable[[F], F]:
+    def exception_handler(self, exc_class: type[BaseException] | int) -> Callable[[F], F]:
         """Decorator form of add_exception_handler (FastAPI's ``@app.exception_handler``)."""
 
         def decorator(func: F) -> F:
@@ -263,21 +281,39 @@ class FastAPI(APIRouter):
 
         return decorator
 
-    def _exception_hook(self, exc: BaseException, request: Any) -> Any:
-        """Called by the native layer for an exception a handler raised: the result of the
-        most specific registered handler, or NotImplemented (HTTPException keeps its own
-        answer unless a handler is registered for it or a subclass, as in Starlette)."""
-        handler = None
+    def _handler_for(self, exc: BaseException) -> Callable[..., Any] | None:
+        """The most specific handler registered for exc's class (or, for an HTTPException,
+        its status code); None when there is none."""
+        if isinstance(exc, HTTPException):
+            handler = self._exception_handlers.get(exc.status_code)
+            if handler is not None:
+                return handler
         for cls in type(exc).__mro__:
             handler = self._exception_handlers.get(cls)
-            if handler is not None or cls is HTTPException:
-                break
+            if handler is not None:
+                return handler
+        return None
+
+    def _exception_hook(self, exc: BaseException, request: Any) -> Any:
+        """Called by the native layer for an exception a handler raised: the result of the
+        most specific registered handler; the default answer of a RequestValidationError
+        (raised by Python-level binding: parameter models) is FastAPI's 422; otherwise
+        NotImplemented (the native layer answers HTTPException itself, anything else 500)."""
+        handler = self._handler_for(exc)
         if handler is None:
+            if isinstance(exc, RequestValidationError):
+                return validation_error_response(exc)
             return NotImplemented
         result = handler(request, exc)
         if inspect.isawaitable(result):
             result = _complete_now(result, handler)
         return result
+
+    def _validation_hook(self, errors: list[Any], request: Any) -> Any:
+        """Called by the native layer for a request that did not bind, when the app has a
+        RequestValidationError handler: that handler's answer."""
+        exc = RequestValidationError(errors, body=_request_body(request))
+        return self._exception_hook(exc, request)
 
     # Serving -----------------------------------------------------------------------
 
@@ -311,8 +347,12 @@ class FastAPI(APIRouter):
                 build_plan(route.path, call),
                 route.effective_status_code,
             )
-        if self._exception_handlers:
-            server.set_exception_hook(self._exception_hook)
+        server.set_exception_hook(self._exception_hook)
+        if any(
+            isinstance(cls, type) and issubclass(RequestValidationError, cls)
+            for cls in self._exception_handlers
+        ):
+            server.set_validation_hook(self._validation_hook)
         if self._cors is not None:
             server.set_cors_hook(self._cors)
         for path, endpoint in self._doc_routes():
@@ -403,10 +443,14 @@ class FastAPI(APIRouter):
                 out.append((path, make))
 
         if self.openapi_url not in taken:
-            body = json_dumps(self.openapi())
+            # Built on the first request, as FastAPI does: a schema that cannot be made
+            # fails that request (500, logged), not the server's start.
+            document: list[bytes] = []
 
             def openapi_json() -> Response:
-                return Response(body, media_type="application/json")
+                if not document:
+                    document.append(json_dumps(self.openapi()))
+                return Response(document[0], media_type="application/json")
 
             out.append((self.openapi_url, openapi_json))
         oauth2_url = self.swagger_ui_oauth2_redirect_url

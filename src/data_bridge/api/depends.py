@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_bridge.api._plan import RouteDefinitionError
+from data_bridge.api._param_models import group_dependency, is_param_model
+from data_bridge.api._plan import RouteDefinitionError, _marker_of
 from data_bridge.api.background import BackgroundTasks
+from data_bridge.api.params import Param
 from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.security.base import SecurityBase, SecurityScopes
 
@@ -102,6 +104,16 @@ def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
     return annotation, None
 
 
+def _param_model(annotation: Any, default: Any) -> tuple[Any, Param] | None:
+    """(model, marker) for a parameter model of query/header/cookie/form fields."""
+    if not (typing.get_origin(annotation) is typing.Annotated or isinstance(default, Param)):
+        return None
+    inner, marker, _ = _marker_of(annotation, default)
+    if marker is not None and is_param_model(inner, marker):
+        return inner, marker
+    return None
+
+
 class _Flattener:
     """Walks the dependency tree once, collecting the request parameters it needs."""
 
@@ -168,6 +180,12 @@ class _Flattener:
                     )
                 sub_scopes = scopes + list(getattr(dep, "scopes", []))
                 node.children.append((p.name, self.node(sub, dep.use_cache, sub_scopes)))
+                continue
+            group = _param_model(annotation, p.default)
+            if group is not None:
+                model, marker = group
+                reader = group_dependency(model, marker, p.name)
+                node.children.append((p.name, self.node(reader, True, scopes)))
                 continue
             if inner is BackgroundTasks:
                 node.special.append((p.name, BackgroundTasks))

@@ -1,0 +1,147 @@
+"""Parameter models (query/header/cookie/form fields as one pydantic model) and the
+handlers of RequestValidationError, as FastAPI answers them."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from data_bridge.api import Cookie, FastAPI, Form, Header, HTTPException, Query, Request
+from data_bridge.api.exception_handlers import request_validation_exception_handler
+from data_bridge.api.exceptions import RequestValidationError
+from data_bridge.api.responses import JSONResponse, PlainTextResponse
+from data_bridge.api.testclient import TestClient
+
+
+class FilterParams(BaseModel):
+    model_config = {"extra": "forbid"}
+    limit: int = Field(100, gt=0, le=100)
+    order_by: Literal["created_at", "updated_at"] = "created_at"
+    tags: list[str] = []
+
+
+class CommonHeaders(BaseModel):
+    host: str
+    save_data: bool
+    x_tag: list[str] = []
+
+
+class Cookies(BaseModel):
+    session_id: str
+    tracker: str | None = None
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/")
+    def items(filters: Annotated[FilterParams, Query()]):
+        return filters
+
+    @app.get("/headers/")
+    def headers(h: Annotated[CommonHeaders, Header()]):
+        return h
+
+    @app.get("/cookies/")
+    def cookies(c: Annotated[Cookies, Cookie()]):
+        return c
+
+    @app.post("/login/")
+    def login(data: Annotated[Login, Form()]):
+        return data
+
+    return app
+
+
+def test_query_model():
+    client = TestClient(make_app())
+    assert client.get("/items/?limit=5&tags=a&tags=b").json() == {
+        "limit": 5,
+        "order_by": "created_at",
+        "tags": ["a", "b"],
+    }
+    r = client.get("/items/?limit=0&order_by=x&tool=plumbus")
+    assert r.status_code == 422
+    assert [(e["type"], e["loc"]) for e in r.json()["detail"]] == [
+        ("greater_than", ["query", "limit"]),
+        ("literal_error", ["query", "order_by"]),
+        ("extra_forbidden", ["query", "tool"]),
+    ]
+
+
+def test_header_model():
+    client = TestClient(make_app())
+    client.headers.clear()
+    r = client.get("/headers/", headers=[("save-data", "true"), ("x-tag", "1"), ("x-tag", "2")])
+    assert r.json() == {"host": "testserver", "save_data": True, "x_tag": ["1", "2"]}
+    r = client.get("/headers/")
+    assert r.json() == {
+        "detail": [
+            {
+                "type": "missing",
+                "loc": ["header", "save-data"],
+                "msg": "Field required",
+                "input": {"host": "testserver"},
+            }
+        ]
+    }
+
+
+def test_cookie_and_form_models():
+    client = TestClient(make_app())
+    r = client.get("/cookies/", headers={"Cookie": "session_id=abc"})
+    assert r.json() == {"session_id": "abc", "tracker": None}
+    assert client.get("/cookies/").json()["detail"][0]["loc"] == ["cookie", "session_id"]
+    assert client.post("/login/", data={"username": "u", "password": "p"}).json() == {
+        "username": "u",
+        "password": "p",
+    }
+    r = client.post("/login/", data={"username": "u"})
+    assert r.json()["detail"][0]["loc"] == ["body", "password"]
+
+
+def test_validation_error_handler_receives_native_binding_errors():
+    app = FastAPI()
+
+    @app.exception_handler(RequestValidationError)
+    async def handler(request: Request, exc: RequestValidationError):
+        if request.url.path == "/plain/1":
+            return PlainTextResponse(str(len(exc.errors())), status_code=400)
+        if request.url.path == "/reuse":
+            return await request_validation_exception_handler(request, exc)
+        return JSONResponse({"errors": exc.errors(), "body": exc.body}, status_code=418)
+
+    @app.get("/plain/{n}")
+    def plain(n: int, q: int):
+        return n
+
+    @app.post("/reuse")
+    def reuse(x: int = Query()):
+        return x
+
+    @app.post("/body")
+    def body(item: Login):
+        return item
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: HTTPException):
+        return JSONResponse({"missing": exc.detail}, status_code=404)
+
+    @app.get("/raise")
+    def raise_():
+        raise HTTPException(404, "gone")
+
+    client = TestClient(app)
+    r = client.get("/plain/1?q=x")
+    assert (r.status_code, r.text) == (400, "1")
+    r = client.post("/reuse")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "x"]
+    r = client.post("/body", json={"username": "u"})
+    assert r.status_code == 418
+    assert r.json()["body"] == {"username": "u"}
+    assert r.json()["errors"][0]["loc"] == ["body", "password"]
+    assert client.get("/raise").json() == {"missing": "gone"}

@@ -17,6 +17,7 @@ it does for FastAPI. So the dependency tree is walked here once more, with FastA
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -25,7 +26,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    TypeAdapter,
+    create_model,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -408,8 +418,10 @@ def form_models(field: ModelField) -> list[type[BaseModel]]:
     return models if len(models) > 1 else []
 
 
+@functools.lru_cache(maxsize=1024)
 def model_fields(model: type[BaseModel], kind: str | None = None) -> list[ModelField]:
-    """The fields of a parameter model, as parameters of the model's kind."""
+    """The fields of a parameter model, as parameters of the model's kind (the same
+    objects each time: the schemas generated are looked up by field)."""
     out = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
@@ -768,19 +780,36 @@ def should_embed(fields: list[ModelField]) -> bool:
 
 def body_field(fields: list[ModelField], name: str) -> ModelField | None:
     """The one field that describes the request body: the only body parameter, or a
-    ``Body_<operation id>`` model of all of them (FastAPI's rule)."""
+    ``Body_<operation id>`` model of all of them (FastAPI's rule). Form parameters that are
+    models stand for their fields, which are flattened into the form's schema."""
     if not fields:
         return None
     embed = should_embed(fields)
     first = fields[0]
-    if not embed:
+    nullable_form_model = any(
+        form_models(f) and type(None) in typing.get_args(f.field_info.annotation) for f in fields
+    )
+    if not embed and not nullable_form_model:
         return first
     model_name = "Body_" + name
+    members = fields
+    config: ConfigDict | None = None
+    if any(form_models(f) for f in fields):
+        members = [_form_member(index, f) for index, f in enumerate(fields)]
+        config = {"json_schema_extra": functools.partial(_flatten_form_schema, fields)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = create_model(  # type: ignore[call-overload]
-            model_name, **{f.name: (f.field_info.annotation, f.field_info) for f in fields}
+            model_name,
+            __config__=config,
+            **{f.name: (f.field_info.annotation, f.field_info) for f in members},
         )
+    if not embed:
+        info = copy.copy(first.field_info)
+        info.annotation = model
+        info.metadata = []
+        info.discriminator = None
+        return ModelField(first.name, info, kind=first.kind, marker=first.marker)
     required = any(f.field_info.is_required() for f in fields)
     kinds = {f.kind for f in fields}
     if FILE in kinds:
@@ -800,6 +829,133 @@ def body_field(fields: list[ModelField], name: str) -> ModelField | None:
     field = ModelField("body", info, kind=kind)
     field.marker = _BodyDoc(media)
     return field
+
+
+def _form_member(index: int, field: ModelField) -> ModelField:
+    """A form parameter as field ``field_<index>`` of the body model; a model parameter
+    gets its schema with the names the form uses."""
+    info = copy.copy(field.field_info)
+    models = form_models(field)
+    if len(models) == 1:
+        model = models[0]
+        named = functools.partial(_form_model_schema, model)
+        annotated: Any = Annotated[model, GetPydanticSchema(get_pydantic_json_schema=named)]
+        info.annotation = annotated if info.annotation is model else annotated | None
+    key = f"field_{index}"
+    info.alias = info.validation_alias = info.serialization_alias = key
+    info.title = info.title or field.name.replace("_", " ").title()
+    return ModelField(key, info, kind=field.kind, marker=field.marker)
+
+
+def param_aliases(field: ModelField, convert_underscores: bool = False) -> list[tuple[str, str]]:
+    """(alias, request key) pairs of a parameter, preferred first: the validation alias
+    (or alias), alias choices, and the field name when the model validates by name."""
+    alias = field.validation_alias or field.alias
+    key = alias
+    if convert_underscores and alias == field.name:
+        key = alias.replace("_", "-")
+    validation_alias = field.field_info.validation_alias
+    if field.kind == PATH or isinstance(validation_alias, AliasPath):
+        return [(alias, key)]
+    pairs = [(alias, key)]
+    if isinstance(validation_alias, AliasChoices):
+        if any(isinstance(c, AliasPath) for c in validation_alias.choices):
+            return pairs
+        pairs = [(c, c) for c in validation_alias.choices if isinstance(c, str)]
+    config = field.config or {}
+    if config.get("validate_by_alias") is False or config.get(
+        "validate_by_name", config.get("populate_by_name", False)
+    ):
+        name = field.name.replace("_", "-") if convert_underscores else field.name
+        if config.get("validate_by_alias") is False:
+            return [(field.name, name)]
+        if field.name not in [a for a, _ in pairs]:
+            pairs.append((field.name, name))
+    return pairs
+
+
+def _form_model_schema(model: type[BaseModel], core_schema: Any, handler: Any) -> dict[str, Any]:
+    """A form model's schema with its properties named as the form's keys."""
+    schema = handler(core_schema)
+    resolved = handler.resolve_ref_schema(schema)
+    properties = resolved.get("properties", {})
+    required = resolved.get("required", [])
+    renames: dict[str, list[str]] = {}
+    for field in model_fields(model):
+        validation_alias = field.field_info.validation_alias
+        if isinstance(validation_alias, AliasChoices):
+            schema_name = validation_alias.choices[0]
+        else:
+            schema_name = field.validation_alias or field.alias
+        names = [alias for alias, _ in param_aliases(field)]
+        if (
+            isinstance(schema_name, str)
+            and schema_name in properties
+            and (names[0] != schema_name or (len(names) > 1 and schema_name in required))
+        ):
+            renames[schema_name] = names
+    if not renames:
+        return schema
+    resolved = copy.deepcopy(resolved)
+    resolved["properties"] = {
+        renames.get(name, [name])[0]: value for name, value in resolved["properties"].items()
+    }
+    resolved["required"] = []
+    for name in required:
+        names = renames.get(name, [name])
+        if len(names) == 1:
+            resolved["required"].append(names[0])
+        else:
+            resolved.setdefault("allOf", []).append({"anyOf": [{"required": [n]} for n in names]})
+    return resolved
+
+
+def _flatten_form_schema(params: list[ModelField], schema: dict[str, Any]) -> None:
+    """The body model's schema as the form is sent: plain parameters are properties, each
+    model parameter an ``allOf`` member (``anyOf`` with "none of its fields" when it may
+    be left out)."""
+    member_schemas = schema.pop("properties")
+    schema.pop("required", None)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    conditions: list[dict[str, Any]] = []
+    for index, param in enumerate(params):
+        member = member_schemas[f"field_{index}"]
+        models = form_models(param)
+        if not models:
+            alias = param_aliases(param)[0][0]
+            if alias in properties:
+                conditions.append({"properties": {alias: member}})
+            else:
+                properties[alias] = member
+            if param.field_info.is_required() and alias not in required:
+                required.append(alias)
+            continue
+        member.pop("default", None)
+        if type(None) in typing.get_args(param.field_info.annotation):
+            member["anyOf"] = [c for c in member["anyOf"] if c.get("type") != "null"]
+            if any(m.model_config.get("extra") in ("allow", "forbid") for m in models):
+                absent: dict[str, Any] = {"maxProperties": 0}
+            else:
+                names = sorted(
+                    {
+                        alias
+                        for m in models
+                        for item in model_fields(m)
+                        for alias, _ in param_aliases(item)
+                    }
+                )
+                absent = {"not": {"anyOf": [{"required": [n]} for n in names]}} if names else {}
+            if param.field_info.is_required():
+                conditions.append({"not": absent})
+            else:
+                member = {"anyOf": [absent, member]}
+        conditions.append(member)
+    if properties:
+        schema["properties"] = properties
+    if required:
+        schema["required"] = required
+    schema["allOf"] = conditions
 
 
 @dataclasses.dataclass

@@ -312,7 +312,7 @@ def _parameters(
                 convert = kind == "header" and param.doc_attr(
                     "convert_underscores", parent.doc_attr("convert_underscores", True)
                 )
-                alias, name = _param_aliases(param, convert)[0]
+                alias, name = _fields.param_aliases(param, convert)[0]
                 parameter: dict[str, Any] = {
                     "name": name,
                     "in": kind,
@@ -335,34 +335,6 @@ def _parameters(
 
 def _is_unset(value: Any) -> bool:
     return type(value).__name__ in ("_Unset", "UnsetType", "_UnsetType")
-
-
-def _param_aliases(field: ModelField, convert_underscores: bool) -> list[tuple[str, str]]:
-    """(schema title alias, request key) pairs, preferred first."""
-    from pydantic import AliasChoices, AliasPath
-
-    alias = field.validation_alias or field.alias
-    key = alias
-    if convert_underscores and alias == field.name:
-        key = alias.replace("_", "-")
-    validation_alias = field.field_info.validation_alias
-    if field.kind == "path" or isinstance(validation_alias, AliasPath):
-        return [(alias, key)]
-    pairs = [(alias, key)]
-    if isinstance(validation_alias, AliasChoices):
-        if any(isinstance(c, AliasPath) for c in validation_alias.choices):
-            return pairs
-        pairs = [(c, c) for c in validation_alias.choices if isinstance(c, str)]
-    config = field.config or {}
-    if config.get("validate_by_alias") is False or config.get(
-        "validate_by_name", config.get("populate_by_name", False)
-    ):
-        name = field.name.replace("_", "-") if convert_underscores else field.name
-        if config.get("validate_by_alias") is False:
-            return [(field.name, name)]
-        if field.name not in [a for a, _ in pairs]:
-            pairs.append((field.name, name))
-    return pairs
 
 
 def _request_body(

@@ -380,11 +380,58 @@ static int check_constraints(const arg_plan_t *a, Py_ssize_t index, PyObject *va
 
 /* Converts a slice and applies the constraints. Returns a new reference, or NULL with
  * *failed set (an error recorded) or an exception. */
+/* A path/query/header/cookie/form value of a type the binder does not convert itself
+ * (Enum, UUID, datetime, Decimal, Literal, ...): the text goes through the parameter's
+ * pydantic validator, which returns (True, value) or (False, [errors with loc relative to
+ * the value]); the errors are located under the parameter (and list index). Returns a new
+ * reference, or NULL with *failed set or an exception set. Consumes text. */
+static PyObject *validate_text(const arg_plan_t *a, Py_ssize_t index, PyObject *text,
+                               PyObject **errors, int *failed)
+{
+    PyObject *res = PyObject_CallOneArg(a->validator, text), *out = NULL;
+    Py_DECREF(text);
+    if (res == NULL)
+        return NULL;
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        PyErr_SetString(PyExc_TypeError, "validator must return (ok, value)");
+        goto done;
+    }
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(res, 0))) {
+        out = Py_NewRef(PyTuple_GET_ITEM(res, 1));
+        goto done;
+    }
+    PyObject *list = PyTuple_GET_ITEM(res, 1);
+    Py_ssize_t n = PySequence_Size(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PySequence_GetItem(list, i);
+        if (e == NULL || !PyDict_Check(e)) {
+            Py_XDECREF(e);
+            goto done;
+        }
+        PyObject *type = PyDict_GetItemString(e, "type");
+        PyObject *msg = PyDict_GetItemString(e, "msg");
+        PyObject *input = PyDict_GetItemString(e, "input");
+        PyObject *ctx = PyDict_GetItemString(e, "ctx");
+        const char *ctype = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+        const char *cmsg = msg && PyUnicode_Check(msg) ? PyUnicode_AsUTF8(msg) : NULL;
+        int r = ctype && cmsg ? add_error_at(errors, ctype, a, index, cmsg, input, ctx) : -1;
+        Py_DECREF(e);
+        if (r < 0)
+            goto done;
+    }
+    *failed = 1;
+done:
+    Py_DECREF(res);
+    return out;
+}
+
 static PyObject *bind_slice(const arg_plan_t *a, Py_ssize_t index, const char *s, size_t n, int pct,
                             int plus, PyObject **errors, int *failed)
 {
     PyObject *v = pct ? convert_slice(a, index, s, n, plus, errors, failed)
                       : convert_text(a, index, s, n, errors, failed);
+    if (v != NULL && a->validator != NULL)
+        return validate_text(a, index, v, errors, failed);
     if (v == NULL || !a->has_checks)
         return v;
     PyObject *input = slice_text(a, s, n, pct, plus);

@@ -145,3 +145,31 @@ def test_validation_error_handler_receives_native_binding_errors():
     assert r.json()["body"] == {"username": "u"}
     assert r.json()["errors"][0]["loc"] == ["body", "password"]
     assert client.get("/raise").json() == {"missing": "gone"}
+
+
+def test_parameters_of_types_read_from_text():
+    from datetime import date
+    from enum import Enum
+    from uuid import UUID
+
+    class ModelName(str, Enum):
+        alexnet = "alexnet"
+        resnet = "resnet"
+
+    app = FastAPI()
+
+    @app.get("/models/{name}")
+    def model(name: ModelName, day: date | None = None, kinds: list[UUID] = Query([])):
+        return {"alexnet": name is ModelName.alexnet, "day": day, "kinds": kinds}
+
+    client = TestClient(app)
+    uid = "6f0f3a8c-9a43-4c3d-8fd7-1f2f5b1fcd3a"
+    r = client.get(f"/models/alexnet?day=2020-02-02&kinds={uid}")
+    assert r.json() == {"alexnet": True, "day": "2020-02-02", "kinds": [uid]}
+    r = client.get("/models/foo?day=x&kinds=y")
+    assert [(e["type"], e["loc"]) for e in r.json()["detail"]] == [
+        ("enum", ["path", "name"]),
+        ("date_from_datetime_parsing", ["query", "day"]),
+        ("uuid_parsing", ["query", "kinds", 0]),
+    ]
+    assert r.json()["detail"][0]["ctx"] == {"expected": "'alexnet' or 'resnet'"}

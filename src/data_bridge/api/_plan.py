@@ -126,12 +126,56 @@ def _marker_of(annotation: Any, default: Any) -> tuple[Any, Param | None, Any]:
 
 
 def _list_item(annotation: Any) -> Any | None:
-    """T for ``list[T]`` (or ``List[T]``) with a scalar T; None otherwise."""
-    if typing.get_origin(annotation) is list:
-        args = typing.get_args(annotation)
-        if len(args) == 1 and args[0] in _SCALARS:
-            return args[0]
-    return None
+    """T for ``list[T]`` (``List[T]``, ``set[T]``, ``tuple[T, ...]``) with a scalar or
+    text-validated T; None otherwise."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, set, frozenset) and len(args) == 1:
+        item = args[0]
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = args[0]
+    else:
+        return None
+    return item if item in _SCALARS or _is_text_type(item) else None
+
+
+def _is_text_type(annotation: Any) -> bool:
+    """Whether a value of this type is read from one text value by pydantic (Enum, UUID,
+    datetime, date, time, timedelta, Decimal, Literal, Path, ...), not a container or a
+    model."""
+    if annotation in _SCALARS or annotation is Any:
+        return False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Annotated:
+        return _is_text_type(typing.get_args(annotation)[0]) or (
+            typing.get_args(annotation)[0] in _SCALARS
+        )
+    if origin is not None or not isinstance(annotation, type):
+        return False
+    if _is_model(annotation) or issubclass(annotation, (dict, list, tuple, set, bytes)):
+        return False
+    return True
+
+
+def _text_conv(
+    annotation: Any, marker: Param | None, where: str
+) -> tuple[int, Callable[[Any], tuple[bool, Any]] | None]:
+    """(conv, validator) for a value read from text: the binder's own conversion for
+    str/int/float/bool, else str and a pydantic validator of the type (with the marker's
+    constraints) that the binder calls on the text."""
+    if annotation in _SCALARS:
+        return _SCALARS[annotation], None
+    if _is_text_type(annotation):
+        validator = _adapter_validator(annotation, marker)
+        if validator is not None:
+            return CONV_STR, validator
+    raise RouteDefinitionError(
+        f"unsupported parameter type {annotation!r}: str, int, float, bool, a type pydantic "
+        f"reads from text (Enum, UUID, datetime, Decimal, Literal, ...) or a list of those "
+        f"({where})"
+    )
 
 
 def _checks(marker: Param | None, conv: int, is_list: bool, where: str) -> Any:
@@ -233,11 +277,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
         if source == "path" or (not source and param.name in names):
             if param.name not in names:
                 raise RouteDefinitionError(f"Path() names no parameter of the path ({pwhere})")
-            if inner not in _SCALARS:
-                raise RouteDefinitionError(
-                    f"path parameter {param.name!r} must be str, int, float or bool ({where})"
-                )
-            conv = _SCALARS[inner]
+            conv, text_validator = _text_conv(inner, marker, pwhere)
             seen_path.add(param.name)
             specs.append(
                 (
@@ -245,27 +285,25 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                     ARG_PATH,
                     conv | flags,
                     Ellipsis,
-                    None,
+                    text_validator,
                     names.index(param.name),
                     param.name,
-                    _checks(marker, conv, False, pwhere),
+                    None if text_validator else _checks(marker, conv, False, pwhere),
                 )
             )
             continue
-        if source in ("query", "header", "cookie", "form") or (not source and inner in _SCALARS):
+        if source in ("query", "header", "cookie", "form") or (
+            not source and (inner in _SCALARS or _is_text_type(inner))
+        ):
+            text_validator = None
             item = _list_item(inner)
             if item is not None and source in ("query", "header", "form"):
-                conv, is_list = _SCALARS[item], True
+                conv, text_validator = _text_conv(item, marker, pwhere)
+                is_list = True
                 flags |= FLAG_LIST
-            elif inner in _SCALARS:
-                conv, is_list = _SCALARS[inner], False
             else:
-                kinds = (
-                    "str, int, float, bool or list of those"
-                    if source != "cookie"
-                    else ("str, int, float or bool")
-                )
-                raise RouteDefinitionError(f"a {source} parameter must be {kinds} ({pwhere})")
+                conv, text_validator = _text_conv(inner, marker, pwhere)
+                is_list = False
             arg_source = {
                 "query": ARG_QUERY,
                 "header": ARG_HEADER,
@@ -275,16 +313,19 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
             if arg_source == ARG_HEADER and marker is not None and marker.alias is None:
                 if getattr(marker, "convert_underscores", True):
                     key = param.name.replace("_", "-")
+            checks = _checks(marker, conv, is_list, pwhere)
+            if text_validator is not None and not is_list:
+                checks = None  # the validator carries the marker's constraints
             specs.append(
                 (
                     param.name,
                     arg_source,
                     conv | flags,
                     default,
-                    None,
+                    text_validator,
                     -1,
                     key,
-                    _checks(marker, conv, is_list, pwhere),
+                    checks,
                 )
             )
             continue

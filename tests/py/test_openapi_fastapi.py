@@ -247,6 +247,31 @@ def separate_schemas_off(api: types.ModuleType) -> Any:
     return app
 
 
+class Profile(BaseModel):
+    name: str
+    age: int | None = None
+
+
+def form_models(api: types.ModuleType) -> Any:
+    app = api.FastAPI()
+
+    @app.post("/profiles/")
+    def create(profile: Profile = api.Form(), token: str = api.Form()) -> dict:  # noqa: B008
+        return {}
+
+    @app.post("/annotated/")
+    def annotated(
+        profile: Annotated[Profile, api.Form()], note: Annotated[str | None, api.Form()] = None
+    ) -> dict:
+        return {}
+
+    @app.post("/single/")
+    def single(profile: Annotated[Profile, api.Form()]) -> dict:
+        return {}
+
+    return app
+
+
 BUILDERS = [
     params_and_dependencies,
     bodies,
@@ -254,6 +279,7 @@ BUILDERS = [
     security,
     metadata_and_callbacks,
     separate_schemas_off,
+    form_models,
 ]
 
 
@@ -314,6 +340,15 @@ def test_bodies_and_input_output_schemas() -> None:
     assert "gross" in schemas["Priced-Output"]["properties"]
     login = doc["paths"]["/login/"]["post"]["requestBody"]["content"]
     assert list(login) == ["application/x-www-form-urlencoded"]
+
+
+def test_form_models_are_flattened() -> None:
+    schemas = document(form_models, db_api)["components"]["schemas"]
+    body = schemas["Body_create_profiles__post"]
+    # The model's fields and the plain fields are keys of one form.
+    assert body["allOf"] == [{"$ref": "#/components/schemas/Profile"}]
+    assert body["properties"] == {"token": {"type": "string", "title": "Token"}}
+    assert body["required"] == ["token"]
 
 
 def test_responses_merge_and_media_types() -> None:

@@ -133,6 +133,26 @@ def lenient_issubclass(cls: Any, parents: Any) -> bool:
         return False
 
 
+class ParamInfo(FieldInfo):
+    """The FieldInfo of a request value. A FieldInfo subclass, like FastAPI's markers, so
+    that pydantic keeps the object whole (attributes set after construction included)
+    when it becomes a field of a generated body model."""
+
+    __slots__ = ()
+
+
+def _param_info(info: FieldInfo) -> ParamInfo:
+    """``info`` as a ParamInfo (the same attributes, metadata list copied)."""
+    out = ParamInfo.__new__(ParamInfo)
+    for name in FieldInfo.__slots__:
+        if hasattr(info, name):
+            value = getattr(info, name)
+            if name in ("metadata", "_attributes_set"):
+                value = copy.copy(value)
+            object.__setattr__(out, name, value)
+    return out
+
+
 def _field_attributes(info: FieldInfo) -> dict[str, Any]:
     asdict = getattr(info, "asdict", None)
     if asdict is not None:
@@ -474,8 +494,7 @@ def _signature(call: Callable[..., Any]) -> inspect.Signature:
 def _marker_field_info(marker: Any, default: Any) -> FieldInfo:
     """A pydantic FieldInfo carrying a marker's default, alias, constraints and docs."""
     if isinstance(marker, FieldInfo):
-        info = marker._copy() if hasattr(marker, "_copy") else FieldInfo.merge_field_infos(marker)
-        return info
+        return _param_info(marker)
     kwargs: dict[str, Any] = {}
     for name in _MARKER_ATTRS:
         value = getattr(marker, name, None)
@@ -489,7 +508,7 @@ def _marker_field_info(marker: Any, default: Any) -> FieldInfo:
         default = Undefined
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Field(Undefined if default is Ellipsis else default, **kwargs)  # type: ignore[no-any-return]
+        return ParamInfo(default=Undefined if default is Ellipsis else default, **kwargs)
 
 
 def _from_annotated(annotation: Any, replace: Any = None, by: Any = None) -> FieldInfo:
@@ -507,7 +526,7 @@ def _from_annotated(annotation: Any, replace: Any = None, by: Any = None) -> Fie
     target = Annotated[(base, *kept)] if kept else base  # type: ignore[valid-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return FieldInfo.from_annotation(target)
+        return _param_info(FieldInfo.from_annotation(target))
 
 
 @dataclasses.dataclass
@@ -567,7 +586,7 @@ def _analyze(name: str, annotation: Any, value: Any, path_names: set[str]) -> _P
             if is_path:
                 info.default_factory = None
         else:
-            info = FieldInfo(annotation=use_annotation, default=default)
+            info = ParamInfo(annotation=use_annotation, default=default)
     if info is None:
         return _Param(type_annotation, depends, None)
     if is_path:
@@ -825,7 +844,7 @@ def body_field(fields: list[ModelField], name: str) -> ModelField | None:
             media = "multipart/form-data"
         elif len(set(types)) == 1:
             media = types[0]
-    info = FieldInfo(annotation=model, alias="body", default=Undefined if required else None)
+    info = ParamInfo(annotation=model, alias="body", default=Undefined if required else None)
     field = ModelField("body", info, kind=kind)
     field.marker = _BodyDoc(media)
     return field

@@ -705,7 +705,7 @@ def write_report(
     add("")
     add(
         "Every test file with a test that passes on FastAPI and fails on data-bridge, grouped"
-        " by the error of its first such test (assertion failures are one group). Counts are"
+        " by the error of its first such test (assertion failures by kind). Counts are"
         " the failing tests of the file."
     )
     add("")

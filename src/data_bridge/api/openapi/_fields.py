@@ -327,13 +327,16 @@ def _is_upload_file(annotation: Any) -> bool:
     return lenient_issubclass(annotation, _upload_file_classes())
 
 
-@functools.cache
 def _upload_file_classes() -> tuple[type, ...]:
-    try:
-        from data_bridge.api.datastructures import UploadFile  # type: ignore[attr-defined]
-    except ImportError:
-        return ()
-    return (UploadFile,)
+    """The UploadFile class(es) of data_bridge.api, wherever they are defined."""
+    import sys
+
+    found: list[type] = []
+    for module in ("data_bridge.api.datastructures", "data_bridge.api"):
+        cls = getattr(sys.modules.get(module), "UploadFile", None)
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
 
 
 def _is_union(annotation: Any) -> bool:

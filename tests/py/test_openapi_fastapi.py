@@ -272,6 +272,29 @@ def form_models(api: types.ModuleType) -> Any:
     return app
 
 
+def custom_security_scheme(api: types.ModuleType) -> Any:
+    models = sub(api, "openapi.models")
+    base = sub(api, "security.base")
+
+    class CookieToken(base.SecurityBase):
+        def __init__(self) -> None:
+            self.model = models.APIKey(
+                **{"in": models.APIKeyIn.cookie}, name="session", description="The session"
+            )
+            self.scheme_name = "CookieToken"
+
+        def __call__(self, request: api.Request) -> str | None:
+            return request.cookies.get("session")
+
+    app = api.FastAPI()
+
+    @app.get("/me")
+    def me(session: Annotated[str | None, api.Depends(CookieToken())]) -> dict:
+        return {}
+
+    return app
+
+
 BUILDERS = [
     params_and_dependencies,
     bodies,
@@ -280,6 +303,7 @@ BUILDERS = [
     metadata_and_callbacks,
     separate_schemas_off,
     form_models,
+    custom_security_scheme,
 ]
 
 
@@ -417,3 +441,25 @@ def test_duplicate_operation_id_warns() -> None:
 
     with pytest.warns(UserWarning, match="Duplicate Operation ID same"):
         app.openapi()
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=[b.__name__ for b in BUILDERS])
+def test_document_validates_as_openapi_model(builder: Any) -> None:
+    from data_bridge.api.openapi.models import OpenAPI
+
+    doc = document(builder, db_api)
+    model = OpenAPI(**doc)
+    assert model.model_dump(mode="json", by_alias=True, exclude_none=True) == doc
+
+
+def test_security_scheme_model_objects() -> None:
+    doc = document(custom_security_scheme, db_api)
+    assert doc["components"]["securitySchemes"] == {
+        "CookieToken": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "session",
+            "description": "The session",
+        }
+    }
+    assert doc["paths"]["/me"]["get"]["security"] == [{"CookieToken": []}]

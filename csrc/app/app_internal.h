@@ -77,6 +77,8 @@ typedef struct {
     int npositional; /* arguments before the keyword-only ones */
     int has_query;   /* any ARG_QUERY or ARG_FORM argument: slots are needed */
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
+    /* A JSON body needs a JSON Content-Type (FastAPI's strict_content_type, default on). */
+    int strict_content_type;
     /* The Request subclass of this route's app (it knows its app), or NULL for the one
      * given to configure(). Strong reference. */
     PyObject *request_class;
@@ -92,6 +94,7 @@ typedef struct {
     PyObject *create_task;          /* None, or a callable(loop, coro) -> Task */
     PyObject *streaming_class;      /* data_bridge.api.responses.StreamingResponse */
     PyObject *stream_start;         /* callable(writer_or_None, response, route_path) */
+    PyObject *background_start;     /* callable(background): runs it after the response */
 } app_config_t;
 
 extern app_config_t app_cfg;

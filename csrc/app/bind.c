@@ -647,13 +647,20 @@ static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **err
     *failed = 0;
     if (value == Py_None && (a->flags & ARG_FLAG_OPTIONAL))
         return Py_NewRef(value);
-    if (a->conv == CONV_DICT && !PyDict_Check(value)) {
-        if (add_error(errors, "dict_type", a, "Input should be a valid dictionary", value) == 0)
-            *failed = 1;
-        return NULL;
-    }
-    if (a->conv == CONV_LIST && !PyList_Check(value)) {
-        if (add_error(errors, "list_type", a, "Input should be a valid list", value) == 0)
+    if ((a->conv == CONV_DICT && !PyDict_Check(value)) ||
+        (a->conv == CONV_LIST && !PyList_Check(value))) {
+        /* A body not declared as JSON arrives as bytes: its error shows it as text. */
+        PyObject *shown =
+            PyBytes_Check(value)
+                ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "replace")
+                : Py_NewRef(value);
+        if (shown == NULL)
+            return NULL;
+        int r = a->conv == CONV_DICT
+                    ? add_error(errors, "dict_type", a, "Input should be a valid dictionary", shown)
+                    : add_error(errors, "list_type", a, "Input should be a valid list", shown);
+        Py_DECREF(shown);
+        if (r == 0)
             *failed = 1;
         return NULL;
     }
@@ -713,9 +720,30 @@ done:
     return out;
 }
 
+/* Whether the body is to be decoded as JSON: its Content-Type is application/json or
+ * application/<subtype>+json (RFC 6839 §3.1), parameters aside; without a Content-Type only
+ * when the route is not strict about it. */
+static int is_json_body(const server_request_t *req, int strict)
+{
+    const http_header_t *h = http_find_header(req->head, "content-type", 12);
+    if (h == NULL)
+        return !strict;
+    const char *v = h->value;
+    size_t n = h->value_len, end = 0;
+    while (end < n && v[end] != ';' && v[end] != ' ' && v[end] != '\t')
+        end++;
+    if (end < 12 || strncasecmp(v, "application/", 12) != 0)
+        return 0;
+    const char *sub = v + 12;
+    size_t sub_len = end - 12;
+    if (sub_len == 4 && strncasecmp(sub, "json", 4) == 0)
+        return 1;
+    return sub_len > 5 && strncasecmp(sub + sub_len - 5, "+json", 5) == 0;
+}
+
 /* Resolves one body parameter from the (lazily decoded) body. */
-static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, PyObject **decoded,
-                           PyObject **errors, int *failed)
+static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, int plan_strict,
+                           PyObject **decoded, PyObject **errors, int *failed)
 {
     *failed = 0;
     if (a->conv == CONV_BYTES)
@@ -726,6 +754,14 @@ static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, PyObject 
         if (add_error(errors, "missing", a, "Field required", NULL) == 0)
             *failed = 1;
         return NULL;
+    }
+    if (*decoded == NULL && !is_json_body(req, plan_strict)) {
+        /* Not declared as JSON: the body is handed over as bytes, which a JSON-typed
+         * parameter then refuses (FastAPI's strict Content-Type rule, a CSRF guard: a
+         * form post from another site cannot pass for JSON). */
+        *decoded = PyBytes_FromStringAndSize(req->body, (Py_ssize_t)req->body_len);
+        if (*decoded == NULL)
+            return NULL;
     }
     if (*decoded == NULL) {
         *decoded = json_decode(req->body, req->body_len);
@@ -837,7 +873,7 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         case ARG_BODY:
             if (body_failed == 2)
                 continue;
-            v = bind_body(a, req, &decoded, errors, &failed);
+            v = bind_body(a, req, plan->strict_content_type, &decoded, errors, &failed);
             if (failed == 2)
                 body_failed = 2;
             break;

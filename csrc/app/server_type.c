@@ -76,11 +76,12 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods", "path", "handler", "params", "status_code", NULL};
+    static char *kwlist[] = {
+        "methods", "path", "handler", "params", "status_code", "strict_content_type", NULL};
     PyObject *methods, *path, *handler, *params;
-    int status_code = 200;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|i", kwlist, &methods, &path, &handler, &params,
-                                     &status_code))
+    int status_code = 200, strict = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ip", kwlist, &methods, &path, &handler,
+                                     &params, &status_code, &strict))
         return NULL;
     if (self->router == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
@@ -98,6 +99,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     if (plan == NULL)
         return NULL;
     plan->request_class = Py_XNewRef(self->request_class);
+    plan->strict_content_type = strict;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);

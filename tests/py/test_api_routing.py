@@ -168,3 +168,30 @@ def test_router_events_are_merged_into_the_app():
     with TestClient(app):
         assert events == ["router-up"]
     assert events == ["router-up", "app-down"]
+
+
+def test_strict_content_type_for_json_bodies():
+    app = FastAPI()
+
+    @app.post("/items")
+    def create(item: UserOut):
+        return item
+
+    @app.post("/raw")
+    def raw(data: dict):
+        return data
+
+    lax = FastAPI(strict_content_type=False)
+    lax.post("/items")(create)
+    body = '{"name": "Foo"}'
+    client = TestClient(app)
+    assert client.post("/items", content=body).status_code == 422
+    r = client.post("/items", content=body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422 and r.json()["detail"][0]["input"] == body
+    r = client.post("/raw", content=body, headers={"Content-Type": "text/plain"})
+    assert r.json()["detail"][0]["type"] == "dict_type"
+    for ctype in ("application/json", "application/JSON; charset=utf-8", "application/ld+json"):
+        assert client.post("/items", content=body, headers={"Content-Type": ctype}).json() == {
+            "name": "Foo"
+        }
+    assert TestClient(lax).post("/items", content=body).json() == {"name": "Foo"}

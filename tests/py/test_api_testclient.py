@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 import pytest
 from pydantic import BaseModel
 
-from data_bridge.api import FastAPI, HTTPException, Response, StreamingResponse
+from data_bridge.api import BackgroundTasks, FastAPI, HTTPException, Response, StreamingResponse
+from data_bridge.api.background import BackgroundTask
 from data_bridge.api.exceptions import ResponseValidationError
+from data_bridge.api.responses import JSONResponse
 from data_bridge.api.testclient import TestClient
 
 
@@ -200,3 +202,27 @@ def test_refuses_to_run_inside_a_running_loop(app):
 
     with pytest.raises(RuntimeError, match="outside a running event loop"):
         asyncio.run(inside())
+
+
+def test_background_work_has_finished_when_the_call_returns():
+    log: list[str] = []
+    app = FastAPI()
+
+    @app.post("/tasks")
+    def tasks(background: BackgroundTasks):
+        background.add_task(log.append, "tasks")
+        return {"ok": 1}
+
+    @app.get("/response")
+    def response():
+        return JSONResponse({"ok": 2}, background=BackgroundTask(log.append, "response"))
+
+    @app.get("/both")
+    async def both(background: BackgroundTasks):
+        background.add_task(log.append, "both")
+        return JSONResponse({"ok": 3})
+
+    client = TestClient(app)
+    assert client.post("/tasks").json() == {"ok": 1} and log == ["tasks"]
+    assert client.get("/response").json() == {"ok": 2} and log[-1] == "response"
+    assert client.get("/both").json() == {"ok": 3} and log[-1] == "both"

@@ -73,11 +73,16 @@ def _model_validator(
         except pydantic.ValidationError as exc:
             errors = []
             for err in exc.errors(include_url=False):
+                given = err.get("input")
+                if isinstance(given, (bytes, bytearray)):
+                    # A body that was not declared as JSON: shown as text, as FastAPI's
+                    # jsonable_encoder shows bytes.
+                    given = bytes(given).decode("utf-8", "replace")
                 entry = {
                     "type": err["type"],
                     "loc": list(err["loc"]),
                     "msg": err["msg"],
-                    "input": err.get("input"),
+                    "input": given,
                 }
                 if "ctx" in err:
                     entry["ctx"] = {k: str(v) for k, v in err["ctx"].items()}

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
+from data_bridge.api.background import start_background
 from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
@@ -37,7 +38,7 @@ from data_bridge.api.openapi.docs import (
 from data_bridge.api.openapi.utils import get_openapi
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
-from data_bridge.api.routing import METHOD_CODES, APIRouter
+from data_bridge.api.routing import METHOD_CODES, APIRouter, _resolve_default
 from data_bridge.json import dumps as json_dumps
 from data_bridge.json import loads as json_loads
 
@@ -91,6 +92,7 @@ _core.configure(
     log_exception=_log_exception,
     streaming_class=StreamingResponse,
     stream_start=start_stream,
+    background_start=start_background,
 )
 
 
@@ -181,6 +183,9 @@ class FastAPI(APIRouter):
         generate_unique_id_function: Callable[[Any], str] | None = None,
         separate_input_output_schemas: bool = True,
         openapi_external_docs: dict[str, Any] | None = None,
+        strict_content_type: bool = True,
+        max_body_size: int | None = None,
+        form_limits: Any = None,
         **extra: Any,
     ) -> None:
         """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
@@ -235,7 +240,11 @@ class FastAPI(APIRouter):
             on_startup=on_startup,
             on_shutdown=on_shutdown,
             lifespan=lifespan,
+            strict_content_type=strict_content_type,
+            max_body_size=max_body_size,
+            form_limits=form_limits,
         )
+        self.router = self  # FastAPI's app.router: the app routes itself
         for exc_class, handler in (exception_handlers or {}).items():
             self.add_exception_handler(exc_class, handler)
         for item in middleware or ():
@@ -346,6 +355,7 @@ class FastAPI(APIRouter):
                 call,
                 build_plan(route.path, call),
                 route.effective_status_code,
+                strict_content_type=bool(_resolve_default(route.strict_content_type)),
             )
         server.set_exception_hook(self._exception_hook)
         if any(

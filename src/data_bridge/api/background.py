@@ -57,3 +57,24 @@ class BackgroundTasks:
 
     async def __call__(self) -> None:
         await self.run()
+
+
+# Background runs in progress (the loop keeps only weak references to tasks); the test
+# client waits for those its request started.
+running: set[asyncio.Task[None]] = set()
+
+
+async def _run_logged(background: Any) -> None:
+    try:
+        await background()
+    except Exception:
+        logger.exception("Exception in background task %r", background)
+
+
+def start_background(background: Any) -> None:
+    """Runs ``background`` (a BackgroundTask or BackgroundTasks) in a Task of its own.
+    Called right after the response was queued: the Task's first step comes on the next
+    loop iteration, after the response was written."""
+    task = asyncio.get_running_loop().create_task(_run_logged(background))
+    running.add(task)
+    task.add_done_callback(running.discard)

@@ -16,7 +16,6 @@ Routes without dependencies are left untouched (no extra frame).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import typing
@@ -26,9 +25,9 @@ from typing import Any
 
 from data_bridge.api._param_models import group_dependency, is_param_model
 from data_bridge.api._plan import RouteDefinitionError, _marker_of
-from data_bridge.api.background import BackgroundTasks
+from data_bridge.api.background import BackgroundTasks, start_background
 from data_bridge.api.params import Param
-from data_bridge.api.responses import Response, StreamingResponse
+from data_bridge.api.responses import Response
 from data_bridge.api.security.base import SecurityBase, SecurityScopes
 
 __all__ = ["BackgroundTasks", "Depends", "Security", "with_dependencies"]
@@ -218,10 +217,6 @@ class _Flattener:
             )
 
 
-# Background runs in progress (the loop keeps only weak references to tasks).
-_running: set[asyncio.Task[None]] = set()
-
-
 async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | None) -> None:
     """Tears the generator dependencies down, innermost first. The handler's exception is
     thrown into each (a dependency may translate it); their own errors replace it."""
@@ -341,15 +336,15 @@ def with_dependencies(
             await _close_generators(stack, None)
         if responder is not None and (sub_response is not None or not trivial):
             result = responder(result, sub_response)
-        if background.tasks and isinstance(result, StreamingResponse):
-            # As in Starlette: after the whole body was sent (the stream's task runs it).
-            result.background = background
-        elif background.tasks:
-            # Started now, first step on the next loop iteration: after the native layer
-            # has written the response this coroutine returns.
-            task = asyncio.get_running_loop().create_task(background.run())
-            _running.add(task)
-            task.add_done_callback(_running.discard)
+        if background.tasks:
+            if isinstance(result, Response):
+                # As in FastAPI: the request's BackgroundTasks become the response's
+                # background unless it has one; the native layer starts it after the
+                # response was written (a stream's, after its body).
+                if result.background is None:
+                    result.background = background
+            else:
+                start_background(background)
         return result
 
     call.__name__ = getattr(handler, "__name__", "handler")

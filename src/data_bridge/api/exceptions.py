@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 __all__ = [
+    "FastAPIDeprecationWarning",
     "FastAPIError",
     "HTTPException",
     "RequestValidationError",
@@ -66,6 +67,11 @@ class WebSocketException(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class FastAPIDeprecationWarning(UserWarning):
+    """A deprecated use of the API (a UserWarning, so that it is shown by default, as
+    FastAPI's is)."""
 
 
 class FastAPIError(RuntimeError):

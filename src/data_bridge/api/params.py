@@ -21,7 +21,10 @@ source, alias and constraints to every request. A value that breaks a constraint
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+from data_bridge.api.exceptions import FastAPIDeprecationWarning
 
 __all__ = ["Body", "Cookie", "File", "Form", "Header", "Param", "Path", "Query"]
 
@@ -65,9 +68,20 @@ class Param:
         **extra: Any,
     ) -> None:
         if regex is not None:
+            warnings.warn(
+                "`regex` has been deprecated, please use `pattern` instead",
+                FastAPIDeprecationWarning,
+                stacklevel=3,
+            )
             if pattern is not None:
                 raise TypeError("pass pattern= or its old name regex=, not both")
             pattern = regex
+        if example is not None:
+            warnings.warn(
+                "`example` has been deprecated, please use `examples` instead",
+                FastAPIDeprecationWarning,
+                stacklevel=3,
+            )
         for name, value in (("min_length", min_length), ("max_length", max_length)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")

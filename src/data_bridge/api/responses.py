@@ -16,6 +16,7 @@ import http.cookies
 import mimetypes
 import os
 import stat
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
 from email.utils import format_datetime, formatdate
@@ -212,13 +213,38 @@ class JSONResponse(Response):
         return _json.dumps(content)
 
 
+_SERIALIZER_DEPRECATION = (
+    "{name} is deprecated, FastAPI now serializes data directly to JSON bytes via Pydantic "
+    "when a return type or response model is set, which is faster and doesn't need a "
+    "custom response class. Read more in the FastAPI docs: "
+    "https://fastapi.tiangolo.com/advanced/custom-response/#orjson-or-response-model "
+    "and https://fastapi.tiangolo.com/tutorial/response-model/"
+)
+
+
 class ORJSONResponse(JSONResponse):
     """FastAPI's ORJSONResponse, encoded by the native codec (same bytes as orjson's for
-    the values both accept)."""
+    the values both accept). Deprecated in FastAPI, which warns when one is made."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__)
+        super().__init__(*args, **kwargs)
 
 
 class UJSONResponse(JSONResponse):
-    """FastAPI's UJSONResponse, encoded by the native codec."""
+    """FastAPI's UJSONResponse, encoded by the native codec. Deprecated as in FastAPI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__)
+        super().__init__(*args, **kwargs)
+
+
+def _warn_deprecated(name: str) -> None:
+    from data_bridge.api.exceptions import FastAPIDeprecationWarning
+
+    warnings.warn(
+        _SERIALIZER_DEPRECATION.format(name=name), FastAPIDeprecationWarning, stacklevel=3
+    )
 
 
 class RedirectResponse(Response):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -123,10 +124,11 @@ class APIRoute:
             generate_unique_id
         ),
         threaded: bool = False,
-        strict_content_type: Any = None,
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
-        if not path.startswith("/"):
-            raise ValueError(f"route path must start with '/': {path!r}")
+        _refuse_limits(max_body_size, form_limits)
         self.path = path
         self.path_format = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", path)
         self.endpoint = endpoint
@@ -169,6 +171,7 @@ class APIRoute:
         gen = _resolve_default(generate_unique_id_function)
         self.unique_id = self.operation_id or gen(self)
         self.threaded = threaded
+        self.strict_content_type = strict_content_type
         if threaded and (
             inspect.iscoroutinefunction(endpoint) or inspect.isasyncgenfunction(endpoint)
         ):
@@ -215,6 +218,7 @@ class APIRoute:
             "openapi_extra": self.openapi_extra,
             "generate_unique_id_function": self.generate_unique_id_function,
             "threaded": self.threaded,
+            "strict_content_type": self.strict_content_type,
         }
         path = changes.pop("path", self.path)
         args.update(changes)
@@ -344,6 +348,17 @@ def _custom_render(cls: type[Response]) -> bool:
     return cls.render is not JSONResponse.render
 
 
+def _refuse_limits(max_body_size: Any, form_limits: Any) -> None:
+    """Per-route body and form limits are not supported yet: the server's limits
+    (``App.run(max_body=...)``) apply to every route. Refused rather than ignored."""
+    if max_body_size is not None:
+        raise TypeError(
+            "max_body_size= is not supported per route; set the server's max_body instead"
+        )
+    if form_limits is not None:
+        raise TypeError("form_limits= is not supported")
+
+
 def _check_prefix(prefix: str) -> str:
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(
@@ -393,8 +408,12 @@ class APIRouter:
         generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
             generate_unique_id
         ),
-        strict_content_type: Any = None,
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
+        _refuse_limits(max_body_size, form_limits)
+        self.strict_content_type = strict_content_type
         if default is not None:
             raise TypeError("APIRouter(default=...) (an ASGI fallback app) is not supported")
         self.prefix = _check_prefix(prefix)
@@ -455,6 +474,9 @@ class APIRouter:
             generate_unique_id
         ),
         threaded: bool = False,
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> APIRoute:
         route_class = route_class_override or self.route_class
         current_response_class = _resolve_default_class(response_class, self.default_response_class)
@@ -488,6 +510,9 @@ class APIRouter:
                 generate_unique_id_function, self.generate_unique_id_function
             ),
             threaded=threaded,
+            strict_content_type=_pick_default(strict_content_type, self.strict_content_type),
+            max_body_size=max_body_size,
+            form_limits=form_limits,
         )
         self.routes.append(route)
         return route
@@ -497,6 +522,7 @@ class APIRouter:
     ) -> Callable[[F], F]:
         _check_dependencies(kw.get("dependencies") or ())  # a mistake shows at the decorator
         unknown = set(kw) - _ROUTE_ARGS
+        _refuse_limits(kw.get("max_body_size"), kw.get("form_limits"))
         if unknown:
             raise TypeError(f"unsupported route argument(s): {', '.join(sorted(unknown))}")
 
@@ -545,7 +571,13 @@ class APIRouter:
             raise ValueError("event must be 'startup' or 'shutdown'")
 
     def on_event(self, event_type: str) -> Callable[[F], F]:
-        """Register a startup or shutdown hook (sync or async)."""
+        """Register a startup or shutdown hook (sync or async). Deprecated, as in
+        FastAPI: ``lifespan=`` replaces it."""
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if event_type not in ("startup", "shutdown"):
             raise ValueError("event must be 'startup' or 'shutdown'")
 
@@ -572,12 +604,15 @@ class APIRouter:
         generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
             generate_unique_id
         ),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
         """Add every route of ``router`` here, under ``prefix``, with ``tags``,
         ``dependencies``, ``responses`` and the other settings layered as FastAPI does
         (this router's, then the include's, then the route's own)."""
         if router is self:
             raise ValueError("a router cannot include itself")
+        _refuse_limits(max_body_size, form_limits)
         prefix = _check_prefix(prefix)
         if prefix == "" and not router.prefix and any(r.path == "" for r in router.routes):
             raise ValueError("Prefix and path cannot be both empty (path operation)")
@@ -605,6 +640,11 @@ class APIRouter:
                     router.generate_unique_id_function,
                     generate_unique_id_function,
                     self.generate_unique_id_function,
+                ),
+                strict_content_type=_pick_default(
+                    route.strict_content_type,
+                    router.strict_content_type,
+                    self.strict_content_type,
                 ),
             )
             self.routes.append(new)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import httpx
 
 from data_bridge import pyloop
+from data_bridge.api import _stream, background
 
 __all__ = ["TestClient"]
 
@@ -258,6 +259,7 @@ class TestClient(httpx.Client):
             server.adopt(theirs.fileno())
             theirs.detach()  # the server owns that fd now
             reader = _ResponseReader(method)
+            before = _background_tasks()
             with self.app._capture_exceptions() as captured:
                 try:
                     await loop.sock_sendall(ours, data)
@@ -265,6 +267,11 @@ class TestClient(httpx.Client):
                     pass  # answered (and closed) before the whole body was sent: read it
                 while not reader.done:
                     reader.feed(await loop.sock_recv(ours, 262144))
+                # As Starlette's client: the request's background work (BackgroundTasks,
+                # a streaming response's end) has finished when the call returns.
+                started = _background_tasks() - before
+                if started:
+                    await asyncio.wait(started)
         finally:
             theirs.close()
             ours.close()
@@ -286,6 +293,10 @@ class TestClient(httpx.Client):
         if self._entered == 0:
             self._runner.run(self.app._shutdown_app())
         super().__exit__(*exc_info)
+
+
+def _background_tasks() -> set[asyncio.Task[Any]]:
+    return set(background.running) | set(_stream._tasks)
 
 
 def _close_server(server: Any) -> None:

@@ -10,6 +10,7 @@
  * table was replaced.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,10 +339,12 @@ static int lone_surrogate(PyObject *s)
     Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
     while (i < n && !Py_UNICODE_IS_SURROGATE(PyUnicode_READ_CHAR(s, i)))
         i++;
+    /* PyErr_Format has no %X: the code point is formatted here. */
+    char cp[16];
+    snprintf(cp, sizeof cp, "U+%04X", i < n ? (unsigned)PyUnicode_READ_CHAR(s, i) : 0u);
     PyErr_Format(json_EncodeError,
-                 "str contains a lone surrogate U+%04X at index %zd; it cannot be encoded "
-                 "as UTF-8",
-                 i < n ? (unsigned)PyUnicode_READ_CHAR(s, i) : 0u, i);
+                 "str contains a lone surrogate %s at index %zd; it cannot be encoded as UTF-8", cp,
+                 i);
     return -1;
 }
 

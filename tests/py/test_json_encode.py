@@ -418,6 +418,8 @@ def test_lone_surrogates_rejected() -> None:
             dumps(s)
         with pytest.raises(JSONEncodeError, match="surrogate"):
             dumps({s: 1})
+    with pytest.raises(JSONEncodeError, match=r"lone surrogate U\+DFFF at index 1;"):
+        dumps("a\udfff")
 
 
 def test_bad_arguments() -> None:

@@ -499,3 +499,11 @@ def test_no_growth_over_many_encodes() -> None:
     run(20000)  # 140,000 encodes
     gc.collect()
     assert sys.getallocatedblocks() - before < 200
+
+
+def test_lone_surrogate_is_refused() -> None:
+    # pydantic refuses it too (PydanticSerializationError); ours is the encoder's error.
+    m = Item(id=1, name="a\ud800", price=1.0, tags=[], ok=True)
+    with pytest.raises(JSONEncodeError, match=r"lone surrogate U\+D800 at index 1"):
+        dumps([m])
+    assert dumps(["after"]) == b'["after"]'

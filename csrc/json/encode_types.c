@@ -2,8 +2,8 @@
  * The encoder's slow path (owned by the JSON codec): subclasses of the core types,
  * datetime/date/time (RFC 3339 text, the same as isoformat()), UUID, Enum (its value),
  * Decimal (a number, or a string under JSON_OPT_DECIMAL_STRING), dataclasses (fields in
- * definition order), pydantic v2 models (their serializer's to_json(), or
- * model_dump(mode="json") under sort_keys/indent) and, last, the caller's
+ * definition order), pydantic v2 models (encode_model.c; model_dump(mode="json",
+ * by_alias=True) under sort_keys/indent) and, last, the caller's
  * `default`. The stdlib classes are looked up once, on the first object that reaches this
  * path, so importing data_bridge costs nothing for them; pydantic is never imported: a
  * model is recognised by its __pydantic_serializer__ attribute. The looked-up objects are
@@ -28,9 +28,8 @@ static PyObject *str_field_type; /* "_field_type" */
 static PyObject *str_name;       /* "name" */
 static PyObject *str_pyd_ser;    /* "__pydantic_serializer__" */
 static PyObject *str_model_dump; /* "model_dump" */
-static PyObject *str_to_json;    /* "to_json" */
 static PyObject *str_utcoffset;  /* "utcoffset" */
-static PyObject *dump_kwargs;    /* {"mode": "json"} */
+static PyObject *dump_kwargs;    /* {"mode": "json", "by_alias": True} */
 
 static PyObject *import_attr(const char *module, const char *name)
 {
@@ -57,9 +56,8 @@ static int load_types(void)
         (str_name = PyUnicode_InternFromString("name")) == NULL ||
         (str_pyd_ser = PyUnicode_InternFromString("__pydantic_serializer__")) == NULL ||
         (str_model_dump = PyUnicode_InternFromString("model_dump")) == NULL ||
-        (str_to_json = PyUnicode_InternFromString("to_json")) == NULL ||
         (str_utcoffset = PyUnicode_InternFromString("utcoffset")) == NULL ||
-        (dump_kwargs = Py_BuildValue("{s:s}", "mode", "json")) == NULL)
+        (dump_kwargs = Py_BuildValue("{s:s,s:O}", "mode", "json", "by_alias", Py_True)) == NULL)
         return -1;
     types_loaded = 1;
     return 0;
@@ -300,6 +298,13 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
     int rc = json_encode_core_subclass(e, obj);
     if (rc <= 0)
         return rc;
+    if (!(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2))) {
+        /* A model class seen before: straight to its cached plan, without the type
+         * tests and attribute lookups below. */
+        rc = json_encode_cached_model(e, obj);
+        if (rc <= 0)
+            return rc;
+    }
     if (ensure_types() < 0)
         return -1;
     PyObject *tmp = NULL, *fields = NULL;
@@ -339,19 +344,9 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
         get_optional_attr((PyObject *)t, str_pyd_ser, &tmp) < 0)
         goto done;
     if (tmp != NULL) {
-        /* The model's own pydantic-core serializer writes its JSON in one call, the same
-         * text as model_dump(mode="json") encoded here, without the dict in between; the
-         * bytes are spliced in as they are. */
-        PyObject *ser = tmp;
-        tmp = PyObject_CallMethodOneArg(ser, str_to_json, obj);
-        Py_DECREF(ser);
-        if (tmp == NULL)
-            goto done;
-        if (!PyBytes_Check(tmp)) {
-            PyErr_SetString(json_EncodeError, "__pydantic_serializer__.to_json returned no bytes");
-            goto done;
-        }
-        rc = put_raw(e, PyBytes_AS_STRING(tmp), (size_t)PyBytes_GET_SIZE(tmp), 0);
+        /* Written from its __dict__ when its class is plain, else by its serializer's
+         * to_json(); either way the text pydantic writes, without a dict in between. */
+        rc = json_encode_model(e, obj);
         goto done;
     }
     if (PyObject_HasAttr((PyObject *)t, str_pyd_ser)) {

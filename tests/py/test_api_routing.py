@@ -83,6 +83,7 @@ def test_response_model_filters_and_is_inferred_from_the_annotation():
     assert client.get("/unset").json() == {"name": "n"}
 
 
+@pytest.mark.filterwarnings("ignore::data_bridge.api.exceptions.FastAPIDeprecationWarning")
 def test_response_classes_and_injected_response():
     app = FastAPI(default_response_class=ORJSONResponse)
 
@@ -195,3 +196,68 @@ def test_strict_content_type_for_json_bodies():
             "name": "Foo"
         }
     assert TestClient(lax).post("/items", content=body).json() == {"name": "Foo"}
+
+
+def test_response_model_never_writes_a_subclass_extra_fields():
+    class Public(BaseModel):
+        name: str
+
+    class Private(Public):
+        secret: str
+
+    class Box(BaseModel):
+        owner: Public
+
+    app = FastAPI()
+
+    @app.get("/one", response_model=Public)
+    def one():
+        return Private(name="a", secret="s")
+
+    @app.get("/many", response_model=list[Public])
+    def many():
+        return [Public(name="p"), Private(name="a", secret="s")]
+
+    @app.get("/nested", response_model=Box)
+    def nested():
+        return Box(owner=Private(name="a", secret="s"))
+
+    @app.get("/exact", response_model=list[Public])
+    def exact():
+        return [Public(name=str(i)) for i in range(3)]
+
+    client = TestClient(app)
+    assert client.get("/one").json() == {"name": "a"}
+    assert client.get("/many").json() == [{"name": "p"}, {"name": "a"}]
+    assert client.get("/nested").json() == {"owner": {"name": "a"}}
+    assert client.get("/exact").json() == [{"name": "0"}, {"name": "1"}, {"name": "2"}]
+
+
+def test_generator_endpoints_stream_json_lines_or_raw_bodies():
+    from collections.abc import AsyncIterable
+
+    from data_bridge.api.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> AsyncIterable[UserOut]:
+        yield UserOut(name="a")
+        yield {"name": "b", "password": "hidden"}
+
+    @app.get("/sync")
+    def sync():
+        yield {"n": 1}
+        yield [2]
+
+    @app.get("/raw", response_class=StreamingResponse)
+    async def raw() -> AsyncIterable[str]:
+        yield "a"
+        yield "b"
+
+    client = TestClient(app)
+    r = client.get("/items")
+    assert r.headers["content-type"] == "application/jsonl"
+    assert r.text == '{"name":"a"}\n{"name":"b"}\n'
+    assert client.get("/sync").text == '{"n":1}\n[2]\n'
+    assert client.get("/raw").text == "ab"

@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -347,10 +348,18 @@ class FastAPI(APIRouter):
             )
         server.set_request_class(self._request_class)
         overrides = self.dependency_overrides
+        seen: set[tuple[str, str]] = set()
         for route in self.routes:
+            # A method and path registered again is shadowed by the first registration,
+            # as Starlette matches routes in order.
+            shape = re.sub(r"\{[^}]*\}", "{}", route.path)
+            methods = [m for m in route.methods if (m, shape) not in seen]
+            if not methods:
+                continue
+            seen.update((m, shape) for m in methods)
             call = route.callable(_call_in_thread if route.threaded else None, overrides)
             server.add_route(
-                [METHOD_CODES[m] for m in route.methods],
+                [METHOD_CODES[m] for m in methods],
                 route.path,
                 call,
                 build_plan(route.path, call),
@@ -459,7 +468,15 @@ class FastAPI(APIRouter):
 
             def openapi_json() -> Response:
                 if not document:
-                    document.append(json_dumps(self.openapi()))
+                    schema = self.openapi()
+                    root_path = self.root_path.rstrip("/")
+                    if root_path and self.root_path_in_servers:
+                        # As FastAPI: the app's root path is offered as the first server.
+                        listed = {server.get("url") for server in schema.get("servers", [])}
+                        if root_path not in listed:
+                            servers = [{"url": root_path}, *schema.get("servers", [])]
+                            schema = {**schema, "servers": servers}
+                    document.append(json_dumps(schema))
                 return Response(document[0], media_type="application/json")
 
             out.append((self.openapi_url, openapi_json))

@@ -3,11 +3,18 @@ url_path_for, inferred response models, response classes and injected responses.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
+
 import pytest
 from pydantic import BaseModel
 
 from data_bridge.api import APIRouter, Depends, FastAPI, Response
-from data_bridge.api.responses import HTMLResponse, ORJSONResponse, PlainTextResponse
+from data_bridge.api.responses import (
+    HTMLResponse,
+    ORJSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from data_bridge.api.routing import NoMatchFound
 from data_bridge.api.testclient import TestClient
 
@@ -234,10 +241,6 @@ def test_response_model_never_writes_a_subclass_extra_fields():
 
 
 def test_generator_endpoints_stream_json_lines_or_raw_bodies():
-    from collections.abc import AsyncIterable
-
-    from data_bridge.api.responses import StreamingResponse
-
     app = FastAPI()
 
     @app.get("/items")

@@ -611,9 +611,46 @@ static PyObject *bind_cookie(const arg_plan_t *a, const http_request_t *head, Py
     return bind_slice(a, -1, found, found_len, 0, 0, errors, failed);
 }
 
+/* The position and message the standard library's json module gives for an invalid
+ * body: FastAPI decodes with it, so its 422 reports json.JSONDecodeError's pos and msg.
+ * Only on the error path; *pos and *msg stay as they are when json accepts the body (our
+ * decoder is the stricter one there) or cannot be imported. */
+static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObject **msg)
+{
+    static PyObject *loads;
+    if (loads == NULL) {
+        PyObject *mod = PyImport_ImportModule("json");
+        loads = mod ? PyObject_GetAttrString(mod, "loads") : NULL; /* kept for the process */
+        Py_XDECREF(mod);
+        if (loads == NULL) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    PyObject *body = PyBytes_FromStringAndSize(req->body, (Py_ssize_t)req->body_len);
+    PyObject *res = body ? PyObject_CallOneArg(loads, body) : NULL;
+    Py_XDECREF(body);
+    if (res != NULL) {
+        Py_DECREF(res);
+        return;
+    }
+    PyObject *exc = app_fetch_exception();
+    PyObject *p = exc ? PyObject_GetAttrString(exc, "pos") : NULL;
+    PyObject *m = p ? PyObject_GetAttrString(exc, "msg") : NULL;
+    PyErr_Clear();
+    Py_XDECREF(exc);
+    if (p != NULL && m != NULL) {
+        Py_XSETREF(*pos, p);
+        Py_XSETREF(*msg, m);
+        return;
+    }
+    Py_XDECREF(p);
+    Py_XDECREF(m);
+}
+
 /* Records the decode error currently set as FastAPI's "json_invalid" entry:
  * loc ["body", position], ctx {"error": message}. Other exceptions propagate. */
-static int body_json_error(PyObject **errors)
+static int body_json_error(const server_request_t *req, PyObject **errors)
 {
     int rc = -1;
     PyObject *exc = app_fetch_exception(), *pos = NULL, *msg = NULL, *err = NULL;
@@ -624,6 +661,7 @@ static int body_json_error(PyObject **errors)
     pos = PyObject_GetAttrString(exc, "pos");
     msg = PyObject_GetAttrString(exc, "msg");
     PyErr_Clear();
+    stdlib_json_error(req, &pos, &msg);
     if (*errors == NULL && (*errors = PyList_New(0)) == NULL)
         goto done;
     err = Py_BuildValue("{sss[sO]sss{}s{sO}}", "type", "json_invalid", "loc", "body",
@@ -766,7 +804,7 @@ static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, int plan_
     if (*decoded == NULL) {
         *decoded = json_decode(req->body, req->body_len);
         if (*decoded == NULL) {
-            int r = body_json_error(errors);
+            int r = body_json_error(req, errors);
             if (r > 0) {
                 *failed = 2; /* reported once for all body parameters */
                 *decoded = Py_NewRef(Py_None);

@@ -12,6 +12,7 @@ The result is a list of tuples that the native layer (csrc/app/plan.c) turns int
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import types
@@ -65,7 +66,9 @@ def _model_validator(
 ) -> Callable[[Any], tuple[bool, Any]]:
     import pydantic
 
-    check = validate_fn if validate_fn is not None else model.model_validate
+    # FastAPI validates with from_attributes=True: an object with the fields' attributes
+    # is accepted, and a value that is neither gives "model_attributes_type".
+    check = validate_fn or functools.partial(model.model_validate, from_attributes=True)
 
     def validate(value: Any) -> tuple[bool, Any]:
         try:
@@ -241,7 +244,9 @@ def _adapter_validator(annotation: Any, marker: Param | None) -> Callable[[Any],
         adapter = pydantic.TypeAdapter(target)
     except pydantic.PydanticSchemaGenerationError:
         return None
-    return _model_validator(adapter, adapter.validate_python)
+    return _model_validator(
+        adapter, functools.partial(adapter.validate_python, from_attributes=True)
+    )
 
 
 def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:

@@ -54,6 +54,9 @@ typedef struct {
     int path_index;      /* ARG_PATH: index among the route's captured params */
     PyObject *def;       /* default value, or NULL when required */
     PyObject *validator; /* CONV_MODEL: callable(value) -> (ok, value_or_errors) */
+    /* Body parameters: the same validator reading the raw JSON bytes
+     * (callable(bytes) -> (ok, value_or_errors)), or NULL. */
+    PyObject *json_validator;
     /* The name looked up in the request (query key, lower-case header name, cookie name):
      * the parameter's alias, or its name. Also what error locations show, as in FastAPI. */
     PyObject *key;

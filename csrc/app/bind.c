@@ -678,37 +678,13 @@ done:
     return rc;
 }
 
-/* Checks a decoded body value against the parameter's kind. Returns a new reference, or
- * NULL with an error recorded (*failed) or an exception set. */
-static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **errors, int *failed)
+/* Takes a body validator's result: (True, value) gives value (new reference);
+ * (False, [error dicts with loc relative to the value]) records them, their locations
+ * prefixed with this parameter's own, and sets *failed. Consumes res. */
+static PyObject *validator_result(const arg_plan_t *a, PyObject *res, PyObject **errors,
+                                  int *failed)
 {
-    *failed = 0;
-    if (value == Py_None && (a->flags & ARG_FLAG_OPTIONAL))
-        return Py_NewRef(value);
-    if ((a->conv == CONV_DICT && !PyDict_Check(value)) ||
-        (a->conv == CONV_LIST && !PyList_Check(value))) {
-        /* A body not declared as JSON arrives as bytes: its error shows it as text. */
-        PyObject *shown =
-            PyBytes_Check(value)
-                ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "replace")
-                : Py_NewRef(value);
-        if (shown == NULL)
-            return NULL;
-        int r = a->conv == CONV_DICT
-                    ? add_error(errors, "dict_type", a, "Input should be a valid dictionary", shown)
-                    : add_error(errors, "list_type", a, "Input should be a valid list", shown);
-        Py_DECREF(shown);
-        if (r == 0)
-            *failed = 1;
-        return NULL;
-    }
-    if (a->conv != CONV_MODEL)
-        return Py_NewRef(value);
-    /* The validator returns (True, value) or (False, [error dicts with loc relative to
-     * the value]); the locations are prefixed with this parameter's own. */
-    PyObject *res = PyObject_CallOneArg(a->validator, value), *out = NULL;
-    if (res == NULL)
-        return NULL;
+    PyObject *out = NULL;
     if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
         PyErr_SetString(PyExc_TypeError, "validator must return (ok, value)");
         goto done;
@@ -758,6 +734,38 @@ done:
     return out;
 }
 
+/* Checks a decoded body value against the parameter's kind. Returns a new reference, or
+ * NULL with an error recorded (*failed) or an exception set. */
+static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **errors, int *failed)
+{
+    *failed = 0;
+    if (value == Py_None && (a->flags & ARG_FLAG_OPTIONAL))
+        return Py_NewRef(value);
+    if ((a->conv == CONV_DICT && !PyDict_Check(value)) ||
+        (a->conv == CONV_LIST && !PyList_Check(value))) {
+        /* A body not declared as JSON arrives as bytes: its error shows it as text. */
+        PyObject *shown =
+            PyBytes_Check(value)
+                ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "replace")
+                : Py_NewRef(value);
+        if (shown == NULL)
+            return NULL;
+        int r = a->conv == CONV_DICT
+                    ? add_error(errors, "dict_type", a, "Input should be a valid dictionary", shown)
+                    : add_error(errors, "list_type", a, "Input should be a valid list", shown);
+        Py_DECREF(shown);
+        if (r == 0)
+            *failed = 1;
+        return NULL;
+    }
+    if (a->conv != CONV_MODEL)
+        return Py_NewRef(value);
+    PyObject *res = PyObject_CallOneArg(a->validator, value);
+    if (res == NULL)
+        return NULL;
+    return validator_result(a, res, errors, failed);
+}
+
 /* Whether the body is to be decoded as JSON: its Content-Type is application/json or
  * application/<subtype>+json (RFC 6839 §3.1), parameters aside; without a Content-Type only
  * when the route is not strict about it. */
@@ -792,6 +800,26 @@ static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, int plan_
         if (add_error(errors, "missing", a, "Field required", NULL) == 0)
             *failed = 1;
         return NULL;
+    }
+    if (*decoded == NULL && a->json_validator != NULL &&
+        !(a->flags & (ARG_FLAG_EMBED | ARG_FLAG_OPTIONAL)) && is_json_body(req, plan_strict)) {
+        /* The only body parameter is a model: pydantic validates the raw JSON bytes in one
+         * pass (validate_json), with no Python dict in between. Invalid JSON is refused
+         * with None instead, and the general path below reports it as FastAPI does. */
+        PyObject *raw =
+            PyMemoryView_FromMemory((char *)req->body, (Py_ssize_t)req->body_len, PyBUF_READ);
+        PyObject *res = raw ? PyObject_CallOneArg(a->json_validator, raw) : NULL;
+        if (raw != NULL) {
+            /* The view must not outlive the request's buffer: release it now. */
+            PyObject *r = PyObject_CallMethod(raw, "release", NULL);
+            Py_XDECREF(r);
+            Py_DECREF(raw);
+        }
+        if (res == NULL)
+            return NULL;
+        if (res != Py_None)
+            return validator_result(a, res, errors, failed);
+        Py_DECREF(res);
     }
     if (*decoded == NULL && !is_json_body(req, plan_strict)) {
         /* Not declared as JSON: the body is handed over as bytes, which a JSON-typed

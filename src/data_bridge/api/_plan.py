@@ -61,9 +61,41 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
 
 
+def _validation_errors(exc: Any) -> list[dict[str, Any]]:
+    """A pydantic ValidationError's entries as FastAPI's 422 shows them."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        given = err.get("input")
+        if isinstance(given, (bytes, bytearray)):
+            # A body that was not declared as JSON: shown as text, as FastAPI's
+            # jsonable_encoder shows bytes.
+            given = bytes(given).decode("utf-8", "replace")
+        entry = {
+            "type": err["type"],
+            "loc": list(err["loc"]),
+            "msg": err["msg"],
+            "input": given,
+        }
+        if "ctx" in err:
+            # As FastAPI's jsonable_encoder leaves them: numbers and strings as they are,
+            # anything else (an exception, a Decimal bound) as its text.
+            entry["ctx"] = {
+                k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                for k, v in err["ctx"].items()
+            }
+        errors.append(entry)
+    return errors
+
+
 def _model_validator(
-    model: Any, validate_fn: Callable[[Any], Any] | None = None
+    model: Any,
+    validate_fn: Callable[[Any], Any] | None = None,
+    validate_json_fn: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any], tuple[bool, Any]]:
+    """The binder's validator: (True, value) or (False, errors). With validate_json_fn it
+    also gets a ``json`` form that validates the raw body bytes in one pass (the binder
+    uses it when the model is the only body parameter); that form returns None for bytes
+    that are not valid JSON, which the binder then reports as FastAPI does."""
     import pydantic
 
     # FastAPI validates with from_attributes=True: an object with the fields' attributes
@@ -74,24 +106,25 @@ def _model_validator(
         try:
             return True, check(value)
         except pydantic.ValidationError as exc:
-            errors = []
-            for err in exc.errors(include_url=False):
-                given = err.get("input")
-                if isinstance(given, (bytes, bytearray)):
-                    # A body that was not declared as JSON: shown as text, as FastAPI's
-                    # jsonable_encoder shows bytes.
-                    given = bytes(given).decode("utf-8", "replace")
-                entry = {
-                    "type": err["type"],
-                    "loc": list(err["loc"]),
-                    "msg": err["msg"],
-                    "input": given,
-                }
-                if "ctx" in err:
-                    entry["ctx"] = {k: str(v) for k, v in err["ctx"].items()}
-                errors.append(entry)
-            return False, errors
+            return False, _validation_errors(exc)
 
+    if validate_json_fn is not None:
+
+        def validate_json(raw: Any) -> tuple[bool, Any] | None:
+            try:
+                return True, validate_json_fn(raw)
+            except pydantic.ValidationError as exc:
+                # Invalid JSON, or an error about the document as a whole (whose input
+                # would be the raw bytes): the binder's general path reports those exactly
+                # as FastAPI does, from the decoded value.
+                if any(
+                    e["type"] == "json_invalid" or isinstance(e.get("input"), memoryview)
+                    for e in exc.errors(include_url=False)
+                ):
+                    return None
+                return False, _validation_errors(exc)
+
+        validate.json = validate_json  # type: ignore[attr-defined]
     return validate
 
 
@@ -108,7 +141,7 @@ def _body_conv(annotation: Any) -> tuple[int, Any] | None:
     if origin is list and all(a is Any for a in typing.get_args(annotation)):
         return CONV_LIST, None
     if _is_model(annotation):
-        return CONV_MODEL, _model_validator(annotation)
+        return CONV_MODEL, _model_validator(annotation, None, annotation.model_validate_json)
     return None
 
 
@@ -245,7 +278,9 @@ def _adapter_validator(annotation: Any, marker: Param | None) -> Callable[[Any],
     except pydantic.PydanticSchemaGenerationError:
         return None
     return _model_validator(
-        adapter, functools.partial(adapter.validate_python, from_attributes=True)
+        adapter,
+        functools.partial(adapter.validate_python, from_attributes=True),
+        adapter.validate_json,
     )
 
 

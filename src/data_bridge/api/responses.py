@@ -15,6 +15,7 @@ import hashlib
 import http.cookies
 import mimetypes
 import os
+import re
 import stat
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
@@ -25,6 +26,12 @@ from urllib.parse import quote
 
 from data_bridge import json as _json
 from data_bridge.api.datastructures import Headers
+
+
+# Cookie names and values the standard library's Morsel writes without quoting, and
+# attribute values (Domain, Path) it writes as they are.
+_COOKIE_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
+_COOKIE_ATTR_SAFE = re.compile(r"[^;\x00-\x1f\x7f]*")
 
 
 class Response:
@@ -114,7 +121,35 @@ class Response:
         samesite: str | None = "lax",
         partitioned: bool = False,
     ) -> None:
-        """Adds a Set-Cookie header (RFC 6265 §4.1), with Starlette's defaults."""
+        """Adds a Set-Cookie header (RFC 6265 §4.1), with Starlette's defaults and the
+        same text as Starlette's (the standard library's Morsel layout)."""
+        if (
+            expires is None
+            and _COOKIE_SAFE.fullmatch(key)
+            and _COOKIE_SAFE.fullmatch(value)
+            and (samesite is None or samesite.lower() in ("strict", "lax", "none"))
+            and (domain is None or _COOKIE_ATTR_SAFE.fullmatch(domain))
+            and (path is None or _COOKIE_ATTR_SAFE.fullmatch(path))
+        ):
+            # The common case, written directly: nothing to quote, attributes in the
+            # Morsel's (alphabetical) order. Anything else goes through SimpleCookie.
+            parts = [f"{key}={value}"]
+            if domain is not None:
+                parts.append(f"Domain={domain}")
+            if httponly:
+                parts.append("HttpOnly")
+            if max_age is not None:
+                parts.append(f"Max-Age={int(max_age)}")
+            if path is not None:
+                parts.append(f"Path={path}")
+            if samesite is not None:
+                parts.append(f"SameSite={samesite}")
+            if secure:
+                parts.append("Secure")
+            if partitioned:
+                parts.append("Partitioned")
+            self.raw_headers.append(("set-cookie", "; ".join(parts)))
+            return
         cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
         cookie[key] = value
         morsel = cookie[key]

@@ -27,7 +27,6 @@ from urllib.parse import quote
 from data_bridge import json as _json
 from data_bridge.api.datastructures import Headers
 
-
 # Cookie names and values the standard library's Morsel writes without quoting, and
 # attribute values (Domain, Path) it writes as they are.
 _COOKIE_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")

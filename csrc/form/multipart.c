@@ -90,6 +90,9 @@ static const char *const messages[] = {
     "out of memory parsing a multipart body",
 };
 
+_Static_assert(sizeof(messages) / sizeof(messages[0]) == -FORM_E__LAST,
+               "one message per form_error_t");
+
 const char *form_error_message(int code)
 {
     if (code >= 0 || code <= FORM_E__LAST)

@@ -13,6 +13,7 @@
 
 #include "app/app_internal.h"
 #include "common/text.h"
+#include "form/form.h"
 #include "json/json.h"
 
 #define SMALL 256
@@ -457,28 +458,18 @@ static int query_key(const char **key, size_t *klen, char *kbuf)
     return 1;
 }
 
-/* Splits the next "key=value" pair of a query string at *i. Returns 0 at the end. */
+/* Splits the next "key=value" pair of a query string or form body at *i (form/form.h's
+ * iterator, WHATWG URL §5.1). A pair with an empty key names no parameter and is skipped.
+ * Returns 0 at the end. */
 static int next_pair(const char *q, size_t qlen, size_t *i, const char **key, size_t *klen,
                      const char **val, size_t *vlen)
 {
-    while (*i < qlen) {
-        size_t start = *i;
-        while (*i < qlen && q[*i] != '&')
-            (*i)++;
-        const char *pair = q + start;
-        size_t plen = *i - start, k = 0;
-        (*i)++;
-        while (k < plen && pair[k] != '=')
-            k++;
-        if (k == 0)
-            continue;
-        *key = pair;
-        *klen = k;
-        *val = pair + k + (k < plen ? 1 : 0);
-        *vlen = k < plen ? plen - k - 1 : 0;
-        return 1;
-    }
-    return 0;
+    form_urlencoded_t it = {q, qlen, *i};
+    int found;
+    while ((found = form_urlencoded_next(&it, key, klen, val, vlen)) && *klen == 0)
+        ;
+    *i = it.pos;
+    return found;
 }
 
 /* Every occurrence of a list query parameter (?ids=1&ids=2), in order. */

@@ -198,6 +198,8 @@ PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
 /* invoke.c */
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
+/* form_py.c: _core.parse_multipart. */
+PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 int invoke_init(void);
 
 #endif

@@ -90,7 +90,11 @@ static PyMethodDef app_functions[] = {
      "_parse_request(data) -> dict: parse one request head (a test hook)"},
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(response_class, http_exception_class, request_class, log_exception, "
-     "streaming_class=None, stream_start=None)"},
+     "streaming_class=None, stream_start=None, background_start=None)"},
+    {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
+     METH_VARARGS | METH_KEYWORDS,
+     "parse_multipart(content_type, body, max_parts=1000, max_field_size=1 MiB, "
+     "max_file_size=unlimited) -> [(name, filename, content_type, headers, data)]"},
     {NULL, NULL, 0, NULL},
 };
 

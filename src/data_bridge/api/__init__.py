@@ -9,7 +9,7 @@ from data_bridge.api import status
 from data_bridge.api.applications import App, FastAPI, Limits
 from data_bridge.api.background import BackgroundTasks
 from data_bridge.api.cors import CORSMiddleware
-from data_bridge.api.datastructures import Headers, QueryParams
+from data_bridge.api.datastructures import FormData, Headers, QueryParams, UploadFile
 from data_bridge.api.depends import Depends, Security
 from data_bridge.api.exceptions import HTTPException, WebSocketException
 from data_bridge.api.params import Body, Cookie, File, Form, Header, Path, Query
@@ -39,6 +39,7 @@ __all__ = [
     "FastAPI",
     "File",
     "FileResponse",
+    "FormData",
     "Form",
     "HTMLResponse",
     "HTTPException",
@@ -56,6 +57,7 @@ __all__ = [
     "Route",
     "Security",
     "StreamingResponse",
+    "UploadFile",
     "WebSocketException",
     "status",
 ]

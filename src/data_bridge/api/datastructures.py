@@ -8,7 +8,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["URL", "Address", "Default", "DefaultPlaceholder", "Headers", "QueryParams", "State"]
+__all__ = [
+    "URL",
+    "Address",
+    "Default",
+    "DefaultPlaceholder",
+    "FormData",
+    "Headers",
+    "QueryParams",
+    "State",
+    "UploadFile",
+]
 
 T = TypeVar("T")
 
@@ -210,3 +220,90 @@ class DefaultPlaceholder(Generic[T]):
 def Default(value: T) -> Any:  # noqa: N802 - FastAPI's name
     """Marks ``value`` as a default that was not chosen by the user."""
     return DefaultPlaceholder(value)
+
+
+class FormData(Mapping[str, Any]):
+    """A form's fields, in order, repeated names kept (Starlette's FormData): ``[name]``
+    gives the last value, ``getlist(name)`` every one; values are str or UploadFile."""
+
+    def __init__(self, items: list[tuple[str, Any]] | None = None) -> None:
+        self._list = list(items or [])
+        self._dict = dict(self._list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def getlist(self, key: str) -> list[Any]:
+        return [v for k, v in self._list if k == key]
+
+    def multi_items(self) -> list[tuple[str, Any]]:
+        return list(self._list)
+
+    async def close(self) -> None:
+        for _, value in self._list:
+            if isinstance(value, UploadFile):
+                await value.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._list!r})"
+
+
+class UploadFile:
+    """An uploaded file of a multipart/form-data request: ``filename``, ``content_type``,
+    ``size``, ``headers`` and its content in ``file`` (a spooled temporary file: in memory
+    up to 1 MiB, on disk beyond), read with ``await read()``."""
+
+    spool_max_size = 1024 * 1024
+
+    def __init__(
+        self,
+        file: Any,
+        *,
+        size: int | None = None,
+        filename: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        self.file = file
+        self.size = size
+        self.filename = filename
+        self.headers = headers if headers is not None else Headers()
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+    async def read(self, size: int = -1) -> bytes:
+        return bytes(self.file.read(size))
+
+    async def write(self, data: bytes) -> None:
+        if self.size is not None:
+            self.size += len(data)
+        self.file.write(data)
+
+    async def seek(self, offset: int) -> None:
+        self.file.seek(offset)
+
+    async def close(self) -> None:
+        self.file.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(filename={self.filename!r}, size={self.size!r}, "
+            f"headers={self.headers!r})"
+        )
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "contentMediaType": "application/octet-stream"}

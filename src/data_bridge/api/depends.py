@@ -23,11 +23,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_bridge.api._forms import (
+    bind_form_fields,
+    form_field,
+    is_file_annotation,
+    is_file_marker,
+)
 from data_bridge.api._param_models import group_dependency, is_param_model
 from data_bridge.api._plan import RouteDefinitionError, _marker_of
 from data_bridge.api.background import BackgroundTasks, start_background
 from data_bridge.api.params import Param
-from data_bridge.api.responses import Response
+from data_bridge.api.requests import Request
+from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.security.base import SecurityBase, SecurityScopes
 
 __all__ = ["BackgroundTasks", "Depends", "Security", "with_dependencies"]
@@ -111,6 +118,45 @@ def _param_model(annotation: Any, default: Any) -> tuple[Any, Param] | None:
     if marker is not None and is_param_model(inner, marker):
         return inner, marker
     return None
+
+
+# The hidden parameter through which a route with file parameters receives the Request.
+_FORM_REQUEST = "__db_form_request__"
+
+
+def _take_file_form_fields(flat: _Flattener) -> list[Any]:
+    """When the request parameters include a file (File(), UploadFile), every form
+    parameter is bound from the parsed multipart form in Python (_forms.py) instead of by
+    the native binder: they are taken out of the flattened signature, which gets the
+    Request instead. Returns the form fields, or [] for routes without files."""
+    found = []
+    has_file = False
+    for name, param in flat.params.items():
+        annotation = flat.annotations.get(name, param.annotation)
+        if not (
+            typing.get_origin(annotation) is typing.Annotated or isinstance(param.default, Param)
+        ):
+            if is_file_annotation(annotation):
+                found.append((name, annotation, None, param.default))
+                has_file = True
+            continue
+        inner, marker, default = _marker_of(annotation, param.default)
+        if is_file_annotation(inner) or is_file_marker(marker):
+            has_file = True
+        if (marker is not None and marker.source == "form") or is_file_annotation(inner):
+            found.append((name, inner, marker, default))
+    if not has_file:
+        return []
+    fields = []
+    for name, annotation, marker, default in found:
+        fields.append(form_field(name, annotation, marker, default))
+        del flat.params[name]
+        flat.annotations.pop(name, None)
+    flat.params[_FORM_REQUEST] = inspect.Parameter(
+        _FORM_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request
+    )
+    flat.annotations[_FORM_REQUEST] = Request
+    return fields
 
 
 class _Flattener:
@@ -289,8 +335,10 @@ def with_dependencies(
     extra = list(dependencies)
     flat = _Flattener(where, overrides or {})
     root = flat.node(handler)
+    form_fields = _take_file_form_fields(flat)
     if (
-        not root.children
+        not form_fields
+        and not root.children
         and not extra
         and not flat.uses_background
         and not flat.uses_response
@@ -309,11 +357,15 @@ def with_dependencies(
     trivial = getattr(responder, "trivial", False)
 
     async def call(**request_values: Any) -> Any:
+        form_request: Any = None
         background = BackgroundTasks()
         sub_response = Response() if flat.uses_response else None
         cache: dict[Any, Any] = {BackgroundTasks: background, Response: sub_response}
         stack: list[Any] = []
         try:
+            if form_fields:
+                form_request = request_values.pop(_FORM_REQUEST)
+                request_values.update(await bind_form_fields(form_request, form_fields))
             for node in side:
                 await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
@@ -328,6 +380,8 @@ def with_dependencies(
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
+            if form_request is not None and "_form" in form_request.__dict__:
+                await form_request.__dict__["_form"].close()
             if not stack:
                 raise
             await _close_generators(stack, exc)
@@ -336,6 +390,12 @@ def with_dependencies(
             await _close_generators(stack, None)
         if responder is not None and (sub_response is not None or not trivial):
             result = responder(result, sub_response)
+        if form_fields and not isinstance(result, StreamingResponse):
+            # As FastAPI: the uploaded files are closed once the handler is done with
+            # them (a streaming response may still read them: those close with the form).
+            form = form_request.__dict__.get("_form") if form_request is not None else None
+            if form is not None:
+                await form.close()
         if background.tasks:
             if isinstance(result, Response):
                 # As in FastAPI: the request's BackgroundTasks become the response's

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from data_bridge import _core
 from data_bridge import json as _json
-from data_bridge.api.datastructures import URL, Address, Headers, QueryParams, State
+from data_bridge.api.datastructures import URL, Address, FormData, Headers, QueryParams, State
 
 __all__ = ["HTTPConnection", "Request", "cookie_parser"]
 
@@ -117,6 +117,13 @@ class Request(_core.Request):
     async def json(self) -> Any:
         """The body decoded as JSON by the native codec."""
         return _json.loads(self._body)
+
+    async def form(self, *, max_files: int = 1000, max_fields: int = 1000) -> FormData:
+        """The form (urlencoded or multipart/form-data, parsed in C), cached; files are
+        UploadFile values."""
+        from data_bridge.api._forms import read_form
+
+        return await read_form(self, max_files=max_files, max_fields=max_fields)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body in pieces (here: the whole body, received before the handler ran)."""

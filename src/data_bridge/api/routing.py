@@ -87,10 +87,15 @@ def _return_annotation(endpoint: Callable[..., Any]) -> Any:
             return None
     if _is_response_class(annotation):
         return None
-    if _is_generator(endpoint):
-        # A generator endpoint's annotation (AsyncIterable[Item], Iterator[str]) names the
-        # items it yields: they are validated one by one, never the stream as a whole.
-        args = typing.get_args(annotation)
+    return annotation
+
+
+def _stream_item(annotation: Any) -> Any:
+    """The item type of a generator endpoint's annotation (AsyncIterable[Item],
+    Iterator[str], ...): items are validated one by one, never the stream as a whole."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is not None and getattr(origin, "__module__", "") in ("collections.abc", "typing"):
         return args[0] if args else None
     return annotation
 
@@ -294,6 +299,9 @@ class _Responder:
         }
         self.where = where
         self.stream = _is_generator(route.endpoint)
+        self.sse = self.stream and getattr(response_class, "media_type", None) == (
+            "text/event-stream"
+        )
         self.native = None
         if (
             adapter is not None
@@ -319,6 +327,8 @@ class _Responder:
         response_class = _resolve_default(route.response_class)
         adapter = None
         model = route.response_model
+        if model is not None and _is_generator(route.endpoint):
+            model = _stream_item(model)
         if model is not None and model is not Any:
             try:
                 import pydantic
@@ -354,6 +364,14 @@ class _Responder:
         """A generator endpoint's response: with a streaming response_class, what it yields
         is the body; otherwise each item is one line of JSON (JSON Lines), validated and
         serialized like a response model's value, as FastAPI streams them."""
+        if self.sse:
+            from data_bridge.api.sse import event_stream
+
+            return self.response_class(
+                event_stream(result, self._serialize_data),
+                status_code=status,
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
         if issubclass(self.response_class, StreamingResponse):
             return self.response_class(result, status_code=status)
         serialize = self._serialize_item
@@ -370,10 +388,13 @@ class _Responder:
             media_type="application/jsonl",
         )
 
-    def _serialize_item(self, item: Any) -> bytes:
+    def _serialize_data(self, item: Any) -> bytes:
         if self.adapter is not None:
-            return bytes(self.adapter.dump_json(self.validate(item), **self.dump_args)) + b"\n"
-        return json_dumps(item) + b"\n"
+            return bytes(self.adapter.dump_json(self.validate(item), **self.dump_args))
+        return json_dumps(item)
+
+    def _serialize_item(self, item: Any) -> bytes:
+        return self._serialize_data(item) + b"\n"
 
     def __call__(self, result: Any, sub_response: Response | None) -> Any:
         if self.stream and not isinstance(result, Response):

@@ -433,6 +433,21 @@ class FileResponse(StreamingResponse):
                 "content-disposition", _content_disposition(content_disposition_type, filename)
             )
 
+    def file_headers(self, st: os.stat_result) -> list[tuple[str, str]]:
+        """Content-Length, Last-Modified (an IMF-fixdate) and the ETag of the file as
+        stat()ed, unless the response already sets them."""
+        names = {name for name, _ in self.raw_headers}
+        out = []
+        if "content-length" not in names:
+            out.append(("content-length", str(st.st_size)))
+        if "last-modified" not in names:
+            out.append(("last-modified", formatdate(st.st_mtime, usegmt=True)))
+        if "etag" not in names:
+            base = f"{st.st_mtime}-{st.st_size}".encode()
+            digest = hashlib.md5(base, usedforsecurity=False).hexdigest()
+            out.append(("etag", f'"{digest}"'))
+        return out
+
     def _stream_head(self) -> tuple[int, list[tuple[str, str]], int | None]:
         try:
             st = os.stat(self.path)
@@ -440,15 +455,7 @@ class FileResponse(StreamingResponse):
             raise RuntimeError(f"File at path {self.path} does not exist.") from None
         if not stat.S_ISREG(st.st_mode):
             raise RuntimeError(f"File at path {self.path} is not a file.")
-        names = {name for name, _ in self.raw_headers}
-        if "content-length" not in names:
-            self.raw_headers.append(("content-length", str(st.st_size)))
-        if "last-modified" not in names:
-            self.raw_headers.append(("last-modified", formatdate(st.st_mtime, usegmt=True)))
-        if "etag" not in names:
-            base = f"{st.st_mtime}-{st.st_size}".encode()
-            digest = hashlib.md5(base, usedforsecurity=False).hexdigest()
-            self.raw_headers.append(("etag", f'"{digest}"'))
+        self.raw_headers.extend(self.file_headers(st))
         return super()._stream_head()
 
     async def _read(self) -> AsyncIterator[bytes]:

@@ -275,6 +275,17 @@ class APIRoute:
 Route = APIRoute
 
 
+class _MountRoute(APIRoute):
+    """The route of a mounted StaticFiles."""
+
+    mount_prefix = ""
+
+    def url_path_for(self, name: str, **path_params: Any) -> str | None:
+        if name != self.name or set(path_params) != {"path"}:
+            return None
+        return self.mount_prefix + "/" + str(path_params["path"]).lstrip("/")
+
+
 class _Responder:
     """Turns an endpoint's result into the response of its route: validation against the
     response_model and serialization to JSON bytes in one pass through pydantic-core, the
@@ -765,6 +776,37 @@ class APIRouter:
         self.on_startup.extend(router.on_startup)
         self.on_shutdown.extend(router.on_shutdown)
         self._lifespans.extend(router._lifespans)
+
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Serves ``app`` under ``path``. StaticFiles is served natively (a GET/HEAD route
+        ``path/{path:path}``, not in the OpenAPI document); ``url_path_for(name,
+        path=...)`` gives a file's URL, as Starlette's Mount does."""
+        from data_bridge.api.requests import Request
+        from data_bridge.api.staticfiles import StaticFiles
+
+        if not isinstance(app, StaticFiles):
+            raise TypeError(
+                f"mount() takes StaticFiles; mounting {type(app).__name__} (an ASGI app or "
+                "sub-application) is not supported yet"
+            )
+        prefix = self.prefix + path.rstrip("/")
+        files = app
+
+        def serve(request: Request, path: str) -> Response:
+            return files.get_response(path, request.method, request.headers)
+
+        # Resolved here: this module's annotations are strings and Request is local.
+        serve.__annotations__ = {"request": Request, "path": str, "return": Response}
+
+        route = _MountRoute(
+            prefix + "/{path:path}",
+            serve,
+            methods=["GET", "HEAD"],
+            name=name or "",
+            include_in_schema=False,
+        )
+        route.mount_prefix = prefix
+        self.routes.append(route)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> str:
         for route in self.routes:

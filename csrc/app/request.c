@@ -119,6 +119,46 @@ static PyObject *get_path_params(RequestObject *self, void *closure)
     return Py_XNewRef(self->path_params);
 }
 
+/* header(name, default=None): the first value of a header field (names compared without
+ * case, RFC 9110 §5.1), read from the request's slices without building the header list:
+ * what security dependencies need on every request. */
+static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "header(name: str, default=None)");
+        return NULL;
+    }
+    PyObject *dflt = nargs > 1 ? args[1] : Py_None;
+    Py_ssize_t n;
+    const char *name = PyUnicode_AsUTF8AndSize(args[0], &n);
+    if (name == NULL)
+        return NULL;
+    if (self->req == NULL) {
+        /* Detached: the converted list holds lowercased names. */
+        PyObject *list = self->raw_headers;
+        for (Py_ssize_t i = 0; list && i < PyList_GET_SIZE(list); i++) {
+            PyObject *pair = PyList_GET_ITEM(list, i);
+            Py_ssize_t kn;
+            const char *k = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &kn);
+            if (k == NULL)
+                return NULL;
+            if (kn == n && PyOS_strnicmp(k, name, (size_t)n) == 0)
+                return Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+        }
+        return Py_NewRef(dflt);
+    }
+    const http_header_t *h = http_find_header(self->req->head, name, (size_t)n);
+    if (h == NULL)
+        return Py_NewRef(dflt);
+    return PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
+}
+
+static PyMethodDef request_methods[] = {
+    {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
+     "header(name, default=None): the first value of a header (case-insensitive name)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef request_getset[] = {
     {"method", (getter)get_method, NULL, "The request method, e.g. 'GET'.", NULL},
     {"path", (getter)get_path, NULL, "The percent-decoded path.", NULL},
@@ -177,6 +217,7 @@ PyTypeObject Request_Type = {
     .tp_clear = (inquiry)request_clear,
     .tp_dealloc = (destructor)request_dealloc,
     .tp_getset = request_getset,
+    .tp_methods = request_methods,
     .tp_new = request_tp_new,
 };
 

@@ -185,3 +185,28 @@ def test_schemes_are_recorded_for_openapi():
         "type": "oauth2",
         "flows": {"password": {"tokenUrl": "token", "scopes": {"me": "Read me", "items": "Items"}}},
     }
+
+
+def test_request_header_lookup_during_and_after_the_request():
+    app = FastAPI()
+    kept = []
+
+    @app.get("/h")
+    def h(request: Request):
+        kept.append(request)
+        return {
+            "auth": request.header("Authorization"),
+            "lower": request.header("x-multi"),
+            "missing": request.header("x-none", "dflt"),
+        }
+
+    client = TestClient(app)
+    r = client.get(
+        "/h", headers=[("Authorization", "Bearer z"), ("X-Multi", "1"), ("x-multi", "2")]
+    )
+    assert r.json() == {"auth": "Bearer z", "lower": "1", "missing": "dflt"}
+    # A request kept by the handler answers from its converted copy.
+    assert kept[0].header("AUTHORIZATION") == "Bearer z"
+    assert kept[0].header("x-none") is None
+    with pytest.raises(TypeError):
+        kept[0].header(1)

@@ -89,7 +89,7 @@ class _Node:
     # (parameter name, BackgroundTasks or Response): objects made once per request.
     special: list[tuple[str, Any]] = field(default_factory=list)
     children: list[tuple[str, _Node]] = field(default_factory=list)
-    kind: str = "call"  # "call", "gen" or "agen"
+    kind: str = "call"  # "call", "async", "gen" or "agen"
     # Scopes of the Security() dependencies from the route down to this one.
     scopes: list[str] = field(default_factory=list)
 
@@ -206,6 +206,8 @@ class _Flattener:
             kind = "agen"
         elif inspect.isgeneratorfunction(target):
             kind = "gen"
+        elif inspect.iscoroutinefunction(target):
+            kind = "async"  # awaited without asking inspect.isawaitable each request
         node = _Node(call, use_cache, kind=kind, scopes=scopes)
         for p in inspect.signature(call).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
@@ -309,6 +311,8 @@ async def _resolve(
         gen = node.call(**kwargs)
         value = next(gen)
         stack.append(("gen", gen))
+    elif node.kind == "async":
+        value = await node.call(**kwargs)
     else:
         value = node.call(**kwargs)
         if inspect.isawaitable(value):

@@ -66,7 +66,7 @@ class APIKeyHeader(APIKeyBase):
         super().__init__("header", name, description, scheme_name, auto_error)
 
     async def __call__(self, request: Request) -> str | None:
-        return self.check_api_key(request.headers.get(self.name))
+        return self.check_api_key(request.header(self.name))
 
 
 class APIKeyCookie(APIKeyBase):

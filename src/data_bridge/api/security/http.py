@@ -56,7 +56,7 @@ class HTTPBase(SecurityBase):
         return HTTPException(401, "Not authenticated", headers=self.make_authenticate_headers())
 
     def _credentials(self, request: Request, expected: str | None) -> tuple[str, str] | None:
-        authorization = request.headers.get("authorization")
+        authorization = request.header("authorization")
         scheme, credentials = get_authorization_scheme_param(authorization)
         if not (authorization and scheme and credentials) or (
             expected is not None and scheme.lower() != expected
@@ -95,7 +95,7 @@ class HTTPBasic(HTTPBase):
         return {"WWW-Authenticate": "Basic"}
 
     async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
-        authorization = request.headers.get("authorization")
+        authorization = request.header("authorization")
         scheme, param = get_authorization_scheme_param(authorization)
         if not authorization or scheme.lower() != "basic":
             if self.auto_error:

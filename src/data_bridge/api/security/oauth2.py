@@ -86,7 +86,7 @@ class OAuth2(SecurityBase):
         return HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
     async def __call__(self, request: Request) -> str | None:
-        authorization = request.headers.get("authorization")
+        authorization = request.header("authorization")
         if not authorization:
             if self.auto_error:
                 raise self.make_not_authenticated_error()
@@ -94,7 +94,7 @@ class OAuth2(SecurityBase):
         return authorization
 
     def _bearer(self, request: Request) -> str | None:
-        authorization = request.headers.get("authorization")
+        authorization = request.header("authorization")
         scheme, param = get_authorization_scheme_param(authorization)
         if not authorization or scheme.lower() != "bearer":
             if self.auto_error:

@@ -29,7 +29,7 @@ class OpenIdConnect(SecurityBase):
         return HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
 
     async def __call__(self, request: Request) -> str | None:
-        authorization = request.headers.get("authorization")
+        authorization = request.header("authorization")
         if not authorization:
             if self.auto_error:
                 raise self.make_not_authenticated_error()

@@ -231,3 +231,18 @@ def test_model_body_validated_from_the_raw_json():
         }
     ]
     assert client.post("/maybe", json=None).json() == {"item": None}
+
+
+def test_optional_parameter_model_absent_gives_the_default():
+    app = FastAPI()
+
+    @app.get("/prefs")
+    def prefs(preferences: Annotated[Cookies | None, Cookie()] = None):
+        return preferences
+
+    client = TestClient(app)
+    assert client.get("/prefs").json() is None
+    r = client.get("/prefs", headers={"Cookie": "session_id=s"})
+    assert r.json() == {"session_id": "s", "tracker": None}
+    r = client.get("/prefs", headers={"Cookie": "tracker=t"})
+    assert r.json()["detail"][0]["loc"] == ["cookie", "session_id"]

@@ -22,20 +22,31 @@ from data_bridge.api.exceptions import RequestValidationError
 from data_bridge.api.params import Param
 from data_bridge.api.requests import Request
 
-__all__ = ["group_dependency", "is_param_model"]
+__all__ = ["group_dependency", "is_param_model", "param_model_of"]
 
 _SOURCES = ("query", "header", "cookie", "form")
 
 
-def is_param_model(annotation: Any, marker: Param | None) -> bool:
-    """Whether a parameter is a model of query/header/cookie/form fields."""
+def param_model_of(annotation: Any, marker: Param | None) -> Any:
+    """The model of a parameter that is a model of query/header/cookie/form fields
+    (``Model`` or ``Model | None``), or None."""
     if marker is None or marker.source not in _SOURCES:
-        return False
+        return None
     try:
         import pydantic
     except ImportError:
-        return False
-    return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+        return None
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+        annotation = args[0]  # Optional[Model]
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    return None
+
+
+def is_param_model(annotation: Any, marker: Param | None) -> bool:
+    """Whether a parameter is a model of query/header/cookie/form fields."""
+    return param_model_of(annotation, marker) is not None
 
 
 def _is_sequence(annotation: Any) -> bool:
@@ -58,8 +69,12 @@ def _values(request: Request, source: str) -> list[tuple[str, str]]:
     return parse_qsl(request._body.decode("latin-1"), keep_blank_values=True)
 
 
-def group_dependency(model: Any, marker: Param, name: str) -> Callable[..., Any]:
-    """The dependency that builds ``model`` from the request's ``marker.source`` values."""
+def group_dependency(
+    model: Any, marker: Param, name: str, default: Any = Ellipsis
+) -> Callable[..., Any]:
+    """The dependency that builds ``model`` from the request's ``marker.source`` values.
+    With a default (an optional model), a request with none of the model's fields gives
+    the default instead, as FastAPI does."""
     source = marker.source
     where = "body" if source == "form" else source  # FastAPI locates form fields in the body
     convert = getattr(marker, "convert_underscores", True)
@@ -84,6 +99,8 @@ def group_dependency(model: Any, marker: Param, name: str) -> Callable[..., Any]
             if values:
                 data[key] = values if many else values[-1 if source != "header" else 0]
                 shown[lookup] = data[key]
+        if default is not Ellipsis and not shown:
+            return default
         for key, values in received.items():
             if key not in by_lookup:
                 data[key] = shown[key] = values if len(values) > 1 else values[0]

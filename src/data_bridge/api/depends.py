@@ -29,7 +29,7 @@ from data_bridge.api._forms import (
     is_file_annotation,
     is_file_marker,
 )
-from data_bridge.api._param_models import group_dependency, is_param_model
+from data_bridge.api._param_models import group_dependency, param_model_of
 from data_bridge.api._plan import RouteDefinitionError, _marker_of
 from data_bridge.api.background import BackgroundTasks, start_background
 from data_bridge.api.params import Param
@@ -110,13 +110,15 @@ def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
     return annotation, None
 
 
-def _param_model(annotation: Any, default: Any) -> tuple[Any, Param] | None:
-    """(model, marker) for a parameter model of query/header/cookie/form fields."""
+def _param_model(annotation: Any, default: Any) -> tuple[Any, Param, Any] | None:
+    """(model, marker, default) for a parameter model of query/header/cookie/form fields."""
     if not (typing.get_origin(annotation) is typing.Annotated or isinstance(default, Param)):
         return None
-    inner, marker, _ = _marker_of(annotation, default)
-    if marker is not None and is_param_model(inner, marker):
-        return inner, marker
+    inner, marker, value = _marker_of(annotation, default)
+    model = param_model_of(inner, marker)
+    if marker is not None and model is not None:
+        required = value is Ellipsis or value is inspect.Parameter.empty
+        return model, marker, Ellipsis if required else value
     return None
 
 
@@ -230,8 +232,8 @@ class _Flattener:
                 continue
             group = _param_model(annotation, p.default)
             if group is not None:
-                model, marker = group
-                reader = group_dependency(model, marker, p.name)
+                model, marker, value = group
+                reader = group_dependency(model, marker, p.name, value)
                 node.children.append((p.name, self.node(reader, True, scopes)))
                 continue
             if inner is BackgroundTasks:

@@ -477,6 +477,7 @@ void conn_flush(server_conn_t *c)
         if (done < c->wbuf.len) {
             /* The kernel buffer is full: hand the rest to uv_write and swap buffers so that
              * new responses queue in the other one meanwhile. */
+            db_pool_give_buf(&c->server->blocks, &c->inflight); /* none: on_write gave it */
             c->inflight = c->wbuf;
             db_buf_init(&c->wbuf); /* the next response takes a block when it comes */
             uv_buf_t rest =

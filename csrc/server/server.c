@@ -170,6 +170,14 @@ size_t server_connection_count(const server_t *s)
     return s->nconns;
 }
 
+void server_buffer_stats(const server_t *s, server_buffer_stats_t *out)
+{
+    out->blocks_lent = s->blocks.lent;
+    out->blocks_free = s->blocks.nfree;
+    out->heads_lent = s->heads.lent;
+    out->heads_free = s->heads.nfree;
+}
+
 void server_maybe_finish_close(server_t *s)
 {
     /* nlive, not nconns: a closed connection still referenced by its pending request gives

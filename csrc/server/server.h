@@ -62,6 +62,17 @@ int server_adopt_fd(server_t *s, int fd);
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
 size_t server_connection_count(const server_t *s);
 
+/* Memory lent to connections (see conn.c): buffers of SERVER_BLOCK_SIZE bytes (read and
+ * write buffers; one grown past that size still counts as lent) and parsed request heads,
+ * lent or waiting in the server's free lists. For tests and diagnostics. */
+typedef struct {
+    size_t blocks_lent;
+    size_t blocks_free;
+    size_t heads_lent;
+    size_t heads_free;
+} server_buffer_stats_t;
+void server_buffer_stats(const server_t *s, server_buffer_stats_t *out);
+
 /* For dispatch: where responses go, and facts about the connection. */
 /* A scratch buffer to build a response body in (emptied by the caller, valid until the
  * next call for any connection of the server: shared, since a body is copied into the

@@ -7,10 +7,6 @@
 
 #include <stdlib.h>
 
-struct db_pool_block {
-    db_pool_block_t *next;
-};
-
 void db_pool_init(db_pool_t *p, size_t block_size, size_t max_free)
 {
     p->block_size = block_size < sizeof(db_pool_block_t) ? sizeof(db_pool_block_t) : block_size;
@@ -40,33 +36,28 @@ void db_pool_destroy(db_pool_t *p)
     pool_free_blocks(p, p->nfree);
 }
 
-void *db_pool_take(db_pool_t *p)
+void *db_pool_take_new(db_pool_t *p)
 {
-    db_pool_block_t *b = p->free_list;
-    if (b != NULL) {
-        p->free_list = b->next;
-        p->nfree--;
-        if (p->low_water > p->nfree)
-            p->low_water = p->nfree;
-    } else if ((b = malloc(p->block_size)) == NULL) {
-        return NULL;
-    }
-    p->lent++;
+    void *b = malloc(p->block_size);
+    if (b != NULL)
+        p->lent++;
     return b;
 }
 
-void db_pool_give(db_pool_t *p, void *block)
+void db_pool_give_free(db_pool_t *p, void *block)
 {
+    free(block);
+    p->freed += p->block_size;
     p->lent--;
-    if (p->nfree >= p->max_free) {
-        free(block);
-        p->freed += p->block_size;
-        return;
-    }
-    db_pool_block_t *b = block;
-    b->next = p->free_list;
-    p->free_list = b;
-    p->nfree++;
+}
+
+void db_pool_give_grown(db_pool_t *p, db_buf_t *b)
+{
+    /* Grown past the block by realloc: the block itself is gone, and storage of another
+     * size is not kept. */
+    free(b->data);
+    p->freed += b->cap;
+    p->lent--;
 }
 
 size_t db_pool_trim(db_pool_t *p)
@@ -83,31 +74,4 @@ size_t db_pool_take_freed(db_pool_t *p)
     size_t n = p->freed;
     p->freed = 0;
     return n;
-}
-
-int db_pool_lend_buf(db_pool_t *p, db_buf_t *b)
-{
-    char *block = db_pool_take(p);
-    if (block == NULL)
-        return -1;
-    b->data = block;
-    b->len = 0;
-    b->cap = p->block_size;
-    return 0;
-}
-
-void db_pool_give_buf(db_pool_t *p, db_buf_t *b)
-{
-    if (b->data == NULL)
-        return;
-    if (b->cap == p->block_size) {
-        db_pool_give(p, b->data);
-    } else {
-        /* Grown past the block by realloc: the block itself is gone, and storage of
-         * another size is not kept. */
-        free(b->data);
-        p->lent--;
-        p->freed += b->cap;
-    }
-    db_buf_init(b);
 }

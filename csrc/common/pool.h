@@ -34,10 +34,6 @@ typedef struct {
 void db_pool_init(db_pool_t *p, size_t block_size, size_t max_free);
 /* Frees the blocks in the free list. Blocks still lent must not be given back afterwards. */
 void db_pool_destroy(db_pool_t *p);
-/* A block of block_size bytes (contents undefined), or NULL when out of memory. */
-void *db_pool_take(db_pool_t *p);
-/* Gives a block taken from p back. */
-void db_pool_give(db_pool_t *p, void *block);
 /* Frees the blocks that stayed in the free list since the previous call (the low-water
  * mark), so that a pool sized by a burst shrinks again. Returns the bytes freed. */
 size_t db_pool_trim(db_pool_t *p);
@@ -46,11 +42,70 @@ size_t db_pool_trim(db_pool_t *p);
  * ask the C library to return memory to the OS (malloc_trim). */
 size_t db_pool_take_freed(db_pool_t *p);
 
+/* Slow paths of the inline functions below (an empty or a full free list). */
+void *db_pool_take_new(db_pool_t *p);
+void db_pool_give_free(db_pool_t *p, void *block);
+void db_pool_give_grown(db_pool_t *p, db_buf_t *b);
+
+struct db_pool_block {
+    db_pool_block_t *next;
+};
+
+/* A block of block_size bytes (contents undefined), or NULL when out of memory. Inline:
+ * the server takes and gives several blocks per request. */
+static inline void *db_pool_take(db_pool_t *p)
+{
+    db_pool_block_t *b = p->free_list;
+    if (b == NULL)
+        return db_pool_take_new(p);
+    p->free_list = b->next;
+    p->nfree--;
+    if (p->low_water > p->nfree)
+        p->low_water = p->nfree;
+    p->lent++;
+    return b;
+}
+
+/* Gives a block taken from p back. */
+static inline void db_pool_give(db_pool_t *p, void *block)
+{
+    if (p->nfree >= p->max_free) {
+        db_pool_give_free(p, block);
+        return;
+    }
+    db_pool_block_t *b = block;
+    b->next = p->free_list;
+    p->free_list = b;
+    p->nfree++;
+    p->lent--;
+}
+
 /* Gives b a block as its storage (len 0, cap block_size). b must have no storage. Returns
  * 0, or -1 when out of memory (b is unchanged). */
-int db_pool_lend_buf(db_pool_t *p, db_buf_t *b);
+static inline int db_pool_lend_buf(db_pool_t *p, db_buf_t *b)
+{
+    char *block = db_pool_take(p);
+    if (block == NULL)
+        return -1;
+    b->data = block;
+    b->len = 0;
+    b->cap = p->block_size;
+    return 0;
+}
+
 /* Takes b's storage away (b is left empty, without storage): a block-sized one goes back
  * to the pool, a grown one to free(). Nothing happens when b has no storage. */
-void db_pool_give_buf(db_pool_t *p, db_buf_t *b);
+static inline void db_pool_give_buf(db_pool_t *p, db_buf_t *b)
+{
+    if (b->data == NULL)
+        return;
+    if (b->cap == p->block_size)
+        db_pool_give(p, b->data);
+    else
+        db_pool_give_grown(p, b);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
 
 #endif

@@ -98,7 +98,7 @@ static void conn_shutdown(server_conn_t *c)
  * it is parsed again from the bytes anyway), rbuf once it holds no byte. A pending request
  * keeps both (its slices point into them), unless it is a streaming one, whose slices were
  * detached (conn_stream_detach). */
-static void conn_give_back(server_conn_t *c)
+static inline void conn_give_back(server_conn_t *c)
 {
     if (c->state != CONN_HEAD && !c->streaming)
         return;
@@ -129,13 +129,6 @@ static void conn_stream_detach(server_conn_t *c)
     c->req.body = NULL;
     c->req.body_len = 0;
     conn_give_back(c);
-}
-
-int conn_wbuf_reserve(server_conn_t *c, size_t extra)
-{
-    if (c->wbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->wbuf) < 0)
-        return -1;
-    return db_buf_reserve(&c->wbuf, extra);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

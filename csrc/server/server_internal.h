@@ -100,14 +100,22 @@ struct server {
 
 /* conn.c */
 void conn_accept(server_t *s);
-/* db_buf_reserve for wbuf, whose storage is lent by the server's pool when it has none.
- * Returns 0, or -1 when out of memory (the caller closes the connection). */
-int conn_wbuf_reserve(server_conn_t *c, size_t extra);
+
 void conn_close(server_conn_t *c);
 void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
 void conn_run_resumes(server_t *s);
 void conn_flush(server_conn_t *c);
+/* db_buf_reserve for wbuf, whose storage is lent by the server's pool when it has none
+ * (and given back by conn_flush once written). Returns 0, or -1 when out of memory (the
+ * caller closes the connection). */
+static inline int conn_wbuf_reserve(server_conn_t *c, size_t extra)
+{
+    if (c->wbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->wbuf) < 0)
+        return -1;
+    return db_buf_reserve(&c->wbuf, extra);
+}
+
 /* respond.c: reserves room for the head plus body_room bytes and writes the head up to
  * and including its blank line; framing is the Content-Length or Transfer-Encoding line.
  * Returns where the body goes (wbuf.len is not yet advanced), or NULL when out of memory

@@ -468,8 +468,8 @@ void conn_flush(server_conn_t *c)
         }
         size_t done = r > 0 ? (size_t)r : 0;
         if (done < c->wbuf.len) {
-            /* The kernel buffer is full: hand the rest to uv_write and swap buffers so that
-             * new responses queue in the other one meanwhile. */
+            /* The kernel buffer is full: hand the rest to uv_write (wbuf's storage becomes
+             * inflight's until on_write) so that new responses queue in a new wbuf meanwhile. */
             db_pool_give_buf(&c->server->blocks, &c->inflight); /* none: on_write gave it */
             c->inflight = c->wbuf;
             db_buf_init(&c->wbuf); /* the next response takes a block when it comes */

@@ -27,7 +27,7 @@ APT_BENCH_PKGS := wrk nginx-light
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
 
-test: build lint ctest fuzz loop-suite pytest-asan pytest
+test: build lint ctest fuzz loop-suite pytest-asan fastapi-check pytest
 
 # --- set-up -------------------------------------------------------------------------
 
@@ -105,6 +105,29 @@ compat: deps
 format:
 	clang-format -i $$(git ls-files 'csrc/*.c' 'csrc/*.h' 'tests/c/*.c' 'tests/c/*.h' 'fuzz/*.c')
 	$(VENV)/bin/ruff format src tests bench examples
+
+# --- FastAPI's tutorial tests ------------------------------------------------------
+
+# FastAPI's own tests of its tutorial (from the pinned fastapi sdist, downloaded once into
+# build/fastapi-tests), run against FastAPI and against data_bridge.api through the import
+# shim in tests/fastapi_compat; writes docs/compat.md and tests/fastapi_compat/passing.txt.
+# fastapi-check (in `make test`) runs the data-bridge side of the tests in passing.txt only
+# and fails if one of them no longer passes.
+.PHONY: fastapi-tests fastapi-check fastapi-deps
+
+FASTAPI_STAMP := $(VENV)/.fastapi-tests.stamp
+
+fastapi-deps: venv $(FASTAPI_STAMP)
+
+$(FASTAPI_STAMP): requirements/fastapi-tests.txt $(VENV)/.stamp
+	$(VPY) -m pip install -q -r requirements/fastapi-tests.txt
+	@touch $@
+
+fastapi-tests: build fastapi-deps
+	$(VPY) scripts/fastapi_tests.py report
+
+fastapi-check: build fastapi-deps
+	$(VPY) scripts/fastapi_tests.py check
 
 # --- benchmarks (not tests) ---------------------------------------------------------
 

@@ -3,8 +3,12 @@ would write them. bench/run.py starts it as `python databridge_app.py PORT` pinn
 core; bench/apps/fastapi_app.py holds the same handlers for FastAPI."""
 
 import sys
+from typing import Annotated
 
-from data_bridge.api import App
+from pydantic import BaseModel, Field
+
+from data_bridge.api import App, Depends, Response
+from data_bridge.api.security import OAuth2PasswordBearer
 
 app = App()
 
@@ -37,6 +41,79 @@ async def get_user(user_id: int, verbose: bool = False):
 @app.post("/items", status_code=201)
 async def create_item(item: dict):
     return item
+
+
+# --- typed scenarios (issues 12 and 17): the same code in both apps ---------------------
+
+
+class Item(BaseModel):
+    id: int
+    name: str
+    price: float
+    tags: list[str] = []
+    active: bool = True
+
+
+ITEMS = [Item(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+
+
+@app.get("/models", response_model=list[Item])
+async def list_models():
+    return ITEMS
+
+
+class Customer(BaseModel):
+    name: str
+    email: str
+
+
+class Line(BaseModel):
+    sku: str
+    quantity: int = Field(gt=0)
+    price: float
+
+
+class Order(BaseModel):
+    id: int
+    customer: Customer
+    lines: list[Line]
+    note: str | None = None
+
+
+class OrderOut(Order):
+    total: float
+
+
+@app.post("/orders", response_model=OrderOut, status_code=201)
+async def create_order(order: Order):
+    total = sum(line.quantity * line.price for line in order.lines)
+    return OrderOut(**order.__dict__, total=total)
+
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="token")
+
+
+async def current_token(token: Annotated[str, Depends(oauth2)]) -> str:
+    return token
+
+
+async def current_user(token: Annotated[str, Depends(current_token)]) -> dict:
+    return {"user": token, "scopes": ["read"]}
+
+
+async def active_user(user: Annotated[dict, Depends(current_user)]) -> dict:
+    return {**user, "active": True}
+
+
+@app.get("/me")
+async def me(user: Annotated[dict, Depends(active_user)]):
+    return user
+
+
+@app.get("/cookie")
+async def cookie(response: Response):
+    response.set_cookie("session", "abc123", httponly=True)
+    return {"ok": True}
 
 
 if __name__ == "__main__":

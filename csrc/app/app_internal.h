@@ -54,6 +54,9 @@ typedef struct {
     int path_index;      /* ARG_PATH: index among the route's captured params */
     PyObject *def;       /* default value, or NULL when required */
     PyObject *validator; /* CONV_MODEL: callable(value) -> (ok, value_or_errors) */
+    /* Body parameters: the same validator reading the raw JSON bytes
+     * (callable(bytes) -> (ok, value_or_errors)), or NULL. */
+    PyObject *json_validator;
     /* The name looked up in the request (query key, lower-case header name, cookie name):
      * the parameter's alias, or its name. Also what error locations show, as in FastAPI. */
     PyObject *key;
@@ -77,6 +80,11 @@ typedef struct {
     int npositional; /* arguments before the keyword-only ones */
     int has_query;   /* any ARG_QUERY or ARG_FORM argument: slots are needed */
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
+    /* A JSON body needs a JSON Content-Type (FastAPI's strict_content_type, default on). */
+    int strict_content_type;
+    /* The Request subclass of this route's app (it knows its app), or NULL for the one
+     * given to configure(). Strong reference. */
+    PyObject *request_class;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -89,6 +97,7 @@ typedef struct {
     PyObject *create_task;          /* None, or a callable(loop, coro) -> Task */
     PyObject *streaming_class;      /* data_bridge.api.responses.StreamingResponse */
     PyObject *stream_start;         /* callable(writer_or_None, response, route_path) */
+    PyObject *background_start;     /* callable(background): runs it after the response */
 } app_config_t;
 
 extern app_config_t app_cfg;
@@ -112,6 +121,13 @@ typedef struct {
      * (status, content_type, body, header_lines) to answer at once (a preflight); NULL
      * when the app has no CORS policy. */
     PyObject *cors_hook;
+    /* A path that matches no route but would with its trailing slash added or removed is
+     * redirected there (307), as Starlette's redirect_slashes does. */
+    int redirect_slashes;
+    PyObject *request_class; /* for the routes added from now on, or NULL */
+    /* callable(errors, request) -> a handler result, or NotImplemented for the default
+     * 422: the app's RequestValidationError handler; NULL when it has none. */
+    PyObject *validation_hook;
 } ServerObject;
 
 extern PyTypeObject Server_Type;
@@ -182,6 +198,8 @@ PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
 /* invoke.c */
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
+/* form_py.c: _core.parse_multipart. */
+PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 int invoke_init(void);
 
 #endif

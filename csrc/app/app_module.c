@@ -11,16 +11,13 @@ app_config_t app_cfg;
 static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
 {
     (void)module;
-    static char *kwlist[] = {"response_class",
-                             "http_exception_class",
-                             "request_class",
-                             "log_exception",
-                             "streaming_class",
-                             "stream_start",
-                             NULL};
-    PyObject *resp, *exc, *req, *log, *streaming = NULL, *stream_start = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|OO", kwlist, &resp, &exc, &req, &log,
-                                     &streaming, &stream_start))
+    static char *kwlist[] = {
+        "response_class",  "http_exception_class", "request_class",    "log_exception",
+        "streaming_class", "stream_start",         "background_start", NULL};
+    PyObject *resp, *exc, *req, *log, *streaming = NULL, *stream_start = NULL,
+                                      *background_start = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|OOO", kwlist, &resp, &exc, &req, &log,
+                                     &streaming, &stream_start, &background_start))
         return NULL;
     if (!PyType_Check(req) || !PyType_IsSubtype((PyTypeObject *)req, &Request_Type)) {
         PyErr_SetString(PyExc_TypeError, "request_class must subclass _core.Request");
@@ -32,6 +29,7 @@ static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
     Py_XSETREF(app_cfg.log_exception, Py_NewRef(log));
     Py_XSETREF(app_cfg.streaming_class, Py_XNewRef(streaming));
     Py_XSETREF(app_cfg.stream_start, Py_XNewRef(stream_start));
+    Py_XSETREF(app_cfg.background_start, Py_XNewRef(background_start));
     Py_RETURN_NONE;
 }
 
@@ -92,7 +90,11 @@ static PyMethodDef app_functions[] = {
      "_parse_request(data) -> dict: parse one request head (a test hook)"},
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(response_class, http_exception_class, request_class, log_exception, "
-     "streaming_class=None, stream_start=None)"},
+     "streaming_class=None, stream_start=None, background_start=None)"},
+    {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
+     METH_VARARGS | METH_KEYWORDS,
+     "parse_multipart(content_type, body, max_parts=1000, max_field_size=1 MiB, "
+     "max_file_size=unlimited) -> [(name, filename, content_type, headers, data)]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@
 
 #include "app/app_internal.h"
 #include "common/text.h"
+#include "form/form.h"
 #include "json/json.h"
 
 #define SMALL 256
@@ -380,11 +381,58 @@ static int check_constraints(const arg_plan_t *a, Py_ssize_t index, PyObject *va
 
 /* Converts a slice and applies the constraints. Returns a new reference, or NULL with
  * *failed set (an error recorded) or an exception. */
+/* A path/query/header/cookie/form value of a type the binder does not convert itself
+ * (Enum, UUID, datetime, Decimal, Literal, ...): the text goes through the parameter's
+ * pydantic validator, which returns (True, value) or (False, [errors with loc relative to
+ * the value]); the errors are located under the parameter (and list index). Returns a new
+ * reference, or NULL with *failed set or an exception set. Consumes text. */
+static PyObject *validate_text(const arg_plan_t *a, Py_ssize_t index, PyObject *text,
+                               PyObject **errors, int *failed)
+{
+    PyObject *res = PyObject_CallOneArg(a->validator, text), *out = NULL;
+    Py_DECREF(text);
+    if (res == NULL)
+        return NULL;
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        PyErr_SetString(PyExc_TypeError, "validator must return (ok, value)");
+        goto done;
+    }
+    if (PyObject_IsTrue(PyTuple_GET_ITEM(res, 0))) {
+        out = Py_NewRef(PyTuple_GET_ITEM(res, 1));
+        goto done;
+    }
+    PyObject *list = PyTuple_GET_ITEM(res, 1);
+    Py_ssize_t n = PySequence_Size(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PySequence_GetItem(list, i);
+        if (e == NULL || !PyDict_Check(e)) {
+            Py_XDECREF(e);
+            goto done;
+        }
+        PyObject *type = PyDict_GetItemString(e, "type");
+        PyObject *msg = PyDict_GetItemString(e, "msg");
+        PyObject *input = PyDict_GetItemString(e, "input");
+        PyObject *ctx = PyDict_GetItemString(e, "ctx");
+        const char *ctype = type && PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+        const char *cmsg = msg && PyUnicode_Check(msg) ? PyUnicode_AsUTF8(msg) : NULL;
+        int r = ctype && cmsg ? add_error_at(errors, ctype, a, index, cmsg, input, ctx) : -1;
+        Py_DECREF(e);
+        if (r < 0)
+            goto done;
+    }
+    *failed = 1;
+done:
+    Py_DECREF(res);
+    return out;
+}
+
 static PyObject *bind_slice(const arg_plan_t *a, Py_ssize_t index, const char *s, size_t n, int pct,
                             int plus, PyObject **errors, int *failed)
 {
     PyObject *v = pct ? convert_slice(a, index, s, n, plus, errors, failed)
                       : convert_text(a, index, s, n, errors, failed);
+    if (v != NULL && a->validator != NULL)
+        return validate_text(a, index, v, errors, failed);
     if (v == NULL || !a->has_checks)
         return v;
     PyObject *input = slice_text(a, s, n, pct, plus);
@@ -410,28 +458,18 @@ static int query_key(const char **key, size_t *klen, char *kbuf)
     return 1;
 }
 
-/* Splits the next "key=value" pair of a query string at *i. Returns 0 at the end. */
+/* Splits the next "key=value" pair of a query string or form body at *i (form/form.h's
+ * iterator, WHATWG URL §5.1). A pair with an empty key names no parameter and is skipped.
+ * Returns 0 at the end. */
 static int next_pair(const char *q, size_t qlen, size_t *i, const char **key, size_t *klen,
                      const char **val, size_t *vlen)
 {
-    while (*i < qlen) {
-        size_t start = *i;
-        while (*i < qlen && q[*i] != '&')
-            (*i)++;
-        const char *pair = q + start;
-        size_t plen = *i - start, k = 0;
-        (*i)++;
-        while (k < plen && pair[k] != '=')
-            k++;
-        if (k == 0)
-            continue;
-        *key = pair;
-        *klen = k;
-        *val = pair + k + (k < plen ? 1 : 0);
-        *vlen = k < plen ? plen - k - 1 : 0;
-        return 1;
-    }
-    return 0;
+    form_urlencoded_t it = {q, qlen, *i};
+    int found;
+    while ((found = form_urlencoded_next(&it, key, klen, val, vlen)) && *klen == 0)
+        ;
+    *i = it.pos;
+    return found;
 }
 
 /* Every occurrence of a list query parameter (?ids=1&ids=2), in order. */
@@ -564,9 +602,46 @@ static PyObject *bind_cookie(const arg_plan_t *a, const http_request_t *head, Py
     return bind_slice(a, -1, found, found_len, 0, 0, errors, failed);
 }
 
+/* The position and message the standard library's json module gives for an invalid
+ * body: FastAPI decodes with it, so its 422 reports json.JSONDecodeError's pos and msg.
+ * Only on the error path; *pos and *msg stay as they are when json accepts the body (our
+ * decoder is the stricter one there) or cannot be imported. */
+static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObject **msg)
+{
+    static PyObject *loads;
+    if (loads == NULL) {
+        PyObject *mod = PyImport_ImportModule("json");
+        loads = mod ? PyObject_GetAttrString(mod, "loads") : NULL; /* kept for the process */
+        Py_XDECREF(mod);
+        if (loads == NULL) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    PyObject *body = PyBytes_FromStringAndSize(req->body, (Py_ssize_t)req->body_len);
+    PyObject *res = body ? PyObject_CallOneArg(loads, body) : NULL;
+    Py_XDECREF(body);
+    if (res != NULL) {
+        Py_DECREF(res);
+        return;
+    }
+    PyObject *exc = app_fetch_exception();
+    PyObject *p = exc ? PyObject_GetAttrString(exc, "pos") : NULL;
+    PyObject *m = p ? PyObject_GetAttrString(exc, "msg") : NULL;
+    PyErr_Clear();
+    Py_XDECREF(exc);
+    if (p != NULL && m != NULL) {
+        Py_XSETREF(*pos, p);
+        Py_XSETREF(*msg, m);
+        return;
+    }
+    Py_XDECREF(p);
+    Py_XDECREF(m);
+}
+
 /* Records the decode error currently set as FastAPI's "json_invalid" entry:
  * loc ["body", position], ctx {"error": message}. Other exceptions propagate. */
-static int body_json_error(PyObject **errors)
+static int body_json_error(const server_request_t *req, PyObject **errors)
 {
     int rc = -1;
     PyObject *exc = app_fetch_exception(), *pos = NULL, *msg = NULL, *err = NULL;
@@ -577,6 +652,7 @@ static int body_json_error(PyObject **errors)
     pos = PyObject_GetAttrString(exc, "pos");
     msg = PyObject_GetAttrString(exc, "msg");
     PyErr_Clear();
+    stdlib_json_error(req, &pos, &msg);
     if (*errors == NULL && (*errors = PyList_New(0)) == NULL)
         goto done;
     err = Py_BuildValue("{sss[sO]sss{}s{sO}}", "type", "json_invalid", "loc", "body",
@@ -593,30 +669,13 @@ done:
     return rc;
 }
 
-/* Checks a decoded body value against the parameter's kind. Returns a new reference, or
- * NULL with an error recorded (*failed) or an exception set. */
-static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **errors, int *failed)
+/* Takes a body validator's result: (True, value) gives value (new reference);
+ * (False, [error dicts with loc relative to the value]) records them, their locations
+ * prefixed with this parameter's own, and sets *failed. Consumes res. */
+static PyObject *validator_result(const arg_plan_t *a, PyObject *res, PyObject **errors,
+                                  int *failed)
 {
-    *failed = 0;
-    if (value == Py_None && (a->flags & ARG_FLAG_OPTIONAL))
-        return Py_NewRef(value);
-    if (a->conv == CONV_DICT && !PyDict_Check(value)) {
-        if (add_error(errors, "dict_type", a, "Input should be a valid dictionary", value) == 0)
-            *failed = 1;
-        return NULL;
-    }
-    if (a->conv == CONV_LIST && !PyList_Check(value)) {
-        if (add_error(errors, "list_type", a, "Input should be a valid list", value) == 0)
-            *failed = 1;
-        return NULL;
-    }
-    if (a->conv != CONV_MODEL)
-        return Py_NewRef(value);
-    /* The validator returns (True, value) or (False, [error dicts with loc relative to
-     * the value]); the locations are prefixed with this parameter's own. */
-    PyObject *res = PyObject_CallOneArg(a->validator, value), *out = NULL;
-    if (res == NULL)
-        return NULL;
+    PyObject *out = NULL;
     if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
         PyErr_SetString(PyExc_TypeError, "validator must return (ok, value)");
         goto done;
@@ -666,9 +725,62 @@ done:
     return out;
 }
 
+/* Checks a decoded body value against the parameter's kind. Returns a new reference, or
+ * NULL with an error recorded (*failed) or an exception set. */
+static PyObject *check_body(const arg_plan_t *a, PyObject *value, PyObject **errors, int *failed)
+{
+    *failed = 0;
+    if (value == Py_None && (a->flags & ARG_FLAG_OPTIONAL))
+        return Py_NewRef(value);
+    if ((a->conv == CONV_DICT && !PyDict_Check(value)) ||
+        (a->conv == CONV_LIST && !PyList_Check(value))) {
+        /* A body not declared as JSON arrives as bytes: its error shows it as text. */
+        PyObject *shown =
+            PyBytes_Check(value)
+                ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "replace")
+                : Py_NewRef(value);
+        if (shown == NULL)
+            return NULL;
+        int r = a->conv == CONV_DICT
+                    ? add_error(errors, "dict_type", a, "Input should be a valid dictionary", shown)
+                    : add_error(errors, "list_type", a, "Input should be a valid list", shown);
+        Py_DECREF(shown);
+        if (r == 0)
+            *failed = 1;
+        return NULL;
+    }
+    if (a->conv != CONV_MODEL)
+        return Py_NewRef(value);
+    PyObject *res = PyObject_CallOneArg(a->validator, value);
+    if (res == NULL)
+        return NULL;
+    return validator_result(a, res, errors, failed);
+}
+
+/* Whether the body is to be decoded as JSON: its Content-Type is application/json or
+ * application/<subtype>+json (RFC 6839 §3.1), parameters aside; without a Content-Type only
+ * when the route is not strict about it. */
+static int is_json_body(const server_request_t *req, int strict)
+{
+    const http_header_t *h = http_find_header(req->head, "content-type", 12);
+    if (h == NULL)
+        return !strict;
+    const char *v = h->value;
+    size_t n = h->value_len, end = 0;
+    while (end < n && v[end] != ';' && v[end] != ' ' && v[end] != '\t')
+        end++;
+    if (end < 12 || strncasecmp(v, "application/", 12) != 0)
+        return 0;
+    const char *sub = v + 12;
+    size_t sub_len = end - 12;
+    if (sub_len == 4 && strncasecmp(sub, "json", 4) == 0)
+        return 1;
+    return sub_len > 5 && strncasecmp(sub + sub_len - 5, "+json", 5) == 0;
+}
+
 /* Resolves one body parameter from the (lazily decoded) body. */
-static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, PyObject **decoded,
-                           PyObject **errors, int *failed)
+static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, int plan_strict,
+                           PyObject **decoded, PyObject **errors, int *failed)
 {
     *failed = 0;
     if (a->conv == CONV_BYTES)
@@ -680,10 +792,38 @@ static PyObject *bind_body(const arg_plan_t *a, server_request_t *req, PyObject 
             *failed = 1;
         return NULL;
     }
+    if (*decoded == NULL && a->json_validator != NULL &&
+        !(a->flags & (ARG_FLAG_EMBED | ARG_FLAG_OPTIONAL)) && is_json_body(req, plan_strict)) {
+        /* The only body parameter is a model: pydantic validates the raw JSON bytes in one
+         * pass (validate_json), with no Python dict in between. Invalid JSON is refused
+         * with None instead, and the general path below reports it as FastAPI does. */
+        PyObject *raw =
+            PyMemoryView_FromMemory((char *)req->body, (Py_ssize_t)req->body_len, PyBUF_READ);
+        PyObject *res = raw ? PyObject_CallOneArg(a->json_validator, raw) : NULL;
+        if (raw != NULL) {
+            /* The view must not outlive the request's buffer: release it now. */
+            PyObject *r = PyObject_CallMethod(raw, "release", NULL);
+            Py_XDECREF(r);
+            Py_DECREF(raw);
+        }
+        if (res == NULL)
+            return NULL;
+        if (res != Py_None)
+            return validator_result(a, res, errors, failed);
+        Py_DECREF(res);
+    }
+    if (*decoded == NULL && !is_json_body(req, plan_strict)) {
+        /* Not declared as JSON: the body is handed over as bytes, which a JSON-typed
+         * parameter then refuses (FastAPI's strict Content-Type rule, a CSRF guard: a
+         * form post from another site cannot pass for JSON). */
+        *decoded = PyBytes_FromStringAndSize(req->body, (Py_ssize_t)req->body_len);
+        if (*decoded == NULL)
+            return NULL;
+    }
     if (*decoded == NULL) {
         *decoded = json_decode(req->body, req->body_len);
         if (*decoded == NULL) {
-            int r = body_json_error(errors);
+            int r = body_json_error(req, errors);
             if (r > 0) {
                 *failed = 2; /* reported once for all body parameters */
                 *decoded = Py_NewRef(Py_None);
@@ -790,7 +930,7 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         case ARG_BODY:
             if (body_failed == 2)
                 continue;
-            v = bind_body(a, req, &decoded, errors, &failed);
+            v = bind_body(a, req, plan->strict_content_type, &decoded, errors, &failed);
             if (failed == 2)
                 body_failed = 2;
             break;

@@ -444,6 +444,32 @@ static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t
     respond_exception(conn, plan, srv->exception_hook, *request);
 }
 
+/* The app's handler for RequestValidationError, when it has one: hook(errors, request)
+ * answers the request like a handler's result. Returns 1 when answered (an error inside
+ * the hook is answered as the handler's would be), 0 when the hook returned
+ * NotImplemented and the default 422 applies. */
+static int answer_validation_hook(ServerObject *srv, server_conn_t *conn, route_plan_t *plan,
+                                  server_request_t *req, const router_match_t *m,
+                                  PyObject **request, PyObject *errors)
+{
+    if (*request == NULL && (*request = request_new(req, m)) == NULL) {
+        respond_exception(conn, plan, NULL, NULL);
+        return 1;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(srv->validation_hook, errors, *request, NULL);
+    if (res == NULL) {
+        respond_exception(conn, plan, srv->exception_hook, *request);
+        return 1;
+    }
+    if (res == Py_NotImplemented) {
+        Py_DECREF(res);
+        return 0;
+    }
+    respond_result(conn, plan, res);
+    Py_DECREF(res);
+    return 1;
+}
+
 static PyObject *header_str(const http_request_t *head, const char *name, size_t len)
 {
     const http_header_t *h = http_find_header(head, name, len);
@@ -510,6 +536,59 @@ done:
     return rc;
 }
 
+/* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
+ * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
+ * Location is absolute when the request has a Host header (as Starlette builds it from the
+ * request's URL), with the query string kept. */
+static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+{
+    size_t n = head->path_len;
+    if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
+        return 0;
+    char alt[4097];
+    size_t alt_len;
+    if (head->path[n - 1] == '/') {
+        alt_len = n - 1;
+        memcpy(alt, head->path, alt_len);
+    } else {
+        memcpy(alt, head->path, n);
+        alt[n] = '/';
+        alt_len = n + 1;
+    }
+    router_match_t m;
+    if (router_match(srv->router, head->method, alt, alt_len, &m) == ROUTER_NOT_FOUND)
+        return 0;
+    const char *host = NULL;
+    size_t host_len = 0;
+    for (size_t i = 0; i < head->num_headers; i++) {
+        const http_header_t *h = &head->headers[i];
+        if (h->name_len == 4 && PyOS_strnicmp(h->name, "host", 4) == 0) {
+            host = h->value;
+            host_len = h->value_len;
+            break;
+        }
+    }
+    db_buf_t line;
+    db_buf_init(&line);
+    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
+    if (db_buf_reserve(&line, 32 + host_len + alt_len + query) < 0) {
+        db_buf_free(&line);
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+        return 1;
+    }
+    db_buf_append(&line, "location: ", 10);
+    if (host != NULL) {
+        db_buf_append(&line, "http://", 7);
+        db_buf_append(&line, host, host_len);
+    }
+    db_buf_append(&line, alt, alt_len);
+    db_buf_append(&line, head->target + head->path_len, query);
+    db_buf_append(&line, "\r\n", 2);
+    server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    db_buf_free(&line);
+    return 1;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
@@ -517,6 +596,8 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         return SERVER_DISPATCH_DONE;
     router_match_t m;
     int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);
+    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes && redirect_slash(srv, conn, req->head))
+        return SERVER_DISPATCH_DONE;
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
@@ -537,7 +618,9 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         goto done;
     }
     if (b > 0) {
-        respond_validation_errors(conn, errors);
+        if (srv->validation_hook == NULL ||
+            !answer_validation_hook(srv, conn, plan, req, &m, &request, errors))
+            respond_validation_errors(conn, errors);
         goto done;
     }
     result = PyObject_Vectorcall(plan->handler, args,

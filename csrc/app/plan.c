@@ -23,10 +23,12 @@ void plan_free(route_plan_t *plan)
 {
     if (plan == NULL)
         return;
+    Py_XDECREF(plan->request_class);
     for (int i = 0; i < plan->nargs; i++) {
         Py_XDECREF(plan->args[i].name);
         Py_XDECREF(plan->args[i].def);
         Py_XDECREF(plan->args[i].validator);
+        Py_XDECREF(plan->args[i].json_validator);
         Py_XDECREF(plan->args[i].key);
         Py_XDECREF(plan->args[i].gt);
         Py_XDECREF(plan->args[i].ge);
@@ -108,6 +110,13 @@ static int plan_arg(arg_plan_t *a, PyObject *spec)
     a->path_index = path_index;
     a->def = is_required_marker(def) ? NULL : Py_NewRef(def);
     a->validator = validator == Py_None ? NULL : Py_NewRef(validator);
+    if (a->validator != NULL && source == ARG_BODY) {
+        /* A validator that can also read the raw JSON bytes (pydantic's validate_json)
+         * carries that form as its `json` attribute. */
+        a->json_validator = PyObject_GetAttrString(a->validator, "json");
+        if (a->json_validator == NULL)
+            PyErr_Clear();
+    }
     if (a->conv == CONV_MODEL && a->validator == NULL) {
         PyErr_SetString(PyExc_ValueError, "a model parameter needs a validator");
         return -1;

@@ -182,8 +182,9 @@ PyTypeObject Request_Type = {
 
 PyObject *request_new(server_request_t *req, const router_match_t *m)
 {
-    PyTypeObject *type =
-        (PyTypeObject *)(app_cfg.request_class ? app_cfg.request_class : (PyObject *)&Request_Type);
+    const route_plan_t *plan = m->data;
+    PyObject *cls = plan && plan->request_class ? plan->request_class : app_cfg.request_class;
+    PyTypeObject *type = (PyTypeObject *)(cls ? cls : (PyObject *)&Request_Type);
     RequestObject *self = (RequestObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;

@@ -130,6 +130,27 @@ static void respond_json(server_conn_t *conn, const route_plan_t *plan, int stat
                         scratch->len);
 }
 
+/* A Response's `background` (BackgroundTask(s)) runs once the response is written: the
+ * Python layer starts a Task for it, whose first step comes after this batch of
+ * responses was flushed. A failure to start it is logged; the response stands. */
+static void start_background(const route_plan_t *plan, PyObject *resp)
+{
+    if (app_cfg.background_start == NULL)
+        return;
+    PyObject *bg = PyObject_GetAttrString(resp, "background");
+    if (bg == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (bg != Py_None) {
+        PyObject *r = PyObject_CallOneArg(app_cfg.background_start, bg);
+        if (r == NULL)
+            log_current_exception(plan);
+        Py_XDECREF(r);
+    }
+    Py_DECREF(bg);
+}
+
 static void respond_response_object(server_conn_t *conn, const route_plan_t *plan, PyObject *resp)
 {
     PyObject *status = NULL, *body = NULL, *headers = NULL;
@@ -174,6 +195,7 @@ static void respond_response_object(server_conn_t *conn, const route_plan_t *pla
         server_conn_set_close(conn);
     server_conn_respond(conn, (int)code, NULL, 0, lines.data, lines.len, PyBytes_AS_STRING(body),
                         (size_t)PyBytes_GET_SIZE(body));
+    start_background(plan, resp);
     goto done;
 error:
     log_current_exception(plan);

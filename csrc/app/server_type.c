@@ -20,10 +20,16 @@ static const char *route_error(int r)
 
 static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {
-        "loop",        "max_body",          "max_target",      "max_header_bytes",
-        "max_headers", "keepalive_timeout", "request_timeout", "backlog",
-        NULL};
+    static char *kwlist[] = {"loop",
+                             "max_body",
+                             "max_target",
+                             "max_header_bytes",
+                             "max_headers",
+                             "keepalive_timeout",
+                             "request_timeout",
+                             "backlog",
+                             "redirect_slashes",
+                             NULL};
     PyObject *loop;
     server_config_t cfg;
     server_config_default(&cfg);
@@ -34,9 +40,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     double keepalive = cfg.keepalive_timeout / 1000.0,
            request_timeout = cfg.request_timeout / 1000.0;
     int backlog = cfg.backlog;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddi", kwlist, &loop, &max_body, &max_target,
+    int redirect_slashes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddip", kwlist, &loop, &max_body, &max_target,
                                      &max_header_bytes, &max_headers, &keepalive, &request_timeout,
-                                     &backlog))
+                                     &backlog, &redirect_slashes))
         return -1;
     if (!pyloop_check(loop)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
@@ -58,6 +65,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.backlog = backlog;
     self->cfg = cfg;
+    self->redirect_slashes = redirect_slashes;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     if (self->router == NULL && (self->router = router_new()) == NULL) {
         PyErr_NoMemory();
@@ -68,11 +76,12 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods", "path", "handler", "params", "status_code", NULL};
+    static char *kwlist[] = {
+        "methods", "path", "handler", "params", "status_code", "strict_content_type", NULL};
     PyObject *methods, *path, *handler, *params;
-    int status_code = 200;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|i", kwlist, &methods, &path, &handler, &params,
-                                     &status_code))
+    int status_code = 200, strict = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ip", kwlist, &methods, &path, &handler,
+                                     &params, &status_code, &strict))
         return NULL;
     if (self->router == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
@@ -89,6 +98,8 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     route_plan_t *plan = plan_build(handler, path, params, status_code, self->router);
     if (plan == NULL)
         return NULL;
+    plan->request_class = Py_XNewRef(self->request_class);
+    plan->strict_content_type = strict;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);
@@ -320,8 +331,12 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->signal_cb);
     Py_VISIT(self->exception_hook);
     Py_VISIT(self->cors_hook);
-    for (size_t i = 0; i < self->nplans; i++)
+    Py_VISIT(self->request_class);
+    Py_VISIT(self->validation_hook);
+    for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
+        Py_VISIT(self->plans[i]->request_class);
+    }
     return 0;
 }
 
@@ -341,6 +356,8 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->signal_cb);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->request_class);
+    Py_CLEAR(self->validation_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -351,6 +368,8 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->request_class);
+    Py_CLEAR(self->validation_hook);
     return 0;
 }
 
@@ -366,6 +385,26 @@ static PyObject *server_set_exception_hook(ServerObject *self, PyObject *hook)
 }
 
 /* set_cors_hook(callable or None): see ServerObject.cors_hook. */
+static PyObject *server_set_validation_hook(ServerObject *self, PyObject *hook)
+{
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the validation hook must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->validation_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_set_request_class(ServerObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &Request_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the request class must subclass _core.Request");
+        return NULL;
+    }
+    Py_XSETREF(self->request_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
 static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
 {
     if (hook != Py_None && !PyCallable_Check(hook)) {
@@ -377,6 +416,10 @@ static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
 }
 
 static PyMethodDef server_methods[] = {
+    {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,
+     "set_validation_hook(hook): hook(errors, request) answers a request that did not bind"},
+    {"set_request_class", (PyCFunction)server_set_request_class, METH_O,
+     "set_request_class(cls): the Request subclass made for the routes added afterwards"},
     {"set_cors_hook", (PyCFunction)server_set_cors_hook, METH_O,
      "set_cors_hook(hook): CORS headers and preflight answers for requests with an Origin"},
     {"set_exception_hook", (PyCFunction)server_set_exception_hook, METH_O,

@@ -10,6 +10,7 @@
  * table was replaced.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,10 +339,12 @@ static int lone_surrogate(PyObject *s)
     Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
     while (i < n && !Py_UNICODE_IS_SURROGATE(PyUnicode_READ_CHAR(s, i)))
         i++;
+    /* PyErr_Format has no %X: the code point is formatted here. */
+    char cp[16];
+    snprintf(cp, sizeof cp, "U+%04X", i < n ? (unsigned)PyUnicode_READ_CHAR(s, i) : 0u);
     PyErr_Format(json_EncodeError,
-                 "str contains a lone surrogate U+%04X at index %zd; it cannot be encoded "
-                 "as UTF-8",
-                 i < n ? (unsigned)PyUnicode_READ_CHAR(s, i) : 0u, i);
+                 "str contains a lone surrogate %s at index %zd; it cannot be encoded as UTF-8", cp,
+                 i);
     return -1;
 }
 
@@ -409,6 +412,22 @@ static inline int small_int(PyObject *obj, long long *v)
 #endif
 }
 
+static int write_ll(json_encoder_t *e, long long v)
+{
+    /* json_write_u64 needs 24 bytes of room after the sign. */
+    if (reserve(e, 25) < 0)
+        return -1;
+    char *d = e->out->data + e->out->len;
+    unsigned long long u = (unsigned long long)v;
+    if (v < 0) {
+        *d++ = '-';
+        u = 0ull - u;
+        e->out->len++;
+    }
+    e->out->len += (size_t)json_write_u64(u, d);
+    return 0;
+}
+
 static int write_int(json_encoder_t *e, PyObject *obj)
 {
     int overflow = 0;
@@ -418,18 +437,7 @@ static int write_int(json_encoder_t *e, PyObject *obj)
     if (JSON_LIKELY(!overflow)) {
         if (v == -1 && PyErr_Occurred())
             return -1;
-        /* json_write_u64 needs 24 bytes of room after the sign. */
-        if (reserve(e, 25) < 0)
-            return -1;
-        char *d = e->out->data + e->out->len;
-        unsigned long long u = (unsigned long long)v;
-        if (v < 0) {
-            *d++ = '-';
-            u = 0ull - u;
-            e->out->len++;
-        }
-        e->out->len += (size_t)json_write_u64(u, d);
-        return 0;
+        return write_ll(e, v);
     }
     /* Beyond 64 bits: int.__repr__ (not the subclass's), as the stdlib does. It refuses
      * more digits than sys.get_int_max_str_digits() allows. */
@@ -513,6 +521,25 @@ static int write_float(json_encoder_t *e, double v)
         return -1;
     e->out->len += (size_t)json_dtoa(v, e->out->data + e->out->len);
     return 0;
+}
+
+int json_write_int64(json_encoder_t *e, PyObject *obj)
+{
+    int overflow = 0;
+    long long v;
+    if (!small_int(obj, &v)) {
+        v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow)
+            return 1;
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return write_ll(e, v);
+}
+
+int json_write_float(json_encoder_t *e, double v)
+{
+    return write_float(e, v);
 }
 
 int json_enc_push(json_encoder_t *e, PyObject *obj)

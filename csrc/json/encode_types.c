@@ -2,7 +2,8 @@
  * The encoder's slow path (owned by the JSON codec): subclasses of the core types,
  * datetime/date/time (RFC 3339 text, the same as isoformat()), UUID, Enum (its value),
  * Decimal (a number, or a string under JSON_OPT_DECIMAL_STRING), dataclasses (fields in
- * definition order), pydantic v2 models (model_dump(mode="json")) and, last, the caller's
+ * definition order), pydantic v2 models (encode_model.c; model_dump(mode="json",
+ * by_alias=True) under sort_keys/indent) and, last, the caller's
  * `default`. The stdlib classes are looked up once, on the first object that reaches this
  * path, so importing data_bridge costs nothing for them; pydantic is never imported: a
  * model is recognised by its __pydantic_serializer__ attribute. The looked-up objects are
@@ -28,7 +29,7 @@ static PyObject *str_name;       /* "name" */
 static PyObject *str_pyd_ser;    /* "__pydantic_serializer__" */
 static PyObject *str_model_dump; /* "model_dump" */
 static PyObject *str_utcoffset;  /* "utcoffset" */
-static PyObject *dump_kwargs;    /* {"mode": "json"} */
+static PyObject *dump_kwargs;    /* {"mode": "json", "by_alias": True} */
 
 static PyObject *import_attr(const char *module, const char *name)
 {
@@ -56,7 +57,7 @@ static int load_types(void)
         (str_pyd_ser = PyUnicode_InternFromString("__pydantic_serializer__")) == NULL ||
         (str_model_dump = PyUnicode_InternFromString("model_dump")) == NULL ||
         (str_utcoffset = PyUnicode_InternFromString("utcoffset")) == NULL ||
-        (dump_kwargs = Py_BuildValue("{s:s}", "mode", "json")) == NULL)
+        (dump_kwargs = Py_BuildValue("{s:s,s:O}", "mode", "json", "by_alias", Py_True)) == NULL)
         return -1;
     types_loaded = 1;
     return 0;
@@ -297,6 +298,13 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
     int rc = json_encode_core_subclass(e, obj);
     if (rc <= 0)
         return rc;
+    if (!(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2))) {
+        /* A model class seen before: straight to its cached plan, without the type
+         * tests and attribute lookups below. */
+        rc = json_encode_cached_model(e, obj);
+        if (rc <= 0)
+            return rc;
+    }
     if (ensure_types() < 0)
         return -1;
     PyObject *tmp = NULL, *fields = NULL;
@@ -332,7 +340,17 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
         rc = encode_dataclass(e, obj, fields);
         goto done;
     }
+    if (!(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2)) &&
+        get_optional_attr((PyObject *)t, str_pyd_ser, &tmp) < 0)
+        goto done;
+    if (tmp != NULL) {
+        /* Written from its __dict__ when its class is plain, else by its serializer's
+         * to_json(); either way the text pydantic writes, without a dict in between. */
+        rc = json_encode_model(e, obj);
+        goto done;
+    }
     if (PyObject_HasAttr((PyObject *)t, str_pyd_ser)) {
+        /* sort_keys or indent: the model's data go through the dict writer. */
         PyObject *meth = PyObject_GetAttr(obj, str_model_dump);
         if (meth == NULL)
             goto done;

@@ -71,6 +71,12 @@ static inline void json_enc_pop(json_encoder_t *e)
     e->depth--;
 }
 
+/* encode.c: writes the exact int obj when it fits in 64 bits: 0, 1 (too large: nothing
+ * written) or -1 with an exception set. */
+int json_write_int64(json_encoder_t *e, PyObject *obj);
+/* encode.c: writes a float; 0, or -1 with JSONEncodeError set for NaN and Infinity. */
+int json_write_float(json_encoder_t *e, double v);
+
 /* encode.c: encodes subclasses of str, int, float, dict, list and tuple; returns 1 when
  * obj is none of them, else 0 or -1 as json_encode_value. */
 int json_encode_core_subclass(json_encoder_t *e, PyObject *obj);
@@ -79,6 +85,15 @@ int json_encode_core_subclass(json_encoder_t *e, PyObject *obj);
  * core types, datetime/date/time, UUID, Enum, Decimal, dataclasses, pydantic models and
  * finally `default`. Returns 0 or -1 with an exception set. */
 int json_encode_other(json_encoder_t *e, PyObject *obj);
+/* encode_model.c: writes a pydantic v2 model (any class with __pydantic_serializer__):
+ * natively from its __dict__ when its class is plain (see src/data_bridge/_model_plan.py)
+ * and the values have the declared types, else through the serializer's
+ * to_json(obj, by_alias=True). Returns 0 or -1 with an exception set. */
+int json_encode_model(json_encoder_t *e, PyObject *obj);
+/* encode_model.c: the same for an object whose class is already known to be a model
+ * (cached); returns 1, with nothing written, when the class is not in the cache. */
+int json_encode_cached_model(json_encoder_t *e, PyObject *obj);
+
 /* encode_types.c: the str form of a non-str dict key (JSON_OPT_NON_STR_KEYS): a new
  * reference, or NULL with JSONEncodeError set when the key has no string form. */
 PyObject *json_key_to_str(json_encoder_t *e, PyObject *key);

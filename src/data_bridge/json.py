@@ -9,10 +9,11 @@ naive_utc=False, decimal_as_string=False, option=0) -> bytes``
     tuple, str, int (any size), float (shortest round-trip repr), bool, None and their
     subclasses; datetime/date/time (RFC 3339, as ``isoformat()``; naive datetimes get a
     ``Z`` with ``naive_utc``), UUID, Enum (its value), Decimal (a number, or a string with
-    ``decimal_as_string``), dataclasses, pydantic v2 models (``model_dump(mode="json")``)
-    and anything else through ``default``. ``indent`` is None or 2. ``option`` ORs in the
-    ``OPT_*`` flags. NaN, Infinity, circular references and nesting deeper than
-    ``JSON_MAX_DEPTH`` raise :class:`JSONEncodeError` (a ``TypeError``).
+    ``decimal_as_string``), dataclasses, pydantic v2 models (what
+    ``model_dump_json(by_alias=True)`` writes; plain models are written natively from
+    their ``__dict__``) and anything else through ``default``. ``indent`` is None or 2.
+    ``option`` ORs in the ``OPT_*`` flags. NaN, Infinity, circular references and nesting
+    deeper than ``JSON_MAX_DEPTH`` raise :class:`JSONEncodeError` (a ``TypeError``).
 
 ``loads(data) -> object``
     Parses one strict RFC 8259 document from bytes, bytearray, memoryview or str.

@@ -63,7 +63,10 @@ def test_pipelined_posts_and_split_writes(server):
 
 def test_chunked_request_body(server):
     s = server.connect()
-    s.sendall(b"POST /items HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    s.sendall(
+        b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     for piece in (b'{"na', b'me": "chu', b'nked"}'):
         s.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         time.sleep(0.01)
@@ -95,6 +98,7 @@ def test_expect_100_continue(server):
     body = b'{"a": 1}'
     s.sendall(
         b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+        b"Content-Type: application/json\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
     )
     reader = Reader(s)

@@ -236,7 +236,8 @@ def test_markers_are_checked_at_definition_time():
     with pytest.raises(ValueError, match="min_length"):
         Query(min_length=-1)
     with pytest.raises(TypeError, match="pattern= or its old name regex="):
-        Query(pattern="a", regex="b")
+        with pytest.warns(UserWarning, match="`regex` has been deprecated"):
+            Query(pattern="a", regex="b")
     assert Body(embed=True).embed and Header(convert_underscores=False).source == "header"
 
 

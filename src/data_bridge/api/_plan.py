@@ -12,6 +12,7 @@ The result is a list of tuples that the native layer (csrc/app/plan.c) turns int
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import types
@@ -60,30 +61,70 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
 
 
+def _validation_errors(exc: Any) -> list[dict[str, Any]]:
+    """A pydantic ValidationError's entries as FastAPI's 422 shows them."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        given = err.get("input")
+        if isinstance(given, (bytes, bytearray)):
+            # A body that was not declared as JSON: shown as text, as FastAPI's
+            # jsonable_encoder shows bytes.
+            given = bytes(given).decode("utf-8", "replace")
+        entry = {
+            "type": err["type"],
+            "loc": list(err["loc"]),
+            "msg": err["msg"],
+            "input": given,
+        }
+        if "ctx" in err:
+            # As FastAPI's jsonable_encoder leaves them: numbers and strings as they are,
+            # anything else (an exception, a Decimal bound) as its text.
+            entry["ctx"] = {
+                k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                for k, v in err["ctx"].items()
+            }
+        errors.append(entry)
+    return errors
+
+
 def _model_validator(
-    model: Any, validate_fn: Callable[[Any], Any] | None = None
+    model: Any,
+    validate_fn: Callable[[Any], Any] | None = None,
+    validate_json_fn: Callable[[Any], Any] | None = None,
 ) -> Callable[[Any], tuple[bool, Any]]:
+    """The binder's validator: (True, value) or (False, errors). With validate_json_fn it
+    also gets a ``json`` form that validates the raw body bytes in one pass (the binder
+    uses it when the model is the only body parameter); that form returns None for bytes
+    that are not valid JSON, which the binder then reports as FastAPI does."""
     import pydantic
 
-    check = validate_fn if validate_fn is not None else model.model_validate
+    # FastAPI validates with from_attributes=True: an object with the fields' attributes
+    # is accepted, and a value that is neither gives "model_attributes_type".
+    check = validate_fn or functools.partial(model.model_validate, from_attributes=True)
 
     def validate(value: Any) -> tuple[bool, Any]:
         try:
             return True, check(value)
         except pydantic.ValidationError as exc:
-            errors = []
-            for err in exc.errors(include_url=False):
-                entry = {
-                    "type": err["type"],
-                    "loc": list(err["loc"]),
-                    "msg": err["msg"],
-                    "input": err.get("input"),
-                }
-                if "ctx" in err:
-                    entry["ctx"] = {k: str(v) for k, v in err["ctx"].items()}
-                errors.append(entry)
-            return False, errors
+            return False, _validation_errors(exc)
 
+    if validate_json_fn is not None:
+
+        def validate_json(raw: Any) -> tuple[bool, Any] | None:
+            try:
+                return True, validate_json_fn(raw)
+            except pydantic.ValidationError as exc:
+                # Invalid JSON, or an error about the document as a whole (whose input
+                # would be the raw bytes): the binder's general path reports those exactly
+                # as FastAPI does, from the decoded value.
+                if any(
+                    e["type"] == "json_invalid" or isinstance(e.get("input"), memoryview)
+                    for e in exc.errors(include_url=False)
+                ):
+                    return None
+                return False, _validation_errors(exc)
+
+        validate.json = validate_json  # type: ignore[attr-defined]
     return validate
 
 
@@ -100,7 +141,7 @@ def _body_conv(annotation: Any) -> tuple[int, Any] | None:
     if origin is list and all(a is Any for a in typing.get_args(annotation)):
         return CONV_LIST, None
     if _is_model(annotation):
-        return CONV_MODEL, _model_validator(annotation)
+        return CONV_MODEL, _model_validator(annotation, None, annotation.model_validate_json)
     return None
 
 
@@ -126,12 +167,56 @@ def _marker_of(annotation: Any, default: Any) -> tuple[Any, Param | None, Any]:
 
 
 def _list_item(annotation: Any) -> Any | None:
-    """T for ``list[T]`` (or ``List[T]``) with a scalar T; None otherwise."""
-    if typing.get_origin(annotation) is list:
-        args = typing.get_args(annotation)
-        if len(args) == 1 and args[0] in _SCALARS:
-            return args[0]
-    return None
+    """T for ``list[T]`` (``List[T]``, ``set[T]``, ``tuple[T, ...]``) with a scalar or
+    text-validated T; None otherwise."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, set, frozenset) and len(args) == 1:
+        item = args[0]
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = args[0]
+    else:
+        return None
+    return item if item in _SCALARS or _is_text_type(item) else None
+
+
+def _is_text_type(annotation: Any) -> bool:
+    """Whether a value of this type is read from one text value by pydantic (Enum, UUID,
+    datetime, date, time, timedelta, Decimal, Literal, Path, ...), not a container or a
+    model."""
+    if annotation in _SCALARS or annotation is Any:
+        return False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Annotated:
+        return _is_text_type(typing.get_args(annotation)[0]) or (
+            typing.get_args(annotation)[0] in _SCALARS
+        )
+    if origin is not None or not isinstance(annotation, type):
+        return False
+    if _is_model(annotation) or issubclass(annotation, (dict, list, tuple, set, bytes)):
+        return False
+    return True
+
+
+def _text_conv(
+    annotation: Any, marker: Param | None, where: str
+) -> tuple[int, Callable[[Any], tuple[bool, Any]] | None]:
+    """(conv, validator) for a value read from text: the binder's own conversion for
+    str/int/float/bool, else str and a pydantic validator of the type (with the marker's
+    constraints) that the binder calls on the text."""
+    if annotation in _SCALARS:
+        return _SCALARS[annotation], None
+    if _is_text_type(annotation):
+        validator = _adapter_validator(annotation, marker)
+        if validator is not None:
+            return CONV_STR, validator
+    raise RouteDefinitionError(
+        f"unsupported parameter type {annotation!r}: str, int, float, bool, a type pydantic "
+        f"reads from text (Enum, UUID, datetime, Decimal, Literal, ...) or a list of those "
+        f"({where})"
+    )
 
 
 def _checks(marker: Param | None, conv: int, is_list: bool, where: str) -> Any:
@@ -192,7 +277,11 @@ def _adapter_validator(annotation: Any, marker: Param | None) -> Callable[[Any],
         adapter = pydantic.TypeAdapter(target)
     except pydantic.PydanticSchemaGenerationError:
         return None
-    return _model_validator(adapter, adapter.validate_python)
+    return _model_validator(
+        adapter,
+        functools.partial(adapter.validate_python, from_attributes=True),
+        adapter.validate_json,
+    )
 
 
 def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
@@ -233,11 +322,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
         if source == "path" or (not source and param.name in names):
             if param.name not in names:
                 raise RouteDefinitionError(f"Path() names no parameter of the path ({pwhere})")
-            if inner not in _SCALARS:
-                raise RouteDefinitionError(
-                    f"path parameter {param.name!r} must be str, int, float or bool ({where})"
-                )
-            conv = _SCALARS[inner]
+            conv, text_validator = _text_conv(inner, marker, pwhere)
             seen_path.add(param.name)
             specs.append(
                 (
@@ -245,27 +330,25 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                     ARG_PATH,
                     conv | flags,
                     Ellipsis,
-                    None,
+                    text_validator,
                     names.index(param.name),
                     param.name,
-                    _checks(marker, conv, False, pwhere),
+                    None if text_validator else _checks(marker, conv, False, pwhere),
                 )
             )
             continue
-        if source in ("query", "header", "cookie", "form") or (not source and inner in _SCALARS):
+        if source in ("query", "header", "cookie", "form") or (
+            not source and (inner in _SCALARS or _is_text_type(inner))
+        ):
+            text_validator = None
             item = _list_item(inner)
             if item is not None and source in ("query", "header", "form"):
-                conv, is_list = _SCALARS[item], True
+                conv, text_validator = _text_conv(item, marker, pwhere)
+                is_list = True
                 flags |= FLAG_LIST
-            elif inner in _SCALARS:
-                conv, is_list = _SCALARS[inner], False
             else:
-                kinds = (
-                    "str, int, float, bool or list of those"
-                    if source != "cookie"
-                    else ("str, int, float or bool")
-                )
-                raise RouteDefinitionError(f"a {source} parameter must be {kinds} ({pwhere})")
+                conv, text_validator = _text_conv(inner, marker, pwhere)
+                is_list = False
             arg_source = {
                 "query": ARG_QUERY,
                 "header": ARG_HEADER,
@@ -275,16 +358,19 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
             if arg_source == ARG_HEADER and marker is not None and marker.alias is None:
                 if getattr(marker, "convert_underscores", True):
                     key = param.name.replace("_", "-")
+            checks = _checks(marker, conv, is_list, pwhere)
+            if text_validator is not None and not is_list:
+                checks = None  # the validator carries the marker's constraints
             specs.append(
                 (
                     param.name,
                     arg_source,
                     conv | flags,
                     default,
-                    None,
+                    text_validator,
                     -1,
                     key,
-                    _checks(marker, conv, is_list, pwhere),
+                    checks,
                 )
             )
             continue

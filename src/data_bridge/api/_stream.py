@@ -65,4 +65,7 @@ async def _run_stream(writer: Any, response: StreamingResponse, path: object) ->
         except Exception as exc:  # noqa: BLE001
             logger.error("Closing the body iterator of %s failed", path, exc_info=exc)
     if response.background is not None:
-        await response.background.run()  # logs its own errors
+        try:
+            await response.background()
+        except Exception as exc:  # noqa: BLE001
+            logger.error("Background task of %s failed", path, exc_info=exc)

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from data_bridge.api.app import App
+from data_bridge.api.applications import App
 
 
 def load_app(spec: str) -> App:

@@ -16,67 +16,68 @@ Routes without dependencies are left untouched (no extra frame).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_bridge.api._plan import RouteDefinitionError
-from data_bridge.api.responses import StreamingResponse
+from data_bridge.api._forms import (
+    bind_form_fields,
+    form_field,
+    is_file_annotation,
+    is_file_marker,
+)
+from data_bridge.api._param_models import group_dependency, is_param_model
+from data_bridge.api._plan import RouteDefinitionError, _marker_of
+from data_bridge.api.background import BackgroundTasks, start_background
+from data_bridge.api.params import Param
+from data_bridge.api.requests import Request
+from data_bridge.api.responses import Response, StreamingResponse
+from data_bridge.api.security.base import SecurityBase, SecurityScopes
 
-__all__ = ["BackgroundTasks", "Depends", "with_dependencies"]
+__all__ = ["BackgroundTasks", "Depends", "Security", "with_dependencies"]
 
 logger = logging.getLogger("data_bridge")
-
-
-class BackgroundTasks:
-    """Work to run after the response is written: declare a parameter of this type (in the
-    handler or a dependency) and ``add_task(func, *args, **kwargs)``. Tasks run in order once
-    the handler has returned; ``async def`` functions on the loop, others in the loop's
-    thread pool (they may block). An exception is logged and ends the remaining tasks."""
-
-    def __init__(self) -> None:
-        self.tasks: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
-
-    def add_task(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        if not callable(func):
-            raise TypeError(f"add_task() takes a callable, got {func!r}")
-        self.tasks.append((func, args, kwargs))
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for func, args, kwargs in self.tasks:
-            try:
-                if inspect.iscoroutinefunction(func):
-                    await func(*args, **kwargs)
-                else:
-                    ctx = contextvars.copy_context()
-                    call = functools.partial(ctx.run, func, *args, **kwargs)
-                    await loop.run_in_executor(None, call)
-            except Exception:
-                logger.exception("Exception in background task %r", func)
-                return
 
 
 class Depends:
     """Marks a parameter as the result of ``dependency`` (called once per request)."""
 
     def __init__(
-        self, dependency: Callable[..., Any] | None = None, *, use_cache: bool = True
+        self,
+        dependency: Callable[..., Any] | None = None,
+        *,
+        use_cache: bool = True,
+        scope: str | None = None,
     ) -> None:
         if dependency is not None and not callable(dependency):
             raise TypeError(f"Depends() takes a callable, got {dependency!r}")
+        if scope not in (None, "function", "request"):
+            raise ValueError(f"Depends(scope=...) is 'function' or 'request', not {scope!r}")
         self.dependency = dependency
         self.use_cache = use_cache
+        self.scope = scope
 
     def __repr__(self) -> str:
         name = getattr(self.dependency, "__qualname__", self.dependency)
-        return f"Depends({name})"
+        cache = "" if self.use_cache else ", use_cache=False"
+        return f"{type(self).__name__}({name}{cache})"
+
+
+class Security(Depends):
+    """A dependency that also declares the OAuth2 ``scopes`` it needs."""
+
+    def __init__(
+        self,
+        dependency: Callable[..., Any] | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        super().__init__(dependency, use_cache=use_cache)
+        self.scopes = list(scopes or [])
 
 
 @dataclass
@@ -85,9 +86,17 @@ class _Node:
     use_cache: bool
     # (parameter name, leaf name) for request values, (parameter name, node) for results.
     leaves: list[str] = field(default_factory=list)
-    background: list[str] = field(default_factory=list)  # BackgroundTasks parameters
+    # (parameter name, BackgroundTasks or Response): objects made once per request.
+    special: list[tuple[str, Any]] = field(default_factory=list)
     children: list[tuple[str, _Node]] = field(default_factory=list)
     kind: str = "call"  # "call", "gen" or "agen"
+    # Scopes of the Security() dependencies from the route down to this one.
+    scopes: list[str] = field(default_factory=list)
+
+    @property
+    def cache_key(self) -> Any:
+        # As FastAPI: the same dependency with other required scopes is another value.
+        return (self.call, tuple(self.scopes)) if self.scopes else self.call
 
 
 def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
@@ -101,26 +110,86 @@ def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
     return annotation, None
 
 
+def _param_model(annotation: Any, default: Any) -> tuple[Any, Param] | None:
+    """(model, marker) for a parameter model of query/header/cookie/form fields."""
+    if not (typing.get_origin(annotation) is typing.Annotated or isinstance(default, Param)):
+        return None
+    inner, marker, _ = _marker_of(annotation, default)
+    if marker is not None and is_param_model(inner, marker):
+        return inner, marker
+    return None
+
+
+# The hidden parameter through which a route with file parameters receives the Request.
+_FORM_REQUEST = "__db_form_request__"
+
+
+def _take_file_form_fields(flat: _Flattener) -> list[Any]:
+    """When the request parameters include a file (File(), UploadFile), every form
+    parameter is bound from the parsed multipart form in Python (_forms.py) instead of by
+    the native binder: they are taken out of the flattened signature, which gets the
+    Request instead. Returns the form fields, or [] for routes without files."""
+    found = []
+    has_file = False
+    for name, param in flat.params.items():
+        annotation = flat.annotations.get(name, param.annotation)
+        if not (
+            typing.get_origin(annotation) is typing.Annotated or isinstance(param.default, Param)
+        ):
+            if is_file_annotation(annotation):
+                found.append((name, annotation, None, param.default))
+                has_file = True
+            continue
+        inner, marker, default = _marker_of(annotation, param.default)
+        if is_file_annotation(inner) or is_file_marker(marker):
+            has_file = True
+        if (marker is not None and marker.source == "form") or is_file_annotation(inner):
+            found.append((name, inner, marker, default))
+    if not has_file:
+        return []
+    fields = []
+    for name, annotation, marker, default in found:
+        fields.append(form_field(name, annotation, marker, default))
+        del flat.params[name]
+        flat.annotations.pop(name, None)
+    flat.params[_FORM_REQUEST] = inspect.Parameter(
+        _FORM_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request
+    )
+    flat.annotations[_FORM_REQUEST] = Request
+    return fields
+
+
 class _Flattener:
     """Walks the dependency tree once, collecting the request parameters it needs."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, overrides: Mapping[Any, Any]) -> None:
         self.where = where
+        self.overrides = overrides
+        self.uses_response = False
+        # (security scheme, scopes) of every security dependency met, for OpenAPI.
+        self.security: list[tuple[Any, list[str]]] = []
         self.params: dict[str, inspect.Parameter] = {}
         self.annotations: dict[str, Any] = {}
         self.active: list[Callable[..., Any]] = []
         self.uses_background = False
 
-    def node(self, call: Callable[..., Any], use_cache: bool = True) -> _Node:
+    def node(
+        self, call: Callable[..., Any], use_cache: bool = True, scopes: Sequence[str] = ()
+    ) -> _Node:
+        original = call
+        call = self.overrides.get(call, call)
         if call in self.active:
             raise RouteDefinitionError(f"dependency cycle through {call!r} ({self.where})")
         self.active.append(call)
         try:
-            return self._node(call, use_cache)
+            node = self._node(call, use_cache, list(scopes))
+            if isinstance(original, SecurityBase):
+                self.security.append((original, list(scopes)))
+            return node
         finally:
             self.active.pop()
 
-    def _node(self, call: Callable[..., Any], use_cache: bool) -> _Node:
+    def _node(self, call: Callable[..., Any], use_cache: bool, scopes: list[str]) -> _Node:
         target = call
         if inspect.isclass(call):
             target = call.__init__  # type: ignore[misc]
@@ -137,7 +206,7 @@ class _Flattener:
             kind = "agen"
         elif inspect.isgeneratorfunction(target):
             kind = "gen"
-        node = _Node(call, use_cache, kind=kind)
+        node = _Node(call, use_cache, kind=kind, scopes=scopes)
         for p in inspect.signature(call).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
                 raise RouteDefinitionError(
@@ -154,11 +223,25 @@ class _Flattener:
                     raise RouteDefinitionError(
                         f"Depends() of {p.name!r} needs a callable ({self.where})"
                     )
-                node.children.append((p.name, self.node(sub, dep.use_cache)))
+                sub_scopes = scopes + list(getattr(dep, "scopes", []))
+                node.children.append((p.name, self.node(sub, dep.use_cache, sub_scopes)))
+                continue
+            group = _param_model(annotation, p.default)
+            if group is not None:
+                model, marker = group
+                reader = group_dependency(model, marker, p.name)
+                node.children.append((p.name, self.node(reader, True, scopes)))
                 continue
             if inner is BackgroundTasks:
-                node.background.append(p.name)
+                node.special.append((p.name, BackgroundTasks))
                 self.uses_background = True
+                continue
+            if inner is SecurityScopes:
+                node.special.append((p.name, SecurityScopes))
+                continue
+            if isinstance(inner, type) and issubclass(inner, Response):
+                node.special.append((p.name, Response))
+                self.uses_response = True
                 continue
             self._leaf(p, annotation)
             node.leaves.append(p.name)
@@ -178,10 +261,6 @@ class _Flattener:
             raise RouteDefinitionError(
                 f"parameter {p.name!r} is declared differently by two dependencies ({self.where})"
             )
-
-
-# Background runs in progress (the loop keeps only weak references to tasks).
-_running: set[asyncio.Task[None]] = set()
 
 
 async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | None) -> None:
@@ -214,11 +293,12 @@ async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | N
 async def _resolve(
     node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[Any]
 ) -> Any:
-    if node.use_cache and node.call in cache:
-        return cache[node.call]
+    key = node.cache_key
+    if node.use_cache and key in cache:
+        return cache[key]
     kwargs = {name: request_values[name] for name in node.leaves}
-    for name in node.background:
-        kwargs[name] = cache[BackgroundTasks]
+    for name, kind in node.special:
+        kwargs[name] = SecurityScopes(node.scopes) if kind is SecurityScopes else cache[kind]
     for name, child in node.children:
         kwargs[name] = await _resolve(child, request_values, cache, stack)
     if node.kind == "agen":
@@ -234,7 +314,7 @@ async def _resolve(
         if inspect.isawaitable(value):
             value = await value
     if node.use_cache:
-        cache[node.call] = value
+        cache[key] = value
     return value
 
 
@@ -243,30 +323,54 @@ def with_dependencies(
     dependencies: Iterable[Depends],
     where: str,
     call_handler: Callable[..., Any] | None = None,
+    responder: Callable[[Any, Any], Any] | None = None,
+    overrides: Mapping[Any, Any] | None = None,
 ) -> Callable[..., Any]:
-    """The route's callable: ``handler`` itself when nothing depends on anything, else a
-    coroutine function over the flattened request parameters that resolves the tree.
-    ``call_handler(handler, **kwargs)`` runs the handler (e.g. in a thread)."""
+    """The route's callable: ``handler`` itself when nothing depends on anything and no
+    call_handler or responder is given, else a coroutine function over the flattened
+    request parameters that resolves the tree, runs the handler (through
+    ``call_handler(handler, **kwargs)`` when given, e.g. in a thread) and passes its result
+    with the injected ``Response`` (or None) to ``responder``. ``overrides`` replaces
+    dependencies (``app.dependency_overrides``)."""
     extra = list(dependencies)
-    flat = _Flattener(where)
+    flat = _Flattener(where, overrides or {})
     root = flat.node(handler)
-    if not root.children and not extra and not flat.uses_background:
+    form_fields = _take_file_form_fields(flat)
+    if (
+        not form_fields
+        and not root.children
+        and not extra
+        and not flat.uses_background
+        and not flat.uses_response
+        and call_handler is None
+        and (responder is None or getattr(responder, "trivial", False))
+    ):
         return handler
-    side = [flat.node(d.dependency, d.use_cache) for d in extra if d.dependency is not None]
     if any(d.dependency is None for d in extra):
         raise RouteDefinitionError(f"dependencies=[Depends()] needs a callable ({where})")
+    side = [
+        flat.node(d.dependency, d.use_cache, list(getattr(d, "scopes", [])))
+        for d in extra
+        if d.dependency is not None
+    ]
     leaf_names = list(flat.params)
+    trivial = getattr(responder, "trivial", False)
 
     async def call(**request_values: Any) -> Any:
+        form_request: Any = None
         background = BackgroundTasks()
-        cache: dict[Any, Any] = {BackgroundTasks: background}
+        sub_response = Response() if flat.uses_response else None
+        cache: dict[Any, Any] = {BackgroundTasks: background, Response: sub_response}
         stack: list[Any] = []
         try:
+            if form_fields:
+                form_request = request_values.pop(_FORM_REQUEST)
+                request_values.update(await bind_form_fields(form_request, form_fields))
             for node in side:
                 await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
-            for name in root.background:
-                kwargs[name] = background
+            for name, kind in root.special:
+                kwargs[name] = SecurityScopes([]) if kind is SecurityScopes else cache[kind]
             for name, child in root.children:
                 kwargs[name] = await _resolve(child, request_values, cache, stack)
             if call_handler is not None:
@@ -276,21 +380,31 @@ def with_dependencies(
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
+            if form_request is not None and "_form" in form_request.__dict__:
+                await form_request.__dict__["_form"].close()
             if not stack:
                 raise
             await _close_generators(stack, exc)
             raise
         if stack:
             await _close_generators(stack, None)
-        if background.tasks and isinstance(result, StreamingResponse):
-            # As in Starlette: after the whole body was sent (the stream's task runs it).
-            result.background = background
-        elif background.tasks:
-            # Started now, first step on the next loop iteration: after the native layer
-            # has written the response this coroutine returns.
-            task = asyncio.get_running_loop().create_task(background.run())
-            _running.add(task)
-            task.add_done_callback(_running.discard)
+        if responder is not None and (sub_response is not None or not trivial):
+            result = responder(result, sub_response)
+        if form_fields and not isinstance(result, StreamingResponse):
+            # As FastAPI: the uploaded files are closed once the handler is done with
+            # them (a streaming response may still read them: those close with the form).
+            form = form_request.__dict__.get("_form") if form_request is not None else None
+            if form is not None:
+                await form.close()
+        if background.tasks:
+            if isinstance(result, Response):
+                # As in FastAPI: the request's BackgroundTasks become the response's
+                # background unless it has one; the native layer starts it after the
+                # response was written (a stream's, after its body).
+                if result.background is None:
+                    result.background = background
+            else:
+                start_background(background)
         return result
 
     call.__name__ = getattr(handler, "__name__", "handler")
@@ -300,4 +414,6 @@ def with_dependencies(
         [flat.params[name] for name in leaf_names]
     )
     call.__annotations__ = dict(flat.annotations)
+    # The security schemes (with their scopes) the route depends on, for OpenAPI.
+    call.__db_security__ = flat.security  # type: ignore[attr-defined]
     return call

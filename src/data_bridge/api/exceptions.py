@@ -1,10 +1,28 @@
-"""Exceptions a handler raises to answer with an error status."""
+"""Exceptions under FastAPI's names.
+
+``HTTPException`` answers the request with its status and ``{"detail": ...}``;
+``RequestValidationError`` carries the 422 entries of a request that did not bind;
+``ResponseValidationError`` is raised when a handler's result does not fit its
+``response_model`` (a server error: 500). Starlette's ``HTTPException`` is the same class
+here, so a handler registered for either catches both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
+
+__all__ = [
+    "FastAPIDeprecationWarning",
+    "FastAPIError",
+    "HTTPException",
+    "RequestValidationError",
+    "ResponseValidationError",
+    "ValidationException",
+    "WebSocketException",
+    "WebSocketRequestValidationError",
+]
 
 
 class HTTPException(Exception):
@@ -35,3 +53,61 @@ class HTTPException(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class WebSocketException(Exception):
+    """Close a WebSocket with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason or ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class FastAPIDeprecationWarning(UserWarning):
+    """A deprecated use of the API (a UserWarning, so that it is shown by default, as
+    FastAPI's is)."""
+
+
+class FastAPIError(RuntimeError):
+    """A usage error of the API layer."""
+
+
+class ValidationException(Exception):
+    """Validation errors: ``errors()`` gives the entries (type, loc, msg, input, ctx)."""
+
+    def __init__(self, errors: Sequence[Any]) -> None:
+        self._errors = errors
+
+    def errors(self) -> Sequence[Any]:
+        return self._errors
+
+    def __str__(self) -> str:
+        lines = [f"{len(self._errors)} validation error{'s' if len(self._errors) != 1 else ''}:"]
+        lines += [f"  {err}" for err in self._errors]
+        return "\n".join(lines)
+
+
+class RequestValidationError(ValidationException):
+    """The request did not bind: answered 422 with ``{"detail": errors}`` by default."""
+
+    def __init__(self, errors: Sequence[Any], *, body: Any = None) -> None:
+        super().__init__(errors)
+        self.body = body
+
+
+class WebSocketRequestValidationError(ValidationException):
+    pass
+
+
+class ResponseValidationError(ValidationException):
+    """A handler's result does not fit its response_model (answered 500)."""
+
+    def __init__(self, errors: Sequence[Any], *, body: Any = None) -> None:
+        super().__init__(errors)
+        self.body = body

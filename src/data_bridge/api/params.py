@@ -21,9 +21,12 @@ source, alias and constraints to every request. A value that breaks a constraint
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-__all__ = ["Body", "Cookie", "Form", "Header", "Param", "Path", "Query"]
+from data_bridge.api.exceptions import FastAPIDeprecationWarning
+
+__all__ = ["Body", "Cookie", "File", "Form", "Header", "Param", "Path", "Query"]
 
 
 class Param:
@@ -49,11 +52,36 @@ class Param:
         examples: list[Any] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        default_factory: Any = None,
+        alias_priority: int | None = None,
+        validation_alias: Any = None,
+        serialization_alias: str | None = None,
+        discriminator: str | None = None,
+        strict: bool | None = None,
+        multiple_of: float | None = None,
+        allow_inf_nan: bool | None = None,
+        max_digits: int | None = None,
+        decimal_places: int | None = None,
+        example: Any = None,
+        openapi_examples: dict[str, Any] | None = None,
+        json_schema_extra: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> None:
         if regex is not None:
+            warnings.warn(
+                "`regex` has been deprecated, please use `pattern` instead",
+                FastAPIDeprecationWarning,
+                stacklevel=3,
+            )
             if pattern is not None:
                 raise TypeError("pass pattern= or its old name regex=, not both")
             pattern = regex
+        if example is not None:
+            warnings.warn(
+                "`example` has been deprecated, please use `examples` instead",
+                FastAPIDeprecationWarning,
+                stacklevel=3,
+            )
         for name, value in (("min_length", min_length), ("max_length", max_length)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -73,6 +101,21 @@ class Param:
         self.examples = examples
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
+        if default_factory is not None and default is not ...:
+            raise TypeError("cannot specify both default and default_factory")
+        self.default_factory = default_factory
+        self.alias_priority = alias_priority
+        self.validation_alias = validation_alias
+        self.serialization_alias = serialization_alias
+        self.discriminator = discriminator
+        self.strict = strict
+        self.multiple_of = multiple_of
+        self.allow_inf_nan = allow_inf_nan
+        self.max_digits = max_digits
+        self.decimal_places = decimal_places
+        self.example = example
+        self.openapi_examples = openapi_examples
+        self.json_schema_extra = dict(json_schema_extra or {}, **extra) or None
 
     @property
     def required(self) -> bool:
@@ -123,13 +166,34 @@ class Form(Param):
 
     source = "form"
 
+    def __init__(self, default: Any = ..., *, media_type: str | None = None, **kw: Any) -> None:
+        super().__init__(default, **kw)
+        self.media_type = media_type or "application/x-www-form-urlencoded"
+
+
+class File(Form):
+    """An uploaded file of a multipart/form-data body."""
+
+    def __init__(self, default: Any = ..., *, media_type: str | None = None, **kw: Any) -> None:
+        super().__init__(default, media_type=media_type or "multipart/form-data", **kw)
+
 
 class Body(Param):
     """A JSON body parameter. ``embed=True`` expects ``{"<name>": value}`` even when it is
     the only body parameter."""
 
     source = "body"
+    media_type = "application/json"
 
-    def __init__(self, default: Any = ..., *, embed: bool = False, **kw: Any) -> None:
+    def __init__(
+        self,
+        default: Any = ...,
+        *,
+        embed: bool | None = None,
+        media_type: str | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(default, **kw)
-        self.embed = embed
+        self.embed = bool(embed)
+        if media_type is not None:
+            self.media_type = media_type

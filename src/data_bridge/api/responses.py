@@ -12,71 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import http.cookies
 import mimetypes
 import os
+import re
 import stat
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from email.utils import formatdate
+from datetime import datetime
+from email.utils import format_datetime, formatdate
 from typing import Any
 from urllib.parse import quote
 
 from data_bridge import json as _json
+from data_bridge.api.datastructures import Headers
 
-
-class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only view of (name, value) pairs; repeated names are kept."""
-
-    __slots__ = ("_list",)
-
-    def __init__(self, raw: list[tuple[str, str]] | None = None) -> None:
-        self._list = raw if raw is not None else []
-
-    def __getitem__(self, key: str) -> str:
-        key = key.lower()
-        for name, value in self._list:
-            if name == key:
-                return value
-        raise KeyError(key)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        key = key.lower()
-        return any(name == key for name, _ in self._list)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self._list)
-
-    def keys(self) -> list[str]:  # type: ignore[override]
-        return [name for name, _ in self._list]
-
-    def values(self) -> list[str]:  # type: ignore[override]
-        return [value for _, value in self._list]
-
-    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
-        return list(self._list)
-
-    def getlist(self, key: str) -> list[str]:
-        key = key.lower()
-        return [value for name, value in self._list if name == key]
-
-    @property
-    def raw(self) -> list[tuple[str, str]]:
-        return list(self._list)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Headers):
-            return sorted(self._list) == sorted(other._list)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self._list)))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._list!r})"
+# Cookie names and values the standard library's Morsel writes without quoting, and
+# attribute values (Domain, Path) it writes as they are.
+_COOKIE_SAFE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
+_COOKIE_ATTR_SAFE = re.compile(r"[^;\x00-\x1f\x7f]*")
 
 
 class Response:
@@ -84,6 +38,8 @@ class Response:
 
     media_type: str | None = None
     charset = "utf-8"
+    # Run after the response was sent (a BackgroundTask or BackgroundTasks), or None.
+    background: Any = None
 
     def __init__(
         self,
@@ -91,17 +47,35 @@ class Response:
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
+        background: Any = None,
     ) -> None:
         self._set_status(status_code, media_type)
         self.body = self.render(content)
         self.raw_headers = self._build_headers(headers)
+        if background is not None:
+            self.background = background
 
     def _set_status(self, status_code: int, media_type: str | None) -> None:
         if not isinstance(status_code, int) or not 100 <= status_code <= 999:
             raise ValueError(f"invalid status code {status_code!r}")
-        self.status_code = status_code
+        self.__dict__["status_code"] = status_code
         if media_type is not None:
             self.media_type = media_type
+
+    @property
+    def status_code(self) -> int:
+        return int(self.__dict__["status_code"])
+
+    @status_code.setter
+    def status_code(self, value: int) -> None:
+        # An injected ``response: Response`` whose status the handler set overrides the
+        # route's status code (FastAPI); one left alone does not.
+        self._set_status(value, None)
+        self.__dict__["_status_set"] = True
+
+    @property
+    def _status_set(self) -> bool:
+        return bool(self.__dict__.get("_status_set", False))
 
     def render(self, content: Any) -> bytes:
         if content is None:
@@ -124,14 +98,144 @@ class Response:
         return raw
 
     @property
-    def headers(self) -> Headers:
-        return Headers(self.raw_headers)
+    def headers(self) -> MutableHeaders:
+        return MutableHeaders(self)
 
     def set_header(self, name: str, value: str) -> None:
         """Set (replace) a header of this response."""
         name = name.lower()
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != name]
         self.raw_headers.append((name, value))
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        max_age: int | None = None,
+        expires: datetime | str | int | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Adds a Set-Cookie header (RFC 6265 §4.1), with Starlette's defaults and the
+        same text as Starlette's (the standard library's Morsel layout)."""
+        if (
+            expires is None
+            and _COOKIE_SAFE.fullmatch(key)
+            and _COOKIE_SAFE.fullmatch(value)
+            and (samesite is None or samesite.lower() in ("strict", "lax", "none"))
+            and (domain is None or _COOKIE_ATTR_SAFE.fullmatch(domain))
+            and (path is None or _COOKIE_ATTR_SAFE.fullmatch(path))
+        ):
+            # The common case, written directly: nothing to quote, attributes in the
+            # Morsel's (alphabetical) order. Anything else goes through SimpleCookie.
+            parts = [f"{key}={value}"]
+            if domain is not None:
+                parts.append(f"Domain={domain}")
+            if httponly:
+                parts.append("HttpOnly")
+            if max_age is not None:
+                parts.append(f"Max-Age={int(max_age)}")
+            if path is not None:
+                parts.append(f"Path={path}")
+            if samesite is not None:
+                parts.append(f"SameSite={samesite}")
+            if secure:
+                parts.append("Secure")
+            if partitioned:
+                parts.append("Partitioned")
+            self.raw_headers.append(("set-cookie", "; ".join(parts)))
+            return
+        cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if expires is not None:
+            if isinstance(expires, datetime):
+                morsel["expires"] = format_datetime(expires, usegmt=True)
+            else:
+                morsel["expires"] = expires
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError("samesite must be either 'strict', 'lax' or 'none'")
+            morsel["samesite"] = samesite
+        line = cookie.output(header="").strip()
+        if partitioned:
+            line += "; Partitioned"
+        self.raw_headers.append(("set-cookie", line))
+
+    def delete_cookie(
+        self,
+        key: str,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+    ) -> None:
+        """Expires the cookie ``key`` on the client."""
+        self.set_cookie(
+            key,
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+
+    def _merge_sub_response(self, sub: Response) -> None:
+        """Applies what a handler set on its injected ``response: Response``: its status
+        when it set one, and its headers (cookies included) before this response's own."""
+        if sub._status_set:
+            self.__dict__["status_code"] = sub.status_code
+        own = {k for k, _ in self.raw_headers if k != "set-cookie"}
+        extra = [(k, v) for k, v in sub.raw_headers if k == "set-cookie" or k not in own]
+        self.raw_headers = self.raw_headers + extra
+
+
+class MutableHeaders(Headers):
+    """A response's headers: ``response.headers["x-a"] = "1"`` sets one (Starlette)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.raw_headers)
+        self._response = response
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._response.set_header(name, value)
+        self._list = self._response.raw_headers
+
+    def __delitem__(self, name: str) -> None:
+        name = name.lower()
+        self._response.raw_headers = [(k, v) for k, v in self._response.raw_headers if k != name]
+        self._list = self._response.raw_headers
+
+    def append(self, name: str, value: str) -> None:
+        self._response.raw_headers.append((name.lower(), value))
+
+    def setdefault(self, name: str, value: str) -> str:
+        if name not in self:
+            self[name] = value
+        return self[name]
+
+    def update(self, other: Mapping[str, str]) -> None:
+        for k, v in other.items():
+            self[k] = v
 
 
 class JSONResponse(Response):
@@ -141,6 +245,54 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return _json.dumps(content)
+
+
+_SERIALIZER_DEPRECATION = (
+    "{name} is deprecated, FastAPI now serializes data directly to JSON bytes via Pydantic "
+    "when a return type or response model is set, which is faster and doesn't need a "
+    "custom response class. Read more in the FastAPI docs: "
+    "https://fastapi.tiangolo.com/advanced/custom-response/#orjson-or-response-model "
+    "and https://fastapi.tiangolo.com/tutorial/response-model/"
+)
+
+
+class ORJSONResponse(JSONResponse):
+    """FastAPI's ORJSONResponse, encoded by the native codec (same bytes as orjson's for
+    the values both accept). Deprecated in FastAPI, which warns when one is made."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__)
+        super().__init__(*args, **kwargs)
+
+
+class UJSONResponse(JSONResponse):
+    """FastAPI's UJSONResponse, encoded by the native codec. Deprecated as in FastAPI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _warn_deprecated(type(self).__name__)
+        super().__init__(*args, **kwargs)
+
+
+def _warn_deprecated(name: str) -> None:
+    from data_bridge.api.exceptions import FastAPIDeprecationWarning
+
+    warnings.warn(
+        _SERIALIZER_DEPRECATION.format(name=name), FastAPIDeprecationWarning, stacklevel=3
+    )
+
+
+class RedirectResponse(Response):
+    """A redirect (307 by default) to ``url``, with an empty body."""
+
+    def __init__(
+        self,
+        url: str,
+        status_code: int = 307,
+        headers: Mapping[str, str] | None = None,
+        background: Any = None,
+    ) -> None:
+        super().__init__(b"", status_code, headers, None, background)
+        self.set_header("location", quote(str(url), safe=":/%#?=@[]!$&'()*+,;"))
 
 
 class PlainTextResponse(Response):
@@ -194,9 +346,12 @@ class StreamingResponse(Response):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
+        background: Any = None,
     ) -> None:
         self._set_status(status_code, media_type)
         self.body = b""
+        if background is not None:
+            self.background = background
         self._source: object = content
         if isinstance(content, AsyncIterable):
             self.body_iterator = content.__aiter__()
@@ -262,14 +417,17 @@ class FileResponse(StreamingResponse):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
+        background: Any = None,
         filename: str | None = None,
+        stat_result: os.stat_result | None = None,
+        method: str | None = None,
         content_disposition_type: str = "attachment",
     ) -> None:
         self.path = os.fspath(path)
         self.filename = filename
         if media_type is None:
             media_type = mimetypes.guess_type(filename or self.path)[0] or "text/plain"
-        super().__init__(self._read(), status_code, headers, media_type)
+        super().__init__(self._read(), status_code, headers, media_type, background)
         if filename is not None:
             self.set_header(
                 "content-disposition", _content_disposition(content_disposition_type, filename)

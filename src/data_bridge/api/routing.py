@@ -1,23 +1,37 @@
-"""Route registration: the decorators shared by App and APIRouter.
+"""Route registration under FastAPI's names: ``APIRouter`` and ``APIRoute``.
 
-An ``APIRouter`` groups routes (with a common prefix and tags) in their own module, and
-``app.include_router(router, prefix=...)`` copies them into the app, as in FastAPI.
-Registration only records routes and checks each handler's signature; the native plans
-are built when the app starts.
+An ``APIRouter`` groups routes (with a common prefix, tags, dependencies, responses) and
+``router.include_router(other, prefix=...)`` copies another router's routes in, as in
+FastAPI. Registration only records routes and checks each handler's signature; the
+native plans are built when the app starts (``FastAPI.build_server``).
+
+What the server calls for a route (``APIRoute.callable``) is the endpoint itself when
+nothing has to happen around it, so plain routes run with no Python frame of ours. Routes
+with dependencies, a ``response_model``, a non-JSON ``response_class``, an injected
+``Response`` or ``BackgroundTasks`` get one coroutine (depends.py) that resolves the
+dependencies, calls the endpoint and turns the result into the response
+(``_Responder``): a model result is validated and serialized to JSON bytes by
+pydantic-core in one call, with no dict in between.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import typing
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from enum import Enum
 from typing import Any, TypeVar
 
-from data_bridge.api._plan import RouteDefinitionError, build_plan
+from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
+from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
+from data_bridge.api.exceptions import ResponseValidationError
+from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
+from data_bridge.json import dumps as json_dumps
 
-__all__ = ["METHOD_CODES", "APIRouter", "Route"]
+__all__ = ["METHOD_CODES", "APIRoute", "APIRouter", "Route", "generate_unique_id"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,218 +49,761 @@ METHOD_CODES = {
 }
 
 
-@dataclass(frozen=True)
-class Route:
-    """One registered route."""
+def generate_unique_id(route: APIRoute) -> str:
+    """FastAPI's default operationId: name + path + first method, non-word chars as '_'."""
+    operation_id = re.sub(r"\W", "_", f"{route.name}{route.path_format}")
+    return f"{operation_id}_{sorted(route.methods)[0].lower()}"
 
-    path: str
-    methods: tuple[str, ...]
-    endpoint: Callable[..., Any]
-    status_code: int = 200
-    name: str = ""
-    threaded: bool = False
-    tags: tuple[str, ...] = ()
-    summary: str | None = None
-    description: str | None = None
-    include_in_schema: bool = True
-    deprecated: bool = False
-    dependencies: tuple[Depends, ...] = ()
-    response_model: Any = None
 
-    def callable(self, call_handler: Callable[..., Any] | None = None) -> Callable[..., Any]:
+def _resolve_default(*values: Any) -> Any:
+    """The first value given explicitly, else the innermost default's value."""
+    for value in values:
+        if not isinstance(value, DefaultPlaceholder):
+            return value
+    last = values[-1]
+    return last.value if isinstance(last, DefaultPlaceholder) else last
+
+
+def _is_response_class(annotation: Any) -> bool:
+    try:
+        return isinstance(annotation, type) and issubclass(annotation, Response)
+    except TypeError:
+        return False
+
+
+def _return_annotation(endpoint: Callable[..., Any]) -> Any:
+    """The endpoint's return annotation, resolved; None when absent."""
+    try:
+        hints = typing.get_type_hints(endpoint, include_extras=True)
+    except Exception:
+        return None
+    annotation = hints.get("return")
+    if annotation is None or annotation is type(None):
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        # A union that includes a Response class (``-> Response | dict``) is not a model.
+        if any(_is_response_class(a) for a in typing.get_args(annotation)):
+            return None
+    if _is_response_class(annotation):
+        return None
+    return annotation
+
+
+def _stream_item(annotation: Any) -> Any:
+    """The item type of a generator endpoint's annotation (AsyncIterable[Item],
+    Iterator[str], ...): items are validated one by one, never the stream as a whole."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is not None and getattr(origin, "__module__", "") in ("collections.abc", "typing"):
+        return args[0] if args else None
+    return annotation
+
+
+def _is_generator(endpoint: Callable[..., Any]) -> bool:
+    call = endpoint if inspect.isfunction(endpoint) or inspect.ismethod(endpoint) else None
+    if call is None:
+        call = getattr(endpoint, "__call__", None)  # noqa: B004 - callable instances
+    return inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call)
+
+
+class APIRoute:
+    """One registered path operation (FastAPI's ``APIRoute``)."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        response_model: Any = Default(None),
+        status_code: int | None = None,
+        tags: Sequence[str | Enum] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        response_description: str = "Successful Response",
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        deprecated: bool | None = None,
+        name: str | None = None,
+        methods: Iterable[str] | None = None,
+        operation_id: str | None = None,
+        response_model_include: Any = None,
+        response_model_exclude: Any = None,
+        response_model_by_alias: bool = True,
+        response_model_exclude_unset: bool = False,
+        response_model_exclude_defaults: bool = False,
+        response_model_exclude_none: bool = False,
+        include_in_schema: bool = True,
+        response_class: type[Response] | DefaultPlaceholder = Default(JSONResponse),
+        dependency_overrides_provider: Any = None,
+        callbacks: list[Any] | None = None,
+        openapi_extra: dict[str, Any] | None = None,
+        generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
+            generate_unique_id
+        ),
+        threaded: bool = False,
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
+    ) -> None:
+        _refuse_limits(max_body_size, form_limits)
+        self.path = path
+        self.path_format = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", path)
+        self.endpoint = endpoint
+        wanted = tuple(dict.fromkeys(m.upper() for m in (methods or ("GET",))))
+        for m in wanted:
+            if m not in METHOD_CODES:
+                raise ValueError(f"unsupported method {m!r}")
+        self.methods: set[str] = set(wanted)
+        self._method_order = wanted
+        if isinstance(response_model, DefaultPlaceholder):
+            response_model = _return_annotation(endpoint)
+        self.response_model = response_model
+        if status_code is not None and not 100 <= int(status_code) <= 999:
+            raise ValueError(f"invalid status code {status_code!r}")
+        self.status_code = status_code
+        self.tags: list[str | Enum] = list(tags or [])
+        self.dependencies: list[Depends] = _check_dependencies(dependencies or ())
+        self.name = name if name is not None else getattr(endpoint, "__name__", "")
+        self.summary = summary
+        self.description = description
+        if description is None:
+            doc = inspect.getdoc(endpoint)
+            self.description = doc.split("\f")[0].strip() if doc else ""
+        self.response_description = response_description
+        self.responses = dict(responses or {})
+        self.deprecated = deprecated
+        self.operation_id = operation_id
+        self.response_model_include = response_model_include
+        self.response_model_exclude = response_model_exclude
+        self.response_model_by_alias = response_model_by_alias
+        self.response_model_exclude_unset = response_model_exclude_unset
+        self.response_model_exclude_defaults = response_model_exclude_defaults
+        self.response_model_exclude_none = response_model_exclude_none
+        self.include_in_schema = include_in_schema
+        self.response_class = response_class
+        self.dependency_overrides_provider = dependency_overrides_provider
+        self.callbacks = callbacks
+        self.openapi_extra = openapi_extra
+        self.generate_unique_id_function = generate_unique_id_function
+        gen = _resolve_default(generate_unique_id_function)
+        self.unique_id = self.operation_id or gen(self)
+        self.threaded = threaded
+        self.strict_content_type = strict_content_type
+        if threaded and (
+            inspect.iscoroutinefunction(endpoint) or inspect.isasyncgenfunction(endpoint)
+        ):
+            raise ValueError(
+                f"threaded=True is for def handlers; {endpoint.__qualname__} is async def"
+            )
+        self.param_names = path_param_names(path)
+        # Validate the signature (and the dependency tree) now, so that mistakes surface at
+        # import time.
+        build_plan(path, self.callable())
+
+    @property
+    def effective_status_code(self) -> int:
+        if self.status_code is not None:
+            return int(self.status_code)
+        cls = _resolve_default(self.response_class)
+        code = getattr(cls, "status_code", None)
+        return code if isinstance(code, int) else 200
+
+    def copy_with(self, **changes: Any) -> APIRoute:
+        """A new route with some arguments replaced (include_router's copies)."""
+        args = {
+            "response_model": self.response_model,
+            "status_code": self.status_code,
+            "tags": self.tags,
+            "dependencies": self.dependencies,
+            "summary": self.summary,
+            "description": self.description,
+            "response_description": self.response_description,
+            "responses": self.responses,
+            "deprecated": self.deprecated,
+            "name": self.name,
+            "methods": self._method_order,
+            "operation_id": self.operation_id,
+            "response_model_include": self.response_model_include,
+            "response_model_exclude": self.response_model_exclude,
+            "response_model_by_alias": self.response_model_by_alias,
+            "response_model_exclude_unset": self.response_model_exclude_unset,
+            "response_model_exclude_defaults": self.response_model_exclude_defaults,
+            "response_model_exclude_none": self.response_model_exclude_none,
+            "include_in_schema": self.include_in_schema,
+            "response_class": self.response_class,
+            "callbacks": self.callbacks,
+            "openapi_extra": self.openapi_extra,
+            "generate_unique_id_function": self.generate_unique_id_function,
+            "threaded": self.threaded,
+            "strict_content_type": self.strict_content_type,
+        }
+        path = changes.pop("path", self.path)
+        args.update(changes)
+        return type(self)(path, self.endpoint, **args)
+
+    def callable(
+        self,
+        call_handler: Callable[..., Any] | None = None,
+        overrides: dict[Any, Any] | None = None,
+    ) -> Callable[..., Any]:
         """What the server calls: the endpoint itself when nothing is added, else a
         coroutine function with the same request parameters that resolves dependencies
         first (depends.py), runs the handler through ``call_handler(handler, *args,
-        **kwargs)`` (e.g. in a thread) and validates the result against response_model."""
+        **kwargs)`` (e.g. in a thread) and turns its result into the response."""
         where = f"{self.name} for {self.path!r}"
-        call = with_dependencies(self.endpoint, self.dependencies, where, call_handler)
-        if call is self.endpoint and call_handler is not None:
-            call = _through(self.endpoint, call_handler, where)
-        if self.response_model is not None:
-            call = _validated(call, self.response_model, where)
-        return call
+        responder = _Responder.for_route(self, where)
+        return with_dependencies(
+            self.endpoint, self.dependencies, where, call_handler, responder, overrides
+        )
+
+    def matches_name(self, name: str) -> bool:
+        return self.name == name
+
+    def url_path_for(self, name: str, **params: Any) -> str | None:
+        if name != self.name or set(params) != set(self.param_names):
+            return None
+        path = self.path_format
+        for key, value in params.items():
+            path = path.replace("{" + key + "}", str(value))
+        return path
+
+    def __repr__(self) -> str:
+        return f"APIRoute(path={self.path!r}, name={self.name!r}, methods={sorted(self.methods)})"
 
 
-def _adopt_signature(wrapper: Callable[..., Any], func: Callable[..., Any], where: str) -> None:
-    """Gives wrapper func's request parameters (resolved annotations, for build_plan)."""
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception as exc:
-        raise RouteDefinitionError(f"cannot resolve annotations of {where}: {exc}") from exc
-    hints.pop("return", None)
-    wrapper.__name__ = getattr(func, "__name__", "handler")
-    wrapper.__qualname__ = getattr(func, "__qualname__", wrapper.__name__)
-    wrapper.__doc__ = func.__doc__
-    wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = hints
+Route = APIRoute
 
 
-def _through(
-    func: Callable[..., Any], call_handler: Callable[..., Any], where: str
-) -> Callable[..., Any]:
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        result = call_handler(func, *args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+class _Responder:
+    """Turns an endpoint's result into the response of its route: validation against the
+    response_model and serialization to JSON bytes in one pass through pydantic-core, the
+    route's response class, status code, and an injected ``Response``'s headers, cookies
+    and status."""
 
-    _adopt_signature(call, func, where)
-    return call
+    def __init__(self, route: APIRoute, adapter: Any, response_class: Any, where: str) -> None:
+        self.adapter = adapter
+        self.status_code = route.effective_status_code
+        self.explicit_status = route.status_code is not None
+        self.response_class = response_class
+        self.json_class = issubclass(response_class, JSONResponse) and not _custom_render(
+            response_class
+        )
+        self.dump_args = {
+            "include": route.response_model_include,
+            "exclude": route.response_model_exclude,
+            "by_alias": route.response_model_by_alias,
+            "exclude_unset": route.response_model_exclude_unset,
+            "exclude_defaults": route.response_model_exclude_defaults,
+            "exclude_none": route.response_model_exclude_none,
+        }
+        self.where = where
+        self.stream = _is_generator(route.endpoint)
+        self.sse = self.stream and getattr(response_class, "media_type", None) == (
+            "text/event-stream"
+        )
+        self.native = None
+        if (
+            adapter is not None
+            and response_class is JSONResponse
+            and route.response_model_by_alias
+            and not any(
+                (
+                    route.response_model_include,
+                    route.response_model_exclude,
+                    route.response_model_exclude_unset,
+                    route.response_model_exclude_defaults,
+                    route.response_model_exclude_none,
+                )
+            )
+        ):
+            self.native = _exact_model_check(route.response_model)
+        # Nothing to do unless a Response was injected: the native path encodes the
+        # result itself.
+        self.trivial = adapter is None and response_class is JSONResponse and not self.stream
+
+    @classmethod
+    def for_route(cls, route: APIRoute, where: str) -> _Responder:
+        response_class = _resolve_default(route.response_class)
+        adapter = None
+        model = route.response_model
+        if model is not None and _is_generator(route.endpoint):
+            model = _stream_item(model)
+        if model is not None and model is not Any:
+            try:
+                import pydantic
+            except ImportError as exc:
+                raise RouteDefinitionError(f"response_model needs pydantic ({where})") from exc
+            try:
+                adapter = pydantic.TypeAdapter(model)
+            except pydantic.PydanticSchemaGenerationError as exc:
+                raise RouteDefinitionError(
+                    f"Invalid args for response field! Hint: check that {model!r} is a valid "
+                    f"Pydantic field type ({where})"
+                ) from exc
+        return cls(route, adapter, response_class, where)
+
+    def validate(self, result: Any) -> Any:
+        import pydantic
+
+        try:
+            return self.adapter.validate_python(result, from_attributes=True)
+        except pydantic.ValidationError as exc:
+            errors = [
+                {
+                    "type": e["type"],
+                    "loc": ("response", *e["loc"]),
+                    "msg": e["msg"],
+                    "input": e.get("input"),
+                }
+                for e in exc.errors(include_url=False)
+            ]
+            raise ResponseValidationError(errors, body=result) from None
+
+    def _stream(self, result: Any, status: int) -> Response:
+        """A generator endpoint's response: with a streaming response_class, what it yields
+        is the body; otherwise each item is one line of JSON (JSON Lines), validated and
+        serialized like a response model's value, as FastAPI streams them."""
+        if self.sse:
+            from data_bridge.api.sse import event_stream
+
+            return self.response_class(
+                event_stream(result, self._serialize_data),
+                status_code=status,
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        if issubclass(self.response_class, StreamingResponse):
+            return self.response_class(result, status_code=status)
+        serialize = self._serialize_item
+        if inspect.isasyncgen(result):
+
+            async def lines() -> AsyncIterator[bytes]:
+                async for item in result:
+                    yield serialize(item)
+
+            return StreamingResponse(lines(), status_code=status, media_type="application/jsonl")
+        return StreamingResponse(
+            (serialize(item) for item in result),
+            status_code=status,
+            media_type="application/jsonl",
+        )
+
+    def _serialize_data(self, item: Any) -> bytes:
+        if self.adapter is not None:
+            return bytes(self.adapter.dump_json(self.validate(item), **self.dump_args))
+        return json_dumps(item)
+
+    def _serialize_item(self, item: Any) -> bytes:
+        return self._serialize_data(item) + b"\n"
+
+    def __call__(self, result: Any, sub_response: Response | None) -> Any:
+        if self.stream and not isinstance(result, Response):
+            status = self.status_code
+            if sub_response is not None and sub_response._status_set:
+                status = sub_response.status_code
+            response = self._stream(result, status)
+            if sub_response is not None:
+                response._merge_sub_response(sub_response)
+            return response
+        if isinstance(result, Response):
+            response = result
+        else:
+            status = self.status_code
+            if sub_response is not None and sub_response._status_set:
+                status = sub_response.status_code
+            if self.adapter is not None:
+                value = self.validate(result)
+                if self.native is not None and self.native(value):
+                    # Exactly the declared model(s): the native encoder writes them from
+                    # their fields (by alias; pydantic's own serializer for any model it
+                    # cannot), the same bytes as pydantic would, several times faster.
+                    if sub_response is None and status == self.status_code:
+                        return value
+                    response = self.response_class(value, status_code=status)
+                elif self.json_class:
+                    body = self.adapter.dump_json(value, **self.dump_args)
+                    response = self.response_class.__new__(self.response_class)
+                    Response.__init__(response, None, status, None, None)
+                    response.body = body
+                else:
+                    content = self.adapter.dump_python(value, mode="json", **self.dump_args)
+                    response = self.response_class(content, status_code=status)
+            else:
+                response = self.response_class(result, status_code=status)
+        if sub_response is not None:
+            response._merge_sub_response(sub_response)
+        return response
 
 
-def _validated(func: Callable[..., Any], model: Any, where: str) -> Callable[..., Any]:
-    """response_model: the result is validated (and filtered: fields the model lacks are
-    dropped) by a pydantic TypeAdapter, reading attributes of objects too, as FastAPI does.
-    A Response passes through; a result that does not validate is a server error (500)."""
+def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:
+    """For a response_model M or list[M] (M a pydantic model): a check that a validated
+    value holds instances of exactly M, which the native encoder then writes as pydantic
+    would. A subclass instance passes validation unchanged but must be written with M's
+    fields only, so it takes pydantic's serializer; so does every other model type."""
     try:
         import pydantic
-    except ImportError as exc:
-        raise RouteDefinitionError(f"response_model needs pydantic ({where})") from exc
-    try:
-        adapter = pydantic.TypeAdapter(model)
-    except pydantic.PydanticSchemaGenerationError as exc:
-        raise RouteDefinitionError(f"unusable response_model {model!r} ({where})") from exc
-    from data_bridge.api.responses import Response
+    except ImportError:
+        return None
 
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        result = func(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        if isinstance(result, Response):
-            return result
-        return adapter.validate_python(result, from_attributes=True)
+    def is_model(t: Any) -> bool:
+        return isinstance(t, type) and issubclass(t, pydantic.BaseModel)
 
-    _adopt_signature(call, func, where)
-    return call
+    if is_model(model):
+        return lambda value: type(value) is model
+    if typing.get_origin(model) is list:
+        args = typing.get_args(model)
+        if len(args) == 1 and is_model(args[0]):
+            item = args[0]
+            return lambda value: type(value) is list and all(type(v) is item for v in value)
+    return None
+
+
+def _custom_render(cls: type[Response]) -> bool:
+    return cls.render is not JSONResponse.render
+
+
+def _refuse_limits(max_body_size: Any, form_limits: Any) -> None:
+    """Per-route body and form limits are not supported yet: the server's limits
+    (``App.run(max_body=...)``) apply to every route. Refused rather than ignored."""
+    if max_body_size is not None:
+        raise TypeError(
+            "max_body_size= is not supported per route; set the server's max_body instead"
+        )
+    if form_limits is not None:
+        raise TypeError("form_limits= is not supported")
 
 
 def _check_prefix(prefix: str) -> str:
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
-        raise ValueError(f"a prefix must start with '/' and not end with '/': {prefix!r}")
+        raise ValueError(
+            "A path prefix must start with '/' and must not end with '/', as the routes "
+            f"will start with '/': {prefix!r}"
+        )
     return prefix
 
 
-def _check_dependencies(dependencies: Iterable[Depends]) -> tuple[Depends, ...]:
-    deps = tuple(dependencies)
+def _check_dependencies(dependencies: Iterable[Depends]) -> list[Depends]:
+    deps = list(dependencies)
     for d in deps:
         if not isinstance(d, Depends) or d.dependency is None:
             raise TypeError(f"dependencies take Depends(callable) items, got {d!r}")
     return deps
 
 
+def _merge_responses(*layers: dict[Any, Any] | None) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for layer in layers:
+        out.update(layer or {})
+    return out
+
+
 class APIRouter:
-    """A group of routes registered with FastAPI-style decorators."""
+    """A group of routes registered with FastAPI's decorators."""
 
     def __init__(
-        self, *, prefix: str = "", tags: Iterable[str] = (), dependencies: Iterable[Depends] = ()
+        self,
+        *,
+        prefix: str = "",
+        tags: Sequence[str | Enum] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | DefaultPlaceholder | None = None,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        routes: list[Any] | None = None,
+        redirect_slashes: bool = True,
+        default: Any = None,
+        dependency_overrides_provider: Any = None,
+        route_class: type[APIRoute] = APIRoute,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Callable[[Any], Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
+            generate_unique_id
+        ),
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
+        _refuse_limits(max_body_size, form_limits)
+        self.strict_content_type = strict_content_type
+        if default is not None:
+            raise TypeError("APIRouter(default=...) (an ASGI fallback app) is not supported")
         self.prefix = _check_prefix(prefix)
-        self.tags = tuple(tags)
-        self.dependencies = _check_dependencies(dependencies)
-        self.routes: list[Route] = []
+        self.tags: list[str | Enum] = list(tags or [])
+        self.dependencies = _check_dependencies(dependencies or ())
+        self.default_response_class = (
+            default_response_class if default_response_class is not None else Default(JSONResponse)
+        )
+        self.responses = dict(responses or {})
+        self.callbacks = callbacks or []
+        self.redirect_slashes = redirect_slashes
+        self.dependency_overrides_provider = dependency_overrides_provider
+        self.route_class = route_class
+        self.deprecated = deprecated
+        self.include_in_schema = include_in_schema
+        self.generate_unique_id_function = (
+            generate_unique_id_function
+            if generate_unique_id_function is not None
+            else Default(generate_unique_id)
+        )
+        self.on_startup: list[Callable[[], Any]] = list(on_startup or [])
+        self.on_shutdown: list[Callable[[], Any]] = list(on_shutdown or [])
+        self.lifespan_context = lifespan
+        self._lifespans: list[Callable[[Any], Any]] = [lifespan] if lifespan else []
+        self.routes: list[APIRoute] = list(routes or [])
 
-    def route(
+    # Registration ---------------------------------------------------------------------
+
+    def add_api_route(
         self,
         path: str,
-        methods: Iterable[str] = ("GET",),
+        endpoint: Callable[..., Any],
         *,
-        status_code: int = 200,
-        name: str | None = None,
-        threaded: bool = False,
-        tags: Iterable[str] = (),
+        response_model: Any = Default(None),
+        status_code: int | None = None,
+        tags: Sequence[str | Enum] | None = None,
+        dependencies: Sequence[Depends] | None = None,
         summary: str | None = None,
         description: str | None = None,
+        response_description: str = "Successful Response",
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        deprecated: bool | None = None,
+        methods: Iterable[str] | None = None,
+        operation_id: str | None = None,
+        response_model_include: Any = None,
+        response_model_exclude: Any = None,
+        response_model_by_alias: bool = True,
+        response_model_exclude_unset: bool = False,
+        response_model_exclude_defaults: bool = False,
+        response_model_exclude_none: bool = False,
         include_in_schema: bool = True,
-        deprecated: bool = False,
-        dependencies: Iterable[Depends] = (),
-        response_model: Any = None,
-    ) -> Callable[[F], F]:
-        """Register the decorated function for ``methods`` on ``path``.
+        response_class: type[Response] | DefaultPlaceholder = Default(JSONResponse),
+        name: str | None = None,
+        route_class_override: type[APIRoute] | None = None,
+        callbacks: list[Any] | None = None,
+        openapi_extra: dict[str, Any] | None = None,
+        generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
+            generate_unique_id
+        ),
+        threaded: bool = False,
+        strict_content_type: bool | DefaultPlaceholder = Default(True),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
+    ) -> APIRoute:
+        route_class = route_class_override or self.route_class
+        current_response_class = _resolve_default_class(response_class, self.default_response_class)
+        route = route_class(
+            self.prefix + path,
+            endpoint,
+            response_model=response_model,
+            status_code=status_code,
+            tags=self.tags + [t for t in (tags or []) if t not in self.tags],
+            dependencies=self.dependencies + list(dependencies or []),
+            summary=summary,
+            description=description,
+            response_description=response_description,
+            responses=_merge_responses(self.responses, responses),
+            deprecated=deprecated if deprecated is not None else self.deprecated,
+            methods=methods,
+            operation_id=operation_id,
+            response_model_include=response_model_include,
+            response_model_exclude=response_model_exclude,
+            response_model_by_alias=response_model_by_alias,
+            response_model_exclude_unset=response_model_exclude_unset,
+            response_model_exclude_defaults=response_model_exclude_defaults,
+            response_model_exclude_none=response_model_exclude_none,
+            include_in_schema=include_in_schema and self.include_in_schema,
+            response_class=current_response_class,
+            name=name,
+            dependency_overrides_provider=self.dependency_overrides_provider,
+            callbacks=(callbacks or []) + self.callbacks or None,
+            openapi_extra=openapi_extra,
+            generate_unique_id_function=_pick_default(
+                generate_unique_id_function, self.generate_unique_id_function
+            ),
+            threaded=threaded,
+            strict_content_type=_pick_default(strict_content_type, self.strict_content_type),
+            max_body_size=max_body_size,
+            form_limits=form_limits,
+        )
+        self.routes.append(route)
+        return route
 
-        ``threaded=True`` runs a ``def`` handler in a thread pool instead of on the loop
-        thread: for handlers that block (file or database calls without asyncio support).
-        ``tags``, ``summary``, ``description`` (default: the docstring), ``deprecated`` and
-        ``include_in_schema`` go to the OpenAPI document. ``dependencies`` run before the
-        handler for their effects (their results are not passed). ``response_model``
-        validates and filters the result (and documents it).
-        """
-        full = self.prefix + path
-        if not full.startswith("/"):
-            raise ValueError(f"route path must start with '/': {path!r}")
-        wanted = tuple(m.upper() for m in methods)
-        for m in wanted:
-            if m not in METHOD_CODES:
-                raise ValueError(f"unsupported method {m!r}")
-        if not 100 <= status_code <= 999:
-            raise ValueError(f"invalid status code {status_code!r}")
-        all_tags = self.tags + tuple(t for t in tags if t not in self.tags)
-        all_deps = self.dependencies + _check_dependencies(dependencies)
+    def api_route(
+        self, path: str, *, methods: Iterable[str] | None = None, **kw: Any
+    ) -> Callable[[F], F]:
+        _check_dependencies(kw.get("dependencies") or ())  # a mistake shows at the decorator
+        unknown = set(kw) - _ROUTE_ARGS
+        _refuse_limits(kw.get("max_body_size"), kw.get("form_limits"))
+        if unknown:
+            raise TypeError(f"unsupported route argument(s): {', '.join(sorted(unknown))}")
 
         def decorator(func: F) -> F:
-            if threaded and (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
-                raise ValueError(
-                    f"threaded=True is for def handlers; {func.__qualname__} is async def"
-                )
-            route = Route(
-                full,
-                wanted,
-                func,
-                status_code,
-                name or getattr(func, "__name__", ""),
-                threaded,
-                all_tags,
-                summary,
-                description,
-                include_in_schema,
-                deprecated,
-                all_deps,
-                response_model,
-            )
-            # Validate the signature (and the dependency tree) now, so that mistakes
-            # surface at import time.
-            build_plan(full, route.callable())
-            self.routes.append(route)
+            self.add_api_route(path, func, methods=methods, **kw)
             return func
 
         return decorator
 
-    def get(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("GET",), **kw)
+    def route(self, path: str, methods: Iterable[str] | None = None, **kw: Any) -> Callable[[F], F]:
+        """Register the decorated function for ``methods`` on ``path``."""
+        return self.api_route(path, methods=methods, **kw)
 
-    def post(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("POST",), **kw)
+    def get(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["GET"], **kw)
 
     def put(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("PUT",), **kw)
+        return self.api_route(path, methods=["PUT"], **kw)
 
-    def patch(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("PATCH",), **kw)
+    def post(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["POST"], **kw)
 
     def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
-        return self.route(path, ("DELETE",), **kw)
+        return self.api_route(path, methods=["DELETE"], **kw)
+
+    def options(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["OPTIONS"], **kw)
+
+    def head(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["HEAD"], **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["PATCH"], **kw)
+
+    def trace(self, path: str, **kw: Any) -> Callable[[F], F]:
+        return self.api_route(path, methods=["TRACE"], **kw)
+
+    # Events ---------------------------------------------------------------------------
+
+    def add_event_handler(self, event_type: str, func: Callable[[], Any]) -> None:
+        if event_type == "startup":
+            self.on_startup.append(func)
+        elif event_type == "shutdown":
+            self.on_shutdown.append(func)
+        else:
+            raise ValueError("event must be 'startup' or 'shutdown'")
+
+    def on_event(self, event_type: str) -> Callable[[F], F]:
+        """Register a startup or shutdown hook (sync or async). Deprecated, as in
+        FastAPI: ``lifespan=`` replaces it."""
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if event_type not in ("startup", "shutdown"):
+            raise ValueError("event must be 'startup' or 'shutdown'")
+
+        def decorator(func: F) -> F:
+            self.add_event_handler(event_type, func)
+            return func
+
+        return decorator
+
+    # Composition ----------------------------------------------------------------------
 
     def include_router(
         self,
         router: APIRouter,
         *,
         prefix: str = "",
-        tags: Iterable[str] = (),
-        dependencies: Iterable[Depends] = (),
+        tags: Sequence[str | Enum] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | DefaultPlaceholder = Default(JSONResponse),
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        generate_unique_id_function: Callable[[APIRoute], str] | DefaultPlaceholder = Default(
+            generate_unique_id
+        ),
+        max_body_size: int | None = None,
+        form_limits: Any = None,
     ) -> None:
-        """Add every route of ``router`` here, under ``prefix``, with ``tags`` added and
-        ``dependencies`` (then this router's own) running before the route's."""
+        """Add every route of ``router`` here, under ``prefix``, with ``tags``,
+        ``dependencies``, ``responses`` and the other settings layered as FastAPI does
+        (this router's, then the include's, then the route's own)."""
         if router is self:
             raise ValueError("a router cannot include itself")
-        prefix = self.prefix + _check_prefix(prefix)
-        extra = tuple(tags)
-        deps = self.dependencies + _check_dependencies(dependencies)
+        _refuse_limits(max_body_size, form_limits)
+        prefix = _check_prefix(prefix)
+        if prefix == "" and not router.prefix and any(r.path == "" for r in router.routes):
+            raise ValueError("Prefix and path cannot be both empty (path operation)")
+        extra_tags = list(tags or [])
         for route in router.routes:
-            merged = extra + tuple(t for t in route.tags if t not in extra)
-            new = replace(
-                route,
-                path=prefix + route.path,
-                tags=merged,
-                dependencies=deps + route.dependencies,
+            route_class = _resolve_default_class(
+                route.response_class, router.default_response_class, default_response_class
             )
-            build_plan(new.path, new.callable())  # the prefix may not add path parameters
+            route_class = _resolve_default_class(route_class, self.default_response_class)
+            new_tags = self.tags + [t for t in extra_tags if t not in self.tags]
+            new_tags += [t for t in route.tags if t not in new_tags]
+            new = route.copy_with(
+                path=self.prefix + prefix + route.path,
+                tags=new_tags,
+                dependencies=self.dependencies + list(dependencies or []) + route.dependencies,
+                responses=_merge_responses(self.responses, responses, route.responses),
+                deprecated=route.deprecated or deprecated or self.deprecated,
+                include_in_schema=route.include_in_schema
+                and include_in_schema
+                and self.include_in_schema,
+                response_class=route_class,
+                callbacks=(route.callbacks or []) + (callbacks or []) + self.callbacks or None,
+                generate_unique_id_function=_pick_default(
+                    route.generate_unique_id_function,
+                    router.generate_unique_id_function,
+                    generate_unique_id_function,
+                    self.generate_unique_id_function,
+                ),
+                strict_content_type=_pick_default(
+                    route.strict_content_type,
+                    router.strict_content_type,
+                    self.strict_content_type,
+                ),
+            )
             self.routes.append(new)
+        self.on_startup.extend(router.on_startup)
+        self.on_shutdown.extend(router.on_shutdown)
+        self._lifespans.extend(router._lifespans)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        for route in self.routes:
+            path = route.url_path_for(name, **path_params)
+            if path is not None:
+                return path
+        raise NoMatchFound(name, path_params)
+
+
+class NoMatchFound(Exception):
+    """url_path_for found no route of that name and those parameters."""
+
+    def __init__(self, name: str, path_params: dict[str, Any]) -> None:
+        params = ", ".join(sorted(path_params))
+        super().__init__(f'No route exists for name "{name}" and params "{params}".')
+
+
+def _pick_default(*values: Any) -> Any:
+    """The first explicitly given value, else the last default placeholder."""
+    for value in values:
+        if not isinstance(value, DefaultPlaceholder):
+            return value
+    return values[-1]
+
+
+def _resolve_default_class(*values: Any) -> Any:
+    """Like _pick_default for response classes: an explicit class wins; otherwise the
+    placeholder of the innermost default stays (so an outer router may still set one)."""
+    for value in values:
+        if not isinstance(value, DefaultPlaceholder):
+            return value
+    for value in values:
+        if isinstance(value, DefaultPlaceholder) and value.value is not JSONResponse:
+            return value
+    return values[-1]
+
+
+_ROUTE_ARGS = frozenset(
+    name
+    for name in inspect.signature(APIRouter.add_api_route).parameters
+    if name not in ("self", "path", "endpoint", "methods")
+)

@@ -1,0 +1,188 @@
+"""Forms with files: ``request.form()`` and the binding of ``File()``/``UploadFile`` and
+``Form()`` parameters of routes that take files.
+
+The bytes are parsed in C (csrc/form through ``_core.parse_multipart``); this module makes
+the parts Python values: a part with a filename becomes an ``UploadFile`` (its content in
+a spooled temporary file), any other part a str. A route that declares a file parameter
+has all its form parameters bound here, from the parsed form, validated by pydantic and
+reported as FastAPI does (``["body", name]``); routes with only ``Form()`` fields of a
+urlencoded body keep the native binder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from data_bridge import _core
+from data_bridge.api.datastructures import FormData, Headers, UploadFile
+from data_bridge.api.exceptions import HTTPException, RequestValidationError
+from data_bridge.api.params import File, Param
+
+__all__ = ["FormField", "bind_form_fields", "form_field", "is_file_annotation", "read_form"]
+
+_MISSING = object()
+
+
+def _media_type(request: Any) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_form(request: Any, max_files: int = 1000, max_fields: int = 1000) -> FormData:
+    """The request's form (cached on the request): urlencoded or multipart/form-data; any
+    other body gives an empty form. A malformed multipart body is answered 400 with the
+    parser's message, as Starlette does."""
+    cached = request.__dict__.get("_form")
+    if cached is not None:
+        return cached
+    media_type = _media_type(request)
+    body = request._body
+    items: list[tuple[str, Any]] = []
+    if media_type == "multipart/form-data":
+        try:
+            parts = _core.parse_multipart(
+                request.headers.get("content-type", ""), body, max_parts=max_files + max_fields
+            )
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        for name, filename, _content_type, headers, data in parts:
+            if filename is None:
+                items.append((name, data.decode("utf-8", "replace")))
+                continue
+            spooled = tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
+            spooled.write(data)
+            spooled.seek(0)
+            lowered = [(k.lower(), v) for k, v in headers]
+            items.append(
+                (
+                    name,
+                    UploadFile(
+                        spooled, size=len(data), filename=filename, headers=Headers(lowered)
+                    ),
+                )
+            )
+    elif media_type == "application/x-www-form-urlencoded":
+        items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    form = FormData(items)
+    request.__dict__["_form"] = form
+    return form
+
+
+def is_file_annotation(annotation: Any) -> bool:
+    """UploadFile, bytes-with-File, or a list / Optional of UploadFile."""
+    if annotation is UploadFile:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return is_file_annotation(typing.get_args(annotation)[0])
+    return any(is_file_annotation(a) for a in typing.get_args(annotation) if a is not type(None))
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, set, tuple, frozenset):
+        return True
+    if origin is typing.Annotated:
+        return _is_sequence(typing.get_args(annotation)[0])
+    return any(_is_sequence(a) for a in typing.get_args(annotation) if a is not type(None))
+
+
+def _wants_bytes(annotation: Any) -> bool:
+    if annotation is bytes:
+        return True
+    return any(_wants_bytes(a) for a in typing.get_args(annotation))
+
+
+@dataclass
+class FormField:
+    """One form parameter bound from the parsed form."""
+
+    name: str  # the handler parameter
+    key: str  # the form field name (alias or name)
+    many: bool  # list-typed: every occurrence
+    to_bytes: bool  # bytes-typed: an UploadFile's content
+    default: Any  # _MISSING when required
+    validate: Callable[[Any], Any]
+
+
+def form_field(name: str, annotation: Any, marker: Param | None, default: Any) -> FormField:
+    import pydantic
+
+    key = marker.alias if marker is not None and marker.alias else name
+    adapter = pydantic.TypeAdapter(annotation)
+    required = default is Ellipsis or default is inspect.Parameter.empty
+    return FormField(
+        name=name,
+        key=key,
+        many=_is_sequence(annotation),
+        to_bytes=_wants_bytes(annotation),
+        default=_MISSING if required else default,
+        validate=adapter.validate_python,
+    )
+
+
+async def bind_form_fields(request: Any, fields: list[FormField]) -> dict[str, Any]:
+    """Every form parameter's value, or RequestValidationError with all the errors."""
+    import pydantic
+
+    form = await read_form(request)
+    values: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for field in fields:
+        found = form.getlist(field.key)
+        if not found or (not field.many and found[-1] == "" and field.default is not _MISSING):
+            if field.default is _MISSING:
+                errors.append(
+                    {
+                        "type": "missing",
+                        "loc": ["body", field.key],
+                        "msg": "Field required",
+                        "input": None,
+                    }
+                )
+            else:
+                values[field.name] = field.default
+            continue
+        raw: Any = found if field.many else found[-1]
+        if field.to_bytes:
+            raw = [await _content(v) for v in raw] if field.many else await _content(raw)
+        try:
+            values[field.name] = field.validate(raw)
+        except pydantic.ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                errors.append(
+                    {
+                        "type": err["type"],
+                        "loc": ["body", field.key, *err["loc"]],
+                        "msg": err["msg"],
+                        "input": _shown(err.get("input")),
+                    }
+                )
+    if errors:
+        await form.close()  # the handler will not run: nothing else closes the files
+        raise RequestValidationError(errors)
+    return values
+
+
+async def _content(value: Any) -> Any:
+    if isinstance(value, UploadFile):
+        await value.seek(0)
+        return await value.read()
+    return value
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, UploadFile):
+        return value.filename
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def is_file_marker(marker: Param | None) -> bool:
+    return isinstance(marker, File)

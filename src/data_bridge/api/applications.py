@@ -1,0 +1,633 @@
+"""The App: route registration with FastAPI-style decorators, and serving.
+
+Registration only records routes. When the app starts, each handler's signature is
+compiled into a plan (see _plan.py) and handed to the native server; from then on a
+request runs entirely in C until the handler's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from data_bridge import _core, pyloop
+from data_bridge.api._plan import build_plan
+from data_bridge.api._stream import start_stream
+from data_bridge.api.background import start_background
+from data_bridge.api.cors import CORSMiddleware
+from data_bridge.api.datastructures import State
+from data_bridge.api.depends import Depends
+from data_bridge.api.exception_handlers import validation_error_response
+from data_bridge.api.exceptions import HTTPException, RequestValidationError
+from data_bridge.api.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from data_bridge.api.openapi.utils import get_openapi
+from data_bridge.api.requests import Request
+from data_bridge.api.responses import Response, StreamingResponse
+from data_bridge.api.routing import METHOD_CODES, APIRouter, _resolve_default
+from data_bridge.json import dumps as json_dumps
+from data_bridge.json import loads as json_loads
+
+logger = logging.getLogger("data_bridge")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# Lists that collect handler exceptions instead of logging them (App._capture_exceptions).
+_exception_sinks: list[list[BaseException]] = []
+
+
+def _log_exception(exc: BaseException, path: object) -> None:
+    if _exception_sinks:
+        _exception_sinks[-1].append(exc)
+        return
+    logger.error("Exception in handler for %s", path, exc_info=exc)
+
+
+def _request_body(request: Any) -> Any:
+    """The request body for RequestValidationError.body: decoded JSON when it is JSON,
+    else the bytes (None when empty)."""
+    body = getattr(request, "_body", b"") if request is not None else b""
+    if not body:
+        return None
+    try:
+        return json_loads(body)
+    except ValueError:
+        return body
+
+
+def _as_async_cm(cm: Any) -> Any:
+    """A lifespan's context manager: async ones as they are, sync ones wrapped."""
+    if hasattr(cm, "__aenter__"):
+        return cm
+    if hasattr(cm, "__enter__"):
+
+        @contextlib.asynccontextmanager
+        async def wrapper() -> AsyncIterator[Any]:
+            with cm as value:
+                yield value
+
+        return wrapper()
+    raise TypeError(f"lifespan must return a context manager, got {cm!r}")
+
+
+_core.configure(
+    response_class=Response,
+    http_exception_class=HTTPException,
+    request_class=Request,
+    log_exception=_log_exception,
+    streaming_class=StreamingResponse,
+    stream_start=start_stream,
+    background_start=start_background,
+)
+
+
+def _complete_now(awaitable: Any, handler: Callable[..., Any]) -> Any:
+    """Runs an ``async def`` exception handler to completion at once. The answer to a
+    failed request is written from native code that cannot wait, so the handler may build
+    a response but not await I/O; one that suspends is an error (logged, answered 500)."""
+    coro = awaitable.__await__()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError(
+        f"exception handler {getattr(handler, '__qualname__', handler)!r} awaited something "
+        "that suspends; exception handlers must answer without waiting for I/O"
+    )
+
+
+def _call_in_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """threaded=True: runs a blocking ``def`` handler in the loop's default executor (a
+    thread pool), in a copy of the request's context, as FastAPI runs ``def`` endpoints."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return loop.run_in_executor(None, functools.partial(ctx.run, func, *args, **kwargs))
+
+
+@dataclass
+class Limits:
+    """Server limits and timeouts; the defaults are safe for the open internet."""
+
+    max_body: int = 1024 * 1024
+    max_target: int = 8192
+    max_header_bytes: int = 65536
+    max_headers: int = 100
+    keepalive_timeout: float = 5.0
+    request_timeout: float = 30.0
+    backlog: int = 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FastAPI(APIRouter):
+    """A web application: handlers registered with decorators, served natively.
+
+    The constructor takes FastAPI's arguments. Those that describe the API
+    (``summary``, ``openapi_tags``, ``servers``, ``contact``, ...) go to the OpenAPI
+    document; ``lifespan``/``on_startup``/``on_shutdown`` run around serving (and around
+    ``with TestClient(app)``); ``exception_handlers`` and ``middleware`` register as
+    ``add_exception_handler``/``add_middleware`` would.
+    """
+
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        routes: list[Any] | None = None,
+        title: str = "FastAPI",
+        summary: str | None = None,
+        description: str = "",
+        version: str = "0.1.0",
+        openapi_url: str | None = "/openapi.json",
+        openapi_tags: list[dict[str, Any]] | None = None,
+        servers: list[dict[str, Any]] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        default_response_class: type[Response] | None = None,
+        redirect_slashes: bool = True,
+        docs_url: str | None = "/docs",
+        redoc_url: str | None = "/redoc",
+        swagger_ui_oauth2_redirect_url: str | None = "/docs/oauth2-redirect",
+        swagger_ui_init_oauth: dict[str, Any] | None = None,
+        middleware: Sequence[Any] | None = None,
+        exception_handlers: Mapping[Any, Callable[..., Any]] | None = None,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Callable[[Any], Any] | None = None,
+        terms_of_service: str | None = None,
+        contact: dict[str, Any] | None = None,
+        license_info: dict[str, Any] | None = None,
+        openapi_prefix: str = "",
+        root_path: str = "",
+        root_path_in_servers: bool = True,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        webhooks: APIRouter | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        swagger_ui_parameters: dict[str, Any] | None = None,
+        generate_unique_id_function: Callable[[Any], str] | None = None,
+        separate_input_output_schemas: bool = True,
+        openapi_external_docs: dict[str, Any] | None = None,
+        strict_content_type: bool = True,
+        max_body_size: int | None = None,
+        form_limits: Any = None,
+        **extra: Any,
+    ) -> None:
+        """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
+        for it, as FastAPI does; None turns either off."""
+        if routes:
+            raise TypeError(
+                "FastAPI(routes=...) is not supported: register routes with the decorators "
+                "or include_router"
+            )
+        self.debug = debug
+        self.title = title
+        self.summary = summary
+        self.description = description
+        self.version = version
+        self.openapi_url = openapi_url
+        self.openapi_tags = openapi_tags
+        self.servers = list(servers or [])
+        self.docs_url = docs_url
+        self.redoc_url = redoc_url
+        self.swagger_ui_oauth2_redirect_url = swagger_ui_oauth2_redirect_url
+        self.swagger_ui_init_oauth = swagger_ui_init_oauth
+        self.swagger_ui_parameters = swagger_ui_parameters
+        self.terms_of_service = terms_of_service
+        self.contact = contact
+        self.license_info = license_info
+        self.root_path = root_path or openapi_prefix
+        self.root_path_in_servers = root_path_in_servers
+        self.webhooks = webhooks if webhooks is not None else APIRouter()
+        self.separate_input_output_schemas = separate_input_output_schemas
+        self.openapi_external_docs = openapi_external_docs
+        self.openapi_version = "3.1.0"
+        self.extra = extra
+        self.state = State()
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self.openapi_schema: dict[str, Any] | None = None
+        self._openapi_routes = 0
+        self._exception_handlers: dict[Any, Callable[..., Any]] = {}
+        self._cors: CORSMiddleware | None = None
+        self.user_middleware: list[Any] = []
+        self._lifespan_state: dict[str, Any] = {}
+        self._request_class: type[Request] | None = None
+        self._lifespan_stack: contextlib.AsyncExitStack | None = None
+        super().__init__(
+            dependencies=dependencies or (),
+            default_response_class=default_response_class,
+            responses=responses,
+            callbacks=callbacks,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+            redirect_slashes=redirect_slashes,
+            generate_unique_id_function=generate_unique_id_function,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+            lifespan=lifespan,
+            strict_content_type=strict_content_type,
+            max_body_size=max_body_size,
+            form_limits=form_limits,
+        )
+        self.router = self  # FastAPI's app.router: the app routes itself
+        for exc_class, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(exc_class, handler)
+        for item in middleware or ():
+            cls = getattr(item, "cls", item)
+            self.add_middleware(cls, *getattr(item, "args", ()), **getattr(item, "kwargs", {}))
+
+    # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
+
+    def add_middleware(self, middleware_class: type[Any], *args: Any, **options: Any) -> None:
+        """FastAPI's ``app.add_middleware``. The request path is native, so there is no
+        generic middleware stack: CORSMiddleware (a policy the server applies) is the
+        middleware supported; anything else is refused rather than silently ignored."""
+        if not (
+            isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware)
+        ):
+            raise TypeError(
+                f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware "
+                "natively and has no generic middleware stack"
+            )
+        self._cors = middleware_class(**options)
+
+    def add_exception_handler(
+        self, exc_class: type[BaseException] | int, handler: Callable[..., Any]
+    ) -> None:
+        """Answer exceptions of ``exc_class`` (and subclasses) raised by handlers, or
+        HTTPExceptions with that status code, with ``handler(request, exc)``'s result,
+        converted like a handler's return value."""
+        if isinstance(exc_class, int):
+            if not 100 <= exc_class <= 999:
+                raise ValueError(f"invalid status code {exc_class!r}")
+        elif not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+            raise TypeError(f"an exception class or status code is expected, got {exc_class!r}")
+        if not callable(handler):
+            raise TypeError(f"the exception handler must be callable, got {handler!r}")
+        self._exception_handlers[exc_class] = handler
+
+    def exception_handler(self, exc_class: type[BaseException] | int) -> Callable[[F], F]:
+        """Decorator form of add_exception_handler (FastAPI's ``@app.exception_handler``)."""
+
+        def decorator(func: F) -> F:
+            self.add_exception_handler(exc_class, func)
+            return func
+
+        return decorator
+
+    def _handler_for(self, exc: BaseException) -> Callable[..., Any] | None:
+        """The most specific handler registered for exc's class (or, for an HTTPException,
+        its status code); None when there is none."""
+        if isinstance(exc, HTTPException):
+            handler = self._exception_handlers.get(exc.status_code)
+            if handler is not None:
+                return handler
+        for cls in type(exc).__mro__:
+            handler = self._exception_handlers.get(cls)
+            if handler is not None:
+                return handler
+        return None
+
+    def _exception_hook(self, exc: BaseException, request: Any) -> Any:
+        """Called by the native layer for an exception a handler raised: the result of the
+        most specific registered handler; the default answer of a RequestValidationError
+        (raised by Python-level binding: parameter models) is FastAPI's 422; otherwise
+        NotImplemented (the native layer answers HTTPException itself, anything else 500)."""
+        handler = self._handler_for(exc)
+        if handler is None:
+            if isinstance(exc, RequestValidationError):
+                return validation_error_response(exc)
+            return NotImplemented
+        result = handler(request, exc)
+        if inspect.isawaitable(result):
+            result = _complete_now(result, handler)
+        return result
+
+    def _validation_hook(self, errors: list[Any], request: Any) -> Any:
+        """Called by the native layer for a request that did not bind, when the app has a
+        RequestValidationError handler: that handler's answer."""
+        exc = RequestValidationError(errors, body=_request_body(request))
+        return self._exception_hook(exc, request)
+
+    # Serving -----------------------------------------------------------------------
+
+    def build_server(self, loop: asyncio.AbstractEventLoop, limits: Limits | None = None) -> Any:
+        """Create the native server on ``loop`` with every route compiled."""
+        limits = limits or Limits()
+        server = _core.Server(
+            loop,
+            max_body=limits.max_body,
+            max_target=limits.max_target,
+            max_header_bytes=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+            keepalive_timeout=limits.keepalive_timeout,
+            request_timeout=limits.request_timeout,
+            backlog=limits.backlog,
+            redirect_slashes=self.redirect_slashes,
+        )
+        if self._request_class is None:
+            # A Request subclass that knows this app (request.app, request.state).
+            self._request_class = type(
+                "Request", (Request,), {"app": self, "__module__": Request.__module__}
+            )
+        server.set_request_class(self._request_class)
+        overrides = self.dependency_overrides
+        seen: set[tuple[str, str]] = set()
+        for route in self.routes:
+            # A method and path registered again is shadowed by the first registration,
+            # as Starlette matches routes in order.
+            shape = re.sub(r"\{[^}]*\}", "{}", route.path)
+            methods = [m for m in route.methods if (m, shape) not in seen]
+            if not methods:
+                continue
+            seen.update((m, shape) for m in methods)
+            call = route.callable(_call_in_thread if route.threaded else None, overrides)
+            server.add_route(
+                [METHOD_CODES[m] for m in methods],
+                route.path,
+                call,
+                build_plan(route.path, call),
+                route.effective_status_code,
+                strict_content_type=bool(_resolve_default(route.strict_content_type)),
+            )
+        server.set_exception_hook(self._exception_hook)
+        if any(
+            isinstance(cls, type) and issubclass(RequestValidationError, cls)
+            for cls in self._exception_handlers
+        ):
+            server.set_validation_hook(self._validation_hook)
+        if self._cors is not None:
+            server.set_cors_hook(self._cors)
+        for path, endpoint in self._doc_routes():
+            server.add_route([METHOD_CODES["GET"]], path, endpoint, [], 200)
+        return server
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the registered routes (built once, then cached;
+        routes registered later rebuild it)."""
+        if self.openapi_schema is None or self._openapi_routes != len(self.routes):
+            self.openapi_schema = get_openapi(
+                title=self.title,
+                version=self.version,
+                openapi_version=self.openapi_version,
+                summary=self.summary,
+                description=self.description,
+                terms_of_service=self.terms_of_service,
+                contact=self.contact,
+                license_info=self.license_info,
+                routes=self.routes,
+                webhooks=self.webhooks.routes,
+                tags=self.openapi_tags,
+                servers=self.servers,
+                separate_input_output_schemas=self.separate_input_output_schemas,
+                external_docs=self.openapi_external_docs,
+            )
+            self._openapi_routes = len(self.routes)
+        return self.openapi_schema
+
+    def _server_key(self) -> tuple[Any, ...]:
+        """What a built server depends on beyond its routes' definitions: a TestClient
+        rebuilds its server when this changes (routes added, dependency_overrides set)."""
+        return (
+            len(self.routes),
+            tuple((id(k), id(v)) for k, v in self.dependency_overrides.items()),
+            len(self._exception_handlers),
+            self._cors is not None,
+        )
+
+    @contextlib.contextmanager
+    def _capture_exceptions(self) -> Iterator[list[BaseException]]:
+        """Collects (instead of logging) the exceptions handlers raise meanwhile: the test
+        client re-raises them (raise_server_exceptions)."""
+        captured: list[BaseException] = []
+        _exception_sinks.append(captured)
+        try:
+            yield captured
+        finally:
+            _exception_sinks.remove(captured)
+
+    async def _startup_app(self) -> None:
+        """on_startup hooks, then the lifespan contexts (the app's and included routers'),
+        entered in order; a dict a lifespan yields becomes the requests' ``state``."""
+        await self._run_hooks(self.on_startup)
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for lifespan in self._lifespans:
+                state = await stack.enter_async_context(_as_async_cm(lifespan(self)))
+                if state is not None:
+                    if not isinstance(state, Mapping):
+                        raise TypeError(
+                            f"a lifespan may yield a mapping (the request state), not {state!r}"
+                        )
+                    self._lifespan_state.update(state)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._lifespan_stack = stack
+
+    async def _shutdown_app(self) -> None:
+        stack, self._lifespan_stack = self._lifespan_stack, None
+        if stack is not None:
+            await stack.aclose()
+        await self._run_hooks(self.on_shutdown)
+
+    def _doc_routes(self) -> list[tuple[str, Callable[[], Response]]]:
+        """/openapi.json, /docs (with its OAuth2 redirect page) and /redoc, as FastAPI
+        serves them, unless a user route has the path."""
+        taken = {route.path for route in self.routes}
+        out: list[tuple[str, Callable[[], Response]]] = []
+        if not self.openapi_url:
+            return out
+        openapi_url = self.root_path + self.openapi_url
+
+        def add(path: str | None, make: Callable[[], Response]) -> None:
+            if path and path not in taken:
+                out.append((path, make))
+
+        if self.openapi_url not in taken:
+            # Built on the first request, as FastAPI does: a schema that cannot be made
+            # fails that request (500, logged), not the server's start.
+            document: list[bytes] = []
+
+            def openapi_json() -> Response:
+                if not document:
+                    schema = self.openapi()
+                    root_path = self.root_path.rstrip("/")
+                    if root_path and self.root_path_in_servers:
+                        # As FastAPI: the app's root path is offered as the first server.
+                        listed = {server.get("url") for server in schema.get("servers", [])}
+                        if root_path not in listed:
+                            servers = [{"url": root_path}, *schema.get("servers", [])]
+                            schema = {**schema, "servers": servers}
+                    document.append(json_dumps(schema))
+                return Response(document[0], media_type="application/json")
+
+            out.append((self.openapi_url, openapi_json))
+        oauth2_url = self.swagger_ui_oauth2_redirect_url
+        if self.docs_url:
+            swagger = get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{self.title} - Swagger UI",
+                oauth2_redirect_url=self.root_path + oauth2_url if oauth2_url else None,
+                init_oauth=self.swagger_ui_init_oauth,
+                swagger_ui_parameters=self.swagger_ui_parameters,
+            )
+            add(self.docs_url, lambda: swagger)
+            if oauth2_url:
+                redirect = get_swagger_ui_oauth2_redirect_html()
+                add(oauth2_url, lambda: redirect)
+        if self.redoc_url:
+            redoc = get_redoc_html(openapi_url=openapi_url, title=f"{self.title} - ReDoc")
+            add(self.redoc_url, lambda: redoc)
+        return out
+
+    async def _run_hooks(self, hooks: list[Callable[[], Any]]) -> None:
+        for hook in hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        workers: int = 1,
+        log_level: str = "info",
+        graceful_timeout: float = 10.0,
+        **limits: Any,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM, then close cleanly.
+
+        ``workers`` > 1 forks that many processes sharing one listening socket. Keyword
+        arguments set ``Limits`` fields (max_body, keepalive_timeout, ...).
+        """
+        if not logging.getLogger().handlers and not logger.handlers:
+            logging.basicConfig(
+                level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+            )
+        lim = Limits(**limits)
+        if workers <= 1:
+            self._serve(host, port, None, lim, graceful_timeout)
+            return
+        self._run_workers(host, port, workers, lim, graceful_timeout)
+
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        limits: Limits,
+        graceful_timeout: float,
+    ) -> None:
+        loop = pyloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            server = self.build_server(loop, limits)
+            loop.run_until_complete(self._startup_app())
+            if sock is None:
+                bound = server.listen(host, port)
+                shown = f"[{host}]" if ":" in host else host
+                logger.info(
+                    "data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid()
+                )
+            else:
+                server.listen_fd(sock)
+            stopping = False
+
+            def give_up() -> None:
+                # Handlers still running after the graceful timeout are cancelled: each
+                # answers 503 and its connection closes, which completes server.close().
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                if pending:
+                    logger.warning("cancelling %d handlers still running", len(pending))
+                for task in pending:
+                    task.cancel()
+                loop.call_later(1.0, loop.stop)
+
+            def on_signal(signum: int) -> None:
+                nonlocal stopping
+                if stopping:
+                    loop.stop()  # a second signal: stop without waiting
+                    return
+                stopping = True
+                logger.info("shutting down (signal %d)", signum)
+                server.close(callback=loop.stop)
+                loop.call_later(graceful_timeout, give_up)
+
+            server.handle_signals(on_signal)
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown_app())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def _run_workers(
+        self, host: str, port: int, workers: int, limits: Limits, graceful_timeout: float
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(limits.backlog)
+        sock.set_inheritable(True)
+        bound = sock.getsockname()[1]
+        logger.info("data-bridge serving on http://%s:%d with %d workers", host, bound, workers)
+        children: list[int] = []
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    self._serve(host, bound, sock, limits, graceful_timeout)
+                except BaseException:
+                    logger.exception("worker failed")
+                    code = 1
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        sock.close()
+
+        def forward(signum: int, frame: object) -> None:
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        status = 0
+        for pid in children:
+            while True:
+                try:
+                    _, st = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+            status = status or (os.waitstatus_to_exitcode(st) if sys.version_info >= (3, 9) else 0)
+        if status:
+            raise SystemExit(status)
+
+
+App = FastAPI

@@ -1,0 +1,1 @@
+"""OpenAPI: the document (``utils.get_openapi``) and the documentation pages (``docs``)."""

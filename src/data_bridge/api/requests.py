@@ -1,0 +1,178 @@
+"""The Request object a handler receives when it declares a parameter of this type.
+
+Fields come from the native request lazily: nothing is converted unless it is read, and
+what is read is cached. ``body()`` and ``json()`` are awaitable as in Starlette. Each app
+serves its own subclass (``request.app`` is the app); ``request.state`` starts as a copy
+of what the app's lifespan yielded. ``scope`` is a read-only ASGI-style view built on
+first use, for code that reads it; the native path never builds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from http.cookies import _unquote  # type: ignore[attr-defined]
+from typing import Any
+from urllib.parse import quote
+
+from data_bridge import _core
+from data_bridge import json as _json
+from data_bridge.api.datastructures import URL, Address, FormData, Headers, QueryParams, State
+
+__all__ = ["HTTPConnection", "Request", "cookie_parser"]
+
+
+def cookie_parser(cookie_string: str) -> dict[str, str]:
+    """The pairs of a Cookie header (RFC 6265 §5.4), read leniently as browsers send them
+    and as Starlette does: ';'-separated, a pair without '=' is a value with an empty
+    name, quoted values are unquoted; later duplicates win."""
+    cookies: dict[str, str] = {}
+    for chunk in cookie_string.split(";"):
+        if "=" in chunk:
+            key, val = chunk.split("=", 1)
+        else:
+            key, val = "", chunk
+        key, val = key.strip(), val.strip()
+        if key or val:
+            cookies[key] = _unquote(val)
+    return cookies
+
+
+class Request(_core.Request):
+    """An HTTP request (method, URL, headers, cookies, body)."""
+
+    # The app serving this request; set on the per-app subclass (FastAPI.build_server).
+    app: Any = None
+
+    @property
+    def headers(self) -> Headers:
+        cached = self.__dict__.get("_headers")
+        if cached is None:
+            cached = self.__dict__["_headers"] = Headers(self.raw_headers)
+        return cached
+
+    @property
+    def query_params(self) -> QueryParams:
+        cached = self.__dict__.get("_query_params")
+        if cached is None:
+            cached = self.__dict__["_query_params"] = QueryParams(self.query_string)
+        return cached
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        cached = self.__dict__.get("_cookies")
+        if cached is None:
+            cached = {}
+            for value in self.headers.getlist("cookie"):
+                cached.update(cookie_parser(value))
+            self.__dict__["_cookies"] = cached
+        return cached
+
+    @property
+    def state(self) -> State:
+        cached = self.__dict__.get("_state")
+        if cached is None:
+            initial = getattr(self.app, "_lifespan_state", None) or {}
+            cached = self.__dict__["_state"] = State(dict(initial))
+        return cached
+
+    @property
+    def root_path(self) -> str:
+        return str(getattr(self.app, "root_path", "") or "")
+
+    @property
+    def base_url(self) -> URL:
+        host = self.headers.get("host") or "testserver"
+        return URL(f"http://{host}{self.root_path}/")
+
+    @property
+    def url(self) -> URL:
+        cached = self.__dict__.get("_url")
+        if cached is None:
+            host = self.headers.get("host") or "testserver"
+            path = quote(self.root_path + self.path, safe="/:@!$&'()*+,;=-._~")
+            query = f"?{self.query_string}" if self.query_string else ""
+            cached = self.__dict__["_url"] = URL(f"http://{host}{path}{query}")
+        return cached
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's address; None where the server does not know it."""
+        return None
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        path = self.app.url_path_for(name, **path_params)
+        return URL(str(self.base_url).rstrip("/") + path)
+
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        cached = self.__dict__.get("_scope")
+        if cached is None:
+            cached = self.__dict__["_scope"] = _ScopeView(self)
+        return cached
+
+    async def body(self) -> bytes:
+        """The whole request body (already received before the handler ran)."""
+        return self._body
+
+    async def json(self) -> Any:
+        """The body decoded as JSON by the native codec."""
+        return _json.loads(self._body)
+
+    async def form(self, *, max_files: int = 1000, max_fields: int = 1000) -> FormData:
+        """The form (urlencoded or multipart/form-data, parsed in C), cached; files are
+        UploadFile values."""
+        from data_bridge.api._forms import read_form
+
+        return await read_form(self, max_files=max_files, max_fields=max_fields)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body in pieces (here: the whole body, received before the handler ran)."""
+        body = self._body
+        if body:
+            yield body
+        yield b""
+
+    async def is_disconnected(self) -> bool:
+        """Whether the client left. The body was received whole before the handler ran
+        and the server notices a departed client when it writes, so this is False."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path!r}>"
+
+
+HTTPConnection = Request
+
+
+class _ScopeView(Mapping[str, Any]):
+    """A read-only ASGI HTTP scope made from the request, on demand."""
+
+    def __init__(self, request: Request) -> None:
+        host = request.headers.get("host") or "testserver"
+        name, _, port = host.partition(":")
+        self._data: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": "http",
+            "path": request.path,
+            "raw_path": quote(request.path).encode("ascii"),
+            "root_path": request.root_path,
+            "query_string": request.query_string.encode("latin-1"),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.raw_headers],
+            "server": (name, int(port) if port.isdigit() else 80),
+            "client": request.client,
+            "path_params": dict(request.path_params or {}),
+            "app": request.app,
+            "state": request.state,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]  # noqa: ANN204
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)

@@ -564,7 +564,9 @@ def start_server(
         prefix.mkdir(exist_ok=True)
         conf = prefix / "nginx.conf"
         conf.write_text(
-            string.Template(NGINX_TEMPLATE.read_text()).substitute(prefix=str(prefix), port=port)
+            string.Template(NGINX_TEMPLATE.read_text()).substitute(
+                prefix=str(prefix), port=port, worker_connections=1024
+            )
         )
         argv = [
             *pin,

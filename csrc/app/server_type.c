@@ -312,6 +312,18 @@ static PyObject *server_get_connections(ServerObject *self, void *closure)
     return PyLong_FromSize_t(self->server ? server_connection_count(self->server) : 0);
 }
 
+/* The server's lent memory (server_buffer_stats) as a dict; all zero before listen(). */
+static PyObject *server_get_buffers(ServerObject *self, void *closure)
+{
+    (void)closure;
+    server_buffer_stats_t st = {0};
+    if (self->server)
+        server_buffer_stats(self->server, &st);
+    return Py_BuildValue("{s:n,s:n,s:n,s:n}", "blocks_lent", (Py_ssize_t)st.blocks_lent,
+                         "blocks_free", (Py_ssize_t)st.blocks_free, "heads_lent",
+                         (Py_ssize_t)st.heads_lent, "heads_free", (Py_ssize_t)st.heads_free);
+}
+
 static int server_traverse(ServerObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->loop);
@@ -429,6 +441,8 @@ static PyMethodDef server_methods[] = {
 
 static PyGetSetDef server_getset[] = {
     {"connections", (getter)server_get_connections, NULL, "Open connections.", NULL},
+    {"buffers", (getter)server_get_buffers, NULL,
+     "Buffers and request heads lent to connections, and waiting in the free lists.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -7,14 +7,22 @@
  * Ownership: the connection is freed in the uv_close callback of its TCP handle, and only
  * when no pending request still refers to it (refs). Request slices point into rbuf, which
  * is neither compacted nor grown while a request is pending (reading is stopped then).
+ *
+ * Memory lending: rbuf's storage, the parsed head and the output buffers are lent by the
+ * server's pools (server.blocks, server.heads) for as long as they hold something. rbuf is
+ * taken in on_alloc and given back once the bytes read leave nothing pending
+ * (conn_give_back): no partial request, no request whose slices point into it. wbuf and
+ * inflight go back as soon as their bytes are written. So an idle keep-alive connection
+ * holds only its server_conn_t, as an nginx connection holds only its ngx_connection_t.
  */
 #include <stdlib.h>
 
 #include "loop/loop.h"
 #include "server/server_internal.h"
 
-/* Free space guaranteed for each read; the buffer grows only as far as a request needs. */
-#define READ_CHUNK 16384
+/* Smallest free space offered to a read: below it, the buffer (one lent block, or more
+ * while a large request arrives) grows before the next read. */
+#define READ_MIN 4096
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
@@ -27,13 +35,15 @@ static void conn_release(server_conn_t *c)
     if (--c->refs > 0)
         return;
     server_t *s = c->server;
-    db_buf_free(&c->rbuf);
-    db_buf_free(&c->wbuf);
-    db_buf_free(&c->inflight);
-    db_buf_free(&c->scratch);
+    db_pool_give_buf(&s->blocks, &c->rbuf);
+    db_pool_give_buf(&s->blocks, &c->wbuf);
+    db_pool_give_buf(&s->blocks, &c->inflight);
     db_buf_free(&c->resp_headers);
-    free(c->head);
+    if (c->head)
+        db_pool_give(&s->heads, c->head);
     free(c);
+    s->released += sizeof(*c);
+    s->nlive--;
     server_maybe_finish_close(s);
 }
 
@@ -83,11 +93,53 @@ static void conn_shutdown(server_conn_t *c)
         conn_close(c);
 }
 
+/* Gives the read buffer and the parsed head back to the server's pools when no request
+ * needs them: the head once no request is being served (while the next head is incomplete
+ * it is parsed again from the bytes anyway), rbuf once it holds no byte. A pending request
+ * keeps both (its slices point into them), unless it is a streaming one, whose slices were
+ * detached (conn_stream_detach). */
+static inline void conn_give_back(server_conn_t *c)
+{
+    if (c->state != CONN_HEAD && !c->streaming)
+        return;
+    if (c->head != NULL) {
+        db_pool_give(&c->server->heads, c->head);
+        c->head = NULL;
+    }
+    if (c->rbuf.len == 0) {
+        c->pos = 0;
+        db_pool_give_buf(&c->server->blocks, &c->rbuf);
+    }
+    /* Header lines for a response (CORS) are only ever added during a dispatch. */
+    if (c->resp_headers.data != NULL && c->state == CONN_HEAD)
+        db_buf_free(&c->resp_headers);
+}
+
+/* The request of a connection became a streaming response: the handler answered, and the
+ * request's slices were detached (request_detach) when it did, so nothing points into rbuf
+ * or head any more. The request's bytes are dropped now rather than when the stream ends,
+ * so that pipelined bytes read meanwhile are all that rbuf holds (nothing, usually: then it
+ * goes back to the pool for the whole stream). */
+static void conn_stream_detach(server_conn_t *c)
+{
+    db_buf_consume(&c->rbuf, c->pos + c->head_len);
+    c->pos = 0;
+    c->head_len = 0; /* what server_conn_finish consumes when the stream ends */
+    c->req.head = NULL;
+    c->req.body = NULL;
+    c->req.body_len = 0;
+    conn_give_back(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     server_conn_t *c = h->data;
-    if (db_buf_reserve(&c->rbuf, READ_CHUNK) < 0) {
+    /* Lent here and given back in on_read (conn_give_back) when the bytes leave nothing
+     * pending: libuv calls on_read after every on_alloc, with nread 0 when read(2) found
+     * nothing, and with an error (UV_ENOBUFS) when the buffer below is empty. */
+    if ((c->rbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->rbuf) < 0) ||
+        db_buf_reserve(&c->rbuf, READ_MIN) < 0) {
         /* libuv reports UV_ENOBUFS to on_read when the buffer is empty. */
         buf->base = NULL;
         buf->len = 0;
@@ -115,13 +167,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             c->close_after_write = 1;
             uv_read_stop(stream);
             c->reading = 0;
+            conn_give_back(c);
             return;
         }
         conn_close(c);
         return;
     }
-    if (nread == 0)
+    if (nread == 0) {
+        /* read(2) found nothing (EAGAIN): the buffer lent by on_alloc may go back. */
+        conn_give_back(c);
         return;
+    }
     c->rbuf.len += (size_t)nread;
     if (c->streaming) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
@@ -157,6 +213,7 @@ static server_conn_t *conn_new(server_t *s)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    s->nlive++; /* until conn_release frees it */
     return c;
 }
 
@@ -270,6 +327,8 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         c->state = CONN_PENDING;
         c->head_len = consumed; /* remembered for server_conn_finish */
         c->refs++;              /* released in server_conn_finish */
+        if (r == SERVER_DISPATCH_DONE)
+            conn_stream_detach(c); /* the dispatcher detached the request's slices */
         return 0;
     }
     conn_request_done(c, consumed);
@@ -306,7 +365,8 @@ static int conn_on_head(server_conn_t *c, int n)
     if (h->expect_continue && h->version_minor == 1 && !c->continue_sent &&
         (c->state == CONN_BODY_CHUNKED || have < c->body_len)) {
         c->continue_sent = 1;
-        if (db_buf_append(&c->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+        if (conn_wbuf_reserve(c, 25) < 0 ||
+            db_buf_append(&c->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
             conn_close(c);
             return 0;
         }
@@ -318,12 +378,12 @@ static void conn_process(server_conn_t *c)
 {
     const server_config_t *cfg = &c->server->cfg;
     while (!c->closing && !c->close_after_write && c->state != CONN_PENDING) {
-        char *start = c->rbuf.data + c->pos;
         size_t avail = c->rbuf.len - c->pos;
+        if (avail == 0 && c->state == CONN_HEAD)
+            break; /* rbuf may have no storage: no pointer is formed from it */
+        char *start = c->rbuf.data + c->pos;
         if (c->state == CONN_HEAD) {
-            if (avail == 0)
-                break;
-            if (c->head == NULL && (c->head = malloc(sizeof(*c->head))) == NULL) {
+            if (c->head == NULL && (c->head = db_pool_take(&c->server->heads)) == NULL) {
                 conn_close(c);
                 return;
             }
@@ -368,6 +428,7 @@ static void conn_process(server_conn_t *c)
         db_buf_consume(&c->rbuf, c->pos);
         c->pos = 0;
     }
+    conn_give_back(c);
     if (c->state == CONN_HEAD && c->rbuf.len == c->pos) {
         c->mid_request = 0;
         c->deadline = uv_now(c->tcp.loop) + cfg->keepalive_timeout;
@@ -383,7 +444,8 @@ static void on_write(uv_write_t *req, int status)
     server_conn_t *c = req->data;
     pyloop_enter(pyloop_from_uv(c->tcp.loop));
     c->writing = 0;
-    c->inflight.len = 0;
+    /* Written out: the buffer goes back (the next output takes one when it comes). */
+    db_pool_give_buf(&c->server->blocks, &c->inflight);
     if (status < 0) {
         conn_close(c);
         return;
@@ -406,12 +468,11 @@ void conn_flush(server_conn_t *c)
         }
         size_t done = r > 0 ? (size_t)r : 0;
         if (done < c->wbuf.len) {
-            /* The kernel buffer is full: hand the rest to uv_write and swap buffers so that
-             * new responses queue in the other one meanwhile. */
-            db_buf_t t = c->inflight;
+            /* The kernel buffer is full: hand the rest to uv_write (wbuf's storage becomes
+             * inflight's until on_write) so that new responses queue in a new wbuf meanwhile. */
+            db_pool_give_buf(&c->server->blocks, &c->inflight); /* none: on_write gave it */
             c->inflight = c->wbuf;
-            c->wbuf = t;
-            c->wbuf.len = 0;
+            db_buf_init(&c->wbuf); /* the next response takes a block when it comes */
             uv_buf_t rest =
                 uv_buf_init(c->inflight.data + done, (unsigned int)(c->inflight.len - done));
             c->write_req.data = c;
@@ -422,7 +483,7 @@ void conn_flush(server_conn_t *c)
             c->writing = 1;
             return;
         }
-        c->wbuf.len = 0;
+        db_pool_give_buf(&c->server->blocks, &c->wbuf);
     }
     if (c->close_after_write && c->state != CONN_PENDING)
         conn_shutdown(c);
@@ -470,6 +531,7 @@ void server_conn_finish(server_conn_t *c)
          * request (with the reference taken for it) now belongs to the stream, which
          * finishes it through server_conn_stream_end. Reading resumes to notice a client
          * that leaves. */
+        conn_stream_detach(c);
         conn_flush(c);
         conn_update_reading(c);
         return;
@@ -510,7 +572,7 @@ int server_conn_closed(const server_conn_t *c)
 
 db_buf_t *server_conn_scratch(server_conn_t *c)
 {
-    return &c->scratch;
+    return &c->server->scratch;
 }
 
 /* Used by server_close: an idle connection closes now, a busy one after its response. */

@@ -37,7 +37,7 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     int no_content = status < 200 || status == 204 || status == 304;
     size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + framing_len + 24 +
                   extra_len + c->resp_headers.len + 2 + body_room;
-    if (db_buf_reserve(&c->wbuf, need) < 0) {
+    if (conn_wbuf_reserve(c, need) < 0) {
         conn_close(c);
         return NULL;
     }

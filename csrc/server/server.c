@@ -8,11 +8,22 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "loop/loop.h"
 #include "server/server_internal.h"
 
 #define SWEEP_INTERVAL_MS 1000
+/* Blocks kept for reuse by each pool (at most 1 MiB of buffers, 0.5 MiB of heads); the sweep
+ * frees those that stayed unused for a whole interval. */
+#define POOL_MAX_FREE 64
+/* The server's scratch buffer is freed by the sweep when a large response grew it past
+ * this; smaller, it is kept for the next response. */
+#define SCRATCH_KEEP 65536
+/* Freed bytes after which the sweep asks the C library to give memory back to the OS. */
+#define TRIM_THRESHOLD (4u << 20)
 
 void server_config_default(server_config_t *cfg)
 {
@@ -25,10 +36,35 @@ void server_config_default(server_config_t *cfg)
     cfg->backlog = 1024;
 }
 
+/* Gives memory of a burst back: pool blocks unused for a whole sweep interval, a scratch
+ * buffer grown by a large response, and, once enough was freed (connections closed too),
+ * the C library's free pages. glibc's malloc returns freed memory to the OS only from the
+ * top of its heap (M_TRIM_THRESHOLD); the buffers and connections of a burst of clients
+ * are interleaved with memory still in use, so without malloc_trim the process would keep
+ * the burst's peak resident. malloc_trim(0) releases the free pages inside the heap too
+ * (madvise(MADV_DONTNEED)); it costs a walk over the free chunks, hence the threshold. */
+static void server_trim(server_t *s)
+{
+    db_pool_trim(&s->blocks);
+    db_pool_trim(&s->heads);
+    if (s->scratch.cap > SCRATCH_KEEP) {
+        s->released += s->scratch.cap;
+        db_buf_free(&s->scratch);
+    }
+    s->released += db_pool_take_freed(&s->blocks) + db_pool_take_freed(&s->heads);
+    if (s->released < TRIM_THRESHOLD)
+        return;
+    s->released = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     server_t *s = t->data;
     conn_sweep(s, uv_now(s->loop));
+    server_trim(s);
 }
 
 server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatch_cb cb, void *ctx)
@@ -40,6 +76,9 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
     s->cfg = *cfg;
     s->dispatch = cb;
     s->ctx = ctx;
+    db_pool_init(&s->blocks, SERVER_BLOCK_SIZE, POOL_MAX_FREE);
+    db_pool_init(&s->heads, sizeof(http_request_t), POOL_MAX_FREE);
+    db_buf_init(&s->scratch);
     if (uv_tcp_init(loop, &s->listener) < 0) {
         free(s);
         return NULL;
@@ -131,12 +170,25 @@ size_t server_connection_count(const server_t *s)
     return s->nconns;
 }
 
+void server_buffer_stats(const server_t *s, server_buffer_stats_t *out)
+{
+    out->blocks_lent = s->blocks.lent;
+    out->blocks_free = s->blocks.nfree;
+    out->heads_lent = s->heads.lent;
+    out->heads_free = s->heads.nfree;
+}
+
 void server_maybe_finish_close(server_t *s)
 {
-    if (!s->closing || s->open_handles > 0 || s->nconns > 0)
+    /* nlive, not nconns: a closed connection still referenced by its pending request gives
+     * its buffers back to the pools when it is freed. */
+    if (!s->closing || s->open_handles > 0 || s->nlive > 0)
         return;
     void (*cb)(void *) = s->on_closed;
     void *arg = s->closed_arg;
+    db_pool_destroy(&s->blocks);
+    db_pool_destroy(&s->heads);
+    db_buf_free(&s->scratch);
     free(s);
     if (cb)
         cb(arg);

@@ -4,11 +4,12 @@
  * or Python handlers: each complete request (head + body) is handed to a dispatch
  * callback, which appends the response to the connection's output buffer.
  *
- * Ownership: a connection owns its read buffer; the request passed to dispatch is a set
- * of slices into it, valid until the request is finished (synchronously by returning
- * SERVER_DISPATCH_DONE, or later by server_conn_finish after SERVER_DISPATCH_PENDING).
- * While a request is pending the connection stops reading, so the buffer cannot move and
- * pipelined responses stay in request order.
+ * Ownership: a connection's read buffer is lent by the server's pool while a request needs
+ * it; the request passed to dispatch is a set of slices into it, valid until the request
+ * is finished (synchronously by returning SERVER_DISPATCH_DONE, or later by
+ * server_conn_finish after SERVER_DISPATCH_PENDING). While a request is pending the
+ * connection stops reading, so the buffer cannot move and pipelined responses stay in
+ * request order.
  */
 #ifndef DB_SERVER_SERVER_H
 #define DB_SERVER_SERVER_H
@@ -61,9 +62,23 @@ int server_adopt_fd(server_t *s, int fd);
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
 size_t server_connection_count(const server_t *s);
 
+/* Memory lent to connections (see conn.c): buffers of SERVER_BLOCK_SIZE bytes (read and
+ * write buffers; one grown past that size still counts as lent) and parsed request heads,
+ * lent or waiting in the server's free lists. For tests and diagnostics. */
+typedef struct {
+    size_t blocks_lent;
+    size_t blocks_free;
+    size_t heads_lent;
+    size_t heads_free;
+} server_buffer_stats_t;
+void server_buffer_stats(const server_t *s, server_buffer_stats_t *out);
+
 /* For dispatch: where responses go, and facts about the connection. */
-db_buf_t *server_conn_scratch(server_conn_t *c); /* reusable per-connection scratch buffer */
-int server_conn_closed(const server_conn_t *c);  /* the peer went away while pending */
+/* A scratch buffer to build a response body in (emptied by the caller, valid until the
+ * next call for any connection of the server: shared, since a body is copied into the
+ * connection's output by server_conn_respond right after it is built). */
+db_buf_t *server_conn_scratch(server_conn_t *c);
+int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
  * zero or more complete "name: value\r\n" lines. The method of the request decides
  * whether the body is sent (HEAD) and the status whether it may have one (1xx/204/304).

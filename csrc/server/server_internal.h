@@ -5,7 +5,13 @@
 #ifndef DB_SERVER_INTERNAL_H
 #define DB_SERVER_INTERNAL_H
 
+#include "common/pool.h"
 #include "server/server.h"
+
+/* Size of a lent buffer (read or write): one read of a typical request, or one response,
+ * fits in it; a buffer grows past it by realloc only while a request or a response needs
+ * more (and is then freed, not kept, when given back). */
+#define SERVER_BLOCK_SIZE 16384
 
 enum conn_state {
     CONN_HEAD = 0,     /* waiting for (the rest of) a request head */
@@ -19,22 +25,24 @@ struct server_conn {
     server_t *server;
     server_conn_t *prev, *next;
 
-    /* Read side. Requests start at rbuf.data + pos; bytes before pos are consumed. */
+    /* Read side. Requests start at rbuf.data + pos; bytes before pos are consumed. rbuf's
+     * storage and head are lent by the server's pools only while a request needs them
+     * (see conn_give_back in conn.c): an idle keep-alive connection holds neither. */
     db_buf_t rbuf;
     size_t pos;
     enum conn_state state;
     http_parser_t parser;
-    http_request_t *head; /* allocated on the first request, reused afterwards */
+    http_request_t *head; /* lent from server.heads while a request is being parsed or served */
     http_chunked_t chunked;
     size_t head_len;
     const char *head_base; /* rbuf.data when the head was parsed */
     uint64_t body_len;     /* Content-Length, or decoded chunked bytes so far */
     server_request_t req;
 
-    /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. */
+    /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. Both
+     * are lent by server.blocks and given back as soon as they are written out. */
     db_buf_t wbuf;
     db_buf_t inflight;
-    db_buf_t scratch;
     /* Header lines the app adds to whatever response the current request gets (CORS);
      * appended by server_conn_respond, emptied when each request is dispatched. */
     db_buf_t resp_headers;
@@ -74,6 +82,15 @@ struct server {
     server_conn_t *resume_head; /* connections waiting for it; each holds a reference */
     server_conn_t *conns;       /* doubly linked list of open connections */
     size_t nconns;
+    size_t nlive; /* connections not yet freed (a closed one may still be referenced) */
+    /* Memory lent to connections while they have work (buffers of SERVER_BLOCK_SIZE and
+     * parsed request heads), trimmed by the sweep once a burst is over. */
+    db_pool_t blocks;
+    db_pool_t heads;
+    size_t released; /* bytes freed since the last malloc_trim (see server.c: on_sweep) */
+    /* server_conn_scratch: one buffer for the whole server, since a response is encoded
+     * into it and copied into the connection's wbuf within one call. */
+    db_buf_t scratch;
     int open_handles; /* listener and sweep timer not yet closed */
     int listening;
     int closing;
@@ -83,11 +100,22 @@ struct server {
 
 /* conn.c */
 void conn_accept(server_t *s);
+
 void conn_close(server_conn_t *c);
 void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
 void conn_run_resumes(server_t *s);
 void conn_flush(server_conn_t *c);
+/* db_buf_reserve for wbuf, whose storage is lent by the server's pool when it has none
+ * (and given back by conn_flush once written). Returns 0, or -1 when out of memory (the
+ * caller closes the connection). */
+static inline int conn_wbuf_reserve(server_conn_t *c, size_t extra)
+{
+    if (c->wbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->wbuf) < 0)
+        return -1;
+    return db_buf_reserve(&c->wbuf, extra);
+}
+
 /* respond.c: reserves room for the head plus body_room bytes and writes the head up to
  * and including its blank line; framing is the Content-Length or Transfer-Encoding line.
  * Returns where the body goes (wbuf.len is not yet advanced), or NULL when out of memory

@@ -76,7 +76,7 @@ int server_conn_stream_write(server_conn_t *c, const char *data, size_t len)
         c->stream_left -= len;
     }
     if (len > 0) {
-        if (db_buf_reserve(&c->wbuf, len + 20) < 0) {
+        if (conn_wbuf_reserve(c, len + 20) < 0) {
             conn_close(c);
             return SERVER_STREAM_NOMEM;
         }
@@ -132,7 +132,8 @@ int server_conn_stream_end(server_conn_t *c, int complete)
             rc = -1;
         }
         /* last-chunk, no trailers (RFC 9112 §7.1). */
-        if (complete && chunked && db_buf_append(&c->wbuf, "0\r\n\r\n", 5) < 0)
+        if (complete && chunked &&
+            (conn_wbuf_reserve(c, 5) < 0 || db_buf_append(&c->wbuf, "0\r\n\r\n", 5) < 0))
             complete = 0;
         /* A close-delimited body ends with the close; a truncated one must too. */
         if (!complete || (!chunked && !sized))

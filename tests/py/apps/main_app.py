@@ -677,6 +677,27 @@ async def context(value: str, wait: bool = False):
     return {"before": before, "after": request_var.get()}
 
 
+# The native server of this process, for /debug/buffers (App.run builds it).
+_servers: list = []
+_build_server = app.build_server
+
+
+def _recording_build_server(loop, limits=None):
+    server = _build_server(loop, limits)
+    _servers.append(server)
+    return server
+
+
+app.build_server = _recording_build_server
+
+
+@app.get("/debug/buffers")
+def debug_buffers():
+    """What the server lends its connections right now; this request holds one read
+    buffer and one parsed head while it is served."""
+    return {**_servers[-1].buffers, "connections": _servers[-1].connections}
+
+
 @app.get("/debug/blocks")
 def debug_blocks():
     import gc

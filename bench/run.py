@@ -796,7 +796,7 @@ def render(
             f"{fmt_ratio(ratio(cpu(db), cpu(ng)))} |"
         )
     w("")
-    w("### Targets (issue 2)")
+    w("### Targets (issues 2, 12 and 17)")
     w("")
     w("| target | measured | result |")
     w("| --- | --- | --- |")
@@ -822,18 +822,22 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
-    # 1. CPU per request at most 1/5 of FastAPI's on every scenario.
-    cpu_ratios = [
-        (sc.title, ratio(cpu(get("fastapi", sc)), cpu(get("databridge", sc)))) for sc in scenarios
-    ]
-    known = [(t, r) for t, r in cpu_ratios if r is not None]
-    ok1 = None if len(known) < len(scenarios) else all(r >= 5 for _, r in known)
-    worst = min(known, key=lambda tr: tr[1]) if known else None
-    rows.append(
-        "| CPU/request ≤ 1/5 of FastAPI's on every scenario | "
-        + (f"worst: {worst[0]} at ÷{worst[1]:.2f}" if worst else "no data")
-        + f" | {verdict(ok1)} |"
-    )
+    def cpu_rule(label: str, chosen: list[Scenario], factor: float) -> str:
+        ratios = [
+            (sc.title, ratio(cpu(get("fastapi", sc)), cpu(get("databridge", sc)))) for sc in chosen
+        ]
+        known = [(t, r) for t, r in ratios if r is not None]
+        ok = None if not chosen or len(known) < len(chosen) else all(r >= factor for _, r in known)
+        worst = min(known, key=lambda tr: tr[1]) if known else None
+        return (
+            f"| {label} | "
+            + (f"worst: {worst[0]} at ÷{worst[1]:.2f}" if worst else "no data")
+            + f" | {verdict(ok)} |"
+        )
+
+    # 1. CPU per request at most 1/5 of FastAPI's on every scenario of issue 2 (untyped).
+    untyped = [sc for sc in scenarios if not sc.typed]
+    rows.append(cpu_rule("CPU/request ≤ 1/5 of FastAPI's on every untyped scenario", untyped, 5))
     # 2. Pipelined throughput at least 30x FastAPI's.
     piped = [
         (sc.title, ratio(rps(get("databridge", sc)), rps(get("fastapi", sc))))
@@ -855,6 +859,14 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
         "| CPU per /plaintext request ≤ 1.3× nginx's | "
         + ("no data" if r3 is None else f"{r3:.2f}×")
         + f" | {verdict(None if r3 is None else r3 <= 1.3)} |"
+    )
+    # 4. Issue 12: at least 8x less CPU per request than FastAPI on the typed scenarios.
+    typed = [sc for sc in scenarios if sc.typed]
+    rows.append(cpu_rule("issue 12: CPU/request ≤ 1/8 of FastAPI's, typed scenarios", typed, 8))
+    # 5. Issue 17: at least 10x less CPU than FastAPI on the response-model list.
+    models = [sc for sc in typed if sc.key == "models"]
+    rows.append(
+        cpu_rule("issue 17: CPU/request ≤ 1/10 of FastAPI's, list of 100 models", models, 10)
     )
     return rows
 

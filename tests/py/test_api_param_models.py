@@ -246,3 +246,32 @@ def test_optional_parameter_model_absent_gives_the_default():
     assert r.json() == {"session_id": "s", "tracker": None}
     r = client.get("/prefs", headers={"Cookie": "tracker=t"})
     assert r.json()["detail"][0]["loc"] == ["cookie", "session_id"]
+
+
+class Person(BaseModel):
+    kind: Literal["person"]
+    name: str
+
+
+class Company(BaseModel):
+    kind: Literal["company"]
+    company_name: str
+
+
+def test_form_model_unions_with_a_discriminator():
+    app = FastAPI()
+
+    @app.post("/contacts")
+    def contact(
+        who: Annotated[Person | Company, Form(discriminator="kind")],
+        token: Annotated[str, Form()],
+    ):
+        return {"who": who, "token": token}
+
+    client = TestClient(app)
+    r = client.post("/contacts", data={"kind": "company", "company_name": "Acme", "token": "t"})
+    assert r.json() == {"who": {"kind": "company", "company_name": "Acme"}, "token": "t"}
+    r = client.post("/contacts", data={"kind": "person", "token": "t"})
+    assert r.json()["detail"][0]["loc"] == ["body", "person", "name"]
+    r = client.post("/contacts", data={"kind": "robot", "token": "t"})
+    assert r.json()["detail"][0]["type"] == "union_tag_invalid"

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Annotated, Any
 
 from data_bridge.api.exceptions import RequestValidationError
 from data_bridge.api.params import Param
@@ -36,12 +35,24 @@ def param_model_of(annotation: Any, marker: Param | None) -> Any:
         import pydantic
     except ImportError:
         return None
+
+    def is_model(t: Any) -> bool:
+        return isinstance(t, type) and issubclass(t, pydantic.BaseModel)
+
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if len(args) == 1 and len(typing.get_args(annotation)) == 2:
         annotation = args[0]  # Optional[Model]
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+    if is_model(annotation):
         return annotation
+    if len(args) > 1 and all(is_model(a) for a in args):
+        # A union of models (tagged by Form(discriminator=...)): read from the same fields.
+        return typing.Union[tuple(args)]  # noqa: UP007 - built at run time
     return None
+
+
+def _members(model: Any) -> list[Any]:
+    args = typing.get_args(model)
+    return list(args) if args else [model]
 
 
 def is_param_model(annotation: Any, marker: Param | None) -> bool:
@@ -56,17 +67,16 @@ def _is_sequence(annotation: Any) -> bool:
     return origin in (list, set, tuple, frozenset) or annotation in (list, set, tuple)
 
 
-def _values(request: Request, source: str) -> list[tuple[str, str]]:
+async def _values(request: Request, source: str) -> list[tuple[str, Any]]:
     if source == "query":
         return request.query_params.multi_items()
     if source == "header":
         return request.headers.items()
     if source == "cookie":
         return list(request.cookies.items())
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
-        return []
-    return parse_qsl(request._body.decode("latin-1"), keep_blank_values=True)
+    from data_bridge.api._forms import read_form
+
+    return (await read_form(request)).multi_items()
 
 
 def group_dependency(
@@ -80,17 +90,27 @@ def group_dependency(
     convert = getattr(marker, "convert_underscores", True)
     # field name -> (the key looked up in the request, the key handed to the model, list?)
     fields: dict[str, tuple[str, str, bool]] = {}
-    for field_name, info in model.model_fields.items():
-        key = info.alias or field_name
-        lookup = key
-        if source == "header":
-            lookup = (key.replace("_", "-") if convert and not info.alias else key).lower()
-        fields[field_name] = (lookup, key, _is_sequence(info.annotation))
+    for member in _members(model):
+        for field_name, info in member.model_fields.items():
+            key = info.alias or field_name
+            lookup = key
+            if source == "header":
+                lookup = (key.replace("_", "-") if convert and not info.alias else key).lower()
+            fields.setdefault(field_name, (lookup, key, _is_sequence(info.annotation)))
     by_lookup = {lookup: field for field, (lookup, _, _) in fields.items()}
+    import pydantic
 
-    def read(request: Request) -> Any:
-        received: dict[str, list[str]] = {}
-        for key, value in _values(request, source):
+    if len(_members(model)) > 1:
+        target = model
+        if marker.discriminator:
+            target = Annotated[model, pydantic.Field(discriminator=marker.discriminator)]
+        validate = pydantic.TypeAdapter(target).validate_python
+    else:
+        validate = model.model_validate
+
+    async def read(request: Request) -> Any:
+        received: dict[str, list[Any]] = {}
+        for key, value in await _values(request, source):
             received.setdefault(key.lower() if source == "header" else key, []).append(value)
         data: dict[str, Any] = {}
         shown: dict[str, Any] = {}
@@ -104,10 +124,8 @@ def group_dependency(
         for key, values in received.items():
             if key not in by_lookup:
                 data[key] = shown[key] = values if len(values) > 1 else values[0]
-        import pydantic
-
         try:
-            return model.model_validate(data)
+            return validate(data)
         except pydantic.ValidationError as exc:
             errors = []
             for err in exc.errors(include_url=False):

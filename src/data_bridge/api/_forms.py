@@ -140,7 +140,7 @@ async def bind_form_fields(request: Any, fields: list[FormField]) -> dict[str, A
                 errors.append(
                     {
                         "type": "missing",
-                        "loc": ["body", field.key],
+                        "loc": ("body", field.key),
                         "msg": "Field required",
                         "input": None,
                     }
@@ -158,7 +158,7 @@ async def bind_form_fields(request: Any, fields: list[FormField]) -> dict[str, A
                 errors.append(
                     {
                         "type": err["type"],
-                        "loc": ["body", field.key, *err["loc"]],
+                        "loc": ("body", field.key, *err["loc"]),
                         "msg": err["msg"],
                         "input": _shown(err.get("input")),
                     }

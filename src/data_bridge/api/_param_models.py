@@ -134,7 +134,7 @@ def group_dependency(
                     loc[0] = fields[loc[0]][0]
                 entry = {
                     "type": err["type"],
-                    "loc": [where, *loc],
+                    "loc": (where, *loc),
                     "msg": err["msg"],
                     "input": shown if err.get("input") is data else err.get("input"),
                 }

@@ -322,6 +322,8 @@ class FastAPI(APIRouter):
     def _validation_hook(self, errors: list[Any], request: Any) -> Any:
         """Called by the native layer for a request that did not bind, when the app has a
         RequestValidationError handler: that handler's answer."""
+        # As pydantic's (and FastAPI's) errors(): locations are tuples.
+        errors = [{**e, "loc": tuple(e["loc"])} if "loc" in e else e for e in errors]
         exc = RequestValidationError(errors, body=_request_body(request))
         return self._exception_hook(exc, request)
 

@@ -82,6 +82,11 @@ typedef struct {
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
     /* A JSON body needs a JSON Content-Type (FastAPI's strict_content_type, default on). */
     int strict_content_type;
+    /* When binding fails, the handler (the dependency resolver of routes with
+     * dependencies) is still called, with None for what did not bind and the errors as
+     * __db_binding_errors__: it runs the dependencies that bound, in FastAPI's order,
+     * then raises RequestValidationError. */
+    int lenient;
     /* The Request subclass of this route's app (it knows its app), or NULL for the one
      * given to configure(). Strong reference. */
     PyObject *request_class;

@@ -536,6 +536,37 @@ done:
     return rc;
 }
 
+/* A lenient plan's handler called although binding failed: every argument that did not
+ * bind is None, and the errors list goes along as the keyword __db_binding_errors__ (the
+ * slot after the plan's arguments; plan->lenient guarantees there is one). */
+static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **args,
+                                          PyObject *errors)
+{
+    static PyObject *errors_name; /* "__db_binding_errors__", kept for the process */
+    if (errors_name == NULL &&
+        (errors_name = PyUnicode_InternFromString("__db_binding_errors__")) == NULL)
+        return NULL;
+    for (int i = 0; i < plan->nargs; i++)
+        if (args[i] == NULL)
+            args[i] = Py_NewRef(Py_None); /* released with the others in app_dispatch */
+    PyObject *names = plan->kwnames ? PySequence_Tuple(plan->kwnames) : PyTuple_New(0);
+    PyObject *all = NULL, *res = NULL;
+    if (names == NULL)
+        return NULL;
+    PyObject *extra = PyTuple_Pack(1, errors_name);
+    all = extra ? PySequence_Concat(names, extra) : NULL;
+    Py_XDECREF(extra);
+    if (all != NULL) {
+        args[plan->nargs] = errors; /* borrowed for the call only */
+        res = PyObject_Vectorcall(plan->handler, args,
+                                  (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET, all);
+        args[plan->nargs] = NULL;
+    }
+    Py_DECREF(names);
+    Py_XDECREF(all);
+    return res;
+}
+
 /* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
  * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
  * Location is absolute when the request has a Host header (as Starlette builds it from the
@@ -617,15 +648,18 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;
     }
-    if (b > 0) {
+    if (b > 0 && !plan->lenient) {
         if (srv->validation_hook == NULL ||
             !answer_validation_hook(srv, conn, plan, req, &m, &request, errors))
             respond_validation_errors(conn, errors);
         goto done;
     }
-    result = PyObject_Vectorcall(plan->handler, args,
-                                 (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                 plan->kwnames);
+    if (b > 0)
+        result = call_with_binding_errors(plan, args, errors);
+    else
+        result = PyObject_Vectorcall(plan->handler, args,
+                                     (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     plan->kwnames);
     if (result == NULL) {
         dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;

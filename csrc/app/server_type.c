@@ -76,12 +76,13 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {
-        "methods", "path", "handler", "params", "status_code", "strict_content_type", NULL};
+    static char *kwlist[] = {"methods", "path",        "handler",
+                             "params",  "status_code", "strict_content_type",
+                             "lenient", NULL};
     PyObject *methods, *path, *handler, *params;
-    int status_code = 200, strict = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ip", kwlist, &methods, &path, &handler,
-                                     &params, &status_code, &strict))
+    int status_code = 200, strict = 1, lenient = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ipp", kwlist, &methods, &path, &handler,
+                                     &params, &status_code, &strict, &lenient))
         return NULL;
     if (self->router == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
@@ -100,6 +101,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
         return NULL;
     plan->request_class = Py_XNewRef(self->request_class);
     plan->strict_content_type = strict;
+    plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);

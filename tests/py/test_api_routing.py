@@ -4,11 +4,12 @@ url_path_for, inferred response models, response classes and injected responses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from typing import Annotated
 
 import pytest
 from pydantic import BaseModel
 
-from data_bridge.api import APIRouter, Depends, FastAPI, Response
+from data_bridge.api import APIRouter, Depends, FastAPI, Header, HTTPException, Response
 from data_bridge.api.responses import (
     HTMLResponse,
     ORJSONResponse,
@@ -264,3 +265,41 @@ def test_generator_endpoints_stream_json_lines_or_raw_bodies():
     assert r.text == '{"name":"a"}\n{"name":"b"}\n'
     assert client.get("/sync").text == '{"n":1}\n[2]\n'
     assert client.get("/raw").text == "ab"
+
+
+def test_dependencies_run_in_order_when_binding_fails():
+    calls: list[str] = []
+
+    def verify_token(x_token: Annotated[str, Header()]):
+        calls.append("token")
+        if x_token != "good":
+            raise HTTPException(400, "X-Token header invalid")
+
+    def verify_key(x_key: Annotated[str, Header()]):
+        calls.append("key")
+        return x_key
+
+    app = FastAPI()
+
+    @app.post("/items", dependencies=[Depends(verify_token), Depends(verify_key)])
+    def create(item: UserIn, q: int):
+        return item
+
+    client = TestClient(app)
+    # The token dependency bound and runs first: its 400 answers, as FastAPI's would.
+    r = client.post("/items", headers={"X-Token": "bad"})
+    assert (r.status_code, r.json(), calls) == (
+        400,
+        {"detail": "X-Token header invalid"},
+        ["token"],
+    )
+    # Every binding error at once when no dependency answers first.
+    calls.clear()
+    r = client.post("/items", headers={"X-Token": "good"}, json={"name": "n"})
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [
+        ["header", "x-key"],
+        ["query", "q"],
+        ["body", "password"],
+    ]
+    assert calls == ["token"]

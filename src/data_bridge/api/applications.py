@@ -367,6 +367,7 @@ class FastAPI(APIRouter):
                 build_plan(route.path, call),
                 route.effective_status_code,
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
+                lenient=bool(getattr(call, "__db_lenient__", False)),
             )
         server.set_exception_hook(self._exception_hook)
         if any(

@@ -30,8 +30,20 @@ from data_bridge.api._forms import (
     is_file_marker,
 )
 from data_bridge.api._param_models import group_dependency, param_model_of
-from data_bridge.api._plan import RouteDefinitionError, _marker_of
+from data_bridge.api._plan import (
+    ARG_BODY,
+    ARG_COOKIE,
+    ARG_FORM,
+    ARG_HEADER,
+    ARG_PATH,
+    ARG_QUERY,
+    FLAG_EMBED,
+    RouteDefinitionError,
+    _marker_of,
+    build_plan,
+)
 from data_bridge.api.background import BackgroundTasks, start_background
+from data_bridge.api.exceptions import RequestValidationError
 from data_bridge.api.params import Param
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
@@ -93,6 +105,16 @@ class _Node:
     # Scopes of the Security() dependencies from the route down to this one.
     scopes: list[str] = field(default_factory=list)
 
+    def subtree_leaves(self) -> set[str]:
+        """The request parameters this dependency and its own dependencies need."""
+        cached = self.__dict__.get("_subtree")
+        if cached is None:
+            cached = set(self.leaves)
+            for _, child in self.children:
+                cached |= child.subtree_leaves()
+            self.__dict__["_subtree"] = cached
+        return cached
+
     @property
     def cache_key(self) -> Any:
         # As FastAPI: the same dependency with other required scopes is another value.
@@ -121,6 +143,20 @@ def _param_model(annotation: Any, default: Any) -> tuple[Any, Param, Any] | None
         return model, marker, Ellipsis if required else value
     return None
 
+
+# The keyword through which the native binder hands a lenient route its binding errors
+# (csrc/app/invoke.c), and a leaf name for errors no parameter claims.
+BINDING_ERRORS = "__db_binding_errors__"
+_UNKNOWN_LEAF = "\x00unknown"
+_SOURCE_ORDER = {"path": 0, "query": 1, "header": 2, "cookie": 3, "body": 4}
+_SOURCE_NAMES = {
+    ARG_PATH: "path",
+    ARG_QUERY: "query",
+    ARG_HEADER: "header",
+    ARG_COOKIE: "cookie",
+    ARG_FORM: "body",
+    ARG_BODY: "body",
+}
 
 # The hidden parameter through which a route with file parameters receives the Request.
 _FORM_REQUEST = "__db_form_request__"
@@ -331,6 +367,7 @@ def with_dependencies(
     call_handler: Callable[..., Any] | None = None,
     responder: Callable[[Any, Any], Any] | None = None,
     overrides: Mapping[Any, Any] | None = None,
+    path: str | None = None,
 ) -> Callable[..., Any]:
     """The route's callable: ``handler`` itself when nothing depends on anything and no
     call_handler or responder is given, else a coroutine function over the flattened
@@ -363,6 +400,12 @@ def with_dependencies(
     trivial = getattr(responder, "trivial", False)
 
     async def call(**request_values: Any) -> Any:
+        # Set by the native binder (routes marked lenient) when binding failed: the
+        # dependencies whose own parameters bound still run, in FastAPI's order, and may
+        # answer first (an auth check's 401 before a body's 422).
+        binding_errors = request_values.pop(BINDING_ERRORS, None)
+        grouped = _by_leaf(binding_errors) if binding_errors else None
+        failed = set(grouped) if grouped else None
         form_request: Any = None
         background = BackgroundTasks()
         sub_response = Response() if flat.uses_response else None
@@ -373,12 +416,16 @@ def with_dependencies(
                 form_request = request_values.pop(_FORM_REQUEST)
                 request_values.update(await bind_form_fields(form_request, form_fields))
             for node in side:
-                await _resolve(node, request_values, cache, stack)
+                if failed is None or not node.subtree_leaves() & failed:
+                    await _resolve(node, request_values, cache, stack)
             kwargs = {name: request_values[name] for name in root.leaves}
             for name, kind in root.special:
                 kwargs[name] = SecurityScopes([]) if kind is SecurityScopes else cache[kind]
             for name, child in root.children:
-                kwargs[name] = await _resolve(child, request_values, cache, stack)
+                if failed is None or not child.subtree_leaves() & failed:
+                    kwargs[name] = await _resolve(child, request_values, cache, stack)
+            if grouped:
+                raise RequestValidationError(_in_fastapi_order(grouped))
             if call_handler is not None:
                 result = call_handler(handler, **kwargs)
             else:
@@ -422,4 +469,54 @@ def with_dependencies(
     call.__annotations__ = dict(flat.annotations)
     # The security schemes (with their scopes) the route depends on, for OpenAPI.
     call.__db_security__ = flat.security  # type: ignore[attr-defined]
+    locations: dict[tuple[str, str], str] = {}
+    body_leaves: list[str] = []
+    source_rank: dict[str, int] = {}
+
+    def _by_leaf(errors: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """The binder's errors grouped by the flattened parameter they are about (found by
+        source and key; body errors go to the body parameter)."""
+        if not source_rank and path is not None:
+            for spec in build_plan(path, call):
+                name, source, flags, key = spec[0], spec[1], spec[2], spec[6]
+                where = _SOURCE_NAMES.get(source)
+                source_rank[name] = _SOURCE_ORDER.get(where or "", 9)
+                if where == "body" and not flags & FLAG_EMBED:
+                    body_leaves.append(name)
+                elif where is not None:
+                    locations[(where, key)] = name
+        out: dict[str, list[dict[str, Any]]] = {}
+        for err in errors:
+            loc = list(err.get("loc") or ())
+            name = locations.get((loc[0], loc[1])) if len(loc) >= 2 else None
+            if name is None and loc and loc[0] == "body" and body_leaves:
+                name = body_leaves[0]
+            out.setdefault(name or _UNKNOWN_LEAF, []).append(err)
+        return out
+
+    def _in_fastapi_order(grouped: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """FastAPI validates each dependency's own parameters after its dependencies', the
+        route's dependencies before the endpoint's parameters, and within one function
+        path, query, header and cookie parameters before the body."""
+        order: list[str] = []
+
+        def visit(node: _Node) -> None:
+            for _, child in node.children:
+                visit(child)
+            order.extend(sorted(node.leaves, key=lambda leaf: source_rank.get(leaf, 9)))
+
+        for node in side:
+            visit(node)
+        visit(root)
+        seen: set[str] = set()
+        out: list[dict[str, Any]] = []
+        for leaf in [*order, *grouped]:
+            if leaf not in seen:
+                seen.add(leaf)
+                out += [{**e, "loc": tuple(e["loc"])} for e in grouped.get(leaf, [])]
+        return out
+
+    # Nodes (dependencies) that run when binding failed need their parameters mapped to
+    # the binder's error locations: only routes with dependencies are lenient.
+    call.__db_lenient__ = bool(root.children or side) and path is not None  # type: ignore[attr-defined]
     return call

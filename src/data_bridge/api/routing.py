@@ -254,7 +254,7 @@ class APIRoute:
         where = f"{self.name} for {self.path!r}"
         responder = _Responder.for_route(self, where)
         return with_dependencies(
-            self.endpoint, self.dependencies, where, call_handler, responder, overrides
+            self.endpoint, self.dependencies, where, call_handler, responder, overrides, self.path
         )
 
     def matches_name(self, name: str) -> bool:

@@ -12,6 +12,7 @@ from data_bridge.api import (
     Header,
     HTTPException,
     JSONResponse,
+    PlainTextResponse,
     Query,
     Request,
 )
@@ -19,7 +20,7 @@ from data_bridge.api import (
 app = App(title="Example")  # the OpenAPI document is at /openapi.json, Swagger UI at /docs
 
 
-@app.get("/plaintext")
+@app.get("/plaintext", response_class=PlainTextResponse)
 def plaintext():
     return "Hello, World!"
 

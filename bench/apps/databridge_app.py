@@ -7,13 +7,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from data_bridge.api import App, Depends, Response
+from data_bridge.api import App, Depends, PlainTextResponse, Response
 from data_bridge.api.security import OAuth2PasswordBearer
 
 app = App()
 
 
-@app.get("/plaintext")
+@app.get("/plaintext", response_class=PlainTextResponse)
 def plaintext():
     return "Hello, World!"
 

@@ -82,6 +82,9 @@ typedef struct {
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
     /* A JSON body needs a JSON Content-Type (FastAPI's strict_content_type, default on). */
     int strict_content_type;
+    /* The Content-Type of a str result when the route's response class is a text one
+     * (bytes, e.g. b"text/plain; charset=utf-8"); NULL: a str is written as JSON. */
+    PyObject *text_ctype;
     /* When binding fails, the handler (the dependency resolver of routes with
      * dependencies) is still called, with None for what did not bind and the errors as
      * __db_binding_errors__: it runs the dependencies that bound, in FastAPI's order,

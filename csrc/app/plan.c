@@ -24,6 +24,7 @@ void plan_free(route_plan_t *plan)
     if (plan == NULL)
         return;
     Py_XDECREF(plan->request_class);
+    Py_XDECREF(plan->text_ctype);
     for (int i = 0; i < plan->nargs; i++) {
         Py_XDECREF(plan->args[i].name);
         Py_XDECREF(plan->args[i].def);

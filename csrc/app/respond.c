@@ -1,8 +1,9 @@
 /*
  * Handler results to HTTP responses: dict/list and other JSON-able values are encoded by
- * the C codec straight into the connection's scratch buffer; str is text/plain, bytes
- * application/octet-stream; Response objects of the Python layer carry their own status,
- * body and headers. Exceptions become {"detail": ...} responses: HTTPException with its
+ * the C codec straight into the connection's scratch buffer, str too (a JSON string, as
+ * FastAPI's default response class writes it) unless the route's response class is a text
+ * one; bytes are application/octet-stream; Response objects of the Python layer carry their own
+ * status, body and headers. Exceptions become {"detail": ...} responses: HTTPException with its
  * status and headers, anything else 500 with the traceback logged.
  *
  * Header values handed over by the application are checked here: a CR, LF or NUL in a
@@ -14,7 +15,6 @@
 #include "json/json.h"
 
 #define CT_JSON  "application/json"
-#define CT_TEXT  "text/plain; charset=utf-8"
 #define CT_BYTES "application/octet-stream"
 
 /* Appends "name: value\r\n" for each pair of an iterable of 2-tuples (or a mapping).
@@ -212,7 +212,9 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
     PyTypeObject *t = Py_TYPE(result);
     if (t == &PyDict_Type || t == &PyList_Type) {
         respond_json(conn, plan, plan->status_code, result, NULL, 0);
-    } else if (PyUnicode_Check(result)) {
+    } else if (PyUnicode_Check(result) && plan->text_ctype != NULL) {
+        /* A route whose response class is a text one (PlainTextResponse, HTMLResponse):
+         * the str is the body, as that class would render it. */
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(result, &n);
         if (s == NULL) {
@@ -220,8 +222,11 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
             respond_internal_error(conn);
             return;
         }
-        server_conn_respond(conn, plan->status_code, CT_TEXT, sizeof(CT_TEXT) - 1, NULL, 0, s,
-                            (size_t)n);
+        server_conn_respond(conn, plan->status_code, PyBytes_AS_STRING(plan->text_ctype),
+                            (size_t)PyBytes_GET_SIZE(plan->text_ctype), NULL, 0, s, (size_t)n);
+    } else if (PyUnicode_Check(result)) {
+        /* A JSON route (FastAPI's default JSONResponse): a str is a JSON string. */
+        respond_json(conn, plan, plan->status_code, result, NULL, 0);
     } else if (PyBytes_Check(result)) {
         server_conn_respond(conn, plan->status_code, CT_BYTES, sizeof(CT_BYTES) - 1, NULL, 0,
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));

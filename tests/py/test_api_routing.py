@@ -303,3 +303,32 @@ def test_dependencies_run_in_order_when_binding_fails():
         ["body", "password"],
     ]
     assert calls == ["token"]
+
+
+def test_str_results_are_json_unless_the_response_class_is_text():
+    app = FastAPI()
+
+    @app.get("/json")
+    def as_json():
+        return "Rick"
+
+    @app.get("/text", response_class=PlainTextResponse)
+    def as_text():
+        return "Rick"
+
+    @app.get("/html", response_class=HTMLResponse)
+    async def as_html():
+        return "<b>Rick</b>"
+
+    client = TestClient(app)
+    r = client.get("/json")
+    assert (r.headers["content-type"], r.text) == ("application/json", '"Rick"')
+    r = client.get("/text")
+    assert (r.headers["content-type"], r.text) == ("text/plain; charset=utf-8", "Rick")
+    r = client.get("/html")
+    assert (r.headers["content-type"], r.text) == ("text/html; charset=utf-8", "<b>Rick</b>")
+    assert [route.text_content_type() for route in app.routes[-3:]] == [
+        None,
+        b"text/plain; charset=utf-8",
+        b"text/html; charset=utf-8",
+    ]

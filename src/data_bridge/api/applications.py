@@ -368,6 +368,7 @@ class FastAPI(APIRouter):
                 route.effective_status_code,
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
                 lenient=bool(getattr(call, "__db_lenient__", False)),
+                text_content_type=route.text_content_type(),
             )
         server.set_exception_hook(self._exception_hook)
         if any(

@@ -201,6 +201,16 @@ class APIRoute:
         # import time.
         build_plan(path, self.callable())
 
+    def text_content_type(self) -> bytes | None:
+        """The Content-Type of a str result when the route's response class is a plain
+        text one (PlainTextResponse, HTMLResponse) and no model is involved: the native
+        path then writes the str as the body. None: a str result is a JSON string."""
+        cls = _resolve_default(self.response_class)
+        media_type = _NATIVE_TEXT_TYPES.get(cls)
+        if media_type is None or _Responder.for_route(self, "").adapter is not None:
+            return None
+        return f"{media_type}; charset=utf-8".encode("ascii")
+
     @property
     def effective_status_code(self) -> int:
         if self.status_code is not None:
@@ -330,8 +340,12 @@ class _Responder:
         ):
             self.native = _exact_model_check(route.response_model)
         # Nothing to do unless a Response was injected: the native path encodes the
-        # result itself.
-        self.trivial = adapter is None and response_class is JSONResponse and not self.stream
+        # result itself (JSON, or the str body of a text response class).
+        self.trivial = (
+            adapter is None
+            and not self.stream
+            and (response_class in _NATIVE_JSON_CLASSES or response_class in _NATIVE_TEXT_TYPES)
+        )
 
     @classmethod
     def for_route(cls, route: APIRoute, where: str) -> _Responder:
@@ -444,6 +458,28 @@ class _Responder:
         if sub_response is not None:
             response._merge_sub_response(sub_response)
         return response
+
+
+# Response classes whose rendering the native path does itself: JSON through the C codec,
+# and a str as the body of a text response.
+_NATIVE_JSON_CLASSES: tuple[type[Response], ...] = (JSONResponse,)
+_NATIVE_TEXT_TYPES: dict[Any, str] = {}
+
+
+def _register_native_classes() -> None:
+    from data_bridge.api.responses import (
+        HTMLResponse,
+        ORJSONResponse,
+        PlainTextResponse,
+        UJSONResponse,
+    )
+
+    global _NATIVE_JSON_CLASSES
+    _NATIVE_JSON_CLASSES = (JSONResponse, ORJSONResponse, UJSONResponse)
+    _NATIVE_TEXT_TYPES.update({PlainTextResponse: "text/plain", HTMLResponse: "text/html"})
+
+
+_register_native_classes()
 
 
 def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:

@@ -56,7 +56,7 @@ class Item(BaseModel):
     tags: list[str] = []
 
 
-@app.get("/plaintext")
+@app.get("/plaintext", response_class=PlainTextResponse)
 def plaintext():
     return "Hello, World!"
 

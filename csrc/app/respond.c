@@ -2,9 +2,9 @@
  * Handler results to HTTP responses: dict/list and other JSON-able values are encoded by
  * the C codec straight into the connection's scratch buffer, str too (a JSON string, as
  * FastAPI's default response class writes it) unless the route's response class is a text
- * one; bytes are application/octet-stream; Response objects of the Python layer carry their own
- * status, body and headers. Exceptions become {"detail": ...} responses: HTTPException with its
- * status and headers, anything else 500 with the traceback logged.
+ * one; bytes are application/octet-stream; Response objects of the Python layer carry their
+ * own status, body and headers. Exceptions become responses: HTTPException {"detail": ...}
+ * with its status and headers, anything else a plain-text 500 with the traceback logged.
  *
  * Header values handed over by the application are checked here: a CR, LF or NUL in a
  * name or value would let a response be split (RFC 9110 §5.5), so such a response is
@@ -92,9 +92,12 @@ done:
     return rc;
 }
 
+/* An exception no handler took: FastAPI (Starlette's ServerErrorMiddleware) answers it with
+ * a plain-text "Internal Server Error", so clients see the same bytes. */
 static void respond_internal_error(server_conn_t *conn)
 {
-    server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    static const char ctype[] = "text/plain; charset=utf-8", body[] = "Internal Server Error";
+    server_conn_respond(conn, 500, ctype, sizeof(ctype) - 1, NULL, 0, body, sizeof(body) - 1);
 }
 
 /* Logs the current exception through the Python layer (traceback included). */

@@ -201,7 +201,7 @@ def test_handler_exception_is_500_and_server_keeps_serving(client):
     for path in ("/boom", "/boom-async", "/unencodable"):
         r = client.get(path)
         assert r.status_code == 500
-        assert r.json() == {"detail": "Internal Server Error"}
+        assert r.text == "Internal Server Error"
         assert client.get("/plaintext").status_code == 200
 
 
@@ -339,7 +339,7 @@ def test_exception_handlers(client):
 def test_exception_handler_that_suspends_is_a_500(client):
     r = client.get("/errors/suspending")
     assert r.status_code == 500
-    assert r.json() == {"detail": "Internal Server Error"}
+    assert r.text == "Internal Server Error"
     assert client.get("/plaintext").status_code == 200
 
 
@@ -362,7 +362,7 @@ def test_response_model_validates_and_filters(client):
     r = client.get("/rm/raw")
     assert r.text == "as is"
     r = client.get("/rm/broken")
-    assert r.status_code == 500 and r.json() == {"detail": "Internal Server Error"}
+    assert r.status_code == 500 and r.text == "Internal Server Error"
 
 
 def test_response_model_in_openapi(client):

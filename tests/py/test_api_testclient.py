@@ -9,7 +9,14 @@ from contextlib import asynccontextmanager
 import pytest
 from pydantic import BaseModel
 
-from data_bridge.api import BackgroundTasks, FastAPI, HTTPException, Response, StreamingResponse
+from data_bridge.api import (
+    BackgroundTasks,
+    FastAPI,
+    HTTPException,
+    Request,
+    Response,
+    StreamingResponse,
+)
 from data_bridge.api.background import BackgroundTask
 from data_bridge.api.exceptions import ResponseValidationError
 from data_bridge.api.responses import JSONResponse
@@ -226,3 +233,19 @@ def test_background_work_has_finished_when_the_call_returns():
     assert client.post("/tasks").json() == {"ok": 1} and log == ["tasks"]
     assert client.get("/response").json() == {"ok": 2} and log[-1] == "response"
     assert client.get("/both").json() == {"ok": 3} and log[-1] == "both"
+
+
+def test_root_path_of_the_server_reaches_requests_and_the_document():
+    app = FastAPI()
+
+    @app.get("/where")
+    def where(request: Request):
+        return {"root_path": request.scope["root_path"], "url": str(request.url)}
+
+    client = TestClient(app, root_path="/api/v1")
+    assert client.get("/where").json() == {
+        "root_path": "/api/v1",
+        "url": "http://testserver/api/v1/where",
+    }
+    assert client.get("/openapi.json").json()["servers"] == [{"url": "/api/v1"}]
+    assert "servers" not in TestClient(app).get("/openapi.json").json()

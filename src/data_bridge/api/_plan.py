@@ -169,8 +169,12 @@ def _marker_of(annotation: Any, default: Any) -> tuple[Any, Param | None, Any]:
 def _list_item(annotation: Any) -> Any | None:
     """T for ``list[T]`` (``List[T]``, ``set[T]``, ``tuple[T, ...]``) with a scalar or
     text-validated T; None otherwise."""
+    if annotation in (list, set, frozenset, tuple):
+        return str  # a bare list: its items are the strings sent, as FastAPI reads them
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin in (list, set, frozenset, tuple) and not args:
+        return str
     if origin in (list, set, frozenset) and len(args) == 1:
         item = args[0]
     elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:

@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,7 +31,11 @@ from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
 from data_bridge.api.exception_handlers import validation_error_response
-from data_bridge.api.exceptions import HTTPException, RequestValidationError
+from data_bridge.api.exceptions import (
+    FastAPIDeprecationWarning,
+    HTTPException,
+    RequestValidationError,
+)
 from data_bridge.api.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -212,6 +217,13 @@ class FastAPI(APIRouter):
         self.terms_of_service = terms_of_service
         self.contact = contact
         self.license_info = license_info
+        if root_path:
+            warnings.warn(
+                "The `root_path` parameter is deprecated. Configure the server's root path "
+                "instead, for example with `fastapi run --root-path /api/v1`.",
+                FastAPIDeprecationWarning,
+                stacklevel=2,
+            )
         self.root_path = root_path or openapi_prefix
         self.root_path_in_servers = root_path_in_servers
         self.webhooks = webhooks if webhooks is not None else APIRouter()
@@ -329,8 +341,17 @@ class FastAPI(APIRouter):
 
     # Serving -----------------------------------------------------------------------
 
-    def build_server(self, loop: asyncio.AbstractEventLoop, limits: Limits | None = None) -> Any:
-        """Create the native server on ``loop`` with every route compiled."""
+    def build_server(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits | None = None,
+        *,
+        root_path: str | None = None,
+    ) -> Any:
+        """Create the native server on ``loop`` with every route compiled. ``root_path``
+        is the path prefix a proxy serves the app under (the ASGI ``root_path``, as
+        uvicorn's ``--root-path`` and TestClient's ``root_path`` give it); the app's own
+        ``root_path`` otherwise."""
         limits = limits or Limits()
         server = _core.Server(
             loop,
@@ -348,7 +369,14 @@ class FastAPI(APIRouter):
             self._request_class = type(
                 "Request", (Request,), {"app": self, "__module__": Request.__module__}
             )
-        server.set_request_class(self._request_class)
+        request_class = self._request_class
+        if root_path is not None:
+            request_class = type(
+                "Request",
+                (request_class,),
+                {"server_root_path": root_path, "__module__": Request.__module__},
+            )
+        server.set_request_class(request_class)
         overrides = self.dependency_overrides
         seen: set[tuple[str, str]] = set()
         for route in self.routes:
@@ -379,7 +407,7 @@ class FastAPI(APIRouter):
         if self._cors is not None:
             server.set_cors_hook(self._cors)
         for path, endpoint in self._doc_routes():
-            server.add_route([METHOD_CODES["GET"]], path, endpoint, [], 200)
+            server.add_route([METHOD_CODES["GET"]], path, endpoint, build_plan(path, endpoint), 200)
         return server
 
     def openapi(self) -> dict[str, Any]:
@@ -467,22 +495,24 @@ class FastAPI(APIRouter):
 
         if self.openapi_url not in taken:
             # Built on the first request, as FastAPI does: a schema that cannot be made
-            # fails that request (500, logged), not the server's start.
-            document: list[bytes] = []
+            # fails that request (500, logged), not the server's start. One document per
+            # root path the app is served under.
+            documents: dict[str, bytes] = {}
 
-            def openapi_json() -> Response:
-                if not document:
+            def openapi_json(request: Request) -> Response:
+                root_path = request.root_path.rstrip("/")
+                if root_path not in documents:
                     schema = self.openapi()
-                    root_path = self.root_path.rstrip("/")
                     if root_path and self.root_path_in_servers:
-                        # As FastAPI: the app's root path is offered as the first server.
+                        # As FastAPI: the root path is offered as the first server.
                         listed = {server.get("url") for server in schema.get("servers", [])}
                         if root_path not in listed:
                             servers = [{"url": root_path}, *schema.get("servers", [])]
                             schema = {**schema, "servers": servers}
-                    document.append(json_dumps(schema))
-                return Response(document[0], media_type="application/json")
+                    documents[root_path] = json_dumps(schema)
+                return Response(documents[root_path], media_type="application/json")
 
+            openapi_json.__annotations__ = {"request": Request, "return": Response}
             out.append((self.openapi_url, openapi_json))
         oauth2_url = self.swagger_ui_oauth2_redirect_url
         if self.docs_url:

@@ -75,8 +75,13 @@ class Request(_core.Request):
             cached = self.__dict__["_state"] = State(dict(initial))
         return cached
 
+    # The root path the server was given (a proxy's prefix), set on a per-server subclass.
+    server_root_path: str | None = None
+
     @property
     def root_path(self) -> str:
+        if self.server_root_path is not None:
+            return self.server_root_path
         return str(getattr(self.app, "root_path", "") or "")
 
     @property

@@ -244,7 +244,9 @@ class TestClient(httpx.Client):
             self._finalizer()
             self._server = None
         if self._server is None:
-            self._server = self.app.build_server(self._runner.loop)
+            self._server = self.app.build_server(
+                self._runner.loop, root_path=self.root_path or None
+            )
             self._server_key = key
             # The native server holds itself until closed: close it with the client.
             self._finalizer = weakref.finalize(self, _close_server, self._server)

@@ -82,6 +82,9 @@ typedef struct {
     int has_form;    /* any ARG_FORM argument: a form body is parsed */
     /* A JSON body needs a JSON Content-Type (FastAPI's strict_content_type, default on). */
     int strict_content_type;
+    /* The route's body limit (FastAPI's max_body_size, else the server's); 0: none. The
+     * server reads bodies up to its own limit, the largest of all routes'. */
+    unsigned long long max_body;
     /* The Content-Type of a str result when the route's response class is a text one
      * (bytes, e.g. b"text/plain; charset=utf-8"); NULL: a str is written as JSON. */
     PyObject *text_ctype;

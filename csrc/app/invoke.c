@@ -632,6 +632,11 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
+    if (plan->max_body && req->body_len > plan->max_body) {
+        /* RFC 9110 §15.5.14: the body is over this route's limit. */
+        server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);
+        return SERVER_DISPATCH_DONE;
+    }
     PyObject *stack[APP_MAX_ARGS + 1] = {NULL};
     PyObject **args = stack + 1; /* room for PY_VECTORCALL_ARGUMENTS_OFFSET */
     PyObject *request = NULL, *errors = NULL, *result = NULL, *context = NULL;

@@ -76,15 +76,17 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",     "path",
-                             "handler",     "params",
-                             "status_code", "strict_content_type",
-                             "lenient",     "text_content_type",
-                             NULL};
+    static char *kwlist[] = {"methods",       "path",
+                             "handler",       "params",
+                             "status_code",   "strict_content_type",
+                             "lenient",       "text_content_type",
+                             "max_body_size", NULL};
     PyObject *methods, *path, *handler, *params, *text_ctype = Py_None;
     int status_code = 200, strict = 1, lenient = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippO", kwlist, &methods, &path, &handler,
-                                     &params, &status_code, &strict, &lenient, &text_ctype))
+    unsigned long long max_body = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK", kwlist, &methods, &path, &handler,
+                                     &params, &status_code, &strict, &lenient, &text_ctype,
+                                     &max_body))
         return NULL;
     if (text_ctype != Py_None && !PyBytes_Check(text_ctype)) {
         PyErr_SetString(PyExc_TypeError, "text_content_type must be bytes or None");
@@ -107,6 +109,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
         return NULL;
     plan->request_class = Py_XNewRef(self->request_class);
     plan->strict_content_type = strict;
+    plan->max_body = max_body;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));

@@ -332,3 +332,30 @@ def test_str_results_are_json_unless_the_response_class_is_text():
         b"text/plain; charset=utf-8",
         b"text/html; charset=utf-8",
     ]
+
+
+def test_max_body_size_per_route_router_and_app():
+    app = FastAPI(max_body_size=100)
+    big = APIRouter(prefix="/big", max_body_size=10_000)
+
+    @app.post("/small")
+    def small(data: dict):
+        return {"n": len(data)}
+
+    @big.post("/upload")
+    def upload(data: dict):
+        return {"n": len(data)}
+
+    @big.post("/tight", max_body_size=50)
+    def tight(data: dict):
+        return {"n": len(data)}
+
+    app.include_router(big)
+    client = TestClient(app)
+    payload = {"k": "x" * 200}
+    assert client.post("/small", json=payload).status_code == 413
+    assert client.post("/small", json={"a": 1}).json() == {"n": 1}
+    assert client.post("/big/upload", json=payload).json() == {"n": 1}
+    assert client.post("/big/tight", json={"a": "x" * 60}).status_code == 413
+    with pytest.raises(ValueError, match="non-negative"):
+        FastAPI(max_body_size=-1)

@@ -353,9 +353,13 @@ class FastAPI(APIRouter):
         uvicorn's ``--root-path`` and TestClient's ``root_path`` give it); the app's own
         ``root_path`` otherwise."""
         limits = limits or Limits()
+        # Routes may allow larger bodies than the server's limit (max_body_size=): the
+        # server reads up to the largest, and each route checks its own (the server's
+        # limit for routes without one).
+        route_limits = [r.max_body_size for r in self.routes if r.max_body_size is not None]
         server = _core.Server(
             loop,
-            max_body=limits.max_body,
+            max_body=max([limits.max_body, *route_limits]),
             max_target=limits.max_target,
             max_header_bytes=limits.max_header_bytes,
             max_headers=limits.max_headers,
@@ -397,6 +401,9 @@ class FastAPI(APIRouter):
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
                 lenient=bool(getattr(call, "__db_lenient__", False)),
                 text_content_type=route.text_content_type(),
+                max_body_size=(
+                    route.max_body_size if route.max_body_size is not None else limits.max_body
+                ),
             )
         server.set_exception_hook(self._exception_hook)
         if any(

@@ -147,6 +147,7 @@ class APIRoute:
         form_limits: Any = None,
     ) -> None:
         _refuse_limits(max_body_size, form_limits)
+        self.max_body_size = max_body_size
         self.path = path
         self.path_format = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", path)
         self.endpoint = endpoint
@@ -247,6 +248,7 @@ class APIRoute:
             "generate_unique_id_function": self.generate_unique_id_function,
             "threaded": self.threaded,
             "strict_content_type": self.strict_content_type,
+            "max_body_size": self.max_body_size,
         }
         path = changes.pop("path", self.path)
         args.update(changes)
@@ -510,14 +512,21 @@ def _custom_render(cls: type[Response]) -> bool:
 
 
 def _refuse_limits(max_body_size: Any, form_limits: Any) -> None:
-    """Per-route body and form limits are not supported yet: the server's limits
-    (``App.run(max_body=...)``) apply to every route. Refused rather than ignored."""
-    if max_body_size is not None:
-        raise TypeError(
-            "max_body_size= is not supported per route; set the server's max_body instead"
-        )
+    """Checks ``max_body_size`` (a non-negative int or None, as FastAPI requires); per-route
+    form limits are not supported yet and are refused rather than ignored."""
+    if max_body_size is not None and (
+        isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0
+    ):
+        raise ValueError("max_body_size must be a non-negative integer or None")
     if form_limits is not None:
         raise TypeError("form_limits= is not supported")
+
+
+def _first_limit(*limits: int | None) -> int | None:
+    for limit in limits:
+        if limit is not None:
+            return limit
+    return None
 
 
 def _check_prefix(prefix: str) -> str:
@@ -574,6 +583,7 @@ class APIRouter:
         form_limits: Any = None,
     ) -> None:
         _refuse_limits(max_body_size, form_limits)
+        self.max_body_size = max_body_size
         self.strict_content_type = strict_content_type
         if default is not None:
             raise TypeError("APIRouter(default=...) (an ASGI fallback app) is not supported")
@@ -672,7 +682,7 @@ class APIRouter:
             ),
             threaded=threaded,
             strict_content_type=_pick_default(strict_content_type, self.strict_content_type),
-            max_body_size=max_body_size,
+            max_body_size=_first_limit(max_body_size, self.max_body_size),
             form_limits=form_limits,
         )
         self.routes.append(route)
@@ -807,6 +817,7 @@ class APIRouter:
                     router.strict_content_type,
                     self.strict_content_type,
                 ),
+                max_body_size=_first_limit(route.max_body_size, max_body_size, self.max_body_size),
             )
             self.routes.append(new)
         self.on_startup.extend(router.on_startup)

@@ -275,3 +275,44 @@ def test_form_model_unions_with_a_discriminator():
     assert r.json()["detail"][0]["loc"] == ["body", "person", "name"]
     r = client.post("/contacts", data={"kind": "robot", "token": "t"})
     assert r.json()["detail"][0]["type"] == "union_tag_invalid"
+
+
+def test_dataclass_bodies_and_annotated_validators_on_query_parameters():
+    from dataclasses import dataclass
+
+    from pydantic import AfterValidator
+
+    from data_bridge.api.middleware import Middleware
+    from data_bridge.api.middleware.cors import CORSMiddleware
+
+    @dataclass
+    class Point:
+        x: float
+        y: float = 0.0
+
+    def isbn(value: str | None) -> str | None:
+        if value is not None and not value.startswith("isbn-"):
+            raise ValueError('it must start with "isbn-"')
+        return value
+
+    app = FastAPI(middleware=[Middleware(CORSMiddleware, allow_origins=["https://a.example"])])
+
+    @app.post("/move")
+    def move(point: Point):
+        return point
+
+    @app.get("/book")
+    def book(id: Annotated[str | None, AfterValidator(isbn)] = None):  # noqa: A002
+        return {"id": id}
+
+    client = TestClient(app)
+    assert client.post("/move", json={"x": "1.5"}).json() == {"x": 1.5, "y": 0.0}
+    r = client.post("/move", json={"x": "no"})
+    assert r.json()["detail"][0]["loc"] == ["body", "x"]
+    assert client.get("/book?id=isbn-1").json() == {"id": "isbn-1"}
+    r = client.get("/book?id=x")
+    assert r.json()["detail"][0]["type"] == "value_error"
+    assert r.json()["detail"][0]["ctx"] == {"error": {}}
+    assert client.get("/book").json() == {"id": None}
+    r = client.get("/book", headers={"Origin": "https://a.example"})
+    assert r.headers["access-control-allow-origin"] == "https://a.example"

@@ -8,10 +8,10 @@ names ``fastapi`` exports at its top level; the submodules mirror FastAPI's
 from data_bridge.api import status
 from data_bridge.api.applications import App, FastAPI, Limits
 from data_bridge.api.background import BackgroundTasks
-from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import FormData, Headers, QueryParams, UploadFile
 from data_bridge.api.depends import Depends, Security
 from data_bridge.api.exceptions import HTTPException, WebSocketException
+from data_bridge.api.middleware.cors import CORSMiddleware
 from data_bridge.api.params import Body, Cookie, File, Form, Header, Path, Query
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import (

@@ -12,11 +12,17 @@ The result is a list of tuples that the native layer (csrc/app/plan.c) turns int
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import functools
 import inspect
+import ipaddress
+import pathlib
 import re
 import types
 import typing
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +67,16 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
 
 
+def _ctx_value(value: Any) -> Any:
+    """A ctx value as FastAPI's jsonable_encoder leaves it: numbers and strings as they
+    are, an exception (a validator's ValueError) as {} (its attributes), others as text."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, BaseException):
+        return {}
+    return str(value)
+
+
 def _validation_errors(exc: Any) -> list[dict[str, Any]]:
     """A pydantic ValidationError's entries as FastAPI's 422 shows them."""
     errors = []
@@ -77,12 +93,7 @@ def _validation_errors(exc: Any) -> list[dict[str, Any]]:
             "input": given,
         }
         if "ctx" in err:
-            # As FastAPI's jsonable_encoder leaves them: numbers and strings as they are,
-            # anything else (an exception, a Decimal bound) as its text.
-            entry["ctx"] = {
-                k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
-                for k, v in err["ctx"].items()
-            }
+            entry["ctx"] = {k: _ctx_value(v) for k, v in err["ctx"].items()}
         errors.append(entry)
     return errors
 
@@ -184,6 +195,27 @@ def _list_item(annotation: Any) -> Any | None:
     return item if item in _SCALARS or _is_text_type(item) else None
 
 
+# Types pydantic reads from one text value (a dataclass, TypedDict or model is a body).
+_TEXT_TYPES: tuple[type, ...] = (
+    enum.Enum,
+    uuid.UUID,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    pathlib.PurePath,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+    str,
+    int,
+    float,
+)
+
+
 def _is_text_type(annotation: Any) -> bool:
     """Whether a value of this type is read from one text value by pydantic (Enum, UUID,
     datetime, date, time, timedelta, Decimal, Literal, Path, ...), not a container or a
@@ -199,17 +231,28 @@ def _is_text_type(annotation: Any) -> bool:
         )
     if origin is not None or not isinstance(annotation, type):
         return False
-    if _is_model(annotation) or issubclass(annotation, (dict, list, tuple, set, bytes)):
-        return False
-    return True
+    return issubclass(annotation, _TEXT_TYPES)
+
+
+def _annotated_extras(annotation: Any) -> tuple[Any, ...]:
+    """The metadata of ``Annotated[T, ...]`` other than parameter markers (pydantic's
+    AfterValidator, Field constraints, ...), which a value must also pass."""
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return ()
+    return tuple(m for m in typing.get_args(annotation)[1:] if not isinstance(m, Param))
 
 
 def _text_conv(
-    annotation: Any, marker: Param | None, where: str
+    annotation: Any, marker: Param | None, where: str, extras: tuple[Any, ...] = ()
 ) -> tuple[int, Callable[[Any], tuple[bool, Any]] | None]:
     """(conv, validator) for a value read from text: the binder's own conversion for
     str/int/float/bool, else str and a pydantic validator of the type (with the marker's
-    constraints) that the binder calls on the text."""
+    constraints and the Annotated metadata, e.g. an AfterValidator) that the binder calls
+    on the text."""
+    if extras and (annotation in _SCALARS or _is_text_type(annotation)):
+        validator = _adapter_validator(typing.Annotated[(annotation, *extras)], marker)
+        if validator is not None:
+            return CONV_STR, validator
     if annotation in _SCALARS:
         return _SCALARS[annotation], None
     if _is_text_type(annotation):
@@ -309,7 +352,9 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
             raise RouteDefinitionError(f"positional-only parameters are not supported ({where})")
         pwhere = f"parameter {param.name!r} of {where}"
         raw_default = Ellipsis if param.default is param.empty else param.default
-        annotation, marker, default = _marker_of(hints.get(param.name, str), raw_default)
+        raw_annotation = hints.get(param.name, str)
+        annotation, marker, default = _marker_of(raw_annotation, raw_default)
+        extras = _annotated_extras(raw_annotation)
         flags = FLAG_KWONLY if param.kind is param.KEYWORD_ONLY else 0
         inner, optional = _unwrap_optional(annotation)
         if optional:
@@ -326,7 +371,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
         if source == "path" or (not source and param.name in names):
             if param.name not in names:
                 raise RouteDefinitionError(f"Path() names no parameter of the path ({pwhere})")
-            conv, text_validator = _text_conv(inner, marker, pwhere)
+            conv, text_validator = _text_conv(inner, marker, pwhere, extras)
             seen_path.add(param.name)
             specs.append(
                 (
@@ -351,7 +396,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
                 is_list = True
                 flags |= FLAG_LIST
             else:
-                conv, text_validator = _text_conv(inner, marker, pwhere)
+                conv, text_validator = _text_conv(inner, marker, pwhere, extras)
                 is_list = False
             arg_source = {
                 "query": ARG_QUERY,

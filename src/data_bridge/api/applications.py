@@ -27,7 +27,6 @@ from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.background import start_background
-from data_bridge.api.cors import CORSMiddleware
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
 from data_bridge.api.exception_handlers import validation_error_response
@@ -36,6 +35,7 @@ from data_bridge.api.exceptions import (
     HTTPException,
     RequestValidationError,
 )
+from data_bridge.api.middleware.cors import CORSMiddleware
 from data_bridge.api.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,

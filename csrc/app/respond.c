@@ -124,7 +124,9 @@ static void respond_json(server_conn_t *conn, const route_plan_t *plan, int stat
 {
     db_buf_t *scratch = server_conn_scratch(conn);
     scratch->len = 0;
-    if (json_encode(value, scratch, NULL) < 0) {
+    /* Non-str keys (ints, ...) become strings, as FastAPI's json.dumps writes them. */
+    static const json_enc_opts_t opts = {JSON_OPT_NON_STR_KEYS, NULL};
+    if (json_encode(value, scratch, &opts) < 0) {
         log_current_exception(plan);
         respond_internal_error(conn);
         return;

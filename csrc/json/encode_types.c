@@ -1,6 +1,7 @@
 /*
  * The encoder's slow path (owned by the JSON codec): subclasses of the core types,
- * datetime/date/time (RFC 3339 text, the same as isoformat()), UUID, Enum (its value),
+ * datetime/date/time (RFC 3339 text, the same as isoformat()), timedelta (total seconds,
+ * as FastAPI's jsonable_encoder), UUID, Enum (its value),
  * Decimal (a number, or a string under JSON_OPT_DECIMAL_STRING), dataclasses (fields in
  * definition order), pydantic v2 models (encode_model.c; model_dump(mode="json",
  * by_alias=True) under sort_keys/indent) and, last, the caller's
@@ -12,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "json/dtoa.h"
 #include "json/json_internal.h"
 
 /* After Python.h (via json.h): datetime.h relies on its types. */
@@ -317,6 +319,15 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
     if (n != 0) {
         if (n > 0)
             rc = put_raw(e, buf, (size_t)n, 1);
+        goto done;
+    }
+    if (PyDelta_Check(obj)) {
+        /* A timedelta as its total seconds, as FastAPI's jsonable_encoder writes it. */
+        double secs = (double)PyDateTime_DELTA_GET_DAYS(obj) * 86400.0 +
+                      (double)PyDateTime_DELTA_GET_SECONDS(obj) +
+                      (double)PyDateTime_DELTA_GET_MICROSECONDS(obj) / 1e6;
+        n = json_dtoa(secs, buf);
+        rc = put_raw(e, buf, (size_t)n, 0);
         goto done;
     }
     if ((PyObject *)t == uuid_type || PyObject_TypeCheck(obj, (PyTypeObject *)uuid_type)) {

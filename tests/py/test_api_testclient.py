@@ -249,3 +249,21 @@ def test_root_path_of_the_server_reaches_requests_and_the_document():
     }
     assert client.get("/openapi.json").json()["servers"] == [{"url": "/api/v1"}]
     assert "servers" not in TestClient(app).get("/openapi.json").json()
+
+
+def test_client_address_int_keys_and_timedeltas():
+    import datetime
+
+    app = FastAPI()
+
+    @app.get("/peer")
+    def peer(request: Request):
+        return {"client": list(request.client), "host": request.client.host}
+
+    @app.get("/data")
+    def data():
+        return {1: "one", "d": datetime.timedelta(minutes=1, microseconds=500)}
+
+    client = TestClient(app)
+    assert client.get("/peer").json() == {"client": ["testclient", 50000], "host": "testclient"}
+    assert client.get("/data").json() == {"1": "one", "d": 60.0005}

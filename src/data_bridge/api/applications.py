@@ -347,6 +347,7 @@ class FastAPI(APIRouter):
         limits: Limits | None = None,
         *,
         root_path: str | None = None,
+        client: tuple[str, int] | None = None,
     ) -> Any:
         """Create the native server on ``loop`` with every route compiled. ``root_path``
         is the path prefix a proxy serves the app under (the ASGI ``root_path``, as
@@ -374,11 +375,16 @@ class FastAPI(APIRouter):
                 "Request", (Request,), {"app": self, "__module__": Request.__module__}
             )
         request_class = self._request_class
-        if root_path is not None:
+        if root_path is not None or client is not None:
+            # This server's own view: the proxy's prefix, the peer the test client reports.
             request_class = type(
                 "Request",
                 (request_class,),
-                {"server_root_path": root_path, "__module__": Request.__module__},
+                {
+                    "server_root_path": root_path,
+                    "server_client": client,
+                    "__module__": Request.__module__,
+                },
             )
         server.set_request_class(request_class)
         overrides = self.dependency_overrides

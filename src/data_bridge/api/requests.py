@@ -99,9 +99,15 @@ class Request(_core.Request):
             cached = self.__dict__["_url"] = URL(f"http://{host}{path}{query}")
         return cached
 
+    # The peer a test client reports (Starlette's ("testclient", 50000)), per server.
+    server_client: tuple[str, int] | None = None
+
     @property
     def client(self) -> Address | None:
-        """The peer's address; None where the server does not know it."""
+        """The peer's address: the test client's, or None where the server does not
+        report it (the native server does not expose peer addresses yet)."""
+        if self.server_client is not None:
+            return Address(*self.server_client)
         return None
 
     def url_for(self, name: str, /, **path_params: Any) -> URL:

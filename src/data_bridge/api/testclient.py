@@ -218,6 +218,7 @@ class TestClient(httpx.Client):
         self.app = app
         self.raise_server_exceptions = raise_server_exceptions
         self.root_path = root_path
+        self.client_address = client
         self._runner = _Runner()
         self._server: Any = None
         self._server_key: Any = None
@@ -245,7 +246,7 @@ class TestClient(httpx.Client):
             self._server = None
         if self._server is None:
             self._server = self.app.build_server(
-                self._runner.loop, root_path=self.root_path or None
+                self._runner.loop, root_path=self.root_path or None, client=self.client_address
             )
             self._server_key = key
             # The native server holds itself until closed: close it with the client.

@@ -359,3 +359,29 @@ def test_max_body_size_per_route_router_and_app():
     assert client.post("/big/tight", json={"a": "x" * 60}).status_code == 413
     with pytest.raises(ValueError, match="non-negative"):
         FastAPI(max_body_size=-1)
+
+
+def test_redirect_response_class_and_response_unions():
+    from data_bridge.api.exceptions import FastAPIError
+    from data_bridge.api.responses import RedirectResponse
+
+    app = FastAPI()
+
+    @app.get("/go", response_class=RedirectResponse)
+    async def go():
+        return "https://example.com/there"
+
+    r = TestClient(app).get("/go", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (307, "https://example.com/there")
+
+    with pytest.raises(FastAPIError, match="response_model=None"):
+
+        @app.get("/portal")
+        async def portal() -> Response | dict:
+            return {}
+
+    @app.get("/portal2", response_model=None)
+    async def portal2() -> Response | dict:
+        return {"ok": 1}
+
+    assert TestClient(app).get("/portal2").json() == {"ok": 1}

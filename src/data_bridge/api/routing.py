@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
-from data_bridge.api.exceptions import ResponseValidationError
+from data_bridge.api.exceptions import FastAPIError, ResponseValidationError
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.json import dumps as json_dumps
 
@@ -82,9 +82,16 @@ def _return_annotation(endpoint: Callable[..., Any]) -> Any:
         return None
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        # A union that includes a Response class (``-> Response | dict``) is not a model.
+        # A union that includes a Response class (``-> Response | dict``) is no model, and
+        # FastAPI refuses to guess: response_model=None says not to use the annotation.
         if any(_is_response_class(a) for a in typing.get_args(annotation)):
-            return None
+            raise FastAPIError(
+                "Invalid args for response field! Hint: check that "
+                f"{annotation} is a valid Pydantic field type. If you are using a return "
+                "type annotation that is not a valid Pydantic field (e.g. Union[Response, "
+                "dict, None]) you can disable generating the response model from the type "
+                "annotation with the path operation decorator parameter response_model=None."
+            )
     if _is_response_class(annotation):
         return None
     return annotation
@@ -456,7 +463,12 @@ class _Responder:
                     content = self.adapter.dump_python(value, mode="json", **self.dump_args)
                     response = self.response_class(content, status_code=status)
             else:
-                response = self.response_class(result, status_code=status)
+                # Without a status of the route's (or the injected response's), the class's
+                # own default applies: RedirectResponse's 307.
+                if self.explicit_status or status != self.status_code:
+                    response = self.response_class(result, status_code=status)
+                else:
+                    response = self.response_class(result)
         if sub_response is not None:
             response._merge_sub_response(sub_response)
         return response

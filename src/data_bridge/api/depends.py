@@ -144,6 +144,14 @@ def _param_model(annotation: Any, default: Any) -> tuple[Any, Param, Any] | None
     return None
 
 
+def _sub_response() -> Response:
+    """The injected ``response: Response`` of a request: an empty 200 with no headers,
+    made without Response.__init__ (it renders nothing)."""
+    sub = Response.__new__(Response)
+    sub.__dict__.update(status_code=200, body=b"", raw_headers=[])
+    return sub
+
+
 # The keyword through which the native binder hands a lenient route its binding errors
 # (csrc/app/invoke.c), and a leaf name for errors no parameter claims.
 BINDING_ERRORS = "__db_binding_errors__"
@@ -408,7 +416,7 @@ def with_dependencies(
         failed = set(grouped) if grouped else None
         form_request: Any = None
         background = BackgroundTasks()
-        sub_response = Response() if flat.uses_response else None
+        sub_response = _sub_response() if flat.uses_response else None
         cache: dict[Any, Any] = {BackgroundTasks: background, Response: sub_response}
         stack: list[Any] = []
         try:

@@ -462,6 +462,15 @@ class _Responder:
                 else:
                     content = self.adapter.dump_python(value, mode="json", **self.dump_args)
                     response = self.response_class(content, status_code=status)
+            elif self.response_class in _NATIVE_JSON_CLASSES:
+                # A JSON result with an injected response: made directly (no render or
+                # header building in Response.__init__); the C codec encodes it.
+                response = Response.__new__(self.response_class)
+                response.__dict__.update(
+                    status_code=status,
+                    body=json_dumps(result),
+                    raw_headers=[("content-type", "application/json")],
+                )
             else:
                 # Without a status of the route's (or the injected response's), the class's
                 # own default applies: RedirectResponse's 307.

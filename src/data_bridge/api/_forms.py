@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from data_bridge import _core
+from data_bridge.api._plan import is_sequence_annotation
 from data_bridge.api.datastructures import FormData, Headers, UploadFile
 from data_bridge.api.exceptions import HTTPException, RequestValidationError
 from data_bridge.api.params import File, Param
@@ -83,15 +84,6 @@ def is_file_annotation(annotation: Any) -> bool:
     return any(is_file_annotation(a) for a in typing.get_args(annotation) if a is not type(None))
 
 
-def _is_sequence(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (list, set, tuple, frozenset):
-        return True
-    if origin is typing.Annotated:
-        return _is_sequence(typing.get_args(annotation)[0])
-    return any(_is_sequence(a) for a in typing.get_args(annotation) if a is not type(None))
-
-
 def _wants_bytes(annotation: Any) -> bool:
     if annotation is bytes:
         return True
@@ -119,7 +111,7 @@ def form_field(name: str, annotation: Any, marker: Param | None, default: Any) -
     return FormField(
         name=name,
         key=key,
-        many=_is_sequence(annotation),
+        many=is_sequence_annotation(annotation),
         to_bytes=_wants_bytes(annotation),
         default=_MISSING if required else default,
         validate=adapter.validate_python,

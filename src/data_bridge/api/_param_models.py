@@ -17,6 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from data_bridge.api._plan import is_sequence_annotation
 from data_bridge.api.exceptions import RequestValidationError
 from data_bridge.api.params import Param
 from data_bridge.api.requests import Request
@@ -60,13 +61,6 @@ def is_param_model(annotation: Any, marker: Param | None) -> bool:
     return param_model_of(annotation, marker) is not None
 
 
-def _is_sequence(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_is_sequence(a) for a in typing.get_args(annotation) if a is not type(None))
-    return origin in (list, set, tuple, frozenset) or annotation in (list, set, tuple)
-
-
 async def _values(request: Request, source: str) -> list[tuple[str, Any]]:
     if source == "query":
         return request.query_params.multi_items()
@@ -96,7 +90,7 @@ def group_dependency(
             lookup = key
             if source == "header":
                 lookup = (key.replace("_", "-") if convert and not info.alias else key).lower()
-            fields.setdefault(field_name, (lookup, key, _is_sequence(info.annotation)))
+            fields.setdefault(field_name, (lookup, key, is_sequence_annotation(info.annotation)))
     by_lookup = {lookup: field for field, (lookup, _, _) in fields.items()}
     import pydantic
 

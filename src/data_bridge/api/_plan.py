@@ -177,6 +177,21 @@ def _marker_of(annotation: Any, default: Any) -> tuple[Any, Param | None, Any]:
     return annotation, marker, default
 
 
+def is_sequence_annotation(annotation: Any) -> bool:
+    """Whether a form/query/header field of this type takes every occurrence of its name:
+    a list, set, tuple or frozenset, also inside Annotated or Optional/Union."""
+    if annotation in (list, set, tuple, frozenset):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return is_sequence_annotation(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(
+            is_sequence_annotation(a) for a in typing.get_args(annotation) if a is not type(None)
+        )
+    return origin in (list, set, tuple, frozenset)
+
+
 def _list_item(annotation: Any) -> Any | None:
     """T for ``list[T]`` (``List[T]``, ``set[T]``, ``tuple[T, ...]``) with a scalar or
     text-validated T; None otherwise."""

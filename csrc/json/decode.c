@@ -24,24 +24,10 @@
 #include <emmintrin.h>
 #endif
 
-PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
-                            const unsigned char *end);
-
-#define INLINE_STACK      128
-#define INLINE_CHARS      512
 #define KEY_CACHE_SIZE    2048 /* power of two */
 #define KEY_CACHE_MAX_LEN 64
 
-typedef struct {
-    const unsigned char *start, *p, *end;
-    int depth;
-    PyObject **stack;
-    size_t stack_len, stack_cap;
-    Py_UCS4 *chars;
-    size_t chars_cap;
-    PyObject *inline_stack[INLINE_STACK];
-    Py_UCS4 inline_chars[INLINE_CHARS];
-} decoder_t;
+typedef json_decoder_t decoder_t;
 
 static PyObject *key_cache[KEY_CACHE_SIZE];
 
@@ -54,37 +40,7 @@ static PyObject *error_at(decoder_t *d, const unsigned char *at, const char *msg
     return NULL;
 }
 
-static inline int is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
-
-/* Skips RFC 8259 whitespace. Compact documents have none (the first test); indented ones
- * have runs of spaces after each newline, skipped 16 bytes at a time. */
-static inline void skip_ws(decoder_t *d)
-{
-    const unsigned char *p = d->p, *end = d->end;
-    if (JSON_LIKELY(p<end && * p> ' '))
-        return;
-#if defined(__SSE2__)
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
-                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
-                                  _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
-                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
-        unsigned m = ~(unsigned)_mm_movemask_epi8(ws) & 0xFFFFu;
-        if (m != 0) {
-            d->p = p + __builtin_ctz(m);
-            return;
-        }
-        p += 16;
-    }
-#endif
-    while (p < end && is_ws(*p))
-        p++;
-    d->p = p;
-}
+#define skip_ws json_dec_skip_ws
 
 /* ---- strings ---------------------------------------------------------------------- */
 
@@ -698,19 +654,43 @@ static PyObject *parse_value(decoder_t *d)
     }
 }
 
+void json_dec_begin(json_decoder_t *d, const char *p, size_t n)
+{
+    d->start = d->p = (const unsigned char *)p;
+    d->end = d->start + n;
+    d->depth = 0;
+    d->stack = d->inline_stack;
+    d->stack_len = 0;
+    d->stack_cap = JSON_INLINE_STACK;
+    d->chars = d->inline_chars;
+    d->chars_cap = JSON_INLINE_CHARS;
+}
+
+void json_dec_end(json_decoder_t *d)
+{
+    drop_stack(d, 0);
+    if (d->stack != d->inline_stack)
+        PyMem_Free(d->stack);
+    if (d->chars != d->inline_chars)
+        PyMem_Free(d->chars);
+}
+
+PyObject *json_dec_value(json_decoder_t *d)
+{
+    return parse_value(d);
+}
+
+PyObject *json_dec_string(json_decoder_t *d, int is_key)
+{
+    return parse_string(d, is_key);
+}
+
 PyObject *json_decode(const char *p, size_t n)
 {
     decoder_t d;
     PyObject *res = NULL;
     int gc_was_enabled = 0;
-    d.start = d.p = (const unsigned char *)p;
-    d.end = d.start + n;
-    d.depth = 0;
-    d.stack = d.inline_stack;
-    d.stack_len = 0;
-    d.stack_cap = INLINE_STACK;
-    d.chars = d.inline_chars;
-    d.chars_cap = INLINE_CHARS;
+    json_dec_begin(&d, p, n);
     if (json_errors_init() < 0)
         goto done;
     /* Decoding allocates many containers and runs no Python code, so a collection in the
@@ -734,9 +714,6 @@ PyObject *json_decode(const char *p, size_t n)
 done:
     if (gc_was_enabled)
         PyGC_Enable();
-    if (d.stack != d.inline_stack)
-        PyMem_Free(d.stack);
-    if (d.chars != d.inline_chars)
-        PyMem_Free(d.chars);
+    json_dec_end(&d);
     return res;
 }

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "json/dtoa.h"
 #include "json/json.h"
 
@@ -29,6 +33,66 @@ void json_raise_decode_error(const char *p, size_t n, size_t pos, const char *ms
  * exactly; returns 1 and sets *out, or 0 when the caller must use a correctly rounded
  * slow path. */
 int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out);
+
+/* The decoder's state for one document (decode.c). decode_model.c drives the same state
+ * with a model's plan, so the byte-level rules (strings, numbers, whitespace, errors) are
+ * the decoder's own and exist once. */
+#define JSON_INLINE_STACK 128
+#define JSON_INLINE_CHARS 512
+typedef struct {
+    const unsigned char *start, *p, *end;
+    int depth;
+    PyObject **stack;
+    size_t stack_len, stack_cap;
+    Py_UCS4 *chars;
+    size_t chars_cap;
+    PyObject *inline_stack[JSON_INLINE_STACK];
+    Py_UCS4 inline_chars[JSON_INLINE_CHARS];
+} json_decoder_t;
+
+/* decode.c: prepares d for the document p[0..n) / releases its scratch memory. */
+void json_dec_begin(json_decoder_t *d, const char *p, size_t n);
+void json_dec_end(json_decoder_t *d);
+/* decode.c: parses the value at d->p (after whitespace was skipped); a new reference, or
+ * NULL with JSONDecodeError or MemoryError set. */
+PyObject *json_dec_value(json_decoder_t *d);
+/* decode.c: parses the string whose opening quote is at d->p; is_key selects the cache
+ * of short keys. Same result convention as json_dec_value. */
+PyObject *json_dec_string(json_decoder_t *d, int is_key);
+/* decode_number.c: parses the number at *pp (advanced past it); start/end bound the
+ * document for error positions. A new int or float, or NULL with an exception set. */
+PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
+                            const unsigned char *end);
+
+/* Skips RFC 8259 whitespace. Compact documents have none (the first test); indented ones
+ * have runs of spaces after each newline, skipped 16 bytes at a time. */
+static inline void json_dec_skip_ws(json_decoder_t *d)
+{
+    const unsigned char *p = d->p, *end = d->end;
+    if (JSON_LIKELY(p<end && * p> ' '))
+        return;
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
+                                  _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
+                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+        unsigned m = ~(unsigned)_mm_movemask_epi8(ws) & 0xFFFFu;
+        if (m != 0) {
+            d->p = p + __builtin_ctz(m);
+            return;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    d->p = p;
+}
+
+/* decode_model.c: adds the ModelDecoder type to the extension module; 0 or -1. */
+int json_model_decoder_init(PyObject *module);
 
 /* The encoder's state for one json_encode call. stack[] holds the containers (and the
  * objects handed to default/dataclass/pydantic conversion) currently being encoded, so

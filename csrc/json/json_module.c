@@ -211,7 +211,7 @@ int json_module_init(PyObject *module)
         intern_kw(&kw_decimal_as_string, "decimal_as_string") < 0 ||
         intern_kw(&kw_option, "option") < 0)
         return -1;
-    if (PyModule_AddFunctions(module, json_methods) < 0)
+    if (PyModule_AddFunctions(module, json_methods) < 0 || json_model_decoder_init(module) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "JSONEncodeError", json_EncodeError) < 0 ||
         PyModule_AddObjectRef(module, "JSONDecodeError", json_DecodeError) < 0)

@@ -152,7 +152,12 @@ def _body_conv(annotation: Any) -> tuple[int, Any] | None:
     if origin is list and all(a is Any for a in typing.get_args(annotation)):
         return CONV_LIST, None
     if _is_model(annotation):
-        return CONV_MODEL, _model_validator(annotation, None, annotation.model_validate_json)
+        # The raw bytes go to a native decoder when the model's plan allows (the same
+        # results and errors as model_validate_json, which it falls back to).
+        from data_bridge._model_decode import decoder_for
+
+        decode = decoder_for(annotation) or annotation.model_validate_json
+        return CONV_MODEL, _model_validator(annotation, None, decode)
     return None
 
 

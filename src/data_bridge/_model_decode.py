@@ -1,0 +1,262 @@
+"""Plans for decoding pydantic models straight from JSON bytes (``_core.ModelDecoder``).
+
+``decoder_for(cls)`` returns a callable with ``cls.model_validate_json``'s contract for
+bytes-like input: the C decoder (csrc/json/decode_model.c) builds the instance itself
+when the input is certain to be valid and hands everything else to
+``cls.model_validate_json``, so results and errors are always pydantic's.
+
+The plan is read from the model's core schema, the description pydantic-core validates
+with, so a mechanism this module does not know about makes the model unplannable rather
+than decoded wrongly. Accepted: models whose fields are str, int, float, bool, Any,
+Optional of those, list and dict[str, ...] of those, and other such models (recursion
+included), with gt/ge/lt/le (int and float), multiple_of (int) and min/max length (str,
+list, dict), and defaults that are values (not factories, not validated). Refused:
+validators of any kind, aliases, strict mode, string transformations, extra="allow" or
+"forbid", unions beyond Optional, init or post-init hooks, private attributes, pydantic
+plugins, and any schema key or configuration value outside what is listed here. None
+means "use model_validate_json".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_SCALAR_KINDS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "any": "any"}
+
+# Schema keys that never change what validation accepts or returns, per node type.
+_COMMON_KEYS = frozenset({"type", "metadata", "ref", "serialization"})
+_ALLOWED_KEYS: dict[str, frozenset[str]] = {
+    "str": frozenset({"min_length", "max_length"}),
+    "int": frozenset({"gt", "ge", "lt", "le", "multiple_of"}),
+    "float": frozenset({"gt", "ge", "lt", "le", "allow_inf_nan"}),
+    "bool": frozenset(),
+    "any": frozenset(),
+    "list": frozenset({"items_schema", "min_length", "max_length", "fail_fast"}),
+    "dict": frozenset({"keys_schema", "values_schema", "min_length", "max_length"}),
+    "nullable": frozenset({"schema"}),
+}
+_CHECK_KEYS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length")
+
+# Model configuration (the core schema's "config") that does not affect what validation
+# of the accepted field types returns; a key outside this set, or a truthy value of one in
+# _CONFIG_FALSY, makes the model unplannable.
+_CONFIG_HARMLESS = frozenset(
+    {
+        "title",
+        "loc_by_alias",
+        "hide_input_in_errors",
+        "validation_error_cause",
+        "cache_strings",
+        "from_attributes",
+        "revalidate_instances",
+        "allow_inf_nan",  # non-finite floats always go to pydantic
+        "ser_json_timedelta",
+        "ser_json_temporal",
+        "ser_json_bytes",
+        "ser_json_inf_nan",
+        "serialize_by_alias",
+        "regex_engine",
+        "validate_by_alias",
+        "validate_by_name",
+        "populate_by_name",
+        "frozen",
+        "val_json_bytes",
+        "val_temporal_unit",
+        "url_preserve_empty_path",
+        "polymorphic_serialization",
+    }
+)
+_CONFIG_FALSY = frozenset(
+    {
+        "strict",
+        "str_strip_whitespace",
+        "str_to_lower",
+        "str_to_upper",
+        "coerce_numbers_to_str",
+        "validate_default",
+    }
+)
+
+
+class _Unplannable(Exception):
+    pass
+
+
+def _check_keys(schema: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = set(schema) - _COMMON_KEYS - allowed
+    if extra:
+        raise _Unplannable(f"{schema['type']} schema with {sorted(extra)}")
+
+
+def _checks(schema: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    out = {k: schema[k] for k in _CHECK_KEYS if schema.get(k) is not None}
+    for key, value in out.items():
+        if key in ("min_length", "max_length"):
+            if type(value) is not int or value < 0:
+                raise _Unplannable(f"{key}={value!r}")
+        elif kind == "int":
+            if type(value) is not int or not -(2**63) <= value < 2**63:
+                raise _Unplannable(f"int {key}={value!r}")
+            if key == "multiple_of" and value <= 0:
+                raise _Unplannable(f"int {key}={value!r}")
+        elif type(value) not in (int, float) or key == "multiple_of":
+            raise _Unplannable(f"float {key}={value!r}")
+    return out or None
+
+
+class _Planner:
+    def __init__(self, definitions: dict[str, Any]) -> None:
+        self.definitions = definitions
+        self.models: list[Any] = []  # (cls, fields) once built; None while building
+        self.index: dict[type, int] = {}
+
+    def spec(self, schema: dict[str, Any], nullable: bool = False) -> tuple[Any, ...]:
+        kind = schema.get("type")
+        if kind == "definition-ref":
+            ref = schema["schema_ref"]
+            if ref not in self.definitions:
+                raise _Unplannable(f"unknown reference {ref}")
+            _check_keys(schema, frozenset({"schema_ref"}))
+            return self.spec(self.definitions[ref], nullable)
+        if kind == "definitions":
+            for d in schema["definitions"]:
+                self.definitions[d["ref"]] = d
+            return self.spec(schema["schema"], nullable)
+        if kind == "nullable":
+            _check_keys(schema, _ALLOWED_KEYS["nullable"])
+            if nullable:
+                raise _Unplannable("nested Optional")
+            return self.spec(schema["schema"], True)
+        if kind in _SCALAR_KINDS:
+            _check_keys(schema, _ALLOWED_KEYS[kind])
+            return (_SCALAR_KINDS[kind], nullable, None, _checks(schema, kind))
+        if kind == "list":
+            _check_keys(schema, _ALLOWED_KEYS["list"])
+            items = schema.get("items_schema", {"type": "any"})
+            return ("list", nullable, self.spec(items), _checks(schema, "list"))
+        if kind == "dict":
+            _check_keys(schema, _ALLOWED_KEYS["dict"])
+            keys = schema.get("keys_schema", {"type": "str"})
+            if keys.get("type") not in ("str", "any") or set(keys) - _COMMON_KEYS:
+                raise _Unplannable("dict keys other than str")
+            values = schema.get("values_schema", {"type": "any"})
+            return ("dict", nullable, self.spec(values), _checks(schema, "dict"))
+        if kind == "model":
+            return ("model", nullable, self.model(schema), None)
+        raise _Unplannable(f"schema type {kind!r}")
+
+    def model(self, schema: dict[str, Any]) -> int:
+        cls = schema["cls"]
+        if cls in self.index:
+            return self.index[cls]
+        _check_keys(
+            schema,
+            frozenset({"cls", "schema", "config", "custom_init", "root_model", "post_init"}),
+        )
+        if schema.get("custom_init") or schema.get("root_model") or schema.get("post_init"):
+            raise _Unplannable(f"{cls.__name__}: custom __init__, root model or post-init")
+        _check_model_class(cls)
+        for key, value in (schema.get("config") or {}).items():
+            if key in _CONFIG_FALSY:
+                if value:
+                    raise _Unplannable(f"config {key}={value!r}")
+            elif key == "extra_fields_behavior":
+                if value not in (None, "ignore"):
+                    raise _Unplannable(f"extra={value!r}")
+            elif key not in _CONFIG_HARMLESS:
+                raise _Unplannable(f"config {key}")
+        inner = schema["schema"]
+        if inner.get("type") != "model-fields":
+            raise _Unplannable(f"model schema {inner.get('type')!r}")
+        _check_keys(inner, frozenset({"fields", "model_name", "computed_fields", "extra_behavior"}))
+        if inner.get("extra_behavior") not in (None, "ignore"):
+            raise _Unplannable("extra_behavior")
+        index = len(self.models)
+        self.index[cls] = index
+        self.models.append(None)
+        fields = []
+        for name, field in inner["fields"].items():
+            # The decoder compares key bytes with the name (csrc/json/decode_model.c).
+            if not name.isidentifier():
+                raise _Unplannable(f"field name {name!r}")
+            if field.get("type") != "model-field":
+                raise _Unplannable(f"field {name}: {field.get('type')}")
+            _check_keys(
+                field,
+                frozenset({"schema", "serialization_alias", "serialization_exclude", "frozen"}),
+            )
+            fschema = field["schema"]
+            default: tuple[Any, ...] = ()
+            if fschema.get("type") == "default":
+                _check_keys(fschema, frozenset({"schema", "default", "validate_default"}))
+                if "default" not in fschema or fschema.get("validate_default"):
+                    raise _Unplannable(f"field {name}: default factory or validated default")
+                default = (fschema["default"],)
+                fschema = fschema["schema"]
+            fields.append((name, self.spec(fschema), default))
+        self.models[index] = (cls, tuple(fields))
+        return index
+
+
+def _check_model_class(cls: type) -> None:
+    import pydantic
+    import pydantic_core
+
+    if not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
+        raise _Unplannable("not a BaseModel")
+    # A plugin (pydantic.plugin) wraps the validator to observe every validation.
+    if type(cls.__pydantic_validator__) is not pydantic_core.SchemaValidator:
+        raise _Unplannable("validator is wrapped (a pydantic plugin)")
+    decorators = cls.__pydantic_decorators__
+    if (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+    ):
+        raise _Unplannable("validators")
+    if cls.__private_attributes__ or cls.__pydantic_post_init__ is not None:
+        raise _Unplannable("private attributes or model_post_init")
+
+
+def _plan(cls: Any) -> tuple[tuple[Any, ...], int]:
+    import pydantic
+
+    _check_model_class(cls)
+    if getattr(cls.model_validate_json, "__func__", None) is not getattr(
+        pydantic.BaseModel.model_validate_json, "__func__", None
+    ):
+        raise _Unplannable("model_validate_json is overridden")
+    if not cls.__pydantic_complete__:
+        raise _Unplannable("not fully defined")
+    planner = _Planner({})
+    try:
+        root = planner.spec(cls.__pydantic_core_schema__)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _Unplannable(f"unexpected core schema ({exc!r})") from exc
+    if root[0] != "model" or root[1]:
+        raise _Unplannable("the schema is not a model")
+    return tuple(planner.models), root[2]
+
+
+def why_not_native(cls: Any) -> str | None:
+    """Why ``cls`` is left to pydantic's model_validate_json, or None when it is decoded
+    natively."""
+    try:
+        _plan(cls)
+    except _Unplannable as exc:
+        return str(exc)
+    return None
+
+
+def decoder_for(cls: Any) -> Callable[[Any], Any] | None:
+    """A callable equal to ``cls.model_validate_json`` for bytes-like input, decoding
+    natively where the plan allows; None when the model cannot be planned."""
+    from data_bridge._core import ModelDecoder
+
+    try:
+        models, root = _plan(cls)
+    except _Unplannable:
+        return None
+    return ModelDecoder(models, root, cls.model_validate_json)

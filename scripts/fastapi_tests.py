@@ -54,7 +54,7 @@ KNOWN_GAPS: list[tuple[str, str]] = [
     ("WebSockets (`fastapi.websockets`, `WebSocket`)", "not built yet (issue 15)"),
     (
         "Mounted sub-applications, WSGI apps, `app(scope, receive, send)`, "
-        '`@app.middleware("http")`, GZip/TrustedHost/HTTPSRedirect middleware, custom '
+        '`@app.middleware("http")`, other ASGI middleware, custom '
         "`APIRoute.get_route_handler` classes",
         "need the ASGI layer (issue 14): the native request path has no ASGI stack yet",
     ),

@@ -139,6 +139,18 @@ typedef struct {
     /* callable(errors, request) -> a handler result, or NotImplemented for the default
      * 422: the app's RequestValidationError handler; NULL when it has none. */
     PyObject *validation_hook;
+    /* GZipMiddleware (set_gzip): applied to the server when it is made; gzip_excluded is
+     * NULL when the app has no GZip policy. */
+    PyObject *gzip_excluded;
+    int gzip_level;
+    size_t gzip_minimum;
+    /* Native middleware answering before routing, outermost first (guard.c); when there
+     * is none, CORS alone runs as before. */
+    struct app_guard *guards;
+    size_t nguards;
+    /* Requests reach this server over TLS terminated in front of it (set_secure): the
+     * HTTPS redirect lets them through and redirects stay on https. */
+    int secure;
 } ServerObject;
 
 extern PyTypeObject Server_Type;
@@ -209,6 +221,17 @@ PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
 /* invoke.c */
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
+/* invoke.c: the CORS step (see ServerObject.cors_hook): 1 when it answered, else 0. */
+int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req);
+
+/* guard.c: TrustedHostMiddleware, HTTPSRedirectMiddleware and the CORS step in the app's
+ * middleware order. */
+enum { APP_GUARD_TRUSTED_HOST = 1, APP_GUARD_HTTPS_REDIRECT = 2, APP_GUARD_CORS = 3 };
+/* Runs the guards for a request: 1 when one answered it, 0 to route it. */
+int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req);
+void app_guards_free(ServerObject *srv);
+/* Server.add_guard(kind, patterns=b"", www_redirect=False). */
+PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.parse_multipart. */
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 int invoke_init(void);

@@ -481,7 +481,7 @@ static PyObject *header_str(const http_request_t *head, const char *name, size_t
 /* CORS (the Fetch standard's protocol, Starlette's CORSMiddleware rules, decided by the
  * Python hook): only requests with an Origin header pay for it. Returns 1 when the hook
  * answered (a preflight), 0 to go on with dispatch; failures are logged and answered 500. */
-static int apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
+int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
 {
     const http_request_t *head = req->head;
     if (http_find_header(head, "origin", 6) == NULL)
@@ -623,7 +623,8 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
-    if (srv->cors_hook != NULL && apply_cors(srv, conn, req))
+    if (srv->nguards ? app_guards_run(srv, conn, req)
+                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
         return SERVER_DISPATCH_DONE;
     router_match_t m;
     int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);

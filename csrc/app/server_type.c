@@ -157,6 +157,16 @@ static int server_ensure(ServerObject *self)
         PyErr_NoMemory();
         return -1;
     }
+    if (self->gzip_excluded != NULL &&
+        server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
+                        PyBytes_AS_STRING(self->gzip_excluded),
+                        (size_t)PyBytes_GET_SIZE(self->gzip_excluded)) < 0) {
+        /* Not yet serving: nothing refers to the server, so it is closed right away. */
+        server_close(self->server, NULL, NULL);
+        self->server = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
     /* Released in on_server_closed: libuv callbacks point at this object. */
     Py_INCREF(self);
     return 0;
@@ -368,6 +378,8 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->signal_cb);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->gzip_excluded);
+    app_guards_free(self);
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -380,6 +392,8 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
+    Py_CLEAR(self->gzip_excluded);
+    app_guards_free(self);
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     return 0;
@@ -427,7 +441,52 @@ static PyObject *server_set_cors_hook(ServerObject *self, PyObject *hook)
     Py_RETURN_NONE;
 }
 
+/* set_gzip(level, minimum_size, excluded): GZipMiddleware's compression of response
+ * bodies, done by the server (see server_set_gzip); excluded is a bytes object of
+ * NUL-terminated lowercase media types. */
+static PyObject *server_set_gzip_py(ServerObject *self, PyObject *args)
+{
+    int level;
+    Py_ssize_t minimum_size;
+    const char *excluded;
+    Py_ssize_t excluded_len;
+    if (!PyArg_ParseTuple(args, "iny#:set_gzip", &level, &minimum_size, &excluded, &excluded_len))
+        return NULL;
+    if (level < 0 || level > 9 || minimum_size < 0) {
+        PyErr_SetString(PyExc_ValueError, "compresslevel must be 0..9 and minimum_size >= 0");
+        return NULL;
+    }
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_gzip must be called before serving");
+        return NULL;
+    }
+    /* Kept until server_ensure makes the server (routes may still be added until then). */
+    PyObject *copy = PyBytes_FromStringAndSize(excluded, excluded_len);
+    if (copy == NULL)
+        return NULL;
+    Py_XSETREF(self->gzip_excluded, copy);
+    self->gzip_level = level;
+    self->gzip_minimum = (size_t)minimum_size;
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_set_secure(ServerObject *self, PyObject *flag)
+{
+    int v = PyObject_IsTrue(flag);
+    if (v < 0)
+        return NULL;
+    self->secure = v;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef server_methods[] = {
+    {"set_secure", (PyCFunction)server_set_secure, METH_O,
+     "set_secure(flag): requests arrive over TLS terminated in front of the server (https)"},
+    {"add_guard", (PyCFunction)app_add_guard, METH_VARARGS,
+     "add_guard(kind, patterns=b'', www_redirect=False): TrustedHost (1), HTTPSRedirect (2) or "
+     "the CORS step (3), in middleware order, outermost first"},
+    {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
+     "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,
      "set_validation_hook(hook): hook(errors, request) answers a request that did not bind"},
     {"set_request_class", (PyCFunction)server_set_request_class, METH_O,

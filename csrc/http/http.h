@@ -151,4 +151,20 @@ const char *http_method_name(http_method_t m);
  * second. Returns a pointer to 29 bytes, valid until the next call. */
 const char *http_date_now(time_t now);
 
+/* A Host field value split as Starlette's parse_host_header does (RFC 3986 §3.2.2's
+ * reg-name, an IPv6 literal in brackets or an IPvFuture, then an optional ":port"): host
+ * keeps the brackets of an IP literal; port is NULL when absent. Returns 0, or -1 for a
+ * value that is none of those (an invalid IPv6 address included). */
+typedef struct {
+    const char *host;
+    size_t host_len;
+    const char *port;
+    size_t port_len;
+} http_host_t;
+int http_parse_host(const char *value, size_t len, http_host_t *out);
+
+/* Whether a port text is a valid port for Starlette's URL: at most 5 digits after leading
+ * zeros and at most 65535. */
+int http_host_port_valid(const char *port, size_t len);
+
 #endif

@@ -321,6 +321,12 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->keep_alive = c->head->keep_alive && !c->server->closing;
     c->deadline = 0;
     c->resp_headers.len = 0;
+    c->accept_gzip = 0;
+    if (c->server->gzip_enc != NULL) {
+        /* The first Accept-Encoding field, as Starlette's Headers.get reads it. */
+        const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
+        c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
+    }
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
     /* A response that began streaming keeps its request pending until the stream ends. */
     if (r == SERVER_DISPATCH_PENDING || c->streaming) {

@@ -5,6 +5,7 @@
  * here allocates except the buffer growth itself. The head of a streaming response
  * (stream.c) is written by the same code.
  */
+#include <strings.h>
 #include <time.h>
 
 #include "server/server_internal.h"
@@ -81,6 +82,65 @@ size_t respond_content_length(char *out, uint64_t len)
     return (size_t)(p - out);
 }
 
+/* The value of the first header line called name (lowercase) among complete
+ * "name: value\r\n" lines, or NULL. */
+static const char *find_line(const char *lines, size_t len, const char *name, size_t n,
+                             size_t *value_len)
+{
+    const char *p = lines, *end = lines + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - p) > n && p[n] == ':' && strncasecmp(p, name, n) == 0) {
+            const char *v = p + n + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            *value_len = (size_t)(ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+/* GZipMiddleware's decision for a complete body (gzip/gzip.h): returns the body to send,
+ * compressed into the server's gzip_out when the client accepts gzip, and adds the Vary
+ * and Content-Encoding lines to the response's headers. Unchanged when the rules leave the
+ * body alone or compression fails (the body is then sent as it is). */
+static const char *apply_gzip(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                              const char *extra, size_t extra_len, const char *body,
+                              size_t *body_len)
+{
+    server_t *s = c->server;
+    size_t vlen;
+    if (status == 206 || *body_len < s->gzip.minimum_size ||
+        find_line(extra, extra_len, "content-encoding", 16, &vlen) ||
+        find_line(c->resp_headers.data, c->resp_headers.len, "content-encoding", 16, &vlen))
+        return body;
+    if (ctype_len == 0)
+        ctype = find_line(extra, extra_len, "content-type", 12, &ctype_len);
+    if (ctype != NULL && gzip_type_excluded(&s->gzip, ctype, ctype_len))
+        return body;
+    /* A Vary line of its own: a client reads repeated Vary lines as one comma-separated
+     * list (RFC 9110 §5.3), the value Starlette writes by appending to an existing one. */
+    static const char vary[] = "vary: Accept-Encoding\r\n";
+    static const char enc[] = "content-encoding: gzip\r\n";
+    if (!c->accept_gzip) {
+        (void)db_buf_append(&c->resp_headers, vary, sizeof(vary) - 1); /* lost if no memory */
+        return body;
+    }
+    s->gzip_out.len = 0;
+    if (gzip_compress(s->gzip_enc, body, *body_len, &s->gzip_out) < 0 ||
+        db_buf_append(&c->resp_headers, vary, sizeof(vary) - 1) < 0 ||
+        db_buf_append(&c->resp_headers, enc, sizeof(enc) - 1) < 0)
+        return body;
+    *body_len = s->gzip_out.len;
+    return s->gzip_out.data;
+}
+
 int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
                         const char *extra_headers, size_t extra_len, const char *body,
                         size_t body_len)
@@ -89,6 +149,8 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
      * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
     int no_content = status < 200 || status == 204 || status == 304;
     int send_body = !no_content && !c->is_head;
+    if (c->server->gzip_enc != NULL && !no_content)
+        body = apply_gzip(c, status, ctype, ctype_len, extra_headers, extra_len, body, &body_len);
     char framing[40];
     size_t framing_len = 0;
     if (status >= 200 && status != 204)

@@ -189,6 +189,9 @@ void server_maybe_finish_close(server_t *s)
     db_pool_destroy(&s->blocks);
     db_pool_destroy(&s->heads);
     db_buf_free(&s->scratch);
+    gzip_encoder_free(s->gzip_enc);
+    free(s->gzip_excluded);
+    db_buf_free(&s->gzip_out);
     free(s);
     if (cb)
         cb(arg);
@@ -221,4 +224,27 @@ void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
         next = c->next;
         conn_shutdown_idle(c);
     }
+}
+
+int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,
+                    size_t excluded_len)
+{
+    gzip_encoder_t *enc = gzip_encoder_new(level);
+    char *copy = malloc(excluded_len + 1);
+    if (enc == NULL || copy == NULL) {
+        gzip_encoder_free(enc);
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, excluded, excluded_len);
+    copy[excluded_len] = '\0';
+    gzip_encoder_free(s->gzip_enc);
+    free(s->gzip_excluded);
+    s->gzip_enc = enc;
+    s->gzip_excluded = copy;
+    s->gzip.level = level;
+    s->gzip.minimum_size = minimum_size;
+    s->gzip.excluded = copy;
+    s->gzip.excluded_len = excluded_len;
+    return 0;
 }

@@ -61,6 +61,12 @@ int server_adopt_fd(server_t *s, int fd);
  * every handle. on_closed runs once everything is released (the server is then freed). */
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
 size_t server_connection_count(const server_t *s);
+/* Compresses response bodies with gzip by Starlette's GZipMiddleware rules (gzip/gzip.h):
+ * level 0..9, bodies of at least minimum_size bytes, excluded media types as a
+ * NUL-terminated list (copied). A second call replaces the settings. Returns 0, or -1 when
+ * out of memory or the level is invalid. Streaming responses are sent as they are. */
+int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,
+                    size_t excluded_len);
 
 /* Memory lent to connections (see conn.c): buffers of SERVER_BLOCK_SIZE bytes (read and
  * write buffers; one grown past that size still counts as lent) and parsed request heads,

@@ -6,6 +6,7 @@
 #define DB_SERVER_INTERNAL_H
 
 #include "common/pool.h"
+#include "gzip/gzip.h"
 #include "server/server.h"
 
 /* Size of a lent buffer (read or write): one read of a typical request, or one response,
@@ -63,6 +64,7 @@ struct server_conn {
     unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
     unsigned resume_queued : 1;
+    unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
     unsigned streaming : 1;      /* a streaming response body is being produced */
     unsigned stream_chunked : 1; /* ... framed as chunks */
     unsigned stream_sized : 1;   /* ... of a declared Content-Length (stream_left to go) */
@@ -91,6 +93,12 @@ struct server {
     /* server_conn_scratch: one buffer for the whole server, since a response is encoded
      * into it and copied into the connection's wbuf within one call. */
     db_buf_t scratch;
+    /* Response compression (server_set_gzip); gzip_enc is NULL when it is off. gzip_out
+     * holds one compressed body between its compression and its copy into a wbuf. */
+    gzip_encoder_t *gzip_enc;
+    gzip_policy_t gzip;
+    char *gzip_excluded;
+    db_buf_t gzip_out;
     int open_handles; /* listener and sweep timer not yet closed */
     int listening;
     int closing;

@@ -36,6 +36,9 @@ from data_bridge.api.exceptions import (
     RequestValidationError,
 )
 from data_bridge.api.middleware.cors import CORSMiddleware
+from data_bridge.api.middleware.gzip import GZipMiddleware
+from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
+from data_bridge.api.middleware.trustedhost import TrustedHostMiddleware
 from data_bridge.api.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -47,6 +50,14 @@ from data_bridge.api.responses import Response, StreamingResponse
 from data_bridge.api.routing import METHOD_CODES, APIRouter, _resolve_default
 from data_bridge.json import dumps as json_dumps
 from data_bridge.json import loads as json_loads
+
+# Middleware the native server applies as policies (besides CORS).
+NATIVE_MIDDLEWARE: tuple[type, ...] = (
+    GZipMiddleware,
+    TrustedHostMiddleware,
+    HTTPSRedirectMiddleware,
+)
+GUARD_CORS = 3  # the CORS step's place among the guards (csrc/app/guard.c)
 
 logger = logging.getLogger("data_bridge")
 
@@ -237,6 +248,9 @@ class FastAPI(APIRouter):
         self._openapi_routes = 0
         self._exception_handlers: dict[Any, Callable[..., Any]] = {}
         self._cors: CORSMiddleware | None = None
+        # Native middleware other than CORS (GZip, TrustedHost, HTTPSRedirect), outermost
+        # first, as Starlette stacks add_middleware calls.
+        self._native_middleware: list[Any] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -268,16 +282,25 @@ class FastAPI(APIRouter):
 
     def add_middleware(self, middleware_class: type[Any], *args: Any, **options: Any) -> None:
         """FastAPI's ``app.add_middleware``. The request path is native, so there is no
-        generic middleware stack: CORSMiddleware (a policy the server applies) is the
-        middleware supported; anything else is refused rather than silently ignored."""
-        if not (
-            isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware)
-        ):
-            raise TypeError(
-                f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware "
-                "natively and has no generic middleware stack"
-            )
-        self._cors = middleware_class(**options)
+        generic middleware stack: the middleware supported are policies the server applies
+        (CORSMiddleware, GZipMiddleware, TrustedHostMiddleware, HTTPSRedirectMiddleware);
+        anything else is refused rather than silently ignored. As in Starlette, the last
+        one added is the outermost."""
+        if isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware):
+            self._native_middleware = [
+                mw for mw in self._native_middleware if not isinstance(mw, CORSMiddleware)
+            ]
+            self._cors = middleware_class(None, *args, **options)
+            self._native_middleware.insert(0, self._cors)
+            return
+        if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
+            self._native_middleware.insert(0, middleware_class(None, *args, **options))
+            return
+        raise TypeError(
+            f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware, "
+            "GZipMiddleware, TrustedHostMiddleware and HTTPSRedirectMiddleware natively "
+            "and has no generic middleware stack"
+        )
 
     def add_exception_handler(
         self, exc_class: type[BaseException] | int, handler: Callable[..., Any]
@@ -348,11 +371,14 @@ class FastAPI(APIRouter):
         *,
         root_path: str | None = None,
         client: tuple[str, int] | None = None,
+        scheme: str = "http",
     ) -> Any:
         """Create the native server on ``loop`` with every route compiled. ``root_path``
         is the path prefix a proxy serves the app under (the ASGI ``root_path``, as
         uvicorn's ``--root-path`` and TestClient's ``root_path`` give it); the app's own
-        ``root_path`` otherwise."""
+        ``root_path`` otherwise. ``scheme`` is "https" when TLS is terminated in front of
+        the server (the test client's https base_url): request.url says so and
+        HTTPSRedirectMiddleware lets the requests through."""
         limits = limits or Limits()
         # Routes may allow larger bodies than the server's limit (max_body_size=): the
         # server reads up to the largest, and each route checks its own (the server's
@@ -375,7 +401,10 @@ class FastAPI(APIRouter):
                 "Request", (Request,), {"app": self, "__module__": Request.__module__}
             )
         request_class = self._request_class
-        if root_path is not None or client is not None:
+        if scheme not in ("http", "https"):
+            raise ValueError(f"scheme must be 'http' or 'https', got {scheme!r}")
+        server.set_secure(scheme == "https")
+        if root_path is not None or client is not None or scheme != "http":
             # This server's own view: the proxy's prefix, the peer the test client reports.
             request_class = type(
                 "Request",
@@ -383,6 +412,7 @@ class FastAPI(APIRouter):
                 {
                     "server_root_path": root_path,
                     "server_client": client,
+                    "server_scheme": scheme,
                     "__module__": Request.__module__,
                 },
             )
@@ -419,6 +449,16 @@ class FastAPI(APIRouter):
             server.set_validation_hook(self._validation_hook)
         if self._cors is not None:
             server.set_cors_hook(self._cors)
+        # Middleware answering before routing run in stack order; CORS takes its place
+        # among them (alone, it runs first as it always did).
+        guards = (TrustedHostMiddleware, HTTPSRedirectMiddleware)
+        has_guard = any(isinstance(mw, guards) for mw in self._native_middleware)
+        for mw in self._native_middleware:
+            if isinstance(mw, CORSMiddleware):
+                if has_guard:
+                    server.add_guard(GUARD_CORS)
+            else:
+                mw.apply(server)
         for path, endpoint in self._doc_routes():
             server.add_route([METHOD_CODES["GET"]], path, endpoint, build_plan(path, endpoint), 200)
         return server
@@ -454,6 +494,7 @@ class FastAPI(APIRouter):
             tuple((id(k), id(v)) for k, v in self.dependency_overrides.items()),
             len(self._exception_handlers),
             self._cors is not None,
+            len(self._native_middleware),
         )
 
     @contextlib.contextmanager

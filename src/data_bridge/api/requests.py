@@ -77,6 +77,7 @@ class Request(_core.Request):
 
     # The root path the server was given (a proxy's prefix), set on a per-server subclass.
     server_root_path: str | None = None
+    server_scheme: str = "http"  # "https" behind a TLS terminator (build_server(scheme=))
 
     @property
     def root_path(self) -> str:
@@ -87,7 +88,7 @@ class Request(_core.Request):
     @property
     def base_url(self) -> URL:
         host = self.headers.get("host") or "testserver"
-        return URL(f"http://{host}{self.root_path}/")
+        return URL(f"{self.server_scheme}://{host}{self.root_path}/")
 
     @property
     def url(self) -> URL:
@@ -96,7 +97,7 @@ class Request(_core.Request):
             host = self.headers.get("host") or "testserver"
             path = quote(self.root_path + self.path, safe="/:@!$&'()*+,;=-._~")
             query = f"?{self.query_string}" if self.query_string else ""
-            cached = self.__dict__["_url"] = URL(f"http://{host}{path}{query}")
+            cached = self.__dict__["_url"] = URL(f"{self.server_scheme}://{host}{path}{query}")
         return cached
 
     # The peer a test client reports (Starlette's ("testclient", 50000)), per server.
@@ -166,7 +167,7 @@ class _ScopeView(Mapping[str, Any]):
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
             "method": request.method,
-            "scheme": "http",
+            "scheme": request.server_scheme,
             "path": request.path,
             "raw_path": quote(request.path).encode("ascii"),
             "root_path": request.root_path,

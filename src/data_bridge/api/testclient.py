@@ -246,7 +246,10 @@ class TestClient(httpx.Client):
             self._server = None
         if self._server is None:
             self._server = self.app.build_server(
-                self._runner.loop, root_path=self.root_path or None, client=self.client_address
+                self._runner.loop,
+                root_path=self.root_path or None,
+                client=self.client_address,
+                scheme="https" if self.base_url.scheme == "https" else "http",
             )
             self._server_key = key
             # The native server holds itself until closed: close it with the client.

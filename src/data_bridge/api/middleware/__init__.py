@@ -1,9 +1,11 @@
 """Middleware under FastAPI's (Starlette's) names.
 
 The request path is native, so middleware is applied by the server as a policy rather
-than as a wrapping ASGI stack: CORSMiddleware (``middleware/cors.py``) is supported;
-``Middleware(cls, ...)`` entries of ``FastAPI(middleware=[...])`` name it the Starlette
-way. Other middleware classes are refused by ``add_middleware`` with a TypeError.
+than as a wrapping ASGI stack: CORSMiddleware (``cors.py``), GZipMiddleware (``gzip.py``),
+TrustedHostMiddleware (``trustedhost.py``) and HTTPSRedirectMiddleware
+(``httpsredirect.py``) are supported, in Starlette's order; ``Middleware(cls, ...)``
+entries of ``FastAPI(middleware=[...])`` name them the Starlette way. Other middleware
+classes are refused by ``add_middleware`` with a TypeError.
 """
 
 from __future__ import annotations

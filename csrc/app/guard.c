@@ -1,0 +1,251 @@
+/*
+ * Native middleware that answers before routing (owned by the app layer): Starlette's
+ * TrustedHostMiddleware and HTTPSRedirectMiddleware, with the CORS step among them, run
+ * in the app's middleware order (outermost first), so that the one added last decides
+ * first, as in Starlette's stack. Each is a few comparisons on the request head; no
+ * Python runs unless the CORS step calls its policy.
+ *
+ * URLs in the redirects are built as Starlette's URL(scope=...) and RedirectResponse
+ * build them: the percent-decoded path with '?', '#' and '\' escaped again, then the
+ * whole URL quoted with urllib's quote(safe=":/%#?=@[]!$&'()*+,;"). Differences (no Host
+ * header or an invalid port: Starlette would use the listening address; we answer 400
+ * "Invalid host header") are listed in docs/compat.md.
+ */
+#include <strings.h>
+
+#include "app/app_internal.h"
+#include "common/text.h"
+
+struct app_guard {
+    int kind;
+    int allow_any;
+    int www_redirect;
+    char *patterns; /* lowercase, each followed by a NUL (owned) */
+    size_t patterns_len;
+};
+
+static const char invalid_host[] = "Invalid host header";
+static const char text_plain[] = "text/plain; charset=utf-8";
+
+/* urllib.parse.quote's always-safe bytes plus RedirectResponse's safe set. */
+static int url_safe(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("_.-~:/%#?=@[]!$&'()*+,;", c) != NULL);
+}
+
+static int put_quoted(db_buf_t *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (db_buf_reserve(out, 3 * n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (url_safe(c)) {
+            out->data[out->len++] = (char)c;
+        } else {
+            out->data[out->len++] = '%';
+            out->data[out->len++] = hex[c >> 4];
+            out->data[out->len++] = hex[c & 15];
+        }
+    }
+    return 0;
+}
+
+/* "location: <scheme>://<prefix><netloc><path>[?query]\r\n" into out. */
+static int location_line(db_buf_t *out, const char *scheme, const char *prefix, const char *netloc,
+                         size_t netloc_len, const http_request_t *head)
+{
+    if (db_buf_append(out, "location: ", 10) < 0 ||
+        db_buf_append(out, scheme, strlen(scheme)) < 0 || db_buf_append(out, "://", 3) < 0 ||
+        put_quoted(out, prefix, strlen(prefix)) < 0 || put_quoted(out, netloc, netloc_len) < 0)
+        return -1;
+    char *path = PyMem_Malloc(head->path_len ? head->path_len : 1);
+    if (path == NULL)
+        return -1;
+    size_t n = db_pct_decode(path, head->path, head->path_len, 0);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char c = path[i];
+        rc = c == '?'    ? db_buf_append(out, "%3F", 3)
+             : c == '#'  ? db_buf_append(out, "%23", 3)
+             : c == '\\' ? db_buf_append(out, "%5C", 3)
+                         : put_quoted(out, &c, 1);
+    }
+    PyMem_Free(path);
+    size_t qlen = head->target_len - head->path_len; /* "?..." or nothing */
+    if (rc == 0 && qlen > 1)
+        rc = put_quoted(out, head->target + head->path_len, qlen);
+    if (rc == 0)
+        rc = db_buf_append(out, "\r\n", 2);
+    return rc;
+}
+
+static void redirect(server_conn_t *conn, const char *scheme, const char *prefix,
+                     const char *netloc, size_t netloc_len, const http_request_t *head)
+{
+    db_buf_t line;
+    db_buf_init(&line);
+    if (location_line(&line, scheme, prefix, netloc, netloc_len, head) < 0)
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    else
+        server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    db_buf_free(&line);
+}
+
+static void answer_invalid_host(server_conn_t *conn)
+{
+    server_conn_respond(conn, 400, text_plain, sizeof(text_plain) - 1, NULL, 0, invalid_host,
+                        sizeof(invalid_host) - 1);
+}
+
+/* The Host header split, or 0 with 400 answered when it is missing or invalid. */
+static int host_of(server_conn_t *conn, const http_request_t *head, http_host_t *h)
+{
+    const http_header_t *f = http_find_header(head, "host", 4);
+    if (f == NULL || http_parse_host(f->value, f->value_len, h) < 0) {
+        answer_invalid_host(conn);
+        return 0;
+    }
+    return 1;
+}
+
+/* TrustedHostMiddleware: 1 when answered (400, or the redirect to "www."), 0 to go on. */
+static int trusted_host(const struct app_guard *g, server_conn_t *conn, const http_request_t *head,
+                        const char *scheme)
+{
+    if (g->allow_any)
+        return 0;
+    http_host_t h;
+    if (!host_of(conn, head, &h))
+        return 1;
+    int found_www = 0;
+    for (const char *p = g->patterns, *end = g->patterns + g->patterns_len; p < end;) {
+        size_t m = strlen(p);
+        if (m == h.host_len && strncasecmp(h.host, p, m) == 0)
+            return 0;
+        if (p[0] == '*' && h.host_len >= m - 1 &&
+            strncasecmp(h.host + h.host_len - (m - 1), p + 1, m - 1) == 0)
+            return 0;
+        if (m == h.host_len + 4 && memcmp(p, "www.", 4) == 0 &&
+            strncasecmp(p + 4, h.host, h.host_len) == 0)
+            found_www = 1;
+        p += m + 1;
+    }
+    if (found_www && g->www_redirect &&
+        (h.port == NULL || http_host_port_valid(h.port, h.port_len))) {
+        size_t netloc_len = h.port ? (size_t)(h.port + h.port_len - h.host) : h.host_len;
+        redirect(conn, scheme, "www.", h.host, netloc_len, head);
+    } else {
+        answer_invalid_host(conn);
+    }
+    return 1;
+}
+
+/* HTTPSRedirectMiddleware: every request here is plain HTTP, so each is redirected. */
+static void https_redirect(server_conn_t *conn, const http_request_t *head)
+{
+    http_host_t h;
+    if (!host_of(conn, head, &h))
+        return;
+    if (h.port != NULL && !http_host_port_valid(h.port, h.port_len)) {
+        answer_invalid_host(conn);
+        return;
+    }
+    if (h.port == NULL) {
+        redirect(conn, "https", "", h.host, h.host_len, head);
+        return;
+    }
+    unsigned long port = 0;
+    for (size_t i = 0; i < h.port_len; i++)
+        port = port * 10 + (unsigned long)(h.port[i] - '0');
+    if (port != 80 && port != 443) {
+        redirect(conn, "https", "", h.host, (size_t)(h.port + h.port_len - h.host), head);
+        return;
+    }
+    /* The default ports are dropped and the host written as urllib's hostname: lowercase,
+     * without the brackets of an IP literal. */
+    char host[256];
+    const char *s = h.host;
+    size_t n = h.host_len;
+    if (n >= 2 && s[0] == '[') {
+        s++;
+        n -= 2;
+    }
+    if (n >= sizeof(host)) {
+        answer_invalid_host(conn);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        host[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    redirect(conn, "https", "", host, n, head);
+}
+
+int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req)
+{
+    for (size_t i = 0; i < srv->nguards; i++) {
+        const struct app_guard *g = &srv->guards[i];
+        switch (g->kind) {
+        case APP_GUARD_TRUSTED_HOST:
+            if (trusted_host(g, conn, req->head, srv->secure ? "https" : "http"))
+                return 1;
+            break;
+        case APP_GUARD_HTTPS_REDIRECT:
+            if (srv->secure)
+                break;
+            https_redirect(conn, req->head);
+            return 1;
+        case APP_GUARD_CORS:
+            if (srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
+                return 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+void app_guards_free(ServerObject *srv)
+{
+    for (size_t i = 0; i < srv->nguards; i++)
+        PyMem_Free(srv->guards[i].patterns);
+    PyMem_Free(srv->guards);
+    srv->guards = NULL;
+    srv->nguards = 0;
+}
+
+PyObject *app_add_guard(ServerObject *self, PyObject *args)
+{
+    int kind, www_redirect = 0;
+    const char *patterns = NULL;
+    Py_ssize_t patterns_len = 0;
+    if (!PyArg_ParseTuple(args, "i|y#p:add_guard", &kind, &patterns, &patterns_len, &www_redirect))
+        return NULL;
+    if (kind != APP_GUARD_TRUSTED_HOST && kind != APP_GUARD_HTTPS_REDIRECT &&
+        kind != APP_GUARD_CORS) {
+        PyErr_Format(PyExc_ValueError, "unknown guard kind %d", kind);
+        return NULL;
+    }
+    struct app_guard g = {.kind = kind, .www_redirect = www_redirect};
+    if (kind == APP_GUARD_TRUSTED_HOST) {
+        if (patterns == NULL || (patterns_len > 0 && patterns[patterns_len - 1] != '\0')) {
+            PyErr_SetString(PyExc_ValueError, "patterns must be NUL-terminated names");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < patterns_len; i += (Py_ssize_t)strlen(patterns + i) + 1) {
+            if (strcmp(patterns + i, "*") == 0)
+                g.allow_any = 1;
+        }
+        if ((g.patterns = PyMem_Malloc((size_t)patterns_len + 1)) == NULL)
+            return PyErr_NoMemory();
+        memcpy(g.patterns, patterns, (size_t)patterns_len);
+        g.patterns_len = (size_t)patterns_len;
+    }
+    struct app_guard *grown = PyMem_Realloc(self->guards, (self->nguards + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        PyMem_Free(g.patterns);
+        return PyErr_NoMemory();
+    }
+    self->guards = grown;
+    self->guards[self->nguards++] = g;
+    Py_RETURN_NONE;
+}

@@ -1,0 +1,133 @@
+/*
+ * gzip bodies with zlib (see gzip.h). deflateInit2 with windowBits 16 + 15 writes the
+ * RFC 1952 header and trailer around the deflate stream, as Python's zlib.compressobj(
+ * level, DEFLATED, 31) does for Starlette; memLevel 8 and the default strategy are
+ * zlib's defaults there too, so the bytes are the same as Starlette's for a given zlib.
+ */
+#include "gzip/gzip.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+struct gzip_encoder {
+    z_stream z;
+    int level;
+};
+
+int gzip_accepted(const char *value, size_t len)
+{
+    for (size_t i = 0; i + 4 <= len; i++) {
+        if (value[i] == 'g' && memcmp(value + i, "gzip", 4) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
+/* Whether the list holds the n bytes of t (already lowercase) as one entry. */
+static int listed(const gzip_policy_t *p, const char *t, size_t n)
+{
+    const char *e = p->excluded, *end = p->excluded + p->excluded_len;
+    while (e < end) {
+        size_t len = strnlen(e, (size_t)(end - e));
+        if (len == n && memcmp(e, t, n) == 0)
+            return 1;
+        e += len + 1;
+    }
+    return 0;
+}
+
+int gzip_type_excluded(const gzip_policy_t *p, const char *ctype, size_t len)
+{
+    /* The media type: before ';', without surrounding whitespace, lowercased. */
+    size_t n = 0;
+    while (n < len && ctype[n] != ';')
+        n++;
+    size_t a = 0;
+    while (a < n && is_space(ctype[a]))
+        a++;
+    while (n > a && is_space(ctype[n - 1]))
+        n--;
+    char t[128] = {0};
+    if (n - a >= sizeof(t) - 2)
+        return 0; /* longer than any media type worth excluding */
+    size_t m = 0, slash = 0;
+    for (size_t i = a; i < n; i++) {
+        t[m] = lower(ctype[i]);
+        if (t[m] == '/' && slash == 0)
+            slash = m + 1;
+        m++;
+    }
+    if (listed(p, t, m))
+        return 1;
+    if (slash) {
+        /* "type/..." (a star after the slash): the top-level type. */
+        char w[128];
+        memcpy(w, t, slash);
+        w[slash] = '*';
+        if (listed(p, w, slash + 1))
+            return 1;
+    }
+    static const char grpc[] = "application/grpc+";
+    if (m > sizeof(grpc) - 1 && memcmp(t, grpc, sizeof(grpc) - 1) == 0)
+        return listed(p, "application/grpc", 16);
+    return 0;
+}
+
+gzip_encoder_t *gzip_encoder_new(int level)
+{
+    if (level < 0 || level > 9)
+        return NULL;
+    gzip_encoder_t *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return NULL;
+    e->level = level;
+    if (deflateInit2(&e->z, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void gzip_encoder_free(gzip_encoder_t *e)
+{
+    if (e == NULL)
+        return;
+    deflateEnd(&e->z);
+    free(e);
+}
+
+int gzip_compress(gzip_encoder_t *e, const char *in, size_t n, db_buf_t *out)
+{
+    /* deflateReset keeps the allocated state: only the first body pays for it. */
+    if (n > (size_t)UINT_MAX / 2 || deflateReset(&e->z) != Z_OK)
+        return -1; /* a body over 2 GiB is sent as it is */
+    size_t start = out->len;
+    /* deflateBound is the worst case of one deflate(Z_FINISH) call; the gzip header and
+     * trailer are included when the stream was initialised for gzip. */
+    size_t room = deflateBound(&e->z, (uLong)n);
+    if (db_buf_reserve(out, room) < 0)
+        return -1;
+    e->z.next_in = (Bytef *)in;
+    e->z.avail_in = (uInt)n;
+    e->z.next_out = (Bytef *)out->data + start;
+    e->z.avail_out = (uInt)room;
+    int r = deflate(&e->z, Z_FINISH);
+    if (r != Z_STREAM_END) {
+        out->len = start;
+        return -1;
+    }
+    out->len = start + (room - e->z.avail_out);
+    return 0;
+}

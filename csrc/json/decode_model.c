@@ -72,7 +72,7 @@ typedef struct {
     PyObject *deepcopy; /* copy.deepcopy, for unhashable defaults */
     Py_ssize_t nmodels;
     dmodel_t *models;
-    Py_ssize_t root;
+    dspec_t root;          /* what the whole document must be */
     Py_ssize_t fast, slow; /* calls answered here / by the fallback (for tests) */
 } ModelDecoder;
 
@@ -672,6 +672,7 @@ static void models_clear(ModelDecoder *self)
 static int md_clear(ModelDecoder *self)
 {
     models_clear(self);
+    spec_clear(&self->root);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->deepcopy);
     return 0;
@@ -698,17 +699,12 @@ static void md_dealloc(ModelDecoder *self)
 static int md_init(ModelDecoder *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"models", "root", "fallback", NULL};
-    PyObject *models, *fallback;
-    Py_ssize_t root;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nO:ModelDecoder", kwlist, &PyTuple_Type,
+    PyObject *models, *fallback, *root;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO:ModelDecoder", kwlist, &PyTuple_Type,
                                      &models, &root, &fallback))
         return -1;
     md_clear(self);
     Py_ssize_t n = PyTuple_GET_SIZE(models);
-    if (root < 0 || root >= n) {
-        PyErr_SetString(PyExc_ValueError, "root model index out of range");
-        return -1;
-    }
     PyObject *copy = PyImport_ImportModule("copy");
     if (copy == NULL)
         return -1;
@@ -716,7 +712,7 @@ static int md_init(ModelDecoder *self, PyObject *args, PyObject *kwds)
     Py_DECREF(copy);
     if (self->deepcopy == NULL)
         return -1;
-    if ((self->models = PyMem_Calloc((size_t)n, sizeof(dmodel_t))) == NULL) {
+    if ((self->models = PyMem_Calloc(n ? (size_t)n : 1, sizeof(dmodel_t))) == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -725,7 +721,8 @@ static int md_init(ModelDecoder *self, PyObject *args, PyObject *kwds)
         if (model_parse(PyTuple_GET_ITEM(models, i), &self->models[i], n) < 0)
             return -1;
     }
-    self->root = root;
+    if (spec_parse(root, &self->root, n) < 0)
+        return -1;
     self->fallback = Py_NewRef(fallback);
     return 0;
 }
@@ -740,7 +737,7 @@ static PyObject *md_call(ModelDecoder *self, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_TypeError, "ModelDecoder takes one positional argument");
         return NULL;
     }
-    if (self->models == NULL) {
+    if (self->fallback == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "ModelDecoder is not initialised");
         return NULL;
     }
@@ -760,8 +757,7 @@ static PyObject *md_call(ModelDecoder *self, PyObject *args, PyObject *kwds)
     gc_was_enabled = PyGC_Disable();
     json_dec_skip_ws(&st.d);
     if (st.d.p < st.d.end)
-        res = dec_spec(
-            &st, &(dspec_t){.kind = DK_MODEL, .model = self->root, .min_len = -1, .max_len = -1});
+        res = dec_spec(&st, &self->root);
     if (res != NULL) {
         json_dec_skip_ws(&st.d);
         if (st.d.p != st.d.end)
@@ -800,8 +796,9 @@ static PyTypeObject ModelDecoder_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.ModelDecoder",
     .tp_basicsize = sizeof(ModelDecoder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "ModelDecoder(models, root, fallback): a pydantic model from JSON bytes, "
-              "decoded natively when the plan allows and by fallback(data) otherwise.",
+    .tp_doc = "ModelDecoder(models, root, fallback): a value of the root spec (a pydantic "
+              "model, a list of them, ...) from JSON bytes, decoded natively when the plan "
+              "allows and by fallback(data) otherwise.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)md_init,
     .tp_dealloc = (destructor)md_dealloc,

@@ -220,7 +220,7 @@ def _check_model_class(cls: type) -> None:
         raise _Unplannable("private attributes or model_post_init")
 
 
-def _plan(cls: Any) -> tuple[tuple[Any, ...], int]:
+def _plan(cls: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     import pydantic
 
     _check_model_class(cls)
@@ -230,14 +230,19 @@ def _plan(cls: Any) -> tuple[tuple[Any, ...], int]:
         raise _Unplannable("model_validate_json is overridden")
     if not cls.__pydantic_complete__:
         raise _Unplannable("not fully defined")
-    planner = _Planner({})
-    try:
-        root = planner.spec(cls.__pydantic_core_schema__)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise _Unplannable(f"unexpected core schema ({exc!r})") from exc
+    models, root = _plan_schema(cls.__pydantic_core_schema__)
     if root[0] != "model" or root[1]:
         raise _Unplannable("the schema is not a model")
-    return tuple(planner.models), root[2]
+    return models, root
+
+
+def _plan_schema(schema: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    planner = _Planner({})
+    try:
+        root = planner.spec(schema)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _Unplannable(f"unexpected core schema ({exc!r})") from exc
+    return tuple(planner.models), root
 
 
 def why_not_native(cls: Any) -> str | None:
@@ -260,3 +265,21 @@ def decoder_for(cls: Any) -> Callable[[Any], Any] | None:
     except _Unplannable:
         return None
     return ModelDecoder(models, root, cls.model_validate_json)
+
+
+def adapter_decoder_for(adapter: Any) -> Callable[[Any], Any] | None:
+    """The same for a pydantic ``TypeAdapter`` (a ``list[Model]`` body, ...): a callable
+    equal to ``adapter.validate_json``, or None when its type cannot be planned."""
+    import pydantic_core
+
+    from data_bridge._core import ModelDecoder
+
+    try:
+        if getattr(adapter, "_config", None) is not None:
+            raise _Unplannable("TypeAdapter with a config")
+        if type(adapter.validator) is not pydantic_core.SchemaValidator:
+            raise _Unplannable("validator is wrapped (a pydantic plugin)")
+        models, root = _plan_schema(adapter.core_schema)
+    except (_Unplannable, AttributeError):
+        return None
+    return ModelDecoder(models, root, adapter.validate_json)

@@ -18,12 +18,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from data_bridge._model_decode import decoder_for, why_not_native
+from data_bridge._model_decode import adapter_decoder_for, decoder_for, why_not_native
 
 
 class Tag(BaseModel):
@@ -440,3 +441,52 @@ def test_request_bodies_are_decoded_natively_with_fastapi_errors() -> None:
         ]
     }
     assert counts() == (1, 2)
+
+
+_ADAPTED: list[Any] = [
+    list[Item],
+    dict[str, Tag],
+    list[int],
+    Annotated[list[Tag], Field(min_length=1, max_length=2)],
+    Annotated[int, Field(gt=0)],
+    list[Node | None],
+]
+
+
+@pytest.mark.parametrize("annotation", _ADAPTED)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_type_adapters_same_as_pydantic(annotation: Any, data: st.DataObject) -> None:
+    adapter = TypeAdapter(annotation)
+    decode = adapter_decoder_for(adapter)
+    assert decode is not None
+    value = data.draw(
+        st.one_of(
+            st.lists(_item, max_size=3),
+            st.dictionaries(st.text(max_size=3), _tag, max_size=3),
+            st.lists(st.integers(-3, 3), max_size=3),
+            st.lists(_tag, max_size=3),
+            st.integers(-2, 2),
+            st.lists(st.none() | _node, max_size=3),
+            _any_json,
+        )
+    )
+    doc = json.dumps(value).encode()
+    try:
+        expected = adapter.validate_json(doc)
+    except ValidationError as exc:
+        with pytest.raises(ValidationError) as got:
+            decode(doc)
+        assert repr(got.value.errors()) == repr(exc.errors())
+        return
+    assert _shape(decode(doc)) == _shape(expected)
+
+
+def test_type_adapter_native_path_is_taken() -> None:
+    adapter = TypeAdapter(list[Item])
+    decode = adapter_decoder_for(adapter)
+    doc = json.dumps([{"id": i, "name": "n", "price": 1.5} for i in range(5)]).encode()
+    assert [i.id for i in decode(doc)] == list(range(5))
+    assert decode.counts == (1, 0)
+    assert adapter_decoder_for(TypeAdapter(int | str)) is None
+    assert adapter_decoder_for(TypeAdapter(list[int], config={"strict": True})) is None

@@ -344,10 +344,12 @@ def _adapter_validator(annotation: Any, marker: Param | None) -> Callable[[Any],
         adapter = pydantic.TypeAdapter(target)
     except pydantic.PydanticSchemaGenerationError:
         return None
+    from data_bridge._model_decode import adapter_decoder_for
+
     return _model_validator(
         adapter,
         functools.partial(adapter.validate_python, from_attributes=True),
-        adapter.validate_json,
+        adapter_decoder_for(adapter) or adapter.validate_json,
     )
 
 

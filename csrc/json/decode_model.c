@@ -53,11 +53,16 @@ typedef struct {
     Py_ssize_t len;
     dspec_t spec;
     PyObject *def; /* default when absent (owned); NULL: required */
-    int def_copy;  /* deep-copy the default (unhashable ones, as pydantic-core does) */
+    /* DEF_VALUE: def itself; DEF_COPY: a deep copy (unhashable defaults, as pydantic-core
+     * copies them); DEF_FACTORY: def() (a default_factory). */
+    int def_kind;
 } dfield_t;
+
+enum { DEF_VALUE, DEF_COPY, DEF_FACTORY };
 
 typedef struct {
     PyTypeObject *cls;      /* owned */
+    int dataclass;          /* a dataclass (its __dict__ only) rather than a pydantic model */
     Py_ssize_t off_fset;    /* offsets of the slots __pydantic_fields_set__, */
     Py_ssize_t off_extra;   /* __pydantic_extra__ */
     Py_ssize_t off_private; /* and __pydantic_private__ in the instance */
@@ -331,16 +336,26 @@ matched:
     return found;
 }
 
-/* Makes the instance as pydantic-core does: no __init__, the slots set directly. */
+/* Makes the instance as pydantic-core does: the class's tp_new with no arguments (never
+ * __init__), then __dict__ and, for a model, its slots set directly. */
 static PyObject *make_instance(const dmodel_t *m, PyObject *dict, PyObject *fset)
 {
-    PyObject *obj = m->cls->tp_alloc(m->cls, 0);
+    static PyObject *no_args;
+    if (no_args == NULL && (no_args = PyTuple_New(0)) == NULL)
+        return NULL;
+    if (m->cls->tp_new == NULL) {
+        PyErr_SetString(PyExc_TypeError, "class cannot be instantiated");
+        return NULL;
+    }
+    PyObject *obj = m->cls->tp_new(m->cls, no_args, NULL);
     if (obj == NULL)
         return NULL;
     if (PyObject_GenericSetDict(obj, dict, NULL) < 0) {
         Py_DECREF(obj);
         return NULL;
     }
+    if (m->dataclass)
+        return obj;
     char *base = (char *)obj;
     *(PyObject **)(base + m->off_fset) = Py_NewRef(fset);
     *(PyObject **)(base + m->off_extra) = Py_NewRef(Py_None);
@@ -414,8 +429,12 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
         if (vals[i] == NULL) {
             if (f->def == NULL)
                 goto done; /* missing: pydantic's error */
-            vals[i] =
-                f->def_copy ? PyObject_CallOneArg(st->md->deepcopy, f->def) : Py_NewRef(f->def);
+            if (f->def_kind == DEF_COPY)
+                vals[i] = PyObject_CallOneArg(st->md->deepcopy, f->def);
+            else if (f->def_kind == DEF_FACTORY)
+                vals[i] = PyObject_CallNoArgs(f->def);
+            else
+                vals[i] = Py_NewRef(f->def);
             if (vals[i] == NULL)
                 goto done;
         }
@@ -607,17 +626,20 @@ static Py_ssize_t slot_offset(PyTypeObject *cls, const char *name)
     return off;
 }
 
-/* model: (cls, fields), each field (name, spec, default) with default () or (value,). */
+/* model: (cls, fields[, dataclass]), each field (name, spec, default) with default ()
+ * for a required field, (value,) or (factory, "factory"). */
 static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
 {
     PyObject *cls, *fields;
+    int dataclass = 0;
     if (!PyTuple_Check(t) ||
-        !PyArg_ParseTuple(t, "O!O!", &PyType_Type, &cls, &PyTuple_Type, &fields))
+        !PyArg_ParseTuple(t, "O!O!|p", &PyType_Type, &cls, &PyTuple_Type, &fields, &dataclass))
         return -1;
     m->cls = (PyTypeObject *)Py_NewRef(cls);
-    if ((m->off_fset = slot_offset(m->cls, "__pydantic_fields_set__")) < 0 ||
-        (m->off_extra = slot_offset(m->cls, "__pydantic_extra__")) < 0 ||
-        (m->off_private = slot_offset(m->cls, "__pydantic_private__")) < 0)
+    m->dataclass = dataclass;
+    if (!dataclass && ((m->off_fset = slot_offset(m->cls, "__pydantic_fields_set__")) < 0 ||
+                       (m->off_extra = slot_offset(m->cls, "__pydantic_extra__")) < 0 ||
+                       (m->off_private = slot_offset(m->cls, "__pydantic_private__")) < 0))
         return -1;
     if ((m->all_set = PySet_New(NULL)) == NULL)
         return -1;
@@ -639,12 +661,15 @@ static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
             return -1;
         if (spec_parse(spec, &f->spec, nmodels) < 0 || PySet_Add(m->all_set, f->name) < 0)
             return -1;
-        if (PyTuple_GET_SIZE(def) == 1) {
+        if (PyTuple_GET_SIZE(def) == 2) {
+            f->def = Py_NewRef(PyTuple_GET_ITEM(def, 0));
+            f->def_kind = DEF_FACTORY;
+        } else if (PyTuple_GET_SIZE(def) == 1) {
             f->def = Py_NewRef(PyTuple_GET_ITEM(def, 0));
             /* pydantic-core deep-copies a default that cannot be hashed (a list, a dict). */
             if (PyObject_Hash(f->def) == -1) {
                 PyErr_Clear();
-                f->def_copy = 1;
+                f->def_kind = DEF_COPY;
             }
         }
     }

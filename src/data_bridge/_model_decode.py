@@ -144,6 +144,8 @@ class _Planner:
             return ("dict", nullable, self.spec(values), _checks(schema, "dict"))
         if kind == "model":
             return ("model", nullable, self.model(schema), None)
+        if kind == "dataclass":
+            return ("model", nullable, self.dataclass(schema), None)
         raise _Unplannable(f"schema type {kind!r}")
 
     def model(self, schema: dict[str, Any]) -> int:
@@ -157,15 +159,7 @@ class _Planner:
         if schema.get("custom_init") or schema.get("root_model") or schema.get("post_init"):
             raise _Unplannable(f"{cls.__name__}: custom __init__, root model or post-init")
         _check_model_class(cls)
-        for key, value in (schema.get("config") or {}).items():
-            if key in _CONFIG_FALSY:
-                if value:
-                    raise _Unplannable(f"config {key}={value!r}")
-            elif key == "extra_fields_behavior":
-                if value not in (None, "ignore"):
-                    raise _Unplannable(f"extra={value!r}")
-            elif key not in _CONFIG_HARMLESS:
-                raise _Unplannable(f"config {key}")
+        _check_config(schema.get("config") or {})
         inner = schema["schema"]
         if inner.get("type") != "model-fields":
             raise _Unplannable(f"model schema {inner.get('type')!r}")
@@ -186,17 +180,100 @@ class _Planner:
                 field,
                 frozenset({"schema", "serialization_alias", "serialization_exclude", "frozen"}),
             )
-            fschema = field["schema"]
-            default: tuple[Any, ...] = ()
-            if fschema.get("type") == "default":
-                _check_keys(fschema, frozenset({"schema", "default", "validate_default"}))
-                if "default" not in fschema or fschema.get("validate_default"):
-                    raise _Unplannable(f"field {name}: default factory or validated default")
-                default = (fschema["default"],)
-                fschema = fschema["schema"]
-            fields.append((name, self.spec(fschema), default))
+            fields.append(self.field(name, field["schema"]))
         self.models[index] = (cls, tuple(fields))
         return index
+
+    def field(self, name: str, schema: dict[str, Any]) -> tuple[Any, ...]:
+        """(name, spec, default): default () when required, (value,), or (factory,
+        "factory") for a default_factory that takes no arguments."""
+        default: tuple[Any, ...] = ()
+        if schema.get("type") == "default":
+            _check_keys(
+                schema,
+                frozenset(
+                    {"schema", "default", "default_factory", "default_factory_takes_data"}
+                    | {"validate_default"}
+                ),
+            )
+            if schema.get("validate_default") or schema.get("default_factory_takes_data"):
+                raise _Unplannable(f"field {name}: validated default or factory taking data")
+            if "default" in schema:
+                default = (schema["default"],)
+            elif callable(schema.get("default_factory")):
+                default = (schema["default_factory"], "factory")
+            else:
+                raise _Unplannable(f"field {name}: default")
+            schema = schema["schema"]
+        return (name, self.spec(schema), default)
+
+    def dataclass(self, schema: dict[str, Any]) -> int:
+        """A dataclass (stdlib or pydantic's) made as pydantic-core makes it: tp_new, then
+        __dict__ in field order; no __post_init__, no slots, no init-only fields."""
+        cls = schema["cls"]
+        if cls in self.index:
+            return self.index[cls]
+        _check_keys(
+            schema,
+            frozenset({"cls", "schema", "config", "fields", "frozen", "post_init", "slots"}),
+        )
+        if schema.get("post_init") or schema.get("slots"):
+            raise _Unplannable(f"{cls.__name__}: __post_init__ or slots")
+        decorators = getattr(cls, "__pydantic_decorators__", None)
+        if decorators is not None and (
+            decorators.validators
+            or decorators.field_validators
+            or decorators.root_validators
+            or decorators.model_validators
+        ):
+            raise _Unplannable("validators")
+        _check_config(schema.get("config") or {})
+        args = schema["schema"]
+        if args.get("type") != "dataclass-args":
+            raise _Unplannable(f"dataclass schema {args.get('type')!r}")
+        _check_keys(
+            args,
+            frozenset(
+                {"fields", "dataclass_name", "computed_fields", "collect_init_only"}
+                | {"extra_behavior"}
+            ),
+        )
+        if args.get("collect_init_only") or args.get("extra_behavior") not in (None, "ignore"):
+            raise _Unplannable("init-only fields or extra")
+        index = len(self.models)
+        self.index[cls] = index
+        self.models.append(None)
+        fields = []
+        for field in args["fields"]:
+            name = field.get("name")
+            if field.get("type") != "dataclass-field" or not isinstance(name, str):
+                raise _Unplannable(f"dataclass field {name!r}")
+            if not name.isidentifier():
+                raise _Unplannable(f"field name {name!r}")
+            _check_keys(
+                field,
+                frozenset(
+                    {"name", "schema", "kw_only", "init", "serialization_alias"}
+                    | {"serialization_exclude", "frozen"}
+                ),
+            )
+            if field.get("init") is False or field.get("init_only"):
+                raise _Unplannable(f"field {name}: init=False")
+            fields.append(self.field(name, field["schema"]))
+        self.models[index] = (cls, tuple(fields), True)
+        return index
+
+
+def _check_config(config: dict[str, Any]) -> None:
+    for key, value in config.items():
+        if key in _CONFIG_FALSY:
+            if value:
+                raise _Unplannable(f"config {key}={value!r}")
+        elif key == "extra_fields_behavior":
+            if value not in (None, "ignore"):
+                raise _Unplannable(f"extra={value!r}")
+        elif key not in _CONFIG_HARMLESS:
+            raise _Unplannable(f"config {key}")
 
 
 def _check_model_class(cls: type) -> None:

@@ -4,6 +4,7 @@ csrc/json/decode_model.c) against pydantic's own model_validate_json: the same i
 documents valid and not; which models are planned; copies of mutable defaults;
 reference leaks; and that the server's body binding uses it."""
 
+import dataclasses
 import gc
 import json
 import sys
@@ -335,8 +336,32 @@ class _FloatMultiple(BaseModel):
     x: float = Field(multiple_of=0.5)
 
 
-class _Factory(BaseModel):
-    x: list[int] = Field(default_factory=list)
+class _FactoryTakingData(BaseModel):
+    x: list[int] = Field(default_factory=lambda data: [])
+
+
+@dataclasses.dataclass
+class _PostInitDC:
+    x: int
+
+    def __post_init__(self) -> None:
+        pass
+
+
+class _WithPostInitDataclass(BaseModel):
+    inner: _PostInitDC
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float = 0.0
+    labels: list[str] = dataclasses.field(default_factory=list)
+
+
+class Shape(BaseModel):
+    points: list[Point]
+    made: list[int] = Field(default_factory=lambda: [1, 2])
 
 
 @pytest.mark.parametrize(
@@ -358,7 +383,8 @@ class _Factory(BaseModel):
         _ValidateDefault,
         _NestedBad,
         _FloatMultiple,
-        _Factory,
+        _FactoryTakingData,
+        _WithPostInitDataclass,
     ],
 )
 def test_models_with_other_mechanisms_are_left_to_pydantic(cls: type[BaseModel]) -> None:
@@ -443,8 +469,16 @@ def test_request_bodies_are_decoded_natively_with_fastapi_errors() -> None:
     assert counts() == (1, 2)
 
 
+_point = st.fixed_dictionaries(
+    {"x": _maybe(st.floats(-5, 5) | st.integers(-5, 5))},
+    optional={"y": _maybe(st.floats(-5, 5)), "labels": _maybe(st.lists(st.text(max_size=3)))},
+)
+
 _ADAPTED: list[Any] = [
     list[Item],
+    Point,
+    list[Point],
+    Shape,
     dict[str, Tag],
     list[int],
     Annotated[list[Tag], Field(min_length=1, max_length=2)],
@@ -468,6 +502,9 @@ def test_type_adapters_same_as_pydantic(annotation: Any, data: st.DataObject) ->
             st.lists(_tag, max_size=3),
             st.integers(-2, 2),
             st.lists(st.none() | _node, max_size=3),
+            _point,
+            st.lists(_point, max_size=3),
+            st.fixed_dictionaries({"points": st.lists(_point, max_size=3)}),
             _any_json,
         )
     )
@@ -490,3 +527,18 @@ def test_type_adapter_native_path_is_taken() -> None:
     assert decode.counts == (1, 0)
     assert adapter_decoder_for(TypeAdapter(int | str)) is None
     assert adapter_decoder_for(TypeAdapter(list[int], config={"strict": True})) is None
+
+
+def test_dataclasses_and_default_factories() -> None:
+    decode = decoder_for(Shape)
+    assert decode is not None, why_not_native(Shape)
+    a = decode(b'{"points": [{"x": 1}, {"x": 2.5, "y": 1, "labels": ["a"]}]}')
+    b = decode(b'{"points": []}')
+    assert decode.counts == (2, 0)
+    assert a.points == [Point(1.0, 0.0, []), Point(2.5, 1.0, ["a"])]
+    assert type(a.points[0].x) is float and a.points[0].labels is not a.points[1].labels
+    assert a.made == [1, 2] and a.made is not b.made
+    assert a.model_fields_set == {"points"}
+    assert _shape(a) == _shape(
+        Shape.model_validate_json(b'{"points": [{"x": 1}, {"x": 2.5, "y": 1, "labels": ["a"]}]}')
+    )

@@ -912,6 +912,15 @@ def stream_stats_route(key: str):
     return _stats(key)
 
 
+@app.get("/request/addresses")
+def request_addresses(request: Request):
+    return {
+        "client": request.client,
+        "scope_client": request.scope["client"],
+        "server": request.scope["server"],
+    }
+
+
 @app.get("/file")
 def file_response(
     path: str,

@@ -95,9 +95,8 @@ class Security(Depends):
         *,
         scopes: Sequence[str] | None = None,
         use_cache: bool = True,
-        scope: str | None = None,
     ) -> None:
-        super().__init__(dependency, use_cache=use_cache, scope=scope)
+        super().__init__(dependency, use_cache=use_cache)
         self.scopes = list(scopes or [])
 
 

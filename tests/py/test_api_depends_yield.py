@@ -378,3 +378,27 @@ def test_request_scope_cannot_depend_on_function_scope(api_name: str) -> None:
         w: Annotated[int, api.Depends(per_request, scope="function")],
     ) -> Any:
         return v
+
+
+@pytest.mark.parametrize("api_name", ["data_bridge.api", "fastapi"])
+def test_a_response_object_returned_again(api_name: str) -> None:
+    api = fastapi_or_skip() if api_name == "fastapi" else db_api
+    testclient = importlib.import_module(f"{api.__name__}.testclient")
+    log: list[str] = []
+    app = api.FastAPI()
+    shared = api.Response(content="same")
+    req = dependency(log, "req")
+
+    @app.get("/")
+    def endpoint(r: Annotated[str, api.Depends(req)]) -> Any:
+        log.append("handler")
+        return shared
+
+    client = testclient.TestClient(app)
+    assert [client.get("/").text for _ in range(3)] == ["same"] * 3
+    # Each request's generator exits once, after its own response.
+    assert log == ["req enter", "handler", "req exit"] * 3
+    if api is db_api:
+        # The teardown is the response's background for its request only: it does not
+        # pile up on an object returned again.
+        assert getattr(shared.background, "background", None) is None

@@ -576,6 +576,10 @@ def with_dependencies(
         if isinstance(result, Response):
             if result.background is not None:
                 after = result.background
+                if isinstance(after, _AfterResponse):
+                    # A Response object returned again (a module-level one): its own
+                    # background, not the teardown of an earlier request.
+                    after = after.background
             if request_scope:
                 after = _AfterResponse(after, request_scope, where)
             if after is not None:

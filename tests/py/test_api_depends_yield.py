@@ -10,6 +10,7 @@ tests/py/test_server_depends.py checks the timing against the bytes on a real so
 (No ``from __future__ import annotations``: the apps' annotations name local functions.)
 """
 
+import functools
 import importlib
 import types
 from typing import Annotated, Any
@@ -195,6 +196,29 @@ def make_app(api: types.ModuleType, log: list[str]) -> Any:
         log.append("handler")
         return {"title": "no name"}
 
+    # Generator dependencies behind functools.partial and functools.wraps.
+    def tagged(tag: str, q: str = "") -> Any:
+        log.append(f"tagged {tag} enter")
+        yield f"{tag}{q}"
+        log.append(f"tagged {tag} exit")
+
+    def passthrough(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    wrapped = passthrough(dependency(log, "wrapped", is_async=True))
+
+    @app.get("/wrapped")
+    def wrapped_deps(
+        p: Annotated[str, Depends(functools.partial(tagged, "partial"))],
+        w: Annotated[str, Depends(wrapped, scope="function")],
+    ) -> Any:
+        log.append("handler")
+        return [p, w]
+
     counter = [0]
 
     def session() -> Any:
@@ -252,6 +276,7 @@ SCENARIOS = [
     "/late/both",
     "/model",
     "/cache",
+    "/wrapped?q=1",
 ]
 
 

@@ -24,6 +24,7 @@ Routes without dependencies are left untouched (no extra frame).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import typing
@@ -224,6 +225,39 @@ def _take_file_form_fields(flat: _Flattener) -> list[Any]:
     return fields
 
 
+def _impartial(call: Any) -> Any:
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call
+
+
+def _unwrapped(call: Any) -> Any:
+    try:
+        return inspect.unwrap(_impartial(call))
+    except ValueError:  # a __wrapped__ cycle
+        return _impartial(call)
+
+
+def _kind_of(call: Any, target: Any) -> str:
+    """How a dependency is called: "agen" or "gen" (a generator dependency), "async"
+    (awaited without asking inspect.isawaitable each request) or "call" (its result is
+    awaited if it is awaitable). As FastAPI decides: through functools.partial layers,
+    functools.wraps decorators (``__wrapped__``) and a callable instance's ``__call__``."""
+    candidates = [target, _impartial(call), _unwrapped(call)]
+    if not inspect.isclass(candidates[-1]):
+        for owner in (_impartial(call), _unwrapped(call)):
+            dunder = getattr(owner, "__call__", None)  # noqa: B004 (callable instances)
+            if dunder is not None:
+                candidates += [_impartial(dunder), _unwrapped(dunder)]
+    if any(inspect.isasyncgenfunction(c) for c in candidates):
+        return "agen"
+    if any(inspect.isgeneratorfunction(c) for c in candidates):
+        return "gen"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "call"
+
+
 class _Flattener:
     """Walks the dependency tree once, collecting the request parameters it needs."""
 
@@ -272,13 +306,7 @@ class _Flattener:
             raise RouteDefinitionError(
                 f"cannot resolve annotations of {call!r} ({self.where}): {exc}"
             ) from exc
-        kind = "call"
-        if inspect.isasyncgenfunction(target):
-            kind = "agen"
-        elif inspect.isgeneratorfunction(target):
-            kind = "gen"
-        elif inspect.iscoroutinefunction(target):
-            kind = "async"  # awaited without asking inspect.isawaitable each request
+        kind = _kind_of(call, target)
         if scope is None and kind in ("gen", "agen"):
             scope = "request"
         node = _Node(call, use_cache, kind=kind, scopes=scopes, scope=scope)

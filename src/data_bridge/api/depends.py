@@ -471,6 +471,12 @@ class _AfterResponse:
                 report_exception(left, self.where)
 
 
+async def _close_form(form_request: Any) -> None:
+    """Closes the uploaded files of a request whose handler failed."""
+    if form_request is not None and "_form" in form_request.__dict__:
+        await form_request.__dict__["_form"].close()
+
+
 async def _resolve(
     node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[_Entered]
 ) -> Any:
@@ -578,8 +584,7 @@ def with_dependencies(
             if responder is not None and (sub_response is not None or not trivial):
                 result = responder(result, sub_response)
         except BaseException as exc:
-            if form_request is not None and "_form" in form_request.__dict__:
-                await form_request.__dict__["_form"].close()
+            await _close_form(form_request)
             if not stack:
                 raise
             raise await _unwind_after_error(stack, exc)  # noqa: B904 - exc or one chained to it
@@ -589,6 +594,7 @@ def with_dependencies(
             if function_scope:
                 left = await _unwind(function_scope, None)
                 if left is not None:
+                    await _close_form(form_request)
                     raise await _unwind_after_error(request_scope, left)
         if form_fields and not isinstance(result, StreamingResponse):
             # As FastAPI: the uploaded files are closed once the handler is done with

@@ -63,11 +63,6 @@ KNOWN_GAPS: list[tuple[str, str]] = [
         "refused with a TypeError; the multipart parser has the limits, not wired per route yet",
     ),
     (
-        'yield dependencies\' exit semantics (`scope="function"`, re-raising in teardown)',
-        "the teardown runs after the handler, before the response; FastAPI's finer ordering"
-        " is not reproduced yet",
-    ),
-    (
         "`X-Forwarded-Proto` (https URLs behind a proxy), OpenTelemetry instrumentation",
         "proxy headers and ASGI instrumentation hooks are server/ASGI features (issues 14, 16)",
     ),

@@ -5,6 +5,10 @@
  * left if the object outlives the request (a handler kept it), then drops the slices, so a
  * Request never points into a buffer that moved on.
  *
+ * The peer's and the local address (`_peer`, `_sockname`) are asked of the socket on first
+ * read only, so a request whose handler does not read them costs no system call; a kept
+ * Request reads them at detach like the other fields, while the connection is known.
+ *
  * data_bridge.api.Request subclasses this type to add the mapping views (headers,
  * query_params) and the awaitable body()/json() of the Starlette interface.
  */
@@ -24,6 +28,8 @@ typedef struct {
     PyObject *raw_headers;
     PyObject *body;
     PyObject *path_params;
+    PyObject *peer;     /* (host, port) or None once asked */
+    PyObject *sockname; /* (host, port) or None once asked */
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -153,6 +159,35 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
     return PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
 }
 
+/* The connection's peer or local address as (host, port), cached in *slot; None when the
+ * socket has none (AF_UNIX), the connection is gone, or the request was detached first. */
+static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
+{
+    if (*slot == NULL) {
+        char host[64];
+        int port = 0;
+        if (self->req == NULL ||
+            server_conn_address(self->req->conn, remote, host, sizeof(host), &port) != 0)
+            return Py_NewRef(Py_None);
+        *slot = Py_BuildValue("(si)", host, port);
+        if (*slot == NULL)
+            return NULL;
+    }
+    return Py_NewRef(*slot);
+}
+
+static PyObject *get_peer(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return conn_address(self, 1, &self->peer);
+}
+
+static PyObject *get_sockname(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return conn_address(self, 0, &self->sockname);
+}
+
 static PyMethodDef request_methods[] = {
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
@@ -167,6 +202,10 @@ static PyGetSetDef request_getset[] = {
      "Header fields as a list of (lowercase name, value) pairs, in order.", NULL},
     {"_body", (getter)get_body, NULL, "The request body as bytes.", NULL},
     {"path_params", (getter)get_path_params, NULL, "Path parameters as strings.", NULL},
+    {"_peer", (getter)get_peer, NULL,
+     "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
+    {"_sockname", (getter)get_sockname, NULL,
+     "The server's address (host, port) on this connection, or None (a Unix socket).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -178,6 +217,8 @@ static int request_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->raw_headers);
     Py_VISIT(self->body);
     Py_VISIT(self->path_params);
+    Py_VISIT(self->peer);
+    Py_VISIT(self->sockname);
     return 0;
 }
 
@@ -189,6 +230,8 @@ static int request_clear(RequestObject *self)
     Py_CLEAR(self->raw_headers);
     Py_CLEAR(self->body);
     Py_CLEAR(self->path_params);
+    Py_CLEAR(self->peer);
+    Py_CLEAR(self->sockname);
     return 0;
 }
 
@@ -258,9 +301,10 @@ void request_detach(PyObject *obj)
         return;
     if (Py_REFCNT(obj) > 1) {
         /* Someone kept the request: convert every field while the slices are valid. */
-        PyObject *fields[] = {get_method(self, NULL), get_path(self, NULL),
+        PyObject *fields[] = {get_method(self, NULL),       get_path(self, NULL),
                               get_query_string(self, NULL), get_raw_headers(self, NULL),
-                              get_body(self, NULL)};
+                              get_body(self, NULL),         get_peer(self, NULL),
+                              get_sockname(self, NULL)};
         for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
             Py_XDECREF(fields[i]);
         PyErr_Clear();

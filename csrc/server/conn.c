@@ -15,7 +15,9 @@
  * inflight go back as soon as their bytes are written. So an idle keep-alive connection
  * holds only its server_conn_t, as an nginx connection holds only its ngx_connection_t.
  */
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "loop/loop.h"
 #include "server/server_internal.h"
@@ -207,6 +209,7 @@ static server_conn_t *conn_new(server_t *s)
     }
     c->tcp.data = c;
     c->server = s;
+    c->req.conn = c;
     c->refs = 1; /* the handle's reference, released in on_conn_closed */
     c->next = s->conns;
     if (s->conns)
@@ -574,6 +577,30 @@ void server_conn_finish(server_conn_t *c)
 int server_conn_closed(const server_conn_t *c)
 {
     return c->closing;
+}
+
+int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port)
+{
+    struct sockaddr_storage addr;
+    int len = (int)sizeof(addr);
+    if (c->closing)
+        return UV_ENOTCONN;
+    int r = remote ? uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len)
+                   : uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&addr, &len);
+    if (r < 0)
+        return r;
+    if (addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
+        r = uv_ip4_name(in, host, hostlen);
+        *port = ntohs(in->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
+        r = uv_ip6_name(in6, host, hostlen);
+        *port = ntohs(in6->sin6_port);
+    } else {
+        return 1;
+    }
+    return r < 0 ? r : 0;
 }
 
 db_buf_t *server_conn_scratch(server_conn_t *c)

@@ -37,6 +37,7 @@ typedef struct {
     http_request_t *head; /* parsed head; slices into the connection's buffer */
     const char *body;     /* decoded body (Content-Length or chunked); may be NULL when empty */
     size_t body_len;
+    server_conn_t *conn; /* the connection it arrived on (set once, with the connection) */
 } server_request_t;
 
 enum {
@@ -84,6 +85,12 @@ void server_buffer_stats(const server_t *s, server_buffer_stats_t *out);
  * next call for any connection of the server: shared, since a body is copied into the
  * connection's output by server_conn_respond right after it is built). */
 db_buf_t *server_conn_scratch(server_conn_t *c);
+/* The connection's peer (remote != 0) or local address: the numeric host (IPv4 dotted, or
+ * IPv6 without brackets) into host[hostlen] (64 bytes are always enough) and the port.
+ * Returns 0; 1 when the socket has no IP address (an AF_UNIX socket, such as the test
+ * client's socketpair); or a negative libuv error code (the connection was closed). Costs
+ * one getpeername(2)/getsockname(2): asked only when the application reads it. */
+int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
  * zero or more complete "name: value\r\n" lines. The method of the request decides

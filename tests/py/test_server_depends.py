@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
+from conftest import Reader
 
 from data_bridge.api import App, Depends, Query
 from data_bridge.api._plan import RouteDefinitionError
@@ -69,6 +72,37 @@ def test_generator_dependencies_tear_down_after_the_handler(client):
     # The handler's exception is thrown into the generators, innermost first: the async
     # one does not catch it (no "aclose"), the sync one rolls back, then closes.
     assert entries[4:] == ["rollback", "close"]
+
+
+def test_request_scope_exits_after_the_response_is_sent(client):
+    # The generator's exit waits for /deps/release: the response comes first.
+    r = client.get("/deps/hold/request?key=r1")
+    assert r.status_code == 200 and r.json() == {"key": "r1"}
+    assert log(client) == ["audit:ann", "held:r1"]
+    assert client.get("/deps/release?key=r1").json() == {"released": "r1"}
+    deadline = time.monotonic() + 5
+    entries: list[str] = []
+    while "released:r1" not in entries and time.monotonic() < deadline:
+        entries += log(client)
+    assert "released:r1" in entries
+
+
+def test_function_scope_exits_before_the_response_is_sent(server, client):
+    s = server.connect()
+    try:
+        s.sendall(b"GET /deps/hold/function?key=f1 HTTP/1.1\r\nHost: t\r\nX-User: ann\r\n\r\n")
+        # Nothing arrives while the generator's exit waits...
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.recv(1)
+        assert client.get("/deps/release?key=f1").json() == {"released": "f1"}
+        # ...and the response once it is done.
+        s.settimeout(5)
+        r = Reader(s).read_response()
+        assert r.status == 200 and r.json() == {"key": "f1"}
+    finally:
+        s.close()
+    assert log(client) == ["audit:ann", "held:f1", "audit:ann", "released:f1"]
 
 
 def test_openapi_shows_the_flattened_parameters(server):

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from data_bridge import _core, pyloop
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
-from data_bridge.api.background import start_background
+from data_bridge.api.background import exception_sinks, report_exception, start_background
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
 from data_bridge.api.exception_handlers import validation_error_response
@@ -64,17 +64,6 @@ logger = logging.getLogger("data_bridge")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# Lists that collect handler exceptions instead of logging them (App._capture_exceptions).
-_exception_sinks: list[list[BaseException]] = []
-
-
-def _log_exception(exc: BaseException, path: object) -> None:
-    if _exception_sinks:
-        _exception_sinks[-1].append(exc)
-        return
-    logger.error("Exception in handler for %s", path, exc_info=exc)
-
-
 def _request_body(request: Any) -> Any:
     """The request body for RequestValidationError.body: decoded JSON when it is JSON,
     else the bytes (None when empty)."""
@@ -106,7 +95,7 @@ _core.configure(
     response_class=Response,
     http_exception_class=HTTPException,
     request_class=Request,
-    log_exception=_log_exception,
+    log_exception=report_exception,
     streaming_class=StreamingResponse,
     stream_start=start_stream,
     background_start=start_background,
@@ -502,11 +491,11 @@ class FastAPI(APIRouter):
         """Collects (instead of logging) the exceptions handlers raise meanwhile: the test
         client re-raises them (raise_server_exceptions)."""
         captured: list[BaseException] = []
-        _exception_sinks.append(captured)
+        exception_sinks.append(captured)
         try:
             yield captured
         finally:
-            _exception_sinks.remove(captured)
+            exception_sinks.remove(captured)
 
     async def _startup_app(self) -> None:
         """on_startup hooks, then the lifespan contexts (the app's and included routers'),

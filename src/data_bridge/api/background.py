@@ -59,6 +59,20 @@ class BackgroundTasks:
         await self.run()
 
 
+# Lists that collect the exceptions of handlers and of work after the response instead of
+# logging them (App._capture_exceptions: the test client re-raises them).
+exception_sinks: list[list[BaseException]] = []
+
+
+def report_exception(exc: BaseException, where: object) -> None:
+    """An exception nobody else can answer (a handler's, or one raised after the response
+    was sent): logged, or collected while a test client's request runs."""
+    if exception_sinks:
+        exception_sinks[-1].append(exc)
+        return
+    logger.error("Exception in handler for %s", where, exc_info=exc)
+
+
 # Background runs in progress (the loop keeps only weak references to tasks); the test
 # client waits for those its request started.
 running: set[asyncio.Task[None]] = set()

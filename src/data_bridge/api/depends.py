@@ -4,9 +4,17 @@ A parameter whose default (or ``Annotated`` metadata) is ``Depends(func)`` recei
 ``func``'s result. ``func``'s own parameters are bound from the request like a handler's
 (path, query, header, cookie, body, ``Request``) and may depend on other functions in turn;
 each dependency runs once per request (unless ``use_cache=False``). A dependency written as
-a generator (``yield``) sets up, hands over the yielded value and tears down after the
-handler, seeing the handler's exception if it raised. Routes (and routers and the app)
-also take ``dependencies=[Depends(...)]`` that run for their side effects (auth checks).
+a generator (``yield``) sets up, hands over the yielded value and tears down, as in
+FastAPI 0.165: with ``scope="request"`` (the default) after the response was sent (a
+streaming response's whole body, then the background tasks), with ``scope="function"``
+as soon as the handler returned and its result was turned into the response, before
+anything is sent. An exception from the handler (or from resolving a later dependency, or
+from the response model) is thrown into every generator at its ``yield``, innermost
+first, function scope before request scope, so ``except``/``finally`` see it and may
+replace it; the exception left at the end is answered as usual. A generator that swallows
+it leaves nothing to answer with: FastAPIError ("Response not awaited", a 500), as in
+FastAPI. Routes (and routers and the app) also take ``dependencies=[Depends(...)]`` that
+run for their side effects (auth checks).
 
 How it is served: at registration the dependency tree is flattened into one signature of
 all the request parameters it needs (the native binder binds them as usual, in C), and
@@ -16,6 +24,7 @@ Routes without dependencies are left untouched (no extra frame).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import typing
@@ -42,8 +51,8 @@ from data_bridge.api._plan import (
     _marker_of,
     build_plan,
 )
-from data_bridge.api.background import BackgroundTasks, start_background
-from data_bridge.api.exceptions import RequestValidationError
+from data_bridge.api.background import BackgroundTasks, report_exception, start_background
+from data_bridge.api.exceptions import DependencyScopeError, FastAPIError, RequestValidationError
 from data_bridge.api.params import Param
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
@@ -104,6 +113,9 @@ class _Node:
     kind: str = "call"  # "call", "async", "gen" or "agen"
     # Scopes of the Security() dependencies from the route down to this one.
     scopes: list[str] = field(default_factory=list)
+    # Depends(scope=...) as declared, or "request" for a generator (FastAPI's computed
+    # scope): part of the cache key, and for a generator when its teardown runs.
+    scope: str | None = None
 
     def subtree_leaves(self) -> set[str]:
         """The request parameters this dependency and its own dependencies need."""
@@ -117,8 +129,16 @@ class _Node:
 
     @property
     def cache_key(self) -> Any:
-        # As FastAPI: the same dependency with other required scopes is another value.
-        return (self.call, tuple(self.scopes)) if self.scopes else self.call
+        # As FastAPI: the same dependency with other required OAuth2 scopes, or in another
+        # scope, is another value.
+        if self.scopes or self.scope is not None:
+            return (self.call, tuple(self.scopes), self.scope)
+        return self.call
+
+    @property
+    def function_scope(self) -> bool:
+        """A generator torn down before the response is sent (``scope="function"``)."""
+        return self.scope == "function"
 
 
 def _depends_of(annotation: Any, default: Any) -> tuple[Any, Depends | None]:
@@ -205,6 +225,39 @@ def _take_file_form_fields(flat: _Flattener) -> list[Any]:
     return fields
 
 
+def _impartial(call: Any) -> Any:
+    while isinstance(call, functools.partial):
+        call = call.func
+    return call
+
+
+def _unwrapped(call: Any) -> Any:
+    try:
+        return inspect.unwrap(_impartial(call))
+    except ValueError:  # a __wrapped__ cycle
+        return _impartial(call)
+
+
+def _kind_of(call: Any, target: Any) -> str:
+    """How a dependency is called: "agen" or "gen" (a generator dependency), "async"
+    (awaited without asking inspect.isawaitable each request) or "call" (its result is
+    awaited if it is awaitable). As FastAPI decides: through functools.partial layers,
+    functools.wraps decorators (``__wrapped__``) and a callable instance's ``__call__``."""
+    candidates = [target, _impartial(call), _unwrapped(call)]
+    if not inspect.isclass(candidates[-1]):
+        for owner in (_impartial(call), _unwrapped(call)):
+            dunder = getattr(owner, "__call__", None)  # noqa: B004 (callable instances)
+            if dunder is not None:
+                candidates += [_impartial(dunder), _unwrapped(dunder)]
+    if any(inspect.isasyncgenfunction(c) for c in candidates):
+        return "agen"
+    if any(inspect.isgeneratorfunction(c) for c in candidates):
+        return "gen"
+    if inspect.iscoroutinefunction(target):
+        return "async"
+    return "call"
+
+
 class _Flattener:
     """Walks the dependency tree once, collecting the request parameters it needs."""
 
@@ -220,7 +273,11 @@ class _Flattener:
         self.uses_background = False
 
     def node(
-        self, call: Callable[..., Any], use_cache: bool = True, scopes: Sequence[str] = ()
+        self,
+        call: Callable[..., Any],
+        use_cache: bool = True,
+        scopes: Sequence[str] = (),
+        scope: str | None = None,
     ) -> _Node:
         original = call
         call = self.overrides.get(call, call)
@@ -228,14 +285,16 @@ class _Flattener:
             raise RouteDefinitionError(f"dependency cycle through {call!r} ({self.where})")
         self.active.append(call)
         try:
-            node = self._node(call, use_cache, list(scopes))
+            node = self._node(call, use_cache, list(scopes), scope)
             if isinstance(original, SecurityBase):
                 self.security.append((original, list(scopes)))
             return node
         finally:
             self.active.pop()
 
-    def _node(self, call: Callable[..., Any], use_cache: bool, scopes: list[str]) -> _Node:
+    def _node(
+        self, call: Callable[..., Any], use_cache: bool, scopes: list[str], scope: str | None
+    ) -> _Node:
         target = call
         if inspect.isclass(call):
             target = call.__init__  # type: ignore[misc]
@@ -247,14 +306,10 @@ class _Flattener:
             raise RouteDefinitionError(
                 f"cannot resolve annotations of {call!r} ({self.where}): {exc}"
             ) from exc
-        kind = "call"
-        if inspect.isasyncgenfunction(target):
-            kind = "agen"
-        elif inspect.isgeneratorfunction(target):
-            kind = "gen"
-        elif inspect.iscoroutinefunction(target):
-            kind = "async"  # awaited without asking inspect.isawaitable each request
-        node = _Node(call, use_cache, kind=kind, scopes=scopes)
+        kind = _kind_of(call, target)
+        if scope is None and kind in ("gen", "agen"):
+            scope = "request"
+        node = _Node(call, use_cache, kind=kind, scopes=scopes, scope=scope)
         for p in inspect.signature(call).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
                 raise RouteDefinitionError(
@@ -271,8 +326,16 @@ class _Flattener:
                     raise RouteDefinitionError(
                         f"Depends() of {p.name!r} needs a callable ({self.where})"
                     )
+                if node.kind in ("gen", "agen") and scope == "request" and dep.scope == "function":
+                    # As FastAPI: its teardown would come before this one's.
+                    name = getattr(call, "__name__", "<unnamed_callable>")
+                    raise DependencyScopeError(
+                        f'The dependency "{name}" has a scope of "request", it cannot depend '
+                        'on dependencies with scope "function".'
+                    )
                 sub_scopes = scopes + list(getattr(dep, "scopes", []))
-                node.children.append((p.name, self.node(sub, dep.use_cache, sub_scopes)))
+                child = self.node(sub, dep.use_cache, sub_scopes, dep.scope)
+                node.children.append((p.name, child))
                 continue
             group = _param_model(annotation, p.default)
             if group is not None:
@@ -311,11 +374,18 @@ class _Flattener:
             )
 
 
-async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | None) -> None:
-    """Tears the generator dependencies down, innermost first. The handler's exception is
-    thrown into each (a dependency may translate it); their own errors replace it."""
+# A generator dependency that was entered: (kind, generator, torn down in function scope).
+_Entered = tuple[str, Any, bool]
+
+
+async def _unwind(stack: list[_Entered], exc: BaseException | None) -> BaseException | None:
+    """Exits the generators of ``stack`` innermost first, as an AsyncExitStack exits its
+    contexts: each is resumed at its ``yield`` with the exception left by those inside it
+    thrown in, or resumed plainly when there is none. A generator that raises replaces the
+    exception; one that returns swallows it, so the next ones exit plainly. Returns the
+    exception left at the end (None when there is none)."""
     while stack:
-        kind, gen = stack.pop()
+        kind, gen, _ = stack.pop()
         try:
             if exc is None:
                 if kind == "agen":
@@ -327,19 +397,88 @@ async def _close_generators(stack: list[tuple[str, Any]], exc: BaseException | N
             else:
                 gen.throw(exc)
         except (StopIteration, StopAsyncIteration):
+            exc = None
             continue
-        except BaseException as raised:
-            if raised is exc:
-                continue
+        except BaseException as raised:  # noqa: BLE001 - handed on like AsyncExitStack does
             exc = raised
             continue
-        raise RuntimeError(f"dependency generator {gen!r} yielded more than once")
-    if exc is not None:
-        raise exc
+        # As contextlib's context managers: a dependency yields once.
+        if kind == "agen":
+            await gen.aclose()
+        else:
+            gen.close()
+        exc = RuntimeError(f"dependency generator {gen!r} yielded more than once")
+    return exc
+
+
+def _split_scopes(stack: list[_Entered]) -> tuple[list[_Entered], list[_Entered]]:
+    """The entered generators of scope "function" and those of scope "request", each in
+    the order they were entered."""
+    function = [entry for entry in stack if entry[2]]
+    if not function:
+        return function, stack
+    return function, [entry for entry in stack if not entry[2]]
+
+
+def _not_awaited() -> FastAPIError:
+    return FastAPIError(
+        "Response not awaited. There's a high chance that the application code is raising "
+        "an exception and a dependency with yield has a block with a bare except, or a block "
+        "with except Exception, and is not raising the exception again. Read more about it "
+        "in the docs: https://fastapi.tiangolo.com/tutorial/dependencies/"
+        "dependencies-with-yield/#dependencies-with-yield-and-except"
+    )
+
+
+async def _unwind_after_error(stack: list[_Entered], exc: BaseException) -> BaseException:
+    """Tears every entered generator down with ``exc`` (raised by the handler, by a later
+    dependency or by the function-scope teardown), function scope first, and returns the
+    exception to answer with. A generator that swallowed the exception leaves no response:
+    FastAPI then fails with FastAPIError (a 500), so this does too (from a function-scope
+    generator, that error is what the request-scope ones see; FastAPI hands them an
+    UnboundLocalError from its own code there)."""
+    function, request = _split_scopes(stack)
+    left = await _unwind(function, exc)
+    if left is None:
+        left = _not_awaited()
+    left = await _unwind(request, left)
+    return _not_awaited() if left is None else left
+
+
+class _AfterResponse:
+    """A response's background when the request entered request-scope generator
+    dependencies: the background work first (the response's own, or the request's
+    BackgroundTasks), then their teardown, as FastAPI exits its request stack after the
+    response was sent. An exception from the teardown cannot change the response any
+    more: it is reported (logged, or raised by the test client)."""
+
+    def __init__(self, background: Any, stack: list[_Entered], where: str) -> None:
+        self.background = background
+        self.stack = stack
+        self.where = where
+
+    async def __call__(self) -> None:
+        exc: BaseException | None = None
+        try:
+            if self.background is not None:
+                await self.background()
+        except BaseException as raised:
+            exc = raised
+            raise
+        finally:
+            left = await _unwind(self.stack, exc)
+            if left is not None and left is not exc:
+                report_exception(left, self.where)
+
+
+async def _close_form(form_request: Any) -> None:
+    """Closes the uploaded files of a request whose handler failed."""
+    if form_request is not None and "_form" in form_request.__dict__:
+        await form_request.__dict__["_form"].close()
 
 
 async def _resolve(
-    node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[Any]
+    node: _Node, request_values: dict[str, Any], cache: dict[Any, Any], stack: list[_Entered]
 ) -> Any:
     key = node.cache_key
     if node.use_cache and key in cache:
@@ -352,11 +491,11 @@ async def _resolve(
     if node.kind == "agen":
         gen = node.call(**kwargs)
         value = await gen.__anext__()
-        stack.append(("agen", gen))
+        stack.append(("agen", gen, node.function_scope))
     elif node.kind == "gen":
         gen = node.call(**kwargs)
         value = next(gen)
-        stack.append(("gen", gen))
+        stack.append(("gen", gen, node.function_scope))
     elif node.kind == "async":
         value = await node.call(**kwargs)
     else:
@@ -400,7 +539,7 @@ def with_dependencies(
     if any(d.dependency is None for d in extra):
         raise RouteDefinitionError(f"dependencies=[Depends()] needs a callable ({where})")
     side = [
-        flat.node(d.dependency, d.use_cache, list(getattr(d, "scopes", [])))
+        flat.node(d.dependency, d.use_cache, list(getattr(d, "scopes", [])), d.scope)
         for d in extra
         if d.dependency is not None
     ]
@@ -418,7 +557,7 @@ def with_dependencies(
         background = BackgroundTasks()
         sub_response = _sub_response() if flat.uses_response else None
         cache: dict[Any, Any] = {BackgroundTasks: background, Response: sub_response}
-        stack: list[Any] = []
+        stack: list[_Entered] = []
         try:
             if form_fields:
                 form_request = request_values.pop(_FORM_REQUEST)
@@ -440,32 +579,50 @@ def with_dependencies(
                 result = handler(**kwargs)
             if inspect.isawaitable(result):
                 result = await result
+            # Inside the function scope, as in FastAPI: a response model's validation error
+            # reaches the generators too.
+            if responder is not None and (sub_response is not None or not trivial):
+                result = responder(result, sub_response)
         except BaseException as exc:
-            if form_request is not None and "_form" in form_request.__dict__:
-                await form_request.__dict__["_form"].close()
+            await _close_form(form_request)
             if not stack:
                 raise
-            await _close_generators(stack, exc)
-            raise
+            raise await _unwind_after_error(stack, exc)  # noqa: B904 - exc or one chained to it
+        request_scope = stack
         if stack:
-            await _close_generators(stack, None)
-        if responder is not None and (sub_response is not None or not trivial):
-            result = responder(result, sub_response)
+            function_scope, request_scope = _split_scopes(stack)
+            if function_scope:
+                left = await _unwind(function_scope, None)
+                if left is not None:
+                    await _close_form(form_request)
+                    raise await _unwind_after_error(request_scope, left)
         if form_fields and not isinstance(result, StreamingResponse):
             # As FastAPI: the uploaded files are closed once the handler is done with
             # them (a streaming response may still read them: those close with the form).
             form = form_request.__dict__.get("_form") if form_request is not None else None
             if form is not None:
                 await form.close()
-        if background.tasks:
-            if isinstance(result, Response):
-                # As in FastAPI: the request's BackgroundTasks become the response's
-                # background unless it has one; the native layer starts it after the
-                # response was written (a stream's, after its body).
-                if result.background is None:
-                    result.background = background
-            else:
-                start_background(background)
+        # What runs after the response was written (the native layer starts a Response's
+        # background then; a stream's, after its body): as in FastAPI, the request's
+        # BackgroundTasks unless the response has a background of its own, then the
+        # teardown of the request-scope generators.
+        after: Any = background if background.tasks else None
+        if isinstance(result, Response):
+            if result.background is not None:
+                after = result.background
+                if isinstance(after, _AfterResponse):
+                    # A Response object returned again (a module-level one): its own
+                    # background, not the teardown of an earlier request.
+                    after = after.background
+            if request_scope:
+                after = _AfterResponse(after, request_scope, where)
+            if after is not None:
+                result.background = after
+        else:
+            if request_scope:
+                after = _AfterResponse(after, request_scope, where)
+            if after is not None:
+                start_background(after)
         return result
 
     call.__name__ = getattr(handler, "__name__", "handler")

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 __all__ = [
+    "DependencyScopeError",
     "FastAPIDeprecationWarning",
     "FastAPIError",
     "HTTPException",
@@ -76,6 +77,11 @@ class FastAPIDeprecationWarning(UserWarning):
 
 class FastAPIError(RuntimeError):
     """A usage error of the API layer."""
+
+
+class DependencyScopeError(FastAPIError):
+    """A dependency depends on another one with a narrower scope: a generator dependency
+    of scope "request" on one of scope "function" (whose teardown would come first)."""
 
 
 class ValidationException(Exception):

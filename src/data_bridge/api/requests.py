@@ -105,11 +105,13 @@ class Request(_core.Request):
 
     @property
     def client(self) -> Address | None:
-        """The peer's address: the test client's, or None where the server does not
-        report it (the native server does not expose peer addresses yet)."""
+        """The peer's address (host, port), asked of the socket on first read: IPv4 or
+        IPv6 (without brackets); None on a Unix socket. The test client reports its own
+        (Starlette's ("testclient", 50000) by default)."""
         if self.server_client is not None:
             return Address(*self.server_client)
-        return None
+        peer = self._peer
+        return None if peer is None else Address(*peer)
 
     def url_for(self, name: str, /, **path_params: Any) -> URL:
         path = self.app.url_path_for(name, **path_params)
@@ -160,8 +162,14 @@ class _ScopeView(Mapping[str, Any]):
     """A read-only ASGI HTTP scope made from the request, on demand."""
 
     def __init__(self, request: Request) -> None:
-        host = request.headers.get("host") or "testserver"
-        name, _, port = host.partition(":")
+        # As uvicorn: the socket's local address; where there is none (the test client's
+        # socketpair), the Host header's, as Starlette's test client reports it.
+        server = request._sockname
+        if server is None:
+            host = request.headers.get("host") or "testserver"
+            name, _, port = host.partition(":")
+            server = (name, int(port) if port.isdigit() else 80)
+        client = request.client
         self._data: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -173,8 +181,8 @@ class _ScopeView(Mapping[str, Any]):
             "root_path": request.root_path,
             "query_string": request.query_string.encode("latin-1"),
             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.raw_headers],
-            "server": (name, int(port) if port.isdigit() else 80),
-            "client": request.client,
+            "server": server,
+            "client": None if client is None else (client[0], client[1]),
             "path_params": dict(request.path_params or {}),
             "app": request.app,
             "state": request.state,

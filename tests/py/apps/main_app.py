@@ -462,6 +462,34 @@ def deps_session(
     return {"db": db, "res": res}
 
 
+# Generators whose exit waits until /deps/release?key= is asked: the tests see whether the
+# response was sent before (scope "request") or only after (scope "function") their exit.
+_RELEASES: dict[str, asyncio.Event] = {}
+
+
+async def held(key: str):
+    DEPS_LOG.append(f"held:{key}")
+    yield key
+    await _RELEASES.setdefault(key, asyncio.Event()).wait()
+    DEPS_LOG.append(f"released:{key}")
+
+
+@deps_router.get("/hold/request")
+async def deps_hold_request(key: Annotated[str, Depends(held)]):
+    return {"key": key}
+
+
+@deps_router.get("/hold/function")
+async def deps_hold_function(key: Annotated[str, Depends(held, scope="function")]):
+    return {"key": key}
+
+
+@deps_router.get("/release")
+async def deps_release(key: str):
+    _RELEASES.setdefault(key, asyncio.Event()).set()
+    return {"released": key}
+
+
 @deps_router.get("/log")
 def deps_log():
     out = list(DEPS_LOG)
@@ -882,6 +910,15 @@ async def stream_background(key: str, tasks: BackgroundTasks):
 @app.get("/stream/stats")
 def stream_stats_route(key: str):
     return _stats(key)
+
+
+@app.get("/request/addresses")
+def request_addresses(request: Request):
+    return {
+        "client": request.client,
+        "scope_client": request.scope["client"],
+        "server": request.scope["server"],
+    }
 
 
 @app.get("/file")

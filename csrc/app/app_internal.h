@@ -151,6 +151,10 @@ typedef struct {
     /* Requests reach this server over TLS terminated in front of it (set_secure): the
      * HTTPS redirect lets them through and redirects stay on https. */
     int secure;
+    /* The ASGI root_path the app is served under (set_root_path): a request path that
+     * starts with it is routed on the rest, as Starlette's get_route_path does. */
+    char *root_path;
+    size_t root_path_len;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

@@ -571,7 +571,8 @@ static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **a
  * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
  * Location is absolute when the request has a Host header (as Starlette builds it from the
  * request's URL), with the query string kept. */
-static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                          size_t skip)
 {
     size_t n = head->path_len;
     if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
@@ -587,7 +588,10 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
         alt_len = n + 1;
     }
     router_match_t m;
-    if (router_match(srv->router, head->method, alt, alt_len, &m) == ROUTER_NOT_FOUND)
+    /* skip: the root_path prefix, not part of what routes see (alt_len >= skip: the path
+     * started with it and only its last '/' may be dropped, which is past the prefix). */
+    if (alt_len < skip ||
+        router_match(srv->router, head->method, alt + skip, alt_len - skip, &m) == ROUTER_NOT_FOUND)
         return 0;
     const char *host = NULL;
     size_t host_len = 0;
@@ -609,7 +613,11 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
     }
     db_buf_append(&line, "location: ", 10);
     if (host != NULL) {
-        db_buf_append(&line, "http://", 7);
+        /* The scheme the client used: https behind a TLS terminator (set_secure). */
+        if (srv->secure)
+            db_buf_append(&line, "https://", 8);
+        else
+            db_buf_append(&line, "http://", 7);
         db_buf_append(&line, host, host_len);
     }
     db_buf_append(&line, alt, alt_len);
@@ -627,8 +635,19 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
                      : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
         return SERVER_DISPATCH_DONE;
     router_match_t m;
-    int r = router_match(srv->router, req->head->method, req->head->path, req->head->path_len, &m);
-    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes && redirect_slash(srv, conn, req->head))
+    const char *path = req->head->path;
+    size_t path_len = req->head->path_len;
+    if (srv->root_path_len && path_len >= srv->root_path_len &&
+        memcmp(path, srv->root_path, srv->root_path_len) == 0 &&
+        (path_len == srv->root_path_len || path[srv->root_path_len] == '/')) {
+        /* Under the root_path: routed on the rest ("" for the prefix itself), as
+         * Starlette's get_route_path does; the Request keeps the whole path. */
+        path += srv->root_path_len;
+        path_len -= srv->root_path_len;
+    }
+    int r = router_match(srv->router, req->head->method, path, path_len, &m);
+    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
+        redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
         return SERVER_DISPATCH_DONE;
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);

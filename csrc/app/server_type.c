@@ -380,6 +380,9 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->cors_hook);
     Py_CLEAR(self->gzip_excluded);
     app_guards_free(self);
+    PyMem_Free(self->root_path);
+    self->root_path = NULL;
+    self->root_path_len = 0;
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -394,6 +397,9 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->cors_hook);
     Py_CLEAR(self->gzip_excluded);
     app_guards_free(self);
+    PyMem_Free(self->root_path);
+    self->root_path = NULL;
+    self->root_path_len = 0;
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     return 0;
@@ -470,6 +476,27 @@ static PyObject *server_set_gzip_py(ServerObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *server_set_root_path(ServerObject *self, PyObject *arg)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL)
+        return NULL;
+    /* Kept without its trailing '/': "/api/" routes "/api/items" on "/items". */
+    while (n > 0 && s[n - 1] == '/')
+        n--;
+    char *copy = NULL;
+    if (n > 0) {
+        if ((copy = PyMem_Malloc((size_t)n)) == NULL)
+            return PyErr_NoMemory();
+        memcpy(copy, s, (size_t)n);
+    }
+    PyMem_Free(self->root_path);
+    self->root_path = copy;
+    self->root_path_len = (size_t)n;
+    Py_RETURN_NONE;
+}
+
 static PyObject *server_set_secure(ServerObject *self, PyObject *flag)
 {
     int v = PyObject_IsTrue(flag);
@@ -480,6 +507,8 @@ static PyObject *server_set_secure(ServerObject *self, PyObject *flag)
 }
 
 static PyMethodDef server_methods[] = {
+    {"set_root_path", (PyCFunction)server_set_root_path, METH_O,
+     "set_root_path(path): route requests under this prefix on the rest of their path"},
     {"set_secure", (PyCFunction)server_set_secure, METH_O,
      "set_secure(flag): requests arrive over TLS terminated in front of the server (https)"},
     {"add_guard", (PyCFunction)app_add_guard, METH_VARARGS,

@@ -393,6 +393,7 @@ class FastAPI(APIRouter):
         if scheme not in ("http", "https"):
             raise ValueError(f"scheme must be 'http' or 'https', got {scheme!r}")
         server.set_secure(scheme == "https")
+        server.set_root_path(root_path if root_path is not None else self.root_path or "")
         if root_path is not None or client is not None or scheme != "http":
             # This server's own view: the proxy's prefix, the peer the test client reports.
             request_class = type(
@@ -406,7 +407,8 @@ class FastAPI(APIRouter):
                 },
             )
         server.set_request_class(request_class)
-        overrides = self.dependency_overrides
+        # FastAPI reads the overrides with `or {}`: None (as tests set it) means none.
+        overrides = self.dependency_overrides or {}
         seen: set[tuple[str, str]] = set()
         for route in self.routes:
             # A method and path registered again is shadowed by the first registration,
@@ -480,7 +482,7 @@ class FastAPI(APIRouter):
         rebuilds its server when this changes (routes added, dependency_overrides set)."""
         return (
             len(self.routes),
-            tuple((id(k), id(v)) for k, v in self.dependency_overrides.items()),
+            tuple((id(k), id(v)) for k, v in (self.dependency_overrides or {}).items()),
             len(self._exception_handlers),
             self._cors is not None,
             len(self._native_middleware),

@@ -91,11 +91,22 @@ class Request(_core.Request):
         return URL(f"{self.server_scheme}://{host}{self.root_path}/")
 
     @property
+    def full_path(self) -> str:
+        """The path with the root_path in front (the ASGI scope's ``path``): the request's
+        own path when it already starts with the root_path (the server routes it on the
+        rest, as Starlette does), else the root_path added in front of it."""
+        root = self.root_path.rstrip("/")
+        path = self.path
+        if not root or path == root or path.startswith(root + "/"):
+            return path
+        return root + path
+
+    @property
     def url(self) -> URL:
         cached = self.__dict__.get("_url")
         if cached is None:
             host = self.headers.get("host") or "testserver"
-            path = quote(self.root_path + self.path, safe="/:@!$&'()*+,;=-._~")
+            path = quote(self.full_path, safe="/:@!$&'()*+,;=-._~")
             query = f"?{self.query_string}" if self.query_string else ""
             cached = self.__dict__["_url"] = URL(f"{self.server_scheme}://{host}{path}{query}")
         return cached
@@ -176,7 +187,7 @@ class _ScopeView(Mapping[str, Any]):
             "http_version": "1.1",
             "method": request.method,
             "scheme": request.server_scheme,
-            "path": request.path,
+            "path": request.full_path,
             "raw_path": quote(request.path).encode("ascii"),
             "root_path": request.root_path,
             "query_string": request.query_string.encode("latin-1"),

@@ -58,8 +58,9 @@ class Jinja2Templates:
         self.context_processors = list(context_processors or [])
 
         @jinja2.pass_context
-        def url_for(context: Any, name: str, /, **path_params: Any) -> str:
-            return str(context["request"].url_for(name, **path_params))
+        def url_for(context: Any, name: str, /, **path_params: Any) -> Any:
+            # A URL (a str with .path, .scheme, ...), as Starlette's templates get it.
+            return context["request"].url_for(name, **path_params)
 
         self.env.globals.setdefault("url_for", url_for)
 

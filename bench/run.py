@@ -1,4 +1,5 @@
-"""HTTP benchmark: data-bridge against FastAPI + Uvicorn and nginx, one after another.
+"""HTTP benchmark: data-bridge against FastAPI + Uvicorn, Litestar (msgspec Structs for the
+typed bodies) + Uvicorn and nginx, one after another.
 
 Method (the design's "Benchmark method", used unchanged): each server is pinned to core 0
 and wrk to core 1 (`taskset`), wrk runs 1 thread and 64 connections, first a warm-up and
@@ -10,7 +11,8 @@ and divided by the number of requests wrk completed. Requests/s, p50 and p99 com
 Results are printed and written to bench/RESULTS.md between `<!-- http:start -->` and
 `<!-- http:end -->`; the rest of that file belongs to other benchmarks.
 
-Usage: python bench/run.py [--duration 10] [--quick] [--servers databridge,fastapi,nginx]
+Usage: python bench/run.py [--duration 10] [--quick]
+       [--servers databridge,fastapi,litestar,nginx]
 
 Every server is started in its own process group and killed on exit, whatever happens.
 Everything listens on 127.0.0.1 and every wait is bounded.
@@ -52,7 +54,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 30.0
 BUSY_WARN_PERCENT = 15.0  # other load on the server core above which the report warns
 
-SERVER_NAMES = {"databridge": "data-bridge", "fastapi": "FastAPI", "nginx": "nginx"}
+SERVER_NAMES = {
+    "databridge": "data-bridge",
+    "fastapi": "FastAPI",
+    "litestar": "Litestar",
+    "nginx": "nginx",
+}
+# The uvicorn-served peers: each an app module in bench/apps, what it needs to import.
+UVICORN_APPS = {
+    "fastapi": ("fastapi_app:app", "import fastapi, uvicorn, uvloop, httptools, orjson"),
+    "litestar": ("litestar_app:app", "import litestar, msgspec, uvicorn, uvloop, httptools"),
+}
 SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
 
 
@@ -537,13 +549,13 @@ def start_server(
     if key == "databridge":
         argv = [*pin, python, str(APPS_DIR / "databridge_app.py"), str(port)]
         return Server(key, argv, port, log, env=db_env, cwd=APPS_DIR)
-    if key == "fastapi":
+    if key in UVICORN_APPS:
         argv = [
             *pin,
             python,
             "-m",
             "uvicorn",
-            "fastapi_app:app",
+            UVICORN_APPS[key][0],
             "--app-dir",
             str(APPS_DIR),
             "--host",
@@ -592,10 +604,10 @@ def nginx_binary() -> str:
 
 
 def python_prereq(python: str, key: str) -> str | None:
-    if key != "fastapi":
+    if key not in UVICORN_APPS:
         return None
     proc = subprocess.run(
-        [python, "-c", "import fastapi, uvicorn, uvloop, httptools, orjson"],
+        [python, "-c", UVICORN_APPS[key][1]],
         capture_output=True,
         text=True,
         timeout=60,
@@ -700,6 +712,19 @@ def tool_versions(python: str) -> str:
     if proc.returncode == 0:
         fa, uv = proc.stdout.split()
         parts.append(f"FastAPI {fa}, Uvicorn {uv}")
+    proc = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.metadata as m; print(m.version('litestar'), m.version('msgspec'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0:
+        ls, ms = proc.stdout.split()
+        parts.append(f"Litestar {ls} (msgspec {ms})")
     try:
         out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=10)
         parts.append(out.stderr.strip().replace("nginx version: ", ""))
@@ -784,16 +809,17 @@ def render(
     w("nginx is data-bridge's CPU per request over nginx's (1.00× = as cheap as nginx).")
     w("")
     w(
-        "| scenario | throughput × FastAPI | CPU/request ÷ FastAPI | throughput × nginx |"
-        " CPU/request vs nginx |"
+        "| scenario | throughput × FastAPI | CPU/request ÷ FastAPI | CPU/request ÷ Litestar |"
+        " throughput × nginx | CPU/request vs nginx |"
     )
-    w("| --- | ---: | ---: | ---: | ---: |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: |")
     for sc in scenarios:
         db, fa, ng = get("databridge", sc), get("fastapi", sc), get("nginx", sc)
+        ls = get("litestar", sc)
         w(
             f"| {sc.title} | {fmt_ratio(ratio(rps(db), rps(fa)))} | "
-            f"{fmt_ratio(ratio(cpu(fa), cpu(db)))} | {fmt_ratio(ratio(rps(db), rps(ng)))} | "
-            f"{fmt_ratio(ratio(cpu(db), cpu(ng)))} |"
+            f"{fmt_ratio(ratio(cpu(fa), cpu(db)))} | {fmt_ratio(ratio(cpu(ls), cpu(db)))} | "
+            f"{fmt_ratio(ratio(rps(db), rps(ng)))} | {fmt_ratio(ratio(cpu(db), cpu(ng)))} |"
         )
     w("")
     w("### Targets (issues 2, 12 and 17)")
@@ -822,9 +848,9 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
-    def cpu_rule(label: str, chosen: list[Scenario], factor: float) -> str:
+    def cpu_rule(label: str, chosen: list[Scenario], factor: float, peer: str = "fastapi") -> str:
         ratios = [
-            (sc.title, ratio(cpu(get("fastapi", sc)), cpu(get("databridge", sc)))) for sc in chosen
+            (sc.title, ratio(cpu(get(peer, sc)), cpu(get("databridge", sc)))) for sc in chosen
         ]
         known = [(t, r) for t, r in ratios if r is not None]
         ok = None if not chosen or len(known) < len(chosen) else all(r >= factor for _, r in known)
@@ -868,6 +894,16 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
     rows.append(
         cpu_rule("issue 17: CPU/request ≤ 1/10 of FastAPI's, list of 100 models", models, 10)
     )
+    # 6. Issue 17: at least 2x less CPU than Litestar (msgspec Structs) on the typed bodies.
+    bodies = [sc for sc in typed if sc.key in ("models", "order")]
+    rows.append(
+        cpu_rule(
+            "issue 17: CPU/request ≤ 1/2 of Litestar's (msgspec), typed bodies",
+            bodies,
+            2,
+            peer="litestar",
+        )
+    )
     return rows
 
 
@@ -903,8 +939,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        default="databridge,fastapi,nginx",
-        help="comma-separated subset of databridge,fastapi,nginx",
+        default="databridge,fastapi,litestar,nginx",
+        help="comma-separated subset of databridge,fastapi,litestar,nginx",
     )
     p.add_argument(
         "--scenarios",

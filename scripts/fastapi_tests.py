@@ -59,8 +59,11 @@ KNOWN_GAPS: list[tuple[str, str]] = [
         "need the ASGI layer (issue 14): the native request path has no ASGI stack yet",
     ),
     (
-        "`form_limits=`",
-        "refused with a TypeError; the multipart parser has the limits, not wired per route yet",
+        "Request bodies over 1 MiB (`test_request_body_limits` tutorial002)",
+        "the server's body limit (`max_body`, 1 MiB by default, raised per route with"
+        " max_body_size=) answers 413; FastAPI has no limit unless one is set. Bodies are"
+        " held whole before the handler runs, so an unlimited default would let one request"
+        " use any amount of memory",
     ),
     (
         "`X-Forwarded-Proto` (https URLs behind a proxy), OpenTelemetry instrumentation",

@@ -71,6 +71,13 @@ typedef struct {
     int has_checks;
 } arg_plan_t;
 
+/* Form limits as Starlette's parsers apply them (FastAPI's form_limits). */
+typedef struct {
+    size_t max_files;       /* parts with a filename */
+    size_t max_fields;      /* other parts, or urlencoded fields */
+    uint64_t max_part_size; /* bytes of a non-file part or urlencoded field */
+} app_form_limits_t;
+
 typedef struct {
     PyObject *handler;
     PyObject *path;    /* the template, for error messages */
@@ -96,6 +103,8 @@ typedef struct {
     /* The Request subclass of this route's app (it knows its app), or NULL for the one
      * given to configure(). Strong reference. */
     PyObject *request_class;
+    /* Limits of the form body (FastAPI's form_limits over Starlette's defaults). */
+    app_form_limits_t form_limits;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -238,6 +247,10 @@ void app_guards_free(ServerObject *srv);
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.parse_multipart. */
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
+/* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
+ * with ValueError (the message to answer 400 with) or MemoryError. */
+PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,
+                              const app_form_limits_t *lim);
 int invoke_init(void);
 
 #endif

@@ -93,8 +93,8 @@ static PyMethodDef app_functions[] = {
      "streaming_class=None, stream_start=None, background_start=None)"},
     {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
      METH_VARARGS | METH_KEYWORDS,
-     "parse_multipart(content_type, body, max_parts=1000, max_field_size=1 MiB, "
-     "max_file_size=unlimited) -> [(name, filename, content_type, headers, data)]"},
+     "parse_multipart(content_type, body, max_files=1000, max_fields=1000, "
+     "max_part_size=1 MiB) -> [(name, filename, content_type, headers, data)]"},
     {NULL, NULL, 0, NULL},
 };
 

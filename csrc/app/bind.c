@@ -214,6 +214,7 @@ typedef struct {
     const char *p;
     size_t n;
     int found;
+    int raw; /* a multipart part's content: no percent-decoding */
 } qslot_t;
 
 /* One pass over the query string: for each "key=value" whose decoded key names a query
@@ -860,12 +861,152 @@ static int is_form_body(const server_request_t *req)
     return h->value_len == n || h->value[n] == ';' || h->value[n] == ' ' || h->value[n] == '\t';
 }
 
+/* Whether the body is multipart/form-data (RFC 7578 §4; parameters after ';'). */
+static int is_multipart_body(const server_request_t *req)
+{
+    static const char type[] = "multipart/form-data";
+    const size_t n = sizeof(type) - 1;
+    const http_header_t *h = http_find_header(req->head, "content-type", 12);
+    if (h == NULL || h->value_len < n || strncasecmp(h->value, type, n) != 0)
+        return 0;
+    return h->value_len == n || h->value[n] == ';' || h->value[n] == ' ' || h->value[n] == '\t';
+}
+
+/* A form that breaks the route's limits, or a malformed multipart body, is answered 400
+ * with Starlette's message, as FastAPI does: raised as HTTPException(400, message). */
+static void raise_form_error(PyObject *message)
+{
+    PyObject *cls = app_cfg.http_exception_class;
+    PyObject *exc = cls ? PyObject_CallFunction(cls, "iO", 400, message) : NULL;
+    if (exc != NULL) {
+        PyErr_SetObject(cls, exc);
+        Py_DECREF(exc);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetObject(PyExc_ValueError, message);
+    }
+}
+
+/* Starlette's FormParser limits on an urlencoded body: each field's raw name and value
+ * together at most max_part_size bytes, at most max_fields fields. 0, or -1 with the
+ * HTTPException set. */
+static int check_urlencoded_limits(const route_plan_t *plan, const server_request_t *req)
+{
+    const app_form_limits_t *lim = &plan->form_limits;
+    const char *key, *val;
+    size_t klen, vlen, i = 0, n = 0;
+    while (next_pair(req->body, req->body_len, &i, &key, &klen, &val, &vlen)) {
+        PyObject *msg = NULL;
+        if ((uint64_t)(klen + vlen) > lim->max_part_size)
+            msg = PyUnicode_FromFormat("Field exceeded maximum size of %lluKB.",
+                                       (unsigned long long)(lim->max_part_size / 1024));
+        else if (++n > lim->max_fields)
+            msg = PyUnicode_FromFormat("Too many fields. Maximum number of fields is %zu.",
+                                       lim->max_fields);
+        if (msg != NULL) {
+            raise_form_error(msg);
+            Py_DECREF(msg);
+            return -1;
+        }
+        if (PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+/* The parts of a multipart body (form_py.c), the route's limits applied; NULL with the
+ * HTTPException (or MemoryError) set. */
+static PyObject *multipart_parts(const route_plan_t *plan, const server_request_t *req)
+{
+    const http_header_t *h = http_find_header(req->head, "content-type", 12);
+    PyObject *parts = app_multipart_parts(h->value, h->value_len, req->body ? req->body : "",
+                                          req->body_len, &plan->form_limits);
+    if (parts == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyObject *exc = app_fetch_exception();
+        PyObject *msg = exc ? PyObject_Str(exc) : NULL;
+        Py_XDECREF(exc);
+        if (msg != NULL) {
+            raise_form_error(msg);
+            Py_DECREF(msg);
+        }
+    }
+    return parts;
+}
+
+/* Form fields from multipart parts: the content of the last part of each name without a
+ * filename (FormData.get's answer), as raw slices of the parts' bytes. */
+static void scan_parts(const route_plan_t *plan, PyObject *parts, qslot_t *slots)
+{
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(parts); j++) {
+        PyObject *part = PyList_GET_ITEM(parts, j); /* (name, filename, ctype, headers, data) */
+        if (PyTuple_GET_ITEM(part, 1) != Py_None)
+            continue;
+        Py_ssize_t nlen;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(part, 0), &nlen);
+        if (name == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *data = PyTuple_GET_ITEM(part, 4);
+        for (int k = 0; k < plan->nargs; k++) {
+            const arg_plan_t *a = &plan->args[k];
+            if (a->source == ARG_FORM && !(a->flags & ARG_FLAG_LIST) && a->ckey_len == nlen &&
+                memcmp(a->ckey, name, (size_t)nlen) == 0) {
+                slots[k].p = PyBytes_AS_STRING(data);
+                slots[k].n = (size_t)PyBytes_GET_SIZE(data);
+                slots[k].found = 1;
+                slots[k].raw = 1;
+            }
+        }
+    }
+}
+
+/* Every part of a list form field's name (without a filename), in order. */
+static PyObject *bind_parts_list(const arg_plan_t *a, PyObject *parts, PyObject **errors,
+                                 int *failed)
+{
+    PyObject *list = PyList_New(0);
+    int bad = 0;
+    *failed = 0;
+    for (Py_ssize_t j = 0; list != NULL && j < PyList_GET_SIZE(parts); j++) {
+        PyObject *part = PyList_GET_ITEM(parts, j);
+        Py_ssize_t nlen;
+        const char *name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(part, 0), &nlen);
+        if (name == NULL || PyTuple_GET_ITEM(part, 1) != Py_None || a->ckey_len != nlen ||
+            memcmp(a->ckey, name, (size_t)nlen) != 0) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *data = PyTuple_GET_ITEM(part, 4);
+        int f = 0;
+        PyObject *v = bind_slice(a, PyList_GET_SIZE(list), PyBytes_AS_STRING(data),
+                                 (size_t)PyBytes_GET_SIZE(data), 0, 0, errors, &f);
+        if (v == NULL && !f)
+            Py_CLEAR(list);
+        if (list == NULL)
+            break;
+        if (v == NULL) {
+            bad = 1;
+            v = Py_NewRef(Py_None);
+        }
+        int rc = PyList_Append(list, v);
+        Py_DECREF(v);
+        if (rc < 0)
+            Py_CLEAR(list);
+    }
+    if (list != NULL && bad) {
+        Py_DECREF(list);
+        *failed = 1;
+        return NULL;
+    }
+    return list;
+}
+
 int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_request_t *req,
                    PyObject **args, PyObject **request_obj, PyObject **errors)
 {
     qslot_t small_slots[16];
     qslot_t *slots = NULL;
-    PyObject *decoded = NULL;
+    PyObject *decoded = NULL, *parts = NULL; /* slots may point into parts' bytes */
     int rc = -1, body_failed = 0;
     if (plan->has_query) {
         slots = plan->nargs <= 16 ? small_slots : calloc((size_t)plan->nargs, sizeof(qslot_t));
@@ -875,8 +1016,16 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         }
         memset(slots, 0, sizeof(qslot_t) * (size_t)plan->nargs);
         scan_query(plan, ARG_QUERY, req->head->query, req->head->query_len, slots);
-        if (plan->has_form && is_form_body(req))
+        if (plan->has_form && is_form_body(req)) {
+            if (check_urlencoded_limits(plan, req) < 0)
+                goto done;
             scan_query(plan, ARG_FORM, req->body, req->body_len, slots);
+        } else if (plan->has_form && is_multipart_body(req)) {
+            /* FastAPI binds Form() fields from a multipart body as well. */
+            if ((parts = multipart_parts(plan, req)) == NULL)
+                goto done;
+            scan_parts(plan, parts, slots);
+        }
     }
     for (int i = 0; i < plan->nargs; i++) {
         const arg_plan_t *a = &plan->args[i];
@@ -895,6 +1044,8 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
             if (a->source == ARG_FORM && (a->flags & ARG_FLAG_LIST)) {
                 if (is_form_body(req))
                     v = bind_query_list(a, req->body, req->body_len, errors, &failed);
+                else if (parts != NULL)
+                    v = bind_parts_list(a, parts, errors, &failed);
                 if (v != NULL && PyList_GET_SIZE(v) == 0) {
                     Py_CLEAR(v); /* absent: the default applies, or it is missing */
                 }
@@ -905,7 +1056,8 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
                 }
             } else if (a->source == ARG_QUERY || a->source == ARG_FORM) {
                 if (slots[i].found)
-                    v = bind_slice(a, -1, slots[i].p, slots[i].n, 1, 1, errors, &failed);
+                    v = bind_slice(a, -1, slots[i].p, slots[i].n, !slots[i].raw, !slots[i].raw,
+                                   errors, &failed);
             } else if (a->source == ARG_HEADER) {
                 v = bind_header(a, req->head, errors, &failed);
             } else {
@@ -947,6 +1099,7 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
     rc = *errors ? 1 : 0;
 done:
     Py_XDECREF(decoded);
+    Py_XDECREF(parts);
     if (slots && slots != small_slots)
         free(slots);
     return rc;

@@ -1,5 +1,6 @@
 /*
- * _core.parse_multipart(content_type, body, max_parts, max_field_size, max_file_size):
+ * _core.parse_multipart(content_type, body, max_files=1000, max_fields=1000,
+ * max_part_size=1 MiB) (Starlette's limits, FastAPI's form_limits):
  * a multipart/form-data body (csrc/form's parser) as a list of parts, each a tuple
  * (name, filename or None, content_type or None, [(header name, value), ...], data bytes).
  * The server holds the whole (size-limited) body before the handler runs, so the body is
@@ -16,6 +17,9 @@ typedef struct {
     PyObject *headers; /* the current part's [(name, value)] */
     PyObject *name, *filename, *ctype;
     db_buf_t data; /* the current part's content */
+    /* Starlette's MultiPartParser counts (FastAPI's form_limits): parts with a filename are
+     * files, the others fields. */
+    size_t files, fields, max_files, max_fields;
 } collect_t;
 
 static PyObject *text(const char *s, size_t n)
@@ -45,6 +49,16 @@ static int on_header(void *user, const char *name, size_t name_len, const char *
 static int on_headers_complete(void *user, const form_part_t *part)
 {
     collect_t *c = user;
+    if (part->has_filename ? ++c->files > c->max_files : ++c->fields > c->max_fields) {
+        /* Starlette's messages; the caller answers 400 with them. */
+        if (part->has_filename)
+            PyErr_Format(PyExc_ValueError, "Too many files. Maximum number of files is %zu.",
+                         c->max_files);
+        else
+            PyErr_Format(PyExc_ValueError, "Too many fields. Maximum number of fields is %zu.",
+                         c->max_fields);
+        return 1;
+    }
     Py_XSETREF(c->name, text(part->name, part->name_len));
     Py_XSETREF(c->filename,
                part->has_filename ? text(part->filename, part->filename_len) : Py_NewRef(Py_None));
@@ -74,25 +88,18 @@ static int on_part_end(void *user)
     return r != 0;
 }
 
-PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw)
+PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,
+                              const app_form_limits_t *lim)
 {
-    (void)module;
-    static char *kwlist[] = {"content_type",   "body",          "max_parts",
-                             "max_field_size", "max_file_size", NULL};
-    const char *ctype;
-    Py_ssize_t ctype_len;
-    Py_buffer body;
     form_limits_t limits;
     form_limits_default(&limits);
-    Py_ssize_t max_parts = (Py_ssize_t)limits.max_parts;
-    unsigned long long max_field = limits.max_field_size, max_file = limits.max_file_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s#y*|nKK", kwlist, &ctype, &ctype_len, &body,
-                                     &max_parts, &max_field, &max_file))
-        return NULL;
-    limits.max_parts = max_parts > 0 ? (size_t)max_parts : 1;
-    limits.max_field_size = max_field;
-    limits.max_file_size = max_file;
+    /* One more part than the two counts allow reaches on_headers_complete, which names the
+     * count that was exceeded. */
+    limits.max_parts = lim->max_files + lim->max_fields + 1;
+    limits.max_field_size = lim->max_part_size;
     collect_t c = {0};
+    c.max_files = lim->max_files;
+    c.max_fields = lim->max_fields;
     db_buf_init(&c.data);
     PyObject *result = NULL;
     form_callbacks_t cbs = {on_part_begin, on_header,   on_headers_complete,
@@ -101,7 +108,7 @@ PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw)
     form_multipart_t *p = NULL;
     if ((c.parts = PyList_New(0)) == NULL)
         goto done;
-    p = form_multipart_new(ctype, (size_t)ctype_len, &limits, &cbs, &c, &err);
+    p = form_multipart_new(ctype, ctype_len, &limits, &cbs, &c, &err);
     if (p == NULL) {
         if (err == FORM_E_NO_MEMORY)
             PyErr_NoMemory();
@@ -109,24 +116,49 @@ PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw)
             PyErr_SetString(PyExc_ValueError, form_error_message(err));
         goto done;
     }
-    int r = form_multipart_feed(p, body.buf, (size_t)body.len);
+    int r = form_multipart_feed(p, body, len);
     if (r >= 0)
         r = form_multipart_finish(p);
     if (r < 0) {
         /* A callback that failed left its Python exception set; keep that one. */
-        if (!PyErr_Occurred())
+        if (PyErr_Occurred())
+            goto done;
+        if (r == FORM_E_FIELD_TOO_LARGE)
+            PyErr_Format(PyExc_ValueError, "Part exceeded maximum size of %lluKB.",
+                         (unsigned long long)(lim->max_part_size / 1024));
+        else
             PyErr_SetString(PyExc_ValueError, form_error_message(r));
         goto done;
     }
     result = Py_NewRef(c.parts);
 done:
     form_multipart_free(p);
-    PyBuffer_Release(&body);
     db_buf_free(&c.data);
     Py_XDECREF(c.parts);
     Py_XDECREF(c.headers);
     Py_XDECREF(c.name);
     Py_XDECREF(c.filename);
     Py_XDECREF(c.ctype);
+    return result;
+}
+
+PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw)
+{
+    (void)module;
+    static char *kwlist[] = {"content_type", "body",          "max_files",
+                             "max_fields",   "max_part_size", NULL};
+    const char *ctype;
+    Py_ssize_t ctype_len;
+    Py_buffer body;
+    Py_ssize_t max_files = 1000, max_fields = 1000;
+    unsigned long long max_part = 1024 * 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s#y*|nnK", kwlist, &ctype, &ctype_len, &body,
+                                     &max_files, &max_fields, &max_part))
+        return NULL;
+    app_form_limits_t lim = {max_files > 0 ? (size_t)max_files : 0,
+                             max_fields > 0 ? (size_t)max_fields : 0, max_part};
+    PyObject *result =
+        app_multipart_parts(ctype, (size_t)ctype_len, body.buf, (size_t)body.len, &lim);
+    PyBuffer_Release(&body);
     return result;
 }

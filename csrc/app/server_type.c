@@ -76,18 +76,31 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",       "path",
-                             "handler",       "params",
-                             "status_code",   "strict_content_type",
-                             "lenient",       "text_content_type",
-                             "max_body_size", NULL};
+    static char *kwlist[] = {"methods",
+                             "path",
+                             "handler",
+                             "params",
+                             "status_code",
+                             "strict_content_type",
+                             "lenient",
+                             "text_content_type",
+                             "max_body_size",
+                             "form_limits",
+                             NULL};
     PyObject *methods, *path, *handler, *params, *text_ctype = Py_None;
     int status_code = 200, strict = 1, lenient = 0;
     unsigned long long max_body = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK", kwlist, &methods, &path, &handler,
+    /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
+    Py_ssize_t max_files = 1000, max_fields = 1000;
+    unsigned long long max_part = 1024 * 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)", kwlist, &methods, &path, &handler,
                                      &params, &status_code, &strict, &lenient, &text_ctype,
-                                     &max_body))
+                                     &max_body, &max_files, &max_fields, &max_part))
         return NULL;
+    if (max_files < 0 || max_fields < 0) {
+        PyErr_SetString(PyExc_ValueError, "form limits must be non-negative");
+        return NULL;
+    }
     if (text_ctype != Py_None && !PyBytes_Check(text_ctype)) {
         PyErr_SetString(PyExc_TypeError, "text_content_type must be bytes or None");
         return NULL;
@@ -110,6 +123,9 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->request_class = Py_XNewRef(self->request_class);
     plan->strict_content_type = strict;
     plan->max_body = max_body;
+    plan->form_limits.max_files = (size_t)max_files;
+    plan->form_limits.max_fields = (size_t)max_fields;
+    plan->form_limits.max_part_size = max_part;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
@@ -525,7 +541,8 @@ static PyMethodDef server_methods[] = {
     {"set_exception_hook", (PyCFunction)server_set_exception_hook, METH_O,
      "set_exception_hook(hook): hook(exc, request) -> result, or NotImplemented"},
     {"add_route", (PyCFunction)(void (*)(void))server_add_route, METH_VARARGS | METH_KEYWORDS,
-     "add_route(methods, path, handler, params, status_code=200)"},
+     "add_route(methods, path, handler, params, status_code=200, ..., "
+     "form_limits=(max_files, max_fields, max_part_size))"},
     {"listen", (PyCFunction)(void (*)(void))server_listen_py, METH_VARARGS | METH_KEYWORDS,
      "listen(host, port, reuse_port=False) -> bound port"},
     {"listen_fd", (PyCFunction)server_listen_fd_py, METH_O,

@@ -34,10 +34,16 @@ def _media_type(request: Any) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_form(request: Any, max_files: int = 1000, max_fields: int = 1000) -> FormData:
+async def read_form(
+    request: Any,
+    max_files: int = 1000,
+    max_fields: int = 1000,
+    max_part_size: int = 1024 * 1024,
+) -> FormData:
     """The request's form (cached on the request): urlencoded or multipart/form-data; any
-    other body gives an empty form. A malformed multipart body is answered 400 with the
-    parser's message, as Starlette does."""
+    other body gives an empty form. A malformed multipart body, or one over the limits
+    (Starlette's: files, fields, bytes of a field), is answered 400 with Starlette's
+    message."""
     cached = request.__dict__.get("_form")
     if cached is not None:
         return cached
@@ -47,7 +53,11 @@ async def read_form(request: Any, max_files: int = 1000, max_fields: int = 1000)
     if media_type == "multipart/form-data":
         try:
             parts = _core.parse_multipart(
-                request.headers.get("content-type", ""), body, max_parts=max_files + max_fields
+                request.headers.get("content-type", ""),
+                body,
+                max_files=max_files,
+                max_fields=max_fields,
+                max_part_size=max_part_size,
             )
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
@@ -69,9 +79,25 @@ async def read_form(request: Any, max_files: int = 1000, max_fields: int = 1000)
             )
     elif media_type == "application/x-www-form-urlencoded":
         items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        _check_urlencoded(body, max_fields, max_part_size)
     form = FormData(items)
     request.__dict__["_form"] = form
     return form
+
+
+def _check_urlencoded(body: bytes, max_fields: int, max_part_size: int) -> None:
+    """Starlette's FormParser limits: a field's raw name and value together at most
+    max_part_size bytes, at most max_fields fields (400 otherwise)."""
+    count = 0
+    for field in body.split(b"&"):
+        name, _, value = field.partition(b"=")
+        if not name:
+            continue
+        if len(name) + len(value) > max_part_size:
+            raise HTTPException(400, f"Field exceeded maximum size of {max_part_size // 1024}KB.")
+        count += 1
+        if count > max_fields:
+            raise HTTPException(400, f"Too many fields. Maximum number of fields is {max_fields}.")
 
 
 def is_file_annotation(annotation: Any) -> bool:
@@ -118,11 +144,14 @@ def form_field(name: str, annotation: Any, marker: Param | None, default: Any) -
     )
 
 
-async def bind_form_fields(request: Any, fields: list[FormField]) -> dict[str, Any]:
-    """Every form parameter's value, or RequestValidationError with all the errors."""
+async def bind_form_fields(
+    request: Any, fields: list[FormField], limits: tuple[int, int, int] = (1000, 1000, 1 << 20)
+) -> dict[str, Any]:
+    """Every form parameter's value, or RequestValidationError with all the errors;
+    limits are the route's (max_files, max_fields, max_part_size)."""
     import pydantic
 
-    form = await read_form(request)
+    form = await read_form(request, *limits)
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for field in fields:

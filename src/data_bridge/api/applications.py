@@ -47,7 +47,12 @@ from data_bridge.api.openapi.docs import (
 from data_bridge.api.openapi.utils import get_openapi
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import Response, StreamingResponse
-from data_bridge.api.routing import METHOD_CODES, APIRouter, _resolve_default
+from data_bridge.api.routing import (
+    METHOD_CODES,
+    APIRouter,
+    _resolve_default,
+    effective_form_limits,
+)
 from data_bridge.json import dumps as json_dumps
 from data_bridge.json import loads as json_loads
 
@@ -428,6 +433,7 @@ class FastAPI(APIRouter):
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
                 lenient=bool(getattr(call, "__db_lenient__", False)),
                 text_content_type=route.text_content_type(),
+                form_limits=effective_form_limits(route),
                 max_body_size=(
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),

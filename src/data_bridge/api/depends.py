@@ -515,6 +515,8 @@ def with_dependencies(
     responder: Callable[[Any, Any], Any] | None = None,
     overrides: Mapping[Any, Any] | None = None,
     path: str | None = None,
+    *,
+    form_limits: tuple[int, int, int] = (1000, 1000, 1024 * 1024),
 ) -> Callable[..., Any]:
     """The route's callable: ``handler`` itself when nothing depends on anything and no
     call_handler or responder is given, else a coroutine function over the flattened
@@ -561,7 +563,9 @@ def with_dependencies(
         try:
             if form_fields:
                 form_request = request_values.pop(_FORM_REQUEST)
-                request_values.update(await bind_form_fields(form_request, form_fields))
+                request_values.update(
+                    await bind_form_fields(form_request, form_fields, form_limits)
+                )
             for node in side:
                 if failed is None or not node.subtree_leaves() & failed:
                     await _resolve(node, request_values, cache, stack)

@@ -143,12 +143,16 @@ class Request(_core.Request):
         """The body decoded as JSON by the native codec."""
         return _json.loads(self._body)
 
-    async def form(self, *, max_files: int = 1000, max_fields: int = 1000) -> FormData:
+    async def form(
+        self, *, max_files: int = 1000, max_fields: int = 1000, max_part_size: int = 1024 * 1024
+    ) -> FormData:
         """The form (urlencoded or multipart/form-data, parsed in C), cached; files are
         UploadFile values."""
         from data_bridge.api._forms import read_form
 
-        return await read_form(self, max_files=max_files, max_fields=max_fields)
+        return await read_form(
+            self, max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
+        )
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body in pieces (here: the whole body, received before the handler ran)."""

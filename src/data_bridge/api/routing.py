@@ -16,6 +16,7 @@ pydantic-core in one call, with no dict in between.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -153,7 +154,7 @@ class APIRoute:
         max_body_size: int | None = None,
         form_limits: Any = None,
     ) -> None:
-        _refuse_limits(max_body_size, form_limits)
+        self.form_limits = _refuse_limits(max_body_size, form_limits)
         self.max_body_size = max_body_size
         self.path = path
         self.path_format = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):path\}", r"{\1}", path)
@@ -256,6 +257,7 @@ class APIRoute:
             "threaded": self.threaded,
             "strict_content_type": self.strict_content_type,
             "max_body_size": self.max_body_size,
+            "form_limits": self.form_limits,
         }
         path = changes.pop("path", self.path)
         args.update(changes)
@@ -273,7 +275,14 @@ class APIRoute:
         where = f"{self.name} for {self.path!r}"
         responder = _Responder.for_route(self, where)
         return with_dependencies(
-            self.endpoint, self.dependencies, where, call_handler, responder, overrides, self.path
+            self.endpoint,
+            self.dependencies,
+            where,
+            call_handler,
+            responder,
+            overrides,
+            self.path,
+            form_limits=effective_form_limits(self),
         )
 
     def matches_name(self, name: str) -> bool:
@@ -532,15 +541,42 @@ def _custom_render(cls: type[Response]) -> bool:
     return cls.render is not JSONResponse.render
 
 
-def _refuse_limits(max_body_size: Any, form_limits: Any) -> None:
-    """Checks ``max_body_size`` (a non-negative int or None, as FastAPI requires); per-route
-    form limits are not supported yet and are refused rather than ignored."""
+FORM_LIMIT_DEFAULTS = {"max_files": 1000, "max_fields": 1000, "max_part_size": 1024 * 1024}
+
+
+def _refuse_limits(max_body_size: Any, form_limits: Any) -> dict[str, int]:
+    """Checks ``max_body_size`` (a non-negative int or None) and ``form_limits`` (a dict of
+    max_fields, max_files and max_part_size, each a non-negative int) as FastAPI does (a
+    pydantic ValidationError for bad form limits); returns the form limits given ({} for
+    None)."""
     if max_body_size is not None and (
         isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0
     ):
         raise ValueError("max_body_size must be a non-negative integer or None")
-    if form_limits is not None:
-        raise TypeError("form_limits= is not supported")
+    if form_limits is None:
+        return {}
+    return dict(_form_limits_adapter().validate_python(form_limits))
+
+
+@functools.cache
+def _form_limits_adapter() -> Any:
+    import pydantic
+    from typing_extensions import TypedDict
+
+    @pydantic.with_config(pydantic.ConfigDict(strict=True, extra="forbid"))
+    class FormLimits(TypedDict, total=False):
+        max_fields: pydantic.NonNegativeInt
+        max_files: pydantic.NonNegativeInt
+        max_part_size: pydantic.NonNegativeInt
+
+    return pydantic.TypeAdapter(FormLimits)
+
+
+def effective_form_limits(route: APIRoute) -> tuple[int, int, int]:
+    """(max_files, max_fields, max_part_size) of a route: its form_limits over Starlette's
+    defaults."""
+    limits = {**FORM_LIMIT_DEFAULTS, **route.form_limits}
+    return limits["max_files"], limits["max_fields"], limits["max_part_size"]
 
 
 def _first_limit(*limits: int | None) -> int | None:
@@ -603,7 +639,7 @@ class APIRouter:
         max_body_size: int | None = None,
         form_limits: Any = None,
     ) -> None:
-        _refuse_limits(max_body_size, form_limits)
+        self.form_limits = _refuse_limits(max_body_size, form_limits)
         self.max_body_size = max_body_size
         self.strict_content_type = strict_content_type
         if default is not None:
@@ -704,7 +740,7 @@ class APIRouter:
             threaded=threaded,
             strict_content_type=_pick_default(strict_content_type, self.strict_content_type),
             max_body_size=_first_limit(max_body_size, self.max_body_size),
-            form_limits=form_limits,
+            form_limits={**self.form_limits, **_refuse_limits(None, form_limits)},
         )
         self.routes.append(route)
         return route
@@ -804,7 +840,7 @@ class APIRouter:
         (this router's, then the include's, then the route's own)."""
         if router is self:
             raise ValueError("a router cannot include itself")
-        _refuse_limits(max_body_size, form_limits)
+        include_limits = _refuse_limits(max_body_size, form_limits)
         prefix = _check_prefix(prefix)
         if prefix == "" and not router.prefix and any(r.path == "" for r in router.routes):
             raise ValueError("Prefix and path cannot be both empty (path operation)")
@@ -839,6 +875,7 @@ class APIRouter:
                     self.strict_content_type,
                 ),
                 max_body_size=_first_limit(route.max_body_size, max_body_size, self.max_body_size),
+                form_limits={**self.form_limits, **include_limits, **route.form_limits},
             )
             self.routes.append(new)
         self.on_startup.extend(router.on_startup)

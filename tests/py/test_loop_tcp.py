@@ -531,6 +531,18 @@ def test_unix_server_and_connection(loop, tmp_path):
     assert exists == (sys.version_info < (3, 13))
 
 
+@pytest.mark.parametrize("option", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
+def test_unix_ssl_timeouts_without_ssl_are_rejected_before_any_io(loop, tmp_path, option):
+    """Like create_connection/create_server: the check comes first, so a path that does not
+    exist gives the ValueError, not FileNotFoundError (and no socket file is created)."""
+    path = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match=f"{option} is only meaningful with ssl"):
+        loop.run_until_complete(loop.create_unix_connection(asyncio.Protocol, path, **{option: 1}))
+    with pytest.raises(ValueError, match=f"{option} is only meaningful with ssl"):
+        loop.run_until_complete(loop.create_unix_server(asyncio.Protocol, path, **{option: 1}))
+    assert not os.path.exists(path)
+
+
 def test_many_connection_cycles_do_not_leak_fds(loop):
     async def main():
         server, port, _ = await echo_server(loop)

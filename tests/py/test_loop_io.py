@@ -145,6 +145,30 @@ def test_close_loop_with_readers(loop, pair):
     assert loop.is_closed()
 
 
+def test_watching_a_transports_socket_is_refused_until_it_closes(loop, pair):
+    """asyncio refuses add_reader/add_writer/remove_* on the socket of an open transport
+    (the transport does its own I/O on it), by the socket object or its fd."""
+    a, b = pair
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        for method in (loop.add_reader, loop.add_writer):
+            for fileobj in (a, a.fileno()):
+                with pytest.raises(RuntimeError, match="is used by transport"):
+                    method(fileobj, print)
+        for method in (loop.remove_reader, loop.remove_writer):
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                method(a)
+        # Another socket is not affected.
+        assert loop.remove_reader(b) is False
+        tr.close()
+        # A closing transport no longer refuses (asyncio checks is_closing()).
+        assert loop.remove_reader(a.fileno()) is False
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
 # ---- sock_* ----
 
 

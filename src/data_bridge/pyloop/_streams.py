@@ -53,6 +53,8 @@ class StreamsMixin:
             os.close(fd)
             raise
         transport._set_owned(sock)
+        # add_reader()/add_writer() on this socket now raise, as with asyncio's loop.
+        self._register_transport_fd(sock.fileno(), transport)
         extra["socket"] = trsock.TransportSocket(sock)
         for k, v in extra.items():
             transport._set_extra(k, v)

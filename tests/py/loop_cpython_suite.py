@@ -8,9 +8,9 @@ Loop-agnostic modules get PyLoop through the event loop policy (asyncio.new_even
 returns a PyLoop, even after a test resets the policy). For the modules whose test mixins
 take a loop factory (events, sock_lowlevel, subprocess), a PyLoop variant of each test class
 is generated; for those whose concrete test class names a selector loop (server, sendfile,
-sslproto), that class is subclassed to make a PyLoop. Prints a summary per module; exit
-status 1 if anything failed. `--loop asyncio` or `--loop uvloop` runs the same selection on
-that loop instead, for comparison (docs/loop-suite.md has the counts).
+sslproto, unix_events), that class is subclassed to make a PyLoop. Prints a summary per
+module; exit status 1 if anything failed. `--loop asyncio` or `--loop uvloop` runs the same
+selection on that loop instead, for comparison (docs/loop-suite.md has the counts).
 
 Every test runs under a watchdog (`--timeout`, 60 s by default): a test still running then
 gets a TestTimeout raised in the main thread (again every 5 s, so that a cleanup waiting on
@@ -37,6 +37,7 @@ import threading
 import time
 import unittest
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 if len(sys.argv) > 1 and sys.argv[1] == "--stage":
@@ -77,6 +78,8 @@ SUBCLASS_MODULES = {
     "test_server": ("SelectorStartServerTests", "new_loop", []),
     "test_sendfile": ("SelectEventLoopTests", "create_event_loop", []),
     "test_sslproto": ("SelectorStartTLSTests", "new_loop", ["SslProtoHandshakeTests"]),
+    # The rest of test_unix_events tests the selector loop's signal and pipe internals.
+    "test_unix_events": ("SelectorEventLoopUnixSocketTests", "setUp", ["TestFunctional"]),
 }
 
 
@@ -88,6 +91,8 @@ KNOWN = {
     "binds real sockets",
     "test_prompt_cancellation": "calls the selector loop's private _run_once",
     "test_timeout_rounding": "calls the selector loop's private _run_once",
+    "test_create_unix_server_bind_error": "patches asyncio.unix_events.socket; PyLoop binds "
+    "real sockets",
     # Timing-dependent: the client's SSL transport may already be closed when the test reads
     # its extra info (fails intermittently).
     "test_create_ssl_unix_connection": "timing-dependent (intermittent)",
@@ -241,7 +246,20 @@ def subclass_suite(
 ) -> unittest.TestSuite:
     mod = importlib.import_module(f"test.test_asyncio.{modname}")
     base = getattr(mod, clsname)
-    cls = type(f"PyLoop{clsname}", (base,), {method: lambda self: asyncio.new_event_loop()})
+    if method == "setUp":
+        from test.test_asyncio import utils as test_utils
+
+        # A test_utils.TestCase that makes its selector loop in setUp itself, with no
+        # factory method: its setUp is replaced by one making the loop under test.
+        def setup(self: Any) -> None:
+            test_utils.TestCase.setUp(self)
+            self.loop = asyncio.new_event_loop()
+            self.set_event_loop(self.loop)
+
+        attrs: dict[str, Any] = {"setUp": setup}
+    else:
+        attrs = {method: lambda self: asyncio.new_event_loop()}
+    cls = type(f"PyLoop{clsname}", (base,), attrs)
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(cls)
     for name in policy_classes:
         suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(getattr(mod, name)))

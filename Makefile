@@ -78,7 +78,8 @@ fuzz: build
 	PYTHONPATH=src $(VPY) fuzz/fuzz_json.py -max_total_time=$(FUZZ_SECONDS)
 
 # CPython's own asyncio test suite (test.test_asyncio, shipped with the interpreter) with PyLoop
-# as the loop; fails on anything but the documented known failures.
+# as the loop; fails on anything but the documented known failures, and on any test that runs
+# past its watchdog (60 s; the hang is reported by name). Counts: docs/loop-suite.md.
 loop-suite: build
 	$(VPY) tests/py/loop_cpython_suite.py
 

@@ -113,6 +113,7 @@ static int loop_traverse(PyLoopObject *self, visitproc visit, void *arg)
         Py_VISIT(self->heap[i]);
     Py_VISIT(self->dict);
     Py_VISIT(self->fd_watchers);
+    Py_VISIT(self->transport_fds);
     Py_VISIT(self->signal_handlers);
     Py_VISIT(self->pending_exc);
     return 0;
@@ -122,6 +123,7 @@ static int loop_clear(PyLoopObject *self)
 {
     loop_queues_clear(self);
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->transport_fds);
     Py_CLEAR(self->pending_exc);
     return 0;
 }
@@ -376,6 +378,8 @@ static PyMethodDef loop_methods[] = {
      "add_writer(fd, callback, *args): call callback when fd is writable."},
     {"remove_reader", (PyCFunction)loop_remove_reader, METH_O, "Stop watching fd for reading."},
     {"remove_writer", (PyCFunction)loop_remove_writer, METH_O, "Stop watching fd for writing."},
+    {"_register_transport_fd", (PyCFunction)(void (*)(void))loop_register_transport_fd,
+     METH_FASTCALL, NULL},
     {"_add_signal_watch", (PyCFunction)(void (*)(void))loop_add_signal_watch, METH_FASTCALL, NULL},
     {"_remove_signal_watch", (PyCFunction)loop_remove_signal_watch, METH_O, NULL},
     {"_stream_open", (PyCFunction)loop_stream_open, METH_VARARGS,

@@ -79,6 +79,8 @@ struct PyLoopObject {
     uint64_t timer_seq;
 
     PyObject *fd_watchers;     /* dict fd -> watcher (poll.c), or NULL */
+    PyObject *transport_fds;   /* dict fd -> weakref to the stream transport made from the
+                                  socket with that fd (poll.c), or NULL */
     PyObject *signal_handlers; /* dict signum -> signal watcher (signals.c), or NULL */
 
     /* SystemExit/KeyboardInterrupt raised inside a libuv callback: re-raised by run_forever
@@ -224,6 +226,7 @@ PyObject *loop_add_writer(PyLoopObject *self, PyObject *const *args, Py_ssize_t 
                           PyObject *kwnames);
 PyObject *loop_remove_reader(PyLoopObject *self, PyObject *fileobj);
 PyObject *loop_remove_writer(PyLoopObject *self, PyObject *fileobj);
+PyObject *loop_register_transport_fd(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs);
 void loop_poll_close_all(PyLoopObject *loop);
 int loop_poll_init(PyObject *module);
 

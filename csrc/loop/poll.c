@@ -12,6 +12,12 @@
  * Events follow asyncio's selector loop: a readable/writable fd puts its handle on the ready
  * queue (it runs in the same iteration, after what was already ready); a poll error makes
  * both handles ready so that their next I/O call reports the error.
+ *
+ * Like asyncio's selector loop (_ensure_fd_no_transport), watching or unwatching the socket
+ * of an open stream transport is refused with RuntimeError: the transport reads and writes
+ * that socket itself. A transport runs on a duplicate of its socket's fd, so pyloop/_streams.py
+ * registers the caller's fd (loop->transport_fds holds a weak reference to the transport, so
+ * the map never keeps one alive; a dead or closing transport's entry no longer refuses).
  */
 #include "loop/loop_internal.h"
 
@@ -240,6 +246,78 @@ static int fileobj_to_fd(PyObject *obj)
     return (int)fd;
 }
 
+/* _register_transport_fd(fd, transport): fd is the socket a stream transport was made from. */
+PyObject *loop_register_transport_fd(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *ref;
+    int rc;
+
+    if (nargs != 2 || !PyLong_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_register_transport_fd(fd, transport)");
+        return NULL;
+    }
+    if (self->transport_fds == NULL) {
+        self->transport_fds = PyDict_New();
+        if (self->transport_fds == NULL)
+            return NULL;
+    }
+    ref = PyWeakref_NewRef(args[1], NULL);
+    if (ref == NULL)
+        return NULL;
+    rc = PyDict_SetItem(self->transport_fds, args[0], ref);
+    Py_DECREF(ref);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Returns 0 when fd is not the socket of an open stream transport, -1 with RuntimeError
+ * when it is (or with another exception). */
+static int check_no_transport(PyLoopObject *self, int fd, PyObject *fileobj)
+{
+    PyObject *key, *ref, *transport, *closing;
+    int is_closing, rc = 0;
+
+    if (self->transport_fds == NULL || PyDict_GET_SIZE(self->transport_fds) == 0)
+        return 0;
+    key = PyLong_FromLong(fd);
+    if (key == NULL)
+        return -1;
+    ref = PyDict_GetItemWithError(self->transport_fds, key); /* borrowed */
+    if (ref == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    transport = PyWeakref_GetObject(ref); /* borrowed; None once the transport is gone */
+    if (transport == NULL) {
+        rc = -1;
+        goto done;
+    }
+    if (transport == Py_None) {
+        rc = PyDict_DelItem(self->transport_fds, key);
+        goto done;
+    }
+    Py_INCREF(transport);
+    if (Py_TYPE(transport) == loop_stream_type) {
+        is_closing = ((PyLoopStreamObject *)transport)->closing;
+    } else {
+        closing = PyObject_CallMethod(transport, "is_closing", NULL);
+        is_closing = closing == NULL ? -1 : PyObject_IsTrue(closing);
+        Py_XDECREF(closing);
+    }
+    if (is_closing < 0) {
+        rc = -1;
+    } else if (!is_closing) {
+        PyErr_Format(PyExc_RuntimeError, "File descriptor %R is used by transport %R", fileobj,
+                     transport);
+        rc = -1;
+    }
+    Py_DECREF(transport);
+done:
+    Py_DECREF(key);
+    return rc;
+}
+
 static PyObject *add_watch(PyLoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames, int writer, const char *fname)
 {
@@ -258,7 +336,7 @@ static PyObject *add_watch(PyLoopObject *self, PyObject *const *args, Py_ssize_t
     if (loop_check_open(self) < 0)
         return NULL;
     fd = fileobj_to_fd(args[0]);
-    if (fd < 0)
+    if (fd < 0 || check_no_transport(self, fd, args[0]) < 0)
         return NULL;
     h = loop_handle_new(self, &PyLoopHandle_Type, args[1], args + 2, nargs - 2, NULL);
     if (h == NULL)
@@ -306,7 +384,7 @@ static PyObject *remove_watch(PyLoopObject *self, PyObject *fileobj, int writer)
     if (self->closed || self->nat == NULL)
         Py_RETURN_FALSE;
     fd = fileobj_to_fd(fileobj);
-    if (fd < 0)
+    if (fd < 0 || check_no_transport(self, fd, fileobj) < 0)
         return NULL;
     w = watcher_get(self, fd, 0);
     if (w == NULL) {

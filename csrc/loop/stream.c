@@ -404,7 +404,12 @@ static int stream_write_bytes(PyLoopStreamObject *t, const char *data, size_t le
     }
     if (len == 0)
         return 0;
-    if (t->closing || !t->handle_open || t->lost_scheduled) {
+    /* Between close() and connection_lost() the buffered tail is still being sent, and a
+     * write made meanwhile joins it: asyncio's selector transport and uvloop both accept it
+     * (they check only for a lost connection). sslproto relies on that: its close_notify is
+     * written by resume_writing() after it has already called close() on a paused transport,
+     * and a peer that waits for close_notify would wait forever if it were dropped. */
+    if (!t->handle_open || t->lost_scheduled) {
         t->writes_after_close++;
         return 0;
     }

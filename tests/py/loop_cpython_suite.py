@@ -1,29 +1,43 @@
 """Runs CPython's own asyncio tests (the test.test_asyncio package shipped with the
 interpreter) with PyLoop as the event loop.
 
-    .venv/bin/python tests/py/loop_cpython_suite.py [module ...]
+    .venv/bin/python tests/py/loop_cpython_suite.py [--loop pyloop|asyncio|uvloop]
+        [--timeout SECONDS] [module ...]
 
 Loop-agnostic modules get PyLoop through the event loop policy (asyncio.new_event_loop()
 returns a PyLoop, even after a test resets the policy). For the modules whose test mixins
 take a loop factory (events, sock_lowlevel, subprocess), a PyLoop variant of each test class
-is generated. Prints a summary per module; exit status 1 if anything failed.
+is generated; for those whose concrete test class names a selector loop (server, sendfile,
+sslproto, unix_events), that class is subclassed to make a PyLoop. Prints a summary per
+module; exit status 1 if anything failed. `--loop asyncio` or `--loop uvloop` runs the same
+selection on that loop instead, for comparison (docs/loop-suite.md has the counts).
 
-Last full run (Python 3.11.7): locks 70, queues 44, streams 67, taskgroups 35, timeouts 32,
-runners 26, pep492 10, tasks 913, futures 155, futures2 3, context 1, waitfor 15,
-buffered_proto 2, protocols 5, transports 7, threads 6, events 59, sock_lowlevel 13,
-subprocess 29, server 2, sendfile 20 tests run; all pass but the known failures in KNOWN
-below, all tests of asyncio internals rather than behaviour. A known failure is reported and
-does not fail the run; anything else does (`make test` runs this script).
+Every test runs under a watchdog (`--timeout`, 60 s by default): a test still running then
+gets a TestTimeout raised in the main thread (again every 5 s, so that a cleanup waiting on
+a stuck thread is interrupted too), is reported as TIMEOUT by name and fails the run; one
+that still does not return is ended by faulthandler, which prints every thread's stack
+(the test's frame names it) and exits with status 1.
+
+Last full run (Python 3.11.7), tests run per module: see docs/loop-suite.md. All pass but
+the known failures in KNOWN below, all tests of asyncio internals rather than behaviour. A
+known failure is reported and does not fail the run; anything else does (`make test` runs
+this script).
 """
 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import importlib
+import importlib.util
 import os
+import signal
 import sys
+import threading
+import time
 import unittest
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 if len(sys.argv) > 1 and sys.argv[1] == "--stage":
@@ -49,6 +63,7 @@ POLICY_MODULES = [
     "test_protocols",
     "test_transports",
     "test_threads",
+    "test_ssl",
 ]
 
 # module -> mixins combined with test_utils.TestCase and a create_event_loop() for PyLoop
@@ -57,10 +72,14 @@ MIXIN_MODULES = {
     "test_sock_lowlevel": ["BaseSockTestsMixin"],
     "test_subprocess": ["SubprocessMixin"],
 }
-# module -> (concrete selector test class, its loop factory method): subclassed for PyLoop
+# module -> (concrete selector test class, its loop factory method, the module's other
+# classes that get their loop from the policy): the first is subclassed for PyLoop.
 SUBCLASS_MODULES = {
-    "test_server": ("SelectorStartServerTests", "new_loop"),
-    "test_sendfile": ("SelectEventLoopTests", "create_event_loop"),
+    "test_server": ("SelectorStartServerTests", "new_loop", []),
+    "test_sendfile": ("SelectEventLoopTests", "create_event_loop", []),
+    "test_sslproto": ("SelectorStartTLSTests", "new_loop", ["SslProtoHandshakeTests"]),
+    # The rest of test_unix_events tests the selector loop's signal and pipe internals.
+    "test_unix_events": ("SelectorEventLoopUnixSocketTests", "setUp", ["TestFunctional"]),
 }
 
 
@@ -72,25 +91,131 @@ KNOWN = {
     "binds real sockets",
     "test_prompt_cancellation": "calls the selector loop's private _run_once",
     "test_timeout_rounding": "calls the selector loop's private _run_once",
+    "test_create_unix_server_bind_error": "patches asyncio.unix_events.socket; PyLoop binds "
+    "real sockets",
     # Timing-dependent: the client's SSL transport may already be closed when the test reads
     # its extra info (fails intermittently).
     "test_create_ssl_unix_connection": "timing-dependent (intermittent)",
 }
 
 CREATED = [0]
+DEFAULT_TIMEOUT = 60.0
+# After the first TestTimeout, how often it is raised again while the test has not returned,
+# and how long after its deadline faulthandler ends the process.
+REPEAT_SECONDS = 5.0
+HARD_GRACE_SECONDS = 30.0
+# The watchdog's signal: one that no asyncio test uses (SIGALRM is theirs).
+WATCHDOG_SIGNAL = signal.SIGVTALRM
+
+_ORIGINAL_POLICY = asyncio.DefaultEventLoopPolicy
 
 
-class CountingPolicy(pyloop.EventLoopPolicy):
-    def new_event_loop(self) -> pyloop.Loop:
-        CREATED[0] += 1
-        return super().new_event_loop()
+def policy_base(loop_name: str) -> type[asyncio.AbstractEventLoopPolicy]:
+    if loop_name == "pyloop":
+        return pyloop.EventLoopPolicy
+    if loop_name == "asyncio":
+        return _ORIGINAL_POLICY
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.EventLoopPolicy
+    raise SystemExit(f"unknown loop {loop_name!r}: pyloop, asyncio or uvloop")
 
 
-def install_policy() -> None:
+def install_policy(loop_name: str = "pyloop") -> None:
+    base = policy_base(loop_name)
+
+    class CountingPolicy(base):  # type: ignore[valid-type,misc]
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            CREATED[0] += 1
+            loop = super().new_event_loop()
+            if not hasattr(loop, "_default_executor"):
+                # uvloop keeps its executor in a C field, but the tests' close_loop() helper
+                # reads BaseEventLoop._default_executor and would fail nearly every test
+                # at teardown; None makes it just call loop.close(), which shuts the
+                # executor down in uvloop too.
+                loop._default_executor = None  # type: ignore[attr-defined]
+            return loop
+
     # tearDownModule() in the CPython tests calls set_event_loop_policy(None), which makes
     # asyncio instantiate asyncio.DefaultEventLoopPolicy again: point that at ours.
     asyncio.DefaultEventLoopPolicy = CountingPolicy  # type: ignore[misc]
     asyncio.set_event_loop_policy(CountingPolicy())
+
+
+class TestTimeout(BaseException):
+    """Raised in the main thread when a test overruns. Not an Exception, so that the test's
+    own `except Exception` (or a loop callback's error handler) does not swallow it."""
+
+
+class Watchdog:
+    """Interrupts the running test once it has run `seconds`. A thread waits for the
+    deadline and sends WATCHDOG_SIGNAL to the main thread: a real signal, so that a loop
+    blocked in epoll_wait (asyncio: EINTR; PyLoop: the signal wakeup fd) or a thread join
+    returns to Python, whose handler then raises TestTimeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.current: str | None = None
+        self.fired = False
+        self._deadline = 0.0
+        self._cond = threading.Condition()
+        self._main = threading.main_thread().ident
+        threading.Thread(target=self._watch, name="suite-watchdog", daemon=True).start()
+
+    def start(self, test_id: str) -> None:
+        # A test may have replaced or reset the handler (add/remove_signal_handler).
+        signal.signal(WATCHDOG_SIGNAL, self._on_signal)
+        with self._cond:
+            self.current = test_id
+            self.fired = False
+            self._deadline = time.monotonic() + self.seconds
+            self._cond.notify()
+        faulthandler.dump_traceback_later(self.seconds + HARD_GRACE_SECONDS, exit=True)
+
+    def stop(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        with self._cond:
+            self.current = None
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                if self.current is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self.fired = True
+                self._deadline = time.monotonic() + REPEAT_SECONDS
+                assert self._main is not None
+                signal.pthread_kill(self._main, WATCHDOG_SIGNAL)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.current is not None and self.fired:
+            raise TestTimeout(f"{self.current} still running after {self.seconds:g} s")
+
+
+class TimedResult(unittest.TextTestResult):
+    watchdog: Watchdog
+    # The slowest test of the whole run (seconds, id), to judge the timeout against.
+    slowest: tuple[float, str] = (0.0, "")
+    _started = 0.0
+
+    def startTest(self, test: unittest.TestCase) -> None:
+        super().startTest(test)
+        self._started = time.monotonic()
+        self.watchdog.start(test.id())
+
+    def stopTest(self, test: unittest.TestCase) -> None:
+        self.watchdog.stop()
+        elapsed = time.monotonic() - self._started
+        if elapsed > TimedResult.slowest[0]:
+            TimedResult.slowest = (elapsed, test.id())
+        super().stopTest(test)
 
 
 def mixin_suite(modname: str, mixins: list[str]) -> unittest.TestSuite:
@@ -116,19 +241,58 @@ def mixin_suite(modname: str, mixins: list[str]) -> unittest.TestSuite:
     return suite
 
 
-def subclass_suite(modname: str, clsname: str, method: str) -> unittest.TestSuite:
+def subclass_suite(
+    modname: str, clsname: str, method: str, policy_classes: list[str]
+) -> unittest.TestSuite:
     mod = importlib.import_module(f"test.test_asyncio.{modname}")
     base = getattr(mod, clsname)
-    cls = type(f"PyLoop{clsname}", (base,), {method: lambda self: asyncio.new_event_loop()})
-    return unittest.defaultTestLoader.loadTestsFromTestCase(cls)
+    if method == "setUp":
+        from test.test_asyncio import utils as test_utils
+
+        # A test_utils.TestCase that makes its selector loop in setUp itself, with no
+        # factory method: its setUp is replaced by one making the loop under test.
+        def setup(self: Any) -> None:
+            test_utils.TestCase.setUp(self)
+            self.loop = asyncio.new_event_loop()
+            self.set_event_loop(self.loop)
+
+        attrs: dict[str, Any] = {"setUp": setup}
+    else:
+        attrs = {method: lambda self: asyncio.new_event_loop()}
+    cls = type(f"PyLoop{clsname}", (base,), attrs)
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(cls)
+    for name in policy_classes:
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(getattr(mod, name)))
+    return suite
+
+
+def parse_args(argv: list[str]) -> tuple[str, float, list[str]]:
+    loop_name, timeout, modules = "pyloop", DEFAULT_TIMEOUT, []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--loop":
+            loop_name = next(args, "")
+        elif arg == "--timeout":
+            timeout = float(next(args, "0") or 0)
+            if timeout <= 0:
+                raise SystemExit("--timeout needs a positive number of seconds")
+        else:
+            modules.append(arg)
+    return loop_name, timeout, modules
 
 
 def main() -> int:
-    install_policy()
-    wanted = sys.argv[1:] or POLICY_MODULES + list(MIXIN_MODULES) + list(SUBCLASS_MODULES)
-    total = unexpected = known = skipped = 0
+    loop_name, timeout, wanted = parse_args(sys.argv[1:])
+    install_policy(loop_name)
+    TimedResult.watchdog = Watchdog(timeout)
+    wanted = wanted or POLICY_MODULES + list(MIXIN_MODULES) + list(SUBCLASS_MODULES)
+    total = passed = unexpected = known = skipped = 0
     for modname in wanted:
         CREATED[0] = 0
+        if importlib.util.find_spec(f"test.test_asyncio.{modname}") is None:
+            # test_ssl first shipped with 3.11.
+            print(f"{modname}: not in this Python's test.test_asyncio, skipped", flush=True)
+            continue
         if modname in MIXIN_MODULES:
             suite = mixin_suite(modname, MIXIN_MODULES[modname])
         elif modname in SUBCLASS_MODULES:
@@ -136,32 +300,49 @@ def main() -> int:
         else:
             suite = unittest.defaultTestLoader.loadTestsFromName(f"test.test_asyncio.{modname}")
         with open(os.devnull, "w") as devnull:
-            result = unittest.TextTestRunner(verbosity=0, stream=devnull).run(suite)
-        install_policy()
+            runner = unittest.TextTestRunner(verbosity=0, stream=devnull, resultclass=TimedResult)
+            result = runner.run(suite)
+        install_policy(loop_name)
         bad = [(t, "FAIL", tb) for t, tb in result.failures] + [
             (t, "ERROR", tb) for t, tb in result.errors
         ]
-        mod_unexpected = 0
+        # Counted per test: one test can fail and then error in its cleanup as well.
+        mod_unexpected: set[str] = set()
+        mod_known: set[str] = set()
         for test, kind, tb in bad:
             name = test.id().rsplit(".", 1)[-1]
-            if name in KNOWN:
-                known += 1
+            if "TestTimeout" in tb:
+                # A hang is never a known failure: it would stall the run if the watchdog
+                # did not end it.
+                mod_unexpected.add(test.id())
+                print(f"  TIMEOUT: {test.id()} (over {timeout:g} s)\n{tb}")
+            elif name in KNOWN:
+                mod_known.add(test.id())
                 print(f"  known {kind}: {test.id()} ({KNOWN[name]})")
             else:
-                mod_unexpected += 1
+                mod_unexpected.add(test.id())
                 print(f"  {kind}: {test.id()}\n{tb}")
+        mod_known -= mod_unexpected
+        mod_skipped = len(result.skipped)
+        # A skipped test can still error in its cleanup: counted once, as not passed.
+        not_passed = mod_unexpected | mod_known | {t.id() for t, _ in result.skipped}
+        mod_passed = result.testsRun - len(not_passed)
         total += result.testsRun
-        unexpected += mod_unexpected
-        skipped += len(result.skipped)
+        passed += mod_passed
+        unexpected += len(mod_unexpected)
+        known += len(mod_known)
+        skipped += mod_skipped
         print(
-            f"{modname}: ran {result.testsRun}, unexpected failures {mod_unexpected}, "
-            f"skipped {len(result.skipped)}, PyLoops created {CREATED[0]}",
+            f"{modname}: ran {result.testsRun}, passed {mod_passed}, known failures "
+            f"{len(mod_known)}, unexpected failures {len(mod_unexpected)}, skipped "
+            f"{mod_skipped}, loops created {CREATED[0]}",
             flush=True,
         )
     print(
-        f"CPython asyncio suite on PyLoop: {total} run, {total - unexpected - known} passed, "
+        f"CPython asyncio suite on {loop_name}: {total} run, {passed} passed, "
         f"{known} known failures, {unexpected} unexpected failures, {skipped} skipped"
     )
+    print(f"slowest test: {TimedResult.slowest[1]} ({TimedResult.slowest[0]:.1f} s)")
     return 1 if unexpected else 0
 
 

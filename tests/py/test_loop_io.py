@@ -145,6 +145,30 @@ def test_close_loop_with_readers(loop, pair):
     assert loop.is_closed()
 
 
+def test_watching_a_transports_socket_is_refused_until_it_closes(loop, pair):
+    """asyncio refuses add_reader/add_writer/remove_* on the socket of an open transport
+    (the transport does its own I/O on it), by the socket object or its fd."""
+    a, b = pair
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        for method in (loop.add_reader, loop.add_writer):
+            for fileobj in (a, a.fileno()):
+                with pytest.raises(RuntimeError, match="is used by transport"):
+                    method(fileobj, print)
+        for method in (loop.remove_reader, loop.remove_writer):
+            with pytest.raises(RuntimeError, match="is used by transport"):
+                method(a)
+        # Another socket is not affected.
+        assert loop.remove_reader(b) is False
+        tr.close()
+        # A closing transport no longer refuses (asyncio checks is_closing()).
+        assert loop.remove_reader(a.fileno()) is False
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
 # ---- sock_* ----
 
 
@@ -336,6 +360,154 @@ def test_close_removes_signal_handlers(loop_factory):
     lp.add_signal_handler(signal.SIGUSR1, print)
     lp.close()
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+class Alarm(Exception):
+    pass
+
+
+@pytest.fixture
+def alarm_handler():
+    """A Python-level SIGALRM handler that raises Alarm, as a test runner's timeout does;
+    arm it with signal.setitimer. Restored afterwards."""
+
+    def on_alarm(signum, frame):
+        raise Alarm
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("waiting_on", ["nothing", "far_timer", "spinning_thread", "executor"])
+def test_python_signal_handler_interrupts_waiting_loop(loop, alarm_handler, waiting_on):
+    """A signal.signal() handler runs while the loop sleeps in its poll, and its exception
+    leaves run_until_complete, as with asyncio's loop (whose epoll_wait returns EINTR and
+    runs the handler; libuv retries EINTR, so PyLoop watches the signal wakeup fd)."""
+    stop = threading.Event()
+    spinner = None
+    if waiting_on == "far_timer":
+        loop.call_later(60, print)
+    elif waiting_on == "spinning_thread":
+        # Another thread busy in Python: it competes for the GIL; the signal may be
+        # delivered to it, but the handler must still run in the main thread.
+        def spin():
+            while not stop.is_set():
+                pass
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+    # If the handler never ran, this bounds the test: the loop stops and
+    # run_until_complete raises RuntimeError instead of Alarm.
+    guard = loop.call_later(5, loop.stop)
+    if waiting_on == "executor":
+        waited = loop.run_in_executor(None, stop.wait, 5)
+    else:
+        waited = loop.create_future()
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(Alarm):
+            loop.run_until_complete(waited)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        guard.cancel()
+        if spinner is not None:
+            spinner.join()
+    assert elapsed < 2
+    # The loop is still usable afterwards.
+    assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+    if waiting_on == "executor":
+        loop.run_until_complete(waited)
+
+
+def send_sigint_later(delay):
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_sigint_raises_keyboard_interrupt_from_run_forever(loop):
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+    guard = loop.call_later(5, loop.stop)
+    timer = send_sigint_later(0.1)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+    finally:
+        timer.join()
+        guard.cancel()
+    assert time.monotonic() - t0 < 2
+    assert not loop.is_running()
+
+
+def test_sigint_in_runner_cancels_the_main_task(loop_factory):
+    """asyncio.Runner's SIGINT handler cancels the main task (first Ctrl-C), so that the task
+    sees CancelledError and the caller KeyboardInterrupt."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+    seen = []
+
+    async def main():
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    timer = send_sigint_later(0.1)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(main())
+    finally:
+        timer.join()
+    assert seen == ["cancelled"]
+    assert time.monotonic() - t0 < 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_add_signal_handler_and_python_handler_together(loop, alarm_handler):
+    got = []
+    pending = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    try:
+        pending.append(loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1))
+        pending.append(loop.call_later(5, loop.stop))
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Alarm):
+            loop.run_until_complete(loop.create_future())
+        assert got == ["usr1"]
+        # add_signal_handler keeps working after the interruption.
+        pending.append(loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR1))
+        loop.run_until_complete(asyncio.sleep(0.1))
+    finally:
+        # Nothing may send SIGUSR1 once its default action (terminate) is back.
+        for handle in pending:
+            handle.cancel()
+        loop.remove_signal_handler(signal.SIGUSR1)
+    assert got == ["usr1", "usr1"]
+
+
+def test_run_leaves_the_callers_wakeup_fd_in_place(loop):
+    """Whatever the loop does with signal.set_wakeup_fd while it runs, the caller's wakeup fd
+    is in place again afterwards."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        old = signal.set_wakeup_fd(a.fileno())
+        try:
+            loop.run_until_complete(asyncio.sleep(0.01))
+        finally:
+            assert signal.set_wakeup_fd(old) == a.fileno()
+    finally:
+        a.close()
+        b.close()
 
 
 # ---- DNS ----

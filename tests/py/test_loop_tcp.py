@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
@@ -530,6 +531,18 @@ def test_unix_server_and_connection(loop, tmp_path):
     assert exists == (sys.version_info < (3, 13))
 
 
+@pytest.mark.parametrize("option", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
+def test_unix_ssl_timeouts_without_ssl_are_rejected_before_any_io(loop, tmp_path, option):
+    """Like create_connection/create_server: the check comes first, so a path that does not
+    exist gives the ValueError, not FileNotFoundError (and no socket file is created)."""
+    path = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match=f"{option} is only meaningful with ssl"):
+        loop.run_until_complete(loop.create_unix_connection(asyncio.Protocol, path, **{option: 1}))
+    with pytest.raises(ValueError, match=f"{option} is only meaningful with ssl"):
+        loop.run_until_complete(loop.create_unix_server(asyncio.Protocol, path, **{option: 1}))
+    assert not os.path.exists(path)
+
+
 def test_many_connection_cycles_do_not_leak_fds(loop):
     async def main():
         server, port, _ = await echo_server(loop)
@@ -614,6 +627,130 @@ def test_tls_streams_self_signed(loop, tls_files):
         return got
 
     assert loop.run_until_complete(main()) == b"secure:hello\n"
+
+
+def test_write_while_closing_is_sent_before_connection_lost(loop):
+    """close() keeps sending the buffered tail, and a write made before connection_lost()
+    (here from resume_writing(), as sslproto writes its close_notify) joins it."""
+    payload = b"x" * (8 * 1024 * 1024)
+
+    class Writer(Recorder):
+        def resume_writing(self):
+            self.events.append("resume")
+            self.transport.write(b"TAIL")
+
+    async def main():
+        server, port, sprotos = await echo_server(loop)
+        tr, client = await loop.create_connection(lambda: Writer(loop), "127.0.0.1", port)
+        await sprotos_ready(sprotos)
+        sprotos[0].echo = False
+        sprotos[0].transport.pause_reading()
+        tr.write(payload)
+        assert tr.get_write_buffer_size() > 0
+        tr.close()
+        assert tr.is_closing()
+        sprotos[0].transport.resume_reading()
+        await asyncio.wait_for(client.lost, 10)
+        await asyncio.wait_for(sprotos[0].lost, 10)
+        server.close()
+        await server.wait_closed()
+        return client.events, bytes(sprotos[0].data)
+
+    events, received = loop.run_until_complete(main())
+    assert events == ["made", "resume", ("lost", None)]
+    assert len(received) == len(payload) + 4 and received.endswith(b"xTAIL")
+
+
+def test_tls_peer_close_notify_then_trailing_data(loop, tls_files):
+    """The peer sends close_notify while the client's writes are still queued (its transport
+    paused for flow control); the client must still deliver every byte and then its own
+    close_notify. The peer is a blocking thread over memory BIOs, as in CPython's
+    test_remote_shutdown_receives_trailing_data, which hung on PyLoop when the client's
+    close_notify was dropped (written after transport.close(), from resume_writing())."""
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    size = 8 * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client_wrote = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def peer():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            sslobj = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+            def feed():
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise ConnectionError("EOF before the client's close_notify")
+                incoming.write(chunk)
+
+            while True:
+                try:
+                    sslobj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    conn.sendall(outgoing.read())
+                    feed()
+            conn.sendall(outgoing.read())
+            if not client_wrote.wait(10):
+                raise TimeoutError("the client never wrote")
+            # close_notify without waiting for the client's: unwrap() wants to read.
+            try:
+                sslobj.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            conn.sendall(outgoing.read())
+            received = 0
+            while True:
+                try:
+                    received += len(sslobj.read(65536))
+                except ssl.SSLWantReadError:
+                    feed()
+                except ssl.SSLZeroReturnError:
+                    break
+            sslobj.unwrap()  # the client's close_notify arrived: completes at once
+            outcome["received"] = received
+
+    def run_peer():
+        try:
+            peer()
+        except BaseException as exc:  # reported by the test body
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run_peer)
+    thread.start()
+
+    async def main():
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        writer.write(b"x" * size)
+        client_wrote.set()
+        try:
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 10)
+        except (ssl.SSLError, ConnectionError):
+            pass
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        client_wrote.set()
+        thread.join(20)
+        listener.close()
+    assert not thread.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["received"] == size
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")

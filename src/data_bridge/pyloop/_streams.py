@@ -53,6 +53,8 @@ class StreamsMixin:
             os.close(fd)
             raise
         transport._set_owned(sock)
+        # add_reader()/add_writer() on this socket now raise, as with asyncio's loop.
+        self._register_transport_fd(sock.fileno(), transport)
         extra["socket"] = trsock.TransportSocket(sock)
         for k, v in extra.items():
             transport._set_extra(k, v)
@@ -360,8 +362,14 @@ class StreamsMixin:
         if ssl:
             if server_hostname is None:
                 raise ValueError("you have to pass server_hostname when using ssl")
-        elif server_hostname is not None:
-            raise ValueError("server_hostname is only meaningful with ssl")
+        else:
+            # Checked before connecting, as asyncio's unix loop does.
+            if server_hostname is not None:
+                raise ValueError("server_hostname is only meaningful with ssl")
+            if ssl_handshake_timeout is not None:
+                raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+            if ssl_shutdown_timeout is not None:
+                raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -401,6 +409,10 @@ class StreamsMixin:
     ) -> Server:
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
+        if ssl_handshake_timeout is not None and not ssl:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None and not ssl:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")

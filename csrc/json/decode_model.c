@@ -58,11 +58,15 @@ typedef struct {
     int def_kind;
 } dfield_t;
 
-enum { DEF_VALUE, DEF_COPY, DEF_FACTORY };
+enum { DEF_VALUE, DEF_COPY, DEF_FACTORY, DEF_OMIT };
+
+/* What a planned class is made into: a pydantic model (its __dict__ and pydantic's slots),
+ * a dataclass (its __dict__), or a TypedDict (the dict itself). */
+enum { FLAVOR_MODEL, FLAVOR_DATACLASS, FLAVOR_TYPED_DICT };
 
 typedef struct {
     PyTypeObject *cls;      /* owned */
-    int dataclass;          /* a dataclass (its __dict__ only) rather than a pydantic model */
+    int flavor;             /* FLAVOR_MODEL, FLAVOR_DATACLASS or FLAVOR_TYPED_DICT */
     Py_ssize_t off_fset;    /* offsets of the slots __pydantic_fields_set__, */
     Py_ssize_t off_extra;   /* __pydantic_extra__ */
     Py_ssize_t off_private; /* and __pydantic_private__ in the instance */
@@ -354,7 +358,7 @@ static PyObject *make_instance(const dmodel_t *m, PyObject *dict, PyObject *fset
         Py_DECREF(obj);
         return NULL;
     }
-    if (m->dataclass)
+    if (m->flavor == FLAVOR_DATACLASS)
         return obj;
     char *base = (char *)obj;
     *(PyObject **)(base + m->off_fset) = Py_NewRef(fset);
@@ -412,8 +416,11 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
         }
     }
     st->depth--;
-    /* The fields present in the input are the ones "set" (before defaults fill the rest). */
-    if (present == nf) {
+    /* The fields present in the input are the ones "set" (before defaults fill the rest);
+     * a TypedDict has no such record. */
+    if (m->flavor == FLAVOR_TYPED_DICT) {
+        fset = Py_NewRef(Py_None);
+    } else if (present == nf) {
         fset = PySet_New(m->all_set);
     } else {
         fset = PySet_New(NULL);
@@ -427,6 +434,8 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
     for (Py_ssize_t i = 0; i < nf; i++) {
         const dfield_t *f = &m->fields[i];
         if (vals[i] == NULL) {
+            if (f->def_kind == DEF_OMIT)
+                continue; /* a TypedDict's NotRequired key: absent in the result too */
             if (f->def == NULL)
                 goto done; /* missing: pydantic's error */
             if (f->def_kind == DEF_COPY)
@@ -441,7 +450,7 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
         if (PyDict_SetItem(dict, f->name, vals[i]) < 0)
             goto done;
     }
-    obj = make_instance(m, dict, fset);
+    obj = m->flavor == FLAVOR_TYPED_DICT ? Py_NewRef(dict) : make_instance(m, dict, fset);
 done:
     for (Py_ssize_t i = 0; i < nf; i++)
         Py_XDECREF(vals[i]);
@@ -626,20 +635,26 @@ static Py_ssize_t slot_offset(PyTypeObject *cls, const char *name)
     return off;
 }
 
-/* model: (cls, fields[, dataclass]), each field (name, spec, default) with default ()
- * for a required field, (value,) or (factory, "factory"). */
+/* model: (cls, fields[, flavor]), each field (name, spec, default) with default () for a
+ * required field, (value,), (factory, "factory"), or (None, None, "omit") for a key a
+ * TypedDict may lack. */
 static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
 {
     PyObject *cls, *fields;
-    int dataclass = 0;
+    int flavor = FLAVOR_MODEL;
     if (!PyTuple_Check(t) ||
-        !PyArg_ParseTuple(t, "O!O!|p", &PyType_Type, &cls, &PyTuple_Type, &fields, &dataclass))
+        !PyArg_ParseTuple(t, "O!O!|i", &PyType_Type, &cls, &PyTuple_Type, &fields, &flavor))
         return -1;
+    if (flavor < FLAVOR_MODEL || flavor > FLAVOR_TYPED_DICT) {
+        PyErr_SetString(PyExc_ValueError, "unknown flavor");
+        return -1;
+    }
     m->cls = (PyTypeObject *)Py_NewRef(cls);
-    m->dataclass = dataclass;
-    if (!dataclass && ((m->off_fset = slot_offset(m->cls, "__pydantic_fields_set__")) < 0 ||
-                       (m->off_extra = slot_offset(m->cls, "__pydantic_extra__")) < 0 ||
-                       (m->off_private = slot_offset(m->cls, "__pydantic_private__")) < 0))
+    m->flavor = flavor;
+    if (flavor == FLAVOR_MODEL &&
+        ((m->off_fset = slot_offset(m->cls, "__pydantic_fields_set__")) < 0 ||
+         (m->off_extra = slot_offset(m->cls, "__pydantic_extra__")) < 0 ||
+         (m->off_private = slot_offset(m->cls, "__pydantic_private__")) < 0))
         return -1;
     if ((m->all_set = PySet_New(NULL)) == NULL)
         return -1;
@@ -661,7 +676,9 @@ static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
             return -1;
         if (spec_parse(spec, &f->spec, nmodels) < 0 || PySet_Add(m->all_set, f->name) < 0)
             return -1;
-        if (PyTuple_GET_SIZE(def) == 2) {
+        if (PyTuple_GET_SIZE(def) == 3) {
+            f->def_kind = DEF_OMIT;
+        } else if (PyTuple_GET_SIZE(def) == 2) {
             f->def = Py_NewRef(PyTuple_GET_ITEM(def, 0));
             f->def_kind = DEF_FACTORY;
         } else if (PyTuple_GET_SIZE(def) == 1) {

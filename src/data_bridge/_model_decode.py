@@ -79,6 +79,10 @@ _CONFIG_FALSY = frozenset(
 )
 
 
+_FLAVOR_DATACLASS = 1  # csrc/json/decode_model.c's FLAVOR_*
+_FLAVOR_TYPED_DICT = 2
+
+
 class _Unplannable(Exception):
     pass
 
@@ -146,6 +150,8 @@ class _Planner:
             return ("model", nullable, self.model(schema), None)
         if kind == "dataclass":
             return ("model", nullable, self.dataclass(schema), None)
+        if kind == "typed-dict":
+            return ("model", nullable, self.typed_dict(schema), None)
         raise _Unplannable(f"schema type {kind!r}")
 
     def model(self, schema: dict[str, Any]) -> int:
@@ -260,7 +266,37 @@ class _Planner:
             if field.get("init") is False or field.get("init_only"):
                 raise _Unplannable(f"field {name}: init=False")
             fields.append(self.field(name, field["schema"]))
-        self.models[index] = (cls, tuple(fields), True)
+        self.models[index] = (cls, tuple(fields), _FLAVOR_DATACLASS)
+        return index
+
+    def typed_dict(self, schema: dict[str, Any]) -> int:
+        """A TypedDict: a plain dict with its keys in definition order, NotRequired keys
+        absent when the input lacks them."""
+        cls = schema["cls"]
+        if cls in self.index:
+            return self.index[cls]
+        _check_keys(
+            schema, frozenset({"cls", "fields", "config", "computed_fields", "extra_behavior"})
+        )
+        if schema.get("extra_behavior") not in (None, "ignore") or schema.get("computed_fields"):
+            raise _Unplannable("TypedDict with extra or computed fields")
+        _check_config(schema.get("config") or {})
+        index = len(self.models)
+        self.index[cls] = index
+        self.models.append(None)
+        fields = []
+        for name, field in schema["fields"].items():
+            if field.get("type") != "typed-dict-field" or not name.isidentifier():
+                raise _Unplannable(f"TypedDict field {name!r}")
+            _check_keys(
+                field,
+                frozenset({"schema", "required", "serialization_alias", "serialization_exclude"}),
+            )
+            planned = self.field(name, field["schema"])
+            if not field.get("required", True) and not planned[2]:
+                planned = (name, planned[1], (None, None, "omit"))
+            fields.append(planned)
+        self.models[index] = (cls, tuple(fields), _FLAVOR_TYPED_DICT)
         return index
 
 

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import NotRequired, TypedDict
 
 from data_bridge._model_decode import adapter_decoder_for, decoder_for, why_not_native
 
@@ -359,6 +360,12 @@ class Point:
     labels: list[str] = dataclasses.field(default_factory=list)
 
 
+class Labels(TypedDict):
+    name: str
+    weight: NotRequired[float]
+    tags: list[str]
+
+
 class Shape(BaseModel):
     points: list[Point]
     made: list[int] = Field(default_factory=lambda: [1, 2])
@@ -474,7 +481,14 @@ _point = st.fixed_dictionaries(
     optional={"y": _maybe(st.floats(-5, 5)), "labels": _maybe(st.lists(st.text(max_size=3)))},
 )
 
+_labels = st.fixed_dictionaries(
+    {"name": _maybe(st.text(max_size=3)), "tags": _maybe(st.lists(st.text(max_size=2)))},
+    optional={"weight": _maybe(st.floats(-3, 3)), "other": _any_json},
+)
+
 _ADAPTED: list[Any] = [
+    Labels,
+    list[Labels],
     list[Item],
     Point,
     list[Point],
@@ -504,6 +518,8 @@ def test_type_adapters_same_as_pydantic(annotation: Any, data: st.DataObject) ->
             st.lists(st.none() | _node, max_size=3),
             _point,
             st.lists(_point, max_size=3),
+            _labels,
+            st.lists(_labels, max_size=3),
             st.fixed_dictionaries({"points": st.lists(_point, max_size=3)}),
             _any_json,
         )
@@ -542,3 +558,21 @@ def test_dataclasses_and_default_factories() -> None:
     assert _shape(a) == _shape(
         Shape.model_validate_json(b'{"points": [{"x": 1}, {"x": 2.5, "y": 1, "labels": ["a"]}]}')
     )
+
+
+def test_typed_dicts() -> None:
+    adapter = TypeAdapter(list[Labels])
+    decode = adapter_decoder_for(adapter)
+    assert decode is not None
+    doc = b'[{"tags": [], "name": "a", "x": 1}, {"name": "b", "weight": 2, "tags": ["t"]}]'
+    out = decode(doc)
+    assert decode.counts == (1, 0)
+    assert (
+        out
+        == adapter.validate_json(doc)
+        == [
+            {"name": "a", "tags": []},
+            {"name": "b", "weight": 2.0, "tags": ["t"]},
+        ]
+    )
+    assert list(out[0]) == ["name", "tags"] and type(out[1]["weight"]) is float

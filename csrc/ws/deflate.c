@@ -148,13 +148,21 @@ static int inflate_some(ws_inflater_t *inf, const uint8_t *in, size_t n, db_buf_
             inf->z.avail_out = CHUNK;
             int zr = inflate(&inf->z, Z_SYNC_FLUSH);
             size_t got = CHUNK - inf->z.avail_out;
+            /* What was inflated before an error is kept, up to the bound, so that the
+             * caller's UTF-8 check sees the same bytes however the payload was cut: the
+             * first problem in the stream is the one reported. */
+            int rc = 0;
+            if (max_out && (got > max_out || out->len > max_out - got)) {
+                got = out->len < max_out ? (size_t)(max_out - out->len) : 0;
+                rc = WS_E_TOO_BIG;
+            }
+            if (db_buf_append(out, buf, got) < 0)
+                return WS_E_NO_MEMORY;
+            if (rc < 0)
+                return rc;
             if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_STREAM_ERROR)
                 return WS_E_INFLATE;
             if (zr == Z_MEM_ERROR)
-                return WS_E_NO_MEMORY;
-            if (max_out && (got > max_out || out->len > max_out - got))
-                return WS_E_TOO_BIG;
-            if (db_buf_append(out, buf, got) < 0)
                 return WS_E_NO_MEMORY;
             if (zr == Z_STREAM_END) {
                 /* A final block (§7.2.3.4 allows one): the rest of this message is
@@ -222,6 +230,16 @@ void ws_message_free(ws_message_t *m)
     db_buf_free(&m->data);
 }
 
+/* ws_inflate failed after appending what it inflated from data[before]: invalid UTF-8 in
+ * those bytes came first in the stream, so it is the error reported. */
+static int inflate_failed(ws_message_t *m, size_t before, int rc)
+{
+    if (rc != WS_E_NO_MEMORY && m->opcode == WS_OP_TEXT && m->data.len > before &&
+        ws_utf8_feed(&m->utf8, (const uint8_t *)m->data.data + before, m->data.len - before) < 0)
+        return WS_E_UTF8;
+    return rc;
+}
+
 int ws_message_add(ws_message_t *m, const ws_event_t *ev)
 {
     switch (ev->type) {
@@ -239,7 +257,7 @@ int ws_message_add(ws_message_t *m, const ws_event_t *ev)
         if (m->compressed) {
             int rc = ws_inflate(m->inflater, ev->data, ev->len, 0, &m->data, m->max_size);
             if (rc < 0)
-                return rc;
+                return inflate_failed(m, before, rc);
         } else {
             if (m->max_size && (ev->len > m->max_size || before > m->max_size - ev->len))
                 return WS_E_TOO_BIG;
@@ -260,7 +278,7 @@ int ws_message_add(ws_message_t *m, const ws_event_t *ev)
             size_t before = m->data.len;
             int rc = ws_inflate(m->inflater, NULL, 0, 1, &m->data, m->max_size);
             if (rc < 0)
-                return rc;
+                return inflate_failed(m, before, rc);
             if (m->opcode == WS_OP_TEXT &&
                 ((m->data.len > before &&
                   ws_utf8_feed(&m->utf8, (const uint8_t *)m->data.data + before,

@@ -290,10 +290,12 @@ ws_inflater_t *ws_inflater_new(int no_context_takeover);
 void ws_inflater_free(ws_inflater_t *i);
 
 /* Inflates the next n bytes of a message's payload, appending to out; fin at the message's
- * last chunk, which appends 00 00 ff ff (§7.2.2). Output beyond out->len == max_out is an
- * error (WS_E_TOO_BIG) found after at most 16 KiB more, so a small payload that inflates
- * to gigabytes costs no more memory than max_out. Returns 0, WS_E_TOO_BIG, WS_E_INFLATE
- * or WS_E_NO_MEMORY; after an error the inflater must not be used again. */
+ * last chunk, which appends 00 00 ff ff (§7.2.2; an empty payload is an empty message).
+ * Output is never appended beyond out->len == max_out (0: no bound): the output stops
+ * there with WS_E_TOO_BIG, so a small payload that inflates to gigabytes costs no more
+ * memory than max_out (plus a 16 KiB stack buffer). What was inflated before an error
+ * stays appended. Returns 0, WS_E_TOO_BIG, WS_E_INFLATE or WS_E_NO_MEMORY; after an error
+ * the inflater must not be used again (the connection is closed). */
 int ws_inflate(ws_inflater_t *i, const uint8_t *in, size_t n, int fin, db_buf_t *out,
                uint64_t max_out);
 

@@ -317,7 +317,8 @@ typedef struct {
 void ws_message_init(ws_message_t *m, uint64_t max_size, ws_inflater_t *inflater);
 /* Takes one parser event (WS_EV_CONTROL is ignored: control frames are whole in their
  * event). Returns 1 when the message is complete (data, opcode), 0 for more, < 0 an
- * error. A complete message stays until ws_message_reset. */
+ * error (its close code from ws_close_code). A complete message stays until
+ * ws_message_reset or the next message's first frame. */
 int ws_message_add(ws_message_t *m, const ws_event_t *ev);
 /* Empties data for the next message, keeping its storage. */
 void ws_message_reset(ws_message_t *m);

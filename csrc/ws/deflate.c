@@ -104,6 +104,13 @@ int ws_deflate_message(ws_deflater_t *d, const void *in, size_t n, db_buf_t *out
     /* A sync flush always ends in the empty stored block: strip it (§7.2.1). */
     if (out->len - start >= 4 && memcmp(out->data + out->len - 4, tail, 4) == 0)
         out->len -= 4;
+    /* zlib writes nothing for a sync flush with nothing new (an empty message after
+     * another); a peer would then inflate 00 00 ff ff alone, which is not a whole block.
+     * §7.2.3.6: an empty message is the single byte 00 (an empty stored block's header). */
+    if (out->len == start && db_buf_putc(out, 0) < 0) {
+        rc = WS_E_NO_MEMORY;
+        goto fail;
+    }
     if (d->no_context_takeover)
         deflateReset(&d->z);
     return 0;

@@ -63,10 +63,18 @@ static void test_rfc_examples(void)
         TAP_EQ_INT(ws_deflate_message(d, "Hello", 5, &out), 0);
         TAP_EQ_MEM(out.data, out.len, "\xf2\x48\xcd\xc9\xc9\x07\x00");
     }
-    /* An empty message. */
+    /* An empty message is the single byte 00 (§7.2.3.6), alone or after another. */
     out.len = 0;
     TAP_EQ_INT(ws_deflate_message(d, "", 0, &out), 0);
-    TAP_OK(out.len <= 1);
+    TAP_EQ_MEM(out.data, out.len, "\x00");
+    ws_deflater_free(d);
+    d = ws_deflater_new(15, 0, -1);
+    for (int i = 0; i < 3; i++) {
+        out.len = 0;
+        TAP_EQ_INT(ws_deflate_message(d, i == 1 ? "Hello" : "", i == 1 ? 5 : 0, &out), 0);
+        if (i != 1)
+            TAP_EQ_MEM(out.data, out.len, "\x00");
+    }
     ws_deflater_free(d);
     db_buf_free(&out);
 

@@ -304,7 +304,8 @@ int ws_parser_next(ws_parser_t *p, uint8_t *data, size_t len, size_t *used, ws_e
             size_t n = len - pos;
             if (n > p->remaining)
                 n = (size_t)p->remaining;
-            memcpy(p->ctrl + p->ctrl_len, data + pos, n);
+            if (n)
+                memcpy(p->ctrl + p->ctrl_len, data + pos, n);
             p->ctrl_len = (uint8_t)(p->ctrl_len + n);
             p->remaining -= n;
             pos += n;

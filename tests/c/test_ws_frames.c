@@ -467,8 +467,45 @@ static void test_mask(void)
     TAP_OK(ok);
 }
 
+/* An empty piece (NULL, 0) anywhere: in a header, in a control payload, in a data payload,
+ * and where an empty frame's end is pending. */
+static void test_empty_pieces(void)
+{
+    uint8_t s[] = {0x89, 0x02, 'h', 'i', 0x82, 0x00, 0x82, 0x02, 'a', 'b'};
+    ws_parser_t p;
+    ws_parser_init(&p, 0, 0, 0);
+    rec_t r;
+    memset(&r, 0, sizeof(r));
+    int ok = 1;
+    for (size_t i = 0; i < sizeof(s); i++) {
+        for (int k = 0; k < 2; k++) {
+            uint8_t *q = k ? s + i : NULL;
+            size_t left = k ? 1 : 0;
+            for (;;) {
+                ws_event_t ev;
+                size_t used;
+                int rc = ws_parser_next(&p, q, left, &used, &ev);
+                ok &= rc >= 0 && used <= left;
+                if (rc <= 0)
+                    break;
+                if (used) /* q may be NULL */
+                    q += used;
+                left -= used;
+                on_event(&r, &ev);
+            }
+        }
+    }
+    if (r.in_data)
+        put(&r, "]", 1);
+    TAP_OK(ok);
+    const char *want = "C9(hi);F2/2 fin first:0E fin;F2/2 fin first:2[ab]E fin;";
+    TAP_OK(r.len == strlen(want) && memcmp(r.text, want, r.len) == 0);
+    free(r.text);
+}
+
 int main(void)
 {
+    test_empty_pieces();
     test_rfc_examples();
     test_streams();
     test_errors();

@@ -1,6 +1,6 @@
 /*
  * WebSocket bytes (RFC 6455) and permessage-deflate (RFC 7692), without Python headers:
- * unit-tested in tests/c/test_ws_*.c and fuzzed in fuzz/fuzz_ws_frames.c. The server
+ * unit-tested in tests/c/test_ws_*.c and fuzzed in fuzz/fuzz_ws_*.c. The server
  * integration (the upgrade, the connection's read and write paths) builds on this.
  *
  * Parsing, as a caller sees it. A ws_parser_t is initialised for one direction
@@ -23,7 +23,7 @@
  *                    payload is empty, RFC 6455 §7.1.5) and reason, reason_len
  *
  * Control frames may come between the frames of a fragmented message (§5.4). After a
- * close frame the parser reads nothing more: later bytes are consumed and dropped (§1.4:
+ * close frame the parser reads nothing more: later bytes are consumed and dropped (§5.5.1:
  * the peer sends no data frames after its close).
  *
  * What the parser enforces, each with its error: masking per direction (§5.1), reserved
@@ -33,12 +33,16 @@
  * most significant bit 0 (§5.2), max_message (the payload bytes of one message as sent;
  * 1009), close payloads (§5.5.1, §7.4: one byte, a code not allowed on the wire, a reason
  * that is not UTF-8), and UTF-8 in uncompressed text messages, incrementally, failing on
- * the first byte that cannot begin or continue a valid sequence (§8.1: 1007).
+ * the first byte that cannot begin or continue a valid sequence (§8.1: 1007). A rule broken
+ * by a frame's header is reported before any of its payload; invalid UTF-8 is reported in
+ * the chunk that holds it, so the chunks before it (valid so far) were already handed out.
  *
  * Slices and their lifetimes: WS_EV_DATA's data points into the caller's piece (valid as
  * long as the caller keeps that piece); WS_EV_CONTROL's data and reason point into the
  * parser (valid until the next call to ws_parser_next). No allocation: the parser is a
- * plain struct that the caller embeds and needs no free.
+ * plain struct that the caller embeds and needs no free. A ws_message_t owns its data
+ * (valid until ws_message_reset, the next message's first frame or ws_message_free).
+ * Writers append to the caller's db_buf_t and keep nothing.
  *
  * Who assembles messages: the caller. A streaming consumer takes the chunks as they come;
  * ws_message_t (below) collects the chunks of one message into a db_buf_t it owns,

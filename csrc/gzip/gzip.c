@@ -131,3 +131,39 @@ int gzip_compress(gzip_encoder_t *e, const char *in, size_t n, db_buf_t *out)
     out->len = start + (room - e->z.avail_out);
     return 0;
 }
+
+int gzip_stream_write(gzip_encoder_t *e, const char *in, size_t n, int finish, db_buf_t *out)
+{
+    if (n > (size_t)UINT_MAX / 2)
+        return -1;
+    size_t start = out->len;
+    e->z.next_in = (Bytef *)in;
+    e->z.avail_in = (uInt)n;
+    for (;;) {
+        /* Room for the input's worst case plus the flush marker; grown when zlib fills it. */
+        size_t room = n / 1000 + n + 64;
+        if (db_buf_reserve(out, room) < 0) {
+            out->len = start;
+            return -1;
+        }
+        e->z.next_out = (Bytef *)out->data + out->len;
+        e->z.avail_out = (uInt)room;
+        int r = deflate(&e->z, finish ? Z_FINISH : Z_SYNC_FLUSH);
+        out->len += room - e->z.avail_out;
+        if (r == Z_STREAM_END)
+            return 0;
+        /* zlib's contract: output space left over means everything was taken and
+         * flushed; Z_BUF_ERROR only says that no progress was possible. */
+        if ((r == Z_OK || r == Z_BUF_ERROR) && e->z.avail_out > 0) {
+            if (!finish)
+                return 0;
+            out->len = start; /* Z_FINISH with room left must have ended the member */
+            return -1;
+        }
+        if (r != Z_OK && r != Z_BUF_ERROR) {
+            out->len = start;
+            return -1;
+        }
+        n = e->z.avail_in; /* what is left to take, for the next round's room */
+    }
+}

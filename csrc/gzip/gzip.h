@@ -48,4 +48,10 @@ void gzip_encoder_free(gzip_encoder_t *e);
  * zlib fails (out then holds its previous contents). */
 int gzip_compress(gzip_encoder_t *e, const char *in, size_t n, db_buf_t *out);
 
+/* A streamed body (a fresh encoder per stream): appends the compression of in[0..n) to
+ * out, flushed so that the client can decode everything sent so far (Z_SYNC_FLUSH, as
+ * Starlette flushes each piece), or, with finish, the end of the member (Z_FINISH).
+ * Returns 0 or -1 (out of memory, zlib error). */
+int gzip_stream_write(gzip_encoder_t *e, const char *in, size_t n, int finish, db_buf_t *out);
+
 #endif

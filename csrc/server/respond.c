@@ -84,8 +84,8 @@ size_t respond_content_length(char *out, uint64_t len)
 
 /* The value of the first header line called name (lowercase) among complete
  * "name: value\r\n" lines, or NULL. */
-static const char *find_line(const char *lines, size_t len, const char *name, size_t n,
-                             size_t *value_len)
+const char *respond_find_line(const char *lines, size_t len, const char *name, size_t n,
+                              size_t *value_len)
 {
     const char *p = lines, *end = lines + len;
     while (p < end) {
@@ -106,37 +106,55 @@ static const char *find_line(const char *lines, size_t len, const char *name, si
     return NULL;
 }
 
+static const char vary_line[] = "vary: Accept-Encoding\r\n";
+static const char gzip_line[] = "content-encoding: gzip\r\n";
+
+int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                          const char *extra, size_t extra_len)
+{
+    server_t *s = c->server;
+    size_t vlen;
+    if (s->gzip_enc == NULL || status == 206 ||
+        respond_find_line(extra, extra_len, "content-encoding", 16, &vlen) ||
+        respond_find_line(c->resp_headers.data, c->resp_headers.len, "content-encoding", 16, &vlen))
+        return -1;
+    if (ctype_len == 0)
+        ctype = respond_find_line(extra, extra_len, "content-type", 12, &ctype_len);
+    if (ctype != NULL && gzip_type_excluded(&s->gzip, ctype, ctype_len))
+        return -1;
+    /* A Vary line of its own: a client reads repeated Vary lines as one comma-separated
+     * list (RFC 9110 §5.3), the value Starlette writes by appending to an existing one. */
+    if (db_buf_append(&c->resp_headers, vary_line, sizeof(vary_line) - 1) < 0)
+        return -1; /* out of memory: sent as it is */
+    if (!c->accept_gzip)
+        return 0;
+    if (db_buf_append(&c->resp_headers, gzip_line, sizeof(gzip_line) - 1) < 0) {
+        c->resp_headers.len -= sizeof(vary_line) - 1;
+        return -1;
+    }
+    return 1;
+}
+
 /* GZipMiddleware's decision for a complete body (gzip/gzip.h): returns the body to send,
- * compressed into the server's gzip_out when the client accepts gzip, and adds the Vary
- * and Content-Encoding lines to the response's headers. Unchanged when the rules leave the
- * body alone or compression fails (the body is then sent as it is). */
+ * compressed into the server's gzip_out when the client accepts gzip, with the Vary and
+ * Content-Encoding lines added to the response's headers. Unchanged when the rules leave
+ * the body alone (or it is under minimum_size); when compression fails, the lines are taken
+ * back and the body is sent as it is. */
 static const char *apply_gzip(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
                               const char *extra, size_t extra_len, const char *body,
                               size_t *body_len)
 {
     server_t *s = c->server;
-    size_t vlen;
-    if (status == 206 || *body_len < s->gzip.minimum_size ||
-        find_line(extra, extra_len, "content-encoding", 16, &vlen) ||
-        find_line(c->resp_headers.data, c->resp_headers.len, "content-encoding", 16, &vlen))
+    if (*body_len < s->gzip.minimum_size)
         return body;
-    if (ctype_len == 0)
-        ctype = find_line(extra, extra_len, "content-type", 12, &ctype_len);
-    if (ctype != NULL && gzip_type_excluded(&s->gzip, ctype, ctype_len))
+    size_t mark = c->resp_headers.len;
+    if (respond_gzip_decision(c, status, ctype, ctype_len, extra, extra_len) != 1)
         return body;
-    /* A Vary line of its own: a client reads repeated Vary lines as one comma-separated
-     * list (RFC 9110 §5.3), the value Starlette writes by appending to an existing one. */
-    static const char vary[] = "vary: Accept-Encoding\r\n";
-    static const char enc[] = "content-encoding: gzip\r\n";
-    if (!c->accept_gzip) {
-        (void)db_buf_append(&c->resp_headers, vary, sizeof(vary) - 1); /* lost if no memory */
+    s->gzip_out.len = 0;
+    if (gzip_compress(s->gzip_enc, body, *body_len, &s->gzip_out) < 0) {
+        c->resp_headers.len = mark;
         return body;
     }
-    s->gzip_out.len = 0;
-    if (gzip_compress(s->gzip_enc, body, *body_len, &s->gzip_out) < 0 ||
-        db_buf_append(&c->resp_headers, vary, sizeof(vary) - 1) < 0 ||
-        db_buf_append(&c->resp_headers, enc, sizeof(enc) - 1) < 0)
-        return body;
     *body_len = s->gzip_out.len;
     return s->gzip_out.data;
 }

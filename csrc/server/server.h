@@ -65,7 +65,8 @@ size_t server_connection_count(const server_t *s);
 /* Compresses response bodies with gzip by Starlette's GZipMiddleware rules (gzip/gzip.h):
  * level 0..9, bodies of at least minimum_size bytes, excluded media types as a
  * NUL-terminated list (copied). A second call replaces the settings. Returns 0, or -1 when
- * out of memory or the level is invalid. Streaming responses are sent as they are. */
+ * out of memory or the level is invalid. A streaming response gets an encoder of its own
+ * (stream.c), each piece flushed, the body chunked. */
 int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,
                     size_t excluded_len);
 

@@ -69,6 +69,7 @@ struct server_conn {
     unsigned stream_chunked : 1; /* ... framed as chunks */
     unsigned stream_sized : 1;   /* ... of a declared Content-Length (stream_left to go) */
     uint64_t stream_left;
+    gzip_encoder_t *stream_gz;        /* the stream's own gzip encoder while it is compressed */
     void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
     void *stream_arg;
 };
@@ -131,6 +132,15 @@ static inline int conn_wbuf_reserve(server_conn_t *c, size_t extra)
 char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
                    const char *framing, size_t framing_len, const char *extra_headers,
                    size_t extra_len, size_t body_room);
+/* The value of the first "name: value\r\n" line called name (lowercase) among lines, or
+ * NULL. */
+const char *respond_find_line(const char *lines, size_t len, const char *name, size_t n,
+                              size_t *value_len);
+/* GZipMiddleware's rules for a response about to be sent (gzip/gzip.h): -1 when they leave
+ * it alone, 0 when it only gets "Vary: Accept-Encoding" (the client does not take gzip),
+ * 1 when it is compressed. Does not look at the body's size. */
+int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                          const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
 /* stream.c */

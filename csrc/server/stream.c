@@ -29,6 +29,21 @@ int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, si
                              const char *extra_headers, size_t extra_len, int64_t content_length)
 {
     int no_content = status < 200 || status == 204 || status == 304;
+    int gz = 0;
+    if (c->server->gzip_enc != NULL && !no_content) {
+        /* GZipMiddleware compresses a streamed body whatever its size (Starlette decides on
+         * the first piece, which comes with more to follow): the declared length no longer
+         * holds, so the body goes out chunked. A stream that fails to get an encoder is sent
+         * as it is. */
+        size_t mark = c->resp_headers.len;
+        gz = respond_gzip_decision(c, status, ctype, ctype_len, extra_headers, extra_len) == 1;
+        if (gz && (c->stream_gz = gzip_encoder_new(c->server->gzip.level)) == NULL) {
+            c->resp_headers.len = mark;
+            gz = 0;
+        }
+        if (gz)
+            content_length = -1;
+    }
     char framing[40] = "";
     size_t framing_len = 0;
     int chunked = 0;
@@ -50,8 +65,11 @@ int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, si
         return -1;
     c->wbuf.len = (size_t)(p - c->wbuf.data);
     /* HEAD gets the head of the GET response only (RFC 9110 §9.3.2). */
-    if (no_content || c->is_head)
+    if (no_content || c->is_head) {
+        gzip_encoder_free(c->stream_gz);
+        c->stream_gz = NULL;
         return 0;
+    }
     c->streaming = 1;
     c->stream_chunked = (unsigned)chunked;
     c->stream_sized = content_length >= 0;
@@ -64,10 +82,29 @@ int server_conn_stream_full(const server_conn_t *c)
     return queued(c) >= c->server->cfg.write_high_water;
 }
 
+static int stream_put(server_conn_t *c, const char *data, size_t len);
+
 int server_conn_stream_write(server_conn_t *c, const char *data, size_t len)
 {
     if (!c->streaming || c->closing)
         return SERVER_STREAM_CLOSED;
+    if (c->stream_gz != NULL) {
+        /* Each piece compressed and flushed, so the client can decode what it has. */
+        db_buf_t *out = &c->server->gzip_out;
+        out->len = 0;
+        if (len == 0)
+            return server_conn_stream_full(c) ? SERVER_STREAM_FULL : SERVER_STREAM_OK;
+        if (gzip_stream_write(c->stream_gz, data, len, 0, out) < 0) {
+            conn_close(c);
+            return SERVER_STREAM_NOMEM;
+        }
+        return stream_put(c, out->data, out->len);
+    }
+    return stream_put(c, data, len);
+}
+
+static int stream_put(server_conn_t *c, const char *data, size_t len)
+{
     if (c->stream_sized) {
         /* Sending more than declared would desynchronise the peer's framing: refuse the
          * piece (the stream then ends short and the connection closes). */
@@ -118,6 +155,17 @@ void server_conn_stream_notify(server_conn_t *c, void (*cb)(void *arg), void *ar
 int server_conn_stream_end(server_conn_t *c, int complete)
 {
     int rc = 0;
+    if (c->stream_gz != NULL) {
+        /* The gzip member's end (its last deflate block and the CRC32/ISIZE trailer). */
+        db_buf_t *out = &c->server->gzip_out;
+        out->len = 0;
+        if (complete && c->streaming && !c->closing &&
+            (gzip_stream_write(c->stream_gz, "", 0, 1, out) < 0 ||
+             stream_put(c, out->data, out->len) < 0))
+            complete = 0;
+        gzip_encoder_free(c->stream_gz);
+        c->stream_gz = NULL;
+    }
     int chunked = c->stream_chunked, sized = c->stream_sized;
     c->streaming = 0;
     c->stream_chunked = 0;
@@ -145,6 +193,8 @@ int server_conn_stream_end(server_conn_t *c, int complete)
 
 void server_conn_stream_abandon(server_conn_t *c)
 {
+    gzip_encoder_free(c->stream_gz);
+    c->stream_gz = NULL;
     c->streaming = 0;
     c->stream_chunked = 0;
     c->stream_sized = 0;

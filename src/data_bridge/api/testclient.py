@@ -188,13 +188,17 @@ class _Transport(httpx.BaseTransport):
         data = _request_bytes(request, body)
         reader = client._runner.run(client._exchange(data, request.method))
         headers = [(k, v) for k, v in reader.headers]
-        return httpx.Response(
+        # A stream, not content=: httpx would add a Content-Length the server did not send
+        # (a chunked or close-delimited body).
+        response = httpx.Response(
             reader.status,
             headers=headers,
-            content=bytes(reader.body),
+            stream=httpx.ByteStream(bytes(reader.body)),
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reader.reason},
         )
+        response.read()
+        return response
 
 
 class TestClient(httpx.Client):

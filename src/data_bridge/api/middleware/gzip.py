@@ -5,8 +5,10 @@ There is no middleware stack: the server compresses a complete response body of 
 ``minimum_size`` bytes when the request's Accept-Encoding contains "gzip", unless the
 response already has a Content-Encoding, is a 206, or has one of
 ``exclude_content_types``; such bodies get ``Vary: Accept-Encoding`` whether compressed
-for this client or not. Streaming responses (StreamingResponse, FileResponse, SSE) are
-sent uncompressed.
+for this client or not. Streaming responses (StreamingResponse, FileResponse; SSE is
+excluded by default) are compressed whatever their size, piece by piece (each flushed, so
+the client can decode what arrived), as one gzip member sent chunked: Starlette decides on
+the first piece, so a file under 64 KiB gets a Content-Length there and is chunked here.
 """
 
 from __future__ import annotations

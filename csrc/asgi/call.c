@@ -10,9 +10,11 @@
  * False. Later calls return http.disconnect once the response is complete or the client
  * is gone, and otherwise wait for either.
  *
- * The client leaving is noticed while a body streams (the server reads on then, see
- * server/stream.c); a request whose application has not started its response yet is not
- * read from, so a client that leaves then is noticed when the response is written.
+ * The client leaving is noticed at any time: the request is detached from the server's
+ * read buffer at dispatch (server_conn_detach), so the connection reads on while the
+ * application works or streams, and a close (or half-close: HTTP/1.1 clients do not
+ * half-close while waiting for a response) wakes a pending receive() with
+ * http.disconnect (call_notify); a later send() raises ConnectionResetError.
  *
  * Ownership: see asgi_internal.h.
  */
@@ -103,7 +105,8 @@ void call_finish(AsgiCallObject *c)
     if (conn != NULL) {
         c->conn = NULL;
         /* Releases the pending request: the response appended is written, pipelined
-         * requests go on. */
+         * requests go on. The connection no longer points at us. */
+        server_conn_stream_notify(conn, NULL, NULL);
         server_conn_finish(conn);
     }
     wake_waiters(c, 1);
@@ -270,6 +273,7 @@ static void call_dealloc(AsgiCallObject *c)
         if (c->phase == ASGI_STREAMING) {
             server_conn_stream_end(conn, 0);
         } else {
+            server_conn_stream_notify(conn, NULL, NULL);
             server_conn_set_close(conn);
             server_conn_finish(conn);
         }
@@ -382,6 +386,11 @@ int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     }
     c->task = Py_NewRef(task);
     c->conn = conn;
+    /* Nothing points into the request any more (scope and body are copies): the server
+     * reads on while the application works, so a client that leaves is noticed
+     * (call_notify) and a pending receive() returns http.disconnect. */
+    server_conn_stream_notify(conn, call_notify, c);
+    server_conn_detach(conn);
     /* Released by drop_self when the request is finished (call_finish, call_end_stream):
      * see asgi_internal.h. */
     Py_INCREF(c);

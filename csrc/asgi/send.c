@@ -277,7 +277,6 @@ static PyObject *first_body(AsgiCallObject *c, PyObject *type, const char *data,
         return asgi_ready(Py_NewRef(Py_None));
     }
     c->phase = ASGI_STREAMING;
-    server_conn_stream_notify(conn, call_notify, c);
     /* The pending request now belongs to the stream (server.h): the head goes out, the
      * connection reads on to notice a client that leaves. call_end_stream finishes it. */
     server_conn_finish(conn);

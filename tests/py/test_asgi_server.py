@@ -50,6 +50,7 @@ def asgi(lifespan_log: Path) -> Iterator[ServerProcess]:
     yield srv
     code, log = srv.stop()
     assert code == 0, log
+    assert_clean(log)
     # The lifespan ran around serving: startup before the first request, shutdown after
     # the server closed.
     assert lifespan_log.read_text().split() == ["startup", "shutdown"]
@@ -61,6 +62,14 @@ def starlette_srv() -> Iterator[ServerProcess]:
     yield srv
     code, log = srv.stop()
     assert code == 0, log
+    assert_clean(log)
+
+
+def assert_clean(log: str) -> None:
+    """Nothing a sanitizer build would report (make pytest-asan runs these tests on one),
+    and no Task left behind at shutdown."""
+    for marker in ("AddressSanitizer", "runtime error:", "Task was destroyed but it is pending"):
+        assert marker not in log, log
 
 
 def get(path: str, version: str = "1.1", method: str = "GET", extra: str = "") -> bytes:
@@ -237,6 +246,23 @@ def test_malformed_requests_never_reach_app(asgi: ServerProcess, raw: bytes, sta
     assert after == before + 1
 
 
+def test_slow_app_does_not_block_other_connections(asgi: ServerProcess) -> None:
+    slow = asgi.connect()
+    slow.sendall(get("/sleep?s=1.5"))
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert httpx.get(asgi.url + "/hello").text == "Hello, world!"
+    assert time.monotonic() - t0 < 1.0
+    assert Reader(slow).read_response().body == b"slept"
+    slow.close()
+
+
+def test_concurrent_receivers_get_disconnect(asgi: ServerProcess) -> None:
+    assert httpx.post(asgi.url + "/two-receivers", content=b"x").text == "ok"
+    wait_for_event(asgi, "two:http.disconnect,http.disconnect")
+
+
 def test_pipelined_requests_answered_in_order(asgi: ServerProcess) -> None:
     s = asgi.connect()
     s.sendall(get("/stream?n=2") + get("/hello") + get("/scope?third"))
@@ -360,6 +386,32 @@ def test_disconnect_during_long_stream(asgi: ServerProcess) -> None:
     wait_for_event(asgi, "receive:http.disconnect")
     wait_for_event(asgi, "send:ConnectionResetError")
     assert httpx.get(asgi.url + "/hello").text == "Hello, world!"
+
+
+def test_disconnect_before_response_started(asgi: ServerProcess) -> None:
+    s = asgi.connect()
+    s.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+    time.sleep(0.2)
+    s.close()
+    wait_for_event(asgi, "pending:http.disconnect")
+    wait_for_event(asgi, "pending-send:ConnectionResetError")
+    assert httpx.get(asgi.url + "/hello").text == "Hello, world!"
+
+
+def test_pipelined_bytes_wait_while_app_works(asgi: ServerProcess) -> None:
+    """The server reads on while an application works (to notice a client that leaves);
+    pipelined requests read meanwhile are answered afterwards, in order."""
+    s = asgi.connect()
+    s.sendall(get("/stream?n=30"))
+    time.sleep(0.01)
+    s.sendall(get("/hello") + get("/scope?x"))
+    reader = Reader(s)
+    read_head(reader)
+    chunks, complete = read_chunks(reader)
+    assert complete and len(chunks) == 30
+    assert reader.read_response().body == b"Hello, world!"
+    assert reader.read_response().json()["query_string"] == {"bytes": "x"}
+    s.close()
 
 
 # --- protocol violations -------------------------------------------------------------
@@ -513,7 +565,16 @@ def test_cli_serves_asgi_app() -> None:
         port = s.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "data_bridge", "asgi_app:app", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "data_bridge",
+            "asgi_app:app",
+            "--port",
+            str(port),
+            "--root-path",
+            "/api",
+        ],
         cwd=APPS,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -530,6 +591,40 @@ def test_cli_serves_asgi_app() -> None:
                 time.sleep(0.05)
         assert r.text == "Hello, world!"
         assert httpx.get(f"http://127.0.0.1:{port}/state").json()["db"] == "connected"
+        assert httpx.get(f"http://127.0.0.1:{port}/scope").json()["root_path"] == "/api"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+
+
+def test_cli_keeps_app_on_native_path() -> None:
+    """An App given to the CLI (and so to data_bridge.serve) is served by its routes, not
+    as an ASGI application."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_bridge", "main_app:app", "--port", str(port)],
+        cwd=APPS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/users/7")
+                break
+            except httpx.ConnectError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert r.status_code == 200 and r.json()["id"] == 7
+        # The native router's 422 (an ASGI app would never produce this body).
+        bad = httpx.get(f"http://127.0.0.1:{port}/users/x").json()
+        assert bad["detail"][0]["loc"] == ["path", "user_id"]
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)

@@ -177,6 +177,27 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         await text(send, b"ok")
         message = await receive()
         events.append(f"after-response:{message['type']}")
+    elif path == "/wait-disconnect":
+        # The client leaves before the response started: receive() says so.
+        await read_body(receive)
+        message = await receive()
+        events.append(f"pending:{message['type']}")
+        try:
+            await text(send, b"too late")
+        except OSError as exc:
+            events.append(f"pending-send:{type(exc).__name__}")
+    elif path == "/sleep":
+        await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 1))
+        await text(send, b"slept")
+    elif path == "/two-receivers":
+        # Two receive() calls waiting at once both get http.disconnect when the response
+        # is complete.
+        await read_body(receive)
+        waiters = [asyncio.ensure_future(receive()), asyncio.ensure_future(receive())]
+        await asyncio.sleep(0.01)
+        await text(send, b"ok")
+        done = await asyncio.gather(*waiters)
+        events.append("two:" + ",".join(m["type"] for m in done))
     elif path == "/stream":
         n = int(scope["query_string"].decode().partition("=")[2] or 3)
         await start(send, 200, [(b"content-type", b"text/plain")])

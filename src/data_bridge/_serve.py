@@ -49,7 +49,7 @@ class Lifespan:
         self._startup: asyncio.Future[str | None] = loop.create_future()
         self._shutdown: asyncio.Future[str | None] = loop.create_future()
         self._sent = False
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     async def _receive(self) -> dict[str, Any]:
         return await self._inbox.get()
@@ -103,7 +103,7 @@ class Lifespan:
     async def startup(self) -> None:
         """Sends lifespan.startup and waits for the answer; raises RuntimeError with the
         application's message when startup failed."""
-        self._task = self.loop.create_task(self._main())
+        self.task = self.loop.create_task(self._main())
         await self._inbox.put({"type": "lifespan.startup"})
         error = await self._startup
         if error is not None:
@@ -111,27 +111,30 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         """Sends lifespan.shutdown and waits for the answer (errors are logged)."""
-        if self._task is None or self._task.done():
+        if self.task is None or self.task.done():
             return
         await self._inbox.put({"type": "lifespan.shutdown"})
         error = await self._shutdown
         if error is not None:
             logger.error("ASGI lifespan shutdown failed: %s", error)
-        await asyncio.wait([self._task])
+        await asyncio.wait([self.task])
 
 
 def run_until_signalled(
-    loop: asyncio.AbstractEventLoop, server: Any, graceful_timeout: float
+    loop: asyncio.AbstractEventLoop,
+    server: Any,
+    graceful_timeout: float,
+    spare: asyncio.Task[Any] | None = None,
 ) -> None:
     """Runs the loop until SIGINT or SIGTERM, then closes the server: requests in progress
-    finish (those still running after graceful_timeout are cancelled); a second signal
-    stops at once."""
+    finish (those still running after graceful_timeout are cancelled, but not ``spare``,
+    the lifespan's Task); a second signal stops at once."""
     stopping = False
 
     def give_up() -> None:
         # Handlers still running after the graceful timeout are cancelled: each answers
         # 503 and its connection closes, which completes server.close().
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not spare]
         if pending:
             logger.warning("cancelling %d handlers still running", len(pending))
         for task in pending:
@@ -254,10 +257,10 @@ def _serve_asgi_once(
         state = life.state if life is not None and life.supported else None
         server.set_asgi(_core.AsgiApp(app, loop, log=_log, root_path=root_path, state=state))
         listen(server, host, port, sock)
-        run_until_signalled(loop, server, graceful_timeout)
+        own = life.task if life is not None else None
+        run_until_signalled(loop, server, graceful_timeout, own)
         # An application may go on after its response is complete (work after the last
         # send): its Tasks get the graceful timeout too, then are cancelled.
-        own = life._task if life is not None else None
         pending = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not own]
         if pending:
             loop.run_until_complete(asyncio.wait(pending, timeout=graceful_timeout))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -554,6 +555,28 @@ def test_lifespan_unsupported(mode: str) -> None:
     assert code == 0, log
     if mode == "raise":
         assert "ASGI 'lifespan' protocol appears unsupported" in log
+
+
+def test_graceful_shutdown_finishes_requests_then_lifespan(tmp_path: Path) -> None:
+    """SIGTERM while a request is in progress: it is answered, then the lifespan shutdown
+    runs, and the process exits 0."""
+    log_file = tmp_path / "events.log"
+    srv = start_app("asgi_app.py", DB_TEST_LIFESPAN_LOG=str(log_file))
+    try:
+        s = srv.connect()
+        s.sendall(get("/sleep?s=0.5"))
+        time.sleep(0.1)
+        srv.proc.send_signal(signal.SIGTERM)
+        r = Reader(s).read_response()
+        assert r.status == 200 and r.body == b"slept"
+        assert r.header("connection") == "close"
+        s.close()
+        srv.proc.wait(timeout=10)
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log
+    assert_clean(log)
+    assert log_file.read_text().split() == ["startup", "shutdown"]
 
 
 # --- the command line ----------------------------------------------------------------

@@ -115,7 +115,10 @@ static int make_strings(void)
         intern(&S->set_result, "set_result") < 0 || intern(&S->done, "done") < 0 ||
         intern(&S->exception, "exception") < 0 || intern(&S->cancelled, "cancelled") < 0 ||
         intern(&S->await_, "__await__") < 0 || intern(&S->throw_, "throw") < 0 ||
-        intern(&S->close, "close") < 0 || intern(&S->k_asgi, "asgi") < 0 ||
+        intern(&S->close, "close") < 0 || intern(&S->call_soon, "call_soon") < 0 ||
+        intern(&S->path, "path") < 0 || intern(&S->set_exception, "set_exception") < 0 ||
+        intern(&S->http_response_pathsend, "http.response.pathsend") < 0 ||
+        intern(&S->k_extensions, "extensions") < 0 || intern(&S->k_asgi, "asgi") < 0 ||
         intern(&S->k_http_version, "http_version") < 0 || intern(&S->k_method, "method") < 0 ||
         intern(&S->k_scheme, "scheme") < 0 || intern(&S->k_path, "path") < 0 ||
         intern(&S->k_raw_path, "raw_path") < 0 || intern(&S->k_query_string, "query_string") < 0 ||

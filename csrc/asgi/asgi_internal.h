@@ -56,6 +56,12 @@ typedef struct {
     unsigned disconnected : 1; /* the client went away */
     unsigned close : 1;        /* the application sent "connection: close" */
     unsigned violated : 1;     /* a protocol violation was logged and answered */
+    unsigned pump_queued : 1;  /* pump_cb is in the loop's ready queue */
+    /* http.response.pathsend (pathsend.c): the file being sent, while it is. */
+    int file_fd;        /* -1 when none */
+    uint64_t file_left; /* bytes still to read and queue */
+    char *file_buf;     /* one piece */
+    PyObject *pump_cb;  /* bound method that goes on sending, scheduled on the loop */
 } AsgiCallObject;
 
 /* Interned strings and constant objects, made once by asgi_module_init. */
@@ -63,7 +69,9 @@ typedef struct {
     PyObject *type, *body, *more_body, *status, *headers;
     PyObject *http_request, *http_disconnect, *http_response_start, *http_response_body;
     PyObject *create_future, *create_task, *add_done_callback, *set_result, *done;
-    PyObject *exception, *cancelled, *await_, *throw_, *close;
+    PyObject *exception, *cancelled, *await_, *throw_, *close, *call_soon, *path;
+    PyObject *set_exception;
+    PyObject *http_response_pathsend, *k_extensions;
     /* scope keys and constant values */
     PyObject *k_asgi, *k_http_version, *k_method, *k_scheme, *k_path, *k_raw_path;
     PyObject *k_query_string, *k_root_path, *k_client, *k_server, *k_state;
@@ -115,6 +123,8 @@ PyObject *asgi_waiting(PyObject *future);
 /* Resolves fut with value unless it is already done (cancelled by its waiter). Never
  * leaves an exception set (failures are reported as unraisable). */
 void asgi_resolve(PyObject *fut, PyObject *value);
+/* The same with an exception (fut.set_exception). */
+void asgi_fail(PyObject *fut, PyObject *exc);
 
 /* scope.c: the http scope of the request (www spec, "HTTP Connection Scope"). */
 PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_request_t *req);
@@ -139,5 +149,18 @@ PyObject *call_new_future(AsgiCallObject *c);
 
 /* send.c: the send callable's body (METH_O on the call). */
 PyObject *asgi_send(AsgiCallObject *c, PyObject *message);
+/* The response is given up: 500 or a closed connection, the violation logged, RuntimeError
+ * raised in the application; returns NULL. */
+PyObject *asgi_violation(AsgiCallObject *c, PyObject *type, const char *fmt, ...);
+/* A send() that found the client gone: ends the response, raises ConnectionResetError. */
+PyObject *asgi_client_gone(AsgiCallObject *c);
+
+/* pathsend.c */
+PyObject *asgi_send_path(AsgiCallObject *c, PyObject *message, PyObject *type);
+/* The output drained: the file goes on (from the loop's ready queue, not from inside the
+ * server's write callback). */
+void pathsend_resume(AsgiCallObject *c);
+/* Closes the file and frees the piece buffer (idempotent). */
+void pathsend_close(AsgiCallObject *c);
 
 #endif

@@ -60,6 +60,20 @@ void asgi_resolve(PyObject *fut, PyObject *value)
         PyErr_WriteUnraisable(fut);
 }
 
+void asgi_fail(PyObject *fut, PyObject *exc)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(fut, asgi_str.done);
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done == 0) {
+        PyObject *r = PyObject_CallMethodOneArg(fut, asgi_str.set_exception, exc);
+        is_done = r ? 1 : -1;
+        Py_XDECREF(r);
+    }
+    if (is_done < 0)
+        PyErr_WriteUnraisable(fut);
+}
+
 static PySendResult aw_am_send(AsgiAwaitableObject *w, PyObject *arg, PyObject **out)
 {
     if (w->iter != NULL) {

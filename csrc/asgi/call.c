@@ -67,13 +67,23 @@ PyObject *call_new_future(AsgiCallObject *c)
 }
 
 /* Wakes whoever waits: receive() gets http.disconnect (when the response is complete or
- * the client left), send() returns (when the output drained or the client left). */
+ * the client left), send() returns (when the output drained or the response is complete)
+ * or raises ConnectionResetError (the client left: spec 2.4's OSError). */
 static void wake_waiters(AsgiCallObject *c, int receiver_too)
 {
     PyObject *fut = c->send_waiter;
     if (fut != NULL) {
         c->send_waiter = NULL;
-        asgi_resolve(fut, Py_None);
+        PyObject *exc = NULL;
+        if (c->disconnected &&
+            (exc = PyObject_CallFunction(PyExc_ConnectionResetError, "s",
+                                         "the client closed the connection")) == NULL)
+            PyErr_WriteUnraisable(fut);
+        if (exc != NULL)
+            asgi_fail(fut, exc);
+        else
+            asgi_resolve(fut, Py_None);
+        Py_XDECREF(exc);
         Py_DECREF(fut);
     }
     fut = c->recv_waiter;
@@ -102,6 +112,7 @@ void call_finish(AsgiCallObject *c)
 {
     server_conn_t *conn = c->conn;
     c->phase = ASGI_DONE;
+    pathsend_close(c);
     if (conn != NULL) {
         c->conn = NULL;
         /* Releases the pending request: the response appended is written, pipelined
@@ -117,6 +128,7 @@ void call_end_stream(AsgiCallObject *c, int complete)
 {
     server_conn_t *conn = c->conn;
     c->phase = ASGI_DONE;
+    pathsend_close(c);
     if (conn != NULL) {
         c->conn = NULL;
         /* Finishes the request the stream took over in send.c (and clears the notification
@@ -150,12 +162,20 @@ void call_abort(AsgiCallObject *c, int status)
 void call_notify(void *arg)
 {
     AsgiCallObject *c = arg;
+    /* What runs below may end the request and drop the call's reference to itself. */
+    Py_INCREF(c);
     if (c->conn != NULL && server_conn_closed(c->conn)) {
+        /* The stream (if any) is ended by the application's next send() or when its Task
+         * ends, not from inside the server's close callback. */
         c->disconnected = 1;
+        pathsend_close(c);
         wake_waiters(c, 1);
-        return;
+    } else if (c->file_fd >= 0) {
+        pathsend_resume(c);
+    } else {
+        wake_waiters(c, 0);
     }
-    wake_waiters(c, 0);
+    Py_DECREF(c);
 }
 
 static PyObject *call_receive(AsgiCallObject *c, PyObject *unused)
@@ -217,7 +237,8 @@ static PyObject *call_done(AsgiCallObject *c, PyObject *task)
         Py_XDECREF(err);
     }
     Py_CLEAR(c->task);
-    int incomplete = c->phase != ASGI_DONE && c->phase != ASGI_DISCARD;
+    /* A response cut short because the client left is not the application's fault. */
+    int incomplete = c->phase != ASGI_DONE && c->phase != ASGI_DISCARD && !c->disconnected;
     if (cancelled > 0) {
         if (incomplete)
             call_log(c, NULL, "ASGI application was cancelled before it completed the response");
@@ -250,6 +271,7 @@ static int call_traverse(AsgiCallObject *c, visitproc visit, void *arg)
     Py_VISIT(c->body);
     Py_VISIT(c->recv_waiter);
     Py_VISIT(c->send_waiter);
+    Py_VISIT(c->pump_cb);
     return 0;
 }
 
@@ -259,6 +281,7 @@ static int call_clear(AsgiCallObject *c)
     Py_CLEAR(c->body);
     Py_CLEAR(c->recv_waiter);
     Py_CLEAR(c->send_waiter);
+    Py_CLEAR(c->pump_cb);
     return 0;
 }
 
@@ -278,6 +301,7 @@ static void call_dealloc(AsgiCallObject *c)
             server_conn_finish(conn);
         }
     }
+    pathsend_close(c);
     call_clear(c);
     db_buf_free(&c->lines);
     Py_CLEAR(c->owner);
@@ -313,6 +337,11 @@ static AsgiCallObject *call_new(AsgiAppObject *a)
     c->disconnected = 0;
     c->close = 0;
     c->violated = 0;
+    c->pump_queued = 0;
+    c->file_fd = -1;
+    c->file_left = 0;
+    c->file_buf = NULL;
+    c->pump_cb = NULL;
     PyObject_GC_Track(c);
     return c;
 }

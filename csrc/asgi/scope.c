@@ -115,6 +115,11 @@ PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_req
         put(scope, asgi_str.k_client, address_tuple(conn, 1)) < 0 ||
         put(scope, asgi_str.k_server, address_tuple(conn, 0)) < 0)
         goto error;
+    /* extensions: the server supports http.response.pathsend (ASGI extensions, "Path
+     * Send"). New dicts: an application may write into its scope. */
+    PyObject *ext = Py_BuildValue("{O{}}", asgi_str.http_response_pathsend);
+    if (put(scope, asgi_str.k_extensions, ext) < 0)
+        goto error;
     /* state: "A copy of the namespace passed into the lifespan corresponding to this
      * request" (www spec); shallow, so objects the lifespan made are shared. */
     if (a->state != NULL && put(scope, asgi_str.k_state, PyDict_Copy(a->state)) < 0)

@@ -19,13 +19,15 @@
  * raise RuntimeError in the application, as uvicorn's send() does. A send() after the
  * client left raises ConnectionResetError (an OSError, spec 2.4: "the server must raise
  * ... a subclass of OSError"), which Starlette turns into ClientDisconnect.
+ *
+ * http.response.pathsend (the file named instead of its bytes) is in pathsend.c.
  */
 #include <stdarg.h>
 
 #include "asgi/asgi_internal.h"
 #include "common/text.h"
 
-static PyObject *violation(AsgiCallObject *c, PyObject *type, const char *fmt, ...)
+PyObject *asgi_violation(AsgiCallObject *c, PyObject *type, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -151,17 +153,17 @@ done:
 static PyObject *send_start(AsgiCallObject *c, PyObject *message, PyObject *type)
 {
     if (c->phase != ASGI_WAIT_START)
-        return violation(c, type, "http.response.start sent twice");
+        return asgi_violation(c, type, "http.response.start sent twice");
     PyObject *status = PyDict_GetItemWithError(message, asgi_str.status);
     if (status == NULL && PyErr_Occurred())
         return NULL;
     if (status == NULL || !PyLong_Check(status) || PyBool_Check(status))
-        return violation(c, type, "'status' must be an int");
+        return asgi_violation(c, type, "'status' must be an int");
     long code = PyLong_AsLong(status);
     if (code == -1 && PyErr_Occurred())
         PyErr_Clear();
     if (code < 100 || code > 999)
-        return violation(c, type, "'status' %R is not an HTTP status code", status);
+        return asgi_violation(c, type, "'status' %R is not an HTTP status code", status);
     PyObject *headers = PyDict_GetItemWithError(message, asgi_str.headers);
     if (headers == NULL && PyErr_Occurred())
         return NULL;
@@ -169,7 +171,7 @@ static PyObject *send_start(AsgiCallObject *c, PyObject *message, PyObject *type
         PyObject *it = PyObject_GetIter(headers);
         if (it == NULL) {
             PyErr_Clear();
-            return violation(c, type, "'headers' must be an iterable of [name, value] pairs");
+            return asgi_violation(c, type, "'headers' must be an iterable of [name, value] pairs");
         }
         PyObject *pair;
         while ((pair = PyIter_Next(it)) != NULL) {
@@ -182,13 +184,13 @@ static PyObject *send_start(AsgiCallObject *c, PyObject *message, PyObject *type
             }
             if (r < 0) {
                 Py_DECREF(it);
-                return violation(c, type, "%s", why);
+                return asgi_violation(c, type, "%s", why);
             }
         }
         Py_DECREF(it);
         if (PyErr_Occurred()) {
             PyErr_Clear();
-            return violation(c, type, "iterating 'headers' failed");
+            return asgi_violation(c, type, "iterating 'headers' failed");
         }
     }
     /* trailers: the application would send http.response.trailers, which this server
@@ -198,7 +200,7 @@ static PyObject *send_start(AsgiCallObject *c, PyObject *message, PyObject *type
     return asgi_ready(Py_NewRef(Py_None));
 }
 
-static PyObject *client_gone(AsgiCallObject *c)
+PyObject *asgi_client_gone(AsgiCallObject *c)
 {
     c->disconnected = 1;
     if (c->phase == ASGI_STREAMING)
@@ -219,12 +221,12 @@ static PyObject *stream_piece(AsgiCallObject *c, PyObject *type, const char *dat
     case SERVER_STREAM_FULL:
         break;
     case SERVER_STREAM_OVERFLOW:
-        return violation(c, type, "more body bytes than the content-length header declared");
+        return asgi_violation(c, type, "more body bytes than the content-length header declared");
     case SERVER_STREAM_NOMEM:
         call_end_stream(c, 0);
         return PyErr_NoMemory();
     default:
-        return client_gone(c);
+        return asgi_client_gone(c);
     }
     if (!more) {
         call_end_stream(c, 1);
@@ -252,7 +254,7 @@ static PyObject *first_body(AsgiCallObject *c, PyObject *type, const char *data,
 {
     server_conn_t *conn = c->conn;
     if (conn == NULL || server_conn_closed(conn))
-        return client_gone(c);
+        return asgi_client_gone(c);
     if (c->close)
         server_conn_set_close(conn);
     if (!more && c->content_length < 0) {
@@ -286,7 +288,7 @@ static PyObject *first_body(AsgiCallObject *c, PyObject *type, const char *data,
 static PyObject *send_body(AsgiCallObject *c, PyObject *message, PyObject *type)
 {
     if (c->phase == ASGI_WAIT_START)
-        return violation(c, type, "http.response.body sent before http.response.start");
+        return asgi_violation(c, type, "http.response.body sent before http.response.start");
     PyObject *body = PyDict_GetItemWithError(message, asgi_str.body);
     if (body == NULL && PyErr_Occurred())
         return NULL;
@@ -294,9 +296,11 @@ static PyObject *send_body(AsgiCallObject *c, PyObject *message, PyObject *type)
     if (more_obj == NULL && PyErr_Occurred())
         return NULL;
     if (body != NULL && (PyUnicode_Check(body) || !PyObject_CheckBuffer(body)))
-        return violation(c, type, "'body' must be a byte string, not %s", Py_TYPE(body)->tp_name);
+        return asgi_violation(c, type, "'body' must be a byte string, not %s",
+                              Py_TYPE(body)->tp_name);
     if (more_obj != NULL && !PyLong_Check(more_obj))
-        return violation(c, type, "'more_body' must be a bool, not %s", Py_TYPE(more_obj)->tp_name);
+        return asgi_violation(c, type, "'more_body' must be a bool, not %s",
+                              Py_TYPE(more_obj)->tp_name);
     int more = more_obj != NULL && PyObject_IsTrue(more_obj);
     if (c->phase == ASGI_DISCARD) {
         if (!more)
@@ -318,27 +322,32 @@ static PyObject *send_body(AsgiCallObject *c, PyObject *message, PyObject *type)
 PyObject *asgi_send(AsgiCallObject *c, PyObject *message)
 {
     if (!PyDict_Check(message))
-        return violation(c, NULL, "send() takes a dict, not %s", Py_TYPE(message)->tp_name);
+        return asgi_violation(c, NULL, "send() takes a dict, not %s", Py_TYPE(message)->tp_name);
     PyObject *type = PyDict_GetItemWithError(message, asgi_str.type);
     if (type == NULL && PyErr_Occurred())
         return NULL;
     if (type == NULL || !PyUnicode_Check(type))
-        return violation(c, type, "the message has no str 'type'");
+        return asgi_violation(c, type, "the message has no str 'type'");
     Py_INCREF(type); /* the message may be changed by what runs below (a logger) */
     PyObject *r;
     if (c->phase == ASGI_DONE && c->disconnected) {
         PyErr_SetString(PyExc_ConnectionResetError, "the client closed the connection");
         r = NULL;
     } else if (c->phase == ASGI_DONE) {
-        r = violation(c, type, "sent after the response was complete");
+        r = asgi_violation(c, type, "sent after the response was complete");
+    } else if (c->file_fd >= 0) {
+        r = asgi_violation(c, type, "sent while http.response.pathsend was sending its file");
     } else if (type == asgi_str.http_response_body ||
                PyUnicode_Compare(type, asgi_str.http_response_body) == 0) {
         r = send_body(c, message, type);
     } else if (type == asgi_str.http_response_start ||
                PyUnicode_Compare(type, asgi_str.http_response_start) == 0) {
         r = send_start(c, message, type);
+    } else if (type == asgi_str.http_response_pathsend ||
+               PyUnicode_Compare(type, asgi_str.http_response_pathsend) == 0) {
+        r = asgi_send_path(c, message, type);
     } else {
-        r = PyErr_Occurred() ? NULL : violation(c, type, "unknown message type");
+        r = PyErr_Occurred() ? NULL : asgi_violation(c, type, "unknown message type");
     }
     Py_DECREF(type);
     return r;

@@ -366,6 +366,81 @@ def test_flow_control(asgi: ServerProcess) -> None:
     assert httpx.get(asgi.url + "/flow-stats").json()["sent"] == total
 
 
+# --- http.response.pathsend ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pathsend") / "data.bin"
+    path.write_bytes(os.urandom(5 * 1024 * 1024 + 123))
+    return path
+
+
+def test_scope_announces_pathsend(asgi: ServerProcess) -> None:
+    extensions = httpx.get(asgi.url + "/scope").json()["extensions"]
+    assert extensions == {"http.response.pathsend": {}}
+
+
+def test_pathsend_sends_the_file(asgi: ServerProcess, data_file: Path) -> None:
+    """5 MiB through a reader that waits first: the file goes out as the output drains."""
+    s = asgi.connect(timeout=20)
+    s.sendall(get(f"/pathsend?path={data_file}") + get("/hello"))
+    time.sleep(0.3)
+    reader = Reader(s)
+    r = reader.read_response()
+    assert r.status == 200
+    assert r.header("content-length") == str(data_file.stat().st_size)
+    assert r.header("content-type") == "application/octet-stream"
+    assert r.body == data_file.read_bytes()
+    assert reader.read_response().body == b"Hello, world!"
+    s.close()
+    wait_for_event(asgi, "pathsend:None:done")
+
+
+def test_pathsend_head_and_declared_length(asgi: ServerProcess, data_file: Path) -> None:
+    s = asgi.connect()
+    s.sendall(get(f"/pathsend?path={data_file}", method="HEAD"))
+    reader = Reader(s)
+    r = reader.read_response(head_request=True)
+    assert r.status == 200 and r.header("content-length") == str(data_file.stat().st_size)
+    # A content-length header of the application frames the body (here: the first 10
+    # bytes of the file).
+    s.sendall(get(f"/pathsend?path={data_file}&declare=10") + get("/hello"))
+    r = reader.read_response()
+    assert r.body == data_file.read_bytes()[:10]
+    assert reader.read_response().body == b"Hello, world!"
+    s.close()
+
+
+def test_pathsend_errors(asgi: ServerProcess, tmp_path: Path) -> None:
+    for path in (f"/pathsend?path={tmp_path}/missing", f"/pathsend?path={tmp_path}"):
+        r = httpx.get(asgi.url + path)
+        assert r.status_code == 500
+    assert httpx.get(asgi.url + "/pathsend-first").status_code == 500
+    log = asgi.read_log()
+    assert "(message type 'http.response.pathsend'): cannot open" in log
+    assert "is not a regular file" in log
+    assert "http.response.pathsend must follow http.response.start" in log
+    assert httpx.get(asgi.url + "/hello").text == "Hello, world!"
+
+
+def test_pathsend_client_leaves(asgi: ServerProcess, tmp_path: Path) -> None:
+    """The client leaves while a 64 MiB file is being sent: the application's send()
+    raises ConnectionResetError, the server serves on."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: zeros, no disk
+    s = asgi.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(get(f"/pathsend?path={big}&tag=leave"))
+    reader = Reader(s)
+    read_head(reader)
+    time.sleep(0.1)
+    s.close()
+    wait_for_event(asgi, "pathsend:leave:ConnectionResetError")
+    assert httpx.get(asgi.url + "/hello").text == "Hello, world!"
+
+
 # --- disconnects ---------------------------------------------------------------------
 
 
@@ -696,6 +771,19 @@ def test_starlette_lifespan_state_and_request_info(starlette_srv: ServerProcess)
     assert info["url"] == f"{starlette_srv.url}/info?a=1"
     assert info["client"][0] == "127.0.0.1"
     assert info["headers"]["x-thing"] == "v"
+
+
+def test_starlette_file_response_uses_pathsend(
+    starlette_srv: ServerProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom(300_000))
+    r = httpx.get(starlette_srv.url + "/file", params={"path": str(path)})
+    assert r.status_code == 200
+    assert r.content == path.read_bytes()
+    assert r.headers["content-length"] == "300000"
+    assert r.headers["content-disposition"] == 'attachment; filename="data.bin"'
+    assert "transfer-encoding" not in r.headers
 
 
 def test_starlette_handler_error_is_500(starlette_srv: ServerProcess) -> None:

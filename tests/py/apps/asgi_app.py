@@ -186,6 +186,19 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
             await text(send, b"too late")
         except OSError as exc:
             events.append(f"pending-send:{type(exc).__name__}")
+    elif path == "/pathsend":
+        params = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&"))
+        headers = [(b"content-type", b"application/octet-stream")]
+        if "declare" in params:
+            headers.append((b"content-length", params["declare"].encode()))
+        await start(send, 200, headers)
+        try:
+            await send({"type": "http.response.pathsend", "path": params["path"]})
+            events.append(f"pathsend:{params.get('tag')}:done")
+        except OSError as exc:
+            events.append(f"pathsend:{params.get('tag')}:{type(exc).__name__}")
+    elif path == "/pathsend-first":
+        await send({"type": "http.response.pathsend", "path": "/etc/hostname"})
     elif path == "/sleep":
         await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 1))
         await text(send, b"slept")

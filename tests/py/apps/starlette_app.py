@@ -15,7 +15,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 
@@ -97,6 +102,10 @@ async def info(request: Request) -> JSONResponse:
     )
 
 
+async def file(request: Request) -> FileResponse:
+    return FileResponse(request.query_params["path"], filename="data.bin")
+
+
 async def fail(request: Request) -> PlainTextResponse:
     raise RuntimeError("handler failed")
 
@@ -110,6 +119,7 @@ app = Starlette(
         Route("/state", state),
         Route("/info", info),
         Route("/fail", fail),
+        Route("/file", file),
     ],
     middleware=[Middleware(TagMiddleware), Middleware(TimingMiddleware)],
     lifespan=lifespan,

@@ -9,9 +9,10 @@
  *
  * Pieces of PATHSEND_PIECE bytes are read on the loop thread, as the native FileResponse
  * does (a page-cache read costs far less than a thread-pool round trip), and queued until
- * the output is over the server's write limit; the server's notification that it drained
- * (call_notify) queues the next round on the loop's ready queue rather than running it
- * inside the server's write callback. The send() awaitable completes when the whole file
+ * the output is over the server's write limit or PATHSEND_ROUND pieces were sent; the
+ * server's notification that it drained (call_notify), or the end of a round, queues the
+ * next round on the loop's ready queue rather than running it inside the server's write
+ * callback. The send() awaitable completes when the whole file
  * is queued, or when the client left.
  *
  * Ownership: the call owns the descriptor and the piece buffer from asgi_send_path until
@@ -29,6 +30,10 @@
 #include "asgi/asgi_internal.h"
 
 #define PATHSEND_PIECE 65536
+/* Pieces per round: a client that takes everything at once (the socket never fills)
+ * would otherwise keep the loop in one round for the whole file; after this many the
+ * next round is queued behind the other connections' work. */
+#define PATHSEND_ROUND 16
 
 static PyObject *pump_method(AsgiCallObject *c, PyObject *unused);
 static PyMethodDef pump_def = {"_pathsend_pump", (PyCFunction)pump_method, METH_NOARGS,
@@ -51,7 +56,11 @@ void pathsend_close(AsgiCallObject *c)
  * writing failed (the stream is cut short: the connection closes). Leaves no exception. */
 static void pump(AsgiCallObject *c)
 {
-    while (c->file_left > 0) {
+    for (int round = 0; c->file_left > 0; round++) {
+        if (round == PATHSEND_ROUND) {
+            pathsend_resume(c);
+            return;
+        }
         size_t want = c->file_left < PATHSEND_PIECE ? (size_t)c->file_left : PATHSEND_PIECE;
         ssize_t n = read(c->file_fd, c->file_buf, want);
         if (n < 0 && errno == EINTR)
@@ -102,6 +111,12 @@ void pathsend_resume(AsgiCallObject *c)
         call_log(c, exc, "http.response.pathsend: cannot schedule the next piece");
         Py_XDECREF(exc);
         pathsend_close(c);
+        PyObject *fut = c->send_waiter;
+        if (fut != NULL) {
+            c->send_waiter = NULL;
+            asgi_resolve(fut, Py_None);
+            Py_DECREF(fut);
+        }
         return;
     }
     Py_DECREF(r);

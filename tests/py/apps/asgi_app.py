@@ -6,6 +6,7 @@ names a file that records the lifespan events."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -199,6 +200,12 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
             events.append(f"pathsend:{params.get('tag')}:{type(exc).__name__}")
     elif path == "/pathsend-first":
         await send({"type": "http.response.pathsend", "path": "/etc/hostname"})
+    elif path == "/debug/blocks":
+        events.clear()  # the test's own bookkeeping is not a leak
+        gc.collect()
+        await text(send, json.dumps({"blocks": sys.getallocatedblocks()}).encode())
+    elif path == "/pid":
+        await text(send, str(os.getpid()).encode())
     elif path == "/sleep":
         await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or 1))
         await text(send, b"slept")
@@ -257,4 +264,13 @@ if __name__ == "__main__":
     from data_bridge import serve
 
     limits = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
-    serve(app, "127.0.0.1", int(sys.argv[1]), log_level="info", graceful_timeout=3, **limits)
+    workers = int(os.environ.get("DB_TEST_WORKERS", "1"))
+    serve(
+        app,
+        "127.0.0.1",
+        int(sys.argv[1]),
+        log_level="info",
+        graceful_timeout=3,
+        workers=workers,
+        **limits,
+    )

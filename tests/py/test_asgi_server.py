@@ -678,6 +678,7 @@ def test_lifespan_unsupported(mode: str) -> None:
     finally:
         code, log = srv.stop()
     assert code == 0, log
+    assert_clean(log)
     if mode == "raise":
         assert "ASGI 'lifespan' protocol appears unsupported" in log
 
@@ -727,6 +728,7 @@ def test_workers(tmp_path: Path) -> None:
     finally:
         code, log = srv.stop()
     assert code == 0, log
+    assert_clean(log)
     assert sorted(log_file.read_text().split()) == ["shutdown", "shutdown", "startup", "startup"]
 
 
@@ -770,6 +772,7 @@ def test_cli_serves_asgi_app() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err.decode()
+    assert_clean(err.decode())
 
 
 def test_cli_keeps_app_on_native_path() -> None:
@@ -803,6 +806,7 @@ def test_cli_keeps_app_on_native_path() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err.decode()
+    assert_clean(err.decode())
 
 
 # --- Starlette -----------------------------------------------------------------------

@@ -866,6 +866,11 @@ def test_starlette_file_response_uses_pathsend(
     assert "transfer-encoding" not in r.headers
 
 
+def test_starlette_is_disconnected(starlette_srv: ServerProcess) -> None:
+    r = httpx.post(starlette_srv.url + "/disconnected", content=b"payload")
+    assert r.json() == {"body": "payload", "disconnected": [False, False]}
+
+
 def test_starlette_handler_error_is_500(starlette_srv: ServerProcess) -> None:
     with httpx.Client(base_url=starlette_srv.url) as client:
         r = client.get("/fail")

@@ -106,6 +106,15 @@ async def file(request: Request) -> FileResponse:
     return FileResponse(request.query_params["path"], filename="data.bin")
 
 
+async def disconnected(request: Request) -> JSONResponse:
+    # is_disconnected() awaits receive() inside a cancelled anyio scope: after the body,
+    # receive() waits, and the cancellation must leave the request intact.
+    body = await request.body()
+    first = await request.is_disconnected()
+    second = await request.is_disconnected()
+    return JSONResponse({"body": body.decode(), "disconnected": [first, second]})
+
+
 async def fail(request: Request) -> PlainTextResponse:
     raise RuntimeError("handler failed")
 
@@ -119,6 +128,7 @@ app = Starlette(
         Route("/state", state),
         Route("/info", info),
         Route("/fail", fail),
+        Route("/disconnected", disconnected, methods=["POST"]),
         Route("/file", file),
     ],
     middleware=[Middleware(TagMiddleware), Middleware(TimingMiddleware)],

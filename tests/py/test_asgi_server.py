@@ -877,3 +877,34 @@ def test_starlette_handler_error_is_500(starlette_srv: ServerProcess) -> None:
         assert r.status_code == 500
         assert client.get("/").text == "Hello, Starlette!"
     assert "RuntimeError: handler failed" in starlette_srv.read_log()
+
+
+# --- FastAPI (the real package) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fastapi_srv() -> Iterator[ServerProcess]:
+    # fastapi comes with requirements/fastapi-tests.txt (make fastapi-check), not test.txt.
+    pytest.importorskip("fastapi")
+    srv = ServerProcess("fastapi_app.py").start()
+    yield srv
+    code, log = srv.stop()
+    assert code == 0, log
+    assert_clean(log)
+
+
+def test_fastapi_app_through_asgi(fastapi_srv: ServerProcess) -> None:
+    with httpx.Client(base_url=fastapi_srv.url) as client:
+        assert client.get("/items/5", params={"q": "x"}).json() == {"item_id": 5, "q": "x"}
+        r = client.get("/items/404")
+        assert r.status_code == 404 and r.json() == {"detail": "Item not found"}
+        r = client.get("/items/abc")
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["path", "item_id"]
+        item = {"name": "widget", "price": 2.5, "tags": ["a"]}
+        r = client.post("/items", json=item)
+        assert r.status_code == 201 and r.json() == item
+        assert client.post("/items", json={"name": "x"}).status_code == 422
+        assert client.get("/sync").json() == {"sync": True}
+        assert client.get("/numbers").text == "0\n1\n2\n3\n4\n"
+        assert client.get("/openapi.json").json()["paths"]["/items/{item_id}"]

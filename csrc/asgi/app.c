@@ -40,7 +40,10 @@ static int asgi_app_init(AsgiAppObject *self, PyObject *args, PyObject *kw)
     Py_XSETREF(self->root_path,
                root_path ? Py_NewRef(root_path) : PyUnicode_FromStringAndSize("", 0));
     Py_XSETREF(self->state, state == Py_None ? NULL : Py_NewRef(state));
-    return self->root_path ? 0 : -1;
+    if (self->root_path == NULL)
+        return -1;
+    Py_XSETREF(self->root_path_raw, PyUnicode_AsUTF8String(self->root_path));
+    return self->root_path_raw ? 0 : -1;
 }
 
 static int asgi_app_traverse(AsgiAppObject *self, visitproc visit, void *arg)
@@ -66,6 +69,7 @@ static void asgi_app_dealloc(AsgiAppObject *self)
     asgi_app_clear(self);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->root_path);
+    Py_CLEAR(self->root_path_raw);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -24,11 +24,12 @@
 
 typedef struct {
     PyObject_HEAD
-    PyObject *app;       /* the ASGI 3 callable */
-    PyObject *loop;      /* the PyLoop the server runs on */
-    PyObject *log;       /* callable(message: str, exc: BaseException | None) */
-    PyObject *root_path; /* str, the scope's root_path */
-    PyObject *state;     /* dict copied (shallowly) into each scope, or NULL */
+    PyObject *app;           /* the ASGI 3 callable */
+    PyObject *loop;          /* the PyLoop the server runs on */
+    PyObject *log;           /* callable(message: str, exc: BaseException | None) */
+    PyObject *root_path;     /* str, the scope's root_path */
+    PyObject *root_path_raw; /* the same as UTF-8 bytes, put in front of raw_path */
+    PyObject *state;         /* dict copied (shallowly) into each scope, or NULL */
 } AsgiAppObject;
 
 /* Where the response stands (www spec, "Response Start" and "Response Body"). */

@@ -38,6 +38,30 @@ static PyObject *decoded_path(const char *p, size_t n)
     return s;
 }
 
+/* With a root_path (a proxy serves the application under a prefix that it strips), path
+ * and raw_path are the full path, the root_path in front, as uvicorn's --root-path gives
+ * them: Starlette's get_route_path routes on what follows root_path, and request.url is
+ * the URL the client used. */
+static PyObject *rooted_path(AsgiAppObject *a, PyObject *path)
+{
+    if (path == NULL || PyUnicode_GET_LENGTH(a->root_path) == 0)
+        return path;
+    PyObject *full = PyUnicode_Concat(a->root_path, path);
+    Py_DECREF(path);
+    return full;
+}
+
+static PyObject *rooted_raw_path(AsgiAppObject *a, const char *p, size_t n)
+{
+    Py_ssize_t rn = PyBytes_GET_SIZE(a->root_path_raw);
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, rn + (Py_ssize_t)n);
+    if (raw == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(raw), PyBytes_AS_STRING(a->root_path_raw), (size_t)rn);
+    memcpy(PyBytes_AS_STRING(raw) + rn, p, n);
+    return raw;
+}
+
 /* headers: "An iterable of [name, value] two-item iterables, where name is the header
  * name, and value is the header value. Order of header values must be preserved ...
  * Header names should be lowercased" (www spec). Pairs are tuples, as uvicorn makes
@@ -105,9 +129,8 @@ PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_req
         method = PyUnicode_DecodeLatin1(h->method_str, (Py_ssize_t)h->method_len, NULL);
     if (put(scope, asgi_str.k_method, method) < 0 ||
         put(scope, asgi_str.k_scheme, Py_NewRef(asgi_str.v_http)) < 0 ||
-        put(scope, asgi_str.k_path, decoded_path(h->path, h->path_len)) < 0 ||
-        put(scope, asgi_str.k_raw_path,
-            PyBytes_FromStringAndSize(h->path, (Py_ssize_t)h->path_len)) < 0 ||
+        put(scope, asgi_str.k_path, rooted_path(a, decoded_path(h->path, h->path_len))) < 0 ||
+        put(scope, asgi_str.k_raw_path, rooted_raw_path(a, h->path, h->path_len)) < 0 ||
         put(scope, asgi_str.k_query_string,
             PyBytes_FromStringAndSize(h->query ? h->query : "", (Py_ssize_t)h->query_len)) < 0 ||
         put(scope, asgi_str.k_root_path, Py_NewRef(a->root_path)) < 0 ||

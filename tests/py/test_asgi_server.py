@@ -767,7 +767,11 @@ def test_cli_serves_asgi_app() -> None:
                 time.sleep(0.05)
         assert r.text == "Hello, world!"
         assert httpx.get(f"http://127.0.0.1:{port}/state").json()["db"] == "connected"
-        assert httpx.get(f"http://127.0.0.1:{port}/scope").json()["root_path"] == "/api"
+        scope = httpx.get(f"http://127.0.0.1:{port}/scope/x%20y").json()
+        # path and raw_path carry the root_path in front, as uvicorn's --root-path.
+        assert scope["root_path"] == "/api"
+        assert scope["path"] == "/api/scope/x y"
+        assert scope["raw_path"] == {"bytes": "/api/scope/x%20y"}
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)

@@ -164,6 +164,9 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         return
     assert scope["type"] == "http"
     path = scope["path"]
+    root_path = scope["root_path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]  # routed on what follows root_path, as Starlette
     flow["requests"] = flow.get("requests", 0) + 1
     if path == "/hello":
         await text(send, b"Hello, world!")

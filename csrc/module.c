@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #include "app/app.h"
+#include "asgi/asgi.h"
 #include "json/json.h"
 #include "loop/loop.h"
 
@@ -22,7 +23,8 @@ PyMODINIT_FUNC PyInit__core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL)
         return NULL;
-    if (json_module_init(m) < 0 || loop_module_init(m) < 0 || app_module_init(m) < 0) {
+    if (json_module_init(m) < 0 || loop_module_init(m) < 0 || app_module_init(m) < 0 ||
+        asgi_module_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

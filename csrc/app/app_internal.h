@@ -164,6 +164,10 @@ typedef struct {
      * starts with it is routed on the rest, as Starlette's get_route_path does. */
     char *root_path;
     size_t root_path_len;
+    /* An _core.AsgiApp: the server dispatches every request to it (asgi_dispatch) instead
+     * of the router; chosen once when the native server is made, so the routed path pays
+     * nothing for it. NULL for an App. */
+    PyObject *asgi;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

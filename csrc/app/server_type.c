@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "app/app_internal.h"
+#include "asgi/asgi.h"
 #include "loop/loop.h"
 
 static const char *route_error(int r)
@@ -168,7 +169,13 @@ static int server_ensure(ServerObject *self)
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
         return -1;
     }
-    self->server = server_new(pyloop_uv_loop(self->loop), &self->cfg, app_dispatch, self);
+    /* The AsgiApp outlives the server: this object holds it, and holds itself while the
+     * server exists (below). */
+    if (self->asgi != NULL)
+        self->server =
+            server_new(pyloop_uv_loop(self->loop), &self->cfg, asgi_dispatch, self->asgi);
+    else
+        self->server = server_new(pyloop_uv_loop(self->loop), &self->cfg, app_dispatch, self);
     if (self->server == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -371,6 +378,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->cors_hook);
     Py_VISIT(self->request_class);
     Py_VISIT(self->validation_hook);
+    Py_VISIT(self->asgi);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -401,6 +409,7 @@ static void server_dealloc(ServerObject *self)
     self->root_path_len = 0;
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
+    Py_CLEAR(self->asgi);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -419,6 +428,21 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     return 0;
+}
+
+/* set_asgi(asgi_app): see ServerObject.asgi. */
+static PyObject *server_set_asgi(ServerObject *self, PyObject *app)
+{
+    if (!asgi_app_check(app)) {
+        PyErr_SetString(PyExc_TypeError, "set_asgi() takes a _core.AsgiApp");
+        return NULL;
+    }
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_asgi() must come before listen()");
+        return NULL;
+    }
+    Py_XSETREF(self->asgi, Py_NewRef(app));
+    Py_RETURN_NONE;
 }
 
 /* set_exception_hook(callable or None): see ServerObject.exception_hook. */
@@ -532,6 +556,8 @@ static PyMethodDef server_methods[] = {
      "the CORS step (3), in middleware order, outermost first"},
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
+    {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
+     "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,
      "set_validation_hook(hook): hook(errors, request) answers a request that did not bind"},
     {"set_request_class", (PyCFunction)server_set_request_class, METH_O,

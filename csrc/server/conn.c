@@ -102,7 +102,7 @@ static void conn_shutdown(server_conn_t *c)
  * detached (conn_stream_detach). */
 static inline void conn_give_back(server_conn_t *c)
 {
-    if (c->state != CONN_HEAD && !c->streaming)
+    if (c->state != CONN_HEAD && !c->streaming && !c->detached)
         return;
     if (c->head != NULL) {
         db_pool_give(&c->server->heads, c->head);
@@ -156,7 +156,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
-    if (nread < 0 && c->streaming) {
+    if (nread < 0 && (c->streaming || c->detached)) {
         /* The client left (or half-closed) while a response streams: the producer stops
          * now instead of at its next write, as an ASGI server's http.disconnect does. */
         conn_close(c);
@@ -181,7 +181,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rbuf.len += (size_t)nread;
-    if (c->streaming) {
+    if (c->streaming || c->detached) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
          * request's slices were detached when its handler answered). */
         conn_update_reading(c);
@@ -264,8 +264,8 @@ static void conn_update_reading(server_conn_t *c)
     size_t queued = c->wbuf.len + c->inflight.len;
     /* A streaming response keeps reading (to see the client leave) while little is
      * read ahead; other pending requests stop reading so that rbuf stays put. */
-    int idle = c->state != CONN_PENDING ||
-               (c->streaming && c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD);
+    int idle = c->state != CONN_PENDING || ((c->streaming || c->detached) &&
+                                            c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD);
     int want = !c->closing && !c->shutting_down && !c->close_after_write && idle &&
                queued < c->server->cfg.write_high_water;
     if (want && !c->reading) {
@@ -296,6 +296,7 @@ static void conn_request_done(server_conn_t *c, size_t consumed)
     c->state = CONN_HEAD;
     http_parser_reset(&c->parser);
     c->continue_sent = 0;
+    c->detached = 0;
     c->req.head = NULL;
     c->req.body = NULL;
     c->req.body_len = 0;
@@ -336,7 +337,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         c->state = CONN_PENDING;
         c->head_len = consumed; /* remembered for server_conn_finish */
         c->refs++;              /* released in server_conn_finish */
-        if (r == SERVER_DISPATCH_DONE)
+        if (r == SERVER_DISPATCH_DONE || c->detached)
             conn_stream_detach(c); /* the dispatcher detached the request's slices */
         return 0;
     }
@@ -572,6 +573,13 @@ void server_conn_finish(server_conn_t *c)
     c->resume_queued = 1;
     c->resume_next = s->resume_head;
     s->resume_head = c;
+}
+
+void server_conn_detach(server_conn_t *c)
+{
+    /* conn_dispatch acts on it once the dispatcher returned (it knows the request's
+     * length then). */
+    c->detached = 1;
 }
 
 int server_conn_closed(const server_conn_t *c)

@@ -112,6 +112,14 @@ void server_conn_set_close(server_conn_t *c);
 /* Finishes a pending request after its response was appended (or not, when the peer is
  * gone): the connection writes it and goes on with pipelined requests. */
 void server_conn_finish(server_conn_t *c);
+/* Called by a dispatcher that is about to return SERVER_DISPATCH_PENDING and no longer
+ * needs the request's slices (it copied what it needs): the request's bytes go back at
+ * once and, while the request is pending, the connection reads on as a streaming one does
+ * (a small read-ahead of pipelined bytes), so that a client that leaves (or half-closes)
+ * is noticed: the connection closes and the notification of server_conn_stream_notify
+ * runs. A notification set for this must be cleared (NULL) before server_conn_finish
+ * unless a stream took the request over (server_conn_stream_end clears it). */
+void server_conn_detach(server_conn_t *c);
 
 /* Streaming responses (a body produced piece by piece after the head was sent).
  *

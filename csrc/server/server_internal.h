@@ -66,6 +66,7 @@ struct server_conn {
     unsigned resume_queued : 1;
     unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
     unsigned streaming : 1;      /* a streaming response body is being produced */
+    unsigned detached : 1;       /* the pending request's slices are unused (server_conn_detach) */
     unsigned stream_chunked : 1; /* ... framed as chunks */
     unsigned stream_sized : 1;   /* ... of a declared Content-Length (stream_left to go) */
     uint64_t stream_left;

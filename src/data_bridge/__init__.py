@@ -1,3 +1,13 @@
 """data-bridge: a Python web API framework whose request path is native C."""
 
 __version__ = "0.1.0"
+
+
+def serve(app: object, host: str = "127.0.0.1", port: int = 8000, **options: object) -> None:
+    """Serve ``app`` on host:port until SIGINT or SIGTERM: an App on the native path, any
+    other ASGI 3 application through the native server's ASGI driver. Options: workers,
+    log_level, graceful_timeout, root_path and lifespan (ASGI apps), and the server limits
+    (max_body, keepalive_timeout, ...). See ``data_bridge._serve.serve``."""
+    from data_bridge._serve import serve as _serve
+
+    _serve(app, host, port, **options)  # type: ignore[arg-type]

@@ -13,17 +13,15 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import re
-import signal
 import socket
-import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from data_bridge import _core, pyloop
+from data_bridge import _serve as _serving
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.background import exception_sinks, report_exception, start_background
@@ -627,38 +625,8 @@ class FastAPI(APIRouter):
         try:
             server = self.build_server(loop, limits)
             loop.run_until_complete(self._startup_app())
-            if sock is None:
-                bound = server.listen(host, port)
-                shown = f"[{host}]" if ":" in host else host
-                logger.info(
-                    "data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid()
-                )
-            else:
-                server.listen_fd(sock)
-            stopping = False
-
-            def give_up() -> None:
-                # Handlers still running after the graceful timeout are cancelled: each
-                # answers 503 and its connection closes, which completes server.close().
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                if pending:
-                    logger.warning("cancelling %d handlers still running", len(pending))
-                for task in pending:
-                    task.cancel()
-                loop.call_later(1.0, loop.stop)
-
-            def on_signal(signum: int) -> None:
-                nonlocal stopping
-                if stopping:
-                    loop.stop()  # a second signal: stop without waiting
-                    return
-                stopping = True
-                logger.info("shutting down (signal %d)", signum)
-                server.close(callback=loop.stop)
-                loop.call_later(graceful_timeout, give_up)
-
-            server.handle_signals(on_signal)
-            loop.run_forever()
+            _serving.listen(server, host, port, sock)
+            _serving.run_until_signalled(loop, server, graceful_timeout)
             loop.run_until_complete(self._shutdown_app())
         finally:
             try:
@@ -670,49 +638,10 @@ class FastAPI(APIRouter):
     def _run_workers(
         self, host: str, port: int, workers: int, limits: Limits, graceful_timeout: float
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(limits.backlog)
-        sock.set_inheritable(True)
-        bound = sock.getsockname()[1]
-        logger.info("data-bridge serving on http://%s:%d with %d workers", host, bound, workers)
-        children: list[int] = []
-        for _ in range(workers):
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    self._serve(host, bound, sock, limits, graceful_timeout)
-                except BaseException:
-                    logger.exception("worker failed")
-                    code = 1
-                finally:
-                    os._exit(code)
-            children.append(pid)
-        sock.close()
+        def serve_one(h: str, p: int, sock: socket.socket | None) -> None:
+            self._serve(h, p, sock, limits, graceful_timeout)
 
-        def forward(signum: int, frame: object) -> None:
-            for pid in children:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
-        status = 0
-        for pid in children:
-            while True:
-                try:
-                    _, st = os.waitpid(pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-            status = status or (os.waitstatus_to_exitcode(st) if sys.version_info >= (3, 9) else 0)
-        if status:
-            raise SystemExit(status)
+        _serving.run_workers(serve_one, host, port, workers, limits.backlog)
 
 
 App = FastAPI

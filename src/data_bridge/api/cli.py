@@ -1,7 +1,8 @@
 """The command line: ``data-bridge module:app [--host H] [--port P] [--workers N]``.
 
 Like ``uvicorn module:app``: imports the module (from the current directory too), finds
-the App attribute and runs it.
+the attribute and serves it: an App on the native path, any other callable as an ASGI 3
+application (``data_bridge.serve``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from data_bridge._serve import serve
 from data_bridge.api.applications import App
 
 
-def load_app(spec: str) -> App:
+def load_app(spec: str) -> Any:
     """Import ``module:attribute`` (``module`` alone means attribute ``app``)."""
     module_name, _, attr = spec.partition(":")
     if not module_name:
@@ -32,8 +35,10 @@ def load_app(spec: str) -> App:
             obj = getattr(obj, part)
         except AttributeError:
             raise SystemExit(f"error: {module_name!r} has no attribute {attr or 'app'!r}") from None
-    if not isinstance(obj, App):
-        raise SystemExit(f"error: {spec!r} is a {type(obj).__name__}, not a data_bridge App")
+    if not isinstance(obj, App) and not callable(obj):
+        raise SystemExit(
+            f"error: {spec!r} is a {type(obj).__name__}, not a data_bridge App or an ASGI app"
+        )
     return obj
 
 
@@ -46,15 +51,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
     parser.add_argument("--keepalive-timeout", type=float, default=5.0, help="seconds")
+    parser.add_argument(
+        "--root-path", default="", help="ASGI apps: the scope's root_path (a proxy's prefix)"
+    )
+    parser.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="ASGI apps: the lifespan protocol (auto: used when the app supports it)",
+    )
     args = parser.parse_args(argv)
     app = load_app(args.app)
-    app.run(
-        host=args.host,
-        port=args.port,
+    options: dict[str, Any] = {}
+    if not isinstance(app, App):
+        options = {"root_path": args.root_path, "lifespan": args.lifespan}
+    serve(
+        app,
+        args.host,
+        args.port,
         workers=args.workers,
         log_level=args.log_level,
         max_body=args.max_body,
         keepalive_timeout=args.keepalive_timeout,
+        **options,
     )
 
 

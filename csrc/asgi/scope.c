@@ -1,0 +1,154 @@
+/*
+ * The `http` connection scope (www spec, "HTTP Connection Scope"), built in C from the
+ * parsed request: every value is a new Python object (or a shared immutable one), so the
+ * scope stays valid after the connection's read buffer moves on. One dict per request,
+ * with the keys interned once.
+ */
+#include <stdlib.h>
+
+#include "asgi/asgi_internal.h"
+#include "common/text.h"
+
+/* (host, port) of an IPv4/IPv6 address; None for anything else (an adopted AF_UNIX
+ * socket), as the spec allows for client and server when the address is unknown or not
+ * IP ("client: ... Optional; if missing defaults to None"). */
+static PyObject *address_tuple(server_conn_t *conn, int remote)
+{
+    char host[64];
+    int port = 0;
+    if (server_conn_address(conn, remote, host, sizeof(host), &port) != 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(si)", host, port);
+}
+
+/* path: "HTTP request path, with percent escapes decoded into UTF-8 code sequences" (www
+ * spec). Decoded as UTF-8 with errors replaced, as urllib.parse.unquote does. */
+static PyObject *decoded_path(const char *p, size_t n)
+{
+    if (!db_pct_needs_decoding(p, n, 0))
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+    char stack[512];
+    char *buf = n <= sizeof(stack) ? stack : malloc(n);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    size_t len = db_pct_decode(buf, p, n, 0);
+    PyObject *s = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)len, "replace");
+    if (buf != stack)
+        free(buf);
+    return s;
+}
+
+/* With a root_path (a proxy serves the application under a prefix that it strips), path
+ * and raw_path are the full path, the root_path in front, as uvicorn's --root-path gives
+ * them: Starlette's get_route_path routes on what follows root_path, and request.url is
+ * the URL the client used. */
+static PyObject *rooted_path(AsgiAppObject *a, PyObject *path)
+{
+    if (path == NULL || PyUnicode_GET_LENGTH(a->root_path) == 0)
+        return path;
+    PyObject *full = PyUnicode_Concat(a->root_path, path);
+    Py_DECREF(path);
+    return full;
+}
+
+static PyObject *rooted_raw_path(AsgiAppObject *a, const char *p, size_t n)
+{
+    Py_ssize_t rn = PyBytes_GET_SIZE(a->root_path_raw);
+    PyObject *raw = PyBytes_FromStringAndSize(NULL, rn + (Py_ssize_t)n);
+    if (raw == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(raw), PyBytes_AS_STRING(a->root_path_raw), (size_t)rn);
+    memcpy(PyBytes_AS_STRING(raw) + rn, p, n);
+    return raw;
+}
+
+/* headers: "An iterable of [name, value] two-item iterables, where name is the header
+ * name, and value is the header value. Order of header values must be preserved ...
+ * Header names should be lowercased" (www spec). Pairs are tuples, as uvicorn makes
+ * them. */
+static PyObject *header_list(const http_request_t *head)
+{
+    PyObject *list = PyList_New((Py_ssize_t)head->num_headers);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < head->num_headers; i++) {
+        const http_header_t *h = &head->headers[i];
+        PyObject *name = PyBytes_FromStringAndSize(h->name, (Py_ssize_t)h->name_len);
+        if (name == NULL)
+            goto error;
+        /* The new bytes object is ours until it is shared: lowercase it in place. */
+        char *s = PyBytes_AS_STRING(name);
+        for (size_t j = 0; j < h->name_len; j++)
+            if (s[j] >= 'A' && s[j] <= 'Z')
+                s[j] = (char)(s[j] | 0x20);
+        PyObject *value = PyBytes_FromStringAndSize(h->value, (Py_ssize_t)h->value_len);
+        PyObject *pair = value ? PyTuple_New(2) : NULL;
+        if (pair == NULL) {
+            Py_DECREF(name);
+            Py_XDECREF(value);
+            goto error;
+        }
+        PyTuple_SET_ITEM(pair, 0, name);
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyList_SET_ITEM(list, (Py_ssize_t)i, pair);
+    }
+    return list;
+error:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* Sets scope[key] = value and drops value; -1 with an exception (also when value is NULL
+ * because making it failed). */
+static int put(PyObject *scope, PyObject *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int r = PyDict_SetItem(scope, key, value);
+    Py_DECREF(value);
+    return r;
+}
+
+PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_request_t *req)
+{
+    const http_request_t *h = req->head;
+    PyObject *scope = PyDict_New();
+    if (scope == NULL)
+        return NULL;
+    /* Keys in the order the spec lists them. asgi is a new dict each time: an application
+     * may write into its scope. */
+    if (put(scope, asgi_str.type, Py_NewRef(asgi_str.v_http)) < 0 ||
+        put(scope, asgi_str.k_asgi, PyDict_Copy(asgi_str.asgi_version)) < 0 ||
+        put(scope, asgi_str.k_http_version,
+            Py_NewRef(h->version_minor == 0 ? asgi_str.v_http10 : asgi_str.v_http11)) < 0)
+        goto error;
+    PyObject *method;
+    if (h->method < HTTP_OTHER && asgi_str.methods[h->method] != NULL)
+        method = Py_NewRef(asgi_str.methods[h->method]);
+    else
+        method = PyUnicode_DecodeLatin1(h->method_str, (Py_ssize_t)h->method_len, NULL);
+    if (put(scope, asgi_str.k_method, method) < 0 ||
+        put(scope, asgi_str.k_scheme, Py_NewRef(asgi_str.v_http)) < 0 ||
+        put(scope, asgi_str.k_path, rooted_path(a, decoded_path(h->path, h->path_len))) < 0 ||
+        put(scope, asgi_str.k_raw_path, rooted_raw_path(a, h->path, h->path_len)) < 0 ||
+        put(scope, asgi_str.k_query_string,
+            PyBytes_FromStringAndSize(h->query ? h->query : "", (Py_ssize_t)h->query_len)) < 0 ||
+        put(scope, asgi_str.k_root_path, Py_NewRef(a->root_path)) < 0 ||
+        put(scope, asgi_str.headers, header_list(h)) < 0 ||
+        put(scope, asgi_str.k_client, address_tuple(conn, 1)) < 0 ||
+        put(scope, asgi_str.k_server, address_tuple(conn, 0)) < 0)
+        goto error;
+    /* extensions: the server supports http.response.pathsend (ASGI extensions, "Path
+     * Send"). New dicts: an application may write into its scope. */
+    PyObject *ext = Py_BuildValue("{O{}}", asgi_str.http_response_pathsend);
+    if (put(scope, asgi_str.k_extensions, ext) < 0)
+        goto error;
+    /* state: "A copy of the namespace passed into the lifespan corresponding to this
+     * request" (www spec); shallow, so objects the lifespan made are shared. */
+    if (a->state != NULL && put(scope, asgi_str.k_state, PyDict_Copy(a->state)) < 0)
+        goto error;
+    return scope;
+error:
+    Py_DECREF(scope);
+    return NULL;
+}

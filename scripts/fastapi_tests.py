@@ -53,10 +53,10 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 KNOWN_GAPS: list[tuple[str, str]] = [
     ("WebSockets (`fastapi.websockets`, `WebSocket`)", "not built yet (issue 15)"),
     (
-        "Mounted sub-applications, WSGI apps, `app(scope, receive, send)`, "
-        '`@app.middleware("http")`, other ASGI middleware, custom '
-        "`APIRoute.get_route_handler` classes",
-        "need the ASGI layer (issue 14): the native request path has no ASGI stack yet",
+        '`app(scope, receive, send)` (the App called as an ASGI app), `@app.middleware("http")`,'
+        " other ASGI middleware, custom `APIRoute.get_route_handler` classes",
+        "issue 14: the native server serves and mounts ASGI apps, but the App itself is not"
+        " an ASGI callable yet, and Python middleware has no place in the native path yet",
     ),
     (
         "Request bodies over 1 MiB (`test_request_body_limits` tutorial002)",
@@ -66,8 +66,8 @@ KNOWN_GAPS: list[tuple[str, str]] = [
         " use any amount of memory",
     ),
     (
-        "`X-Forwarded-Proto` (https URLs behind a proxy), OpenTelemetry instrumentation",
-        "proxy headers and ASGI instrumentation hooks are server/ASGI features (issues 14, 16)",
+        "OpenTelemetry instrumentation",
+        "an ASGI instrumentation hook around the native path (issue 14)",
     ),
     (
         '`patch("json.loads")` in test_body',

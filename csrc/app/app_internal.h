@@ -168,7 +168,18 @@ typedef struct {
      * of the router; chosen once when the native server is made, so the routed path pays
      * nothing for it. NULL for an App. */
     PyObject *asgi;
+    /* Apps mounted under path prefixes (app.mount): a request whose routed path is under
+     * one goes to it: an ASGI app (_core.AsgiApp) through the ASGI driver, a data-bridge
+     * App through its own (never listening) Server's dispatch. */
+    struct app_mount *mounts;
+    size_t nmounts;
 } ServerObject;
+
+struct app_mount {
+    char *prefix; /* without a trailing '/'; owned */
+    size_t len;
+    PyObject *target; /* _core.AsgiApp or Server (strong) */
+};
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

@@ -15,6 +15,7 @@
  * seen by the next), entered around the first step and inherited by the Task.
  */
 #include "app/app_internal.h"
+#include "asgi/asgi.h"
 #include "loop/loop.h"
 
 typedef struct {
@@ -628,6 +629,29 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
     return 1;
 }
 
+/* The request's own path with a '/' added, as a 307 (a mount's prefix asked for alone). */
+static int redirect_to_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+{
+    db_buf_t line;
+    db_buf_init(&line);
+    const http_header_t *host = http_find_header(head, "host", 4);
+    size_t query = head->target_len - head->path_len;
+    int ok = db_buf_append(&line, "location: ", 10) == 0;
+    if (ok && host != NULL)
+        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
+             db_buf_append(&line, host->value, host->value_len) == 0;
+    ok = ok && db_buf_append(&line, head->path, head->path_len) == 0 &&
+         db_buf_append(&line, "/", 1) == 0 &&
+         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
+         db_buf_append(&line, "\r\n", 2) == 0;
+    if (ok)
+        server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    else
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    db_buf_free(&line);
+    return 1;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
@@ -644,6 +668,18 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
          * Starlette's get_route_path does; the Request keeps the whole path. */
         path += srv->root_path_len;
         path_len -= srv->root_path_len;
+    }
+    for (size_t i = 0; i < srv->nmounts; i++) {
+        /* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
+         * redirect_slashes); the mounted app sees the whole path, its root_path the
+         * prefix. */
+        const struct app_mount *mt = &srv->mounts[i];
+        if (path_len > mt->len && path[mt->len] == '/' && memcmp(path, mt->prefix, mt->len) == 0)
+            return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
+                                              : app_dispatch(mt->target, conn, req);
+        if (path_len == mt->len && srv->redirect_slashes &&
+            memcmp(path, mt->prefix, mt->len) == 0 && redirect_to_slash(srv, conn, req->head))
+            return SERVER_DISPATCH_DONE;
     }
     int r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&

@@ -30,6 +30,9 @@ typedef struct {
     PyObject *root_path;     /* str, the scope's root_path */
     PyObject *root_path_raw; /* the same as UTF-8 bytes, put in front of raw_path */
     PyObject *state;         /* dict copied (shallowly) into each scope, or NULL */
+    /* Mounted under a prefix of another app (Starlette's Mount): the request path already
+     * holds root_path, so path and raw_path are given as received. */
+    int mounted;
 } AsgiAppObject;
 
 /* Where the response stands (www spec, "Response Start" and "Response Body"). */

@@ -456,7 +456,32 @@ class FastAPI(APIRouter):
                 mw.apply(server)
         for path, endpoint in self._doc_routes():
             server.add_route([METHOD_CODES["GET"]], path, endpoint, build_plan(path, endpoint), 200)
+        self._add_mounts(server, loop, limits, root_path, client, scheme)
         return server
+
+    def _add_mounts(
+        self,
+        server: Any,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        root_path: str | None,
+        client: tuple[str, int] | None,
+        scheme: str,
+    ) -> None:
+        """The mounted apps (app.mount): a data-bridge App gets a server of its own that
+        never listens (the parent's server hands it the requests under its prefix, with the
+        prefix as its root_path); another ASGI app runs on the ASGI driver."""
+        from data_bridge._serve import _log
+
+        root = (root_path if root_path is not None else self.root_path or "").rstrip("/")
+        for prefix, app, _name in self.mounts:
+            if isinstance(app, FastAPI):
+                target = app.build_server(
+                    loop, limits, root_path=root + prefix, client=client, scheme=scheme
+                )
+            else:
+                target = _core.AsgiApp(app, loop, log=_log, root_path=root + prefix, mounted=True)
+            server.add_mount(prefix, target)
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;
@@ -490,6 +515,7 @@ class FastAPI(APIRouter):
             len(self._exception_handlers),
             self._cors is not None,
             len(self._native_middleware),
+            tuple(id(app) for _, app, _ in self.mounts),
         )
 
     @contextlib.contextmanager

@@ -667,6 +667,10 @@ class APIRouter:
         self.lifespan_context = lifespan
         self._lifespans: list[Callable[[Any], Any]] = [lifespan] if lifespan else []
         self.routes: list[APIRoute] = list(routes or [])
+        # app.mount(path, app) of anything but StaticFiles: (prefix, app, name), served by
+        # the native server under the prefix (an ASGI app through the ASGI driver, a
+        # data-bridge App through its own route table).
+        self.mounts: list[tuple[str, Any, str | None]] = []
 
     # Registration ---------------------------------------------------------------------
 
@@ -883,17 +887,24 @@ class APIRouter:
         self._lifespans.extend(router._lifespans)
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
-        """Serves ``app`` under ``path``. StaticFiles is served natively (a GET/HEAD route
-        ``path/{path:path}``, not in the OpenAPI document); ``url_path_for(name,
-        path=...)`` gives a file's URL, as Starlette's Mount does."""
+        """Serves ``app`` under ``path``, as Starlette's Mount: the mounted app sees the
+        whole path with ``root_path`` set to the prefix. StaticFiles is served natively (a
+        GET/HEAD route ``path/{path:path}``, not in the OpenAPI document; ``url_path_for(
+        name, path=...)`` gives a file's URL); a data-bridge App keeps its native path (its
+        own routes, handlers and documents under the prefix); any other ASGI 3 application
+        (Starlette, FastAPI, WSGIMiddleware around a WSGI app, ...) is run by the native
+        ASGI driver."""
         from data_bridge.api.requests import Request
         from data_bridge.api.staticfiles import StaticFiles
 
         if not isinstance(app, StaticFiles):
-            raise TypeError(
-                f"mount() takes StaticFiles; mounting {type(app).__name__} (an ASGI app or "
-                "sub-application) is not supported yet"
-            )
+            if not (callable(app) or hasattr(app, "build_server")):  # an ASGI app, or an App
+                raise TypeError(f"mount() takes an ASGI application, got {app!r}")
+            prefix = self.prefix + path.rstrip("/")
+            if not prefix.startswith("/"):
+                raise ValueError(f"a mount path must start with '/': {path!r}")
+            self.mounts.append((prefix, app, name))
+            return
         prefix = self.prefix + path.rstrip("/")
         files = app
 

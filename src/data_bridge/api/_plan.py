@@ -251,7 +251,29 @@ def _is_text_type(annotation: Any) -> bool:
         )
     if origin is not None or not isinstance(annotation, type):
         return False
-    return issubclass(annotation, _TEXT_TYPES)
+    if issubclass(annotation, _TEXT_TYPES):
+        return True
+    # FastAPI's rule (field_annotation_is_scalar): any class but a model, a mapping, a
+    # sequence, a dataclass or an upload is read from one value (pydantic's HttpUrl,
+    # EmailStr, a custom type with a validator, ...).
+    return not _is_complex_class(annotation)
+
+
+def _is_complex_class(cls: type) -> bool:
+    import collections.abc
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls) or issubclass(
+        cls, (collections.abc.Mapping, list, tuple, set, frozenset, bytearray)
+    ):
+        return True
+    if getattr(cls, "__pydantic_core_schema__", None) is not None and hasattr(
+        cls, "model_fields"
+    ):
+        return True  # a pydantic model
+    from data_bridge.api.datastructures import UploadFile
+
+    return issubclass(cls, UploadFile)
 
 
 def _annotated_extras(annotation: Any) -> tuple[Any, ...]:

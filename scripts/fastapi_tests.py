@@ -53,10 +53,11 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 KNOWN_GAPS: list[tuple[str, str]] = [
     ("WebSockets (`fastapi.websockets`, `WebSocket`)", "not built yet (issue 15)"),
     (
-        '`app(scope, receive, send)` (the App called as an ASGI app), `@app.middleware("http")`,'
-        " other ASGI middleware, custom `APIRoute.get_route_handler` classes",
-        "issue 14: the native server serves and mounts ASGI apps, but the App itself is not"
-        " an ASGI callable yet, and Python middleware has no place in the native path yet",
+        "`app(scope, receive, send)` (the App called as an ASGI app), pure ASGI middleware,"
+        " custom `APIRoute.get_route_handler` classes",
+        "issue 14: the native server serves and mounts ASGI apps, and runs"
+        ' `@app.middleware("http")` around routes, but the App itself is not an ASGI'
+        " callable yet",
     ),
     (
         "Request bodies over 1 MiB (`test_request_body_limits` tutorial002)",

@@ -267,9 +267,7 @@ def _is_complex_class(cls: type) -> bool:
         cls, (collections.abc.Mapping, list, tuple, set, frozenset, bytearray)
     ):
         return True
-    if getattr(cls, "__pydantic_core_schema__", None) is not None and hasattr(
-        cls, "model_fields"
-    ):
+    if getattr(cls, "__pydantic_core_schema__", None) is not None and hasattr(cls, "model_fields"):
         return True  # a pydantic model
     from data_bridge.api.datastructures import UploadFile
 

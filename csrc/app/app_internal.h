@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "app/app.h"
+#include "loop/loop.h"
 #include "router/router.h"
 #include "server/server.h"
 
@@ -185,37 +186,6 @@ extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
 extern PyTypeObject StreamWriter_Type;
-
-/* The current exception as one object (NULL if none), and back. 3.12 deprecates the
- * three-object form. */
-static inline PyObject *app_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (t == NULL)
-        return NULL;
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb != NULL && v != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-#endif
-}
-
-static inline void app_restore_exception(PyObject *exc)
-{
-    if (exc == NULL)
-        return;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
 
 /* plan.c */
 route_plan_t *plan_build(PyObject *handler, PyObject *path, PyObject *params, int status_code,

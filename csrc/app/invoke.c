@@ -136,7 +136,7 @@ static PyObject *driver_throw(DriverObject *d, PyObject *const *args, Py_ssize_t
         return value;
     PyObject *result = NULL;
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyObject *exc = app_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         result = PyObject_GetAttrString(exc, "value");
         Py_DECREF(exc);
         if (result == NULL)
@@ -363,12 +363,12 @@ static PySendResult first_send(ServerObject *srv, DriverObject *d, PyObject **va
         return PYGEN_ERROR;
     Py_DECREF(r);
     PySendResult s = PyIter_Send(d->coro, Py_None, value);
-    PyObject *exc = s == PYGEN_ERROR ? app_fetch_exception() : NULL;
+    PyObject *exc = s == PYGEN_ERROR ? pyloop_fetch_exception() : NULL;
     r = PyObject_Vectorcall(leave_task_fn, args, 2, NULL);
     if (r == NULL)
         PyErr_WriteUnraisable(leave_task_fn);
     Py_XDECREF(r);
-    app_restore_exception(exc);
+    pyloop_restore_exception(exc);
     return s;
 }
 
@@ -436,11 +436,11 @@ static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t
                             server_request_t *req, const router_match_t *m, PyObject **request)
 {
     if (srv->exception_hook != NULL && *request == NULL) {
-        PyObject *exc = app_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         *request = request_new(req, m);
         if (*request == NULL)
             PyErr_Clear(); /* the hook then gets None */
-        app_restore_exception(exc);
+        pyloop_restore_exception(exc);
     }
     respond_exception(conn, plan, srv->exception_hook, *request);
 }

@@ -232,6 +232,8 @@ void app_guards_free(ServerObject *srv);
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.parse_multipart. */
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
+/* files_py.c: _core.parse_range(value, size). */
+PyObject *app_parse_range(PyObject *module, PyObject *args);
 /* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
  * with ValueError (the message to answer 400 with) or MemoryError. */
 PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,

@@ -53,11 +53,9 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 KNOWN_GAPS: list[tuple[str, str]] = [
     ("WebSockets (`fastapi.websockets`, `WebSocket`)", "not built yet (issue 15)"),
     (
-        "`app(scope, receive, send)` (the App called as an ASGI app), pure ASGI middleware,"
-        " custom `APIRoute.get_route_handler` classes",
-        "issue 14: the native server serves and mounts ASGI apps, and runs"
-        ' `@app.middleware("http")` around routes, but the App itself is not an ASGI'
-        " callable yet",
+        "Pure ASGI middleware around the App, custom `APIRoute.get_route_handler` classes",
+        "issue 14: the native path has no place for Python code between the server and the"
+        " route yet (HTTP middleware runs around routes, after native binding)",
     ),
     (
         "Request bodies over 1 MiB (`test_request_body_limits` tutorial002)",

@@ -315,6 +315,17 @@ class FastAPI(APIRouter):
             "and has no generic middleware stack"
         )
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The App as an ASGI 3 application (under another ASGI server, mounted in
+        Starlette/FastAPI, or with httpx's ASGITransport): the native path on a thread of
+        its own (_asgi_bridge.py)."""
+        bridge = self.__dict__.get("_asgi_bridge")
+        if bridge is None:
+            from data_bridge.api._asgi_bridge import AsgiBridge
+
+            bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
+        await bridge(scope, receive, send)
+
     def middleware(self, middleware_type: str) -> Callable[[Any], Any]:
         """FastAPI's ``@app.middleware("http")``: ``async def func(request, call_next)``
         around every route (the request is still parsed, routed and bound natively)."""

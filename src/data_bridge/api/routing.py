@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
@@ -344,6 +345,7 @@ class _Responder:
         self.native = None
         if (
             adapter is not None
+            and not isinstance(adapter, StructAdapter)
             and response_class is JSONResponse
             and route.response_model_by_alias
             and not any(
@@ -372,6 +374,8 @@ class _Responder:
         model = route.response_model
         if model is not None and _is_generator(route.endpoint):
             model = _stream_item(model)
+        if model is not None and is_struct_annotation(model):
+            return cls(route, StructAdapter(model), response_class, where)
         if model is not None and model is not Any:
             try:
                 import pydantic
@@ -389,6 +393,14 @@ class _Responder:
     def validate(self, result: Any) -> Any:
         import pydantic
 
+        if isinstance(self.adapter, StructAdapter):
+            import msgspec
+
+            try:
+                return self.adapter.validate_python(result, from_attributes=True)
+            except msgspec.ValidationError as exc:
+                errors = struct_errors(exc, ("response",), result)
+                raise ResponseValidationError(errors, body=result) from None
         try:
             return self.adapter.validate_python(result, from_attributes=True)
         except pydantic.ValidationError as exc:

@@ -168,6 +168,9 @@ typedef struct {
      * of the router; chosen once when the native server is made, so the routed path pays
      * nothing for it. NULL for an App. */
     PyObject *asgi;
+    /* bytes: the response header lines every response carries (uvicorn's Server header
+     * and --header), pointed at by cfg.default_headers; NULL when none. */
+    PyObject *default_headers;
 } ServerObject;
 
 extern PyTypeObject Server_Type;

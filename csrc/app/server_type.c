@@ -30,6 +30,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "request_timeout",
                              "backlog",
                              "redirect_slashes",
+                             "date_header",
+                             "limit_concurrency",
+                             "default_headers",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -41,17 +44,25 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     double keepalive = cfg.keepalive_timeout / 1000.0,
            request_timeout = cfg.request_timeout / 1000.0;
     int backlog = cfg.backlog;
-    int redirect_slashes = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddip", kwlist, &loop, &max_body, &max_target,
-                                     &max_header_bytes, &max_headers, &keepalive, &request_timeout,
-                                     &backlog, &redirect_slashes))
+    int redirect_slashes = 0, date_header = 1;
+    Py_ssize_t limit_concurrency = 0;
+    PyObject *default_headers = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$KnnnddippnS", kwlist, &loop, &max_body,
+                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
+                                     &request_timeout, &backlog, &redirect_slashes, &date_header,
+                                     &limit_concurrency, &default_headers))
         return -1;
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the server is already running");
+        return -1;
+    }
     if (!pyloop_check(loop)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1) {
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
+        limit_concurrency < 0) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -65,6 +76,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.backlog = backlog;
+    cfg.no_date_header = !date_header;
+    cfg.limit_concurrency = (size_t)limit_concurrency;
+    /* The bytes stay referenced by the object, which outlives its native server. */
+    Py_XSETREF(self->default_headers, Py_XNewRef(default_headers));
+    if (self->default_headers != NULL) {
+        cfg.default_headers = PyBytes_AS_STRING(self->default_headers);
+        cfg.default_headers_len = (size_t)PyBytes_GET_SIZE(self->default_headers);
+    }
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
     Py_XSETREF(self->loop, Py_NewRef(loop));
@@ -357,6 +376,12 @@ static PyObject *server_get_connections(ServerObject *self, void *closure)
     return PyLong_FromSize_t(self->server ? server_connection_count(self->server) : 0);
 }
 
+static PyObject *server_get_requests(ServerObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->server ? server_request_count(self->server) : 0);
+}
+
 /* The server's lent memory (server_buffer_stats) as a dict; all zero before listen(). */
 static PyObject *server_get_buffers(ServerObject *self, void *closure)
 {
@@ -392,6 +417,7 @@ static void server_dealloc(ServerObject *self)
     /* Not listening (listening holds a self-reference), so no handle refers to us; signal
      * handles are closed here and freed by libuv later. */
     close_signals(self);
+    Py_CLEAR(self->default_headers);
     for (size_t i = 0; i < self->nplans; i++)
         plan_free(self->plans[i]);
     free(self->plans);
@@ -584,6 +610,7 @@ static PyMethodDef server_methods[] = {
 
 static PyGetSetDef server_getset[] = {
     {"connections", (getter)server_get_connections, NULL, "Open connections.", NULL},
+    {"requests", (getter)server_get_requests, NULL, "Requests dispatched so far.", NULL},
     {"buffers", (getter)server_get_buffers, NULL,
      "Buffers and request heads lent to connections, and waiting in the free lists.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

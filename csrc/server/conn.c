@@ -331,6 +331,17 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
+    c->server->requests++;
+    size_t limit = c->server->cfg.limit_concurrency;
+    if (limit && c->server->nconns >= limit) {
+        /* uvicorn's --limit-concurrency: its connection count includes this one, and the
+         * answer is its service_unavailable response, which closes the connection. */
+        c->keep_alive = 0;
+        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, NULL, 0, "Service Unavailable",
+                            19);
+        conn_request_done(c, consumed);
+        return 0;
+    }
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
     /* A response that began streaming keeps its request pending until the stream ends. */
     if (r == SERVER_DISPATCH_PENDING || c->streaming) {

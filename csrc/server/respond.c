@@ -37,7 +37,8 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     size_t reason_len = strlen(reason);
     int no_content = status < 200 || status == 204 || status == 304;
     size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + framing_len + 24 +
-                  extra_len + c->resp_headers.len + 2 + body_room;
+                  extra_len + c->resp_headers.len + c->server->cfg.default_headers_len + 2 +
+                  body_room;
     if (conn_wbuf_reserve(c, need) < 0) {
         conn_close(c);
         return NULL;
@@ -51,9 +52,14 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     *p++ = (char)('0' + status % 10);
     *p++ = ' ';
     p = put(p, reason, reason_len);
-    p = put(p, "\r\ndate: ", 8);
-    p = put(p, http_date_now(time(NULL)), 29);
     p = put(p, "\r\n", 2);
+    if (!c->server->cfg.no_date_header) {
+        p = put(p, "date: ", 6);
+        p = put(p, http_date_now(time(NULL)), 29);
+        p = put(p, "\r\n", 2);
+    }
+    if (c->server->cfg.default_headers_len)
+        p = put(p, c->server->cfg.default_headers, c->server->cfg.default_headers_len);
     if (ctype_len && !no_content) {
         p = put(p, "content-type: ", 14);
         p = put(p, ctype, ctype_len);

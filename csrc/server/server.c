@@ -170,6 +170,11 @@ size_t server_connection_count(const server_t *s)
     return s->nconns;
 }
 
+uint64_t server_request_count(const server_t *s)
+{
+    return s->requests;
+}
+
 void server_buffer_stats(const server_t *s, server_buffer_stats_t *out)
 {
     out->blocks_lent = s->blocks.lent;

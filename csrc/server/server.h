@@ -28,6 +28,14 @@ typedef struct {
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
     size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
     int backlog;                /* listen(2) backlog (default 1024) */
+    int no_date_header;         /* leave out the Date header (uvicorn's --no-date-header) */
+    /* Open connections at or above which a request is answered 503 and its connection
+     * closed, as uvicorn's --limit-concurrency (0: no limit). */
+    size_t limit_concurrency;
+    /* Complete "name: value\r\n" lines put in every response head (uvicorn's default
+     * headers: Server, --header); owned by the caller and kept alive as long as the server. */
+    const char *default_headers;
+    size_t default_headers_len;
 } server_config_t;
 
 typedef struct server server_t;
@@ -62,6 +70,8 @@ int server_adopt_fd(server_t *s, int fd);
  * every handle. on_closed runs once everything is released (the server is then freed). */
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
 size_t server_connection_count(const server_t *s);
+/* Requests dispatched since the server was made (for --limit-max-requests and metrics). */
+uint64_t server_request_count(const server_t *s);
 /* Compresses response bodies with gzip by Starlette's GZipMiddleware rules (gzip/gzip.h):
  * level 0..9, bodies of at least minimum_size bytes, excluded media types as a
  * NUL-terminated list (copied). A second call replaces the settings. Returns 0, or -1 when

@@ -86,7 +86,8 @@ struct server {
     server_conn_t *resume_head; /* connections waiting for it; each holds a reference */
     server_conn_t *conns;       /* doubly linked list of open connections */
     size_t nconns;
-    size_t nlive; /* connections not yet freed (a closed one may still be referenced) */
+    uint64_t requests; /* dispatched so far (server_request_count) */
+    size_t nlive;      /* connections not yet freed (a closed one may still be referenced) */
     /* Memory lent to connections while they have work (buffers of SERVER_BLOCK_SIZE and
      * parsed request heads), trimmed by the sweep once a burst is over. */
     db_pool_t blocks;

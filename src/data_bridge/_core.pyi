@@ -175,6 +175,10 @@ class Server:
         keepalive_timeout: float = ...,
         request_timeout: float = ...,
         backlog: int = ...,
+        redirect_slashes: bool = ...,
+        date_header: bool = True,
+        limit_concurrency: int = 0,
+        default_headers: bytes | None = None,
     ) -> None: ...
     def add_route(
         self,
@@ -191,6 +195,8 @@ class Server:
     def set_asgi(self, asgi_app: AsgiApp, /) -> None: ...
     @property
     def connections(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
     @property
     def buffers(self) -> dict[str, int]: ...
 

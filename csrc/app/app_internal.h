@@ -171,7 +171,16 @@ typedef struct {
     /* bytes: the response header lines every response carries (uvicorn's Server header
      * and --header), pointed at by cfg.default_headers; NULL when none. */
     PyObject *default_headers;
+    /* The access log (access.c): logger.info-like callable(format, *args), or NULL; the
+     * format and the two version strings are interned once. */
+    PyObject *access_log;
+    PyObject *access_format;
+    PyObject *access_v10;
+    PyObject *access_v11;
 } ServerObject;
+
+/* access.c: Server.set_access_log(callable or None). */
+PyObject *app_set_access_log(ServerObject *self, PyObject *log);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

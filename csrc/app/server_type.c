@@ -404,6 +404,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->request_class);
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
+    Py_VISIT(self->access_log);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -418,6 +419,10 @@ static void server_dealloc(ServerObject *self)
      * handles are closed here and freed by libuv later. */
     close_signals(self);
     Py_CLEAR(self->default_headers);
+    Py_CLEAR(self->access_log);
+    Py_CLEAR(self->access_format);
+    Py_CLEAR(self->access_v10);
+    Py_CLEAR(self->access_v11);
     for (size_t i = 0; i < self->nplans; i++)
         plan_free(self->plans[i]);
     free(self->plans);
@@ -443,6 +448,11 @@ static void server_dealloc(ServerObject *self)
  * the plans stay: the server needs them until it is freed). */
 static int server_clear(ServerObject *self)
 {
+    if (self->server == NULL) {
+        /* A running server calls it (and holds a reference to self meanwhile). */
+        self->cfg.access_log = NULL;
+        Py_CLEAR(self->access_log);
+    }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
@@ -582,6 +592,9 @@ static PyMethodDef server_methods[] = {
      "the CORS step (3), in middleware order, outermost first"},
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
+    {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
+     "set_access_log(info): call info(format, client, method, target, version, status) "
+     "after each response head (uvicorn's access log); None turns it off"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

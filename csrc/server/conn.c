@@ -41,6 +41,7 @@ static void conn_release(server_conn_t *c)
     db_pool_give_buf(&s->blocks, &c->wbuf);
     db_pool_give_buf(&s->blocks, &c->inflight);
     db_buf_free(&c->resp_headers);
+    db_buf_free(&c->log_line);
     if (c->head)
         db_pool_give(&s->heads, c->head);
     free(c);
@@ -332,6 +333,17 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
     c->server->requests++;
+    if (c->server->cfg.access_log != NULL) {
+        /* Copied now: the response of a detached request (ASGI) is written after its
+         * slices went back. Only with the access log on, so the hot path pays a test. */
+        http_request_t *h = c->head;
+        c->log_line.len = 0;
+        if (db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
+            db_buf_append(&c->log_line, h->target, h->target_len) == 0) {
+            c->log_method_len = h->method_len;
+            c->log_pending = 1;
+        }
+    }
     size_t limit = c->server->cfg.limit_concurrency;
     if (limit && c->server->nconns >= limit) {
         /* uvicorn's --limit-concurrency: its connection count includes this one, and the

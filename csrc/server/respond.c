@@ -77,7 +77,15 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
         p = put(p, c->resp_headers.data, c->resp_headers.len);
         c->resp_headers.len = 0;
     }
-    return put(p, "\r\n", 2);
+    p = put(p, "\r\n", 2);
+    if (c->log_pending) {
+        c->log_pending = 0;
+        const server_config_t *cfg = &c->server->cfg;
+        cfg->access_log(cfg->access_ctx, c, status, c->log_line.data, c->log_method_len,
+                        c->log_line.data + c->log_method_len, c->log_line.len - c->log_method_len,
+                        c->http10);
+    }
+    return p;
 }
 
 size_t respond_content_length(char *out, uint64_t len)

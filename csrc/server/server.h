@@ -21,6 +21,16 @@
 #include "common/buf.h"
 #include "http/http.h"
 
+typedef struct server_conn server_conn_t;
+
+/* The access log (uvicorn's --access-log): called once per dispatched request, GIL held,
+ * when its response head is written, with the status, the request's method and target (a
+ * copy taken at dispatch, so valid even when the request's slices were detached) and
+ * whether it was HTTP/1.0. Must not leave a Python exception set. */
+typedef void (*server_access_cb)(void *ctx, server_conn_t *c, int status, const char *method,
+                                 size_t method_len, const char *target, size_t target_len,
+                                 int http10);
+
 typedef struct {
     http_limits_t http;
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
@@ -36,10 +46,11 @@ typedef struct {
      * headers: Server, --header); owned by the caller and kept alive as long as the server. */
     const char *default_headers;
     size_t default_headers_len;
+    server_access_cb access_log; /* NULL: no access log, and nothing is copied per request */
+    void *access_ctx;
 } server_config_t;
 
 typedef struct server server_t;
-typedef struct server_conn server_conn_t;
 
 typedef struct {
     http_request_t *head; /* parsed head; slices into the connection's buffer */

@@ -24,6 +24,8 @@ from typing import Any
 from data_bridge import _core, pyloop
 
 logger = logging.getLogger("data_bridge")
+# One record per response in uvicorn's format (uvicorn.access's counterpart).
+access_logger = logging.getLogger("data_bridge.access")
 
 # The exit status when the application's lifespan startup failed (as uvicorn's).
 STARTUP_FAILURE = 3
@@ -329,6 +331,14 @@ def _serve_once(app: Any, config: Config, sock: socket.socket, announce: str = "
             server.set_asgi(
                 _core.AsgiApp(app, loop, log=_log, root_path=config.root_path, state=state)
             )
+        # As uvicorn: the access log is written when enabled and someone would see it; off,
+        # the server is not even asked to copy the request line.
+        if (
+            config.access_log
+            and access_logger.isEnabledFor(logging.INFO)
+            and access_logger.hasHandlers()
+        ):
+            server.set_access_log(access_logger.info)
         listen(server, sock)
         if announce:
             logger.info("%s", announce)
@@ -416,6 +426,7 @@ def configure_logging(level: str) -> None:
     if not logging.getLogger().handlers and not logger.handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(LOG_LEVELS[level])
+    access_logger.setLevel(LOG_LEVELS[level])
 
 
 def serve_config(app: Any, config: Config) -> None:

@@ -4,6 +4,7 @@ and its effect checked on the wire."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -388,3 +389,61 @@ def test_accepted_defaults_of_uvicorn(tmp_path: Path) -> None:
         assert flag in r.stdout
     bad = run_cli(tmp_path, "cliapp:app", "--header", "novalue")
     assert bad.returncode == 2 and "NAME:VALUE" in bad.stderr
+
+
+# --- the access log ------------------------------------------------------------------
+
+ACCESS = re.compile(r'INFO data_bridge\.access: (\S*) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3})$')
+
+
+def access_lines(output: str) -> list[tuple[str, ...]]:
+    return [m.groups() for line in output.splitlines() if (m := ACCESS.match(line))]
+
+
+def test_access_log_lines(cli) -> None:
+    c = cli("cliapp:app")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    s.sendall(
+        b"GET /where?a=1&b=%20 HTTP/1.1\r\nHost: x\r\n\r\nGET /missing HTTP/1.0\r\nHost: x\r\n\r\n"
+    )
+    reader = Reader(s)
+    assert reader.read_response().status == 200
+    assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    lines = access_lines(c.output())
+    assert (f"127.0.0.1:{port}", "GET", "/where?a=1&b=%20", "1.1", "200") in lines
+    assert (f"127.0.0.1:{port}", "GET", "/missing", "1.0", "404") in lines
+
+
+def test_access_log_asgi_and_uds(cli, tmp_path: Path) -> None:
+    path = tmp_path / "a.sock"
+    c = cli("cliapp:asgi", "--uds", str(path))
+    deadline = time.monotonic() + 15
+    while not path.exists():
+        assert c.proc.poll() is None and time.monotonic() < deadline, c.output()
+        time.sleep(0.05)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+        assert client.post("http://x/p?q", content=b"x").status_code == 200
+    assert c.stop() == 0
+    # No IP address on a UNIX socket: the client is empty, as uvicorn's.
+    assert ("", "POST", "/p?q", "1.1", "200") in access_lines(c.output())
+
+
+def test_no_access_log(cli) -> None:
+    c = cli("cliapp:app", "--no-access-log")
+    c.wait_ready()
+    httpx.get(c.url + "/where")
+    assert c.stop() == 0
+    assert access_lines(c.output()) == []
+    assert "data_bridge.access" not in c.output()
+
+
+def test_access_log_follows_log_level(cli) -> None:
+    c = cli("cliapp:app", "--log-level", "warning")
+    c.wait_ready()
+    httpx.get(c.url + "/where")
+    assert c.stop() == 0
+    assert access_lines(c.output()) == []

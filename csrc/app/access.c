@@ -10,32 +10,27 @@
  */
 #include "app/app_internal.h"
 
-static void app_access_log(void *ctx, server_conn_t *c, int status, const char *method,
-                           size_t method_len, const char *target, size_t target_len, int http10)
+static void app_access_log(void *ctx, int status, const char *client, size_t client_len,
+                           const char *method, size_t method_len, const char *target,
+                           size_t target_len, int http10)
 {
     ServerObject *self = ctx;
     PyObject *type, *value, *tb;
     /* A response may be written while the caller handles an exception (a 500): keep it. */
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *client = NULL, *m = NULL, *t = NULL, *st = NULL, *r = NULL;
-    char host[64];
-    int port = 0;
-    if (server_conn_address(c, 1, host, sizeof(host), &port) == 0)
-        client = PyUnicode_FromFormat(strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    else
-        client = PyUnicode_FromStringAndSize(NULL, 0);
-    m = PyUnicode_DecodeLatin1(method, (Py_ssize_t)method_len, NULL);
-    t = PyUnicode_DecodeLatin1(target, (Py_ssize_t)target_len, NULL);
-    st = PyLong_FromLong(status);
-    if (client && m && t && st) {
+    PyObject *cl = PyUnicode_DecodeLatin1(client, (Py_ssize_t)client_len, NULL);
+    PyObject *m = PyUnicode_DecodeLatin1(method, (Py_ssize_t)method_len, NULL);
+    PyObject *t = PyUnicode_DecodeLatin1(target, (Py_ssize_t)target_len, NULL);
+    PyObject *st = PyLong_FromLong(status), *r = NULL;
+    if (cl && m && t && st) {
         PyObject *args[6] = {
-            self->access_format, client, m, t, http10 ? self->access_v10 : self->access_v11, st};
+            self->access_format, cl, m, t, http10 ? self->access_v10 : self->access_v11, st};
         r = PyObject_Vectorcall(self->access_log, args, 6, NULL);
     }
     if (r == NULL)
         PyErr_WriteUnraisable(self->access_log);
     Py_XDECREF(r);
-    Py_XDECREF(client);
+    Py_XDECREF(cl);
     Py_XDECREF(m);
     Py_XDECREF(t);
     Py_XDECREF(st);

@@ -177,6 +177,9 @@ typedef struct {
     PyObject *access_format;
     PyObject *access_v10;
     PyObject *access_v11;
+    /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
+     * cfg.trust; NULL when proxy headers are off. */
+    http_trust_t *trust;
 } ServerObject;
 
 /* access.c: Server.set_access_log(callable or None). */

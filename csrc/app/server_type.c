@@ -33,6 +33,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "date_header",
                              "limit_concurrency",
                              "default_headers",
+                             "forwarded_allow_ips",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -47,10 +48,12 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     int redirect_slashes = 0, date_header = 1;
     Py_ssize_t limit_concurrency = 0;
     PyObject *default_headers = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$KnnnddippnS", kwlist, &loop, &max_body,
-                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
-                                     &request_timeout, &backlog, &redirect_slashes, &date_header,
-                                     &limit_concurrency, &default_headers))
+    const char *forwarded = NULL;
+    Py_ssize_t forwarded_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -84,6 +87,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         cfg.default_headers = PyBytes_AS_STRING(self->default_headers);
         cfg.default_headers_len = (size_t)PyBytes_GET_SIZE(self->default_headers);
     }
+    http_trust_free(self->trust);
+    self->trust = NULL;
+    if (forwarded != NULL &&
+        (self->trust = http_trust_new(forwarded, (size_t)forwarded_len)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cfg.trust = self->trust;
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
     Py_XSETREF(self->loop, Py_NewRef(loop));
@@ -423,6 +434,8 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_format);
     Py_CLEAR(self->access_v10);
     Py_CLEAR(self->access_v11);
+    http_trust_free(self->trust);
+    self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
         plan_free(self->plans[i]);
     free(self->plans);

@@ -16,7 +16,9 @@
  * holds only its server_conn_t, as an nginx connection holds only its ngx_connection_t.
  */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "loop/loop.h"
@@ -337,9 +339,19 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         /* Copied now: the response of a detached request (ASGI) is written after its
          * slices went back. Only with the access log on, so the hot path pays a test. */
         http_request_t *h = c->head;
+        char host[SERVER_HOST_MAX], client[SERVER_HOST_MAX + 16];
+        int port = 0, n = 0;
+        /* uvicorn's get_client_addr: "host:port" of the client (after proxy headers, no
+         * brackets around IPv6), "" when there is none. */
+        if (server_conn_client(c, h, host, sizeof(host), &port) == 0)
+            n = snprintf(client, sizeof(client), "%s:%d", host, port);
+        if (n < 0 || (size_t)n >= sizeof(client))
+            n = 0;
         c->log_line.len = 0;
-        if (db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
+        if (db_buf_append(&c->log_line, client, (size_t)n) == 0 &&
+            db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
             db_buf_append(&c->log_line, h->target, h->target_len) == 0) {
+            c->log_client_len = (size_t)n;
             c->log_method_len = h->method_len;
             c->log_pending = 1;
         }
@@ -632,6 +644,47 @@ int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen
         return 1;
     }
     return r < 0 ? r : 0;
+}
+
+/* Whether the connection's peer may set proxy headers (uvicorn: the peer's host is in
+ * --forwarded-allow-ips; a peer without an IP address, on a UNIX socket, only with "*"). */
+static int conn_peer_trusted(server_conn_t *c)
+{
+    const http_trust_t *t = c->server->cfg.trust;
+    char host[64];
+    int port;
+    int r = server_conn_address(c, 1, host, sizeof(host), &port);
+    if (r == 0)
+        return http_trust_has(t, host, strlen(host));
+    return r == 1 && http_trust_all(t);
+}
+
+int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
+                       int *port)
+{
+    const char *fh;
+    size_t fl;
+    int fp;
+    /* The header first: without it (a direct client) nothing else is asked. */
+    if (c->server->cfg.trust != NULL && head != NULL &&
+        http_find_header(head, "x-forwarded-for", 15) != NULL && conn_peer_trusted(c) &&
+        http_forwarded_client(c->server->cfg.trust, head, &fh, &fl, &fp)) {
+        if (fl >= hostlen)
+            fl = hostlen - 1; /* SERVER_HOST_MAX bounds what a proxy's value can carry */
+        memcpy(host, fh, fl);
+        host[fl] = '\0';
+        *port = fp;
+        return 0;
+    }
+    return server_conn_address(c, 1, host, hostlen, port);
+}
+
+const char *server_conn_forwarded_proto(server_conn_t *c, const http_request_t *head, size_t *len)
+{
+    if (c->server->cfg.trust == NULL || head == NULL ||
+        http_find_header(head, "x-forwarded-proto", 17) == NULL || !conn_peer_trusted(c))
+        return NULL;
+    return http_forwarded_proto(head, len);
 }
 
 db_buf_t *server_conn_scratch(server_conn_t *c)

@@ -81,9 +81,10 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     if (c->log_pending) {
         c->log_pending = 0;
         const server_config_t *cfg = &c->server->cfg;
-        cfg->access_log(cfg->access_ctx, c, status, c->log_line.data, c->log_method_len,
-                        c->log_line.data + c->log_method_len, c->log_line.len - c->log_method_len,
-                        c->http10);
+        const char *line = c->log_line.data;
+        size_t skip = c->log_client_len + c->log_method_len;
+        cfg->access_log(cfg->access_ctx, status, line, c->log_client_len, line + c->log_client_len,
+                        c->log_method_len, line + skip, c->log_line.len - skip, c->http10);
     }
     return p;
 }

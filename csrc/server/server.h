@@ -24,12 +24,17 @@
 typedef struct server_conn server_conn_t;
 
 /* The access log (uvicorn's --access-log): called once per dispatched request, GIL held,
- * when its response head is written, with the status, the request's method and target (a
- * copy taken at dispatch, so valid even when the request's slices were detached) and
+ * when its response head is written, with the status, the client as "host:port" (after
+ * proxy headers; empty when the socket has no IP address), the request's method and target
+ * (copies taken at dispatch, so valid even when the request's slices were detached) and
  * whether it was HTTP/1.0. Must not leave a Python exception set. */
-typedef void (*server_access_cb)(void *ctx, server_conn_t *c, int status, const char *method,
-                                 size_t method_len, const char *target, size_t target_len,
-                                 int http10);
+typedef void (*server_access_cb)(void *ctx, int status, const char *client, size_t client_len,
+                                 const char *method, size_t method_len, const char *target,
+                                 size_t target_len, int http10);
+
+/* Room for a client host: an IP address, or what a trusted proxy's X-Forwarded-For names
+ * (cut to this length). */
+#define SERVER_HOST_MAX 256
 
 typedef struct {
     http_limits_t http;
@@ -47,6 +52,9 @@ typedef struct {
     const char *default_headers;
     size_t default_headers_len;
     server_access_cb access_log; /* NULL: no access log, and nothing is copied per request */
+    /* Proxies trusted with X-Forwarded-For/-Proto (uvicorn's --proxy-headers with
+     * --forwarded-allow-ips); NULL: proxy headers are ignored. Owned by the caller. */
+    const http_trust_t *trust;
     void *access_ctx;
 } server_config_t;
 
@@ -114,6 +122,15 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * one getpeername(2)/getsockname(2): asked only when the application reads it. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
+/* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into
+ * host[hostlen] (a proxy's value is cut to hostlen - 1 bytes; port 0 when it named none),
+ * otherwise the peer as server_conn_address gives it, with its return values. The peer is
+ * asked about only when the field is present. */
+int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
+                       int *port);
+/* The scheme a trusted proxy's X-Forwarded-Proto gives (http, https, ws or wss; a slice of
+ * the field), or NULL: none, not trusted, or proxy headers off. */
+const char *server_conn_forwarded_proto(server_conn_t *c, const http_request_t *head, size_t *len);
 /* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
  * zero or more complete "name: value\r\n" lines. The method of the request decides
  * whether the body is sent (HEAD) and the status whether it may have one (1xx/204/304).

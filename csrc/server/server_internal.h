@@ -47,10 +47,11 @@ struct server_conn {
     /* Header lines the app adds to whatever response the current request gets (CORS);
      * appended by server_conn_respond, emptied when each request is dispatched. */
     db_buf_t resp_headers;
-    /* With the access log on: the current request's method and target, copied at dispatch
-     * (log_method_len bytes of method, then the target); log_pending until its response
-     * head is written. */
+    /* With the access log on: the current request's client text, method and target, copied
+     * at dispatch (log_client_len bytes of "host:port", log_method_len bytes of method, then
+     * the target); log_pending until its response head is written. */
     db_buf_t log_line;
+    size_t log_client_len;
     size_t log_method_len;
     unsigned log_pending : 1;
     uv_write_t write_req;

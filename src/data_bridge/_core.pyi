@@ -162,6 +162,8 @@ class Request:
     def _peer(self) -> tuple[str, int] | None: ...
     @property
     def _sockname(self) -> tuple[str, int] | None: ...
+    @property
+    def _forwarded_scheme(self) -> str | None: ...
 
 class Server:
     def __init__(
@@ -179,6 +181,7 @@ class Server:
         date_header: bool = True,
         limit_concurrency: int = 0,
         default_headers: bytes | None = None,
+        forwarded_allow_ips: str | None = None,
     ) -> None: ...
     def add_route(
         self,

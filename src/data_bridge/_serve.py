@@ -168,6 +168,12 @@ class Config:
         }
         if text:
             options["default_headers"] = "".join(text).encode("latin-1")
+        if self.proxy_headers:
+            # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
+            trusted = self.forwarded_allow_ips
+            if trusted is None:
+                trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+            options["forwarded_allow_ips"] = trusted
         return options
 
     def max_requests(self) -> int | None:

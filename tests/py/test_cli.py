@@ -3,6 +3,7 @@ and its effect checked on the wire."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -447,3 +448,144 @@ def test_access_log_follows_log_level(cli) -> None:
     httpx.get(c.url + "/where")
     assert c.stop() == 0
     assert access_lines(c.output()) == []
+
+
+# --- proxy headers ---------------------------------------------------------------------
+
+PROXY_APP = textwrap.dedent(
+    """
+    from data_bridge.api import App, Request
+    from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
+
+    app = App()
+
+    @app.get("/where")
+    def where(request: Request):
+        return {"client": list(request.client) if request.client else None,
+                "url": str(request.url)}
+
+    secure = App()
+    secure.add_middleware(HTTPSRedirectMiddleware)
+
+    @secure.get("/s")
+    def s():
+        return {"ok": True}
+
+    async def asgi(scope, receive, send):
+        import json
+        body = json.dumps({"client": scope["client"], "scheme": scope["scheme"]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    """
+)
+
+
+def get_raw(port: int, path: str, *headers: str) -> tuple[int, dict, bytes]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    extra = "".join(h + "\r\n" for h in headers)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: example.com\r\n{extra}\r\n".encode())
+    r = Reader(s).read_response()
+    s.close()
+    return r.status, dict((k.lower(), v) for k, v in r.headers), r.body
+
+
+def test_proxy_headers_from_a_trusted_peer(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app")  # default --forwarded-allow-ips: 127.0.0.1,::1
+    c.wait_ready("/where")
+    _, _, body = get_raw(
+        c.port, "/where?x=1", "X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.7:4711"
+    )
+    data = json.loads(body)
+    assert data == {"client": ["203.0.113.7", 4711], "url": "https://example.com/where?x=1"}
+    # The rightmost untrusted hop: 127.0.0.1 (a trusted proxy) is skipped.
+    _, _, body = get_raw(
+        c.port, "/where", "X-Forwarded-For: 1.1.1.1, 198.51.100.2", "X-Forwarded-For: 127.0.0.1"
+    )
+    assert json.loads(body)["client"] == ["198.51.100.2", 0]
+    # Every hop trusted: the leftmost; an IPv6 hop in brackets with a port.
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-For: [::1]:80, 127.0.0.1")
+    assert json.loads(body)["client"] == ["::1", 80]
+    # An unknown protocol name is ignored; no headers: the peer.
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: gopher")
+    data = json.loads(body)
+    assert data["url"].startswith("http://") and data["client"][0] == "127.0.0.1"
+    assert c.stop() == 0
+    # The access log names the forwarded client.
+    assert ("203.0.113.7:4711", "GET", "/where?x=1", "1.1", "200") in access_lines(c.output())
+
+
+def test_proxy_headers_from_an_untrusted_peer_are_ignored(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--forwarded-allow-ips", "10.0.0.0/8, 192.0.2.1")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: https", "X-Forwarded-For: 1.2.3.4")
+    data = json.loads(body)
+    assert data["client"][0] == "127.0.0.1" and data["url"].startswith("http://")
+    assert c.stop() == 0
+
+
+def test_forwarded_allow_ips_networks_and_star(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--forwarded-allow-ips", "127.0.0.0/8")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-For: 9.9.9.9, 10.1.1.1")
+    assert json.loads(body)["client"] == ["10.1.1.1", 0]
+    assert c.stop() == 0
+    d = cli("proxyapp:app", "--forwarded-allow-ips", "*")
+    d.wait_ready("/where")
+    # "*": the leftmost hop, whatever follows.
+    _, _, body = get_raw(d.port, "/where", "X-Forwarded-For: 9.9.9.9, 10.1.1.1")
+    assert json.loads(body)["client"] == ["9.9.9.9", 0]
+    assert d.stop() == 0
+
+
+def test_no_proxy_headers(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--no-proxy-headers")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: https", "X-Forwarded-For: 1.2.3.4")
+    data = json.loads(body)
+    assert data["client"][0] == "127.0.0.1" and data["url"].startswith("http://")
+    assert c.stop() == 0
+
+
+def test_proxy_headers_asgi_scope(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:asgi")
+    c.wait_ready()
+    _, _, body = get_raw(c.port, "/", "X-Forwarded-Proto: https", "X-Forwarded-For: 5.6.7.8")
+    assert json.loads(body) == {"client": ["5.6.7.8", 0], "scheme": "https"}
+    _, _, body = get_raw(c.port, "/")
+    data = json.loads(body)
+    assert data["scheme"] == "http" and data["client"][0] == "127.0.0.1"
+    assert c.stop() == 0
+
+
+def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:secure")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            status, headers, _ = get_raw(c.port, "/s")
+            break
+        except OSError:
+            assert c.proc.poll() is None and time.monotonic() < deadline, c.output()
+            time.sleep(0.05)
+    assert status == 307 and headers["location"] == "https://example.com/s"
+    status, _, body = get_raw(c.port, "/s", "X-Forwarded-Proto: https")
+    assert status == 200 and json.loads(body) == {"ok": True}
+    assert c.stop() == 0
+    d = cli("proxyapp:secure", "--forwarded-allow-ips", "10.0.0.1")
+    time.sleep(0.1)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            status, _, _ = get_raw(d.port, "/s", "X-Forwarded-Proto: https")
+            break
+        except OSError:
+            assert d.proc.poll() is None and time.monotonic() < deadline, d.output()
+            time.sleep(0.05)
+    assert status == 307
+    assert d.stop() == 0

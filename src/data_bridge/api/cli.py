@@ -256,9 +256,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.path.insert(0, app_dir)
     app = load_app(args.app, factory=args.factory)
     workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
-    forwarded = args.forwarded_allow_ips
-    if forwarded is None:
-        forwarded = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
     config = Config(
         host=args.host,
         port=args.port,
@@ -268,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=args.access_log,
         proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=forwarded,
+        forwarded_allow_ips=args.forwarded_allow_ips,
         root_path=args.root_path,
         limit_concurrency=args.limit_concurrency,
         limit_max_requests=args.limit_max_requests,

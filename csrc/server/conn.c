@@ -30,6 +30,10 @@
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
+/* While the server closes: how long an accepted connection that has sent nothing yet, and
+ * one in the middle of its request, may take to deliver it (see conn_shutdown_idle). */
+#define CONN_DRAIN_FRESH_MS   1000
+#define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
 static void conn_update_reading(server_conn_t *c);
@@ -335,6 +339,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
     c->server->requests++;
+    c->served = 1;
     if (c->server->cfg.access_log != NULL) {
         /* Copied now: the response of a detached request (ASGI) is written after its
          * slices went back. Only with the access log on, so the hot path pays a test. */
@@ -700,6 +705,18 @@ void conn_shutdown_idle(server_conn_t *c)
     if (c->state == CONN_PENDING || c->writing || c->wbuf.len) {
         c->keep_alive = 0;
         c->close_after_write = c->state != CONN_PENDING;
+        return;
+    }
+    if (c->state != CONN_HEAD || c->mid_request || !c->served) {
+        /* Accepted, but its request is not all here yet (often in flight when the
+         * listener closed): it is answered, with "connection: close", if it arrives within
+         * a short grace, so that a drain loses no accepted request. An idle keep-alive
+         * connection that already had its answers is closed at once (RFC 9112 §9.6). */
+        uint64_t grace =
+            uv_now(c->server->loop) +
+            (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
+        if (c->deadline == 0 || c->deadline > grace)
+            c->deadline = grace;
         return;
     }
     conn_close(c);

@@ -54,6 +54,7 @@ struct server_conn {
     size_t log_client_len;
     size_t log_method_len;
     unsigned log_pending : 1;
+    unsigned served : 1; /* a request of this connection was dispatched */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
@@ -110,6 +111,7 @@ struct server {
     char *gzip_excluded;
     db_buf_t gzip_out;
     int open_handles; /* listener and sweep timer not yet closed */
+    int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
     int listening;
     int closing;
     void (*on_closed)(void *arg);

@@ -190,12 +190,14 @@ def run_until_signalled(
     graceful_timeout: float | None,
     spare: asyncio.Task[Any] | None = None,
     max_requests: int | None = None,
+    worker: bool = False,
 ) -> None:
     """Runs the loop until SIGINT or SIGTERM (or, with max_requests, until the server
     dispatched that many requests), then closes the server: requests in progress finish
     (those still running after graceful_timeout are cancelled, but not ``spare``, the
     lifespan's Task; None waits for them as long as they take, as uvicorn's default); a
-    second signal stops at once."""
+    second signal stops at once. A ``worker`` leaves SIGINT to its supervisor (a terminal's
+    Ctrl-C reaches the whole process group; the supervisor then sends SIGTERM)."""
     stopping = False
 
     def give_up() -> None:
@@ -219,6 +221,8 @@ def run_until_signalled(
             loop.call_later(graceful_timeout, give_up)
 
     def on_signal(signum: int) -> None:
+        if worker and signum == signal.SIGINT:
+            return
         if stopping:
             loop.stop()  # a second signal: stop without waiting
             return
@@ -294,9 +298,16 @@ def listen(server: Any, sock: socket.socket) -> None:
     sock.detach()
 
 
-def _serve_once(app: Any, config: Config, sock: socket.socket, announce: str = "") -> None:
+def _serve_once(
+    app: Any,
+    config: Config,
+    sock: socket.socket,
+    announce: str = "",
+    ready: Callable[[], None] | None = None,
+) -> None:
     """One serving process: the loop, the server, the lifespan, until a signal.
-    ``announce`` is logged once the application started and the server listens."""
+    ``announce`` is logged and ``ready`` (a worker's, telling the supervisor) called once
+    the application started and the server listens."""
     from data_bridge.api.applications import App, Limits
 
     lim = Limits(**config.limits)
@@ -310,7 +321,12 @@ def _serve_once(app: Any, config: Config, sock: socket.socket, announce: str = "
                 loop, lim, root_path=config.root_path or None, server_options=options
             )
             if config.lifespan != "off":
-                loop.run_until_complete(app._startup_app())
+                try:
+                    loop.run_until_complete(app._startup_app())
+                except Exception:
+                    # As uvicorn: the application cannot start, the process exits 3.
+                    logger.exception("Application startup failed")
+                    raise SystemExit(STARTUP_FAILURE) from None
         else:
             server = _core.Server(
                 loop,
@@ -348,9 +364,13 @@ def _serve_once(app: Any, config: Config, sock: socket.socket, announce: str = "
         listen(server, sock)
         if announce:
             logger.info("%s", announce)
+        if ready is not None:
+            ready()
         own = life.task if life is not None else None
         graceful = config.timeout_graceful_shutdown
-        run_until_signalled(loop, server, graceful, own, config.max_requests())
+        run_until_signalled(
+            loop, server, graceful, own, config.max_requests(), worker=ready is not None
+        )
         # An application may go on after its response is complete (work after the last
         # send): its Tasks get the graceful timeout too, then are cancelled.
         pending = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not own]
@@ -372,48 +392,6 @@ def _serve_once(app: Any, config: Config, sock: socket.socket, announce: str = "
         finally:
             asyncio.set_event_loop(None)
             loop.close()
-
-
-def run_workers(app: Any, config: Config, sock: socket.socket) -> None:
-    """Forks ``config.workers`` processes sharing the listening socket; each serves until
-    signalled. Returns when they all exited; SIGINT and SIGTERM are forwarded to them."""
-    children: list[int] = []
-    for _ in range(config.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _serve_once(app, config, sock)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                logger.exception("worker failed")
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-    sock.close()
-
-    def forward(signum: int, frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    status = 0
-    for pid in children:
-        while True:
-            try:
-                _, st = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        status = status or os.waitstatus_to_exitcode(st)
-    if status:
-        raise SystemExit(status)
 
 
 LOG_LEVELS = {
@@ -450,8 +428,24 @@ def serve_config(app: Any, config: Config) -> None:
     if config.workers <= 1:
         _serve_once(app, config, sock, f"data-bridge serving on {where} (pid {os.getpid()})")
     else:
-        logger.info("data-bridge serving on %s with %d workers", where, config.workers)
-        run_workers(app, config, sock)
+        from data_bridge._supervisor import Supervisor
+
+        logger.info(
+            "data-bridge serving on %s with %d workers (supervisor pid %d)",
+            where,
+            config.workers,
+            os.getpid(),
+        )
+
+        def target(ready: Callable[[], None]) -> None:
+            _serve_once(app, config, sock, ready=ready)
+
+        try:
+            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown).run()
+        finally:
+            sock.close()
+        if code:
+            raise SystemExit(code)
 
 
 def serve(

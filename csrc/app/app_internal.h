@@ -180,10 +180,17 @@ typedef struct {
     /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
      * cfg.trust; NULL when proxy headers are off. */
     http_trust_t *trust;
+    /* Metrics (metrics_py.c): the shared memory the counters live in, and the path. */
+    Py_buffer metrics_view;
+    int metrics_held;
+    PyObject *metrics_path;
 } ServerObject;
 
 /* access.c: Server.set_access_log(callable or None). */
 PyObject *app_set_access_log(ServerObject *self, PyObject *log);
+/* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
+PyObject *app_set_metrics(ServerObject *self, PyObject *args);
+void app_metrics_release(ServerObject *self);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

@@ -434,6 +434,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_format);
     Py_CLEAR(self->access_v10);
     Py_CLEAR(self->access_v11);
+    app_metrics_release(self);
     http_trust_free(self->trust);
     self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
@@ -608,6 +609,9 @@ static PyMethodDef server_methods[] = {
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},
+    {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
+     "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
+     "of path answers every slot summed (Prometheus text)"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

@@ -67,6 +67,11 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    if (s->cfg.metrics != NULL) {
+        metrics_add(&conn_metrics(c)->conns_closed);
+        if (c->awaiting)
+            metrics_add(&conn_metrics(c)->abandoned);
+    }
     /* A stream producer waiting for the output to drain learns that it never will. */
     stream_conn_closed(c);
     /* Releases the reference taken by conn_accept for the handle. */
@@ -224,6 +229,8 @@ static server_conn_t *conn_new(server_t *s)
     s->conns = c;
     s->nconns++;
     s->nlive++; /* until conn_release frees it */
+    if (s->cfg.metrics != NULL)
+        metrics_add(&conn_metrics(c)->conns_opened); /* closed: on_conn_closed */
     return c;
 }
 
@@ -337,6 +344,16 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         /* The first Accept-Encoding field, as Starlette's Headers.get reads it. */
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
+    }
+    if (c->server->cfg.metrics != NULL) {
+        if (metrics_is_scrape(c, c->head)) {
+            /* Answered here, before counting, so a scrape does not count itself. */
+            metrics_respond(c);
+            conn_request_done(c, consumed);
+            return !c->close_after_write && !c->closing;
+        }
+        metrics_add(&conn_metrics(c)->requests);
+        c->awaiting = 1;
     }
     c->server->requests++;
     c->served = 1;

@@ -78,6 +78,12 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
         c->resp_headers.len = 0;
     }
     p = put(p, "\r\n", 2);
+    if (c->awaiting) {
+        c->awaiting = 0;
+        /* 100..999 here; the rare 6xx..9xx an application may send count with 5xx. */
+        int k = status / 100 - 1;
+        metrics_add(&conn_metrics(c)->responses[k > 4 ? 4 : k]);
+    }
     if (c->log_pending) {
         c->log_pending = 0;
         const server_config_t *cfg = &c->server->cfg;

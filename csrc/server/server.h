@@ -36,6 +36,19 @@ typedef void (*server_access_cb)(void *ctx, int status, const char *client, size
  * (cut to this length). */
 #define SERVER_HOST_MAX 256
 
+/* One worker's counters in shared memory (metrics.c): SERVER_METRICS_SLOT_SIZE bytes, laid
+ * out as the Python supervisor reads and settles them (_supervisor.py). */
+#define SERVER_METRICS_SLOT_SIZE 128
+typedef struct {
+    uint64_t requests;     /* dispatched (a scrape of the metrics path is not counted) */
+    uint64_t responses[5]; /* response heads written for them, by status class 1xx..5xx */
+    uint64_t abandoned;    /* dispatched, but the connection closed before any response */
+    uint64_t conns_opened;
+    uint64_t conns_closed;
+    uint64_t restarts; /* written by the supervisor: the slot's workers that died */
+    uint64_t reserved[6];
+} server_metrics_t;
+
 typedef struct {
     http_limits_t http;
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
@@ -52,10 +65,18 @@ typedef struct {
     const char *default_headers;
     size_t default_headers_len;
     server_access_cb access_log; /* NULL: no access log, and nothing is copied per request */
+    void *access_ctx;
     /* Proxies trusted with X-Forwarded-For/-Proto (uvicorn's --proxy-headers with
      * --forwarded-allow-ips); NULL: proxy headers are ignored. Owned by the caller. */
     const http_trust_t *trust;
-    void *access_ctx;
+    /* Metrics (NULL: none, and nothing is counted): metrics_slots slots of shared memory,
+     * this process counting into metrics[metrics_slot]; a GET of metrics_path (exact path)
+     * is answered with the sum of all slots. Owned by the caller. */
+    server_metrics_t *metrics;
+    size_t metrics_slots;
+    size_t metrics_slot;
+    const char *metrics_path;
+    size_t metrics_path_len;
 } server_config_t;
 
 typedef struct server server_t;

@@ -54,7 +54,8 @@ struct server_conn {
     size_t log_client_len;
     size_t log_method_len;
     unsigned log_pending : 1;
-    unsigned served : 1; /* a request of this connection was dispatched */
+    unsigned served : 1;   /* a request of this connection was dispatched */
+    unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
@@ -154,6 +155,16 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
                           const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
+/* metrics.c: counting into this process's slot (cfg.metrics, never NULL here). */
+static inline server_metrics_t *conn_metrics(const server_conn_t *c)
+{
+    return &c->server->cfg.metrics[c->server->cfg.metrics_slot];
+}
+void metrics_add(uint64_t *counter);
+/* The request is a scrape of the metrics path. */
+int metrics_is_scrape(const server_conn_t *c, const http_request_t *h);
+/* Answers a scrape: every slot summed, Prometheus text format. Returns 0 or -1 (closed). */
+int metrics_respond(server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

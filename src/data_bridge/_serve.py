@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import random
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_bridge import _core, pyloop
+from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
 
 logger = logging.getLogger("data_bridge")
 # One record per response in uvicorn's format (uvicorn.access's counterpart).
@@ -149,6 +151,8 @@ class Config:
     server_header: bool = True
     date_header: bool = True
     lifespan: str = "auto"
+    # Ours: the path answering Prometheus metrics summed over the workers (None: off).
+    metrics: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -304,10 +308,12 @@ def _serve_once(
     sock: socket.socket,
     announce: str = "",
     ready: Callable[[], None] | None = None,
+    metrics: tuple[Any, int] | None = None,
 ) -> None:
     """One serving process: the loop, the server, the lifespan, until a signal.
     ``announce`` is logged and ``ready`` (a worker's, telling the supervisor) called once
-    the application started and the server listens."""
+    the application started and the server listens. ``metrics``: the shared memory and
+    this process's slot in it."""
     from data_bridge.api.applications import App, Limits
 
     lim = Limits(**config.limits)
@@ -353,6 +359,8 @@ def _serve_once(
             server.set_asgi(
                 _core.AsgiApp(app, loop, log=_log, root_path=config.root_path, state=state)
             )
+        if metrics is not None and config.metrics:
+            server.set_metrics(metrics[0], metrics[1], config.metrics)
         # As uvicorn: the access log is written when enabled and someone would see it; off,
         # the server is not even asked to copy the request line.
         if (
@@ -422,14 +430,26 @@ def serve_config(app: Any, config: Config) -> None:
     if config.lifespan not in ("auto", "on", "off"):
         raise ValueError("lifespan must be 'auto', 'on' or 'off'")
     config.server_options()  # header errors before anything is bound
+    if config.metrics is not None and not config.metrics.startswith("/"):
+        raise ValueError("the metrics path must start with '/'")
     configure_logging(config.log_level)
+    area = None
+    if config.metrics:
+        # Shared memory (an anonymous MAP_SHARED mapping) made before forking: each worker
+        # counts into its slot, a scrape sums them all.
+        slots = 1 if config.workers <= 1 else Supervisor.slots_needed(config.workers)
+        area = mmap.mmap(-1, slots * METRICS_SLOT_SIZE)
     sock = bind_socket(config)
     where = describe(config, sock)
     if config.workers <= 1:
-        _serve_once(app, config, sock, f"data-bridge serving on {where} (pid {os.getpid()})")
+        _serve_once(
+            app,
+            config,
+            sock,
+            f"data-bridge serving on {where} (pid {os.getpid()})",
+            metrics=(area, 0) if area is not None else None,
+        )
     else:
-        from data_bridge._supervisor import Supervisor
-
         logger.info(
             "data-bridge serving on %s with %d workers (supervisor pid %d)",
             where,
@@ -437,11 +457,17 @@ def serve_config(app: Any, config: Config) -> None:
             os.getpid(),
         )
 
-        def target(ready: Callable[[], None]) -> None:
-            _serve_once(app, config, sock, ready=ready)
+        def target(ready: Callable[[], None], slot: int) -> None:
+            _serve_once(
+                app,
+                config,
+                sock,
+                ready=ready,
+                metrics=(area, slot) if area is not None else None,
+            )
 
         try:
-            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown).run()
+            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown, area).run()
         finally:
             sock.close()
         if code:

@@ -13,9 +13,11 @@ so that no decision is taken inside a signal handler.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import select
 import signal
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,25 @@ QUICK_DEATH = 2.0
 CRASH_LOOP_LIMIT = 5
 # Margin past the graceful timeout after which workers still draining are killed.
 KILL_MARGIN = 5.0
+
+# The metrics slot of a worker (csrc/server/server.h: server_metrics_t): requests,
+# responses by class (5), abandoned, connections opened, closed, restarts, reserved (6).
+METRICS_SLOT_SIZE = 128
+_SLOT = struct.Struct("<15Q")
+
+
+def settle_slot(area: mmap.mmap, slot: int, died: bool) -> None:
+    """After the slot's worker exited: what it had in flight and its open connections are
+    gone (its gauges, differences of counters, go back to zero), and a death counts as a
+    restart. The counters stay, so totals summed over the slots never go down."""
+    offset = slot * METRICS_SLOT_SIZE
+    v = list(_SLOT.unpack_from(area, offset))
+    v[6] = max(v[6], v[0] - sum(v[1:6]))  # abandoned = requests - responses
+    v[8] = v[7]  # closed = opened
+    if died:
+        v[9] += 1
+    _SLOT.pack_into(area, offset, *v)
+
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
 
@@ -53,21 +74,25 @@ class _Worker:
     pid: int
     started: float
     ready_fd: int
+    slot: int = 0
     ready: bool = False
     retiring: bool = False
 
 
 class Supervisor:
-    """``target(ready)`` runs in each worker; it calls ``ready()`` once it listens, and
-    returns (or raises SystemExit) when the worker is done."""
+    """``target(ready, slot)`` runs in each worker; it calls ``ready()`` once it listens,
+    counts into metrics slot ``slot`` (when there is a ``metrics`` area: at least
+    ``slots_needed(workers)`` slots), and returns (or raises SystemExit) when done."""
 
     def __init__(
         self,
-        target: Callable[[Callable[[], None]], None],
+        target: Callable[[Callable[[], None], int], None],
         workers: int,
         graceful_timeout: float | None,
+        metrics: mmap.mmap | None = None,
     ) -> None:
         self.target = target
+        self.metrics = metrics
         self.count = workers
         self.graceful_timeout = graceful_timeout
         self.workers: dict[int, _Worker] = {}
@@ -82,9 +107,23 @@ class Supervisor:
         self._old_handlers: dict[int, object] = {}
         self._wake_r = self._wake_w = -1
 
+    @staticmethod
+    def slots_needed(workers: int) -> int:
+        """While the workers roll, old ones drain beside their replacements: twice the
+        workers, and one spare."""
+        return 2 * workers + 1
+
     # --- workers ---------------------------------------------------------------------
 
+    def _free_slot(self) -> int:
+        used = {w.slot for w in self.workers.values()}
+        for slot in range(self.slots_needed(self.count)):
+            if slot not in used:
+                return slot
+        return 0  # cannot happen with slots_needed; sharing a slot is still safe (atomic adds)
+
     def _spawn(self) -> int:
+        slot = self._free_slot()
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -100,7 +139,7 @@ class Supervisor:
                     except OSError:
                         pass
 
-                self.target(ready)
+                self.target(ready, slot)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
@@ -110,7 +149,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         os.close(w)
-        self.workers[pid] = _Worker(pid, time.monotonic(), r)
+        self.workers[pid] = _Worker(pid, time.monotonic(), r, slot)
         logger.info("started worker %d", pid)
         return pid
 
@@ -151,6 +190,9 @@ class Supervisor:
                 continue
             os.close(worker.ready_fd)
             code, how = self._describe(status)
+            if self.metrics is not None:
+                died = not (self.stopping or worker.retiring) and code != 0
+                settle_slot(self.metrics, worker.slot, died)
             if self.stopping or worker.retiring:
                 logger.info("worker %d %s", pid, how)
                 continue

@@ -57,6 +57,17 @@ APP = textwrap.dedent(
 )
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The test run's own PYTHONPATH first (e.g. a sanitizer build of the extension), then
+    the source tree, as conftest's ServerProcess does."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+    )
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +82,7 @@ class Cli:
         (tmp / "cliapp.py").write_text(APP)
         self.port = free_port() if port is None else port
         self.log = tempfile.TemporaryFile()
-        e = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        e = child_env()
         e.update(env or {})
         argv = [sys.executable, "-m", "data_bridge", *args]
         if "--uds" not in args and "--fd" not in args:
@@ -133,7 +144,7 @@ def cli(tmp_path: Path):
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "cliapp.py").write_text(APP)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-m", "data_bridge", *args],
         cwd=tmp_path,
@@ -221,7 +232,7 @@ def test_fd(tmp_path: Path) -> None:
     sock.listen(16)
     port = sock.getsockname()[1]
     (tmp_path / "cliapp.py").write_text(APP)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_bridge", "cliapp:app", "--fd", str(sock.fileno())],
         cwd=tmp_path,

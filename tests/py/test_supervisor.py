@@ -280,3 +280,77 @@ def test_workers_exit_with_a_killed_supervisor(tmp_path: Path) -> None:
         wait_for(gone, 10, "orphaned workers to exit")
     finally:
         cleanup(c)
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def scrape(c: Cli) -> dict[str, float]:
+    r = httpx.get(c.url + "/metrics", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    out = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_single_process(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--metrics", "/metrics")
+    try:
+        c.wait_ready()  # one 200
+        for _ in range(3):
+            httpx.get(c.url + "/nope", timeout=5)  # 404s
+        held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        held.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        m = scrape(c)
+        assert m["data_bridge_requests_total"] == 5  # the scrape does not count itself
+        assert m['data_bridge_responses_total{class="2xx"}'] == 1
+        assert m['data_bridge_responses_total{class="4xx"}'] == 3
+        assert m["data_bridge_requests_in_flight"] == 1
+        # The held connection and the scrape's own.
+        assert m["data_bridge_connections"] == 2
+        assert Reader(held).read_response().status == 200
+        held.close()
+        time.sleep(0.2)
+        m = scrape(c)
+        assert m["data_bridge_requests_in_flight"] == 0
+        assert m['data_bridge_responses_total{class="2xx"}'] == 2
+        assert c.stop() == 0
+    finally:
+        cleanup(c)
+
+
+def test_metrics_summed_over_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2", "--metrics", "/metrics")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        pids = pids_of(c, 40)  # 40 more requests, spread over the workers
+        assert len(pids) == 2
+        m = scrape(c)
+        assert m["data_bridge_requests_total"] == 41
+        assert m['data_bridge_responses_total{class="2xx"}'] == 41
+        # A killed worker: its counts stay, the restart is counted, nothing is left in flight.
+        held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        held.sendall(b"GET /slow?t=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        victim = [p for p in worker_pids(c)]
+        m = scrape(c)
+        assert m["data_bridge_requests_in_flight"] == 1
+        for pid in victim:
+            os.kill(pid, signal.SIGKILL)
+        held.close()
+        wait_for(lambda: len(worker_pids(c) - set(victim)) == 2, what="replacements")
+        c.wait_ready()
+        m = scrape(c)
+        assert m["data_bridge_worker_restarts_total"] == 2
+        assert m["data_bridge_requests_in_flight"] == 0
+        assert m["data_bridge_requests_total"] >= 43
+        assert m["data_bridge_requests_abandoned_total"] == 1
+        assert c.stop() == 0
+    finally:
+        cleanup(c)

@@ -186,8 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-use-colors", action="store_true", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED_VALUES:
         p.add_argument(flag, action="append", help=argparse.SUPPRESS)
-    # Our own limits.
+    # Ours.
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
+    p.add_argument(
+        "--metrics",
+        metavar="PATH",
+        default=None,
+        help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
+    )
     return p
 
 
@@ -275,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         server_header=args.server_header,
         date_header=args.date_header,
         lifespan=args.lifespan,
+        metrics=args.metrics,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

@@ -141,4 +141,5 @@ elif os.environ.get("BENCH_MIDDLEWARE") == "http":
 
 if __name__ == "__main__":
     PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    app.run(host="127.0.0.1", port=PORT)
+    # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn).
+    app.run(host="127.0.0.1", port=PORT, access_log=False)

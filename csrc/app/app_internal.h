@@ -174,6 +174,22 @@ typedef struct {
      * App through its own (never listening) Server's dispatch. */
     struct app_mount *mounts;
     size_t nmounts;
+    /* bytes: the response header lines every response carries (uvicorn's Server header
+     * and --header), pointed at by cfg.default_headers; NULL when none. */
+    PyObject *default_headers;
+    /* The access log (access.c): logger.info-like callable(format, *args), or NULL; the
+     * format and the two version strings are interned once. */
+    PyObject *access_log;
+    PyObject *access_format;
+    PyObject *access_v10;
+    PyObject *access_v11;
+    /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
+     * cfg.trust; NULL when proxy headers are off. */
+    http_trust_t *trust;
+    /* Metrics (metrics_py.c): the shared memory the counters live in, and the path. */
+    Py_buffer metrics_view;
+    int metrics_held;
+    PyObject *metrics_path;
 } ServerObject;
 
 struct app_mount {
@@ -181,6 +197,12 @@ struct app_mount {
     size_t len;
     PyObject *target; /* _core.AsgiApp or Server (strong) */
 };
+
+/* access.c: Server.set_access_log(callable or None). */
+PyObject *app_set_access_log(ServerObject *self, PyObject *log);
+/* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
+PyObject *app_set_metrics(ServerObject *self, PyObject *args);
+void app_metrics_release(ServerObject *self);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

@@ -181,17 +181,32 @@ static void https_redirect(server_conn_t *conn, const http_request_t *head)
     redirect(conn, "https", "", host, n, head);
 }
 
+/* The request came over TLS: the server says so (TLS terminated in front of it, set_secure),
+ * or a trusted proxy's X-Forwarded-Proto does, as the scheme uvicorn's ProxyHeadersMiddleware
+ * sets is what Starlette's HTTPSRedirectMiddleware checks. */
+static int request_secure(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+{
+    size_t n = 0;
+    const char *v;
+    if (srv->secure)
+        return 1;
+    v = server_conn_forwarded_proto(conn, head, &n);
+    return v != NULL &&
+           ((n == 5 && memcmp(v, "https", 5) == 0) || (n == 3 && memcmp(v, "wss", 3) == 0));
+}
+
 int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req)
 {
     for (size_t i = 0; i < srv->nguards; i++) {
         const struct app_guard *g = &srv->guards[i];
         switch (g->kind) {
         case APP_GUARD_TRUSTED_HOST:
-            if (trusted_host(g, conn, req->head, srv->secure ? "https" : "http"))
+            if (trusted_host(g, conn, req->head,
+                             request_secure(srv, conn, req->head) ? "https" : "http"))
                 return 1;
             break;
         case APP_GUARD_HTTPS_REDIRECT:
-            if (srv->secure)
+            if (request_secure(srv, conn, req->head))
                 break;
             https_redirect(conn, req->head);
             return 1;

@@ -164,10 +164,13 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
 static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
 {
     if (*slot == NULL) {
-        char host[64];
+        char host[SERVER_HOST_MAX];
         int port = 0;
+        /* The client is the one a trusted proxy names, when proxy headers are on. */
         if (self->req == NULL ||
-            server_conn_address(self->req->conn, remote, host, sizeof(host), &port) != 0)
+            (remote
+                 ? server_conn_client(self->req->conn, self->req->head, host, sizeof(host), &port)
+                 : server_conn_address(self->req->conn, 0, host, sizeof(host), &port)) != 0)
             return Py_NewRef(Py_None);
         *slot = Py_BuildValue("(si)", host, port);
         if (*slot == NULL)
@@ -188,6 +191,18 @@ static PyObject *get_sockname(RequestObject *self, void *closure)
     return conn_address(self, 0, &self->sockname);
 }
 
+/* The scheme a trusted proxy's X-Forwarded-Proto gives, or None (then the server's own). */
+static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
+{
+    (void)closure;
+    size_t n = 0;
+    const char *v =
+        self->req ? server_conn_forwarded_proto(self->req->conn, self->req->head, &n) : NULL;
+    if (v == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
+}
+
 static PyMethodDef request_methods[] = {
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
@@ -204,6 +219,8 @@ static PyGetSetDef request_getset[] = {
     {"path_params", (getter)get_path_params, NULL, "Path parameters as strings.", NULL},
     {"_peer", (getter)get_peer, NULL,
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
+    {"_forwarded_scheme", (getter)get_forwarded_scheme, NULL,
+     "The scheme a trusted proxy's X-Forwarded-Proto gives, or None.", NULL},
     {"_sockname", (getter)get_sockname, NULL,
      "The server's address (host, port) on this connection, or None (a Unix socket).", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -31,6 +31,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "request_timeout",
                              "backlog",
                              "redirect_slashes",
+                             "date_header",
+                             "limit_concurrency",
+                             "default_headers",
+                             "forwarded_allow_ips",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -42,17 +46,27 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     double keepalive = cfg.keepalive_timeout / 1000.0,
            request_timeout = cfg.request_timeout / 1000.0;
     int backlog = cfg.backlog;
-    int redirect_slashes = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$Knnnddip", kwlist, &loop, &max_body, &max_target,
-                                     &max_header_bytes, &max_headers, &keepalive, &request_timeout,
-                                     &backlog, &redirect_slashes))
+    int redirect_slashes = 0, date_header = 1;
+    Py_ssize_t limit_concurrency = 0;
+    PyObject *default_headers = NULL;
+    const char *forwarded = NULL;
+    Py_ssize_t forwarded_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
         return -1;
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the server is already running");
+        return -1;
+    }
     if (!pyloop_check(loop)) {
         PyErr_SetString(PyExc_TypeError, "loop must be a data_bridge.pyloop.Loop");
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1) {
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
+        limit_concurrency < 0) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -66,6 +80,22 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.backlog = backlog;
+    cfg.no_date_header = !date_header;
+    cfg.limit_concurrency = (size_t)limit_concurrency;
+    /* The bytes stay referenced by the object, which outlives its native server. */
+    Py_XSETREF(self->default_headers, Py_XNewRef(default_headers));
+    if (self->default_headers != NULL) {
+        cfg.default_headers = PyBytes_AS_STRING(self->default_headers);
+        cfg.default_headers_len = (size_t)PyBytes_GET_SIZE(self->default_headers);
+    }
+    http_trust_free(self->trust);
+    self->trust = NULL;
+    if (forwarded != NULL &&
+        (self->trust = http_trust_new(forwarded, (size_t)forwarded_len)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cfg.trust = self->trust;
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
     Py_XSETREF(self->loop, Py_NewRef(loop));
@@ -358,6 +388,12 @@ static PyObject *server_get_connections(ServerObject *self, void *closure)
     return PyLong_FromSize_t(self->server ? server_connection_count(self->server) : 0);
 }
 
+static PyObject *server_get_requests(ServerObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->server ? server_request_count(self->server) : 0);
+}
+
 /* The server's lent memory (server_buffer_stats) as a dict; all zero before listen(). */
 static PyObject *server_get_buffers(ServerObject *self, void *closure)
 {
@@ -382,6 +418,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->asgi);
     for (size_t i = 0; i < self->nmounts; i++)
         Py_VISIT(self->mounts[i].target);
+    Py_VISIT(self->access_log);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -395,6 +432,14 @@ static void server_dealloc(ServerObject *self)
     /* Not listening (listening holds a self-reference), so no handle refers to us; signal
      * handles are closed here and freed by libuv later. */
     close_signals(self);
+    Py_CLEAR(self->default_headers);
+    Py_CLEAR(self->access_log);
+    Py_CLEAR(self->access_format);
+    Py_CLEAR(self->access_v10);
+    Py_CLEAR(self->access_v11);
+    app_metrics_release(self);
+    http_trust_free(self->trust);
+    self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
         plan_free(self->plans[i]);
     free(self->plans);
@@ -421,6 +466,11 @@ static void server_dealloc(ServerObject *self)
  * the plans stay: the server needs them until it is freed). */
 static int server_clear(ServerObject *self)
 {
+    if (self->server == NULL) {
+        /* A running server calls it (and holds a reference to self meanwhile). */
+        self->cfg.access_log = NULL;
+        Py_CLEAR(self->access_log);
+    }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
     Py_CLEAR(self->cors_hook);
@@ -604,6 +654,12 @@ static PyMethodDef server_methods[] = {
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
     {"add_mount", (PyCFunction)server_add_mount, METH_VARARGS,
      "add_mount(prefix, target): requests under prefix go to target (an AsgiApp or a Server)"},
+    {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
+     "set_access_log(info): call info(format, client, method, target, version, status) "
+     "after each response head (uvicorn's access log); None turns it off"},
+    {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
+     "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
+     "of path answers every slot summed (Prometheus text)"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,
@@ -632,6 +688,7 @@ static PyMethodDef server_methods[] = {
 
 static PyGetSetDef server_getset[] = {
     {"connections", (getter)server_get_connections, NULL, "Open connections.", NULL},
+    {"requests", (getter)server_get_requests, NULL, "Requests dispatched so far.", NULL},
     {"buffers", (getter)server_get_buffers, NULL,
      "Buffers and request heads lent to connections, and waiting in the free lists.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

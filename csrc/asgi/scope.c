@@ -12,13 +12,26 @@
 /* (host, port) of an IPv4/IPv6 address; None for anything else (an adopted AF_UNIX
  * socket), as the spec allows for client and server when the address is unknown or not
  * IP ("client: ... Optional; if missing defaults to None"). */
-static PyObject *address_tuple(server_conn_t *conn, int remote)
+static PyObject *address_tuple(server_conn_t *conn, int remote, const http_request_t *h)
 {
-    char host[64];
+    char host[SERVER_HOST_MAX];
     int port = 0;
-    if (server_conn_address(conn, remote, host, sizeof(host), &port) != 0)
+    /* The client: a trusted proxy's X-Forwarded-For when proxy headers are on, as uvicorn's
+     * ProxyHeadersMiddleware rewrites scope["client"]. */
+    if ((remote ? server_conn_client(conn, h, host, sizeof(host), &port)
+                : server_conn_address(conn, 0, host, sizeof(host), &port)) != 0)
         Py_RETURN_NONE;
     return Py_BuildValue("(si)", host, port);
+}
+
+/* scope["scheme"]: "http", or what a trusted proxy's X-Forwarded-Proto says. */
+static PyObject *scheme_of(server_conn_t *conn, const http_request_t *h)
+{
+    size_t n = 0;
+    const char *v = server_conn_forwarded_proto(conn, h, &n);
+    if (v == NULL || (n == 4 && memcmp(v, "http", 4) == 0))
+        return Py_NewRef(asgi_str.v_http);
+    return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
 }
 
 /* path: "HTTP request path, with percent escapes decoded into UTF-8 code sequences" (www
@@ -128,15 +141,15 @@ PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_req
     else
         method = PyUnicode_DecodeLatin1(h->method_str, (Py_ssize_t)h->method_len, NULL);
     if (put(scope, asgi_str.k_method, method) < 0 ||
-        put(scope, asgi_str.k_scheme, Py_NewRef(asgi_str.v_http)) < 0 ||
+        put(scope, asgi_str.k_scheme, scheme_of(conn, h)) < 0 ||
         put(scope, asgi_str.k_path, rooted_path(a, decoded_path(h->path, h->path_len))) < 0 ||
         put(scope, asgi_str.k_raw_path, rooted_raw_path(a, h->path, h->path_len)) < 0 ||
         put(scope, asgi_str.k_query_string,
             PyBytes_FromStringAndSize(h->query ? h->query : "", (Py_ssize_t)h->query_len)) < 0 ||
         put(scope, asgi_str.k_root_path, Py_NewRef(a->root_path)) < 0 ||
         put(scope, asgi_str.headers, header_list(h)) < 0 ||
-        put(scope, asgi_str.k_client, address_tuple(conn, 1)) < 0 ||
-        put(scope, asgi_str.k_server, address_tuple(conn, 0)) < 0)
+        put(scope, asgi_str.k_client, address_tuple(conn, 1, h)) < 0 ||
+        put(scope, asgi_str.k_server, address_tuple(conn, 0, h)) < 0)
         goto error;
     /* extensions: the server supports http.response.pathsend (ASGI extensions, "Path
      * Send"). New dicts: an application may write into its scope. */

@@ -167,4 +167,22 @@ int http_parse_host(const char *value, size_t len, http_host_t *out);
  * zeros and at most 65535. */
 int http_host_port_valid(const char *port, size_t len);
 
+/* Proxy headers, as uvicorn's ProxyHeadersMiddleware reads them (forwarded.c). A trusted
+ * set is made once from --forwarded-allow-ips ("*", addresses, CIDR networks, literals,
+ * comma separated); NULL when out of memory. */
+typedef struct http_trust http_trust_t;
+http_trust_t *http_trust_new(const char *spec, size_t len);
+void http_trust_free(http_trust_t *t);
+int http_trust_all(const http_trust_t *t);
+/* 1 when host (numeric address text, or anything compared with the literals) is trusted. */
+int http_trust_has(const http_trust_t *t, const char *host, size_t len);
+/* The client named by the request's X-Forwarded-For fields: the rightmost untrusted item
+ * (the leftmost when all are trusted or the set is "*"). Returns 1 with *host (a slice of
+ * the field, without brackets) and *port (0 when absent); 0 when there is no such field or
+ * the item is empty. */
+int http_forwarded_client(const http_trust_t *t, const http_request_t *req, const char **host,
+                          size_t *host_len, int *port);
+/* The last X-Forwarded-Proto value when it is http, https, ws or wss (a slice), else NULL. */
+const char *http_forwarded_proto(const http_request_t *req, size_t *len);
+
 #endif

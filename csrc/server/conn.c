@@ -16,7 +16,9 @@
  * holds only its server_conn_t, as an nginx connection holds only its ngx_connection_t.
  */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "loop/loop.h"
@@ -28,6 +30,10 @@
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
+/* While the server closes: how long an accepted connection that has sent nothing yet, and
+ * one in the middle of its request, may take to deliver it (see conn_shutdown_idle). */
+#define CONN_DRAIN_FRESH_MS   1000
+#define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
 static void conn_update_reading(server_conn_t *c);
@@ -41,6 +47,7 @@ static void conn_release(server_conn_t *c)
     db_pool_give_buf(&s->blocks, &c->wbuf);
     db_pool_give_buf(&s->blocks, &c->inflight);
     db_buf_free(&c->resp_headers);
+    db_buf_free(&c->log_line);
     if (c->head)
         db_pool_give(&s->heads, c->head);
     free(c);
@@ -60,6 +67,11 @@ static void on_conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    if (s->cfg.metrics != NULL) {
+        metrics_add(&conn_metrics(c)->conns_closed);
+        if (c->awaiting)
+            metrics_add(&conn_metrics(c)->abandoned);
+    }
     /* A stream producer waiting for the output to drain learns that it never will. */
     stream_conn_closed(c);
     /* Releases the reference taken by conn_accept for the handle. */
@@ -217,6 +229,8 @@ static server_conn_t *conn_new(server_t *s)
     s->conns = c;
     s->nconns++;
     s->nlive++; /* until conn_release frees it */
+    if (s->cfg.metrics != NULL)
+        metrics_add(&conn_metrics(c)->conns_opened); /* closed: on_conn_closed */
     return c;
 }
 
@@ -330,6 +344,49 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         /* The first Accept-Encoding field, as Starlette's Headers.get reads it. */
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
+    }
+    if (c->server->cfg.metrics != NULL) {
+        if (metrics_is_scrape(c, c->head)) {
+            /* Answered here, before counting, so a scrape does not count itself. */
+            metrics_respond(c);
+            conn_request_done(c, consumed);
+            return !c->close_after_write && !c->closing;
+        }
+        metrics_add(&conn_metrics(c)->requests);
+        c->awaiting = 1;
+    }
+    c->server->requests++;
+    c->served = 1;
+    if (c->server->cfg.access_log != NULL) {
+        /* Copied now: the response of a detached request (ASGI) is written after its
+         * slices went back. Only with the access log on, so the hot path pays a test. */
+        http_request_t *h = c->head;
+        char host[SERVER_HOST_MAX], client[SERVER_HOST_MAX + 16];
+        int port = 0, n = 0;
+        /* uvicorn's get_client_addr: "host:port" of the client (after proxy headers, no
+         * brackets around IPv6), "" when there is none. */
+        if (server_conn_client(c, h, host, sizeof(host), &port) == 0)
+            n = snprintf(client, sizeof(client), "%s:%d", host, port);
+        if (n < 0 || (size_t)n >= sizeof(client))
+            n = 0;
+        c->log_line.len = 0;
+        if (db_buf_append(&c->log_line, client, (size_t)n) == 0 &&
+            db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
+            db_buf_append(&c->log_line, h->target, h->target_len) == 0) {
+            c->log_client_len = (size_t)n;
+            c->log_method_len = h->method_len;
+            c->log_pending = 1;
+        }
+    }
+    size_t limit = c->server->cfg.limit_concurrency;
+    if (limit && c->server->nconns >= limit) {
+        /* uvicorn's --limit-concurrency: its connection count includes this one, and the
+         * answer is its service_unavailable response, which closes the connection. */
+        c->keep_alive = 0;
+        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, NULL, 0, "Service Unavailable",
+                            19);
+        conn_request_done(c, consumed);
+        return 0;
     }
     int r = c->server->dispatch(c->server->ctx, c, &c->req);
     /* A response that began streaming keeps its request pending until the stream ends. */
@@ -616,6 +673,47 @@ int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen
     return r < 0 ? r : 0;
 }
 
+/* Whether the connection's peer may set proxy headers (uvicorn: the peer's host is in
+ * --forwarded-allow-ips; a peer without an IP address, on a UNIX socket, only with "*"). */
+static int conn_peer_trusted(server_conn_t *c)
+{
+    const http_trust_t *t = c->server->cfg.trust;
+    char host[64];
+    int port;
+    int r = server_conn_address(c, 1, host, sizeof(host), &port);
+    if (r == 0)
+        return http_trust_has(t, host, strlen(host));
+    return r == 1 && http_trust_all(t);
+}
+
+int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
+                       int *port)
+{
+    const char *fh;
+    size_t fl;
+    int fp;
+    /* The header first: without it (a direct client) nothing else is asked. */
+    if (c->server->cfg.trust != NULL && head != NULL &&
+        http_find_header(head, "x-forwarded-for", 15) != NULL && conn_peer_trusted(c) &&
+        http_forwarded_client(c->server->cfg.trust, head, &fh, &fl, &fp)) {
+        if (fl >= hostlen)
+            fl = hostlen - 1; /* SERVER_HOST_MAX bounds what a proxy's value can carry */
+        memcpy(host, fh, fl);
+        host[fl] = '\0';
+        *port = fp;
+        return 0;
+    }
+    return server_conn_address(c, 1, host, hostlen, port);
+}
+
+const char *server_conn_forwarded_proto(server_conn_t *c, const http_request_t *head, size_t *len)
+{
+    if (c->server->cfg.trust == NULL || head == NULL ||
+        http_find_header(head, "x-forwarded-proto", 17) == NULL || !conn_peer_trusted(c))
+        return NULL;
+    return http_forwarded_proto(head, len);
+}
+
 db_buf_t *server_conn_scratch(server_conn_t *c)
 {
     return &c->server->scratch;
@@ -629,6 +727,18 @@ void conn_shutdown_idle(server_conn_t *c)
     if (c->state == CONN_PENDING || c->writing || c->wbuf.len) {
         c->keep_alive = 0;
         c->close_after_write = c->state != CONN_PENDING;
+        return;
+    }
+    if (c->state != CONN_HEAD || c->mid_request || !c->served) {
+        /* Accepted, but its request is not all here yet (often in flight when the
+         * listener closed): it is answered, with "connection: close", if it arrives within
+         * a short grace, so that a drain loses no accepted request. An idle keep-alive
+         * connection that already had its answers is closed at once (RFC 9112 §9.6). */
+        uint64_t grace =
+            uv_now(c->server->loop) +
+            (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
+        if (c->deadline == 0 || c->deadline > grace)
+            c->deadline = grace;
         return;
     }
     conn_close(c);

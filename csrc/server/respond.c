@@ -37,7 +37,8 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     size_t reason_len = strlen(reason);
     int no_content = status < 200 || status == 204 || status == 304;
     size_t need = 9 + 4 + reason_len + 2 + 6 + 29 + 2 + 16 + ctype_len + 2 + framing_len + 24 +
-                  extra_len + c->resp_headers.len + 2 + body_room;
+                  extra_len + c->resp_headers.len + c->server->cfg.default_headers_len + 2 +
+                  body_room;
     if (conn_wbuf_reserve(c, need) < 0) {
         conn_close(c);
         return NULL;
@@ -51,9 +52,14 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     *p++ = (char)('0' + status % 10);
     *p++ = ' ';
     p = put(p, reason, reason_len);
-    p = put(p, "\r\ndate: ", 8);
-    p = put(p, http_date_now(time(NULL)), 29);
     p = put(p, "\r\n", 2);
+    if (!c->server->cfg.no_date_header) {
+        p = put(p, "date: ", 6);
+        p = put(p, http_date_now(time(NULL)), 29);
+        p = put(p, "\r\n", 2);
+    }
+    if (c->server->cfg.default_headers_len)
+        p = put(p, c->server->cfg.default_headers, c->server->cfg.default_headers_len);
     if (ctype_len && !no_content) {
         p = put(p, "content-type: ", 14);
         p = put(p, ctype, ctype_len);
@@ -71,7 +77,22 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
         p = put(p, c->resp_headers.data, c->resp_headers.len);
         c->resp_headers.len = 0;
     }
-    return put(p, "\r\n", 2);
+    p = put(p, "\r\n", 2);
+    if (c->awaiting) {
+        c->awaiting = 0;
+        /* 100..999 here; the rare 6xx..9xx an application may send count with 5xx. */
+        int k = status / 100 - 1;
+        metrics_add(&conn_metrics(c)->responses[k > 4 ? 4 : k]);
+    }
+    if (c->log_pending) {
+        c->log_pending = 0;
+        const server_config_t *cfg = &c->server->cfg;
+        const char *line = c->log_line.data;
+        size_t skip = c->log_client_len + c->log_method_len;
+        cfg->access_log(cfg->access_ctx, status, line, c->log_client_len, line + c->log_client_len,
+                        c->log_method_len, line + skip, c->log_line.len - skip, c->http10);
+    }
+    return p;
 }
 
 size_t respond_content_length(char *out, uint64_t len)

@@ -91,6 +91,7 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
     if (uv_timer_init(loop, &s->sweep) == 0) {
         s->sweep.data = s;
         s->open_handles++;
+        s->sweep_open = 1;
         uv_timer_start(&s->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
         /* The sweep alone must not keep the loop alive. */
         uv_unref((uv_handle_t *)&s->sweep);
@@ -170,6 +171,11 @@ size_t server_connection_count(const server_t *s)
     return s->nconns;
 }
 
+uint64_t server_request_count(const server_t *s)
+{
+    return s->requests;
+}
+
 void server_buffer_stats(const server_t *s, server_buffer_stats_t *out)
 {
     out->blocks_lent = s->blocks.lent;
@@ -178,8 +184,17 @@ void server_buffer_stats(const server_t *s, server_buffer_stats_t *out)
     out->heads_free = s->heads.nfree;
 }
 
+static void on_server_handle_closed(uv_handle_t *h);
+
 void server_maybe_finish_close(server_t *s)
 {
+    if (s->closing && s->nlive == 0 && s->sweep_open) {
+        /* The sweep ran on for connections given a grace (conn_shutdown_idle). */
+        s->sweep_open = 0;
+        uv_timer_stop(&s->sweep);
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+        return;
+    }
     /* nlive, not nconns: a closed connection still referenced by its pending request gives
      * its buffers back to the pools when it is freed. */
     if (!s->closing || s->open_handles > 0 || s->nlive > 0)
@@ -215,15 +230,13 @@ void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
     /* Connections waiting for the idle phase are resumed now: the idle handle closes. */
     conn_run_resumes(s);
     uv_close((uv_handle_t *)&s->resume, on_server_handle_closed);
-    if (s->open_handles > 2) {
-        uv_timer_stop(&s->sweep);
-        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
-    }
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
         conn_shutdown_idle(c);
     }
+    /* The sweep closes once no connection is left (server_maybe_finish_close). */
+    server_maybe_finish_close(s);
 }
 
 int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,

@@ -21,6 +21,34 @@
 #include "common/buf.h"
 #include "http/http.h"
 
+typedef struct server_conn server_conn_t;
+
+/* The access log (uvicorn's --access-log): called once per dispatched request, GIL held,
+ * when its response head is written, with the status, the client as "host:port" (after
+ * proxy headers; empty when the socket has no IP address), the request's method and target
+ * (copies taken at dispatch, so valid even when the request's slices were detached) and
+ * whether it was HTTP/1.0. Must not leave a Python exception set. */
+typedef void (*server_access_cb)(void *ctx, int status, const char *client, size_t client_len,
+                                 const char *method, size_t method_len, const char *target,
+                                 size_t target_len, int http10);
+
+/* Room for a client host: an IP address, or what a trusted proxy's X-Forwarded-For names
+ * (cut to this length). */
+#define SERVER_HOST_MAX 256
+
+/* One worker's counters in shared memory (metrics.c): SERVER_METRICS_SLOT_SIZE bytes, laid
+ * out as the Python supervisor reads and settles them (_supervisor.py). */
+#define SERVER_METRICS_SLOT_SIZE 128
+typedef struct {
+    uint64_t requests;     /* dispatched (a scrape of the metrics path is not counted) */
+    uint64_t responses[5]; /* response heads written for them, by status class 1xx..5xx */
+    uint64_t abandoned;    /* dispatched, but the connection closed before any response */
+    uint64_t conns_opened;
+    uint64_t conns_closed;
+    uint64_t restarts; /* written by the supervisor: the slot's workers that died */
+    uint64_t reserved[6];
+} server_metrics_t;
+
 typedef struct {
     http_limits_t http;
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
@@ -28,10 +56,30 @@ typedef struct {
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
     size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
     int backlog;                /* listen(2) backlog (default 1024) */
+    int no_date_header;         /* leave out the Date header (uvicorn's --no-date-header) */
+    /* Open connections at or above which a request is answered 503 and its connection
+     * closed, as uvicorn's --limit-concurrency (0: no limit). */
+    size_t limit_concurrency;
+    /* Complete "name: value\r\n" lines put in every response head (uvicorn's default
+     * headers: Server, --header); owned by the caller and kept alive as long as the server. */
+    const char *default_headers;
+    size_t default_headers_len;
+    server_access_cb access_log; /* NULL: no access log, and nothing is copied per request */
+    void *access_ctx;
+    /* Proxies trusted with X-Forwarded-For/-Proto (uvicorn's --proxy-headers with
+     * --forwarded-allow-ips); NULL: proxy headers are ignored. Owned by the caller. */
+    const http_trust_t *trust;
+    /* Metrics (NULL: none, and nothing is counted): metrics_slots slots of shared memory,
+     * this process counting into metrics[metrics_slot]; a GET of metrics_path (exact path)
+     * is answered with the sum of all slots. Owned by the caller. */
+    server_metrics_t *metrics;
+    size_t metrics_slots;
+    size_t metrics_slot;
+    const char *metrics_path;
+    size_t metrics_path_len;
 } server_config_t;
 
 typedef struct server server_t;
-typedef struct server_conn server_conn_t;
 
 typedef struct {
     http_request_t *head; /* parsed head; slices into the connection's buffer */
@@ -62,6 +110,8 @@ int server_adopt_fd(server_t *s, int fd);
  * every handle. on_closed runs once everything is released (the server is then freed). */
 void server_close(server_t *s, void (*on_closed)(void *arg), void *arg);
 size_t server_connection_count(const server_t *s);
+/* Requests dispatched since the server was made (for --limit-max-requests and metrics). */
+uint64_t server_request_count(const server_t *s);
 /* Compresses response bodies with gzip by Starlette's GZipMiddleware rules (gzip/gzip.h):
  * level 0..9, bodies of at least minimum_size bytes, excluded media types as a
  * NUL-terminated list (copied). A second call replaces the settings. Returns 0, or -1 when
@@ -95,6 +145,15 @@ int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* The head of the request being answered (valid until its response is written). */
 const http_request_t *server_conn_head(const server_conn_t *c);
+/* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into
+ * host[hostlen] (a proxy's value is cut to hostlen - 1 bytes; port 0 when it named none),
+ * otherwise the peer as server_conn_address gives it, with its return values. The peer is
+ * asked about only when the field is present. */
+int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
+                       int *port);
+/* The scheme a trusted proxy's X-Forwarded-Proto gives (http, https, ws or wss; a slice of
+ * the field), or NULL: none, not trusted, or proxy headers off. */
+const char *server_conn_forwarded_proto(server_conn_t *c, const http_request_t *head, size_t *len);
 /* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
  * zero or more complete "name: value\r\n" lines. The method of the request decides
  * whether the body is sent (HEAD) and the status whether it may have one (1xx/204/304).

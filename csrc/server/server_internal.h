@@ -47,6 +47,15 @@ struct server_conn {
     /* Header lines the app adds to whatever response the current request gets (CORS);
      * appended by server_conn_respond, emptied when each request is dispatched. */
     db_buf_t resp_headers;
+    /* With the access log on: the current request's client text, method and target, copied
+     * at dispatch (log_client_len bytes of "host:port", log_method_len bytes of method, then
+     * the target); log_pending until its response head is written. */
+    db_buf_t log_line;
+    size_t log_client_len;
+    size_t log_method_len;
+    unsigned log_pending : 1;
+    unsigned served : 1;   /* a request of this connection was dispatched */
+    unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
@@ -86,7 +95,8 @@ struct server {
     server_conn_t *resume_head; /* connections waiting for it; each holds a reference */
     server_conn_t *conns;       /* doubly linked list of open connections */
     size_t nconns;
-    size_t nlive; /* connections not yet freed (a closed one may still be referenced) */
+    uint64_t requests; /* dispatched so far (server_request_count) */
+    size_t nlive;      /* connections not yet freed (a closed one may still be referenced) */
     /* Memory lent to connections while they have work (buffers of SERVER_BLOCK_SIZE and
      * parsed request heads), trimmed by the sweep once a burst is over. */
     db_pool_t blocks;
@@ -102,6 +112,7 @@ struct server {
     char *gzip_excluded;
     db_buf_t gzip_out;
     int open_handles; /* listener and sweep timer not yet closed */
+    int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
     int listening;
     int closing;
     void (*on_closed)(void *arg);
@@ -144,6 +155,16 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
                           const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
+/* metrics.c: counting into this process's slot (cfg.metrics, never NULL here). */
+static inline server_metrics_t *conn_metrics(const server_conn_t *c)
+{
+    return &c->server->cfg.metrics[c->server->cfg.metrics_slot];
+}
+void metrics_add(uint64_t *counter);
+/* The request is a scrape of the metrics path. */
+int metrics_is_scrape(const server_conn_t *c, const http_request_t *h);
+/* Answers a scrape: every slot summed, Prometheus text format. Returns 0 or -1 (closed). */
+int metrics_respond(server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

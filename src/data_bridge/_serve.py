@@ -5,21 +5,29 @@ parsed, limited and framed in C, and ``csrc/asgi/`` builds the ``http`` scope an
 receive/send callables in C for each request; no Python code of ours runs per request.
 This module drives what runs once per process: the lifespan protocol (ASGI www spec,
 "Lifespan Protocol") around serving, signals and the graceful shutdown, and workers.
+``Config`` holds uvicorn's options under uvicorn's names (the command line fills it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
+import random
 import signal
 import socket
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from data_bridge import _core, pyloop
+from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
 
 logger = logging.getLogger("data_bridge")
+# One record per response in uvicorn's format (uvicorn.access's counterpart).
+access_logger = logging.getLogger("data_bridge.access")
 
 # The exit status when the application's lifespan startup failed (as uvicorn's).
 STARTUP_FAILURE = 3
@@ -120,15 +128,80 @@ class Lifespan:
         await asyncio.wait([self.task])
 
 
+@dataclass
+class Config:
+    """How to serve: uvicorn's options, with uvicorn's names and defaults (see
+    ``uvicorn --help``), plus the server limits of ``Limits`` in ``limits``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    workers: int = 1
+    log_level: str = "info"
+    access_log: bool = True
+    proxy_headers: bool = True
+    forwarded_allow_ips: str | None = None
+    root_path: str = ""
+    limit_concurrency: int | None = None
+    limit_max_requests: int | None = None
+    limit_max_requests_jitter: int = 0
+    timeout_graceful_shutdown: float | None = None
+    headers: Sequence[tuple[str, str]] = ()
+    server_header: bool = True
+    date_header: bool = True
+    lifespan: str = "auto"
+    # Ours: the path answering Prometheus metrics summed over the workers (None: off).
+    metrics: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    def server_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``_core.Server`` that carry this configuration."""
+        lines = [(k.strip().lower(), v.strip()) for k, v in self.headers]
+        # As uvicorn: the Server header unless --no-server-header, or a --header gave one.
+        if self.server_header and "server" not in dict(lines):
+            lines.insert(0, ("server", "data-bridge"))
+        text = []
+        for name, value in lines:
+            if not name or any(ch in name + value for ch in "\r\n\0") or ":" in name:
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            text.append(f"{name}: {value}\r\n")
+        options: dict[str, Any] = {
+            "date_header": self.date_header,
+            "limit_concurrency": self.limit_concurrency or 0,
+        }
+        if text:
+            options["default_headers"] = "".join(text).encode("latin-1")
+        if self.proxy_headers:
+            # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
+            trusted = self.forwarded_allow_ips
+            if trusted is None:
+                trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+            options["forwarded_allow_ips"] = trusted
+        return options
+
+    def max_requests(self) -> int | None:
+        """--limit-max-requests with its jitter (uvicorn: a random 0..jitter added per
+        process, so that workers started together do not all restart together)."""
+        if self.limit_max_requests is None:
+            return None
+        return self.limit_max_requests + random.randint(0, max(0, self.limit_max_requests_jitter))
+
+
 def run_until_signalled(
     loop: asyncio.AbstractEventLoop,
     server: Any,
-    graceful_timeout: float,
+    graceful_timeout: float | None,
     spare: asyncio.Task[Any] | None = None,
+    max_requests: int | None = None,
+    worker: bool = False,
 ) -> None:
-    """Runs the loop until SIGINT or SIGTERM, then closes the server: requests in progress
-    finish (those still running after graceful_timeout are cancelled, but not ``spare``,
-    the lifespan's Task); a second signal stops at once."""
+    """Runs the loop until SIGINT or SIGTERM (or, with max_requests, until the server
+    dispatched that many requests), then closes the server: requests in progress finish
+    (those still running after graceful_timeout are cancelled, but not ``spare``, the
+    lifespan's Task; None waits for them as long as they take, as uvicorn's default); a
+    second signal stops at once. A ``worker`` leaves SIGINT to its supervisor (a terminal's
+    Ctrl-C reaches the whole process group; the supervisor then sends SIGTERM)."""
     stopping = False
 
     def give_up() -> None:
@@ -141,135 +214,185 @@ def run_until_signalled(
             task.cancel()
         loop.call_later(1.0, loop.stop)
 
-    def on_signal(signum: int) -> None:
+    def stop(reason: str) -> None:
         nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        logger.info("shutting down (%s)", reason)
+        server.close(callback=loop.stop)
+        if graceful_timeout is not None:
+            loop.call_later(graceful_timeout, give_up)
+
+    def on_signal(signum: int) -> None:
+        if worker and signum == signal.SIGINT:
+            return
         if stopping:
             loop.stop()  # a second signal: stop without waiting
             return
-        stopping = True
-        logger.info("shutting down (signal %d)", signum)
-        server.close(callback=loop.stop)
-        loop.call_later(graceful_timeout, give_up)
+        stop(f"signal {signum}")
+
+    def check_requests() -> None:
+        # Looked at ten times a second, as uvicorn's main loop tick does: the request path
+        # only counts, in C.
+        if stopping:
+            return
+        if server.requests >= max_requests:
+            stop(f"maximum number of requests ({max_requests}) reached")
+        else:
+            loop.call_later(0.1, check_requests)
 
     server.handle_signals(on_signal)
+    if max_requests is not None:
+        loop.call_later(0.1, check_requests)
     loop.run_forever()
 
 
-def listen(server: Any, host: str, port: int, sock: socket.socket | None) -> None:
-    if sock is not None:
-        server.listen_fd(sock)
-        return
-    bound = server.listen(host, port)
-    shown = f"[{host}]" if ":" in host else host
-    logger.info("data-bridge serving on http://%s:%d (pid %d)", shown, bound, os.getpid())
+def bind_socket(config: Config) -> socket.socket:
+    """The listening socket of the configuration (--fd, --uds, or --host/--port), made in
+    the supervisor so that every worker accepts on it."""
+    from data_bridge.api.applications import Limits
 
-
-def run_workers(
-    serve_one: Callable[[str, int, socket.socket | None], None],
-    host: str,
-    port: int,
-    workers: int,
-    backlog: int,
-) -> None:
-    """Forks ``workers`` processes sharing one listening socket; each runs
-    ``serve_one(host, port, sock)``. Returns when they all exited; SIGINT and SIGTERM are
-    forwarded to them."""
+    backlog = Limits(**config.limits).backlog
+    if config.fd is not None:
+        sock = socket.socket(fileno=config.fd)
+        if sock.type != socket.SOCK_STREAM:
+            raise SystemExit(f"error: --fd {config.fd} is not a stream socket")
+        return sock
+    if config.uds is not None:
+        path = config.uds
+        # A socket file left by an earlier run is replaced, as asyncio's
+        # create_unix_server does; any other file is not touched.
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        # uvicorn makes the socket usable by any local user (a proxy in another account).
+        os.chmod(path, 0o666)
+        sock.listen(backlog)
+        return sock
+    host = config.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"error: cannot bind {host}:{config.port}: {exc.strerror}") from None
     sock.listen(backlog)
-    sock.set_inheritable(True)
-    bound = sock.getsockname()[1]
-    logger.info("data-bridge serving on http://%s:%d with %d workers", host, bound, workers)
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                serve_one(host, bound, sock)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                logger.exception("worker failed")
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-    sock.close()
-
-    def forward(signum: int, frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    status = 0
-    for pid in children:
-        while True:
-            try:
-                _, st = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        status = status or os.waitstatus_to_exitcode(st)
-    if status:
-        raise SystemExit(status)
+    return sock
 
 
-def _serve_asgi_once(
-    app: Callable[..., Any],
-    host: str,
-    port: int,
-    sock: socket.socket | None,
-    limits: Any,
-    graceful_timeout: float,
-    root_path: str,
-    lifespan: str,
+def describe(config: Config, sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix socket {sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def listen(server: Any, sock: socket.socket) -> None:
+    """Hands the listening socket to the native server, which owns its descriptor from
+    then on (libuv closes it with the listener)."""
+    server.listen_fd(sock)
+    sock.detach()
+
+
+def _serve_once(
+    app: Any,
+    config: Config,
+    sock: socket.socket,
+    announce: str = "",
+    ready: Callable[[], None] | None = None,
+    metrics: tuple[Any, int] | None = None,
 ) -> None:
+    """One serving process: the loop, the server, the lifespan, until a signal.
+    ``announce`` is logged and ``ready`` (a worker's, telling the supervisor) called once
+    the application started and the server listens. ``metrics``: the shared memory and
+    this process's slot in it."""
+    from data_bridge.api.applications import App, Limits
+
+    lim = Limits(**config.limits)
     loop = pyloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        server = _core.Server(
-            loop,
-            max_body=limits.max_body,
-            max_target=limits.max_target,
-            max_header_bytes=limits.max_header_bytes,
-            max_headers=limits.max_headers,
-            keepalive_timeout=limits.keepalive_timeout,
-            request_timeout=limits.request_timeout,
-            backlog=limits.backlog,
-        )
-        life = Lifespan(app, loop) if lifespan != "off" else None
-        if life is not None:
-            try:
-                loop.run_until_complete(life.startup())
-            except RuntimeError as exc:
-                logger.error("ASGI lifespan startup failed: %s", exc)
-                raise SystemExit(STARTUP_FAILURE) from None
-            if not life.supported and lifespan == "on":
-                logger.error("the ASGI application does not support the lifespan protocol")
-                raise SystemExit(STARTUP_FAILURE)
-        state = life.state if life is not None and life.supported else None
-        server.set_asgi(_core.AsgiApp(app, loop, log=_log, root_path=root_path, state=state))
-        listen(server, host, port, sock)
+        options = config.server_options()
+        life: Lifespan | None = None
+        if isinstance(app, App):
+            server = app.build_server(
+                loop, lim, root_path=config.root_path or None, server_options=options
+            )
+            if config.lifespan != "off":
+                try:
+                    loop.run_until_complete(app._startup_app())
+                except Exception:
+                    # As uvicorn: the application cannot start, the process exits 3.
+                    logger.exception("Application startup failed")
+                    raise SystemExit(STARTUP_FAILURE) from None
+        else:
+            server = _core.Server(
+                loop,
+                max_body=lim.max_body,
+                max_target=lim.max_target,
+                max_header_bytes=lim.max_header_bytes,
+                max_headers=lim.max_headers,
+                keepalive_timeout=lim.keepalive_timeout,
+                request_timeout=lim.request_timeout,
+                backlog=lim.backlog,
+                **options,
+            )
+            life = Lifespan(app, loop) if config.lifespan != "off" else None
+            if life is not None:
+                try:
+                    loop.run_until_complete(life.startup())
+                except RuntimeError as exc:
+                    logger.error("ASGI lifespan startup failed: %s", exc)
+                    raise SystemExit(STARTUP_FAILURE) from None
+                if not life.supported and config.lifespan == "on":
+                    logger.error("the ASGI application does not support the lifespan protocol")
+                    raise SystemExit(STARTUP_FAILURE)
+            state = life.state if life is not None and life.supported else None
+            server.set_asgi(
+                _core.AsgiApp(app, loop, log=_log, root_path=config.root_path, state=state)
+            )
+        if metrics is not None and config.metrics:
+            server.set_metrics(metrics[0], metrics[1], config.metrics)
+        # As uvicorn: the access log is written when enabled and someone would see it; off,
+        # the server is not even asked to copy the request line.
+        if (
+            config.access_log
+            and access_logger.isEnabledFor(logging.INFO)
+            and access_logger.hasHandlers()
+        ):
+            server.set_access_log(access_logger.info)
+        listen(server, sock)
+        if announce:
+            logger.info("%s", announce)
+        if ready is not None:
+            ready()
         own = life.task if life is not None else None
-        run_until_signalled(loop, server, graceful_timeout, own)
+        graceful = config.timeout_graceful_shutdown
+        run_until_signalled(
+            loop, server, graceful, own, config.max_requests(), worker=ready is not None
+        )
         # An application may go on after its response is complete (work after the last
         # send): its Tasks get the graceful timeout too, then are cancelled.
         pending = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not own]
         if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=graceful_timeout))
+            loop.run_until_complete(asyncio.wait(pending, timeout=graceful))
             left = [t for t in pending if not t.done()]
             for task in left:
                 task.cancel()
             if left:
                 loop.run_until_complete(asyncio.wait(left, timeout=1.0))
-        if life is not None and life.supported:
+        if isinstance(app, App):
+            if config.lifespan != "off":
+                loop.run_until_complete(app._shutdown_app())
+        elif life is not None and life.supported:
             loop.run_until_complete(life.shutdown())
     finally:
         try:
@@ -279,6 +402,78 @@ def _serve_asgi_once(
             loop.close()
 
 
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": 5,  # uvicorn's TRACE level, below DEBUG
+}
+
+
+def configure_logging(level: str) -> None:
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if not logging.getLogger().handlers and not logger.handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logger.setLevel(LOG_LEVELS[level])
+    access_logger.setLevel(LOG_LEVELS[level])
+
+
+def serve_config(app: Any, config: Config) -> None:
+    """Serve ``app`` as ``config`` says until SIGINT or SIGTERM."""
+    from data_bridge.api.applications import App
+
+    if not isinstance(app, App) and not callable(app):
+        raise TypeError(f"expected an App or an ASGI 3 callable, got {type(app).__name__}")
+    if config.lifespan not in ("auto", "on", "off"):
+        raise ValueError("lifespan must be 'auto', 'on' or 'off'")
+    config.server_options()  # header errors before anything is bound
+    if config.metrics is not None and not config.metrics.startswith("/"):
+        raise ValueError("the metrics path must start with '/'")
+    configure_logging(config.log_level)
+    area = None
+    if config.metrics:
+        # Shared memory (an anonymous MAP_SHARED mapping) made before forking: each worker
+        # counts into its slot, a scrape sums them all.
+        slots = 1 if config.workers <= 1 else Supervisor.slots_needed(config.workers)
+        area = mmap.mmap(-1, slots * METRICS_SLOT_SIZE)
+    sock = bind_socket(config)
+    where = describe(config, sock)
+    if config.workers <= 1:
+        _serve_once(
+            app,
+            config,
+            sock,
+            f"data-bridge serving on {where} (pid {os.getpid()})",
+            metrics=(area, 0) if area is not None else None,
+        )
+    else:
+        logger.info(
+            "data-bridge serving on %s with %d workers (supervisor pid %d)",
+            where,
+            config.workers,
+            os.getpid(),
+        )
+
+        def target(ready: Callable[[], None], slot: int) -> None:
+            _serve_once(
+                app,
+                config,
+                sock,
+                ready=ready,
+                metrics=(area, slot) if area is not None else None,
+            )
+
+        try:
+            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown, area).run()
+        finally:
+            sock.close()
+        if code:
+            raise SystemExit(code)
+
+
 def serve(
     app: Any,
     host: str = "127.0.0.1",
@@ -286,43 +481,36 @@ def serve(
     *,
     workers: int = 1,
     log_level: str = "info",
-    graceful_timeout: float = 10.0,
+    graceful_timeout: float | None = 10.0,
     root_path: str = "",
     lifespan: str = "auto",
-    **limits: Any,
+    **options: Any,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM. An App (``data_bridge.api.App`` or
-    ``FastAPI`` of ``data_bridge.api``) takes the native path (``App.run``); any other
-    callable is served as an ASGI 3 application. Keyword arguments set ``Limits`` fields
-    (max_body, keepalive_timeout, ...). ``lifespan``: "auto" (the protocol is used unless
-    the application does not support it), "on" (required) or "off". Exits with status 3
-    when the application's lifespan startup failed."""
-    from data_bridge.api.applications import App, Limits
+    ``FastAPI`` of ``data_bridge.api``) takes the native path; any other callable is served
+    as an ASGI 3 application. Keyword arguments are ``Config`` fields (uvicorn's options:
+    uds, fd, limit_concurrency, headers, ...) or set ``Limits`` fields (max_body,
+    keepalive_timeout, ...). ``lifespan``: "auto" (the protocol is used unless the
+    application does not support it), "on" (required) or "off". Exits with status 3 when
+    the application's lifespan startup failed."""
+    from data_bridge.api.applications import Limits
 
-    if isinstance(app, App):
-        if root_path:
-            raise TypeError("root_path is not supported for an App here; set App(root_path=...)")
-        app.run(
-            host,
-            port,
-            workers=workers,
-            log_level=log_level,
-            graceful_timeout=graceful_timeout,
-            **limits,
-        )
-        return
-    if not callable(app):
-        raise TypeError(f"expected an App or an ASGI 3 callable, got {type(app).__name__}")
-    if lifespan not in ("auto", "on", "off"):
-        raise ValueError("lifespan must be 'auto', 'on' or 'off'")
-    if not logging.getLogger().handlers and not logger.handlers:
-        logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    lim = Limits(**limits)
-
-    def serve_one(h: str, p: int, sock: socket.socket | None) -> None:
-        _serve_asgi_once(app, h, p, sock, lim, graceful_timeout, root_path, lifespan)
-
-    if workers <= 1:
-        serve_one(host, port, None)
-    else:
-        run_workers(serve_one, host, port, workers, lim.backlog)
+    names = set(Config.__dataclass_fields__) - {"limits"}
+    limit_names = set(Limits.__dataclass_fields__)
+    config_args = {k: v for k, v in options.items() if k in names}
+    limits = {k: v for k, v in options.items() if k not in names}
+    unknown = set(limits) - limit_names
+    if unknown:
+        raise TypeError(f"unknown serving options: {', '.join(sorted(unknown))}")
+    config = Config(
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_timeout,
+        root_path=root_path,
+        lifespan=lifespan,
+        limits=limits,
+        **config_args,
+    )
+    serve_config(app, config)

@@ -14,13 +14,12 @@ import functools
 import inspect
 import logging
 import re
-import socket
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from data_bridge import _core, pyloop
+from data_bridge import _core
 from data_bridge import _serve as _serving
 from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
@@ -408,13 +407,16 @@ class FastAPI(APIRouter):
         root_path: str | None = None,
         client: tuple[str, int] | None = None,
         scheme: str = "http",
+        server_options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Create the native server on ``loop`` with every route compiled. ``root_path``
         is the path prefix a proxy serves the app under (the ASGI ``root_path``, as
         uvicorn's ``--root-path`` and TestClient's ``root_path`` give it); the app's own
         ``root_path`` otherwise. ``scheme`` is "https" when TLS is terminated in front of
         the server (the test client's https base_url): request.url says so and
-        HTTPSRedirectMiddleware lets the requests through."""
+        HTTPSRedirectMiddleware lets the requests through. ``server_options``: further
+        keyword arguments of ``_core.Server`` (the command line's date_header,
+        limit_concurrency, default_headers)."""
         limits = limits or Limits()
         # Routes may allow larger bodies than the server's limit (max_body_size=): the
         # server reads up to the largest, and each route checks its own (the server's
@@ -430,6 +432,7 @@ class FastAPI(APIRouter):
             request_timeout=limits.request_timeout,
             backlog=limits.backlog,
             redirect_slashes=self.redirect_slashes,
+            **(server_options or {}),
         )
         if self._request_class is None:
             # A Request subclass that knows this app (request.app, request.state).
@@ -681,54 +684,24 @@ class FastAPI(APIRouter):
         *,
         workers: int = 1,
         log_level: str = "info",
-        graceful_timeout: float = 10.0,
-        **limits: Any,
+        graceful_timeout: float | None = 10.0,
+        **options: Any,
     ) -> None:
         """Serve until SIGINT or SIGTERM, then close cleanly.
 
-        ``workers`` > 1 forks that many processes sharing one listening socket. Keyword
-        arguments set ``Limits`` fields (max_body, keepalive_timeout, ...).
+        ``workers`` > 1 forks that many supervised processes sharing one listening socket.
+        Other keyword arguments are those of ``data_bridge._serve.Config`` (uvicorn's
+        options) or set ``Limits`` fields (max_body, keepalive_timeout, ...).
         """
-        if not logging.getLogger().handlers and not logger.handlers:
-            logging.basicConfig(
-                level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-            )
-        lim = Limits(**limits)
-        if workers <= 1:
-            self._serve(host, port, None, lim, graceful_timeout)
-            return
-        self._run_workers(host, port, workers, lim, graceful_timeout)
-
-    def _serve(
-        self,
-        host: str,
-        port: int,
-        sock: socket.socket | None,
-        limits: Limits,
-        graceful_timeout: float,
-    ) -> None:
-        loop = pyloop.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            server = self.build_server(loop, limits)
-            loop.run_until_complete(self._startup_app())
-            _serving.listen(server, host, port, sock)
-            _serving.run_until_signalled(loop, server, graceful_timeout)
-            loop.run_until_complete(self._shutdown_app())
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-
-    def _run_workers(
-        self, host: str, port: int, workers: int, limits: Limits, graceful_timeout: float
-    ) -> None:
-        def serve_one(h: str, p: int, sock: socket.socket | None) -> None:
-            self._serve(h, p, sock, limits, graceful_timeout)
-
-        _serving.run_workers(serve_one, host, port, workers, limits.backlog)
+        _serving.serve(
+            self,
+            host,
+            port,
+            workers=workers,
+            log_level=log_level,
+            graceful_timeout=graceful_timeout,
+            **options,
+        )
 
 
 App = FastAPI

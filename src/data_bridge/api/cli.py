@@ -1,8 +1,11 @@
-"""The command line: ``data-bridge module:app [--host H] [--port P] [--workers N]``.
+"""The command line: ``data-bridge module:app [options]``, also ``python -m data_bridge``.
 
-Like ``uvicorn module:app``: imports the module (from the current directory too), finds
+Takes uvicorn's options with uvicorn's names and defaults (``uvicorn --help``), so that a
+Dockerfile's ``uvicorn main:app --host 0.0.0.0 --workers 4`` works with ``data-bridge`` in
+its place. Imports the module (from --app-dir, the current directory by default), finds
 the attribute and serves it: an App on the native path, any other callable as an ASGI 3
-application (``data_bridge.serve``).
+application (``data_bridge._serve``). An option of uvicorn's that the server cannot honour
+yet is refused by name rather than ignored.
 """
 
 from __future__ import annotations
@@ -14,17 +17,54 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from data_bridge._serve import serve
+from data_bridge import __version__
+from data_bridge._serve import LOG_LEVELS, Config, serve_config
 from data_bridge.api.applications import App
 
+# uvicorn options not supported yet, refused when given: name -> what is missing. Those
+# with a value are accepted at their default (the value uvicorn itself would use).
+UNSUPPORTED_FLAGS = {
+    "--reload": "auto-reload",
+    "--http2": "HTTP/2",
+    "--reset-contextvars": "fresh contextvars per request (each request already runs in "
+    "a copy of the context)",
+    "--use-colors": "colourised logs",
+}
+UNSUPPORTED_VALUES = {
+    "--reload-dir": "auto-reload",
+    "--reload-include": "auto-reload",
+    "--reload-exclude": "auto-reload",
+    "--reload-delay": "auto-reload",
+    "--ssl-keyfile": "TLS",
+    "--ssl-certfile": "TLS",
+    "--ssl-keyfile-password": "TLS",
+    "--ssl-version": "TLS",
+    "--ssl-cert-reqs": "TLS",
+    "--ssl-ca-certs": "TLS",
+    "--ssl-ciphers": "TLS",
+    "--ws-max-size": "WebSockets",
+    "--ws-max-queue": "WebSockets",
+    "--ws-ping-interval": "WebSockets",
+    "--ws-ping-timeout": "WebSockets",
+    "--ws-per-message-deflate": "WebSockets",
+    "--h11-max-incomplete-event-size": "h11",
+    "--timeout-worker-healthcheck": "worker health checks",
+}
+# Choice options: the values that describe this server; any other is refused.
+ACCEPTED_CHOICES = {
+    "--loop": ("auto", "pyloop"),
+    "--http": ("auto",),
+    "--ws": ("auto", "none"),
+    "--interface": ("auto", "asgi3"),
+}
 
-def load_app(spec: str) -> Any:
-    """Import ``module:attribute`` (``module`` alone means attribute ``app``)."""
+
+def load_app(spec: str, factory: bool = False) -> Any:
+    """Import ``module:attribute`` (``module`` alone means attribute ``app``); with
+    ``factory``, call the attribute with no arguments for the application (--factory)."""
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise SystemExit(f"error: expected MODULE:APP, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -35,6 +75,10 @@ def load_app(spec: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise SystemExit(f"error: {module_name!r} has no attribute {attr or 'app'!r}") from None
+    if factory:
+        if not callable(obj):
+            raise SystemExit(f"error: --factory: {spec!r} is not callable")
+        obj = obj()
     if not isinstance(obj, App) and not callable(obj):
         raise SystemExit(
             f"error: {spec!r} is a {type(obj).__name__}, not a data_bridge App or an ASGI app"
@@ -42,39 +86,212 @@ def load_app(spec: str) -> Any:
     return obj
 
 
+def _header(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {value!r}")
+    return name.strip(), rest.strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="data-bridge",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    on_off = argparse.BooleanOptionalAction
+    p.add_argument("app", help="MODULE:APP, e.g. main:app")
+    p.add_argument("--host", default="127.0.0.1", help="bind socket to this host")
+    p.add_argument("--port", type=int, default=8000, help="bind to this port (0: any free)")
+    p.add_argument("--uds", help="bind to a UNIX domain socket")
+    p.add_argument("--fd", type=int, help="serve on the listening socket of this descriptor")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: $WEB_CONCURRENCY or 1)",
+    )
+    p.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--env-file", help="environment configuration file (python-dotenv)")
+    p.add_argument("--log-config", help="logging configuration file (.json, .yaml or .ini)")
+    p.add_argument("--log-level", choices=tuple(LOG_LEVELS), default="info")
+    p.add_argument(
+        "--access-log", action=on_off, default=True, help="the access log (uvicorn.access)"
+    )
+    p.add_argument(
+        "--proxy-headers",
+        action=on_off,
+        default=True,
+        help="X-Forwarded-Proto and X-Forwarded-For from --forwarded-allow-ips",
+    )
+    p.add_argument("--server-header", action=on_off, default=True, help="the Server header")
+    p.add_argument("--date-header", action=on_off, default=True, help="the Date header")
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="addresses trusted with proxy headers, comma separated; '*' for all "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1)",
+    )
+    p.add_argument("--root-path", default="", help="the ASGI root_path (a proxy's prefix)")
+    p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="open connections at which requests are answered 503",
+    )
+    p.add_argument("--backlog", type=int, default=2048, help="listen(2) backlog")
+    p.add_argument(
+        "--limit-max-requests",
+        type=int,
+        default=None,
+        help="requests after which a worker exits (and is replaced)",
+    )
+    p.add_argument("--limit-max-requests-jitter", type=int, default=0)
+    p.add_argument(
+        "--timeout-keep-alive",
+        "--keepalive-timeout",
+        dest="timeout_keep_alive",
+        type=float,
+        default=5.0,
+        help="seconds an idle keep-alive connection is kept",
+    )
+    p.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=None,
+        help="seconds in-flight requests get after SIGTERM (default: as long as they take)",
+    )
+    p.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        type=_header,
+        default=[],
+        help="a default response header NAME:VALUE (repeatable)",
+    )
+    p.add_argument("--version", action="version", version=f"data-bridge {__version__}")
+    p.add_argument("--app-dir", default="", help="look for APP in this directory")
+    p.add_argument("--factory", action="store_true", help="APP is a () -> app factory")
+    for flag, choices in ACCEPTED_CHOICES.items():
+        p.add_argument(flag, default="auto", help=f"accepted: {', '.join(choices)}")
+    for flag in UNSUPPORTED_FLAGS:
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-use-colors", action="store_true", help=argparse.SUPPRESS)
+    for flag in UNSUPPORTED_VALUES:
+        p.add_argument(flag, action="append", help=argparse.SUPPRESS)
+    # Ours.
+    p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
+    p.add_argument(
+        "--metrics",
+        metavar="PATH",
+        default=None,
+        help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
+    )
+    return p
+
+
+def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    def attr(flag: str) -> str:
+        return flag[2:].replace("-", "_")
+
+    for flag, what in UNSUPPORTED_FLAGS.items():
+        if getattr(args, attr(flag)):
+            parser.error(f"{flag} is not supported by data-bridge yet ({what})")
+    for flag, what in UNSUPPORTED_VALUES.items():
+        if getattr(args, attr(flag)) is not None:
+            parser.error(f"{flag} is not supported by data-bridge yet ({what})")
+    for flag, choices in ACCEPTED_CHOICES.items():
+        value = getattr(args, attr(flag))
+        if value not in choices:
+            parser.error(
+                f"{flag} {value} is not supported by data-bridge (only {', '.join(choices)})"
+            )
+    if args.uds is not None and args.fd is not None:
+        parser.error("--uds and --fd cannot be used together")
+
+
+def _load_env_file(path: str) -> None:
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise SystemExit(
+            "error: --env-file needs python-dotenv (pip install python-dotenv)"
+        ) from None
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: --env-file {path!r} does not exist")
+    load_dotenv(dotenv_path=path)
+
+
+def _load_log_config(path: str) -> None:
+    import logging.config
+
+    if path.endswith(".json"):
+        import json
+
+        with open(path) as f:
+            logging.config.dictConfig(json.load(f))
+    elif path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise SystemExit("error: a YAML --log-config needs PyYAML") from None
+        with open(path) as f:
+            logging.config.dictConfig(yaml.safe_load(f))
+    else:
+        logging.config.fileConfig(path, disable_existing_loggers=False)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="data-bridge", description=__doc__)
-    parser.add_argument("app", help="MODULE:APP, e.g. main:app")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="info")
-    parser.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
-    parser.add_argument("--keepalive-timeout", type=float, default=5.0, help="seconds")
-    parser.add_argument(
-        "--root-path", default="", help="ASGI apps: the scope's root_path (a proxy's prefix)"
-    )
-    parser.add_argument(
-        "--lifespan",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="ASGI apps: the lifespan protocol (auto: used when the app supports it)",
-    )
+    parser = build_parser()
     args = parser.parse_args(argv)
-    app = load_app(args.app)
-    options: dict[str, Any] = {}
-    if not isinstance(app, App):
-        options = {"root_path": args.root_path, "lifespan": args.lifespan}
-    serve(
-        app,
-        args.host,
-        args.port,
-        workers=args.workers,
+    _refuse(parser, args)
+    if args.env_file:
+        _load_env_file(args.env_file)
+    if args.log_config:
+        _load_log_config(args.log_config)
+    # As uvicorn: --app-dir ("" is the current directory) goes first on sys.path.
+    app_dir = os.path.abspath(args.app_dir or os.getcwd())
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    app = load_app(args.app, factory=args.factory)
+    workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
+    config = Config(
+        host=args.host,
+        port=args.port,
+        uds=args.uds,
+        fd=args.fd,
+        workers=max(1, workers),
         log_level=args.log_level,
-        max_body=args.max_body,
-        keepalive_timeout=args.keepalive_timeout,
-        **options,
+        access_log=args.access_log,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        root_path=args.root_path,
+        limit_concurrency=args.limit_concurrency,
+        limit_max_requests=args.limit_max_requests,
+        limit_max_requests_jitter=args.limit_max_requests_jitter,
+        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+        headers=args.headers,
+        server_header=args.server_header,
+        date_header=args.date_header,
+        lifespan=args.lifespan,
+        metrics=args.metrics,
+        limits={
+            "max_body": args.max_body,
+            "keepalive_timeout": args.timeout_keep_alive,
+            "backlog": args.backlog,
+        },
     )
+    try:
+        serve_config(app, config)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ class Request(_core.Request):
     server_scheme: str = "http"  # "https" behind a TLS terminator (build_server(scheme=))
 
     @property
+    def _url_scheme(self) -> str:
+        """The URL scheme: what a trusted proxy's X-Forwarded-Proto says (--proxy-headers),
+        else the server's own."""
+        return self._forwarded_scheme or self.server_scheme
+
+    @property
     def root_path(self) -> str:
         if self.server_root_path is not None:
             return self.server_root_path
@@ -88,7 +94,7 @@ class Request(_core.Request):
     @property
     def base_url(self) -> URL:
         host = self.headers.get("host") or "testserver"
-        return URL(f"{self.server_scheme}://{host}{self.root_path}/")
+        return URL(f"{self._url_scheme}://{host}{self.root_path}/")
 
     @property
     def full_path(self) -> str:
@@ -108,7 +114,7 @@ class Request(_core.Request):
             host = self.headers.get("host") or "testserver"
             path = quote(self.full_path, safe="/:@!$&'()*+,;=-._~")
             query = f"?{self.query_string}" if self.query_string else ""
-            cached = self.__dict__["_url"] = URL(f"{self.server_scheme}://{host}{path}{query}")
+            cached = self.__dict__["_url"] = URL(f"{self._url_scheme}://{host}{path}{query}")
         return cached
 
     # The peer a test client reports (Starlette's ("testclient", 50000)), per server.
@@ -190,7 +196,7 @@ class _ScopeView(Mapping[str, Any]):
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
             "method": request.method,
-            "scheme": request.server_scheme,
+            "scheme": request._url_scheme,
             "path": request.full_path,
             "raw_path": quote(request.path).encode("ascii"),
             "root_path": request.root_path,

@@ -710,8 +710,8 @@ _servers: list = []
 _build_server = app.build_server
 
 
-def _recording_build_server(loop, limits=None):
-    server = _build_server(loop, limits)
+def _recording_build_server(loop, limits=None, **options):
+    server = _build_server(loop, limits, **options)
     _servers.append(server)
     return server
 

@@ -1,0 +1,602 @@
+"""The command line with uvicorn's options: each flag run in a real process on 127.0.0.1
+and its effect checked on the wire."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, Reader
+
+APP = textwrap.dedent(
+    """
+    import asyncio, os
+    from data_bridge.api import App, Request
+
+    app = App()
+
+    @app.get("/")
+    def index():
+        return {"pid": os.getpid()}
+
+    @app.get("/slow")
+    async def slow(t: float = 0.5):
+        await asyncio.sleep(t)
+        return {"slept": t}
+
+    @app.get("/where")
+    def where(request: Request):
+        return {
+            "client": list(request.client) if request.client else None,
+            "url": str(request.url),
+            "root_path": request.scope.get("root_path"),
+            "env": os.environ.get("DB_CLI_TEST"),
+        }
+
+    def make():
+        return app
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": scope["root_path"].encode()})
+    """
+)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The test run's own PYTHONPATH first (e.g. a sanitizer build of the extension), then
+    the source tree, as conftest's ServerProcess does."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+    )
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cli:
+    """``python -m data_bridge`` with the given arguments, in a directory holding the test
+    app (``cliapp``), stopped and reaped at the end of the test."""
+
+    def __init__(self, tmp: Path, *args: str, port: int | None = None, env=None) -> None:
+        (tmp / "cliapp.py").write_text(APP)
+        self.port = free_port() if port is None else port
+        self.log = tempfile.TemporaryFile()
+        e = child_env()
+        e.update(env or {})
+        argv = [sys.executable, "-m", "data_bridge", *args]
+        if "--uds" not in args and "--fd" not in args:
+            argv += ["--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=tmp,
+            env=e,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, path: str = "/", timeout: float = 15) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return httpx.get(self.url + path, timeout=5)
+            except httpx.TransportError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start: {self.output()}") from None
+                time.sleep(0.05)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"server did not stop: {self.output()}") from None
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    started: list[Cli] = []
+
+    def start(*args: str, **kw) -> Cli:
+        c = Cli(tmp_path, *args, **kw)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        if c.proc.poll() is None:
+            c.proc.kill()
+            c.proc.wait(timeout=10)
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "cliapp.py").write_text(APP)
+    env = child_env()
+    return subprocess.run(
+        [sys.executable, "-m", "data_bridge", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_defaults_server_and_date_headers(cli) -> None:
+    c = cli("cliapp:app")
+    r = c.wait_ready()
+    assert r.headers["server"] == "data-bridge"
+    assert "date" in r.headers
+    assert c.stop() == 0
+
+
+def test_no_server_header_no_date_header_and_extra_headers(cli) -> None:
+    c = cli(
+        "cliapp:app",
+        "--no-server-header",
+        "--no-date-header",
+        "--header",
+        "X-One: 1",
+        "--header",
+        "x-two:a:b",
+    )
+    r = c.wait_ready()
+    assert "server" not in r.headers and "date" not in r.headers
+    assert r.headers["x-one"] == "1" and r.headers["x-two"] == "a:b"
+    # Error answers from the server carry them too.
+    assert httpx.get(c.url + "/nope").headers["x-one"] == "1"
+    assert c.stop() == 0
+
+
+def test_header_named_server_replaces_ours(cli) -> None:
+    c = cli("cliapp:app", "--header", "Server: edge")
+    assert c.wait_ready().headers.get_list("server") == ["edge"]
+    assert c.stop() == 0
+
+
+def test_root_path_for_app_and_asgi(cli) -> None:
+    c = cli("cliapp:app", "--root-path", "/api")
+    assert c.wait_ready("/where").json()["root_path"] == "/api"
+    assert c.stop() == 0
+    a = cli("cliapp:asgi", "--root-path", "/api")
+    assert a.wait_ready().text == "/api"
+    assert a.stop() == 0
+
+
+def test_factory_and_app_dir(cli, tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "elsewhere.py").write_text(APP)
+    c = cli("elsewhere:make", "--factory", "--app-dir", str(sub))
+    assert "pid" in c.wait_ready().json()
+    assert c.stop() == 0
+
+
+def test_env_file(cli, tmp_path: Path) -> None:
+    (tmp_path / "vars.env").write_text("DB_CLI_TEST=from-file\n")
+    c = cli("cliapp:app", "--env-file", "vars.env")
+    assert c.wait_ready("/where").json()["env"] == "from-file"
+    assert c.stop() == 0
+
+
+def test_uds(cli, tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    c = cli("cliapp:app", "--uds", str(path))
+    deadline = time.monotonic() + 15
+    while not path.exists():
+        assert c.proc.poll() is None and time.monotonic() < deadline, c.output()
+        time.sleep(0.05)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+        r = client.get("http://x/where")
+    assert r.status_code == 200 and r.json()["client"] is None
+    assert c.stop() == 0
+
+
+def test_fd(tmp_path: Path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    (tmp_path / "cliapp.py").write_text(APP)
+    env = child_env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_bridge", "cliapp:app", "--fd", str(sock.fileno())],
+        cwd=tmp_path,
+        env=env,
+        pass_fds=(sock.fileno(),),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    sock.close()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+
+
+def test_limit_concurrency_answers_503(cli) -> None:
+    c = cli("cliapp:app", "--limit-concurrency", "2")
+    c.wait_ready()
+    held = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    try:
+        held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert Reader(held).read_response().status == 200
+        # Two open connections: uvicorn's count includes the connection asking.
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(s)
+        r = reader.read_response()
+        assert r.status == 503 and r.body == b"Service Unavailable"
+        assert r.header("connection") == "close" and reader.at_eof()
+        s.close()
+    finally:
+        held.close()
+    time.sleep(0.2)
+    assert httpx.get(c.url).status_code == 200
+    assert c.stop() == 0
+
+
+def test_limit_max_requests_stops_the_process(cli) -> None:
+    c = cli("cliapp:app", "--limit-max-requests", "3")
+    c.wait_ready()
+    for _ in range(2):
+        httpx.get(c.url)
+    assert c.proc.wait(timeout=10) == 0
+    assert "maximum number of requests (3)" in c.output()
+
+
+def test_timeout_keep_alive(cli) -> None:
+    c = cli("cliapp:app", "--timeout-keep-alive", "1")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    reader = Reader(s)
+    assert reader.read_response().status == 200
+    t0 = time.monotonic()
+    assert reader.at_eof(timeout=4)
+    assert 0.5 < time.monotonic() - t0 < 3.5
+    s.close()
+    assert c.stop() == 0
+
+
+def test_timeout_graceful_shutdown(cli) -> None:
+    c = cli("cliapp:app", "--timeout-graceful-shutdown", "1")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    s.sendall(b"GET /slow?t=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    c.proc.send_signal(signal.SIGTERM)
+    r = Reader(s).read_response()
+    assert r.status == 503
+    assert c.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 5
+    s.close()
+
+
+def test_graceful_shutdown_waits_by_default(cli) -> None:
+    c = cli("cliapp:app")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+    s.sendall(b"GET /slow?t=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    c.proc.send_signal(signal.SIGTERM)
+    r = Reader(s).read_response()
+    assert r.status == 200 and r.json() == {"slept": 1.5}
+    assert c.proc.wait(timeout=10) == 0
+    s.close()
+
+
+def test_backlog_and_log_level_accepted(cli) -> None:
+    c = cli("cliapp:app", "--backlog", "16", "--log-level", "debug")
+    c.wait_ready()
+    assert c.stop() == 0
+    assert "serving on http://127.0.0.1:" in c.output()
+    q = cli("cliapp:app", "--log-level", "warning")
+    q.wait_ready()
+    assert q.stop() == 0
+    assert "serving on" not in q.output()
+
+
+def test_lifespan_off_skips_startup(cli, tmp_path: Path) -> None:
+    (tmp_path / "lifeapp.py").write_text(
+        textwrap.dedent(
+            """
+            from data_bridge.api import App
+            app = App()
+            started = []
+            @app.on_event("startup")
+            def up():
+                started.append(1)
+            @app.get("/")
+            def index():
+                return {"started": len(started)}
+            """
+        )
+    )
+    c = cli("lifeapp:app", "--lifespan", "off")
+    assert c.wait_ready().json() == {"started": 0}
+    assert c.stop() == 0
+    d = cli("lifeapp:app")
+    assert d.wait_ready().json() == {"started": 1}
+    assert d.stop() == 0
+
+
+def test_web_concurrency_sets_workers(cli) -> None:
+    c = cli("cliapp:app", env={"WEB_CONCURRENCY": "2"})
+    c.wait_ready()
+    pids = {httpx.get(c.url, headers={"connection": "close"}).json()["pid"] for _ in range(40)}
+    assert c.stop() == 0
+    assert "with 2 workers" in c.output()
+    assert len(pids) >= 1
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--reload"], "--reload"),
+        (["--ssl-keyfile", "k.pem"], "--ssl-keyfile"),
+        (["--ssl-certfile", "c.pem"], "--ssl-certfile"),
+        (["--loop", "uvloop"], "--loop uvloop"),
+        (["--http", "h11"], "--http h11"),
+        (["--ws", "websockets"], "--ws websockets"),
+        (["--interface", "wsgi"], "--interface wsgi"),
+        (["--use-colors"], "--use-colors"),
+        (["--reload-dir", "."], "--reload-dir"),
+    ],
+)
+def test_unsupported_flags_are_refused_by_name(tmp_path: Path, args, named) -> None:
+    r = run_cli(tmp_path, "cliapp:app", *args)
+    assert r.returncode == 2
+    assert named in r.stderr and "not supported" in r.stderr
+
+
+def test_accepted_defaults_of_uvicorn(tmp_path: Path) -> None:
+    r = run_cli(tmp_path, "--help")
+    for flag in ("--uds", "--fd", "--limit-concurrency", "--header", "--forwarded-allow-ips"):
+        assert flag in r.stdout
+    bad = run_cli(tmp_path, "cliapp:app", "--header", "novalue")
+    assert bad.returncode == 2 and "NAME:VALUE" in bad.stderr
+
+
+# --- the access log ------------------------------------------------------------------
+
+ACCESS = re.compile(r'INFO data_bridge\.access: (\S*) - "(\S+) (\S+) HTTP/(1\.[01])" (\d{3})$')
+
+
+def access_lines(output: str) -> list[tuple[str, ...]]:
+    return [m.groups() for line in output.splitlines() if (m := ACCESS.match(line))]
+
+
+def test_access_log_lines(cli) -> None:
+    c = cli("cliapp:app")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    s.sendall(
+        b"GET /where?a=1&b=%20 HTTP/1.1\r\nHost: x\r\n\r\nGET /missing HTTP/1.0\r\nHost: x\r\n\r\n"
+    )
+    reader = Reader(s)
+    assert reader.read_response().status == 200
+    assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    lines = access_lines(c.output())
+    assert (f"127.0.0.1:{port}", "GET", "/where?a=1&b=%20", "1.1", "200") in lines
+    assert (f"127.0.0.1:{port}", "GET", "/missing", "1.0", "404") in lines
+
+
+def test_access_log_asgi_and_uds(cli, tmp_path: Path) -> None:
+    path = tmp_path / "a.sock"
+    c = cli("cliapp:asgi", "--uds", str(path))
+    deadline = time.monotonic() + 15
+    while not path.exists():
+        assert c.proc.poll() is None and time.monotonic() < deadline, c.output()
+        time.sleep(0.05)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+        assert client.post("http://x/p?q", content=b"x").status_code == 200
+    assert c.stop() == 0
+    # No IP address on a UNIX socket: the client is empty, as uvicorn's.
+    assert ("", "POST", "/p?q", "1.1", "200") in access_lines(c.output())
+
+
+def test_no_access_log(cli) -> None:
+    c = cli("cliapp:app", "--no-access-log")
+    c.wait_ready()
+    httpx.get(c.url + "/where")
+    assert c.stop() == 0
+    assert access_lines(c.output()) == []
+    assert "data_bridge.access" not in c.output()
+
+
+def test_access_log_follows_log_level(cli) -> None:
+    c = cli("cliapp:app", "--log-level", "warning")
+    c.wait_ready()
+    httpx.get(c.url + "/where")
+    assert c.stop() == 0
+    assert access_lines(c.output()) == []
+
+
+# --- proxy headers ---------------------------------------------------------------------
+
+PROXY_APP = textwrap.dedent(
+    """
+    from data_bridge.api import App, Request
+    from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
+
+    app = App()
+
+    @app.get("/where")
+    def where(request: Request):
+        return {"client": list(request.client) if request.client else None,
+                "url": str(request.url)}
+
+    secure = App()
+    secure.add_middleware(HTTPSRedirectMiddleware)
+
+    @secure.get("/s")
+    def s():
+        return {"ok": True}
+
+    async def asgi(scope, receive, send):
+        import json
+        body = json.dumps({"client": scope["client"], "scheme": scope["scheme"]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    """
+)
+
+
+def get_raw(port: int, path: str, *headers: str) -> tuple[int, dict, bytes]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    extra = "".join(h + "\r\n" for h in headers)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: example.com\r\n{extra}\r\n".encode())
+    r = Reader(s).read_response()
+    s.close()
+    return r.status, dict((k.lower(), v) for k, v in r.headers), r.body
+
+
+def test_proxy_headers_from_a_trusted_peer(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app")  # default --forwarded-allow-ips: 127.0.0.1,::1
+    c.wait_ready("/where")
+    _, _, body = get_raw(
+        c.port, "/where?x=1", "X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.7:4711"
+    )
+    data = json.loads(body)
+    assert data == {"client": ["203.0.113.7", 4711], "url": "https://example.com/where?x=1"}
+    # The rightmost untrusted hop: 127.0.0.1 (a trusted proxy) is skipped.
+    _, _, body = get_raw(
+        c.port, "/where", "X-Forwarded-For: 1.1.1.1, 198.51.100.2", "X-Forwarded-For: 127.0.0.1"
+    )
+    assert json.loads(body)["client"] == ["198.51.100.2", 0]
+    # Every hop trusted: the leftmost; an IPv6 hop in brackets with a port.
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-For: [::1]:80, 127.0.0.1")
+    assert json.loads(body)["client"] == ["::1", 80]
+    # An unknown protocol name is ignored; no headers: the peer.
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: gopher")
+    data = json.loads(body)
+    assert data["url"].startswith("http://") and data["client"][0] == "127.0.0.1"
+    assert c.stop() == 0
+    # The access log names the forwarded client.
+    assert ("203.0.113.7:4711", "GET", "/where?x=1", "1.1", "200") in access_lines(c.output())
+
+
+def test_proxy_headers_from_an_untrusted_peer_are_ignored(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--forwarded-allow-ips", "10.0.0.0/8, 192.0.2.1")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: https", "X-Forwarded-For: 1.2.3.4")
+    data = json.loads(body)
+    assert data["client"][0] == "127.0.0.1" and data["url"].startswith("http://")
+    assert c.stop() == 0
+
+
+def test_forwarded_allow_ips_networks_and_star(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--forwarded-allow-ips", "127.0.0.0/8")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-For: 9.9.9.9, 10.1.1.1")
+    assert json.loads(body)["client"] == ["10.1.1.1", 0]
+    assert c.stop() == 0
+    d = cli("proxyapp:app", "--forwarded-allow-ips", "*")
+    d.wait_ready("/where")
+    # "*": the leftmost hop, whatever follows.
+    _, _, body = get_raw(d.port, "/where", "X-Forwarded-For: 9.9.9.9, 10.1.1.1")
+    assert json.loads(body)["client"] == ["9.9.9.9", 0]
+    assert d.stop() == 0
+
+
+def test_no_proxy_headers(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:app", "--no-proxy-headers")
+    c.wait_ready("/where")
+    _, _, body = get_raw(c.port, "/where", "X-Forwarded-Proto: https", "X-Forwarded-For: 1.2.3.4")
+    data = json.loads(body)
+    assert data["client"][0] == "127.0.0.1" and data["url"].startswith("http://")
+    assert c.stop() == 0
+
+
+def test_proxy_headers_asgi_scope(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:asgi")
+    c.wait_ready()
+    _, _, body = get_raw(c.port, "/", "X-Forwarded-Proto: https", "X-Forwarded-For: 5.6.7.8")
+    assert json.loads(body) == {"client": ["5.6.7.8", 0], "scheme": "https"}
+    _, _, body = get_raw(c.port, "/")
+    data = json.loads(body)
+    assert data["scheme"] == "http" and data["client"][0] == "127.0.0.1"
+    assert c.stop() == 0
+
+
+def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:
+    (tmp_path / "proxyapp.py").write_text(PROXY_APP)
+    c = cli("proxyapp:secure")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            status, headers, _ = get_raw(c.port, "/s")
+            break
+        except OSError:
+            assert c.proc.poll() is None and time.monotonic() < deadline, c.output()
+            time.sleep(0.05)
+    assert status == 307 and headers["location"] == "https://example.com/s"
+    status, _, body = get_raw(c.port, "/s", "X-Forwarded-Proto: https")
+    assert status == 200 and json.loads(body) == {"ok": True}
+    assert c.stop() == 0
+    d = cli("proxyapp:secure", "--forwarded-allow-ips", "10.0.0.1")
+    time.sleep(0.1)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            status, _, _ = get_raw(d.port, "/s", "X-Forwarded-Proto: https")
+            break
+        except OSError:
+            assert d.proc.poll() is None and time.monotonic() < deadline, d.output()
+            time.sleep(0.05)
+    assert status == 307
+    assert d.stop() == 0

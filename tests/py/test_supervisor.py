@@ -1,0 +1,356 @@
+"""Supervised workers (--workers N) with real processes: a dead worker is replaced, a
+crash loop stops the supervisor, SIGTERM drains, SIGHUP rolls the workers, and
+--limit-max-requests recycles them. Every wait is bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+from conftest import Reader
+from test_cli import Cli
+
+APP = textwrap.dedent(
+    """
+    import asyncio, os
+    from data_bridge.api import App
+
+    app = App()
+
+    @app.get("/")
+    def index():
+        return {"pid": os.getpid()}
+
+    @app.get("/slow")
+    async def slow(t: float = 1.0):
+        await asyncio.sleep(t)
+        return {"pid": os.getpid(), "slept": t}
+
+    @app.get("/crash")
+    def crash():
+        os._exit(7)
+
+    broken = App()
+
+    @broken.get("/")
+    def index2():
+        return {}
+
+    @broken.on_event("startup")
+    def fail():
+        if os.environ.get("DB_FAIL_HOW") == "crash":
+            os._exit(9)
+        raise RuntimeError("no database")
+    """
+)
+
+
+def start(tmp_path: Path, *args: str, env=None) -> Cli:
+    (tmp_path / "supapp.py").write_text(APP)
+    return Cli(tmp_path, *args, env=env)
+
+
+def pids_of(c: Cli, n: int = 60) -> set[int]:
+    out = set()
+    for _ in range(n):
+        out.add(httpx.get(c.url, headers={"connection": "close"}, timeout=5).json()["pid"])
+    return out
+
+
+def cleanup(c: Cli) -> None:
+    """Kills what is left of the test's process group (supervisor and workers)."""
+    try:
+        os.killpg(c.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    c.proc.wait(timeout=10)
+
+
+def worker_pids(c: Cli) -> set[int]:
+    """The supervisor's children, from /proc."""
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == c.proc.pid and fields[0] != "Z":
+            out.add(int(d))
+    return out
+
+
+def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        before = worker_pids(c)
+        victim = min(before)
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(c) - before) == 1, what="a replacement")
+        # The replacement serves within a second; the survivor never stopped.
+        wait_for(lambda: httpx.get(c.url, timeout=5).status_code == 200, 5, "service")
+        assert time.monotonic() - t0 < 3
+        assert victim not in worker_pids(c)
+        # A worker that crashes in a handler is replaced as well.
+        try:
+            httpx.get(c.url + "/crash", headers={"connection": "close"}, timeout=5)
+        except httpx.TransportError:
+            pass
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers again")
+        assert c.stop() == 0
+        out = c.output()
+        assert f"worker {victim} killed by SIGKILL; replacing it" in out
+        assert "exited with status 7; replacing it" in out
+    finally:
+        cleanup(c)
+
+
+def test_startup_failure_stops_the_supervisor(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:broken", "--workers", "2")
+    try:
+        assert c.proc.wait(timeout=20) == 3
+    finally:
+        cleanup(c)
+    assert "the application failed to start; stopping" in c.output()
+
+
+def test_crash_loop_gives_up(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:broken", "--workers", "2", env={"DB_FAIL_HOW": "crash"})
+    t0 = time.monotonic()
+    try:
+        assert c.proc.wait(timeout=30) == 1
+    finally:
+        cleanup(c)
+    out = c.output()
+    assert "crash loop, stopping" in out
+    # Backoff between the attempts: not all at once.
+    assert time.monotonic() - t0 > 0.5
+    assert out.count("started worker") <= 8
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        socks = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+            s.sendall(b"GET /slow?t=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        time.sleep(0.4)
+        c.proc.send_signal(signal.SIGTERM)
+        for s in socks:
+            r = Reader(s).read_response()
+            assert r.status == 200 and r.json()["slept"] == 1.5
+            s.close()
+        assert c.proc.wait(timeout=15) == 0
+        # Nothing listens any more.
+        try:
+            socket.create_connection(("127.0.0.1", c.port), timeout=1).close()
+            raise AssertionError("still accepting")
+        except OSError:
+            pass
+    finally:
+        cleanup(c)
+
+
+def test_sigint_drains_too(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: workers leave it to the supervisor and
+    still finish their requests."""
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        s.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        os.killpg(c.proc.pid, signal.SIGINT)
+        r = Reader(s).read_response()
+        assert r.status == 200
+        s.close()
+        assert c.proc.wait(timeout=15) == 0
+    finally:
+        cleanup(c)
+
+
+def test_graceful_timeout_bounds_the_drain(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2", "--timeout-graceful-shutdown", "1")
+    try:
+        c.wait_ready()
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        s.sendall(b"GET /slow?t=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        c.proc.send_signal(signal.SIGTERM)
+        assert Reader(s).read_response().status == 503
+        s.close()
+        assert c.proc.wait(timeout=15) == 0
+        assert time.monotonic() - t0 < 6
+    finally:
+        cleanup(c)
+
+
+def test_sighup_rolls_the_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        before = worker_pids(c)
+        # A request in flight on an old worker finishes during the roll.
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        s.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        c.proc.send_signal(signal.SIGHUP)
+        failures = 0
+        deadline = time.monotonic() + 20
+        while not (worker_pids(c) and worker_pids(c).isdisjoint(before)):
+            assert time.monotonic() < deadline, c.output()
+            try:
+                httpx.get(c.url, timeout=5)
+            except httpx.TransportError:
+                failures += 1
+            time.sleep(0.02)
+        assert Reader(s).read_response().status == 200
+        s.close()
+        assert failures == 0
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two new workers")
+        assert c.stop() == 0
+        assert "all workers restarted" in c.output()
+    finally:
+        cleanup(c)
+
+
+def test_limit_max_requests_recycles_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2", "--limit-max-requests", "5")
+    try:
+        c.wait_ready()
+        seen: set[int] = set()
+        errors = 0
+        for _ in range(60):
+            try:
+                seen.add(httpx.get(c.url, headers={"connection": "close"}, timeout=5).json()["pid"])
+            except httpx.TransportError as exc:
+                errors += 1
+                print("error", repr(exc))  # shown with -s
+            time.sleep(0.01)
+        # Replaced as they reach the limit: more than two processes served.
+        assert len(seen) > 2, c.output()
+        assert errors == 0
+        assert c.stop() == 0
+        assert "exited with status 0; replacing it" in c.output()
+    finally:
+        cleanup(c)
+
+
+def test_workers_exit_with_a_killed_supervisor(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        workers = worker_pids(c)
+        c.proc.kill()
+        c.proc.wait(timeout=10)
+
+        def gone() -> bool:
+            for pid in workers:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            return False
+                except OSError:
+                    pass
+            return True
+
+        wait_for(gone, 10, "orphaned workers to exit")
+    finally:
+        cleanup(c)
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def scrape(c: Cli) -> dict[str, float]:
+    r = httpx.get(c.url + "/metrics", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    out = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_single_process(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--metrics", "/metrics")
+    try:
+        c.wait_ready()  # one 200
+        for _ in range(3):
+            httpx.get(c.url + "/nope", timeout=5)  # 404s
+        held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        held.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        m = scrape(c)
+        assert m["data_bridge_requests_total"] == 5  # the scrape does not count itself
+        assert m['data_bridge_responses_total{class="2xx"}'] == 1
+        assert m['data_bridge_responses_total{class="4xx"}'] == 3
+        assert m["data_bridge_requests_in_flight"] == 1
+        # The held connection and the scrape's own.
+        assert m["data_bridge_connections"] == 2
+        assert Reader(held).read_response().status == 200
+        held.close()
+        time.sleep(0.2)
+        m = scrape(c)
+        assert m["data_bridge_requests_in_flight"] == 0
+        assert m['data_bridge_responses_total{class="2xx"}'] == 2
+        assert c.stop() == 0
+    finally:
+        cleanup(c)
+
+
+def test_metrics_summed_over_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2", "--metrics", "/metrics")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        pids = pids_of(c, 40)  # 40 more requests, spread over the workers
+        assert len(pids) == 2
+        m = scrape(c)
+        assert m["data_bridge_requests_total"] == 41
+        assert m['data_bridge_responses_total{class="2xx"}'] == 41
+        # A killed worker: its counts stay, the restart is counted, nothing is left in flight.
+        held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        held.sendall(b"GET /slow?t=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        victim = [p for p in worker_pids(c)]
+        m = scrape(c)
+        assert m["data_bridge_requests_in_flight"] == 1
+        for pid in victim:
+            os.kill(pid, signal.SIGKILL)
+        held.close()
+        wait_for(lambda: len(worker_pids(c) - set(victim)) == 2, what="replacements")
+        c.wait_ready()
+        m = scrape(c)
+        assert m["data_bridge_worker_restarts_total"] == 2
+        assert m["data_bridge_requests_in_flight"] == 0
+        assert m["data_bridge_requests_total"] >= 43
+        assert m["data_bridge_requests_abandoned_total"] == 1
+        assert c.stop() == 0
+    finally:
+        cleanup(c)

@@ -52,11 +52,11 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 # Why the tests that fail on data-bridge fail: the features they need and their issues.
 KNOWN_GAPS: list[tuple[str, str]] = [
     (
-        "WebSockets: the ASGI `websocket` scope for ASGI apps served by data-bridge,"
-        " permessage-deflate (declined), a WebSocket route and an HTTP GET route on one path,"
-        " `app.exception_handler(WebSocketException)`",
-        "not built yet (issue 15); native WebSocket routes, `WebSocket` and the test client's"
-        " `websocket_connect` work",
+        "WebSockets: a WebSocket route and an HTTP GET route on one path,"
+        " `app.exception_handler(WebSocketException)`, keep-alive pings",
+        "not built yet (issue 15); native WebSocket routes (with permessage-deflate),"
+        " `WebSocket`, the test client's `websocket_connect` and the ASGI websocket scope"
+        " work",
     ),
     (
         "Mounted sub-applications, WSGI apps, `app(scope, receive, send)`, "

@@ -210,7 +210,7 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     }
     /* The upgrade drops the request's bytes: what the object shows is converted now. */
     request_detach((PyObject *)self);
-    return ws_session_accept(req, loop, lines, (size_t)n, max_size);
+    return ws_session_accept(req->conn, loop, lines, (size_t)n, max_size);
 }
 
 static PyMethodDef request_methods[] = {

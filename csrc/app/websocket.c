@@ -39,6 +39,7 @@ typedef struct {
 } WsObject;
 
 static PyObject *str_done, *str_set_result, *str_create_future;
+extern PyTypeObject WsUpgrade_Type;
 
 /* Completes *slot's future with value (if nobody cancelled it) and clears the slot.
  * Returns 0, or -1 with an exception set. */
@@ -293,13 +294,12 @@ int ws_session_init_type(void)
         (str_set_result = PyUnicode_InternFromString("set_result")) == NULL ||
         (str_create_future = PyUnicode_InternFromString("create_future")) == NULL)
         return -1;
-    return PyType_Ready(&WsSession_Type);
+    return PyType_Ready(&WsSession_Type) < 0 ? -1 : PyType_Ready(&WsUpgrade_Type);
 }
 
-PyObject *ws_session_accept(server_request_t *req, PyObject *loop, const char *lines, size_t n,
+PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n,
                             unsigned long long max_size)
 {
-    server_conn_t *c = req->conn;
     if (server_conn_closed(c)) {
         PyErr_SetString(PyExc_ConnectionResetError, "the client left before the upgrade");
         return NULL;
@@ -384,4 +384,104 @@ int ws_handshake_status(const server_request_t *req)
     if (key == NULL || !ws_key_valid(key->value, key->value_len))
         return 400;
     return 0;
+}
+
+/* --- the ASGI websocket scope's handle on a pending upgrade ---------------------------- */
+
+/* `_core._WebSocketUpgrade`: what asgi/call.c hands data_bridge._asgi_ws for a request with
+ * "Upgrade: websocket", so that the ASGI driver (Python) can accept it (a session, as
+ * above), refuse it with an HTTP response (the websocket.http.response extension, or 403)
+ * and end it. It holds the connection (server_conn_hold) and the pending request: finish()
+ * releases the request once, and deallocation does it for an upgrade never finished. */
+typedef struct {
+    PyObject_HEAD
+    server_conn_t *conn;
+    int finished;
+} UpgradeObject;
+
+static PyObject *upgrade_accept(UpgradeObject *self, PyObject *args)
+{
+    PyObject *loop;
+    const char *lines;
+    Py_ssize_t n;
+    unsigned long long max_size;
+    if (!PyArg_ParseTuple(args, "Oy#K:accept", &loop, &lines, &n, &max_size))
+        return NULL;
+    if (self->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "the upgrade was already answered");
+        return NULL;
+    }
+    return ws_session_accept(self->conn, loop, lines, (size_t)n, max_size);
+}
+
+static PyObject *upgrade_respond(UpgradeObject *self, PyObject *args)
+{
+    int status;
+    const char *lines, *body;
+    Py_ssize_t n, body_len;
+    if (!PyArg_ParseTuple(args, "iy#y#:respond", &status, &lines, &n, &body, &body_len))
+        return NULL;
+    if (self->finished || server_conn_closed(self->conn))
+        Py_RETURN_FALSE;
+    if (server_conn_respond(self->conn, status, NULL, 0, lines, (size_t)n, body, (size_t)body_len) <
+        0)
+        return PyErr_NoMemory();
+    Py_RETURN_TRUE;
+}
+
+static PyObject *upgrade_finish(UpgradeObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->finished) {
+        self->finished = 1;
+        /* Releases the pending request (conn_dispatch's reference); our hold remains. */
+        server_conn_finish(self->conn);
+    }
+    Py_RETURN_NONE;
+}
+
+static void upgrade_dealloc(UpgradeObject *self)
+{
+    if (!self->finished) {
+        self->finished = 1;
+        server_conn_finish(self->conn);
+    }
+    /* Releases the reference taken in ws_upgrade_new. */
+    server_conn_unhold(self->conn);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef upgrade_methods[] = {
+    {"accept", (PyCFunction)upgrade_accept, METH_VARARGS,
+     "accept(loop, header_lines, max_size): answers 101 and returns the WebSocketSession"},
+    {"respond", (PyCFunction)upgrade_respond, METH_VARARGS,
+     "respond(status, header_lines, body): refuses the upgrade with an HTTP response"},
+    {"finish", (PyCFunction)upgrade_finish, METH_NOARGS,
+     "finish(): the application is done with the request"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject WsUpgrade_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._WebSocketUpgrade",
+    .tp_basicsize = sizeof(UpgradeObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A pending WebSocket upgrade of an ASGI application's request.",
+    .tp_dealloc = (destructor)upgrade_dealloc,
+    .tp_methods = upgrade_methods,
+};
+
+PyObject *ws_upgrade_new(server_conn_t *conn)
+{
+    UpgradeObject *self = PyObject_New(UpgradeObject, &WsUpgrade_Type);
+    if (self == NULL)
+        return NULL;
+    server_conn_hold(conn); /* released in upgrade_dealloc */
+    self->conn = conn;
+    self->finished = 0;
+    return (PyObject *)self;
+}
+
+void ws_upgrade_disarm(PyObject *upgrade)
+{
+    ((UpgradeObject *)upgrade)->finished = 1;
 }

@@ -24,13 +24,15 @@ enum conn_state {
 
 /* A connection's WebSocket session (ws.c): allocated at the upgrade, freed with the
  * connection. About 300 bytes; message payloads live in msg.data only while a message
- * spans reads, and its storage is freed once the message is delivered. */
+ * spans reads (or is compressed), and its storage is freed once the message is delivered;
+ * zlib states live for one message (no context takeover either way, see ws.c). */
 typedef struct {
     ws_parser_t parser;
     ws_message_t msg;
     const server_ws_handler_t *handler; /* NULL once forgotten */
     void *arg;
-    const uint8_t *direct; /* a whole single-frame message's payload, in rbuf */
+    ws_deflate_params_t pmd; /* permessage-deflate as agreed (pmd.enabled 0: declined) */
+    const uint8_t *direct;   /* a whole single-frame message's payload, in rbuf */
     size_t direct_len;
     unsigned single : 1;         /* the current frame is a whole message */
     unsigned paused : 1;         /* the handler asked to stop reading */

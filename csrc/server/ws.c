@@ -17,6 +17,14 @@
  * is kept inside the parser, a partial payload in msg.data, whose storage is freed after
  * each message), wbuf once written.
  *
+ * permessage-deflate (RFC 7692): the first acceptable offer is agreed with
+ * server_no_context_takeover and client_no_context_takeover (§7.1.1: a server may add both
+ * to its response), so no zlib state outlives a message: the inflater is made for a
+ * compressed message and freed after it, the deflater for a message worth compressing
+ * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) and freed
+ * after it. An idle session keeps none of the ~300 KiB zlib needs, at the price of a zlib
+ * set-up per compressed message and of ratios without the previous messages' window.
+ *
  * Closing (§7.1): a close frame from the peer is answered with the same code (§5.5.1) and
  * the server then closes the TCP connection after the frame is written (§7.1.1: the
  * server closes first). A close started by the server waits WS_CLOSE_TIMEOUT ms for the
@@ -25,12 +33,16 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "loop/loop.h"
 #include "server/server_internal.h"
 
 /* How long the server waits for the peer's close frame after sending its own. */
 #define WS_CLOSE_TIMEOUT 5000
+/* Messages shorter than this are sent uncompressed even with permessage-deflate: a zlib
+ * set-up costs more than it saves on them. */
+#define WS_DEFLATE_MIN 256
 
 static void ws_notify_close(server_conn_t *c, int code, const char *reason, size_t len)
 {
@@ -119,8 +131,14 @@ static void ws_conn_process(server_conn_t *c)
             continue;
         }
         if (r > 0) {
-            if (r == WS_EV_FRAME)
+            if (r == WS_EV_FRAME) {
                 w->single = ev.first && ev.fin && !ev.compressed;
+                if (ev.first && ev.compressed && w->msg.inflater == NULL &&
+                    (w->msg.inflater = ws_inflater_new(1)) == NULL) {
+                    ws_fail(c, WS_CLOSE_INTERNAL);
+                    break;
+                }
+            }
             if (r == WS_EV_DATA && w->single && ev.len == w->parser.length &&
                 w->msg.data.len == 0) {
                 /* The whole payload of a one-frame message is here: delivered from rbuf,
@@ -142,8 +160,10 @@ static void ws_conn_process(server_conn_t *c)
             r = ws_message_add(&w->msg, &ev);
             if (r == 1) {
                 ws_deliver(c, w->msg.opcode, (const uint8_t *)w->msg.data.data, w->msg.data.len);
-                /* An idle session keeps no payload storage. */
+                /* An idle session keeps no payload storage and no zlib state. */
                 db_buf_free(&w->msg.data);
+                ws_inflater_free(w->msg.inflater);
+                w->msg.inflater = NULL;
                 continue;
             }
         }
@@ -198,7 +218,24 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
     server_ws_t *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return -1;
-    ws_parser_init(&w->parser, 1, 0, max_message);
+    /* RFC 7692 §5: each Sec-WebSocket-Extensions line may hold offers; the first
+     * acceptable permessage-deflate one is taken, anything else is declined by omission. */
+    ws_deflate_config_t pmd_cfg;
+    ws_deflate_config_default(&pmd_cfg);
+    pmd_cfg.server_no_context_takeover = 1;
+    pmd_cfg.client_no_context_takeover = 1;
+    for (size_t i = 0; i < c->head->num_headers && !w->pmd.enabled; i++) {
+        const http_header_t *f = &c->head->headers[i];
+        if (f->name_len == 24 && strncasecmp(f->name, "sec-websocket-extensions", 24) == 0)
+            ws_deflate_negotiate(f->value, f->value_len, &pmd_cfg, &w->pmd);
+    }
+    char ext[160];
+    int ext_len = 0;
+    if (w->pmd.enabled && (ext_len = ws_deflate_response(&w->pmd, ext, sizeof(ext))) < 0) {
+        w->pmd.enabled = 0;
+        ext_len = 0;
+    }
+    ws_parser_init(&w->parser, 1, w->pmd.enabled, max_message);
     ws_message_init(&w->msg, max_message, NULL);
     w->handler = handler;
     w->arg = arg;
@@ -206,7 +243,8 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
     static const char h1[] = "HTTP/1.1 101 Switching Protocols\r\n"
                              "upgrade: websocket\r\nconnection: Upgrade\r\n"
                              "sec-websocket-accept: ";
-    size_t need = sizeof(h1) - 1 + 28 + 2 + extra_len + 2;
+    static const char hx[] = "sec-websocket-extensions: ";
+    size_t need = sizeof(h1) - 1 + 28 + 2 + sizeof(hx) - 1 + (size_t)ext_len + 2 + extra_len + 2;
     if (conn_wbuf_reserve(c, need) < 0) {
         free(w);
         conn_close(c);
@@ -215,6 +253,11 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
     db_buf_append(&c->wbuf, h1, sizeof(h1) - 1);
     db_buf_append(&c->wbuf, accept, 28);
     db_buf_append(&c->wbuf, "\r\n", 2);
+    if (ext_len > 0) {
+        db_buf_append(&c->wbuf, hx, sizeof(hx) - 1);
+        db_buf_append(&c->wbuf, ext, (size_t)ext_len);
+        db_buf_append(&c->wbuf, "\r\n", 2);
+    }
     if (extra_len)
         db_buf_append(&c->wbuf, extra_headers, extra_len);
     db_buf_append(&c->wbuf, "\r\n", 2);
@@ -263,8 +306,23 @@ int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t l
     server_ws_t *w = c->ws;
     if (w == NULL || c->closing || w->close_sent)
         return SERVER_STREAM_CLOSED;
-    if (conn_wbuf_reserve(c, len + 14) < 0 ||
-        ws_write_frame(&c->wbuf, opcode, 1, 0, data, len) < 0) {
+    if (w->pmd.enabled && len >= WS_DEFLATE_MIN) {
+        /* RFC 7692 §7.2.1, one message per zlib stream (server_no_context_takeover). */
+        int bits = w->pmd.server_max_window_bits ? w->pmd.server_max_window_bits : 15;
+        ws_deflater_t *d = ws_deflater_new(bits, 1, -1);
+        db_buf_t z;
+        db_buf_init(&z);
+        int r = d == NULL ? WS_E_NO_MEMORY : ws_deflate_message(d, data, len, &z);
+        ws_deflater_free(d);
+        if (r < 0 || conn_wbuf_reserve(c, z.len + 14) < 0 ||
+            ws_write_frame(&c->wbuf, opcode, 1, 1, z.data, z.len) < 0) {
+            db_buf_free(&z);
+            conn_close(c);
+            return SERVER_STREAM_NOMEM;
+        }
+        db_buf_free(&z);
+    } else if (conn_wbuf_reserve(c, len + 14) < 0 ||
+               ws_write_frame(&c->wbuf, opcode, 1, 0, data, len) < 0) {
         conn_close(c);
         return SERVER_STREAM_NOMEM;
     }
@@ -340,6 +398,7 @@ void ws_conn_free(server_conn_t *c)
     if (c->ws == NULL)
         return;
     ws_message_free(&c->ws->msg);
+    ws_inflater_free(c->ws->msg.inflater);
     free(c->ws);
     c->ws = NULL;
 }

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import socket
 import struct
 import time
@@ -199,6 +200,28 @@ def test_fragments_with_interleaved_ping_raw(ws: ServerProcess) -> None:
         r.send(bytes([byte]))
     assert r.recv_frame() == (True, 0x1, "ééé".encode())
     r.close()
+
+
+def test_permessage_deflate(ws: ServerProcess) -> None:
+    # The websockets client offers permessage-deflate: agreed without context takeover.
+    with connect(url(ws, "/echo")) as c:
+        agreed = c.response.headers["sec-websocket-extensions"]
+        assert agreed == (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        )
+        for message in ["short", "long " * 2000, b"\x00\x01" * 5000, "é" * 3000]:
+            c.send(message)
+            assert c.recv() == message
+        # A compressed message that inflates past the bound (64 KiB here): 1009.
+        c.send("a" * 70000)
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv()
+    assert info.value.rcvd.code == 1009
+    # Declined when not offered.
+    with connect(url(ws, "/echo"), compression=None) as c:
+        assert "sec-websocket-extensions" not in c.response.headers
+        c.send("plain " * 100)
+        assert c.recv() == "plain " * 100
 
 
 def test_ping_pong(ws: ServerProcess) -> None:
@@ -395,8 +418,32 @@ def test_no_reference_leaks(ws: ServerProcess) -> None:
     before = blocks()
     load(200)
     after = blocks()
+    if after - before >= 400:
+        # Once more before concluding: a late warm-up (a free list, a cache) does not
+        # repeat, a leak does.
+        before = after
+        load(200)
+        after = blocks()
     # 200 rounds are 1,200 sessions: a leak of one object per session shows as thousands.
     assert after - before < 400, (before, after)
+
+
+def test_shutdown_closes_sessions_1001() -> None:
+    srv = ServerProcess("ws_app.py").start()
+    try:
+        mute = RawWS(srv)  # never answers the server's close
+        with connect(url(srv, "/echo")) as polite:
+            srv.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                polite.recv(timeout=5)
+        assert info.value.rcvd.code == 1001  # going away (RFC 6455 §7.4.1)
+        fin, op, payload = mute.recv_frame()
+        assert op == 0x8 and struct.unpack("!H", payload)[0] == 1001
+        # The mute peer is given up on after the graceful timeout; the server exits cleanly.
+        assert srv.proc.wait(15) == 0
+        mute.close()
+    finally:
+        srv.stop()
 
 
 # --- the test client -------------------------------------------------------------------
@@ -464,3 +511,67 @@ def test_testclient_denial_and_errors() -> None:
     assert info.value.code == 1000
     # Plain requests still work beside sessions.
     assert client.get("/ws").status_code == 404
+
+
+# --- the ASGI websocket scope (an ASGI application served by data-bridge) -------------
+
+
+@pytest.fixture(scope="module")
+def asgi_ws() -> Iterator[ServerProcess]:
+    srv = ServerProcess("asgi_ws_app.py").start()
+    yield srv
+    code, log = srv.stop()
+    assert code == 0, log
+
+
+def test_asgi_echo_and_disconnect(asgi_ws: ServerProcess) -> None:
+    with connect(url(asgi_ws, "/echo"), subprotocols=["chat"]) as c:
+        assert c.subprotocol == "chat"
+        c.send("hi")
+        assert c.recv() == "echo:hi"
+        c.send(b"\x00bin" * 100)
+        assert c.recv() == b"\x00bin" * 100
+        c.close(code=4010)
+    deadline = time.monotonic() + 5
+    while ["disconnect", 4010] not in httpx.get(asgi_ws.url + "/events").json():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_asgi_scope(asgi_ws: ServerProcess) -> None:
+    with connect(url(asgi_ws, "/scope?a=1")) as c:
+        assert json.loads(c.recv()) == {
+            "type": "websocket",
+            "scheme": "ws",
+            "path": "/scope",
+            "query": "a=1",
+            "method": None,
+        }
+        with pytest.raises(ConnectionClosed) as info:
+            c.recv()
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4005, "seen")
+
+
+def test_asgi_refusals(asgi_ws: ServerProcess) -> None:
+    for path in ("/deny", "/nowhere"):  # a close before accept, Starlette's unknown route
+        with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+            connect(url(asgi_ws, path))
+        assert info.value.response.status_code == 403
+    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+        connect(url(asgi_ws, "/denial"))
+    response = info.value.response
+    assert response.status_code == 401
+    assert response.headers["x-why"] == "token" and response.body == b"no entry"
+    with connect(url(asgi_ws, "/boom")) as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv()
+    assert closed.value.rcvd.code == 1011
+    r = handshake(asgi_ws, "/echo", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    assert r.status == 400
+    assert httpx.get(asgi_ws.url + "/events").status_code == 200  # HTTP goes on
+
+
+def test_asgi_protocol_errors(asgi_ws: ServerProcess) -> None:
+    r = RawWS(asgi_ws)
+    r.send(frame(0x1, b"\xff\xfe"))
+    r.expect_close(1007)

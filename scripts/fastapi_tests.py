@@ -52,8 +52,8 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 # Why the tests that fail on data-bridge fail: the features they need and their issues.
 KNOWN_GAPS: list[tuple[str, str]] = [
     (
-        "WebSockets: a WebSocket route and an HTTP GET route on one path,"
-        " `app.exception_handler(WebSocketException)`, keep-alive pings",
+        "WebSockets: a WebSocket route and an HTTP GET route on one path (the first"
+        " registered wins), keep-alive pings, context takeover in permessage-deflate",
         "not built yet (issue 15); native WebSocket routes (with permessage-deflate),"
         " `WebSocket`, the test client's `websocket_connect` and the ASGI websocket scope"
         " work",

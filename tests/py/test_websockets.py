@@ -470,6 +470,18 @@ def make_app() -> FastAPI:
         await websocket.receive_text()
         raise ValueError("in the endpoint")
 
+    class Teapot(Exception):
+        pass
+
+    @app.exception_handler(Teapot)
+    async def on_teapot(websocket: WebSocket, exc: Teapot) -> None:
+        await websocket.close(code=4018, reason="teapot")
+
+    @app.websocket("/teapot")
+    async def teapot(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise Teapot()
+
     @app.websocket("/forever")
     async def forever(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -509,6 +521,11 @@ def test_testclient_denial_and_errors() -> None:
             s.send_text("x")
             assert s.receive_text() == "x"
     assert info.value.code == 1000
+    # An exception handler of the app answers for the endpoint.
+    with client.websocket_connect("/teapot") as s:
+        with pytest.raises(WebSocketDisconnect) as info:
+            s.receive_text()
+    assert (info.value.code, info.value.reason) == (4018, "teapot")
     # Plain requests still work beside sessions.
     assert client.get("/ws").status_code == 404
 

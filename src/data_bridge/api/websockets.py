@@ -308,9 +308,19 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
         await asyncio.sleep(0)
         failure: BaseException | None = None
         try:
-            if errors:
-                raise WebSocketRequestValidationError(errors)
-            await inner(*args, **kwargs)
+            try:
+                if errors:
+                    raise WebSocketRequestValidationError(errors)
+                await inner(*args, **kwargs)
+            except Exception as exc:
+                # The app's own handler for the exception's class, if it has one (Starlette's
+                # ExceptionMiddleware calls it with the WebSocket), else the rules below.
+                handler = _user_handler(websocket, exc)
+                if handler is None:
+                    raise
+                result = handler(websocket, exc)
+                if inspect.isawaitable(result):
+                    await result
         except WebSocketException as exc:
             await _close_quietly(websocket, exc.code, exc.reason)
         except (WebSocketRequestValidationError, RequestValidationError) as exc:
@@ -352,6 +362,20 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
     call.__db_lenient__ = True  # type: ignore[attr-defined]
     call.__db_security__ = getattr(inner, "__db_security__", [])  # type: ignore[attr-defined]
     return call
+
+
+def _user_handler(websocket: WebSocket, exc: BaseException) -> Callable[..., Any] | None:
+    handlers = getattr(websocket.app, "_exception_handlers", None)
+    if not handlers:
+        return None
+    for cls in type(exc).__mro__:
+        if cls is Exception or cls is BaseException:
+            # Starlette gives those to ServerErrorMiddleware, which serves HTTP only.
+            return None
+        handler = handlers.get(cls)
+        if handler is not None:
+            return handler
+    return None
 
 
 async def _close_quietly(websocket: WebSocket, code: int, reason: str | None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import http.client
 import json
 import os
@@ -59,6 +60,17 @@ SERVER_NAMES = {
     "fastapi": "FastAPI",
     "litestar": "Litestar",
     "nginx": "nginx",
+    "databridge-gzip": "data-bridge+GZip",
+    "fastapi-gzip": "FastAPI+GZip",
+    "databridge-http": "data-bridge+http mw",
+    "fastapi-http": "FastAPI+http mw",
+}
+# The middleware variants (issue 14): the same apps with BENCH_MIDDLEWARE set.
+MIDDLEWARE_SERVERS = {
+    "databridge-gzip": ("databridge", "gzip"),
+    "fastapi-gzip": ("fastapi", "gzip"),
+    "databridge-http": ("databridge", "http"),
+    "fastapi-http": ("fastapi", "http"),
 }
 # The uvicorn-served peers: each an app module in bench/apps, what it needs to import.
 UVICORN_APPS = {
@@ -81,6 +93,8 @@ class Scenario:
     expect_body: object = None  # JSON value, or str for text/plain
     headers: tuple[tuple[str, str], ...] = ()  # sent with every request
     typed: bool = False  # a FastAPI feature (models, Depends, ...): nginx has no equivalent
+    # Run only on these servers (None: on every server except the middleware variants).
+    only: frozenset[str] | None = None
 
     @property
     def pipelined(self) -> bool:
@@ -117,6 +131,19 @@ def build_scenarios(depth: int) -> list[Scenario]:
         expect_body=json.loads(ITEM_BODY),
     )
     typed = build_typed_scenarios()
+    json_1k = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.5} for i in range(24)]}
+    middleware = [
+        Scenario(
+            "json1k",
+            "GET /json1k (1 KiB, gzip accepted)",
+            "GET",
+            "/json1k",
+            expect_body=json_1k,
+            headers=(("Accept-Encoding", "gzip"),),
+            typed=True,
+            only=frozenset({"databridge", "fastapi", *MIDDLEWARE_SERVERS}),
+        )
+    ]
     piped = [
         Scenario(
             s.key + "-pipelined",
@@ -129,7 +156,7 @@ def build_scenarios(depth: int) -> list[Scenario]:
         )
         for s in gets
     ]
-    return [*gets, post, *piped, *typed]
+    return [*gets, post, *piped, *typed, *middleware]
 
 
 def build_typed_scenarios() -> list[Scenario]:
@@ -475,6 +502,8 @@ def check_response(port: int, sc: Scenario) -> str | None:
         conn.request(sc.method, sc.path, body=sc.body, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
+        if resp.getheader("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
         ctype = resp.getheader("Content-Type") or ""
     except (OSError, http.client.HTTPException) as exc:
         return f"{sc.title}: request failed: {exc}"
@@ -541,14 +570,28 @@ def databridge_env(python: str) -> tuple[dict[str, str] | None, str]:
 
 
 def start_server(
-    key: str, cfg: Config, tmp: Path, python: str, db_env: dict[str, str] | None
+    key: str,
+    cfg: Config,
+    tmp: Path,
+    python: str,
+    db_env: dict[str, str] | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
+    if key in MIDDLEWARE_SERVERS:
+        base, kind = MIDDLEWARE_SERVERS[key]
+        server = start_server(base, cfg, tmp, python, db_env, {"BENCH_MIDDLEWARE": kind})
+        server.key = key
+        return server
+
+    def with_extra(env: dict[str, str] | None) -> dict[str, str] | None:
+        return env if not extra_env else {**(env or os.environ), **extra_env}
+
     port = free_port()
     pin = ["taskset", "-c", str(cfg.server_cpu)]
     log = tmp / f"{key}.log"
     if key == "databridge":
         argv = [*pin, python, str(APPS_DIR / "databridge_app.py"), str(port)]
-        return Server(key, argv, port, log, env=db_env, cwd=APPS_DIR)
+        return Server(key, argv, port, log, env=with_extra(db_env), cwd=APPS_DIR)
     if key in UVICORN_APPS:
         argv = [
             *pin,
@@ -570,7 +613,7 @@ def start_server(
             "--log-level",
             "warning",
         ]
-        return Server(key, argv, port, log, env=_env_with_path(None), cwd=APPS_DIR)
+        return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
     if key == "nginx":
         prefix = tmp / "nginx"
         prefix.mkdir(exist_ok=True)
@@ -604,6 +647,7 @@ def nginx_binary() -> str:
 
 
 def python_prereq(python: str, key: str) -> str | None:
+    key = MIDDLEWARE_SERVERS.get(key, (key,))[0]
     if key not in UVICORN_APPS:
         return None
     proc = subprocess.run(
@@ -634,6 +678,10 @@ def bench_server(
         wait_ready(server)
         for sc in scenarios:
             if sc.typed and key == "nginx":
+                continue
+            if (key in sc.only) if sc.only is not None else key in MIDDLEWARE_SERVERS:
+                pass
+            else:
                 continue
             problem = check_response(server.port, sc)
             if problem:
@@ -822,7 +870,7 @@ def render(
             f"{fmt_ratio(ratio(rps(db), rps(ng)))} | {fmt_ratio(ratio(cpu(db), cpu(ng)))} |"
         )
     w("")
-    w("### Targets (issues 2, 12 and 17)")
+    w("### Targets (issues 2, 12, 14 and 17)")
     w("")
     w("| target | measured | result |")
     w("| --- | --- | --- |")
@@ -894,6 +942,29 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
     rows.append(
         cpu_rule("issue 17: CPU/request ≤ 1/10 of FastAPI's, list of 100 models", models, 10)
     )
+    # Issue 14 (d): the App with GZip and with one @app.middleware("http") against FastAPI
+    # with the same middleware (8x less CPU), and GZip within 1.2x of the uncompressed
+    # native path's CPU on a 1 KiB JSON body.
+    j1k = next((sc for sc in scenarios if sc.key == "json1k"), None)
+    for kind in ("gzip", "http"):
+        r = None
+        if j1k is not None:
+            r = ratio(cpu(get(f"fastapi-{kind}", j1k)), cpu(get(f"databridge-{kind}", j1k)))
+        rows.append(
+            f"| issue 14: CPU/request ≤ 1/8 of FastAPI's, both with {kind} middleware, /json1k | "
+            + ("no data" if r is None else f"÷{r:.2f}")
+            + f" | {verdict(None if r is None else r >= 8)} |"
+        )
+    r = (
+        None
+        if j1k is None
+        else ratio(cpu(get("databridge-gzip", j1k)), cpu(get("databridge", j1k)))
+    )
+    rows.append(
+        "| issue 14: GZip ≤ 1.2× the uncompressed native path's CPU/request, /json1k | "
+        + ("no data" if r is None else f"{r:.2f}×")
+        + f" | {verdict(None if r is None else r <= 1.2)} |"
+    )
     # 6. Issue 17: at least 2x less CPU than Litestar (msgspec Structs) on the typed bodies.
     bodies = [sc for sc in typed if sc.key in ("models", "order")]
     rows.append(
@@ -939,8 +1010,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        default="databridge,fastapi,litestar,nginx",
-        help="comma-separated subset of databridge,fastapi,litestar,nginx",
+        default=",".join(SERVER_NAMES),
+        help=f"comma-separated subset of {','.join(SERVER_NAMES)}",
     )
     p.add_argument(
         "--scenarios",

@@ -2,12 +2,14 @@
 would write them. bench/run.py starts it as `python databridge_app.py PORT` pinned to one
 core; bench/apps/fastapi_app.py holds the same handlers for FastAPI."""
 
+import os
 import sys
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from data_bridge.api import App, Depends, PlainTextResponse, Response
+from data_bridge.api.middleware.gzip import GZipMiddleware
 from data_bridge.api.security import OAuth2PasswordBearer
 
 app = App()
@@ -114,6 +116,27 @@ async def me(user: Annotated[dict, Depends(active_user)]):
 async def cookie(response: Response):
     response.set_cookie("session", "abc123", httponly=True)
     return {"ok": True}
+
+
+# --- middleware scenarios (issue 14): BENCH_MIDDLEWARE=gzip or http ---------------------
+
+JSON_1K = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.5} for i in range(24)]}
+
+
+@app.get("/json1k")
+async def json_1k():
+    return JSON_1K
+
+
+if os.environ.get("BENCH_MIDDLEWARE") == "gzip":
+    app.add_middleware(GZipMiddleware)
+elif os.environ.get("BENCH_MIDDLEWARE") == "http":
+
+    @app.middleware("http")
+    async def add_header(request, call_next):
+        response = await call_next(request)
+        response.headers["x-bench"] = "1"
+        return response
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ its fastest path (it deprecates ORJSONResponse for that reason). bench/run.py se
 `uvicorn fastapi_app:app --loop uvloop --http httptools --no-access-log --log-level warning`
 (one worker, pinned to one core)."""
 
+import os
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, Field
@@ -117,3 +119,24 @@ async def me(user: Annotated[dict, Depends(active_user)]):
 async def cookie(response: Response):
     response.set_cookie("session", "abc123", httponly=True)
     return {"ok": True}
+
+
+# --- middleware scenarios (issue 14): BENCH_MIDDLEWARE=gzip or http ---------------------
+
+JSON_1K = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.5} for i in range(24)]}
+
+
+@app.get("/json1k")
+async def json_1k():
+    return JSON_1K
+
+
+if os.environ.get("BENCH_MIDDLEWARE") == "gzip":
+    app.add_middleware(GZipMiddleware)
+elif os.environ.get("BENCH_MIDDLEWARE") == "http":
+
+    @app.middleware("http")
+    async def add_header(request, call_next):
+        response = await call_next(request)
+        response.headers["x-bench"] = "1"
+        return response

@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "app/app.h"
+#include "loop/loop.h"
 #include "router/router.h"
 #include "server/server.h"
 
@@ -168,43 +169,23 @@ typedef struct {
      * of the router; chosen once when the native server is made, so the routed path pays
      * nothing for it. NULL for an App. */
     PyObject *asgi;
+    /* Apps mounted under path prefixes (app.mount): a request whose routed path is under
+     * one goes to it: an ASGI app (_core.AsgiApp) through the ASGI driver, a data-bridge
+     * App through its own (never listening) Server's dispatch. */
+    struct app_mount *mounts;
+    size_t nmounts;
 } ServerObject;
+
+struct app_mount {
+    char *prefix; /* without a trailing '/'; owned */
+    size_t len;
+    PyObject *target; /* _core.AsgiApp or Server (strong) */
+};
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
 extern PyTypeObject StreamWriter_Type;
-
-/* The current exception as one object (NULL if none), and back. 3.12 deprecates the
- * three-object form. */
-static inline PyObject *app_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (t == NULL)
-        return NULL;
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb != NULL && v != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-#endif
-}
-
-static inline void app_restore_exception(PyObject *exc)
-{
-    if (exc == NULL)
-        return;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
 
 /* plan.c */
 route_plan_t *plan_build(PyObject *handler, PyObject *path, PyObject *params, int status_code,
@@ -260,6 +241,8 @@ void app_guards_free(ServerObject *srv);
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.parse_multipart. */
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
+/* files_py.c: _core.parse_range(value, size). */
+PyObject *app_parse_range(PyObject *module, PyObject *args);
 /* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
  * with ValueError (the message to answer 400 with) or MemoryError. */
 PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,

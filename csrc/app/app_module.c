@@ -91,6 +91,8 @@ static PyMethodDef app_functions[] = {
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(response_class, http_exception_class, request_class, log_exception, "
      "streaming_class=None, stream_start=None, background_start=None)"},
+    {"parse_range", (PyCFunction)app_parse_range, METH_VARARGS,
+     "parse_range(value, size) -> (kind, ranges or message): a Range header for a file"},
     {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
      METH_VARARGS | METH_KEYWORDS,
      "parse_multipart(content_type, body, max_files=1000, max_fields=1000, "

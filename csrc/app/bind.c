@@ -626,7 +626,7 @@ static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObj
         Py_DECREF(res);
         return;
     }
-    PyObject *exc = app_fetch_exception();
+    PyObject *exc = pyloop_fetch_exception();
     PyObject *p = exc ? PyObject_GetAttrString(exc, "pos") : NULL;
     PyObject *m = p ? PyObject_GetAttrString(exc, "msg") : NULL;
     PyErr_Clear();
@@ -645,9 +645,9 @@ static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObj
 static int body_json_error(const server_request_t *req, PyObject **errors)
 {
     int rc = -1;
-    PyObject *exc = app_fetch_exception(), *pos = NULL, *msg = NULL, *err = NULL;
+    PyObject *exc = pyloop_fetch_exception(), *pos = NULL, *msg = NULL, *err = NULL;
     if (exc == NULL || !PyObject_IsInstance(exc, PyExc_ValueError)) {
-        app_restore_exception(exc);
+        pyloop_restore_exception(exc);
         return -1;
     }
     pos = PyObject_GetAttrString(exc, "pos");
@@ -921,7 +921,7 @@ static PyObject *multipart_parts(const route_plan_t *plan, const server_request_
     PyObject *parts = app_multipart_parts(h->value, h->value_len, req->body ? req->body : "",
                                           req->body_len, &plan->form_limits);
     if (parts == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-        PyObject *exc = app_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         PyObject *msg = exc ? PyObject_Str(exc) : NULL;
         Py_XDECREF(exc);
         if (msg != NULL) {

@@ -15,6 +15,7 @@
  * seen by the next), entered around the first step and inherited by the Task.
  */
 #include "app/app_internal.h"
+#include "asgi/asgi.h"
 #include "loop/loop.h"
 
 typedef struct {
@@ -135,7 +136,7 @@ static PyObject *driver_throw(DriverObject *d, PyObject *const *args, Py_ssize_t
         return value;
     PyObject *result = NULL;
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyObject *exc = app_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         result = PyObject_GetAttrString(exc, "value");
         Py_DECREF(exc);
         if (result == NULL)
@@ -362,12 +363,12 @@ static PySendResult first_send(ServerObject *srv, DriverObject *d, PyObject **va
         return PYGEN_ERROR;
     Py_DECREF(r);
     PySendResult s = PyIter_Send(d->coro, Py_None, value);
-    PyObject *exc = s == PYGEN_ERROR ? app_fetch_exception() : NULL;
+    PyObject *exc = s == PYGEN_ERROR ? pyloop_fetch_exception() : NULL;
     r = PyObject_Vectorcall(leave_task_fn, args, 2, NULL);
     if (r == NULL)
         PyErr_WriteUnraisable(leave_task_fn);
     Py_XDECREF(r);
-    app_restore_exception(exc);
+    pyloop_restore_exception(exc);
     return s;
 }
 
@@ -435,11 +436,11 @@ static void dispatch_failed(ServerObject *srv, server_conn_t *conn, route_plan_t
                             server_request_t *req, const router_match_t *m, PyObject **request)
 {
     if (srv->exception_hook != NULL && *request == NULL) {
-        PyObject *exc = app_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         *request = request_new(req, m);
         if (*request == NULL)
             PyErr_Clear(); /* the hook then gets None */
-        app_restore_exception(exc);
+        pyloop_restore_exception(exc);
     }
     respond_exception(conn, plan, srv->exception_hook, *request);
 }
@@ -628,6 +629,29 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
     return 1;
 }
 
+/* The request's own path with a '/' added, as a 307 (a mount's prefix asked for alone). */
+static int redirect_to_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
+{
+    db_buf_t line;
+    db_buf_init(&line);
+    const http_header_t *host = http_find_header(head, "host", 4);
+    size_t query = head->target_len - head->path_len;
+    int ok = db_buf_append(&line, "location: ", 10) == 0;
+    if (ok && host != NULL)
+        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
+             db_buf_append(&line, host->value, host->value_len) == 0;
+    ok = ok && db_buf_append(&line, head->path, head->path_len) == 0 &&
+         db_buf_append(&line, "/", 1) == 0 &&
+         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
+         db_buf_append(&line, "\r\n", 2) == 0;
+    if (ok)
+        server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    else
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    db_buf_free(&line);
+    return 1;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
@@ -644,6 +668,18 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
          * Starlette's get_route_path does; the Request keeps the whole path. */
         path += srv->root_path_len;
         path_len -= srv->root_path_len;
+    }
+    for (size_t i = 0; i < srv->nmounts; i++) {
+        /* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
+         * redirect_slashes); the mounted app sees the whole path, its root_path the
+         * prefix. */
+        const struct app_mount *mt = &srv->mounts[i];
+        if (path_len > mt->len && path[mt->len] == '/' && memcmp(path, mt->prefix, mt->len) == 0)
+            return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
+                                              : app_dispatch(mt->target, conn, req);
+        if (path_len == mt->len && srv->redirect_slashes &&
+            memcmp(path, mt->prefix, mt->len) == 0 && redirect_to_slash(srv, conn, req->head))
+            return SERVER_DISPATCH_DONE;
     }
     int r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&

@@ -103,7 +103,7 @@ static void respond_internal_error(server_conn_t *conn)
 /* Logs the current exception through the Python layer (traceback included). */
 static void log_current_exception(const route_plan_t *plan)
 {
-    PyObject *exc = app_fetch_exception();
+    PyObject *exc = pyloop_fetch_exception();
     if (exc == NULL)
         return;
     if (app_cfg.log_exception) {
@@ -113,7 +113,7 @@ static void log_current_exception(const route_plan_t *plan)
             PyErr_WriteUnraisable(app_cfg.log_exception);
         Py_XDECREF(r);
     } else {
-        app_restore_exception(Py_NewRef(exc));
+        pyloop_restore_exception(Py_NewRef(exc));
         PyErr_WriteUnraisable(plan ? plan->handler : Py_None);
     }
     Py_DECREF(exc);
@@ -258,7 +258,7 @@ int respond_init(void)
 void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *hook,
                        PyObject *request)
 {
-    PyObject *exc = app_fetch_exception(), *status = NULL, *detail = NULL, *headers = NULL,
+    PyObject *exc = pyloop_fetch_exception(), *status = NULL, *detail = NULL, *headers = NULL,
              *body = NULL;
     db_buf_t lines;
     db_buf_init(&lines);
@@ -297,7 +297,7 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
     if (app_cfg.http_exception_class == NULL ||
         PyObject_IsInstance(exc, app_cfg.http_exception_class) <= 0) {
         PyErr_Clear();
-        app_restore_exception(exc);
+        pyloop_restore_exception(exc);
         log_current_exception(plan);
         respond_internal_error(conn);
         return;

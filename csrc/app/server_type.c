@@ -13,6 +13,7 @@
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
 #include "loop/loop.h"
+static void mounts_clear(ServerObject *self);
 
 static const char *route_error(int r)
 {
@@ -379,6 +380,8 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->request_class);
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
+    for (size_t i = 0; i < self->nmounts; i++)
+        Py_VISIT(self->mounts[i].target);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -410,6 +413,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     Py_CLEAR(self->asgi);
+    mounts_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -428,6 +432,48 @@ static int server_clear(ServerObject *self)
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     return 0;
+}
+
+/* add_mount(prefix, target): see ServerObject.mounts. */
+static PyObject *server_add_mount(ServerObject *self, PyObject *args)
+{
+    const char *prefix;
+    Py_ssize_t n;
+    PyObject *target;
+    if (!PyArg_ParseTuple(args, "s#O:add_mount", &prefix, &n, &target))
+        return NULL;
+    if (!asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
+        PyErr_SetString(PyExc_TypeError, "add_mount() takes a _core.AsgiApp or a Server");
+        return NULL;
+    }
+    if (target == (PyObject *)self) {
+        PyErr_SetString(PyExc_ValueError, "a server cannot be mounted in itself");
+        return NULL;
+    }
+    while (n > 0 && prefix[n - 1] == '/')
+        n--;
+    char *copy = PyMem_Malloc(n ? (size_t)n : 1);
+    struct app_mount *grown =
+        copy ? PyMem_Realloc(self->mounts, (self->nmounts + 1) * sizeof(*grown)) : NULL;
+    if (grown == NULL) {
+        PyMem_Free(copy);
+        return PyErr_NoMemory();
+    }
+    memcpy(copy, prefix, (size_t)n);
+    self->mounts = grown;
+    self->mounts[self->nmounts++] = (struct app_mount){copy, (size_t)n, Py_NewRef(target)};
+    Py_RETURN_NONE;
+}
+
+static void mounts_clear(ServerObject *self)
+{
+    for (size_t i = 0; i < self->nmounts; i++) {
+        PyMem_Free(self->mounts[i].prefix);
+        Py_CLEAR(self->mounts[i].target);
+    }
+    PyMem_Free(self->mounts);
+    self->mounts = NULL;
+    self->nmounts = 0;
 }
 
 /* set_asgi(asgi_app): see ServerObject.asgi. */
@@ -556,6 +602,8 @@ static PyMethodDef server_methods[] = {
      "the CORS step (3), in middleware order, outermost first"},
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
+    {"add_mount", (PyCFunction)server_add_mount, METH_VARARGS,
+     "add_mount(prefix, target): requests under prefix go to target (an AsgiApp or a Server)"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

@@ -230,7 +230,29 @@ int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int 
     }
     /* (status, header pairs, declared Content-Length or None); FileResponse stats its
      * file here, so a missing file is answered 500 before anything was sent. */
-    head = PyObject_CallMethodNoArgs(resp, str_stream_head);
+    /* A response that answers Range requests (FileResponse) is given the request's Range,
+     * If-Range and method; other streams take no arguments. */
+    int ranged = PyObject_HasAttrString(resp, "_ranged_head");
+    if (ranged) {
+        const http_request_t *h = server_conn_head(conn);
+        const http_header_t *range = h ? http_find_header(h, "range", 5) : NULL;
+        const http_header_t *if_range = h ? http_find_header(h, "if-range", 8) : NULL;
+        PyObject *rv =
+            range ? PyUnicode_DecodeLatin1(range->value, (Py_ssize_t)range->value_len, NULL)
+                  : Py_NewRef(Py_None);
+        PyObject *iv = if_range ? PyUnicode_DecodeLatin1(if_range->value,
+                                                         (Py_ssize_t)if_range->value_len, NULL)
+                                : Py_NewRef(Py_None);
+        PyObject *mv = h ? PyUnicode_FromStringAndSize(h->method_str, (Py_ssize_t)h->method_len)
+                         : PyUnicode_FromString("GET");
+        if (rv && iv && mv)
+            head = PyObject_CallMethodObjArgs(resp, str_stream_head, rv, iv, mv, NULL);
+        Py_XDECREF(rv);
+        Py_XDECREF(iv);
+        Py_XDECREF(mv);
+    } else {
+        head = PyObject_CallMethodNoArgs(resp, str_stream_head);
+    }
     if (head == NULL)
         return -1;
     if (!PyArg_ParseTuple(head, "iOO;_stream_head() result", &status, &headers, &length))

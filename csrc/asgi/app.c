@@ -17,10 +17,11 @@ int asgi_app_check(PyObject *obj)
 
 static int asgi_app_init(AsgiAppObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"app", "loop", "log", "root_path", "state", NULL};
+    static char *kwlist[] = {"app", "loop", "log", "root_path", "state", "mounted", NULL};
     PyObject *app, *loop, *log = NULL, *root_path = NULL, *state = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OUO", kwlist, &app, &loop, &log, &root_path,
-                                     &state))
+    int mounted = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OUOp", kwlist, &app, &loop, &log, &root_path,
+                                     &state, &mounted))
         return -1;
     if (!PyCallable_Check(app) || log == NULL || !PyCallable_Check(log)) {
         PyErr_SetString(PyExc_TypeError, "app and log must be callable");
@@ -40,6 +41,7 @@ static int asgi_app_init(AsgiAppObject *self, PyObject *args, PyObject *kw)
     Py_XSETREF(self->root_path,
                root_path ? Py_NewRef(root_path) : PyUnicode_FromStringAndSize("", 0));
     Py_XSETREF(self->state, state == Py_None ? NULL : Py_NewRef(state));
+    self->mounted = mounted;
     if (self->root_path == NULL)
         return -1;
     Py_XSETREF(self->root_path_raw, PyUnicode_AsUTF8String(self->root_path));

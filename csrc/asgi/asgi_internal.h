@@ -21,6 +21,7 @@
 
 #include "asgi/asgi.h"
 #include "common/buf.h"
+#include "loop/loop.h"
 
 typedef struct {
     PyObject_HEAD
@@ -30,6 +31,9 @@ typedef struct {
     PyObject *root_path;     /* str, the scope's root_path */
     PyObject *root_path_raw; /* the same as UTF-8 bytes, put in front of raw_path */
     PyObject *state;         /* dict copied (shallowly) into each scope, or NULL */
+    /* Mounted under a prefix of another app (Starlette's Mount): the request path already
+     * holds root_path, so path and raw_path are given as received. */
+    int mounted;
 } AsgiAppObject;
 
 /* Where the response stands (www spec, "Response Start" and "Response Body"). */
@@ -84,37 +88,6 @@ extern asgi_strings_t asgi_str;
 extern PyTypeObject AsgiApp_Type;
 extern PyTypeObject AsgiCall_Type;
 extern PyTypeObject AsgiAwaitable_Type;
-
-/* The current exception as one object (NULL if none), and back; 3.12 deprecates the
- * three-object form. */
-static inline PyObject *asgi_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (t == NULL)
-        return NULL;
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb != NULL && v != NULL)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-#endif
-}
-
-static inline void asgi_restore_exception(PyObject *exc)
-{
-    if (exc == NULL)
-        return;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
 
 /* awaitable.c: an awaitable (and coroutine-shaped: send/throw/close, so create_task and
  * ensure_future accept it) that returns value at once (asgi_ready, steals the reference;

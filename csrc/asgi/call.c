@@ -45,7 +45,7 @@ static PyObject *disconnect_message(void)
 
 void call_log(AsgiCallObject *c, PyObject *exc, const char *fmt, ...)
 {
-    PyObject *saved = asgi_fetch_exception();
+    PyObject *saved = pyloop_fetch_exception();
     va_list ap;
     va_start(ap, fmt);
     PyObject *msg = PyUnicode_FromFormatV(fmt, ap);
@@ -58,7 +58,7 @@ void call_log(AsgiCallObject *c, PyObject *exc, const char *fmt, ...)
         PyErr_WriteUnraisable(log ? log : Py_None);
     Py_XDECREF(r);
     Py_XDECREF(msg);
-    asgi_restore_exception(saved);
+    pyloop_restore_exception(saved);
 }
 
 PyObject *call_new_future(AsgiCallObject *c)
@@ -232,7 +232,7 @@ static PyObject *call_done(AsgiCallObject *c, PyObject *task)
             cancelled = -1;
     }
     if (cancelled < 0) {
-        PyObject *err = asgi_fetch_exception();
+        PyObject *err = pyloop_fetch_exception();
         call_log(c, err, "cannot read the result of the ASGI application's task");
         Py_XDECREF(err);
     }
@@ -349,7 +349,7 @@ static AsgiCallObject *call_new(AsgiAppObject *a)
 /* The application could not be started: logged, answered 500 (nothing was sent). */
 static int dispatch_failed(AsgiCallObject *c, server_conn_t *conn)
 {
-    PyObject *exc = asgi_fetch_exception();
+    PyObject *exc = pyloop_fetch_exception();
     if (c != NULL)
         call_log(c, exc, "Exception in ASGI application");
     else
@@ -393,13 +393,13 @@ int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     task = PyObject_CallMethodOneArg(a->loop, asgi_str.create_task, coro);
     if (task == NULL) {
         /* Not a coroutine (create_task's TypeError says so), or out of memory. */
-        PyObject *exc = asgi_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         PyObject *closed = PyObject_HasAttr(coro, asgi_str.close)
                                ? PyObject_CallMethodNoArgs(coro, asgi_str.close)
                                : Py_NewRef(Py_None);
         Py_XDECREF(closed);
         PyErr_Clear();
-        asgi_restore_exception(exc);
+        pyloop_restore_exception(exc);
         rc = dispatch_failed(c, conn);
         goto done;
     }
@@ -407,11 +407,11 @@ int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     r = cb ? PyObject_CallMethodOneArg(task, asgi_str.add_done_callback, cb) : NULL;
     if (r == NULL) {
         /* Out of memory: the Task must not run without its done callback. */
-        PyObject *exc = asgi_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         PyObject *x = PyObject_CallMethod(task, "cancel", NULL);
         Py_XDECREF(x);
         PyErr_Clear();
-        asgi_restore_exception(exc);
+        pyloop_restore_exception(exc);
         rc = dispatch_failed(c, conn);
         goto done;
     }

@@ -107,7 +107,7 @@ void pathsend_resume(AsgiCallObject *c)
     if (r == NULL) {
         /* Cannot go on: the file is dropped and the application's send() returns; the
          * stream is cut short when its Task ends (call_done). */
-        PyObject *exc = asgi_fetch_exception();
+        PyObject *exc = pyloop_fetch_exception();
         call_log(c, exc, "http.response.pathsend: cannot schedule the next piece");
         Py_XDECREF(exc);
         pathsend_close(c);

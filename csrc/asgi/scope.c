@@ -44,7 +44,7 @@ static PyObject *decoded_path(const char *p, size_t n)
  * the URL the client used. */
 static PyObject *rooted_path(AsgiAppObject *a, PyObject *path)
 {
-    if (path == NULL || PyUnicode_GET_LENGTH(a->root_path) == 0)
+    if (path == NULL || a->mounted || PyUnicode_GET_LENGTH(a->root_path) == 0)
         return path;
     PyObject *full = PyUnicode_Concat(a->root_path, path);
     Py_DECREF(path);
@@ -53,7 +53,7 @@ static PyObject *rooted_path(AsgiAppObject *a, PyObject *path)
 
 static PyObject *rooted_raw_path(AsgiAppObject *a, const char *p, size_t n)
 {
-    Py_ssize_t rn = PyBytes_GET_SIZE(a->root_path_raw);
+    Py_ssize_t rn = a->mounted ? 0 : PyBytes_GET_SIZE(a->root_path_raw);
     PyObject *raw = PyBytes_FromStringAndSize(NULL, rn + (Py_ssize_t)n);
     if (raw == NULL)
         return NULL;

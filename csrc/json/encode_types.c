@@ -20,18 +20,20 @@
 #include <datetime.h>
 
 static int types_loaded;
-static PyObject *uuid_type;      /* uuid.UUID */
-static PyObject *decimal_type;   /* decimal.Decimal */
-static PyObject *enum_type;      /* enum.Enum */
-static PyObject *field_marker;   /* dataclasses._FIELD: marks real fields */
-static PyObject *str_value_;     /* "_value_" */
-static PyObject *str_dc_fields;  /* "__dataclass_fields__" */
-static PyObject *str_field_type; /* "_field_type" */
-static PyObject *str_name;       /* "name" */
-static PyObject *str_pyd_ser;    /* "__pydantic_serializer__" */
-static PyObject *str_model_dump; /* "model_dump" */
-static PyObject *str_utcoffset;  /* "utcoffset" */
-static PyObject *dump_kwargs;    /* {"mode": "json", "by_alias": True} */
+static PyObject *uuid_type;         /* uuid.UUID */
+static PyObject *decimal_type;      /* decimal.Decimal */
+static PyObject *enum_type;         /* enum.Enum */
+static PyObject *field_marker;      /* dataclasses._FIELD: marks real fields */
+static PyObject *str_value_;        /* "_value_" */
+static PyObject *str_dc_fields;     /* "__dataclass_fields__" */
+static PyObject *str_struct_fields; /* "__struct_fields__" (msgspec.Struct) */
+static PyObject *to_builtins;       /* msgspec.to_builtins, imported on first use */
+static PyObject *str_field_type;    /* "_field_type" */
+static PyObject *str_name;          /* "name" */
+static PyObject *str_pyd_ser;       /* "__pydantic_serializer__" */
+static PyObject *str_model_dump;    /* "model_dump" */
+static PyObject *str_utcoffset;     /* "utcoffset" */
+static PyObject *dump_kwargs;       /* {"mode": "json", "by_alias": True} */
 
 static PyObject *import_attr(const char *module, const char *name)
 {
@@ -54,6 +56,7 @@ static int load_types(void)
         (field_marker = import_attr("dataclasses", "_FIELD")) == NULL ||
         (str_value_ = PyUnicode_InternFromString("_value_")) == NULL ||
         (str_dc_fields = PyUnicode_InternFromString("__dataclass_fields__")) == NULL ||
+        (str_struct_fields = PyUnicode_InternFromString("__struct_fields__")) == NULL ||
         (str_field_type = PyUnicode_InternFromString("_field_type")) == NULL ||
         (str_name = PyUnicode_InternFromString("name")) == NULL ||
         (str_pyd_ser = PyUnicode_InternFromString("__pydantic_serializer__")) == NULL ||
@@ -371,6 +374,18 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
         Py_XDECREF(empty);
         Py_DECREF(meth);
         if (tmp != NULL)
+            rc = encode_converted(e, obj, tmp);
+        goto done;
+    }
+    if (PyObject_HasAttr((PyObject *)t, str_struct_fields)) {
+        /* A msgspec.Struct: msgspec's own builtins (its rename, omit_defaults and tag
+         * settings applied), then written like any dict. */
+        if (to_builtins == NULL) {
+            PyObject *m = PyImport_ImportModule("msgspec");
+            to_builtins = m ? PyObject_GetAttrString(m, "to_builtins") : NULL;
+            Py_XDECREF(m);
+        }
+        if (to_builtins != NULL && (tmp = PyObject_CallOneArg(to_builtins, obj)) != NULL)
             rc = encode_converted(e, obj, tmp);
         goto done;
     }

@@ -29,6 +29,38 @@ void pyloop_enter(PyLoopObject *loop);
  * message (and clears it); never leaves an exception set. */
 void pyloop_report_exception(PyLoopObject *loop, const char *message);
 
+/* The current exception as one object (NULL if none), and back: what every component that
+ * carries an exception across an async boundary (a handler's, an ASGI app's) needs; 3.12
+ * deprecates the three-object form. */
+static inline PyObject *pyloop_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (t == NULL)
+        return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static inline void pyloop_restore_exception(PyObject *exc)
+{
+    if (exc == NULL)
+        return;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /* Registers the loop types on the extension module. Returns 0 or -1 with an exception. */
 int loop_module_init(PyObject *module);
 

@@ -596,6 +596,11 @@ void server_conn_detach(server_conn_t *c)
     c->detached = 1;
 }
 
+const http_request_t *server_conn_head(const server_conn_t *c)
+{
+    return c->req.head;
+}
+
 int server_conn_closed(const server_conn_t *c)
 {
     return c->closing;

@@ -93,6 +93,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * one getpeername(2)/getsockname(2): asked only when the application reads it. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
+/* The head of the request being answered (valid until its response is written). */
+const http_request_t *server_conn_head(const server_conn_t *c);
 /* Appends a complete response. body may be NULL when body_len is 0. extra_headers is
  * zero or more complete "name: value\r\n" lines. The method of the request decides
  * whether the body is sent (HEAD) and the status whether it may have one (1xx/204/304).

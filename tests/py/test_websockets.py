@@ -592,3 +592,26 @@ def test_asgi_protocol_errors(asgi_ws: ServerProcess) -> None:
     r = RawWS(asgi_ws)
     r.send(frame(0x1, b"\xff\xfe"))
     r.expect_close(1007)
+
+
+def test_testclient_with_http_middleware() -> None:
+    """@app.middleware("http") wraps HTTP routes only (BaseHTTPMiddleware passes websocket
+    scopes through)."""
+    app = make_app()
+    seen: list[str] = []
+
+    @app.middleware("http")
+    async def record(request: Any, call_next: Any) -> Any:
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    client = TestClient(app)
+    with client.websocket_connect("/ws", subprotocols=["v1"]) as s:
+        s.send_json([1])
+        assert s.receive_json() == {"echo": [1]}
+        s.send_bytes(b"z")
+        assert s.receive_bytes() == b"z"
+    # The session never went through the middleware; a plain GET of the WebSocket route is
+    # answered 404 before it too, as data-bridge answers unrouted paths.
+    assert client.get("/ws").status_code == 404
+    assert seen == []

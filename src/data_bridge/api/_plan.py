@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from data_bridge import _core
+from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api.params import Param
 
 # Shared with csrc/app/app_internal.h.
@@ -139,6 +140,32 @@ def _model_validator(
     return validate
 
 
+def _struct_validator(annotation: Any) -> Callable[[Any], tuple[bool, Any]]:
+    """The binder's validator for msgspec Structs (_msgspec.py): the raw body decoded and
+    validated by msgspec in one pass (None for invalid JSON, which the binder reports as
+    FastAPI does), a decoded value converted."""
+    import msgspec
+
+    adapter = StructAdapter(annotation)
+
+    def validate(value: Any) -> tuple[bool, Any]:
+        try:
+            return True, adapter.validate_python(value)
+        except msgspec.ValidationError as exc:
+            return False, struct_errors(exc, (), value)
+
+    def validate_json(raw: Any) -> tuple[bool, Any] | None:
+        try:
+            return True, adapter.validate_json(raw)
+        except msgspec.ValidationError as exc:
+            return False, struct_errors(exc, (), None)
+        except msgspec.DecodeError:
+            return None
+
+    validate.json = validate_json  # type: ignore[attr-defined]
+    return validate
+
+
 def _body_conv(annotation: Any) -> tuple[int, Any] | None:
     if annotation is Any:
         return CONV_ANY, None
@@ -151,6 +178,8 @@ def _body_conv(annotation: Any) -> tuple[int, Any] | None:
         return CONV_DICT, None
     if origin is list and all(a is Any for a in typing.get_args(annotation)):
         return CONV_LIST, None
+    if is_struct_annotation(annotation):
+        return CONV_MODEL, _struct_validator(annotation)
     if _is_model(annotation):
         # The raw bytes go to a native decoder when the model's plan allows (the same
         # results and errors as model_validate_json, which it falls back to).
@@ -251,7 +280,29 @@ def _is_text_type(annotation: Any) -> bool:
         )
     if origin is not None or not isinstance(annotation, type):
         return False
-    return issubclass(annotation, _TEXT_TYPES)
+    if issubclass(annotation, _TEXT_TYPES):
+        return True
+    # FastAPI's rule (field_annotation_is_scalar): any class but a model, a mapping, a
+    # sequence, a dataclass or an upload is read from one value (pydantic's HttpUrl,
+    # EmailStr, a custom type with a validator, ...).
+    return not _is_complex_class(annotation)
+
+
+def _is_complex_class(cls: type) -> bool:
+    import collections.abc
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls) or issubclass(
+        cls, (collections.abc.Mapping, list, tuple, set, frozenset, bytearray)
+    ):
+        return True
+    if getattr(cls, "__pydantic_core_schema__", None) is not None and hasattr(cls, "model_fields"):
+        return True  # a pydantic model
+    if is_struct_annotation(cls):
+        return True  # a msgspec Struct: a body
+    from data_bridge.api.datastructures import UploadFile
+
+    return issubclass(cls, UploadFile)
 
 
 def _annotated_extras(annotation: Any) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from data_bridge import _core, pyloop
 from data_bridge import _serve as _serving
+from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.background import exception_sinks, report_exception, start_background
@@ -33,6 +34,7 @@ from data_bridge.api.exceptions import (
     HTTPException,
     RequestValidationError,
 )
+from data_bridge.api.middleware.base import BaseHTTPMiddleware
 from data_bridge.api.middleware.cors import CORSMiddleware
 from data_bridge.api.middleware.gzip import GZipMiddleware
 from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
@@ -44,7 +46,7 @@ from data_bridge.api.openapi.docs import (
 )
 from data_bridge.api.openapi.utils import get_openapi
 from data_bridge.api.requests import Request
-from data_bridge.api.responses import Response, StreamingResponse
+from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.api.routing import (
     METHOD_CODES,
     APIRouter,
@@ -55,6 +57,18 @@ from data_bridge.api.websockets import DEFAULT_MAX_SIZE as DEFAULT_WS_MAX_SIZE
 from data_bridge.api.websockets import WebSocket
 from data_bridge.json import dumps as json_dumps
 from data_bridge.json import loads as json_loads
+
+
+def _is_base_http_middleware(cls: Any) -> bool:
+    """Ours or Starlette's BaseHTTPMiddleware (a subclass of either)."""
+    if not isinstance(cls, type):
+        return False
+    return any(
+        c.__name__ == "BaseHTTPMiddleware"
+        and c.__module__ in ("data_bridge.api.middleware.base", "starlette.middleware.base")
+        for c in cls.__mro__
+    )
+
 
 # Middleware the native server applies as policies (besides CORS).
 NATIVE_MIDDLEWARE: tuple[type, ...] = (
@@ -245,6 +259,9 @@ class FastAPI(APIRouter):
         # Native middleware other than CORS (GZip, TrustedHost, HTTPSRedirect), outermost
         # first, as Starlette stacks add_middleware calls.
         self._native_middleware: list[Any] = []
+        # @app.middleware("http") / BaseHTTPMiddleware: dispatch(request, call_next)
+        # callables, outermost first, run around each route (_http_middleware.py).
+        self._http_middleware: list[Any] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -289,6 +306,10 @@ class FastAPI(APIRouter):
             self._cors = middleware_class(None, *args, **options)
             self._native_middleware.insert(0, self._cors)
             return
+        if _is_base_http_middleware(middleware_class):
+            instance = middleware_class(None, *args, **options)
+            self._http_middleware.insert(0, instance.dispatch_func)
+            return
         if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
             self._native_middleware.insert(0, middleware_class(None, *args, **options))
             return
@@ -297,6 +318,29 @@ class FastAPI(APIRouter):
             "GZipMiddleware, TrustedHostMiddleware and HTTPSRedirectMiddleware natively "
             "and has no generic middleware stack"
         )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The App as an ASGI 3 application (under another ASGI server, mounted in
+        Starlette/FastAPI, or with httpx's ASGITransport): the native path on a thread of
+        its own (_asgi_bridge.py)."""
+        bridge = self.__dict__.get("_asgi_bridge")
+        if bridge is None:
+            from data_bridge.api._asgi_bridge import AsgiBridge
+
+            bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
+        await bridge(scope, receive, send)
+
+    def middleware(self, middleware_type: str) -> Callable[[Any], Any]:
+        """FastAPI's ``@app.middleware("http")``: ``async def func(request, call_next)``
+        around every route (the request is still parsed, routed and bound natively)."""
+        if middleware_type != "http":
+            raise ValueError(f"only 'http' middleware is supported, got {middleware_type!r}")
+
+        def decorator(func: Any) -> Any:
+            self.add_middleware(BaseHTTPMiddleware, dispatch=func)
+            return func
+
+        return decorator
 
     def add_exception_handler(
         self, exc_class: type[BaseException] | int, handler: Callable[..., Any]
@@ -437,6 +481,14 @@ class FastAPI(APIRouter):
             seen.update((m, shape) for m in methods)
             call = route.callable(_call_in_thread if route.threaded else None, overrides)
             is_ws = getattr(route, "websocket", False)
+            if self._http_middleware and not is_ws:
+                # Starlette's BaseHTTPMiddleware passes websocket scopes through untouched.
+                call = wrap_http_middleware(
+                    self,
+                    call,
+                    _resolve_default(route.response_class),
+                    route.effective_status_code,
+                )
             if is_ws:
                 # The request object of a WebSocket route is a WebSocket of this server.
                 server.set_request_class(ws_class)
@@ -475,8 +527,42 @@ class FastAPI(APIRouter):
             else:
                 mw.apply(server)
         for path, endpoint in self._doc_routes():
-            server.add_route([METHOD_CODES["GET"]], path, endpoint, build_plan(path, endpoint), 200)
+            if self._http_middleware:
+                endpoint = wrap_http_middleware(self, endpoint, JSONResponse, 200)
+            server.add_route(
+                [METHOD_CODES["GET"]],
+                path,
+                endpoint,
+                build_plan(path, endpoint),
+                200,
+                lenient=bool(getattr(endpoint, "__db_lenient__", False)),
+            )
+        self._add_mounts(server, loop, limits, root_path, client, scheme)
         return server
+
+    def _add_mounts(
+        self,
+        server: Any,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        root_path: str | None,
+        client: tuple[str, int] | None,
+        scheme: str,
+    ) -> None:
+        """The mounted apps (app.mount): a data-bridge App gets a server of its own that
+        never listens (the parent's server hands it the requests under its prefix, with the
+        prefix as its root_path); another ASGI app runs on the ASGI driver."""
+        from data_bridge._serve import _log
+
+        root = (root_path if root_path is not None else self.root_path or "").rstrip("/")
+        for prefix, app, _name in self.mounts:
+            if isinstance(app, FastAPI):
+                target = app.build_server(
+                    loop, limits, root_path=root + prefix, client=client, scheme=scheme
+                )
+            else:
+                target = _core.AsgiApp(app, loop, log=_log, root_path=root + prefix, mounted=True)
+            server.add_mount(prefix, target)
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;
@@ -510,6 +596,8 @@ class FastAPI(APIRouter):
             len(self._exception_handlers),
             self._cors is not None,
             len(self._native_middleware),
+            len(self._http_middleware),
+            tuple(id(app) for _, app, _ in self.mounts),
         )
 
     @contextlib.contextmanager

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
@@ -379,6 +380,7 @@ class _Responder:
         self.native = None
         if (
             adapter is not None
+            and not isinstance(adapter, StructAdapter)
             and response_class is JSONResponse
             and route.response_model_by_alias
             and not any(
@@ -407,6 +409,8 @@ class _Responder:
         model = route.response_model
         if model is not None and _is_generator(route.endpoint):
             model = _stream_item(model)
+        if model is not None and is_struct_annotation(model):
+            return cls(route, StructAdapter(model), response_class, where)
         if model is not None and model is not Any:
             try:
                 import pydantic
@@ -424,6 +428,14 @@ class _Responder:
     def validate(self, result: Any) -> Any:
         import pydantic
 
+        if isinstance(self.adapter, StructAdapter):
+            import msgspec
+
+            try:
+                return self.adapter.validate_python(result, from_attributes=True)
+            except msgspec.ValidationError as exc:
+                errors = struct_errors(exc, ("response",), result)
+                raise ResponseValidationError(errors, body=result) from None
         try:
             return self.adapter.validate_python(result, from_attributes=True)
         except pydantic.ValidationError as exc:
@@ -702,6 +714,10 @@ class APIRouter:
         self.lifespan_context = lifespan
         self._lifespans: list[Callable[[Any], Any]] = [lifespan] if lifespan else []
         self.routes: list[APIRoute] = list(routes or [])
+        # app.mount(path, app) of anything but StaticFiles: (prefix, app, name), served by
+        # the native server under the prefix (an ASGI app through the ASGI driver, a
+        # data-bridge App through its own route table).
+        self.mounts: list[tuple[str, Any, str | None]] = []
 
     # Registration ---------------------------------------------------------------------
 
@@ -949,17 +965,24 @@ class APIRouter:
         self._lifespans.extend(router._lifespans)
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
-        """Serves ``app`` under ``path``. StaticFiles is served natively (a GET/HEAD route
-        ``path/{path:path}``, not in the OpenAPI document); ``url_path_for(name,
-        path=...)`` gives a file's URL, as Starlette's Mount does."""
+        """Serves ``app`` under ``path``, as Starlette's Mount: the mounted app sees the
+        whole path with ``root_path`` set to the prefix. StaticFiles is served natively (a
+        GET/HEAD route ``path/{path:path}``, not in the OpenAPI document; ``url_path_for(
+        name, path=...)`` gives a file's URL); a data-bridge App keeps its native path (its
+        own routes, handlers and documents under the prefix); any other ASGI 3 application
+        (Starlette, FastAPI, WSGIMiddleware around a WSGI app, ...) is run by the native
+        ASGI driver."""
         from data_bridge.api.requests import Request
         from data_bridge.api.staticfiles import StaticFiles
 
         if not isinstance(app, StaticFiles):
-            raise TypeError(
-                f"mount() takes StaticFiles; mounting {type(app).__name__} (an ASGI app or "
-                "sub-application) is not supported yet"
-            )
+            if not (callable(app) or hasattr(app, "build_server")):  # an ASGI app, or an App
+                raise TypeError(f"mount() takes an ASGI application, got {app!r}")
+            prefix = self.prefix + path.rstrip("/")
+            if not prefix.startswith("/"):
+                raise ValueError(f"a mount path must start with '/': {path!r}")
+            self.mounts.append((prefix, app, name))
+            return
         prefix = self.prefix + path.rstrip("/")
         files = app
 

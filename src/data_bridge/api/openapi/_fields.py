@@ -34,12 +34,14 @@ from pydantic import (
     Field,
     GetPydanticSchema,
     TypeAdapter,
+    WithJsonSchema,
     create_model,
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from data_bridge.api import params as _params
+from data_bridge.api._msgspec import is_struct_annotation, struct_schema
 from data_bridge.api._plan import path_param_names
 
 __all__ = ["Dependant", "ModelField", "get_dependant", "lenient_issubclass"]
@@ -207,7 +209,11 @@ class ModelField:
             with warnings.catch_warnings():
                 # pydantic warns that alias & co. mean nothing to a bare TypeAdapter.
                 warnings.simplefilter("ignore")
-                args = (info.annotation, *info.metadata, Field(**_field_attributes(info)))
+                annotation = info.annotation
+                if is_struct_annotation(annotation):
+                    # msgspec's schema, for a type pydantic cannot describe.
+                    annotation = Annotated[Any, WithJsonSchema(struct_schema(annotation))]
+                args = (annotation, *info.metadata, Field(**_field_attributes(info)))
                 self._adapter = TypeAdapter(Annotated[args], config=self.config)  # type: ignore[valid-type]
         return self._adapter
 
@@ -385,6 +391,7 @@ def is_complex_annotation(annotation: Any) -> bool:
     return (
         _is_complex(annotation)
         or _is_complex(origin)
+        or is_struct_annotation(annotation)  # a msgspec Struct is a body
         or hasattr(origin, "__pydantic_core_schema__")
         or hasattr(origin, "__get_pydantic_core_schema__")
     )

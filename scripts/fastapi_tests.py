@@ -51,7 +51,13 @@ FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 
 # Why the tests that fail on data-bridge fail: the features they need and their issues.
 KNOWN_GAPS: list[tuple[str, str]] = [
-    ("WebSockets (`fastapi.websockets`, `WebSocket`)", "not built yet (issue 15)"),
+    (
+        "WebSockets: a WebSocket route and an HTTP GET route on one path (the first"
+        " registered wins), keep-alive pings, context takeover in permessage-deflate",
+        "not built yet (issue 15); native WebSocket routes (with permessage-deflate),"
+        " `WebSocket`, the test client's `websocket_connect` and the ASGI websocket scope"
+        " work",
+    ),
     (
         "Pure ASGI middleware around the App, custom `APIRoute.get_route_handler` classes",
         "issue 14: the native path has no place for Python code between the server and the"

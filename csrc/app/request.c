@@ -203,7 +203,38 @@ static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
     return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
 }
 
+static PyObject *request_ws_check(RequestObject *self, PyObject *unused)
+{
+    (void)unused;
+    /* 404 when the request is gone: nothing can be upgraded any more. */
+    return PyLong_FromLong(self->req ? ws_handshake_status(self->req) : 404);
+}
+
+static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
+{
+    PyObject *loop;
+    const char *lines;
+    Py_ssize_t n;
+    unsigned long long max_size;
+    if (!PyArg_ParseTuple(args, "Oy#K:_ws_accept", &loop, &lines, &n, &max_size))
+        return NULL;
+    server_request_t *req = self->req;
+    if (req == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the request is no longer being served");
+        return NULL;
+    }
+    /* The upgrade drops the request's bytes: what the object shows is converted now. */
+    request_detach((PyObject *)self);
+    return ws_session_accept(req->conn, loop, lines, (size_t)n, max_size);
+}
+
 static PyMethodDef request_methods[] = {
+    {"_ws_check", (PyCFunction)request_ws_check, METH_NOARGS,
+     "_ws_check(): 0 for a valid WebSocket handshake, else the status to answer (404: not "
+     "an upgrade, 400: malformed, 426: another version)"},
+    {"_ws_accept", (PyCFunction)request_ws_accept, METH_VARARGS,
+     "_ws_accept(loop, header_lines, max_size): answers 101 and returns the "
+     "WebSocketSession"},
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
     {NULL, NULL, 0, NULL},

@@ -129,6 +129,14 @@ PyObject *asgi_violation(AsgiCallObject *c, PyObject *type, const char *fmt, ...
 /* A send() that found the client gone: ends the response, raises ConnectionResetError. */
 PyObject *asgi_client_gone(AsgiCallObject *c);
 
+/* websocket.c: a request with "Upgrade: websocket" goes to data_bridge._asgi_ws (the
+ * ASGI websocket scope), over the app room's session type (app/websocket.c, the one
+ * function below: the WebSocket session and its handshake live there). */
+int asgi_ws_dispatch(AsgiAppObject *a, server_conn_t *conn, server_request_t *req);
+int asgi_ws_is_upgrade(const server_request_t *req);
+PyObject *ws_upgrade_new(server_conn_t *conn);
+void ws_upgrade_disarm(PyObject *upgrade); /* it will not finish the request */
+
 /* pathsend.c */
 PyObject *asgi_send_path(AsgiCallObject *c, PyObject *message, PyObject *type);
 /* The output drained: the file goes on (from the loop's ready queue, not from inside the

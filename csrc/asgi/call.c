@@ -363,6 +363,8 @@ static int dispatch_failed(AsgiCallObject *c, server_conn_t *conn)
 int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     AsgiAppObject *a = ctx;
+    if (asgi_ws_is_upgrade(req))
+        return asgi_ws_dispatch(a, conn, req);
     PyObject *scope = NULL, *receive = NULL, *send = NULL, *coro = NULL, *task = NULL;
     PyObject *cb = NULL, *r = NULL;
     int rc = SERVER_DISPATCH_DONE;

@@ -36,9 +36,8 @@
 #define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
-static void conn_update_reading(server_conn_t *c);
 
-static void conn_release(server_conn_t *c)
+void conn_release(server_conn_t *c)
 {
     if (--c->refs > 0)
         return;
@@ -50,6 +49,7 @@ static void conn_release(server_conn_t *c)
     db_buf_free(&c->log_line);
     if (c->head)
         db_pool_give(&s->heads, c->head);
+    ws_conn_free(c);
     free(c);
     s->released += sizeof(*c);
     s->nlive--;
@@ -74,6 +74,8 @@ static void on_conn_closed(uv_handle_t *h)
     }
     /* A stream producer waiting for the output to drain learns that it never will. */
     stream_conn_closed(c);
+    /* A WebSocket application waiting for a message learns that the session ended. */
+    ws_conn_closed(c);
     /* Releases the reference taken by conn_accept for the handle. */
     conn_release(c);
 }
@@ -168,6 +170,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (c->ws != NULL) {
+        ws_conn_on_read(c, nread);
+        return;
+    }
     if (nread < 0 && (c->streaming || c->detached)) {
         /* The client left (or half-closed) while a response streams: the producer stops
          * now instead of at its next write, as an ASGI server's http.disconnect does. */
@@ -273,13 +279,15 @@ int server_adopt_fd(server_t *s, int fd)
     return 0;
 }
 
-static void conn_update_reading(server_conn_t *c)
+void conn_update_reading(server_conn_t *c)
 {
     size_t queued = c->wbuf.len + c->inflight.len;
     /* A streaming response keeps reading (to see the client leave) while little is
      * read ahead; other pending requests stop reading so that rbuf stays put. */
-    int idle = c->state != CONN_PENDING || ((c->streaming || c->detached) &&
-                                            c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD);
+    int idle =
+        c->state != CONN_PENDING ||
+        ((c->streaming || c->detached) && c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD) ||
+        (c->ws != NULL && !c->ws->paused);
     int want = !c->closing && !c->shutting_down && !c->close_after_write && idle &&
                queued < c->server->cfg.write_high_water;
     if (want && !c->reading) {
@@ -552,7 +560,7 @@ void conn_flush(server_conn_t *c)
         }
         db_pool_give_buf(&c->server->blocks, &c->wbuf);
     }
-    if (c->close_after_write && c->state != CONN_PENDING)
+    if (c->close_after_write && (c->state != CONN_PENDING || c->ws != NULL))
         conn_shutdown(c);
 }
 
@@ -593,6 +601,12 @@ void conn_run_resumes(server_t *s)
 
 void server_conn_finish(server_conn_t *c)
 {
+    if (c->ws != NULL) {
+        /* The application of a WebSocket session returned: the connection never goes
+         * back to HTTP (ws.c closes it). */
+        ws_conn_finish(c);
+        return;
+    }
     if (c->streaming) {
         /* The handler answered with a streaming response: its head goes out now, and the
          * request (with the reference taken for it) now belongs to the stream, which
@@ -724,6 +738,10 @@ void conn_shutdown_idle(server_conn_t *c)
 {
     if (c->closing)
         return;
+    if (c->ws != NULL) {
+        ws_conn_shutdown(c);
+        return;
+    }
     if (c->state == CONN_PENDING || c->writing || c->wbuf.len) {
         c->keep_alive = 0;
         c->close_after_write = c->state != CONN_PENDING;

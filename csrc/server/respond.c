@@ -184,6 +184,10 @@ int server_conn_respond(server_conn_t *c, int status, const char *ctype, size_t 
                         const char *extra_headers, size_t extra_len, const char *body,
                         size_t body_len)
 {
+    /* After a WebSocket upgrade the bytes are frames: whatever the application's function
+     * returned when its session ended is not an HTTP response any more. */
+    if (c->ws != NULL)
+        return 0;
     /* RFC 9110 §6.4.1: 1xx, 204 and 304 responses carry no content; 204 and 1xx carry no
      * Content-Length either (§8.6). HEAD gets the headers of the GET response only. */
     int no_content = status < 200 || status == 204 || status == 304;

@@ -224,4 +224,48 @@ int server_conn_stream_end(server_conn_t *c, int complete);
  * the head) and the request finishes the usual way. Never call both this and _end. */
 void server_conn_stream_abandon(server_conn_t *c);
 
+/* WebSocket sessions (RFC 6455) on a connection whose pending request was an upgrade.
+ *
+ * server_conn_ws_accept answers the pending request with 101 Switching Protocols (the
+ * Sec-WebSocket-Accept computed from its Sec-WebSocket-Key; the caller has checked the
+ * handshake and detached the request's slices) and turns the connection into a WebSocket
+ * one for good: from then on its bytes go to csrc/ws's frame parser, unmasked in place in
+ * the lent read buffer, and complete messages go to the handler. Pings are answered by the
+ * server, a close frame is echoed and the TCP connection closed after it, a protocol error
+ * closes with the parser's code. The pending request stays pending until the application
+ * is done (server_conn_finish), but reading goes on. Returns 0, or -1 when out of memory
+ * or the request has no valid key (the connection is then closed). */
+typedef struct {
+    /* A complete data message (WS_OP_TEXT, whose UTF-8 was checked, or WS_OP_BINARY); data
+     * is valid during the call only. Return 1 to go on reading, 0 to pause until
+     * server_conn_ws_resume (the application's queue is full). */
+    int (*on_message)(void *arg, int opcode, const char *data, size_t len);
+    /* Called exactly once, when the server lets go of the handler: the peer's close code
+     * (1005 when its close frame had none) and reason, the code the server closed with
+     * after a protocol error, 1006 when the connection was lost, or 1000 when the
+     * application finished first (server_conn_finish). No call follows it. */
+    void (*on_close)(void *arg, int code, const char *reason, size_t reason_len);
+} server_ws_handler_t;
+
+int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t extra_len,
+                          uint64_t max_message, const server_ws_handler_t *handler, void *arg);
+/* Stops calling the handler (the application object is going away). */
+void server_conn_ws_forget(server_conn_t *c);
+/* Reading paused by on_message goes on. */
+void server_conn_ws_resume(server_conn_t *c);
+/* Queues one data message (WS_OP_TEXT or WS_OP_BINARY) as a single frame and flushes it:
+ * SERVER_STREAM_OK, SERVER_STREAM_FULL (queued, but the output is over the write limit:
+ * wait for the notification of server_conn_stream_notify), SERVER_STREAM_CLOSED (the
+ * session is closing or closed; nothing queued) or SERVER_STREAM_NOMEM. */
+int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t len);
+/* Starts the close handshake (§7.1.2) with code (0: no status) and reason; the TCP
+ * connection closes when the peer's close frame arrives, or after a timeout. Returns 0,
+ * 1 when a close frame was already sent or the connection is gone, -1 for an invalid
+ * code or reason (nothing sent). */
+int server_conn_ws_close(server_conn_t *c, int code, const char *reason, size_t reason_len);
+/* A reference that keeps the connection's memory (not its socket) alive, for an object
+ * that outlives the request; every hold is matched by one unhold. */
+void server_conn_hold(server_conn_t *c);
+void server_conn_unhold(server_conn_t *c);
+
 #endif

@@ -8,6 +8,7 @@
 #include "common/pool.h"
 #include "gzip/gzip.h"
 #include "server/server.h"
+#include "ws/ws.h"
 
 /* Size of a lent buffer (read or write): one read of a typical request, or one response,
  * fits in it; a buffer grows past it by realloc only while a request or a response needs
@@ -20,6 +21,26 @@ enum conn_state {
     CONN_BODY_CHUNKED, /* head parsed, decoding a chunked body in place */
     CONN_PENDING,      /* dispatched; the handler has not answered yet */
 };
+
+/* A connection's WebSocket session (ws.c): allocated at the upgrade, freed with the
+ * connection. About 300 bytes; message payloads live in msg.data only while a message
+ * spans reads (or is compressed), and its storage is freed once the message is delivered;
+ * zlib states live for one message (no context takeover either way, see ws.c). */
+typedef struct {
+    ws_parser_t parser;
+    ws_message_t msg;
+    const server_ws_handler_t *handler; /* NULL once forgotten */
+    void *arg;
+    ws_deflate_params_t pmd; /* permessage-deflate as agreed (pmd.enabled 0: declined) */
+    const uint8_t *direct;   /* a whole single-frame message's payload, in rbuf */
+    size_t direct_len;
+    unsigned single : 1;         /* the current frame is a whole message */
+    unsigned paused : 1;         /* the handler asked to stop reading */
+    unsigned processing : 1;     /* ws_conn_process is on the stack */
+    unsigned close_sent : 1;     /* our close frame is queued */
+    unsigned close_received : 1; /* the peer's close frame arrived (or the parser failed) */
+    unsigned notified : 1;       /* on_close was called */
+} server_ws_t;
 
 struct server_conn {
     uv_tcp_t tcp; /* first member: libuv hands the handle back in callbacks */
@@ -82,6 +103,7 @@ struct server_conn {
     gzip_encoder_t *stream_gz;        /* the stream's own gzip encoder while it is compressed */
     void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
     void *stream_arg;
+    server_ws_t *ws; /* the WebSocket session after an upgrade, else NULL */
 };
 
 struct server {
@@ -165,6 +187,14 @@ void metrics_add(uint64_t *counter);
 int metrics_is_scrape(const server_conn_t *c, const http_request_t *h);
 /* Answers a scrape: every slot summed, Prometheus text format. Returns 0 or -1 (closed). */
 int metrics_respond(server_conn_t *c);
+void conn_release(server_conn_t *c);
+void conn_update_reading(server_conn_t *c);
+/* ws.c */
+void ws_conn_on_read(server_conn_t *c, ssize_t nread);
+void ws_conn_finish(server_conn_t *c);
+void ws_conn_closed(server_conn_t *c);
+void ws_conn_shutdown(server_conn_t *c);
+void ws_conn_free(server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

@@ -28,6 +28,8 @@ static size_t queued(const server_conn_t *c)
 int server_conn_stream_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
                              const char *extra_headers, size_t extra_len, int64_t content_length)
 {
+    if (c->ws != NULL)
+        return 0; /* see server_conn_respond: no HTTP after an upgrade */
     int no_content = status < 200 || status == 204 || status == 304;
     int gz = 0;
     if (c->server->gzip_enc != NULL && !no_content) {

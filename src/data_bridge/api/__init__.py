@@ -24,6 +24,7 @@ from data_bridge.api.responses import (
     StreamingResponse,
 )
 from data_bridge.api.routing import APIRoute, APIRouter, Route
+from data_bridge.api.websockets import WebSocket, WebSocketDisconnect
 
 __version__ = "0.165.0"
 
@@ -58,6 +59,8 @@ __all__ = [
     "Security",
     "StreamingResponse",
     "UploadFile",
+    "WebSocket",
+    "WebSocketDisconnect",
     "WebSocketException",
     "status",
 ]

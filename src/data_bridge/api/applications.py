@@ -52,6 +52,8 @@ from data_bridge.api.routing import (
     _resolve_default,
     effective_form_limits,
 )
+from data_bridge.api.websockets import DEFAULT_MAX_SIZE as DEFAULT_WS_MAX_SIZE
+from data_bridge.api.websockets import WebSocket
 from data_bridge.json import dumps as json_dumps
 from data_bridge.json import loads as json_loads
 
@@ -280,6 +282,8 @@ class FastAPI(APIRouter):
             form_limits=form_limits,
         )
         self.router = self  # FastAPI's app.router: the app routes itself
+        # The bound on one WebSocket message (1009 beyond), as uvicorn's --ws-max-size.
+        self.ws_max_size = DEFAULT_WS_MAX_SIZE
         for exc_class, handler in (exception_handlers or {}).items():
             self.add_exception_handler(exc_class, handler)
         for item in middleware or ():
@@ -408,6 +412,7 @@ class FastAPI(APIRouter):
         client: tuple[str, int] | None = None,
         scheme: str = "http",
         server_options: Mapping[str, Any] | None = None,
+        websocket_sink: Callable[[str, str, Any], None] | None = None,
     ) -> Any:
         """Create the native server on ``loop`` with every route compiled. ``root_path``
         is the path prefix a proxy serves the app under (the ASGI ``root_path``, as
@@ -457,6 +462,15 @@ class FastAPI(APIRouter):
                 },
             )
         server.set_request_class(request_class)
+        ws_class = type(
+            "WebSocket",
+            (WebSocket, request_class),
+            {
+                "max_size": self.ws_max_size,
+                "_test_sink": staticmethod(websocket_sink) if websocket_sink else None,
+                "__module__": WebSocket.__module__,
+            },
+        )
         # FastAPI reads the overrides with `or {}`: None (as tests set it) means none.
         overrides = self.dependency_overrides or {}
         seen: set[tuple[str, str]] = set()
@@ -469,13 +483,18 @@ class FastAPI(APIRouter):
                 continue
             seen.update((m, shape) for m in methods)
             call = route.callable(_call_in_thread if route.threaded else None, overrides)
-            if self._http_middleware:
+            is_ws = getattr(route, "websocket", False)
+            if self._http_middleware and not is_ws:
+                # Starlette's BaseHTTPMiddleware passes websocket scopes through untouched.
                 call = wrap_http_middleware(
                     self,
                     call,
                     _resolve_default(route.response_class),
                     route.effective_status_code,
                 )
+            if is_ws:
+                # The request object of a WebSocket route is a WebSocket of this server.
+                server.set_request_class(ws_class)
             server.add_route(
                 [METHOD_CODES[m] for m in methods],
                 route.path,
@@ -490,6 +509,8 @@ class FastAPI(APIRouter):
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),
             )
+            if is_ws:
+                server.set_request_class(request_class)
         server.set_exception_hook(self._exception_hook)
         if any(
             isinstance(cls, type) and issubclass(RequestValidationError, cls)

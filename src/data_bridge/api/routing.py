@@ -33,7 +33,14 @@ from data_bridge.api.exceptions import FastAPIError, ResponseValidationError
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.json import dumps as json_dumps
 
-__all__ = ["METHOD_CODES", "APIRoute", "APIRouter", "Route", "generate_unique_id"]
+__all__ = [
+    "METHOD_CODES",
+    "APIRoute",
+    "APIRouter",
+    "APIWebSocketRoute",
+    "Route",
+    "generate_unique_id",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -302,6 +309,34 @@ class APIRoute:
 
 
 Route = APIRoute
+
+
+class APIWebSocketRoute(APIRoute):
+    """A WebSocket route (FastAPI's ``APIWebSocketRoute``): a GET that must be an upgrade
+    (websockets.py checks the handshake), never in the OpenAPI document."""
+
+    websocket = True
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any) -> None:
+        kw["methods"] = ("GET",)
+        kw["include_in_schema"] = False
+        super().__init__(path, endpoint, **kw)
+
+    def callable(
+        self,
+        call_handler: Callable[..., Any] | None = None,
+        overrides: dict[Any, Any] | None = None,
+    ) -> Callable[..., Any]:
+        from data_bridge.api.websockets import websocket_callable
+
+        where = f"{self.name} for {self.path!r}"
+        inner = with_dependencies(
+            self.endpoint, self.dependencies, where, None, None, overrides, self.path
+        )
+        return websocket_callable(inner, where)
+
+    def __repr__(self) -> str:
+        return f"APIWebSocketRoute(path={self.path!r}, name={self.name!r})"
 
 
 class _MountRoute(APIRoute):
@@ -760,6 +795,37 @@ class APIRouter:
         )
         self.routes.append(route)
         return route
+
+    def add_api_websocket_route(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        name: str | None = None,
+        *,
+        dependencies: Sequence[Depends] | None = None,
+    ) -> APIWebSocketRoute:
+        route = APIWebSocketRoute(
+            self.prefix + path,
+            endpoint,
+            name=name,
+            dependencies=self.dependencies + list(dependencies or []),
+        )
+        self.routes.append(route)
+        return route
+
+    def websocket(
+        self, path: str, name: str | None = None, *, dependencies: Sequence[Depends] | None = None
+    ) -> Callable[[F], F]:
+        _check_dependencies(dependencies or ())
+
+        def decorator(func: F) -> F:
+            self.add_api_websocket_route(path, func, name=name, dependencies=dependencies)
+            return func
+
+        return decorator
+
+    def websocket_route(self, path: str, name: str | None = None) -> Callable[[F], F]:
+        return self.websocket(path, name)
 
     def api_route(
         self, path: str, *, methods: Iterable[str] | None = None, **kw: Any

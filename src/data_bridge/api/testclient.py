@@ -10,12 +10,24 @@ As in Starlette's TestClient: ``with TestClient(app)`` runs the app's startup an
 and its shutdown on exit; ``raise_server_exceptions=True`` re-raises in the test what a
 handler raised (the server still answers 500); the base URL is ``http://testserver``;
 cookies set by responses are kept for later requests.
+
+``client.websocket_connect(path)`` opens a WebSocket session the same way (the upgrade
+request, then masked frames as a browser sends them, written and parsed here); the loop
+runs while a call of the session waits, so the application runs between those calls only
+when one waits for it. The application's side reports to the client what Starlette's test
+client learns from the ASGI messages (a refusal's close code, an exception the endpoint
+raised, the end of the endpoint) through the server's ``websocket_sink``, keyed by the
+session's Sec-WebSocket-Key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 import socket
+import struct
 import threading
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -228,6 +240,10 @@ class TestClient(httpx.Client):
         self._server_key: Any = None
         self._finalizer: Any = None
         self._entered = 0
+        # WebSocket sessions' reports from the server side: key -> [(event, value)], and
+        # the futures of sessions waiting for their endpoint to end.
+        self._ws_events: dict[str, list[tuple[str, Any]]] = {}
+        self._ws_waiters: dict[str, asyncio.Future[None]] = {}
         merged = {"user-agent": "testclient"}
         if headers:
             merged.update(headers)
@@ -254,6 +270,7 @@ class TestClient(httpx.Client):
                 root_path=self.root_path or None,
                 client=self.client_address,
                 scheme="https" if self.base_url.scheme == "https" else "http",
+                websocket_sink=_ws_sink(self._ws_events, self._ws_waiters),
             )
             self._server_key = key
             # The native server holds itself until closed: close it with the client.
@@ -289,6 +306,19 @@ class TestClient(httpx.Client):
             raise captured[0]
         return reader
 
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: list[str] | None = None,
+        **kwargs: Any,
+    ) -> WebSocketTestSession:
+        """A WebSocket session with the app (a context manager), as Starlette's."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if subprotocols:
+            headers["sec-websocket-protocol"] = ", ".join(subprotocols)
+        request = self.build_request("GET", url, headers=headers, **kwargs)
+        return WebSocketTestSession(self, request)
+
     # Lifespan -----------------------------------------------------------------------
 
     def __enter__(self) -> TestClient:
@@ -314,3 +344,294 @@ def _close_server(server: Any) -> None:
         server.close()
     except Exception:  # noqa: S110 - the loop may be closed at interpreter exit
         pass
+
+
+def _ws_sink(
+    events: dict[str, list[tuple[str, Any]]], waiters: dict[str, asyncio.Future[None]]
+) -> Any:
+    # Holds the client's dicts, not the client (its finalizer closes the server).
+    def sink(key: str, event: str, value: Any) -> None:
+        events.setdefault(key, []).append((event, value))
+        if event == "done":
+            waiter = waiters.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    return sink
+
+
+class WebSocketTestSession:
+    """The client side of one WebSocket session (Starlette's ``WebSocketTestSession``)."""
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, request: httpx.Request) -> None:
+        self._client = client
+        self._request = request
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._key = base64.b64encode(os.urandom(16)).decode("ascii")
+        self._closed = False  # our close frame was sent
+        self._close: tuple[int, str] | None = None  # the server's close frame
+        self.accepted_subprotocol: str | None = None
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None
+
+    # Connecting ------------------------------------------------------------------------
+
+    def __enter__(self) -> WebSocketTestSession:
+        client = self._client
+        request = self._request
+        request.headers["connection"] = "upgrade"
+        request.headers["upgrade"] = "websocket"
+        request.headers["sec-websocket-key"] = self._key
+        request.headers["sec-websocket-version"] = "13"
+        data = _request_bytes(request, b"")
+        try:
+            status, headers = client._runner.run(self._handshake(data))
+        except BaseException:
+            self._close_socket()
+            raise
+        if status != 101:
+            self._close_socket()
+            self._raise_reported()
+            denied = self._event("denied")
+            if denied is not None:
+                raise _disconnect(*denied)
+            raise _disconnect(1000, "")
+        self.extra_headers = headers
+        for name, value in headers:
+            if name.lower() == b"sec-websocket-protocol":
+                self.accepted_subprotocol = value.decode("latin-1")
+        return self
+
+    async def _handshake(self, data: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
+        server = self._client._ensure_server()
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        self._sock = ours
+        ours.setblocking(False)
+        server.adopt(theirs.fileno())
+        theirs.detach()  # the server owns that fd now
+        await loop.sock_sendall(ours, data)
+        while b"\r\n\r\n" not in self._buf:
+            chunk = await loop.sock_recv(ours, 65536)
+            if not chunk:
+                break
+            self._buf += chunk
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            return 0, []
+        lines = bytes(self._buf[:end]).split(b"\r\n")
+        del self._buf[: end + 4]
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip(), value.strip()))
+        return status, headers
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if not self._closed:
+                self.close(1000)
+            self._client._runner.run(self._wait_done())
+        finally:
+            self._close_socket()
+        self._raise_reported()
+
+    async def _wait_done(self) -> None:
+        if self._event("done", pop=False) is not None:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._client._ws_waiters[self._key] = waiter
+        try:
+            await asyncio.wait_for(waiter, 30)
+        finally:
+            self._client._ws_waiters.pop(self._key, None)
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _event(self, kind: str, pop: bool = True) -> Any:
+        events = self._client._ws_events.get(self._key, [])
+        for i, (event, value) in enumerate(events):
+            if event == kind:
+                if pop:
+                    del events[i]
+                return value if value is not None else True
+        return None
+
+    def _raise_reported(self) -> None:
+        error = self._event("error")
+        if error is not None and self._client.raise_server_exceptions:
+            raise error
+
+    # Sending ---------------------------------------------------------------------------
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        # RFC 6455 §5.2/§5.3: a client masks every frame.
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        masked = _mask(payload, mask)
+        self._client._runner.run(self._write(head + mask + masked))
+
+    async def _write(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(self._sock, data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed first: what it sent is still read
+        # Let the server take the frame in before the test goes on.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "websocket.receive":
+            if message.get("text") is not None:
+                self.send_text(message["text"])
+            else:
+                self.send_bytes(message["bytes"])
+        elif kind == "websocket.disconnect":
+            self.close(message.get("code", 1000), message.get("reason"))
+        else:
+            raise RuntimeError(f"unexpected message type {kind!r}")
+
+    def send_text(self, data: str) -> None:
+        self._send_frame(0x1, data.encode("utf-8"))
+
+    def send_bytes(self, data: bytes) -> None:
+        self._send_frame(0x2, bytes(data))
+
+    def send_json(self, data: Any, mode: str = "text") -> None:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        if mode == "text":
+            self.send_text(text)
+        else:
+            self.send_bytes(text.encode("utf-8"))
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        payload = struct.pack("!H", code) + (reason or "").encode("utf-8")
+        self._send_frame(0x8, payload)
+
+    # Receiving -------------------------------------------------------------------------
+
+    def receive(self) -> dict[str, Any]:
+        """The next message the app sent: websocket.send (text or bytes) or
+        websocket.close. An exception the endpoint raised is raised here instead."""
+        if self._close is not None:
+            self._raise_reported()
+            return {"type": "websocket.close", "code": self._close[0], "reason": self._close[1]}
+        opcode, payload = self._client._runner.run(self._read_message())
+        if opcode == 0x8:
+            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            self._close = (code, payload[2:].decode("utf-8", "replace"))
+            self._raise_reported()
+            return {"type": "websocket.close", "code": code, "reason": self._close[1]}
+        if opcode == 0x1:
+            return {"type": "websocket.send", "text": payload.decode("utf-8")}
+        return {"type": "websocket.send", "bytes": payload}
+
+    async def _read_message(self) -> tuple[int, bytes]:
+        loop = asyncio.get_running_loop()
+        parts: list[bytes] = []
+        first = 0
+        while True:
+            frame = _parse_frame(self._buf)
+            if frame is None:
+                chunk = await loop.sock_recv(self._sock, 262144) if self._sock else b""
+                if not chunk:
+                    return 0x8, struct.pack("!H", 1006)
+                self._buf += chunk
+                continue
+            fin, opcode, payload = frame
+            if opcode == 0x9:  # a ping: answered as RFC 6455 §5.5.2 asks
+                await loop.sock_sendall(self._sock, _client_frame(0xA, payload))
+                continue
+            if opcode == 0xA:
+                continue
+            if opcode == 0x8:
+                return opcode, payload
+            if opcode:
+                first = opcode
+            parts.append(payload)
+            if fin:
+                return first, b"".join(parts)
+
+    def receive_text(self) -> str:
+        message = self.receive()
+        self._raise_on_close(message)
+        return message["text"]
+
+    def receive_bytes(self) -> bytes:
+        message = self.receive()
+        self._raise_on_close(message)
+        return message["bytes"]
+
+    def receive_json(self, mode: str = "text") -> Any:
+        message = self.receive()
+        self._raise_on_close(message)
+        text = message["text"] if mode == "text" else message["bytes"].decode("utf-8")
+        return json.loads(text)
+
+    @staticmethod
+    def _raise_on_close(message: Mapping[str, Any]) -> None:
+        if message["type"] == "websocket.close":
+            raise _disconnect(message.get("code", 1000), message.get("reason", ""))
+
+
+def _disconnect(code: int, reason: str) -> BaseException:
+    from data_bridge.api.websockets import WebSocketDisconnect
+
+    return WebSocketDisconnect(code, reason)
+
+
+def _mask(payload: bytes, key: bytes) -> bytes:
+    if not payload:
+        return b""
+    # XOR with the key repeated (RFC 6455 §5.3), on big integers rather than per byte.
+    n = len(payload)
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + _mask(payload, mask)
+
+
+def _parse_frame(buf: bytearray) -> tuple[bool, int, bytes] | None:
+    """Takes one whole server frame off the front of buf: (fin, opcode, payload)."""
+    if len(buf) < 2:
+        return None
+    fin = bool(buf[0] & 0x80)
+    opcode = buf[0] & 0x0F
+    n = buf[1] & 0x7F
+    pos = 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n = struct.unpack_from("!H", buf, 2)[0]
+        pos = 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n = struct.unpack_from("!Q", buf, 2)[0]
+        pos = 10
+    if len(buf) < pos + n:
+        return None
+    payload = bytes(buf[pos : pos + n])
+    del buf[: pos + n]
+    return fin, opcode, payload

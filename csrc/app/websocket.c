@@ -1,0 +1,487 @@
+/*
+ * The Python face of a WebSocket session (server/ws.c): `_core.WebSocketSession`, made by
+ * `Request._ws_accept()` when the application accepts an upgrade, and the handshake check
+ * `Request._ws_check()` (RFC 6455 §4.2.1) that runs before the endpoint. The Starlette-style
+ * class over it is data_bridge.api.websockets.WebSocket.
+ *
+ * Messages: the server calls on_message with each complete message; it becomes a str (text,
+ * whose UTF-8 the parser already checked) or bytes, built once from the payload, and either
+ * completes the future a receive() is waiting on or joins a small queue. When the queue
+ * holds WS_QUEUE_MAX messages the server stops reading (backpressure reaches the peer
+ * through TCP) until receive() takes one. receive() returns a message, a (code, reason)
+ * tuple once the session ended, or a loop future resolved with one of those: nothing polls.
+ *
+ * send() queues a frame and returns None, or a future resolved once the output drained
+ * below the server's write limit (or the connection closed), for the caller to await.
+ *
+ * Ownership: the session holds a reference on the connection (server_conn_hold) until it
+ * is deallocated, so its pointer stays valid whatever the socket does; the connection holds
+ * only a borrowed pointer to the session (the handler argument and the stream notification)
+ * and calls on_ws_close exactly once when it lets go of it (the session ended, or the
+ * application returned); the session holds a reference to itself until that call.
+ */
+#include <string.h>
+
+#include "app/app_internal.h"
+#include "ws/ws.h"
+
+/* Messages queued before the server stops reading from the peer. */
+#define WS_QUEUE_MAX 16
+
+typedef struct {
+    PyObject_HEAD
+    server_conn_t *conn; /* held; NULL only if accept failed */
+    PyObject *loop;
+    PyObject *queue;   /* list of str/bytes, oldest first */
+    PyObject *waiter;  /* the future a receive() waits on, or NULL */
+    PyObject *drainer; /* the future a send() waits on for the output to drain, or NULL */
+    PyObject *closed;  /* (code, reason) once the session ended, else NULL */
+} WsObject;
+
+static PyObject *str_done, *str_set_result, *str_create_future;
+extern PyTypeObject WsUpgrade_Type;
+
+/* Completes *slot's future with value (if nobody cancelled it) and clears the slot.
+ * Returns 0, or -1 with an exception set. */
+static int ws_resolve(PyObject **slot, PyObject *value)
+{
+    PyObject *fut = *slot;
+    *slot = NULL;
+    if (fut == NULL)
+        return 0;
+    int rc = -1;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
+    if (done == NULL)
+        goto out;
+    if (done == Py_False) {
+        PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, value);
+        if (r == NULL)
+            goto out;
+        Py_DECREF(r);
+    }
+    rc = 0;
+out:
+    Py_XDECREF(done);
+    Py_DECREF(fut);
+    return rc;
+}
+
+/* Whether a waiter is still waiting (not cancelled by a timeout). */
+static int ws_waiting(PyObject *fut)
+{
+    if (fut == NULL)
+        return 0;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
+    int r = done == Py_False;
+    if (done == NULL)
+        PyErr_Clear();
+    Py_XDECREF(done);
+    return r;
+}
+
+static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
+{
+    WsObject *self = arg;
+    PyObject *msg = opcode == WS_OP_TEXT ? PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, NULL)
+                                         : PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    if (msg == NULL)
+        goto error;
+    if (ws_waiting(self->waiter)) {
+        int r = ws_resolve(&self->waiter, msg);
+        Py_DECREF(msg);
+        if (r < 0)
+            goto error;
+        return 1;
+    }
+    Py_CLEAR(self->waiter);
+    int r = PyList_Append(self->queue, msg);
+    Py_DECREF(msg);
+    if (r < 0)
+        goto error;
+    return PyList_GET_SIZE(self->queue) < WS_QUEUE_MAX;
+error:
+    /* A libuv callback must not return with an exception set. */
+    PyErr_WriteUnraisable((PyObject *)self);
+    return 1;
+}
+
+static void on_ws_close(void *arg, int code, const char *reason, size_t reason_len)
+{
+    WsObject *self = arg;
+    PyObject *text = PyUnicode_DecodeUTF8(reason ? reason : "", (Py_ssize_t)reason_len, "replace");
+    if (text == NULL)
+        goto error;
+    Py_XSETREF(self->closed, Py_BuildValue("(iN)", code, text));
+    if (self->closed == NULL)
+        goto error;
+    if (ws_resolve(&self->waiter, self->closed) < 0 || ws_resolve(&self->drainer, Py_None) < 0)
+        goto error;
+    goto out;
+error:
+    PyErr_WriteUnraisable((PyObject *)self);
+out:
+    /* The connection calls no more: drops the reference taken in ws_session_accept. */
+    Py_DECREF(self);
+}
+
+static void on_ws_drain(void *arg)
+{
+    WsObject *self = arg;
+    if (self->conn != NULL && server_conn_stream_full(self->conn) &&
+        !server_conn_closed(self->conn))
+        return;
+    if (self->conn != NULL)
+        server_conn_stream_notify(self->conn, NULL, NULL);
+    if (ws_resolve(&self->drainer, Py_None) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+}
+
+static const server_ws_handler_t ws_handler = {on_ws_message, on_ws_close};
+
+static PyObject *ws_receive(WsObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (PyList_GET_SIZE(self->queue) > 0) {
+        PyObject *msg = Py_NewRef(PyList_GET_ITEM(self->queue, 0));
+        if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
+            Py_DECREF(msg);
+            return NULL;
+        }
+        if (self->conn != NULL && PyList_GET_SIZE(self->queue) < WS_QUEUE_MAX)
+            server_conn_ws_resume(self->conn);
+        return msg;
+    }
+    if (self->closed != NULL)
+        return Py_NewRef(self->closed);
+    if (ws_waiting(self->waiter)) {
+        PyErr_SetString(PyExc_RuntimeError, "another coroutine is already waiting for a message");
+        return NULL;
+    }
+    PyObject *fut = PyObject_CallMethodNoArgs(self->loop, str_create_future);
+    if (fut == NULL)
+        return NULL;
+    Py_XSETREF(self->waiter, Py_NewRef(fut));
+    return fut;
+}
+
+static PyObject *ws_send(WsObject *self, PyObject *data)
+{
+    const char *p;
+    Py_ssize_t n;
+    int opcode;
+    if (PyUnicode_Check(data)) {
+        opcode = WS_OP_TEXT;
+        if ((p = PyUnicode_AsUTF8AndSize(data, &n)) == NULL)
+            return NULL;
+    } else if (PyBytes_Check(data)) {
+        opcode = WS_OP_BINARY;
+        p = PyBytes_AS_STRING(data);
+        n = PyBytes_GET_SIZE(data);
+    } else {
+        PyErr_Format(PyExc_TypeError, "send() takes str or bytes, not %.100s",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    int r = server_conn_ws_send(self->conn, opcode, p, (size_t)n);
+    if (r == SERVER_STREAM_NOMEM)
+        return PyErr_NoMemory();
+    if (r == SERVER_STREAM_CLOSED) {
+        PyErr_SetString(PyExc_ConnectionResetError, "the WebSocket connection is closed");
+        return NULL;
+    }
+    if (r == SERVER_STREAM_OK)
+        Py_RETURN_NONE;
+    /* Over the write limit: the caller waits until on_ws_drain (or the close). */
+    if (self->drainer == NULL) {
+        self->drainer = PyObject_CallMethodNoArgs(self->loop, str_create_future);
+        if (self->drainer == NULL)
+            return NULL;
+        server_conn_stream_notify(self->conn, on_ws_drain, self);
+    }
+    return Py_NewRef(self->drainer);
+}
+
+static PyObject *ws_close(WsObject *self, PyObject *args)
+{
+    int code = 1000;
+    const char *reason = "";
+    Py_ssize_t reason_len = 0;
+    if (!PyArg_ParseTuple(args, "|is#:close", &code, &reason, &reason_len))
+        return NULL;
+    int r = server_conn_ws_close(self->conn, code, reason, (size_t)reason_len);
+    if (r < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "invalid close frame: code %d (RFC 6455 §7.4) or a reason over 123 bytes",
+                     code);
+        return NULL;
+    }
+    return PyBool_FromLong(r == 0);
+}
+
+static PyObject *ws_get_closed(WsObject *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->closed ? self->closed : Py_None);
+}
+
+static int ws_traverse(WsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->waiter);
+    Py_VISIT(self->drainer);
+    Py_VISIT(self->closed);
+    return 0;
+}
+
+static int ws_clear(WsObject *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->waiter);
+    Py_CLEAR(self->drainer);
+    Py_CLEAR(self->closed);
+    return 0;
+}
+
+static void ws_dealloc(WsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->conn != NULL) {
+        server_conn_ws_forget(self->conn);
+        if (self->drainer != NULL)
+            server_conn_stream_notify(self->conn, NULL, NULL);
+        /* Releases the reference taken in ws_session_accept. */
+        server_conn_unhold(self->conn);
+        self->conn = NULL;
+    }
+    ws_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef ws_methods[] = {
+    {"receive", (PyCFunction)ws_receive, METH_NOARGS,
+     "receive(): a message (str or bytes), (code, reason) once closed, or a future of one"},
+    {"send", (PyCFunction)ws_send, METH_O,
+     "send(data): one text (str) or binary (bytes) message; None, or a future to await "
+     "while the output drains"},
+    {"close", (PyCFunction)ws_close, METH_VARARGS,
+     "close(code=1000, reason=''): starts the closing handshake; False if already closing"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef ws_getset[] = {
+    {"closed", (getter)ws_get_closed, NULL,
+     "(code, reason) once the session ended (the peer's close, 1006 when lost), else None", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject WsSession_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core.WebSocketSession",
+    .tp_basicsize = sizeof(WsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A WebSocket session on a server connection (made by Request._ws_accept).",
+    .tp_traverse = (traverseproc)ws_traverse,
+    .tp_clear = (inquiry)ws_clear,
+    .tp_dealloc = (destructor)ws_dealloc,
+    .tp_methods = ws_methods,
+    .tp_getset = ws_getset,
+};
+
+int ws_session_init_type(void)
+{
+    if ((str_done = PyUnicode_InternFromString("done")) == NULL ||
+        (str_set_result = PyUnicode_InternFromString("set_result")) == NULL ||
+        (str_create_future = PyUnicode_InternFromString("create_future")) == NULL)
+        return -1;
+    return PyType_Ready(&WsSession_Type) < 0 ? -1 : PyType_Ready(&WsUpgrade_Type);
+}
+
+PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n,
+                            unsigned long long max_size)
+{
+    if (server_conn_closed(c)) {
+        PyErr_SetString(PyExc_ConnectionResetError, "the client left before the upgrade");
+        return NULL;
+    }
+    WsObject *self = PyObject_GC_New(WsObject, &WsSession_Type);
+    if (self == NULL)
+        return NULL;
+    self->conn = NULL;
+    self->loop = Py_NewRef(loop);
+    self->queue = PyList_New(0);
+    self->waiter = self->drainer = self->closed = NULL;
+    PyObject_GC_Track(self);
+    if (self->queue == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (server_conn_ws_accept(c, lines, n, max_size, &ws_handler, self) < 0) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_ConnectionResetError, "the WebSocket upgrade failed");
+        return NULL;
+    }
+    server_conn_hold(c); /* released in ws_dealloc */
+    self->conn = c;
+    /* The connection points at the session (borrowed) until it reports the end through
+     * on_ws_close, exactly once: the session holds itself until then, since a Task waiting
+     * on its receive future may be referred to by nothing else (the future, the session
+     * and the Task's coroutine would form a cycle the collector frees). Released in
+     * on_ws_close. */
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+/* Whether a comma-separated field value holds token (case-insensitive, RFC 9110 §5.6.1). */
+static int has_token(const char *v, size_t n, const char *token, size_t tn)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == tn && PyOS_strnicmp(v + start, token, tn) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int any_header_token(const http_request_t *h, const char *name, size_t name_len,
+                            const char *token, size_t tn)
+{
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const http_header_t *f = &h->headers[i];
+        if (f->name_len == name_len && PyOS_strnicmp(f->name, name, name_len) == 0 &&
+            has_token(f->value, f->value_len, token, tn))
+            return 1;
+    }
+    return 0;
+}
+
+int ws_handshake_status(const server_request_t *req)
+{
+    const http_request_t *h = req->head;
+    /* Not an upgrade to WebSocket: a WebSocket route does not match it (Starlette's
+     * WebSocketRoute matches websocket scopes only), so 404. */
+    if (!any_header_token(h, "upgrade", 7, "websocket", 9))
+        return 404;
+    /* §4.2.1: a GET of HTTP/1.1 or later, Connection: Upgrade, a valid key; §4.2.2: a
+     * version other than 13 gets 426 with the version we speak. */
+    if (h->method != HTTP_GET || h->version_minor < 1 ||
+        !any_header_token(h, "connection", 10, "upgrade", 7))
+        return 400;
+    const http_header_t *ver = http_find_header(h, "sec-websocket-version", 21);
+    if (ver == NULL)
+        return 400;
+    if (!ws_version_ok(ver->value, ver->value_len))
+        return 426;
+    const http_header_t *key = http_find_header(h, "sec-websocket-key", 17);
+    if (key == NULL || !ws_key_valid(key->value, key->value_len))
+        return 400;
+    return 0;
+}
+
+/* --- the ASGI websocket scope's handle on a pending upgrade ---------------------------- */
+
+/* `_core._WebSocketUpgrade`: what asgi/call.c hands data_bridge._asgi_ws for a request with
+ * "Upgrade: websocket", so that the ASGI driver (Python) can accept it (a session, as
+ * above), refuse it with an HTTP response (the websocket.http.response extension, or 403)
+ * and end it. It holds the connection (server_conn_hold) and the pending request: finish()
+ * releases the request once, and deallocation does it for an upgrade never finished. */
+typedef struct {
+    PyObject_HEAD
+    server_conn_t *conn;
+    int finished;
+} UpgradeObject;
+
+static PyObject *upgrade_accept(UpgradeObject *self, PyObject *args)
+{
+    PyObject *loop;
+    const char *lines;
+    Py_ssize_t n;
+    unsigned long long max_size;
+    if (!PyArg_ParseTuple(args, "Oy#K:accept", &loop, &lines, &n, &max_size))
+        return NULL;
+    if (self->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "the upgrade was already answered");
+        return NULL;
+    }
+    return ws_session_accept(self->conn, loop, lines, (size_t)n, max_size);
+}
+
+static PyObject *upgrade_respond(UpgradeObject *self, PyObject *args)
+{
+    int status;
+    const char *lines, *body;
+    Py_ssize_t n, body_len;
+    if (!PyArg_ParseTuple(args, "iy#y#:respond", &status, &lines, &n, &body, &body_len))
+        return NULL;
+    if (self->finished || server_conn_closed(self->conn))
+        Py_RETURN_FALSE;
+    if (server_conn_respond(self->conn, status, NULL, 0, lines, (size_t)n, body, (size_t)body_len) <
+        0)
+        return PyErr_NoMemory();
+    Py_RETURN_TRUE;
+}
+
+static PyObject *upgrade_finish(UpgradeObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!self->finished) {
+        self->finished = 1;
+        /* Releases the pending request (conn_dispatch's reference); our hold remains. */
+        server_conn_finish(self->conn);
+    }
+    Py_RETURN_NONE;
+}
+
+static void upgrade_dealloc(UpgradeObject *self)
+{
+    if (!self->finished) {
+        self->finished = 1;
+        server_conn_finish(self->conn);
+    }
+    /* Releases the reference taken in ws_upgrade_new. */
+    server_conn_unhold(self->conn);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef upgrade_methods[] = {
+    {"accept", (PyCFunction)upgrade_accept, METH_VARARGS,
+     "accept(loop, header_lines, max_size): answers 101 and returns the WebSocketSession"},
+    {"respond", (PyCFunction)upgrade_respond, METH_VARARGS,
+     "respond(status, header_lines, body): refuses the upgrade with an HTTP response"},
+    {"finish", (PyCFunction)upgrade_finish, METH_NOARGS,
+     "finish(): the application is done with the request"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject WsUpgrade_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._WebSocketUpgrade",
+    .tp_basicsize = sizeof(UpgradeObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A pending WebSocket upgrade of an ASGI application's request.",
+    .tp_dealloc = (destructor)upgrade_dealloc,
+    .tp_methods = upgrade_methods,
+};
+
+PyObject *ws_upgrade_new(server_conn_t *conn)
+{
+    UpgradeObject *self = PyObject_New(UpgradeObject, &WsUpgrade_Type);
+    if (self == NULL)
+        return NULL;
+    server_conn_hold(conn); /* released in upgrade_dealloc */
+    self->conn = conn;
+    self->finished = 0;
+    return (PyObject *)self;
+}
+
+void ws_upgrade_disarm(PyObject *upgrade)
+{
+    ((UpgradeObject *)upgrade)->finished = 1;
+}

@@ -1,0 +1,414 @@
+/*
+ * WebSocket sessions on the server's connections (RFC 6455), over csrc/ws's parser and
+ * writer. A connection becomes a WebSocket one when the application accepts the upgrade
+ * of its pending request (server_conn_ws_accept): the 101 response goes out, the request's
+ * bytes are dropped, and from then on on_read hands every byte read to ws_conn_process,
+ * which parses the frames in place in the lent read buffer (payloads are unmasked there),
+ * answers pings, echoes the close and delivers complete messages to the handler.
+ *
+ * Ownership: the session (server_ws_t) belongs to the connection and is freed with it. The
+ * handler's argument is borrowed: the application object holds a reference on the
+ * connection (server_conn_hold) and calls server_conn_ws_forget before it goes away. The
+ * pending request's reference is released by server_conn_finish as for any request; the
+ * connection then lives until its socket closes.
+ *
+ * Memory: an idle session holds the connection, the ~300-byte server_ws_t and nothing
+ * else: rbuf goes back to the pool once the bytes read were parsed (a partial frame header
+ * is kept inside the parser, a partial payload in msg.data, whose storage is freed after
+ * each message), wbuf once written.
+ *
+ * permessage-deflate (RFC 7692): the first acceptable offer is agreed with
+ * server_no_context_takeover and client_no_context_takeover (§7.1.1: a server may add both
+ * to its response), so no zlib state outlives a message: the inflater is made for a
+ * compressed message and freed after it, the deflater for a message worth compressing
+ * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) and freed
+ * after it. An idle session keeps none of the ~300 KiB zlib needs, at the price of a zlib
+ * set-up per compressed message and of ratios without the previous messages' window.
+ *
+ * Closing (§7.1): a close frame from the peer is answered with the same code (§5.5.1) and
+ * the server then closes the TCP connection after the frame is written (§7.1.1: the
+ * server closes first). A close started by the server waits WS_CLOSE_TIMEOUT ms for the
+ * peer's answer (the sweep closes it then). A protocol error sends the parser's close
+ * code and closes at once (§7.1.7, "fail the WebSocket connection").
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "loop/loop.h"
+#include "server/server_internal.h"
+
+/* How long the server waits for the peer's close frame after sending its own. */
+#define WS_CLOSE_TIMEOUT 5000
+/* Messages shorter than this are sent uncompressed even with permessage-deflate: a zlib
+ * set-up costs more than it saves on them. */
+#define WS_DEFLATE_MIN 256
+
+static void ws_notify_close(server_conn_t *c, int code, const char *reason, size_t len)
+{
+    server_ws_t *w = c->ws;
+    if (w->notified)
+        return;
+    w->notified = 1;
+    if (w->handler != NULL)
+        w->handler->on_close(w->arg, code, reason, len);
+}
+
+/* Fails the connection (§7.1.7) with the close code of a parser error. */
+static void ws_fail(server_conn_t *c, int code)
+{
+    server_ws_t *w = c->ws;
+    w->close_received = 1;
+    if (!w->close_sent) {
+        w->close_sent = 1;
+        if (conn_wbuf_reserve(c, 4) < 0 || ws_write_close(&c->wbuf, code, NULL, 0) < 0) {
+            conn_close(c);
+            ws_notify_close(c, code, NULL, 0);
+            return;
+        }
+    }
+    c->close_after_write = 1;
+    ws_notify_close(c, code, NULL, 0);
+}
+
+static void ws_on_control(server_conn_t *c, const ws_event_t *ev)
+{
+    server_ws_t *w = c->ws;
+    if (ev->opcode == WS_OP_PING) {
+        /* §5.5.2: answered with a pong carrying the same payload, unless we are closing. */
+        if (!w->close_sent && (conn_wbuf_reserve(c, ev->len + 2) < 0 ||
+                               ws_write_frame(&c->wbuf, WS_OP_PONG, 1, 0, ev->data, ev->len) < 0))
+            conn_close(c);
+        return;
+    }
+    if (ev->opcode != WS_OP_CLOSE)
+        return; /* an unsolicited pong: §5.5.3 says no answer is expected */
+    w->close_received = 1;
+    if (!w->close_sent) {
+        /* §5.5.1: echo the status code received (none when the frame had none). */
+        w->close_sent = 1;
+        int code = ev->close_code == WS_CLOSE_NO_STATUS ? 0 : ev->close_code;
+        if (conn_wbuf_reserve(c, 4) < 0 || ws_write_close(&c->wbuf, code, NULL, 0) < 0) {
+            conn_close(c);
+            ws_notify_close(c, ev->close_code, ev->reason, ev->reason_len);
+            return;
+        }
+    }
+    c->close_after_write = 1;
+    ws_notify_close(c, ev->close_code, ev->reason, ev->reason_len);
+}
+
+/* Delivers a complete message; returns 0 when the handler paused reading. */
+static int ws_deliver(server_conn_t *c, int opcode, const uint8_t *data, size_t len)
+{
+    server_ws_t *w = c->ws;
+    if (w->handler == NULL || w->close_sent)
+        return 1; /* nobody listens any more: dropped, as after our close (§5.5.1) */
+    if (!w->handler->on_message(w->arg, opcode, (const char *)data, len))
+        w->paused = 1;
+    return !w->paused;
+}
+
+/* Parses what rbuf holds, one event at a time, until the bytes run out, the handler pauses
+ * or the session ends; consumed bytes are dropped and an empty rbuf goes back to the pool. */
+static void ws_conn_process(server_conn_t *c)
+{
+    server_ws_t *w = c->ws;
+    if (w->processing)
+        return; /* resumed from inside a handler call: the loop below goes on */
+    w->processing = 1;
+    while (!c->closing && !w->paused && !w->close_received) {
+        size_t avail = c->rbuf.len - c->pos, used = 0;
+        ws_event_t ev;
+        if (avail == 0 && c->rbuf.data == NULL)
+            break; /* no storage, no pointer formed from it */
+        int r = ws_parser_next(&w->parser, (uint8_t *)c->rbuf.data + c->pos, avail, &used, &ev);
+        c->pos += used;
+        if (r == 0)
+            break;
+        if (r == WS_EV_CONTROL) {
+            ws_on_control(c, &ev);
+            continue;
+        }
+        if (r > 0) {
+            if (r == WS_EV_FRAME) {
+                w->single = ev.first && ev.fin && !ev.compressed;
+                if (ev.first && ev.compressed && w->msg.inflater == NULL &&
+                    (w->msg.inflater = ws_inflater_new(1)) == NULL) {
+                    ws_fail(c, WS_CLOSE_INTERNAL);
+                    break;
+                }
+            }
+            if (r == WS_EV_DATA && w->single && ev.len == w->parser.length &&
+                w->msg.data.len == 0) {
+                /* The whole payload of a one-frame message is here: delivered from rbuf,
+                 * where it was unmasked, without a copy. */
+                w->direct = ev.data;
+                w->direct_len = ev.len;
+                continue;
+            }
+            if (r == WS_EV_FRAME_END && w->direct != NULL) {
+                /* msg.opcode was set by the frame's WS_EV_FRAME (ws_message_add). */
+                const uint8_t *d = w->direct;
+                size_t n = w->direct_len;
+                w->direct = NULL;
+                w->direct_len = 0;
+                (void)ws_message_add(&w->msg, &ev);
+                ws_deliver(c, w->msg.opcode, d, n);
+                continue;
+            }
+            r = ws_message_add(&w->msg, &ev);
+            if (r == 1) {
+                ws_deliver(c, w->msg.opcode, (const uint8_t *)w->msg.data.data, w->msg.data.len);
+                /* An idle session keeps no payload storage and no zlib state. */
+                db_buf_free(&w->msg.data);
+                ws_inflater_free(w->msg.inflater);
+                w->msg.inflater = NULL;
+                continue;
+            }
+        }
+        if (r < 0) {
+            ws_fail(c, ws_close_code(r));
+            break;
+        }
+    }
+    w->processing = 0;
+    if (c->closing)
+        return;
+    if (c->pos > 0) {
+        db_buf_consume(&c->rbuf, c->pos);
+        c->pos = 0;
+    }
+    if (c->rbuf.len == 0)
+        db_pool_give_buf(&c->server->blocks, &c->rbuf);
+}
+
+void ws_conn_on_read(server_conn_t *c, ssize_t nread)
+{
+    if (nread < 0) {
+        /* The peer went away without a close handshake, or after it (§7.1.5: 1006 when
+         * no close frame was received); ws_conn_closed reports it. */
+        conn_close(c);
+        return;
+    }
+    if (nread == 0) {
+        if (c->rbuf.len == 0)
+            db_pool_give_buf(&c->server->blocks, &c->rbuf);
+        return;
+    }
+    c->rbuf.len += (size_t)nread;
+    if (c->ws->close_received) {
+        /* §5.5.1: nothing is read after the peer's close. */
+        c->rbuf.len = c->pos;
+    }
+    ws_conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t extra_len,
+                          uint64_t max_message, const server_ws_handler_t *handler, void *arg)
+{
+    if (c->closing || c->ws != NULL || c->head == NULL || c->state != CONN_PENDING)
+        return -1;
+    const http_header_t *key = http_find_header(c->head, "sec-websocket-key", 17);
+    char accept[28];
+    if (key == NULL || ws_accept_key(key->value, key->value_len, accept) != 28)
+        return -1;
+    server_ws_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -1;
+    /* RFC 7692 §5: each Sec-WebSocket-Extensions line may hold offers; the first
+     * acceptable permessage-deflate one is taken, anything else is declined by omission. */
+    ws_deflate_config_t pmd_cfg;
+    ws_deflate_config_default(&pmd_cfg);
+    pmd_cfg.server_no_context_takeover = 1;
+    pmd_cfg.client_no_context_takeover = 1;
+    for (size_t i = 0; i < c->head->num_headers && !w->pmd.enabled; i++) {
+        const http_header_t *f = &c->head->headers[i];
+        if (f->name_len == 24 && strncasecmp(f->name, "sec-websocket-extensions", 24) == 0)
+            ws_deflate_negotiate(f->value, f->value_len, &pmd_cfg, &w->pmd);
+    }
+    char ext[160];
+    int ext_len = 0;
+    if (w->pmd.enabled && (ext_len = ws_deflate_response(&w->pmd, ext, sizeof(ext))) < 0) {
+        w->pmd.enabled = 0;
+        ext_len = 0;
+    }
+    ws_parser_init(&w->parser, 1, w->pmd.enabled, max_message);
+    ws_message_init(&w->msg, max_message, NULL);
+    w->handler = handler;
+    w->arg = arg;
+    /* §4.2.2 item 5: the status line, Upgrade, Connection and the accept value. */
+    static const char h1[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                             "upgrade: websocket\r\nconnection: Upgrade\r\n"
+                             "sec-websocket-accept: ";
+    static const char hx[] = "sec-websocket-extensions: ";
+    size_t need = sizeof(h1) - 1 + 28 + 2 + sizeof(hx) - 1 + (size_t)ext_len + 2 + extra_len + 2;
+    if (conn_wbuf_reserve(c, need) < 0) {
+        free(w);
+        conn_close(c);
+        return -1;
+    }
+    db_buf_append(&c->wbuf, h1, sizeof(h1) - 1);
+    db_buf_append(&c->wbuf, accept, 28);
+    db_buf_append(&c->wbuf, "\r\n", 2);
+    if (ext_len > 0) {
+        db_buf_append(&c->wbuf, hx, sizeof(hx) - 1);
+        db_buf_append(&c->wbuf, ext, (size_t)ext_len);
+        db_buf_append(&c->wbuf, "\r\n", 2);
+    }
+    if (extra_len)
+        db_buf_append(&c->wbuf, extra_headers, extra_len);
+    db_buf_append(&c->wbuf, "\r\n", 2);
+    c->ws = w;
+    /* The request's slices were detached by the caller: its bytes and parsed head go back
+     * now; what follows them in rbuf is already frames. */
+    db_buf_consume(&c->rbuf, c->pos + c->head_len);
+    c->pos = 0;
+    c->head_len = 0;
+    c->req.head = NULL;
+    c->req.body = NULL;
+    c->req.body_len = 0;
+    db_pool_give(&c->server->heads, c->head);
+    c->head = NULL;
+    db_buf_free(&c->resp_headers);
+    c->mid_request = 0;
+    c->deadline = 0; /* no idle timeout for a session; keep-alive pings are the app's */
+    c->keep_alive = 0;
+    ws_conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+    return 0;
+}
+
+void server_conn_ws_forget(server_conn_t *c)
+{
+    if (c->ws != NULL)
+        c->ws->handler = NULL;
+}
+
+void server_conn_ws_resume(server_conn_t *c)
+{
+    server_ws_t *w = c->ws;
+    if (w == NULL || !w->paused)
+        return;
+    w->paused = 0;
+    if (c->closing || w->processing)
+        return;
+    ws_conn_process(c);
+    conn_flush(c);
+    conn_update_reading(c);
+}
+
+int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t len)
+{
+    server_ws_t *w = c->ws;
+    if (w == NULL || c->closing || w->close_sent)
+        return SERVER_STREAM_CLOSED;
+    if (w->pmd.enabled && len >= WS_DEFLATE_MIN) {
+        /* RFC 7692 §7.2.1, one message per zlib stream (server_no_context_takeover). */
+        int bits = w->pmd.server_max_window_bits ? w->pmd.server_max_window_bits : 15;
+        ws_deflater_t *d = ws_deflater_new(bits, 1, -1);
+        db_buf_t z;
+        db_buf_init(&z);
+        int r = d == NULL ? WS_E_NO_MEMORY : ws_deflate_message(d, data, len, &z);
+        ws_deflater_free(d);
+        if (r < 0 || conn_wbuf_reserve(c, z.len + 14) < 0 ||
+            ws_write_frame(&c->wbuf, opcode, 1, 1, z.data, z.len) < 0) {
+            db_buf_free(&z);
+            conn_close(c);
+            return SERVER_STREAM_NOMEM;
+        }
+        db_buf_free(&z);
+    } else if (conn_wbuf_reserve(c, len + 14) < 0 ||
+               ws_write_frame(&c->wbuf, opcode, 1, 0, data, len) < 0) {
+        conn_close(c);
+        return SERVER_STREAM_NOMEM;
+    }
+    conn_flush(c);
+    if (c->closing)
+        return SERVER_STREAM_CLOSED;
+    conn_update_reading(c);
+    return c->wbuf.len + c->inflight.len >= c->server->cfg.write_high_water ? SERVER_STREAM_FULL
+                                                                            : SERVER_STREAM_OK;
+}
+
+int server_conn_ws_close(server_conn_t *c, int code, const char *reason, size_t reason_len)
+{
+    server_ws_t *w = c->ws;
+    if (w == NULL || c->closing || w->close_sent)
+        return 1;
+    if (code != 0 && !ws_close_code_valid(code))
+        return -1;
+    if (code == 0 && reason_len)
+        return -1;
+    if (reason_len > 123 || ws_utf8_valid((const uint8_t *)reason, reason_len) < 0)
+        return -1;
+    if (conn_wbuf_reserve(c, reason_len + 8) < 0 ||
+        ws_write_close(&c->wbuf, code, reason, reason_len) < 0) {
+        conn_close(c);
+        return 1;
+    }
+    w->close_sent = 1;
+    if (w->close_received)
+        c->close_after_write = 1;
+    else
+        c->deadline = uv_now(c->tcp.loop) + WS_CLOSE_TIMEOUT; /* see conn_sweep */
+    conn_flush(c);
+    if (!c->closing)
+        conn_update_reading(c);
+    return 0;
+}
+
+void ws_conn_finish(server_conn_t *c)
+{
+    /* Drops the reference taken in conn_dispatch for the pending (upgrade) request. */
+    if (c->closing) {
+        ws_notify_close(c, 1006, NULL, 0);
+        c->ws->handler = NULL;
+        conn_release(c);
+        return;
+    }
+    c->refs--;
+    /* The handler hears of the end once, whatever comes later (server.h). */
+    ws_notify_close(c, WS_CLOSE_NORMAL, NULL, 0);
+    c->ws->handler = NULL;
+    /* An application that returned without closing: the session ends normally. */
+    server_conn_ws_close(c, WS_CLOSE_NORMAL, NULL, 0);
+}
+
+void ws_conn_shutdown(server_conn_t *c)
+{
+    /* The server is shutting down: §7.4.1's 1001 (going away). */
+    server_conn_ws_close(c, 1001, NULL, 0);
+}
+
+void ws_conn_closed(server_conn_t *c)
+{
+    if (c->ws == NULL || c->ws->notified)
+        return;
+    if (c->ws->handler != NULL)
+        pyloop_enter(pyloop_from_uv(c->tcp.loop));
+    ws_notify_close(c, 1006, NULL, 0);
+}
+
+void ws_conn_free(server_conn_t *c)
+{
+    if (c->ws == NULL)
+        return;
+    ws_message_free(&c->ws->msg);
+    ws_inflater_free(c->ws->msg.inflater);
+    free(c->ws);
+    c->ws = NULL;
+}
+
+void server_conn_hold(server_conn_t *c)
+{
+    c->refs++; /* released by server_conn_unhold */
+}
+
+void server_conn_unhold(server_conn_t *c)
+{
+    conn_release(c);
+}

@@ -679,9 +679,8 @@ def bench_server(
         for sc in scenarios:
             if sc.typed and key == "nginx":
                 continue
-            if (key in sc.only) if sc.only is not None else key in MIDDLEWARE_SERVERS:
-                pass
-            else:
+            runs_here = key in sc.only if sc.only is not None else key not in MIDDLEWARE_SERVERS
+            if not runs_here:
                 continue
             problem = check_response(server.port, sc)
             if problem:

@@ -27,6 +27,23 @@ static inline int db_is_tchar(unsigned char c)
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/* Optional whitespace, OWS (RFC 9110 §5.6.3): SP or HTAB. */
+static inline int db_is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Narrows s[0..*n) to its part without OWS around it (a field value, RFC 9110 §5.5). */
+static inline void db_trim_ows(const char **s, size_t *n)
+{
+    while (*n > 0 && db_is_ows(**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && db_is_ows((*s)[*n - 1]))
+        (*n)--;
+}
+
 /* Percent-decodes src[0..n) into dst (room for n bytes; dst may equal src). With
  * plus_is_space, '+' means a space (application/x-www-form-urlencoded query strings).
  * A '%' not followed by two hex digits is kept literally, as browsers and Starlette do.

@@ -9,13 +9,10 @@
  */
 #include "files/files.h"
 
+#include "common/text.h"
+
 #include <string.h>
 #include <strings.h>
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 /* The decimal number in s[0..n) (already trimmed): 0 with *v set, -1 when it is empty, not
  * all digits, or beyond 2^63. */
@@ -33,16 +30,6 @@ static int number(const char *s, size_t n, uint64_t *v)
     return 0;
 }
 
-static void trim(const char **s, size_t *n)
-{
-    while (*n > 0 && is_space(**s)) {
-        (*s)++;
-        (*n)--;
-    }
-    while (*n > 0 && is_space((*s)[*n - 1]))
-        (*n)--;
-}
-
 int files_parse_range(const char *v, size_t n, uint64_t size, files_range_t *out, size_t *count,
                       const char **message)
 {
@@ -54,7 +41,7 @@ int files_parse_range(const char *v, size_t n, uint64_t size, files_range_t *out
     }
     const char *unit = v;
     size_t unit_len = (size_t)(eq - v);
-    trim(&unit, &unit_len);
+    db_trim_ows(&unit, &unit_len);
     if (unit_len != 5 || strncasecmp(unit, "bytes", 5) != 0) {
         *message = "Only support bytes range";
         return FILES_RANGE_MALFORMED;
@@ -72,14 +59,14 @@ int files_parse_range(const char *v, size_t n, uint64_t size, files_range_t *out
         const char *s = p;
         size_t len = (size_t)(stop - p);
         p = stop + 1;
-        trim(&s, &len);
+        db_trim_ows(&s, &len);
         const char *dash = len ? memchr(s, '-', len) : NULL;
         if (dash == NULL || len == 1)
             continue; /* empty, "-" or no dash: skipped */
         const char *a = s, *b = dash + 1;
         size_t alen = (size_t)(dash - s), blen = (size_t)(s + len - b);
-        trim(&a, &alen);
-        trim(&b, &blen);
+        db_trim_ows(&a, &alen);
+        db_trim_ows(&b, &blen);
         uint64_t first, last;
         files_range_t r;
         if (alen == 0) {

@@ -6,6 +6,8 @@
  */
 #include "gzip/gzip.h"
 
+#include "common/text.h"
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +25,6 @@ int gzip_accepted(const char *value, size_t len)
             return 1;
     }
     return 0;
-}
-
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t';
 }
 
 static char lower(char c)
@@ -55,9 +52,9 @@ int gzip_type_excluded(const gzip_policy_t *p, const char *ctype, size_t len)
     while (n < len && ctype[n] != ';')
         n++;
     size_t a = 0;
-    while (a < n && is_space(ctype[a]))
+    while (a < n && db_is_ows(ctype[a]))
         a++;
-    while (n > a && is_space(ctype[n - 1]))
+    while (n > a && db_is_ows(ctype[n - 1]))
         n--;
     char t[128] = {0};
     if (n - a >= sizeof(t) - 2)

@@ -11,16 +11,12 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "common/text.h"
 #include "http/http.h"
 
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int is_hex(char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 static int is_alpha(char c)
@@ -48,7 +44,7 @@ int http_parse_host(const char *v, size_t n, http_host_t *out)
         if (inner > 0 && s[0] == 'v') {
             /* IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ). */
             size_t k = 1;
-            while (k < inner && is_hex(s[k]))
+            while (k < inner && db_hexval((unsigned char)s[k]) >= 0)
                 k++;
             if (k == 1 || k >= inner || s[k] != '.' || k + 1 >= inner)
                 return -1;
@@ -60,12 +56,12 @@ int http_parse_host(const char *v, size_t n, http_host_t *out)
             /* Hex digits, ':' and '.' only, with a ':' after the leading hex digits, and a
              * valid address. */
             size_t k = 0;
-            while (k < inner && is_hex(s[k]))
+            while (k < inner && db_hexval((unsigned char)s[k]) >= 0)
                 k++;
             if (k >= inner || s[k] != ':' || inner >= 64)
                 return -1;
             for (; k < inner; k++) {
-                if (!is_hex(s[k]) && s[k] != ':' && s[k] != '.')
+                if (db_hexval((unsigned char)s[k]) < 0 && s[k] != ':' && s[k] != '.')
                     return -1;
             }
             char addr[64];

@@ -8,6 +8,8 @@
  */
 #include "ws/ws.h"
 
+#include "common/text.h"
+
 #include <string.h>
 
 /* --- SHA-1 (RFC 3174 §6.1) --------------------------------------------------------------- */
@@ -144,18 +146,9 @@ static int b64_value(char c)
 
 /* --- the handshake fields ---------------------------------------------------------------- */
 
-/* A field value without the optional whitespace around it (RFC 9110 §5.5). */
-static void trim(const char **p, size_t *len)
-{
-    while (*len && ((*p)[0] == ' ' || (*p)[0] == '\t'))
-        (*p)++, (*len)--;
-    while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
-        (*len)--;
-}
-
 int ws_key_valid(const char *key, size_t len)
 {
-    trim(&key, &len);
+    db_trim_ows(&key, &len);
     /* 16 bytes are 22 characters and "==": the 22nd carries 2 bits of the last byte and 4
      * zero bits, so its value is a multiple of 16 (A, Q, g, w). */
     if (len != 24 || key[22] != '=' || key[23] != '=')
@@ -173,7 +166,7 @@ int ws_accept_key(const char *key, size_t len, char out[28])
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     if (!ws_key_valid(key, len))
         return WS_E_ARG;
-    trim(&key, &len);
+    db_trim_ows(&key, &len);
     ws_sha1_t s;
     uint8_t digest[20];
     ws_sha1_init(&s);
@@ -185,7 +178,7 @@ int ws_accept_key(const char *key, size_t len, char out[28])
 
 int ws_version_ok(const char *value, size_t len)
 {
-    trim(&value, &len);
+    db_trim_ows(&value, &len);
     return len == 2 && value[0] == '1' && value[1] == '3';
 }
 

@@ -568,6 +568,31 @@ static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **a
     return res;
 }
 
+/* A 307 to the request's URL with its path replaced by path[0..n), a '/' added with
+ * add_slash: absolute when the request has a Host header (as Starlette builds it from the
+ * request's URL, https behind a TLS terminator: set_secure), the query string kept. */
+static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                         const char *path, size_t n, int add_slash)
+{
+    db_buf_t line;
+    db_buf_init(&line);
+    const http_header_t *host = http_find_header(head, "host", 4);
+    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
+    int ok = db_buf_append(&line, "location: ", 10) == 0;
+    if (ok && host != NULL)
+        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
+             db_buf_append(&line, host->value, host->value_len) == 0;
+    ok = ok && db_buf_append(&line, path, n) == 0 &&
+         (!add_slash || db_buf_append(&line, "/", 1) == 0) &&
+         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
+         db_buf_append(&line, "\r\n", 2) == 0;
+    if (ok)
+        server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
+    else
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+    db_buf_free(&line);
+}
+
 /* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
  * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
  * Location is absolute when the request has a Host header (as Starlette builds it from the
@@ -594,61 +619,7 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
     if (alt_len < skip ||
         router_match(srv->router, head->method, alt + skip, alt_len - skip, &m) == ROUTER_NOT_FOUND)
         return 0;
-    const char *host = NULL;
-    size_t host_len = 0;
-    for (size_t i = 0; i < head->num_headers; i++) {
-        const http_header_t *h = &head->headers[i];
-        if (h->name_len == 4 && PyOS_strnicmp(h->name, "host", 4) == 0) {
-            host = h->value;
-            host_len = h->value_len;
-            break;
-        }
-    }
-    db_buf_t line;
-    db_buf_init(&line);
-    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
-    if (db_buf_reserve(&line, 32 + host_len + alt_len + query) < 0) {
-        db_buf_free(&line);
-        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
-        return 1;
-    }
-    db_buf_append(&line, "location: ", 10);
-    if (host != NULL) {
-        /* The scheme the client used: https behind a TLS terminator (set_secure). */
-        if (srv->secure)
-            db_buf_append(&line, "https://", 8);
-        else
-            db_buf_append(&line, "http://", 7);
-        db_buf_append(&line, host, host_len);
-    }
-    db_buf_append(&line, alt, alt_len);
-    db_buf_append(&line, head->target + head->path_len, query);
-    db_buf_append(&line, "\r\n", 2);
-    server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
-    db_buf_free(&line);
-    return 1;
-}
-
-/* The request's own path with a '/' added, as a 307 (a mount's prefix asked for alone). */
-static int redirect_to_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head)
-{
-    db_buf_t line;
-    db_buf_init(&line);
-    const http_header_t *host = http_find_header(head, "host", 4);
-    size_t query = head->target_len - head->path_len;
-    int ok = db_buf_append(&line, "location: ", 10) == 0;
-    if (ok && host != NULL)
-        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
-             db_buf_append(&line, host->value, host->value_len) == 0;
-    ok = ok && db_buf_append(&line, head->path, head->path_len) == 0 &&
-         db_buf_append(&line, "/", 1) == 0 &&
-         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
-         db_buf_append(&line, "\r\n", 2) == 0;
-    if (ok)
-        server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
-    else
-        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
-    db_buf_free(&line);
+    redirect_307(srv, conn, head, alt, alt_len, 0);
     return 1;
 }
 
@@ -678,8 +649,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
             return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
                                               : app_dispatch(mt->target, conn, req);
         if (path_len == mt->len && srv->redirect_slashes &&
-            memcmp(path, mt->prefix, mt->len) == 0 && redirect_to_slash(srv, conn, req->head))
+            memcmp(path, mt->prefix, mt->len) == 0) {
+            redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
             return SERVER_DISPATCH_DONE;
+        }
     }
     int r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&

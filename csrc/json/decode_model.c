@@ -67,6 +67,7 @@ enum { FLAVOR_MODEL, FLAVOR_DATACLASS, FLAVOR_TYPED_DICT };
 typedef struct {
     PyTypeObject *cls;      /* owned */
     int flavor;             /* FLAVOR_MODEL, FLAVOR_DATACLASS or FLAVOR_TYPED_DICT */
+    int plain_new;          /* tp_new is object's and the class is not abstract */
     Py_ssize_t off_fset;    /* offsets of the slots __pydantic_fields_set__, */
     Py_ssize_t off_extra;   /* __pydantic_extra__ */
     Py_ssize_t off_private; /* and __pydantic_private__ in the instance */
@@ -341,17 +342,30 @@ matched:
 }
 
 /* Makes the instance as pydantic-core does: the class's tp_new with no arguments (never
- * __init__), then __dict__ and, for a model, its slots set directly. */
+ * __init__), then __dict__ and, for a model, its slots set directly.
+ *
+ * When tp_new is object's own (every plain model and dataclass), the object is made by
+ * tp_alloc alone: object.__new__ would also give an instance of a managed-dict class
+ * (CPython 3.11+) an empty inline-values array, which setting __dict__ then turns into a
+ * dict only to throw both away, three allocations per instance for nothing. tp_alloc
+ * leaves the dict and values pointers NULL, so PyObject_GenericSetDict just stores ours.
+ * object.__new__'s other work does not apply: no arguments to check, and an abstract class
+ * keeps the tp_new path, which refuses it. */
 static PyObject *make_instance(const dmodel_t *m, PyObject *dict, PyObject *fset)
 {
     static PyObject *no_args;
-    if (no_args == NULL && (no_args = PyTuple_New(0)) == NULL)
-        return NULL;
-    if (m->cls->tp_new == NULL) {
-        PyErr_SetString(PyExc_TypeError, "class cannot be instantiated");
-        return NULL;
+    PyObject *obj;
+    if (m->plain_new) {
+        obj = m->cls->tp_alloc(m->cls, 0);
+    } else {
+        if (no_args == NULL && (no_args = PyTuple_New(0)) == NULL)
+            return NULL;
+        if (m->cls->tp_new == NULL) {
+            PyErr_SetString(PyExc_TypeError, "class cannot be instantiated");
+            return NULL;
+        }
+        obj = m->cls->tp_new(m->cls, no_args, NULL);
     }
-    PyObject *obj = m->cls->tp_new(m->cls, no_args, NULL);
     if (obj == NULL)
         return NULL;
     if (PyObject_GenericSetDict(obj, dict, NULL) < 0) {
@@ -651,6 +665,9 @@ static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
     }
     m->cls = (PyTypeObject *)Py_NewRef(cls);
     m->flavor = flavor;
+    m->plain_new = m->cls->tp_new == PyBaseObject_Type.tp_new &&
+                   m->cls->tp_alloc == PyType_GenericAlloc &&
+                   !PyType_HasFeature(m->cls, Py_TPFLAGS_IS_ABSTRACT);
     if (flavor == FLAVOR_MODEL &&
         ((m->off_fset = slot_offset(m->cls, "__pydantic_fields_set__")) < 0 ||
          (m->off_extra = slot_offset(m->cls, "__pydantic_extra__")) < 0 ||

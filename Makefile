@@ -85,7 +85,9 @@ loop-suite: build
 
 # The whole pytest suite against an ASan+UBSan build of the extension, with Python's
 # allocator switched to malloc so that ASan also sees Python objects our C code frees.
-pytest-asan: deps
+# FastAPI and Starlette (fastapi-deps) are installed first: the differential tests
+# against them skip without.
+pytest-asan: deps fastapi-deps
 	$(CMAKE) -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDB_SANITIZE=ON \
 		-DPython_EXECUTABLE=$(abspath $(VPY)) > /dev/null
 	$(CMAKE) --build $(ASAN_BUILD) -j $(JOBS)
@@ -96,7 +98,7 @@ pytest-asan: deps
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		PYTHONPATH=$(ASAN_PKG) $(VPY) -m pytest tests/py -q -p no:cacheprovider -o pythonpath=
 
-pytest: build
+pytest: build fastapi-deps
 	PYTHONPATH=src $(VPY) -m pytest tests/py
 
 # Build and run the server and loop tests with every CPython 3.10-3.13 on this machine.

@@ -119,6 +119,11 @@ typedef struct {
     PyObject *streaming_class;      /* data_bridge.api.responses.StreamingResponse */
     PyObject *stream_start;         /* callable(writer_or_None, response, route_path) */
     PyObject *background_start;     /* callable(background): runs it after the response */
+    /* Another framework's Response class (Starlette's, once an unmodified FastAPI app is
+     * compiled: api/_fastapi_native.py) and the callable turning one of its instances into
+     * ours; both NULL until set_foreign_responses(). */
+    PyObject *foreign_response_class;
+    PyObject *foreign_convert;
 } app_config_t;
 
 extern app_config_t app_cfg;
@@ -169,6 +174,11 @@ typedef struct {
      * of the router; chosen once when the native server is made, so the routed path pays
      * nothing for it. NULL for an App. */
     PyObject *asgi;
+    /* An _core.AsgiApp that answers every request no native route matches (set_fallback):
+     * an unmodified FastAPI app compiled to native routes (api/_fastapi_native.py) keeps
+     * itself as the fallback, so its routes that could not be compiled, its 404s and 405s
+     * are its own. Consulted only when the router finds no route. NULL: none. */
+    PyObject *fallback;
     /* Apps mounted under path prefixes (app.mount): a request whose routed path is under
      * one goes to it: an ASGI app (_core.AsgiApp) through the ASGI driver, a data-bridge
      * App through its own (never listening) Server's dispatch. */

@@ -33,6 +33,23 @@ static PyObject *app_configure(PyObject *module, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+/* set_foreign_responses(cls, convert): results that are instances of cls (Starlette's
+ * Response) are answered as convert(result), a Response of ours. */
+static PyObject *app_set_foreign_responses(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *cls, *convert;
+    if (!PyArg_ParseTuple(args, "OO:set_foreign_responses", &cls, &convert))
+        return NULL;
+    if (!PyType_Check(cls) || !PyCallable_Check(convert)) {
+        PyErr_SetString(PyExc_TypeError, "set_foreign_responses(class, callable)");
+        return NULL;
+    }
+    Py_XSETREF(app_cfg.foreign_response_class, Py_NewRef(cls));
+    Py_XSETREF(app_cfg.foreign_convert, Py_NewRef(convert));
+    Py_RETURN_NONE;
+}
+
 /* Test hook for differential tests of the parser against another implementation: parses
  * one request head and returns a dict of what the server would see, or the negative
  * http_error_t code with its status. Not used by the server itself. */
@@ -91,6 +108,8 @@ static PyMethodDef app_functions[] = {
     {"configure", (PyCFunction)(void (*)(void))app_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(response_class, http_exception_class, request_class, log_exception, "
      "streaming_class=None, stream_start=None, background_start=None)"},
+    {"set_foreign_responses", (PyCFunction)app_set_foreign_responses, METH_VARARGS,
+     "set_foreign_responses(cls, convert): answer instances of cls as convert(result)"},
     {"parse_range", (PyCFunction)app_parse_range, METH_VARARGS,
      "parse_range(value, size) -> (kind, ranges or message): a Range header for a file"},
     {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,

@@ -655,6 +655,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         }
     }
     int r = router_match(srv->router, req->head->method, path, path_len, &m);
+    if (r != ROUTER_FOUND && srv->fallback != NULL)
+        /* Not a native route: the fallback app decides (its own routes, redirect_slashes,
+         * 404 and 405), as it would alone. */
+        return asgi_dispatch(srv->fallback, conn, req);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
         redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
         return SERVER_DISPATCH_DONE;

@@ -237,6 +237,17 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
     } else if (app_cfg.response_class && PyObject_IsInstance(result, app_cfg.response_class) > 0) {
         respond_response_object(conn, plan, result);
+    } else if (app_cfg.foreign_response_class &&
+               PyObject_IsInstance(result, app_cfg.foreign_response_class) > 0) {
+        /* A Starlette response from an unmodified FastAPI app's handler: made ours. */
+        PyObject *native = PyObject_CallOneArg(app_cfg.foreign_convert, result);
+        if (native == NULL) {
+            log_current_exception(plan);
+            respond_internal_error(conn);
+            return;
+        }
+        respond_response_object(conn, plan, native);
+        Py_DECREF(native);
     } else {
         PyErr_Clear();
         respond_json(conn, plan, plan->status_code, result, NULL, 0);

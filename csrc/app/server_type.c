@@ -416,6 +416,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->request_class);
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
+    Py_VISIT(self->fallback);
     for (size_t i = 0; i < self->nmounts; i++)
         Py_VISIT(self->mounts[i].target);
     Py_VISIT(self->access_log);
@@ -458,6 +459,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     Py_CLEAR(self->asgi);
+    Py_CLEAR(self->fallback);
     mounts_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -538,6 +540,17 @@ static PyObject *server_set_asgi(ServerObject *self, PyObject *app)
         return NULL;
     }
     Py_XSETREF(self->asgi, Py_NewRef(app));
+    Py_RETURN_NONE;
+}
+
+/* set_fallback(asgi_app or None): see ServerObject.fallback. */
+static PyObject *server_set_fallback(ServerObject *self, PyObject *app)
+{
+    if (app != Py_None && !asgi_app_check(app)) {
+        PyErr_SetString(PyExc_TypeError, "set_fallback() takes a _core.AsgiApp or None");
+        return NULL;
+    }
+    Py_XSETREF(self->fallback, app == Py_None ? NULL : Py_NewRef(app));
     Py_RETURN_NONE;
 }
 
@@ -660,6 +673,8 @@ static PyMethodDef server_methods[] = {
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
      "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
      "of path answers every slot summed (Prometheus text)"},
+    {"set_fallback", (PyCFunction)server_set_fallback, METH_O,
+     "set_fallback(asgi_app or None): requests no route matches go to this _core.AsgiApp"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

@@ -153,6 +153,9 @@ class Config:
     lifespan: str = "auto"
     # Ours: the path answering Prometheus metrics summed over the workers (None: off).
     metrics: str | None = None
+    # Ours: a real fastapi.FastAPI app has its routes compiled to native ones where the
+    # drop-in reproduces them (api/_fastapi_native.py); False serves it all through ASGI.
+    native: bool = True
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -314,11 +317,25 @@ def _serve_once(
     ``announce`` is logged and ``ready`` (a worker's, telling the supervisor) called once
     the application started and the server listens. ``metrics``: the shared memory and
     this process's slot in it."""
+    from data_bridge.api._fastapi_native import compile_fastapi, is_fastapi_app
     from data_bridge.api.applications import App, Limits
 
     lim = Limits(**config.limits)
     loop = pyloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    # An unmodified FastAPI app: its compilable routes served by an App of ours, the app
+    # itself behind them (set_fallback below).
+    source = None
+    if not isinstance(app, App) and config.native and is_fastapi_app(app):
+        compiled = compile_fastapi(app)
+        logger.info(
+            "FastAPI app: %d routes native, %d through ASGI%s",
+            len(compiled.native),
+            len(compiled.fallback),
+            f" ({compiled.whole_app_reason})" if compiled.whole_app_reason else "",
+        )
+        if compiled.app is not None:
+            source, app = app, compiled.app
     try:
         options = config.server_options()
         life: Lifespan | None = None
@@ -333,6 +350,18 @@ def _serve_once(
                     # As uvicorn: the application cannot start, the process exits 3.
                     logger.exception("Application startup failed")
                     raise SystemExit(STARTUP_FAILURE) from None
+            if source is not None:
+                # The lifespan ran once (the App's runs the FastAPI app's own); requests
+                # served through ASGI see the same state.
+                server.set_fallback(
+                    _core.AsgiApp(
+                        source,
+                        loop,
+                        log=_log,
+                        root_path=config.root_path,
+                        state=app._lifespan_state if config.lifespan != "off" else None,
+                    )
+                )
         else:
             server = _core.Server(
                 loop,

@@ -886,11 +886,13 @@ def test_starlette_handler_error_is_500(starlette_srv: ServerProcess) -> None:
 # --- FastAPI (the real package) ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fastapi_srv() -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["asgi", "native"])
+def fastapi_srv(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     # fastapi comes with requirements/fastapi-tests.txt (make fastapi-check), not test.txt.
+    # Served whole through the ASGI driver, and with its routes compiled to native ones
+    # (tests/py/test_fastapi_native.py has the detailed comparison).
     pytest.importorskip("fastapi")
-    srv = ServerProcess("fastapi_app.py").start()
+    srv = start_app("fastapi_app.py", DB_TEST_NATIVE="1" if request.param == "native" else "0")
     yield srv
     code, log = srv.stop()
     assert code == 0, log

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 from data_bridge import _core
 from data_bridge import _serve as _serving
+from data_bridge.api._foreign import is_foreign_http_exception
 from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.background import exception_sinks, report_exception, start_background
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
-from data_bridge.api.exception_handlers import validation_error_response
+from data_bridge.api.exception_handlers import http_exception_response, validation_error_response
 from data_bridge.api.exceptions import (
     FastAPIDeprecationWarning,
     HTTPException,
@@ -368,8 +369,8 @@ class FastAPI(APIRouter):
     def _handler_for(self, exc: BaseException) -> Callable[..., Any] | None:
         """The most specific handler registered for exc's class (or, for an HTTPException,
         its status code); None when there is none."""
-        if isinstance(exc, HTTPException):
-            handler = self._exception_handlers.get(exc.status_code)
+        if isinstance(exc, HTTPException) or is_foreign_http_exception(exc):
+            handler = self._exception_handlers.get(exc.status_code)  # type: ignore[attr-defined]
             if handler is not None:
                 return handler
         for cls in type(exc).__mro__:
@@ -387,6 +388,10 @@ class FastAPI(APIRouter):
         if handler is None:
             if isinstance(exc, RequestValidationError):
                 return validation_error_response(exc)
+            if is_foreign_http_exception(exc):
+                # Starlette's HTTPException (raised in an unmodified FastAPI app): answered
+                # as ours.
+                return http_exception_response(exc)  # type: ignore[arg-type]
             return NotImplemented
         result = handler(request, exc)
         if inspect.isawaitable(result):

@@ -194,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
     )
+    p.add_argument(
+        "--native",
+        action=on_off,
+        default=True,
+        help="compile an unmodified FastAPI app's routes to native ones (on by default)",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="list which routes of a FastAPI app take the native path and why the others "
+        "do not, then exit",
+    )
     return p
 
 
@@ -248,6 +260,18 @@ def _load_log_config(path: str) -> None:
         logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
+def _explain(app: object) -> None:
+    from data_bridge.api._fastapi_native import compile_fastapi, is_fastapi_app
+    from data_bridge.api.applications import App
+
+    if is_fastapi_app(app):
+        print(compile_fastapi(app).explain())
+    elif isinstance(app, App):
+        print("a data-bridge App: every route takes the native path")
+    else:
+        print("an ASGI application: served through the ASGI driver")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -261,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
     app = load_app(args.app, factory=args.factory)
+    if args.explain:
+        _explain(app)
+        return
     workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
     config = Config(
         host=args.host,
@@ -282,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         date_header=args.date_header,
         lifespan=args.lifespan,
         metrics=args.metrics,
+        native=args.native,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

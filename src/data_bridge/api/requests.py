@@ -67,11 +67,16 @@ class Request(_core.Request):
             self.__dict__["_cookies"] = cached
         return cached
 
+    # The App whose lifespan state requests start with, when request.app is another
+    # object (the FastAPI app of a compiled one: api/_fastapi_native.py).
+    _state_app: Any = None
+
     @property
     def state(self) -> State:
         cached = self.__dict__.get("_state")
         if cached is None:
-            initial = getattr(self.app, "_lifespan_state", None) or {}
+            owner = self._state_app if self._state_app is not None else self.app
+            initial = getattr(owner, "_lifespan_state", None) or {}
             cached = self.__dict__["_state"] = State(dict(initial))
         return cached
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+from data_bridge.api import _foreign
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
@@ -487,6 +488,8 @@ class _Responder:
         return self._serialize_data(item) + b"\n"
 
     def __call__(self, result: Any, sub_response: Response | None) -> Any:
+        if _foreign.FOREIGN_RESPONSE is not None:
+            result = _foreign.convert_result(result)
         if self.stream and not isinstance(result, Response):
             status = self.status_code
             if sub_response is not None and sub_response._status_set:

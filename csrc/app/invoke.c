@@ -480,29 +480,40 @@ static PyObject *header_str(const http_request_t *head, const char *name, size_t
 }
 
 /* CORS (the Fetch standard's protocol, Starlette's CORSMiddleware rules, decided by the
- * Python hook): only requests with an Origin header pay for it. Returns 1 when the hook
- * answered (a preflight), 0 to go on with dispatch; failures are logged and answered 500. */
+ * Python hook, Starlette 1.x's): only requests with an Origin header call it; the others
+ * get a static "Vary: Origin". Returns 1 when the hook answered (a preflight), 0 to go on
+ * with dispatch; failures are logged and answered 500. */
 int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
 {
+    static const char vary_origin[] = "Vary: Origin\r\n";
     const http_request_t *head = req->head;
-    if (http_find_header(head, "origin", 6) == NULL)
+    if (http_find_header(head, "origin", 6) == NULL) {
+        /* Not a CORS request, but the answer still depends on the Origin (Starlette's
+         * CORSMiddleware adds the Vary in every case), so caches keep them apart. */
+        if (server_conn_add_headers(conn, vary_origin, sizeof(vary_origin) - 1) < 0) {
+            PyErr_NoMemory();
+            respond_exception(conn, NULL, NULL, NULL);
+            return 1;
+        }
         return 0;
-    PyObject *origin = header_str(head, "origin", 6), *acrm = NULL, *acrh = NULL, *res = NULL;
+    }
+    PyObject *origin = header_str(head, "origin", 6), *acrm = NULL, *acrh = NULL, *acrpn = NULL,
+             *res = NULL;
     int rc = 0;
     if (origin == NULL)
         goto error;
     if (head->method == HTTP_OPTIONS) {
         acrm = header_str(head, "access-control-request-method", 29);
         acrh = acrm ? header_str(head, "access-control-request-headers", 30) : NULL;
+        acrpn = acrh ? header_str(head, "access-control-request-private-network", 38) : NULL;
     } else {
         acrm = Py_NewRef(Py_None);
         acrh = Py_NewRef(Py_None);
+        acrpn = Py_NewRef(Py_None);
     }
-    if (acrh == NULL)
+    if (acrpn == NULL)
         goto error;
-    res = PyObject_CallFunctionObjArgs(srv->cors_hook, origin, acrm, acrh,
-                                       http_find_header(head, "cookie", 6) ? Py_True : Py_False,
-                                       NULL);
+    res = PyObject_CallFunctionObjArgs(srv->cors_hook, origin, acrm, acrh, acrpn, NULL);
     if (res == NULL)
         goto error;
     if (PyBytes_Check(res)) {
@@ -533,6 +544,7 @@ done:
     Py_XDECREF(origin);
     Py_XDECREF(acrm);
     Py_XDECREF(acrh);
+    Py_XDECREF(acrpn);
     Py_XDECREF(res);
     return rc;
 }
@@ -626,9 +638,6 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
-    if (srv->nguards ? app_guards_run(srv, conn, req)
-                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
-        return SERVER_DISPATCH_DONE;
     router_match_t m;
     const char *path = req->head->path;
     size_t path_len = req->head->path_len;
@@ -640,6 +649,21 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         path += srv->root_path_len;
         path_len -= srv->root_path_len;
     }
+    int r = ROUTER_NOT_FOUND, routed = 0;
+    if (srv->fallback != NULL) {
+        /* Not a native route: the fallback app decides, its own middleware, routes,
+         * redirect_slashes, 404 and 405 included, as it would alone; the native middleware
+         * (guards, CORS) stands in for its middleware on the native routes only. */
+        r = router_match(srv->router, req->head->method, path, path_len, &m);
+        if (r != ROUTER_FOUND) {
+            server_conn_no_gzip(conn); /* its own GZipMiddleware, if it has one, runs */
+            return asgi_dispatch(srv->fallback, conn, req);
+        }
+        routed = 1;
+    }
+    if (srv->nguards ? app_guards_run(srv, conn, req)
+                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
+        return SERVER_DISPATCH_DONE;
     for (size_t i = 0; i < srv->nmounts; i++) {
         /* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
          * redirect_slashes); the mounted app sees the whole path, its root_path the
@@ -654,11 +678,8 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
             return SERVER_DISPATCH_DONE;
         }
     }
-    int r = router_match(srv->router, req->head->method, path, path_len, &m);
-    if (r != ROUTER_FOUND && srv->fallback != NULL)
-        /* Not a native route: the fallback app decides (its own routes, redirect_slashes,
-         * 404 and 405), as it would alone. */
-        return asgi_dispatch(srv->fallback, conn, req);
+    if (!routed)
+        r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
         redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
         return SERVER_DISPATCH_DONE;

@@ -348,6 +348,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->deadline = 0;
     c->resp_headers.len = 0;
     c->accept_gzip = 0;
+    c->gzip_off = 0;
     if (c->server->gzip_enc != NULL) {
         /* The first Accept-Encoding field, as Starlette's Headers.get reads it. */
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);

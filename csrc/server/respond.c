@@ -135,7 +135,7 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
 {
     server_t *s = c->server;
     size_t vlen;
-    if (s->gzip_enc == NULL || status == 206 ||
+    if (s->gzip_enc == NULL || c->gzip_off || status == 206 ||
         respond_find_line(extra, extra_len, "content-encoding", 16, &vlen) ||
         respond_find_line(c->resp_headers.data, c->resp_headers.len, "content-encoding", 16, &vlen))
         return -1;
@@ -241,4 +241,9 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
 int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len)
 {
     return db_buf_append(&c->resp_headers, lines, len);
+}
+
+void server_conn_no_gzip(server_conn_t *c)
+{
+    c->gzip_off = 1;
 }

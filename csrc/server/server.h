@@ -167,6 +167,9 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
 /* Adds complete "name: value\r\n" lines to the response of the current request, whichever
  * it is (the handler's, an error, a 422); copied. Returns 0 or -1 when out of memory. */
 int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
+/* The current request's response is not compressed by the server's GZip policy: it is
+ * answered by an app that applies its own middleware (a compiled FastAPI app's fallback). */
+void server_conn_no_gzip(server_conn_t *c);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);

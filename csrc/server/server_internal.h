@@ -95,6 +95,7 @@ struct server_conn {
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
     unsigned resume_queued : 1;
     unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
+    unsigned gzip_off : 1;       /* the GZip policy is not applied (server_conn_no_gzip) */
     unsigned streaming : 1;      /* a streaming response body is being produced */
     unsigned detached : 1;       /* the pending request's slices are unused (server_conn_detach) */
     unsigned stream_chunked : 1; /* ... framed as chunks */

@@ -9,8 +9,11 @@ through ASGI for every request no native route matches: the routes that could no
 compiled, Starlette routes and mounts, WebSocket routes, /docs and /openapi.json, its 404s
 and 405s. So behaviour stays FastAPI's, and what can be native is.
 
-Whole-app conditions (any user middleware: it runs in Python around every route, in an
-order native routes would skip) send everything through ASGI. ``Compiled.explain()``
+The app's middleware is applied natively where data-bridge has it (CORS, GZip,
+TrustedHost, HTTPSRedirect in the server; ``@app.middleware("http")`` and
+BaseHTTPMiddleware around the native routes); requests for the fallback run through the
+FastAPI app's own middleware stack, as they would alone. Any other ASGI middleware must
+wrap every route, so it sends the whole app through ASGI. ``Compiled.explain()``
 lists what was compiled and why the rest was not (``data-bridge --explain``).
 
 What the compiled app shares with the FastAPI app: ``app.state``, the dependency
@@ -88,6 +91,32 @@ def _response_classes() -> dict[tuple[str, str], Any]:
     table[("fastapi.responses", "ORJSONResponse")] = ours.ORJSONResponse
     table[("fastapi.responses", "UJSONResponse")] = ours.UJSONResponse
     return table
+
+
+def _middleware_class(m: Any) -> Any:
+    """Ours for a Starlette Middleware entry that the server applies natively (CORS, GZip,
+    TrustedHost, HTTPSRedirect) or around native routes (BaseHTTPMiddleware, which
+    ``@app.middleware("http")`` makes); None for any other ASGI middleware."""
+    from data_bridge.api.applications import _is_base_http_middleware
+    from data_bridge.api.middleware import cors, gzip, httpsredirect, trustedhost
+
+    cls = getattr(m, "cls", None)
+    key = (getattr(cls, "__module__", ""), getattr(cls, "__name__", ""))
+    if getattr(m, "args", ()):
+        return None
+    if _is_base_http_middleware(cls):
+        # BaseHTTPMiddleware itself or a subclass with its own dispatch: run by ours.
+        return cls
+    return {
+        ("starlette.middleware.cors", "CORSMiddleware"): cors.CORSMiddleware,
+        ("starlette.middleware.gzip", "GZipMiddleware"): gzip.GZipMiddleware,
+        ("starlette.middleware.trustedhost", "TrustedHostMiddleware"): (
+            trustedhost.TrustedHostMiddleware
+        ),
+        ("starlette.middleware.httpsredirect", "HTTPSRedirectMiddleware"): (
+            httpsredirect.HTTPSRedirectMiddleware
+        ),
+    }.get(key)
 
 
 def _value(v: Any) -> Any:
@@ -207,9 +236,10 @@ def compile_fastapi(source: Any) -> Compiled:
     from data_bridge.api.requests import Request
 
     out = Compiled(source)
-    if source.user_middleware:
-        names = ", ".join(getattr(m.cls, "__name__", repr(m.cls)) for m in source.user_middleware)
-        out.whole_app_reason = f"middleware in Python around every route ({names})"
+    foreign = [m for m in source.user_middleware if _middleware_class(m) is None]
+    if foreign:
+        names = ", ".join(getattr(m.cls, "__name__", repr(m.cls)) for m in foreign)
+        out.whole_app_reason = f"ASGI middleware that must wrap every route ({names})"
         out.fallback = [(_describe(r), "whole app through ASGI") for r in source.routes]
         return out
     app = App(
@@ -229,6 +259,10 @@ def compile_fastapi(source: Any) -> Compiled:
         {"app": source, "_state_app": app, "__module__": Request.__module__},
     )
     _exception_handlers(source, app)
+    # Starlette's order: user_middleware[0] is the outermost; add_middleware puts the one
+    # added last outermost.
+    for m in reversed(source.user_middleware):
+        app.add_middleware(_middleware_class(m), *m.args, **m.kwargs)
     overrides = source.dependency_overrides or {}
     earlier: list[Any] = []
     for original, route in _route_contexts(source):

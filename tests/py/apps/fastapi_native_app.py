@@ -29,6 +29,8 @@ from fastapi import (
     Security,
     UploadFile,
 )
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm, SecurityScopes
@@ -45,6 +47,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, str]]:
 
 
 app = FastAPI(lifespan=lifespan)
+app.add_middleware(GZipMiddleware, minimum_size=500)
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=["https://app.example"],
+    allow_methods=["GET", "POST"],
+    allow_headers=["X-Token"],
+    allow_credentials=True,
+)
+
+
+@app.middleware("http")
+async def tag_responses(request: Request, call_next):  # noqa: ANN001, ANN201
+    response = await call_next(request)
+    response.headers["X-Mw"] = request.method
+    return response
+
+
+@app.get("/big")
+async def big() -> dict:
+    return {"data": ["x" * 40] * 40}
 
 
 class Item(BaseModel):

@@ -50,6 +50,26 @@ static PyObject *app_set_foreign_responses(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* list_of_exact(value, cls): value is a list whose items are all instances of exactly cls
+ * (not subclasses). The responder asks it of every list[Model] response before handing the
+ * list to the native encoder, which writes each model by its own class's fields: a
+ * generator expression doing this in Python costs ~90 ns per item, this ~1 ns. */
+static PyObject *app_list_of_exact(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *value, *cls;
+    if (!PyArg_ParseTuple(args, "OO:list_of_exact", &value, &cls))
+        return NULL;
+    if (!PyList_CheckExact(value))
+        Py_RETURN_FALSE;
+    /* No Python code runs in this loop, so the list cannot change under it. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); i++) {
+        if ((PyObject *)Py_TYPE(PyList_GET_ITEM(value, i)) != cls)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* Test hook for differential tests of the parser against another implementation: parses
  * one request head and returns a dict of what the server would see, or the negative
  * http_error_t code with its status. Not used by the server itself. */
@@ -110,6 +130,8 @@ static PyMethodDef app_functions[] = {
      "streaming_class=None, stream_start=None, background_start=None)"},
     {"set_foreign_responses", (PyCFunction)app_set_foreign_responses, METH_VARARGS,
      "set_foreign_responses(cls, convert): answer instances of cls as convert(result)"},
+    {"list_of_exact", (PyCFunction)app_list_of_exact, METH_VARARGS,
+     "list_of_exact(value, cls) -> bool: a list of instances of exactly cls"},
     {"parse_range", (PyCFunction)app_parse_range, METH_VARARGS,
      "parse_range(value, size) -> (kind, ranges or message): a Range header for a file"},
     {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+from data_bridge import _core
 from data_bridge.api import _foreign
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
@@ -582,8 +583,8 @@ def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:
     if typing.get_origin(model) is list:
         args = typing.get_args(model)
         if len(args) == 1 and is_model(args[0]):
-            item = args[0]
-            return lambda value: type(value) is list and all(type(v) is item for v in value)
+            item, exact = args[0], _core.list_of_exact
+            return lambda value: exact(value, item)
     return None
 
 

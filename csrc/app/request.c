@@ -30,6 +30,7 @@ typedef struct {
     PyObject *path_params;
     PyObject *peer;     /* (host, port) or None once asked */
     PyObject *sockname; /* (host, port) or None once asked */
+    int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -191,6 +192,20 @@ static PyObject *get_sockname(RequestObject *self, void *closure)
     return conn_address(self, 0, &self->sockname);
 }
 
+/* The connection's socket descriptor, or None (gone, or detached before being asked):
+ * the App's ASGI face (api/_asgi_bridge.py) finds the ASGI scope that outer middleware
+ * filled (a session, a user) by the socketpair end it handed the server. */
+static PyObject *get_fd(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->fd_plus1 == 0 && self->req != NULL) {
+        int fd = server_conn_fileno(self->req->conn);
+        if (fd >= 0)
+            self->fd_plus1 = fd + 1;
+    }
+    return self->fd_plus1 ? PyLong_FromLong(self->fd_plus1 - 1) : Py_NewRef(Py_None);
+}
+
 /* The scheme a trusted proxy's X-Forwarded-Proto gives, or None (then the server's own). */
 static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
 {
@@ -252,6 +267,7 @@ static PyGetSetDef request_getset[] = {
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
     {"_forwarded_scheme", (getter)get_forwarded_scheme, NULL,
      "The scheme a trusted proxy's X-Forwarded-Proto gives, or None.", NULL},
+    {"_fd", (getter)get_fd, NULL, "The connection's socket descriptor, or None.", NULL},
     {"_sockname", (getter)get_sockname, NULL,
      "The server's address (host, port) on this connection, or None (a Unix socket).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -352,7 +368,7 @@ void request_detach(PyObject *obj)
         PyObject *fields[] = {get_method(self, NULL),       get_path(self, NULL),
                               get_query_string(self, NULL), get_raw_headers(self, NULL),
                               get_body(self, NULL),         get_peer(self, NULL),
-                              get_sockname(self, NULL)};
+                              get_sockname(self, NULL),     get_fd(self, NULL)};
         for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
             Py_XDECREF(fields[i]);
         PyErr_Clear();

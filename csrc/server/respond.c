@@ -247,3 +247,11 @@ void server_conn_no_gzip(server_conn_t *c)
 {
     c->gzip_off = 1;
 }
+
+int server_conn_fileno(server_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (c->closing || uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return -1;
+    return (int)fd;
+}

@@ -170,6 +170,8 @@ int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
 /* The current request's response is not compressed by the server's GZip policy: it is
  * answered by an app that applies its own middleware (a compiled FastAPI app's fallback). */
 void server_conn_no_gzip(server_conn_t *c);
+/* The connection's socket descriptor (uv_fileno), or -1 when it has none any more. */
+int server_conn_fileno(server_conn_t *c);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);

@@ -336,6 +336,12 @@ def _serve_once(
         )
         if compiled.app is not None:
             source, app = app, compiled.app
+    if isinstance(app, App) and app._asgi_middleware:
+        # Pure ASGI middleware around the App: served as that ASGI app, its innermost the
+        # App's ASGI face on this loop (each request still parsed, routed, bound natively).
+        from data_bridge.api._asgi_bridge import AsgiBridge
+
+        app = app._asgi_chain(AsgiBridge(app, loop=loop))
     try:
         options = config.server_options()
         life: Lifespan | None = None

@@ -110,8 +110,5 @@ def test_policy_rules_without_a_server():
 
 
 def test_add_middleware_refuses_what_it_cannot_apply():
-    class Other:
-        pass
-
-    with pytest.raises(TypeError, match="not supported"):
-        App().add_middleware(Other)
+    with pytest.raises(TypeError, match="class or callable"):
+        App().add_middleware("CORSMiddleware")

@@ -262,6 +262,9 @@ class FastAPI(APIRouter):
         # @app.middleware("http") / BaseHTTPMiddleware: dispatch(request, call_next)
         # callables, outermost first, run around each route (_http_middleware.py).
         self._http_middleware: list[Any] = []
+        # Pure ASGI middleware (app.add_middleware of any other class): (class, args,
+        # options), outermost first; they wrap the App's ASGI face (_asgi_bridge.py).
+        self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -294,11 +297,14 @@ class FastAPI(APIRouter):
     # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
 
     def add_middleware(self, middleware_class: type[Any], *args: Any, **options: Any) -> None:
-        """FastAPI's ``app.add_middleware``. The request path is native, so there is no
-        generic middleware stack: the middleware supported are policies the server applies
-        (CORSMiddleware, GZipMiddleware, TrustedHostMiddleware, HTTPSRedirectMiddleware);
-        anything else is refused rather than silently ignored. As in Starlette, the last
-        one added is the outermost."""
+        """FastAPI's ``app.add_middleware``. CORSMiddleware, GZipMiddleware,
+        TrustedHostMiddleware and HTTPSRedirectMiddleware are policies the server applies
+        natively; BaseHTTPMiddleware (and ``@app.middleware("http")``) runs around each
+        route after native parsing, routing and binding. Any other class is a pure ASGI
+        middleware, ``cls(app, *args, **options)``: the App is then served through its
+        ASGI face with the middleware around it (outside the native ones), each request
+        still parsed, routed and bound in C behind it. As in Starlette, the last one added
+        is the outermost."""
         if isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware):
             self._native_middleware = [
                 mw for mw in self._native_middleware if not isinstance(mw, CORSMiddleware)
@@ -313,22 +319,31 @@ class FastAPI(APIRouter):
         if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
             self._native_middleware.insert(0, middleware_class(None, *args, **options))
             return
-        raise TypeError(
-            f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware, "
-            "GZipMiddleware, TrustedHostMiddleware and HTTPSRedirectMiddleware natively "
-            "and has no generic middleware stack"
-        )
+        if not callable(middleware_class):
+            raise TypeError(f"middleware must be a class or callable, got {middleware_class!r}")
+        self._asgi_middleware.insert(0, (middleware_class, args, options))
+        self.__dict__.pop("_asgi_stack", None)
+
+    def _asgi_chain(self, inner: Any) -> Any:
+        """The pure ASGI middleware around ``inner`` (the App's ASGI face)."""
+        app = inner
+        for cls, args, options in reversed(self._asgi_middleware):
+            app = cls(app, *args, **options)
+        return app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The App as an ASGI 3 application (under another ASGI server, mounted in
         Starlette/FastAPI, or with httpx's ASGITransport): the native path on a thread of
         its own (_asgi_bridge.py)."""
-        bridge = self.__dict__.get("_asgi_bridge")
-        if bridge is None:
+        stack = self.__dict__.get("_asgi_stack")
+        if stack is None:
             from data_bridge.api._asgi_bridge import AsgiBridge
 
-            bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
-        await bridge(scope, receive, send)
+            bridge = self.__dict__.get("_asgi_bridge")
+            if bridge is None:
+                bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
+            stack = self.__dict__["_asgi_stack"] = self._asgi_chain(bridge)
+        await stack(scope, receive, send)
 
     def middleware(self, middleware_type: str) -> Callable[[Any], Any]:
         """FastAPI's ``@app.middleware("http")``: ``async def func(request, call_next)``
@@ -605,6 +620,7 @@ class FastAPI(APIRouter):
             self._cors is not None,
             len(self._native_middleware),
             len(self._http_middleware),
+            len(self._asgi_middleware),
             tuple(id(app) for _, app, _ in self.mounts),
         )
 

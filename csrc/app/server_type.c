@@ -108,27 +108,27 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",
-                             "path",
-                             "handler",
-                             "params",
-                             "status_code",
-                             "strict_content_type",
-                             "lenient",
-                             "text_content_type",
-                             "max_body_size",
-                             "form_limits",
-                             NULL};
-    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None;
+    static char *kwlist[] = {"methods",       "path",
+                             "handler",       "params",
+                             "status_code",   "strict_content_type",
+                             "lenient",       "text_content_type",
+                             "max_body_size", "form_limits",
+                             "file_cache",    NULL};
+    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None, *file_cache = Py_None;
     int status_code = 200, strict = 1, lenient = 0;
     unsigned long long max_body = 0;
     /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)", kwlist, &methods, &path, &handler,
-                                     &params, &status_code, &strict, &lenient, &text_ctype,
-                                     &max_body, &max_files, &max_fields, &max_part))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)O", kwlist, &methods, &path,
+                                     &handler, &params, &status_code, &strict, &lenient,
+                                     &text_ctype, &max_body, &max_files, &max_fields, &max_part,
+                                     &file_cache))
         return NULL;
+    if (file_cache != Py_None && !PyObject_TypeCheck(file_cache, &FileCache_Type)) {
+        PyErr_SetString(PyExc_TypeError, "file_cache must be a FileCache or None");
+        return NULL;
+    }
     if (max_files < 0 || max_fields < 0) {
         PyErr_SetString(PyExc_ValueError, "form limits must be non-negative");
         return NULL;
@@ -159,6 +159,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->form_limits.max_fields = (size_t)max_fields;
     plan->form_limits.max_part_size = max_part;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
+    plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {

@@ -34,6 +34,10 @@ enum {
 int files_parse_range(const char *v, size_t n, uint64_t size, files_range_t *out, size_t *count,
                       const char **message);
 
+/* Whether the If-None-Match value v[0..n) lists etag (or is "*"), by the rules of
+ * data_bridge.api's StaticFiles (conditional.c): then the answer is 304 (RFC 9110 §13.1.2). */
+int files_etag_listed(const char *v, size_t n, const char *etag, size_t etag_len);
+
 /* A response body made of segments, each some literal text followed by a byte range of one
  * file: the whole file is one segment without text; a multipart/byteranges body (RFC 9110
  * §14.6) is one segment per range, its text the part's delimiter and header lines, plus a

@@ -274,3 +274,122 @@ def test_testclient_socketpair(root: Path) -> None:
     assert client.get("/static/small.txt", headers={"If-None-Match": etag}).status_code == 304
     r = client.head("/static/big.bin")
     assert r.status_code == 200 and r.headers["content-length"] == str(BIG) and r.content == b""
+
+
+# --- StaticFiles answered by the server (csrc/app/files_cache.c) ------------------------
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "a.css").write_bytes(b"body { color: green; }\n" * 100)
+    (tmp_path / "static" / "docs").mkdir()
+    (tmp_path / "static" / "docs" / "index.html").write_text("<p>docs</p>")
+    (tmp_path / "outside.txt").write_text("secret")
+    return tmp_path
+
+
+def counted_app(directory: Path, **kwargs: object) -> tuple[TestClient, list[str], StaticFiles]:
+    """A TestClient on an app mounting StaticFiles whose Python get_response counts its
+    calls: a request the server answers from the cache does not call it."""
+    files = StaticFiles(directory=directory, **kwargs)  # type: ignore[arg-type]
+    calls: list[str] = []
+    python_answer = files.get_response
+
+    def get_response(path: str, method: str, headers: object) -> object:
+        calls.append(path)
+        return python_answer(path, method, headers)
+
+    files.get_response = get_response  # type: ignore[method-assign]
+    app = FastAPI()
+    app.mount("/static", files, name="static")
+    return TestClient(app), calls, files
+
+
+def without_date(headers: httpx.Headers) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers.multi_items() if k != "date"]
+
+
+def test_static_repeated_requests_answered_natively(site: Path) -> None:
+    client, calls, files = counted_app(site / "static", html=True)
+    first = client.get("/static/a.css")
+    assert calls == ["a.css"] and files.file_cache.size == 1
+    second = client.get("/static/a.css")
+    assert calls == ["a.css"]  # the server answered
+    assert second.status_code == 200 and second.content == first.content
+    assert without_date(second.headers) == without_date(first.headers)
+    head = client.head("/static/a.css")
+    assert calls == ["a.css"] and head.content == b""
+    assert without_date(head.headers) == without_date(first.headers)
+    # A directory's index.html under html=True, remembered under its request path.
+    assert client.get("/static/docs/").text == "<p>docs</p>"
+    assert client.get("/static/docs/").text == "<p>docs</p>"
+    assert calls == ["a.css", "docs/"]
+    # Percent-encoded, the path is the same key.
+    assert client.get("/static/%61.css").content == first.content
+    assert calls == ["a.css", "docs/"]
+
+
+def test_static_conditional_answers_match_python(site: Path) -> None:
+    client, calls, files = counted_app(site / "static")
+    r = client.get("/static/a.css")
+    etag, modified = r.headers["etag"], r.headers["last-modified"]
+    files.file_cache.clear()
+    python_304 = client.get("/static/a.css", headers={"If-None-Match": etag})
+    assert python_304.status_code == 304 and len(calls) == 2
+    for value in (etag, f'W/{etag}, "other"', "*", f' "x" ,{etag} '):
+        native = client.get("/static/a.css", headers={"If-None-Match": value})
+        assert native.status_code == 304 and native.content == b""
+        assert without_date(native.headers) == without_date(python_304.headers)
+    assert len(calls) == 2
+    # A tag that does not match: the file, natively.
+    r = client.get("/static/a.css", headers={"If-None-Match": '"other"'})
+    assert r.status_code == 200 and len(calls) == 2
+    # If-Modified-Since repeating Last-Modified: 304 natively; another date: Python decides.
+    r = client.get("/static/a.css", headers={"If-Modified-Since": modified})
+    assert r.status_code == 304 and len(calls) == 2
+    r = client.get("/static/a.css", headers={"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"})
+    assert r.status_code == 200 and len(calls) == 3
+    # A Range goes to Python (FileResponse, still sent with sendfile).
+    r = client.get("/static/a.css", headers={"Range": "bytes=0-3"})
+    assert r.status_code == 206 and r.content == b"body" and len(calls) == 4
+
+
+def test_static_changed_file_goes_back_to_python(site: Path) -> None:
+    client, calls, files = counted_app(site / "static")
+    old = client.get("/static/a.css")
+    path = site / "static" / "a.css"
+    path.write_bytes(b"changed")
+    os.utime(path, ns=(0, old_mtime_ns := path.stat().st_mtime_ns + 10**9))
+    r = client.get("/static/a.css")
+    assert r.content == b"changed" and r.headers["etag"] != old.headers["etag"]
+    assert len(calls) == 2
+    assert client.get("/static/a.css").content == b"changed" and len(calls) == 2
+    assert path.stat().st_mtime_ns == old_mtime_ns
+    path.unlink()
+    assert client.get("/static/a.css").status_code == 404 and len(calls) == 3
+
+
+def test_static_symlink_swapped_in_is_refused(site: Path) -> None:
+    """A remembered file replaced by a symbolic link leaving the directory: the server's
+    open refuses links (openat2 RESOLVE_NO_SYMLINKS), Python's check answers 404."""
+    client, calls, _ = counted_app(site / "static")
+    assert client.get("/static/a.css").status_code == 200
+    target = site / "static" / "a.css"
+    target.unlink()
+    os.symlink(site / "outside.txt", target)
+    r = client.get("/static/a.css")
+    assert r.status_code == 404 and len(calls) == 2
+
+
+def test_static_gzip_policy_streams_compressed(site: Path) -> None:
+    from data_bridge.api.middleware.gzip import GZipMiddleware
+
+    app = FastAPI()
+    app.add_middleware(GZipMiddleware)
+    app.mount("/static", StaticFiles(directory=site / "static"), name="static")
+    client = TestClient(app)
+    for _ in range(2):
+        r = client.get("/static/a.css", headers={"Accept-Encoding": "gzip"})
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.content == (site / "static" / "a.css").read_bytes()

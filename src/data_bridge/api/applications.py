@@ -508,6 +508,7 @@ class FastAPI(APIRouter):
                 max_body_size=(
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),
+                file_cache=getattr(route, "file_cache", None),
             )
             if is_ws:
                 server.set_request_class(request_class)

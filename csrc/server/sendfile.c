@@ -49,8 +49,9 @@
 #define FILE_TURN (1u << 20)
 
 struct server_file {
-    uv_poll_t poll;      /* on dup_fd, while poll_open; first member for the close callback */
-    server_conn_t *conn; /* borrowed: the body ends before its connection can be freed */
+    /* On dup_fd, while poll_open; first member for the close callback. Its data is the
+     * connection (borrowed: the body ends before its connection can be freed). */
+    uv_poll_t poll;
     files_body_t *body;
     int dup_fd; /* -1 until the socket first filled */
     unsigned poll_open : 1;
@@ -229,7 +230,6 @@ int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size
     /* A stream as far as conn.c is concerned (see the opening comment); the body starts
      * once the head is written (file_conn_flushed). */
     c->file = f;
-    f->conn = c;
     c->streaming = 1;
     c->stream_sized = 0;
     c->stream_chunked = 0;

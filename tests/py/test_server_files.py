@@ -396,3 +396,29 @@ def test_static_gzip_policy_streams_compressed(site: Path) -> None:
         r = client.get("/static/a.css", headers={"Accept-Encoding": "gzip"})
         assert r.headers["content-encoding"] == "gzip"
         assert r.content == (site / "static" / "a.css").read_bytes()
+
+
+def test_http10_and_connection_close(srv: ServerProcess, root: Path) -> None:
+    """The body is framed by Content-Length whatever the version; without keep-alive the
+    connection is closed after the file's last byte (and only then)."""
+    data = (root / "small.txt").read_bytes()
+    for raw in (
+        b"GET /static/small.txt HTTP/1.0\r\n\r\n",
+        get("/static/small.txt", headers="connection: close\r\n"),
+    ):
+        s = srv.connect()
+        s.sendall(raw)
+        reader = Reader(s)
+        r = reader.read_response()
+        assert r.status == 200 and r.body == data
+        assert r.header("connection") == "close"
+        assert reader.at_eof()
+        s.close()
+    # HTTP/1.0 with keep-alive: answered and kept open for the next request.
+    s = srv.connect()
+    reader = Reader(s)
+    s.sendall(b"GET /static/small.txt HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+    assert reader.read_response().body == data
+    s.sendall(b"GET /hello HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+    assert reader.read_response().body == b"Hello, world!"
+    s.close()

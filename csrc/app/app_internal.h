@@ -242,6 +242,10 @@ int stream_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
+/* The body of a Request still attached to its request, as a slice of the connection's
+ * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
+ * is no such Request (detached, or not a Request). */
+int request_body_slice(PyObject *obj, const char **body, size_t *len);
 
 /* websocket.c */
 extern PyTypeObject WsSession_Type;

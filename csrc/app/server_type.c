@@ -35,6 +35,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "send_timeout",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -44,7 +45,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t max_header_bytes = (Py_ssize_t)cfg.http.max_header_bytes;
     Py_ssize_t max_headers = (Py_ssize_t)cfg.http.max_headers;
     double keepalive = cfg.keepalive_timeout / 1000.0,
-           request_timeout = cfg.request_timeout / 1000.0;
+           request_timeout = cfg.request_timeout / 1000.0, send_timeout = cfg.send_timeout / 1000.0;
     int backlog = cfg.backlog;
     int redirect_slashes = 0, date_header = 1;
     Py_ssize_t limit_concurrency = 0;
@@ -52,9 +53,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            args, kw, "O|$KnnnddippnSz#d", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
             &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &send_timeout))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -65,8 +66,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0) {
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
+        send_timeout <= 0 || backlog < 1 || limit_concurrency < 0) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -79,6 +80,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.http.max_headers = (size_t)max_headers;
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
+    cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;

@@ -30,6 +30,10 @@
  * FILE_TURN file bytes, then the body waits for POLLOUT again (level-triggered: at once
  * ready in the next loop iteration, after the other connections' events).
  *
+ * A client that stops reading: each wait sets the connection's deadline send_timeout
+ * ahead (nginx's send_timeout: between two writes that sent something), and the sweep
+ * closes a pending connection past its deadline.
+ *
  * Ownership: the body takes the pending request's reference (refs) the way a stream does
  * (c->streaming is set, so conn.c treats it as one: the request stays pending, pipelined
  * requests wait, reading goes on with a small read-ahead) and file_end gives it back through
@@ -131,6 +135,10 @@ static void file_pump(server_conn_t *c)
     if (r == FILES_SEND_DONE) {
         file_end(c, 1);
     } else if (r == FILES_SEND_AGAIN || r == FILES_SEND_YIELD) {
+        /* The client has send_timeout to take more; the sweep closes the connection (and
+         * the close ends the body) if it has not by then. Every turn that sent something
+         * comes back here and moves the deadline. */
+        c->deadline = uv_now(c->server->loop) + c->server->cfg.send_timeout;
         if (file_wait(c, sock) < 0)
             file_end(c, 0);
     } else {

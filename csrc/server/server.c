@@ -33,6 +33,7 @@ void server_config_default(server_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
     http_limits_default(&cfg->http);
     cfg->max_body = 1024 * 1024;
+    cfg->send_timeout = 60000;
     cfg->keepalive_timeout = 5000;
     cfg->request_timeout = 30000;
     cfg->write_high_water = 1024 * 1024;

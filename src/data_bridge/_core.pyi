@@ -176,6 +176,7 @@ class Server:
         max_headers: int = ...,
         keepalive_timeout: float = ...,
         request_timeout: float = ...,
+        send_timeout: float = ...,
         backlog: int = ...,
         redirect_slashes: bool = ...,
         date_header: bool = True,

@@ -422,3 +422,41 @@ def test_http10_and_connection_close(srv: ServerProcess, root: Path) -> None:
     s.sendall(b"GET /hello HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
     assert reader.read_response().body == b"Hello, world!"
     s.close()
+
+
+def test_client_that_stops_reading_times_out(root: Path) -> None:
+    """send_timeout: a client that takes nothing more of a file body for that long loses
+    its connection, and the file's descriptors are closed; one that keeps reading is not
+    cut. (As nginx's send_timeout, the time runs between two writes that sent something:
+    a reader slow enough that the socket's send buffer stays full for that long is cut.)"""
+    os.environ["DB_TEST_STATIC"] = str(root)
+    try:
+        srv = ServerProcess("files_app.py", limits={"send_timeout": 2.0}).start()
+    finally:
+        del os.environ["DB_TEST_STATIC"]
+    try:
+        before = baseline_fds(srv)
+        stalled = srv.connect(timeout=10)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        stalled.sendall(get("/static/big.bin"))
+        slow = srv.connect(timeout=10)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        slow.sendall(get("/static/small.txt") + get("/static/big.bin"))
+        slow_got = 0
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline:  # about 2.5 MB/s
+            slow_got += len(slow.recv(262144))
+            time.sleep(0.1)
+        # The stalled connection is gone; the slow one keeps its socket, file and dup.
+        assert before + 2 <= fds(srv) <= before + 3
+        received = 0
+        while chunk := stalled.recv(1 << 20):  # what was in flight, then the close
+            received += len(chunk)
+        assert received < BIG
+        stalled.close()
+        slow.close()
+        assert settle_fds(srv, before) == before
+        assert slow_got > 0
+    finally:
+        code, log = srv.stop()
+        assert code == 0, log

@@ -460,3 +460,24 @@ def test_client_that_stops_reading_times_out(root: Path) -> None:
     finally:
         code, log = srv.stop()
         assert code == 0, log
+
+
+def test_static_http_middleware_runs_every_time(site: Path) -> None:
+    """With @app.middleware("http") the server does not answer from the cache: the
+    middleware runs around every static file, as around every route."""
+    app = FastAPI()
+    seen: list[str] = []
+
+    @app.middleware("http")
+    async def mark(request: object, call_next: object) -> object:
+        seen.append(request.url.path)  # type: ignore[attr-defined]
+        response = await call_next(request)  # type: ignore[operator]
+        response.headers["x-mw"] = "1"
+        return response
+
+    app.mount("/static", StaticFiles(directory=site / "static"), name="static")
+    client = TestClient(app)
+    for _ in range(3):
+        r = client.get("/static/a.css")
+        assert r.status_code == 200 and r.headers["x-mw"] == "1"
+    assert seen == ["/static/a.css"] * 3

@@ -512,7 +512,9 @@ class FastAPI(APIRouter):
                 max_body_size=(
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),
-                file_cache=getattr(route, "file_cache", None),
+                # A StaticFiles route answered by the server skips the route's callable, so
+                # not when @app.middleware("http") must run around it.
+                file_cache=None if self._http_middleware else getattr(route, "file_cache", None),
             )
             if is_ws:
                 server.set_request_class(request_class)

@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -91,18 +92,22 @@ class Scenario:
     depth: int = 1  # requests per write; > 1 means pipelined
     expect_status: int = 200
     expect_type: str = "application/json"
-    expect_body: object = None  # JSON value, or str for text/plain
+    expect_body: object = None  # JSON value, str for text/plain, bytes compared as they are
     headers: tuple[tuple[str, str], ...] = ()  # sent with every request
+    # The path whose ETag, asked of each server before its run, is sent as If-None-Match
+    # (every server computes its own validator: nginx's differs from Starlette's).
+    etag_of: str | None = None
     typed: bool = False  # a FastAPI feature (models, Depends, ...): nginx has no equivalent
     # Run only on these servers (None: on every server except the middleware variants).
     only: frozenset[str] | None = None
+    issue: int = 0  # the issue whose targets it measures (0: issues 2, 12 and 17)
 
     @property
     def pipelined(self) -> bool:
         return self.depth > 1
 
 
-def build_scenarios(depth: int) -> list[Scenario]:
+def build_scenarios(depth: int, files: BenchFiles | None = None) -> list[Scenario]:
     json_body = {
         "message": "Hello, World!",
         "status": "success",
@@ -157,7 +162,116 @@ def build_scenarios(depth: int) -> list[Scenario]:
         )
         for s in gets
     ]
-    return [*gets, post, *piped, *typed, *middleware]
+    issue13 = build_file_scenarios(files) if files is not None else []
+    return [*gets, post, *piped, *typed, *middleware, *issue13]
+
+
+@dataclass(frozen=True)
+class BenchFiles:
+    """What the issue 13 scenarios serve and send, made once per run in the temporary
+    directory: static files (the same bytes and mtimes for every server) and the body of
+    the multipart upload."""
+
+    static_dir: Path
+    small: bytes  # static/64k.bin
+    large: bytes  # static/10m.bin
+    upload_path: Path
+    upload_size: int
+
+
+UPLOAD_BOUNDARY = "----data-bridge-bench-boundary"
+
+
+def make_bench_files(tmp: Path) -> BenchFiles:
+    # nginx's worker runs as another user (nobody) when started as root: it must be able to
+    # reach the files through the temporary directory (mkdtemp makes it 0700).
+    tmp.chmod(0o755)
+    static = tmp / "static"
+    static.mkdir(mode=0o755)
+    rng = random.Random(13)
+    small = rng.randbytes(64 * 1024)
+    large = rng.randbytes(10 * 1024 * 1024)
+    (static / "64k.bin").write_bytes(small)
+    (static / "10m.bin").write_bytes(large)
+    content = rng.randbytes(1024 * 1024)
+    upload = (
+        (
+            f"--{UPLOAD_BOUNDARY}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="data.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{UPLOAD_BOUNDARY}--\r\n".encode()
+    )
+    upload_path = tmp / "upload.body"
+    upload_path.write_bytes(upload)
+    return BenchFiles(static, small, large, upload_path, len(content))
+
+
+def build_file_scenarios(files: BenchFiles) -> list[Scenario]:
+    """Issue 13: a login form (OAuth2PasswordRequestForm, urlencoded), a 1 MiB multipart
+    upload (UploadFile read whole, its size returned), StaticFiles with a 64 KiB file
+    (plain, and revalidated with If-None-Match: 304) and a 10 MiB one; nginx serves the
+    same files from the same directory."""
+    python_only = frozenset({"databridge", "fastapi"})
+    static = frozenset({"databridge", "fastapi", "nginx"})
+    octets = "application/octet-stream"
+    return [
+        Scenario(
+            "form",
+            "POST /login (OAuth2 password form)",
+            "POST",
+            "/login",
+            body="grant_type=password&username=alice&password=s3cret&scope=read+write",
+            headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+            expect_body={"access_token": "alice", "token_type": "bearer"},
+            typed=True,
+            only=python_only,
+            issue=13,
+        ),
+        Scenario(
+            "upload",
+            "POST /upload (1 MiB multipart file)",
+            "POST",
+            "/upload",
+            body=f"@{files.upload_path}",
+            headers=(("Content-Type", f"multipart/form-data; boundary={UPLOAD_BOUNDARY}"),),
+            expect_body={"size": files.upload_size},
+            typed=True,
+            only=python_only,
+            issue=13,
+        ),
+        Scenario(
+            "static64k",
+            "GET /static/64k.bin",
+            "GET",
+            "/static/64k.bin",
+            expect_type=octets,
+            expect_body=files.small,
+            only=static,
+            issue=13,
+        ),
+        Scenario(
+            "static64k-304",
+            "GET /static/64k.bin (If-None-Match: 304)",
+            "GET",
+            "/static/64k.bin",
+            expect_status=304,
+            etag_of="/static/64k.bin",
+            only=static,
+            issue=13,
+        ),
+        Scenario(
+            "static10m",
+            "GET /static/10m.bin",
+            "GET",
+            "/static/10m.bin",
+            expect_type=octets,
+            expect_body=files.large,
+            only=static,
+            issue=13,
+        ),
+    ]
 
 
 def build_typed_scenarios() -> list[Scenario]:
@@ -444,6 +558,24 @@ class Config:
     wrk: str
 
 
+def scenario_headers(port: int, sc: Scenario) -> tuple[tuple[str, str], ...]:
+    """The scenario's headers, with If-None-Match set to the server's own ETag of
+    sc.etag_of when it names a path."""
+    if sc.etag_of is None:
+        return sc.headers
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", sc.etag_of)
+        resp = conn.getresponse()
+        resp.read()
+        etag = resp.getheader("ETag")
+    finally:
+        conn.close()
+    if not etag:
+        raise RuntimeError(f"{sc.title}: GET {sc.etag_of} gave no ETag")
+    return (*sc.headers, ("If-None-Match", etag))
+
+
 def wrk_argv(cfg: Config, sc: Scenario, port: int, seconds: int) -> list[str]:
     argv = [
         "taskset",
@@ -457,7 +589,7 @@ def wrk_argv(cfg: Config, sc: Scenario, port: int, seconds: int) -> list[str]:
         "--timeout",
         "5s",
     ]
-    for name, value in sc.headers:
+    for name, value in scenario_headers(port, sc):
         argv += ["-H", f"{name}: {value}"]
     url = f"http://127.0.0.1:{port}{sc.path}"
     if sc.pipelined or sc.method != "GET" or sc.body is not None:
@@ -478,7 +610,8 @@ def run_wrk(cfg: Config, sc: Scenario, port: int, seconds: int) -> str:
 
 
 def measure(cfg: Config, server: Server, sc: Scenario) -> Measurement:
-    run_wrk(cfg, sc, server.port, cfg.warmup)
+    if cfg.warmup > 0:
+        run_wrk(cfg, sc, server.port, cfg.warmup)
     tree = process_tree(server.proc.pid)
     before = cpu_seconds(tree)
     core_before = core_busy_seconds(cfg.server_cpu)
@@ -499,26 +632,33 @@ def check_response(port: int, sc: Scenario) -> str | None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         headers = {"Content-Type": "application/json"} if sc.body is not None else {}
-        headers.update(dict(sc.headers))
-        conn.request(sc.method, sc.path, body=sc.body, headers=headers)
+        headers.update(dict(scenario_headers(port, sc)))
+        body: bytes | str | None = sc.body
+        if isinstance(body, str) and body.startswith("@"):
+            body = Path(body[1:]).read_bytes()  # pipeline.lua's "@FILE"
+        conn.request(sc.method, sc.path, body=body, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
         if resp.getheader("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
         ctype = resp.getheader("Content-Type") or ""
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, RuntimeError, http.client.HTTPException) as exc:
         return f"{sc.title}: request failed: {exc}"
     finally:
         conn.close()
     if resp.status != sc.expect_status:
         return f"{sc.title}: status {resp.status}, expected {sc.expect_status}"
+    if resp.status == 304:
+        return None if not raw else f"{sc.title}: a 304 with a body"
     if not ctype.startswith(sc.expect_type):
         return f"{sc.title}: content-type {ctype!r}, expected {sc.expect_type}"
+    if isinstance(sc.expect_body, bytes):
+        return None if raw == sc.expect_body else f"{sc.title}: body differs from the file"
     try:
-        body: object = raw.decode() if sc.expect_type == "text/plain" else json.loads(raw)
+        value: object = raw.decode() if sc.expect_type == "text/plain" else json.loads(raw)
     except ValueError:
         return f"{sc.title}: unreadable body {raw[:80]!r}"
-    if body != sc.expect_body:
+    if value != sc.expect_body:
         return f"{sc.title}: body {raw[:120]!r} differs from the expected one"
     return None
 
@@ -584,8 +724,11 @@ def start_server(
         server.key = key
         return server
 
+    # The issue 13 scenarios' static files (make_bench_files), mounted by both apps.
+    extra_env = {**(extra_env or {}), "BENCH_STATIC": str(tmp / "static")}
+
     def with_extra(env: dict[str, str] | None) -> dict[str, str] | None:
-        return env if not extra_env else {**(env or os.environ), **extra_env}
+        return {**(env or os.environ), **extra_env}
 
     port = free_port()
     pin = ["taskset", "-c", str(cfg.server_cpu)]
@@ -641,7 +784,7 @@ def start_server(
         conf = prefix / "nginx.conf"
         conf.write_text(
             string.Template(NGINX_TEMPLATE.read_text()).substitute(
-                prefix=str(prefix), port=port, worker_connections=1024
+                prefix=str(prefix), port=port, worker_connections=1024, static=str(tmp / "static")
             )
         )
         argv = [
@@ -893,7 +1036,7 @@ def render(
             f"{fmt_ratio(ratio(cpu(fa), cpu(fn)))} |"
         )
     w("")
-    w("### Targets (issues 2, 12, 14 and 17)")
+    w("### Targets (issues 2, 12, 13, 14 and 17)")
     w("")
     w("| target | measured | result |")
     w("| --- | --- | --- |")
@@ -933,7 +1076,7 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
         )
 
     # 1. CPU per request at most 1/5 of FastAPI's on every scenario of issue 2 (untyped).
-    untyped = [sc for sc in scenarios if not sc.typed]
+    untyped = [sc for sc in scenarios if not sc.typed and not sc.issue]
     rows.append(cpu_rule("CPU/request ≤ 1/5 of FastAPI's on every untyped scenario", untyped, 5))
     # 2. Pipelined throughput at least 30x FastAPI's.
     piped = [
@@ -958,7 +1101,7 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
         + f" | {verdict(None if r3 is None else r3 <= 1.3)} |"
     )
     # 4. Issue 12: at least 8x less CPU per request than FastAPI on the typed scenarios.
-    typed = [sc for sc in scenarios if sc.typed]
+    typed = [sc for sc in scenarios if sc.typed and not sc.issue]
     rows.append(cpu_rule("issue 12: CPU/request ≤ 1/8 of FastAPI's, typed scenarios", typed, 8))
     # 5. Issue 17: at least 10x less CPU than FastAPI on the response-model list.
     models = [sc for sc in typed if sc.key == "models"]
@@ -1003,6 +1146,17 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
         + (f" worst: {worst[0]} at ÷{worst[1]:.2f}" if worst else " no data")
         + f" | {verdict(ok14)} |"
     )
+    # Issue 13: forms and uploads at least 8x less CPU per request than FastAPI; static
+    # files within 1.3x of nginx's CPU per request.
+    forms = [sc for sc in scenarios if sc.issue == 13 and sc.typed]
+    rows.append(cpu_rule("issue 13: CPU/request ≤ 1/8 of FastAPI's, form and upload", forms, 8))
+    for sc in (sc for sc in scenarios if sc.issue == 13 and not sc.typed):
+        r = ratio(cpu(get("databridge", sc)), cpu(get("nginx", sc)))
+        rows.append(
+            f"| issue 13: CPU/request ≤ 1.3× nginx's, {sc.title} | "
+            + ("no data" if r is None else f"{r:.2f}×")
+            + f" | {verdict(None if r is None else r <= 1.3)} |"
+        )
     # 6. Issue 17: at least 2x less CPU than Litestar (msgspec Structs) on the typed bodies.
     bodies = [sc for sc in typed if sc.key in ("models", "order")]
     rows.append(
@@ -1055,7 +1209,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--scenarios",
         default="",
         help="comma-separated scenario keys (default: all): plaintext,json,user,"
-        "items,plaintext-pipelined,json-pipelined,user-pipelined",
+        "items,plaintext-pipelined,json-pipelined,user-pipelined,models,order,depends,"
+        "cookie,json1k,form,upload,static64k,static64k-304,static10m",
     )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pipeline-depth", type=int, default=16)
@@ -1065,8 +1220,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
-    if args.duration < 1 or args.warmup < 1:
-        p.error("--duration and --warmup must be at least 1 second")
+    if args.duration < 1 or args.warmup < 0:
+        p.error("--duration must be at least 1 second, --warmup at least 0")
     return args
 
 
@@ -1107,7 +1262,10 @@ def main(argv: Sequence[str]) -> int:
             return 2
         if name not in keys:
             keys.append(name)
-    scenarios = build_scenarios(args.pipeline_depth)
+    # Removed when the run ends (or, after an early return, by its finalizer).
+    tmp_dir = tempfile.TemporaryDirectory(prefix="db-bench-")
+    tmp = Path(tmp_dir.name)
+    scenarios = build_scenarios(args.pipeline_depth, make_bench_files(tmp))
     if args.scenarios:
         wanted = {s.strip() for s in args.scenarios.split(",")}
         unknown = wanted - {s.key for s in scenarios}
@@ -1130,8 +1288,7 @@ def main(argv: Sequence[str]) -> int:
 
     outcomes: dict[str, ServerOutcome] = {}
     db_env: dict[str, str] | None = None
-    with tempfile.TemporaryDirectory(prefix="db-bench-") as tmpdir:
-        tmp = Path(tmpdir)
+    with tmp_dir:
         for key in keys:
             skipped = None
             if key in ("databridge", "fastapi-native"):

@@ -8,9 +8,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from data_bridge.api import App, Depends, PlainTextResponse, Response
+from data_bridge.api import App, Depends, PlainTextResponse, Response, UploadFile
 from data_bridge.api.middleware.gzip import GZipMiddleware
-from data_bridge.api.security import OAuth2PasswordBearer
+from data_bridge.api.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from data_bridge.api.staticfiles import StaticFiles
 
 app = App()
 
@@ -126,6 +127,26 @@ JSON_1K = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.5} for i in r
 @app.get("/json1k")
 async def json_1k():
     return JSON_1K
+
+
+# --- issue 13: forms, uploads, static files ----------------------------------------------
+
+
+@app.post("/login")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+    return {"access_token": form.username, "token_type": "bearer"}
+
+
+# The upload body is 1 MiB of file plus its multipart framing: over the server's default
+# 1 MiB body limit, so the route allows more (FastAPI has no body limit).
+@app.post("/upload", max_body_size=4 * 1024 * 1024)
+async def upload(file: UploadFile):
+    data = await file.read()
+    return {"size": len(data)}
+
+
+if os.environ.get("BENCH_STATIC"):
+    app.mount("/static", StaticFiles(directory=os.environ["BENCH_STATIC"]), name="static")
 
 
 if os.environ.get("BENCH_MIDDLEWARE") == "gzip":

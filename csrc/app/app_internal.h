@@ -106,6 +106,9 @@ typedef struct {
     PyObject *request_class;
     /* Limits of the form body (FastAPI's form_limits over Starlette's defaults). */
     app_form_limits_t form_limits;
+    /* A StaticFiles route: its _core.FileCache, which answers the files the Python
+     * StaticFiles served before without calling it (files_cache.c); else NULL. Strong. */
+    PyObject *file_cache;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -249,6 +252,10 @@ int stream_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
+/* The body of a Request still attached to its request, as a slice of the connection's
+ * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
+ * is no such Request (detached, or not a Request). */
+int request_body_slice(PyObject *obj, const char **body, size_t *len);
 
 /* websocket.c */
 extern PyTypeObject WsSession_Type;
@@ -275,6 +282,11 @@ PyObject *app_add_guard(ServerObject *self, PyObject *args);
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 /* files_py.c: _core.parse_range(value, size). */
 PyObject *app_parse_range(PyObject *module, PyObject *args);
+/* files_cache.c: _core.FileCache, and the answer of a StaticFiles route from it: 1 when the
+ * response was appended (or the file body began), 0 when Python must answer. */
+extern PyTypeObject FileCache_Type;
+int app_files_answer(PyObject *cache, server_conn_t *conn, server_request_t *req,
+                     const router_match_t *m);
 /* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
  * with ValueError (the message to answer 400 with) or MemoryError. */
 PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,

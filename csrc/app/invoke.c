@@ -686,6 +686,9 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
+    /* A StaticFiles route: a file it served before is answered without Python. */
+    if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
+        return SERVER_DISPATCH_DONE;
     if (plan->max_body && req->body_len > plan->max_body) {
         /* RFC 9110 §15.5.14: the body is over this route's limit. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);

@@ -118,6 +118,18 @@ static PyObject *get_body(RequestObject *self, void *closure)
     return Py_XNewRef(self->body);
 }
 
+int request_body_slice(PyObject *obj, const char **body, size_t *len)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type))
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    if (self->req == NULL)
+        return 0;
+    *body = self->req->body ? self->req->body : "";
+    *len = self->req->body_len;
+    return 1;
+}
+
 static PyObject *get_path_params(RequestObject *self, void *closure)
 {
     (void)closure;

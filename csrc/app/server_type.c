@@ -35,6 +35,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "send_timeout",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -44,7 +45,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t max_header_bytes = (Py_ssize_t)cfg.http.max_header_bytes;
     Py_ssize_t max_headers = (Py_ssize_t)cfg.http.max_headers;
     double keepalive = cfg.keepalive_timeout / 1000.0,
-           request_timeout = cfg.request_timeout / 1000.0;
+           request_timeout = cfg.request_timeout / 1000.0, send_timeout = cfg.send_timeout / 1000.0;
     int backlog = cfg.backlog;
     int redirect_slashes = 0, date_header = 1;
     Py_ssize_t limit_concurrency = 0;
@@ -52,9 +53,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            args, kw, "O|$KnnnddippnSz#d", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
             &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &send_timeout))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -65,8 +66,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0) {
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
+        send_timeout <= 0 || backlog < 1 || limit_concurrency < 0) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -79,6 +80,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.http.max_headers = (size_t)max_headers;
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
+    cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
@@ -108,27 +110,27 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",
-                             "path",
-                             "handler",
-                             "params",
-                             "status_code",
-                             "strict_content_type",
-                             "lenient",
-                             "text_content_type",
-                             "max_body_size",
-                             "form_limits",
-                             NULL};
-    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None;
+    static char *kwlist[] = {"methods",       "path",
+                             "handler",       "params",
+                             "status_code",   "strict_content_type",
+                             "lenient",       "text_content_type",
+                             "max_body_size", "form_limits",
+                             "file_cache",    NULL};
+    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None, *file_cache = Py_None;
     int status_code = 200, strict = 1, lenient = 0;
     unsigned long long max_body = 0;
     /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)", kwlist, &methods, &path, &handler,
-                                     &params, &status_code, &strict, &lenient, &text_ctype,
-                                     &max_body, &max_files, &max_fields, &max_part))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)O", kwlist, &methods, &path,
+                                     &handler, &params, &status_code, &strict, &lenient,
+                                     &text_ctype, &max_body, &max_files, &max_fields, &max_part,
+                                     &file_cache))
         return NULL;
+    if (file_cache != Py_None && !PyObject_TypeCheck(file_cache, &FileCache_Type)) {
+        PyErr_SetString(PyExc_TypeError, "file_cache must be a FileCache or None");
+        return NULL;
+    }
     if (max_files < 0 || max_fields < 0) {
         PyErr_SetString(PyExc_ValueError, "form limits must be non-negative");
         return NULL;
@@ -159,6 +161,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->form_limits.max_fields = (size_t)max_fields;
     plan->form_limits.max_part_size = max_part;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
+    plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {

@@ -561,6 +561,11 @@ void conn_flush(server_conn_t *c)
         }
         db_pool_give_buf(&c->server->blocks, &c->wbuf);
     }
+    if (c->file != NULL) {
+        /* The head is out: a file body follows it (sendfile.c). */
+        file_conn_flushed(c);
+        return;
+    }
     if (c->close_after_write && (c->state != CONN_PENDING || c->ws != NULL))
         conn_shutdown(c);
 }

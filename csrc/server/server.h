@@ -54,9 +54,12 @@ typedef struct {
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
     uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
-    size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
-    int backlog;                /* listen(2) backlog (default 1024) */
-    int no_date_header;         /* leave out the Date header (uvicorn's --no-date-header) */
+    /* ms a file body may wait for a client that takes none of it (default 60000, nginx's
+     * send_timeout); then its connection closes. */
+    uint64_t send_timeout;
+    size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
+    int backlog;             /* listen(2) backlog (default 1024) */
+    int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */
     /* Open connections at or above which a request is answered 503 and its connection
      * closed, as uvicorn's --limit-concurrency (0: no limit). */
     size_t limit_concurrency;
@@ -228,6 +231,37 @@ int server_conn_stream_end(server_conn_t *c, int complete);
  * server_conn_finish saw it: the body ends there (truncated, the connection closes after
  * the head) and the request finishes the usual way. Never call both this and _end. */
 void server_conn_stream_abandon(server_conn_t *c);
+
+/* File bodies (sendfile.c): a response whose body is byte ranges of one file, with literal
+ * text around them (files/files.h: files_body_t), sent with sendfile(2) from a descriptor
+ * the server owns, however slowly the client reads and without Python per piece.
+ *
+ * server_file_new takes fd (a regular file opened for reading; closed on failure too);
+ * server_file_add appends a segment (text, then the file's bytes [start, end)). The body's
+ * length is its Content-Length. server_conn_file_begin takes the body in every case but
+ * SERVER_FILE_DECLINED, appends the head and, when the response has a body (not HEAD, not
+ * 1xx/204/304), sends it once the head is out: the request stays pending as a stream's
+ * does (pipelined requests wait, keep-alive goes on after it), whoever dispatched it, and
+ * finishes by itself when the last byte is written. A file that ends early (it shrank), a
+ * read or write error, or a client that leaves closes the connection; the descriptor is
+ * closed whichever way the body ends. */
+typedef struct server_file server_file_t;
+server_file_t *server_file_new(int fd); /* NULL when out of memory */
+int server_file_add(server_file_t *f, const char *text, size_t text_len, uint64_t start,
+                    uint64_t end);       /* 0, or -1 when out of memory */
+void server_file_free(server_file_t *f); /* for a body not handed to file_begin */
+/* Frees a declined body and gives its descriptor back. */
+int server_file_release(server_file_t *f);
+
+enum {
+    SERVER_FILE_SENDING = 1,  /* the body is on its way */
+    SERVER_FILE_NO_BODY = 0,  /* the head alone was appended; the request finishes as usual */
+    SERVER_FILE_DECLINED = 2, /* the server compresses this response (server_set_gzip):
+                                 nothing appended, f is still the caller's, who streams it */
+};
+/* Returns SERVER_FILE_*, or -1 when out of memory (the connection is then closed). */
+int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                           const char *extra_headers, size_t extra_len, server_file_t *f);
 
 /* WebSocket sessions (RFC 6455) on a connection whose pending request was an upgrade.
  *

@@ -104,7 +104,8 @@ struct server_conn {
     gzip_encoder_t *stream_gz;        /* the stream's own gzip encoder while it is compressed */
     void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
     void *stream_arg;
-    server_ws_t *ws; /* the WebSocket session after an upgrade, else NULL */
+    server_ws_t *ws;     /* the WebSocket session after an upgrade, else NULL */
+    server_file_t *file; /* the file body being sent (sendfile.c), else NULL */
 };
 
 struct server {
@@ -199,6 +200,10 @@ void ws_conn_free(server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);
+/* sendfile.c: the output buffer was written out (a file body may go on), the connection
+ * closed (a file body ends). */
+void file_conn_flushed(server_conn_t *c);
+void file_conn_closed(server_conn_t *c);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

@@ -176,6 +176,7 @@ class Server:
         max_headers: int = ...,
         keepalive_timeout: float = ...,
         request_timeout: float = ...,
+        send_timeout: float = ...,
         backlog: int = ...,
         redirect_slashes: bool = ...,
         date_header: bool = True,
@@ -190,6 +191,13 @@ class Server:
         handler: _Callable[..., Any],
         params: list[tuple[str, int, int, Any, Any, int]],
         status_code: int = 200,
+        *,
+        strict_content_type: bool = True,
+        lenient: bool = False,
+        text_content_type: bytes | None = None,
+        max_body_size: int = 0,
+        form_limits: tuple[int, int, int] = (1000, 1000, 1048576),
+        file_cache: FileCache | None = None,
     ) -> None: ...
     def listen(self, host: str, port: int, reuse_port: bool = False) -> int: ...
     def listen_fd(self, sock: Any) -> None: ...
@@ -238,6 +246,28 @@ class _Driver:
     def get_coro(self) -> Any: ...
     def get_name(self) -> str: ...
     def get_loop(self) -> Loop: ...
+
+class FileCache:
+    """The files a StaticFiles served, answered again by the server without Python."""
+
+    def __init__(self, follow_symlink: bool = False) -> None: ...
+    def remember(
+        self,
+        key: str,
+        path: str,
+        dev: int,
+        ino: int,
+        size: int,
+        mtime_ns: int,
+        headers: list[tuple[str, str]],
+        not_modified_headers: list[tuple[str, str]],
+        etag: str,
+        last_modified: str,
+        /,
+    ) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def size(self) -> int: ...
 
 class _StreamWriter:
     def write(self, data: bytes, /) -> bool: ...

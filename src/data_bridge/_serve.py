@@ -377,6 +377,7 @@ def _serve_once(
                 max_headers=lim.max_headers,
                 keepalive_timeout=lim.keepalive_timeout,
                 request_timeout=lim.request_timeout,
+                send_timeout=lim.send_timeout,
                 backlog=lim.backlog,
                 **options,
             )

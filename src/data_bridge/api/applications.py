@@ -155,6 +155,9 @@ class Limits:
     max_headers: int = 100
     keepalive_timeout: float = 5.0
     request_timeout: float = 30.0
+    # Seconds a file body (FileResponse, StaticFiles) waits for a client that reads none of
+    # it before its connection closes (nginx's send_timeout).
+    send_timeout: float = 60.0
     backlog: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -455,6 +458,7 @@ class FastAPI(APIRouter):
             max_headers=limits.max_headers,
             keepalive_timeout=limits.keepalive_timeout,
             request_timeout=limits.request_timeout,
+            send_timeout=limits.send_timeout,
             backlog=limits.backlog,
             redirect_slashes=self.redirect_slashes,
             **(server_options or {}),
@@ -528,6 +532,9 @@ class FastAPI(APIRouter):
                 max_body_size=(
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),
+                # A StaticFiles route answered by the server skips the route's callable, so
+                # not when @app.middleware("http") must run around it.
+                file_cache=None if self._http_middleware else getattr(route, "file_cache", None),
             )
             if is_ws:
                 server.set_request_class(request_class)

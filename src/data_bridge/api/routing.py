@@ -345,6 +345,9 @@ class _MountRoute(APIRoute):
     """The route of a mounted StaticFiles."""
 
     mount_prefix = ""
+    # The StaticFiles' _core.FileCache: the server answers the files it served before
+    # without calling the route (csrc/app/files_cache.c).
+    file_cache: Any = None
 
     def url_path_for(self, name: str, **path_params: Any) -> str | None:
         if name != self.name or set(path_params) != {"path"}:
@@ -1004,6 +1007,7 @@ class APIRouter:
             include_in_schema=False,
         )
         route.mount_prefix = prefix
+        route.file_cache = files.file_cache
         self.routes.append(route)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> str:

@@ -143,6 +143,8 @@ typedef struct PyLoopStreamObject {
     /* Future resolved once everything written has left (loop.sendfile waits for it before
      * os.sendfile takes over the socket); while set, write() refuses, as in asyncio. */
     PyObject *empty_waiter;
+    /* The context protocol callbacks run in (transport.c), or NULL: the caller's. */
+    PyObject *context;
 } PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;
@@ -259,6 +261,12 @@ void loop_transport_report(PyLoopObject *loop, PyObject *transport, PyObject *pr
 /* protocol.<method>() for flow control; failures reported, base exceptions deferred. */
 void loop_transport_flow_call(PyLoopObject *loop, PyObject *transport, PyObject *protocol,
                               PyObject *method, const char *message);
+/* The transport's context around protocol callbacks from libuv: enter returns what exit
+ * takes (NULL when nothing was entered: no context set, or it is already current). */
+PyObject *loop_context_enter(PyObject *ctx);
+void loop_context_exit(PyObject *entered);
+/* Stores ctx (a contextvars.Context) in *slot; TypeError otherwise. */
+int loop_context_set(PyObject **slot, PyObject *ctx);
 /* Parses set_write_buffer_limits(high=None, low=None) with asyncio's defaults and checks. */
 int loop_parse_write_limits(PyObject *args, PyObject *kwds, size_t default_high, size_t *high_out,
                             size_t *low_out);

@@ -159,7 +159,7 @@ static void stream_abandon(loop_open_link_t *link)
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     PyLoopStreamObject *t = handle->data;
-    PyObject *res;
+    PyObject *res, *entered;
 
     (void)suggested;
     if (!t->buffered) {
@@ -172,7 +172,9 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = 0;
     /* On failure the exception stays set and libuv calls on_read with UV_ENOBUFS, where it
      * is handled: stopping the read from inside the alloc callback is not allowed. */
+    entered = loop_context_enter(t->context);
     res = PyObject_CallMethod(t->protocol, "get_buffer", "n", (Py_ssize_t)65536);
+    loop_context_exit(entered);
     if (res == NULL)
         return;
     if (PyObject_GetBuffer(res, &t->rbuf, PyBUF_WRITABLE) < 0) {
@@ -201,10 +203,11 @@ static void release_rbuf(PyLoopStreamObject *t)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     PyLoopStreamObject *t = stream->data;
-    PyObject *res = NULL;
+    PyObject *res = NULL, *entered;
 
     pyloop_enter(t->loop);
     Py_INCREF(t); /* protocol callbacks may close the transport; released below */
+    entered = loop_context_enter(t->context);
     if (t->write_only && nread != 0) {
         /* A write pipe is read only to learn that the reader went away (asyncio's
          * _UnixWritePipeTransport does the same): close, with BrokenPipeError if data was
@@ -257,6 +260,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     } else {
         release_rbuf(t); /* EAGAIN: the buffer was not used */
     }
+    loop_context_exit(entered);
     Py_DECREF(t);
 }
 
@@ -281,22 +285,33 @@ static void update_reading(PyLoopStreamObject *t)
 
 /* ---- flow control ---- */
 
+/* pause_writing runs inside write(), resume_writing once libuv has sent enough: both in
+ * the transport's context, as in uvloop (asyncio's pause_writing runs in the context of
+ * whoever wrote, which uvloop's tests treat as a bug). */
 static void maybe_pause_protocol(PyLoopStreamObject *t)
 {
+    PyObject *entered;
+
     if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
         return;
     t->protocol_paused = 1;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_pause_writing,
                              "protocol.pause_writing() failed");
+    loop_context_exit(entered);
 }
 
 static void maybe_resume_protocol(PyLoopStreamObject *t)
 {
+    PyObject *entered;
+
     if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
         return;
     t->protocol_paused = 0;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_resume_writing,
                              "protocol.resume_writing() failed");
+    loop_context_exit(entered);
 }
 
 /* ---- writing ---- */
@@ -568,7 +583,9 @@ static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc)
     meth = PyObject_GetAttrString((PyObject *)t, "_call_connection_lost");
     if (meth == NULL)
         goto fail;
-    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, NULL);
+    /* In the transport's context when it has one, as in uvloop (asyncio's call_soon takes
+     * the context of whoever called close(), which uvloop's tests treat as a bug). */
+    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, t->context);
     Py_DECREF(meth);
     if (h == NULL)
         goto fail;
@@ -821,6 +838,13 @@ static PyObject *stream_set_owned(PyLoopStreamObject *t, PyObject *obj)
     Py_RETURN_NONE;
 }
 
+static PyObject *stream_set_context(PyLoopStreamObject *t, PyObject *ctx)
+{
+    if (loop_context_set(&t->context, ctx) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* _set_write_only(watch_close): a write pipe (see on_read). Without watch_close (character
  * devices such as a pty, where reading would steal the reader's input) nothing is read. */
 static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_close)
@@ -931,6 +955,7 @@ static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
     Py_VISIT(t->sock);
     Py_VISIT(t->dict);
     Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->context);
     return 0;
 }
 
@@ -942,6 +967,7 @@ static int stream_clear(PyLoopStreamObject *t)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->context);
     return 0;
 }
 
@@ -993,6 +1019,7 @@ static PyMethodDef stream_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
     {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
+    {"_set_context", (PyCFunction)stream_set_context, METH_O, NULL},
     {"_set_write_only", (PyCFunction)stream_set_write_only, METH_O, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
     {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from data_bridge.pyloop._util import start_transport
+
 logger = logging.getLogger("asyncio")
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ class PipesMixin:
                 owned = _FifoCloseWatch(self, transport, pipe)
         transport._set_owned(owned)
         transport.set_protocol(protocol)
-        self.call_soon(transport._start, waiter)
+        start_transport(self, transport, waiter)
         try:
             await waiter
         except BaseException:

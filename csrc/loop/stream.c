@@ -512,6 +512,14 @@ static PyObject *stream_write_eof(PyLoopStreamObject *t, PyObject *unused)
     (void)unused;
     if (t->closing || t->eof_requested)
         Py_RETURN_NONE;
+    if (t->write_only) {
+        /* A write pipe has no half-close: asyncio's _UnixWritePipeTransport.write_eof()
+         * closes it once the buffer is flushed, so that the reader sees EOF, and the
+         * protocol gets connection_lost(None). (shutdown(2) fails on a FIFO with ENOTSOCK,
+         * and the pipe object we own would keep the write end open anyway.) */
+        loop_stream_close(t);
+        Py_RETURN_NONE;
+    }
     t->eof_requested = 1;
     if (t->write_buffer_size == 0)
         do_shutdown(t);

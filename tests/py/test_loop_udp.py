@@ -585,6 +585,25 @@ def test_udp_unix_datagram(loop, tmp_path):
     assert names == (spath, spath)
 
 
+def test_udp_sendto_without_address_on_a_socketpair(loop):
+    """sendto(data) on an unnamed AF_UNIX socketpair() end (no peername to send to) goes to
+    the connected peer, as in uvloop (uvloop's test_udp test_socketpair)."""
+    if not is_pyloop(loop):
+        pytest.skip("asyncio 3.11 calls socket.sendto(data, None) there: TypeError")
+
+    async def main():
+        s1, s2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with s1, s2:
+            transport, _ = await loop.create_datagram_endpoint(Collector, sock=s1)
+            transport.sendto(b"to the peer")
+            got = await asyncio.wait_for(loop.run_in_executor(None, s2.recv, 100), 5)
+            transport.close()
+            await asyncio.sleep(0)
+            return got
+
+    assert loop.run_until_complete(main()) == b"to the peer"
+
+
 def test_udp_endpoint_cycles_do_not_leak(loop):
     async def cycles(n):
         for _ in range(n):

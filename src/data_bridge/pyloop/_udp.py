@@ -284,7 +284,10 @@ class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport
             return
         if not self._buffer and self._sock is not None:
             try:
-                if self._extra["peername"]:
+                # Without an address the datagram goes to the connected peer, as in uvloop:
+                # an unnamed socketpair() end has no peername to compare with, and
+                # socket.sendto(data, None) is a TypeError (asyncio 3.11's shortcoming).
+                if self._extra["peername"] or addr is None:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)
@@ -308,7 +311,7 @@ class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport
             data, addr = self._buffer.popleft()
             self._buffer_size -= len(data)
             try:
-                if self._extra["peername"]:
+                if self._extra["peername"] or addr is None:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)

@@ -136,7 +136,7 @@ typedef struct PyLoopStreamObject {
     int family;
     unsigned char is_pipe, handle_open, started, made, reading, paused_reading, closing;
     unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
-    unsigned char buffered, rbuf_held, write_only;
+    unsigned char buffered, rbuf_held, write_only, read_only;
     unsigned int writes_after_close;
     PyObject *dict;        /* instance attributes (tests and libraries set some, as on asyncio's) */
     loop_open_link_t link; /* in loop->open_links while handle_open */

@@ -464,11 +464,26 @@ static int stream_write_bytes(PyLoopStreamObject *t, const char *data, size_t le
     return 0;
 }
 
+/* A pipe transport has one direction: asyncio's read pipe is a ReadTransport and its write
+ * pipe a WriteTransport, whose base classes raise NotImplementedError for the other
+ * direction's methods (its write pipe derives from Transport through _FlowControlMixin,
+ * so pause_reading() raises exactly that). */
+static int check_direction(PyLoopStreamObject *t, int writing)
+{
+    if (writing ? !t->read_only : !t->write_only)
+        return 0;
+    PyErr_SetString(PyExc_NotImplementedError,
+                    writing ? "a read pipe cannot write" : "a write pipe does not read");
+    return -1;
+}
+
 static PyObject *stream_write(PyLoopStreamObject *t, PyObject *data)
 {
     Py_buffer view;
     int rc;
 
+    if (check_direction(t, 1) < 0)
+        return NULL;
     if (PyBytes_CheckExact(data)) {
         if (stream_write_bytes(t, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0)
             return NULL;
@@ -510,6 +525,8 @@ static PyObject *stream_writelines(PyLoopStreamObject *t, PyObject *lines)
 static PyObject *stream_write_eof(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 1) < 0)
+        return NULL;
     if (t->closing || t->eof_requested)
         Py_RETURN_NONE;
     if (t->write_only) {
@@ -654,6 +671,8 @@ static PyObject *stream_is_closing(PyLoopStreamObject *t, PyObject *unused)
 static PyObject *stream_pause_reading(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 0) < 0)
+        return NULL;
     if (t->closing || t->paused_reading)
         Py_RETURN_NONE;
     t->paused_reading = 1;
@@ -664,6 +683,8 @@ static PyObject *stream_pause_reading(PyLoopStreamObject *t, PyObject *unused)
 static PyObject *stream_resume_reading(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 0) < 0)
+        return NULL;
     if (t->closing || !t->paused_reading)
         Py_RETURN_NONE;
     t->paused_reading = 0;
@@ -843,6 +864,14 @@ static PyObject *stream_set_owned(PyLoopStreamObject *t, PyObject *obj)
 {
     Py_INCREF(obj);
     Py_XSETREF(t->sock, obj);
+    Py_RETURN_NONE;
+}
+
+/* _set_read_only(): a read pipe (write() and write_eof() raise, see check_direction). */
+static PyObject *stream_set_read_only(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    t->read_only = 1;
     Py_RETURN_NONE;
 }
 
@@ -1029,6 +1058,7 @@ static PyMethodDef stream_methods[] = {
     {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
     {"_set_context", (PyCFunction)stream_set_context, METH_O, NULL},
     {"_set_write_only", (PyCFunction)stream_set_write_only, METH_O, NULL},
+    {"_set_read_only", (PyCFunction)stream_set_read_only, METH_NOARGS, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
     {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},
     {NULL, NULL, 0, NULL},

@@ -100,6 +100,26 @@ def test_subprocess_stdin_write_eof_ends_the_childs_input(loop):
     assert loop.run_until_complete(main()) == (b"echoed", 0)
 
 
+def test_pipe_transports_have_one_direction(loop):
+    """asyncio's write pipe raises NotImplementedError for pause_reading() (its base
+    ReadTransport's), and its read pipe has no write(): PyLoop's pipes refuse the same."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        rpipe, wpipe = os.fdopen(rfd, "rb", 0), os.fdopen(wfd, "wb", 0)
+        rtr, _ = await loop.connect_read_pipe(asyncio.Protocol, rpipe)
+        wtr, _ = await loop.connect_write_pipe(asyncio.Protocol, wpipe)
+        with pytest.raises(NotImplementedError):
+            wtr.pause_reading()
+        with pytest.raises((NotImplementedError, AttributeError)):
+            rtr.write(b"wrong way")
+        rtr.close()
+        wtr.close()
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+
+
 def test_pipe_transport_rejects_regular_file(loop, tmp_path):
     f = open(tmp_path / "f", "wb")  # noqa: SIM115
 

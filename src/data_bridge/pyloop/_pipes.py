@@ -51,6 +51,8 @@ class PipesMixin:
             transport._set_write_only(stat.S_ISSOCK(mode))
             if stat.S_ISFIFO(mode):
                 owned = _FifoCloseWatch(self, transport, pipe)
+        else:
+            transport._set_read_only()
         transport._set_owned(owned)
         transport.set_protocol(protocol)
         start_transport(self, transport, waiter)

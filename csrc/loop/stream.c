@@ -897,6 +897,26 @@ static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_cl
     Py_RETURN_NONE;
 }
 
+/* waiter.set_result(None) unless it is done (asyncio's _set_result_unless_cancelled). */
+static int wake_waiter(PyObject *waiter)
+{
+    PyObject *r;
+
+    if (waiter == Py_None)
+        return 0;
+    r = PyObject_CallMethod(waiter, "done", NULL);
+    if (r == NULL)
+        return -1;
+    if (r == Py_False) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(waiter, "set_result", "O", Py_None);
+        if (r == NULL)
+            return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 /* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
  * by pyloop/_streams.py with call_soon so that it runs after the code that created the
  * transport. */
@@ -914,33 +934,20 @@ static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_s
     update_reading(t);
     res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
     if (res == NULL) {
-        if (waiter != Py_None) {
-            PyObject *type, *exc, *tb, *r;
-            PyErr_Fetch(&type, &exc, &tb);
-            PyErr_NormalizeException(&type, &exc, &tb);
-            r = PyObject_CallMethod(waiter, "done", NULL);
-            if (r == Py_False) {
-                Py_DECREF(r);
-                r = PyObject_CallMethod(waiter, "set_exception", "O", exc);
-            }
-            Py_XDECREF(r);
-            PyErr_Restore(type, exc, tb);
-        }
+        /* asyncio makes connection_made() and the waiter's wake-up two callbacks: one that
+         * raises is reported to the loop's exception handler (this callback fails with it)
+         * and create_connection() still returns the transport. */
+        PyObject *type, *exc, *tb;
+
+        PyErr_Fetch(&type, &exc, &tb);
+        if (wake_waiter(waiter) < 0)
+            PyErr_WriteUnraisable(waiter);
+        PyErr_Restore(type, exc, tb);
         return NULL;
     }
     Py_DECREF(res);
-    if (waiter != Py_None) {
-        res = PyObject_CallMethod(waiter, "done", NULL);
-        if (res == NULL)
-            return NULL;
-        if (res == Py_False) {
-            Py_DECREF(res);
-            res = PyObject_CallMethod(waiter, "set_result", "O", Py_None);
-            if (res == NULL)
-                return NULL;
-        }
-        Py_DECREF(res);
-    }
+    if (wake_waiter(waiter) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -162,6 +162,31 @@ def test_protocol_callbacks_run_in_the_transports_context(loop):
     }
 
 
+def test_connection_made_raising_is_reported_and_create_connection_returns(loop):
+    """In asyncio connection_made() and the waiter's wake-up are separate callbacks: one
+    that raises goes to the exception handler and create_connection() still returns."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            raise ZeroDivisionError("in connection_made")
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await asyncio.wait_for(
+            loop.create_connection(Proto, "127.0.0.1", port), 5
+        )
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return isinstance(proto, Proto)
+
+    assert loop.run_until_complete(main())
+    assert [type(e) for e in errors] == [ZeroDivisionError]
+
+
 def test_large_transfer_with_flow_control(loop):
     payload = os.urandom(8 * 1024 * 1024)
 

@@ -13,7 +13,7 @@ from asyncio import transports, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from data_bridge.pyloop._util import _set_result
+from data_bridge.pyloop._util import _set_result, start_transport
 
 _unset = object()
 
@@ -184,7 +184,7 @@ class DatagramMixin:
             raise
         transport.set_protocol(protocol)
         # asyncio schedules connection_made, the first read and the waiter in this order.
-        self.call_soon(transport._start, waiter)  # type: ignore[attr-defined]
+        start_transport(self, transport, waiter)
         return transport
 
 

@@ -83,6 +83,26 @@ fuzz: build
 loop-suite: build
 	$(VPY) tests/py/loop_cpython_suite.py
 
+# Comparison runs (not part of `make test`; each takes several minutes): the same CPython
+# selection on PyLoop, asyncio's loop and uvloop, and uvloop's own test suite (its pinned
+# sdist's tests/, the tests shared by its uvloop and asyncio variants) on the three loops.
+# Each prints the Markdown table of docs/loop-suite.md.
+.PHONY: loop-suite-compare uvloop-tests loop-compare-deps
+
+LOOP_COMPARE_STAMP := $(VENV)/.loop-compare.stamp
+
+loop-compare-deps: venv $(LOOP_COMPARE_STAMP)
+
+$(LOOP_COMPARE_STAMP): requirements/loop-compare.txt $(VENV)/.stamp
+	$(VPY) -m pip install -q -r requirements/loop-compare.txt
+	@touch $@
+
+loop-suite-compare: build loop-compare-deps
+	$(VPY) scripts/loop_suite_compare.py
+
+uvloop-tests: build loop-compare-deps
+	$(VPY) scripts/uvloop_tests.py
+
 # The whole pytest suite against an ASan+UBSan build of the extension, with Python's
 # allocator switched to malloc so that ASan also sees Python objects our C code frees.
 # FastAPI and Starlette (fastapi-deps) are installed first: the differential tests

@@ -421,8 +421,9 @@ def configure_logging(level: str) -> None:
     access_logger.setLevel(LOG_LEVELS[level])
 
 
-def serve_config(app: Any, config: Config) -> None:
-    """Serve ``app`` as ``config`` says until SIGINT or SIGTERM."""
+def serve_config(app: Any, config: Config, sock: socket.socket | None = None) -> None:
+    """Serve ``app`` as ``config`` says until SIGINT or SIGTERM; on ``sock`` when given (a
+    listening socket bound by the caller: the reloader's), else on one bound here."""
     from data_bridge.api.applications import App
 
     if not isinstance(app, App) and not callable(app):
@@ -439,7 +440,8 @@ def serve_config(app: Any, config: Config) -> None:
         # counts into its slot, a scrape sums them all.
         slots = 1 if config.workers <= 1 else Supervisor.slots_needed(config.workers)
         area = mmap.mmap(-1, slots * METRICS_SLOT_SIZE)
-    sock = bind_socket(config)
+    if sock is None:
+        sock = bind_socket(config)
     where = describe(config, sock)
     if config.workers <= 1:
         _serve_once(

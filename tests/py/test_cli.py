@@ -378,7 +378,6 @@ def test_web_concurrency_sets_workers(cli) -> None:
 @pytest.mark.parametrize(
     "args, named",
     [
-        (["--reload"], "--reload"),
         (["--ssl-keyfile", "k.pem"], "--ssl-keyfile"),
         (["--ssl-certfile", "c.pem"], "--ssl-certfile"),
         (["--loop", "uvloop"], "--loop uvloop"),
@@ -386,7 +385,6 @@ def test_web_concurrency_sets_workers(cli) -> None:
         (["--ws", "websockets"], "--ws websockets"),
         (["--interface", "wsgi"], "--interface wsgi"),
         (["--use-colors"], "--use-colors"),
-        (["--reload-dir", "."], "--reload-dir"),
     ],
 )
 def test_unsupported_flags_are_refused_by_name(tmp_path: Path, args, named) -> None:

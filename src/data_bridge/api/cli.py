@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,17 +26,12 @@ from data_bridge.api.applications import App
 # uvicorn options not supported yet, refused when given: name -> what is missing. Those
 # with a value are accepted at their default (the value uvicorn itself would use).
 UNSUPPORTED_FLAGS = {
-    "--reload": "auto-reload",
     "--http2": "HTTP/2",
     "--reset-contextvars": "fresh contextvars per request (each request already runs in "
     "a copy of the context)",
     "--use-colors": "colourised logs",
 }
 UNSUPPORTED_VALUES = {
-    "--reload-dir": "auto-reload",
-    "--reload-include": "auto-reload",
-    "--reload-exclude": "auto-reload",
-    "--reload-delay": "auto-reload",
     "--ssl-keyfile": "TLS",
     "--ssl-certfile": "TLS",
     "--ssl-keyfile-password": "TLS",
@@ -186,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-use-colors", action="store_true", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED_VALUES:
         p.add_argument(flag, action="append", help=argparse.SUPPRESS)
+    _add_reload_options(p)
     # Ours.
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
     p.add_argument(
@@ -195,6 +193,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
     )
     return p
+
+
+def _add_reload_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a watched file changes (development; one process)",
+    )
+    p.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        default=[],
+        help="a directory to watch (repeatable; default: the current directory)",
+    )
+    p.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action="append",
+        default=[],
+        help="a glob of files to watch (repeatable; default: '*.py')",
+    )
+    p.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action="append",
+        default=[],
+        help="a glob of files and directories not to watch (repeatable; default: '.*', "
+        "'.py[cod]', '.sw.*', '~*')",
+    )
+    p.add_argument(
+        "--reload-delay",
+        type=float,
+        default=0.25,
+        help="seconds between two looks at the watched files",
+    )
 
 
 def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -215,6 +249,8 @@ def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             )
     if args.uds is not None and args.fd is not None:
         parser.error("--uds and --fd cannot be used together")
+    if args.reload and (args.workers or 0) > 1:
+        parser.error("--reload runs one server process: it cannot be used with --workers")
 
 
 def _load_env_file(path: str) -> None:
@@ -260,8 +296,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     app_dir = os.path.abspath(args.app_dir or os.getcwd())
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    app = load_app(args.app, factory=args.factory)
     workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
+    if args.reload:
+        workers = 1
     config = Config(
         host=args.host,
         port=args.port,
@@ -288,10 +325,44 @@ def main(argv: Sequence[str] | None = None) -> None:
             "backlog": args.backlog,
         },
     )
+    if args.reload:
+        _reload(args, config)
+        return
+    if args.reload_dirs or args.reload_includes or args.reload_excludes:
+        logging.getLogger("data_bridge").warning("--reload-* options without --reload: ignored")
+    app = load_app(args.app, factory=args.factory)
     try:
         serve_config(app, config)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _reload(args: argparse.Namespace, config: Config) -> None:
+    """--reload: this process binds the socket and watches; each server process it forks
+    imports the application afresh (``data_bridge._reload``)."""
+    from data_bridge._reload import Reloader, Watcher
+    from data_bridge._serve import bind_socket, configure_logging
+
+    try:
+        config.server_options()
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    configure_logging(config.log_level)
+    watcher = Watcher(args.reload_dirs, args.reload_includes, args.reload_excludes)
+    sock = bind_socket(config)
+
+    def serve(sock: socket.socket) -> None:
+        try:
+            serve_config(load_app(args.app, factory=args.factory), config, sock=sock)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    try:
+        code = Reloader(serve, sock, watcher, args.reload_delay).run()
+    finally:
+        sock.close()
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -598,3 +598,37 @@ def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:
             time.sleep(0.05)
     assert status == 307
     assert d.stop() == 0
+
+
+def test_options_from_data_bridge_environment_variables(cli) -> None:
+    env = {
+        "DATA_BRIDGE_ROOT_PATH": "/api",
+        "DATA_BRIDGE_ACCESS_LOG": "false",
+        "DATA_BRIDGE_HEADER": "X-A:1 X-B:2",
+        "DATA_BRIDGE_SERVER_HEADER": "0",
+    }
+    c = cli("cliapp:app", env=env)
+    r = c.wait_ready("/where")
+    assert r.json()["root_path"] == "/api"
+    assert r.headers["x-a"] == "1" and r.headers["x-b"] == "2"
+    assert "server" not in r.headers
+    # The command line wins over the environment.
+    d = cli("cliapp:app", "--root-path", "/v2", env=env)
+    assert d.wait_ready("/where").json()["root_path"] == "/v2"
+    assert c.stop() == 0 and d.stop() == 0
+    assert "data_bridge.access" not in c.output()
+
+
+def test_bad_environment_value_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "cliapp.py").write_text(APP)
+    for name, value in (("DATA_BRIDGE_WORKERS", "many"), ("DATA_BRIDGE_ACCESS_LOG", "maybe")):
+        r = subprocess.run(
+            [sys.executable, "-m", "data_bridge", "cliapp:app"],
+            cwd=tmp_path,
+            env=child_env(**{name: value}),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2 and name in r.stderr
+    assert "DATA_BRIDGE_" in run_cli(tmp_path, "--help").stdout

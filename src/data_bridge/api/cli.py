@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from data_bridge import __version__
@@ -97,10 +97,66 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def build_parser() -> argparse.ArgumentParser:
+ENV_PREFIX = "DATA_BRIDGE_"
+ENV_HELP = (
+    "Every option can also come from an environment variable: DATA_BRIDGE_ and the option's "
+    "long name in capitals with '-' as '_' (DATA_BRIDGE_PORT=9000, DATA_BRIDGE_ACCESS_LOG="
+    "false); a flag takes true/false/1/0/yes/no, a repeatable option values separated by "
+    "spaces (the command line's add to them). The command line wins over the environment."
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_name(action: argparse.Action) -> str:
+    """The environment variable of an option: its first long name, DATA_BRIDGE_ first."""
+    long = next(o for o in action.option_strings if o.startswith("--"))
+    return ENV_PREFIX + long[2:].upper().replace("-", "_")
+
+
+def _env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Sets the defaults of the parser's options from DATA_BRIDGE_* variables (as uvicorn's
+    UVICORN_* through click's auto_envvar_prefix)."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        if action.help == argparse.SUPPRESS:
+            continue
+        name = env_name(action)
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            action.default = _env_value(action, raw)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"{name}={raw!r}: {exc}")
+
+
+def _env_value(action: argparse.Action, raw: str) -> Any:
+    def convert(text: str) -> Any:
+        value = action.type(text) if callable(action.type) else text
+        if action.choices is not None and value not in action.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, action.choices))}")
+        return value
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(action, argparse._AppendAction):
+        return [convert(part) for part in raw.split()]
+    return convert(raw)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser, its defaults taken from ``environ`` (the process's
+    environment by default) where a DATA_BRIDGE_* variable is set."""
     p = argparse.ArgumentParser(
         prog="data-bridge",
         description=__doc__,
+        epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     on_off = argparse.BooleanOptionalAction
@@ -192,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
     )
+    _env_defaults(p, os.environ if environ is None else environ)
     return p
 
 

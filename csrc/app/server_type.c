@@ -35,6 +35,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "header_timeout",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -51,10 +52,11 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
+    double header_timeout = 0; /* 0: the request timeout alone */
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            args, kw, "O|$KnnnddippnSz#d", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
             &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &header_timeout))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -66,7 +68,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
         max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0) {
+        limit_concurrency < 0 || !(header_timeout >= 0 && header_timeout < 1e9)) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -79,6 +81,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.http.max_headers = (size_t)max_headers;
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
+    cfg.header_timeout = (uint64_t)(header_timeout * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;

@@ -165,6 +165,32 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->rbuf.cap - c->rbuf.len;
 }
 
+/* The deadline of a request whose first byte just came: its head must be here within the
+ * header timeout when one is set (a slowloris client trickles its head), else the whole
+ * request within the request timeout. */
+static uint64_t conn_head_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    uint64_t t = cfg->request_timeout;
+    if (cfg->header_timeout > 0 && cfg->header_timeout < t)
+        t = cfg->header_timeout;
+    c->body_timed = 0;
+    return uv_now(c->server->loop) + t;
+}
+
+/* A head is here and its body is awaited: the body gets what is left of the request
+ * timeout, counted from the first byte (the head deadline was that moment plus the header
+ * timeout). Once per deadline: pipelined requests behind it share the first one's. */
+static void conn_body_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (c->deadline == 0 || c->body_timed || cfg->header_timeout == 0 ||
+        cfg->header_timeout >= cfg->request_timeout)
+        return;
+    c->body_timed = 1;
+    c->deadline += cfg->request_timeout - cfg->header_timeout;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
@@ -207,7 +233,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (!c->mid_request) {
         c->mid_request = 1;
-        c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
     conn_process(c);
     conn_flush(c);
@@ -434,6 +460,7 @@ static int conn_on_head(server_conn_t *c, int n)
     } else {
         return conn_dispatch(c, NULL, 0, c->head_len);
     }
+    conn_body_deadline(c);
     /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
@@ -510,7 +537,7 @@ static void conn_process(server_conn_t *c)
     } else if (!c->mid_request || c->deadline == 0) {
         /* Part of the next request is here: it must arrive whole in time. */
         c->mid_request = 1;
-        c->deadline = uv_now(c->tcp.loop) + cfg->request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
 }
 

@@ -54,9 +54,12 @@ typedef struct {
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
     uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
-    size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
-    int backlog;                /* listen(2) backlog (default 1024) */
-    int no_date_header;         /* leave out the Date header (uvicorn's --no-date-header) */
+    /* ms for a request's head to arrive once its first byte came (--timeout-header): a slow
+     * head is the slowloris attack; 0 or above request_timeout: request_timeout alone. */
+    uint64_t header_timeout;
+    size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
+    int backlog;             /* listen(2) backlog (default 1024) */
+    int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */
     /* Open connections at or above which a request is answered 503 and its connection
      * closed, as uvicorn's --limit-concurrency (0: no limit). */
     size_t limit_concurrency;

@@ -93,6 +93,7 @@ struct server_conn {
     unsigned keep_alive : 1;  /* the current response keeps the connection open */
     unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
+    unsigned body_timed : 1;  /* the deadline was moved from the head's to the body's */
     unsigned resume_queued : 1;
     unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
     unsigned streaming : 1;      /* a streaming response body is being produced */

@@ -182,6 +182,7 @@ class Server:
         limit_concurrency: int = 0,
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
+        header_timeout: float = 0.0,
     ) -> None: ...
     def add_route(
         self,

@@ -153,6 +153,9 @@ class Config:
     lifespan: str = "auto"
     # Ours: the path answering Prometheus metrics summed over the workers (None: off).
     metrics: str | None = None
+    # Ours: seconds a request head has to arrive once its first byte came (None: only the
+    # request timeout, 30 s for head and body together).
+    timeout_header: float | None = None
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -172,6 +175,10 @@ class Config:
         }
         if text:
             options["default_headers"] = "".join(text).encode("latin-1")
+        if self.timeout_header is not None:
+            if not self.timeout_header > 0:
+                raise ValueError("timeout_header must be a positive number of seconds")
+            options["header_timeout"] = self.timeout_header
         if self.proxy_headers:
             # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
             trusted = self.forwarded_allow_ips

@@ -632,3 +632,35 @@ def test_bad_environment_value_is_an_error(tmp_path: Path) -> None:
         )
         assert r.returncode == 2 and name in r.stderr
     assert "DATA_BRIDGE_" in run_cli(tmp_path, "--help").stdout
+
+
+def test_timeout_header_closes_a_slow_head_not_a_slow_body(cli) -> None:
+    c = cli("cliapp:app", "--timeout-header", "1")
+    c.wait_ready()
+    with socket.create_connection(("127.0.0.1", c.port), timeout=10) as slow:
+        # A head trickled one line every 0.3 s (slowloris) never completes: 408 and close
+        # after about a second (the sweep looks once a second), far before 30 s.
+        t0 = time.monotonic()
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        got = b""
+        while not got.endswith(b"\n") or b"408" not in got:
+            time.sleep(0.3)
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+                chunk = slow.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 408"), got
+        assert time.monotonic() - t0 < 4
+    with socket.create_connection(("127.0.0.1", c.port), timeout=10) as s:
+        # A complete head whose body comes later has the request timeout for the body.
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+        time.sleep(2.5)
+        s.sendall(b"{}")
+        assert Reader(s).read_response().status == 405
+    assert c.stop() == 0

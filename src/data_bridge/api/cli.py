@@ -206,7 +206,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=None,
         help="requests after which a worker exits (and is replaced)",
     )
-    p.add_argument("--limit-max-requests-jitter", type=int, default=0)
+    p.add_argument(
+        "--limit-max-requests-jitter",
+        "--max-requests-jitter",
+        dest="limit_max_requests_jitter",
+        type=int,
+        default=0,
+        help="a random 0..N added to --limit-max-requests per worker, so that workers "
+        "started together are not recycled together",
+    )
     p.add_argument(
         "--timeout-keep-alive",
         "--keepalive-timeout",
@@ -247,6 +255,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         metavar="PATH",
         default=None,
         help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
+    )
+    p.add_argument(
+        "--timeout-header",
+        type=float,
+        default=None,
+        help="seconds a request head has to arrive once its first byte came; slower "
+        "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
     )
     _env_defaults(p, os.environ if environ is None else environ)
     return p
@@ -376,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         date_header=args.date_header,
         lifespan=args.lifespan,
         metrics=args.metrics,
+        timeout_header=args.timeout_header,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

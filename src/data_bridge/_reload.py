@@ -109,7 +109,15 @@ class Reloader:
         self._signals: list[int] = []
 
     def _spawn(self) -> None:
-        pid = os.fork()
+        # As the supervisor's: a SIGTERM for the new child waits until it has its handler.
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         if pid == 0:
             code = 0
             try:
@@ -120,6 +128,7 @@ class Reloader:
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(signum, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
                 # A .pyc records its source's mtime in whole seconds and its size: an edit
                 # within the second that wrote it, keeping the size, would load the stale
                 # code. Children write none, so each compiles what is on disk.

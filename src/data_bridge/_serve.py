@@ -156,6 +156,9 @@ class Config:
     # Ours: seconds a request head has to arrive once its first byte came (None: only the
     # request timeout, 30 s for head and body together).
     timeout_header: float | None = None
+    # Ours: MiB of resident memory above which a worker is replaced (None: no limit); it
+    # runs a supervisor even for one worker.
+    max_worker_rss: int | None = None
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -440,17 +443,22 @@ def serve_config(app: Any, config: Config, sock: socket.socket | None = None) ->
     config.server_options()  # header errors before anything is bound
     if config.metrics is not None and not config.metrics.startswith("/"):
         raise ValueError("the metrics path must start with '/'")
+    if config.max_worker_rss is not None and config.max_worker_rss <= 0:
+        raise ValueError("max_worker_rss must be a positive number of MiB")
     configure_logging(config.log_level)
+    supervised = config.workers > 1 or config.max_worker_rss is not None
     area = None
     if config.metrics:
         # Shared memory (an anonymous MAP_SHARED mapping) made before forking: each worker
         # counts into its slot, a scrape sums them all.
-        slots = 1 if config.workers <= 1 else Supervisor.slots_needed(config.workers)
+        # Room for workers added by SIGTTIN: twice the workers, at least 8 more.
+        most = max(2 * config.workers, config.workers + 8)
+        slots = 1 if not supervised else Supervisor.slots_needed(most)
         area = mmap.mmap(-1, slots * METRICS_SLOT_SIZE)
     if sock is None:
         sock = bind_socket(config)
     where = describe(config, sock)
-    if config.workers <= 1:
+    if not supervised:
         _serve_once(
             app,
             config,
@@ -476,7 +484,14 @@ def serve_config(app: Any, config: Config, sock: socket.socket | None = None) ->
             )
 
         try:
-            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown, area).run()
+            rss = config.max_worker_rss
+            code = Supervisor(
+                target,
+                config.workers,
+                config.timeout_graceful_shutdown,
+                area,
+                max_rss=rss << 20 if rss is not None else None,
+            ).run()
         finally:
             sock.close()
         if code:

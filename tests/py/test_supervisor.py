@@ -354,3 +354,82 @@ def test_metrics_summed_over_workers(tmp_path: Path) -> None:
         assert c.stop() == 0
     finally:
         cleanup(c)
+
+
+def test_sigttin_and_sigttou_scale_the_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        os.kill(c.proc.pid, signal.SIGTTIN)
+        wait_for(lambda: len(worker_pids(c)) == 3, what="a third worker")
+        first = worker_pids(c)
+        for _ in range(3):  # down to one, and never below
+            os.kill(c.proc.pid, signal.SIGTTOU)
+            time.sleep(0.2)
+        try:
+            wait_for(lambda: len(worker_pids(c)) == 1, what="one worker left")
+        except AssertionError:
+            raise AssertionError(c.output() + str(worker_pids(c))) from None
+        time.sleep(0.5)
+        (last,) = worker_pids(c)
+        assert last in first  # an old worker was kept, none replaced
+        assert httpx.get(c.url, timeout=5).json()["pid"] == last
+        assert c.stop() == 0
+        out = c.output()
+        assert "scaling to 3 workers" in out and "scaling to 1 workers" in out
+        assert "keeping 1 workers" in out
+    finally:
+        cleanup(c)
+
+
+GROW = """
+import asyncio, os
+from data_bridge.api import App
+
+app = App()
+hoard = []
+
+@app.get("/")
+def index():
+    return {"pid": os.getpid()}
+
+@app.get("/grow")
+def grow(mib: int):
+    hoard.append(b"x" * (mib << 20))
+    return {"pid": os.getpid()}
+
+@app.get("/slow")
+async def slow(t: float):
+    await asyncio.sleep(t)
+    return {"pid": os.getpid()}
+"""
+
+
+def test_max_worker_rss_replaces_the_worker_without_dropping_requests(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "growapp.py").write_text(GROW)
+    c = Cli(tmp_path, "growapp:app", "--max-worker-rss", "150")
+    try:
+        old = c.wait_ready().json()["pid"]
+        assert "with 1 workers" in c.output()
+        assert httpx.get(c.url + "/grow?mib=200", timeout=10).json()["pid"] == old
+        # A request in flight on the big worker is answered while it is replaced.
+        result: list[httpx.Response] = []
+        slow = threading.Thread(
+            target=lambda: result.append(httpx.get(c.url + "/slow?t=2.5", timeout=15))
+        )
+        slow.start()
+
+        def replaced() -> bool:
+            return httpx.get(c.url, timeout=5).json()["pid"] != old
+
+        wait_for(replaced, 10, "a replacement worker")
+        slow.join(15)
+        assert result and result[0].status_code == 200 and result[0].json()["pid"] == old
+        wait_for(lambda: old not in worker_pids(c), 10, "the old worker to leave")
+        assert c.stop() == 0
+        assert f"worker {old} uses" in c.output()
+    finally:
+        cleanup(c)

@@ -263,6 +263,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="seconds a request head has to arrive once its first byte came; slower "
         "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
     )
+    p.add_argument(
+        "--max-worker-rss",
+        type=int,
+        metavar="MIB",
+        default=None,
+        help="a worker whose resident memory passes MIB MiB is replaced: its successor "
+        "starts, then it finishes its requests and exits (runs a supervisor even with one "
+        "worker)",
+    )
     _env_defaults(p, os.environ if environ is None else environ)
     return p
 
@@ -392,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lifespan=args.lifespan,
         metrics=args.metrics,
         timeout_header=args.timeout_header,
+        max_worker_rss=args.max_worker_rss,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

@@ -5,10 +5,51 @@
  * app_access_log from the response writer only when Server.set_access_log installed it,
  * so with the log off the request path pays one pointer test.
  *
+ * Control characters (C0, DEL and C1: a proxy's X-Forwarded-For value may carry obs-text
+ * bytes, and 0x9B is a terminal's CSI) are written as \xNN, so that a line can neither be
+ * split nor drive the terminal it is read on; the parser lets none into method and target,
+ * so the scan finds nothing on the common path and the text is decoded as it is.
+ *
  * Ownership: the logging callable and the interned format string belong to the
  * ServerObject (access_log, access_format).
  */
 #include "app/app_internal.h"
+
+static int is_control(unsigned char ch)
+{
+    return ch < 0x20 || (ch >= 0x7f && ch <= 0x9f);
+}
+
+/* The bytes as a str (Latin-1), control characters escaped as \xNN; NULL when out of
+ * memory. */
+static PyObject *escaped(const char *s, size_t len)
+{
+    size_t controls = 0;
+    for (size_t i = 0; i < len; i++)
+        controls += (size_t)is_control((unsigned char)s[i]);
+    if (controls == 0)
+        return PyUnicode_DecodeLatin1(s, (Py_ssize_t)len, NULL);
+    /* len is at most a head's size: len + 3 * controls cannot overflow. */
+    char *out = PyMem_Malloc(len + 3 * controls);
+    if (out == NULL)
+        return PyErr_NoMemory();
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (is_control(ch)) {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)n, NULL);
+    PyMem_Free(out);
+    return r;
+}
 
 static void app_access_log(void *ctx, int status, const char *client, size_t client_len,
                            const char *method, size_t method_len, const char *target,
@@ -18,9 +59,9 @@ static void app_access_log(void *ctx, int status, const char *client, size_t cli
     PyObject *type, *value, *tb;
     /* A response may be written while the caller handles an exception (a 500): keep it. */
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *cl = PyUnicode_DecodeLatin1(client, (Py_ssize_t)client_len, NULL);
-    PyObject *m = PyUnicode_DecodeLatin1(method, (Py_ssize_t)method_len, NULL);
-    PyObject *t = PyUnicode_DecodeLatin1(target, (Py_ssize_t)target_len, NULL);
+    PyObject *cl = escaped(client, client_len);
+    PyObject *m = escaped(method, method_len);
+    PyObject *t = escaped(target, target_len);
     PyObject *st = PyLong_FromLong(status), *r = NULL;
     if (cl && m && t && st) {
         PyObject *args[6] = {

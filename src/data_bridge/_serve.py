@@ -24,6 +24,7 @@ from typing import Any
 
 from data_bridge import _core, pyloop
 from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
+from data_bridge.access_log import use_format as use_access_format
 
 logger = logging.getLogger("data_bridge")
 # One record per response in uvicorn's format (uvicorn.access's counterpart).
@@ -159,6 +160,8 @@ class Config:
     # Ours: MiB of resident memory above which a worker is replaced (None: no limit); it
     # runs a supervisor even for one worker.
     max_worker_rss: int | None = None
+    # Ours: the access log's format, "uvicorn" (text) or "json" (data_bridge.access_log).
+    access_log_format: str = "uvicorn"
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -446,6 +449,8 @@ def serve_config(app: Any, config: Config, sock: socket.socket | None = None) ->
     if config.max_worker_rss is not None and config.max_worker_rss <= 0:
         raise ValueError("max_worker_rss must be a positive number of MiB")
     configure_logging(config.log_level)
+    if config.access_log:
+        use_access_format(access_logger, config.access_log_format)
     supervised = config.workers > 1 or config.max_worker_rss is not None
     area = None
     if config.metrics:

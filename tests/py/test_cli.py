@@ -664,3 +664,31 @@ def test_timeout_header_closes_a_slow_head_not_a_slow_body(cli) -> None:
         s.sendall(b"{}")
         assert Reader(s).read_response().status == 405
     assert c.stop() == 0
+
+
+def test_access_log_json_format_and_control_characters(cli) -> None:
+    c = cli("cliapp:app", "--access-log-format", "json")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    # A trusted proxy (127.0.0.1 by default) names a client with control bytes in it.
+    s.sendall(
+        b"GET /where?x=%22 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ev\x9b[2Jil\x85x\r\n\r\n"
+        b"GET /missing HTTP/1.0\r\nHost: x\r\n\r\n"
+    )
+    reader = Reader(s)
+    assert reader.read_response().status == 200
+    assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    out = c.output()
+    entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(entries) >= 2, out
+    first, second = entries[-2:]
+    assert first["method"] == "GET" and first["path"] == "/where?x=%22"
+    assert first["status"] == 200 and first["http_version"] == "1.1"
+    assert first["client"].startswith("ev\\x9b[2Jil\\x85x")
+    assert "\x9b" not in out and "\x85" not in out
+    assert second == {**second, "client": f"127.0.0.1:{port}", "status": 404, "path": "/missing"}
+    assert second["http_version"] == "1.0" and second["time"].endswith("Z")
+    assert second["pid"] == c.proc.pid

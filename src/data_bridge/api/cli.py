@@ -179,6 +179,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "--access-log", action=on_off, default=True, help="the access log (uvicorn.access)"
     )
     p.add_argument(
+        "--access-log-format",
+        choices=("uvicorn", "json"),
+        default="uvicorn",
+        help="ours: the access log's lines, uvicorn's text or one JSON object a line (time, "
+        "client, method, path, http_version, status, pid) on stdout",
+    )
+    p.add_argument(
         "--proxy-headers",
         action=on_off,
         default=True,
@@ -402,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics=args.metrics,
         timeout_header=args.timeout_header,
         max_worker_rss=args.max_worker_rss,
+        access_log_format=args.access_log_format,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

@@ -190,6 +190,10 @@ typedef struct {
     Py_buffer metrics_view;
     int metrics_held;
     PyObject *metrics_path;
+    /* Probes (health_py.c): (health path, ready path) as bytes, and the readiness
+     * callable (NULL: none). */
+    PyObject *health_paths;
+    PyObject *ready_cb;
 } ServerObject;
 
 struct app_mount {
@@ -203,6 +207,9 @@ PyObject *app_set_access_log(ServerObject *self, PyObject *log);
 /* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
 PyObject *app_set_metrics(ServerObject *self, PyObject *args);
 void app_metrics_release(ServerObject *self);
+/* health_py.c: Server.set_health(health_path, ready_path, ready), and its release. */
+PyObject *app_set_health(ServerObject *self, PyObject *args);
+void app_health_release(ServerObject *self);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

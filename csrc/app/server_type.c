@@ -422,6 +422,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     for (size_t i = 0; i < self->nmounts; i++)
         Py_VISIT(self->mounts[i].target);
     Py_VISIT(self->access_log);
+    Py_VISIT(self->ready_cb);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -441,6 +442,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_v10);
     Py_CLEAR(self->access_v11);
     app_metrics_release(self);
+    app_health_release(self);
     http_trust_free(self->trust);
     self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
@@ -473,6 +475,8 @@ static int server_clear(ServerObject *self)
         /* A running server calls it (and holds a reference to self meanwhile). */
         self->cfg.access_log = NULL;
         Py_CLEAR(self->access_log);
+        self->cfg.ready_check = NULL;
+        Py_CLEAR(self->ready_cb);
     }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
@@ -663,6 +667,9 @@ static PyMethodDef server_methods[] = {
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
      "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
      "of path answers every slot summed (Prometheus text)"},
+    {"set_health", (PyCFunction)app_set_health, METH_VARARGS,
+     "set_health(health_path, ready_path, ready): answer probes of the two paths natively; "
+     "ready() (or None) says whether the application is ready"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

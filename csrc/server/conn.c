@@ -379,6 +379,10 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
+    if (c->server->cfg.health_path != NULL && health_answer(c, c->head)) {
+        conn_request_done(c, consumed);
+        return !c->close_after_write && !c->closing;
+    }
     if (c->server->cfg.metrics != NULL) {
         if (metrics_is_scrape(c, c->head)) {
             /* Answered here, before counting, so a scrape does not count itself. */

@@ -80,6 +80,17 @@ typedef struct {
     size_t metrics_slot;
     const char *metrics_path;
     size_t metrics_path_len;
+    /* Probes (--health, health.c): a GET or HEAD of health_path is answered 200 while the
+     * process serves (liveness); of ready_path 200 when ready, else 503: not while the
+     * server drains, nor while ready_check(ready_ctx) returns non-zero (readiness). Both
+     * are answered before the router, counted by neither metrics nor the access log. NULL
+     * paths: off. Owned by the caller. */
+    const char *health_path;
+    size_t health_path_len;
+    const char *ready_path;
+    size_t ready_path_len;
+    int (*ready_check)(void *ctx); /* called with the GIL held; NULL: no checks */
+    void *ready_ctx;
 } server_config_t;
 
 typedef struct server server_t;

@@ -178,6 +178,10 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
                           const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
+/* health.c: answers the request when it is a probe of the health or ready path (then
+ * returns 1; the response is appended), else returns 0. */
+int health_answer(server_conn_t *c, const http_request_t *h);
+
 /* metrics.c: counting into this process's slot (cfg.metrics, never NULL here). */
 static inline server_metrics_t *conn_metrics(const server_conn_t *c)
 {

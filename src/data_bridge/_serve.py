@@ -162,6 +162,8 @@ class Config:
     max_worker_rss: int | None = None
     # Ours: the access log's format, "uvicorn" (text) or "json" (data_bridge.access_log).
     access_log_format: str = "uvicorn"
+    # Ours: answer GET /health (liveness) and /ready (readiness, data_bridge.health) natively.
+    health: bool = False
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -374,6 +376,10 @@ def _serve_once(
             )
         if metrics is not None and config.metrics:
             server.set_metrics(metrics[0], metrics[1], config.metrics)
+        if config.health:
+            from data_bridge import health
+
+            server.set_health(health.HEALTH_PATH, health.READY_PATH, health.ready)
         # As uvicorn: the access log is written when enabled and someone would see it; off,
         # the server is not even asked to copy the request line.
         if (

@@ -271,6 +271,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
     )
     p.add_argument(
+        "--health",
+        action="store_true",
+        help="answer GET /health (liveness) and GET /ready (readiness: 503 while draining "
+        "or while a data_bridge.health check fails) before the routes, for probes",
+    )
+    p.add_argument(
         "--max-worker-rss",
         type=int,
         metavar="MIB",
@@ -410,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         timeout_header=args.timeout_header,
         max_worker_rss=args.max_worker_rss,
         access_log_format=args.access_log_format,
+        health=args.health,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

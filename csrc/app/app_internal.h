@@ -145,6 +145,9 @@ typedef struct {
     /* A path that matches no route but would with its trailing slash added or removed is
      * redirected there (307), as Starlette's redirect_slashes does. */
     int redirect_slashes;
+    /* Seconds a parked handler may run before its Task is cancelled with
+     * respond_timeout_message and the request answered 504 (--timeout-handler); 0: none. */
+    double handler_timeout;
     PyObject *request_class; /* for the routes added from now on, or NULL */
     /* callable(errors, request) -> a handler result, or NotImplemented for the default
      * 422: the app's RequestValidationError handler; NULL when it has none. */
@@ -232,6 +235,9 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
                        PyObject *request);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
 int respond_init(void);
+/* The message a handler's Task is cancelled with when it ran past --timeout-handler: a
+ * CancelledError carrying it is answered 504, any other 503. */
+extern PyObject *respond_timeout_message;
 /* Appends "name: value\r\n" for each (name, value) pair, checked against response
  * splitting; Content-Length is skipped and "connection: close" sets *close. Returns 0, or
  * -1 with an exception. */

@@ -36,6 +36,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "default_headers",
                              "forwarded_allow_ips",
                              "header_timeout",
+                             "handler_timeout",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -52,11 +53,13 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
-    double header_timeout = 0; /* 0: the request timeout alone */
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#d", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
-            &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &header_timeout))
+    double header_timeout = 0;  /* 0: the request timeout alone */
+    double handler_timeout = 0; /* 0: handlers run as long as they take */
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$KnnnddippnSz#dd", kwlist, &loop, &max_body,
+                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
+                                     &request_timeout, &backlog, &redirect_slashes, &date_header,
+                                     &limit_concurrency, &default_headers, &forwarded,
+                                     &forwarded_len, &header_timeout, &handler_timeout))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -68,7 +71,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
         max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0 || !(header_timeout >= 0 && header_timeout < 1e9)) {
+        limit_concurrency < 0 || !(header_timeout >= 0 && header_timeout < 1e9) ||
+        !(handler_timeout >= 0 && handler_timeout < 1e9)) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -101,6 +105,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.trust = self->trust;
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
+    self->handler_timeout = handler_timeout;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     if (self->router == NULL && (self->router = router_new()) == NULL) {
         PyErr_NoMemory();

@@ -183,6 +183,7 @@ class Server:
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
         header_timeout: float = 0.0,
+        handler_timeout: float = 0.0,
     ) -> None: ...
     def add_route(
         self,

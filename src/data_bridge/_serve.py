@@ -164,6 +164,9 @@ class Config:
     access_log_format: str = "uvicorn"
     # Ours: answer GET /health (liveness) and /ready (readiness, data_bridge.health) natively.
     health: bool = False
+    # Ours: seconds an App's handler may run; then its task is cancelled and the request
+    # answered 504 (None: as long as it takes).
+    timeout_handler: float | None = None
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -187,6 +190,10 @@ class Config:
             if not self.timeout_header > 0:
                 raise ValueError("timeout_header must be a positive number of seconds")
             options["header_timeout"] = self.timeout_header
+        if self.timeout_handler is not None:
+            if not self.timeout_handler > 0:
+                raise ValueError("timeout_handler must be a positive number of seconds")
+            options["handler_timeout"] = self.timeout_handler
         if self.proxy_headers:
             # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
             trusted = self.forwarded_allow_ips

@@ -692,3 +692,51 @@ def test_access_log_json_format_and_control_characters(cli) -> None:
     assert second == {**second, "client": f"127.0.0.1:{port}", "status": 404, "path": "/missing"}
     assert second["http_version"] == "1.0" and second["time"].endswith("Z")
     assert second["pid"] == c.proc.pid
+
+
+TIMEOUT_APP = textwrap.dedent(
+    """
+    import asyncio, time
+    from data_bridge.api import App
+
+    app = App()
+    cleaned = []
+
+    @app.get("/sleep")
+    async def sleep(t: float):
+        try:
+            await asyncio.sleep(t)
+        except asyncio.CancelledError:
+            cleaned.append(t)
+            raise
+        return {"slept": t}
+
+    @app.get("/blocking", threaded=True)
+    def blocking(t: float):
+        time.sleep(t)
+        return {"slept": t}
+
+    @app.get("/cleaned")
+    def was_cleaned():
+        return cleaned
+    """
+)
+
+
+def test_timeout_handler_answers_504_and_cancels(cli, tmp_path: Path) -> None:
+    (tmp_path / "timeoutapp.py").write_text(TIMEOUT_APP)
+    c = cli("timeoutapp:app", "--timeout-handler", "0.5")
+    c.wait_ready("/cleaned")
+    with httpx.Client(base_url=c.url, timeout=10) as client:
+        assert client.get("/sleep?t=0.1").json() == {"slept": 0.1}
+        t0 = time.monotonic()
+        r = client.get("/sleep?t=5")
+        assert r.status_code == 504 and r.json() == {"detail": "Gateway Timeout"}
+        assert time.monotonic() - t0 < 3
+        # The handler saw the cancellation; the keep-alive connection still serves.
+        assert client.get("/cleaned").json() == [5.0]
+        # A threaded def handler is answered 504 as well (its thread runs on: threads
+        # cannot be stopped; a plain def handler runs on the loop and is not bounded).
+        assert client.get("/blocking?t=1.5").status_code == 504
+        assert client.get("/sleep?t=0.1").status_code == 200
+    assert c.stop() == 0

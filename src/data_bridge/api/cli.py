@@ -271,6 +271,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
     )
     p.add_argument(
+        "--timeout-handler",
+        type=float,
+        default=None,
+        help="seconds a route's handler may run; then it is cancelled and the request "
+        "answered 504 (default: as long as it takes)",
+    )
+    p.add_argument(
         "--health",
         action="store_true",
         help="answer GET /health (liveness) and GET /ready (readiness: 503 while draining "
@@ -417,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_worker_rss=args.max_worker_rss,
         access_log_format=args.access_log_format,
         health=args.health,
+        timeout_handler=args.timeout_handler,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

@@ -106,6 +106,8 @@ typedef struct {
     PyObject *request_class;
     /* Limits of the form body (FastAPI's form_limits over Starlette's defaults). */
     app_form_limits_t form_limits;
+    /* The route's id in the metrics (its 1-based place in ServerObject.plans). */
+    unsigned metrics_id;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -193,6 +195,9 @@ typedef struct {
     Py_buffer metrics_view;
     int metrics_held;
     PyObject *metrics_path;
+    /* The route templates by metrics id, pointed at by cfg.metrics_routes (PyMem; the
+     * strings are the plans' path objects' UTF-8). */
+    const char **metrics_routes;
     /* Probes (health_py.c): (health path, ready path) as bytes, and the readiness
      * callable (NULL: none). */
     PyObject *health_paths;

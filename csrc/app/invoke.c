@@ -686,6 +686,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
+    /* Only the listening server's own routes name the metrics' route label (a mounted
+     * App's server never listens, and its ids mean other routes). */
+    if (srv->server != NULL)
+        server_conn_set_route(conn, plan->metrics_id);
     if (plan->max_body && req->body_len > plan->max_body) {
         /* RFC 9110 §15.5.14: the body is over this route's limit. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);

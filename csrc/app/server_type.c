@@ -175,6 +175,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     }
     self->plans = grown;
     self->plans[self->nplans++] = plan;
+    plan->metrics_id = (unsigned)self->nplans;
     Py_ssize_t tlen;
     const char *tmpl = PyUnicode_AsUTF8AndSize(path, &tlen);
     PyObject *seq = tmpl ? PySequence_Fast(methods, "methods must be a sequence") : NULL;

@@ -225,6 +225,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    if (c->server->cfg.metrics != NULL)
+        metrics_bytes(c, 0, (size_t)nread);
     if (c->streaming || c->detached) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
          * request's slices were detached when its handler answered). */
@@ -390,8 +392,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
             conn_request_done(c, consumed);
             return !c->close_after_write && !c->closing;
         }
-        metrics_add(&conn_metrics(c)->requests);
-        c->awaiting = 1;
+        metrics_request(c, c->head);
     }
     c->server->requests++;
     c->served = 1;
@@ -566,6 +567,8 @@ void conn_flush(server_conn_t *c)
     if (c->closing || c->writing)
         return;
     if (c->wbuf.len > 0) {
+        if (c->server->cfg.metrics != NULL)
+            metrics_bytes(c, 1, c->wbuf.len); /* all of it: now or through uv_write */
         uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned int)c->wbuf.len);
         int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (r < 0 && r != UV_EAGAIN) {

@@ -37,16 +37,31 @@ typedef void (*server_access_cb)(void *ctx, int status, const char *client, size
 #define SERVER_HOST_MAX 256
 
 /* One worker's counters in shared memory (metrics.c): SERVER_METRICS_SLOT_SIZE bytes, laid
- * out as the Python supervisor reads and settles them (_supervisor.py). */
-#define SERVER_METRICS_SLOT_SIZE 128
+ * out as the Python supervisor reads and settles them (_supervisor.py: the first 16 words).
+ * Latency buckets are per bucket (the scrape makes them cumulative); by_route counts
+ * responses by route (0: no route of this server's - 404, 405, a mount, routes past the
+ * table), request method (GET HEAD POST PUT PATCH DELETE OPTIONS, then any other) and
+ * status class. */
+#define SERVER_METRICS_BUCKETS 15
+#define SERVER_METRICS_ROUTES  128
+#define SERVER_METRICS_METHODS 8
+#define SERVER_METRICS_SLOT_SIZE                                                                   \
+    (8 * (16 + SERVER_METRICS_BUCKETS + 1 + SERVER_METRICS_ROUTES * SERVER_METRICS_METHODS * 5))
 typedef struct {
     uint64_t requests;     /* dispatched (a scrape of the metrics path is not counted) */
     uint64_t responses[5]; /* response heads written for them, by status class 1xx..5xx */
     uint64_t abandoned;    /* dispatched, but the connection closed before any response */
     uint64_t conns_opened;
     uint64_t conns_closed;
-    uint64_t restarts; /* written by the supervisor: the slot's workers that died */
-    uint64_t reserved[6];
+    uint64_t restarts;          /* written by the supervisor: the slot's workers that died */
+    uint64_t bytes_in;          /* bytes read from connections */
+    uint64_t bytes_out;         /* bytes handed to the socket (sendfile bodies not included) */
+    uint64_t latency_us;        /* sum of the latencies counted in latency[] */
+    uint64_t loop_lag_us;       /* gauge: how late the worker's once-a-second sweep last ran */
+    uint64_t loop_lag_total_us; /* the sum of those delays */
+    uint64_t reserved[1];
+    uint64_t latency[SERVER_METRICS_BUCKETS + 1]; /* dispatch to response head; last: +Inf */
+    uint64_t by_route[SERVER_METRICS_ROUTES][SERVER_METRICS_METHODS][5];
 } server_metrics_t;
 
 typedef struct {
@@ -80,6 +95,10 @@ typedef struct {
     size_t metrics_slot;
     const char *metrics_path;
     size_t metrics_path_len;
+    /* Route templates for the route label, metrics_routes[i] for route id i (1-based; see
+     * server_conn_set_route); NULL or "" for ids without a name. Owned by the caller. */
+    const char *const *metrics_routes;
+    size_t metrics_nroutes;
     /* Probes (--health, health.c): a GET or HEAD of health_path is answered 200 while the
      * process serves (liveness); of ready_path 200 when ready, else 503: not while the
      * server drains, nor while ready_check(ready_ctx) returns non-zero (readiness). Both
@@ -181,6 +200,9 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
 /* Adds complete "name: value\r\n" lines to the response of the current request, whichever
  * it is (the handler's, an error, a 422); copied. Returns 0 or -1 when out of memory. */
 int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
+/* Metrics: the current request went to route `id` of the server's metrics_routes (ids past
+ * SERVER_METRICS_ROUTES count as 0, no route). Without metrics it does nothing. */
+void server_conn_set_route(server_conn_t *c, unsigned id);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);

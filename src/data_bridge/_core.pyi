@@ -165,6 +165,8 @@ class Request:
     @property
     def _forwarded_scheme(self) -> str | None: ...
 
+METRICS_SLOT_SIZE: int
+
 class Server:
     def __init__(
         self,

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from data_bridge import _core
+
 logger = logging.getLogger("data_bridge")
 
 # A worker's exit status when the application's startup failed (_serve.STARTUP_FAILURE):
@@ -36,10 +38,11 @@ CRASH_LOOP_LIMIT = 5
 # Margin past the graceful timeout after which workers still draining are killed.
 KILL_MARGIN = 5.0
 
-# The metrics slot of a worker (csrc/server/server.h: server_metrics_t): requests,
-# responses by class (5), abandoned, connections opened, closed, restarts, reserved (6).
-METRICS_SLOT_SIZE = 128
-_SLOT = struct.Struct("<15Q")
+# The metrics slot of a worker (csrc/server/server.h: server_metrics_t). Its first words:
+# requests, responses by class (5), abandoned, connections opened, closed, restarts,
+# bytes in, bytes out, latency sum, loop lag; the rest (histogram, routes) is only counted.
+METRICS_SLOT_SIZE: int = _core.METRICS_SLOT_SIZE
+_SLOT = struct.Struct("<14Q")
 
 
 def settle_slot(area: mmap.mmap, slot: int, died: bool) -> None:
@@ -52,6 +55,7 @@ def settle_slot(area: mmap.mmap, slot: int, died: bool) -> None:
     v[8] = v[7]  # closed = opened
     if died:
         v[9] += 1
+    v[13] = 0  # its loop is gone: no lag
     _SLOT.pack_into(area, offset, *v)
 
 

@@ -433,3 +433,65 @@ def test_max_worker_rss_replaces_the_worker_without_dropping_requests(tmp_path: 
         assert f"worker {old} uses" in c.output()
     finally:
         cleanup(c)
+
+
+ROUTES_APP = """
+import os, time
+from data_bridge.api import App
+
+app = App()
+
+@app.get("/items/{item_id}")
+def item(item_id: int):
+    return {"id": item_id}
+
+@app.post("/items")
+def create(body: dict):
+    return body
+
+@app.get("/block")
+def block(t: float):
+    time.sleep(t)  # blocks the loop: a lag
+    return {}
+"""
+
+
+def test_metrics_routes_latency_bytes_and_loop_lag(tmp_path: Path) -> None:
+    (tmp_path / "routesapp.py").write_text(ROUTES_APP)
+    c = Cli(tmp_path, "routesapp:app", "--workers", "2", "--metrics", "/metrics")
+    try:
+        c.wait_ready("/items/0")
+        sent = 0
+        with httpx.Client(base_url=c.url, timeout=5) as client:
+            for i in range(1, 11):
+                assert client.get(f"/items/{i}").status_code == 200
+            for _ in range(4):
+                assert client.get("/items/x").status_code == 422
+            for _ in range(3):
+                r = client.post(
+                    "/items", content=b'{"a": 1}', headers={"content-type": "application/json"}
+                )
+                assert r.status_code == 200
+                sent += len(r.content)
+            assert client.delete("/nope").status_code == 404
+            assert client.get("/block?t=1.6").status_code == 200
+        m = scrape(c)
+        route = 'data_bridge_route_responses_total{{method="{}",route="{}",status="{}"}}'
+        assert m[route.format("GET", "/items/{item_id}", "2xx")] == 11  # wait_ready's too
+        assert m[route.format("GET", "/items/{item_id}", "4xx")] == 4
+        assert m[route.format("POST", "/items", "2xx")] == 3
+        assert m[route.format("DELETE", "", "4xx")] == 1
+        assert m[route.format("GET", "/block", "2xx")] == 1
+        total = m["data_bridge_requests_total"]
+        assert total == 20
+        assert m['data_bridge_request_duration_seconds_bucket{le="+Inf"}'] == total
+        assert m["data_bridge_request_duration_seconds_count"] == total
+        assert m['data_bridge_request_duration_seconds_bucket{le="1"}'] == total - 1
+        assert m["data_bridge_request_duration_seconds_sum"] >= 1.6
+        assert m["data_bridge_received_bytes_total"] > 20 * 30
+        assert m["data_bridge_sent_bytes_total"] > 20 * 100 + sent
+        # The blocked worker's once-a-second timer ran late by most of the block.
+        assert m["data_bridge_loop_lag_seconds_total"] >= 0.5
+        assert c.stop() == 0
+    finally:
+        cleanup(c)

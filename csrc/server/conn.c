@@ -30,8 +30,9 @@
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
-/* While the server closes: how long an accepted connection that has sent nothing yet, and
- * one in the middle of its request, may take to deliver it (see conn_shutdown_idle). */
+/* While the server closes: how long an idle connection (fresh, or keep-alive between
+ * requests), and one in the middle of its request, may take to deliver it (see
+ * conn_shutdown_idle). */
 #define CONN_DRAIN_FRESH_MS   1000
 #define CONN_DRAIN_REQUEST_MS 5000
 
@@ -767,7 +768,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c)
     return &c->server->scratch;
 }
 
-/* Used by server_close: an idle connection closes now, a busy one after its response. */
+/* Used by server_close: a busy connection closes after its response, an idle one after a
+ * grace unless a request comes (answered with "connection: close"). */
 void conn_shutdown_idle(server_conn_t *c)
 {
     if (c->closing)
@@ -781,19 +783,17 @@ void conn_shutdown_idle(server_conn_t *c)
         c->close_after_write = c->state != CONN_PENDING;
         return;
     }
-    if (c->state != CONN_HEAD || c->mid_request || !c->served) {
-        /* Accepted, but its request is not all here yet (often in flight when the
-         * listener closed): it is answered, with "connection: close", if it arrives within
-         * a short grace, so that a drain loses no accepted request. An idle keep-alive
-         * connection that already had its answers is closed at once (RFC 9112 §9.6). */
-        uint64_t grace =
-            uv_now(c->server->loop) +
-            (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
-        if (c->deadline == 0 || c->deadline > grace)
-            c->deadline = grace;
-        return;
-    }
-    conn_close(c);
+    /* Accepted, but its request is not all here yet (often in flight when the listener
+     * closed), or an idle keep-alive connection: a request arriving within a short grace is
+     * answered with "connection: close", so that a drain loses no request already on its
+     * way. Closing an idle keep-alive connection at once (RFC 9112 §9.6 allows it) races
+     * with a request the client (a proxy reusing its upstream connection) sends meanwhile,
+     * and a proxy does not retry a POST. */
+    uint64_t grace =
+        uv_now(c->server->loop) +
+        (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
+    if (c->deadline == 0 || c->deadline > grace)
+        c->deadline = grace;
 }
 
 void conn_sweep(server_t *s, uint64_t now)

@@ -382,6 +382,17 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
+    if (c->head->method == HTTP_CONNECT) {
+        /* RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an origin server does not make;
+         * 501 says the method is not implemented (its target names no resource of ours, so
+         * there is no 405 to give) and Allow what is. The client may start sending tunnel
+         * bytes at once: the connection closes. */
+        static const char allow[] = "allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+        c->keep_alive = 0;
+        server_conn_respond_detail(c, 501, "Not Implemented", allow, sizeof(allow) - 1);
+        conn_request_done(c, consumed);
+        return 0;
+    }
     if (c->server->cfg.health_path != NULL && health_answer(c, c->head)) {
         conn_request_done(c, consumed);
         return !c->close_after_write && !c->closing;

@@ -418,3 +418,41 @@ def _scrape(url: str) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
+
+
+def _exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Sends ``data`` and reads until the server closes; the bytes and the time it took."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        t0 = time.monotonic()
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return out, time.monotonic() - t0
+            out += chunk
+
+
+def test_bytes_that_cannot_start_a_request_and_connect(tmp_path: Path) -> None:
+    c = start(tmp_path, "--no-access-log")
+    try:
+        c.wait_ready()
+        # A TLS ClientHello on the plain port, or binary garbage: 400 and close at once,
+        # not after the 30 s request timeout (no line end ever comes).
+        hello = bytes.fromhex("16030100a5010000a10303") + os.urandom(32)
+        for data in (hello, b"\x00\x01\x02\x03", b"GET\x00"):
+            out, took = _exchange(c.port, data)
+            assert out.startswith(b"HTTP/1.1 400 "), out
+            assert b"connection: close" in out.lower()
+            assert took < 2
+        # CONNECT asks for a tunnel: 501 with Allow, and the connection closes.
+        out, _ = _exchange(
+            c.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+        )
+        assert out.startswith(b"HTTP/1.1 501 "), out
+        assert b"allow: GET, HEAD, POST" in out
+        # The server serves on.
+        assert httpx.get(c.url, timeout=5).status_code == 200
+        assert c.stop() == 0
+    finally:
+        kill(c)

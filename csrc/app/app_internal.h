@@ -188,6 +188,15 @@ typedef struct {
     PyObject *access_format;
     PyObject *access_v10;
     PyObject *access_v11;
+    /* The written access log (Server.set_access_log_fd): lines in uvicorn's default text,
+     * each after `access_prefix` (bytes), gathered in access_buf and written to access_fd
+     * by a callback the loop runs once per iteration (access_flush_pending: scheduled);
+     * access_fd is -1 when off. */
+    int access_fd;
+    int access_flush_pending;
+    db_buf_t access_buf;
+    PyObject *access_prefix;
+    PyObject *access_flush; /* the bound method the loop calls */
     /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
      * cfg.trust; NULL when proxy headers are off. */
     http_trust_t *trust;
@@ -212,6 +221,11 @@ struct app_mount {
 
 /* access.c: Server.set_access_log(callable or None). */
 PyObject *app_set_access_log(ServerObject *self, PyObject *log);
+/* access.c: Server.set_access_log_fd(fd, prefix), the flush the loop calls, and the last
+ * flush and release (when the server closed, and at dealloc). */
+PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args);
+PyObject *app_flush_access_log(ServerObject *self, PyObject *unused);
+void app_access_release(ServerObject *self);
 /* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
 PyObject *app_set_metrics(ServerObject *self, PyObject *args);
 void app_metrics_release(ServerObject *self);

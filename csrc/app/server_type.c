@@ -103,6 +103,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.trust = self->trust;
+    app_access_release(self); /* a re-init starts without the written access log */
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
     self->handler_timeout = handler_timeout;
@@ -290,6 +291,9 @@ static PyObject *server_adopt_py(ServerObject *self, PyObject *arg)
 static void on_server_closed(void *arg)
 {
     ServerObject *self = arg;
+    /* The last lines of the written access log go out before anyone is told. */
+    PyObject *flushed = app_flush_access_log(self, NULL);
+    Py_XDECREF(flushed);
     PyObject *cb = self->on_closed;
     self->on_closed = NULL;
     if (cb && cb != Py_None) {
@@ -429,6 +433,7 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
         Py_VISIT(self->mounts[i].target);
     Py_VISIT(self->access_log);
     Py_VISIT(self->ready_cb);
+    Py_VISIT(self->access_flush);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -449,6 +454,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_v11);
     app_metrics_release(self);
     app_health_release(self);
+    app_access_release(self);
     http_trust_free(self->trust);
     self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
@@ -483,6 +489,7 @@ static int server_clear(ServerObject *self)
         Py_CLEAR(self->access_log);
         self->cfg.ready_check = NULL;
         Py_CLEAR(self->ready_cb);
+        app_access_release(self);
     }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
@@ -670,6 +677,11 @@ static PyMethodDef server_methods[] = {
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},
+    {"set_access_log_fd", (PyCFunction)app_set_access_log_fd, METH_VARARGS,
+     "set_access_log_fd(fd, prefix): write uvicorn's access line after prefix to fd, "
+     "gathered and written once per loop iteration"},
+    {"_flush_access_log", (PyCFunction)app_flush_access_log, METH_NOARGS,
+     "write what the access log gathered (the loop calls it)"},
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
      "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
      "of path answers every slot summed (Prometheus text)"},

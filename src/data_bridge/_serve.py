@@ -394,7 +394,12 @@ def _serve_once(
             and access_logger.isEnabledFor(logging.INFO)
             and access_logger.hasHandlers()
         ):
-            server.set_access_log(access_logger.info)
+            fd = written_access_log_fd(config)
+            if fd is not None:
+                # The same lines as logging would write, written by the server in batches.
+                server.set_access_log_fd(fd, b"INFO data_bridge.access: ")
+            else:
+                server.set_access_log(access_logger.info)
         listen(server, sock)
         if announce:
             logger.info("%s", announce)
@@ -428,6 +433,32 @@ def _serve_once(
             loop.close()
 
 
+def written_access_log_fd(config: Config) -> int | None:
+    """The descriptor the server may write the access log to itself, when logging is as
+    configure_logging left it: uvicorn's format, and the access records would reach only
+    the stream handler installed there (no other handler or filter on the way, its format
+    untouched). None otherwise: the records then go through logging."""
+    handler = _own_handler
+    if config.access_log_format != "uvicorn" or not isinstance(handler, logging.StreamHandler):
+        return None
+    node: logging.Logger | None = access_logger
+    while node is not None:
+        if node.filters or node.handlers != ([handler] if node.parent is None else []):
+            return None
+        if not node.propagate and node.parent is not None:
+            return None
+        node = node.parent
+    if handler.filters or handler.level > logging.INFO or handler.formatter is None:
+        return None
+    if handler.formatter._fmt != LOG_FORMAT:
+        return None
+    try:
+        handler.flush()
+        return handler.stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -438,11 +469,19 @@ LOG_LEVELS = {
 }
 
 
+# The format of the handler configure_logging installs, and that handler (None when the
+# application or --log-config configured logging).
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+_own_handler: logging.Handler | None = None
+
+
 def configure_logging(level: str) -> None:
+    global _own_handler
     if level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not logging.getLogger().handlers and not logger.handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
+        _own_handler = logging.getLogger().handlers[0]
     logger.setLevel(LOG_LEVELS[level])
     access_logger.setLevel(LOG_LEVELS[level])
 

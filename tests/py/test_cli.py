@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -740,3 +741,46 @@ def test_timeout_handler_answers_504_and_cancels(cli, tmp_path: Path) -> None:
         assert client.get("/blocking?t=1.5").status_code == 504
         assert client.get("/sleep?t=0.1").status_code == 200
     assert c.stop() == 0
+
+
+def test_access_log_from_workers_in_whole_lines(cli) -> None:
+    # Logging as the command line sets it up: the servers write the lines themselves, in
+    # batches; two workers share stdout and no line is cut or mixed with another.
+    c = cli("cliapp:app", "--workers", "2")
+    c.wait_ready()
+    targets = [f"/missing/{i}?pad={'x' * 150}" for i in range(400)]
+
+    def send(part: list[str]) -> None:
+        with httpx.Client(base_url=c.url, timeout=10) as client:
+            for t in part:
+                assert client.get(t).status_code == 404
+
+    threads = [threading.Thread(target=send, args=(targets[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert c.stop() == 0
+    out = c.output()
+    lines = [x for x in access_lines(out) if x[2].startswith("/missing/")]
+    assert sorted(x[2] for x in lines) == sorted(targets)
+    assert all(x[4] == "404" for x in lines)
+    assert out.count("data_bridge.access") == len(access_lines(out))
+
+
+def test_access_log_through_a_log_config(cli, tmp_path: Path) -> None:
+    # A logging configuration of the user's: records go through logging, its format applies.
+    config = {
+        "version": 1,
+        "formatters": {"f": {"format": "ACCESS %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+        "loggers": {"data_bridge.access": {"handlers": ["h"], "level": "INFO"}},
+    }
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    c = cli("cliapp:app", "--log-config", "log.json")
+    c.wait_ready()
+    httpx.get(c.url + "/where?x=1", timeout=5)
+    assert c.stop() == 0
+    assert re.search(
+        r'^ACCESS 127\.0\.0\.1:\d+ - "GET /where\?x=1 HTTP/1\.1" 200$', c.output(), re.M
+    )

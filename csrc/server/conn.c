@@ -432,10 +432,12 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     size_t limit = c->server->cfg.limit_concurrency;
     if (limit && c->server->nconns >= limit) {
         /* uvicorn's --limit-concurrency: its connection count includes this one, and the
-         * answer is its service_unavailable response, which closes the connection. */
+         * answer is its service_unavailable response, which closes the connection. With
+         * Retry-After (RFC 9110 §10.2.3): the overload is expected to pass soon. */
+        static const char retry[] = "retry-after: 1\r\n";
         c->keep_alive = 0;
-        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, NULL, 0, "Service Unavailable",
-                            19);
+        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, retry, sizeof(retry) - 1,
+                            "Service Unavailable", 19);
         conn_request_done(c, consumed);
         return 0;
     }

@@ -273,6 +273,7 @@ def test_limit_concurrency_answers_503(cli) -> None:
         r = reader.read_response()
         assert r.status == 503 and r.body == b"Service Unavailable"
         assert r.header("connection") == "close" and reader.at_eof()
+        assert r.header("retry-after") == "1"
         s.close()
     finally:
         held.close()

@@ -19,15 +19,17 @@ ASAN_PKG   := build/asan-pkg
 # runtime for the fuzz targets. Benchmarks add wrk and nginx (see bench-deps).
 APT_PKGS       := build-essential pkg-config libuv1-dev zlib1g-dev clang libclang-rt-14-dev
 APT_BENCH_PKGS := wrk nginx-light
+# The tests add nginx: tests/py/test_operation.py serves behind a real one (skipped without).
+APT_TEST_PKGS  := nginx-light
 
-.PHONY: run test build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
+.PHONY: run test test-deps build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
         bench bench-json \
         bench-loop bench-deps clean compat
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
 
-test: build lint ctest fuzz loop-suite pytest-asan fastapi-check pytest
+test: build test-deps lint ctest fuzz loop-suite pytest-asan fastapi-check pytest
 
 # --- set-up -------------------------------------------------------------------------
 
@@ -38,6 +40,9 @@ apt-deps:
 	if ! $(PYTHON) -c 'import venv, sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then \
 		PKGS="$$PKGS python3-dev python3-venv"; fi; \
 	./scripts/apt-install.sh $$PKGS
+
+test-deps:
+	./scripts/apt-install.sh $(APT_TEST_PKGS)
 
 venv: $(VENV)/.stamp
 

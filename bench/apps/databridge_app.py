@@ -160,7 +160,19 @@ elif os.environ.get("BENCH_MIDDLEWARE") == "http":
         return response
 
 
+# --- observability cost (issue 16): BENCH_OBSERVE=access-log,access-log-json,metrics ------
+# Any of them, comma separated: the access log on (uvicorn's text, or JSON) and/or metrics
+# counted (scraped at /metrics). Compare CPU per request with and without.
+OBSERVE = set(filter(None, os.environ.get("BENCH_OBSERVE", "").split(",")))
+
 if __name__ == "__main__":
     PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn).
-    app.run(host="127.0.0.1", port=PORT, access_log=False)
+    # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn),
+    # unless BENCH_OBSERVE asks for it.
+    app.run(
+        host="127.0.0.1",
+        port=PORT,
+        access_log=bool(OBSERVE & {"access-log", "access-log-json"}),
+        access_log_format="json" if "access-log-json" in OBSERVE else "uvicorn",
+        metrics="/metrics" if "metrics" in OBSERVE else None,
+    )

@@ -109,6 +109,8 @@ typedef struct {
     /* A StaticFiles route: its _core.FileCache, which answers the files the Python
      * StaticFiles served before without calling it (files_cache.c); else NULL. Strong. */
     PyObject *file_cache;
+    /* The route's id in the metrics (its 1-based place in ServerObject.plans). */
+    unsigned metrics_id;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -153,6 +155,9 @@ typedef struct {
     /* A path that matches no route but would with its trailing slash added or removed is
      * redirected there (307), as Starlette's redirect_slashes does. */
     int redirect_slashes;
+    /* Seconds a parked handler may run before its Task is cancelled with
+     * respond_timeout_message and the request answered 504 (--timeout-handler); 0: none. */
+    double handler_timeout;
     PyObject *request_class; /* for the routes added from now on, or NULL */
     /* callable(errors, request) -> a handler result, or NotImplemented for the default
      * 422: the app's RequestValidationError handler; NULL when it has none. */
@@ -196,6 +201,15 @@ typedef struct {
     PyObject *access_format;
     PyObject *access_v10;
     PyObject *access_v11;
+    /* The written access log (Server.set_access_log_fd): lines in uvicorn's default text,
+     * each after `access_prefix` (bytes), gathered in access_buf and written to access_fd
+     * by a callback the loop runs once per iteration (access_flush_pending: scheduled);
+     * access_fd is -1 when off. */
+    int access_fd;
+    int access_flush_pending;
+    db_buf_t access_buf;
+    PyObject *access_prefix;
+    PyObject *access_flush; /* the bound method the loop calls */
     /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
      * cfg.trust; NULL when proxy headers are off. */
     http_trust_t *trust;
@@ -203,6 +217,13 @@ typedef struct {
     Py_buffer metrics_view;
     int metrics_held;
     PyObject *metrics_path;
+    /* The route templates by metrics id, pointed at by cfg.metrics_routes (PyMem; the
+     * strings are the plans' path objects' UTF-8). */
+    const char **metrics_routes;
+    /* Probes (health_py.c): (health path, ready path) as bytes, and the readiness
+     * callable (NULL: none). */
+    PyObject *health_paths;
+    PyObject *ready_cb;
 } ServerObject;
 
 struct app_mount {
@@ -213,9 +234,17 @@ struct app_mount {
 
 /* access.c: Server.set_access_log(callable or None). */
 PyObject *app_set_access_log(ServerObject *self, PyObject *log);
+/* access.c: Server.set_access_log_fd(fd, prefix), the flush the loop calls, and the last
+ * flush and release (when the server closed, and at dealloc). */
+PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args);
+PyObject *app_flush_access_log(ServerObject *self, PyObject *unused);
+void app_access_release(ServerObject *self);
 /* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
 PyObject *app_set_metrics(ServerObject *self, PyObject *args);
 void app_metrics_release(ServerObject *self);
+/* health_py.c: Server.set_health(health_path, ready_path, ready), and its release. */
+PyObject *app_set_health(ServerObject *self, PyObject *args);
+void app_health_release(ServerObject *self);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
@@ -238,6 +267,9 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
                        PyObject *request);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
 int respond_init(void);
+/* The message a handler's Task is cancelled with when it ran past --timeout-handler: a
+ * CancelledError carrying it is answered 504, any other 503. */
+extern PyObject *respond_timeout_message;
 /* Appends "name: value\r\n" for each (name, value) pair, checked against response
  * splitting; Content-Length is skipped and "connection: close" sets *close. Returns 0, or
  * -1 with an exception. */

@@ -154,7 +154,9 @@ int app_module_init(PyObject *module)
         PyModule_AddObjectRef(module, "_StreamWriter", (PyObject *)&StreamWriter_Type) < 0 ||
         PyModule_AddObjectRef(module, "FileCache", (PyObject *)&FileCache_Type) < 0 ||
         PyModule_AddObjectRef(module, "WebSocketSession", (PyObject *)&WsSession_Type) < 0 ||
-        PyModule_AddFunctions(module, app_functions) < 0)
+        PyModule_AddFunctions(module, app_functions) < 0 ||
+        /* The bytes of one worker's metrics slot (server_metrics_t), for the supervisor. */
+        PyModule_AddIntConstant(module, "METRICS_SLOT_SIZE", SERVER_METRICS_SLOT_SIZE) < 0)
         return -1;
     return 0;
 }

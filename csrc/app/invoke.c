@@ -29,6 +29,7 @@ typedef struct {
     server_conn_t *conn;  /* holds a reference for us until server_conn_finish */
     PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
     int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
+    PyObject *timer;      /* the handler timeout's TimerHandle (cancels the Task), or NULL */
 } DriverObject;
 
 static PyObject *str_create_task;
@@ -60,6 +61,15 @@ static void driver_complete(DriverObject *d, PyObject *result)
         respond_exception(conn, d->plan, ((ServerObject *)d->server)->exception_hook, d->request);
     finish_request(conn, d->request);
     Py_CLEAR(d->task);
+    if (d->timer != NULL) {
+        /* Answered in time: the timeout must not fire. The exception, if any, was
+         * consumed by respond_exception above. */
+        PyObject *r = PyObject_CallMethod(d->timer, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(d->timer);
+        Py_XDECREF(r);
+        Py_CLEAR(d->timer);
+    }
 }
 
 static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **out)
@@ -252,6 +262,7 @@ static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
     Py_VISIT(d->request);
     Py_VISIT(d->server);
     Py_VISIT(d->task);
+    Py_VISIT(d->timer);
     return 0;
 }
 
@@ -261,6 +272,7 @@ static int driver_clear(DriverObject *d)
     Py_CLEAR(d->first);
     Py_CLEAR(d->task);
     Py_CLEAR(d->cancel_msg);
+    Py_CLEAR(d->timer);
     return 0;
 }
 
@@ -350,6 +362,7 @@ static DriverObject *driver_new(ServerObject *srv, route_plan_t *plan, PyObject 
     d->conn = NULL;
     d->cancel_msg = NULL;
     d->cancels = 0;
+    d->timer = NULL;
     PyObject_GC_Track(d);
     return d;
 }
@@ -397,6 +410,18 @@ static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, Driv
         if (r == NULL)
             PyErr_WriteUnraisable(task);
         Py_XDECREF(r);
+    }
+    if (srv->handler_timeout > 0) {
+        /* --timeout-handler: loop.call_later(timeout, task.cancel, message). The handle
+         * holds the Task; driver_complete cancels it when the handler answers in time. */
+        PyObject *cancel = PyObject_GetAttrString(task, "cancel");
+        d->timer = cancel
+                       ? PyObject_CallMethod(srv->loop, "call_later", "dOO", srv->handler_timeout,
+                                             cancel, respond_timeout_message)
+                       : NULL;
+        Py_XDECREF(cancel);
+        if (d->timer == NULL)
+            PyErr_WriteUnraisable(task); /* the handler runs on without a bound */
     }
     return SERVER_DISPATCH_PENDING;
 }
@@ -686,6 +711,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
+    /* Only the listening server's own routes name the metrics' route label (a mounted
+     * App's server never listens, and its ids mean other routes). */
+    if (srv->server != NULL)
+        server_conn_set_route(conn, plan->metrics_id);
     /* A StaticFiles route: a file it served before is answered without Python. */
     if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
         return SERVER_DISPATCH_DONE;

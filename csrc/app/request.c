@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "app/app_internal.h"
 #include "common/text.h"
@@ -185,7 +186,12 @@ static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
                  ? server_conn_client(self->req->conn, self->req->head, host, sizeof(host), &port)
                  : server_conn_address(self->req->conn, 0, host, sizeof(host), &port)) != 0)
             return Py_NewRef(Py_None);
-        *slot = Py_BuildValue("(si)", host, port);
+        /* Latin-1, as uvicorn decodes headers: a proxy's X-Forwarded-For may hold any
+         * obs-text byte, which is no error of the application's. */
+        PyObject *h = PyUnicode_DecodeLatin1(host, (Py_ssize_t)strlen(host), NULL);
+        if (h == NULL)
+            return NULL;
+        *slot = Py_BuildValue("(Ni)", h, port);
         if (*slot == NULL)
             return NULL;
     }

@@ -255,9 +255,13 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
 }
 
 static PyObject *cancelled_error; /* asyncio.CancelledError */
+PyObject *respond_timeout_message;
 
 int respond_init(void)
 {
+    respond_timeout_message = PyUnicode_InternFromString("data-bridge: handler timeout");
+    if (respond_timeout_message == NULL)
+        return -1;
     PyObject *mod = PyImport_ImportModule("asyncio.exceptions");
     if (mod == NULL)
         return -1;
@@ -279,9 +283,19 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
         return;
     }
     if (PyObject_TypeCheck(exc, (PyTypeObject *)cancelled_error)) {
-        /* The handler's task was cancelled: the server is shutting down (graceful timeout)
-         * or application code cancelled it. Not a bug in the handler, so nothing is logged;
-         * the client may retry elsewhere (RFC 9110 §15.6.4). */
+        /* Cancelled by the handler timeout (the Task's cancel message is the exception's
+         * only argument): 504, as a proxy answers an upstream that took too long (RFC 9110
+         * §15.6.5); the connection stays usable. */
+        PyObject *args = ((PyBaseExceptionObject *)exc)->args;
+        if (args != NULL && PyTuple_GET_SIZE(args) == 1 &&
+            PyTuple_GET_ITEM(args, 0) == respond_timeout_message) {
+            Py_DECREF(exc);
+            server_conn_respond_detail(conn, 504, "Gateway Timeout", NULL, 0);
+            return;
+        }
+        /* Otherwise the server is shutting down (graceful timeout) or application code
+         * cancelled it. Not a bug in the handler, so nothing is logged; the client may
+         * retry elsewhere (RFC 9110 §15.6.4). */
         Py_DECREF(exc);
         server_conn_set_close(conn);
         server_conn_respond_detail(conn, 503, "Service Unavailable", NULL, 0);

@@ -36,6 +36,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "default_headers",
                              "forwarded_allow_ips",
                              "send_timeout",
+                             "header_timeout",
+                             "handler_timeout",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -52,10 +54,13 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
+    double header_timeout = 0;  /* 0: the request timeout alone */
+    double handler_timeout = 0; /* 0: handlers run as long as they take */
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#d", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
-            &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &send_timeout))
+            args, kw, "O|$KnnnddippnSz#ddd", kwlist, &loop, &max_body, &max_target,
+            &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
+            &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
+            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -67,7 +72,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
         max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
-        send_timeout <= 0 || backlog < 1 || limit_concurrency < 0) {
+        send_timeout <= 0 || backlog < 1 || limit_concurrency < 0 ||
+        !(header_timeout >= 0 && header_timeout < 1e9) ||
+        !(handler_timeout >= 0 && handler_timeout < 1e9)) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
@@ -81,6 +88,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
+    cfg.header_timeout = (uint64_t)(header_timeout * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
@@ -98,8 +106,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.trust = self->trust;
+    app_access_release(self); /* a re-init starts without the written access log */
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
+    self->handler_timeout = handler_timeout;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     if (self->router == NULL && (self->router = router_new()) == NULL) {
         PyErr_NoMemory();
@@ -170,6 +180,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     }
     self->plans = grown;
     self->plans[self->nplans++] = plan;
+    plan->metrics_id = (unsigned)self->nplans;
     Py_ssize_t tlen;
     const char *tmpl = PyUnicode_AsUTF8AndSize(path, &tlen);
     PyObject *seq = tmpl ? PySequence_Fast(methods, "methods must be a sequence") : NULL;
@@ -284,6 +295,9 @@ static PyObject *server_adopt_py(ServerObject *self, PyObject *arg)
 static void on_server_closed(void *arg)
 {
     ServerObject *self = arg;
+    /* The last lines of the written access log go out before anyone is told. */
+    PyObject *flushed = app_flush_access_log(self, NULL);
+    Py_XDECREF(flushed);
     PyObject *cb = self->on_closed;
     self->on_closed = NULL;
     if (cb && cb != Py_None) {
@@ -423,6 +437,8 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     for (size_t i = 0; i < self->nmounts; i++)
         Py_VISIT(self->mounts[i].target);
     Py_VISIT(self->access_log);
+    Py_VISIT(self->ready_cb);
+    Py_VISIT(self->access_flush);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -442,6 +458,8 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_v10);
     Py_CLEAR(self->access_v11);
     app_metrics_release(self);
+    app_health_release(self);
+    app_access_release(self);
     http_trust_free(self->trust);
     self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
@@ -475,6 +493,9 @@ static int server_clear(ServerObject *self)
         /* A running server calls it (and holds a reference to self meanwhile). */
         self->cfg.access_log = NULL;
         Py_CLEAR(self->access_log);
+        self->cfg.ready_check = NULL;
+        Py_CLEAR(self->ready_cb);
+        app_access_release(self);
     }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
@@ -673,11 +694,19 @@ static PyMethodDef server_methods[] = {
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},
+    {"set_access_log_fd", (PyCFunction)app_set_access_log_fd, METH_VARARGS,
+     "set_access_log_fd(fd, prefix): write uvicorn's access line after prefix to fd, "
+     "gathered and written once per loop iteration"},
+    {"_flush_access_log", (PyCFunction)app_flush_access_log, METH_NOARGS,
+     "write what the access log gathered (the loop calls it)"},
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
      "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
      "of path answers every slot summed (Prometheus text)"},
     {"set_fallback", (PyCFunction)server_set_fallback, METH_O,
      "set_fallback(asgi_app or None): requests no route matches go to this _core.AsgiApp"},
+    {"set_health", (PyCFunction)app_set_health, METH_VARARGS,
+     "set_health(health_path, ready_path, ready): answer probes of the two paths natively; "
+     "ready() (or None) says whether the application is ready"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

@@ -5,6 +5,7 @@
  * with the keys interned once.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "asgi/asgi_internal.h"
 #include "common/text.h"
@@ -21,7 +22,11 @@ static PyObject *address_tuple(server_conn_t *conn, int remote, const http_reque
     if ((remote ? server_conn_client(conn, h, host, sizeof(host), &port)
                 : server_conn_address(conn, 0, host, sizeof(host), &port)) != 0)
         Py_RETURN_NONE;
-    return Py_BuildValue("(si)", host, port);
+    /* Latin-1, as uvicorn decodes headers (a proxy's X-Forwarded-For may hold obs-text). */
+    PyObject *name = PyUnicode_DecodeLatin1(host, (Py_ssize_t)strlen(host), NULL);
+    if (name == NULL)
+        return NULL;
+    return Py_BuildValue("(Ni)", name, port);
 }
 
 /* scope["scheme"]: "http", or what a trusted proxy's X-Forwarded-Proto says. */

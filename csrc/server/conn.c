@@ -30,8 +30,9 @@
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
-/* While the server closes: how long an accepted connection that has sent nothing yet, and
- * one in the middle of its request, may take to deliver it (see conn_shutdown_idle). */
+/* While the server closes: how long an idle connection (fresh, or keep-alive between
+ * requests), and one in the middle of its request, may take to deliver it (see
+ * conn_shutdown_idle). */
 #define CONN_DRAIN_FRESH_MS   1000
 #define CONN_DRAIN_REQUEST_MS 5000
 
@@ -165,6 +166,32 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->rbuf.cap - c->rbuf.len;
 }
 
+/* The deadline of a request whose first byte just came: its head must be here within the
+ * header timeout when one is set (a slowloris client trickles its head), else the whole
+ * request within the request timeout. */
+static uint64_t conn_head_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    uint64_t t = cfg->request_timeout;
+    if (cfg->header_timeout > 0 && cfg->header_timeout < t)
+        t = cfg->header_timeout;
+    c->body_timed = 0;
+    return uv_now(c->server->loop) + t;
+}
+
+/* A head is here and its body is awaited: the body gets what is left of the request
+ * timeout, counted from the first byte (the head deadline was that moment plus the header
+ * timeout). Once per deadline: pipelined requests behind it share the first one's. */
+static void conn_body_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (c->deadline == 0 || c->body_timed || cfg->header_timeout == 0 ||
+        cfg->header_timeout >= cfg->request_timeout)
+        return;
+    c->body_timed = 1;
+    c->deadline += cfg->request_timeout - cfg->header_timeout;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
@@ -199,6 +226,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    if (c->server->cfg.metrics != NULL)
+        metrics_bytes(c, 0, (size_t)nread);
     if (c->streaming || c->detached) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
          * request's slices were detached when its handler answered). */
@@ -207,7 +236,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (!c->mid_request) {
         c->mid_request = 1;
-        c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
     conn_process(c);
     conn_flush(c);
@@ -354,6 +383,21 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
     }
+    if (c->head->method == HTTP_CONNECT) {
+        /* RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an origin server does not make;
+         * 501 says the method is not implemented (its target names no resource of ours, so
+         * there is no 405 to give) and Allow what is. The client may start sending tunnel
+         * bytes at once: the connection closes. */
+        static const char allow[] = "allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+        c->keep_alive = 0;
+        server_conn_respond_detail(c, 501, "Not Implemented", allow, sizeof(allow) - 1);
+        conn_request_done(c, consumed);
+        return 0;
+    }
+    if (c->server->cfg.health_path != NULL && health_answer(c, c->head)) {
+        conn_request_done(c, consumed);
+        return !c->close_after_write && !c->closing;
+    }
     if (c->server->cfg.metrics != NULL) {
         if (metrics_is_scrape(c, c->head)) {
             /* Answered here, before counting, so a scrape does not count itself. */
@@ -361,8 +405,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
             conn_request_done(c, consumed);
             return !c->close_after_write && !c->closing;
         }
-        metrics_add(&conn_metrics(c)->requests);
-        c->awaiting = 1;
+        metrics_request(c, c->head);
     }
     c->server->requests++;
     c->served = 1;
@@ -390,10 +433,12 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     size_t limit = c->server->cfg.limit_concurrency;
     if (limit && c->server->nconns >= limit) {
         /* uvicorn's --limit-concurrency: its connection count includes this one, and the
-         * answer is its service_unavailable response, which closes the connection. */
+         * answer is its service_unavailable response, which closes the connection. With
+         * Retry-After (RFC 9110 §10.2.3): the overload is expected to pass soon. */
+        static const char retry[] = "retry-after: 1\r\n";
         c->keep_alive = 0;
-        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, NULL, 0, "Service Unavailable",
-                            19);
+        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, retry, sizeof(retry) - 1,
+                            "Service Unavailable", 19);
         conn_request_done(c, consumed);
         return 0;
     }
@@ -435,6 +480,7 @@ static int conn_on_head(server_conn_t *c, int n)
     } else {
         return conn_dispatch(c, NULL, 0, c->head_len);
     }
+    conn_body_deadline(c);
     /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
@@ -511,7 +557,7 @@ static void conn_process(server_conn_t *c)
     } else if (!c->mid_request || c->deadline == 0) {
         /* Part of the next request is here: it must arrive whole in time. */
         c->mid_request = 1;
-        c->deadline = uv_now(c->tcp.loop) + cfg->request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
 }
 
@@ -536,6 +582,8 @@ void conn_flush(server_conn_t *c)
     if (c->closing || c->writing)
         return;
     if (c->wbuf.len > 0) {
+        if (c->server->cfg.metrics != NULL)
+            metrics_bytes(c, 1, c->wbuf.len); /* all of it: now or through uv_write */
         uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned int)c->wbuf.len);
         int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (r < 0 && r != UV_EAGAIN) {
@@ -739,7 +787,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c)
     return &c->server->scratch;
 }
 
-/* Used by server_close: an idle connection closes now, a busy one after its response. */
+/* Used by server_close: a busy connection closes after its response, an idle one after a
+ * grace unless a request comes (answered with "connection: close"). */
 void conn_shutdown_idle(server_conn_t *c)
 {
     if (c->closing)
@@ -753,19 +802,17 @@ void conn_shutdown_idle(server_conn_t *c)
         c->close_after_write = c->state != CONN_PENDING;
         return;
     }
-    if (c->state != CONN_HEAD || c->mid_request || !c->served) {
-        /* Accepted, but its request is not all here yet (often in flight when the
-         * listener closed): it is answered, with "connection: close", if it arrives within
-         * a short grace, so that a drain loses no accepted request. An idle keep-alive
-         * connection that already had its answers is closed at once (RFC 9112 §9.6). */
-        uint64_t grace =
-            uv_now(c->server->loop) +
-            (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
-        if (c->deadline == 0 || c->deadline > grace)
-            c->deadline = grace;
-        return;
-    }
-    conn_close(c);
+    /* Accepted, but its request is not all here yet (often in flight when the listener
+     * closed), or an idle keep-alive connection: a request arriving within a short grace is
+     * answered with "connection: close", so that a drain loses no request already on its
+     * way. Closing an idle keep-alive connection at once (RFC 9112 §9.6 allows it) races
+     * with a request the client (a proxy reusing its upstream connection) sends meanwhile,
+     * and a proxy does not retry a POST. */
+    uint64_t grace =
+        uv_now(c->server->loop) +
+        (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
+    if (c->deadline == 0 || c->deadline > grace)
+        c->deadline = grace;
 }
 
 void conn_sweep(server_t *s, uint64_t now)

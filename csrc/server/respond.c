@@ -80,9 +80,7 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     p = put(p, "\r\n", 2);
     if (c->awaiting) {
         c->awaiting = 0;
-        /* 100..999 here; the rare 6xx..9xx an application may send count with 5xx. */
-        int k = status / 100 - 1;
-        metrics_add(&conn_metrics(c)->responses[k > 4 ? 4 : k]);
+        metrics_response(c, status);
     }
     if (c->log_pending) {
         c->log_pending = 0;

@@ -75,7 +75,15 @@ static void server_trim(server_t *s)
 static void on_sweep(uv_timer_t *t)
 {
     server_t *s = t->data;
-    conn_sweep(s, uv_now(s->loop));
+    /* The timer was due SWEEP_INTERVAL_MS after its previous run: any more is time the
+     * loop spent elsewhere (a handler that blocked it). */
+    uint64_t now = uv_now(s->loop);
+    uint64_t late =
+        now - s->last_sweep > SWEEP_INTERVAL_MS ? now - s->last_sweep - SWEEP_INTERVAL_MS : 0;
+    if (s->listening) /* before, the time is the application's startup */
+        metrics_loop_lag(s, late);
+    s->last_sweep = now;
+    conn_sweep(s, now);
     server_trim(s);
 }
 
@@ -144,8 +152,13 @@ static void on_connection(uv_stream_t *listener, int status)
 static int server_start_listening(server_t *s)
 {
     int r = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection);
-    if (r == 0)
+    if (r == 0) {
         s->listening = 1;
+        /* The loop lag counts from here: the application's startup, between server_new
+         * and now, is no lag of serving. */
+        uv_update_time(s->loop);
+        s->last_sweep = uv_now(s->loop);
+    }
     return r;
 }
 

@@ -37,16 +37,31 @@ typedef void (*server_access_cb)(void *ctx, int status, const char *client, size
 #define SERVER_HOST_MAX 256
 
 /* One worker's counters in shared memory (metrics.c): SERVER_METRICS_SLOT_SIZE bytes, laid
- * out as the Python supervisor reads and settles them (_supervisor.py). */
-#define SERVER_METRICS_SLOT_SIZE 128
+ * out as the Python supervisor reads and settles them (_supervisor.py: the first 16 words).
+ * Latency buckets are per bucket (the scrape makes them cumulative); by_route counts
+ * responses by route (0: no route of this server's - 404, 405, a mount, routes past the
+ * table), request method (GET HEAD POST PUT PATCH DELETE OPTIONS, then any other) and
+ * status class. */
+#define SERVER_METRICS_BUCKETS 15
+#define SERVER_METRICS_ROUTES  128
+#define SERVER_METRICS_METHODS 8
+#define SERVER_METRICS_SLOT_SIZE                                                                   \
+    (8 * (16 + SERVER_METRICS_BUCKETS + 1 + SERVER_METRICS_ROUTES * SERVER_METRICS_METHODS * 5))
 typedef struct {
     uint64_t requests;     /* dispatched (a scrape of the metrics path is not counted) */
     uint64_t responses[5]; /* response heads written for them, by status class 1xx..5xx */
     uint64_t abandoned;    /* dispatched, but the connection closed before any response */
     uint64_t conns_opened;
     uint64_t conns_closed;
-    uint64_t restarts; /* written by the supervisor: the slot's workers that died */
-    uint64_t reserved[6];
+    uint64_t restarts;          /* written by the supervisor: the slot's workers that died */
+    uint64_t bytes_in;          /* bytes read from connections */
+    uint64_t bytes_out;         /* bytes handed to the socket (sendfile bodies not included) */
+    uint64_t latency_us;        /* sum of the latencies counted in latency[] */
+    uint64_t loop_lag_us;       /* gauge: how late the worker's once-a-second sweep last ran */
+    uint64_t loop_lag_total_us; /* the sum of those delays */
+    uint64_t reserved[1];
+    uint64_t latency[SERVER_METRICS_BUCKETS + 1]; /* dispatch to response head; last: +Inf */
+    uint64_t by_route[SERVER_METRICS_ROUTES][SERVER_METRICS_METHODS][5];
 } server_metrics_t;
 
 typedef struct {
@@ -57,6 +72,9 @@ typedef struct {
     /* ms a file body may wait for a client that takes none of it (default 60000, nginx's
      * send_timeout); then its connection closes. */
     uint64_t send_timeout;
+    /* ms for a request's head to arrive once its first byte came (--timeout-header): a slow
+     * head is the slowloris attack; 0 or above request_timeout: request_timeout alone. */
+    uint64_t header_timeout;
     size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
     int backlog;             /* listen(2) backlog (default 1024) */
     int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */
@@ -80,6 +98,21 @@ typedef struct {
     size_t metrics_slot;
     const char *metrics_path;
     size_t metrics_path_len;
+    /* Route templates for the route label, metrics_routes[i] for route id i (1-based; see
+     * server_conn_set_route); NULL or "" for ids without a name. Owned by the caller. */
+    const char *const *metrics_routes;
+    size_t metrics_nroutes;
+    /* Probes (--health, health.c): a GET or HEAD of health_path is answered 200 while the
+     * process serves (liveness); of ready_path 200 when ready, else 503: not while the
+     * server drains, nor while ready_check(ready_ctx) returns non-zero (readiness). Both
+     * are answered before the router, counted by neither metrics nor the access log. NULL
+     * paths: off. Owned by the caller. */
+    const char *health_path;
+    size_t health_path_len;
+    const char *ready_path;
+    size_t ready_path_len;
+    int (*ready_check)(void *ctx); /* called with the GIL held; NULL: no checks */
+    void *ready_ctx;
 } server_config_t;
 
 typedef struct server server_t;
@@ -175,6 +208,9 @@ int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
 void server_conn_no_gzip(server_conn_t *c);
 /* The connection's socket descriptor (uv_fileno), or -1 when it has none any more. */
 int server_conn_fileno(server_conn_t *c);
+/* Metrics: the current request went to route `id` of the server's metrics_routes (ids past
+ * SERVER_METRICS_ROUTES count as 0, no route). Without metrics it does nothing. */
+void server_conn_set_route(server_conn_t *c, unsigned id);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);

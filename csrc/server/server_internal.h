@@ -77,6 +77,11 @@ struct server_conn {
     unsigned log_pending : 1;
     unsigned served : 1;   /* a request of this connection was dispatched */
     unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
+    /* Metrics of the request awaiting its response: when it was dispatched (uv_hrtime ns),
+     * its route id and method index (server.h, server_metrics_t.by_route). */
+    uint64_t metrics_start;
+    uint16_t metrics_route;
+    uint8_t metrics_method;
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
@@ -93,6 +98,7 @@ struct server_conn {
     unsigned keep_alive : 1;  /* the current response keeps the connection open */
     unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
+    unsigned body_timed : 1;  /* the deadline was moved from the head's to the body's */
     unsigned resume_queued : 1;
     unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
     unsigned gzip_off : 1;       /* the GZip policy is not applied (server_conn_no_gzip) */
@@ -135,8 +141,9 @@ struct server {
     gzip_policy_t gzip;
     char *gzip_excluded;
     db_buf_t gzip_out;
-    int open_handles; /* listener and sweep timer not yet closed */
-    int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
+    int open_handles;    /* listener and sweep timer not yet closed */
+    int sweep_open;      /* the sweep runs on while closing, for connections given a grace */
+    uint64_t last_sweep; /* uv_now() of the sweep's previous run, or its start (loop lag) */
     int listening;
     int closing;
     void (*on_closed)(void *arg);
@@ -179,6 +186,10 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
                           const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
+/* health.c: answers the request when it is a probe of the health or ready path (then
+ * returns 1; the response is appended), else returns 0. */
+int health_answer(server_conn_t *c, const http_request_t *h);
+
 /* metrics.c: counting into this process's slot (cfg.metrics, never NULL here). */
 static inline server_metrics_t *conn_metrics(const server_conn_t *c)
 {
@@ -189,6 +200,14 @@ void metrics_add(uint64_t *counter);
 int metrics_is_scrape(const server_conn_t *c, const http_request_t *h);
 /* Answers a scrape: every slot summed, Prometheus text format. Returns 0 or -1 (closed). */
 int metrics_respond(server_conn_t *c);
+/* Counts a dispatched request (its start, method; route 0 until set). */
+void metrics_request(server_conn_t *c, const http_request_t *h);
+/* Counts the response head with `status` of the request awaiting it. */
+void metrics_response(server_conn_t *c, int status);
+/* Counts bytes read or handed to the socket. */
+void metrics_bytes(server_conn_t *c, int out, size_t n);
+/* The sweep ran `lag_ms` late: the loop was busy that long (a blocking handler). */
+void metrics_loop_lag(server_t *s, uint64_t lag_ms);
 void conn_release(server_conn_t *c);
 void conn_update_reading(server_conn_t *c);
 /* ws.c */

@@ -348,13 +348,66 @@ static int lone_surrogate(PyObject *s)
     return -1;
 }
 
+#if defined(__SSE2__) && defined(__SIZEOF_INT128__)
+#define JSON_SHORT_ASCII 1
+typedef unsigned __int128 u128_t;
+
+/* A compact ASCII str keeps its characters right after its PyASCIIObject header, in the
+ * same allocation; the short-string path below reads the 16 bytes that end at the last
+ * character, which for a string shorter than 16 reach back into that header. */
+_Static_assert(sizeof(PyASCIIObject) >= 16, "header too small for a 16-byte read-back");
+
+/* Writes the compact ASCII str s of n <= 16 characters as a quoted string followed by
+ * trail (if nonzero), with no branch on the length: keys and most short values have
+ * lengths that vary from one string to the next, which write_utf8's length cases would
+ * branch on. The 16 bytes ending at the string's end are loaded once (in bounds: see
+ * above), checked for bytes that need escaping (only the last n lanes count), shifted down
+ * so that the string starts at byte 0, and stored whole into the 32 bytes reserved here.
+ * Returns 0, -1 with an exception set, or 1 when a character needs escaping (nothing
+ * written: the caller takes the general path). */
+static inline __attribute__((always_inline)) int write_short_ascii(json_encoder_t *e, PyObject *s,
+                                                                   size_t n, char trail)
+{
+    const unsigned char *end = PyUnicode_1BYTE_DATA(s) + n;
+    if (JSON_UNLIKELY(reserve(e, 32) < 0))
+        return -1;
+    __m128i v = _mm_loadu_si128((const __m128i *)(end - 16));
+    __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, b)));
+    if (JSON_UNLIKELY((m >> (16 - n)) != 0))
+        return 1;
+    u128_t x;
+    memcpy(&x, &v, 16);
+    unsigned sh = 8 * (unsigned)(16 - n);
+    x = sh < 128 ? x >> sh : 0; /* a shift by 128 (the empty string) is undefined */
+    char *d = e->out->data + e->out->len;
+    d[0] = '"';
+    memcpy(d + 1, &x, 16);
+    d[n + 1] = '"';
+    d[n + 2] = trail;
+    e->out->len += n + 2 + (trail != 0);
+    return 0;
+}
+#endif
+
 static inline __attribute__((always_inline)) int encode_str_trail(json_encoder_t *e, PyObject *s,
                                                                   char trail)
 {
     if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
         return -1;
-    if (PyUnicode_IS_ASCII(s))
-        return write_utf8(e, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s), trail);
+    if (PyUnicode_IS_ASCII(s)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+#if defined(JSON_SHORT_ASCII)
+        if (n <= 16 && PyUnicode_IS_COMPACT(s)) {
+            int rc = write_short_ascii(e, s, (size_t)n, trail);
+            if (rc <= 0)
+                return rc;
+        }
+#endif
+        return write_utf8(e, PyUnicode_1BYTE_DATA(s), n, trail);
+    }
     /* Non-ASCII: CPython's UTF-8 form, which the str caches, so a string encoded again
      * (the same response object, a repeated key) costs a copy. */
     Py_ssize_t n;
@@ -736,13 +789,68 @@ static int write_dict_pretty(json_encoder_t *e, PyObject *dict)
     return putc_(e, '}');
 }
 
+/* The written form ("name": with its quotes and colon) of recently written keys, by key
+ * object: records repeat their keys (and json.loads, ours and the stdlib's, share one str
+ * per key name), so a key is usually written from here with one lookup and one 24-byte
+ * copy, without reading the str itself. Only exact, compact ASCII str keys of at most
+ * KEY_TEXT_MAX characters that need no escaping are kept. Each slot holds a strong
+ * reference to its key: the str can then neither change (str is immutable) nor be freed
+ * and its address reused by another object while the slot names it. Direct-mapped,
+ * replaced on a miss; the references live as long as the process (as the decoder's key
+ * cache); the GIL serialises access. */
+#define KEY_SLOTS    512 /* power of two; 16 KiB */
+#define KEY_TEXT_MAX 16
+typedef struct {
+    PyObject *key; /* strong reference, or NULL */
+    /* '"', the key, '"', ':' (at most 19 bytes), zero padding, and in the last byte the
+     * length of that text; the 24 bytes are copied whole. */
+    char text[24];
+} key_slot_t;
+static key_slot_t key_slots[KEY_SLOTS];
+
+static inline key_slot_t *key_slot(PyObject *k)
+{
+    /* Fibonacci hashing of the address: its top bits mix all of the address's bits. */
+    uint64_t h = (uint64_t)(uintptr_t)k * UINT64_C(0x9E3779B97F4A7C15);
+    return &key_slots[h >> (64 - 9)];
+}
+
+/* Remembers the text of key k, just written at out->data[at..out->len) by the general
+ * path, when k qualifies (see above). */
+static void remember_key(json_encoder_t *e, PyObject *k, size_t at)
+{
+    size_t len = e->out->len - at;
+    /* An escape makes the text longer than the key plus quotes and colon. */
+    if (!PyUnicode_IS_COMPACT_ASCII(k) || PyUnicode_GET_LENGTH(k) > KEY_TEXT_MAX ||
+        len != (size_t)PyUnicode_GET_LENGTH(k) + 3)
+        return;
+    key_slot_t *slot = key_slot(k);
+    PyObject *old = slot->key;
+    slot->key = Py_NewRef(k);
+    memset(slot->text, 0, sizeof slot->text);
+    memcpy(slot->text, e->out->data + at, len);
+    slot->text[sizeof slot->text - 1] = (char)len;
+    /* Last: freeing a str runs no Python code, but the slot is consistent first anyway. */
+    Py_XDECREF(old);
+}
+
 /* One compact "key":value, member, whichever way the dict is walked. */
 static inline __attribute__((always_inline)) int write_member(json_encoder_t *e, PyObject *k,
                                                               PyObject *v)
 {
-    if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+    /* A key found in its slot is an exact str (only those are kept): it is written
+     * without reading the key object at all. */
+    key_slot_t *slot = key_slot(k);
+    if (JSON_LIKELY(slot->key == k)) {
+        if (JSON_UNLIKELY(reserve(e, sizeof slot->text) < 0))
+            return -1;
+        memcpy(e->out->data + e->out->len, slot->text, sizeof slot->text);
+        e->out->len += (unsigned char)slot->text[sizeof slot->text - 1];
+    } else if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+        size_t at = e->out->len;
         if (encode_str_trail(e, k, ':') < 0)
             return -1;
+        remember_key(e, k, at);
     } else if (write_key(e, k) < 0 || putc_(e, ':') < 0) {
         return -1;
     }
@@ -939,6 +1047,13 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
                     i++;
                     continue;
                 }
+            }
+            if (Py_IS_TYPE(item, &PyUnicode_Type)) {
+                /* A list of names, tags, ids: the str and its ',' in one reservation. */
+                if (encode_str_comma(e, item) < 0)
+                    goto pop;
+                i++;
+                continue;
             }
             int ri = write_small_int(e, item);
             if (ri < 0)

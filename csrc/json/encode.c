@@ -791,45 +791,53 @@ static int write_dict_pretty(json_encoder_t *e, PyObject *dict)
 
 /* The written form ("name": with its quotes and colon) of recently written keys, by key
  * object: records repeat their keys (and json.loads, ours and the stdlib's, share one str
- * per key name), so a key is usually written from here with one lookup and one 24-byte
- * copy, without reading the str itself. Only exact, compact ASCII str keys of at most
- * KEY_TEXT_MAX characters that need no escaping are kept. Each slot holds a strong
+ * per key name), so a key is usually written from here with one lookup and one copy of
+ * the slot's text, without reading the str itself. Only exact, compact ASCII str keys of
+ * at most KEY_TEXT_MAX characters that need no escaping are kept. Each slot holds a strong
  * reference to its key: the str can then neither change (str is immutable) nor be freed
- * and its address reused by another object while the slot names it. Direct-mapped,
- * replaced on a miss; the references live as long as the process (as the decoder's key
- * cache); the GIL serialises access. */
-#define KEY_SLOTS    512 /* power of two; 16 KiB */
-#define KEY_TEXT_MAX 16
-typedef struct {
-    PyObject *key; /* strong reference, or NULL */
-    /* '"', the key, '"', ':' (at most 19 bytes), zero padding, and in the last byte the
-     * length of that text; the 24 bytes are copied whole. */
-    char text[24];
-} key_slot_t;
-static key_slot_t key_slots[KEY_SLOTS];
+ * and its address reused by another object while the slot names it. The references live
+ * as long as the process (as the decoder's key cache); the GIL serialises access.
+ *
+ * Direct-mapped, with a second chance: a hit marks the slot hot; a miss on a hot slot only
+ * cools it, and a miss on a cold one replaces its key. So the keys of a record type stay
+ * while one-off keys (ids used as keys) pass through, and every call may replace at most
+ * KEY_BUDGET slots: a document of more distinct keys than slots, which the cache cannot
+ * help, pays for that many replacements and no more. */
+#define KEY_SLOTS    512 /* power of two */
+#define KEY_TEXT_MAX 32
+#define KEY_BUDGET   64
+/* Three arrays rather than one of slots, so that a miss touches only the first two (4.5
+ * KiB, which stay in the L1 cache) and not the texts (20 KiB). */
+static PyObject *key_objs[KEY_SLOTS];    /* strong references, or NULL */
+static unsigned char key_hot[KEY_SLOTS]; /* hit since the last miss */
+static struct {
+    /* '"', the key, '"', ':' (at most 35 bytes), zero padding; len is that text's. */
+    char text[39];
+    unsigned char len;
+} key_texts[KEY_SLOTS];
 
-static inline key_slot_t *key_slot(PyObject *k)
+static inline size_t key_slot(PyObject *k)
 {
     /* Fibonacci hashing of the address: its top bits mix all of the address's bits. */
-    uint64_t h = (uint64_t)(uintptr_t)k * UINT64_C(0x9E3779B97F4A7C15);
-    return &key_slots[h >> (64 - 9)];
+    return (size_t)(((uint64_t)(uintptr_t)k * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - 9));
 }
 
-/* Remembers the text of key k, just written at out->data[at..out->len) by the general
- * path, when k qualifies (see above). */
-static void remember_key(json_encoder_t *e, PyObject *k, size_t at)
+/* Puts key k, whose text was just written at out->data[at..out->len) by the general path,
+ * into slot i when k qualifies (see above). Spends one unit of the call's budget. */
+static void remember_key(json_encoder_t *e, size_t i, PyObject *k, size_t at)
 {
     size_t len = e->out->len - at;
+    e->key_budget--;
     /* An escape makes the text longer than the key plus quotes and colon. */
     if (!PyUnicode_IS_COMPACT_ASCII(k) || PyUnicode_GET_LENGTH(k) > KEY_TEXT_MAX ||
         len != (size_t)PyUnicode_GET_LENGTH(k) + 3)
         return;
-    key_slot_t *slot = key_slot(k);
-    PyObject *old = slot->key;
-    slot->key = Py_NewRef(k);
-    memset(slot->text, 0, sizeof slot->text);
-    memcpy(slot->text, e->out->data + at, len);
-    slot->text[sizeof slot->text - 1] = (char)len;
+    PyObject *old = key_objs[i];
+    key_objs[i] = Py_NewRef(k);
+    memset(key_texts[i].text, 0, sizeof key_texts[i].text);
+    memcpy(key_texts[i].text, e->out->data + at, len);
+    key_texts[i].len = (unsigned char)len;
+    key_hot[i] = 0;
     /* Last: freeing a str runs no Python code, but the slot is consistent first anyway. */
     Py_XDECREF(old);
 }
@@ -840,17 +848,22 @@ static inline __attribute__((always_inline)) int write_member(json_encoder_t *e,
 {
     /* A key found in its slot is an exact str (only those are kept): it is written
      * without reading the key object at all. */
-    key_slot_t *slot = key_slot(k);
-    if (JSON_LIKELY(slot->key == k)) {
-        if (JSON_UNLIKELY(reserve(e, sizeof slot->text) < 0))
+    size_t slot = key_slot(k);
+    if (JSON_LIKELY(key_objs[slot] == k)) {
+        if (JSON_UNLIKELY(reserve(e, sizeof key_texts[slot]) < 0))
             return -1;
-        memcpy(e->out->data + e->out->len, slot->text, sizeof slot->text);
-        e->out->len += (unsigned char)slot->text[sizeof slot->text - 1];
+        /* Whole, with the len byte: only len bytes count, the rest is overwritten. */
+        memcpy(e->out->data + e->out->len, &key_texts[slot], sizeof key_texts[slot]);
+        e->out->len += key_texts[slot].len;
+        key_hot[slot] = 1;
     } else if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
         size_t at = e->out->len;
         if (encode_str_trail(e, k, ':') < 0)
             return -1;
-        remember_key(e, k, at);
+        if (key_hot[slot])
+            key_hot[slot] = 0;
+        else if (e->key_budget > 0)
+            remember_key(e, slot, k, at);
     } else if (write_key(e, k) < 0 || putc_(e, ':') < 0) {
         return -1;
     }
@@ -1103,6 +1116,7 @@ int json_encode(PyObject *obj, db_buf_t *out, const json_enc_opts_t *opts)
     e.flags = opts ? opts->flags : 0;
     e.default_fn = opts ? opts->default_fn : NULL;
     e.depth = 0;
+    e.key_budget = KEY_BUDGET;
     return json_encode_value(&e, obj);
 }
 
@@ -1126,6 +1140,7 @@ PyObject *json_encode_to_bytes(PyObject *obj, const json_enc_opts_t *opts)
     e.flags = opts ? opts->flags : 0;
     e.default_fn = opts ? opts->default_fn : NULL;
     e.depth = 0;
+    e.key_budget = KEY_BUDGET;
     if (json_encode_value(&e, obj) < 0) {
         Py_XDECREF(e.bytes);
         return NULL;

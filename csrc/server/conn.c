@@ -36,6 +36,7 @@
 #define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
+static void on_write(uv_write_t *req, int status);
 
 void conn_release(server_conn_t *c)
 {
@@ -50,6 +51,7 @@ void conn_release(server_conn_t *c)
     if (c->head)
         db_pool_give(&s->heads, c->head);
     ws_conn_free(c);
+    tls_session_free(c->tls);
     free(c);
     s->released += sizeof(*c);
     s->nlive--;
@@ -105,7 +107,20 @@ static void conn_shutdown(server_conn_t *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
     c->shutdown_req.data = c;
+    if (c->tls != NULL)
+        conn_tls_close_notify(c, on_write);
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
+/* Closes a connection with nothing in progress. A TLS one sends close_notify before its FIN
+ * (RFC 8446 §6.1: either side closes the write direction with it), as nginx and asyncio's
+ * SSL transports do; a plain one just closes. */
+static void conn_close_idle(server_conn_t *c)
+{
+    if (c->tls != NULL)
+        conn_shutdown(c);
+    else
         conn_close(c);
 }
 
@@ -151,6 +166,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     server_conn_t *c = h->data;
+    if (c->tls != NULL) {
+        conn_tls_alloc(c, buf); /* ciphertext: decrypted into rbuf by conn_tls_read */
+        return;
+    }
     /* Lent here and given back in on_read (conn_give_back) when the bytes leave nothing
      * pending: libuv calls on_read after every on_alloc, with nread 0 when read(2) found
      * nothing, and with an error (UV_ENOBUFS) when the buffer below is empty. */
@@ -167,9 +186,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (c->tls != NULL)
+        conn_tls_read(c, nread, buf);
+    else
+        conn_received(c, nread);
+}
+
+void conn_received(server_conn_t *c, ssize_t nread)
+{
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
     if (c->ws != NULL) {
         ws_conn_on_read(c, nread);
         return;
@@ -257,6 +284,10 @@ void conn_accept(server_t *s)
     }
     /* Responses are written whole; Nagle would only delay the last segment. */
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->tls != NULL && conn_tls_start(c) < 0) {
+        conn_close(c);
+        return;
+    }
     conn_start(c);
 }
 
@@ -534,6 +565,10 @@ void conn_flush(server_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
+    if (c->tls != NULL && conn_tls_seal(c) < 0) {
+        conn_close(c);
+        return;
+    }
     if (c->wbuf.len > 0) {
         uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned int)c->wbuf.len);
         int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -759,7 +794,7 @@ void conn_shutdown_idle(server_conn_t *c)
             c->deadline = grace;
         return;
     }
-    conn_close(c);
+    conn_close_idle(c);
 }
 
 void conn_sweep(server_t *s, uint64_t now)
@@ -778,6 +813,8 @@ void conn_sweep(server_t *s, uint64_t now)
             c->close_after_write = 1;
             conn_flush(c);
             conn_update_reading(c);
+        } else if (c->state == CONN_HEAD && !c->writing) {
+            conn_close_idle(c); /* keep-alive timeout */
         } else {
             conn_close(c);
         }

@@ -8,6 +8,7 @@
 #include "common/pool.h"
 #include "gzip/gzip.h"
 #include "server/server.h"
+#include "tls/tls.h"
 #include "ws/ws.h"
 
 /* Size of a lent buffer (read or write): one read of a typical request, or one response,
@@ -104,6 +105,9 @@ struct server_conn {
     void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
     void *stream_arg;
     server_ws_t *ws; /* the WebSocket session after an upgrade, else NULL */
+    /* The TLS session (tls.c) when the server has a TLS context, else NULL: every byte read
+     * is decrypted through it before the parser, every byte written sealed by it. */
+    tls_session_t *tls;
 };
 
 struct server {
@@ -133,6 +137,10 @@ struct server {
     gzip_policy_t gzip;
     char *gzip_excluded;
     db_buf_t gzip_out;
+    /* TLS (tls.c, server_set_tls): the context new connections get (NULL: plain HTTP), and
+     * the buffer every TLS connection's ciphertext is read into (see conn_tls_alloc). */
+    tls_context_t *tls;
+    char *tls_in;
     int open_handles; /* listener and sweep timer not yet closed */
     int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
     int listening;
@@ -198,6 +206,17 @@ void ws_conn_free(server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);
+/* conn.c: the connection's reaction to nread bytes appended to rbuf's tail (or to EOF or an
+ * error, nread < 0), as on_read does for a plain connection. */
+void conn_received(server_conn_t *c, ssize_t nread);
+/* tls.c */
+int conn_tls_start(server_conn_t *c); /* 0, or -1 when out of memory */
+void conn_tls_alloc(server_conn_t *c, uv_buf_t *buf);
+void conn_tls_read(server_conn_t *c, ssize_t nread, const uv_buf_t *buf);
+/* Seals wbuf's plaintext and refills wbuf with the ciphertext to write. 0, or -1 (close). */
+int conn_tls_seal(server_conn_t *c);
+/* Queues close_notify before the connection's FIN (a uv_write calling on_write). */
+void conn_tls_close_notify(server_conn_t *c, uv_write_cb on_write);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # --- json ---
 import json as _stdlib_json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -165,6 +166,19 @@ class Request:
     @property
     def _forwarded_scheme(self) -> str | None: ...
 
+class TLSContext:
+    def __init__(
+        self,
+        certfile: str | bytes | os.PathLike[str],
+        keyfile: str | bytes | os.PathLike[str] | None = None,
+        password: str | None = None,
+        ca_certs: str | bytes | os.PathLike[str] | None = None,
+        cert_reqs: int = 0,
+        ciphers: str | None = None,
+        min_version: int = 0,
+        max_version: int = 0,
+    ) -> None: ...
+
 class Server:
     def __init__(
         self,
@@ -198,6 +212,7 @@ class Server:
     def set_asgi(self, asgi_app: AsgiApp, /) -> None: ...
     def set_access_log(self, info: _Callable[..., Any] | None, /) -> None: ...
     def set_metrics(self, buffer: Any, slot: int, path: str, /) -> None: ...
+    def set_tls(self, context: TLSContext | None, /) -> None: ...
     @property
     def connections(self) -> int: ...
     @property

@@ -379,8 +379,6 @@ def test_web_concurrency_sets_workers(cli) -> None:
     "args, named",
     [
         (["--reload"], "--reload"),
-        (["--ssl-keyfile", "k.pem"], "--ssl-keyfile"),
-        (["--ssl-certfile", "c.pem"], "--ssl-certfile"),
         (["--loop", "uvloop"], "--loop uvloop"),
         (["--http", "h11"], "--http h11"),
         (["--ws", "websockets"], "--ws websockets"),

@@ -1,0 +1,543 @@
+"""TLS in the native server (csrc/tls, csrc/server/tls.c) with uvicorn's --ssl-* options:
+real clients (httpx, ``openssl s_client``, the ``websockets`` client, raw ssl sockets)
+against a server process on 127.0.0.1, with certificates made by ``trustme`` for the test.
+Bad TLS input (plain HTTP, garbage, abandoned handshakes, no client certificate) must close
+that one connection and leave the server serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from conftest import ROOT, Reader
+from websockets.sync.client import connect as ws_connect
+
+APP = textwrap.dedent(
+    """
+    import asyncio, hashlib
+    from data_bridge.api import App, Request, Response, StreamingResponse, WebSocket
+    from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
+
+    app = App()
+    app.add_middleware(HTTPSRedirectMiddleware)
+
+    @app.get("/")
+    def index(request: Request):
+        return {"scheme": request.url.scheme, "url": str(request.url)}
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        body = await request.body()
+        return {"n": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+    @app.get("/big")
+    def big(n: int):
+        return Response(bytes(i % 251 for i in range(n)), media_type="application/octet-stream")
+
+    @app.get("/stream")
+    def stream():
+        async def pieces():
+            for i in range(40):
+                yield (f"piece {i};" * 300).encode()
+                await asyncio.sleep(0)
+        return StreamingResponse(pieces(), media_type="text/plain")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await websocket.accept()
+        text = await websocket.receive_text()
+        await websocket.send_text(f"{websocket.scope['scheme']} {text}")
+        await websocket.close()
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": scope["scheme"].encode()})
+    """
+)
+
+
+class Certs:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM
+    files in a directory."""
+
+    def __init__(self, directory: Path, name: str = "") -> None:
+        self.ca = trustme.CA()
+        server = self.ca.issue_cert("127.0.0.1", "localhost")
+        client = self.ca.issue_cert("client@example.org")
+        self.dir = directory
+        self.cert = directory / f"cert{name}.pem"
+        self.key = directory / f"key{name}.pem"
+        self.ca_file = directory / f"ca{name}.pem"
+        self.client = directory / f"client{name}.pem"
+        with open(self.cert, "wb") as f:
+            for blob in server.cert_chain_pems:
+                f.write(blob.bytes())
+        server.private_key_pem.write_to_path(str(self.key))
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        client.private_key_and_cert_chain_pem.write_to_path(str(self.client))
+
+    def client_context(self, client_cert: bool = False) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        if client_cert:
+            ctx.load_cert_chain(str(self.client))
+        return ctx
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("tls"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TLSServer:
+    """``python -m data_bridge tlsapp:ATTR --ssl-*`` in a child process."""
+
+    def __init__(self, tmp: Path, certs: Certs, *args: str, attr: str = "app") -> None:
+        (tmp / "tlsapp.py").write_text(APP)
+        self.certs = certs
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "data_bridge",
+                f"tlsapp:{attr}",
+                "--port",
+                str(self.port),
+                "--ssl-certfile",
+                str(certs.cert),
+                "--ssl-keyfile",
+                str(certs.key),
+                *args,
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def client(self, **kw: object) -> httpx.Client:
+        kw.setdefault("verify", self.certs.client_context())
+        return httpx.Client(base_url=self.url, timeout=10, **kw)  # type: ignore[arg-type]
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"server did not start: {self.output()}") from None
+                time.sleep(0.05)
+
+    def tls_socket(self, ctx: ssl.SSLContext | None = None, ragged: bool = True) -> ssl.SSLSocket:
+        """A TLS connection; ``ragged=False``: a close without close_notify raises
+        ssl.SSLEOFError instead of reading as the end of the data."""
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        return (ctx or self.certs.client_context()).wrap_socket(
+            raw, server_hostname="127.0.0.1", suppress_ragged_eofs=ragged
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"server did not stop: {self.output()}") from None
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., TLSServer]]:
+    started: list[TLSServer] = []
+
+    def run(certs: Certs, *args: str, attr: str = "app") -> TLSServer:
+        srv = TLSServer(tmp_path, certs, *args, attr=attr)
+        started.append(srv)
+        srv.wait_ready()
+        return srv
+
+    yield run
+    for srv in started:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(start: Callable[..., TLSServer], certs: Certs) -> Iterator[TLSServer]:
+    srv = start(certs, "--timeout-keep-alive", "2")
+    yield srv
+    assert srv.stop() == 0, srv.output()
+
+
+def assert_serving(srv: TLSServer) -> None:
+    with srv.client() as c:
+        assert c.get("/").json()["scheme"] == "https"
+
+
+# --- real clients --------------------------------------------------------------------
+
+
+def test_get_post_and_keep_alive_with_httpx(server: TLSServer) -> None:
+    with server.client() as c:
+        r = c.get("/")
+        # The scheme is https, and HTTPSRedirectMiddleware lets the request through.
+        assert r.status_code == 200
+        assert r.json() == {"scheme": "https", "url": f"{server.url}/"}
+        body = os.urandom(700_000)
+        r = c.post("/echo", content=body)
+        assert r.json() == {"n": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        for i in range(20):
+            assert c.post("/echo", content=b"x" * i).json()["n"] == i
+    assert "https://127.0.0.1" in server.output()
+
+
+def test_pipelined_requests_on_one_tls_connection(server: TLSServer) -> None:
+    with server.tls_socket() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" * 5)
+        reader = Reader(s)  # type: ignore[arg-type]
+        for _ in range(5):
+            r = reader.read_response()
+            assert r.status == 200 and r.json()["scheme"] == "https"
+        assert s.selected_alpn_protocol() is None  # the socket offered none
+
+
+def test_chunked_stream_and_large_response(server: TLSServer) -> None:
+    with server.client() as c:
+        r = c.get("/stream")
+        assert r.headers["transfer-encoding"] == "chunked"
+        assert r.text == "".join(f"piece {i};" * 300 for i in range(40))
+        n = 5_000_000
+        r = c.get("/big", params={"n": n})
+        assert r.content == bytes(i % 251 for i in range(n))
+        # Still the same connection afterwards.
+        assert c.get("/").status_code == 200
+
+
+def s_client(srv: TLSServer, *args: str) -> str:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    r = subprocess.run(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{srv.port}",
+            "-CAfile",
+            str(srv.certs.ca_file),
+            "-verify_return_error",
+            "-ign_eof",
+            *args,
+        ],
+        input=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        capture_output=True,
+        timeout=20,
+    )
+    return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+@pytest.mark.parametrize("version, flag", [("TLSv1.2", "-tls1_2"), ("TLSv1.3", "-tls1_3")])
+def test_openssl_s_client_alpn_and_versions(server: TLSServer, version: str, flag: str) -> None:
+    out = s_client(server, flag, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1" in out
+    assert f"Protocol  : {version}" in out or f"New, {version}" in out
+    assert "Verify return code: 0 (ok)" in out
+    assert "HTTP/1.1 200 OK" in out and '"scheme":"https"' in out
+
+
+def test_s_client_without_alpn_and_tls_1_1_refused(server: TLSServer) -> None:
+    out = s_client(server)
+    assert "No ALPN negotiated" in out and "HTTP/1.1 200 OK" in out
+    out = s_client(server, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert "HTTP/1.1 200" not in out
+    assert_serving(server)
+
+
+def test_wss_with_the_websockets_client(server: TLSServer) -> None:
+    ctx = server.certs.client_context()
+    with ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=ctx, open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "wss hello"
+
+
+def test_asgi_scope_scheme_is_https(start: Callable[..., TLSServer], certs: Certs) -> None:
+    srv = start(certs, attr="asgi")
+    with srv.client() as c:
+        assert c.get("/").text == "https"
+    assert srv.stop() == 0
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
+    """What the server sends before it closes the connection (fails on a timeout)."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return got
+            got += data
+    except ConnectionResetError:
+        return got
+
+
+def test_plain_http_and_garbage_close_the_connection(server: TLSServer) -> None:
+    for payload in (
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        os.urandom(3000),
+        b"\x16\x03\x01\x00\x05hello" + b"\x00" * 100,
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(payload)
+            got = read_until_closed(s)
+            assert not got.startswith(b"HTTP/")
+            # Nothing but, at most, a TLS alert record (content type 21).
+            assert got == b"" or got[0] == 21
+    assert_serving(server)
+
+
+def client_hello() -> bytes:
+    """A real ClientHello, as a TLS client's first flight."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def test_abandoned_handshakes(server: TLSServer) -> None:
+    hello = client_hello()
+    # Half a ClientHello, then the client goes away.
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(hello[: len(hello) // 2])
+    # Half a ClientHello, then silence: the server closes it (keep-alive timeout, 2 s).
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(hello[: len(hello) // 2])
+        t0 = time.monotonic()
+        assert read_until_closed(s, timeout=8) == b""
+        assert time.monotonic() - t0 < 6
+    # A whole ClientHello, the server's answer never read, then gone.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(hello)
+        time.sleep(0.1)
+    assert_serving(server)
+
+
+def test_idle_connection_gets_close_notify(server: TLSServer) -> None:
+    with server.tls_socket(ragged=False) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert Reader(s).read_response().status == 200  # type: ignore[arg-type]
+        # The keep-alive timeout ends it with close_notify: a clean end of data (b""), where
+        # a bare FIN would raise ssl.SSLEOFError.
+        s.settimeout(8)
+        assert s.recv(100) == b""
+
+
+def test_client_certificate_required(start: Callable[..., TLSServer], certs: Certs) -> None:
+    srv = start(certs, "--ssl-cert-reqs", "2", "--ssl-ca-certs", str(certs.ca_file))
+    with pytest.raises(httpx.TransportError), srv.client() as c:
+        c.get("/")
+    with srv.client(verify=certs.client_context(client_cert=True)) as c:
+        assert c.get("/").json()["scheme"] == "https"
+    # A certificate from another CA is refused too.
+    other = Certs(certs.dir, name="-other")
+    ctx = certs.client_context()
+    ctx.load_cert_chain(str(other.client))
+    with pytest.raises(httpx.TransportError), srv.client(verify=ctx) as c:
+        c.get("/")
+    assert srv.stop() == 0
+
+
+def test_sighup_reloads_the_certificate(
+    start: Callable[..., TLSServer], tmp_path: Path, certs: Certs
+) -> None:
+    first = Certs(tmp_path, name="-live")
+    srv = start(first)
+    old = srv.tls_socket(first.client_context())
+    old.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    reader = Reader(old)  # type: ignore[arg-type]
+    assert reader.read_response().status == 200
+    # New files in place of the old ones, then SIGHUP.
+    second = Certs(tmp_path, name="-next")
+    shutil.copy(second.cert, first.cert)
+    shutil.copy(second.key, first.key)
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "certificate reloaded" not in srv.output():
+        assert time.monotonic() < deadline, srv.output()
+        time.sleep(0.05)
+    # New connections get the new certificate: the old CA no longer verifies it.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        srv.tls_socket(first.client_context()).close()
+    with srv.tls_socket(second.client_context()) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert Reader(s).read_response().status == 200  # type: ignore[arg-type]
+    # The connection opened before keeps its session.
+    old.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert reader.read_response().status == 200
+    old.close()
+    # A reload that fails keeps the current certificate.
+    first.key.write_text("not a key")
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "certificate not reloaded" not in srv.output():
+        assert time.monotonic() < deadline, srv.output()
+        time.sleep(0.05)
+    with srv.tls_socket(second.client_context()) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert Reader(s).read_response().status == 200  # type: ignore[arg-type]
+    assert srv.stop() == 0
+
+
+def test_connection_close_ends_with_close_notify(server: TLSServer) -> None:
+    with server.tls_socket(ragged=False) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reader = Reader(s)  # type: ignore[arg-type]
+        assert reader.read_response().status == 200
+        assert reader.at_eof()
+
+
+def test_workers_serve_tls(start: Callable[..., TLSServer], certs: Certs) -> None:
+    srv = start(certs, "--workers", "2")
+    deadline = time.monotonic() + 15
+    while True:  # the supervisor's socket listens before the workers are up
+        try:
+            with srv.client() as c:
+                assert c.get("/").json()["scheme"] == "https"
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, srv.output()
+            time.sleep(0.1)
+    for _ in range(10):
+        with srv.client() as c:
+            assert c.get("/", headers={"connection": "close"}).status_code == 200
+    assert srv.stop() == 0
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def test_encrypted_key_with_password(
+    start: Callable[..., TLSServer], tmp_path: Path, certs: Certs
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(certs.key.read_bytes(), password=None)
+    encrypted = tmp_path / "key-encrypted.pem"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret"),
+        )
+    )
+    base = ["--ssl-certfile", str(certs.cert), "--ssl-keyfile", str(encrypted)]
+    r = run_cli(tmp_path, *base)
+    assert r.returncode != 0 and "needs its password" in r.stderr
+    r = run_cli(tmp_path, *base, "--ssl-keyfile-password", "wrong")
+    assert r.returncode != 0 and "wrong password" in r.stderr
+    srv = start(certs, "--ssl-keyfile", str(encrypted), "--ssl-keyfile-password", "s3cret")
+    assert_serving(srv)
+    assert srv.stop() == 0
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "tlsapp.py").write_text(APP)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "data_bridge", "tlsapp:app", "--port", str(free_port()), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_configuration_errors_are_named(tmp_path: Path, certs: Certs) -> None:
+    cert, key = str(certs.cert), str(certs.key)
+    cases = [
+        (["--ssl-certfile", str(tmp_path / "none.pem"), "--ssl-keyfile", key], "certificate chain"),
+        (["--ssl-keyfile", key], "ssl_certfile is required"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", str(certs.client)], "does not match"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-version", "3"], "TLS 1.0"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-cert-reqs", "5"], "ssl_cert_reqs"),
+        (["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-ciphers", "NOPE"], "no cipher"),
+        (
+            ["--ssl-certfile", cert, "--ssl-keyfile", key, "--ssl-ca-certs", "/nonexistent"],
+            "CA certificates",
+        ),
+    ]
+    for args, message in cases:
+        r = run_cli(tmp_path, *args)
+        assert r.returncode != 0, args
+        assert message in r.stderr, (args, r.stderr)
+
+
+def test_help_lists_the_ssl_options(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "data_bridge", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    for flag in (
+        "--ssl-keyfile",
+        "--ssl-certfile",
+        "--ssl-keyfile-password",
+        "--ssl-version",
+        "--ssl-cert-reqs",
+        "--ssl-ca-certs",
+        "--ssl-ciphers",
+    ):
+        assert flag in r.stdout

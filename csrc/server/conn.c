@@ -118,7 +118,8 @@ static void conn_shutdown(server_conn_t *c)
  * SSL transports do; a plain one just closes. */
 static void conn_close_idle(server_conn_t *c)
 {
-    if (c->tls != NULL)
+    /* A second time (the half-close did not finish by the next sweep): closed for good. */
+    if (c->tls != NULL && !c->shutting_down)
         conn_shutdown(c);
     else
         conn_close(c);

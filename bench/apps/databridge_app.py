@@ -142,4 +142,9 @@ elif os.environ.get("BENCH_MIDDLEWARE") == "http":
 if __name__ == "__main__":
     PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn).
-    app.run(host="127.0.0.1", port=PORT, access_log=False)
+    # bench/run.py --tls: the certificate every server gets.
+    tls = {
+        "ssl_certfile": os.environ.get("BENCH_SSL_CERTFILE"),
+        "ssl_keyfile": os.environ.get("BENCH_SSL_KEYFILE"),
+    }
+    app.run(host="127.0.0.1", port=PORT, access_log=False, **tls)

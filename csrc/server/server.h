@@ -152,8 +152,6 @@ int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* The connection is TLS (the request's scheme is https, or wss after an upgrade). */
 int server_conn_tls(const server_conn_t *c);
-/* The ALPN protocol its TLS handshake chose ("http/1.1"), or NULL. */
-const char *server_conn_alpn(const server_conn_t *c, size_t *len);
 /* The head of the request being answered (valid until its response is written). */
 const http_request_t *server_conn_head(const server_conn_t *c);
 /* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into

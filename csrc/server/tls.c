@@ -47,12 +47,6 @@ int server_conn_tls(const server_conn_t *c)
     return c->tls != NULL;
 }
 
-const char *server_conn_alpn(const server_conn_t *c, size_t *len)
-{
-    *len = 0;
-    return c->tls != NULL ? tls_session_alpn(c->tls, len) : NULL;
-}
-
 int conn_tls_start(server_conn_t *c)
 {
     c->tls = tls_session_new(c->server->tls);

@@ -100,8 +100,8 @@ static int load_identity(SSL_CTX *ctx, const tls_config_t *cfg, char *err, size_
     if (!ok) {
         fail(err, errlen,
              cfg->password ? "cannot load the private key (or wrong password) from"
-                           : "cannot load the private key (an encrypted key needs its password) "
-                             "from",
+                           : "cannot load the private key (if it is encrypted, give its "
+                             "password) from",
              keyfile);
         return -1;
     }
@@ -185,6 +185,7 @@ tls_context_t *tls_context_new(const tls_config_t *cfg, char *err, size_t errlen
         fail(err, errlen, "no cipher can be selected from", cfg->ciphers);
         goto error;
     }
+    ERR_clear_error(); /* what a successful load may leave (the chain file's end) */
     return t;
 error:
     tls_context_unref(t);

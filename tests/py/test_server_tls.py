@@ -479,7 +479,7 @@ def test_encrypted_key_with_password(
     )
     base = ["--ssl-certfile", str(certs.cert), "--ssl-keyfile", str(encrypted)]
     r = run_cli(tmp_path, *base)
-    assert r.returncode != 0 and "needs its password" in r.stderr
+    assert r.returncode != 0 and "give its password" in r.stderr
     r = run_cli(tmp_path, *base, "--ssl-keyfile-password", "wrong")
     assert r.returncode != 0 and "wrong password" in r.stderr
     srv = start(certs, "--ssl-keyfile", str(encrypted), "--ssl-keyfile-password", "s3cret")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -205,7 +206,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., TLSServer]]:
 
 @pytest.fixture
 def server(start: Callable[..., TLSServer], certs: Certs) -> Iterator[TLSServer]:
-    srv = start(certs, "--timeout-keep-alive", "2")
+    srv = start(certs, "--timeout-keep-alive", "2", "--metrics", "/metrics")
     yield srv
     assert srv.stop() == 0, srv.output()
 
@@ -213,6 +214,21 @@ def server(start: Callable[..., TLSServer], certs: Certs) -> Iterator[TLSServer]
 def assert_serving(srv: TLSServer) -> None:
     with srv.client() as c:
         assert c.get("/").json()["scheme"] == "https"
+
+
+def assert_all_closed(srv: TLSServer, timeout: float = 8) -> None:
+    """The server's open connections (its metrics gauge) fall to one: the scrape's own.
+    A connection is counted until it is closed and its TLS session freed with it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with srv.client() as c:
+            text = c.get("/metrics").text
+        gauge = re.search(r"^data_bridge_connections (\d+)$", text, re.M)
+        assert gauge is not None, text
+        if int(gauge.group(1)) == 1:
+            return
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
 
 
 # --- real clients --------------------------------------------------------------------
@@ -338,6 +354,7 @@ def test_plain_http_and_garbage_close_the_connection(server: TLSServer) -> None:
             # Nothing but, at most, a TLS alert record (content type 21).
             assert got == b"" or got[0] == 21
     assert_serving(server)
+    assert_all_closed(server)
 
 
 def client_hello() -> bytes:
@@ -367,6 +384,7 @@ def test_abandoned_handshakes(server: TLSServer) -> None:
         s.sendall(hello)
         time.sleep(0.1)
     assert_serving(server)
+    assert_all_closed(server)
 
 
 def test_idle_connection_gets_close_notify(server: TLSServer) -> None:

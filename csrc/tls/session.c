@@ -19,7 +19,7 @@
 /* A memory BIO keeps the largest buffer it ever needed. One that grew past this (a large
  * request or response) is replaced by a fresh one once emptied, so that an idle keep-alive
  * connection does not keep a burst's memory (see tls_session_read and _take). */
-#define BIO_KEEP 16384
+#define BIO_KEEP 4096
 
 struct tls_session {
     SSL *ssl;

@@ -461,6 +461,65 @@ def test_connection_close_ends_with_close_notify(server: TLSServer) -> None:
         assert reader.at_eof()
 
 
+def test_http10_stream_ends_with_close_notify(server: TLSServer) -> None:
+    # An HTTP/1.0 streamed body is delimited by the close (RFC 9112 §6.3): close_notify is
+    # what tells the client the body is complete, not truncated.
+    with server.tls_socket(ragged=False) as s:
+        s.sendall(b"GET /stream HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body.decode() == "".join(f"piece {i};" * 300 for i in range(40))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import data_bridge
+    from tlsapp import app, asgi
+
+    port, cert, key, which = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    if which == "run":
+        app.run("127.0.0.1", port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
+    else:
+        data_bridge.serve(asgi, "127.0.0.1", port, ssl_certfile=cert, ssl_keyfile=key)
+    """
+)
+
+
+@pytest.mark.parametrize("which", ["run", "serve"])
+def test_app_run_and_serve_take_the_ssl_options(tmp_path: Path, certs: Certs, which: str) -> None:
+    """App.run(ssl_certfile=, ssl_keyfile=) serves an App, data_bridge.serve an ASGI app;
+    both see the https scheme."""
+    (tmp_path / "tlsapp.py").write_text(APP)
+    (tmp_path / "script.py").write_text(SCRIPT)
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src"), str(tmp_path)) if p
+    )
+    argv = [sys.executable, "script.py", str(port), str(certs.cert), str(certs.key), which]
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with httpx.Client(verify=certs.client_context(), timeout=5) as c:
+                    r = c.get(f"https://127.0.0.1:{port}/")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert (r.json()["scheme"] if which == "run" else r.text) == "https"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+
+
 def test_workers_serve_tls(start: Callable[..., TLSServer], certs: Certs) -> None:
     srv = start(certs, "--workers", "2")
     deadline = time.monotonic() + 15

@@ -30,7 +30,9 @@ from websockets.sync.client import connect as ws_connect
 APP = textwrap.dedent(
     """
     import asyncio, hashlib
-    from data_bridge.api import App, Request, Response, StreamingResponse, WebSocket
+    from data_bridge.api import (
+        App, FileResponse, Request, Response, StreamingResponse, WebSocket
+    )
     from data_bridge.api.middleware.httpsredirect import HTTPSRedirectMiddleware
 
     app = App()
@@ -48,6 +50,10 @@ APP = textwrap.dedent(
     @app.get("/big")
     def big(n: int):
         return Response(bytes(i % 251 for i in range(n)), media_type="application/octet-stream")
+
+    @app.get("/file")
+    def file():
+        return FileResponse("data.bin")
 
     @app.get("/stream")
     def stream():
@@ -117,6 +123,7 @@ class TLSServer:
 
     def __init__(self, tmp: Path, certs: Certs, *args: str, attr: str = "app") -> None:
         (tmp / "tlsapp.py").write_text(APP)
+        (tmp / "data.bin").write_bytes(os.urandom(1_500_000))  # for /file
         self.certs = certs
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
@@ -268,6 +275,14 @@ def test_chunked_stream_and_large_response(server: TLSServer) -> None:
         assert r.content == bytes(i % 251 for i in range(n))
         # Still the same connection afterwards.
         assert c.get("/").status_code == 200
+
+
+def test_file_response_whole_and_ranged(server: TLSServer, tmp_path: Path) -> None:
+    data = (tmp_path / "data.bin").read_bytes()
+    with server.client() as c:
+        assert c.get("/file").content == data
+        r = c.get("/file", headers={"range": "bytes=1000-199999"})
+        assert r.status_code == 206 and r.content == data[1000:200000]
 
 
 def s_client(srv: TLSServer, *args: str) -> str:

@@ -592,6 +592,7 @@ void conn_flush(server_conn_t *c)
                 return;
             }
             c->writing = 1;
+            c->sweep_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
             return;
         }
         db_pool_give_buf(&c->server->blocks, &c->wbuf);
@@ -805,6 +806,20 @@ void conn_sweep(server_t *s, uint64_t now)
         next = c->next;
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
+        if (c->writing) {
+            /* A response is still being written: the keep-alive (or request) time counts
+             * from when the peer last read some of it, as asyncio's transport.close()
+             * flushes before closing, so that a slow reader of a large response (a TLS
+             * client decrypting it, a slow link) is not cut off; a peer that read nothing
+             * for a whole timeout is. */
+            size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+            if (queued < c->sweep_queued) {
+                c->sweep_queued = queued;
+                c->deadline =
+                    now + (c->mid_request ? s->cfg.request_timeout : s->cfg.keepalive_timeout);
+                continue;
+            }
+        }
         if (c->mid_request && c->state != CONN_PENDING && !c->writing) {
             /* RFC 9110 §15.5.9: the client took too long to send its request. */
             c->keep_alive = 0;

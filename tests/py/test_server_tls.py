@@ -51,6 +51,10 @@ APP = textwrap.dedent(
     def big(n: int):
         return Response(bytes(i % 251 for i in range(n)), media_type="application/octet-stream")
 
+    @app.get("/zeros")
+    def zeros(n: int):
+        return Response(bytes(n), media_type="application/octet-stream")
+
     @app.get("/file")
     def file():
         return FileResponse("data.bin")
@@ -275,6 +279,31 @@ def test_chunked_stream_and_large_response(server: TLSServer) -> None:
         assert r.content == bytes(i % 251 for i in range(n))
         # Still the same connection afterwards.
         assert c.get("/").status_code == 200
+
+
+def test_slow_reader_of_a_large_response_is_not_cut_off(server: TLSServer) -> None:
+    # The keep-alive timeout (2 s here) starts once the response is queued, but while the
+    # peer goes on reading it, the connection is not closed under it.
+    n = 24_000_000
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.port))
+    with server.certs.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(f"GET /zeros?n={n} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        got = len(body)
+        t0 = time.monotonic()
+        while got < n:
+            chunk = s.recv(1 << 20)
+            assert chunk, f"closed after {got} of {n} body bytes"
+            got += len(chunk)
+            if time.monotonic() - t0 < 5:
+                time.sleep(0.02)  # slow for 5 s (past the timeout), then at full speed
 
 
 def test_file_response_whole_and_ranged(server: TLSServer, tmp_path: Path) -> None:

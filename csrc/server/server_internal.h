@@ -83,8 +83,8 @@ struct server_conn {
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
-    /* Bytes libuv still had to write at the last look (conn_flush's uv_write, then each
-     * sweep past the deadline): while it shrinks, the peer reads and is not timed out. */
+    /* Bytes libuv still had to write at the last sweep past the deadline (SIZE_MAX when a
+     * uv_write starts): while it shrinks, the peer reads and is not timed out. */
     size_t sweep_queued;
     int refs; /* the handle holds one; a pending request holds another */
     unsigned reading : 1;

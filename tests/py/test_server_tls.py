@@ -29,7 +29,7 @@ from websockets.sync.client import connect as ws_connect
 
 APP = textwrap.dedent(
     """
-    import asyncio, hashlib
+    import asyncio, hashlib, time
     from data_bridge.api import (
         App, FileResponse, Request, Response, StreamingResponse, WebSocket
     )
@@ -52,7 +52,8 @@ APP = textwrap.dedent(
         return Response(bytes(i % 251 for i in range(n)), media_type="application/octet-stream")
 
     @app.get("/zeros")
-    def zeros(n: int):
+    def zeros(n: int, sleep: float = 0):
+        time.sleep(sleep)  # a handler that blocks the loop
         return Response(bytes(n), media_type="application/octet-stream")
 
     @app.get("/file")
@@ -281,16 +282,19 @@ def test_chunked_stream_and_large_response(server: TLSServer) -> None:
         assert c.get("/").status_code == 200
 
 
-def test_slow_reader_of_a_large_response_is_not_cut_off(server: TLSServer) -> None:
+@pytest.mark.parametrize("sleep", [0, 2.5])
+def test_slow_reader_of_a_large_response_is_not_cut_off(server: TLSServer, sleep: float) -> None:
     # The keep-alive timeout (2 s here) starts once the response is queued, but while the
-    # peer goes on reading it, the connection is not closed under it.
+    # peer goes on reading it, the connection is not closed under it; also when the
+    # handler blocked the loop for longer than the timeout (the deadline, taken from the
+    # loop's cached time, has then passed before the response is even written).
     n = 24_000_000
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     raw.settimeout(10)
     raw.connect(("127.0.0.1", server.port))
     with server.certs.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as s:
-        s.sendall(f"GET /zeros?n={n} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        s.sendall(f"GET /zeros?n={n}&sleep={sleep} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
             buf += s.recv(65536)

@@ -15,9 +15,11 @@ FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
 ASAN_PKG   := build/asan-pkg
 
-# Debian packages: the compiler, libuv and zlib for the build, clang and its libFuzzer/sanitizer
-# runtime for the fuzz targets. Benchmarks add wrk and nginx (see bench-deps).
-APT_PKGS       := build-essential pkg-config libuv1-dev zlib1g-dev clang libclang-rt-14-dev
+# Debian packages: the compiler, libuv, zlib and OpenSSL (libssl-dev; the openssl command for
+# the TLS tests) for the build, clang and its libFuzzer/sanitizer runtime for the fuzz
+# targets. Benchmarks add wrk and nginx (see bench-deps).
+APT_PKGS       := build-essential pkg-config libuv1-dev zlib1g-dev libssl-dev openssl clang \
+                  libclang-rt-14-dev
 APT_BENCH_PKGS := wrk nginx-light
 # The tests add nginx: tests/py/test_operation.py serves behind a real one (skipped without).
 APT_TEST_PKGS  := nginx-light

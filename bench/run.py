@@ -11,7 +11,14 @@ and divided by the number of requests wrk completed. Requests/s, p50 and p99 com
 Results are printed and written to bench/RESULTS.md between `<!-- http:start -->` and
 `<!-- http:end -->`; the rest of that file belongs to other benchmarks.
 
-Usage: python bench/run.py [--duration 10] [--quick]
+With --tls every server speaks HTTPS with the same certificate (a P-256 key made by the
+openssl command into the temporary directory; data-bridge and uvicorn through their
+--ssl-certfile/--ssl-keyfile options) and wrk connects over TLS, keeping its connections
+alive; nginx is left out. Those results go between `<!-- https:start -->` and
+`<!-- https:end -->`. E.g. the TLS keep-alive JSON comparison:
+    python bench/run.py --tls --servers databridge,fastapi --scenarios json
+
+Usage: python bench/run.py [--duration 10] [--quick] [--tls]
        [--servers databridge,fastapi,litestar,nginx]
 
 Every server is started in its own process group and killed on exit, whatever happens.
@@ -21,6 +28,7 @@ Everything listens on 127.0.0.1 and every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gzip
 import http.client
@@ -32,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import string
 import subprocess
 import sys
@@ -50,6 +59,8 @@ PIPELINE_LUA = BENCH_DIR / "pipeline.lua"
 NGINX_TEMPLATE = BENCH_DIR / "nginx.conf.template"
 MARK_START = "<!-- http:start -->"
 MARK_END = "<!-- http:end -->"
+TLS_MARK_START = "<!-- https:start -->"
+TLS_MARK_END = "<!-- https:end -->"
 
 ITEM_BODY = '{"name":"widget","price":9.99,"tags":["a","b"]}'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -556,6 +567,53 @@ class Config:
     server_cpu: int
     client_cpu: int
     wrk: str
+    tls: TLSFiles | None = None  # --tls: every server speaks HTTPS with these files
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cert: Path
+    key: Path
+
+
+def make_certificate(tmp: Path) -> TLSFiles:
+    """A self-signed certificate for 127.0.0.1 with a P-256 key (the openssl command, as
+    installed by the Makefile's apt-deps); wrk does not verify it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("--tls needs the openssl command (Debian: apt-get install openssl)")
+    files = TLSFiles(tmp / "cert.pem", tmp / "key.pem")
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(files.key),
+            "-out",
+            str(files.cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    return files
 
 
 def scenario_headers(port: int, sc: Scenario) -> tuple[tuple[str, str], ...]:
@@ -591,7 +649,7 @@ def wrk_argv(cfg: Config, sc: Scenario, port: int, seconds: int) -> list[str]:
     ]
     for name, value in scenario_headers(port, sc):
         argv += ["-H", f"{name}: {value}"]
-    url = f"http://127.0.0.1:{port}{sc.path}"
+    url = f"{cfg.scheme}://127.0.0.1:{port}{sc.path}"
     if sc.pipelined or sc.method != "GET" or sc.body is not None:
         argv += ["-s", str(PIPELINE_LUA), url, "--", str(sc.depth), sc.method, sc.body or ""]
     else:
@@ -627,9 +685,17 @@ def measure(cfg: Config, server: Server, sc: Scenario) -> Measurement:
     return Measurement(parse_wrk(out), after - before, wall, core_after - core_before)
 
 
-def check_response(port: int, sc: Scenario) -> str | None:
+def check_response(port: int, sc: Scenario, tls: bool = False) -> str | None:
     """One plain request before the load: the server must answer like the others do."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn: http.client.HTTPConnection
+    if tls:
+        # The benchmark's own self-signed certificate: not verified, as wrk does not.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         headers = {"Content-Type": "application/json"} if sc.body is not None else {}
         headers.update(dict(scenario_headers(port, sc)))
@@ -733,6 +799,16 @@ def start_server(
     port = free_port()
     pin = ["taskset", "-c", str(cfg.server_cpu)]
     log = tmp / f"{key}.log"
+    if cfg.tls is not None:
+        if key == "databridge":
+            # bench/apps/databridge_app.py hands these to App.run(ssl_certfile=, ssl_keyfile=).
+            tls_env = {
+                "BENCH_SSL_CERTFILE": str(cfg.tls.cert),
+                "BENCH_SSL_KEYFILE": str(cfg.tls.key),
+            }
+            extra_env = {**(extra_env or {}), **tls_env}
+        elif key not in UVICORN_APPS:
+            raise ValueError(f"{key} has no TLS set-up in this benchmark")
     if key == "databridge":
         argv = [*pin, python, str(APPS_DIR / "databridge_app.py"), str(port)]
         return Server(key, argv, port, log, env=with_extra(db_env), cwd=APPS_DIR)
@@ -777,6 +853,8 @@ def start_server(
             "--log-level",
             "warning",
         ]
+        if cfg.tls is not None:
+            argv += ["--ssl-certfile", str(cfg.tls.cert), "--ssl-keyfile", str(cfg.tls.key)]
         return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
     if key == "nginx":
         prefix = tmp / "nginx"
@@ -846,7 +924,7 @@ def bench_server(
             runs_here = key in sc.only if sc.only is not None else key not in MIDDLEWARE_SERVERS
             if not runs_here:
                 continue
-            problem = check_response(server.port, sc)
+            problem = check_response(server.port, sc, cfg.tls is not None)
             if problem:
                 outcome.problems.append(problem)
                 print(f"  warning: {SERVER_NAMES[key]}: {problem}", flush=True)
@@ -955,7 +1033,7 @@ def render(
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out: list[str] = []
     w = out.append
-    w("## HTTP server (wrk)")
+    w("## HTTPS server (wrk, TLS keep-alive)" if cfg.tls else "## HTTP server (wrk)")
     w("")
     w(f"- Command: `{command}`")
     w(f"- Date: {now}")
@@ -1176,12 +1254,13 @@ def wrk_version(wrk: str) -> str:
     return f"wrk {m.group(1)}" if m else "wrk"
 
 
-def write_results(section: str) -> None:
-    block = f"{MARK_START}\n{section}\n{MARK_END}"
+def write_results(section: str, tls: bool = False) -> None:
+    mark_start, mark_end = (TLS_MARK_START, TLS_MARK_END) if tls else (MARK_START, MARK_END)
+    block = f"{mark_start}\n{section}\n{mark_end}"
     text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
-    start, end = text.find(MARK_START), text.find(MARK_END)
+    start, end = text.find(mark_start), text.find(mark_end)
     if start != -1 and end > start:
-        text = text[:start] + block + text[end + len(MARK_END) :]
+        text = text[:start] + block + text[end + len(mark_end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     tmp = RESULTS_PATH.with_suffix(".md.tmp")
@@ -1217,6 +1296,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS: the same certificate for every server, wrk over TLS (nginx left out)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3, 1
@@ -1274,6 +1358,9 @@ def main(argv: Sequence[str]) -> int:
             return 2
         scenarios = [s for s in scenarios if s.key in wanted]
 
+    if args.tls and "nginx" in keys:
+        keys.remove("nginx")
+        print("--tls: nginx is left out (no TLS set-up for it here)", flush=True)
     cfg = Config(
         args.duration, args.warmup, args.connections, args.server_cpu, args.client_cpu, wrk
     )
@@ -1289,6 +1376,8 @@ def main(argv: Sequence[str]) -> int:
     outcomes: dict[str, ServerOutcome] = {}
     db_env: dict[str, str] | None = None
     with tmp_dir:
+        if args.tls:
+            cfg = dataclasses.replace(cfg, tls=make_certificate(tmp))
         for key in keys:
             skipped = None
             if key in ("databridge", "fastapi-native"):
@@ -1323,7 +1412,7 @@ def main(argv: Sequence[str]) -> int:
     section = render(cfg, command, scenarios, outcomes, python, args.pipeline_depth)
     # The file first, so that a closed stdout (e.g. `| head`) cannot lose the results.
     if not args.no_write:
-        write_results(section)
+        write_results(section, tls=args.tls)
     print()
     print(section)
     if not args.no_write:

@@ -168,11 +168,16 @@ OBSERVE = set(filter(None, os.environ.get("BENCH_OBSERVE", "").split(",")))
 if __name__ == "__main__":
     PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn),
-    # unless BENCH_OBSERVE asks for it.
+    # unless BENCH_OBSERVE asks for it; bench/run.py --tls: the certificate every server gets.
+    tls = {
+        "ssl_certfile": os.environ.get("BENCH_SSL_CERTFILE"),
+        "ssl_keyfile": os.environ.get("BENCH_SSL_KEYFILE"),
+    }
     app.run(
         host="127.0.0.1",
         port=PORT,
         access_log=bool(OBSERVE & {"access-log", "access-log-json"}),
         access_log_format="json" if "access-log-json" in OBSERVE else "uvicorn",
         metrics="/metrics" if "metrics" in OBSERVE else None,
+        **tls,
     )

@@ -174,6 +174,9 @@ typedef struct {
     /* Requests reach this server over TLS terminated in front of it (set_secure): the
      * HTTPS redirect lets them through and redirects stay on https. */
     int secure;
+    /* TLS (set_tls): the context the native server serves connections with, or NULL. A
+     * reference of ours (tls.h), separate from the server's own. */
+    struct tls_context *tls;
     /* The ASGI root_path the app is served under (set_root_path): a request path that
      * starts with it is routed on the rest, as Starlette's get_route_path does. */
     char *root_path;
@@ -245,6 +248,10 @@ void app_metrics_release(ServerObject *self);
 /* health_py.c: Server.set_health(health_path, ready_path, ready), and its release. */
 PyObject *app_set_health(ServerObject *self, PyObject *args);
 void app_health_release(ServerObject *self);
+
+/* tls_py.c: _core.TLSContext and Server.set_tls(context or None). */
+extern PyTypeObject TLSContext_Type;
+PyObject *app_set_tls(ServerObject *self, PyObject *arg);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;

@@ -13,6 +13,7 @@
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
 #include "loop/loop.h"
+#include "tls/tls.h"
 static void mounts_clear(ServerObject *self);
 
 static const char *route_error(int r)
@@ -225,10 +226,11 @@ static int server_ensure(ServerObject *self)
         PyErr_NoMemory();
         return -1;
     }
-    if (self->gzip_excluded != NULL &&
-        server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
-                        PyBytes_AS_STRING(self->gzip_excluded),
-                        (size_t)PyBytes_GET_SIZE(self->gzip_excluded)) < 0) {
+    if ((self->tls != NULL && server_set_tls(self->server, self->tls) < 0) ||
+        (self->gzip_excluded != NULL &&
+         server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
+                         PyBytes_AS_STRING(self->gzip_excluded),
+                         (size_t)PyBytes_GET_SIZE(self->gzip_excluded)) < 0)) {
         /* Not yet serving: nothing refers to the server, so it is closed right away. */
         server_close(self->server, NULL, NULL);
         self->server = NULL;
@@ -482,6 +484,7 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->asgi);
     Py_CLEAR(self->fallback);
     mounts_clear(self);
+    tls_context_unref(self->tls);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -684,6 +687,9 @@ static PyMethodDef server_methods[] = {
      "set_root_path(path): route requests under this prefix on the rest of their path"},
     {"set_secure", (PyCFunction)server_set_secure, METH_O,
      "set_secure(flag): requests arrive over TLS terminated in front of the server (https)"},
+    {"set_tls", (PyCFunction)app_set_tls, METH_O,
+     "set_tls(context): serve connections accepted from now on over TLS with a TLSContext "
+     "(open ones keep theirs: a certificate reload); None: plain HTTP"},
     {"add_guard", (PyCFunction)app_add_guard, METH_VARARGS,
      "add_guard(kind, patterns=b'', www_redirect=False): TrustedHost (1), HTTPSRedirect (2) or "
      "the CORS step (3), in middleware order, outermost first"},

@@ -37,6 +37,7 @@
 #define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
+static void on_write(uv_write_t *req, int status);
 
 void conn_release(server_conn_t *c)
 {
@@ -51,6 +52,7 @@ void conn_release(server_conn_t *c)
     if (c->head)
         db_pool_give(&s->heads, c->head);
     ws_conn_free(c);
+    tls_session_free(c->tls);
     free(c);
     s->released += sizeof(*c);
     s->nlive--;
@@ -106,7 +108,21 @@ static void conn_shutdown(server_conn_t *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
     c->shutdown_req.data = c;
+    if (c->tls != NULL)
+        conn_tls_close_notify(c, on_write);
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
+/* Closes a connection with nothing in progress. A TLS one sends close_notify before its FIN
+ * (RFC 8446 §6.1: either side closes the write direction with it), as nginx and asyncio's
+ * SSL transports do; a plain one just closes. */
+static void conn_close_idle(server_conn_t *c)
+{
+    /* A second time (the half-close did not finish by the next sweep): closed for good. */
+    if (c->tls != NULL && !c->shutting_down)
+        conn_shutdown(c);
+    else
         conn_close(c);
 }
 
@@ -152,6 +168,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     server_conn_t *c = h->data;
+    if (c->tls != NULL) {
+        conn_tls_alloc(c, buf); /* ciphertext: decrypted into rbuf by conn_tls_read */
+        return;
+    }
     /* Lent here and given back in on_read (conn_give_back) when the bytes leave nothing
      * pending: libuv calls on_read after every on_alloc, with nread 0 when read(2) found
      * nothing, and with an error (UV_ENOBUFS) when the buffer below is empty. */
@@ -194,9 +214,17 @@ static void conn_body_deadline(server_conn_t *c)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (c->tls != NULL)
+        conn_tls_read(c, nread, buf);
+    else
+        conn_received(c, nread);
+}
+
+void conn_received(server_conn_t *c, ssize_t nread)
+{
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
     if (c->ws != NULL) {
         ws_conn_on_read(c, nread);
         return;
@@ -286,6 +314,10 @@ void conn_accept(server_t *s)
     }
     /* Responses are written whole; Nagle would only delay the last segment. */
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->tls != NULL && conn_tls_start(c) < 0) {
+        conn_close(c);
+        return;
+    }
     conn_start(c);
 }
 
@@ -581,6 +613,10 @@ void conn_flush(server_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
+    if (c->tls != NULL && conn_tls_seal(c) < 0) {
+        conn_close(c);
+        return;
+    }
     if (c->wbuf.len > 0) {
         if (c->server->cfg.metrics != NULL)
             metrics_bytes(c, 1, c->wbuf.len); /* all of it: now or through uv_write */
@@ -605,6 +641,10 @@ void conn_flush(server_conn_t *c)
                 return;
             }
             c->writing = 1;
+            /* The first sweep past the deadline counts as progress: a deadline set from
+             * uv_now() after a long synchronous handler (the loop's time is cached) may
+             * already have passed when the write starts. */
+            c->sweep_queued = SIZE_MAX;
             return;
         }
         db_pool_give_buf(&c->server->blocks, &c->wbuf);
@@ -822,6 +862,20 @@ void conn_sweep(server_t *s, uint64_t now)
         next = c->next;
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
+        if (c->writing) {
+            /* A response is still being written: the keep-alive (or request) time counts
+             * from when the peer last read some of it, as asyncio's transport.close()
+             * flushes before closing, so that a slow reader of a large response (a TLS
+             * client decrypting it, a slow link) is not cut off; a peer that read nothing
+             * for a whole timeout is. */
+            size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+            if (queued < c->sweep_queued) {
+                c->sweep_queued = queued;
+                c->deadline =
+                    now + (c->mid_request ? s->cfg.request_timeout : s->cfg.keepalive_timeout);
+                continue;
+            }
+        }
         if (c->mid_request && c->state != CONN_PENDING && !c->writing) {
             /* RFC 9110 §15.5.9: the client took too long to send its request. */
             c->keep_alive = 0;
@@ -831,6 +885,8 @@ void conn_sweep(server_t *s, uint64_t now)
             c->close_after_write = 1;
             conn_flush(c);
             conn_update_reading(c);
+        } else if (c->state == CONN_HEAD && !c->writing) {
+            conn_close_idle(c); /* keep-alive timeout */
         } else {
             conn_close(c);
         }

@@ -208,6 +208,11 @@ int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size
         server_file_free(f);
         return SERVER_FILE_NO_BODY; /* see server_conn_respond: no HTTP after an upgrade */
     }
+    if (c->tls != NULL)
+        /* sendfile(2) would put the file's plaintext on the wire: over TLS the bytes must
+         * be sealed into records (tls.c, in conn_flush), so the caller streams it through
+         * wbuf instead. */
+        return SERVER_FILE_DECLINED;
     int no_content = status < 200 || status == 204 || status == 304;
     if (c->server->gzip_enc != NULL && !no_content && status != 206) {
         /* GZipMiddleware compresses a file too: the body must pass through the encoder,

@@ -253,6 +253,8 @@ void server_maybe_finish_close(server_t *s)
     gzip_encoder_free(s->gzip_enc);
     free(s->gzip_excluded);
     db_buf_free(&s->gzip_out);
+    tls_context_unref(s->tls);
+    free(s->tls_in);
     free(s);
     if (cb)
         cb(arg);

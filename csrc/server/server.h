@@ -156,6 +156,13 @@ uint64_t server_request_count(const server_t *s);
 int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,
                     size_t excluded_len);
 
+/* TLS (csrc/tls): connections accepted from now on are served over TLS with ctx (the server
+ * takes a reference; NULL: plain HTTP again). Connections already open keep the context
+ * they started with, so a certificate reload calls this again with a new context. Returns
+ * 0, or -1 when out of memory. Connections adopted with server_adopt_fd are never TLS. */
+struct tls_context;
+int server_set_tls(server_t *s, struct tls_context *ctx);
+
 /* Memory lent to connections (see conn.c): buffers of SERVER_BLOCK_SIZE bytes (read and
  * write buffers; one grown past that size still counts as lent) and parsed request heads,
  * lent or waiting in the server's free lists. For tests and diagnostics. */
@@ -179,6 +186,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * one getpeername(2)/getsockname(2): asked only when the application reads it. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
+/* The connection is TLS (the request's scheme is https, or wss after an upgrade). */
+int server_conn_tls(const server_conn_t *c);
 /* The head of the request being answered (valid until its response is written). */
 const http_request_t *server_conn_head(const server_conn_t *c);
 /* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into
@@ -292,8 +301,9 @@ int server_file_release(server_file_t *f);
 enum {
     SERVER_FILE_SENDING = 1,  /* the body is on its way */
     SERVER_FILE_NO_BODY = 0,  /* the head alone was appended; the request finishes as usual */
-    SERVER_FILE_DECLINED = 2, /* the server compresses this response (server_set_gzip):
-                                 nothing appended, f is still the caller's, who streams it */
+    SERVER_FILE_DECLINED = 2, /* the server compresses this response (server_set_gzip) or
+                                 the connection is TLS: nothing appended, f is still the
+                                 caller's, who streams it */
 };
 /* Returns SERVER_FILE_*, or -1 when out of memory (the connection is then closed). */
 int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,

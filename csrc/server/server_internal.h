@@ -8,6 +8,7 @@
 #include "common/pool.h"
 #include "gzip/gzip.h"
 #include "server/server.h"
+#include "tls/tls.h"
 #include "ws/ws.h"
 
 /* Size of a lent buffer (read or write): one read of a typical request, or one response,
@@ -87,7 +88,10 @@ struct server_conn {
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
-    int refs;          /* the handle holds one; a pending request holds another */
+    /* Bytes libuv still had to write at the last sweep past the deadline (SIZE_MAX when a
+     * uv_write starts): while it shrinks, the peer reads and is not timed out. */
+    size_t sweep_queued;
+    int refs; /* the handle holds one; a pending request holds another */
     unsigned reading : 1;
     unsigned writing : 1;
     unsigned closing : 1;
@@ -112,6 +116,9 @@ struct server_conn {
     void *stream_arg;
     server_ws_t *ws;     /* the WebSocket session after an upgrade, else NULL */
     server_file_t *file; /* the file body being sent (sendfile.c), else NULL */
+    /* The TLS session (tls.c) when the server has a TLS context, else NULL: every byte read
+     * is decrypted through it before the parser, every byte written sealed by it. */
+    tls_session_t *tls;
 };
 
 struct server {
@@ -141,6 +148,10 @@ struct server {
     gzip_policy_t gzip;
     char *gzip_excluded;
     db_buf_t gzip_out;
+    /* TLS (tls.c, server_set_tls): the context new connections get (NULL: plain HTTP), and
+     * the buffer every TLS connection's ciphertext is read into (see conn_tls_alloc). */
+    tls_context_t *tls;
+    char *tls_in;
     int open_handles;    /* listener and sweep timer not yet closed */
     int sweep_open;      /* the sweep runs on while closing, for connections given a grace */
     uint64_t last_sweep; /* uv_now() of the sweep's previous run, or its start (loop lag) */
@@ -223,6 +234,17 @@ void stream_conn_wrote(server_conn_t *c);
  * closed (a file body ends). */
 void file_conn_flushed(server_conn_t *c);
 void file_conn_closed(server_conn_t *c);
+/* conn.c: the connection's reaction to nread bytes appended to rbuf's tail (or to EOF or an
+ * error, nread < 0), as on_read does for a plain connection. */
+void conn_received(server_conn_t *c, ssize_t nread);
+/* tls.c */
+int conn_tls_start(server_conn_t *c); /* 0, or -1 when out of memory */
+void conn_tls_alloc(server_conn_t *c, uv_buf_t *buf);
+void conn_tls_read(server_conn_t *c, ssize_t nread, const uv_buf_t *buf);
+/* Seals wbuf's plaintext and refills wbuf with the ciphertext to write. 0, or -1 (close). */
+int conn_tls_seal(server_conn_t *c);
+/* Queues close_notify before the connection's FIN (a uv_write calling on_write). */
+void conn_tls_close_notify(server_conn_t *c, uv_write_cb on_write);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

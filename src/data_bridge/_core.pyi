@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # --- json ---
 import json as _stdlib_json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -166,6 +167,18 @@ class Request:
     def _forwarded_scheme(self) -> str | None: ...
 
 METRICS_SLOT_SIZE: int
+class TLSContext:
+    def __init__(
+        self,
+        certfile: str | bytes | os.PathLike[str],
+        keyfile: str | bytes | os.PathLike[str] | None = None,
+        password: str | None = None,
+        ca_certs: str | bytes | os.PathLike[str] | None = None,
+        cert_reqs: int = 0,
+        ciphers: str | None = None,
+        min_version: int = 0,
+        max_version: int = 0,
+    ) -> None: ...
 
 class Server:
     def __init__(
@@ -215,6 +228,7 @@ class Server:
     def set_metrics(self, buffer: Any, slot: int, path: str, /) -> None: ...
     def set_access_log_fd(self, fd: int, prefix: bytes, /) -> None: ...
     def _flush_access_log(self) -> None: ...
+    def set_tls(self, context: TLSContext | None, /) -> None: ...
     @property
     def connections(self) -> int: ...
     @property

@@ -24,6 +24,7 @@ from typing import Any
 
 from data_bridge import _core, pyloop
 from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
+from data_bridge._tls import SSL_PROTOCOL_VERSION, TLSOptions, reload_on_sighup
 from data_bridge.access_log import use_format as use_access_format
 
 logger = logging.getLogger("data_bridge")
@@ -170,7 +171,26 @@ class Config:
     # Ours: seconds an App's handler may run; then its task is cancelled and the request
     # answered 504 (None: as long as it takes).
     timeout_handler: float | None = None
+    # TLS (uvicorn's --ssl-*; see data_bridge._tls): on when a key or certificate is given.
+    ssl_keyfile: str | os.PathLike[str] | None = None
+    ssl_certfile: str | os.PathLike[str] | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_version: int = SSL_PROTOCOL_VERSION
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE
+    ssl_ca_certs: str | os.PathLike[str] | None = None
+    ssl_ciphers: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+
+    def tls(self) -> TLSOptions:
+        return TLSOptions(
+            keyfile=self.ssl_keyfile,
+            certfile=self.ssl_certfile,
+            keyfile_password=self.ssl_keyfile_password,
+            version=self.ssl_version,
+            cert_reqs=self.ssl_cert_reqs,
+            ca_certs=self.ssl_ca_certs,
+            ciphers=self.ssl_ciphers,
+        )
 
     def server_options(self) -> dict[str, Any]:
         """The keyword arguments of ``_core.Server`` that carry this configuration."""
@@ -317,7 +337,8 @@ def describe(config: Config, sock: socket.socket) -> str:
         return f"unix socket {sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    scheme = "https" if config.tls().enabled else "http"
+    return f"{scheme}://{shown}:{port}"
 
 
 def listen(server: Any, sock: socket.socket) -> None:
@@ -366,10 +387,17 @@ def _serve_once(
         app = app._asgi_chain(AsgiBridge(app, loop=loop))
     try:
         options = config.server_options()
+        # Each process reads the certificate files itself (a worker after the fork).
+        tls_options = config.tls()
+        tls = tls_options.context() if tls_options.enabled else None
         life: Lifespan | None = None
         if isinstance(app, App):
             server = app.build_server(
-                loop, lim, root_path=config.root_path or None, server_options=options
+                loop,
+                lim,
+                root_path=config.root_path or None,
+                scheme="https" if tls is not None else "http",
+                server_options=options,
             )
             if config.lifespan != "off":
                 try:
@@ -417,6 +445,9 @@ def _serve_once(
             server.set_asgi(
                 _core.AsgiApp(app, loop, log=_log, root_path=config.root_path, state=state)
             )
+        if tls is not None:
+            server.set_tls(tls)
+            reload_on_sighup(loop, server, tls_options)
         if metrics is not None and config.metrics:
             server.set_metrics(metrics[0], metrics[1], config.metrics)
         if config.health:
@@ -532,6 +563,8 @@ def serve_config(app: Any, config: Config, sock: socket.socket | None = None) ->
     if config.lifespan not in ("auto", "on", "off"):
         raise ValueError("lifespan must be 'auto', 'on' or 'off'")
     config.server_options()  # header errors before anything is bound
+    if config.tls().enabled:
+        config.tls().context()  # certificate errors too (each process loads its own later)
     if config.metrics is not None and not config.metrics.startswith("/"):
         raise ValueError("the metrics path must start with '/'")
     if config.max_worker_rss is not None and config.max_worker_rss <= 0:

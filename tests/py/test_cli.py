@@ -380,8 +380,6 @@ def test_web_concurrency_sets_workers(cli) -> None:
 @pytest.mark.parametrize(
     "args, named",
     [
-        (["--ssl-keyfile", "k.pem"], "--ssl-keyfile"),
-        (["--ssl-certfile", "c.pem"], "--ssl-certfile"),
         (["--loop", "uvloop"], "--loop uvloop"),
         (["--http", "h11"], "--http h11"),
         (["--ws", "websockets"], "--ws websockets"),

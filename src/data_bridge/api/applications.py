@@ -740,7 +740,8 @@ class FastAPI(APIRouter):
 
         ``workers`` > 1 forks that many supervised processes sharing one listening socket.
         Other keyword arguments are those of ``data_bridge._serve.Config`` (uvicorn's
-        options) or set ``Limits`` fields (max_body, keepalive_timeout, ...).
+        options, e.g. ``ssl_certfile``/``ssl_keyfile`` for HTTPS) or set ``Limits`` fields
+        (max_body, keepalive_timeout, ...).
         """
         _serving.serve(
             self,

@@ -21,6 +21,7 @@ from typing import Any
 
 from data_bridge import __version__
 from data_bridge._serve import LOG_LEVELS, Config, serve_config
+from data_bridge._tls import SSL_PROTOCOL_VERSION
 from data_bridge.api.applications import App
 
 # uvicorn options not supported yet, refused when given: name -> what is missing. Those
@@ -32,13 +33,6 @@ UNSUPPORTED_FLAGS = {
     "--use-colors": "colourised logs",
 }
 UNSUPPORTED_VALUES = {
-    "--ssl-keyfile": "TLS",
-    "--ssl-certfile": "TLS",
-    "--ssl-keyfile-password": "TLS",
-    "--ssl-version": "TLS",
-    "--ssl-cert-reqs": "TLS",
-    "--ssl-ca-certs": "TLS",
-    "--ssl-ciphers": "TLS",
     "--ws-max-size": "WebSockets",
     "--ws-max-queue": "WebSockets",
     "--ws-ping-interval": "WebSockets",
@@ -243,6 +237,29 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         type=_header,
         default=[],
         help="a default response header NAME:VALUE (repeatable)",
+    )
+    # TLS, as uvicorn's options (names, defaults, help); data_bridge._tls.
+    p.add_argument("--ssl-keyfile", default=None, help="SSL key file")
+    p.add_argument("--ssl-certfile", default=None, help="SSL certificate file")
+    p.add_argument("--ssl-keyfile-password", default=None, help="SSL keyfile password")
+    p.add_argument(
+        "--ssl-version",
+        type=int,
+        default=SSL_PROTOCOL_VERSION,
+        help="SSL version to use (see stdlib ssl module's) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        default=0,
+        help="Whether client certificate is required (see stdlib ssl module's) "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--ssl-ca-certs", default=None, help="CA certificates file")
+    p.add_argument(
+        "--ssl-ciphers",
+        default=None,
+        help="Ciphers to use (see stdlib ssl module's). Defaults to OpenSSL's safe defaults.",
     )
     p.add_argument("--version", action="version", version=f"data-bridge {__version__}")
     p.add_argument("--app-dir", default="", help="look for APP in this directory")
@@ -450,6 +467,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log_format=args.access_log_format,
         health=args.health,
         timeout_handler=args.timeout_handler,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile_password=args.ssl_keyfile_password,
+        ssl_version=args.ssl_version,
+        ssl_cert_reqs=args.ssl_cert_reqs,
+        ssl_ca_certs=args.ssl_ca_certs,
+        ssl_ciphers=args.ssl_ciphers,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,

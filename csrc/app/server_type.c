@@ -15,6 +15,13 @@
 #include "loop/loop.h"
 static void mounts_clear(ServerObject *self);
 
+static int asgi_stream_body(void *ctx, const http_request_t *head)
+{
+    (void)ctx;
+    (void)head;
+    return 1;
+}
+
 static const char *route_error(int r)
 {
     return router_error_message(r);
@@ -35,6 +42,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "max_upload",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -51,10 +59,11 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
+    unsigned long long max_upload = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
+            args, kw, "O|$KnnnddippnSz#K", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
             &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
+            &limit_concurrency, &default_headers, &forwarded, &forwarded_len, &max_upload))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -74,6 +83,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.max_body = max_body;
+    cfg.max_upload = max_upload;
     cfg.http.max_target = (size_t)max_target;
     cfg.http.max_header_bytes = (size_t)max_header_bytes;
     cfg.http.max_headers = (size_t)max_headers;
@@ -160,6 +170,14 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->form_limits.max_part_size = max_part;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
+    /* Streamed only when nothing is bound from the body itself: the binder needs a JSON or
+     * urlencoded body whole (a route wrapped by HTTP middleware takes the Request too). */
+    int takes_request = 0, binds_body = 0;
+    for (int i = 0; i < plan->nargs; i++) {
+        takes_request |= plan->args[i].source == ARG_REQUEST;
+        binds_body |= plan->args[i].source == ARG_BODY || plan->args[i].source == ARG_FORM;
+    }
+    plan->stream_body = takes_request && !binds_body;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);
@@ -211,6 +229,9 @@ static int server_ensure(ServerObject *self)
         PyErr_NoMemory();
         return -1;
     }
+    /* Which requests read their body as it arrives: an ASGI app always does (receive());
+     * an app's routes that take the Request do (app_stream_body). */
+    server_set_stream_body(self->server, self->asgi != NULL ? asgi_stream_body : app_stream_body);
     if (self->gzip_excluded != NULL &&
         server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
                         PyBytes_AS_STRING(self->gzip_excluded),

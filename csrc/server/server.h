@@ -51,7 +51,10 @@ typedef struct {
 
 typedef struct {
     http_limits_t http;
-    uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t max_body; /* request body bytes; more gives 413 (default 1 MiB) */
+    /* Bytes of a streamed body (server_set_stream_body); more gives 413 at the head or a
+     * SERVER_BODY_TOO_LARGE read (0, the default: no limit). */
+    uint64_t max_upload;
     uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
     size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
@@ -86,6 +89,7 @@ typedef struct {
     const char *body;     /* decoded body (Content-Length or chunked); may be NULL when empty */
     size_t body_len;
     server_conn_t *conn; /* the connection it arrived on (set once, with the connection) */
+    int streamed;        /* the body is not here: it is read with server_conn_body_read */
 } server_request_t;
 
 enum {
@@ -181,6 +185,34 @@ void server_conn_finish(server_conn_t *c);
  * runs. A notification set for this must be cleared (NULL) before server_conn_finish
  * unless a stream took the request over (server_conn_stream_end clears it). */
 void server_conn_detach(server_conn_t *c);
+
+/* Streaming request bodies (body.c). A request with a chunked body, or one over
+ * cfg.max_body, is offered to the decider set by server_set_stream_body (called with the
+ * GIL held, with the server's dispatch ctx and the parsed head; returns 1 to stream). A
+ * streamed request is dispatched once its head is parsed, with streamed set and no body;
+ * its body is then read piece by piece with server_conn_body_read while it is pending (or
+ * during the dispatch call). At most BODY_WINDOW bytes are buffered: the connection stops
+ * reading while nobody asks. max_body does not apply to it; cfg.max_upload does. */
+typedef int (*server_stream_body_cb)(void *ctx, const http_request_t *head);
+void server_set_stream_body(server_t *s, server_stream_body_cb cb);
+
+enum {
+    SERVER_BODY_DATA = 0,          /* data[0..len) is the next piece (valid during the call) */
+    SERVER_BODY_END = 1,           /* the body is complete (no data) */
+    SERVER_BODY_DISCONNECTED = -1, /* the client left or the connection closed */
+    SERVER_BODY_MALFORMED = -2,    /* bad chunked framing (the connection closes after the
+                                      response) */
+    SERVER_BODY_TOO_LARGE = -3,    /* over cfg.max_upload (likewise) */
+    SERVER_BODY_ABORTED = -4,      /* the request finished before the read was answered */
+};
+/* Called exactly once per accepted read, GIL held, possibly from inside
+ * server_conn_body_read when the bytes are already here. Must not leave an exception set. */
+typedef void (*server_body_cb)(void *arg, int status, const char *data, size_t len);
+/* Asks for the next piece of the streamed body. Returns 0 (cb will be called once), or -1
+ * when the request has no streamed body or a read is already pending (cb is not called). */
+int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg);
+/* 1 while the connection's pending request streams its body. */
+int server_conn_body_streaming(const server_conn_t *c);
 
 /* Streaming responses (a body produced piece by piece after the head was sent).
  *

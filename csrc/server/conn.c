@@ -6,7 +6,9 @@
  *
  * Ownership: the connection is freed in the uv_close callback of its TCP handle, and only
  * when no pending request still refers to it (refs). Request slices point into rbuf, which
- * is neither compacted nor grown while a request is pending (reading is stopped then).
+ * is neither compacted nor grown while a request is pending (reading is stopped then, but
+ * for a streamed body, read into a window behind the head made before the dispatch: see
+ * body.c).
  *
  * Memory lending: rbuf's storage, the parsed head and the output buffers are lent by the
  * server's pools (server.blocks, server.heads) for as long as they hold something. rbuf is

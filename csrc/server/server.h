@@ -9,7 +9,8 @@
  * is finished (synchronously by returning SERVER_DISPATCH_DONE, or later by
  * server_conn_finish after SERVER_DISPATCH_PENDING). While a request is pending the
  * connection stops reading, so the buffer cannot move and pipelined responses stay in
- * request order.
+ * request order; a request whose body is streamed (body.c) reads on behind its head into
+ * room made before the dispatch, without moving the buffer.
  */
 #ifndef DB_SERVER_SERVER_H
 #define DB_SERVER_SERVER_H

@@ -285,6 +285,14 @@ static PyObject *get_streamed(RequestObject *self, void *closure)
     return PyBool_FromLong(self->streamed);
 }
 
+/* The connection closed while the request is served (a streamed body keeps reading the
+ * socket, so a client that leaves is seen; a whole one was read before the handler ran). */
+static PyObject *get_disconnected(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->req != NULL && server_conn_closed(self->req->conn));
+}
+
 static PyObject *get_body_limit(RequestObject *self, void *closure)
 {
     (void)closure;
@@ -316,6 +324,8 @@ static PyGetSetDef request_getset[] = {
     {"_streamed", (getter)get_streamed, NULL,
      "The body is read as it arrives (_read_body), not held whole (_body is empty).", NULL},
     {"_body_limit", (getter)get_body_limit, NULL, "The route's body limit (0: none).", NULL},
+    {"_disconnected", (getter)get_disconnected, NULL,
+     "The connection closed while the request is served.", NULL},
     {"path_params", (getter)get_path_params, NULL, "Path parameters as strings.", NULL},
     {"_peer", (getter)get_peer, NULL,
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},

@@ -337,6 +337,17 @@ def test_client_leaving_mid_upload_leaves_nothing(srv, tmpdir_for_server):
     assert os.listdir(tmpdir_for_server) == []
 
 
+def test_is_disconnected_while_a_body_streams(srv):
+    s = srv.connect()
+    s.sendall(head("/watch", 10_000_000) + b"w" * 2000)
+    time.sleep(0.1)
+    s.close()
+    deadline = time.monotonic() + 5
+    while "watch-disconnected" not in httpx.get(srv.url + "/events").json():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_asgi_receive_gives_more_body_pieces(srv):
     s = srv.connect()
     reader = Reader(s)

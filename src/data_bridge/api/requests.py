@@ -242,9 +242,11 @@ class Request(_core.Request):
         yield b""
 
     async def is_disconnected(self) -> bool:
-        """Whether the client left. The body was received whole before the handler ran
-        and the server notices a departed client when it writes, so this is False."""
-        return False
+        """Whether the client left. A streamed body keeps the server reading, so a client
+        that leaves is seen then; a body received whole before the handler ran stops the
+        reading until the response (the server notices a departed client when it writes),
+        so this is False for it."""
+        return bool(self._disconnected)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path!r}>"

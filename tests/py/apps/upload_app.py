@@ -76,6 +76,19 @@ async def body(request: Request) -> dict[str, Any]:
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+@app.post("/watch")
+async def watch(request: Request) -> dict[str, bool]:
+    """Reads the first piece, then waits for the client to leave."""
+    async for _ in request.stream():
+        break
+    for _ in range(250):
+        if await request.is_disconnected():
+            events.append("watch-disconnected")
+            break
+        await asyncio.sleep(0.02)
+    return {"disconnected": await request.is_disconnected()}
+
+
 @app.post("/noread")
 async def noread(request: Request) -> dict[str, str]:
     return {"read": "no"}

@@ -36,6 +36,11 @@ typedef struct {
     PyObject *body_waiter;
     unsigned long long body_limit;
     int streamed;
+    /* The connection, while the request whose body streams is not finished (it may
+     * outlive the handler: a streaming response reading request.stream()). Set with a
+     * reference to this object held for the server (server_conn_body_watch), both dropped
+     * in on_request_end. */
+    server_conn_t *conn;
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -258,6 +263,15 @@ static void on_body_piece(void *arg, int status, const char *data, size_t len)
     Py_DECREF(self);
 }
 
+/* The streamed request finished: its body can no longer be read through this object. */
+static void on_request_end(void *arg)
+{
+    RequestObject *self = arg;
+    self->conn = NULL;
+    /* Taken in request_new with the watch. */
+    Py_DECREF(self);
+}
+
 /* _read_body(future): asks the server for the next piece of a streamed body, which
  * resolves the future (at once when the bytes are here). Returns None, or the error code
  * when no read can be made (the request ended: SERVER_BODY_ABORTED). */
@@ -267,11 +281,11 @@ static PyObject *request_read_body(RequestObject *self, PyObject *fut)
         PyErr_SetString(PyExc_RuntimeError, "the request body is already being read");
         return NULL;
     }
-    if (self->req == NULL || !self->streamed)
+    if (self->conn == NULL)
         return PyLong_FromLong(SERVER_BODY_ABORTED);
     self->body_waiter = Py_NewRef(fut);
     Py_INCREF(self); /* released in on_body_piece */
-    if (server_conn_body_read(self->req->conn, on_body_piece, self) < 0) {
+    if (server_conn_body_read(self->conn, on_body_piece, self) < 0) {
         Py_CLEAR(self->body_waiter);
         Py_DECREF(self);
         return PyLong_FromLong(SERVER_BODY_ABORTED);
@@ -290,7 +304,7 @@ static PyObject *get_streamed(RequestObject *self, void *closure)
 static PyObject *get_disconnected(RequestObject *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->req != NULL && server_conn_closed(self->req->conn));
+    return PyBool_FromLong(self->conn != NULL && server_conn_closed(self->conn));
 }
 
 static PyObject *get_body_limit(RequestObject *self, void *closure)
@@ -418,6 +432,11 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
             if (r < 0)
                 goto error;
         }
+    }
+    if (req->streamed && server_conn_body_watch(req->conn, on_request_end, self) == 0) {
+        /* A second Request of the same request (an exception hook's) reads no body. */
+        self->conn = req->conn;
+        Py_INCREF(self); /* released in on_request_end */
     }
     return (PyObject *)self;
 error:

@@ -73,6 +73,8 @@ int body_begin(server_conn_t *c)
     c->body_have = 0;
     c->body_cb = NULL;
     c->body_arg = NULL;
+    c->body_end_cb = NULL;
+    c->body_end_arg = NULL;
     /* Remembered: the head goes back to its pool if the request is detached. */
     c->body_chunked = h->chunked;
     if (h->chunked)
@@ -189,6 +191,15 @@ int server_conn_body_streaming(const server_conn_t *c)
     return c->body_stream;
 }
 
+int server_conn_body_watch(server_conn_t *c, void (*on_end)(void *arg), void *arg)
+{
+    if (!c->body_stream || c->body_end_cb != NULL)
+        return -1;
+    c->body_end_cb = on_end;
+    c->body_end_arg = arg;
+    return 0;
+}
+
 void body_on_read(server_conn_t *c)
 {
     body_advance(c);
@@ -217,6 +228,13 @@ int body_finish(server_conn_t *c)
         c->body_cb = NULL;
         c->body_arg = NULL;
         cb(arg, SERVER_BODY_ABORTED, NULL, 0);
+    }
+    if (c->body_end_cb != NULL) {
+        void (*on_end)(void *) = c->body_end_cb;
+        void *arg = c->body_end_arg;
+        c->body_end_cb = NULL;
+        c->body_end_arg = NULL;
+        on_end(arg);
     }
     c->body_stream = 0;
     int whole = c->body_ended && !c->body_error;

@@ -214,6 +214,12 @@ typedef void (*server_body_cb)(void *arg, int status, const char *data, size_t l
 int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg);
 /* 1 while the connection's pending request streams its body. */
 int server_conn_body_streaming(const server_conn_t *c);
+/* on_end(arg) is called once (GIL held) when the pending request whose body streams
+ * finishes, after a pending read was answered: from then on c may serve another request
+ * (or be freed), so whoever reads the body past the handler's return (a streaming
+ * response) learns when to stop. Returns 0, or -1 when the request has no streamed body or
+ * someone else watches it (on_end will not be called). */
+int server_conn_body_watch(server_conn_t *c, void (*on_end)(void *arg), void *arg);
 
 /* Streaming responses (a body produced piece by piece after the head was sent).
  *

@@ -117,6 +117,8 @@ struct server_conn {
     uint64_t body_left;
     server_body_cb body_cb;
     void *body_arg;
+    void (*body_end_cb)(void *arg); /* server_conn_body_watch */
+    void *body_end_arg;
 };
 
 struct server {

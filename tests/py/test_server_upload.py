@@ -219,6 +219,24 @@ def test_request_stream_with_content_length(srv):
     assert len(got["sizes"]) > 2 and max(got["sizes"]) <= 65536
 
 
+def test_streaming_response_reads_the_body_after_the_handler_returned(srv):
+    data = os.urandom(500_000)
+    r = httpx.post(srv.url + "/echo", content=iter([data[:1000], data[1000:]]))
+    assert r.status_code == 200 and r.content == data
+    # Interleaved: each piece is echoed before the next is sent.
+    s = srv.connect()
+    s.sendall(head("/echo") + chunk(b"first"))
+    seen = b""
+    while b"first" not in seen:
+        seen += s.recv(65536)
+    assert seen.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in seen
+    s.sendall(chunk(b"second") + b"0\r\n\r\n")
+    while not seen.endswith(b"0\r\n\r\n"):
+        seen += s.recv(65536)
+    assert seen.endswith(b"6\r\nsecond\r\n0\r\n\r\n")
+    s.close()
+
+
 def test_body_of_a_streamed_request_and_its_limit(srv):
     data = b"x" * 1000
     r = httpx.post(srv.url + "/body", content=iter([data[:500], data[500:]]))  # chunked

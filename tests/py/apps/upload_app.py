@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from data_bridge.api import App, File, Form, Request, UploadFile
 from data_bridge.api.requests import ClientDisconnect
+from data_bridge.api.responses import StreamingResponse
 
 app = App()
 # What the handlers observed, read back through /events.
@@ -87,6 +88,17 @@ async def watch(request: Request) -> dict[str, bool]:
             break
         await asyncio.sleep(0.02)
     return {"disconnected": await request.is_disconnected()}
+
+
+@app.post("/echo")
+async def echo(request: Request) -> StreamingResponse:
+    """The body sent back as it arrives, read after the handler returned."""
+
+    async def pieces() -> Any:
+        async for piece in request.stream():
+            yield piece
+
+    return StreamingResponse(pieces(), media_type="application/octet-stream")
 
 
 @app.post("/noread")

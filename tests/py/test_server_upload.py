@@ -25,6 +25,8 @@ import pytest
 from conftest import Reader, ServerProcess
 
 BOUNDARY = "----db-upload-7d1f"
+# ASan keeps freed memory in quarantine: RSS says nothing under it.
+ASAN = "asan" in os.environ.get("LD_PRELOAD", "")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,9 @@ def srv(tmpdir_for_server: Path) -> Iterator[ServerProcess]:
     yield server
     code, log = server.stop()
     assert code == 0, log
+    # Nothing a sanitizer build reports, no Task left behind, no handler error logged.
+    for marker in ("AddressSanitizer", "runtime error:", "Task was destroyed", "Traceback"):
+        assert marker not in log, log
 
 
 def rss_kib(server: ServerProcess) -> int:
@@ -156,6 +161,7 @@ def test_upload_in_random_chunks(srv, seed):
     s.close()
 
 
+@pytest.mark.skipif(ASAN, reason="RSS under ASan")
 def test_large_upload_keeps_memory_flat(srv, tmpdir_for_server):
     """200 MiB through a File() parameter: written to disk as it arrives, so the server's
     RSS grows by far less than 16 MiB (measured while it arrives and after)."""
@@ -406,7 +412,7 @@ def test_asgi_app_that_stops_reading_stops_the_server_reading(srv):
     # Loopback buffers take a few MiB (up to tcp_rmem's max with autotuning), far from
     # all of it; the server itself holds one 64 KiB window.
     assert sent < total // 3, sent
-    assert grown < 8 * 1024, grown
+    assert ASAN or grown < 8 * 1024, grown
     s.setblocking(True)
     left = total - sent
     while left:
@@ -459,7 +465,7 @@ def test_garbled_streamed_bodies_never_break_the_server(srv, seed):
         s.shutdown(socket.SHUT_WR)
         while s.recv(65536):
             pass
-    except (ConnectionResetError, BrokenPipeError, TimeoutError):
+    except OSError:  # reset, broken pipe, not connected (closed first), timeout
         pass
     s.close()
     assert httpx.get(srv.url + "/events").status_code == 200

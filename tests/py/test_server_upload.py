@@ -111,7 +111,8 @@ def awkward_content(n: int) -> bytes:
     return out[:n]
 
 
-def test_upload_split_at_every_byte_boundary(srv):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_upload_split_at_every_byte_boundary(srv, chunked):
     content = awkward_content(900)
     body = multipart([("note", None, b"hello"), ("file", "a.bin", content)])
     assert len(body) > 1024  # streamed
@@ -120,7 +121,11 @@ def test_upload_split_at_every_byte_boundary(srv):
     s = srv.connect()
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = Reader(s)
-    raw = head("/upload", len(body), MP) + body
+    if chunked:
+        # Two chunks, so that the framing itself is split at every byte too.
+        raw = head("/upload", None, MP) + chunk(body[:500]) + chunk(body[500:]) + b"0\r\n\r\n"
+    else:
+        raw = head("/upload", len(body), MP) + body
     for i in range(1, len(raw)):
         s.sendall(raw[:i])
         time.sleep(0.001)

@@ -107,7 +107,7 @@ typedef struct {
     /* Limits of the form body (FastAPI's form_limits over Starlette's defaults). */
     app_form_limits_t form_limits;
     /* The handler takes the Request (itself, or for its form with files): a chunked body
-     * or one over max_body is read as it arrives (request.stream(), form()), not whole. */
+     * or one over 64 KiB is read as it arrives (request.stream(), form()), not whole. */
     int stream_body;
     arg_plan_t args[];
 } route_plan_t;

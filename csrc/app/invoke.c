@@ -699,8 +699,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
-    if (plan->max_body && req->body_len > plan->max_body) {
-        /* RFC 9110 §15.5.14: the body is over this route's limit. */
+    if (plan->max_body && !plan->stream_body && req->body_len > plan->max_body) {
+        /* RFC 9110 §15.5.14: the body is over this route's limit. A route that reads its
+         * body itself (through the Request) gets it whether it came whole or streamed:
+         * request.body() applies the limit, uploads the form limits. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);
         return SERVER_DISPATCH_DONE;
     }

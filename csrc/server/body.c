@@ -1,6 +1,7 @@
 /*
  * Request bodies consumed as they arrive. A request whose route asks for it (the
- * dispatcher's stream_body decider, asked only for a chunked body or one over max_body) is
+ * dispatcher's stream_body decider, asked only for a chunked body or one larger than the
+ * read window or max_body) is
  * dispatched as soon as its head is parsed; its body is then handed out piece by piece to
  * whoever reads it (server_conn_body_read), instead of being held whole in the read buffer.
  *
@@ -45,7 +46,11 @@ int body_wanted(server_conn_t *c, const http_request_t *h)
     server_t *s = c->server;
     if (s->stream_body == NULL)
         return 0;
-    if (!h->chunked && (h->content_length <= 0 || (uint64_t)h->content_length <= s->cfg.max_body))
+    /* A body that fits the window is buffered whole anyway (and the binder's fast path
+     * takes it); a larger one is streamed even under max_body, so that a route's own
+     * larger max_body_size (which raises the server's) does not make uploads whole. */
+    uint64_t whole = s->cfg.max_body < BODY_WINDOW ? s->cfg.max_body : BODY_WINDOW;
+    if (!h->chunked && (h->content_length <= 0 || (uint64_t)h->content_length <= whole))
         return 0;
     return s->stream_body(s->ctx, h);
 }

@@ -187,13 +187,14 @@ void server_conn_finish(server_conn_t *c);
  * unless a stream took the request over (server_conn_stream_end clears it). */
 void server_conn_detach(server_conn_t *c);
 
-/* Streaming request bodies (body.c). A request with a chunked body, or one over
- * cfg.max_body, is offered to the decider set by server_set_stream_body (called with the
- * GIL held, with the server's dispatch ctx and the parsed head; returns 1 to stream). A
- * streamed request is dispatched once its head is parsed, with streamed set and no body;
- * its body is then read piece by piece with server_conn_body_read while it is pending (or
- * during the dispatch call). At most BODY_WINDOW bytes are buffered: the connection stops
- * reading while nobody asks. max_body does not apply to it; cfg.max_upload does. */
+/* Streaming request bodies (body.c). A request with a chunked body, or one over the read
+ * window (64 KiB) or cfg.max_body, whichever is smaller, is offered to the decider set by
+ * server_set_stream_body (called with the GIL held, with the server's dispatch ctx and the
+ * parsed head; returns 1 to stream). A streamed request is dispatched once its head is
+ * parsed, with streamed set and no body; its body is then read piece by piece with
+ * server_conn_body_read while it is pending (or during the dispatch call). At most the
+ * window is buffered: the connection stops reading while nobody asks. max_body does not
+ * apply to it; cfg.max_upload does. */
 typedef int (*server_stream_body_cb)(void *ctx, const http_request_t *head);
 void server_set_stream_body(server_t *s, server_stream_body_cb cb);
 

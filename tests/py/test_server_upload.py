@@ -7,7 +7,8 @@ request.stream() and ASGI receive() see the pieces, and a consumer that stops re
 stops the server reading the socket; pipelined requests after a streamed body are served.
 
 The app is tests/py/apps/upload_app.py, served with max_body 1024 so that modest bodies
-are streamed."""
+are streamed (with DB_TEST_BIG_ROUTE, a route allowing 256 MiB raises the server's limit,
+which must not make the uploads to the other routes arrive whole)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -166,39 +168,47 @@ def test_upload_in_random_chunks(srv, seed):
     s.close()
 
 
-@pytest.mark.skipif(ASAN, reason="RSS under ASan")
-def test_large_upload_keeps_memory_flat(srv, tmpdir_for_server):
-    """200 MiB through a File() parameter: written to disk as it arrives, so the server's
-    RSS grows by far less than 16 MiB (measured while it arrives and after)."""
+def upload_watching_rss(server: ServerProcess, mib: int) -> tuple[dict[str, Any], int]:
+    """Uploads mib MiB to /upload over a raw socket, sampling the server's RSS while the
+    body arrives (a buffer freed at the end would leave no trace afterwards). Returns the
+    answer, checked against what was sent, and the RSS growth in KiB."""
     block = hashlib.sha256(b"seed").digest() * 32768  # 1 MiB
-    total = 200
-    size = total * len(block)
+    size = mib * len(block)
     pre = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
     pre += "Content-Type: application/octet-stream\r\n\r\n"
     post = f"\r\n--{BOUNDARY}--\r\n".encode()
     length = len(pre) + size + len(post)
     # A first upload warms up what is allocated once (imports, pools).
     warm = multipart([("file", "w.bin", block * 3)])
-    assert httpx.post(srv.url + "/upload", content=warm, headers={"content-type": MP}).is_success
-    base = rss_kib(srv)
-    s = srv.connect(timeout=60)
+    r = httpx.post(server.url + "/upload", content=warm, headers={"content-type": MP})
+    assert r.is_success
+    base = rss_kib(server)
+    s = server.connect(timeout=60)
     reader = Reader(s)
     s.sendall(head("/upload", length, MP) + pre.encode())
     peak = base
     digest = hashlib.sha256()
-    for i in range(total):
+    for i in range(mib):
         s.sendall(block)
         digest.update(block)
-        if i % 10 == 0:
-            peak = max(peak, rss_kib(srv))
+        if i % 8 == 0:
+            peak = max(peak, rss_kib(server))
     s.sendall(post)
-    r = reader.read_response()
+    answer = reader.read_response()
     s.close()
-    assert r.status == 200, r.body
-    got = r.json()
+    assert answer.status == 200, answer.body
+    got = answer.json()
+    assert isinstance(got, dict)
     assert got["size"] == size and got["sha256"] == digest.hexdigest() and got["rolled"]
-    peak = max(peak, rss_kib(srv))
-    assert peak - base < 16 * 1024, (base, peak)
+    return got, max(peak, rss_kib(server)) - base
+
+
+@pytest.mark.skipif(ASAN, reason="RSS under ASan")
+def test_large_upload_keeps_memory_flat(srv, tmpdir_for_server):
+    """200 MiB through a File() parameter: written to disk as it arrives, so the server's
+    RSS grows by far less than 16 MiB (measured while it arrives and after)."""
+    _, grown = upload_watching_rss(srv, 200)
+    assert grown < 16 * 1024, grown
     # The spooled file was closed with the request.
     assert os.listdir(tmpdir_for_server) == []
 
@@ -431,15 +441,16 @@ def test_asgi_app_that_stops_reading_stops_the_server_reading(srv):
 
 
 def test_max_upload_is_413(tmp_path):
-    server = ServerProcess("upload_app.py", limits={"max_body": 1024, "max_upload": 4096}).start()
+    limits = {"max_body": 1024, "max_upload": 200_000}
+    server = ServerProcess("upload_app.py", limits=limits).start()
     try:
-        r = httpx.post(server.url + "/stream", content=b"u" * 5000)
+        r = httpx.post(server.url + "/stream", content=b"u" * 300_000)
         assert r.status_code == 413
         assert r.json() == {"detail": "Request body exceeds the configured limit"}
-        r = httpx.post(server.url + "/stream", content=iter([b"u" * 3000, b"u" * 3000]))
+        r = httpx.post(server.url + "/stream", content=iter([b"u" * 150_000, b"u" * 150_000]))
         assert r.status_code == 413
-        r = httpx.post(server.url + "/stream", content=b"u" * 4000)
-        assert r.json()["total"] == 4000
+        r = httpx.post(server.url + "/stream", content=b"u" * 150_000)
+        assert r.json()["total"] == 150_000
     finally:
         code, log = server.stop()
     assert code == 0, log
@@ -474,3 +485,28 @@ def test_garbled_streamed_bodies_never_break_the_server(srv, seed):
         pass
     s.close()
     assert httpx.get(srv.url + "/events").status_code == 200
+
+
+@pytest.mark.skipif(ASAN, reason="RSS under ASan")
+def test_a_route_allowing_large_bodies_leaves_uploads_streamed():
+    os.environ["DB_TEST_BIG_ROUTE"] = "1"
+    try:
+        server = ServerProcess("upload_app.py", limits={"max_body": 1024}).start()
+    finally:
+        del os.environ["DB_TEST_BIG_ROUTE"]
+    try:
+        # The server's max_body is now 256 MiB; a 64 MiB upload still goes to disk as it
+        # arrives (a body over 64 KiB to a route that reads its own body streams).
+        _, grown = upload_watching_rss(server, 64)
+        assert grown < 16 * 1024, grown
+        assert httpx.post(server.url + "/big-json", json={"a": "b" * 2_000_000}).json() == 1
+        # The other routes keep their own limit (1024), whether the body came whole (it
+        # fits the window) or streamed.
+        for content in (b"j" * 2000, b"j" * 200_000):
+            assert httpx.post(server.url + "/body", content=content).status_code == 413
+            r = httpx.post(server.url + "/json", content=b'{"a":"' + content + b'"}')
+            assert r.status_code == 413
+        assert httpx.post(server.url + "/body", content=b"k" * 1000).json()["size"] == 1000
+    finally:
+        code, log = server.stop()
+    assert code == 0, log

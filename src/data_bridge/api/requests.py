@@ -164,10 +164,15 @@ class Request(_core.Request):
 
     async def body(self) -> bytes:
         """The whole request body: received before the handler ran, or, for a streamed
-        one (a route that takes the Request, with a chunked body or one over max_body),
-        read now up to the route's body limit (413 beyond) and cached."""
+        one (a route that takes the Request, with a chunked body or one over 64 KiB),
+        read now and cached. Over the route's body limit (max_body_size, else the
+        server's max_body): 413."""
         if not self._streamed:
-            return self._body
+            body = self._body
+            limit = self._body_limit
+            if limit and len(body) > limit:
+                raise _body_error(_BODY_TOO_LARGE)
+            return body
         cached = self.__dict__.get("_received")
         if cached is None:
             limit = self._body_limit

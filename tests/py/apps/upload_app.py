@@ -111,6 +111,15 @@ async def json_body(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+if os.environ.get("DB_TEST_BIG_ROUTE"):
+
+    @app.post("/big-json", max_body_size=256 * 1024 * 1024)
+    async def big_json(item: dict[str, Any]) -> int:
+        """A route allowed large bodies: the server's max_body becomes its limit, which
+        must not make uploads to the other routes arrive whole."""
+        return len(item)
+
+
 @app.get("/events")
 def get_events() -> list[Any]:
     return events

@@ -1,9 +1,9 @@
 /*
  * Request bodies consumed as they arrive. A request whose route asks for it (the
  * dispatcher's stream_body decider, asked only for a chunked body or one larger than the
- * read window or max_body) is
- * dispatched as soon as its head is parsed; its body is then handed out piece by piece to
- * whoever reads it (server_conn_body_read), instead of being held whole in the read buffer.
+ * read window or max_body) is dispatched as soon as its head is parsed; its body is then
+ * handed out piece by piece to whoever reads it (server_conn_body_read), instead of being
+ * held whole in the read buffer.
  *
  * Layout: the body's bytes sit in rbuf right behind the request head (from body_start(c) =
  * pos + head_len): first body_have decoded bytes not yet handed out, then raw bytes not yet
@@ -163,6 +163,8 @@ void body_alloc(server_conn_t *c, uv_buf_t *buf)
     size_t end = body_start(c) + BODY_WINDOW;
     buf->base = NULL;
     buf->len = 0;
+    if (c->rbuf.len >= end)
+        return; /* not reached: conn_update_reading stops reading with a full window */
     if (c->streaming || c->detached) {
         /* Nothing points into the buffer (the request's slices were detached): it may be
          * lent again (given back while empty) or grown. */
@@ -173,7 +175,7 @@ void body_alloc(server_conn_t *c, uv_buf_t *buf)
     /* Otherwise the handler holds slices of the head: the buffer must not move, and
      * body_begin made room for the window. conn_update_reading reads only while some of
      * it is free, so this offers at least one byte. */
-    if (c->rbuf.len >= end || c->rbuf.cap <= c->rbuf.len)
+    if (c->rbuf.cap <= c->rbuf.len)
         return;
     buf->base = c->rbuf.data + c->rbuf.len;
     buf->len = (end < c->rbuf.cap ? end : c->rbuf.cap) - c->rbuf.len;

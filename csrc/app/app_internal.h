@@ -111,6 +111,9 @@ typedef struct {
     PyObject *file_cache;
     /* The route's id in the metrics (its 1-based place in ServerObject.plans). */
     unsigned metrics_id;
+    /* The handler takes the Request (itself, or for its form with files): a chunked body
+     * or one over 64 KiB is read as it arrives (request.stream(), form()), not whole. */
+    int stream_body;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -290,6 +293,9 @@ int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int 
 int stream_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
+/* The server's decider for streamed bodies (server_set_stream_body): 1 when the request's
+ * route (or mounted app) reads its body as it arrives. */
+int app_stream_body(void *ctx, const http_request_t *head);
 void request_detach(PyObject *request);
 /* The body of a Request still attached to its request, as a slice of the connection's
  * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
@@ -317,6 +323,8 @@ int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req
 void app_guards_free(ServerObject *srv);
 /* Server.add_guard(kind, patterns=b"", www_redirect=False). */
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
+/* form_py.c: _core.MultipartParser (a body parsed as it arrives). */
+extern PyTypeObject MultipartParser_Type;
 /* form_py.c: _core.parse_multipart. */
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 /* files_py.c: _core.parse_range(value, size). */

@@ -660,20 +660,63 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
     return 1;
 }
 
+/* The path routes see: under the root_path, the rest ("" for the prefix itself), as
+ * Starlette's get_route_path does; the Request keeps the whole path. */
+static void route_path(const ServerObject *srv, const http_request_t *head, const char **path,
+                       size_t *path_len)
+{
+    *path = head->path;
+    *path_len = head->path_len;
+    if (srv->root_path_len && *path_len >= srv->root_path_len &&
+        memcmp(*path, srv->root_path, srv->root_path_len) == 0 &&
+        (*path_len == srv->root_path_len || (*path)[srv->root_path_len] == '/')) {
+        *path += srv->root_path_len;
+        *path_len -= srv->root_path_len;
+    }
+}
+
+/* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
+ * redirect_slashes: *bare is then set); the mounted app sees the whole path, its root_path
+ * the prefix. The first mount in order that takes the path, or NULL. */
+static const struct app_mount *mount_for(const ServerObject *srv, const char *path, size_t len,
+                                         int *bare)
+{
+    for (size_t i = 0; i < srv->nmounts; i++) {
+        const struct app_mount *mt = &srv->mounts[i];
+        *bare = len == mt->len && srv->redirect_slashes;
+        if ((*bare || (len > mt->len && path[mt->len] == '/')) &&
+            memcmp(path, mt->prefix, mt->len) == 0)
+            return mt;
+    }
+    *bare = 0;
+    return NULL;
+}
+
+int app_stream_body(void *ctx, const http_request_t *head)
+{
+    ServerObject *srv = ctx;
+    const char *path;
+    size_t path_len;
+    route_path(srv, head, &path, &path_len);
+    int bare;
+    const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
+    if (mt != NULL && bare)
+        return 0;   /* redirected */
+    if (mt != NULL) /* an ASGI app reads its body with receive() */
+        return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
+    router_match_t m;
+    if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
+        return srv->fallback != NULL; /* the fallback ASGI app reads it with receive() */
+    return ((route_plan_t *)m.data)->stream_body;
+}
+
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
     router_match_t m;
-    const char *path = req->head->path;
-    size_t path_len = req->head->path_len;
-    if (srv->root_path_len && path_len >= srv->root_path_len &&
-        memcmp(path, srv->root_path, srv->root_path_len) == 0 &&
-        (path_len == srv->root_path_len || path[srv->root_path_len] == '/')) {
-        /* Under the root_path: routed on the rest ("" for the prefix itself), as
-         * Starlette's get_route_path does; the Request keeps the whole path. */
-        path += srv->root_path_len;
-        path_len -= srv->root_path_len;
-    }
+    const char *path;
+    size_t path_len;
+    route_path(srv, req->head, &path, &path_len);
     int r = ROUTER_NOT_FOUND, routed = 0;
     if (srv->fallback != NULL) {
         /* Not a native route: the fallback app decides, its own middleware, routes,
@@ -689,20 +732,15 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     if (srv->nguards ? app_guards_run(srv, conn, req)
                      : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
         return SERVER_DISPATCH_DONE;
-    for (size_t i = 0; i < srv->nmounts; i++) {
-        /* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
-         * redirect_slashes); the mounted app sees the whole path, its root_path the
-         * prefix. */
-        const struct app_mount *mt = &srv->mounts[i];
-        if (path_len > mt->len && path[mt->len] == '/' && memcmp(path, mt->prefix, mt->len) == 0)
-            return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
-                                              : app_dispatch(mt->target, conn, req);
-        if (path_len == mt->len && srv->redirect_slashes &&
-            memcmp(path, mt->prefix, mt->len) == 0) {
-            redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
-            return SERVER_DISPATCH_DONE;
-        }
+    int bare;
+    const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
+    if (mt != NULL && bare) {
+        redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
+        return SERVER_DISPATCH_DONE;
     }
+    if (mt != NULL)
+        return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
+                                          : app_dispatch(mt->target, conn, req);
     if (!routed)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
@@ -718,8 +756,10 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     /* A StaticFiles route: a file it served before is answered without Python. */
     if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
         return SERVER_DISPATCH_DONE;
-    if (plan->max_body && req->body_len > plan->max_body) {
-        /* RFC 9110 §15.5.14: the body is over this route's limit. */
+    if (plan->max_body && !plan->stream_body && req->body_len > plan->max_body) {
+        /* RFC 9110 §15.5.14: the body is over this route's limit. A route that reads its
+         * body itself (through the Request) gets it whether it came whole or streamed:
+         * request.body() applies the limit, uploads the form limits. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);
         return SERVER_DISPATCH_DONE;
     }

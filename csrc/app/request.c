@@ -32,6 +32,17 @@ typedef struct {
     PyObject *peer;     /* (host, port) or None once asked */
     PyObject *sockname; /* (host, port) or None once asked */
     int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
+    /* A streamed body (server.h, "Streaming request bodies"): the future of the read the
+     * server has not answered yet (with a reference to this object held for the server,
+     * released in on_body_piece), the route's body limit for body(). */
+    PyObject *body_waiter;
+    unsigned long long body_limit;
+    int streamed;
+    /* The connection, while the request whose body streams is not finished (it may
+     * outlive the handler: a streaming response reading request.stream()). Set with a
+     * reference to this object held for the server (server_conn_body_watch), both dropped
+     * in on_request_end. */
+    server_conn_t *conn;
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -261,7 +272,84 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     return ws_session_accept(req->conn, loop, lines, (size_t)n, max_size);
 }
 
+/* The server answers a read of the streamed body: the future gets the piece (bytes), b""
+ * at the end, or the SERVER_BODY_* error code (an int) the Python layer turns into an
+ * exception. */
+static void on_body_piece(void *arg, int status, const char *data, size_t len)
+{
+    RequestObject *self = arg;
+    PyObject *fut = self->body_waiter;
+    self->body_waiter = NULL;
+    PyObject *value = status == SERVER_BODY_DATA  ? PyBytes_FromStringAndSize(data, (Py_ssize_t)len)
+                      : status == SERVER_BODY_END ? PyBytes_FromStringAndSize(NULL, 0)
+                                                  : PyLong_FromLong(status);
+    PyObject *done = value && fut ? PyObject_CallMethod(fut, "done", NULL) : NULL;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+    PyObject *r = is_done == 0 ? PyObject_CallMethod(fut, "set_result", "O", value) : NULL;
+    if (is_done < 0 || (is_done == 0 && r == NULL))
+        PyErr_WriteUnraisable(fut ? fut : Py_None);
+    Py_XDECREF(r);
+    Py_XDECREF(done);
+    Py_XDECREF(value);
+    Py_XDECREF(fut);
+    /* Taken in request_read_body for the server's pending read. */
+    Py_DECREF(self);
+}
+
+/* The streamed request finished: its body can no longer be read through this object. */
+static void on_request_end(void *arg)
+{
+    RequestObject *self = arg;
+    self->conn = NULL;
+    /* Taken in request_new with the watch. */
+    Py_DECREF(self);
+}
+
+/* _read_body(future): asks the server for the next piece of a streamed body, which
+ * resolves the future (at once when the bytes are here). Returns None, or the error code
+ * when no read can be made (the request ended: SERVER_BODY_ABORTED). */
+static PyObject *request_read_body(RequestObject *self, PyObject *fut)
+{
+    if (self->body_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the request body is already being read");
+        return NULL;
+    }
+    if (self->conn == NULL)
+        return PyLong_FromLong(SERVER_BODY_ABORTED);
+    self->body_waiter = Py_NewRef(fut);
+    Py_INCREF(self); /* released in on_body_piece */
+    if (server_conn_body_read(self->conn, on_body_piece, self) < 0) {
+        Py_CLEAR(self->body_waiter);
+        Py_DECREF(self);
+        return PyLong_FromLong(SERVER_BODY_ABORTED);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_streamed(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->streamed);
+}
+
+/* The connection closed while the request is served (a streamed body keeps reading the
+ * socket, so a client that leaves is seen; a whole one was read before the handler ran). */
+static PyObject *get_disconnected(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->conn != NULL && server_conn_closed(self->conn));
+}
+
+static PyObject *get_body_limit(RequestObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->body_limit);
+}
+
 static PyMethodDef request_methods[] = {
+    {"_read_body", (PyCFunction)request_read_body, METH_O,
+     "_read_body(future): the next piece of a streamed body into the future (bytes; b'' at "
+     "the end; an int error code), or the error code at once"},
     {"_ws_check", (PyCFunction)request_ws_check, METH_NOARGS,
      "_ws_check(): 0 for a valid WebSocket handshake, else the status to answer (404: not "
      "an upgrade, 400: malformed, 426: another version)"},
@@ -280,6 +368,11 @@ static PyGetSetDef request_getset[] = {
     {"raw_headers", (getter)get_raw_headers, NULL,
      "Header fields as a list of (lowercase name, value) pairs, in order.", NULL},
     {"_body", (getter)get_body, NULL, "The request body as bytes.", NULL},
+    {"_streamed", (getter)get_streamed, NULL,
+     "The body is read as it arrives (_read_body), not held whole (_body is empty).", NULL},
+    {"_body_limit", (getter)get_body_limit, NULL, "The route's body limit (0: none).", NULL},
+    {"_disconnected", (getter)get_disconnected, NULL,
+     "The connection closed while the request is served.", NULL},
     {"path_params", (getter)get_path_params, NULL, "Path parameters as strings.", NULL},
     {"_peer", (getter)get_peer, NULL,
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
@@ -301,6 +394,7 @@ static int request_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->path_params);
     Py_VISIT(self->peer);
     Py_VISIT(self->sockname);
+    Py_VISIT(self->body_waiter);
     return 0;
 }
 
@@ -314,6 +408,7 @@ static int request_clear(RequestObject *self)
     Py_CLEAR(self->path_params);
     Py_CLEAR(self->peer);
     Py_CLEAR(self->sockname);
+    Py_CLEAR(self->body_waiter);
     return 0;
 }
 
@@ -355,6 +450,8 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
     if (self == NULL)
         return NULL;
     self->req = req;
+    self->streamed = req->streamed;
+    self->body_limit = plan ? plan->max_body : 0;
     if (m->nparams) {
         self->path_params = PyDict_New();
         if (self->path_params == NULL)
@@ -369,6 +466,11 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
             if (r < 0)
                 goto error;
         }
+    }
+    if (req->streamed && server_conn_body_watch(req->conn, on_request_end, self) == 0) {
+        /* A second Request of the same request (an exception hook's) reads no body. */
+        self->conn = req->conn;
+        Py_INCREF(self); /* released in on_request_end */
     }
     return (PyObject *)self;
 error:

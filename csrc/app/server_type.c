@@ -16,6 +16,13 @@
 #include "tls/tls.h"
 static void mounts_clear(ServerObject *self);
 
+static int asgi_stream_body(void *ctx, const http_request_t *head)
+{
+    (void)ctx;
+    (void)head;
+    return 1;
+}
+
 static const char *route_error(int r)
 {
     return router_error_message(r);
@@ -39,6 +46,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "send_timeout",
                              "header_timeout",
                              "handler_timeout",
+                             "max_upload",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -57,11 +65,12 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t forwarded_len = 0;
     double header_timeout = 0;  /* 0: the request timeout alone */
     double handler_timeout = 0; /* 0: handlers run as long as they take */
+    unsigned long long max_upload = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#ddd", kwlist, &loop, &max_body, &max_target,
+            args, kw, "O|$KnnnddippnSz#dddK", kwlist, &loop, &max_body, &max_target,
             &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
             &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
-            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout))
+            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -83,6 +92,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.max_body = max_body;
+    cfg.max_upload = max_upload;
     cfg.http.max_target = (size_t)max_target;
     cfg.http.max_header_bytes = (size_t)max_header_bytes;
     cfg.http.max_headers = (size_t)max_headers;
@@ -174,6 +184,14 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
     plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
+    /* Streamed only when nothing is bound from the body itself: the binder needs a JSON or
+     * urlencoded body whole (a route wrapped by HTTP middleware takes the Request too). */
+    int takes_request = 0, binds_body = 0;
+    for (int i = 0; i < plan->nargs; i++) {
+        takes_request |= plan->args[i].source == ARG_REQUEST;
+        binds_body |= plan->args[i].source == ARG_BODY || plan->args[i].source == ARG_FORM;
+    }
+    plan->stream_body = takes_request && !binds_body;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);
@@ -226,6 +244,9 @@ static int server_ensure(ServerObject *self)
         PyErr_NoMemory();
         return -1;
     }
+    /* Which requests read their body as it arrives: an ASGI app always does (receive());
+     * an app's routes that take the Request do (app_stream_body). */
+    server_set_stream_body(self->server, self->asgi != NULL ? asgi_stream_body : app_stream_body);
     if ((self->tls != NULL && server_set_tls(self->server, self->tls) < 0) ||
         (self->gzip_excluded != NULL &&
          server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,

@@ -62,6 +62,10 @@ typedef struct {
     unsigned close : 1;        /* the application sent "connection: close" */
     unsigned violated : 1;     /* a protocol violation was logged and answered */
     unsigned pump_queued : 1;  /* pump_cb is in the loop's ready queue */
+    /* A streamed body (server.h): receive() reads it piece by piece from the server. */
+    unsigned streamed : 1;
+    unsigned body_reading : 1; /* a server read is pending (it holds a reference to us) */
+    unsigned body_done : 1;    /* its last message (more_body False) was handed over */
     /* http.response.pathsend (pathsend.c): the file being sent, while it is. */
     int file_fd;        /* -1 when none */
     uint64_t file_left; /* bytes still to read and queue */

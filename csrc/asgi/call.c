@@ -4,11 +4,15 @@
  * as a Task on the loop; the request stays pending in the server until the application
  * completed its response (send.c) or the Task ended without doing so (call_done).
  *
- * receive() (www spec, "Request - receive event" and "Disconnect - receive event"): the
- * server reads the whole body before dispatching (its limits apply to it: 413 above
- * max_body), so the first call returns it in one http.request message with more_body
- * False. Later calls return http.disconnect once the response is complete or the client
- * is gone, and otherwise wait for either.
+ * receive() (www spec, "Request - receive event" and "Disconnect - receive event"): a
+ * body with a Content-Length up to max_body is read whole before dispatching, and the
+ * first call returns it in one http.request message with more_body False. A chunked body,
+ * or a larger one, is streamed (server.h): each call asks the server for the next piece
+ * (what arrived since, at most 64 KiB) and returns it with more_body True, then an empty
+ * one with more_body False at the end. The server reads the socket only while little is
+ * buffered, so an application that does not call receive() stops the client (backpressure).
+ * Later calls return http.disconnect once the response is complete or the client is gone,
+ * and otherwise wait for either.
  *
  * The client leaving is noticed at any time: the request is detached from the server's
  * read buffer at dispatch (server_conn_detach), so the connection reads on while the
@@ -178,9 +182,76 @@ void call_notify(void *arg)
     Py_DECREF(c);
 }
 
+/* The server answers a read of the streamed body: the message goes to whoever waits in
+ * receive() now (none when the response completed meanwhile: wake_waiters answered it). */
+static void call_on_body(void *arg, int status, const char *data, size_t len)
+{
+    AsgiCallObject *c = arg;
+    c->body_reading = 0;
+    PyObject *msg = NULL;
+    if (status == SERVER_BODY_DATA || status == SERVER_BODY_END) {
+        PyObject *body = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+        msg = body ? PyDict_New() : NULL;
+        if (msg != NULL && (PyDict_SetItem(msg, asgi_str.type, asgi_str.http_request) < 0 ||
+                            PyDict_SetItem(msg, asgi_str.body, body) < 0 ||
+                            PyDict_SetItem(msg, asgi_str.more_body,
+                                           status == SERVER_BODY_DATA ? Py_True : Py_False) < 0))
+            Py_CLEAR(msg);
+        Py_XDECREF(body);
+        c->body_done = status == SERVER_BODY_END;
+    } else {
+        /* The client left, or its body was malformed or too large (the server closes the
+         * connection after the response): as uvicorn, the application sees a disconnect. */
+        c->body_done = 1;
+        c->disconnected = status == SERVER_BODY_DISCONNECTED || c->disconnected;
+        msg = disconnect_message();
+    }
+    PyObject *fut = c->recv_waiter;
+    c->recv_waiter = NULL;
+    if (msg == NULL)
+        PyErr_WriteUnraisable(fut ? fut : Py_None);
+    else if (fut != NULL)
+        asgi_resolve(fut, msg);
+    Py_XDECREF(msg);
+    Py_XDECREF(fut);
+    /* Taken in call_receive for the server's pending read. */
+    Py_DECREF(c);
+}
+
 static PyObject *call_receive(AsgiCallObject *c, PyObject *unused)
 {
     (void)unused;
+    if (c->streamed && !c->body_done && c->conn != NULL && !c->disconnected &&
+        c->phase != ASGI_DONE) {
+        if (c->recv_waiter != NULL) {
+            /* Reused by concurrent receive() calls unless its waiter cancelled it. */
+            PyObject *done = PyObject_CallMethodNoArgs(c->recv_waiter, asgi_str.done);
+            int is_done = done ? PyObject_IsTrue(done) : -1;
+            Py_XDECREF(done);
+            if (is_done < 0)
+                return NULL;
+            if (is_done)
+                Py_CLEAR(c->recv_waiter);
+        }
+        PyObject *fut = c->recv_waiter;
+        if (fut == NULL && (fut = c->recv_waiter = call_new_future(c)) == NULL)
+            return NULL;
+        Py_INCREF(fut); /* the read below may resolve and drop recv_waiter at once */
+        if (!c->body_reading) {
+            c->body_reading = 1;
+            Py_INCREF(c); /* released in call_on_body */
+            if (server_conn_body_read(c->conn, call_on_body, c) < 0) {
+                c->body_reading = 0;
+                Py_DECREF(c);
+                Py_DECREF(fut);
+                PyErr_SetString(PyExc_RuntimeError, "the request body cannot be read");
+                return NULL;
+            }
+        }
+        PyObject *aw = asgi_waiting(fut);
+        Py_DECREF(fut);
+        return aw;
+    }
     if (c->body != NULL) {
         PyObject *msg = PyDict_New();
         if (msg == NULL || PyDict_SetItem(msg, asgi_str.type, asgi_str.http_request) < 0 ||
@@ -338,6 +409,9 @@ static AsgiCallObject *call_new(AsgiAppObject *a)
     c->close = 0;
     c->violated = 0;
     c->pump_queued = 0;
+    c->streamed = 0;
+    c->body_reading = 0;
+    c->body_done = 0;
     c->file_fd = -1;
     c->file_left = 0;
     c->file_buf = NULL;
@@ -376,9 +450,11 @@ int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     }
     /* Copied now: the read buffer is the server's again once the request is pending in a
      * stream (server/conn.c: conn_stream_detach). */
-    c->body =
-        PyBytes_FromStringAndSize(req->body_len ? req->body : NULL, (Py_ssize_t)req->body_len);
-    if (c->body == NULL || (scope = asgi_scope_new(a, conn, req)) == NULL ||
+    c->streamed = req->streamed;
+    c->body = c->streamed ? NULL
+                          : PyBytes_FromStringAndSize(req->body_len ? req->body : NULL,
+                                                      (Py_ssize_t)req->body_len);
+    if ((c->body == NULL && !c->streamed) || (scope = asgi_scope_new(a, conn, req)) == NULL ||
         (receive = PyCFunction_New(&receive_def, (PyObject *)c)) == NULL ||
         (send = PyCFunction_New(&send_def, (PyObject *)c)) == NULL) {
         rc = dispatch_failed(c, conn);

@@ -6,7 +6,9 @@
  *
  * Ownership: the connection is freed in the uv_close callback of its TCP handle, and only
  * when no pending request still refers to it (refs). Request slices point into rbuf, which
- * is neither compacted nor grown while a request is pending (reading is stopped then).
+ * is neither compacted nor grown while a request is pending (reading is stopped then, but
+ * for a streamed body, read into a window behind the head made before the dispatch: see
+ * body.c).
  *
  * Memory lending: rbuf's storage, the parsed head and the output buffers are lent by the
  * server's pools (server.blocks, server.heads) for as long as they hold something. rbuf is
@@ -75,6 +77,8 @@ static void on_conn_closed(uv_handle_t *h)
         if (c->awaiting)
             metrics_add(&conn_metrics(c)->abandoned);
     }
+    /* A reader of a streamed request body learns that the rest will not come. */
+    body_disconnected(c);
     /* A stream producer waiting for the output to drain learns that it never will. */
     stream_conn_closed(c);
     /* A WebSocket application waiting for a message learns that the session ended. */
@@ -172,6 +176,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         conn_tls_alloc(c, buf); /* ciphertext: decrypted into rbuf by conn_tls_read */
         return;
     }
+    if (c->body_stream && !c->body_ended) {
+        body_alloc(c, buf);
+        return;
+    }
     /* Lent here and given back in on_read (conn_give_back) when the bytes leave nothing
      * pending: libuv calls on_read after every on_alloc, with nread 0 when read(2) found
      * nothing, and with an error (UV_ENOBUFS) when the buffer below is empty. */
@@ -229,6 +237,13 @@ void conn_received(server_conn_t *c, ssize_t nread)
         ws_conn_on_read(c, nread);
         return;
     }
+    if (nread < 0 && c->body_stream && !c->body_ended) {
+        /* The client left (or stopped sending) in the middle of a streamed body: its reader
+         * gets SERVER_BODY_DISCONNECTED now (as an ASGI server's http.disconnect). */
+        body_disconnected(c);
+        conn_close(c);
+        return;
+    }
     if (nread < 0 && (c->streaming || c->detached)) {
         /* The client left (or half-closed) while a response streams: the producer stops
          * now instead of at its next write, as an ASGI server's http.disconnect does. */
@@ -256,6 +271,13 @@ void conn_received(server_conn_t *c, ssize_t nread)
     c->rbuf.len += (size_t)nread;
     if (c->server->cfg.metrics != NULL)
         metrics_bytes(c, 0, (size_t)nread);
+    if (c->body_stream && !c->body_ended) {
+        /* Bytes of a streamed body: decoded, handed to a pending read, and reading stops
+         * once the window is full (body.c). */
+        body_on_read(c);
+        conn_update_reading(c);
+        return;
+    }
     if (c->streaming || c->detached) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
          * request's slices were detached when its handler answered). */
@@ -348,7 +370,7 @@ void conn_update_reading(server_conn_t *c)
     int idle =
         c->state != CONN_PENDING ||
         ((c->streaming || c->detached) && c->rbuf.len < c->pos + c->head_len + STREAM_READ_AHEAD) ||
-        (c->ws != NULL && !c->ws->paused);
+        (c->ws != NULL && !c->ws->paused) || body_wants_bytes(c);
     int want = !c->closing && !c->shutting_down && !c->close_after_write && idle &&
                queued < c->server->cfg.write_high_water;
     if (want && !c->reading) {
@@ -375,6 +397,10 @@ static void conn_fail(server_conn_t *c, int err)
 /* Marks the current request finished and prepares for the next pipelined one. */
 static void conn_request_done(server_conn_t *c, size_t consumed)
 {
+    /* A streamed body not read to its end clears keep_alive (body.c). */
+    if (c->req.streamed)
+        body_finish(c);
+    c->req.streamed = 0;
     c->pos += consumed;
     c->state = CONN_HEAD;
     http_parser_reset(&c->parser);
@@ -405,7 +431,8 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->req.body_len = body_len;
     c->is_head = c->head->method == HTTP_HEAD;
     c->http10 = c->head->version_minor == 0;
-    c->keep_alive = c->head->keep_alive && !c->server->closing;
+    /* A streamed body already found malformed closes the connection after the response. */
+    c->keep_alive = c->head->keep_alive && !c->server->closing && !c->body_error;
     c->deadline = 0;
     c->resp_headers.len = 0;
     c->accept_gzip = 0;
@@ -494,7 +521,24 @@ static int conn_on_head(server_conn_t *c, int n)
     http_request_t *h = c->head;
     c->head_len = (size_t)n;
     c->head_base = c->rbuf.data;
-    if (h->chunked) {
+    int stream = (h->chunked || h->content_length > 0) && body_wanted(c, h);
+    if (stream) {
+        int r = body_begin(c);
+        if (r == -2) {
+            conn_close(c);
+            return 0;
+        }
+        if (r == -1) {
+            /* RFC 9110 §15.5.14; the connection closes rather than read the body. */
+            c->keep_alive = 0;
+            c->is_head = 0;
+            server_conn_respond_detail(c, 413, "Request body exceeds the configured limit", NULL,
+                                       0);
+            c->close_after_write = 1;
+            return 0;
+        }
+        c->body_len = 0;
+    } else if (h->chunked) {
         http_chunked_init(&c->chunked, cfg->max_body);
         c->body_len = 0;
         c->state = CONN_BODY_CHUNKED;
@@ -517,13 +561,18 @@ static int conn_on_head(server_conn_t *c, int n)
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
     if (h->expect_continue && h->version_minor == 1 && !c->continue_sent &&
-        (c->state == CONN_BODY_CHUNKED || have < c->body_len)) {
+        (stream ? !c->body_ended : c->state == CONN_BODY_CHUNKED || have < c->body_len)) {
         c->continue_sent = 1;
         if (conn_wbuf_reserve(c, 25) < 0 ||
             db_buf_append(&c->wbuf, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
             conn_close(c);
             return 0;
         }
+    }
+    if (stream) {
+        /* Dispatched now; the body is read as it arrives (body.c). */
+        c->req.streamed = 1;
+        return conn_dispatch(c, NULL, 0, c->head_len);
     }
     return 1;
 }
@@ -713,6 +762,9 @@ void server_conn_finish(server_conn_t *c)
     }
     /* Drops the reference taken in conn_dispatch for the pending request. */
     if (c->closing) {
+        if (c->req.streamed)
+            body_finish(c); /* answers a read still pending */
+        c->req.streamed = 0;
         conn_release(c);
         return;
     }

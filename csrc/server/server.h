@@ -9,7 +9,8 @@
  * is finished (synchronously by returning SERVER_DISPATCH_DONE, or later by
  * server_conn_finish after SERVER_DISPATCH_PENDING). While a request is pending the
  * connection stops reading, so the buffer cannot move and pipelined responses stay in
- * request order.
+ * request order; a request whose body is streamed (body.c) reads on behind its head into
+ * room made before the dispatch, without moving the buffer.
  */
 #ifndef DB_SERVER_SERVER_H
 #define DB_SERVER_SERVER_H
@@ -66,7 +67,10 @@ typedef struct {
 
 typedef struct {
     http_limits_t http;
-    uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t max_body; /* request body bytes; more gives 413 (default 1 MiB) */
+    /* Bytes of a streamed body (server_set_stream_body); more gives 413 at the head or a
+     * SERVER_BODY_TOO_LARGE read (0, the default: no limit). */
+    uint64_t max_upload;
     uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
     /* ms a file body may wait for a client that takes none of it (default 60000, nginx's
@@ -122,6 +126,7 @@ typedef struct {
     const char *body;     /* decoded body (Content-Length or chunked); may be NULL when empty */
     size_t body_len;
     server_conn_t *conn; /* the connection it arrived on (set once, with the connection) */
+    int streamed;        /* the body is not here: it is read with server_conn_body_read */
 } server_request_t;
 
 enum {
@@ -234,6 +239,41 @@ void server_conn_finish(server_conn_t *c);
  * runs. A notification set for this must be cleared (NULL) before server_conn_finish
  * unless a stream took the request over (server_conn_stream_end clears it). */
 void server_conn_detach(server_conn_t *c);
+
+/* Streaming request bodies (body.c). A request with a chunked body, or one over the read
+ * window (64 KiB) or cfg.max_body, whichever is smaller, is offered to the decider set by
+ * server_set_stream_body (called with the GIL held, with the server's dispatch ctx and the
+ * parsed head; returns 1 to stream). A streamed request is dispatched once its head is
+ * parsed, with streamed set and no body; its body is then read piece by piece with
+ * server_conn_body_read while it is pending (or during the dispatch call). At most the
+ * window is buffered: the connection stops reading while nobody asks. max_body does not
+ * apply to it; cfg.max_upload does. */
+typedef int (*server_stream_body_cb)(void *ctx, const http_request_t *head);
+void server_set_stream_body(server_t *s, server_stream_body_cb cb);
+
+enum {
+    SERVER_BODY_DATA = 0,          /* data[0..len) is the next piece (valid during the call) */
+    SERVER_BODY_END = 1,           /* the body is complete (no data) */
+    SERVER_BODY_DISCONNECTED = -1, /* the client left or the connection closed */
+    SERVER_BODY_MALFORMED = -2,    /* bad chunked framing (the connection closes after the
+                                      response) */
+    SERVER_BODY_TOO_LARGE = -3,    /* over cfg.max_upload (likewise) */
+    SERVER_BODY_ABORTED = -4,      /* the request finished before the read was answered */
+};
+/* Called exactly once per accepted read, GIL held, possibly from inside
+ * server_conn_body_read when the bytes are already here. Must not leave an exception set. */
+typedef void (*server_body_cb)(void *arg, int status, const char *data, size_t len);
+/* Asks for the next piece of the streamed body. Returns 0 (cb will be called once), or -1
+ * when the request has no streamed body or a read is already pending (cb is not called). */
+int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg);
+/* 1 while the connection's pending request streams its body. */
+int server_conn_body_streaming(const server_conn_t *c);
+/* on_end(arg) is called once (GIL held) when the pending request whose body streams
+ * finishes, after a pending read was answered: from then on c may serve another request
+ * (or be freed), so whoever reads the body past the handler's return (a streaming
+ * response) learns when to stop. Returns 0, or -1 when the request has no streamed body or
+ * someone else watches it (on_end will not be called). */
+int server_conn_body_watch(server_conn_t *c, void (*on_end)(void *arg), void *arg);
 
 /* Streaming responses (a body produced piece by piece after the head was sent).
  *

@@ -119,6 +119,21 @@ struct server_conn {
     /* The TLS session (tls.c) when the server has a TLS context, else NULL: every byte read
      * is decrypted through it before the parser, every byte written sealed by it. */
     tls_session_t *tls;
+
+    /* A request body read as it arrives (body.c): body_have decoded bytes wait behind the
+     * head, body_left Content-Length bytes are still to come; body_cb/body_arg is the
+     * reader's pending read (NULL: none). */
+    unsigned body_stream : 1;     /* the pending request's body is streamed */
+    unsigned body_ended : 1;      /* ... and all of it was received */
+    unsigned body_delivering : 1; /* a piece is being handed to the reader */
+    unsigned body_chunked : 1;    /* framed as chunks (decoded by chunked) */
+    int body_error;               /* a SERVER_BODY_* error, sticky; 0: none */
+    size_t body_have;
+    uint64_t body_left;
+    server_body_cb body_cb;
+    void *body_arg;
+    void (*body_end_cb)(void *arg); /* server_conn_body_watch */
+    void *body_end_arg;
 };
 
 struct server {
@@ -126,6 +141,7 @@ struct server {
     server_config_t cfg;
     server_dispatch_cb dispatch;
     void *ctx;
+    server_stream_body_cb stream_body; /* NULL: every body is received whole */
     uv_tcp_t listener;
     uv_timer_t sweep;
     uv_idle_t resume;           /* runs queued conn_resume calls in the next loop iteration */
@@ -227,6 +243,26 @@ void ws_conn_finish(server_conn_t *c);
 void ws_conn_closed(server_conn_t *c);
 void ws_conn_shutdown(server_conn_t *c);
 void ws_conn_free(server_conn_t *c);
+/* body.c: bytes of a streamed body buffered per connection at most (the read window). */
+#define BODY_WINDOW 65536
+/* Whether the request whose head was just parsed streams its body (asks the decider). */
+int body_wanted(server_conn_t *c, const http_request_t *h);
+/* Prepares the streamed body of the request just parsed: 0, -1 when its Content-Length is
+ * over max_upload (answer 413), -2 when out of memory. */
+int body_begin(server_conn_t *c);
+/* on_alloc while the body streams: the free part of the window, without moving a buffer
+ * the head's slices point into. */
+void body_alloc(server_conn_t *c, uv_buf_t *buf);
+/* Decodes the bytes read since; hands a piece to a pending read. */
+void body_advance(server_conn_t *c);
+void body_on_read(server_conn_t *c);
+/* The connection closed or the peer left: a pending read learns it. */
+void body_disconnected(server_conn_t *c);
+/* The request finishes: 0 when its body was read to the end (the next request may follow),
+ * 1 when not (keep_alive is cleared: the connection closes after the response). */
+int body_finish(server_conn_t *c);
+/* The streamed body wants more bytes and the window has room. */
+int body_wants_bytes(const server_conn_t *c);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

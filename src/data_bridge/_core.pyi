@@ -165,8 +165,36 @@ class Request:
     def _sockname(self) -> tuple[str, int] | None: ...
     @property
     def _forwarded_scheme(self) -> str | None: ...
+    @property
+    def _streamed(self) -> bool: ...
+    @property
+    def _body_limit(self) -> int: ...
+    @property
+    def _disconnected(self) -> bool: ...
+    def _read_body(self, future: Any, /) -> int | None: ...
+
+class MultipartParser:
+    """A multipart/form-data body parsed as it arrives; file parts go to spool()."""
+
+    def __init__(
+        self,
+        content_type: str,
+        spool: _Callable[[], Any],
+        *,
+        max_files: int = 1000,
+        max_fields: int = 1000,
+        max_part_size: int = 1048576,
+        max_file_size: int = 0,
+        max_size: int = 0,
+    ) -> None: ...
+    def feed(self, data: bytes, /) -> None: ...
+    def finish(
+        self,
+    ) -> list[tuple[str, str | None, str | None, list[tuple[str, str]], Any, int]]: ...
+    def close(self) -> None: ...
 
 METRICS_SLOT_SIZE: int
+
 class TLSContext:
     def __init__(
         self,
@@ -186,6 +214,7 @@ class Server:
         loop: Loop,
         *,
         max_body: int = ...,
+        max_upload: int = 0,
         max_target: int = ...,
         max_header_bytes: int = ...,
         max_headers: int = ...,

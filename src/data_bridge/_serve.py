@@ -422,6 +422,9 @@ def _serve_once(
             server = _core.Server(
                 loop,
                 max_body=lim.max_body,
+                # An ASGI app reads every large or chunked body as it arrives; max_body
+                # still bounds what it may receive unless max_upload says otherwise.
+                max_upload=lim.max_upload or lim.max_body,
                 max_target=lim.max_target,
                 max_header_bytes=lim.max_header_bytes,
                 max_headers=lim.max_headers,

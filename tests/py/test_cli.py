@@ -45,6 +45,13 @@ APP = textwrap.dedent(
             "env": os.environ.get("DB_CLI_TEST"),
         }
 
+    @app.post("/count")
+    async def count(request: Request):
+        n = 0
+        async for piece in request.stream():
+            n += len(piece)
+        return {"n": n}
+
     def make():
         return app
 
@@ -279,6 +286,16 @@ def test_limit_concurrency_answers_503(cli) -> None:
         held.close()
     time.sleep(0.2)
     assert httpx.get(c.url).status_code == 200
+    assert c.stop() == 0
+
+
+def test_max_upload_bounds_streamed_bodies(cli) -> None:
+    c = cli("cliapp:app", "--max-body", "1024", "--max-upload", "4096")
+    c.wait_ready()
+    # Over --max-body, so read as it arrives; --max-upload bounds it.
+    assert httpx.post(c.url + "/count", content=b"x" * 3000).json() == {"n": 3000}
+    r = httpx.post(c.url + "/count", content=b"x" * 5000)
+    assert r.status_code == 413
     assert c.stop() == 0
 
 

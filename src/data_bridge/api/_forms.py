@@ -1,12 +1,12 @@
 """Forms with files: ``request.form()`` and the binding of ``File()``/``UploadFile`` and
 ``Form()`` parameters of routes that take files.
 
-The bytes are parsed in C (csrc/form through ``_core.parse_multipart``); this module makes
-the parts Python values: a part with a filename becomes an ``UploadFile`` (its content in
-a spooled temporary file), any other part a str. A route that declares a file parameter
-has all its form parameters bound here, from the parsed form, validated by pydantic and
-reported as FastAPI does (``["body", name]``); routes with only ``Form()`` fields of a
-urlencoded body keep the native binder.
+The bytes are parsed in C as they arrive (csrc/form through ``_core.MultipartParser``,
+fed from ``request.stream()``): a part with a filename becomes an ``UploadFile`` (its
+content written to a spooled temporary file as it comes), any other part a str. A route
+that declares a file parameter has all its form parameters bound here, from the parsed
+form, validated by pydantic and reported as FastAPI does (``["body", name]``); routes with
+only ``Form()`` fields of a urlencoded body keep the native binder.
 """
 
 from __future__ import annotations
@@ -57,51 +57,125 @@ async def read_form(
     max_files: int = 1000,
     max_fields: int = 1000,
     max_part_size: int = 1024 * 1024,
+    max_file_size: int | None = None,
+    max_size: int | None = None,
 ) -> FormData:
     """The request's form (cached on the request): urlencoded or multipart/form-data; any
-    other body gives an empty form. A malformed multipart body, or one over the limits
-    (Starlette's: files, fields, bytes of a field), is answered 400 with Starlette's
-    message."""
+    other body gives an empty form. A multipart body is parsed as it arrives (file parts
+    go to spooled temporary files, never whole into memory). A malformed body, or one over
+    Starlette's limits (files, fields, bytes of a field), is answered 400 with Starlette's
+    message; one over max_file_size (bytes of one file) or max_size (bytes of the whole
+    body), 413."""
     cached = request.__dict__.get("_form")
     if cached is not None:
         return cached
     media_type = _media_type(request)
     items: list[tuple[str, Any]] = []
     if media_type == "multipart/form-data":
-        # A native Request is parsed from the connection's buffer (no bytes copy of the
-        # body is made for it).
-        source = request if isinstance(request, _core.Request) else request._body
-        try:
-            parts = _core.parse_multipart(
-                request.headers.get("content-type", ""),
-                source,
-                max_files=max_files,
-                max_fields=max_fields,
-                max_part_size=max_part_size,
-            )
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        for name, filename, _content_type, headers, data in parts:
-            if filename is None:
-                items.append((name, data.decode("utf-8", "replace")))
-                continue
-            spooled = _spooled(data)
-            lowered = [(k.lower(), v) for k, v in headers]
-            items.append(
-                (
-                    name,
-                    UploadFile(
-                        spooled, size=len(data), filename=filename, headers=Headers(lowered)
-                    ),
-                )
+        if max_file_size is None and max_size is None and not _streams(request):
+            # Received whole (a small body): parsed in one piece, a native Request from
+            # the connection's buffer, each part copied once.
+            items = _read_whole_multipart(request, max_files, max_fields, max_part_size)
+        else:
+            items = await _read_multipart(
+                request, max_files, max_fields, max_part_size, max_file_size, max_size
             )
     elif media_type == "application/x-www-form-urlencoded":
-        body = request._body
+        body = await request.body()
         items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         _check_urlencoded(body, max_fields, max_part_size)
     form = FormData(items)
     request.__dict__["_form"] = form
     return form
+
+
+def _streams(request: Any) -> bool:
+    """Whether the request's body arrives in pieces (server/body.c) rather than whole."""
+    return not isinstance(request, _core.Request) or bool(request._streamed)
+
+
+def _read_whole_multipart(
+    request: Any, max_files: int, max_fields: int, max_part_size: int
+) -> list[tuple[str, Any]]:
+    """The fields of a multipart body the server received whole: parsed from the
+    connection's buffer (no bytes copy of the body), a file under the spooling size kept in
+    its part's bytes (_spooled)."""
+    try:
+        parts = _core.parse_multipart(
+            request.headers.get("content-type", ""),
+            request,
+            max_files=max_files,
+            max_fields=max_fields,
+            max_part_size=max_part_size,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    items: list[tuple[str, Any]] = []
+    for name, filename, _content_type, headers, data in parts:
+        if filename is None:
+            items.append((name, data.decode("utf-8", "replace")))
+            continue
+        lowered = [(k.lower(), v) for k, v in headers]
+        upload = UploadFile(
+            _spooled(data), size=len(data), filename=filename, headers=Headers(lowered)
+        )
+        items.append((name, upload))
+    return items
+
+
+def _spool() -> Any:
+    return tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
+
+
+def _form_error(exc: ValueError) -> HTTPException:
+    status = exc.args[1] if len(exc.args) > 1 else 400
+    return HTTPException(status, str(exc.args[0]) if exc.args else "Invalid form body")
+
+
+async def _read_multipart(
+    request: Any,
+    max_files: int,
+    max_fields: int,
+    max_part_size: int,
+    max_file_size: int | None,
+    max_size: int | None,
+) -> list[tuple[str, Any]]:
+    """The fields of a multipart body, fed to the native parser piece by piece as
+    request.stream() yields them; every file made is closed when the body fails (malformed,
+    over a limit, the client gone)."""
+    try:
+        parser = _core.MultipartParser(
+            request.headers.get("content-type", ""),
+            _spool,
+            max_files=max_files,
+            max_fields=max_fields,
+            max_part_size=max_part_size,
+            max_file_size=max_file_size or 0,
+            max_size=max_size or 0,
+        )
+    except ValueError as exc:
+        raise _form_error(exc) from None
+    try:
+        async for piece in request.stream():
+            if piece:
+                parser.feed(piece)
+        parts = parser.finish()
+    except ValueError as exc:
+        parser.close()
+        raise _form_error(exc) from None
+    except BaseException:
+        parser.close()
+        raise
+    items: list[tuple[str, Any]] = []
+    for name, filename, _content_type, headers, value, size in parts:
+        if filename is None:
+            items.append((name, value.decode("utf-8", "replace")))
+            continue
+        value.seek(0)
+        lowered = [(k.lower(), v) for k, v in headers]
+        upload = UploadFile(value, size=size, filename=filename, headers=Headers(lowered))
+        items.append((name, upload))
+    return items
 
 
 def _check_urlencoded(body: bytes, max_fields: int, max_part_size: int) -> None:

@@ -150,6 +150,10 @@ class Limits:
     """Server limits and timeouts; the defaults are safe for the open internet."""
 
     max_body: int = 1024 * 1024
+    # Bytes of a body read as it arrives (uploads to routes with File/UploadFile or a
+    # Request parameter, ASGI apps), which max_body does not bound: 413 beyond; None: no
+    # limit (the form limits still apply).
+    max_upload: int | None = None
     max_target: int = 8192
     max_header_bytes: int = 65536
     max_headers: int = 100
@@ -453,6 +457,7 @@ class FastAPI(APIRouter):
         server = _core.Server(
             loop,
             max_body=max([limits.max_body, *route_limits]),
+            max_upload=limits.max_upload or 0,
             max_target=limits.max_target,
             max_header_bytes=limits.max_header_bytes,
             max_headers=limits.max_headers,

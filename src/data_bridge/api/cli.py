@@ -275,6 +275,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     # Ours.
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
     p.add_argument(
+        "--max-upload",
+        type=int,
+        default=None,
+        help="bytes of a body read as it arrives: uploads, request.stream(), ASGI apps "
+        "(413 above; default: no limit for an App, --max-body for an ASGI app)",
+    )
+    p.add_argument(
         "--metrics",
         metavar="PATH",
         default=None,
@@ -476,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_ciphers=args.ssl_ciphers,
         limits={
             "max_body": args.max_body,
+            "max_upload": args.max_upload,
             "keepalive_timeout": args.timeout_keep_alive,
             "backlog": args.backlog,
         },

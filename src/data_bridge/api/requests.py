@@ -9,6 +9,7 @@ first use, for code that reads it; the native path never builds one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from http.cookies import _unquote  # type: ignore[attr-defined]
 from typing import Any
@@ -18,7 +19,27 @@ from data_bridge import _core
 from data_bridge import json as _json
 from data_bridge.api.datastructures import URL, Address, FormData, Headers, QueryParams, State
 
-__all__ = ["HTTPConnection", "Request", "cookie_parser"]
+__all__ = ["ClientDisconnect", "HTTPConnection", "Request", "cookie_parser"]
+
+
+class ClientDisconnect(Exception):
+    """The client left before its request body was read to the end (Starlette's)."""
+
+
+# The server's SERVER_BODY_* codes for a streamed body (csrc/server/server.h).
+_BODY_DISCONNECTED = -1
+_BODY_MALFORMED = -2
+_BODY_TOO_LARGE = -3
+
+
+def _body_error(code: int) -> Exception:
+    from data_bridge.api.exceptions import HTTPException
+
+    if code == _BODY_MALFORMED:
+        return HTTPException(400, "Invalid chunked request body")
+    if code == _BODY_TOO_LARGE:
+        return HTTPException(413, "Request body exceeds the configured limit")
+    return ClientDisconnect()
 
 
 def cookie_parser(cookie_string: str) -> dict[str, str]:
@@ -170,35 +191,95 @@ class Request(_core.Request):
         return self.scope["user"]
 
     async def body(self) -> bytes:
-        """The whole request body (already received before the handler ran)."""
-        return self._body
+        """The whole request body: received before the handler ran, or, for a streamed
+        one (a route that takes the Request, with a chunked body or one over 64 KiB),
+        read now and cached. Over the route's body limit (max_body_size, else the
+        server's max_body): 413."""
+        if not self._streamed:
+            body = self._body
+            limit = self._body_limit
+            if limit and len(body) > limit:
+                raise _body_error(_BODY_TOO_LARGE)
+            return body
+        cached = self.__dict__.get("_received")
+        if cached is None:
+            limit = self._body_limit
+            declared = self.header("content-length")
+            if limit and declared is not None and int(declared) > limit:
+                # Known from the head: refused before a byte of it is read (the server
+                # closes the connection after the answer rather than read it).
+                raise _body_error(_BODY_TOO_LARGE)
+            pieces: list[bytes] = []
+            size = 0
+            async for piece in self.stream():
+                size += len(piece)
+                if limit and size > limit:
+                    raise _body_error(_BODY_TOO_LARGE)
+                pieces.append(piece)
+            cached = self.__dict__["_received"] = b"".join(pieces)
+        return cached
 
     async def json(self) -> Any:
         """The body decoded as JSON by the native codec."""
-        return _json.loads(self._body)
+        return _json.loads(await self.body())
 
     async def form(
-        self, *, max_files: int = 1000, max_fields: int = 1000, max_part_size: int = 1024 * 1024
+        self,
+        *,
+        max_files: int = 1000,
+        max_fields: int = 1000,
+        max_part_size: int = 1024 * 1024,
+        max_file_size: int | None = None,
+        max_size: int | None = None,
     ) -> FormData:
-        """The form (urlencoded or multipart/form-data, parsed in C), cached; files are
-        UploadFile values."""
+        """The form (urlencoded or multipart/form-data, parsed in C as it arrives), cached;
+        files are UploadFile values. Beyond Starlette's limits: max_file_size bounds each
+        file and max_size the whole multipart body (413 beyond; None: no limit)."""
         from data_bridge.api._forms import read_form
 
         return await read_form(
-            self, max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
+            self,
+            max_files=max_files,
+            max_fields=max_fields,
+            max_part_size=max_part_size,
+            max_file_size=max_file_size,
+            max_size=max_size,
         )
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """The body in pieces (here: the whole body, received before the handler ran)."""
-        body = self._body
-        if body:
-            yield body
+        """The body in pieces as they arrive, then b"" (Starlette's). A body received
+        whole before the handler ran (small, with a Content-Length) is one piece; a
+        streamed one comes as the server reads it, at most 64 KiB at a time, and the server
+        reads no further than what was asked for. Read once: a second stream() raises
+        RuntimeError("Stream consumed") unless body() cached it first."""
+        received = self.__dict__.get("_received")
+        if not self._streamed or received is not None:
+            body = self._body if received is None else received
+            if body:
+                yield body
+            yield b""
+            return
+        if self.__dict__.get("_stream_consumed"):
+            raise RuntimeError("Stream consumed")
+        self.__dict__["_stream_consumed"] = True
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter = loop.create_future()
+            code = self._read_body(waiter)
+            piece = await waiter if code is None else code
+            if isinstance(piece, int):
+                raise _body_error(piece)
+            if not piece:
+                break
+            yield piece
         yield b""
 
     async def is_disconnected(self) -> bool:
-        """Whether the client left. The body was received whole before the handler ran
-        and the server notices a departed client when it writes, so this is False."""
-        return False
+        """Whether the client left. A streamed body keeps the server reading, so a client
+        that leaves is seen then; a body received whole before the handler ran stops the
+        reading until the response (the server notices a departed client when it writes),
+        so this is False for it."""
+        return bool(self._disconnected)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path!r}>"

@@ -108,7 +108,7 @@ static void parse(const uint8_t *s, size_t n, int flags, const size_t *cuts, siz
     int server = flags & 1, deflate = (flags >> 1) & 1, small = (flags >> 2) & 1;
     ws_parser_t p;
     ws_parser_init(&p, server, deflate, small ? 100 : 0);
-    ws_inflater_t *inf = deflate ? ws_inflater_new(0) : NULL;
+    ws_inflater_t *inf = deflate ? ws_inflater_new(15, 0) : NULL;
     if (deflate && inf == NULL)
         abort();
     ws_message_t m;

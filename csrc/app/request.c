@@ -215,8 +215,7 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     PyObject *loop;
     const char *lines;
     Py_ssize_t n;
-    unsigned long long max_size;
-    if (!PyArg_ParseTuple(args, "Oy#K:_ws_accept", &loop, &lines, &n, &max_size))
+    if (!PyArg_ParseTuple(args, "Oy#:_ws_accept", &loop, &lines, &n))
         return NULL;
     server_request_t *req = self->req;
     if (req == NULL) {
@@ -225,7 +224,7 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     }
     /* The upgrade drops the request's bytes: what the object shows is converted now. */
     request_detach((PyObject *)self);
-    return ws_session_accept(req->conn, loop, lines, (size_t)n, max_size);
+    return ws_session_accept(req->conn, loop, lines, (size_t)n);
 }
 
 static PyMethodDef request_methods[] = {
@@ -233,7 +232,7 @@ static PyMethodDef request_methods[] = {
      "_ws_check(): 0 for a valid WebSocket handshake, else the status to answer (404: not "
      "an upgrade, 400: malformed, 426: another version)"},
     {"_ws_accept", (PyCFunction)request_ws_accept, METH_VARARGS,
-     "_ws_accept(loop, header_lines, max_size): answers 101 and returns the "
+     "_ws_accept(loop, header_lines): answers 101 and returns the "
      "WebSocketSession"},
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},

@@ -35,6 +35,11 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "ws_ping_interval",
+                             "ws_ping_timeout",
+                             "ws_per_message_deflate",
+                             "ws_max_size",
+                             "ws_max_queue",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -51,10 +56,18 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#", kwlist, &loop, &max_body, &max_target, &max_header_bytes,
-            &max_headers, &keepalive, &request_timeout, &backlog, &redirect_slashes, &date_header,
-            &limit_concurrency, &default_headers, &forwarded, &forwarded_len))
+    /* WebSocket options in seconds (0: off) and as uvicorn's --ws-* flags give them. */
+    double ws_ping_interval = cfg.ws_ping_interval / 1000.0,
+           ws_ping_timeout = cfg.ws_ping_timeout / 1000.0;
+    int ws_deflate = cfg.ws_deflate;
+    unsigned long long ws_max_size = cfg.ws_max_size;
+    Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$KnnnddippnSz#ddpKn", kwlist, &loop, &max_body,
+                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
+                                     &request_timeout, &backlog, &redirect_slashes, &date_header,
+                                     &limit_concurrency, &default_headers, &forwarded,
+                                     &forwarded_len, &ws_ping_interval, &ws_ping_timeout,
+                                     &ws_deflate, &ws_max_size, &ws_max_queue))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -66,10 +79,12 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
         max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0) {
+        limit_concurrency < 0 || !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
+        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
-                     "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
+                     "1 <= max_headers <= %d, timeouts > 0, backlog >= 1, WebSocket ping "
+                     "interval and timeout >= 0, ws_max_queue >= 1)",
                      HTTP_MAX_HEADERS);
         return -1;
     }
@@ -82,6 +97,16 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
+    /* A positive interval under a millisecond still pings (every millisecond). */
+    cfg.ws_ping_interval = ws_ping_interval > 0 ? (uint64_t)(ws_ping_interval * 1000.0) : 0;
+    if (ws_ping_interval > 0 && cfg.ws_ping_interval == 0)
+        cfg.ws_ping_interval = 1;
+    cfg.ws_ping_timeout = ws_ping_timeout > 0 ? (uint64_t)(ws_ping_timeout * 1000.0) : 0;
+    if (ws_ping_timeout > 0 && cfg.ws_ping_timeout == 0)
+        cfg.ws_ping_timeout = 1;
+    cfg.ws_deflate = ws_deflate;
+    cfg.ws_max_size = ws_max_size;
+    cfg.ws_max_queue = (size_t)ws_max_queue;
     /* The bytes stay referenced by the object, which outlives its native server. */
     Py_XSETREF(self->default_headers, Py_XNewRef(default_headers));
     if (self->default_headers != NULL) {

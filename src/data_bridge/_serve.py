@@ -153,6 +153,13 @@ class Config:
     lifespan: str = "auto"
     # Ours: the path answering Prometheus metrics summed over the workers (None: off).
     metrics: str | None = None
+    # WebSockets, with uvicorn's defaults (None disables pings / their timeout);
+    # ws_max_size None: the App's own ws_max_size (16 MiB unless set), 16 MiB otherwise.
+    ws_max_size: int | None = None
+    ws_max_queue: int = 32
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
     limits: dict[str, Any] = field(default_factory=dict)
 
     def server_options(self) -> dict[str, Any]:
@@ -169,7 +176,13 @@ class Config:
         options: dict[str, Any] = {
             "date_header": self.date_header,
             "limit_concurrency": self.limit_concurrency or 0,
+            "ws_max_queue": self.ws_max_queue,
+            "ws_ping_interval": self.ws_ping_interval or 0.0,
+            "ws_ping_timeout": self.ws_ping_timeout or 0.0,
+            "ws_per_message_deflate": self.ws_per_message_deflate,
         }
+        if self.ws_max_size is not None:
+            options["ws_max_size"] = self.ws_max_size
         if text:
             options["default_headers"] = "".join(text).encode("latin-1")
         if self.proxy_headers:

@@ -78,7 +78,7 @@ static void test_rfc_examples(void)
     ws_deflater_free(d);
     db_buf_free(&out);
 
-    ws_inflater_t *inf = ws_inflater_new(0);
+    ws_inflater_t *inf = ws_inflater_new(15, 0);
     TAP_OK(inf != NULL);
     TAP_OK(inflates_to(inf, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, "Hello"));
     TAP_OK(inflates_to(inf, "\xf2\x00\x11\x00\x00", 5, "Hello")); /* §7.2.3.2 */
@@ -100,7 +100,7 @@ static void test_rfc_examples(void)
     int ok = 1;
     for (size_t c1 = 0; c1 <= sizeof(m1); c1++) {
         for (size_t c2 = 0; c2 <= sizeof(m2); c2++) {
-            inf = ws_inflater_new(0);
+            inf = ws_inflater_new(15, 0);
             db_buf_t a, b;
             ok &= inflate_msg(inf, m1, sizeof(m1), c1, &a, 0) == 0;
             ok &= inflate_msg(inf, m2, sizeof(m2), c2, &b, 0) == 0;
@@ -130,7 +130,7 @@ static int round_trips(int server_nct, int client_nct, int window)
 {
     static const size_t sizes[] = {0, 1, 5, 100, 1000, 40000, 200000};
     ws_deflater_t *d = ws_deflater_new(window, server_nct, 6);
-    ws_inflater_t *inf = ws_inflater_new(client_nct);
+    ws_inflater_t *inf = ws_inflater_new(15, client_nct);
     if (d == NULL || inf == NULL)
         return 0;
     int ok = 1;
@@ -184,7 +184,7 @@ static void test_round_trips(void)
     db_buf_init(&z);
     TAP_EQ_INT(ws_deflate_message(d, msg, sizeof(msg), &z), 0);
     int ok = 1;
-    ws_inflater_t *inf = ws_inflater_new(1);
+    ws_inflater_t *inf = ws_inflater_new(15, 1);
     for (size_t cut = 0; cut <= z.len; cut++) {
         db_buf_t back;
         ok &= inflate_msg(inf, (uint8_t *)z.data, z.len, cut, &back, 0) == 0;
@@ -214,7 +214,7 @@ static void test_bounds(void)
     TAP_EQ_INT(ws_deflate_message(d, zeros, n, &z), 0);
     free(zeros);
     TAP_OK(z.len < 100000);
-    ws_inflater_t *inf = ws_inflater_new(1);
+    ws_inflater_t *inf = ws_inflater_new(15, 1);
     db_buf_t out;
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, 1000, &out, 1 << 20), WS_E_TOO_BIG);
     TAP_OK(out.len <= 1 << 20);
@@ -228,19 +228,19 @@ static void test_bounds(void)
     fill(msg, sizeof(msg), 0);
     z.len = 0;
     TAP_EQ_INT(ws_deflate_message(d, msg, sizeof(msg), &z), 0);
-    inf = ws_inflater_new(1);
+    inf = ws_inflater_new(15, 1);
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, sizeof(msg)), 0);
     TAP_EQ_INT(out.len, sizeof(msg));
     db_buf_free(&out);
     ws_inflater_free(inf);
-    inf = ws_inflater_new(1);
+    inf = ws_inflater_new(15, 1);
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, sizeof(msg) - 1),
                WS_E_TOO_BIG);
     db_buf_free(&out);
     ws_inflater_free(inf);
 
     /* Data that is not deflate: a reserved block type (BTYPE 11). */
-    inf = ws_inflater_new(0);
+    inf = ws_inflater_new(15, 0);
     TAP_EQ_INT(inflate_msg(inf, (const uint8_t *)"\xff\xff\xff", 3, (size_t)-1, &out, 0),
                WS_E_INFLATE);
     TAP_EQ_INT(ws_close_code(WS_E_INFLATE), 1007);
@@ -331,7 +331,7 @@ static void test_messages(void)
     snprintf(want, sizeof(want), "1:%s;2:\xff;1:Hello;", text); /* %.*s stops at the NUL */
     int ok = 1;
     for (size_t cut = 0; cut <= s.len; cut++) {
-        ws_inflater_t *inf = ws_inflater_new(0);
+        ws_inflater_t *inf = ws_inflater_new(15, 0);
         ws_message_t m;
         ws_message_init(&m, 1000, inf);
         char log[512];
@@ -347,7 +347,7 @@ static void test_messages(void)
     s.len = z.len = 0;
     ws_deflate_message(d, "ok \xed\xa0\x80", 6, &z);
     frame(&s, 0xc1, z.data, z.len);
-    ws_inflater_t *inf = ws_inflater_new(0);
+    ws_inflater_t *inf = ws_inflater_new(15, 0);
     ws_message_t m;
     ws_message_init(&m, 0, inf);
     char log[256];
@@ -370,7 +370,7 @@ static void test_messages(void)
     s.len = z.len = 0;
     ws_deflate_message(d, big, sizeof(big), &z);
     frame(&s, 0xc2, z.data, z.len);
-    inf = ws_inflater_new(0);
+    inf = ws_inflater_new(15, 0);
     ws_message_init(&m, 50000, inf);
     TAP_EQ_INT(assemble((uint8_t *)s.data, s.len, 7, &m, &count, log, sizeof(log)), WS_E_TOO_BIG);
     ws_message_free(&m);

@@ -71,8 +71,6 @@ class WebSocket(Request):
     """A WebSocket connection (Starlette's interface). Made by the server for a WebSocket
     route's endpoint; the state attributes live in the instance ``__dict__``."""
 
-    # The bound on one message; the app's ``ws_max_size`` (set on the per-app subclass).
-    max_size: int = DEFAULT_MAX_SIZE
     # The test client's report channel (per-server subclass): callable(key, event, value).
     _test_sink: Callable[[str, str, Any], None] | None = None
 
@@ -202,7 +200,7 @@ class WebSocket(Request):
                 raise ValueError(f"invalid header {name!r}: {value!r}")
             lines.append(name + b": " + value + b"\r\n")
         self.client_state = WebSocketState.CONNECTED
-        self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines), self.max_size)
+        self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines))
         self.application_state = WebSocketState.CONNECTED
 
     async def _send_data(self, data: str | bytes) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -158,4 +160,11 @@ async def server_stats() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", graceful_timeout=3)
+    options = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
+    app.run(
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        graceful_timeout=3,
+        **options,
+    )

@@ -1,7 +1,8 @@
 /*
  * TAP tests for permessage-deflate (csrc/ws/deflate.c): RFC 7692 §7.2.3's examples (one
  * message, two messages sharing the window, a stored block, a final block, two blocks),
- * compression with and without context takeover, round trips of several sizes with the
+ * compression with and without context takeover, windows of 9..15 bits agreed on both
+ * sides, an inflater refusing data beyond its window, round trips of several sizes with the
  * compressed payload inflated in two pieces split at every point, the bound on inflated
  * size (a "zip bomb" ends in WS_E_TOO_BIG, close 1009, with memory bounded), corrupt data,
  * and whole messages assembled from parser events by ws_message_t.
@@ -125,12 +126,13 @@ static void fill(uint8_t *p, size_t n, int kind)
 }
 
 /* Messages through a deflater and an inflater with the given takeover settings (a
- * decompressor may drop its window only when the compressor does). */
-static int round_trips(int server_nct, int client_nct, int window)
+ * decompressor may drop its window only when the compressor does), the inflater's window
+ * being the deflater's (as agreed through max_window_bits) or 15. */
+static int round_trips(int server_nct, int client_nct, int window, int inflate_window)
 {
     static const size_t sizes[] = {0, 1, 5, 100, 1000, 40000, 200000};
     ws_deflater_t *d = ws_deflater_new(window, server_nct, 6);
-    ws_inflater_t *inf = ws_inflater_new(15, client_nct);
+    ws_inflater_t *inf = ws_inflater_new(inflate_window, client_nct);
     if (d == NULL || inf == NULL)
         return 0;
     int ok = 1;
@@ -169,12 +171,16 @@ static int round_trips(int server_nct, int client_nct, int window)
 
 static void test_round_trips(void)
 {
-    TAP_OK(round_trips(0, 0, 15));
-    TAP_OK(round_trips(1, 0, 15));
-    TAP_OK(round_trips(1, 1, 15));
-    TAP_OK(round_trips(0, 0, 9));
-    TAP_OK(round_trips(1, 1, 10));
-    TAP_OK(round_trips(1, 0, 12));
+    TAP_OK(round_trips(0, 0, 15, 15));
+    TAP_OK(round_trips(1, 0, 15, 15));
+    TAP_OK(round_trips(1, 1, 15, 15));
+    TAP_OK(round_trips(0, 0, 9, 15));
+    TAP_OK(round_trips(1, 1, 10, 15));
+    TAP_OK(round_trips(1, 0, 12, 15));
+    /* The window agreed (the server asks 12 of both sides): inflated with that window. */
+    for (int w = 9; w <= 15; w++)
+        TAP_OK(round_trips(0, 0, w, w));
+    TAP_OK(round_trips(1, 1, 12, 12));
 
     /* A small message inflated in two pieces at every split point. */
     ws_deflater_t *d = ws_deflater_new(15, 1, 9);
@@ -199,6 +205,79 @@ static void test_round_trips(void)
     TAP_OK(ws_deflater_new(8, 0, 6) == NULL); /* zlib's raw deflate has no 8-bit window */
     TAP_OK(ws_deflater_new(16, 0, 6) == NULL);
     TAP_OK(ws_deflater_new(15, 0, 10) == NULL);
+}
+
+/* Context takeover as the server keeps it (RFC 7692 §7.1.1): the windows of both sides
+ * stay across messages, a repeated message costs a few bytes, an inflater limited to the
+ * agreed client_max_window_bits refuses data reaching further back, and the bound on
+ * inflated size holds after any number of messages. */
+static void test_takeover_windows(void)
+{
+    ws_deflater_t *d = ws_deflater_new(12, 0, -1);
+    ws_inflater_t *inf = ws_inflater_new(12, 0);
+    TAP_OK(d != NULL && inf != NULL);
+    uint8_t msg[1000];
+    fill(msg, sizeof(msg), 0);
+    int ok = 1;
+    size_t first = 0, later = 0;
+    for (int i = 0; i < 200; i++) {
+        db_buf_t z, back;
+        db_buf_init(&z);
+        msg[0] = (uint8_t)('a' + i % 26); /* not quite the same message each time */
+        ok &= ws_deflate_message(d, msg, sizeof(msg), &z) == 0;
+        if (i == 0)
+            first = z.len;
+        else if (z.len > later)
+            later = z.len;
+        ok &= inflate_msg(inf, (uint8_t *)z.data, z.len, z.len / 2, &back, sizeof(msg)) == 0;
+        ok &= back.len == sizeof(msg) && memcmp(back.data, msg, sizeof(msg)) == 0;
+        db_buf_free(&z);
+        db_buf_free(&back);
+    }
+    TAP_OK(ok);
+    TAP_OK(first > 300);
+    TAP_OK(later < 20); /* the previous message, in the window, says it all */
+    /* A bomb after 200 messages: still stopped at the bound, memory near it. */
+    size_t n = 4u << 20;
+    uint8_t *zeros = calloc(1, n);
+    if (zeros == NULL)
+        abort();
+    db_buf_t z, out;
+    db_buf_init(&z);
+    TAP_EQ_INT(ws_deflate_message(d, zeros, n, &z), 0);
+    free(zeros);
+    TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, 1 << 20), WS_E_TOO_BIG);
+    TAP_OK(out.len <= 1 << 20 && out.cap <= (2 << 20));
+    db_buf_free(&out);
+    db_buf_free(&z);
+    ws_inflater_free(inf);
+    ws_deflater_free(d);
+
+    /* Noise, then its start again: a 15-bit compressor refers 8 KiB back, which a 12-bit
+     * (4 KiB) inflater cannot follow: 1007, where a 15-bit one reads it. */
+    uint8_t noise[8192];
+    fill(noise, sizeof(noise), 1);
+    for (int w = 12; w <= 15; w += 3) {
+        d = ws_deflater_new(15, 0, -1);
+        inf = ws_inflater_new(w, 0);
+        db_buf_t a, b, back;
+        db_buf_init(&a);
+        db_buf_init(&b);
+        TAP_EQ_INT(ws_deflate_message(d, noise, sizeof(noise), &a), 0);
+        TAP_EQ_INT(ws_deflate_message(d, noise, 1024, &b), 0);
+        TAP_EQ_INT(inflate_msg(inf, (uint8_t *)a.data, a.len, (size_t)-1, &back, 0), 0);
+        db_buf_free(&back);
+        TAP_OK(b.len < 100);
+        TAP_EQ_INT(inflate_msg(inf, (uint8_t *)b.data, b.len, (size_t)-1, &back, 0),
+                   w == 12 ? WS_E_INFLATE : 0);
+        db_buf_free(&back);
+        db_buf_free(&a);
+        db_buf_free(&b);
+        ws_inflater_free(inf);
+        ws_deflater_free(d);
+    }
+    TAP_OK(ws_inflater_new(7, 0) == NULL);
+    TAP_OK(ws_inflater_new(16, 0) == NULL);
 }
 
 static void test_bounds(void)
@@ -385,6 +464,7 @@ int main(void)
 {
     test_rfc_examples();
     test_round_trips();
+    test_takeover_windows();
     test_bounds();
     test_messages();
     return tap_done();

@@ -367,6 +367,39 @@ def test_backpressure_slow_reader(ws: ServerProcess) -> None:
     r.close()
 
 
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_ping_flood_without_reading_is_bounded(ws: ServerProcess) -> None:
+    """A client that sends pings and never reads the pongs: the server stops reading once
+    its queued output passes the write limit (1 MiB), so its memory stays bounded and the
+    client's writes block."""
+    assert ws.proc is not None
+    before = rss_kib(ws.proc.pid)
+    r = RawWS(ws)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    ping = frame(0x9, b"p" * 125)
+    batch = ping * 1000  # 131 KB of pings, 127 KB of pongs
+    r.sock.settimeout(2)
+    sent = 0
+    with pytest.raises(TimeoutError):
+        while sent < 200_000_000:
+            r.sock.sendall(batch)
+            sent += len(batch)
+    grown = rss_kib(ws.proc.pid) - before
+    # The write limit, a read buffer and the kernel's accounting: far below what was sent.
+    assert sent < 100_000_000, sent
+    assert grown < 16 * 1024, grown
+    r.close()
+    with connect(url(ws, "/echo")) as c:  # the others are served meanwhile
+        c.send("ok")
+        assert c.recv(timeout=5) == "ok"
+
+
 def test_many_concurrent_connections(ws: ServerProcess) -> None:
     async def one(i: int) -> str:
         async with websockets.connect(url(ws, "/echo")) as c:

@@ -22,7 +22,7 @@ APT_BENCH_PKGS := wrk nginx-light
 
 .PHONY: run test build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
         bench bench-json \
-        bench-loop bench-deps clean compat
+        bench-loop bench-ws bench-deps clean compat
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
@@ -144,6 +144,15 @@ bench-json: build bench-deps
 
 bench-loop: build bench-deps
 	PYTHONPATH=src $(VPY) bench/bench_loop.py
+
+# WebSockets and SSE against FastAPI on uvicorn and on granian (bench/ws_bench.py), with the
+# C load generator bench/wsload.c.
+bench-ws: build bench-deps build/wsload
+	PYTHONPATH=src $(VPY) bench/ws_bench.py
+
+build/wsload: bench/wsload.c
+	@mkdir -p build
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 clean:
 	rm -rf build src/data_bridge/_core*.so

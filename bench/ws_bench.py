@@ -193,30 +193,35 @@ def sse(server: Server, conns: int, seconds: float) -> Result:
 
 
 def idle_memory(server: Server, conns: int) -> Result:
+    """The marginal RSS of an idle WebSocket: a first batch of connections is opened (it
+    pays the one-time costs: imports, caches, free lists, pools), then a second batch of
+    the same size beside it; (RSS with both - RSS with the first) / its size."""
     argv = ["taskset", "-c", str(CLIENT_CPU), str(WSLOAD), "idle", str(server.port), "/echo"]
-    # Two rounds, each against the RSS before the first (as bench/conn_memory.py): the
-    # second shows what the first left behind plus what its connections cost.
-    per = []
-    before = rss_kib(server.proc.pid)
-    for _ in range(2):
-        proc = subprocess.Popen(
-            [*argv, str(conns)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None and proc.stdin is not None
-        try:
+    procs: list[subprocess.Popen[str]] = []
+    rss = [rss_kib(server.proc.pid)]
+    try:
+        for _ in range(2):
+            proc = subprocess.Popen(
+                [*argv, str(conns)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
             if proc.stdout.readline().strip() != "go":
                 raise RuntimeError("wsload idle failed")
             time.sleep(1.0)
-            during = rss_kib(server.proc.pid)
-            proc.stdin.close()
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
+            rss.append(rss_kib(server.proc.pid))
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        per.append((during - before) / conns)
-        time.sleep(1.5)
-    return Result(extra={"kib_per_conn": per[-1], "first_round": per[0]})
+    return Result(
+        extra={"kib_per_conn": (rss[2] - rss[1]) / conns, "first": (rss[1] - rss[0]) / conns}
+    )
 
 
 def run_server(
@@ -268,8 +273,9 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
         f"- Echo: 64-byte text messages over {args.connections} connections, 1 and 16 in "
         f"flight per connection. Broadcast: {args.bcast_rounds} rounds of one 64-byte message "
         f"to {args.bcast_connections} connections. SSE: {args.connections} clients, events "
-        f"of ~64 bytes of JSON. Idle: {args.idle_connections} open WebSockets, RSS per "
-        "connection over the RSS before the first of two rounds (the second reported).",
+        f"of ~64 bytes of JSON. Idle: RSS per WebSocket "
+        f"of a second batch of {args.idle_connections} idle connections opened beside a first "
+        "(the marginal cost; the first batch pays the one-time costs).",
         "- CPU: the server's utime+stime per message (echo), per delivered message "
         "(broadcast), per event (SSE), in microseconds. Client %: the load generator's CPU "
         "(under 100 means it was not the limit).",
@@ -380,7 +386,7 @@ def main() -> None:
         sys.exit(f"{WSLOAD} is missing: `make bench-ws` builds it (or run `make build/wsload`)")
     # Both ends hold every connection: raise the file-descriptor limit (inherited).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 2 * max(args.bcast_connections, args.idle_connections) + 256
+    want = 2 * max(args.bcast_connections, 2 * args.idle_connections) + 256
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
     python = app_python()

@@ -5,6 +5,12 @@
  * left if the object outlives the request (a handler kept it), then drops the slices, so a
  * Request never points into a buffer that moved on.
  *
+ * The header fields of a detached Request that nobody read yet are kept compact (`fields`:
+ * one bytes object of length-prefixed lowercased names and values) and become the
+ * raw_headers list only if read: a WebSocket holds its Request for the whole session, and
+ * the list's tuples and strings would cost ~180 bytes per field where the copy costs the
+ * field's length plus 6.
+ *
  * The peer's and the local address (`_peer`, `_sockname`) are asked of the socket on first
  * read only, so a request whose handler does not read them costs no system call; a kept
  * Request reads them at detach like the other fields, while the connection is known.
@@ -14,7 +20,9 @@
  */
 #include <ctype.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "app/app_internal.h"
 #include "common/text.h"
@@ -26,6 +34,7 @@ typedef struct {
     PyObject *path;
     PyObject *query_string;
     PyObject *raw_headers;
+    PyObject *fields; /* detached and raw_headers not made yet: see the opening comment */
     PyObject *body;
     PyObject *path_params;
     PyObject *peer;     /* (host, port) or None once asked */
@@ -73,9 +82,92 @@ static PyObject *get_query_string(RequestObject *self, void *closure)
     return Py_XNewRef(self->query_string);
 }
 
+/* One field of the compact copy: u16 name length, name, u32 value length, value (native
+ * byte order; names lowercased). */
+typedef struct {
+    const char *name, *value;
+    size_t name_len, value_len;
+} field_t;
+
+/* Reads the field at *pos of the compact copy; 0 at its end. */
+static int next_field(PyObject *fields, size_t *pos, field_t *f)
+{
+    const char *p = PyBytes_AS_STRING(fields);
+    size_t n = (size_t)PyBytes_GET_SIZE(fields);
+    if (*pos + 2 > n)
+        return 0;
+    uint16_t nl;
+    uint32_t vl;
+    memcpy(&nl, p + *pos, 2);
+    f->name = p + *pos + 2;
+    f->name_len = nl;
+    memcpy(&vl, p + *pos + 2 + nl, 4);
+    f->value = p + *pos + 6 + nl;
+    f->value_len = vl;
+    *pos += 6 + (size_t)nl + vl;
+    return 1;
+}
+
+/* The compact copy of the request's fields (see the opening comment), or NULL with an
+ * exception set. */
+static PyObject *copy_fields(const http_request_t *h)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (h->headers[i].name_len > UINT16_MAX || h->headers[i].value_len > UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "header field too long");
+            return NULL;
+        }
+        total += 6 + h->headers[i].name_len + h->headers[i].value_len;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const http_header_t *f = &h->headers[i];
+        uint16_t nl = (uint16_t)f->name_len;
+        uint32_t vl = (uint32_t)f->value_len;
+        memcpy(p, &nl, 2);
+        for (size_t k = 0; k < f->name_len; k++)
+            p[2 + k] = (char)tolower((unsigned char)f->name[k]);
+        memcpy(p + 2 + nl, &vl, 4);
+        memcpy(p + 6 + nl, f->value, f->value_len);
+        p += 6 + (size_t)nl + vl;
+    }
+    return out;
+}
+
+/* raw_headers from the compact copy of a detached request. */
+static PyObject *fields_to_list(PyObject *fields)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    size_t pos = 0;
+    field_t f;
+    while (next_field(fields, &pos, &f)) {
+        PyObject *pair =
+            Py_BuildValue("(s#N)", f.name, (Py_ssize_t)f.name_len,
+                          PyUnicode_DecodeLatin1(f.value, (Py_ssize_t)f.value_len, NULL));
+        if (pair == NULL || PyList_Append(list, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return list;
+}
+
 static PyObject *get_raw_headers(RequestObject *self, void *closure)
 {
     (void)closure;
+    if (self->raw_headers == NULL && self->req == NULL && self->fields != NULL) {
+        if ((self->raw_headers = fields_to_list(self->fields)) == NULL)
+            return NULL;
+        Py_CLEAR(self->fields);
+    }
     if (self->raw_headers == NULL && self->req) {
         const http_request_t *h = self->req->head;
         PyObject *list = PyList_New((Py_ssize_t)h->num_headers);
@@ -139,6 +231,15 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
     const char *name = PyUnicode_AsUTF8AndSize(args[0], &n);
     if (name == NULL)
         return NULL;
+    if (self->req == NULL && self->fields != NULL) {
+        /* Detached, fields not converted: read from the compact copy. */
+        size_t pos = 0;
+        field_t f;
+        while (next_field(self->fields, &pos, &f))
+            if (f.name_len == (size_t)n && PyOS_strnicmp(f.name, name, (size_t)n) == 0)
+                return PyUnicode_DecodeLatin1(f.value, (Py_ssize_t)f.value_len, NULL);
+        return Py_NewRef(dflt);
+    }
     if (self->req == NULL) {
         /* Detached: the converted list holds lowercased names. */
         PyObject *list = self->raw_headers;
@@ -262,6 +363,7 @@ static int request_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->path);
     Py_VISIT(self->query_string);
     Py_VISIT(self->raw_headers);
+    Py_VISIT(self->fields);
     Py_VISIT(self->body);
     Py_VISIT(self->path_params);
     Py_VISIT(self->peer);
@@ -275,6 +377,7 @@ static int request_clear(RequestObject *self)
     Py_CLEAR(self->path);
     Py_CLEAR(self->query_string);
     Py_CLEAR(self->raw_headers);
+    Py_CLEAR(self->fields);
     Py_CLEAR(self->body);
     Py_CLEAR(self->path_params);
     Py_CLEAR(self->peer);
@@ -348,12 +451,13 @@ void request_detach(PyObject *obj)
         return;
     if (Py_REFCNT(obj) > 1) {
         /* Someone kept the request: convert every field while the slices are valid. */
-        PyObject *fields[] = {get_method(self, NULL),       get_path(self, NULL),
-                              get_query_string(self, NULL), get_raw_headers(self, NULL),
-                              get_body(self, NULL),         get_peer(self, NULL),
-                              get_sockname(self, NULL)};
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-            Py_XDECREF(fields[i]);
+        PyObject *kept[] = {get_method(self, NULL),       get_path(self, NULL),
+                            get_query_string(self, NULL), get_body(self, NULL),
+                            get_peer(self, NULL),         get_sockname(self, NULL)};
+        for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+            Py_XDECREF(kept[i]);
+        if (self->raw_headers == NULL)
+            self->fields = copy_fields(self->req->head);
         PyErr_Clear();
     }
     self->req = NULL;

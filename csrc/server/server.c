@@ -109,6 +109,10 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
         s->ka_timer_open = 1;
         uv_unref((uv_handle_t *)&s->ka_timer);
     }
+    uv_idle_init(loop, &s->ws_flush); /* cannot fail: libuv only initialises fields */
+    s->ws_flush.data = s;
+    s->open_handles++;
+    s->ws_flush_open = 1;
     return s;
 }
 
@@ -243,6 +247,10 @@ void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
     /* Connections waiting for the idle phase are resumed now: the idle handle closes. */
     conn_run_resumes(s);
     uv_close((uv_handle_t *)&s->resume, on_server_handle_closed);
+    /* Output queued by WebSocket handlers goes out before the sessions get their 1001. */
+    ws_run_flushes(s);
+    s->ws_flush_open = 0;
+    uv_close((uv_handle_t *)&s->ws_flush, on_server_handle_closed);
     if (s->ka_timer_open) {
         /* Closing sessions are pinged no more (their close handshake has its timeout). */
         s->ka_timer_open = 0;

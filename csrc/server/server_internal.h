@@ -42,6 +42,8 @@ typedef struct {
     uint64_t ka_due;
     uint32_t ping_id;
     uint8_t ka_list;
+    server_conn_t *flush_next;   /* in server.flush_head while its output waits (ws.c) */
+    unsigned flush_queued : 1;
     unsigned single : 1;         /* the current frame is a whole message */
     unsigned paused : 1;         /* the handler asked to stop reading */
     unsigned processing : 1;     /* ws_conn_process is on the stack */
@@ -148,6 +150,12 @@ struct server {
     uint64_t ka_timer_due;
     server_conn_t *ka_head[2], *ka_tail[2];
     uint32_t ka_seq;
+    /* WebSocket output written by the application is flushed once per loop iteration, in
+     * this idle callback, so that the messages a handler sends in one go cost one write
+     * (ws.c: ws_queue_flush); each queued connection holds a reference. */
+    uv_idle_t ws_flush;
+    int ws_flush_open;
+    server_conn_t *flush_head;
     int open_handles; /* listener and sweep timer not yet closed */
     int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
     int listening;
@@ -219,6 +227,9 @@ void ws_ping_touch(server_conn_t *c);
 void ws_ping_pong(server_conn_t *c, const uint8_t *data, size_t len);
 void ws_ping_unlink(server_conn_t *c);
 void ws_ping_on_timer(uv_timer_t *t);
+/* Flushes the WebSocket connections queued for it (server_close runs it once more). */
+void ws_run_flushes(server_t *s);
+void ws_on_flush(uv_idle_t *h);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

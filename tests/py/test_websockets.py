@@ -332,6 +332,22 @@ def test_params_headers_subprotocol(ws: ServerProcess) -> None:
     assert info.value.rcvd.code == 4001 and info.value.rcvd.reason == "bye"
 
 
+def test_headers_read_after_accept(ws: ServerProcess) -> None:
+    headers = [
+        ("X-Token", "first"),
+        ("x-token", "second"),
+        ("X-Other", "é".encode().decode("latin-1")),
+    ]
+    with connect(url(ws, "/headers-after-accept"), additional_headers=headers) as c:
+        data = json.loads(c.recv())
+    assert data == {
+        "one": "first",
+        "missing": "none",
+        "all": [["x-token", "first"], ["x-token", "second"], ["x-other", "Ã©"]],
+        "mapping": ["first", "second"],
+    }
+
+
 def test_dependency_and_validation(ws: ServerProcess) -> None:
     with connect(url(ws, "/guarded?token=abc")) as c:
         assert c.recv() == "token abc"

@@ -46,6 +46,20 @@ async def echo(websocket: WebSocket) -> None:
         events.append(("echo-disconnect", exc.code))
 
 
+@app.websocket("/headers-after-accept")
+async def headers_after_accept(websocket: WebSocket) -> None:
+    # Read only once the request was detached (its fields kept compact until then).
+    await websocket.accept()
+    await websocket.send_json(
+        {
+            "one": websocket.header("x-token"),
+            "missing": websocket.header("x-nothing", "none"),
+            "all": [list(pair) for pair in websocket.raw_headers if pair[0].startswith("x-")],
+            "mapping": websocket.headers.getlist("x-token"),
+        }
+    )
+
+
 @app.websocket("/record/{tag}")
 async def record(websocket: WebSocket, tag: str) -> None:
     await websocket.accept()

@@ -42,7 +42,7 @@ typedef struct {
     uint64_t ka_due;
     uint32_t ping_id;
     uint8_t ka_list;
-    server_conn_t *flush_next;   /* in server.flush_head while its output waits (ws.c) */
+    server_conn_t *flush_next; /* in server.flush_head while its output waits (ws.c) */
     unsigned flush_queued : 1;
     unsigned single : 1;         /* the current frame is a whole message */
     unsigned paused : 1;         /* the handler asked to stop reading */

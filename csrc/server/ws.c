@@ -22,8 +22,11 @@
  * the LZ77 window of the previous messages is kept, so a chat's repetitive messages shrink
  * to a few bytes), and windows of WS_DEFLATE_BITS (12) bits asked of both sides as the
  * websockets library does (server_max_window_bits always, §7.1.2.1; client_max_window_bits
- * when offered, §7.1.2.2), so a session's zlib state is at most ~32 KiB for its deflater
- * and 4 KiB plus 7 KiB for its inflater instead of the ~300 KiB of 15-bit windows. The
+ * when offered, §7.1.2.2), so our deflater's state is ~32 KiB instead of ~256 KiB. The
+ * inflater keeps a 32 KiB window whatever was agreed (~39 KiB): zlib checks a smaller
+ * window only against what lies outside its current output chunk, so whether a client
+ * that reaches back too far is refused would depend on how its payload was cut into
+ * reads; with 15 bits every stream any client may send inflates the same way. The
  * zlib states are made when first needed: a session that never receives a compressed
  * message has no inflater, one that never sends a message worth compressing
  * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) has no
@@ -61,13 +64,6 @@ static void ws_notify_close(server_conn_t *c, int code, const char *reason, size
     w->notified = 1;
     if (w->handler != NULL)
         w->handler->on_close(w->arg, code, reason, len);
-}
-
-/* The window our inflater needs: the client_max_window_bits we answered, or 15 (RFC 7692
- * §7.1.2.2: without it in the response the client may use any window). */
-static int ws_client_window(const server_ws_t *w)
-{
-    return w->pmd.client_max_window_bits ? w->pmd.client_max_window_bits : 15;
 }
 
 /* Fails the connection (§7.1.7) with the close code of a parser error. */
@@ -204,8 +200,8 @@ static void ws_conn_process(server_conn_t *c)
             if (r == WS_EV_FRAME) {
                 w->single = ev.first && ev.fin && !ev.compressed;
                 if (ev.first && ev.compressed && w->msg.inflater == NULL &&
-                    (w->msg.inflater = ws_inflater_new(
-                         ws_client_window(w), w->pmd.client_no_context_takeover)) == NULL) {
+                    (w->msg.inflater = ws_inflater_new(15, w->pmd.client_no_context_takeover)) ==
+                        NULL) {
                     ws_fail(c, WS_CLOSE_INTERNAL);
                     break;
                 }

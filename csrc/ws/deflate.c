@@ -134,9 +134,9 @@ ws_inflater_t *ws_inflater_new(int window_bits, int no_context_takeover)
     if (i == NULL)
         return NULL;
     /* zlib allocates the window (1 << window_bits bytes) at the first inflate: 15 reads
-     * data compressed with any window (8..15); a smaller one, agreed through
-     * client_max_window_bits, costs less, and data that reaches further back than it is
-     * refused (Z_DATA_ERROR: "invalid distance too far back"). */
+     * data compressed with any window (8..15); a smaller one costs less, and data that
+     * reaches back beyond it into earlier output (a previous message's) is refused
+     * (Z_DATA_ERROR: "invalid distance too far back"; see ws.h for its limits). */
     if (inflateInit2(&i->z, -window_bits) != Z_OK) {
         free(i);
         return NULL;

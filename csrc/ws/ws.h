@@ -289,8 +289,10 @@ void ws_deflater_free(ws_deflater_t *d);
  * (out as it was; the compressor is reset, so both ends must then close). */
 int ws_deflate_message(ws_deflater_t *d, const void *in, size_t n, db_buf_t *out);
 
-/* A decompressor for one connection's incoming messages: window_bits 8..15, the largest
- * window the peer may use (the agreed client_max_window_bits, 15 when none was agreed);
+/* A decompressor for one connection's incoming messages: window_bits 8..15, the window it
+ * keeps (15 reads what any peer may send; a smaller one saves memory, but zlib refuses a
+ * distance beyond it only when it reaches outside the current output chunk, so whether
+ * such data is refused depends on how the payload was cut: the server uses 15);
  * no_context_takeover: reset after each message (as agreed in client_no_context_takeover).
  * NULL when out of memory or window_bits is out of range. */
 ws_inflater_t *ws_inflater_new(int window_bits, int no_context_takeover);

@@ -161,16 +161,18 @@ def test_context_takeover_on_the_wire(ws: ServerProcess) -> None:
     r.close()
 
 
-def test_client_window_is_enforced(ws: ServerProcess) -> None:
-    """12 bits agreed for the client: data reaching 8 KiB back is refused (1007)."""
+def test_client_window_larger_than_agreed_is_read(ws: ServerProcess) -> None:
+    """12 bits agreed for the client, which then reaches 8 KiB back: read all the same
+    (the server inflates with a 32 KiB window, so the outcome never depends on how the
+    payload was cut into reads; zlib's check of a smaller window does)."""
     r = DeflateWS(ws, "permessage-deflate; client_max_window_bits")
-    comp = zlib.compressobj(wbits=-15)  # breaks the agreement
+    comp = zlib.compressobj(wbits=-15)
     noise = os.urandom(8192).hex().encode()[:8192]
     r.send(compressed_frame(comp, noise))
     assert r.recv_raw()[1] == 0x1
     r.send(compressed_frame(comp, noise[:2000]))
     first, op, payload = r.recv_raw()
-    assert op == 0x8 and struct.unpack("!H", payload[:2])[0] == 1007
+    assert op == 0x1 and first & 0x40
     r.close()
 
 

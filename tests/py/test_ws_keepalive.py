@@ -5,6 +5,7 @@ run() and on the command line. Short intervals, raw sockets."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -161,12 +162,22 @@ WS_APP = textwrap.dedent(
 )
 
 
+def child_env() -> dict[str, str]:
+    """The test run's own PYTHONPATH first (e.g. a sanitizer build), then the source tree,
+    as conftest's ServerProcess does."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), str(ROOT / "src")) if p
+    )
+    return env
+
+
 def run_server(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     (tmp_path / "wsapp.py").write_text(WS_APP)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    env = child_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "data_bridge", "wsapp:app", "--port", str(port), *args],
         cwd=tmp_path,
@@ -241,7 +252,7 @@ def test_cli_ws_option_values(tmp_path: Path) -> None:
         r = subprocess.run(
             [sys.executable, "-m", "data_bridge", "wsapp:app", *bad],
             cwd=tmp_path,
-            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=30,

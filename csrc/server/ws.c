@@ -346,7 +346,7 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
     c->head = NULL;
     db_buf_free(&c->resp_headers);
     c->mid_request = 0;
-    c->deadline = 0; /* no idle timeout for a session; keep-alive pings are the app's */
+    c->deadline = 0; /* no idle timeout for a session: keep-alive pings (ws_ping.c) */
     c->keep_alive = 0;
     ws_ping_start(c);
     ws_conn_process(c);

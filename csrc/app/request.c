@@ -13,7 +13,7 @@
  *
  * The peer's and the local address (`_peer`, `_sockname`) are asked of the socket on first
  * read only, so a request whose handler does not read them costs no system call; a kept
- * Request reads them at detach like the other fields, while the connection is known.
+ * Request reads them at detach, while the connection is known, into a compact copy too.
  *
  * data_bridge.api.Request subclasses this type to add the mapping views (headers,
  * query_params) and the awaitable body()/json() of the Starlette interface.
@@ -39,6 +39,7 @@ typedef struct {
     PyObject *path_params;
     PyObject *peer;     /* (host, port) or None once asked */
     PyObject *sockname; /* (host, port) or None once asked */
+    PyObject *addrs;    /* detached and not asked yet: see conn_address */
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -260,18 +261,70 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
     return PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
 }
 
+/* The peer (remote) or local address of the request's connection into host (NUL ended)
+ * and *port; 0, or nonzero when there is none (AF_UNIX, the connection gone). */
+static int ask_address(RequestObject *self, int remote, char host[SERVER_HOST_MAX], int *port)
+{
+    *port = 0;
+    /* The client is the one a trusted proxy names, when proxy headers are on. */
+    return remote
+               ? server_conn_client(self->req->conn, self->req->head, host, SERVER_HOST_MAX, port)
+               : server_conn_address(self->req->conn, 0, host, SERVER_HOST_MAX, port);
+}
+
+/* A detached request that nobody asked for its addresses keeps them compact (`addrs`): per
+ * address (the peer's, then the local one) a byte (1: present, 0: none), the port (u16) and
+ * the host (u16 length, bytes), about 30 bytes where two (host, port) tuples cost about
+ * 280. A WebSocket keeps its Request for the whole session. Returns the bytes object, or
+ * NULL with an exception set. */
+static PyObject *copy_addresses(RequestObject *self)
+{
+    unsigned char buf[2 * (5 + SERVER_HOST_MAX)];
+    size_t n = 0;
+    for (int remote = 1; remote >= 0; remote--) {
+        char host[SERVER_HOST_MAX];
+        int port;
+        int ok = ask_address(self, remote, host, &port) == 0;
+        uint16_t p16 = (uint16_t)port, len = ok ? (uint16_t)strlen(host) : 0;
+        buf[n++] = (unsigned char)ok;
+        memcpy(buf + n, &p16, 2);
+        memcpy(buf + n + 2, &len, 2);
+        memcpy(buf + n + 4, host, len);
+        n += 4 + (size_t)len;
+    }
+    return PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+}
+
+/* The (host, port) of the compact copy (see copy_addresses), or None. */
+static PyObject *address_from_copy(PyObject *addrs, int remote)
+{
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(addrs);
+    uint16_t port, len;
+    if (!remote) {
+        memcpy(&len, p + 3, 2);
+        p += 5 + len;
+    }
+    memcpy(&port, p + 1, 2);
+    memcpy(&len, p + 3, 2);
+    if (!p[0])
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("(s#i)", (const char *)p + 5, (Py_ssize_t)len, (int)port);
+}
+
 /* The connection's peer or local address as (host, port), cached in *slot; None when the
  * socket has none (AF_UNIX), the connection is gone, or the request was detached first. */
 static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
 {
     if (*slot == NULL) {
+        if (self->req == NULL) {
+            if (self->addrs == NULL)
+                return Py_NewRef(Py_None);
+            return (*slot = address_from_copy(self->addrs, remote)) == NULL ? NULL
+                                                                            : Py_NewRef(*slot);
+        }
         char host[SERVER_HOST_MAX];
-        int port = 0;
-        /* The client is the one a trusted proxy names, when proxy headers are on. */
-        if (self->req == NULL ||
-            (remote
-                 ? server_conn_client(self->req->conn, self->req->head, host, sizeof(host), &port)
-                 : server_conn_address(self->req->conn, 0, host, sizeof(host), &port)) != 0)
+        int port;
+        if (ask_address(self, remote, host, &port) != 0)
             return Py_NewRef(Py_None);
         *slot = Py_BuildValue("(si)", host, port);
         if (*slot == NULL)
@@ -368,6 +421,7 @@ static int request_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->path_params);
     Py_VISIT(self->peer);
     Py_VISIT(self->sockname);
+    Py_VISIT(self->addrs);
     return 0;
 }
 
@@ -382,6 +436,7 @@ static int request_clear(RequestObject *self)
     Py_CLEAR(self->path_params);
     Py_CLEAR(self->peer);
     Py_CLEAR(self->sockname);
+    Py_CLEAR(self->addrs);
     return 0;
 }
 
@@ -451,13 +506,14 @@ void request_detach(PyObject *obj)
         return;
     if (Py_REFCNT(obj) > 1) {
         /* Someone kept the request: convert every field while the slices are valid. */
-        PyObject *kept[] = {get_method(self, NULL),       get_path(self, NULL),
-                            get_query_string(self, NULL), get_body(self, NULL),
-                            get_peer(self, NULL),         get_sockname(self, NULL)};
+        PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
+                            get_query_string(self, NULL), get_body(self, NULL)};
         for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
             Py_XDECREF(kept[i]);
         if (self->raw_headers == NULL)
             self->fields = copy_fields(self->req->head);
+        if (self->peer == NULL || self->sockname == NULL)
+            self->addrs = copy_addresses(self);
         PyErr_Clear();
     }
     self->req = NULL;

@@ -340,11 +340,14 @@ def test_headers_read_after_accept(ws: ServerProcess) -> None:
     ]
     with connect(url(ws, "/headers-after-accept"), additional_headers=headers) as c:
         data = json.loads(c.recv())
+        local = c.socket.getsockname()
     assert data == {
         "one": "first",
         "missing": "none",
         "all": [["x-token", "first"], ["x-token", "second"], ["x-other", "Ã©"]],
         "mapping": ["first", "second"],
+        "client": ["127.0.0.1", local[1]],
+        "server": ["127.0.0.1", ws.port],
     }
 
 

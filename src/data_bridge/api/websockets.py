@@ -69,15 +69,25 @@ _MESSAGE_TYPES = (str, bytes, tuple)
 
 class WebSocket(Request):
     """A WebSocket connection (Starlette's interface). Made by the server for a WebSocket
-    route's endpoint; the state attributes live in the instance ``__dict__``."""
+    route's endpoint. The state lives in slots, set by ``_start`` before the endpoint
+    runs: an idle session then has no instance ``__dict__`` (about 300 bytes) unless
+    something caches in it (``headers``, ``scope``, ``state``)."""
+
+    __slots__ = ("client_state", "application_state", "_session", "_denied")
 
     # The test client's report channel (per-server subclass): callable(key, event, value).
     _test_sink: Callable[[str, str, Any], None] | None = None
 
-    client_state: WebSocketState = WebSocketState.CONNECTING
-    application_state: WebSocketState = WebSocketState.CONNECTING
-    _session: Any = None
-    _denied: tuple[int, str] | None = None
+    client_state: WebSocketState
+    application_state: WebSocketState
+    _session: Any
+    _denied: tuple[int, str] | None
+
+    def _start(self) -> None:
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        self._session = None
+        self._denied = None
 
     @property
     def scope(self) -> typing.Mapping[str, Any]:
@@ -317,6 +327,7 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         websocket: WebSocket = kwargs.pop(_WS_PARAM)
+        websocket._start()
         errors = None if inner_lenient else kwargs.pop(_BINDING_ERRORS, None)
         status = websocket._ws_check()
         if status:

@@ -56,6 +56,8 @@ async def headers_after_accept(websocket: WebSocket) -> None:
             "missing": websocket.header("x-nothing", "none"),
             "all": [list(pair) for pair in websocket.raw_headers if pair[0].startswith("x-")],
             "mapping": websocket.headers.getlist("x-token"),
+            "client": list(websocket.client or ()),
+            "server": list(websocket.scope["server"] or ()),
         }
     )
 

@@ -339,8 +339,8 @@ def test_headers_read_after_accept(ws: ServerProcess) -> None:
         ("X-Other", "é".encode().decode("latin-1")),
     ]
     with connect(url(ws, "/headers-after-accept"), additional_headers=headers) as c:
+        local = c.socket.getsockname()  # before the server's close ends the socket
         data = json.loads(c.recv())
-        local = c.socket.getsockname()
     assert data == {
         "one": "first",
         "missing": "none",

@@ -340,6 +340,7 @@ def test_headers_read_after_accept(ws: ServerProcess) -> None:
     ]
     with connect(url(ws, "/headers-after-accept"), additional_headers=headers) as c:
         local = c.socket.getsockname()  # before the server's close ends the socket
+        c.send("go")
         data = json.loads(c.recv())
     assert data == {
         "one": "first",

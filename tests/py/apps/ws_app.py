@@ -50,6 +50,7 @@ async def echo(websocket: WebSocket) -> None:
 async def headers_after_accept(websocket: WebSocket) -> None:
     # Read only once the request was detached (its fields kept compact until then).
     await websocket.accept()
+    await websocket.receive_text()  # the client is ready: its socket stays open till now
     await websocket.send_json(
         {
             "one": websocket.header("x-token"),

@@ -41,9 +41,9 @@ typedef struct {
     int state;
     char *buf; /* bytes read and not yet parsed */
     size_t len, cap;
-    long received;   /* messages (frames) or events */
-    int last_nl;     /* SSE: the previous byte was a line feed */
-    int in_flight;   /* echo: messages sent and not yet echoed */
+    long received; /* messages (frames) or events */
+    int last_nl;   /* SSE: the previous byte was a line feed */
+    int in_flight; /* echo: messages sent and not yet echoed */
 } conn_t;
 
 static int mode, nconns, port, size, depth, rounds;

@@ -15,19 +15,23 @@ FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
 ASAN_PKG   := build/asan-pkg
 
-# Debian packages: the compiler, libuv and zlib for the build, clang and its libFuzzer/sanitizer
-# runtime for the fuzz targets. Benchmarks add wrk and nginx (see bench-deps).
-APT_PKGS       := build-essential pkg-config libuv1-dev zlib1g-dev clang libclang-rt-14-dev
+# Debian packages: the compiler, libuv, zlib and OpenSSL (libssl-dev; the openssl command for
+# the TLS tests) for the build, clang and its libFuzzer/sanitizer runtime for the fuzz
+# targets. Benchmarks add wrk and nginx (see bench-deps).
+APT_PKGS       := build-essential pkg-config libuv1-dev zlib1g-dev libssl-dev openssl clang \
+                  libclang-rt-14-dev
 APT_BENCH_PKGS := wrk nginx-light
+# The tests add nginx: tests/py/test_operation.py serves behind a real one (skipped without).
+APT_TEST_PKGS  := nginx-light
 
-.PHONY: run test build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
+.PHONY: run test test-deps build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
         bench bench-json \
         bench-loop bench-ws bench-deps clean compat
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
 
-test: build lint ctest fuzz loop-suite pytest-asan fastapi-check pytest
+test: build test-deps lint ctest fuzz loop-suite pytest-asan fastapi-check pytest
 
 # --- set-up -------------------------------------------------------------------------
 
@@ -38,6 +42,9 @@ apt-deps:
 	if ! $(PYTHON) -c 'import venv, sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then \
 		PKGS="$$PKGS python3-dev python3-venv"; fi; \
 	./scripts/apt-install.sh $$PKGS
+
+test-deps:
+	./scripts/apt-install.sh $(APT_TEST_PKGS)
 
 venv: $(VENV)/.stamp
 
@@ -83,9 +90,31 @@ fuzz: build
 loop-suite: build
 	$(VPY) tests/py/loop_cpython_suite.py
 
+# Comparison runs (not part of `make test`; each takes several minutes): the same CPython
+# selection on PyLoop, asyncio's loop and uvloop, and uvloop's own test suite (its pinned
+# sdist's tests/, the tests shared by its uvloop and asyncio variants) on the three loops.
+# Each prints the Markdown table of docs/loop-suite.md.
+.PHONY: loop-suite-compare uvloop-tests loop-compare-deps
+
+LOOP_COMPARE_STAMP := $(VENV)/.loop-compare.stamp
+
+loop-compare-deps: venv $(LOOP_COMPARE_STAMP)
+
+$(LOOP_COMPARE_STAMP): requirements/loop-compare.txt $(VENV)/.stamp
+	$(VPY) -m pip install -q -r requirements/loop-compare.txt
+	@touch $@
+
+loop-suite-compare: build loop-compare-deps
+	$(VPY) scripts/loop_suite_compare.py
+
+uvloop-tests: build loop-compare-deps
+	$(VPY) scripts/uvloop_tests.py
+
 # The whole pytest suite against an ASan+UBSan build of the extension, with Python's
 # allocator switched to malloc so that ASan also sees Python objects our C code frees.
-pytest-asan: deps
+# FastAPI and Starlette (fastapi-deps) are installed first: the differential tests
+# against them skip without.
+pytest-asan: deps fastapi-deps
 	$(CMAKE) -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDB_SANITIZE=ON \
 		-DPython_EXECUTABLE=$(abspath $(VPY)) > /dev/null
 	$(CMAKE) --build $(ASAN_BUILD) -j $(JOBS)
@@ -96,7 +125,7 @@ pytest-asan: deps
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		PYTHONPATH=$(ASAN_PKG) $(VPY) -m pytest tests/py -q -p no:cacheprovider -o pythonpath=
 
-pytest: build
+pytest: build fastapi-deps
 	PYTHONPATH=src $(VPY) -m pytest tests/py
 
 # Build and run the server and loop tests with every CPython 3.10-3.13 on this machine.

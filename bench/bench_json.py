@@ -1,4 +1,4 @@
-"""JSON codec benchmark: data_bridge.json vs orjson vs the stdlib json, in one run.
+"""JSON codec benchmark: data_bridge.json vs orjson, ssrjson, msgspec and the stdlib json.
 
 Measures dumps (Python objects -> bytes) and loads (bytes -> Python objects) on the shared
 corpora (../shared/data/json from the repository root: twitter.json, citm_catalog.json,
@@ -7,10 +7,13 @@ bench/RESULTS.md between the markers <!-- json:start --> and <!-- json:end -->.
 
 Each cell is the best of several repeats of a timed loop (the minimum is the least noisy
 estimate on a shared machine). The stdlib's dumps is measured as
-json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() so that all three
-produce the same compact UTF-8 bytes.
+json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() so that all of them
+produce the same compact UTF-8 bytes (ssrjson through dumps_to_bytes, msgspec through
+msgspec.json.encode/decode). ssrjson and msgspec are peers only when importable (both are in
+requirements/bench.txt); a missing one is reported and left out of the table.
 
-Usage: PYTHONPATH=src python bench/bench_json.py [--quick] [--no-write]
+Usage: PYTHONPATH=src python bench/bench_json.py [--quick] [--no-write] [--docs NAME ...]
+       [--ops dumps|loads ...]
 """
 
 from __future__ import annotations
@@ -49,16 +52,39 @@ def std_dumps(obj: Any) -> bytes:
 LIBS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
     "data_bridge": (dbjson.dumps, dbjson.loads),
     "orjson": (orjson.dumps, orjson.loads),
-    "json": (std_dumps, json.loads),
 }
+VERSIONS = {"orjson": orjson.__version__}
+MISSING: list[str] = []
+try:
+    import ssrjson
+
+    LIBS["ssrjson"] = (ssrjson.dumps_to_bytes, ssrjson.loads)
+    VERSIONS["ssrjson"] = ssrjson.__version__
+except ImportError:
+    MISSING.append("ssrjson")
+try:
+    import msgspec
+
+    LIBS["msgspec"] = (msgspec.json.encode, msgspec.json.decode)
+    VERSIONS["msgspec"] = msgspec.__version__
+except ImportError:
+    MISSING.append("msgspec")
+LIBS["json"] = (std_dumps, json.loads)
+PEERS = [lib for lib in LIBS if lib != "data_bridge"]
 
 
 def best_times(
-    fns: dict[str, Callable[[Any], Any]], arg: Any, budget: float, repeats: int
+    fns: dict[str, Callable[[Any], Any]],
+    arg: Any,
+    budget: float,
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Seconds per call for each function: the best of `repeats` timed loops, each sized to
     about budget/repeats, with the functions taking turns loop by loop so that a noisy
-    neighbour on the shared machine hits all of them alike."""
+    neighbour on the shared machine hits all of them alike. clock is wall time by default;
+    time.thread_time (--clock cpu) leaves out the time the process waits for a CPU, which
+    is steadier on a machine shared with other work."""
     numbers = {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -69,10 +95,10 @@ def best_times(
     for _ in range(repeats):
         for name, fn in fns.items():
             number = numbers[name]
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(number):
                 fn(arg)
-            best[name] = min(best[name], (time.perf_counter() - t0) / number)
+            best[name] = min(best[name], (clock() - t0) / number)
     return best
 
 
@@ -96,8 +122,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter timing budget")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    ap.add_argument("--docs", nargs="+", help="only these documents (file names or 'small')")
+    ap.add_argument("--ops", nargs="+", choices=("dumps", "loads"), default=["dumps", "loads"])
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time.perf_counter (default) or the thread's CPU time (steadier when shared)",
+    )
     args = ap.parse_args()
     budget, repeats = (0.3, 3) if args.quick else (1.5, 15)
+    for lib in MISSING:
+        print(
+            f"note: {lib} is not importable; left out (pip install -r requirements/bench.txt)",
+            file=sys.stderr,
+        )
 
     cases: list[tuple[str, bytes]] = []
     for name in ("twitter.json", "citm_catalog.json", "geo_floats.json"):
@@ -107,50 +146,69 @@ def main() -> int:
             continue
         cases.append((name, path.read_bytes()))
     cases.append(("small API dict", orjson.dumps(SMALL)))
+    if args.docs:
+        wanted = {"small API dict" if d == "small" else d for d in args.docs}
+        cases = [(name, data) for name, data in cases if name in wanted]
 
     rows = []
     for name, data in cases:
         obj = json.loads(data)
         assert dbjson.loads(data) == obj
         assert dbjson.loads(dbjson.dumps(obj)) == obj
-        for op in ("dumps", "loads"):
+        for op in args.ops:
             arg = obj if op == "dumps" else data
             fns = {lib: (enc if op == "dumps" else dec) for lib, (enc, dec) in LIBS.items()}
-            times = best_times(fns, arg, budget, repeats)
+            clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+            times = best_times(fns, arg, budget, repeats, clock)
             rows.append((name, op, times))
             print(
                 f"{name:18} {op:5} "
                 + "  ".join(f"{lib} {fmt(t):>10}" for lib, t in times.items())
-                + f"  orjson/data_bridge {times['orjson'] / times['data_bridge']:.2f}x",
+                + "".join(
+                    f"  {lib}/db {times[lib] / times['data_bridge']:.2f}x"
+                    for lib in PEERS
+                    if lib != "json"
+                ),
                 flush=True,
             )
 
     lines = [
-        "## JSON codec (data_bridge.json vs orjson vs json)",
+        "## JSON codec (data_bridge.json vs " + ", ".join(PEERS) + ")",
         "",
-        "- Command: `PYTHONPATH=src .venv/bin/python bench/bench_json.py`"
-        + (" --quick" if args.quick else ""),
+        "- Command: `PYTHONPATH=src .venv/bin/python bench/bench_json.py"
+        + (" --quick" if args.quick else "")
+        + (" --clock cpu" if args.clock == "cpu" else "")
+        + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {cpu_model()}, {platform.system()} "
         f"{platform.release()}",
-        f"- Software: Python {platform.python_version()}, orjson {orjson.__version__}",
-        "- Method: time per call, best of "
-        f"{repeats} timed loops (~{budget:.1f} s per cell), the three libraries taking turns "
+        f"- Software: Python {platform.python_version()}, "
+        + ", ".join(f"{lib} {v}" for lib, v in VERSIONS.items())
+        + "".join(f" ({lib} not installed)" for lib in MISSING),
+        "- Method: "
+        + ("CPU time (thread_time)" if args.clock == "cpu" else "wall time")
+        + " per call, best of "
+        f"{repeats} timed loops (~{budget:.1f} s per cell), the libraries taking turns "
         "loop by loop; stdlib dumps is "
         '`json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()`. '
         "\"data_bridge vs X\" is X's time over data_bridge's (above 1.00× means "
         "data_bridge is faster). loads pauses the cyclic GC while it decodes a document "
-        "of 4 KiB or more (one collection afterwards at most); orjson and json do not.",
+        "of 4 KiB or more (one collection afterwards at most); the peers do not.",
         "",
-        "| document | op | data_bridge | orjson | json | data_bridge vs orjson | "
-        "data_bridge vs json |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| document | op | data_bridge | "
+        + " | ".join(PEERS)
+        + " | "
+        + " | ".join(f"data_bridge vs {lib}" for lib in PEERS)
+        + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in PEERS * 2) + " |",
     ]
     for name, op, t in rows:
         lines.append(
-            f"| {name} | {op} | {fmt(t['data_bridge'])} | {fmt(t['orjson'])} | "
-            f"{fmt(t['json'])} | {t['orjson'] / t['data_bridge']:.2f}× | "
-            f"{t['json'] / t['data_bridge']:.2f}× |"
+            f"| {name} | {op} | {fmt(t['data_bridge'])} | "
+            + " | ".join(fmt(t[lib]) for lib in PEERS)
+            + " | "
+            + " | ".join(f"{t[lib] / t['data_bridge']:.2f}×" for lib in PEERS)
+            + " |"
         )
     table = "\n".join(lines)
     print()

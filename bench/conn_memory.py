@@ -138,7 +138,10 @@ def start_server(key: str, tmp: Path, python: str, conns: int) -> Server:
         prefix.mkdir(exist_ok=True)
         conf = prefix / "nginx.conf"
         text = string.Template(NGINX_TEMPLATE.read_text()).substitute(
-            prefix=str(prefix), port=port, worker_connections=conns + FD_SPARE
+            prefix=str(prefix),
+            port=port,
+            worker_connections=conns + FD_SPARE,
+            static=str(prefix),  # the /static/ location is not used here
         )
         # The template's 75 s keep-alive would end connections of a slow round.
         conf.write_text(

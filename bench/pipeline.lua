@@ -5,10 +5,11 @@
 -- variable and then to a default:
 --   1 depth   PIPELINE_DEPTH  16
 --   2 method  WRK_METHOD      GET
---   3 body    WRK_BODY        (none)
+--   3 body    WRK_BODY        (none); "@FILE" sends the bytes of FILE (a 1 MiB upload
+--                             does not fit in one command-line argument)
 --   4 path    WRK_PATH        the path of the URL given to wrk
--- A body is sent with "Content-Type: application/json" unless WRK_CONTENT_TYPE says
--- otherwise. wrk counts every response as a request, so requests/s stays comparable with
+-- A body is sent with "Content-Type: application/json" unless a -H Content-Type header or
+-- WRK_CONTENT_TYPE says otherwise. wrk counts every response as a request, so requests/s stays comparable with
 -- the unpipelined runs; its latency figures are per batch (first write to last response).
 --
 -- Example: wrk -t1 -c64 -d10s --latency -s bench/pipeline.lua http://127.0.0.1:8000/json -- 16
@@ -33,8 +34,14 @@ function init(args)
    local body = pick(args, 3, "WRK_BODY", nil)
    local path = pick(args, 4, "WRK_PATH", wrk.path)
 
+   if body ~= nil and body:sub(1, 1) == "@" then
+      local f = assert(io.open(body:sub(2), "rb"))
+      body = f:read("*a")
+      f:close()
+   end
+
    -- wrk.headers already holds Host (and any -H headers); its metatable folds case.
-   if body ~= nil then
+   if body ~= nil and wrk.headers["Content-Type"] == nil then
       wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/json"
    end
 

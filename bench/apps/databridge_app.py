@@ -8,9 +8,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from data_bridge.api import App, Depends, PlainTextResponse, Response
+from data_bridge.api import App, Depends, PlainTextResponse, Response, UploadFile
 from data_bridge.api.middleware.gzip import GZipMiddleware
-from data_bridge.api.security import OAuth2PasswordBearer
+from data_bridge.api.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from data_bridge.api.staticfiles import StaticFiles
 
 app = App()
 
@@ -128,6 +129,26 @@ async def json_1k():
     return JSON_1K
 
 
+# --- issue 13: forms, uploads, static files ----------------------------------------------
+
+
+@app.post("/login")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+    return {"access_token": form.username, "token_type": "bearer"}
+
+
+# The upload body is 1 MiB of file plus its multipart framing: over the server's default
+# 1 MiB body limit, so the route allows more (FastAPI has no body limit).
+@app.post("/upload", max_body_size=4 * 1024 * 1024)
+async def upload(file: UploadFile):
+    data = await file.read()
+    return {"size": len(data)}
+
+
+if os.environ.get("BENCH_STATIC"):
+    app.mount("/static", StaticFiles(directory=os.environ["BENCH_STATIC"]), name="static")
+
+
 if os.environ.get("BENCH_MIDDLEWARE") == "gzip":
     app.add_middleware(GZipMiddleware)
 elif os.environ.get("BENCH_MIDDLEWARE") == "http":
@@ -139,7 +160,24 @@ elif os.environ.get("BENCH_MIDDLEWARE") == "http":
         return response
 
 
+# --- observability cost (issue 16): BENCH_OBSERVE=access-log,access-log-json,metrics ------
+# Any of them, comma separated: the access log on (uvicorn's text, or JSON) and/or metrics
+# counted (scraped at /metrics). Compare CPU per request with and without.
+OBSERVE = set(filter(None, os.environ.get("BENCH_OBSERVE", "").split(",")))
+
 if __name__ == "__main__":
     PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn).
-    app.run(host="127.0.0.1", port=PORT, access_log=False)
+    # As the uvicorn peers run: --no-access-log (App.run logs access at info, as uvicorn),
+    # unless BENCH_OBSERVE asks for it; bench/run.py --tls: the certificate every server gets.
+    tls = {
+        "ssl_certfile": os.environ.get("BENCH_SSL_CERTFILE"),
+        "ssl_keyfile": os.environ.get("BENCH_SSL_KEYFILE"),
+    }
+    app.run(
+        host="127.0.0.1",
+        port=PORT,
+        access_log=bool(OBSERVE & {"access-log", "access-log-json"}),
+        access_log_format="json" if "access-log-json" in OBSERVE else "uvicorn",
+        metrics="/metrics" if "metrics" in OBSERVE else None,
+        **tls,
+    )

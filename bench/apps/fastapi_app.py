@@ -9,10 +9,11 @@ its fastest path (it deprecates ORJSONResponse for that reason). bench/run.py se
 import os
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Response, UploadFile
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 app = FastAPI(default_response_class=ORJSONResponse)
@@ -129,6 +130,24 @@ JSON_1K = {"items": [{"id": i, "name": f"item {i}", "price": i * 1.5} for i in r
 @app.get("/json1k")
 async def json_1k():
     return JSON_1K
+
+
+# --- issue 13: forms, uploads, static files ----------------------------------------------
+
+
+@app.post("/login")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+    return {"access_token": form.username, "token_type": "bearer"}
+
+
+@app.post("/upload")
+async def upload(file: UploadFile):
+    data = await file.read()
+    return {"size": len(data)}
+
+
+if os.environ.get("BENCH_STATIC"):
+    app.mount("/static", StaticFiles(directory=os.environ["BENCH_STATIC"]), name="static")
 
 
 if os.environ.get("BENCH_MIDDLEWARE") == "gzip":

@@ -5,10 +5,70 @@
  * app_access_log from the response writer only when Server.set_access_log installed it,
  * so with the log off the request path pays one pointer test.
  *
+ * Control characters (C0, DEL and C1: a proxy's X-Forwarded-For value may carry obs-text
+ * bytes, and 0x9B is a terminal's CSI) are written as \xNN, so that a line can neither be
+ * split nor drive the terminal it is read on; the parser lets none into method and target,
+ * so the scan finds nothing on the common path and the text is decoded as it is.
+ *
+ * When logging is left as data-bridge configures it (one stream handler with its format),
+ * the Python layer asks for the written log instead (set_access_log_fd): the same line,
+ * "INFO data_bridge.access: " first, is formatted here into a buffer, and the buffer is
+ * written to the stream's descriptor once per loop iteration (a callback scheduled with
+ * call_soon when the first line of an iteration comes), or at once past ACCESS_FLUSH_AT
+ * bytes. No LogRecord, no handler lock, one write(2) for all the responses an iteration
+ * wrote: what makes the access log cheap enough to leave on. A write error drops the
+ * buffer (the log never stops the server); the lines of a process killed with SIGKILL
+ * since its last iteration are lost.
+ *
  * Ownership: the logging callable and the interned format string belong to the
- * ServerObject (access_log, access_format).
+ * ServerObject (access_log, access_format); so do the written log's buffer, prefix and
+ * bound flush method, released by app_access_release.
  */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "app/app_internal.h"
+
+/* Buffered bytes written at once rather than at the end of the iteration. */
+#define ACCESS_FLUSH_AT 65536
+
+static int is_control(unsigned char ch)
+{
+    return ch < 0x20 || (ch >= 0x7f && ch <= 0x9f);
+}
+
+/* The bytes as a str (Latin-1), control characters escaped as \xNN; NULL when out of
+ * memory. */
+static PyObject *escaped(const char *s, size_t len)
+{
+    size_t controls = 0;
+    for (size_t i = 0; i < len; i++)
+        controls += (size_t)is_control((unsigned char)s[i]);
+    if (controls == 0)
+        return PyUnicode_DecodeLatin1(s, (Py_ssize_t)len, NULL);
+    /* len is at most a head's size: len + 3 * controls cannot overflow. */
+    char *out = PyMem_Malloc(len + 3 * controls);
+    if (out == NULL)
+        return PyErr_NoMemory();
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (is_control(ch)) {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)n, NULL);
+    PyMem_Free(out);
+    return r;
+}
 
 static void app_access_log(void *ctx, int status, const char *client, size_t client_len,
                            const char *method, size_t method_len, const char *target,
@@ -18,9 +78,9 @@ static void app_access_log(void *ctx, int status, const char *client, size_t cli
     PyObject *type, *value, *tb;
     /* A response may be written while the caller handles an exception (a 500): keep it. */
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *cl = PyUnicode_DecodeLatin1(client, (Py_ssize_t)client_len, NULL);
-    PyObject *m = PyUnicode_DecodeLatin1(method, (Py_ssize_t)method_len, NULL);
-    PyObject *t = PyUnicode_DecodeLatin1(target, (Py_ssize_t)target_len, NULL);
+    PyObject *cl = escaped(client, client_len);
+    PyObject *m = escaped(method, method_len);
+    PyObject *t = escaped(target, target_len);
     PyObject *st = PyLong_FromLong(status), *r = NULL;
     if (cl && m && t && st) {
         PyObject *args[6] = {
@@ -47,6 +107,7 @@ PyObject *app_set_access_log(ServerObject *self, PyObject *log)
         PyErr_SetString(PyExc_TypeError, "set_access_log() takes a callable or None");
         return NULL;
     }
+    app_access_release(self);
     if (log == Py_None) {
         Py_CLEAR(self->access_log);
         self->cfg.access_log = NULL;
@@ -64,4 +125,140 @@ PyObject *app_set_access_log(ServerObject *self, PyObject *log)
     self->cfg.access_log = app_access_log;
     self->cfg.access_ctx = self;
     Py_RETURN_NONE;
+}
+
+/* Appends the bytes with control characters escaped as \\xNN (see escaped()). */
+static int append_escaped(db_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!is_control(ch)) {
+            if (db_buf_putc(b, (char)ch) < 0)
+                return -1;
+            continue;
+        }
+        char esc[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
+        if (db_buf_append(b, esc, 4) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Writes the buffer in pieces of whole lines of at most PIPE_BUF bytes: workers share the
+ * descriptor, and the kernel keeps a pipe write that small in one piece (POSIX), so their
+ * lines never mix (a single longer line is written alone). */
+static void write_all(ServerObject *self)
+{
+    const char *p = self->access_buf.data;
+    size_t left = self->access_buf.len;
+    while (left > 0) {
+        size_t piece = left;
+        if (piece > PIPE_BUF) {
+            const char *nl = p + PIPE_BUF - 1;
+            while (nl > p && *nl != '\n')
+                nl--;
+            if (*nl != '\n')
+                nl = memchr(p + PIPE_BUF, '\n', left - PIPE_BUF);
+            piece = nl != NULL ? (size_t)(nl - p) + 1 : left;
+        }
+        ssize_t n = write(self->access_fd, p, piece);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* EAGAIN on a full pipe, or a closed stream: the lines are dropped */
+        p += n;
+        left -= (size_t)n;
+    }
+    self->access_buf.len = 0;
+}
+
+PyObject *app_flush_access_log(ServerObject *self, PyObject *unused)
+{
+    (void)unused;
+    self->access_flush_pending = 0;
+    if (self->access_fd >= 0 && self->access_buf.len)
+        write_all(self);
+    Py_RETURN_NONE;
+}
+
+/* server_access_cb of the written log: uvicorn's line, '%s - "%s %s HTTP/%s" %d'. */
+static void app_access_write(void *ctx, int status, const char *client, size_t client_len,
+                             const char *method, size_t method_len, const char *target,
+                             size_t target_len, int http10)
+{
+    ServerObject *self = ctx;
+    db_buf_t *b = &self->access_buf;
+    size_t mark = b->len;
+    char tail[32];
+    int n = snprintf(tail, sizeof(tail), " HTTP/%s\" %d\n", http10 ? "1.0" : "1.1", status);
+    if (n < 0 || (size_t)n >= sizeof(tail) ||
+        db_buf_append(b, PyBytes_AS_STRING(self->access_prefix),
+                      (size_t)PyBytes_GET_SIZE(self->access_prefix)) < 0 ||
+        append_escaped(b, client, client_len) < 0 || db_buf_append(b, " - \"", 4) < 0 ||
+        append_escaped(b, method, method_len) < 0 || db_buf_putc(b, ' ') < 0 ||
+        append_escaped(b, target, target_len) < 0 || db_buf_append(b, tail, (size_t)n) < 0) {
+        b->len = mark; /* out of memory: this line is dropped */
+        return;
+    }
+    if (b->len >= ACCESS_FLUSH_AT) {
+        write_all(self);
+        return;
+    }
+    if (self->access_flush_pending)
+        return;
+    /* The first line of this iteration: the loop writes the buffer after the handles that
+     * are ready now, so every response of the iteration shares one write. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *h = PyObject_CallMethod(self->loop, "call_soon", "O", self->access_flush);
+    if (h == NULL) {
+        PyErr_Clear();
+        write_all(self); /* the loop is closing: write now */
+    } else {
+        self->access_flush_pending = 1;
+        Py_DECREF(h);
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args)
+{
+    int fd;
+    PyObject *prefix;
+    if (!PyArg_ParseTuple(args, "iS", &fd, &prefix))
+        return NULL;
+    if (self->server != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_access_log_fd() must come before listen()");
+        return NULL;
+    }
+    if (fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "set_access_log_fd() needs a descriptor");
+        return NULL;
+    }
+    PyObject *flush = PyObject_GetAttrString((PyObject *)self, "_flush_access_log");
+    if (flush == NULL)
+        return NULL;
+    app_access_release(self);
+    Py_CLEAR(self->access_log);
+    self->access_fd = fd;
+    self->access_prefix = Py_NewRef(prefix);
+    self->access_flush = flush; /* a reference cycle with self, broken by release */
+    self->cfg.access_log = app_access_write;
+    self->cfg.access_ctx = self;
+    Py_RETURN_NONE;
+}
+
+void app_access_release(ServerObject *self)
+{
+    if (self->access_fd >= 0 && self->access_buf.len)
+        write_all(self);
+    self->access_fd = -1;
+    db_buf_free(&self->access_buf);
+    Py_CLEAR(self->access_prefix);
+    Py_CLEAR(self->access_flush);
+    if (self->cfg.access_log == app_access_write) {
+        self->cfg.access_log = NULL;
+        self->cfg.access_ctx = NULL;
+    }
 }

@@ -106,6 +106,11 @@ typedef struct {
     PyObject *request_class;
     /* Limits of the form body (FastAPI's form_limits over Starlette's defaults). */
     app_form_limits_t form_limits;
+    /* A StaticFiles route: its _core.FileCache, which answers the files the Python
+     * StaticFiles served before without calling it (files_cache.c); else NULL. Strong. */
+    PyObject *file_cache;
+    /* The route's id in the metrics (its 1-based place in ServerObject.plans). */
+    unsigned metrics_id;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -119,6 +124,11 @@ typedef struct {
     PyObject *streaming_class;      /* data_bridge.api.responses.StreamingResponse */
     PyObject *stream_start;         /* callable(writer_or_None, response, route_path) */
     PyObject *background_start;     /* callable(background): runs it after the response */
+    /* Another framework's Response class (Starlette's, once an unmodified FastAPI app is
+     * compiled: api/_fastapi_native.py) and the callable turning one of its instances into
+     * ours; both NULL until set_foreign_responses(). */
+    PyObject *foreign_response_class;
+    PyObject *foreign_convert;
 } app_config_t;
 
 extern app_config_t app_cfg;
@@ -145,6 +155,9 @@ typedef struct {
     /* A path that matches no route but would with its trailing slash added or removed is
      * redirected there (307), as Starlette's redirect_slashes does. */
     int redirect_slashes;
+    /* Seconds a parked handler may run before its Task is cancelled with
+     * respond_timeout_message and the request answered 504 (--timeout-handler); 0: none. */
+    double handler_timeout;
     PyObject *request_class; /* for the routes added from now on, or NULL */
     /* callable(errors, request) -> a handler result, or NotImplemented for the default
      * 422: the app's RequestValidationError handler; NULL when it has none. */
@@ -161,6 +174,9 @@ typedef struct {
     /* Requests reach this server over TLS terminated in front of it (set_secure): the
      * HTTPS redirect lets them through and redirects stay on https. */
     int secure;
+    /* TLS (set_tls): the context the native server serves connections with, or NULL. A
+     * reference of ours (tls.h), separate from the server's own. */
+    struct tls_context *tls;
     /* The ASGI root_path the app is served under (set_root_path): a request path that
      * starts with it is routed on the rest, as Starlette's get_route_path does. */
     char *root_path;
@@ -169,6 +185,11 @@ typedef struct {
      * of the router; chosen once when the native server is made, so the routed path pays
      * nothing for it. NULL for an App. */
     PyObject *asgi;
+    /* An _core.AsgiApp that answers every request no native route matches (set_fallback):
+     * an unmodified FastAPI app compiled to native routes (api/_fastapi_native.py) keeps
+     * itself as the fallback, so its routes that could not be compiled, its 404s and 405s
+     * are its own. Consulted only when the router finds no route. NULL: none. */
+    PyObject *fallback;
     /* Apps mounted under path prefixes (app.mount): a request whose routed path is under
      * one goes to it: an ASGI app (_core.AsgiApp) through the ASGI driver, a data-bridge
      * App through its own (never listening) Server's dispatch. */
@@ -183,6 +204,15 @@ typedef struct {
     PyObject *access_format;
     PyObject *access_v10;
     PyObject *access_v11;
+    /* The written access log (Server.set_access_log_fd): lines in uvicorn's default text,
+     * each after `access_prefix` (bytes), gathered in access_buf and written to access_fd
+     * by a callback the loop runs once per iteration (access_flush_pending: scheduled);
+     * access_fd is -1 when off. */
+    int access_fd;
+    int access_flush_pending;
+    db_buf_t access_buf;
+    PyObject *access_prefix;
+    PyObject *access_flush; /* the bound method the loop calls */
     /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
      * cfg.trust; NULL when proxy headers are off. */
     http_trust_t *trust;
@@ -190,6 +220,13 @@ typedef struct {
     Py_buffer metrics_view;
     int metrics_held;
     PyObject *metrics_path;
+    /* The route templates by metrics id, pointed at by cfg.metrics_routes (PyMem; the
+     * strings are the plans' path objects' UTF-8). */
+    const char **metrics_routes;
+    /* Probes (health_py.c): (health path, ready path) as bytes, and the readiness
+     * callable (NULL: none). */
+    PyObject *health_paths;
+    PyObject *ready_cb;
 } ServerObject;
 
 struct app_mount {
@@ -200,9 +237,21 @@ struct app_mount {
 
 /* access.c: Server.set_access_log(callable or None). */
 PyObject *app_set_access_log(ServerObject *self, PyObject *log);
+/* access.c: Server.set_access_log_fd(fd, prefix), the flush the loop calls, and the last
+ * flush and release (when the server closed, and at dealloc). */
+PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args);
+PyObject *app_flush_access_log(ServerObject *self, PyObject *unused);
+void app_access_release(ServerObject *self);
 /* metrics_py.c: Server.set_metrics(buffer, slot, path), and its release at dealloc. */
 PyObject *app_set_metrics(ServerObject *self, PyObject *args);
 void app_metrics_release(ServerObject *self);
+/* health_py.c: Server.set_health(health_path, ready_path, ready), and its release. */
+PyObject *app_set_health(ServerObject *self, PyObject *args);
+void app_health_release(ServerObject *self);
+
+/* tls_py.c: _core.TLSContext and Server.set_tls(context or None). */
+extern PyTypeObject TLSContext_Type;
+PyObject *app_set_tls(ServerObject *self, PyObject *arg);
 
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
@@ -225,6 +274,9 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
                        PyObject *request);
 void respond_validation_errors(server_conn_t *conn, PyObject *errors);
 int respond_init(void);
+/* The message a handler's Task is cancelled with when it ran past --timeout-handler: a
+ * CancelledError carrying it is answered 504, any other 503. */
+extern PyObject *respond_timeout_message;
 /* Appends "name: value\r\n" for each (name, value) pair, checked against response
  * splitting; Content-Length is skipped and "connection: close" sets *close. Returns 0, or
  * -1 with an exception. */
@@ -239,6 +291,10 @@ int stream_init(void);
 /* request.c */
 PyObject *request_new(server_request_t *req, const router_match_t *m);
 void request_detach(PyObject *request);
+/* The body of a Request still attached to its request, as a slice of the connection's
+ * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
+ * is no such Request (detached, or not a Request). */
+int request_body_slice(PyObject *obj, const char **body, size_t *len);
 
 /* websocket.c */
 extern PyTypeObject WsSession_Type;
@@ -265,6 +321,11 @@ PyObject *app_add_guard(ServerObject *self, PyObject *args);
 PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 /* files_py.c: _core.parse_range(value, size). */
 PyObject *app_parse_range(PyObject *module, PyObject *args);
+/* files_cache.c: _core.FileCache, and the answer of a StaticFiles route from it: 1 when the
+ * response was appended (or the file body began), 0 when Python must answer. */
+extern PyTypeObject FileCache_Type;
+int app_files_answer(PyObject *cache, server_conn_t *conn, server_request_t *req,
+                     const router_match_t *m);
 /* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
  * with ValueError (the message to answer 400 with) or MemoryError. */
 PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,

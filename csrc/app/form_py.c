@@ -1,6 +1,8 @@
 /*
  * _core.parse_multipart(content_type, body, max_files=1000, max_fields=1000,
- * max_part_size=1 MiB) (Starlette's limits, FastAPI's form_limits):
+ * max_part_size=1 MiB) (Starlette's limits, FastAPI's form_limits), body being bytes-like
+ * or the Request itself (its body is then parsed from the connection's buffer, without the
+ * copy a bytes object of it would cost):
  * a multipart/form-data body (csrc/form's parser) as a list of parts, each a tuple
  * (name, filename or None, content_type or None, [(header name, value), ...], data bytes).
  * The server holds the whole (size-limited) body before the handler runs, so the body is
@@ -16,7 +18,14 @@ typedef struct {
     PyObject *parts;   /* list being built */
     PyObject *headers; /* the current part's [(name, value)] */
     PyObject *name, *filename, *ctype;
-    db_buf_t data; /* the current part's content */
+    db_buf_t data; /* the current part's content, when it is not one run of the body */
+    /* The current part's content while it is one contiguous run of the body (data.len is
+     * then 0): the parser hands a part's data as consecutive slices of the piece it was
+     * fed, and the body is fed in one piece, so a part becomes its bytes object with one
+     * copy instead of two. */
+    const char *run;
+    size_t run_len;
+    const char *body, *body_end; /* the piece fed */
     /* Starlette's MultiPartParser counts (FastAPI's form_limits): parts with a filename are
      * files, the others fields. */
     size_t files, fields, max_files, max_fields;
@@ -31,6 +40,8 @@ static int on_part_begin(void *user)
 {
     collect_t *c = user;
     c->data.len = 0;
+    c->run = NULL;
+    c->run_len = 0;
     Py_XSETREF(c->headers, PyList_New(0));
     return c->headers == NULL;
 }
@@ -70,6 +81,26 @@ static int on_headers_complete(void *user, const form_part_t *part)
 static int on_part_data(void *user, const char *data, size_t len)
 {
     collect_t *c = user;
+    /* A slice of the fed body that continues the run (or starts it): nothing to copy. A
+     * slice from elsewhere (the parser's copy of bytes held back at the end of a piece)
+     * ends the run, which is copied into data first. */
+    uintptr_t d = (uintptr_t)data, b = (uintptr_t)c->body, e = (uintptr_t)c->body_end;
+    int in_body = d >= b && d <= e && len <= e - d;
+    if (in_body && c->data.len == 0 && (c->run == NULL || data == c->run + c->run_len)) {
+        if (c->run == NULL)
+            c->run = data;
+        c->run_len += len;
+        return 0;
+    }
+    if (c->run != NULL) {
+        if (db_buf_reserve(&c->data, c->run_len) < 0) {
+            PyErr_NoMemory();
+            return 1;
+        }
+        db_buf_append(&c->data, c->run, c->run_len);
+        c->run = NULL;
+        c->run_len = 0;
+    }
     if (db_buf_reserve(&c->data, len) < 0) {
         PyErr_NoMemory();
         return 1;
@@ -81,8 +112,10 @@ static int on_part_data(void *user, const char *data, size_t len)
 static int on_part_end(void *user)
 {
     collect_t *c = user;
-    PyObject *part = Py_BuildValue("(OOOOy#)", c->name, c->filename, c->ctype, c->headers,
-                                   c->data.data ? c->data.data : "", (Py_ssize_t)c->data.len);
+    const char *data = c->run != NULL ? c->run : c->data.data ? c->data.data : "";
+    size_t len = c->run != NULL ? c->run_len : c->data.len;
+    PyObject *part = Py_BuildValue("(OOOOy#)", c->name, c->filename, c->ctype, c->headers, data,
+                                   (Py_ssize_t)len);
     int r = part ? PyList_Append(c->parts, part) : -1;
     Py_XDECREF(part);
     return r != 0;
@@ -98,6 +131,8 @@ PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *b
     limits.max_parts = lim->max_files + lim->max_fields + 1;
     limits.max_field_size = lim->max_part_size;
     collect_t c = {0};
+    c.body = body;
+    c.body_end = body + len;
     c.max_files = lim->max_files;
     c.max_fields = lim->max_fields;
     db_buf_init(&c.data);
@@ -149,14 +184,21 @@ PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw)
                              "max_fields",   "max_part_size", NULL};
     const char *ctype;
     Py_ssize_t ctype_len;
-    Py_buffer body;
+    PyObject *source;
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s#y*|nnK", kwlist, &ctype, &ctype_len, &body,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s#O|nnK", kwlist, &ctype, &ctype_len, &source,
                                      &max_files, &max_fields, &max_part))
         return NULL;
     app_form_limits_t lim = {max_files > 0 ? (size_t)max_files : 0,
                              max_fields > 0 ? (size_t)max_fields : 0, max_part};
+    const char *slice;
+    size_t slice_len;
+    if (request_body_slice(source, &slice, &slice_len))
+        return app_multipart_parts(ctype, (size_t)ctype_len, slice, slice_len, &lim);
+    Py_buffer body;
+    if (PyObject_GetBuffer(source, &body, PyBUF_SIMPLE) < 0)
+        return NULL;
     PyObject *result =
         app_multipart_parts(ctype, (size_t)ctype_len, body.buf, (size_t)body.len, &lim);
     PyBuffer_Release(&body);

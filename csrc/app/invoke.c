@@ -29,6 +29,7 @@ typedef struct {
     server_conn_t *conn;  /* holds a reference for us until server_conn_finish */
     PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
     int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
+    PyObject *timer;      /* the handler timeout's TimerHandle (cancels the Task), or NULL */
 } DriverObject;
 
 static PyObject *str_create_task;
@@ -60,6 +61,15 @@ static void driver_complete(DriverObject *d, PyObject *result)
         respond_exception(conn, d->plan, ((ServerObject *)d->server)->exception_hook, d->request);
     finish_request(conn, d->request);
     Py_CLEAR(d->task);
+    if (d->timer != NULL) {
+        /* Answered in time: the timeout must not fire. The exception, if any, was
+         * consumed by respond_exception above. */
+        PyObject *r = PyObject_CallMethod(d->timer, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(d->timer);
+        Py_XDECREF(r);
+        Py_CLEAR(d->timer);
+    }
 }
 
 static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **out)
@@ -252,6 +262,7 @@ static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
     Py_VISIT(d->request);
     Py_VISIT(d->server);
     Py_VISIT(d->task);
+    Py_VISIT(d->timer);
     return 0;
 }
 
@@ -261,6 +272,7 @@ static int driver_clear(DriverObject *d)
     Py_CLEAR(d->first);
     Py_CLEAR(d->task);
     Py_CLEAR(d->cancel_msg);
+    Py_CLEAR(d->timer);
     return 0;
 }
 
@@ -350,6 +362,7 @@ static DriverObject *driver_new(ServerObject *srv, route_plan_t *plan, PyObject 
     d->conn = NULL;
     d->cancel_msg = NULL;
     d->cancels = 0;
+    d->timer = NULL;
     PyObject_GC_Track(d);
     return d;
 }
@@ -397,6 +410,18 @@ static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, Driv
         if (r == NULL)
             PyErr_WriteUnraisable(task);
         Py_XDECREF(r);
+    }
+    if (srv->handler_timeout > 0) {
+        /* --timeout-handler: loop.call_later(timeout, task.cancel, message). The handle
+         * holds the Task; driver_complete cancels it when the handler answers in time. */
+        PyObject *cancel = PyObject_GetAttrString(task, "cancel");
+        d->timer = cancel
+                       ? PyObject_CallMethod(srv->loop, "call_later", "dOO", srv->handler_timeout,
+                                             cancel, respond_timeout_message)
+                       : NULL;
+        Py_XDECREF(cancel);
+        if (d->timer == NULL)
+            PyErr_WriteUnraisable(task); /* the handler runs on without a bound */
     }
     return SERVER_DISPATCH_PENDING;
 }
@@ -480,29 +505,40 @@ static PyObject *header_str(const http_request_t *head, const char *name, size_t
 }
 
 /* CORS (the Fetch standard's protocol, Starlette's CORSMiddleware rules, decided by the
- * Python hook): only requests with an Origin header pay for it. Returns 1 when the hook
- * answered (a preflight), 0 to go on with dispatch; failures are logged and answered 500. */
+ * Python hook, Starlette 1.x's): only requests with an Origin header call it; the others
+ * get a static "Vary: Origin". Returns 1 when the hook answered (a preflight), 0 to go on
+ * with dispatch; failures are logged and answered 500. */
 int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
 {
+    static const char vary_origin[] = "Vary: Origin\r\n";
     const http_request_t *head = req->head;
-    if (http_find_header(head, "origin", 6) == NULL)
+    if (http_find_header(head, "origin", 6) == NULL) {
+        /* Not a CORS request, but the answer still depends on the Origin (Starlette's
+         * CORSMiddleware adds the Vary in every case), so caches keep them apart. */
+        if (server_conn_add_headers(conn, vary_origin, sizeof(vary_origin) - 1) < 0) {
+            PyErr_NoMemory();
+            respond_exception(conn, NULL, NULL, NULL);
+            return 1;
+        }
         return 0;
-    PyObject *origin = header_str(head, "origin", 6), *acrm = NULL, *acrh = NULL, *res = NULL;
+    }
+    PyObject *origin = header_str(head, "origin", 6), *acrm = NULL, *acrh = NULL, *acrpn = NULL,
+             *res = NULL;
     int rc = 0;
     if (origin == NULL)
         goto error;
     if (head->method == HTTP_OPTIONS) {
         acrm = header_str(head, "access-control-request-method", 29);
         acrh = acrm ? header_str(head, "access-control-request-headers", 30) : NULL;
+        acrpn = acrh ? header_str(head, "access-control-request-private-network", 38) : NULL;
     } else {
         acrm = Py_NewRef(Py_None);
         acrh = Py_NewRef(Py_None);
+        acrpn = Py_NewRef(Py_None);
     }
-    if (acrh == NULL)
+    if (acrpn == NULL)
         goto error;
-    res = PyObject_CallFunctionObjArgs(srv->cors_hook, origin, acrm, acrh,
-                                       http_find_header(head, "cookie", 6) ? Py_True : Py_False,
-                                       NULL);
+    res = PyObject_CallFunctionObjArgs(srv->cors_hook, origin, acrm, acrh, acrpn, NULL);
     if (res == NULL)
         goto error;
     if (PyBytes_Check(res)) {
@@ -533,6 +569,7 @@ done:
     Py_XDECREF(origin);
     Py_XDECREF(acrm);
     Py_XDECREF(acrh);
+    Py_XDECREF(acrpn);
     Py_XDECREF(res);
     return rc;
 }
@@ -626,9 +663,6 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
 {
     ServerObject *srv = ctx;
-    if (srv->nguards ? app_guards_run(srv, conn, req)
-                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
-        return SERVER_DISPATCH_DONE;
     router_match_t m;
     const char *path = req->head->path;
     size_t path_len = req->head->path_len;
@@ -640,6 +674,21 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         path += srv->root_path_len;
         path_len -= srv->root_path_len;
     }
+    int r = ROUTER_NOT_FOUND, routed = 0;
+    if (srv->fallback != NULL) {
+        /* Not a native route: the fallback app decides, its own middleware, routes,
+         * redirect_slashes, 404 and 405 included, as it would alone; the native middleware
+         * (guards, CORS) stands in for its middleware on the native routes only. */
+        r = router_match(srv->router, req->head->method, path, path_len, &m);
+        if (r != ROUTER_FOUND) {
+            server_conn_no_gzip(conn); /* its own GZipMiddleware, if it has one, runs */
+            return asgi_dispatch(srv->fallback, conn, req);
+        }
+        routed = 1;
+    }
+    if (srv->nguards ? app_guards_run(srv, conn, req)
+                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
+        return SERVER_DISPATCH_DONE;
     for (size_t i = 0; i < srv->nmounts; i++) {
         /* Starlette's Mount matches "<prefix>/..." (the prefix alone is redirected there by
          * redirect_slashes); the mounted app sees the whole path, its root_path the
@@ -654,13 +703,21 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
             return SERVER_DISPATCH_DONE;
         }
     }
-    int r = router_match(srv->router, req->head->method, path, path_len, &m);
+    if (!routed)
+        r = router_match(srv->router, req->head->method, path, path_len, &m);
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
         redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
         return SERVER_DISPATCH_DONE;
     if (r != ROUTER_FOUND)
         return respond_routing(conn, r, &m);
     route_plan_t *plan = m.data;
+    /* Only the listening server's own routes name the metrics' route label (a mounted
+     * App's server never listens, and its ids mean other routes). */
+    if (srv->server != NULL)
+        server_conn_set_route(conn, plan->metrics_id);
+    /* A StaticFiles route: a file it served before is answered without Python. */
+    if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
+        return SERVER_DISPATCH_DONE;
     if (plan->max_body && req->body_len > plan->max_body) {
         /* RFC 9110 §15.5.14: the body is over this route's limit. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);

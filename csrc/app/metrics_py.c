@@ -45,6 +45,29 @@ PyObject *app_set_metrics(ServerObject *self, PyObject *args)
         PyBuffer_Release(&view);
         return NULL;
     }
+    /* The route label of each route added so far (all of them: routes are added before
+     * serving), by metrics id; id 0 is no route. */
+    size_t nroutes =
+        self->nplans + 1 < SERVER_METRICS_ROUTES ? self->nplans + 1 : SERVER_METRICS_ROUTES;
+    const char **names = PyMem_Calloc(nroutes, sizeof(*names));
+    if (names == NULL) {
+        Py_DECREF(pb);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 1; i < nroutes; i++) {
+        names[i] = PyUnicode_AsUTF8(self->plans[i - 1]->path);
+        if (names[i] == NULL) {
+            PyMem_Free(names);
+            Py_DECREF(pb);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    PyMem_Free(self->metrics_routes);
+    self->metrics_routes = names;
+    self->cfg.metrics_routes = names;
+    self->cfg.metrics_nroutes = nroutes;
     if (self->metrics_held)
         PyBuffer_Release(&self->metrics_view);
     self->metrics_view = view;
@@ -66,4 +89,8 @@ void app_metrics_release(ServerObject *self)
         PyBuffer_Release(&self->metrics_view);
     }
     Py_CLEAR(self->metrics_path);
+    PyMem_Free(self->metrics_routes);
+    self->metrics_routes = NULL;
+    self->cfg.metrics_routes = NULL;
+    self->cfg.metrics_nroutes = 0;
 }

@@ -25,6 +25,7 @@ void plan_free(route_plan_t *plan)
         return;
     Py_XDECREF(plan->request_class);
     Py_XDECREF(plan->text_ctype);
+    Py_XDECREF(plan->file_cache);
     for (int i = 0; i < plan->nargs; i++) {
         Py_XDECREF(plan->args[i].name);
         Py_XDECREF(plan->args[i].def);

@@ -40,6 +40,7 @@ typedef struct {
     PyObject *peer;     /* (host, port) or None once asked */
     PyObject *sockname; /* (host, port) or None once asked */
     PyObject *addrs;    /* detached and not asked yet: see conn_address */
+    int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -210,6 +211,18 @@ static PyObject *get_body(RequestObject *self, void *closure)
     return Py_XNewRef(self->body);
 }
 
+int request_body_slice(PyObject *obj, const char **body, size_t *len)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type))
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    if (self->req == NULL)
+        return 0;
+    *body = self->req->body ? self->req->body : "";
+    *len = self->req->body_len;
+    return 1;
+}
+
 static PyObject *get_path_params(RequestObject *self, void *closure)
 {
     (void)closure;
@@ -326,7 +339,12 @@ static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
         int port;
         if (ask_address(self, remote, host, &port) != 0)
             return Py_NewRef(Py_None);
-        *slot = Py_BuildValue("(si)", host, port);
+        /* Latin-1, as uvicorn decodes headers: a proxy's X-Forwarded-For may hold any
+         * obs-text byte, which is no error of the application's. */
+        PyObject *h = PyUnicode_DecodeLatin1(host, (Py_ssize_t)strlen(host), NULL);
+        if (h == NULL)
+            return NULL;
+        *slot = Py_BuildValue("(Ni)", h, port);
         if (*slot == NULL)
             return NULL;
     }
@@ -343,6 +361,20 @@ static PyObject *get_sockname(RequestObject *self, void *closure)
 {
     (void)closure;
     return conn_address(self, 0, &self->sockname);
+}
+
+/* The connection's socket descriptor, or None (gone, or detached before being asked):
+ * the App's ASGI face (api/_asgi_bridge.py) finds the ASGI scope that outer middleware
+ * filled (a session, a user) by the socketpair end it handed the server. */
+static PyObject *get_fd(RequestObject *self, void *closure)
+{
+    (void)closure;
+    if (self->fd_plus1 == 0 && self->req != NULL) {
+        int fd = server_conn_fileno(self->req->conn);
+        if (fd >= 0)
+            self->fd_plus1 = fd + 1;
+    }
+    return self->fd_plus1 ? PyLong_FromLong(self->fd_plus1 - 1) : Py_NewRef(Py_None);
 }
 
 /* The scheme a trusted proxy's X-Forwarded-Proto gives, or None (then the server's own). */
@@ -405,6 +437,7 @@ static PyGetSetDef request_getset[] = {
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
     {"_forwarded_scheme", (getter)get_forwarded_scheme, NULL,
      "The scheme a trusted proxy's X-Forwarded-Proto gives, or None.", NULL},
+    {"_fd", (getter)get_fd, NULL, "The connection's socket descriptor, or None.", NULL},
     {"_sockname", (getter)get_sockname, NULL,
      "The server's address (host, port) on this connection, or None (a Unix socket).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -507,7 +540,7 @@ void request_detach(PyObject *obj)
     if (Py_REFCNT(obj) > 1) {
         /* Someone kept the request: convert every field while the slices are valid. */
         PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
-                            get_query_string(self, NULL), get_body(self, NULL)};
+                            get_query_string(self, NULL), get_body(self, NULL), get_fd(self, NULL)};
         for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
             Py_XDECREF(kept[i]);
         if (self->raw_headers == NULL)

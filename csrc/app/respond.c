@@ -237,6 +237,17 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
     } else if (app_cfg.response_class && PyObject_IsInstance(result, app_cfg.response_class) > 0) {
         respond_response_object(conn, plan, result);
+    } else if (app_cfg.foreign_response_class &&
+               PyObject_IsInstance(result, app_cfg.foreign_response_class) > 0) {
+        /* A Starlette response from an unmodified FastAPI app's handler: made ours. */
+        PyObject *native = PyObject_CallOneArg(app_cfg.foreign_convert, result);
+        if (native == NULL) {
+            log_current_exception(plan);
+            respond_internal_error(conn);
+            return;
+        }
+        respond_response_object(conn, plan, native);
+        Py_DECREF(native);
     } else {
         PyErr_Clear();
         respond_json(conn, plan, plan->status_code, result, NULL, 0);
@@ -244,9 +255,13 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
 }
 
 static PyObject *cancelled_error; /* asyncio.CancelledError */
+PyObject *respond_timeout_message;
 
 int respond_init(void)
 {
+    respond_timeout_message = PyUnicode_InternFromString("data-bridge: handler timeout");
+    if (respond_timeout_message == NULL)
+        return -1;
     PyObject *mod = PyImport_ImportModule("asyncio.exceptions");
     if (mod == NULL)
         return -1;
@@ -268,9 +283,19 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
         return;
     }
     if (PyObject_TypeCheck(exc, (PyTypeObject *)cancelled_error)) {
-        /* The handler's task was cancelled: the server is shutting down (graceful timeout)
-         * or application code cancelled it. Not a bug in the handler, so nothing is logged;
-         * the client may retry elsewhere (RFC 9110 §15.6.4). */
+        /* Cancelled by the handler timeout (the Task's cancel message is the exception's
+         * only argument): 504, as a proxy answers an upstream that took too long (RFC 9110
+         * §15.6.5); the connection stays usable. */
+        PyObject *args = ((PyBaseExceptionObject *)exc)->args;
+        if (args != NULL && PyTuple_GET_SIZE(args) == 1 &&
+            PyTuple_GET_ITEM(args, 0) == respond_timeout_message) {
+            Py_DECREF(exc);
+            server_conn_respond_detail(conn, 504, "Gateway Timeout", NULL, 0);
+            return;
+        }
+        /* Otherwise the server is shutting down (graceful timeout) or application code
+         * cancelled it. Not a bug in the handler, so nothing is logged; the client may
+         * retry elsewhere (RFC 9110 §15.6.4). */
         Py_DECREF(exc);
         server_conn_set_close(conn);
         server_conn_respond_detail(conn, 503, "Service Unavailable", NULL, 0);

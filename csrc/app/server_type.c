@@ -13,6 +13,7 @@
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
 #include "loop/loop.h"
+#include "tls/tls.h"
 static void mounts_clear(ServerObject *self);
 
 static const char *route_error(int r)
@@ -35,6 +36,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "limit_concurrency",
                              "default_headers",
                              "forwarded_allow_ips",
+                             "send_timeout",
+                             "header_timeout",
+                             "handler_timeout",
                              "ws_ping_interval",
                              "ws_ping_timeout",
                              "ws_per_message_deflate",
@@ -49,25 +53,27 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t max_header_bytes = (Py_ssize_t)cfg.http.max_header_bytes;
     Py_ssize_t max_headers = (Py_ssize_t)cfg.http.max_headers;
     double keepalive = cfg.keepalive_timeout / 1000.0,
-           request_timeout = cfg.request_timeout / 1000.0;
+           request_timeout = cfg.request_timeout / 1000.0, send_timeout = cfg.send_timeout / 1000.0;
     int backlog = cfg.backlog;
     int redirect_slashes = 0, date_header = 1;
     Py_ssize_t limit_concurrency = 0;
     PyObject *default_headers = NULL;
     const char *forwarded = NULL;
     Py_ssize_t forwarded_len = 0;
+    double header_timeout = 0;  /* 0: the request timeout alone */
+    double handler_timeout = 0; /* 0: handlers run as long as they take */
     /* WebSocket options in seconds (0: off) and as uvicorn's --ws-* flags give them. */
     double ws_ping_interval = cfg.ws_ping_interval / 1000.0,
            ws_ping_timeout = cfg.ws_ping_timeout / 1000.0;
     int ws_deflate = cfg.ws_deflate;
     unsigned long long ws_max_size = cfg.ws_max_size;
     Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$KnnnddippnSz#ddpKn", kwlist, &loop, &max_body,
-                                     &max_target, &max_header_bytes, &max_headers, &keepalive,
-                                     &request_timeout, &backlog, &redirect_slashes, &date_header,
-                                     &limit_concurrency, &default_headers, &forwarded,
-                                     &forwarded_len, &ws_ping_interval, &ws_ping_timeout,
-                                     &ws_deflate, &ws_max_size, &ws_max_queue))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "O|$KnnnddippnSz#dddddpKn", kwlist, &loop, &max_body, &max_target,
+            &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
+            &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
+            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &ws_ping_interval,
+            &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -78,8 +84,11 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     if (max_target < 16 || max_header_bytes < 64 || max_headers < 1 ||
-        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 || backlog < 1 ||
-        limit_concurrency < 0 || !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
+        max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
+        send_timeout <= 0 || backlog < 1 || limit_concurrency < 0 ||
+        !(header_timeout >= 0 && header_timeout < 1e9) ||
+        !(handler_timeout >= 0 && handler_timeout < 1e9) ||
+        !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
         !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
@@ -94,6 +103,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.http.max_headers = (size_t)max_headers;
     cfg.keepalive_timeout = (uint64_t)(keepalive * 1000.0);
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
+    cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
+    cfg.header_timeout = (uint64_t)(header_timeout * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
@@ -121,8 +132,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.trust = self->trust;
+    app_access_release(self); /* a re-init starts without the written access log */
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
+    self->handler_timeout = handler_timeout;
     Py_XSETREF(self->loop, Py_NewRef(loop));
     if (self->router == NULL && (self->router = router_new()) == NULL) {
         PyErr_NoMemory();
@@ -133,27 +146,27 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",
-                             "path",
-                             "handler",
-                             "params",
-                             "status_code",
-                             "strict_content_type",
-                             "lenient",
-                             "text_content_type",
-                             "max_body_size",
-                             "form_limits",
-                             NULL};
-    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None;
+    static char *kwlist[] = {"methods",       "path",
+                             "handler",       "params",
+                             "status_code",   "strict_content_type",
+                             "lenient",       "text_content_type",
+                             "max_body_size", "form_limits",
+                             "file_cache",    NULL};
+    PyObject *methods, *path, *handler, *params, *text_ctype = Py_None, *file_cache = Py_None;
     int status_code = 200, strict = 1, lenient = 0;
     unsigned long long max_body = 0;
     /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)", kwlist, &methods, &path, &handler,
-                                     &params, &status_code, &strict, &lenient, &text_ctype,
-                                     &max_body, &max_files, &max_fields, &max_part))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)O", kwlist, &methods, &path,
+                                     &handler, &params, &status_code, &strict, &lenient,
+                                     &text_ctype, &max_body, &max_files, &max_fields, &max_part,
+                                     &file_cache))
         return NULL;
+    if (file_cache != Py_None && !PyObject_TypeCheck(file_cache, &FileCache_Type)) {
+        PyErr_SetString(PyExc_TypeError, "file_cache must be a FileCache or None");
+        return NULL;
+    }
     if (max_files < 0 || max_fields < 0) {
         PyErr_SetString(PyExc_ValueError, "form limits must be non-negative");
         return NULL;
@@ -184,6 +197,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->form_limits.max_fields = (size_t)max_fields;
     plan->form_limits.max_part_size = max_part;
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
+    plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
@@ -192,6 +206,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     }
     self->plans = grown;
     self->plans[self->nplans++] = plan;
+    plan->metrics_id = (unsigned)self->nplans;
     Py_ssize_t tlen;
     const char *tmpl = PyUnicode_AsUTF8AndSize(path, &tlen);
     PyObject *seq = tmpl ? PySequence_Fast(methods, "methods must be a sequence") : NULL;
@@ -236,10 +251,11 @@ static int server_ensure(ServerObject *self)
         PyErr_NoMemory();
         return -1;
     }
-    if (self->gzip_excluded != NULL &&
-        server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
-                        PyBytes_AS_STRING(self->gzip_excluded),
-                        (size_t)PyBytes_GET_SIZE(self->gzip_excluded)) < 0) {
+    if ((self->tls != NULL && server_set_tls(self->server, self->tls) < 0) ||
+        (self->gzip_excluded != NULL &&
+         server_set_gzip(self->server, self->gzip_level, self->gzip_minimum,
+                         PyBytes_AS_STRING(self->gzip_excluded),
+                         (size_t)PyBytes_GET_SIZE(self->gzip_excluded)) < 0)) {
         /* Not yet serving: nothing refers to the server, so it is closed right away. */
         server_close(self->server, NULL, NULL);
         self->server = NULL;
@@ -306,6 +322,9 @@ static PyObject *server_adopt_py(ServerObject *self, PyObject *arg)
 static void on_server_closed(void *arg)
 {
     ServerObject *self = arg;
+    /* The last lines of the written access log go out before anyone is told. */
+    PyObject *flushed = app_flush_access_log(self, NULL);
+    Py_XDECREF(flushed);
     PyObject *cb = self->on_closed;
     self->on_closed = NULL;
     if (cb && cb != Py_None) {
@@ -441,9 +460,12 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->request_class);
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
+    Py_VISIT(self->fallback);
     for (size_t i = 0; i < self->nmounts; i++)
         Py_VISIT(self->mounts[i].target);
     Py_VISIT(self->access_log);
+    Py_VISIT(self->ready_cb);
+    Py_VISIT(self->access_flush);
     for (size_t i = 0; i < self->nplans; i++) {
         Py_VISIT(self->plans[i]->handler);
         Py_VISIT(self->plans[i]->request_class);
@@ -463,6 +485,8 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->access_v10);
     Py_CLEAR(self->access_v11);
     app_metrics_release(self);
+    app_health_release(self);
+    app_access_release(self);
     http_trust_free(self->trust);
     self->trust = NULL;
     for (size_t i = 0; i < self->nplans; i++)
@@ -483,7 +507,9 @@ static void server_dealloc(ServerObject *self)
     Py_CLEAR(self->request_class);
     Py_CLEAR(self->validation_hook);
     Py_CLEAR(self->asgi);
+    Py_CLEAR(self->fallback);
     mounts_clear(self);
+    tls_context_unref(self->tls);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -495,6 +521,9 @@ static int server_clear(ServerObject *self)
         /* A running server calls it (and holds a reference to self meanwhile). */
         self->cfg.access_log = NULL;
         Py_CLEAR(self->access_log);
+        self->cfg.ready_check = NULL;
+        Py_CLEAR(self->ready_cb);
+        app_access_release(self);
     }
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->exception_hook);
@@ -563,6 +592,17 @@ static PyObject *server_set_asgi(ServerObject *self, PyObject *app)
         return NULL;
     }
     Py_XSETREF(self->asgi, Py_NewRef(app));
+    Py_RETURN_NONE;
+}
+
+/* set_fallback(asgi_app or None): see ServerObject.fallback. */
+static PyObject *server_set_fallback(ServerObject *self, PyObject *app)
+{
+    if (app != Py_None && !asgi_app_check(app)) {
+        PyErr_SetString(PyExc_TypeError, "set_fallback() takes a _core.AsgiApp or None");
+        return NULL;
+    }
+    Py_XSETREF(self->fallback, app == Py_None ? NULL : Py_NewRef(app));
     Py_RETURN_NONE;
 }
 
@@ -672,6 +712,9 @@ static PyMethodDef server_methods[] = {
      "set_root_path(path): route requests under this prefix on the rest of their path"},
     {"set_secure", (PyCFunction)server_set_secure, METH_O,
      "set_secure(flag): requests arrive over TLS terminated in front of the server (https)"},
+    {"set_tls", (PyCFunction)app_set_tls, METH_O,
+     "set_tls(context): serve connections accepted from now on over TLS with a TLSContext "
+     "(open ones keep theirs: a certificate reload); None: plain HTTP"},
     {"add_guard", (PyCFunction)app_add_guard, METH_VARARGS,
      "add_guard(kind, patterns=b'', www_redirect=False): TrustedHost (1), HTTPSRedirect (2) or "
      "the CORS step (3), in middleware order, outermost first"},
@@ -682,9 +725,19 @@ static PyMethodDef server_methods[] = {
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},
+    {"set_access_log_fd", (PyCFunction)app_set_access_log_fd, METH_VARARGS,
+     "set_access_log_fd(fd, prefix): write uvicorn's access line after prefix to fd, "
+     "gathered and written once per loop iteration"},
+    {"_flush_access_log", (PyCFunction)app_flush_access_log, METH_NOARGS,
+     "write what the access log gathered (the loop calls it)"},
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,
      "set_metrics(buffer, slot, path): count into slot `slot` of the shared buffer; a GET "
      "of path answers every slot summed (Prometheus text)"},
+    {"set_fallback", (PyCFunction)server_set_fallback, METH_O,
+     "set_fallback(asgi_app or None): requests no route matches go to this _core.AsgiApp"},
+    {"set_health", (PyCFunction)app_set_health, METH_VARARGS,
+     "set_health(health_path, ready_path, ready): answer probes of the two paths natively; "
+     "ready() (or None) says whether the application is ready"},
     {"set_asgi", (PyCFunction)server_set_asgi, METH_O,
      "set_asgi(asgi_app): serve every request with this _core.AsgiApp instead of the routes"},
     {"set_validation_hook", (PyCFunction)server_set_validation_hook, METH_O,

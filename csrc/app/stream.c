@@ -11,6 +11,11 @@
  * every call the writer can make. The connection holds only a borrowed pointer to the
  * writer (its notify argument), cleared by server_conn_stream_end before the writer can go.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "app/app_internal.h"
 
 typedef struct {
@@ -22,6 +27,8 @@ typedef struct {
 
 static PyObject *get_running_loop_fn; /* asyncio.events.get_running_loop */
 static PyObject *str_stream_head;     /* "_stream_head" */
+static PyObject *str_file_body;       /* "_file_body" */
+static PyObject *str_background;      /* "background" */
 
 /* Wakes a producer waiting in drain(); its next write() sees a closed connection. */
 static void writer_wake(StreamWriterObject *w)
@@ -215,7 +222,107 @@ int stream_init(void)
     get_running_loop_fn = PyObject_GetAttrString(events, "get_running_loop");
     Py_DECREF(events);
     str_stream_head = PyUnicode_InternFromString("_stream_head");
-    return get_running_loop_fn && str_stream_head ? 0 : -1;
+    str_file_body = PyUnicode_InternFromString("_file_body");
+    str_background = PyUnicode_InternFromString("background");
+    return get_running_loop_fn && str_stream_head && str_file_body && str_background ? 0 : -1;
+}
+
+/* Opens path (str) for reading: a regular file, or -1 with OSError set. */
+static int open_regular(PyObject *path)
+{
+    PyObject *fs = NULL;
+    if (!PyUnicode_FSConverter(path, &fs))
+        return -1;
+    int fd;
+    do {
+        fd = open(PyBytes_AS_STRING(fs), O_RDONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    struct stat st;
+    if (fd >= 0) {
+        int err = 0;
+        if (fstat(fd, &st) < 0)
+            err = errno;
+        else if (!S_ISREG(st.st_mode))
+            err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        if (err != 0) {
+            close(fd);
+            fd = -1;
+            errno = err;
+        }
+    }
+    if (fd < 0)
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    Py_DECREF(fs);
+    return fd;
+}
+
+/* A FileResponse whose head _stream_head() made: its `_file_body` (the path and the
+ * segments [(text, start, end), ...] of the body, see responses.py) is sent by the server
+ * with sendfile(2) (server/sendfile.c), so no Python runs for its bytes. Returns 0 when the
+ * response was handed over (the head alone for HEAD/304...), 1 when it is to be streamed
+ * by the Python iterator instead (no _file_body, a background to run after the body, or
+ * the server's GZip policy compresses it), -1 with an exception (nothing was sent). */
+static int respond_file_body(server_conn_t *conn, PyObject *resp, int status, db_buf_t *lines)
+{
+    PyObject *spec = NULL, *bg = NULL, *segs;
+    server_file_t *f = NULL;
+    int rc = 1;
+    const http_request_t *h = server_conn_head(conn);
+    /* HEAD needs no file: the streamed head is the same. */
+    if (h != NULL && h->method == HTTP_HEAD)
+        return 1;
+    /* Both are attributes of every FileResponse (responses.py). */
+    if ((spec = PyObject_GetAttr(resp, str_file_body)) == NULL)
+        return -1;
+    if (spec == Py_None)
+        goto done;
+    /* Starlette runs a response's background after its body was sent: the Python stream
+     * does that. */
+    if ((bg = PyObject_GetAttr(resp, str_background)) == NULL) {
+        rc = -1;
+        goto done;
+    }
+    if (bg != Py_None)
+        goto done;
+    PyObject *path;
+    if (!PyArg_ParseTuple(spec, "UO!;_file_body", &path, &PyList_Type, &segs)) {
+        rc = -1;
+        goto done;
+    }
+    int fd = open_regular(path);
+    if (fd < 0 || (f = server_file_new(fd)) == NULL) {
+        if (fd >= 0)
+            PyErr_NoMemory();
+        rc = -1;
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(segs); i++) {
+        const char *text;
+        Py_ssize_t text_len;
+        unsigned long long start, end;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(segs, i), "y#KK;_file_body segment", &text, &text_len,
+                              &start, &end))
+            goto fail;
+        if (server_file_add(f, text, (size_t)text_len, start, end) < 0) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
+    int b = server_conn_file_begin(conn, status, NULL, 0, lines->data, lines->len, f);
+    if (b == SERVER_FILE_DECLINED) {
+        server_file_free(f);
+        goto done; /* rc 1: compressed through the stream */
+    }
+    /* f belongs to the connection now, whatever b says. */
+    rc = 0;
+    goto done;
+fail:
+    server_file_free(f);
+    rc = -1;
+done:
+    Py_XDECREF(spec);
+    Py_XDECREF(bg);
+    return rc;
 }
 
 int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int *close,
@@ -275,6 +382,11 @@ int respond_streaming(server_conn_t *conn, PyObject *resp, db_buf_t *lines, int 
     if (*close)
         server_conn_set_close(conn);
     Py_CLEAR(head);
+    if (ranged) {
+        int f = respond_file_body(conn, resp, status, lines);
+        if (f <= 0)
+            return f;
+    }
     int b = server_conn_stream_begin(conn, status, NULL, 0, lines->data, lines->len,
                                      (int64_t)content_length);
     if (b > 0) {

@@ -130,8 +130,8 @@ static int make_strings(void)
         intern(&S->k_raw_path, "raw_path") < 0 || intern(&S->k_query_string, "query_string") < 0 ||
         intern(&S->k_root_path, "root_path") < 0 || intern(&S->k_client, "client") < 0 ||
         intern(&S->k_server, "server") < 0 || intern(&S->k_state, "state") < 0 ||
-        intern(&S->v_http, "http") < 0 || intern(&S->v_http10, "1.0") < 0 ||
-        intern(&S->v_http11, "1.1") < 0)
+        intern(&S->v_http, "http") < 0 || intern(&S->v_https, "https") < 0 ||
+        intern(&S->v_http10, "1.0") < 0 || intern(&S->v_http11, "1.1") < 0)
         return -1;
     for (int m = 0; m < HTTP_OTHER && m < 16; m++)
         if (intern(&S->methods[m], http_method_name((http_method_t)m)) < 0)

@@ -80,7 +80,7 @@ typedef struct {
     /* scope keys and constant values */
     PyObject *k_asgi, *k_http_version, *k_method, *k_scheme, *k_path, *k_raw_path;
     PyObject *k_query_string, *k_root_path, *k_client, *k_server, *k_state;
-    PyObject *v_http, *v_http10, *v_http11, *asgi_version;
+    PyObject *v_http, *v_https, *v_http10, *v_http11, *asgi_version;
     PyObject *methods[16]; /* str per http_method_t below HTTP_OTHER */
 } asgi_strings_t;
 

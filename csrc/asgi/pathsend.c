@@ -3,22 +3,26 @@
  * application names a file by its path instead of sending its bytes; the scope announces
  * the extension, so Starlette's FileResponse uses it. The file is opened and checked here
  * (a file that cannot be opened, or is not a regular file, is answered 500 and raises in
- * the application, nothing being written yet), then sent through the streaming writer:
+ * the application, nothing being written yet), then handed to the server as a file body
+ * (server/sendfile.c: sendfile(2) from the server's own descriptor, no Python per piece),
  * framed by the application's content-length header when it gave one (FileResponse does),
- * else by the file's size.
+ * else by the file's size. The body holds the pending request from then on, so the call is
+ * finished at once and send() completes, as a send() of body bytes completes once they are
+ * queued: a client that leaves later, or a file that shrinks, closes the connection
+ * without the application hearing of it.
  *
- * Pieces of PATHSEND_PIECE bytes are read on the loop thread, as the native FileResponse
- * does (a page-cache read costs far less than a thread-pool round trip), and queued until
- * the output is over the server's write limit or PATHSEND_ROUND pieces were sent; the
- * server's notification that it drained (call_notify), or the end of a round, queues the
- * next round on the loop's ready queue rather than running it inside the server's write
- * callback. The send() awaitable completes when the whole file
- * is queued, or when the client left.
+ * When the server compresses the response (its GZip policy), the file goes through the
+ * streaming writer instead: pieces of PATHSEND_PIECE bytes are read on the loop thread and
+ * queued until the output is over the server's write limit or PATHSEND_ROUND pieces were
+ * sent; the server's notification that it drained (call_notify), or the end of a round,
+ * queues the next round on the loop's ready queue rather than running it inside the
+ * server's write callback. send() then completes when the whole file is queued, or when
+ * the client left.
  *
- * Ownership: the call owns the descriptor and the piece buffer from asgi_send_path until
- * pathsend_close, which every end of the request runs (call_finish, call_end_stream,
- * the call's deallocation). pump_cb (a bound method of the call) is the reference the
- * loop's Handle holds while a round is queued.
+ * Ownership: the server owns the descriptor of a file body; for a compressed one, the call
+ * owns the descriptor and the piece buffer until pathsend_close, which every end of the
+ * request runs (call_finish, call_end_stream, the call's deallocation). pump_cb (a bound
+ * method of the call) is the reference the loop's Handle holds while a round is queued.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -150,6 +154,30 @@ PyObject *asgi_send_path(AsgiCallObject *c, PyObject *message, PyObject *type)
         close(fd);
         return asgi_violation(c, type, "%R is not a regular file", path);
     }
+    int64_t length = c->content_length >= 0 ? c->content_length : (int64_t)st.st_size;
+    if (c->close)
+        server_conn_set_close(conn);
+    /* The server sends the file with sendfile(2) (server/sendfile.c): the body, with the
+     * descriptor and the pending request, is the server's from here, so send() completes
+     * now, as a send() of body bytes completes once they are queued for the socket. */
+    server_file_t *f = server_file_new(fd);
+    if (f == NULL || server_file_add(f, NULL, 0, 0, (uint64_t)length) < 0) {
+        server_file_free(f);
+        call_abort(c, 500);
+        return PyErr_NoMemory();
+    }
+    int b = server_conn_file_begin(conn, c->status, NULL, 0, c->lines.data, c->lines.len, f);
+    if (b != SERVER_FILE_DECLINED) {
+        /* Sending (the file body now holds the request: server_conn_finish hands it
+         * over), the head alone (HEAD, 204, 304), or out of memory (closed). */
+        call_finish(c);
+        if (b < 0)
+            return PyErr_NoMemory();
+        return asgi_ready(Py_NewRef(Py_None));
+    }
+    /* The server compresses this response (GZip): the file is read here and streamed
+     * through the encoder. */
+    fd = server_file_release(f);
     c->file_buf = malloc(PATHSEND_PIECE);
     c->pump_cb = c->file_buf ? PyCFunction_New(&pump_def, (PyObject *)c) : NULL;
     if (c->pump_cb == NULL) {
@@ -158,10 +186,7 @@ PyObject *asgi_send_path(AsgiCallObject *c, PyObject *message, PyObject *type)
         call_abort(c, 500);
         return PyErr_Occurred() ? NULL : PyErr_NoMemory();
     }
-    int64_t length = c->content_length >= 0 ? c->content_length : (int64_t)st.st_size;
-    if (c->close)
-        server_conn_set_close(conn);
-    int b = server_conn_stream_begin(conn, c->status, NULL, 0, c->lines.data, c->lines.len, length);
+    b = server_conn_stream_begin(conn, c->status, NULL, 0, c->lines.data, c->lines.len, length);
     if (b <= 0) {
         /* The head alone (HEAD, 204, 304), or out of memory (the connection closed). */
         close(fd);

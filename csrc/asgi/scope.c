@@ -5,6 +5,7 @@
  * with the keys interned once.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "asgi/asgi_internal.h"
 #include "common/text.h"
@@ -21,15 +22,23 @@ static PyObject *address_tuple(server_conn_t *conn, int remote, const http_reque
     if ((remote ? server_conn_client(conn, h, host, sizeof(host), &port)
                 : server_conn_address(conn, 0, host, sizeof(host), &port)) != 0)
         Py_RETURN_NONE;
-    return Py_BuildValue("(si)", host, port);
+    /* Latin-1, as uvicorn decodes headers (a proxy's X-Forwarded-For may hold obs-text). */
+    PyObject *name = PyUnicode_DecodeLatin1(host, (Py_ssize_t)strlen(host), NULL);
+    if (name == NULL)
+        return NULL;
+    return Py_BuildValue("(Ni)", name, port);
 }
 
-/* scope["scheme"]: "http", or what a trusted proxy's X-Forwarded-Proto says. */
+/* scope["scheme"]: what a trusted proxy's X-Forwarded-Proto says, else "https" on a TLS
+ * connection and "http" on a plain one (uvicorn: "https" when its server has an SSL context,
+ * then ProxyHeadersMiddleware's rewrite). */
 static PyObject *scheme_of(server_conn_t *conn, const http_request_t *h)
 {
     size_t n = 0;
     const char *v = server_conn_forwarded_proto(conn, h, &n);
-    if (v == NULL || (n == 4 && memcmp(v, "http", 4) == 0))
+    if (v == NULL)
+        return Py_NewRef(server_conn_tls(conn) ? asgi_str.v_https : asgi_str.v_http);
+    if (n == 4 && memcmp(v, "http", 4) == 0)
         return Py_NewRef(asgi_str.v_http);
     return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
 }

@@ -13,7 +13,8 @@
  * boundary must not occur in a part's content (§5.1.1), so a match is final.
  *
  * Hold-back rule. Only a CR can begin a delimiter, and the delimiter holds no CR after its
- * first byte. So in DATA the bytes up to the next CR are content at once (memchr); at a CR
+ * first byte. So in DATA the bytes before the first whole delimiter of the piece (memmem)
+ * are content at once; without one, the bytes up to the next CR are (memchr), and at a CR
  * the delimiter is compared in place; if the piece ends in the middle of that comparison,
  * the k bytes matched so far are held back: they equal delim[0..k), so the parser keeps
  * only the number k, and if the next piece shows they were content after all it hands
@@ -22,6 +23,7 @@
  *
  * Limits are checked before the callback that would see the bytes over them.
  */
+#define _GNU_SOURCE /* memmem */
 #include "form/form_internal.h"
 
 #include "common/text.h"
@@ -220,6 +222,22 @@ static int scan_body(form_multipart_t *m, const char *p, size_t n, size_t *pos)
         i = *pos;
     }
     size_t start = i;
+    /* The first whole delimiter in the rest of the piece: memmem skips through the bytes
+     * (glibc uses a shift table for such needles), where a memchr per CR stopped every 256
+     * bytes of binary content on average. Without one, only a delimiter cut by the end of
+     * the piece can begin in its last dlen - 1 bytes: the CR scan below looks there. */
+    if (n - i >= dlen) {
+        const char *hit = memmem(p + i, n - i, d, dlen);
+        if (hit != NULL) {
+            size_t j = (size_t)(hit - p);
+            if (content && (rc = emit(m, p + start, j - start)) < 0)
+                return rc;
+            m->match = 0;
+            *pos = j + dlen;
+            return 1;
+        }
+        i = n - (dlen - 1);
+    }
     const char *cr;
     while (i < n && (cr = memchr(p + i, '\r', n - i)) != NULL) {
         size_t j = (size_t)(cr - p), k = 1;

@@ -761,6 +761,17 @@ int http_parse_request(http_parser_t *ps, const char *buf, size_t len, const htt
         lim->max_target < SIZE_MAX / 2 ? lim->max_target + REQUEST_LINE_SLACK : SIZE_MAX / 2;
     size_t t414 = skip + line_limit + 1;
     size_t t431 = max_head + 1;
+    /* A byte that cannot be part of a method where the method is (a TLS ClientHello's 0x16,
+     * binary garbage) is answered at once: waiting for a line end that may never come would
+     * keep the client waiting until the request timeout. It counts from the prefix that
+     * shows it, and only when no limit above fired on a shorter one, so the answer is the
+     * same however the bytes arrive (the full parse reports the same byte the same way). */
+    size_t m = skip;
+    while (m < have && tchar_table[(unsigned char)buf[m]])
+        m++;
+    if (m < have && buf[m] != ' ' && buf[m] != '\r' && buf[m] != '\n' && m + 1 < t431 &&
+        (t414 >= t431 || m + 1 < t414))
+        return HTTP_E_BAD_METHOD;
     if (t414 < t431 && have >= t414 && !memchr(buf + skip, '\n', t414 - skip))
         return HTTP_E_URI_TOO_LONG;
     if (have >= t431)

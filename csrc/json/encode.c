@@ -348,13 +348,66 @@ static int lone_surrogate(PyObject *s)
     return -1;
 }
 
+#if defined(__SSE2__) && defined(__SIZEOF_INT128__)
+#define JSON_SHORT_ASCII 1
+typedef unsigned __int128 u128_t;
+
+/* A compact ASCII str keeps its characters right after its PyASCIIObject header, in the
+ * same allocation; the short-string path below reads the 16 bytes that end at the last
+ * character, which for a string shorter than 16 reach back into that header. */
+_Static_assert(sizeof(PyASCIIObject) >= 16, "header too small for a 16-byte read-back");
+
+/* Writes the compact ASCII str s of n <= 16 characters as a quoted string followed by
+ * trail (if nonzero), with no branch on the length: keys and most short values have
+ * lengths that vary from one string to the next, which write_utf8's length cases would
+ * branch on. The 16 bytes ending at the string's end are loaded once (in bounds: see
+ * above), checked for bytes that need escaping (only the last n lanes count), shifted down
+ * so that the string starts at byte 0, and stored whole into the 32 bytes reserved here.
+ * Returns 0, -1 with an exception set, or 1 when a character needs escaping (nothing
+ * written: the caller takes the general path). */
+static inline __attribute__((always_inline)) int write_short_ascii(json_encoder_t *e, PyObject *s,
+                                                                   size_t n, char trail)
+{
+    const unsigned char *end = PyUnicode_1BYTE_DATA(s) + n;
+    if (JSON_UNLIKELY(reserve(e, 32) < 0))
+        return -1;
+    __m128i v = _mm_loadu_si128((const __m128i *)(end - 16));
+    __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, _mm_or_si128(q, b)));
+    if (JSON_UNLIKELY((m >> (16 - n)) != 0))
+        return 1;
+    u128_t x;
+    memcpy(&x, &v, 16);
+    unsigned sh = 8 * (unsigned)(16 - n);
+    x = sh < 128 ? x >> sh : 0; /* a shift by 128 (the empty string) is undefined */
+    char *d = e->out->data + e->out->len;
+    d[0] = '"';
+    memcpy(d + 1, &x, 16);
+    d[n + 1] = '"';
+    d[n + 2] = trail;
+    e->out->len += n + 2 + (trail != 0);
+    return 0;
+}
+#endif
+
 static inline __attribute__((always_inline)) int encode_str_trail(json_encoder_t *e, PyObject *s,
                                                                   char trail)
 {
     if (JSON_UNLIKELY(PyUnicode_READY(s) < 0))
         return -1;
-    if (PyUnicode_IS_ASCII(s))
-        return write_utf8(e, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s), trail);
+    if (PyUnicode_IS_ASCII(s)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+#if defined(JSON_SHORT_ASCII)
+        if (n <= 16 && PyUnicode_IS_COMPACT(s)) {
+            int rc = write_short_ascii(e, s, (size_t)n, trail);
+            if (rc <= 0)
+                return rc;
+        }
+#endif
+        return write_utf8(e, PyUnicode_1BYTE_DATA(s), n, trail);
+    }
     /* Non-ASCII: CPython's UTF-8 form, which the str caches, so a string encoded again
      * (the same response object, a repeated key) costs a copy. */
     Py_ssize_t n;
@@ -736,13 +789,81 @@ static int write_dict_pretty(json_encoder_t *e, PyObject *dict)
     return putc_(e, '}');
 }
 
+/* The written form ("name": with its quotes and colon) of recently written keys, by key
+ * object: records repeat their keys (and json.loads, ours and the stdlib's, share one str
+ * per key name), so a key is usually written from here with one lookup and one copy of
+ * the slot's text, without reading the str itself. Only exact, compact ASCII str keys of
+ * at most KEY_TEXT_MAX characters that need no escaping are kept. Each slot holds a strong
+ * reference to its key: the str can then neither change (str is immutable) nor be freed
+ * and its address reused by another object while the slot names it. The references live
+ * as long as the process (as the decoder's key cache); the GIL serialises access.
+ *
+ * Direct-mapped, with a second chance: a hit marks the slot hot; a miss on a hot slot only
+ * cools it, and a miss on a cold one replaces its key. So the keys of a record type stay
+ * while one-off keys (ids used as keys) pass through, and every call may replace at most
+ * KEY_BUDGET slots: a document of more distinct keys than slots, which the cache cannot
+ * help, pays for that many replacements and no more. */
+#define KEY_SLOTS    512 /* power of two */
+#define KEY_TEXT_MAX 32
+#define KEY_BUDGET   64
+/* Three arrays rather than one of slots, so that a miss touches only the first two (4.5
+ * KiB, which stay in the L1 cache) and not the texts (20 KiB). */
+static PyObject *key_objs[KEY_SLOTS];    /* strong references, or NULL */
+static unsigned char key_hot[KEY_SLOTS]; /* hit since the last miss */
+static struct {
+    /* '"', the key, '"', ':' (at most 35 bytes), zero padding; len is that text's. */
+    char text[39];
+    unsigned char len;
+} key_texts[KEY_SLOTS];
+
+static inline size_t key_slot(PyObject *k)
+{
+    /* Fibonacci hashing of the address: its top bits mix all of the address's bits. */
+    return (size_t)(((uint64_t)(uintptr_t)k * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - 9));
+}
+
+/* Puts key k, whose text was just written at out->data[at..out->len) by the general path,
+ * into slot i when k qualifies (see above). Spends one unit of the call's budget. */
+static void remember_key(json_encoder_t *e, size_t i, PyObject *k, size_t at)
+{
+    size_t len = e->out->len - at;
+    e->key_budget--;
+    /* An escape makes the text longer than the key plus quotes and colon. */
+    if (!PyUnicode_IS_COMPACT_ASCII(k) || PyUnicode_GET_LENGTH(k) > KEY_TEXT_MAX ||
+        len != (size_t)PyUnicode_GET_LENGTH(k) + 3)
+        return;
+    PyObject *old = key_objs[i];
+    key_objs[i] = Py_NewRef(k);
+    memset(key_texts[i].text, 0, sizeof key_texts[i].text);
+    memcpy(key_texts[i].text, e->out->data + at, len);
+    key_texts[i].len = (unsigned char)len;
+    key_hot[i] = 0;
+    /* Last: freeing a str runs no Python code, but the slot is consistent first anyway. */
+    Py_XDECREF(old);
+}
+
 /* One compact "key":value, member, whichever way the dict is walked. */
 static inline __attribute__((always_inline)) int write_member(json_encoder_t *e, PyObject *k,
                                                               PyObject *v)
 {
-    if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+    /* A key found in its slot is an exact str (only those are kept): it is written
+     * without reading the key object at all. */
+    size_t slot = key_slot(k);
+    if (JSON_LIKELY(key_objs[slot] == k)) {
+        if (JSON_UNLIKELY(reserve(e, sizeof key_texts[slot]) < 0))
+            return -1;
+        /* Whole, with the len byte: only len bytes count, the rest is overwritten. */
+        memcpy(e->out->data + e->out->len, &key_texts[slot], sizeof key_texts[slot]);
+        e->out->len += key_texts[slot].len;
+        key_hot[slot] = 1;
+    } else if (JSON_LIKELY(PyUnicode_CheckExact(k))) {
+        size_t at = e->out->len;
         if (encode_str_trail(e, k, ':') < 0)
             return -1;
+        if (key_hot[slot])
+            key_hot[slot] = 0;
+        else if (e->key_budget > 0)
+            remember_key(e, slot, k, at);
     } else if (write_key(e, k) < 0 || putc_(e, ':') < 0) {
         return -1;
     }
@@ -940,6 +1061,13 @@ static int write_array(json_encoder_t *e, PyObject *seq, int is_list)
                     continue;
                 }
             }
+            if (Py_IS_TYPE(item, &PyUnicode_Type)) {
+                /* A list of names, tags, ids: the str and its ',' in one reservation. */
+                if (encode_str_comma(e, item) < 0)
+                    goto pop;
+                i++;
+                continue;
+            }
             int ri = write_small_int(e, item);
             if (ri < 0)
                 goto pop;
@@ -988,6 +1116,7 @@ int json_encode(PyObject *obj, db_buf_t *out, const json_enc_opts_t *opts)
     e.flags = opts ? opts->flags : 0;
     e.default_fn = opts ? opts->default_fn : NULL;
     e.depth = 0;
+    e.key_budget = KEY_BUDGET;
     return json_encode_value(&e, obj);
 }
 
@@ -1011,6 +1140,7 @@ PyObject *json_encode_to_bytes(PyObject *obj, const json_enc_opts_t *opts)
     e.flags = opts ? opts->flags : 0;
     e.default_fn = opts ? opts->default_fn : NULL;
     e.depth = 0;
+    e.key_budget = KEY_BUDGET;
     if (json_encode_value(&e, obj) < 0) {
         Py_XDECREF(e.bytes);
         return NULL;

@@ -105,6 +105,10 @@ struct json_encoder {
     unsigned flags;
     PyObject *default_fn; /* borrowed */
     int depth;
+    /* How many more keys this call may offer to encode.c's key text cache: a document
+     * with more distinct keys than the cache has slots would otherwise replace a slot on
+     * almost every member. */
+    int key_budget;
     PyObject *stack[JSON_MAX_DEPTH + 1];
 };
 typedef struct json_encoder json_encoder_t;

@@ -411,9 +411,18 @@ static PyObject *loop_get_debug_attr(PyLoopObject *self, void *closure)
     return PyBool_FromLong(self->debug);
 }
 
+/* BaseEventLoop._closed and uvloop's Loop._closed: read by code that checks a loop
+ * without calling is_closed() (uvloop's own test_close does). */
+static PyObject *loop_get_closed_attr(PyLoopObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->closed);
+}
+
 static PyGetSetDef loop_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_debug", (getter)loop_get_debug_attr, NULL, NULL, NULL},
+    {"_closed", (getter)loop_get_closed_attr, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

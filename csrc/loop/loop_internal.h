@@ -136,13 +136,15 @@ typedef struct PyLoopStreamObject {
     int family;
     unsigned char is_pipe, handle_open, started, made, reading, paused_reading, closing;
     unsigned char lost_scheduled, eof_requested, eof_sent, eof_received, protocol_paused;
-    unsigned char buffered, rbuf_held, write_only;
+    unsigned char buffered, rbuf_held, write_only, read_only;
     unsigned int writes_after_close;
     PyObject *dict;        /* instance attributes (tests and libraries set some, as on asyncio's) */
     loop_open_link_t link; /* in loop->open_links while handle_open */
     /* Future resolved once everything written has left (loop.sendfile waits for it before
      * os.sendfile takes over the socket); while set, write() refuses, as in asyncio. */
     PyObject *empty_waiter;
+    /* The context protocol callbacks run in (transport.c), or NULL: the caller's. */
+    PyObject *context;
 } PyLoopStreamObject;
 
 extern PyTypeObject PyLoop_Type;
@@ -259,6 +261,12 @@ void loop_transport_report(PyLoopObject *loop, PyObject *transport, PyObject *pr
 /* protocol.<method>() for flow control; failures reported, base exceptions deferred. */
 void loop_transport_flow_call(PyLoopObject *loop, PyObject *transport, PyObject *protocol,
                               PyObject *method, const char *message);
+/* The transport's context around protocol callbacks from libuv: enter returns what exit
+ * takes (NULL when nothing was entered: no context set, or it is already current). */
+PyObject *loop_context_enter(PyObject *ctx);
+void loop_context_exit(PyObject *entered);
+/* Stores ctx (a contextvars.Context) in *slot; TypeError otherwise. */
+int loop_context_set(PyObject **slot, PyObject *ctx);
 /* Parses set_write_buffer_limits(high=None, low=None) with asyncio's defaults and checks. */
 int loop_parse_write_limits(PyObject *args, PyObject *kwds, size_t default_high, size_t *high_out,
                             size_t *low_out);

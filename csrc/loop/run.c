@@ -251,11 +251,15 @@ static int run_once(PyLoopObject *loop)
     ntodo = loop->ready_len;
     while (ntodo-- > 0) {
         int rc;
+        /* Timed only if debug was on when the callback started (asyncio's _run_once
+         * decides once, before running it): a callback or another thread may turn debug on
+         * meanwhile, and t0 would then be unset. */
+        int timed = loop->debug;
         double t0 = 0.0;
         h = loop_ready_pop(loop);
         if (h == NULL)
             break; /* close() from a callback cleared the queue */
-        if (loop->debug)
+        if (timed)
             t0 = loop_now();
         if (Py_TYPE(h) == loop_task_type ||
             (Py_TYPE(h) != &PyLoopHandle_Type && !PyObject_TypeCheck(h, &PyLoopHandle_Type))) {
@@ -274,7 +278,7 @@ static int run_once(PyLoopObject *loop)
                 PyObject_GC_Track(h);
             rc = loop_handle_run(h);
         }
-        if (rc == 0 && loop->debug) {
+        if (rc == 0 && timed) {
             double dt = loop_now() - t0;
             if (dt >= loop->slow_callback_duration) {
                 PyObject *r = PyObject_CallMethod((PyObject *)loop, "_log_slow_callback", "Od",

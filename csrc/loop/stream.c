@@ -159,7 +159,7 @@ static void stream_abandon(loop_open_link_t *link)
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     PyLoopStreamObject *t = handle->data;
-    PyObject *res;
+    PyObject *res, *entered;
 
     (void)suggested;
     if (!t->buffered) {
@@ -172,7 +172,9 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = 0;
     /* On failure the exception stays set and libuv calls on_read with UV_ENOBUFS, where it
      * is handled: stopping the read from inside the alloc callback is not allowed. */
+    entered = loop_context_enter(t->context);
     res = PyObject_CallMethod(t->protocol, "get_buffer", "n", (Py_ssize_t)65536);
+    loop_context_exit(entered);
     if (res == NULL)
         return;
     if (PyObject_GetBuffer(res, &t->rbuf, PyBUF_WRITABLE) < 0) {
@@ -201,10 +203,11 @@ static void release_rbuf(PyLoopStreamObject *t)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     PyLoopStreamObject *t = stream->data;
-    PyObject *res = NULL;
+    PyObject *res = NULL, *entered;
 
     pyloop_enter(t->loop);
     Py_INCREF(t); /* protocol callbacks may close the transport; released below */
+    entered = loop_context_enter(t->context);
     if (t->write_only && nread != 0) {
         /* A write pipe is read only to learn that the reader went away (asyncio's
          * _UnixWritePipeTransport does the same): close, with BrokenPipeError if data was
@@ -257,6 +260,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     } else {
         release_rbuf(t); /* EAGAIN: the buffer was not used */
     }
+    loop_context_exit(entered);
     Py_DECREF(t);
 }
 
@@ -281,22 +285,33 @@ static void update_reading(PyLoopStreamObject *t)
 
 /* ---- flow control ---- */
 
+/* pause_writing runs inside write(), resume_writing once libuv has sent enough: both in
+ * the transport's context, as in uvloop (asyncio's pause_writing runs in the context of
+ * whoever wrote, which uvloop's tests treat as a bug). */
 static void maybe_pause_protocol(PyLoopStreamObject *t)
 {
+    PyObject *entered;
+
     if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
         return;
     t->protocol_paused = 1;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_pause_writing,
                              "protocol.pause_writing() failed");
+    loop_context_exit(entered);
 }
 
 static void maybe_resume_protocol(PyLoopStreamObject *t)
 {
+    PyObject *entered;
+
     if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
         return;
     t->protocol_paused = 0;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_resume_writing,
                              "protocol.resume_writing() failed");
+    loop_context_exit(entered);
 }
 
 /* ---- writing ---- */
@@ -449,11 +464,26 @@ static int stream_write_bytes(PyLoopStreamObject *t, const char *data, size_t le
     return 0;
 }
 
+/* A pipe transport has one direction: asyncio's read pipe is a ReadTransport and its write
+ * pipe a WriteTransport, whose base classes raise NotImplementedError for the other
+ * direction's methods (its write pipe derives from Transport through _FlowControlMixin,
+ * so pause_reading() raises exactly that). */
+static int check_direction(PyLoopStreamObject *t, int writing)
+{
+    if (writing ? !t->read_only : !t->write_only)
+        return 0;
+    PyErr_SetString(PyExc_NotImplementedError,
+                    writing ? "a read pipe cannot write" : "a write pipe does not read");
+    return -1;
+}
+
 static PyObject *stream_write(PyLoopStreamObject *t, PyObject *data)
 {
     Py_buffer view;
     int rc;
 
+    if (check_direction(t, 1) < 0)
+        return NULL;
     if (PyBytes_CheckExact(data)) {
         if (stream_write_bytes(t, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0)
             return NULL;
@@ -495,8 +525,18 @@ static PyObject *stream_writelines(PyLoopStreamObject *t, PyObject *lines)
 static PyObject *stream_write_eof(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 1) < 0)
+        return NULL;
     if (t->closing || t->eof_requested)
         Py_RETURN_NONE;
+    if (t->write_only) {
+        /* A write pipe has no half-close: asyncio's _UnixWritePipeTransport.write_eof()
+         * closes it once the buffer is flushed, so that the reader sees EOF, and the
+         * protocol gets connection_lost(None). (shutdown(2) fails on a FIFO with ENOTSOCK,
+         * and the pipe object we own would keep the write end open anyway.) */
+        loop_stream_close(t);
+        Py_RETURN_NONE;
+    }
     t->eof_requested = 1;
     if (t->write_buffer_size == 0)
         do_shutdown(t);
@@ -568,7 +608,9 @@ static void schedule_connection_lost(PyLoopStreamObject *t, PyObject *exc)
     meth = PyObject_GetAttrString((PyObject *)t, "_call_connection_lost");
     if (meth == NULL)
         goto fail;
-    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, NULL);
+    /* In the transport's context when it has one, as in uvloop (asyncio's call_soon takes
+     * the context of whoever called close(), which uvloop's tests treat as a bug). */
+    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, t->context);
     Py_DECREF(meth);
     if (h == NULL)
         goto fail;
@@ -629,6 +671,8 @@ static PyObject *stream_is_closing(PyLoopStreamObject *t, PyObject *unused)
 static PyObject *stream_pause_reading(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 0) < 0)
+        return NULL;
     if (t->closing || t->paused_reading)
         Py_RETURN_NONE;
     t->paused_reading = 1;
@@ -639,6 +683,8 @@ static PyObject *stream_pause_reading(PyLoopStreamObject *t, PyObject *unused)
 static PyObject *stream_resume_reading(PyLoopStreamObject *t, PyObject *unused)
 {
     (void)unused;
+    if (check_direction(t, 0) < 0)
+        return NULL;
     if (t->closing || !t->paused_reading)
         Py_RETURN_NONE;
     t->paused_reading = 0;
@@ -821,6 +867,21 @@ static PyObject *stream_set_owned(PyLoopStreamObject *t, PyObject *obj)
     Py_RETURN_NONE;
 }
 
+/* _set_read_only(): a read pipe (write() and write_eof() raise, see check_direction). */
+static PyObject *stream_set_read_only(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    t->read_only = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *stream_set_context(PyLoopStreamObject *t, PyObject *ctx)
+{
+    if (loop_context_set(&t->context, ctx) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* _set_write_only(watch_close): a write pipe (see on_read). Without watch_close (character
  * devices such as a pty, where reading would steal the reader's input) nothing is read. */
 static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_close)
@@ -834,6 +895,26 @@ static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_cl
         t->eof_received = 1; /* update_reading() never starts a read */
     update_reading(t);
     Py_RETURN_NONE;
+}
+
+/* waiter.set_result(None) unless it is done (asyncio's _set_result_unless_cancelled). */
+static int wake_waiter(PyObject *waiter)
+{
+    PyObject *r;
+
+    if (waiter == Py_None)
+        return 0;
+    r = PyObject_CallMethod(waiter, "done", NULL);
+    if (r == NULL)
+        return -1;
+    if (r == Py_False) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(waiter, "set_result", "O", Py_None);
+        if (r == NULL)
+            return -1;
+    }
+    Py_DECREF(r);
+    return 0;
 }
 
 /* _start(waiter=None): connection_made(), then reading starts; waiter gets None. Scheduled
@@ -853,33 +934,20 @@ static PyObject *stream_start(PyLoopStreamObject *t, PyObject *const *args, Py_s
     update_reading(t);
     res = PyObject_CallMethodOneArg(t->protocol, str_connection_made, (PyObject *)t);
     if (res == NULL) {
-        if (waiter != Py_None) {
-            PyObject *type, *exc, *tb, *r;
-            PyErr_Fetch(&type, &exc, &tb);
-            PyErr_NormalizeException(&type, &exc, &tb);
-            r = PyObject_CallMethod(waiter, "done", NULL);
-            if (r == Py_False) {
-                Py_DECREF(r);
-                r = PyObject_CallMethod(waiter, "set_exception", "O", exc);
-            }
-            Py_XDECREF(r);
-            PyErr_Restore(type, exc, tb);
-        }
+        /* asyncio makes connection_made() and the waiter's wake-up two callbacks: one that
+         * raises is reported to the loop's exception handler (this callback fails with it)
+         * and create_connection() still returns the transport. */
+        PyObject *type, *exc, *tb;
+
+        PyErr_Fetch(&type, &exc, &tb);
+        if (wake_waiter(waiter) < 0)
+            PyErr_WriteUnraisable(waiter);
+        PyErr_Restore(type, exc, tb);
         return NULL;
     }
     Py_DECREF(res);
-    if (waiter != Py_None) {
-        res = PyObject_CallMethod(waiter, "done", NULL);
-        if (res == NULL)
-            return NULL;
-        if (res == Py_False) {
-            Py_DECREF(res);
-            res = PyObject_CallMethod(waiter, "set_result", "O", Py_None);
-            if (res == NULL)
-                return NULL;
-        }
-        Py_DECREF(res);
-    }
+    if (wake_waiter(waiter) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -931,6 +999,7 @@ static int stream_traverse(PyLoopStreamObject *t, visitproc visit, void *arg)
     Py_VISIT(t->sock);
     Py_VISIT(t->dict);
     Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->context);
     return 0;
 }
 
@@ -942,6 +1011,7 @@ static int stream_clear(PyLoopStreamObject *t)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->context);
     return 0;
 }
 
@@ -993,7 +1063,9 @@ static PyMethodDef stream_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
     {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
+    {"_set_context", (PyCFunction)stream_set_context, METH_O, NULL},
     {"_set_write_only", (PyCFunction)stream_set_write_only, METH_O, NULL},
+    {"_set_read_only", (PyCFunction)stream_set_read_only, METH_NOARGS, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},
     {"_call_connection_lost", (PyCFunction)stream_call_connection_lost, METH_O, NULL},
     {NULL, NULL, 0, NULL},

@@ -117,3 +117,47 @@ int loop_parse_write_limits(PyObject *args, PyObject *kwds, size_t default_high,
     *low_out = (size_t)low;
     return 0;
 }
+
+/* A transport's protocol callbacks that libuv's callbacks make (data_received, eof_received,
+ * get_buffer/buffer_updated, resume_writing after a write completes) run in the
+ * transport's context, a copy of the context current when the transport was made, as in
+ * uvloop (asyncio's selector loop gets the same from the reader/writer handles it registers
+ * while making the transport). The context is entered around those calls only; a context
+ * that is already current (entered by a caller up the stack) makes PyContext_Enter fail
+ * with RuntimeError, and the call then simply runs in it. */
+PyObject *loop_context_enter(PyObject *ctx)
+{
+    if (ctx == NULL)
+        return NULL;
+    if (PyContext_Enter(ctx) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return Py_NewRef(ctx);
+}
+
+void loop_context_exit(PyObject *entered)
+{
+    PyObject *type, *exc, *tb;
+
+    if (entered == NULL)
+        return;
+    /* An exception the callback left set for the caller survives the exit. */
+    PyErr_Fetch(&type, &exc, &tb);
+    if (PyContext_Exit(entered) < 0)
+        PyErr_WriteUnraisable(entered);
+    PyErr_Restore(type, exc, tb);
+    Py_DECREF(entered);
+}
+
+/* _set_context(ctx): the transport's callbacks run in ctx from now on (see above). */
+int loop_context_set(PyObject **slot, PyObject *ctx)
+{
+    if (!PyContext_CheckExact(ctx)) {
+        PyErr_SetString(PyExc_TypeError, "a contextvars.Context was expected");
+        return -1;
+    }
+    Py_INCREF(ctx);
+    Py_XSETREF(*slot, ctx);
+    return 0;
+}

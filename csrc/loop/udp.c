@@ -79,6 +79,8 @@ typedef struct PyLoopUDPObject {
     unsigned char handle_open, started, receiving, paused_reading, closing, lost_scheduled;
     unsigned char protocol_paused, connected;
     loop_open_link_t link; /* in loop->open_links while handle_open */
+    /* The context protocol callbacks run in (transport.c), or NULL: the caller's. */
+    PyObject *context;
 } PyLoopUDPObject;
 
 typedef struct {
@@ -297,22 +299,31 @@ static int call_error_received(PyLoopUDPObject *t, int uverr)
 
 /* ---- flow control (asyncio's _FlowControlMixin) ---- */
 
+/* Both in the transport's context, as for stream transports (stream.c). */
 static void maybe_pause_protocol(PyLoopUDPObject *t)
 {
+    PyObject *entered;
+
     if (t->write_buffer_size <= t->high_water || t->protocol_paused || t->protocol == NULL)
         return;
     t->protocol_paused = 1;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_pause_writing,
                              "protocol.pause_writing() failed");
+    loop_context_exit(entered);
 }
 
 static void maybe_resume_protocol(PyLoopUDPObject *t)
 {
+    PyObject *entered;
+
     if (!t->protocol_paused || t->write_buffer_size > t->low_water || t->protocol == NULL)
         return;
     t->protocol_paused = 0;
+    entered = loop_context_enter(t->context);
     loop_transport_flow_call(t->loop, (PyObject *)t, t->protocol, str_resume_writing,
                              "protocol.resume_writing() failed");
+    loop_context_exit(entered);
 }
 
 /* ---- receiving ---- */
@@ -332,7 +343,7 @@ static void on_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const 
                     unsigned flags)
 {
     PyLoopUDPObject *t = handle->data;
-    PyObject *data, *addr, *res;
+    PyObject *data, *addr, *res, *entered;
 
     (void)flags; /* UV_UDP_PARTIAL cannot happen: the buffer holds any UDP payload */
     /* libuv: nread 0 with no address means there was nothing to read (EAGAIN). */
@@ -343,6 +354,7 @@ static void on_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const 
     if (t->lost_scheduled || t->protocol == NULL)
         return;
     Py_INCREF(t); /* protocol callbacks may close the transport; released below */
+    entered = loop_context_enter(t->context);
     if (nread < 0) {
         /* e.g. ECONNREFUSED from an ICMP port unreachable on a connected socket. */
         if (call_error_received(t, (int)nread) < 0)
@@ -372,6 +384,7 @@ static void on_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf, const 
         callback_failed(t, "Exception in callback DatagramTransport._read_ready()");
     Py_XDECREF(res);
 done:
+    loop_context_exit(entered);
     Py_DECREF(t);
 }
 
@@ -401,8 +414,11 @@ static void on_send(uv_udp_send_t *req, int status)
     t->write_buffer_size -= sr->counted;
     PyMem_RawFree(sr);
     if (status < 0 && status != UV_ECANCELED && !t->lost_scheduled) {
+        PyObject *entered = loop_context_enter(t->context);
+
         if (call_error_received(t, status) < 0)
             callback_failed(t, "Exception in callback DatagramTransport._sendto_ready()");
+        loop_context_exit(entered);
     }
     if (t->handle_open) {
         maybe_resume_protocol(t);
@@ -611,7 +627,7 @@ static void schedule_connection_lost(PyLoopUDPObject *t, PyObject *exc)
     meth = PyObject_GetAttrString((PyObject *)t, "_call_connection_lost");
     if (meth == NULL)
         goto fail;
-    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, NULL);
+    h = loop_handle_new(t->loop, &PyLoopHandle_Type, meth, &arg, 1, t->context);
     Py_DECREF(meth);
     if (h == NULL)
         goto fail;
@@ -734,6 +750,13 @@ static PyObject *udp_set_protocol(PyLoopUDPObject *t, PyObject *protocol)
     Py_RETURN_NONE;
 }
 
+static PyObject *udp_set_context(PyLoopUDPObject *t, PyObject *ctx)
+{
+    if (loop_context_set(&t->context, ctx) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* _start(waiter=None): connection_made(), then receiving starts; waiter gets None unless it
  * was cancelled. Scheduled by pyloop with call_soon, like asyncio's three callbacks. */
 static PyObject *udp_start(PyLoopUDPObject *t, PyObject *const *args, Py_ssize_t nargs)
@@ -809,6 +832,7 @@ static int udp_traverse(PyLoopUDPObject *t, visitproc visit, void *arg)
     Py_VISIT(t->sock);
     Py_VISIT(t->address);
     Py_VISIT(t->dict);
+    Py_VISIT(t->context);
     for (int i = 0; i < ADDR_CACHE_SIZE; i++)
         Py_VISIT(t->cache[i].addr);
     return 0;
@@ -821,6 +845,7 @@ static int udp_clear(PyLoopUDPObject *t)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->address);
     Py_CLEAR(t->dict);
+    Py_CLEAR(t->context);
     cache_clear(t);
     return 0;
 }
@@ -854,6 +879,7 @@ static PyMethodDef udp_methods[] = {
     {"get_protocol", (PyCFunction)udp_get_protocol, METH_NOARGS, NULL},
     {"set_protocol", (PyCFunction)udp_set_protocol, METH_O, NULL},
     {"_start", (PyCFunction)(void (*)(void))udp_start, METH_FASTCALL, NULL},
+    {"_set_context", (PyCFunction)udp_set_context, METH_O, NULL},
     {"_call_connection_lost", (PyCFunction)udp_call_connection_lost, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -30,12 +30,14 @@
 /* Bytes of pipelined requests read ahead while a response streams (reading goes on then
  * only to notice a client that leaves; see on_read). */
 #define STREAM_READ_AHEAD 65536
-/* While the server closes: how long an accepted connection that has sent nothing yet, and
- * one in the middle of its request, may take to deliver it (see conn_shutdown_idle). */
+/* While the server closes: how long an idle connection (fresh, or keep-alive between
+ * requests), and one in the middle of its request, may take to deliver it (see
+ * conn_shutdown_idle). */
 #define CONN_DRAIN_FRESH_MS   1000
 #define CONN_DRAIN_REQUEST_MS 5000
 
 static void conn_process(server_conn_t *c);
+static void on_write(uv_write_t *req, int status);
 
 void conn_release(server_conn_t *c)
 {
@@ -50,6 +52,7 @@ void conn_release(server_conn_t *c)
     if (c->head)
         db_pool_give(&s->heads, c->head);
     ws_conn_free(c);
+    tls_session_free(c->tls);
     free(c);
     s->released += sizeof(*c);
     s->nlive--;
@@ -105,7 +108,21 @@ static void conn_shutdown(server_conn_t *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
     c->shutdown_req.data = c;
+    if (c->tls != NULL)
+        conn_tls_close_notify(c, on_write);
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
+/* Closes a connection with nothing in progress. A TLS one sends close_notify before its FIN
+ * (RFC 8446 §6.1: either side closes the write direction with it), as nginx and asyncio's
+ * SSL transports do; a plain one just closes. */
+static void conn_close_idle(server_conn_t *c)
+{
+    /* A second time (the half-close did not finish by the next sweep): closed for good. */
+    if (c->tls != NULL && !c->shutting_down)
+        conn_shutdown(c);
+    else
         conn_close(c);
 }
 
@@ -151,6 +168,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     server_conn_t *c = h->data;
+    if (c->tls != NULL) {
+        conn_tls_alloc(c, buf); /* ciphertext: decrypted into rbuf by conn_tls_read */
+        return;
+    }
     /* Lent here and given back in on_read (conn_give_back) when the bytes leave nothing
      * pending: libuv calls on_read after every on_alloc, with nread 0 when read(2) found
      * nothing, and with an error (UV_ENOBUFS) when the buffer below is empty. */
@@ -165,11 +186,45 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->rbuf.cap - c->rbuf.len;
 }
 
+/* The deadline of a request whose first byte just came: its head must be here within the
+ * header timeout when one is set (a slowloris client trickles its head), else the whole
+ * request within the request timeout. */
+static uint64_t conn_head_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    uint64_t t = cfg->request_timeout;
+    if (cfg->header_timeout > 0 && cfg->header_timeout < t)
+        t = cfg->header_timeout;
+    c->body_timed = 0;
+    return uv_now(c->server->loop) + t;
+}
+
+/* A head is here and its body is awaited: the body gets what is left of the request
+ * timeout, counted from the first byte (the head deadline was that moment plus the header
+ * timeout). Once per deadline: pipelined requests behind it share the first one's. */
+static void conn_body_deadline(server_conn_t *c)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (c->deadline == 0 || c->body_timed || cfg->header_timeout == 0 ||
+        cfg->header_timeout >= cfg->request_timeout)
+        return;
+    c->body_timed = 1;
+    c->deadline += cfg->request_timeout - cfg->header_timeout;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     server_conn_t *c = stream->data;
     pyloop_enter(pyloop_from_uv(stream->loop));
+    if (c->tls != NULL)
+        conn_tls_read(c, nread, buf);
+    else
+        conn_received(c, nread);
+}
+
+void conn_received(server_conn_t *c, ssize_t nread)
+{
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
     if (c->ws != NULL) {
         ws_conn_on_read(c, nread);
         return;
@@ -199,6 +254,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    if (c->server->cfg.metrics != NULL)
+        metrics_bytes(c, 0, (size_t)nread);
     if (c->streaming || c->detached) {
         /* Pipelined bytes: kept for after the stream (nothing points into rbuf now, the
          * request's slices were detached when its handler answered). */
@@ -207,7 +264,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (!c->mid_request) {
         c->mid_request = 1;
-        c->deadline = uv_now(stream->loop) + c->server->cfg.request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
     conn_process(c);
     conn_flush(c);
@@ -257,6 +314,10 @@ void conn_accept(server_t *s)
     }
     /* Responses are written whole; Nagle would only delay the last segment. */
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->tls != NULL && conn_tls_start(c) < 0) {
+        conn_close(c);
+        return;
+    }
     conn_start(c);
 }
 
@@ -348,10 +409,26 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     c->deadline = 0;
     c->resp_headers.len = 0;
     c->accept_gzip = 0;
+    c->gzip_off = 0;
     if (c->server->gzip_enc != NULL) {
         /* The first Accept-Encoding field, as Starlette's Headers.get reads it. */
         const http_header_t *ae = http_find_header(c->head, "accept-encoding", 15);
         c->accept_gzip = ae != NULL && gzip_accepted(ae->value, ae->value_len);
+    }
+    if (c->head->method == HTTP_CONNECT) {
+        /* RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an origin server does not make;
+         * 501 says the method is not implemented (its target names no resource of ours, so
+         * there is no 405 to give) and Allow what is. The client may start sending tunnel
+         * bytes at once: the connection closes. */
+        static const char allow[] = "allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+        c->keep_alive = 0;
+        server_conn_respond_detail(c, 501, "Not Implemented", allow, sizeof(allow) - 1);
+        conn_request_done(c, consumed);
+        return 0;
+    }
+    if (c->server->cfg.health_path != NULL && health_answer(c, c->head)) {
+        conn_request_done(c, consumed);
+        return !c->close_after_write && !c->closing;
     }
     if (c->server->cfg.metrics != NULL) {
         if (metrics_is_scrape(c, c->head)) {
@@ -360,8 +437,7 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
             conn_request_done(c, consumed);
             return !c->close_after_write && !c->closing;
         }
-        metrics_add(&conn_metrics(c)->requests);
-        c->awaiting = 1;
+        metrics_request(c, c->head);
     }
     c->server->requests++;
     c->served = 1;
@@ -389,10 +465,12 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
     size_t limit = c->server->cfg.limit_concurrency;
     if (limit && c->server->nconns >= limit) {
         /* uvicorn's --limit-concurrency: its connection count includes this one, and the
-         * answer is its service_unavailable response, which closes the connection. */
+         * answer is its service_unavailable response, which closes the connection. With
+         * Retry-After (RFC 9110 §10.2.3): the overload is expected to pass soon. */
+        static const char retry[] = "retry-after: 1\r\n";
         c->keep_alive = 0;
-        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, NULL, 0, "Service Unavailable",
-                            19);
+        server_conn_respond(c, 503, "text/plain; charset=utf-8", 25, retry, sizeof(retry) - 1,
+                            "Service Unavailable", 19);
         conn_request_done(c, consumed);
         return 0;
     }
@@ -434,6 +512,7 @@ static int conn_on_head(server_conn_t *c, int n)
     } else {
         return conn_dispatch(c, NULL, 0, c->head_len);
     }
+    conn_body_deadline(c);
     /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
@@ -510,7 +589,7 @@ static void conn_process(server_conn_t *c)
     } else if (!c->mid_request || c->deadline == 0) {
         /* Part of the next request is here: it must arrive whole in time. */
         c->mid_request = 1;
-        c->deadline = uv_now(c->tcp.loop) + cfg->request_timeout;
+        c->deadline = conn_head_deadline(c);
     }
 }
 
@@ -534,7 +613,13 @@ void conn_flush(server_conn_t *c)
 {
     if (c->closing || c->writing)
         return;
+    if (c->tls != NULL && conn_tls_seal(c) < 0) {
+        conn_close(c);
+        return;
+    }
     if (c->wbuf.len > 0) {
+        if (c->server->cfg.metrics != NULL)
+            metrics_bytes(c, 1, c->wbuf.len); /* all of it: now or through uv_write */
         uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned int)c->wbuf.len);
         int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (r < 0 && r != UV_EAGAIN) {
@@ -556,9 +641,18 @@ void conn_flush(server_conn_t *c)
                 return;
             }
             c->writing = 1;
+            /* The first sweep past the deadline counts as progress: a deadline set from
+             * uv_now() after a long synchronous handler (the loop's time is cached) may
+             * already have passed when the write starts. */
+            c->sweep_queued = SIZE_MAX;
             return;
         }
         db_pool_give_buf(&c->server->blocks, &c->wbuf);
+    }
+    if (c->file != NULL) {
+        /* The head is out: a file body follows it (sendfile.c). */
+        file_conn_flushed(c);
+        return;
     }
     if (c->close_after_write && (c->state != CONN_PENDING || c->ws != NULL))
         conn_shutdown(c);
@@ -738,7 +832,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c)
     return &c->server->scratch;
 }
 
-/* Used by server_close: an idle connection closes now, a busy one after its response. */
+/* Used by server_close: a busy connection closes after its response, an idle one after a
+ * grace unless a request comes (answered with "connection: close"). */
 void conn_shutdown_idle(server_conn_t *c)
 {
     if (c->closing)
@@ -752,19 +847,17 @@ void conn_shutdown_idle(server_conn_t *c)
         c->close_after_write = c->state != CONN_PENDING;
         return;
     }
-    if (c->state != CONN_HEAD || c->mid_request || !c->served) {
-        /* Accepted, but its request is not all here yet (often in flight when the
-         * listener closed): it is answered, with "connection: close", if it arrives within
-         * a short grace, so that a drain loses no accepted request. An idle keep-alive
-         * connection that already had its answers is closed at once (RFC 9112 §9.6). */
-        uint64_t grace =
-            uv_now(c->server->loop) +
-            (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
-        if (c->deadline == 0 || c->deadline > grace)
-            c->deadline = grace;
-        return;
-    }
-    conn_close(c);
+    /* Accepted, but its request is not all here yet (often in flight when the listener
+     * closed), or an idle keep-alive connection: a request arriving within a short grace is
+     * answered with "connection: close", so that a drain loses no request already on its
+     * way. Closing an idle keep-alive connection at once (RFC 9112 §9.6 allows it) races
+     * with a request the client (a proxy reusing its upstream connection) sends meanwhile,
+     * and a proxy does not retry a POST. */
+    uint64_t grace =
+        uv_now(c->server->loop) +
+        (c->mid_request || c->state != CONN_HEAD ? CONN_DRAIN_REQUEST_MS : CONN_DRAIN_FRESH_MS);
+    if (c->deadline == 0 || c->deadline > grace)
+        c->deadline = grace;
 }
 
 void conn_sweep(server_t *s, uint64_t now)
@@ -774,6 +867,20 @@ void conn_sweep(server_t *s, uint64_t now)
         next = c->next;
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
+        if (c->writing) {
+            /* A response is still being written: the keep-alive (or request) time counts
+             * from when the peer last read some of it, as asyncio's transport.close()
+             * flushes before closing, so that a slow reader of a large response (a TLS
+             * client decrypting it, a slow link) is not cut off; a peer that read nothing
+             * for a whole timeout is. */
+            size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+            if (queued < c->sweep_queued) {
+                c->sweep_queued = queued;
+                c->deadline =
+                    now + (c->mid_request ? s->cfg.request_timeout : s->cfg.keepalive_timeout);
+                continue;
+            }
+        }
         if (c->mid_request && c->state != CONN_PENDING && !c->writing) {
             /* RFC 9110 §15.5.9: the client took too long to send its request. */
             c->keep_alive = 0;
@@ -783,6 +890,8 @@ void conn_sweep(server_t *s, uint64_t now)
             c->close_after_write = 1;
             conn_flush(c);
             conn_update_reading(c);
+        } else if (c->state == CONN_HEAD && !c->writing) {
+            conn_close_idle(c); /* keep-alive timeout */
         } else {
             conn_close(c);
         }

@@ -80,9 +80,7 @@ char *respond_head(server_conn_t *c, int status, const char *ctype, size_t ctype
     p = put(p, "\r\n", 2);
     if (c->awaiting) {
         c->awaiting = 0;
-        /* 100..999 here; the rare 6xx..9xx an application may send count with 5xx. */
-        int k = status / 100 - 1;
-        metrics_add(&conn_metrics(c)->responses[k > 4 ? 4 : k]);
+        metrics_response(c, status);
     }
     if (c->log_pending) {
         c->log_pending = 0;
@@ -135,7 +133,7 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
 {
     server_t *s = c->server;
     size_t vlen;
-    if (s->gzip_enc == NULL || status == 206 ||
+    if (s->gzip_enc == NULL || c->gzip_off || status == 206 ||
         respond_find_line(extra, extra_len, "content-encoding", 16, &vlen) ||
         respond_find_line(c->resp_headers.data, c->resp_headers.len, "content-encoding", 16, &vlen))
         return -1;
@@ -241,4 +239,17 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
 int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len)
 {
     return db_buf_append(&c->resp_headers, lines, len);
+}
+
+void server_conn_no_gzip(server_conn_t *c)
+{
+    c->gzip_off = 1;
+}
+
+int server_conn_fileno(server_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (c->closing || uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return -1;
+    return (int)fd;
 }

@@ -37,16 +37,31 @@ typedef void (*server_access_cb)(void *ctx, int status, const char *client, size
 #define SERVER_HOST_MAX 256
 
 /* One worker's counters in shared memory (metrics.c): SERVER_METRICS_SLOT_SIZE bytes, laid
- * out as the Python supervisor reads and settles them (_supervisor.py). */
-#define SERVER_METRICS_SLOT_SIZE 128
+ * out as the Python supervisor reads and settles them (_supervisor.py: the first 16 words).
+ * Latency buckets are per bucket (the scrape makes them cumulative); by_route counts
+ * responses by route (0: no route of this server's - 404, 405, a mount, routes past the
+ * table), request method (GET HEAD POST PUT PATCH DELETE OPTIONS, then any other) and
+ * status class. */
+#define SERVER_METRICS_BUCKETS 15
+#define SERVER_METRICS_ROUTES  128
+#define SERVER_METRICS_METHODS 8
+#define SERVER_METRICS_SLOT_SIZE                                                                   \
+    (8 * (16 + SERVER_METRICS_BUCKETS + 1 + SERVER_METRICS_ROUTES * SERVER_METRICS_METHODS * 5))
 typedef struct {
     uint64_t requests;     /* dispatched (a scrape of the metrics path is not counted) */
     uint64_t responses[5]; /* response heads written for them, by status class 1xx..5xx */
     uint64_t abandoned;    /* dispatched, but the connection closed before any response */
     uint64_t conns_opened;
     uint64_t conns_closed;
-    uint64_t restarts; /* written by the supervisor: the slot's workers that died */
-    uint64_t reserved[6];
+    uint64_t restarts;          /* written by the supervisor: the slot's workers that died */
+    uint64_t bytes_in;          /* bytes read from connections */
+    uint64_t bytes_out;         /* bytes handed to the socket (sendfile bodies not included) */
+    uint64_t latency_us;        /* sum of the latencies counted in latency[] */
+    uint64_t loop_lag_us;       /* gauge: how late the worker's once-a-second sweep last ran */
+    uint64_t loop_lag_total_us; /* the sum of those delays */
+    uint64_t reserved[1];
+    uint64_t latency[SERVER_METRICS_BUCKETS + 1]; /* dispatch to response head; last: +Inf */
+    uint64_t by_route[SERVER_METRICS_ROUTES][SERVER_METRICS_METHODS][5];
 } server_metrics_t;
 
 typedef struct {
@@ -54,9 +69,15 @@ typedef struct {
     uint64_t max_body;          /* request body bytes; more gives 413 (default 1 MiB) */
     uint64_t keepalive_timeout; /* ms an idle keep-alive connection is kept (default 5000) */
     uint64_t request_timeout;   /* ms to receive a whole request once it began (default 30000) */
-    size_t write_high_water;    /* queued response bytes that pause reading (default 1 MiB) */
-    int backlog;                /* listen(2) backlog (default 1024) */
-    int no_date_header;         /* leave out the Date header (uvicorn's --no-date-header) */
+    /* ms a file body may wait for a client that takes none of it (default 60000, nginx's
+     * send_timeout); then its connection closes. */
+    uint64_t send_timeout;
+    /* ms for a request's head to arrive once its first byte came (--timeout-header): a slow
+     * head is the slowloris attack; 0 or above request_timeout: request_timeout alone. */
+    uint64_t header_timeout;
+    size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
+    int backlog;             /* listen(2) backlog (default 1024) */
+    int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */
     /* Open connections at or above which a request is answered 503 and its connection
      * closed, as uvicorn's --limit-concurrency (0: no limit). */
     size_t limit_concurrency;
@@ -88,6 +109,21 @@ typedef struct {
     int ws_deflate;
     uint64_t ws_max_size;
     size_t ws_max_queue;
+    /* Route templates for the route label, metrics_routes[i] for route id i (1-based; see
+     * server_conn_set_route); NULL or "" for ids without a name. Owned by the caller. */
+    const char *const *metrics_routes;
+    size_t metrics_nroutes;
+    /* Probes (--health, health.c): a GET or HEAD of health_path is answered 200 while the
+     * process serves (liveness); of ready_path 200 when ready, else 503: not while the
+     * server drains, nor while ready_check(ready_ctx) returns non-zero (readiness). Both
+     * are answered before the router, counted by neither metrics nor the access log. NULL
+     * paths: off. Owned by the caller. */
+    const char *health_path;
+    size_t health_path_len;
+    const char *ready_path;
+    size_t ready_path_len;
+    int (*ready_check)(void *ctx); /* called with the GIL held; NULL: no checks */
+    void *ready_ctx;
 } server_config_t;
 
 typedef struct server server_t;
@@ -131,6 +167,13 @@ uint64_t server_request_count(const server_t *s);
 int server_set_gzip(server_t *s, int level, size_t minimum_size, const char *excluded,
                     size_t excluded_len);
 
+/* TLS (csrc/tls): connections accepted from now on are served over TLS with ctx (the server
+ * takes a reference; NULL: plain HTTP again). Connections already open keep the context
+ * they started with, so a certificate reload calls this again with a new context. Returns
+ * 0, or -1 when out of memory. Connections adopted with server_adopt_fd are never TLS. */
+struct tls_context;
+int server_set_tls(server_t *s, struct tls_context *ctx);
+
 /* Memory lent to connections (see conn.c): buffers of SERVER_BLOCK_SIZE bytes (read and
  * write buffers; one grown past that size still counts as lent) and parsed request heads,
  * lent or waiting in the server's free lists. For tests and diagnostics. */
@@ -156,6 +199,8 @@ int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* The server's configuration (for the application's view of its limits). */
 const server_config_t *server_conn_config(const server_conn_t *c);
+/* The connection is TLS (the request's scheme is https, or wss after an upgrade). */
+int server_conn_tls(const server_conn_t *c);
 /* The head of the request being answered (valid until its response is written). */
 const http_request_t *server_conn_head(const server_conn_t *c);
 /* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into
@@ -180,6 +225,14 @@ int server_conn_respond_detail(server_conn_t *c, int status, const char *message
 /* Adds complete "name: value\r\n" lines to the response of the current request, whichever
  * it is (the handler's, an error, a 422); copied. Returns 0 or -1 when out of memory. */
 int server_conn_add_headers(server_conn_t *c, const char *lines, size_t len);
+/* The current request's response is not compressed by the server's GZip policy: it is
+ * answered by an app that applies its own middleware (a compiled FastAPI app's fallback). */
+void server_conn_no_gzip(server_conn_t *c);
+/* The connection's socket descriptor (uv_fileno), or -1 when it has none any more. */
+int server_conn_fileno(server_conn_t *c);
+/* Metrics: the current request went to route `id` of the server's metrics_routes (ids past
+ * SERVER_METRICS_ROUTES count as 0, no route). Without metrics it does nothing. */
+void server_conn_set_route(server_conn_t *c, unsigned id);
 /* The response being built closes the connection ("connection: close"). Call before
  * server_conn_respond. */
 void server_conn_set_close(server_conn_t *c);
@@ -236,6 +289,38 @@ int server_conn_stream_end(server_conn_t *c, int complete);
  * server_conn_finish saw it: the body ends there (truncated, the connection closes after
  * the head) and the request finishes the usual way. Never call both this and _end. */
 void server_conn_stream_abandon(server_conn_t *c);
+
+/* File bodies (sendfile.c): a response whose body is byte ranges of one file, with literal
+ * text around them (files/files.h: files_body_t), sent with sendfile(2) from a descriptor
+ * the server owns, however slowly the client reads and without Python per piece.
+ *
+ * server_file_new takes fd (a regular file opened for reading; closed on failure too);
+ * server_file_add appends a segment (text, then the file's bytes [start, end)). The body's
+ * length is its Content-Length. server_conn_file_begin takes the body in every case but
+ * SERVER_FILE_DECLINED, appends the head and, when the response has a body (not HEAD, not
+ * 1xx/204/304), sends it once the head is out: the request stays pending as a stream's
+ * does (pipelined requests wait, keep-alive goes on after it), whoever dispatched it, and
+ * finishes by itself when the last byte is written. A file that ends early (it shrank), a
+ * read or write error, or a client that leaves closes the connection; the descriptor is
+ * closed whichever way the body ends. */
+typedef struct server_file server_file_t;
+server_file_t *server_file_new(int fd); /* NULL when out of memory */
+int server_file_add(server_file_t *f, const char *text, size_t text_len, uint64_t start,
+                    uint64_t end);       /* 0, or -1 when out of memory */
+void server_file_free(server_file_t *f); /* for a body not handed to file_begin */
+/* Frees a declined body and gives its descriptor back. */
+int server_file_release(server_file_t *f);
+
+enum {
+    SERVER_FILE_SENDING = 1,  /* the body is on its way */
+    SERVER_FILE_NO_BODY = 0,  /* the head alone was appended; the request finishes as usual */
+    SERVER_FILE_DECLINED = 2, /* the server compresses this response (server_set_gzip) or
+                                 the connection is TLS: nothing appended, f is still the
+                                 caller's, who streams it */
+};
+/* Returns SERVER_FILE_*, or -1 when out of memory (the connection is then closed). */
+int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size_t ctype_len,
+                           const char *extra_headers, size_t extra_len, server_file_t *f);
 
 /* WebSocket sessions (RFC 6455) on a connection whose pending request was an upgrade.
  *

@@ -8,6 +8,7 @@
 #include "common/pool.h"
 #include "gzip/gzip.h"
 #include "server/server.h"
+#include "tls/tls.h"
 #include "ws/ws.h"
 
 /* Size of a lent buffer (read or write): one read of a typical request, or one response,
@@ -87,12 +88,20 @@ struct server_conn {
     unsigned log_pending : 1;
     unsigned served : 1;   /* a request of this connection was dispatched */
     unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
+    /* Metrics of the request awaiting its response: when it was dispatched (uv_hrtime ns),
+     * its route id and method index (server.h, server_metrics_t.by_route). */
+    uint64_t metrics_start;
+    uint16_t metrics_route;
+    uint8_t metrics_method;
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
-    int refs;          /* the handle holds one; a pending request holds another */
+    /* Bytes libuv still had to write at the last sweep past the deadline (SIZE_MAX when a
+     * uv_write starts): while it shrinks, the peer reads and is not timed out. */
+    size_t sweep_queued;
+    int refs; /* the handle holds one; a pending request holds another */
     unsigned reading : 1;
     unsigned writing : 1;
     unsigned closing : 1;
@@ -103,8 +112,10 @@ struct server_conn {
     unsigned keep_alive : 1;  /* the current response keeps the connection open */
     unsigned http10 : 1;      /* the current request is HTTP/1.0 */
     unsigned mid_request : 1; /* bytes of an unfinished request were received */
+    unsigned body_timed : 1;  /* the deadline was moved from the head's to the body's */
     unsigned resume_queued : 1;
     unsigned accept_gzip : 1;    /* the current request's Accept-Encoding allows gzip */
+    unsigned gzip_off : 1;       /* the GZip policy is not applied (server_conn_no_gzip) */
     unsigned streaming : 1;      /* a streaming response body is being produced */
     unsigned detached : 1;       /* the pending request's slices are unused (server_conn_detach) */
     unsigned stream_chunked : 1; /* ... framed as chunks */
@@ -113,7 +124,11 @@ struct server_conn {
     gzip_encoder_t *stream_gz;        /* the stream's own gzip encoder while it is compressed */
     void (*stream_notify)(void *arg); /* see server_conn_stream_notify */
     void *stream_arg;
-    server_ws_t *ws; /* the WebSocket session after an upgrade, else NULL */
+    server_ws_t *ws;     /* the WebSocket session after an upgrade, else NULL */
+    server_file_t *file; /* the file body being sent (sendfile.c), else NULL */
+    /* The TLS session (tls.c) when the server has a TLS context, else NULL: every byte read
+     * is decrypted through it before the parser, every byte written sealed by it. */
+    tls_session_t *tls;
 };
 
 struct server {
@@ -156,8 +171,13 @@ struct server {
     uv_idle_t ws_flush;
     int ws_flush_open;
     server_conn_t *flush_head;
-    int open_handles; /* listener and sweep timer not yet closed */
-    int sweep_open;   /* the sweep runs on while closing, for connections given a grace */
+    /* TLS (tls.c, server_set_tls): the context new connections get (NULL: plain HTTP), and
+     * the buffer every TLS connection's ciphertext is read into (see conn_tls_alloc). */
+    tls_context_t *tls;
+    char *tls_in;
+    int open_handles;    /* listener and sweep timer not yet closed */
+    int sweep_open;      /* the sweep runs on while closing, for connections given a grace */
+    uint64_t last_sweep; /* uv_now() of the sweep's previous run, or its start (loop lag) */
     int listening;
     int closing;
     void (*on_closed)(void *arg);
@@ -200,6 +220,10 @@ int respond_gzip_decision(server_conn_t *c, int status, const char *ctype, size_
                           const char *extra, size_t extra_len);
 /* Formats "content-length: N\r\n" into out (40 bytes suffice); returns its length. */
 size_t respond_content_length(char *out, uint64_t len);
+/* health.c: answers the request when it is a probe of the health or ready path (then
+ * returns 1; the response is appended), else returns 0. */
+int health_answer(server_conn_t *c, const http_request_t *h);
+
 /* metrics.c: counting into this process's slot (cfg.metrics, never NULL here). */
 static inline server_metrics_t *conn_metrics(const server_conn_t *c)
 {
@@ -210,6 +234,14 @@ void metrics_add(uint64_t *counter);
 int metrics_is_scrape(const server_conn_t *c, const http_request_t *h);
 /* Answers a scrape: every slot summed, Prometheus text format. Returns 0 or -1 (closed). */
 int metrics_respond(server_conn_t *c);
+/* Counts a dispatched request (its start, method; route 0 until set). */
+void metrics_request(server_conn_t *c, const http_request_t *h);
+/* Counts the response head with `status` of the request awaiting it. */
+void metrics_response(server_conn_t *c, int status);
+/* Counts bytes read or handed to the socket. */
+void metrics_bytes(server_conn_t *c, int out, size_t n);
+/* The sweep ran `lag_ms` late: the loop was busy that long (a blocking handler). */
+void metrics_loop_lag(server_t *s, uint64_t lag_ms);
 void conn_release(server_conn_t *c);
 void conn_update_reading(server_conn_t *c);
 /* ws.c */
@@ -233,6 +265,21 @@ void ws_on_flush(uv_idle_t *h);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);
+/* sendfile.c: the output buffer was written out (a file body may go on), the connection
+ * closed (a file body ends). */
+void file_conn_flushed(server_conn_t *c);
+void file_conn_closed(server_conn_t *c);
+/* conn.c: the connection's reaction to nread bytes appended to rbuf's tail (or to EOF or an
+ * error, nread < 0), as on_read does for a plain connection. */
+void conn_received(server_conn_t *c, ssize_t nread);
+/* tls.c */
+int conn_tls_start(server_conn_t *c); /* 0, or -1 when out of memory */
+void conn_tls_alloc(server_conn_t *c, uv_buf_t *buf);
+void conn_tls_read(server_conn_t *c, ssize_t nread, const uv_buf_t *buf);
+/* Seals wbuf's plaintext and refills wbuf with the ciphertext to write. 0, or -1 (close). */
+int conn_tls_seal(server_conn_t *c);
+/* Queues close_notify before the connection's FIN (a uv_write calling on_write). */
+void conn_tls_close_notify(server_conn_t *c, uv_write_cb on_write);
 /* server.c */
 void server_maybe_finish_close(server_t *s);
 

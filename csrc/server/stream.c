@@ -88,7 +88,7 @@ static int stream_put(server_conn_t *c, const char *data, size_t len);
 
 int server_conn_stream_write(server_conn_t *c, const char *data, size_t len)
 {
-    if (!c->streaming || c->closing)
+    if (!c->streaming || c->closing || c->file != NULL)
         return SERVER_STREAM_CLOSED;
     if (c->stream_gz != NULL) {
         /* Each piece compressed and flushed, so the client can decode what it has. */
@@ -213,6 +213,8 @@ void stream_conn_wrote(server_conn_t *c)
 
 void stream_conn_closed(server_conn_t *c)
 {
+    /* A file body has no producer to tell: it ends here, closing its descriptor. */
+    file_conn_closed(c);
     if (c->stream_notify == NULL)
         return;
     pyloop_enter(pyloop_from_uv(c->tcp.loop));

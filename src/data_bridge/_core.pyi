@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # --- json ---
 import json as _stdlib_json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -165,6 +166,21 @@ class Request:
     @property
     def _forwarded_scheme(self) -> str | None: ...
 
+METRICS_SLOT_SIZE: int
+
+class TLSContext:
+    def __init__(
+        self,
+        certfile: str | bytes | os.PathLike[str],
+        keyfile: str | bytes | os.PathLike[str] | None = None,
+        password: str | None = None,
+        ca_certs: str | bytes | os.PathLike[str] | None = None,
+        cert_reqs: int = 0,
+        ciphers: str | None = None,
+        min_version: int = 0,
+        max_version: int = 0,
+    ) -> None: ...
+
 class Server:
     def __init__(
         self,
@@ -176,6 +192,7 @@ class Server:
         max_headers: int = ...,
         keepalive_timeout: float = ...,
         request_timeout: float = ...,
+        send_timeout: float = ...,
         backlog: int = ...,
         redirect_slashes: bool = ...,
         date_header: bool = True,
@@ -187,6 +204,8 @@ class Server:
         ws_per_message_deflate: bool = True,
         ws_max_size: int = 16777216,
         ws_max_queue: int = 32,
+        header_timeout: float = 0.0,
+        handler_timeout: float = 0.0,
     ) -> None: ...
     def add_route(
         self,
@@ -195,14 +214,27 @@ class Server:
         handler: _Callable[..., Any],
         params: list[tuple[str, int, int, Any, Any, int]],
         status_code: int = 200,
+        *,
+        strict_content_type: bool = True,
+        lenient: bool = False,
+        text_content_type: bytes | None = None,
+        max_body_size: int = 0,
+        form_limits: tuple[int, int, int] = (1000, 1000, 1048576),
+        file_cache: FileCache | None = None,
     ) -> None: ...
     def listen(self, host: str, port: int, reuse_port: bool = False) -> int: ...
+    def set_health(
+        self, health_path: str, ready_path: str, ready: _Callable[[], object] | None
+    ) -> None: ...
     def listen_fd(self, sock: Any) -> None: ...
     def close(self, callback: _Callable[[], Any] | None = None) -> None: ...
     def handle_signals(self, callback: _Callable[[int], Any]) -> None: ...
     def set_asgi(self, asgi_app: AsgiApp, /) -> None: ...
     def set_access_log(self, info: _Callable[..., Any] | None, /) -> None: ...
     def set_metrics(self, buffer: Any, slot: int, path: str, /) -> None: ...
+    def set_access_log_fd(self, fd: int, prefix: bytes, /) -> None: ...
+    def _flush_access_log(self) -> None: ...
+    def set_tls(self, context: TLSContext | None, /) -> None: ...
     @property
     def connections(self) -> int: ...
     @property
@@ -243,6 +275,28 @@ class _Driver:
     def get_coro(self) -> Any: ...
     def get_name(self) -> str: ...
     def get_loop(self) -> Loop: ...
+
+class FileCache:
+    """The files a StaticFiles served, answered again by the server without Python."""
+
+    def __init__(self, follow_symlink: bool = False) -> None: ...
+    def remember(
+        self,
+        key: str,
+        path: str,
+        dev: int,
+        ino: int,
+        size: int,
+        mtime_ns: int,
+        headers: list[tuple[str, str]],
+        not_modified_headers: list[tuple[str, str]],
+        etag: str,
+        last_modified: str,
+        /,
+    ) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def size(self) -> int: ...
 
 class _StreamWriter:
     def write(self, data: bytes, /) -> bool: ...

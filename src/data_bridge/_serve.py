@@ -24,6 +24,8 @@ from typing import Any
 
 from data_bridge import _core, pyloop
 from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
+from data_bridge._tls import SSL_PROTOCOL_VERSION, TLSOptions, reload_on_sighup
+from data_bridge.access_log import use_format as use_access_format
 
 logger = logging.getLogger("data_bridge")
 # One record per response in uvicorn's format (uvicorn.access's counterpart).
@@ -160,7 +162,42 @@ class Config:
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
     ws_per_message_deflate: bool = True
+    # Ours: a real fastapi.FastAPI app has its routes compiled to native ones where the
+    # drop-in reproduces them (api/_fastapi_native.py); False serves it all through ASGI.
+    native: bool = True
+    # Ours: seconds a request head has to arrive once its first byte came (None: only the
+    # request timeout, 30 s for head and body together).
+    timeout_header: float | None = None
+    # Ours: MiB of resident memory above which a worker is replaced (None: no limit); it
+    # runs a supervisor even for one worker.
+    max_worker_rss: int | None = None
+    # Ours: the access log's format, "uvicorn" (text) or "json" (data_bridge.access_log).
+    access_log_format: str = "uvicorn"
+    # Ours: answer GET /health (liveness) and /ready (readiness, data_bridge.health) natively.
+    health: bool = False
+    # Ours: seconds an App's handler may run; then its task is cancelled and the request
+    # answered 504 (None: as long as it takes).
+    timeout_handler: float | None = None
+    # TLS (uvicorn's --ssl-*; see data_bridge._tls): on when a key or certificate is given.
+    ssl_keyfile: str | os.PathLike[str] | None = None
+    ssl_certfile: str | os.PathLike[str] | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_version: int = SSL_PROTOCOL_VERSION
+    ssl_cert_reqs: int = 0  # ssl.CERT_NONE
+    ssl_ca_certs: str | os.PathLike[str] | None = None
+    ssl_ciphers: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+
+    def tls(self) -> TLSOptions:
+        return TLSOptions(
+            keyfile=self.ssl_keyfile,
+            certfile=self.ssl_certfile,
+            keyfile_password=self.ssl_keyfile_password,
+            version=self.ssl_version,
+            cert_reqs=self.ssl_cert_reqs,
+            ca_certs=self.ssl_ca_certs,
+            ciphers=self.ssl_ciphers,
+        )
 
     def server_options(self) -> dict[str, Any]:
         """The keyword arguments of ``_core.Server`` that carry this configuration."""
@@ -185,6 +222,14 @@ class Config:
             options["ws_max_size"] = self.ws_max_size
         if text:
             options["default_headers"] = "".join(text).encode("latin-1")
+        if self.timeout_header is not None:
+            if not self.timeout_header > 0:
+                raise ValueError("timeout_header must be a positive number of seconds")
+            options["header_timeout"] = self.timeout_header
+        if self.timeout_handler is not None:
+            if not self.timeout_handler > 0:
+                raise ValueError("timeout_handler must be a positive number of seconds")
+            options["handler_timeout"] = self.timeout_handler
         if self.proxy_headers:
             # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
             trusted = self.forwarded_allow_ips
@@ -305,7 +350,8 @@ def describe(config: Config, sock: socket.socket) -> str:
         return f"unix socket {sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    scheme = "https" if config.tls().enabled else "http"
+    return f"{scheme}://{shown}:{port}"
 
 
 def listen(server: Any, sock: socket.socket) -> None:
@@ -327,17 +373,44 @@ def _serve_once(
     ``announce`` is logged and ``ready`` (a worker's, telling the supervisor) called once
     the application started and the server listens. ``metrics``: the shared memory and
     this process's slot in it."""
+    from data_bridge.api._fastapi_native import compile_fastapi, is_fastapi_app
     from data_bridge.api.applications import App, Limits
 
     lim = Limits(**config.limits)
     loop = pyloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    # An unmodified FastAPI app: its compilable routes served by an App of ours, the app
+    # itself behind them (set_fallback below).
+    source = None
+    if not isinstance(app, App) and config.native and is_fastapi_app(app):
+        compiled = compile_fastapi(app)
+        logger.info(
+            "FastAPI app: %d routes native, %d through ASGI%s",
+            len(compiled.native),
+            len(compiled.fallback),
+            f" ({compiled.whole_app_reason})" if compiled.whole_app_reason else "",
+        )
+        if compiled.app is not None:
+            source, app = app, compiled.app
+    if isinstance(app, App) and app._asgi_middleware:
+        # Pure ASGI middleware around the App: served as that ASGI app, its innermost the
+        # App's ASGI face on this loop (each request still parsed, routed, bound natively).
+        from data_bridge.api._asgi_bridge import AsgiBridge
+
+        app = app._asgi_chain(AsgiBridge(app, loop=loop))
     try:
         options = config.server_options()
+        # Each process reads the certificate files itself (a worker after the fork).
+        tls_options = config.tls()
+        tls = tls_options.context() if tls_options.enabled else None
         life: Lifespan | None = None
         if isinstance(app, App):
             server = app.build_server(
-                loop, lim, root_path=config.root_path or None, server_options=options
+                loop,
+                lim,
+                root_path=config.root_path or None,
+                scheme="https" if tls is not None else "http",
+                server_options=options,
             )
             if config.lifespan != "off":
                 try:
@@ -346,6 +419,18 @@ def _serve_once(
                     # As uvicorn: the application cannot start, the process exits 3.
                     logger.exception("Application startup failed")
                     raise SystemExit(STARTUP_FAILURE) from None
+            if source is not None:
+                # The lifespan ran once (the App's runs the FastAPI app's own); requests
+                # served through ASGI see the same state.
+                server.set_fallback(
+                    _core.AsgiApp(
+                        source,
+                        loop,
+                        log=_log,
+                        root_path=config.root_path,
+                        state=app._lifespan_state if config.lifespan != "off" else None,
+                    )
+                )
         else:
             server = _core.Server(
                 loop,
@@ -355,6 +440,7 @@ def _serve_once(
                 max_headers=lim.max_headers,
                 keepalive_timeout=lim.keepalive_timeout,
                 request_timeout=lim.request_timeout,
+                send_timeout=lim.send_timeout,
                 backlog=lim.backlog,
                 **options,
             )
@@ -372,8 +458,15 @@ def _serve_once(
             server.set_asgi(
                 _core.AsgiApp(app, loop, log=_log, root_path=config.root_path, state=state)
             )
+        if tls is not None:
+            server.set_tls(tls)
+            reload_on_sighup(loop, server, tls_options)
         if metrics is not None and config.metrics:
             server.set_metrics(metrics[0], metrics[1], config.metrics)
+        if config.health:
+            from data_bridge import health
+
+            server.set_health(health.HEALTH_PATH, health.READY_PATH, health.ready)
         # As uvicorn: the access log is written when enabled and someone would see it; off,
         # the server is not even asked to copy the request line.
         if (
@@ -381,7 +474,12 @@ def _serve_once(
             and access_logger.isEnabledFor(logging.INFO)
             and access_logger.hasHandlers()
         ):
-            server.set_access_log(access_logger.info)
+            fd = written_access_log_fd(config)
+            if fd is not None:
+                # The same lines as logging would write, written by the server in batches.
+                server.set_access_log_fd(fd, b"INFO data_bridge.access: ")
+            else:
+                server.set_access_log(access_logger.info)
         listen(server, sock)
         if announce:
             logger.info("%s", announce)
@@ -415,6 +513,32 @@ def _serve_once(
             loop.close()
 
 
+def written_access_log_fd(config: Config) -> int | None:
+    """The descriptor the server may write the access log to itself, when logging is as
+    configure_logging left it: uvicorn's format, and the access records would reach only
+    the stream handler installed there (no other handler or filter on the way, its format
+    untouched). None otherwise: the records then go through logging."""
+    handler = _own_handler
+    if config.access_log_format != "uvicorn" or not isinstance(handler, logging.StreamHandler):
+        return None
+    node: logging.Logger | None = access_logger
+    while node is not None:
+        if node.filters or node.handlers != ([handler] if node.parent is None else []):
+            return None
+        if not node.propagate and node.parent is not None:
+            return None
+        node = node.parent
+    if handler.filters or handler.level > logging.INFO or handler.formatter is None:
+        return None
+    if handler.formatter._fmt != LOG_FORMAT:
+        return None
+    try:
+        handler.flush()
+        return handler.stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -425,17 +549,26 @@ LOG_LEVELS = {
 }
 
 
+# The format of the handler configure_logging installs, and that handler (None when the
+# application or --log-config configured logging).
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+_own_handler: logging.Handler | None = None
+
+
 def configure_logging(level: str) -> None:
+    global _own_handler
     if level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not logging.getLogger().handlers and not logger.handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(format=LOG_FORMAT)
+        _own_handler = logging.getLogger().handlers[0]
     logger.setLevel(LOG_LEVELS[level])
     access_logger.setLevel(LOG_LEVELS[level])
 
 
-def serve_config(app: Any, config: Config) -> None:
-    """Serve ``app`` as ``config`` says until SIGINT or SIGTERM."""
+def serve_config(app: Any, config: Config, sock: socket.socket | None = None) -> None:
+    """Serve ``app`` as ``config`` says until SIGINT or SIGTERM; on ``sock`` when given (a
+    listening socket bound by the caller: the reloader's), else on one bound here."""
     from data_bridge.api.applications import App
 
     if not isinstance(app, App) and not callable(app):
@@ -443,18 +576,28 @@ def serve_config(app: Any, config: Config) -> None:
     if config.lifespan not in ("auto", "on", "off"):
         raise ValueError("lifespan must be 'auto', 'on' or 'off'")
     config.server_options()  # header errors before anything is bound
+    if config.tls().enabled:
+        config.tls().context()  # certificate errors too (each process loads its own later)
     if config.metrics is not None and not config.metrics.startswith("/"):
         raise ValueError("the metrics path must start with '/'")
+    if config.max_worker_rss is not None and config.max_worker_rss <= 0:
+        raise ValueError("max_worker_rss must be a positive number of MiB")
     configure_logging(config.log_level)
+    if config.access_log:
+        use_access_format(access_logger, config.access_log_format)
+    supervised = config.workers > 1 or config.max_worker_rss is not None
     area = None
     if config.metrics:
         # Shared memory (an anonymous MAP_SHARED mapping) made before forking: each worker
         # counts into its slot, a scrape sums them all.
-        slots = 1 if config.workers <= 1 else Supervisor.slots_needed(config.workers)
+        # Room for workers added by SIGTTIN: twice the workers, at least 8 more.
+        most = max(2 * config.workers, config.workers + 8)
+        slots = 1 if not supervised else Supervisor.slots_needed(most)
         area = mmap.mmap(-1, slots * METRICS_SLOT_SIZE)
-    sock = bind_socket(config)
+    if sock is None:
+        sock = bind_socket(config)
     where = describe(config, sock)
-    if config.workers <= 1:
+    if not supervised:
         _serve_once(
             app,
             config,
@@ -480,7 +623,14 @@ def serve_config(app: Any, config: Config) -> None:
             )
 
         try:
-            code = Supervisor(target, config.workers, config.timeout_graceful_shutdown, area).run()
+            rss = config.max_worker_rss
+            code = Supervisor(
+                target,
+                config.workers,
+                config.timeout_graceful_shutdown,
+                area,
+                max_rss=rss << 20 if rss is not None else None,
+            ).run()
         finally:
             sock.close()
         if code:

@@ -1,7 +1,8 @@
 """The supervisor of worker processes (``--workers N``): forks N workers sharing the
 listening socket, replaces a worker that exits (a crash, or ``--limit-max-requests``),
 backs off when workers die at start in a loop and gives up after a few, drains on SIGTERM
-or SIGINT and rolls the workers one by one on SIGHUP.
+or SIGINT, rolls the workers one by one on SIGHUP (and replaces one whose resident memory
+passed --max-worker-rss the same way), and adds or removes a worker on SIGTTIN/SIGTTOU.
 
 The supervisor never accepts on the socket; it keeps it open so that a replacement can be
 forked at any time (the kernel's accept queue is shared, so connections wait there while a
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from data_bridge import _core
+
 logger = logging.getLogger("data_bridge")
 
 # A worker's exit status when the application's startup failed (_serve.STARTUP_FAILURE):
@@ -35,10 +38,11 @@ CRASH_LOOP_LIMIT = 5
 # Margin past the graceful timeout after which workers still draining are killed.
 KILL_MARGIN = 5.0
 
-# The metrics slot of a worker (csrc/server/server.h: server_metrics_t): requests,
-# responses by class (5), abandoned, connections opened, closed, restarts, reserved (6).
-METRICS_SLOT_SIZE = 128
-_SLOT = struct.Struct("<15Q")
+# The metrics slot of a worker (csrc/server/server.h: server_metrics_t). Its first words:
+# requests, responses by class (5), abandoned, connections opened, closed, restarts,
+# bytes in, bytes out, latency sum, loop lag; the rest (histogram, routes) is only counted.
+METRICS_SLOT_SIZE: int = _core.METRICS_SLOT_SIZE
+_SLOT = struct.Struct("<14Q")
 
 
 def settle_slot(area: mmap.mmap, slot: int, died: bool) -> None:
@@ -51,10 +55,29 @@ def settle_slot(area: mmap.mmap, slot: int, died: bool) -> None:
     v[8] = v[7]  # closed = opened
     if died:
         v[9] += 1
+    v[13] = 0  # its loop is gone: no lag
     _SLOT.pack_into(area, offset, *v)
 
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGCHLD,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+# Seconds between two looks at the workers' resident memory (--max-worker-rss).
+RSS_INTERVAL = 1.0
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The resident set size of a process (Linux /proc/PID/statm), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _exit_with_parent() -> None:
@@ -90,10 +113,15 @@ class Supervisor:
         workers: int,
         graceful_timeout: float | None,
         metrics: mmap.mmap | None = None,
+        max_rss: int | None = None,
     ) -> None:
         self.target = target
         self.metrics = metrics
         self.count = workers
+        # A worker whose resident memory goes above max_rss bytes is replaced as SIGHUP
+        # replaces them: its successor listens first, then it drains.
+        self.max_rss = max_rss
+        self.rss_at = 0.0
         self.graceful_timeout = graceful_timeout
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
@@ -115,9 +143,21 @@ class Supervisor:
 
     # --- workers ---------------------------------------------------------------------
 
+    def _slot_count(self) -> int:
+        if self.metrics is None:
+            return self.slots_needed(self.count)
+        return len(self.metrics) // METRICS_SLOT_SIZE
+
+    def max_workers(self) -> int:
+        """SIGTTIN adds workers up to what the metrics area has slots for (no bound
+        without metrics)."""
+        if self.metrics is None:
+            return 1 << 16
+        return max(1, (self._slot_count() - 1) // 2)
+
     def _free_slot(self) -> int:
         used = {w.slot for w in self.workers.values()}
-        for slot in range(self.slots_needed(self.count)):
+        for slot in range(self._slot_count()):
             if slot not in used:
                 return slot
         return 0  # cannot happen with slots_needed; sharing a slot is still safe (atomic adds)
@@ -125,12 +165,21 @@ class Supervisor:
     def _spawn(self) -> int:
         slot = self._free_slot()
         r, w = os.pipe()
-        pid = os.fork()
+        # Signals wait until the child has its own handlers: one sent to a worker that was
+        # just forked (SIGTTOU retiring the newest) would otherwise reach the supervisor's
+        # handler copied into the child, and be lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            raise
         if pid == 0:  # the worker
             os.close(r)
             code = 0
             try:
                 self._child_signals()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
                 def ready() -> None:
                     try:
@@ -148,6 +197,7 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         os.close(w)
         self.workers[pid] = _Worker(pid, time.monotonic(), r, slot)
         logger.info("started worker %d", pid)
@@ -248,6 +298,10 @@ class Supervisor:
             signum = self._signals.pop(0)
             if signum == signal.SIGCHLD:
                 continue  # reaped in every step
+            if signum in (signal.SIGTTIN, signal.SIGTTOU):
+                if not self.stopping:
+                    self._scale(1 if signum == signal.SIGTTIN else -1)
+                continue
             if signum == signal.SIGHUP:
                 if not self.stopping:
                     logger.info("SIGHUP: restarting the workers one by one")
@@ -259,6 +313,49 @@ class Supervisor:
                 continue
             logger.info("shutting down (signal %d): the workers drain", signum)
             self._stop()
+
+    def _scale(self, by: int) -> None:
+        """SIGTTIN: one worker more (forked by the next step); SIGTTOU: one fewer (the
+        newest drains and leaves), never below one."""
+        wanted = min(max(1, self.count + by), self.max_workers())
+        if wanted == self.count:
+            logger.info("keeping %d workers", self.count)
+            return
+        self.count = wanted
+        logger.info("scaling to %d workers", wanted)
+        if by < 0:
+            live = [w for w in self.workers.values() if not w.retiring]
+            if len(live) > wanted:
+                newest = max(live, key=lambda w: w.started)
+                self._retire(newest.pid)
+
+    def _retire(self, pid: int) -> None:
+        if pid == self.reload_new:
+            self.reload_new = None  # a roll's replacement scaled away: the roll forks another
+        if pid in self.reload_queue:
+            self.reload_queue.remove(pid)
+        self.workers[pid].retiring = True
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _check_rss(self, now: float) -> None:
+        if self.max_rss is None or now < self.rss_at:
+            return
+        self.rss_at = now + RSS_INTERVAL
+        for pid, worker in self.workers.items():
+            if worker.retiring or not worker.ready or pid in self.reload_queue:
+                continue
+            rss = resident_bytes(pid)
+            if rss is not None and rss > self.max_rss:
+                logger.warning(
+                    "worker %d uses %d MiB, above --max-worker-rss %d MiB: replacing it",
+                    pid,
+                    rss >> 20,
+                    self.max_rss >> 20,
+                )
+                self.reload_queue.append(pid)
 
     def _stop(self) -> None:
         if self.stopping:
@@ -284,6 +381,7 @@ class Supervisor:
                 self._kill_all(signal.SIGKILL)
                 self.kill_at = None
             return
+        self._check_rss(now)
         live = [w for w in self.workers.values() if not w.retiring]
         if self.reload_queue:
             if self.reload_new is None and now >= self.spawn_at:
@@ -293,8 +391,7 @@ class Supervisor:
                 old = self.reload_queue.pop(0)
                 self.reload_new = None
                 if old in self.workers:
-                    self.workers[old].retiring = True
-                    os.kill(old, signal.SIGTERM)
+                    self._retire(old)
                 if not self.reload_queue:
                     logger.info("all workers restarted")
             return
@@ -318,6 +415,8 @@ class Supervisor:
                     return self.exit_code
                 fds = [self._wake_r] + [w.ready_fd for w in self.workers.values() if not w.ready]
                 timeout = 0.1 if self.reload_queue or self.spawn_at > time.monotonic() else 1.0
+                if self.max_rss is not None:
+                    timeout = min(timeout, RSS_INTERVAL)
                 readable, _, _ = select.select(fds, [], [], timeout)
                 if self._wake_r in readable:
                     try:

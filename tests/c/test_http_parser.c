@@ -217,6 +217,14 @@ static void test_errors(void)
     TAP_EQ_INT(parse(" / HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_METHOD);
     TAP_EQ_INT(parse("G\xc3\x89T / HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_METHOD);
     TAP_EQ_INT(parse("GET\t/ HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_METHOD);
+    /* A byte that cannot be in a method is an error as soon as it arrives, without a line
+     * end (a TLS ClientHello on the plain port, binary garbage); a partial method waits. */
+    TAP_EQ_INT(parse_n("\x16\x03\x01\x00\xa5\x01", 6, &limits), HTTP_E_BAD_METHOD);
+    TAP_EQ_INT(parse_n("\x16", 1, &limits), HTTP_E_BAD_METHOD);
+    TAP_EQ_INT(parse_n("GET\x00", 4, &limits), HTTP_E_BAD_METHOD);
+    TAP_EQ_INT(parse_n("\r\nGE", 4, &limits), 0);
+    TAP_EQ_INT(parse_n("GET /", 5, &limits), 0);
+    TAP_EQ_INT(parse_n("GET\r", 4, &limits), 0);
 
     TAP_EQ_INT(parse("GET /a\x01 HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);
     TAP_EQ_INT(parse("GET /a\x7f HTTP/1.1\r\n" H11 "\r\n"), HTTP_E_BAD_TARGET);

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -272,6 +273,7 @@ def test_limit_concurrency_answers_503(cli) -> None:
         r = reader.read_response()
         assert r.status == 503 and r.body == b"Service Unavailable"
         assert r.header("connection") == "close" and reader.at_eof()
+        assert r.header("retry-after") == "1"
         s.close()
     finally:
         held.close()
@@ -378,15 +380,11 @@ def test_web_concurrency_sets_workers(cli) -> None:
 @pytest.mark.parametrize(
     "args, named",
     [
-        (["--reload"], "--reload"),
-        (["--ssl-keyfile", "k.pem"], "--ssl-keyfile"),
-        (["--ssl-certfile", "c.pem"], "--ssl-certfile"),
         (["--loop", "uvloop"], "--loop uvloop"),
         (["--http", "h11"], "--http h11"),
         (["--ws", "websockets"], "--ws websockets"),
         (["--interface", "wsgi"], "--interface wsgi"),
         (["--use-colors"], "--use-colors"),
-        (["--reload-dir", "."], "--reload-dir"),
     ],
 )
 def test_unsupported_flags_are_refused_by_name(tmp_path: Path, args, named) -> None:
@@ -600,3 +598,188 @@ def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:
             time.sleep(0.05)
     assert status == 307
     assert d.stop() == 0
+
+
+def test_options_from_data_bridge_environment_variables(cli) -> None:
+    env = {
+        "DATA_BRIDGE_ROOT_PATH": "/api",
+        "DATA_BRIDGE_ACCESS_LOG": "false",
+        "DATA_BRIDGE_HEADER": "X-A:1 X-B:2",
+        "DATA_BRIDGE_SERVER_HEADER": "0",
+    }
+    c = cli("cliapp:app", env=env)
+    r = c.wait_ready("/where")
+    assert r.json()["root_path"] == "/api"
+    assert r.headers["x-a"] == "1" and r.headers["x-b"] == "2"
+    assert "server" not in r.headers
+    # The command line wins over the environment.
+    d = cli("cliapp:app", "--root-path", "/v2", env=env)
+    assert d.wait_ready("/where").json()["root_path"] == "/v2"
+    assert c.stop() == 0 and d.stop() == 0
+    assert "data_bridge.access" not in c.output()
+
+
+def test_bad_environment_value_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "cliapp.py").write_text(APP)
+    for name, value in (("DATA_BRIDGE_WORKERS", "many"), ("DATA_BRIDGE_ACCESS_LOG", "maybe")):
+        r = subprocess.run(
+            [sys.executable, "-m", "data_bridge", "cliapp:app"],
+            cwd=tmp_path,
+            env=child_env(**{name: value}),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2 and name in r.stderr
+    assert "DATA_BRIDGE_" in run_cli(tmp_path, "--help").stdout
+
+
+def test_timeout_header_closes_a_slow_head_not_a_slow_body(cli) -> None:
+    c = cli("cliapp:app", "--timeout-header", "1")
+    c.wait_ready()
+    with socket.create_connection(("127.0.0.1", c.port), timeout=10) as slow:
+        # A head trickled one line every 0.3 s (slowloris) never completes: 408 and close
+        # after about a second (the sweep looks once a second), far before 30 s.
+        t0 = time.monotonic()
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        got = b""
+        while not got.endswith(b"\n") or b"408" not in got:
+            time.sleep(0.3)
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+                chunk = slow.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 408"), got
+        assert time.monotonic() - t0 < 4
+    with socket.create_connection(("127.0.0.1", c.port), timeout=10) as s:
+        # A complete head whose body comes later has the request timeout for the body.
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+        time.sleep(2.5)
+        s.sendall(b"{}")
+        assert Reader(s).read_response().status == 405
+    assert c.stop() == 0
+
+
+def test_access_log_json_format_and_control_characters(cli) -> None:
+    c = cli("cliapp:app", "--access-log-format", "json")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    # A trusted proxy (127.0.0.1 by default) names a client with control bytes in it.
+    s.sendall(
+        b"GET /where?x=%22 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ev\x9b[2Jil\x85x\r\n\r\n"
+        b"GET /missing HTTP/1.0\r\nHost: x\r\n\r\n"
+    )
+    reader = Reader(s)
+    assert reader.read_response().status == 200
+    assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    out = c.output()
+    entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(entries) >= 2, out
+    first, second = entries[-2:]
+    assert first["method"] == "GET" and first["path"] == "/where?x=%22"
+    assert first["status"] == 200 and first["http_version"] == "1.1"
+    assert first["client"].startswith("ev\\x9b[2Jil\\x85x")
+    assert "\x9b" not in out and "\x85" not in out
+    assert second == {**second, "client": f"127.0.0.1:{port}", "status": 404, "path": "/missing"}
+    assert second["http_version"] == "1.0" and second["time"].endswith("Z")
+    assert second["pid"] == c.proc.pid
+
+
+TIMEOUT_APP = textwrap.dedent(
+    """
+    import asyncio, time
+    from data_bridge.api import App
+
+    app = App()
+    cleaned = []
+
+    @app.get("/sleep")
+    async def sleep(t: float):
+        try:
+            await asyncio.sleep(t)
+        except asyncio.CancelledError:
+            cleaned.append(t)
+            raise
+        return {"slept": t}
+
+    @app.get("/blocking", threaded=True)
+    def blocking(t: float):
+        time.sleep(t)
+        return {"slept": t}
+
+    @app.get("/cleaned")
+    def was_cleaned():
+        return cleaned
+    """
+)
+
+
+def test_timeout_handler_answers_504_and_cancels(cli, tmp_path: Path) -> None:
+    (tmp_path / "timeoutapp.py").write_text(TIMEOUT_APP)
+    c = cli("timeoutapp:app", "--timeout-handler", "0.5")
+    c.wait_ready("/cleaned")
+    with httpx.Client(base_url=c.url, timeout=10) as client:
+        assert client.get("/sleep?t=0.1").json() == {"slept": 0.1}
+        t0 = time.monotonic()
+        r = client.get("/sleep?t=5")
+        assert r.status_code == 504 and r.json() == {"detail": "Gateway Timeout"}
+        assert time.monotonic() - t0 < 3
+        # The handler saw the cancellation; the keep-alive connection still serves.
+        assert client.get("/cleaned").json() == [5.0]
+        # A threaded def handler is answered 504 as well (its thread runs on: threads
+        # cannot be stopped; a plain def handler runs on the loop and is not bounded).
+        assert client.get("/blocking?t=1.5").status_code == 504
+        assert client.get("/sleep?t=0.1").status_code == 200
+    assert c.stop() == 0
+
+
+def test_access_log_from_workers_in_whole_lines(cli) -> None:
+    # Logging as the command line sets it up: the servers write the lines themselves, in
+    # batches; two workers share stdout and no line is cut or mixed with another.
+    c = cli("cliapp:app", "--workers", "2")
+    c.wait_ready()
+    targets = [f"/missing/{i}?pad={'x' * 150}" for i in range(400)]
+
+    def send(part: list[str]) -> None:
+        with httpx.Client(base_url=c.url, timeout=10) as client:
+            for t in part:
+                assert client.get(t).status_code == 404
+
+    threads = [threading.Thread(target=send, args=(targets[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert c.stop() == 0
+    out = c.output()
+    lines = [x for x in access_lines(out) if x[2].startswith("/missing/")]
+    assert sorted(x[2] for x in lines) == sorted(targets)
+    assert all(x[4] == "404" for x in lines)
+    assert out.count("data_bridge.access") == len(access_lines(out))
+
+
+def test_access_log_through_a_log_config(cli, tmp_path: Path) -> None:
+    # A logging configuration of the user's: records go through logging, its format applies.
+    config = {
+        "version": 1,
+        "formatters": {"f": {"format": "ACCESS %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+        "loggers": {"data_bridge.access": {"handlers": ["h"], "level": "INFO"}},
+    }
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    c = cli("cliapp:app", "--log-config", "log.json")
+    c.wait_ready()
+    httpx.get(c.url + "/where?x=1", timeout=5)
+    assert c.stop() == 0
+    assert re.search(
+        r'^ACCESS 127\.0\.0\.1:\d+ - "GET /where\?x=1 HTTP/1\.1" 200$', c.output(), re.M
+    )

@@ -553,3 +553,89 @@ def test_int_digit_boundaries() -> None:
         for x in (v, -v, I(v), I(-v)):
             assert dumps(x) == str(int(x)).encode()
     assert dumps([10**4 + i for i in range(-3, 3)]) == b"[9997,9998,9999,10000,10001,10002]"
+
+
+SPECIALS = ['"', "\\", "\x7f", "é", "中", "😀", *map(chr, range(0x20))]
+
+
+def test_short_ascii_strings_in_every_position() -> None:
+    """Compact ASCII strings of 0..16 characters take a path that reads the 16 bytes ending
+    at the string's end: every length, escapes at every index, as a top-level value, a key,
+    a member value and a list item, next to other values so that the separators show."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_=+()"
+    for n in range(0, 81):
+        base = alphabet[:n]
+        docs: list[Any] = [base, {base: base}, [base, base, 1, base], {"k": base, base: 2}]
+        for i in range(n):
+            for ch in SPECIALS:
+                s = base[:i] + ch + base[i + 1 :]
+                docs += [s, {s: s, "x": s}, [s, base, s], [1.5, s, None]]
+        for doc in docs:
+            assert dumps(doc) == std(doc), doc
+
+
+def test_str_subclasses_and_shared_strings_of_short_lengths() -> None:
+    """str subclasses keep their characters outside the object (not compact): they take
+    the general path. Interned and sliced strings behave as any other."""
+
+    class S(str):
+        pass
+
+    for n in range(0, 20):
+        for ch in ("a", '"', "\n", "é", "中"):
+            s = ch * n
+            sub = S(s)
+            assert dumps(sub) == std(s)
+            assert dumps([sub, s, sub]) == std([s, s, s])
+            assert dumps({sub: sub}) == std({s: s})
+        word = sys.intern(f"key{n}")
+        doc = {word: [word, word[1:], word[:-1]]}
+        assert dumps(doc) == std(doc)
+
+
+def test_lists_of_strings() -> None:
+    """A list's str items are written with their ',' in one step; mixed with every other
+    item type, empty, and nested."""
+    items: list[Any] = ["", "a", "é", "x" * 40, "中" * 17, 1, 2.5, None, True, [], {}, ["s"]]
+    for n in range(len(items) + 1):
+        assert dumps(items[:n]) == std(items[:n])
+        assert dumps(items[n:] + items[:n]) == std(items[n:] + items[:n])
+    assert dumps([["a", "b"], ["c"], []]) == std([["a", "b"], ["c"], []])
+    with pytest.raises(JSONEncodeError, match="lone surrogate"):
+        dumps(["ok", "\ud800"])
+
+
+def test_key_text_cache() -> None:
+    """Written keys are remembered by key object: repeated keys, more keys than slots,
+    keys made and dropped between calls (a new str may take a dropped one's address), and
+    keys the cache leaves alone (escapes, non-ASCII, longer than 32 characters, subclasses)."""
+
+    class S(str):
+        pass
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    for rnd in range(3):
+        fresh = [
+            "".join(alphabet[(i * 7 + j + rnd) % 26] for j in range(i % 37)) for i in range(700)
+        ]
+        doc = [{k: i for i, k in enumerate(fresh[s : s + 40])} for s in range(0, 700, 20)]
+        assert dumps(doc) == std(doc)
+        assert dumps(doc) == std(doc)
+        del fresh, doc
+    for n in range(0, 40):
+        keys = [
+            "k" * n,
+            ("q" * n)[: n // 2] + '"' + "q" * (n // 2),
+            "\n" * n,
+            "é" * n,
+            "中" * n,
+            S("s" * n),
+            "x" * n + "\x1f",
+        ]
+        doc = [{k: n for k in keys} for _ in range(3)]
+        assert dumps(doc) == std(doc)
+        assert dumps(doc, sort_keys=True) == std(doc, sort_keys=True)
+        assert dumps(doc, indent=2) == json.dumps(doc, ensure_ascii=False, indent=2).encode()
+    for i in range(2000):
+        key = f"key{i % 300}"
+        assert dumps({key: i, "id": i}) == std({key: i, "id": i})

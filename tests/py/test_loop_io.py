@@ -68,6 +68,20 @@ def test_remove_reader_stops_callbacks(loop, pair):
     assert got == []
 
 
+def test_stop_serving_removes_the_reader_and_closes(loop, pair):
+    """asyncio's selector loop has the private _stop_serving(sock), which CPython's
+    test_prompt_cancellation calls: PyLoop has it too."""
+    a, b = pair
+    got = []
+    loop.add_reader(a.fileno(), got.append, 1)
+    b.send(b"x")  # readable, but no longer watched once _stop_serving returns
+    loop._stop_serving(a)
+    assert a.fileno() == -1
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert got == []
+
+
 def test_add_writer_fires_when_writable(loop, pair):
     a, _ = pair
     got = []

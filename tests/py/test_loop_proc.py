@@ -44,6 +44,82 @@ def test_read_and_write_pipes(loop):
     assert rclosed and wclosed
 
 
+def test_write_eof_on_a_write_pipe_closes_it(loop):
+    """A write pipe has no half-close: write_eof() closes it once flushed, so the reader
+    sees EOF and the protocol gets connection_lost(None), as asyncio's write pipe does (a
+    subprocess reading its stdin to the end used to wait forever on PyLoop)."""
+
+    class Writer(asyncio.Protocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        rfd, wfd = os.pipe()
+        rpipe, wpipe = os.fdopen(rfd, "rb", 0), os.fdopen(wfd, "wb", 0)
+        wtr, writer = await loop.connect_write_pipe(Writer, wpipe)
+        assert wtr.can_write_eof()
+        wtr.write(b"all of it")
+        wtr.write_eof()
+        assert wtr.is_closing()
+        lost = await asyncio.wait_for(writer.lost, 5)
+        got = await loop.run_in_executor(None, rpipe.read)
+        rpipe.close()
+        return lost, got, wpipe.closed
+
+    lost, got, wclosed = loop.run_until_complete(main())
+    assert lost is None
+    assert got == b"all of it"
+    assert wclosed
+
+
+def test_subprocess_stdin_write_eof_ends_the_childs_input(loop):
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.out = bytearray()
+            self.lost = loop.create_future()
+
+        def pipe_data_received(self, fd, data):
+            self.out += data
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        code = "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"
+        transport, proto = await loop.subprocess_exec(Proto, sys.executable, "-c", code)
+        stdin = transport.get_pipe_transport(0)
+        stdin.write(b"echoed")
+        stdin.write_eof()
+        await asyncio.wait_for(proto.lost, 10)
+        transport.close()
+        return bytes(proto.out), transport.get_returncode()
+
+    assert loop.run_until_complete(main()) == (b"echoed", 0)
+
+
+def test_pipe_transports_have_one_direction(loop):
+    """asyncio's write pipe raises NotImplementedError for pause_reading() (its base
+    ReadTransport's), and its read pipe has no write(): PyLoop's pipes refuse the same."""
+
+    async def main():
+        rfd, wfd = os.pipe()
+        rpipe, wpipe = os.fdopen(rfd, "rb", 0), os.fdopen(wfd, "wb", 0)
+        rtr, _ = await loop.connect_read_pipe(asyncio.Protocol, rpipe)
+        wtr, _ = await loop.connect_write_pipe(asyncio.Protocol, wpipe)
+        with pytest.raises(NotImplementedError):
+            wtr.pause_reading()
+        with pytest.raises((NotImplementedError, AttributeError)):
+            rtr.write(b"wrong way")
+        rtr.close()
+        wtr.close()
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+
+
 def test_pipe_transport_rejects_regular_file(loop, tmp_path):
     f = open(tmp_path / "f", "wb")  # noqa: SIM115
 

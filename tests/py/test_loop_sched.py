@@ -301,6 +301,14 @@ def test_closed_loop_refuses_scheduling(loop):
         loop.call_soon_threadsafe(print)
 
 
+def test_closed_attribute_follows_close(loop):
+    """asyncio's BaseEventLoop and uvloop's Loop both expose _closed; uvloop's own tests
+    and some libraries read it instead of calling is_closed()."""
+    assert loop._closed is False
+    loop.close()
+    assert loop._closed is True
+
+
 def test_callback_can_cancel_itself(loop):
     out = []
     holder = {}
@@ -422,3 +430,17 @@ def test_no_source_traceback_outside_debug_mode(loop):
     assert handle._source_traceback is None
     assert "created at" not in repr(handle)
     handle.cancel()
+
+
+def test_debug_turned_on_by_a_callback_does_not_time_it(loop, caplog):
+    """asyncio times a callback only if debug was on when it started: one that turns
+    debug on is not reported as slow (PyLoop once reported it as taking the clock's whole
+    value in seconds)."""
+    loop.set_debug(False)
+    loop.slow_callback_duration = 0.05
+    loop.call_soon(loop.set_debug, True)
+    loop.call_soon(loop.stop)
+    with caplog.at_level("WARNING", logger="asyncio"):
+        loop.run_forever()
+    assert loop.get_debug()
+    assert not [r for r in caplog.records if "took" in r.getMessage()]

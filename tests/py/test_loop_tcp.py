@@ -2,6 +2,7 @@
 runs on asyncio's loop and on PyLoop (see loop_fixtures)."""
 
 import asyncio
+import contextvars
 import os
 import socket
 import ssl
@@ -99,6 +100,91 @@ def test_protocol_round_trip_and_events(loop):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_protocol_callbacks_run_in_the_transports_context(loop):
+    """The protocol factory of a server runs in the context current when it started
+    serving, and each transport's callbacks in a copy of the context it was made in (on
+    asyncio's loop, through the handles its transports register; PyLoop used to run them
+    in the loop's own context)."""
+    cvar: contextvars.ContextVar[str] = contextvars.ContextVar("cvar", default="outer")
+    seen: dict[str, str] = {}
+
+    class Proto(asyncio.Protocol):
+        def __init__(self, side: str) -> None:
+            seen[f"{side} factory"] = cvar.get()
+            self.side = side
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport):
+            seen[f"{self.side} made"] = cvar.get()
+            self.transport = transport
+
+        def data_received(self, data):
+            seen[f"{self.side} data"] = cvar.get()
+            if self.side == "server":
+                self.transport.write(data)
+                self.transport.write_eof()
+
+        def eof_received(self):
+            seen[f"{self.side} eof"] = cvar.get()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(None)
+
+    async def serve():
+        cvar.set("server")
+        return await loop.create_server(lambda: Proto("server"), "127.0.0.1", 0)
+
+    async def connect(port):
+        cvar.set("client")
+        return await loop.create_connection(lambda: Proto("client"), "127.0.0.1", port)
+
+    async def main():
+        server = await loop.create_task(serve())
+        port = server.sockets[0].getsockname()[1]
+        transport, client = await loop.create_task(connect(port))
+        transport.write(b"ping")
+        await asyncio.wait_for(client.lost, 5)
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert seen == {
+        "server factory": "server",
+        "server made": "server",
+        "server data": "server",
+        "server eof": "server",
+        "client factory": "client",
+        "client made": "client",
+        "client data": "client",
+        "client eof": "client",
+    }
+
+
+def test_connection_made_raising_is_reported_and_create_connection_returns(loop):
+    """In asyncio connection_made() and the waiter's wake-up are separate callbacks: one
+    that raises goes to the exception handler and create_connection() still returns."""
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            raise ZeroDivisionError("in connection_made")
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await asyncio.wait_for(
+            loop.create_connection(Proto, "127.0.0.1", port), 5
+        )
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return isinstance(proto, Proto)
+
+    assert loop.run_until_complete(main())
+    assert [type(e) for e in errors] == [ZeroDivisionError]
 
 
 def test_large_transfer_with_flow_control(loop):

@@ -2,6 +2,7 @@
 loop and on PyLoop with the same body and the same expectations."""
 
 import asyncio
+import contextvars
 import gc
 import os
 import socket
@@ -583,6 +584,59 @@ def test_udp_unix_datagram(loop, tmp_path):
     assert data == b"over unix"
     assert from_addr == spath
     assert names == (spath, spath)
+
+
+def test_udp_sendto_without_address_on_a_socketpair(loop):
+    """sendto(data) on an unnamed AF_UNIX socketpair() end (no peername to send to) goes to
+    the connected peer, as in uvloop (uvloop's test_udp test_socketpair)."""
+    if not is_pyloop(loop):
+        pytest.skip("asyncio 3.11 calls socket.sendto(data, None) there: TypeError")
+
+    async def main():
+        s1, s2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with s1, s2:
+            transport, _ = await loop.create_datagram_endpoint(Collector, sock=s1)
+            transport.sendto(b"to the peer")
+            got = await asyncio.wait_for(loop.run_in_executor(None, s2.recv, 100), 5)
+            transport.close()
+            await asyncio.sleep(0)
+            return got
+
+    assert loop.run_until_complete(main()) == b"to the peer"
+
+
+def test_udp_callbacks_run_in_the_endpoints_context(loop):
+    """connection_made and datagram_received run in a copy of the context the endpoint was
+    made in, as on asyncio's loop (its reader handle copies it); PyLoop's native UDP
+    transport used to run them in the loop's own context."""
+    cvar: contextvars.ContextVar[str] = contextvars.ContextVar("cvar", default="outer")
+    seen: list[tuple[str, str]] = []
+
+    class Proto(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.got = loop.create_future()
+
+        def connection_made(self, transport):
+            seen.append(("made", cvar.get()))
+
+        def datagram_received(self, data, addr):
+            seen.append(("data", cvar.get()))
+            self.got.set_result(data)
+
+    async def endpoint():
+        cvar.set("inner")
+        return await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+
+    async def main():
+        transport, proto = await loop.create_task(endpoint())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"ctx", transport.get_extra_info("sockname"))
+            await asyncio.wait_for(proto.got, 5)
+        transport.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert seen == [("made", "inner"), ("data", "inner")]
 
 
 def test_udp_endpoint_cycles_do_not_leak(loop):

@@ -311,13 +311,17 @@ def test_middleware_order_is_starlettes() -> None:
     assert other.get("/small", headers={"host": "evil.com"}).status_code == 307
 
 
-def test_unknown_middleware_is_refused() -> None:
+def test_other_middleware_classes_are_pure_asgi_middleware() -> None:
+    # (Served around the App's ASGI face: tests/py/test_api_asgi_middleware.py.)
     class Custom:
         def __init__(self, app: Any) -> None:
             self.app = app
 
-    with pytest.raises(TypeError, match="not supported"):
-        FastAPI().add_middleware(Custom)
+    app = FastAPI()
+    app.add_middleware(Custom)
+    assert app._asgi_middleware == [(Custom, (), {})]
+    with pytest.raises(TypeError, match="class or callable"):
+        app.add_middleware(42)  # type: ignore[arg-type]
 
 
 def test_gzip_streams_are_one_member_flushed_per_piece() -> None:

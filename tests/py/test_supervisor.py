@@ -113,11 +113,13 @@ def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
             httpx.get(c.url + "/crash", headers={"connection": "close"}, timeout=5)
         except httpx.TransportError:
             pass
+        # Reaped and replaced (the crashed worker may still show in /proc for a moment, so
+        # the count alone could be two before the supervisor saw the death).
+        wait_for(lambda: "exited with status 7; replacing it" in c.output(), what="the reaping")
         wait_for(lambda: len(worker_pids(c)) == 2, what="two workers again")
         assert c.stop() == 0
         out = c.output()
         assert f"worker {victim} killed by SIGKILL; replacing it" in out
-        assert "exited with status 7; replacing it" in out
     finally:
         cleanup(c)
 
@@ -351,6 +353,147 @@ def test_metrics_summed_over_workers(tmp_path: Path) -> None:
         assert m["data_bridge_requests_in_flight"] == 0
         assert m["data_bridge_requests_total"] >= 43
         assert m["data_bridge_requests_abandoned_total"] == 1
+        assert c.stop() == 0
+    finally:
+        cleanup(c)
+
+
+def test_sigttin_and_sigttou_scale_the_workers(tmp_path: Path) -> None:
+    c = start(tmp_path, "supapp:app", "--workers", "2")
+    try:
+        c.wait_ready()
+        wait_for(lambda: len(worker_pids(c)) == 2, what="two workers")
+        os.kill(c.proc.pid, signal.SIGTTIN)
+        wait_for(lambda: len(worker_pids(c)) == 3, what="a third worker")
+        first = worker_pids(c)
+        for _ in range(3):  # down to one, and never below
+            os.kill(c.proc.pid, signal.SIGTTOU)
+            time.sleep(0.2)
+        try:
+            wait_for(lambda: len(worker_pids(c)) == 1, what="one worker left")
+        except AssertionError:
+            raise AssertionError(c.output() + str(worker_pids(c))) from None
+        time.sleep(0.5)
+        (last,) = worker_pids(c)
+        assert last in first  # an old worker was kept, none replaced
+        assert httpx.get(c.url, timeout=5).json()["pid"] == last
+        assert c.stop() == 0
+        out = c.output()
+        assert "scaling to 3 workers" in out and "scaling to 1 workers" in out
+        assert "keeping 1 workers" in out
+    finally:
+        cleanup(c)
+
+
+GROW = """
+import asyncio, os
+from data_bridge.api import App
+
+app = App()
+hoard = []
+
+@app.get("/")
+def index():
+    return {"pid": os.getpid()}
+
+@app.get("/grow")
+def grow(mib: int):
+    hoard.append(b"x" * (mib << 20))
+    return {"pid": os.getpid()}
+
+@app.get("/slow")
+async def slow(t: float):
+    await asyncio.sleep(t)
+    return {"pid": os.getpid()}
+"""
+
+
+def test_max_worker_rss_replaces_the_worker_without_dropping_requests(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "growapp.py").write_text(GROW)
+    c = Cli(tmp_path, "growapp:app", "--max-worker-rss", "150")
+    try:
+        old = c.wait_ready().json()["pid"]
+        assert "with 1 workers" in c.output()
+        assert httpx.get(c.url + "/grow?mib=200", timeout=10).json()["pid"] == old
+        # A request in flight on the big worker is answered while it is replaced.
+        result: list[httpx.Response] = []
+        slow = threading.Thread(
+            target=lambda: result.append(httpx.get(c.url + "/slow?t=2.5", timeout=15))
+        )
+        slow.start()
+
+        def replaced() -> bool:
+            return httpx.get(c.url, timeout=5).json()["pid"] != old
+
+        wait_for(replaced, 10, "a replacement worker")
+        slow.join(15)
+        assert result and result[0].status_code == 200 and result[0].json()["pid"] == old
+        wait_for(lambda: old not in worker_pids(c), 10, "the old worker to leave")
+        assert c.stop() == 0
+        assert f"worker {old} uses" in c.output()
+    finally:
+        cleanup(c)
+
+
+ROUTES_APP = """
+import os, time
+from data_bridge.api import App
+
+app = App()
+
+@app.get("/items/{item_id}")
+def item(item_id: int):
+    return {"id": item_id}
+
+@app.post("/items")
+def create(body: dict):
+    return body
+
+@app.get("/block")
+def block(t: float):
+    time.sleep(t)  # blocks the loop: a lag
+    return {}
+"""
+
+
+def test_metrics_routes_latency_bytes_and_loop_lag(tmp_path: Path) -> None:
+    (tmp_path / "routesapp.py").write_text(ROUTES_APP)
+    c = Cli(tmp_path, "routesapp:app", "--workers", "2", "--metrics", "/metrics")
+    try:
+        c.wait_ready("/items/0")
+        sent = 0
+        with httpx.Client(base_url=c.url, timeout=5) as client:
+            for i in range(1, 11):
+                assert client.get(f"/items/{i}").status_code == 200
+            for _ in range(4):
+                assert client.get("/items/x").status_code == 422
+            for _ in range(3):
+                r = client.post(
+                    "/items", content=b'{"a": 1}', headers={"content-type": "application/json"}
+                )
+                assert r.status_code == 200
+                sent += len(r.content)
+            assert client.delete("/nope").status_code == 404
+            assert client.get("/block?t=1.6").status_code == 200
+        m = scrape(c)
+        route = 'data_bridge_route_responses_total{{method="{}",route="{}",status="{}"}}'
+        assert m[route.format("GET", "/items/{item_id}", "2xx")] == 11  # wait_ready's too
+        assert m[route.format("GET", "/items/{item_id}", "4xx")] == 4
+        assert m[route.format("POST", "/items", "2xx")] == 3
+        assert m[route.format("DELETE", "", "4xx")] == 1
+        assert m[route.format("GET", "/block", "2xx")] == 1
+        total = m["data_bridge_requests_total"]
+        assert total == 20
+        assert m['data_bridge_request_duration_seconds_bucket{le="+Inf"}'] == total
+        assert m["data_bridge_request_duration_seconds_count"] == total
+        assert m['data_bridge_request_duration_seconds_bucket{le="1"}'] == total - 1
+        assert m["data_bridge_request_duration_seconds_sum"] >= 1.6
+        assert m["data_bridge_received_bytes_total"] > 20 * 30
+        assert m["data_bridge_sent_bytes_total"] > 20 * 100 + sent
+        # The blocked worker's once-a-second timer ran late by most of the block.
+        assert m["data_bridge_loop_lag_seconds_total"] >= 0.5
         assert c.stop() == 0
     finally:
         cleanup(c)

@@ -2,13 +2,15 @@
 
 Run by another ASGI server (uvicorn, granian, hypercorn), mounted in a Starlette or
 FastAPI app, or called by an ASGI test tool (httpx's ASGITransport), the App keeps its
-native path: its server runs on a PyLoop in a thread of its own, and each ASGI request is
-written as HTTP/1.1 bytes into a socketpair that server adopts, so routing, binding,
-errors and documents are exactly the native ones. The response is read back from the
-socket and sent as ``http.response.start`` and ``http.response.body`` messages as it
-arrives (streams stay streams). This costs a thread hop and an HTTP round trip per request
-on top of the native path: serving the App with data-bridge itself (``data-bridge
-module:app``) is the fast way; this is the compatible one.
+native path: its server runs on a PyLoop in a thread of its own (or on the caller's loop
+when that is the PyLoop data-bridge serves on: an App behind pure ASGI middleware), and
+each ASGI request is written as HTTP/1.1 bytes into a socketpair that server adopts, so
+routing, binding, errors and documents are exactly the native ones. The response is read
+back from the socket and sent as ``http.response.start`` and ``http.response.body``
+messages as it arrives (streams stay streams). This costs a thread hop (none on the
+caller's loop) and an HTTP round trip per request on top of the native path: serving the
+App with data-bridge itself (``data-bridge module:app``) is the fast way; this is the
+compatible one.
 
 The lifespan protocol runs the App's startup and shutdown on that thread. Callers on
 asyncio (or uvloop) use their loop's socket methods; other async libraries (trio, through
@@ -28,19 +30,47 @@ from urllib.parse import quote
 
 from data_bridge import pyloop
 
-__all__ = ["AsgiBridge"]
+__all__ = ["AsgiBridge", "outer_scope"]
+
+# The ASGI scope of each request in flight through a bridge, by the descriptor of the
+# socketpair end the native server adopted for it: what outer middleware put in the scope
+# (Starlette's SessionMiddleware's "session", an auth middleware's "user") reaches the
+# native Request's ``scope`` (requests.py) through it.
+_OUTER_SCOPES: dict[int, dict[str, Any]] = {}
+
+
+def outer_scope(request: Any) -> dict[str, Any] | None:
+    """The ASGI scope the request came in with through the App's ASGI face, if any."""
+    if not _OUTER_SCOPES:
+        return None
+    fd = request._fd
+    return None if fd is None else _OUTER_SCOPES.get(fd)
+
 
 # Fields the calling server frames itself (RFC 9110 §7.6.1), or writes itself (Date).
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"date"}
 
 
 class AsgiBridge:
-    """The App's native server on a thread of its own, answering ASGI calls."""
+    """The App's native server on a thread of its own, answering ASGI calls; or, given
+    ``loop`` (the PyLoop the caller runs on: data-bridge serving an App behind pure ASGI
+    middleware, a TestClient), on that loop, with no thread hop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        loop: asyncio.AbstractEventLoop | None = None,
+        build_options: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
-        self.loop = pyloop.new_event_loop()
+        # More arguments of App.build_server (a TestClient's client address).
+        self._build_options = build_options or {}
         self._servers: dict[tuple[str, str], Any] = {}
+        self._thread: threading.Thread | None = None
+        if loop is not None:
+            self.loop = loop
+            return
+        self.loop = pyloop.new_event_loop()
         self._thread = threading.Thread(
             target=_run, args=(self.loop,), name="data-bridge-asgi", daemon=True
         )
@@ -57,9 +87,12 @@ class AsgiBridge:
             for server in self._servers.values():
                 server.close()
             self._servers.clear()
-            self.loop.call_later(0.1, self.loop.stop)
+            if self._thread is not None:
+                self.loop.call_later(0.1, self.loop.stop)
 
-        if not self.loop.is_closed():
+        if self._thread is None:
+            stop()
+        elif not self.loop.is_closed():
             self.loop.call_soon_threadsafe(stop)
 
     def _on_loop(self, func: Callable[[], Any]) -> concurrent.futures.Future[Any]:
@@ -72,6 +105,11 @@ class AsgiBridge:
         return asyncio.run_coroutine_threadsafe(run(), self.loop)
 
     async def _await(self, func: Callable[[], Any]) -> Any:
+        if self._thread is None:  # on the caller's own loop
+            result = func()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
         future = self._on_loop(func)
         if _on_asyncio():
             return await asyncio.wrap_future(future)
@@ -84,7 +122,9 @@ class AsgiBridge:
         server = self._servers.get(key)
         if server is None:
             server = await self._await(
-                lambda: self.app.build_server(self.loop, root_path=root_path or None, scheme=scheme)
+                lambda: self.app.build_server(
+                    self.loop, root_path=root_path or None, scheme=scheme, **self._build_options
+                )
             )
             self._servers[key] = server
         return server
@@ -113,6 +153,8 @@ class AsgiBridge:
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         server = await self._server(scope.get("root_path", ""), scheme)
         ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        _OUTER_SCOPES[fd] = scope
         try:
             ours.setblocking(False)
 
@@ -150,6 +192,9 @@ class AsgiBridge:
         finally:
             ours.close()
             theirs.close()
+            # The server may have closed its end and the number been reused meanwhile.
+            if _OUTER_SCOPES.get(fd) is scope:
+                del _OUTER_SCOPES[fd]
 
     async def _lifespan(
         self,

@@ -12,6 +12,7 @@ urlencoded body keep the native binder.
 from __future__ import annotations
 
 import inspect
+import io
 import tempfile
 import typing
 from collections.abc import Callable
@@ -34,6 +35,23 @@ def _media_type(request: Any) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def _spooled(data: bytes) -> tempfile.SpooledTemporaryFile[bytes]:
+    """A SpooledTemporaryFile holding data, as Starlette's UploadFile has one. Under the
+    spooling size its in-memory file is a BytesIO made on data itself: CPython's BytesIO
+    shares an initial bytes object until it is written to, and a read() of all of it
+    returns that object, so neither the spooling nor a handler's ``await file.read()``
+    copies the content. Larger content is written out (to disk) as before."""
+    spooled = tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
+    if len(data) <= UploadFile.spool_max_size and isinstance(
+        getattr(spooled, "_file", None), io.BytesIO
+    ):
+        spooled._file = io.BytesIO(data)  # type: ignore[attr-defined]
+    else:
+        spooled.write(data)
+        spooled.seek(0)
+    return spooled
+
+
 async def read_form(
     request: Any,
     max_files: int = 1000,
@@ -48,13 +66,15 @@ async def read_form(
     if cached is not None:
         return cached
     media_type = _media_type(request)
-    body = request._body
     items: list[tuple[str, Any]] = []
     if media_type == "multipart/form-data":
+        # A native Request is parsed from the connection's buffer (no bytes copy of the
+        # body is made for it).
+        source = request if isinstance(request, _core.Request) else request._body
         try:
             parts = _core.parse_multipart(
                 request.headers.get("content-type", ""),
-                body,
+                source,
                 max_files=max_files,
                 max_fields=max_fields,
                 max_part_size=max_part_size,
@@ -65,9 +85,7 @@ async def read_form(
             if filename is None:
                 items.append((name, data.decode("utf-8", "replace")))
                 continue
-            spooled = tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
-            spooled.write(data)
-            spooled.seek(0)
+            spooled = _spooled(data)
             lowered = [(k.lower(), v) for k, v in headers]
             items.append(
                 (
@@ -78,6 +96,7 @@ async def read_form(
                 )
             )
     elif media_type == "application/x-www-form-urlencoded":
+        body = request._body
         items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         _check_urlencoded(body, max_fields, max_part_size)
     form = FormData(items)

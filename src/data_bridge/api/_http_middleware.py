@@ -21,6 +21,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from data_bridge.api import _foreign
 from data_bridge.api.depends import BINDING_ERRORS
 from data_bridge.api.exceptions import HTTPException, RequestValidationError
 from data_bridge.api.requests import Request
@@ -35,6 +36,8 @@ def _to_response(value: Any, response_class: type[Response], status_code: int) -
     """The Response the native layer would have written for a route's value."""
     if isinstance(value, Response):
         return value
+    if _foreign.FOREIGN_RESPONSE is not None and isinstance(value, _foreign.FOREIGN_RESPONSE):
+        return _foreign.native_response(value)  # a Starlette response (a compiled FastAPI app)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Response(
             bytes(value), status_code=status_code, media_type="application/octet-stream"

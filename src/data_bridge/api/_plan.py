@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from data_bridge import _core
+from data_bridge.api._foreign import native_default, native_hints
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api.params import Param
 
@@ -411,6 +412,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
         hints = typing.get_type_hints(handler, include_extras=True)
     except Exception as exc:  # an unresolvable forward reference
         raise RouteDefinitionError(f"cannot resolve annotations of {where}: {exc}") from exc
+    hints = native_hints(hints)
     names = path_param_names(path)
     if len(set(names)) != len(names):
         raise RouteDefinitionError(f"duplicate path parameter in {path!r}")
@@ -424,7 +426,7 @@ def build_plan(path: str, handler: Callable[..., Any]) -> list[ParamSpec]:
         if param.kind is param.POSITIONAL_ONLY:
             raise RouteDefinitionError(f"positional-only parameters are not supported ({where})")
         pwhere = f"parameter {param.name!r} of {where}"
-        raw_default = Ellipsis if param.default is param.empty else param.default
+        raw_default = Ellipsis if param.default is param.empty else native_default(param.default)
         raw_annotation = hints.get(param.name, str)
         annotation, marker, default = _marker_of(raw_annotation, raw_default)
         extras = _annotated_extras(raw_annotation)

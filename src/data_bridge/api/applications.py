@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 from data_bridge import _core
 from data_bridge import _serve as _serving
+from data_bridge.api._foreign import is_foreign_http_exception
 from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
 from data_bridge.api.background import exception_sinks, report_exception, start_background
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
-from data_bridge.api.exception_handlers import validation_error_response
+from data_bridge.api.exception_handlers import http_exception_response, validation_error_response
 from data_bridge.api.exceptions import (
     FastAPIDeprecationWarning,
     HTTPException,
@@ -154,6 +155,9 @@ class Limits:
     max_headers: int = 100
     keepalive_timeout: float = 5.0
     request_timeout: float = 30.0
+    # Seconds a file body (FileResponse, StaticFiles) waits for a client that reads none of
+    # it before its connection closes (nginx's send_timeout).
+    send_timeout: float = 60.0
     backlog: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -261,6 +265,9 @@ class FastAPI(APIRouter):
         # @app.middleware("http") / BaseHTTPMiddleware: dispatch(request, call_next)
         # callables, outermost first, run around each route (_http_middleware.py).
         self._http_middleware: list[Any] = []
+        # Pure ASGI middleware (app.add_middleware of any other class): (class, args,
+        # options), outermost first; they wrap the App's ASGI face (_asgi_bridge.py).
+        self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -294,11 +301,14 @@ class FastAPI(APIRouter):
     # Registration: route/get/post/put/patch/delete/include_router come from APIRouter.
 
     def add_middleware(self, middleware_class: type[Any], *args: Any, **options: Any) -> None:
-        """FastAPI's ``app.add_middleware``. The request path is native, so there is no
-        generic middleware stack: the middleware supported are policies the server applies
-        (CORSMiddleware, GZipMiddleware, TrustedHostMiddleware, HTTPSRedirectMiddleware);
-        anything else is refused rather than silently ignored. As in Starlette, the last
-        one added is the outermost."""
+        """FastAPI's ``app.add_middleware``. CORSMiddleware, GZipMiddleware,
+        TrustedHostMiddleware and HTTPSRedirectMiddleware are policies the server applies
+        natively; BaseHTTPMiddleware (and ``@app.middleware("http")``) runs around each
+        route after native parsing, routing and binding. Any other class is a pure ASGI
+        middleware, ``cls(app, *args, **options)``: the App is then served through its
+        ASGI face with the middleware around it (outside the native ones), each request
+        still parsed, routed and bound in C behind it. As in Starlette, the last one added
+        is the outermost."""
         if isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware):
             self._native_middleware = [
                 mw for mw in self._native_middleware if not isinstance(mw, CORSMiddleware)
@@ -313,22 +323,31 @@ class FastAPI(APIRouter):
         if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
             self._native_middleware.insert(0, middleware_class(None, *args, **options))
             return
-        raise TypeError(
-            f"{middleware_class!r} is not supported: data-bridge applies CORSMiddleware, "
-            "GZipMiddleware, TrustedHostMiddleware and HTTPSRedirectMiddleware natively "
-            "and has no generic middleware stack"
-        )
+        if not callable(middleware_class):
+            raise TypeError(f"middleware must be a class or callable, got {middleware_class!r}")
+        self._asgi_middleware.insert(0, (middleware_class, args, options))
+        self.__dict__.pop("_asgi_stack", None)
+
+    def _asgi_chain(self, inner: Any) -> Any:
+        """The pure ASGI middleware around ``inner`` (the App's ASGI face)."""
+        app = inner
+        for cls, args, options in reversed(self._asgi_middleware):
+            app = cls(app, *args, **options)
+        return app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The App as an ASGI 3 application (under another ASGI server, mounted in
         Starlette/FastAPI, or with httpx's ASGITransport): the native path on a thread of
         its own (_asgi_bridge.py)."""
-        bridge = self.__dict__.get("_asgi_bridge")
-        if bridge is None:
+        stack = self.__dict__.get("_asgi_stack")
+        if stack is None:
             from data_bridge.api._asgi_bridge import AsgiBridge
 
-            bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
-        await bridge(scope, receive, send)
+            bridge = self.__dict__.get("_asgi_bridge")
+            if bridge is None:
+                bridge = self.__dict__["_asgi_bridge"] = AsgiBridge(self)
+            stack = self.__dict__["_asgi_stack"] = self._asgi_chain(bridge)
+        await stack(scope, receive, send)
 
     def middleware(self, middleware_type: str) -> Callable[[Any], Any]:
         """FastAPI's ``@app.middleware("http")``: ``async def func(request, call_next)``
@@ -369,8 +388,8 @@ class FastAPI(APIRouter):
     def _handler_for(self, exc: BaseException) -> Callable[..., Any] | None:
         """The most specific handler registered for exc's class (or, for an HTTPException,
         its status code); None when there is none."""
-        if isinstance(exc, HTTPException):
-            handler = self._exception_handlers.get(exc.status_code)
+        if isinstance(exc, HTTPException) or is_foreign_http_exception(exc):
+            handler = self._exception_handlers.get(exc.status_code)  # type: ignore[attr-defined]
             if handler is not None:
                 return handler
         for cls in type(exc).__mro__:
@@ -388,6 +407,10 @@ class FastAPI(APIRouter):
         if handler is None:
             if isinstance(exc, RequestValidationError):
                 return validation_error_response(exc)
+            if is_foreign_http_exception(exc):
+                # Starlette's HTTPException (raised in an unmodified FastAPI app): answered
+                # as ours.
+                return http_exception_response(exc)  # type: ignore[arg-type]
             return NotImplemented
         result = handler(request, exc)
         if inspect.isawaitable(result):
@@ -436,6 +459,7 @@ class FastAPI(APIRouter):
             max_headers=limits.max_headers,
             keepalive_timeout=limits.keepalive_timeout,
             request_timeout=limits.request_timeout,
+            send_timeout=limits.send_timeout,
             backlog=limits.backlog,
             redirect_slashes=self.redirect_slashes,
             **{"ws_max_size": self.ws_max_size, **(server_options or {})},
@@ -508,6 +532,9 @@ class FastAPI(APIRouter):
                 max_body_size=(
                     route.max_body_size if route.max_body_size is not None else limits.max_body
                 ),
+                # A StaticFiles route answered by the server skips the route's callable, so
+                # not when @app.middleware("http") must run around it.
+                file_cache=None if self._http_middleware else getattr(route, "file_cache", None),
             )
             if is_ws:
                 server.set_request_class(request_class)
@@ -600,6 +627,7 @@ class FastAPI(APIRouter):
             self._cors is not None,
             len(self._native_middleware),
             len(self._http_middleware),
+            len(self._asgi_middleware),
             tuple(id(app) for _, app, _ in self.mounts),
         )
 
@@ -712,7 +740,8 @@ class FastAPI(APIRouter):
 
         ``workers`` > 1 forks that many supervised processes sharing one listening socket.
         Other keyword arguments are those of ``data_bridge._serve.Config`` (uvicorn's
-        options) or set ``Limits`` fields (max_body, keepalive_timeout, ...).
+        options, e.g. ``ssl_certfile``/``ssl_keyfile`` for HTTPS) or set ``Limits`` fields
+        (max_body, keepalive_timeout, ...).
         """
         _serving.serve(
             self,

@@ -12,36 +12,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from data_bridge import __version__
 from data_bridge._serve import LOG_LEVELS, Config, serve_config
+from data_bridge._tls import SSL_PROTOCOL_VERSION
 from data_bridge.api.applications import App
 
 # uvicorn options not supported yet, refused when given: name -> what is missing. Those
 # with a value are accepted at their default (the value uvicorn itself would use).
 UNSUPPORTED_FLAGS = {
-    "--reload": "auto-reload",
     "--http2": "HTTP/2",
     "--reset-contextvars": "fresh contextvars per request (each request already runs in "
     "a copy of the context)",
     "--use-colors": "colourised logs",
 }
 UNSUPPORTED_VALUES = {
-    "--reload-dir": "auto-reload",
-    "--reload-include": "auto-reload",
-    "--reload-exclude": "auto-reload",
-    "--reload-delay": "auto-reload",
-    "--ssl-keyfile": "TLS",
-    "--ssl-certfile": "TLS",
-    "--ssl-keyfile-password": "TLS",
-    "--ssl-version": "TLS",
-    "--ssl-cert-reqs": "TLS",
-    "--ssl-ca-certs": "TLS",
-    "--ssl-ciphers": "TLS",
     "--h11-max-incomplete-event-size": "h11",
     "--timeout-worker-healthcheck": "worker health checks",
 }
@@ -150,10 +141,66 @@ def _add_ws_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+ENV_PREFIX = "DATA_BRIDGE_"
+ENV_HELP = (
+    "Every option can also come from an environment variable: DATA_BRIDGE_ and the option's "
+    "long name in capitals with '-' as '_' (DATA_BRIDGE_PORT=9000, DATA_BRIDGE_ACCESS_LOG="
+    "false); a flag takes true/false/1/0/yes/no, a repeatable option values separated by "
+    "spaces (the command line's add to them). The command line wins over the environment."
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_name(action: argparse.Action) -> str:
+    """The environment variable of an option: its first long name, DATA_BRIDGE_ first."""
+    long = next(o for o in action.option_strings if o.startswith("--"))
+    return ENV_PREFIX + long[2:].upper().replace("-", "_")
+
+
+def _env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Sets the defaults of the parser's options from DATA_BRIDGE_* variables (as uvicorn's
+    UVICORN_* through click's auto_envvar_prefix)."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        if action.help == argparse.SUPPRESS:
+            continue
+        name = env_name(action)
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        try:
+            action.default = _env_value(action, raw)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            parser.error(f"{name}={raw!r}: {exc}")
+
+
+def _env_value(action: argparse.Action, raw: str) -> Any:
+    def convert(text: str) -> Any:
+        value = action.type(text) if callable(action.type) else text
+        if action.choices is not None and value not in action.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, action.choices))}")
+        return value
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(action, argparse._AppendAction):
+        return [convert(part) for part in raw.split()]
+    return convert(raw)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser, its defaults taken from ``environ`` (the process's
+    environment by default) where a DATA_BRIDGE_* variable is set."""
     p = argparse.ArgumentParser(
         prog="data-bridge",
         description=__doc__,
+        epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     on_off = argparse.BooleanOptionalAction
@@ -174,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=tuple(LOG_LEVELS), default="info")
     p.add_argument(
         "--access-log", action=on_off, default=True, help="the access log (uvicorn.access)"
+    )
+    p.add_argument(
+        "--access-log-format",
+        choices=("uvicorn", "json"),
+        default="uvicorn",
+        help="ours: the access log's lines, uvicorn's text or one JSON object a line (time, "
+        "client, method, path, http_version, status, pid) on stdout",
     )
     p.add_argument(
         "--proxy-headers",
@@ -203,7 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="requests after which a worker exits (and is replaced)",
     )
-    p.add_argument("--limit-max-requests-jitter", type=int, default=0)
+    p.add_argument(
+        "--limit-max-requests-jitter",
+        "--max-requests-jitter",
+        dest="limit_max_requests_jitter",
+        type=int,
+        default=0,
+        help="a random 0..N added to --limit-max-requests per worker, so that workers "
+        "started together are not recycled together",
+    )
     p.add_argument(
         "--timeout-keep-alive",
         "--keepalive-timeout",
@@ -227,6 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a default response header NAME:VALUE (repeatable)",
     )
     _add_ws_options(p)
+    # TLS, as uvicorn's options (names, defaults, help); data_bridge._tls.
+    p.add_argument("--ssl-keyfile", default=None, help="SSL key file")
+    p.add_argument("--ssl-certfile", default=None, help="SSL certificate file")
+    p.add_argument("--ssl-keyfile-password", default=None, help="SSL keyfile password")
+    p.add_argument(
+        "--ssl-version",
+        type=int,
+        default=SSL_PROTOCOL_VERSION,
+        help="SSL version to use (see stdlib ssl module's) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        default=0,
+        help="Whether client certificate is required (see stdlib ssl module's) "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--ssl-ca-certs", default=None, help="CA certificates file")
+    p.add_argument(
+        "--ssl-ciphers",
+        default=None,
+        help="Ciphers to use (see stdlib ssl module's). Defaults to OpenSSL's safe defaults.",
+    )
     p.add_argument("--version", action="version", version=f"data-bridge {__version__}")
     p.add_argument("--app-dir", default="", help="look for APP in this directory")
     p.add_argument("--factory", action="store_true", help="APP is a () -> app factory")
@@ -237,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-use-colors", action="store_true", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED_VALUES:
         p.add_argument(flag, action="append", help=argparse.SUPPRESS)
+    _add_reload_options(p)
     # Ours.
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
     p.add_argument(
@@ -245,7 +331,85 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="answer GET PATH with Prometheus metrics summed over the workers (off by default)",
     )
+    p.add_argument(
+        "--native",
+        action=on_off,
+        default=True,
+        help="compile an unmodified FastAPI app's routes to native ones (on by default)",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="list which routes of a FastAPI app take the native path and why the others "
+        "do not, then exit",
+    )
+    p.add_argument(
+        "--timeout-header",
+        type=float,
+        default=None,
+        help="seconds a request head has to arrive once its first byte came; slower "
+        "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
+    )
+    p.add_argument(
+        "--timeout-handler",
+        type=float,
+        default=None,
+        help="seconds a route's handler may run; then it is cancelled and the request "
+        "answered 504 (default: as long as it takes)",
+    )
+    p.add_argument(
+        "--health",
+        action="store_true",
+        help="answer GET /health (liveness) and GET /ready (readiness: 503 while draining "
+        "or while a data_bridge.health check fails) before the routes, for probes",
+    )
+    p.add_argument(
+        "--max-worker-rss",
+        type=int,
+        metavar="MIB",
+        default=None,
+        help="a worker whose resident memory passes MIB MiB is replaced: its successor "
+        "starts, then it finishes its requests and exits (runs a supervisor even with one "
+        "worker)",
+    )
+    _env_defaults(p, os.environ if environ is None else environ)
     return p
+
+
+def _add_reload_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a watched file changes (development; one process)",
+    )
+    p.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        default=[],
+        help="a directory to watch (repeatable; default: the current directory)",
+    )
+    p.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action="append",
+        default=[],
+        help="a glob of files to watch (repeatable; default: '*.py')",
+    )
+    p.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action="append",
+        default=[],
+        help="a glob of files and directories not to watch (repeatable; default: '.*', "
+        "'.py[cod]', '.sw.*', '~*')",
+    )
+    p.add_argument(
+        "--reload-delay",
+        type=float,
+        default=0.25,
+        help="seconds between two looks at the watched files",
+    )
 
 
 def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -266,6 +430,8 @@ def _refuse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             )
     if args.uds is not None and args.fd is not None:
         parser.error("--uds and --fd cannot be used together")
+    if args.reload and (args.workers or 0) > 1:
+        parser.error("--reload runs one server process: it cannot be used with --workers")
 
 
 def _load_env_file(path: str) -> None:
@@ -299,6 +465,18 @@ def _load_log_config(path: str) -> None:
         logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
+def _explain(app: object) -> None:
+    from data_bridge.api._fastapi_native import compile_fastapi, is_fastapi_app
+    from data_bridge.api.applications import App
+
+    if is_fastapi_app(app):
+        print(compile_fastapi(app).explain())
+    elif isinstance(app, App):
+        print("a data-bridge App: every route takes the native path")
+    else:
+        print("an ASGI application: served through the ASGI driver")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -311,8 +489,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     app_dir = os.path.abspath(args.app_dir or os.getcwd())
     if app_dir not in sys.path:
         sys.path.insert(0, app_dir)
-    app = load_app(args.app, factory=args.factory)
     workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
+    if args.reload:
+        workers = 1
     config = Config(
         host=args.host,
         port=args.port,
@@ -338,16 +517,66 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_ping_interval=args.ws_ping_interval,
         ws_ping_timeout=args.ws_ping_timeout,
         ws_per_message_deflate=args.ws_per_message_deflate,
+        native=args.native,
+        timeout_header=args.timeout_header,
+        max_worker_rss=args.max_worker_rss,
+        access_log_format=args.access_log_format,
+        health=args.health,
+        timeout_handler=args.timeout_handler,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile_password=args.ssl_keyfile_password,
+        ssl_version=args.ssl_version,
+        ssl_cert_reqs=args.ssl_cert_reqs,
+        ssl_ca_certs=args.ssl_ca_certs,
+        ssl_ciphers=args.ssl_ciphers,
         limits={
             "max_body": args.max_body,
             "keepalive_timeout": args.timeout_keep_alive,
             "backlog": args.backlog,
         },
     )
+    if args.explain:
+        _explain(load_app(args.app, factory=args.factory))
+        return
+    if args.reload:
+        _reload(args, config)
+        return
+    if args.reload_dirs or args.reload_includes or args.reload_excludes:
+        logging.getLogger("data_bridge").warning("--reload-* options without --reload: ignored")
+    app = load_app(args.app, factory=args.factory)
     try:
         serve_config(app, config)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _reload(args: argparse.Namespace, config: Config) -> None:
+    """--reload: this process binds the socket and watches; each server process it forks
+    imports the application afresh (``data_bridge._reload``)."""
+    from data_bridge._reload import Reloader, Watcher
+    from data_bridge._serve import bind_socket, configure_logging
+
+    try:
+        config.server_options()
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    configure_logging(config.log_level)
+    watcher = Watcher(args.reload_dirs, args.reload_includes, args.reload_excludes)
+    sock = bind_socket(config)
+
+    def serve(sock: socket.socket) -> None:
+        try:
+            serve_config(load_app(args.app, factory=args.factory), config, sock=sock)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    try:
+        code = Reloader(serve, sock, watcher, args.reload_delay).run()
+    finally:
+        sock.close()
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,12 @@ class QueryParams(Mapping[str, str]):
     def multi_items(self) -> list[tuple[str, str]]:
         return list(self._list)
 
+    def __str__(self) -> str:
+        # As Starlette's: the query string again (urlencoded), e.g. for building URLs.
+        return urlencode(self._list)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._list!r})"
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class Address(NamedTuple):

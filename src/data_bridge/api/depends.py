@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_bridge.api import _foreign
+from data_bridge.api._foreign import native_default, native_hints
 from data_bridge.api._forms import (
     bind_form_fields,
     form_field,
@@ -306,11 +308,15 @@ class _Flattener:
             raise RouteDefinitionError(
                 f"cannot resolve annotations of {call!r} ({self.where}): {exc}"
             ) from exc
+        hints = native_hints(hints)
         kind = _kind_of(call, target)
         if scope is None and kind in ("gen", "agen"):
             scope = "request"
         node = _Node(call, use_cache, kind=kind, scopes=scopes, scope=scope)
         for p in inspect.signature(call).parameters.values():
+            default = native_default(p.default)
+            if default is not p.default:
+                p = p.replace(default=default)
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
                 raise RouteDefinitionError(
                     f"*args/**kwargs and positional-only parameters are not supported in "
@@ -583,6 +589,8 @@ def with_dependencies(
                 result = handler(**kwargs)
             if inspect.isawaitable(result):
                 result = await result
+            if _foreign.FOREIGN_RESPONSE is not None:
+                result = _foreign.convert_result(result)
             # Inside the function scope, as in FastAPI: a response model's validation error
             # reaches the generators too.
             if responder is not None and (sub_response is not None or not trivial):
@@ -677,12 +685,13 @@ def with_dependencies(
         for node in side:
             visit(node)
         visit(root)
-        seen: set[str] = set()
+        # A parameter reached through several dependencies is reported at each, as
+        # FastAPI does: a dependency that failed is not cached, so every place that needs
+        # it solves (and reports) it again.
+        listed = set(order)
         out: list[dict[str, Any]] = []
-        for leaf in [*order, *grouped]:
-            if leaf not in seen:
-                seen.add(leaf)
-                out += [{**e, "loc": tuple(e["loc"])} for e in grouped.get(leaf, [])]
+        for leaf in [*order, *(g for g in grouped if g not in listed)]:
+            out += [{**e, "loc": tuple(e["loc"])} for e in grouped.get(leaf, [])]
         return out
 
     # Nodes (dependencies) that run when binding failed need their parameters mapped to

@@ -67,11 +67,16 @@ class Request(_core.Request):
             self.__dict__["_cookies"] = cached
         return cached
 
+    # The App whose lifespan state requests start with, when request.app is another
+    # object (the FastAPI app of a compiled one: api/_fastapi_native.py).
+    _state_app: Any = None
+
     @property
     def state(self) -> State:
         cached = self.__dict__.get("_state")
         if cached is None:
-            initial = getattr(self.app, "_lifespan_state", None) or {}
+            owner = self._state_app if self._state_app is not None else self.app
+            initial = getattr(owner, "_lifespan_state", None) or {}
             cached = self.__dict__["_state"] = State(dict(initial))
         return cached
 
@@ -141,6 +146,29 @@ class Request(_core.Request):
             cached = self.__dict__["_scope"] = _ScopeView(self)
         return cached
 
+    # Starlette's views of what middleware put in the scope.
+    @property
+    def session(self) -> dict[str, Any]:
+        if "session" not in self.scope:
+            raise AssertionError("SessionMiddleware must be installed to access request.session")
+        return self.scope["session"]  # type: ignore[no-any-return]
+
+    @property
+    def auth(self) -> Any:
+        if "auth" not in self.scope:
+            raise AssertionError(
+                "AuthenticationMiddleware must be installed to access request.auth"
+            )
+        return self.scope["auth"]
+
+    @property
+    def user(self) -> Any:
+        if "user" not in self.scope:
+            raise AssertionError(
+                "AuthenticationMiddleware must be installed to access request.user"
+            )
+        return self.scope["user"]
+
     async def body(self) -> bytes:
         """The whole request body (already received before the handler ran)."""
         return self._body
@@ -208,6 +236,14 @@ class _ScopeView(Mapping[str, Any]):
             "app": request.app,
             "state": request.state,
         }
+        # Reached through the App's ASGI face: what outer ASGI middleware added to the
+        # scope (a session, a user, auth, their own keys) is part of it.
+        from data_bridge.api._asgi_bridge import outer_scope
+
+        outer = outer_scope(request)
+        if outer:
+            for key, value in outer.items():
+                self._data.setdefault(key, value)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]

@@ -451,6 +451,11 @@ class FileResponse(StreamingResponse):
 
     # The server passes the request's Range, If-Range and method to _stream_head.
     _ranged_head = True
+    # Set by _stream_head when the body is the file's bytes: (path, [(text, start, end),
+    # ...]), each segment some literal text then the file's bytes [start, end). The server
+    # opens the path and sends the segments with sendfile(2) (csrc/server/sendfile.c);
+    # body_iterator stays for a server that streams instead (GZip, a background task).
+    _file_body: tuple[str, list[tuple[bytes, int, int]]] | None = None
 
     def _stream_head(
         self, range_value: str | None = None, if_range: str | None = None, method: str = "GET"
@@ -474,12 +479,12 @@ class FileResponse(StreamingResponse):
             or method.upper() not in ("GET", "HEAD")
             or (if_range is not None and not self._if_range_matches(if_range))
         ):
-            return super()._stream_head()
+            return self._whole_head()
         from data_bridge import _core
 
         kind, value = _core.parse_range(range_value, st.st_size)
         if kind == "ignore":
-            return super()._stream_head()
+            return self._whole_head()
         if kind == "malformed":
             body = value.encode()
             self._replace_body([body])
@@ -497,6 +502,7 @@ class FileResponse(StreamingResponse):
             self._replace_body(self._read_range(start, end))
             headers = [(k, v) for k, v in headers if k != "content-range"]
             headers.append(("content-range", f"bytes {start}-{end - 1}/{st.st_size}"))
+            self._file_body = (self.path, [(b"", start, end)])
             return 206, headers, end - start
         boundary = secrets.token_hex(13)
         media = dict(headers).get("content-type", "text/plain")
@@ -512,9 +518,24 @@ class FileResponse(StreamingResponse):
         )
         length += 4 + len(boundary)
         self._replace_body(self._read_ranges(value, parts, boundary))
+        # multipart/byteranges (RFC 9110 §14.6): each part's CRLF goes before the next
+        # part's delimiter, the close delimiter is the last segment.
+        segments = [
+            (b"\r\n" + part if i else part, start, end)
+            for i, (part, (start, end)) in enumerate(zip(parts, value, strict=True))
+        ]
+        segments.append((f"\r\n--{boundary}--".encode("latin-1"), 0, 0))
+        self._file_body = (self.path, segments)
         headers = [(k, v) for k, v in headers if k != "content-type"]
         headers.append(("content-type", f"multipart/byteranges; boundary={boundary}"))
         return 206, headers, length
+
+    def _whole_head(self) -> tuple[int, list[tuple[str, str]], int | None]:
+        """The head of the whole file; its body is the file's first Content-Length bytes
+        (its size when stat()ed, unless the application declared another length)."""
+        status, headers, length = super()._stream_head()
+        self._file_body = (self.path, [(b"", 0, length or 0)])
+        return status, headers, length
 
     def _if_range_matches(self, if_range: str) -> bool:
         """RFC 9110 §13.1.5: a strong validator equal to the file's ETag or its

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
+from data_bridge import _core
+from data_bridge.api import _foreign
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
@@ -343,6 +345,9 @@ class _MountRoute(APIRoute):
     """The route of a mounted StaticFiles."""
 
     mount_prefix = ""
+    # The StaticFiles' _core.FileCache: the server answers the files it served before
+    # without calling the route (csrc/app/files_cache.c).
+    file_cache: Any = None
 
     def url_path_for(self, name: str, **path_params: Any) -> str | None:
         if name != self.name or set(path_params) != {"path"}:
@@ -487,6 +492,8 @@ class _Responder:
         return self._serialize_data(item) + b"\n"
 
     def __call__(self, result: Any, sub_response: Response | None) -> Any:
+        if _foreign.FOREIGN_RESPONSE is not None:
+            result = _foreign.convert_result(result)
         if self.stream and not isinstance(result, Response):
             status = self.status_code
             if sub_response is not None and sub_response._status_set:
@@ -579,8 +586,8 @@ def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:
     if typing.get_origin(model) is list:
         args = typing.get_args(model)
         if len(args) == 1 and is_model(args[0]):
-            item = args[0]
-            return lambda value: type(value) is list and all(type(v) is item for v in value)
+            item, exact = args[0], _core.list_of_exact
+            return lambda value: exact(value, item)
     return None
 
 
@@ -1000,6 +1007,7 @@ class APIRouter:
             include_in_schema=False,
         )
         route.mount_prefix = prefix
+        route.file_cache = files.file_cache
         self.routes.append(route)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> str:

@@ -7,6 +7,12 @@ streaming writer (FileResponse: Content-Length, Last-Modified, ETag), and answer
 the request's If-None-Match or If-Modified-Since says the client has it (RFC 9110 §13.1).
 ``html=True`` serves ``index.html`` for a directory (redirecting ``/dir`` to ``/dir/``)
 and ``404.html`` for a missing file. Other methods than GET and HEAD get 405.
+
+Each file served is remembered in ``file_cache`` (a ``_core.FileCache``) under the request
+path, with its stat() identity and its header lines: the server answers the next request
+for that path itself (200 by sendfile(2), or 304) while the file is unchanged, without
+calling this class; whatever it cannot decide alone (a Range, a changed file, a path it
+has not seen) still comes here. See csrc/app/files_cache.c.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class StaticFiles:
         self.follow_symlink = follow_symlink
         if check_dir and not os.path.isdir(self.directory):
             raise RuntimeError(f"Directory '{self.directory}' does not exist")
+        from data_bridge import _core
+
+        self.file_cache = _core.FileCache(follow_symlink=follow_symlink)
 
     def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
         """(full path, stat) of ``path`` under the directory, or ("", None) when it is
@@ -74,22 +83,39 @@ class StaticFiles:
             return PlainTextResponse("Not Found", status_code=404)
         full, st = self.lookup_path(relative)
         if st is not None and stat.S_ISREG(st.st_mode):
-            return self._file(full, st, headers)
+            return self._file(full, st, headers, path)
         if st is not None and stat.S_ISDIR(st.st_mode) and self.html:
             index, index_st = self.lookup_path(os.path.join(relative, "index.html"))
             if index_st is not None and stat.S_ISREG(index_st.st_mode):
                 if path and not path.endswith("/"):
                     return RedirectResponse(path.rsplit("/", 1)[-1] + "/", status_code=307)
-                return self._file(index, index_st, headers)
+                return self._file(index, index_st, headers, path)
         if self.html:
             missing, missing_st = self.lookup_path("404.html")
             if missing_st is not None and stat.S_ISREG(missing_st.st_mode):
                 return FileResponse(missing, status_code=404, stat_result=missing_st)
         return PlainTextResponse("Not Found", status_code=404)
 
-    def _file(self, full: str, st: os.stat_result, headers: Any) -> Response:
+    def _file(self, full: str, st: os.stat_result, headers: Any, key: str) -> Response:
         response = FileResponse(full, stat_result=st)
         own = response.file_headers(st)
+        # The server answers key itself from now on, while the file stays this one: the
+        # same header lines as the responses below give it (FileResponse._stream_head's
+        # for the whole file, and the 304's).
+        head = [*response.raw_headers, *own, ("accept-ranges", "bytes")]
+        values = dict(own)
+        self.file_cache.remember(
+            key,
+            full,
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            [(k, v) for k, v in head if k not in ("content-length", "transfer-encoding")],
+            NotModifiedResponse(own).raw_headers,
+            values["etag"],
+            values["last-modified"],
+        )
         if self._not_modified(own, headers):
             return NotModifiedResponse(own)
         return response

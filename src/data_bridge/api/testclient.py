@@ -32,6 +32,7 @@ import threading
 import weakref
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import httpx
 
@@ -197,8 +198,11 @@ class _Transport(httpx.BaseTransport):
         if client is None:
             raise RuntimeError("the TestClient is gone")
         body = request.read()
-        data = _request_bytes(request, body)
-        reader = client._runner.run(client._exchange(data, request.method))
+        if client.app._asgi_middleware:
+            reader = client._runner.run(client._exchange_asgi(request, body))
+        else:
+            data = _request_bytes(request, body)
+            reader = client._runner.run(client._exchange(data, request.method))
         headers = [(k, v) for k, v in reader.headers]
         # A stream, not content=: httpx would add a Content-Length the server did not send
         # (a chunked or close-delimited body).
@@ -306,6 +310,79 @@ class TestClient(httpx.Client):
             raise captured[0]
         return reader
 
+    def _asgi_stack(self) -> Any:
+        """The app's pure ASGI middleware around its ASGI face, on this client's loop."""
+        from data_bridge.api._asgi_bridge import AsgiBridge
+
+        key = self.app._server_key()
+        cached = self.__dict__.get("_asgi")
+        if cached is None or cached[0] != key:
+            if cached is not None:
+                cached[1].close()
+            bridge = AsgiBridge(
+                self.app, loop=self._runner.loop, build_options={"client": self.client_address}
+            )
+            cached = self.__dict__["_asgi"] = (key, bridge, self.app._asgi_chain(bridge))
+        return cached[2]
+
+    async def _exchange_asgi(self, request: httpx.Request, body: bytes) -> _AsgiResponse:
+        """A request through the app's pure ASGI middleware, as Starlette's client drives
+        an ASGI app: the scope made from the request, the body in one message."""
+        stack = self._asgi_stack()
+        url = request.url
+        path, _, _ = url.raw_path.partition(b"?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": url.scheme,
+            "path": unquote(path.decode("ascii")),
+            "raw_path": path,
+            "root_path": self.root_path,
+            "query_string": url.query,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "client": self.client_address,
+            "server": (url.host, url.port or (443 if url.scheme == "https" else 80)),
+            "extensions": {},
+        }
+        out = _AsgiResponse()
+        finished = asyncio.Event()
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await finished.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                out.status = message["status"]
+                out.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                out.body += message.get("body", b"")
+
+        before = _background_tasks()
+        with self.app._capture_exceptions() as captured:
+            try:
+                await stack(scope, receive, send)
+            except Exception:
+                if self.raise_server_exceptions:
+                    raise
+                if not out.status:
+                    out.status, out.body = 500, bytearray(b"Internal Server Error")
+            finally:
+                finished.set()
+            started = _background_tasks() - before
+            if started:
+                await asyncio.wait(started)
+        if captured and self.raise_server_exceptions:
+            raise captured[0]
+        return out
+
     def websocket_connect(
         self,
         url: str,
@@ -333,6 +410,16 @@ class TestClient(httpx.Client):
         if self._entered == 0:
             self._runner.run(self.app._shutdown_app())
         super().__exit__(*exc_info)
+
+
+class _AsgiResponse:
+    """A response collected from ASGI messages (what _Transport reads of a reader)."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
 
 
 def _background_tasks() -> set[asyncio.Task[Any]]:

@@ -208,6 +208,12 @@ class Loop(  # type: ignore[misc]
 
     # ---- debug ----
 
+    def _stop_serving(self, sock: socket.socket) -> None:
+        """BaseSelectorEventLoop._stop_serving: stops watching a socket and closes it (code
+        written against asyncio's loops calls it; CPython's test_events does)."""
+        self.remove_reader(sock.fileno())
+        sock.close()
+
     def _log_slow_callback(self, handle: Any, dt: float) -> None:
         logger.warning("Executing %r took %.3f seconds", handle, dt)
 

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from data_bridge.pyloop._util import start_transport
+
 logger = logging.getLogger("asyncio")
 
 if TYPE_CHECKING:
@@ -49,9 +51,11 @@ class PipesMixin:
             transport._set_write_only(stat.S_ISSOCK(mode))
             if stat.S_ISFIFO(mode):
                 owned = _FifoCloseWatch(self, transport, pipe)
+        else:
+            transport._set_read_only()
         transport._set_owned(owned)
         transport.set_protocol(protocol)
-        self.call_soon(transport._start, waiter)
+        start_transport(self, transport, waiter)
         try:
             await waiter
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import errno
 import functools
 import itertools
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from data_bridge import _core
-from data_bridge.pyloop._util import _retrieve_exception
+from data_bridge.pyloop._util import _retrieve_exception, start_transport
 
 if TYPE_CHECKING:
     from data_bridge.pyloop._loop import Loop
@@ -92,11 +93,11 @@ class StreamsMixin:
                 **kwargs,
             )
             transport = self._make_transport(sock, ssl_protocol)
-            self.call_soon(transport._start)
+            start_transport(self, transport)
             app_transport = ssl_protocol._app_transport
         else:
             transport = self._make_transport(sock, protocol)
-            self.call_soon(transport._start, waiter)
+            start_transport(self, transport, waiter)
             app_transport = transport
         try:
             await waiter
@@ -568,7 +569,7 @@ class Server(asyncio.AbstractServer):
             waiter.add_done_callback(_retrieve_exception)
         else:
             transport.set_protocol(protocol)
-        self._loop.call_soon(transport._start)
+        start_transport(self._loop, transport)
 
     def _detach(self) -> None:
         self._active_count -= 1
@@ -587,12 +588,16 @@ class Server(asyncio.AbstractServer):
             return
         self._serving = True
         assert self._sockets is not None
+        # asyncio accepts in the context current when serving starts (the reader handle
+        # its _start_serving registers copies it): the protocol factory runs there, and
+        # each accepted transport's context is a copy of it.
+        accepted = functools.partial(contextvars.copy_context().run, self._accepted)
         for sock in self._sockets:
             sock.listen(self._backlog)
             fd = os.dup(sock.fileno())
             try:
                 listener = self._loop._stream_listen(
-                    fd, sock.family == socket.AF_UNIX, sock.family, self._backlog, self._accepted
+                    fd, sock.family == socket.AF_UNIX, sock.family, self._backlog, accepted
                 )
             except BaseException:
                 os.close(fd)

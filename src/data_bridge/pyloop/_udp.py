@@ -13,7 +13,7 @@ from asyncio import transports, trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from data_bridge.pyloop._util import _set_result
+from data_bridge.pyloop._util import _set_result, start_transport
 
 _unset = object()
 
@@ -184,7 +184,7 @@ class DatagramMixin:
             raise
         transport.set_protocol(protocol)
         # asyncio schedules connection_made, the first read and the waiter in this order.
-        self.call_soon(transport._start, waiter)  # type: ignore[attr-defined]
+        start_transport(self, transport, waiter)
         return transport
 
 
@@ -284,7 +284,10 @@ class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport
             return
         if not self._buffer and self._sock is not None:
             try:
-                if self._extra["peername"]:
+                # Without an address the datagram goes to the connected peer, as in uvloop:
+                # an unnamed socketpair() end has no peername to compare with, and
+                # socket.sendto(data, None) is a TypeError (asyncio 3.11's shortcoming).
+                if self._extra["peername"] or addr is None:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)
@@ -308,7 +311,7 @@ class _DatagramTransport(transports._FlowControlMixin, asyncio.DatagramTransport
             data, addr = self._buffer.popleft()
             self._buffer_size -= len(data)
             try:
-                if self._extra["peername"]:
+                if self._extra["peername"] or addr is None:
                     self._sock.send(data)
                 else:
                     self._sock.sendto(data, addr)

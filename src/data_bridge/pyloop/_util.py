@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 from asyncio import futures
 from typing import Any, TypeVar
@@ -55,3 +56,13 @@ def _is_numeric_host(host: Any) -> bool:
         except (OSError, ValueError):
             pass
     return False
+
+
+def start_transport(loop: Any, transport: Any, *args: Any) -> None:
+    """Schedules transport._start(*args) (connection_made, then reading) in the transport's
+    own context: a copy of the current one, in which all its protocol callbacks run, as in
+    uvloop. asyncio's selector loop gets nearly the same from the call_soon and add_reader
+    handles it makes in the transport's constructor, each with its own copy."""
+    ctx = contextvars.copy_context()
+    transport._set_context(ctx)
+    loop.call_soon(transport._start, *args, context=ctx)

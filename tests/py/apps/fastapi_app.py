@@ -1,8 +1,9 @@
-"""An unmodified FastAPI application (the real ``fastapi`` package) served through
-data-bridge's ASGI driver, for tests/py/test_asgi_server.py."""
+"""An unmodified FastAPI application (the real ``fastapi`` package) served by data-bridge,
+through the ASGI driver or compiled to native routes, for tests/py/test_asgi_server.py."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from fastapi import FastAPI, HTTPException
@@ -48,4 +49,7 @@ async def numbers() -> StreamingResponse:
 if __name__ == "__main__":
     from data_bridge import serve
 
-    serve(app, "127.0.0.1", int(sys.argv[1]), log_level="info", graceful_timeout=3)
+    # DB_TEST_NATIVE=0: the whole app through the ASGI driver; otherwise its routes are
+    # compiled to native ones (api/_fastapi_native.py) with the app as the fallback.
+    native = os.environ.get("DB_TEST_NATIVE", "1") != "0"
+    serve(app, "127.0.0.1", int(sys.argv[1]), log_level="info", graceful_timeout=3, native=native)

@@ -41,6 +41,7 @@ class CORSMiddleware:
         allow_headers: Iterable[str] = (),
         allow_credentials: bool = False,
         allow_origin_regex: str | None = None,
+        allow_private_network: bool = False,
         expose_headers: Iterable[str] = (),
         max_age: int = 600,
     ) -> None:
@@ -57,6 +58,7 @@ class CORSMiddleware:
         self.allow_headers = sorted(SAFELISTED_HEADERS | {h.lower() for h in headers})
         self.allow_credentials = allow_credentials
         self.origin_regex = re.compile(allow_origin_regex) if allow_origin_regex else None
+        self.allow_private_network = allow_private_network
         self.explicit_preflight_origin = not self.allow_all_origins or allow_credentials
 
         simple: dict[str, str] = {}
@@ -68,10 +70,12 @@ class CORSMiddleware:
             simple["Access-Control-Expose-Headers"] = ", ".join(exposed)
         self._simple = _lines(simple)
 
-        preflight: dict[str, str] = {}
-        if self.explicit_preflight_origin:
-            preflight["Vary"] = "Origin"  # the allowed origin is echoed per request
-        else:
+        # A preflight's answer depends on all of these request headers (Starlette 1.x).
+        preflight: dict[str, str] = {
+            "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
+            "Access-Control-Request-Private-Network"
+        }
+        if not self.explicit_preflight_origin:
             preflight["Access-Control-Allow-Origin"] = "*"
         preflight["Access-Control-Allow-Methods"] = ", ".join(methods)
         preflight["Access-Control-Max-Age"] = str(int(max_age))
@@ -89,24 +93,31 @@ class CORSMiddleware:
         return origin in self.allow_origins
 
     def __call__(
-        self, origin: str, request_method: str | None, request_headers: str | None, cookie: bool
+        self,
+        origin: str,
+        request_method: str | None,
+        request_headers: str | None,
+        private_network: str | None,
     ) -> bytes | tuple[int, bytes, bytes, bytes] | None:
-        """The server's hook: header lines to add, or a whole preflight answer."""
+        """The server's hook for a request with an Origin: header lines to add, or a whole
+        preflight answer. (A request without one gets ``Vary: Origin`` from the server.)"""
         if any(c in origin for c in "\r\n"):  # cannot be echoed into a header
             return None
         if request_method is not None:
-            return self._preflight_answer(origin, request_method, request_headers)
+            return self._preflight_answer(origin, request_method, request_headers, private_network)
         extra = self._simple
-        if (self.allow_all_origins and cookie) or (
+        if (self.allow_all_origins and self.allow_credentials) or (
             not self.allow_all_origins and self.is_allowed_origin(origin)
         ):
-            # Credentialed requests must not see "*" (Fetch standard, CORS check).
+            # Credentials allowed: the specific origin, never "*" (Fetch standard, CORS
+            # check), as Starlette answers.
             extra = extra.replace(b"Access-Control-Allow-Origin: *\r\n", b"")
-            extra += f"Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n".encode("latin-1")
-        return extra or None
+            extra += f"Access-Control-Allow-Origin: {origin}\r\n".encode("latin-1")
+        # Every answer depends on the Origin (Starlette 1.x adds it in each case).
+        return extra + b"Vary: Origin\r\n"
 
     def _preflight_answer(
-        self, origin: str, method: str, requested: str | None
+        self, origin: str, method: str, requested: str | None, private_network: str | None
     ) -> tuple[int, bytes, bytes, bytes]:
         headers = dict(self._preflight)
         failures = []
@@ -125,6 +136,12 @@ class CORSMiddleware:
                 if name.strip() not in self.allow_headers:
                     failures.append("headers")
                     break
+        if private_network is not None:
+            # Private Network Access: the request asks to reach a private address.
+            if self.allow_private_network:
+                headers["Access-Control-Allow-Private-Network"] = "true"
+            else:
+                failures.append("private-network")
         body = b"Disallowed CORS " + ", ".join(failures).encode() if failures else b"OK"
         status = 400 if failures else 200
         return status, b"text/plain; charset=utf-8", body, _lines(headers)

@@ -26,7 +26,7 @@ APT_TEST_PKGS  := nginx-light
 
 .PHONY: run test test-deps build deps apt-deps venv ctest fuzz loop-suite pytest pytest-asan lint format \
         bench bench-json \
-        bench-loop bench-deps clean compat
+        bench-loop bench-ws bench-deps clean compat
 
 run: build
 	PYTHONPATH=src $(VPY) examples/app.py
@@ -173,6 +173,15 @@ bench-json: build bench-deps
 
 bench-loop: build bench-deps
 	PYTHONPATH=src $(VPY) bench/bench_loop.py
+
+# WebSockets and SSE against FastAPI on uvicorn and on granian (bench/ws_bench.py), with the
+# C load generator bench/wsload.c.
+bench-ws: build bench-deps build/wsload
+	PYTHONPATH=src $(VPY) bench/ws_bench.py
+
+build/wsload: bench/wsload.c
+	@mkdir -p build
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 clean:
 	rm -rf build src/data_bridge/_core*.so

@@ -1,8 +1,11 @@
 /*
  * libFuzzer target for the WebSocket frame parser and message assembler (csrc/ws/). The
  * input's first byte chooses the direction (bit 0: server, reading masked frames),
- * permessage-deflate (bit 1) and the limits (bit 2: a 100-byte message limit on the wire
- * and 300 bytes inflated, else none and 1 MiB inflated); the next two bytes choose a split
+ * permessage-deflate (bit 1), the limits (bit 2: a 100-byte message limit on the wire
+ * and 300 bytes inflated, else none and 1 MiB inflated) and the inflater's context
+ * takeover (bit 3 set: reset after each message; its window is the server's, 15: a
+ * smaller one makes the outcome depend on the cuts, see ws.h); the next two bytes choose a
+ * split
  * point; the rest is the stream. It is parsed in one piece, in two pieces cut at that
  * point, and (when short) one byte at a time. Invariants checked on every run: the event
  * order (FRAME, DATA*, FRAME_END; CONTROL only between frames), each frame's data adding up
@@ -106,9 +109,10 @@ static void check_event(rec_t *r, const ws_event_t *ev, int server)
 static void parse(const uint8_t *s, size_t n, int flags, const size_t *cuts, size_t ncuts, rec_t *r)
 {
     int server = flags & 1, deflate = (flags >> 1) & 1, small = (flags >> 2) & 1;
+    int no_takeover = (flags >> 3) & 1;
     ws_parser_t p;
     ws_parser_init(&p, server, deflate, small ? 100 : 0);
-    ws_inflater_t *inf = deflate ? ws_inflater_new(0) : NULL;
+    ws_inflater_t *inf = deflate ? ws_inflater_new(15, no_takeover) : NULL;
     if (deflate && inf == NULL)
         abort();
     ws_message_t m;

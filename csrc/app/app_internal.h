@@ -307,9 +307,9 @@ extern PyTypeObject WsSession_Type;
 int ws_session_init_type(void);
 /* 0 when req is a valid WebSocket handshake (RFC 6455 §4.2.1), else the status to answer. */
 int ws_handshake_status(const server_request_t *req);
-/* Answers the upgrade and returns a new session object; NULL with an exception set. */
-PyObject *ws_session_accept(server_conn_t *conn, PyObject *loop, const char *lines, size_t n,
-                            unsigned long long max_size);
+/* Answers the upgrade and returns a new session object (the server's ws_max_size and
+ * ws_max_queue apply); NULL with an exception set. */
+PyObject *ws_session_accept(server_conn_t *conn, PyObject *loop, const char *lines, size_t n);
 /* invoke.c */
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
 /* invoke.c: the CORS step (see ServerObject.cors_hook): 1 when it answered, else 0. */

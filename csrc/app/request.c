@@ -5,15 +5,22 @@
  * left if the object outlives the request (a handler kept it), then drops the slices, so a
  * Request never points into a buffer that moved on.
  *
+ * The header fields of a detached Request that nobody read yet are kept compact (`fields`:
+ * one bytes object of length-prefixed lowercased names and values) and become the
+ * raw_headers list only if read: a WebSocket holds its Request for the whole session, and
+ * the list's tuples and strings would cost ~180 bytes per field where the copy costs the
+ * field's length plus 6.
+ *
  * The peer's and the local address (`_peer`, `_sockname`) are asked of the socket on first
  * read only, so a request whose handler does not read them costs no system call; a kept
- * Request reads them at detach like the other fields, while the connection is known.
+ * Request reads them at detach, while the connection is known, into a compact copy too.
  *
  * data_bridge.api.Request subclasses this type to add the mapping views (headers,
  * query_params) and the awaitable body()/json() of the Starlette interface.
  */
 #include <ctype.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,10 +34,12 @@ typedef struct {
     PyObject *path;
     PyObject *query_string;
     PyObject *raw_headers;
+    PyObject *fields; /* detached and raw_headers not made yet: see the opening comment */
     PyObject *body;
     PyObject *path_params;
     PyObject *peer;     /* (host, port) or None once asked */
     PyObject *sockname; /* (host, port) or None once asked */
+    PyObject *addrs;    /* detached and not asked yet: see conn_address */
     int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
     /* A streamed body (server.h, "Streaming request bodies"): the future of the read the
      * server has not answered yet (with a reference to this object held for the server,
@@ -86,9 +95,92 @@ static PyObject *get_query_string(RequestObject *self, void *closure)
     return Py_XNewRef(self->query_string);
 }
 
+/* One field of the compact copy: u16 name length, name, u32 value length, value (native
+ * byte order; names lowercased). */
+typedef struct {
+    const char *name, *value;
+    size_t name_len, value_len;
+} field_t;
+
+/* Reads the field at *pos of the compact copy; 0 at its end. */
+static int next_field(PyObject *fields, size_t *pos, field_t *f)
+{
+    const char *p = PyBytes_AS_STRING(fields);
+    size_t n = (size_t)PyBytes_GET_SIZE(fields);
+    if (*pos + 2 > n)
+        return 0;
+    uint16_t nl;
+    uint32_t vl;
+    memcpy(&nl, p + *pos, 2);
+    f->name = p + *pos + 2;
+    f->name_len = nl;
+    memcpy(&vl, p + *pos + 2 + nl, 4);
+    f->value = p + *pos + 6 + nl;
+    f->value_len = vl;
+    *pos += 6 + (size_t)nl + vl;
+    return 1;
+}
+
+/* The compact copy of the request's fields (see the opening comment), or NULL with an
+ * exception set. */
+static PyObject *copy_fields(const http_request_t *h)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (h->headers[i].name_len > UINT16_MAX || h->headers[i].value_len > UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "header field too long");
+            return NULL;
+        }
+        total += 6 + h->headers[i].name_len + h->headers[i].value_len;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const http_header_t *f = &h->headers[i];
+        uint16_t nl = (uint16_t)f->name_len;
+        uint32_t vl = (uint32_t)f->value_len;
+        memcpy(p, &nl, 2);
+        for (size_t k = 0; k < f->name_len; k++)
+            p[2 + k] = (char)tolower((unsigned char)f->name[k]);
+        memcpy(p + 2 + nl, &vl, 4);
+        memcpy(p + 6 + nl, f->value, f->value_len);
+        p += 6 + (size_t)nl + vl;
+    }
+    return out;
+}
+
+/* raw_headers from the compact copy of a detached request. */
+static PyObject *fields_to_list(PyObject *fields)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    size_t pos = 0;
+    field_t f;
+    while (next_field(fields, &pos, &f)) {
+        PyObject *pair =
+            Py_BuildValue("(s#N)", f.name, (Py_ssize_t)f.name_len,
+                          PyUnicode_DecodeLatin1(f.value, (Py_ssize_t)f.value_len, NULL));
+        if (pair == NULL || PyList_Append(list, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return list;
+}
+
 static PyObject *get_raw_headers(RequestObject *self, void *closure)
 {
     (void)closure;
+    if (self->raw_headers == NULL && self->req == NULL && self->fields != NULL) {
+        if ((self->raw_headers = fields_to_list(self->fields)) == NULL)
+            return NULL;
+        Py_CLEAR(self->fields);
+    }
     if (self->raw_headers == NULL && self->req) {
         const http_request_t *h = self->req->head;
         PyObject *list = PyList_New((Py_ssize_t)h->num_headers);
@@ -164,6 +256,15 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
     const char *name = PyUnicode_AsUTF8AndSize(args[0], &n);
     if (name == NULL)
         return NULL;
+    if (self->req == NULL && self->fields != NULL) {
+        /* Detached, fields not converted: read from the compact copy. */
+        size_t pos = 0;
+        field_t f;
+        while (next_field(self->fields, &pos, &f))
+            if (f.name_len == (size_t)n && PyOS_strnicmp(f.name, name, (size_t)n) == 0)
+                return PyUnicode_DecodeLatin1(f.value, (Py_ssize_t)f.value_len, NULL);
+        return Py_NewRef(dflt);
+    }
     if (self->req == NULL) {
         /* Detached: the converted list holds lowercased names. */
         PyObject *list = self->raw_headers;
@@ -184,18 +285,70 @@ static PyObject *request_header(RequestObject *self, PyObject *const *args, Py_s
     return PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
 }
 
+/* The peer (remote) or local address of the request's connection into host (NUL ended)
+ * and *port; 0, or nonzero when there is none (AF_UNIX, the connection gone). */
+static int ask_address(RequestObject *self, int remote, char host[SERVER_HOST_MAX], int *port)
+{
+    *port = 0;
+    /* The client is the one a trusted proxy names, when proxy headers are on. */
+    return remote
+               ? server_conn_client(self->req->conn, self->req->head, host, SERVER_HOST_MAX, port)
+               : server_conn_address(self->req->conn, 0, host, SERVER_HOST_MAX, port);
+}
+
+/* A detached request that nobody asked for its addresses keeps them compact (`addrs`): per
+ * address (the peer's, then the local one) a byte (1: present, 0: none), the port (u16) and
+ * the host (u16 length, bytes), about 30 bytes where two (host, port) tuples cost about
+ * 280. A WebSocket keeps its Request for the whole session. Returns the bytes object, or
+ * NULL with an exception set. */
+static PyObject *copy_addresses(RequestObject *self)
+{
+    unsigned char buf[2 * (5 + SERVER_HOST_MAX)];
+    size_t n = 0;
+    for (int remote = 1; remote >= 0; remote--) {
+        char host[SERVER_HOST_MAX];
+        int port;
+        int ok = ask_address(self, remote, host, &port) == 0;
+        uint16_t p16 = (uint16_t)port, len = ok ? (uint16_t)strlen(host) : 0;
+        buf[n++] = (unsigned char)ok;
+        memcpy(buf + n, &p16, 2);
+        memcpy(buf + n + 2, &len, 2);
+        memcpy(buf + n + 4, host, len);
+        n += 4 + (size_t)len;
+    }
+    return PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+}
+
+/* The (host, port) of the compact copy (see copy_addresses), or None. */
+static PyObject *address_from_copy(PyObject *addrs, int remote)
+{
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(addrs);
+    uint16_t port, len;
+    if (!remote) {
+        memcpy(&len, p + 3, 2);
+        p += 5 + len;
+    }
+    memcpy(&port, p + 1, 2);
+    memcpy(&len, p + 3, 2);
+    if (!p[0])
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("(s#i)", (const char *)p + 5, (Py_ssize_t)len, (int)port);
+}
+
 /* The connection's peer or local address as (host, port), cached in *slot; None when the
  * socket has none (AF_UNIX), the connection is gone, or the request was detached first. */
 static PyObject *conn_address(RequestObject *self, int remote, PyObject **slot)
 {
     if (*slot == NULL) {
+        if (self->req == NULL) {
+            if (self->addrs == NULL)
+                return Py_NewRef(Py_None);
+            return (*slot = address_from_copy(self->addrs, remote)) == NULL ? NULL
+                                                                            : Py_NewRef(*slot);
+        }
         char host[SERVER_HOST_MAX];
-        int port = 0;
-        /* The client is the one a trusted proxy names, when proxy headers are on. */
-        if (self->req == NULL ||
-            (remote
-                 ? server_conn_client(self->req->conn, self->req->head, host, sizeof(host), &port)
-                 : server_conn_address(self->req->conn, 0, host, sizeof(host), &port)) != 0)
+        int port;
+        if (ask_address(self, remote, host, &port) != 0)
             return Py_NewRef(Py_None);
         /* Latin-1, as uvicorn decodes headers: a proxy's X-Forwarded-For may hold any
          * obs-text byte, which is no error of the application's. */
@@ -259,8 +412,7 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     PyObject *loop;
     const char *lines;
     Py_ssize_t n;
-    unsigned long long max_size;
-    if (!PyArg_ParseTuple(args, "Oy#K:_ws_accept", &loop, &lines, &n, &max_size))
+    if (!PyArg_ParseTuple(args, "Oy#:_ws_accept", &loop, &lines, &n))
         return NULL;
     server_request_t *req = self->req;
     if (req == NULL) {
@@ -269,7 +421,7 @@ static PyObject *request_ws_accept(RequestObject *self, PyObject *args)
     }
     /* The upgrade drops the request's bytes: what the object shows is converted now. */
     request_detach((PyObject *)self);
-    return ws_session_accept(req->conn, loop, lines, (size_t)n, max_size);
+    return ws_session_accept(req->conn, loop, lines, (size_t)n);
 }
 
 /* The server answers a read of the streamed body: the future gets the piece (bytes), b""
@@ -354,7 +506,7 @@ static PyMethodDef request_methods[] = {
      "_ws_check(): 0 for a valid WebSocket handshake, else the status to answer (404: not "
      "an upgrade, 400: malformed, 426: another version)"},
     {"_ws_accept", (PyCFunction)request_ws_accept, METH_VARARGS,
-     "_ws_accept(loop, header_lines, max_size): answers 101 and returns the "
+     "_ws_accept(loop, header_lines): answers 101 and returns the "
      "WebSocketSession"},
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
@@ -390,11 +542,13 @@ static int request_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->path);
     Py_VISIT(self->query_string);
     Py_VISIT(self->raw_headers);
+    Py_VISIT(self->fields);
     Py_VISIT(self->body);
     Py_VISIT(self->path_params);
     Py_VISIT(self->peer);
     Py_VISIT(self->sockname);
     Py_VISIT(self->body_waiter);
+    Py_VISIT(self->addrs);
     return 0;
 }
 
@@ -404,11 +558,13 @@ static int request_clear(RequestObject *self)
     Py_CLEAR(self->path);
     Py_CLEAR(self->query_string);
     Py_CLEAR(self->raw_headers);
+    Py_CLEAR(self->fields);
     Py_CLEAR(self->body);
     Py_CLEAR(self->path_params);
     Py_CLEAR(self->peer);
     Py_CLEAR(self->sockname);
     Py_CLEAR(self->body_waiter);
+    Py_CLEAR(self->addrs);
     return 0;
 }
 
@@ -485,12 +641,14 @@ void request_detach(PyObject *obj)
         return;
     if (Py_REFCNT(obj) > 1) {
         /* Someone kept the request: convert every field while the slices are valid. */
-        PyObject *fields[] = {get_method(self, NULL),       get_path(self, NULL),
-                              get_query_string(self, NULL), get_raw_headers(self, NULL),
-                              get_body(self, NULL),         get_peer(self, NULL),
-                              get_sockname(self, NULL),     get_fd(self, NULL)};
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-            Py_XDECREF(fields[i]);
+        PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
+                            get_query_string(self, NULL), get_body(self, NULL), get_fd(self, NULL)};
+        for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+            Py_XDECREF(kept[i]);
+        if (self->raw_headers == NULL)
+            self->fields = copy_fields(self->req->head);
+        if (self->peer == NULL || self->sockname == NULL)
+            self->addrs = copy_addresses(self);
         PyErr_Clear();
     }
     self->req = NULL;

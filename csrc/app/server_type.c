@@ -47,6 +47,11 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "header_timeout",
                              "handler_timeout",
                              "max_upload",
+                             "ws_ping_interval",
+                             "ws_ping_timeout",
+                             "ws_per_message_deflate",
+                             "ws_max_size",
+                             "ws_max_queue",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -66,11 +71,18 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     double header_timeout = 0;  /* 0: the request timeout alone */
     double handler_timeout = 0; /* 0: handlers run as long as they take */
     unsigned long long max_upload = 0;
+    /* WebSocket options in seconds (0: off) and as uvicorn's --ws-* flags give them. */
+    double ws_ping_interval = cfg.ws_ping_interval / 1000.0,
+           ws_ping_timeout = cfg.ws_ping_timeout / 1000.0;
+    int ws_deflate = cfg.ws_deflate;
+    unsigned long long ws_max_size = cfg.ws_max_size;
+    Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#dddK", kwlist, &loop, &max_body, &max_target,
+            args, kw, "O|$KnnnddippnSz#dddKddpKn", kwlist, &loop, &max_body, &max_target,
             &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
             &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
-            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload))
+            &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload,
+            &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -84,10 +96,13 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         max_headers > HTTP_MAX_HEADERS || keepalive <= 0 || request_timeout <= 0 ||
         send_timeout <= 0 || backlog < 1 || limit_concurrency < 0 ||
         !(header_timeout >= 0 && header_timeout < 1e9) ||
-        !(handler_timeout >= 0 && handler_timeout < 1e9)) {
+        !(handler_timeout >= 0 && handler_timeout < 1e9) ||
+        !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
+        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
-                     "1 <= max_headers <= %d, timeouts > 0, backlog >= 1)",
+                     "1 <= max_headers <= %d, timeouts > 0, backlog >= 1, WebSocket ping "
+                     "interval and timeout >= 0, ws_max_queue >= 1)",
                      HTTP_MAX_HEADERS);
         return -1;
     }
@@ -103,6 +118,16 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
+    /* A positive interval under a millisecond still pings (every millisecond). */
+    cfg.ws_ping_interval = ws_ping_interval > 0 ? (uint64_t)(ws_ping_interval * 1000.0) : 0;
+    if (ws_ping_interval > 0 && cfg.ws_ping_interval == 0)
+        cfg.ws_ping_interval = 1;
+    cfg.ws_ping_timeout = ws_ping_timeout > 0 ? (uint64_t)(ws_ping_timeout * 1000.0) : 0;
+    if (ws_ping_timeout > 0 && cfg.ws_ping_timeout == 0)
+        cfg.ws_ping_timeout = 1;
+    cfg.ws_deflate = ws_deflate;
+    cfg.ws_max_size = ws_max_size;
+    cfg.ws_max_queue = (size_t)ws_max_queue;
     /* The bytes stay referenced by the object, which outlives its native server. */
     Py_XSETREF(self->default_headers, Py_XNewRef(default_headers));
     if (self->default_headers != NULL) {

@@ -7,9 +7,11 @@
  * Messages: the server calls on_message with each complete message; it becomes a str (text,
  * whose UTF-8 the parser already checked) or bytes, built once from the payload, and either
  * completes the future a receive() is waiting on or joins a small queue. When the queue
- * holds WS_QUEUE_MAX messages the server stops reading (backpressure reaches the peer
- * through TCP) until receive() takes one. receive() returns a message, a (code, reason)
- * tuple once the session ended, or a loop future resolved with one of those: nothing polls.
+ * holds the server's ws_max_queue messages (uvicorn's --ws-max-queue, 32 by default) the
+ * server stops reading (backpressure reaches the peer through TCP) until receive() takes
+ * one. A message is at most the server's ws_max_size bytes (--ws-max-size; 1009 above). receive()
+ * returns a message, a (code, reason) tuple once the session ended, or a loop future resolved with
+ * one of those: nothing polls.
  *
  * send() queues a frame and returns None, or a future resolved once the output drained
  * below the server's write limit (or the connection closed), for the caller to await.
@@ -25,17 +27,15 @@
 #include "app/app_internal.h"
 #include "ws/ws.h"
 
-/* Messages queued before the server stops reading from the peer. */
-#define WS_QUEUE_MAX 16
-
 typedef struct {
     PyObject_HEAD
     server_conn_t *conn; /* held; NULL only if accept failed */
     PyObject *loop;
-    PyObject *queue;   /* list of str/bytes, oldest first */
-    PyObject *waiter;  /* the future a receive() waits on, or NULL */
-    PyObject *drainer; /* the future a send() waits on for the output to drain, or NULL */
-    PyObject *closed;  /* (code, reason) once the session ended, else NULL */
+    PyObject *queue;      /* list of str/bytes, oldest first */
+    PyObject *waiter;     /* the future a receive() waits on, or NULL */
+    PyObject *drainer;    /* the future a send() waits on for the output to drain, or NULL */
+    PyObject *closed;     /* (code, reason) once the session ended, else NULL */
+    Py_ssize_t max_queue; /* messages queued before the server stops reading */
 } WsObject;
 
 static PyObject *str_done, *str_set_result, *str_create_future;
@@ -98,7 +98,7 @@ static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
     Py_DECREF(msg);
     if (r < 0)
         goto error;
-    return PyList_GET_SIZE(self->queue) < WS_QUEUE_MAX;
+    return PyList_GET_SIZE(self->queue) < self->max_queue;
 error:
     /* A libuv callback must not return with an exception set. */
     PyErr_WriteUnraisable((PyObject *)self);
@@ -147,7 +147,7 @@ static PyObject *ws_receive(WsObject *self, PyObject *unused)
             Py_DECREF(msg);
             return NULL;
         }
-        if (self->conn != NULL && PyList_GET_SIZE(self->queue) < WS_QUEUE_MAX)
+        if (self->conn != NULL && PyList_GET_SIZE(self->queue) < self->max_queue)
             server_conn_ws_resume(self->conn);
         return msg;
     }
@@ -297,8 +297,7 @@ int ws_session_init_type(void)
     return PyType_Ready(&WsSession_Type) < 0 ? -1 : PyType_Ready(&WsUpgrade_Type);
 }
 
-PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n,
-                            unsigned long long max_size)
+PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n)
 {
     if (server_conn_closed(c)) {
         PyErr_SetString(PyExc_ConnectionResetError, "the client left before the upgrade");
@@ -311,12 +310,14 @@ PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines,
     self->loop = Py_NewRef(loop);
     self->queue = PyList_New(0);
     self->waiter = self->drainer = self->closed = NULL;
+    self->max_queue = (Py_ssize_t)server_conn_config(c)->ws_max_queue;
     PyObject_GC_Track(self);
     if (self->queue == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    if (server_conn_ws_accept(c, lines, n, max_size, &ws_handler, self) < 0) {
+    if (server_conn_ws_accept(c, lines, n, server_conn_config(c)->ws_max_size, &ws_handler, self) <
+        0) {
         Py_DECREF(self);
         PyErr_SetString(PyExc_ConnectionResetError, "the WebSocket upgrade failed");
         return NULL;
@@ -404,14 +405,13 @@ static PyObject *upgrade_accept(UpgradeObject *self, PyObject *args)
     PyObject *loop;
     const char *lines;
     Py_ssize_t n;
-    unsigned long long max_size;
-    if (!PyArg_ParseTuple(args, "Oy#K:accept", &loop, &lines, &n, &max_size))
+    if (!PyArg_ParseTuple(args, "Oy#:accept", &loop, &lines, &n))
         return NULL;
     if (self->finished) {
         PyErr_SetString(PyExc_RuntimeError, "the upgrade was already answered");
         return NULL;
     }
-    return ws_session_accept(self->conn, loop, lines, (size_t)n, max_size);
+    return ws_session_accept(self->conn, loop, lines, (size_t)n);
 }
 
 static PyObject *upgrade_respond(UpgradeObject *self, PyObject *args)
@@ -453,7 +453,7 @@ static void upgrade_dealloc(UpgradeObject *self)
 
 static PyMethodDef upgrade_methods[] = {
     {"accept", (PyCFunction)upgrade_accept, METH_VARARGS,
-     "accept(loop, header_lines, max_size): answers 101 and returns the WebSocketSession"},
+     "accept(loop, header_lines): answers 101 and returns the WebSocketSession"},
     {"respond", (PyCFunction)upgrade_respond, METH_VARARGS,
      "respond(status, header_lines, body): refuses the upgrade with an HTTP response"},
     {"finish", (PyCFunction)upgrade_finish, METH_NOARGS,

@@ -799,6 +799,11 @@ void server_conn_detach(server_conn_t *c)
     c->detached = 1;
 }
 
+const server_config_t *server_conn_config(const server_conn_t *c)
+{
+    return &c->server->cfg;
+}
+
 const http_request_t *server_conn_head(const server_conn_t *c)
 {
     return c->req.head;

@@ -38,6 +38,11 @@ void server_config_default(server_config_t *cfg)
     cfg->request_timeout = 30000;
     cfg->write_high_water = 1024 * 1024;
     cfg->backlog = 1024;
+    cfg->ws_ping_interval = 20000;
+    cfg->ws_ping_timeout = 20000;
+    cfg->ws_deflate = 1;
+    cfg->ws_max_size = 16 * 1024 * 1024;
+    cfg->ws_max_queue = 32;
 }
 
 /* Gives memory of a burst back: pool blocks unused for a whole sweep interval, a scratch
@@ -137,6 +142,18 @@ server_t *server_new(uv_loop_t *loop, const server_config_t *cfg, server_dispatc
         /* The sweep alone must not keep the loop alive. */
         uv_unref((uv_handle_t *)&s->sweep);
     }
+    if (uv_timer_init(loop, &s->ka_timer) == 0) {
+        /* Armed only while sessions wait for a ping or a pong (ws_ping.c); those
+         * connections keep the loop alive, not the timer. */
+        s->ka_timer.data = s;
+        s->open_handles++;
+        s->ka_timer_open = 1;
+        uv_unref((uv_handle_t *)&s->ka_timer);
+    }
+    uv_idle_init(loop, &s->ws_flush); /* cannot fail: libuv only initialises fields */
+    s->ws_flush.data = s;
+    s->open_handles++;
+    s->ws_flush_open = 1;
     return s;
 }
 
@@ -278,6 +295,15 @@ void server_close(server_t *s, void (*on_closed)(void *arg), void *arg)
     /* Connections waiting for the idle phase are resumed now: the idle handle closes. */
     conn_run_resumes(s);
     uv_close((uv_handle_t *)&s->resume, on_server_handle_closed);
+    /* Output queued by WebSocket handlers goes out before the sessions get their 1001. */
+    ws_run_flushes(s);
+    s->ws_flush_open = 0;
+    uv_close((uv_handle_t *)&s->ws_flush, on_server_handle_closed);
+    if (s->ka_timer_open) {
+        /* Closing sessions are pinged no more (their close handshake has its timeout). */
+        s->ka_timer_open = 0;
+        uv_close((uv_handle_t *)&s->ka_timer, on_server_handle_closed);
+    }
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;

@@ -102,6 +102,17 @@ typedef struct {
     size_t metrics_slot;
     const char *metrics_path;
     size_t metrics_path_len;
+    /* WebSocket sessions, with uvicorn's meanings: an idle session is pinged every
+     * ws_ping_interval ms and failed with 1011 when the pong has not come ws_ping_timeout
+     * ms later (0: no pings / no timeout; defaults 20000 and 20000); ws_deflate allows
+     * permessage-deflate (default 1); ws_max_size bounds one message (1009 above; default
+     * 16 MiB); ws_max_queue is the number of received messages the application may leave
+     * unread before reading pauses (default 32). */
+    uint64_t ws_ping_interval;
+    uint64_t ws_ping_timeout;
+    int ws_deflate;
+    uint64_t ws_max_size;
+    size_t ws_max_queue;
     /* Route templates for the route label, metrics_routes[i] for route id i (1-based; see
      * server_conn_set_route); NULL or "" for ids without a name. Owned by the caller. */
     const char *const *metrics_routes;
@@ -191,6 +202,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * one getpeername(2)/getsockname(2): asked only when the application reads it. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
+/* The server's configuration (for the application's view of its limits). */
+const server_config_t *server_conn_config(const server_conn_t *c);
 /* The connection is TLS (the request's scheme is https, or wss after an upgrade). */
 int server_conn_tls(const server_conn_t *c);
 /* The head of the request being answered (valid until its response is written). */

@@ -24,17 +24,27 @@ enum conn_state {
 };
 
 /* A connection's WebSocket session (ws.c): allocated at the upgrade, freed with the
- * connection. About 300 bytes; message payloads live in msg.data only while a message
+ * connection. About 370 bytes; message payloads live in msg.data only while a message
  * spans reads (or is compressed), and its storage is freed once the message is delivered;
- * zlib states live for one message (no context takeover either way, see ws.c). */
+ * zlib states are made when first needed and kept only with context takeover (ws.c). */
 typedef struct {
     ws_parser_t parser;
     ws_message_t msg;
     const server_ws_handler_t *handler; /* NULL once forgotten */
     void *arg;
     ws_deflate_params_t pmd; /* permessage-deflate as agreed (pmd.enabled 0: declined) */
+    ws_deflater_t *deflater; /* kept between messages with context takeover, else NULL */
     const uint8_t *direct;   /* a whole single-frame message's payload, in rbuf */
     size_t direct_len;
+    /* Keep-alive pings (ws_ping.c): the links of the server's list the session is in
+     * (ka_list: 0 none, 1 waiting to be pinged, 2 waiting for a pong), that list's
+     * deadline for it, and the payload of the last ping. */
+    server_conn_t *ka_prev, *ka_next;
+    uint64_t ka_due;
+    uint32_t ping_id;
+    uint8_t ka_list;
+    server_conn_t *flush_next; /* in server.flush_head while its output waits (ws.c) */
+    unsigned flush_queued : 1;
     unsigned single : 1;         /* the current frame is a whole message */
     unsigned paused : 1;         /* the handler asked to stop reading */
     unsigned processing : 1;     /* ws_conn_process is on the stack */
@@ -164,6 +174,19 @@ struct server {
     gzip_policy_t gzip;
     char *gzip_excluded;
     db_buf_t gzip_out;
+    /* WebSocket keep-alive (ws_ping.c): one timer, armed for ka_timer_due (0: not armed),
+     * and two FIFO lists of sessions: [0] waiting for their ping, [1] for their pong. */
+    uv_timer_t ka_timer;
+    int ka_timer_open;
+    uint64_t ka_timer_due;
+    server_conn_t *ka_head[2], *ka_tail[2];
+    uint32_t ka_seq;
+    /* WebSocket output written by the application is flushed once per loop iteration, in
+     * this idle callback, so that the messages a handler sends in one go cost one write
+     * (ws.c: ws_queue_flush); each queued connection holds a reference. */
+    uv_idle_t ws_flush;
+    int ws_flush_open;
+    server_conn_t *flush_head;
     /* TLS (tls.c, server_set_tls): the context new connections get (NULL: plain HTTP), and
      * the buffer every TLS connection's ciphertext is read into (see conn_tls_alloc). */
     tls_context_t *tls;
@@ -263,6 +286,18 @@ void body_disconnected(server_conn_t *c);
 int body_finish(server_conn_t *c);
 /* The streamed body wants more bytes and the window has room. */
 int body_wants_bytes(const server_conn_t *c);
+/* Fails a session whose keep-alive pong did not come in time (1011). */
+void ws_conn_ping_timeout(server_conn_t *c);
+/* ws_ping.c: keep-alive pings. start when the session opens (no-op without an interval),
+ * touch on every read, pong with each pong's payload, unlink before the session is freed. */
+void ws_ping_start(server_conn_t *c);
+void ws_ping_touch(server_conn_t *c);
+void ws_ping_pong(server_conn_t *c, const uint8_t *data, size_t len);
+void ws_ping_unlink(server_conn_t *c);
+void ws_ping_on_timer(uv_timer_t *t);
+/* Flushes the WebSocket connections queued for it (server_close runs it once more). */
+void ws_run_flushes(server_t *s);
+void ws_on_flush(uv_idle_t *h);
 /* stream.c */
 void stream_conn_closed(server_conn_t *c);
 void stream_conn_wrote(server_conn_t *c);

@@ -17,13 +17,23 @@
  * is kept inside the parser, a partial payload in msg.data, whose storage is freed after
  * each message), wbuf once written.
  *
- * permessage-deflate (RFC 7692): the first acceptable offer is agreed with
- * server_no_context_takeover and client_no_context_takeover (§7.1.1: a server may add both
- * to its response), so no zlib state outlives a message: the inflater is made for a
- * compressed message and freed after it, the deflater for a message worth compressing
- * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) and freed
- * after it. An idle session keeps none of the ~300 KiB zlib needs, at the price of a zlib
- * set-up per compressed message and of ratios without the previous messages' window.
+ * permessage-deflate (RFC 7692, unless cfg.ws_deflate is off): the first acceptable offer
+ * is agreed as offered, with context takeover in each direction the client allows (§7.1.1:
+ * the LZ77 window of the previous messages is kept, so a chat's repetitive messages shrink
+ * to a few bytes), and windows of WS_DEFLATE_BITS (12) bits asked of both sides as the
+ * websockets library does (server_max_window_bits always, §7.1.2.1; client_max_window_bits
+ * when offered, §7.1.2.2), so our deflater's state is ~32 KiB instead of ~256 KiB. The
+ * inflater keeps a 32 KiB window whatever was agreed (~39 KiB): zlib checks a smaller
+ * window only against what lies outside its current output chunk, so whether a client
+ * that reaches back too far is refused would depend on how its payload was cut into
+ * reads; with 15 bits every stream any client may send inflates the same way. The
+ * zlib states are made when first needed: a session that never receives a compressed
+ * message has no inflater, one that never sends a message worth compressing
+ * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) has no
+ * deflater. Without context takeover in a direction (the client's offer said
+ * server_no_context_takeover or client_no_context_takeover), that direction's state lives
+ * for one message only, so an idle session keeps none of it. The inflated size of a
+ * message stays bounded by max_message either way (ws_message_t).
  *
  * Closing (§7.1): a close frame from the peer is answered with the same code (§5.5.1) and
  * the server then closes the TCP connection after the frame is written (§7.1.1: the
@@ -43,6 +53,8 @@
 /* Messages shorter than this are sent uncompressed even with permessage-deflate: a zlib
  * set-up costs more than it saves on them. */
 #define WS_DEFLATE_MIN 256
+/* The LZ77 window asked of both sides (see the opening comment). */
+#define WS_DEFLATE_BITS 12
 
 static void ws_notify_close(server_conn_t *c, int code, const char *reason, size_t len)
 {
@@ -81,8 +93,13 @@ static void ws_on_control(server_conn_t *c, const ws_event_t *ev)
             conn_close(c);
         return;
     }
+    if (ev->opcode == WS_OP_PONG) {
+        /* The answer to our keep-alive ping, or unsolicited (§5.5.3: no answer). */
+        ws_ping_pong(c, ev->data, ev->len);
+        return;
+    }
     if (ev->opcode != WS_OP_CLOSE)
-        return; /* an unsolicited pong: §5.5.3 says no answer is expected */
+        return;
     w->close_received = 1;
     if (!w->close_sent) {
         /* §5.5.1: echo the status code received (none when the frame had none). */
@@ -96,6 +113,55 @@ static void ws_on_control(server_conn_t *c, const ws_event_t *ev)
     }
     c->close_after_write = 1;
     ws_notify_close(c, ev->close_code, ev->reason, ev->reason_len);
+}
+
+/* Output the application queued is written in the next idle phase of the loop, with
+ * whatever else it sends until then: an echo handler that finds 16 messages queued answers
+ * them with one write(2) instead of 16. The idle phase comes before libuv polls, and an
+ * active idle handle makes that poll non-blocking, so nothing waits longer than the rest
+ * of the current loop iteration. */
+static void ws_queue_flush(server_conn_t *c)
+{
+    server_ws_t *w = c->ws;
+    server_t *s = c->server;
+    if (w->flush_queued)
+        return;
+    if (!s->ws_flush_open) {
+        conn_flush(c);
+        return;
+    }
+    w->flush_queued = 1;
+    w->flush_next = s->flush_head;
+    s->flush_head = c;
+    c->refs++; /* released by ws_run_flushes */
+    uv_idle_start(&s->ws_flush, ws_on_flush);
+}
+
+void ws_run_flushes(server_t *s)
+{
+    server_conn_t *list = s->flush_head;
+    s->flush_head = NULL;
+    uv_idle_stop(&s->ws_flush);
+    while (list) {
+        server_conn_t *c = list;
+        list = c->ws->flush_next;
+        c->ws->flush_next = NULL;
+        c->ws->flush_queued = 0;
+        if (!c->closing) {
+            conn_flush(c);
+            if (!c->closing)
+                conn_update_reading(c);
+        }
+        conn_release(c); /* the reference taken by ws_queue_flush */
+    }
+}
+
+void ws_on_flush(uv_idle_t *h)
+{
+    server_t *s = h->data;
+    /* A write error closes a connection, whose close callback may reach Python. */
+    pyloop_enter(pyloop_from_uv(h->loop));
+    ws_run_flushes(s);
 }
 
 /* Delivers a complete message; returns 0 when the handler paused reading. */
@@ -134,7 +200,8 @@ static void ws_conn_process(server_conn_t *c)
             if (r == WS_EV_FRAME) {
                 w->single = ev.first && ev.fin && !ev.compressed;
                 if (ev.first && ev.compressed && w->msg.inflater == NULL &&
-                    (w->msg.inflater = ws_inflater_new(1)) == NULL) {
+                    (w->msg.inflater = ws_inflater_new(15, w->pmd.client_no_context_takeover)) ==
+                        NULL) {
                     ws_fail(c, WS_CLOSE_INTERNAL);
                     break;
                 }
@@ -160,10 +227,13 @@ static void ws_conn_process(server_conn_t *c)
             r = ws_message_add(&w->msg, &ev);
             if (r == 1) {
                 ws_deliver(c, w->msg.opcode, (const uint8_t *)w->msg.data.data, w->msg.data.len);
-                /* An idle session keeps no payload storage and no zlib state. */
+                /* An idle session keeps no payload storage, and no zlib state unless the
+                 * window is kept for the next message (context takeover). */
                 db_buf_free(&w->msg.data);
-                ws_inflater_free(w->msg.inflater);
-                w->msg.inflater = NULL;
+                if (w->pmd.client_no_context_takeover) {
+                    ws_inflater_free(w->msg.inflater);
+                    w->msg.inflater = NULL;
+                }
                 continue;
             }
         }
@@ -197,6 +267,7 @@ void ws_conn_on_read(server_conn_t *c, ssize_t nread)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    ws_ping_touch(c); /* a peer that sends is alive: its next ping waits */
     if (c->ws->close_received) {
         /* §5.5.1: nothing is read after the peer's close. */
         c->rbuf.len = c->pos;
@@ -222,8 +293,9 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
      * acceptable permessage-deflate one is taken, anything else is declined by omission. */
     ws_deflate_config_t pmd_cfg;
     ws_deflate_config_default(&pmd_cfg);
-    pmd_cfg.server_no_context_takeover = 1;
-    pmd_cfg.client_no_context_takeover = 1;
+    pmd_cfg.enabled = c->server->cfg.ws_deflate;
+    pmd_cfg.server_max_window_bits = WS_DEFLATE_BITS;
+    pmd_cfg.client_max_window_bits = WS_DEFLATE_BITS;
     for (size_t i = 0; i < c->head->num_headers && !w->pmd.enabled; i++) {
         const http_header_t *f = &c->head->headers[i];
         if (f->name_len == 24 && strncasecmp(f->name, "sec-websocket-extensions", 24) == 0)
@@ -274,8 +346,9 @@ int server_conn_ws_accept(server_conn_t *c, const char *extra_headers, size_t ex
     c->head = NULL;
     db_buf_free(&c->resp_headers);
     c->mid_request = 0;
-    c->deadline = 0; /* no idle timeout for a session; keep-alive pings are the app's */
+    c->deadline = 0; /* no idle timeout for a session: keep-alive pings (ws_ping.c) */
     c->keep_alive = 0;
+    ws_ping_start(c);
     ws_conn_process(c);
     conn_flush(c);
     conn_update_reading(c);
@@ -307,13 +380,22 @@ int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t l
     if (w == NULL || c->closing || w->close_sent)
         return SERVER_STREAM_CLOSED;
     if (w->pmd.enabled && len >= WS_DEFLATE_MIN) {
-        /* RFC 7692 §7.2.1, one message per zlib stream (server_no_context_takeover). */
+        /* RFC 7692 §7.2.1. With context takeover the deflater stays for the next message;
+         * without, it serves this message only. */
         int bits = w->pmd.server_max_window_bits ? w->pmd.server_max_window_bits : 15;
-        ws_deflater_t *d = ws_deflater_new(bits, 1, -1);
+        int nct = w->pmd.server_no_context_takeover;
+        if (w->deflater == NULL)
+            w->deflater = ws_deflater_new(bits, nct, -1);
         db_buf_t z;
         db_buf_init(&z);
-        int r = d == NULL ? WS_E_NO_MEMORY : ws_deflate_message(d, data, len, &z);
-        ws_deflater_free(d);
+        /* After a failure the peer's inflater and ours are out of step: the connection
+         * is closed below. */
+        int r =
+            w->deflater == NULL ? WS_E_NO_MEMORY : ws_deflate_message(w->deflater, data, len, &z);
+        if (nct) {
+            ws_deflater_free(w->deflater);
+            w->deflater = NULL;
+        }
         if (r < 0 || conn_wbuf_reserve(c, z.len + 14) < 0 ||
             ws_write_frame(&c->wbuf, opcode, 1, 1, z.data, z.len) < 0) {
             db_buf_free(&z);
@@ -326,12 +408,17 @@ int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t l
         conn_close(c);
         return SERVER_STREAM_NOMEM;
     }
+    size_t high = c->server->cfg.write_high_water;
+    if (c->wbuf.len + c->inflight.len < high) {
+        ws_queue_flush(c);
+        return SERVER_STREAM_OK;
+    }
+    /* Over the write limit: written now, and the caller waits for the drain. */
     conn_flush(c);
     if (c->closing)
         return SERVER_STREAM_CLOSED;
     conn_update_reading(c);
-    return c->wbuf.len + c->inflight.len >= c->server->cfg.write_high_water ? SERVER_STREAM_FULL
-                                                                            : SERVER_STREAM_OK;
+    return c->wbuf.len + c->inflight.len >= high ? SERVER_STREAM_FULL : SERVER_STREAM_OK;
 }
 
 int server_conn_ws_close(server_conn_t *c, int code, const char *reason, size_t reason_len)
@@ -359,6 +446,34 @@ int server_conn_ws_close(server_conn_t *c, int code, const char *reason, size_t 
     if (!c->closing)
         conn_update_reading(c);
     return 0;
+}
+
+void ws_conn_ping_timeout(server_conn_t *c)
+{
+    server_ws_t *w = c->ws;
+    static const char reason[] = "keepalive ping timeout";
+    /* The websockets library (uvicorn's "websockets" implementation) fails the connection
+     * with 1011 and this reason; the application then sees 1006, since no close frame was
+     * received (RFC 6455 §7.1.5). Nothing more is read; the TCP connection closes once the
+     * close frame is written, or WS_CLOSE_TIMEOUT later when the peer does not read. */
+    w->close_received = 1;
+    if (!w->close_sent) {
+        w->close_sent = 1;
+        if (conn_wbuf_reserve(c, sizeof(reason) + 4) < 0 ||
+            ws_write_close(&c->wbuf, WS_CLOSE_INTERNAL, reason, sizeof(reason) - 1) < 0) {
+            conn_close(c);
+            ws_notify_close(c, 1006, NULL, 0);
+            return;
+        }
+    }
+    c->close_after_write = 1;
+    c->deadline = uv_now(c->tcp.loop) + WS_CLOSE_TIMEOUT; /* see conn_sweep */
+    ws_notify_close(c, 1006, NULL, 0);
+    if (c->closing)
+        return;
+    conn_flush(c);
+    if (!c->closing)
+        conn_update_reading(c);
 }
 
 void ws_conn_finish(server_conn_t *c)
@@ -397,8 +512,10 @@ void ws_conn_free(server_conn_t *c)
 {
     if (c->ws == NULL)
         return;
+    ws_ping_unlink(c);
     ws_message_free(&c->ws->msg);
     ws_inflater_free(c->ws->msg.inflater);
+    ws_deflater_free(c->ws->deflater);
     free(c->ws);
     c->ws = NULL;
 }

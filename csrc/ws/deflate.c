@@ -48,9 +48,15 @@ ws_deflater_t *ws_deflater_new(int window_bits, int no_context_takeover, int lev
     ws_deflater_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return NULL;
-    /* A negative windowBits asks zlib for raw deflate (§7.2.1: no header, no trailer);
-     * memLevel 8 is zlib's default. */
-    if (deflateInit2(&d->z, level, Z_DEFLATED, -window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    /* A negative windowBits asks zlib for raw deflate (§7.2.1: no header, no trailer).
+     * memLevel follows the window: 8 (zlib's default) for 15, one less per bit below, as
+     * the websockets library pairs a 12-bit window with memLevel 5; a hash table larger
+     * than the window buys little. zlib's state is then (1 << (bits + 2)) + (1 << (mem +
+     * 9)) bytes: 256 KiB at 15 bits, 32 KiB at 12, kept per session with context
+     * takeover. */
+    int mem_level = window_bits - 7;
+    if (deflateInit2(&d->z, level, Z_DEFLATED, -window_bits, mem_level, Z_DEFAULT_STRATEGY) !=
+        Z_OK) {
         free(d);
         return NULL;
     }
@@ -120,13 +126,18 @@ fail:
     return rc;
 }
 
-ws_inflater_t *ws_inflater_new(int no_context_takeover)
+ws_inflater_t *ws_inflater_new(int window_bits, int no_context_takeover)
 {
+    if (window_bits < 8 || window_bits > 15)
+        return NULL;
     ws_inflater_t *i = calloc(1, sizeof(*i));
     if (i == NULL)
         return NULL;
-    /* A 32 KiB window reads data compressed with any window the peer chose (8..15). */
-    if (inflateInit2(&i->z, -15) != Z_OK) {
+    /* zlib allocates the window (1 << window_bits bytes) at the first inflate: 15 reads
+     * data compressed with any window (8..15); a smaller one costs less, and data that
+     * reaches back beyond it into earlier output (a previous message's) is refused
+     * (Z_DATA_ERROR: "invalid distance too far back"; see ws.h for its limits). */
+    if (inflateInit2(&i->z, -window_bits) != Z_OK) {
         free(i);
         return NULL;
     }

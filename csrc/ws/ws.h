@@ -278,8 +278,9 @@ typedef struct ws_deflater ws_deflater_t;
 typedef struct ws_inflater ws_inflater_t;
 
 /* A compressor for one connection's outgoing messages: window_bits 9..15 (the agreed
- * server_max_window_bits), no_context_takeover as agreed, level 0..9 (or -1 for zlib's
- * default). NULL when out of memory or an argument is out of range. */
+ * server_max_window_bits; zlib's memLevel is window_bits - 7), no_context_takeover as
+ * agreed, level 0..9 (or -1 for zlib's default). NULL when out of memory or an argument
+ * is out of range. */
 ws_deflater_t *ws_deflater_new(int window_bits, int no_context_takeover, int level);
 void ws_deflater_free(ws_deflater_t *d);
 
@@ -288,9 +289,13 @@ void ws_deflater_free(ws_deflater_t *d);
  * (out as it was; the compressor is reset, so both ends must then close). */
 int ws_deflate_message(ws_deflater_t *d, const void *in, size_t n, db_buf_t *out);
 
-/* A decompressor for one connection's incoming messages. no_context_takeover: reset after
- * each message (as agreed in client_no_context_takeover). NULL when out of memory. */
-ws_inflater_t *ws_inflater_new(int no_context_takeover);
+/* A decompressor for one connection's incoming messages: window_bits 8..15, the window it
+ * keeps (15 reads what any peer may send; a smaller one saves memory, but zlib refuses a
+ * distance beyond it only when it reaches outside the current output chunk, so whether
+ * such data is refused depends on how the payload was cut: the server uses 15);
+ * no_context_takeover: reset after each message (as agreed in client_no_context_takeover).
+ * NULL when out of memory or window_bits is out of range. */
+ws_inflater_t *ws_inflater_new(int window_bits, int no_context_takeover);
 void ws_inflater_free(ws_inflater_t *i);
 
 /* Inflates the next n bytes of a message's payload, appending to out; fin at the message's

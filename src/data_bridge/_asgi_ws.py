@@ -21,7 +21,6 @@ from typing import Any
 
 __all__ = ["run"]
 
-MAX_SIZE = 16 * 1024 * 1024  # uvicorn's --ws-max-size default
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -121,7 +120,7 @@ async def _drive(app: Any, http_scope: dict[str, Any], upgrade: Any, log: Any) -
                 if message.get("subprotocol") is not None:
                     lines += b"sec-websocket-protocol: " + message["subprotocol"].encode() + b"\r\n"
                 lines += _lines(message.get("headers"))
-                state["session"] = upgrade.accept(loop, lines, MAX_SIZE)
+                state["session"] = upgrade.accept(loop, lines)
             elif kind == "websocket.close":
                 state["closed"] = True
                 upgrade.respond(403, b"content-type: text/plain\r\n", b"")

@@ -227,6 +227,11 @@ class Server:
         limit_concurrency: int = 0,
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
+        ws_ping_interval: float = 20.0,
+        ws_ping_timeout: float = 20.0,
+        ws_per_message_deflate: bool = True,
+        ws_max_size: int = 16777216,
+        ws_max_queue: int = 32,
         header_timeout: float = 0.0,
         handler_timeout: float = 0.0,
     ) -> None: ...

@@ -155,6 +155,13 @@ class Config:
     lifespan: str = "auto"
     # Ours: the path answering Prometheus metrics summed over the workers (None: off).
     metrics: str | None = None
+    # WebSockets, with uvicorn's defaults (None disables pings / their timeout);
+    # ws_max_size None: the App's own ws_max_size (16 MiB unless set), 16 MiB otherwise.
+    ws_max_size: int | None = None
+    ws_max_queue: int = 32
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
     # Ours: a real fastapi.FastAPI app has its routes compiled to native ones where the
     # drop-in reproduces them (api/_fastapi_native.py); False serves it all through ASGI.
     native: bool = True
@@ -206,7 +213,13 @@ class Config:
         options: dict[str, Any] = {
             "date_header": self.date_header,
             "limit_concurrency": self.limit_concurrency or 0,
+            "ws_max_queue": self.ws_max_queue,
+            "ws_ping_interval": self.ws_ping_interval or 0.0,
+            "ws_ping_timeout": self.ws_ping_timeout or 0.0,
+            "ws_per_message_deflate": self.ws_per_message_deflate,
         }
+        if self.ws_max_size is not None:
+            options["ws_max_size"] = self.ws_max_size
         if text:
             options["default_headers"] = "".join(text).encode("latin-1")
         if self.timeout_header is not None:

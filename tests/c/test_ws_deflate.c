@@ -1,7 +1,8 @@
 /*
  * TAP tests for permessage-deflate (csrc/ws/deflate.c): RFC 7692 §7.2.3's examples (one
  * message, two messages sharing the window, a stored block, a final block, two blocks),
- * compression with and without context takeover, round trips of several sizes with the
+ * compression with and without context takeover, windows of 9..15 bits agreed on both
+ * sides, an inflater refusing data beyond its window, round trips of several sizes with the
  * compressed payload inflated in two pieces split at every point, the bound on inflated
  * size (a "zip bomb" ends in WS_E_TOO_BIG, close 1009, with memory bounded), corrupt data,
  * and whole messages assembled from parser events by ws_message_t.
@@ -78,7 +79,7 @@ static void test_rfc_examples(void)
     ws_deflater_free(d);
     db_buf_free(&out);
 
-    ws_inflater_t *inf = ws_inflater_new(0);
+    ws_inflater_t *inf = ws_inflater_new(15, 0);
     TAP_OK(inf != NULL);
     TAP_OK(inflates_to(inf, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7, "Hello"));
     TAP_OK(inflates_to(inf, "\xf2\x00\x11\x00\x00", 5, "Hello")); /* §7.2.3.2 */
@@ -100,7 +101,7 @@ static void test_rfc_examples(void)
     int ok = 1;
     for (size_t c1 = 0; c1 <= sizeof(m1); c1++) {
         for (size_t c2 = 0; c2 <= sizeof(m2); c2++) {
-            inf = ws_inflater_new(0);
+            inf = ws_inflater_new(15, 0);
             db_buf_t a, b;
             ok &= inflate_msg(inf, m1, sizeof(m1), c1, &a, 0) == 0;
             ok &= inflate_msg(inf, m2, sizeof(m2), c2, &b, 0) == 0;
@@ -125,12 +126,13 @@ static void fill(uint8_t *p, size_t n, int kind)
 }
 
 /* Messages through a deflater and an inflater with the given takeover settings (a
- * decompressor may drop its window only when the compressor does). */
-static int round_trips(int server_nct, int client_nct, int window)
+ * decompressor may drop its window only when the compressor does), the inflater's window
+ * being the deflater's (as agreed through max_window_bits) or 15. */
+static int round_trips(int server_nct, int client_nct, int window, int inflate_window)
 {
     static const size_t sizes[] = {0, 1, 5, 100, 1000, 40000, 200000};
     ws_deflater_t *d = ws_deflater_new(window, server_nct, 6);
-    ws_inflater_t *inf = ws_inflater_new(client_nct);
+    ws_inflater_t *inf = ws_inflater_new(inflate_window, client_nct);
     if (d == NULL || inf == NULL)
         return 0;
     int ok = 1;
@@ -169,12 +171,16 @@ static int round_trips(int server_nct, int client_nct, int window)
 
 static void test_round_trips(void)
 {
-    TAP_OK(round_trips(0, 0, 15));
-    TAP_OK(round_trips(1, 0, 15));
-    TAP_OK(round_trips(1, 1, 15));
-    TAP_OK(round_trips(0, 0, 9));
-    TAP_OK(round_trips(1, 1, 10));
-    TAP_OK(round_trips(1, 0, 12));
+    TAP_OK(round_trips(0, 0, 15, 15));
+    TAP_OK(round_trips(1, 0, 15, 15));
+    TAP_OK(round_trips(1, 1, 15, 15));
+    TAP_OK(round_trips(0, 0, 9, 15));
+    TAP_OK(round_trips(1, 1, 10, 15));
+    TAP_OK(round_trips(1, 0, 12, 15));
+    /* The window agreed (the server asks 12 of both sides): inflated with that window. */
+    for (int w = 9; w <= 15; w++)
+        TAP_OK(round_trips(0, 0, w, w));
+    TAP_OK(round_trips(1, 1, 12, 12));
 
     /* A small message inflated in two pieces at every split point. */
     ws_deflater_t *d = ws_deflater_new(15, 1, 9);
@@ -184,7 +190,7 @@ static void test_round_trips(void)
     db_buf_init(&z);
     TAP_EQ_INT(ws_deflate_message(d, msg, sizeof(msg), &z), 0);
     int ok = 1;
-    ws_inflater_t *inf = ws_inflater_new(1);
+    ws_inflater_t *inf = ws_inflater_new(15, 1);
     for (size_t cut = 0; cut <= z.len; cut++) {
         db_buf_t back;
         ok &= inflate_msg(inf, (uint8_t *)z.data, z.len, cut, &back, 0) == 0;
@@ -201,6 +207,79 @@ static void test_round_trips(void)
     TAP_OK(ws_deflater_new(15, 0, 10) == NULL);
 }
 
+/* Context takeover as the server keeps it (RFC 7692 §7.1.1): the windows of both sides
+ * stay across messages, a repeated message costs a few bytes, an inflater limited to the
+ * agreed client_max_window_bits refuses data reaching further back, and the bound on
+ * inflated size holds after any number of messages. */
+static void test_takeover_windows(void)
+{
+    ws_deflater_t *d = ws_deflater_new(12, 0, -1);
+    ws_inflater_t *inf = ws_inflater_new(12, 0);
+    TAP_OK(d != NULL && inf != NULL);
+    uint8_t msg[1000];
+    fill(msg, sizeof(msg), 0);
+    int ok = 1;
+    size_t first = 0, later = 0;
+    for (int i = 0; i < 200; i++) {
+        db_buf_t z, back;
+        db_buf_init(&z);
+        msg[0] = (uint8_t)('a' + i % 26); /* not quite the same message each time */
+        ok &= ws_deflate_message(d, msg, sizeof(msg), &z) == 0;
+        if (i == 0)
+            first = z.len;
+        else if (z.len > later)
+            later = z.len;
+        ok &= inflate_msg(inf, (uint8_t *)z.data, z.len, z.len / 2, &back, sizeof(msg)) == 0;
+        ok &= back.len == sizeof(msg) && memcmp(back.data, msg, sizeof(msg)) == 0;
+        db_buf_free(&z);
+        db_buf_free(&back);
+    }
+    TAP_OK(ok);
+    TAP_OK(first > 300);
+    TAP_OK(later < 20); /* the previous message, in the window, says it all */
+    /* A bomb after 200 messages: still stopped at the bound, memory near it. */
+    size_t n = 4u << 20;
+    uint8_t *zeros = calloc(1, n);
+    if (zeros == NULL)
+        abort();
+    db_buf_t z, out;
+    db_buf_init(&z);
+    TAP_EQ_INT(ws_deflate_message(d, zeros, n, &z), 0);
+    free(zeros);
+    TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, 1 << 20), WS_E_TOO_BIG);
+    TAP_OK(out.len <= 1 << 20 && out.cap <= (2 << 20));
+    db_buf_free(&out);
+    db_buf_free(&z);
+    ws_inflater_free(inf);
+    ws_deflater_free(d);
+
+    /* Noise, then its start again: a 15-bit compressor refers 8 KiB back, which a 12-bit
+     * (4 KiB) inflater cannot follow: 1007, where a 15-bit one reads it. */
+    uint8_t noise[8192];
+    fill(noise, sizeof(noise), 1);
+    for (int w = 12; w <= 15; w += 3) {
+        d = ws_deflater_new(15, 0, -1);
+        inf = ws_inflater_new(w, 0);
+        db_buf_t a, b, back;
+        db_buf_init(&a);
+        db_buf_init(&b);
+        TAP_EQ_INT(ws_deflate_message(d, noise, sizeof(noise), &a), 0);
+        TAP_EQ_INT(ws_deflate_message(d, noise, 1024, &b), 0);
+        TAP_EQ_INT(inflate_msg(inf, (uint8_t *)a.data, a.len, (size_t)-1, &back, 0), 0);
+        db_buf_free(&back);
+        TAP_OK(b.len < 100);
+        TAP_EQ_INT(inflate_msg(inf, (uint8_t *)b.data, b.len, (size_t)-1, &back, 0),
+                   w == 12 ? WS_E_INFLATE : 0);
+        db_buf_free(&back);
+        db_buf_free(&a);
+        db_buf_free(&b);
+        ws_inflater_free(inf);
+        ws_deflater_free(d);
+    }
+    TAP_OK(ws_inflater_new(7, 0) == NULL);
+    TAP_OK(ws_inflater_new(16, 0) == NULL);
+}
+
 static void test_bounds(void)
 {
     /* 64 MiB of zeros compress to about 64 KiB; inflating under a 1 MiB bound stops at it. */
@@ -214,7 +293,7 @@ static void test_bounds(void)
     TAP_EQ_INT(ws_deflate_message(d, zeros, n, &z), 0);
     free(zeros);
     TAP_OK(z.len < 100000);
-    ws_inflater_t *inf = ws_inflater_new(1);
+    ws_inflater_t *inf = ws_inflater_new(15, 1);
     db_buf_t out;
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, 1000, &out, 1 << 20), WS_E_TOO_BIG);
     TAP_OK(out.len <= 1 << 20);
@@ -228,19 +307,19 @@ static void test_bounds(void)
     fill(msg, sizeof(msg), 0);
     z.len = 0;
     TAP_EQ_INT(ws_deflate_message(d, msg, sizeof(msg), &z), 0);
-    inf = ws_inflater_new(1);
+    inf = ws_inflater_new(15, 1);
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, sizeof(msg)), 0);
     TAP_EQ_INT(out.len, sizeof(msg));
     db_buf_free(&out);
     ws_inflater_free(inf);
-    inf = ws_inflater_new(1);
+    inf = ws_inflater_new(15, 1);
     TAP_EQ_INT(inflate_msg(inf, (uint8_t *)z.data, z.len, (size_t)-1, &out, sizeof(msg) - 1),
                WS_E_TOO_BIG);
     db_buf_free(&out);
     ws_inflater_free(inf);
 
     /* Data that is not deflate: a reserved block type (BTYPE 11). */
-    inf = ws_inflater_new(0);
+    inf = ws_inflater_new(15, 0);
     TAP_EQ_INT(inflate_msg(inf, (const uint8_t *)"\xff\xff\xff", 3, (size_t)-1, &out, 0),
                WS_E_INFLATE);
     TAP_EQ_INT(ws_close_code(WS_E_INFLATE), 1007);
@@ -331,7 +410,7 @@ static void test_messages(void)
     snprintf(want, sizeof(want), "1:%s;2:\xff;1:Hello;", text); /* %.*s stops at the NUL */
     int ok = 1;
     for (size_t cut = 0; cut <= s.len; cut++) {
-        ws_inflater_t *inf = ws_inflater_new(0);
+        ws_inflater_t *inf = ws_inflater_new(15, 0);
         ws_message_t m;
         ws_message_init(&m, 1000, inf);
         char log[512];
@@ -347,7 +426,7 @@ static void test_messages(void)
     s.len = z.len = 0;
     ws_deflate_message(d, "ok \xed\xa0\x80", 6, &z);
     frame(&s, 0xc1, z.data, z.len);
-    ws_inflater_t *inf = ws_inflater_new(0);
+    ws_inflater_t *inf = ws_inflater_new(15, 0);
     ws_message_t m;
     ws_message_init(&m, 0, inf);
     char log[256];
@@ -370,7 +449,7 @@ static void test_messages(void)
     s.len = z.len = 0;
     ws_deflate_message(d, big, sizeof(big), &z);
     frame(&s, 0xc2, z.data, z.len);
-    inf = ws_inflater_new(0);
+    inf = ws_inflater_new(15, 0);
     ws_message_init(&m, 50000, inf);
     TAP_EQ_INT(assemble((uint8_t *)s.data, s.len, 7, &m, &count, log, sizeof(log)), WS_E_TOO_BIG);
     ws_message_free(&m);
@@ -385,6 +464,7 @@ int main(void)
 {
     test_rfc_examples();
     test_round_trips();
+    test_takeover_windows();
     test_bounds();
     test_messages();
     return tap_done();

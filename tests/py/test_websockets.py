@@ -203,11 +203,12 @@ def test_fragments_with_interleaved_ping_raw(ws: ServerProcess) -> None:
 
 
 def test_permessage_deflate(ws: ServerProcess) -> None:
-    # The websockets client offers permessage-deflate: agreed without context takeover.
+    # The websockets client offers permessage-deflate with client_max_window_bits: agreed
+    # with context takeover and 12-bit windows (as the websockets server answers).
     with connect(url(ws, "/echo")) as c:
         agreed = c.response.headers["sec-websocket-extensions"]
         assert agreed == (
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
         )
         for message in ["short", "long " * 2000, b"\x00\x01" * 5000, "é" * 3000]:
             c.send(message)
@@ -331,6 +332,26 @@ def test_params_headers_subprotocol(ws: ServerProcess) -> None:
     assert info.value.rcvd.code == 4001 and info.value.rcvd.reason == "bye"
 
 
+def test_headers_read_after_accept(ws: ServerProcess) -> None:
+    headers = [
+        ("X-Token", "first"),
+        ("x-token", "second"),
+        ("X-Other", "é".encode().decode("latin-1")),
+    ]
+    with connect(url(ws, "/headers-after-accept"), additional_headers=headers) as c:
+        local = c.socket.getsockname()  # before the server's close ends the socket
+        c.send("go")
+        data = json.loads(c.recv())
+    assert data == {
+        "one": "first",
+        "missing": "none",
+        "all": [["x-token", "first"], ["x-token", "second"], ["x-other", "Ã©"]],
+        "mapping": ["first", "second"],
+        "client": ["127.0.0.1", local[1]],
+        "server": ["127.0.0.1", ws.port],
+    }
+
+
 def test_dependency_and_validation(ws: ServerProcess) -> None:
     with connect(url(ws, "/guarded?token=abc")) as c:
         assert c.recv() == "token abc"
@@ -364,6 +385,39 @@ def test_backpressure_slow_reader(ws: ServerProcess) -> None:
         got += 1
     wait_event(ws, ["flood", "sent"])
     r.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_ping_flood_without_reading_is_bounded(ws: ServerProcess) -> None:
+    """A client that sends pings and never reads the pongs: the server stops reading once
+    its queued output passes the write limit (1 MiB), so its memory stays bounded and the
+    client's writes block."""
+    assert ws.proc is not None
+    before = rss_kib(ws.proc.pid)
+    r = RawWS(ws)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    ping = frame(0x9, b"p" * 125)
+    batch = ping * 1000  # 131 KB of pings, 127 KB of pongs
+    r.sock.settimeout(2)
+    sent = 0
+    with pytest.raises(TimeoutError):
+        while sent < 200_000_000:
+            r.sock.sendall(batch)
+            sent += len(batch)
+    grown = rss_kib(ws.proc.pid) - before
+    # The write limit, a read buffer and the kernel's accounting: far below what was sent.
+    assert sent < 100_000_000, sent
+    assert grown < 16 * 1024, grown
+    r.close()
+    with connect(url(ws, "/echo")) as c:  # the others are served meanwhile
+        c.send("ok")
+        assert c.recv(timeout=5) == "ok"
 
 
 def test_many_concurrent_connections(ws: ServerProcess) -> None:

@@ -293,7 +293,8 @@ class FastAPI(APIRouter):
             form_limits=form_limits,
         )
         self.router = self  # FastAPI's app.router: the app routes itself
-        # The bound on one WebSocket message (1009 beyond), as uvicorn's --ws-max-size.
+        # The bound on one WebSocket message (1009 beyond), as uvicorn's --ws-max-size
+        # (which, given to run()/serve() or the command line, takes precedence).
         self.ws_max_size = DEFAULT_WS_MAX_SIZE
         for exc_class, handler in (exception_handlers or {}).items():
             self.add_exception_handler(exc_class, handler)
@@ -466,7 +467,7 @@ class FastAPI(APIRouter):
             send_timeout=limits.send_timeout,
             backlog=limits.backlog,
             redirect_slashes=self.redirect_slashes,
-            **(server_options or {}),
+            **{"ws_max_size": self.ws_max_size, **(server_options or {})},
         )
         if self._request_class is None:
             # A Request subclass that knows this app (request.app, request.state).
@@ -495,7 +496,6 @@ class FastAPI(APIRouter):
             "WebSocket",
             (WebSocket, request_class),
             {
-                "max_size": self.ws_max_size,
                 "_test_sink": staticmethod(websocket_sink) if websocket_sink else None,
                 "__module__": WebSocket.__module__,
             },

@@ -33,11 +33,6 @@ UNSUPPORTED_FLAGS = {
     "--use-colors": "colourised logs",
 }
 UNSUPPORTED_VALUES = {
-    "--ws-max-size": "WebSockets",
-    "--ws-max-queue": "WebSockets",
-    "--ws-ping-interval": "WebSockets",
-    "--ws-ping-timeout": "WebSockets",
-    "--ws-per-message-deflate": "WebSockets",
     "--h11-max-incomplete-event-size": "h11",
     "--timeout-worker-healthcheck": "worker health checks",
 }
@@ -89,6 +84,61 @@ def _env_int(name: str, default: int) -> int:
         return int(os.environ[name])
     except (KeyError, ValueError):
         return default
+
+
+def _ws_seconds(value: str) -> float | None:
+    # uvicorn's --ws-ping-interval/--ws-ping-timeout are floats; 0 (or "none", as None in
+    # uvicorn's Config) disables.
+    if value.strip().lower() in ("none", "0", "0.0"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'none', got {value!r}") from None
+    if not seconds > 0 or seconds >= 1e9:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _bool(value: str) -> bool:
+    # click's BOOL, which uvicorn's --ws-per-message-deflate uses.
+    v = value.strip().lower()
+    if v in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+
+
+def _add_ws_options(p: argparse.ArgumentParser) -> None:
+    """uvicorn's WebSocket options, with its defaults and meanings."""
+    p.add_argument(
+        "--ws-max-size", type=int, default=16777216, help="bytes per WebSocket message (1009 above)"
+    )
+    p.add_argument(
+        "--ws-max-queue",
+        type=int,
+        default=32,
+        help="received messages left unread before the server stops reading",
+    )
+    p.add_argument(
+        "--ws-ping-interval",
+        type=_ws_seconds,
+        default=20.0,
+        help="seconds between keep-alive pings of an idle WebSocket ('none': no pings)",
+    )
+    p.add_argument(
+        "--ws-ping-timeout",
+        type=_ws_seconds,
+        default=20.0,
+        help="seconds a ping's pong may take before the close with 1011 ('none': no limit)",
+    )
+    p.add_argument(
+        "--ws-per-message-deflate",
+        type=_bool,
+        default=True,
+        help="permessage-deflate compression (true or false)",
+    )
 
 
 ENV_PREFIX = "DATA_BRIDGE_"
@@ -238,6 +288,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=[],
         help="a default response header NAME:VALUE (repeatable)",
     )
+    _add_ws_options(p)
     # TLS, as uvicorn's options (names, defaults, help); data_bridge._tls.
     p.add_argument("--ssl-keyfile", default=None, help="SSL key file")
     p.add_argument("--ssl-certfile", default=None, help="SSL certificate file")
@@ -468,6 +519,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         date_header=args.date_header,
         lifespan=args.lifespan,
         metrics=args.metrics,
+        ws_max_size=args.ws_max_size,
+        ws_max_queue=args.ws_max_queue,
+        ws_ping_interval=args.ws_ping_interval,
+        ws_ping_timeout=args.ws_ping_timeout,
+        ws_per_message_deflate=args.ws_per_message_deflate,
         native=args.native,
         timeout_header=args.timeout_header,
         max_worker_rss=args.max_worker_rss,

@@ -113,7 +113,9 @@ def _finite(value: Any) -> Any:
 def serialize_event(item: Any, serialize_data: Callable[[Any], bytes]) -> bytes:
     """An item yielded by an SSE endpoint as the event's bytes."""
     if not isinstance(item, ServerSentEvent):
-        return format_sse_event(data_str=serialize_data(item).decode("utf-8"))
+        # JSON from the C encoder (or pydantic's, for a declared item type) is one line:
+        # newlines inside strings are escaped, so the bytes go out as they are.
+        return b"data: " + serialize_data(item) + b"\n\n"
     data_str: str | None
     if item.raw_data is not None:
         data_str = item.raw_data
@@ -122,6 +124,7 @@ def serialize_event(item: Any, serialize_data: Callable[[Any], bytes]) -> bytes:
     elif hasattr(item.data, "model_dump_json"):
         data_str = item.data.model_dump_json()
     else:
+        # json.dumps' spacing, as FastAPI writes an event's data ('{"key": "value"}').
         data_str = json.dumps(_finite(jsonable_encoder(item.data)))
     return format_sse_event(
         data_str=data_str, event=item.event, id=item.id, retry=item.retry, comment=item.comment
@@ -132,38 +135,79 @@ async def event_stream(
     result: Any, serialize_data: Callable[[Any], bytes], ping: float | None = None
 ) -> AsyncIterator[bytes]:
     """The events of a generator endpoint's result, with a keep-alive comment whenever
-    the generator stays silent for ``ping`` seconds. The generator is advanced by its own
-    Task, so a ping never interrupts (or cancels) it while it waits."""
+    nothing was sent for ``ping`` seconds. The generator is advanced by its own Task, so a
+    ping never interrupts (or cancels) it while it waits; the two hand over one event at a
+    time (the producer waits while one is unsent, so a slow client stalls the generator).
+    The keep-alive is one timer per stream, re-armed once per interval, not a timeout per
+    event: with events flowing, handing one over costs at most a future."""
     source: AsyncIterator[Any] = (
         result.__aiter__() if hasattr(result, "__aiter__") else iterate_in_threadpool(result)
     )
     interval = PING_INTERVAL if ping is None else ping
-    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=1)
+    loop = asyncio.get_running_loop()
+    # (True, bytes) an event, (False, None) the end, (False, exc) the generator's error;
+    # None from the timer: a keep-alive is due.
+    slot: list[tuple[bool, Any]] = []
+    waiter: asyncio.Future[tuple[bool, Any] | None] | None = None  # the consumer's
+    space: asyncio.Future[None] | None = None  # the producer's, while slot is full
+    last = loop.time()
+
+    def hand_over(entry: tuple[bool, Any]) -> bool:
+        """True when the consumer took entry at once, False when it waits in slot."""
+        if waiter is not None and not waiter.done():
+            waiter.set_result(entry)
+            return True
+        slot.append(entry)
+        return False
 
     async def produce() -> None:
+        nonlocal space
         try:
             async for item in source:
-                await queue.put((True, serialize_event(item, serialize_data)))
+                if not hand_over((True, serialize_event(item, serialize_data))):
+                    space = loop.create_future()
+                    await space
+        except asyncio.CancelledError:
+            raise  # the stream ended first (the client left): nobody to tell
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            await queue.put((False, exc))
+            hand_over((False, exc))
             return
-        await queue.put((False, None))
+        hand_over((False, None))
 
-    producer = asyncio.get_running_loop().create_task(produce())
+    def on_tick() -> None:
+        nonlocal tick
+        now = loop.time()
+        if now - last >= interval and waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        tick = loop.call_at(max(last, now) + interval, on_tick)
+
+    producer = loop.create_task(produce())
+    tick = loop.call_at(last + interval, on_tick)
     try:
         while True:
-            try:
-                ok, value = await asyncio.wait_for(queue.get(), interval)
-            except asyncio.TimeoutError:
+            entry: tuple[bool, Any] | None
+            if slot:
+                entry = slot.pop()
+                if space is not None and not space.done():
+                    space.set_result(None)
+            else:
+                waiter = loop.create_future()
+                entry = await waiter
+                waiter = None
+            if entry is None:
+                last = loop.time()
                 yield KEEPALIVE_COMMENT
                 continue
+            ok, value = entry
             if ok:
+                last = loop.time()
                 yield value
             elif value is None:
                 return
             else:
                 raise value
     finally:
+        tick.cancel()
         if not producer.done():
             producer.cancel()
         aclose = getattr(source, "aclose", None)

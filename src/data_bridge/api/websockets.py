@@ -69,17 +69,25 @@ _MESSAGE_TYPES = (str, bytes, tuple)
 
 class WebSocket(Request):
     """A WebSocket connection (Starlette's interface). Made by the server for a WebSocket
-    route's endpoint; the state attributes live in the instance ``__dict__``."""
+    route's endpoint. The state lives in slots, set by ``_start`` before the endpoint
+    runs: an idle session then has no instance ``__dict__`` (about 300 bytes) unless
+    something caches in it (``headers``, ``scope``, ``state``)."""
 
-    # The bound on one message; the app's ``ws_max_size`` (set on the per-app subclass).
-    max_size: int = DEFAULT_MAX_SIZE
+    __slots__ = ("client_state", "application_state", "_session", "_denied")
+
     # The test client's report channel (per-server subclass): callable(key, event, value).
     _test_sink: Callable[[str, str, Any], None] | None = None
 
-    client_state: WebSocketState = WebSocketState.CONNECTING
-    application_state: WebSocketState = WebSocketState.CONNECTING
-    _session: Any = None
-    _denied: tuple[int, str] | None = None
+    client_state: WebSocketState
+    application_state: WebSocketState
+    _session: Any
+    _denied: tuple[int, str] | None
+
+    def _start(self) -> None:
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        self._session = None
+        self._denied = None
 
     @property
     def scope(self) -> typing.Mapping[str, Any]:
@@ -100,11 +108,24 @@ class WebSocket(Request):
         return out
 
     # Receiving -------------------------------------------------------------------------
+    #
+    # Each receive method is one coroutine over plain helpers: a session waiting for a
+    # message holds one suspended frame, not a chain of them (memory per idle connection),
+    # and a message costs no extra coroutine objects.
 
-    async def _next(self) -> str | bytes | tuple[int, str]:
-        message = self._session.receive()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
+    def _take(self) -> Any:
+        """The next message (str, bytes, or (code, reason) once the session ended), or a
+        future of one; after the checks of receive_text/bytes/json."""
+        if self.application_state is not WebSocketState.CONNECTED:
+            raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
+        if self.client_state is WebSocketState.DISCONNECTED:
+            raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+        return self._session.receive()
+
+    def _data(self, message: str | bytes | tuple[int, str]) -> str | bytes:
+        if isinstance(message, tuple):
+            self.client_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(message[0], message[1])
         return message
 
     async def receive(self) -> dict[str, Any]:
@@ -117,7 +138,9 @@ class WebSocket(Request):
             raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
         if self._session is None:
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
-        message = await self._next()
+        message = self._session.receive()
+        if not isinstance(message, _MESSAGE_TYPES):
+            message = await message
         if isinstance(message, tuple):
             self.client_state = WebSocketState.DISCONNECTED
             return {"type": "websocket.disconnect", "code": message[0], "reason": message[1]}
@@ -125,25 +148,20 @@ class WebSocket(Request):
             return {"type": "websocket.receive", "text": message}
         return {"type": "websocket.receive", "bytes": message}
 
-    async def _receive_data(self) -> str | bytes:
-        if self.application_state is not WebSocketState.CONNECTED:
-            raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
-        if self.client_state is WebSocketState.DISCONNECTED:
-            raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
-        message = await self._next()
-        if isinstance(message, tuple):
-            self.client_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(message[0], message[1])
-        return message
-
     async def receive_text(self) -> str:
-        message = await self._receive_data()
+        message = self._take()
+        if not isinstance(message, _MESSAGE_TYPES):
+            message = await message
+        message = self._data(message)
         if not isinstance(message, str):
             raise KeyError("text")  # as Starlette: message["text"] of a binary message
         return message
 
     async def receive_bytes(self) -> bytes:
-        message = await self._receive_data()
+        message = self._take()
+        if not isinstance(message, _MESSAGE_TYPES):
+            message = await message
+        message = self._data(message)
         if not isinstance(message, bytes):
             raise KeyError("bytes")
         return message
@@ -151,7 +169,10 @@ class WebSocket(Request):
     async def receive_json(self, mode: str = "text") -> Any:
         if mode not in ("text", "binary"):
             raise RuntimeError('The "mode" argument should be "text" or "binary".')
-        message = await self._receive_data()
+        message = self._take()
+        if not isinstance(message, _MESSAGE_TYPES):
+            message = await message
+        message = self._data(message)
         if mode == "text":
             if not isinstance(message, str):
                 raise KeyError("text")
@@ -202,10 +223,11 @@ class WebSocket(Request):
                 raise ValueError(f"invalid header {name!r}: {value!r}")
             lines.append(name + b": " + value + b"\r\n")
         self.client_state = WebSocketState.CONNECTED
-        self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines), self.max_size)
+        self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines))
         self.application_state = WebSocketState.CONNECTED
 
-    async def _send_data(self, data: str | bytes) -> None:
+    def _put(self, data: str | bytes) -> Any:
+        """Queues one message: None, or a future to await while the output drains."""
         if self.application_state is WebSocketState.CONNECTING:
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
         if self.application_state is WebSocketState.DISCONNECTED:
@@ -216,14 +238,22 @@ class WebSocket(Request):
             self.application_state = WebSocketState.DISCONNECTED
             closed = self._session.closed
             raise WebSocketDisconnect(closed[0] if closed else 1006) from None
+        return waiter
+
+    async def _send_data(self, data: str | bytes) -> None:
+        waiter = self._put(data)
         if waiter is not None:
             await waiter
 
     async def send_text(self, data: str) -> None:
-        await self._send_data(data)
+        waiter = self._put(data)
+        if waiter is not None:
+            await waiter
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._send_data(bytes(data))
+        waiter = self._put(bytes(data))
+        if waiter is not None:
+            await waiter
 
     async def send_json(self, data: Any, mode: str = "text") -> None:
         if mode not in ("text", "binary"):
@@ -297,11 +327,15 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         websocket: WebSocket = kwargs.pop(_WS_PARAM)
+        websocket._start()
         errors = None if inner_lenient else kwargs.pop(_BINDING_ERRORS, None)
         status = websocket._ws_check()
         if status:
             return _refusal(status)
-        key = websocket.headers.get("sec-websocket-key", "")
+        # The test client's name for the session; read from the request without building
+        # its Headers (the WebSocket is kept for the whole session).
+        sink = websocket._test_sink
+        key = websocket.header("sec-websocket-key", "") if sink is not None else ""
         # Run on from the loop: the upgrade can only be answered once the server has
         # handed the request to this coroutine's Task (the first step runs inside the
         # server's dispatch).
@@ -311,7 +345,11 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
             try:
                 if errors:
                     raise WebSocketRequestValidationError(errors)
-                await inner(*args, **kwargs)
+                endpoint = inner(*args, **kwargs)
+                # The arguments live on in the endpoint's frame only: this frame, suspended
+                # for the whole session, keeps nothing of them.
+                del args, kwargs
+                await endpoint
             except Exception as exc:
                 # The app's own handler for the exception's class, if it has one (Starlette's
                 # ExceptionMiddleware calls it with the WebSocket), else the rules below.
@@ -330,7 +368,6 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
             await _close_quietly(websocket, 1008, reason)
         except BaseException as exc:  # noqa: BLE001 - reported below, as uvicorn does
             failure = exc
-        sink = websocket._test_sink
         if websocket._session is not None:
             if websocket.application_state is not WebSocketState.DISCONNECTED:
                 websocket.application_state = WebSocketState.DISCONNECTED

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -42,6 +44,23 @@ async def echo(websocket: WebSocket) -> None:
                 await websocket.send_bytes(message["bytes"])
     except WebSocketDisconnect as exc:
         events.append(("echo-disconnect", exc.code))
+
+
+@app.websocket("/headers-after-accept")
+async def headers_after_accept(websocket: WebSocket) -> None:
+    # Read only once the request was detached (its fields kept compact until then).
+    await websocket.accept()
+    await websocket.receive_text()  # the client is ready: its socket stays open till now
+    await websocket.send_json(
+        {
+            "one": websocket.header("x-token"),
+            "missing": websocket.header("x-nothing", "none"),
+            "all": [list(pair) for pair in websocket.raw_headers if pair[0].startswith("x-")],
+            "mapping": websocket.headers.getlist("x-token"),
+            "client": list(websocket.client or ()),
+            "server": list(websocket.scope["server"] or ()),
+        }
+    )
 
 
 @app.websocket("/record/{tag}")
@@ -158,4 +177,11 @@ async def server_stats() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", graceful_timeout=3)
+    options = json.loads(os.environ.get("DB_TEST_LIMITS", "{}"))
+    app.run(
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        graceful_timeout=3,
+        **options,
+    )

@@ -198,6 +198,11 @@ typedef struct {
      * App through its own (never listening) Server's dispatch. */
     struct app_mount *mounts;
     size_t nmounts;
+    /* The plan of the handler that answers requests no route takes (404, 405 and
+     * redirect_slashes' 307) when the app has HTTP middleware or exception handlers that
+     * must see them (add_route(..., unrouted=True)); its Request carries the router's
+     * outcome as `_db_routing`. One of `plans`; NULL: the server answers them itself. */
+    route_plan_t *unrouted;
     /* bytes: the response header lines every response carries (uvicorn's Server header
      * and --header), pointed at by cfg.default_headers; NULL when none. */
     PyObject *default_headers;

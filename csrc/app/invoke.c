@@ -426,6 +426,29 @@ static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, Driv
     return SERVER_DISPATCH_PENDING;
 }
 
+/* RFC 9110 §10.2.1: the Allow value of a 405, the methods the path's routes take, written
+ * into out (NUL-terminated, cut at whole names when cap is short); returns its length. */
+static size_t allow_value(const router_match_t *m, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (int meth = 0; meth < HTTP_OTHER; meth++) {
+        if (!(m->allowed & (1u << meth)))
+            continue;
+        const char *name = http_method_name((http_method_t)meth);
+        size_t len = strlen(name);
+        if (n + len + 3 >= cap)
+            break;
+        if (n > 0) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(out + n, name, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
 {
     if (r == ROUTER_NOT_FOUND) {
@@ -434,21 +457,7 @@ static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
     }
     /* RFC 9110 §15.5.6: a 405 response lists the allowed methods in Allow. */
     char allow[160] = "allow: ";
-    size_t n = 7;
-    for (int meth = 0; meth < HTTP_OTHER; meth++) {
-        if (!(m->allowed & (1u << meth)))
-            continue;
-        const char *name = http_method_name((http_method_t)meth);
-        size_t len = strlen(name);
-        if (n + len + 4 >= sizeof(allow))
-            break;
-        if (n > 7) {
-            memcpy(allow + n, ", ", 2);
-            n += 2;
-        }
-        memcpy(allow + n, name, len);
-        n += len;
-    }
+    size_t n = 7 + allow_value(m, allow + 7, sizeof(allow) - 7 - 2);
     memcpy(allow + n, "\r\n", 2);
     n += 2;
     server_conn_respond_detail(conn, 405, "Method Not Allowed", allow, n);
@@ -605,24 +614,34 @@ static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **a
     return res;
 }
 
-/* A 307 to the request's URL with its path replaced by path[0..n), a '/' added with
- * add_slash: absolute when the request has a Host header (as Starlette builds it from the
- * request's URL, https behind a TLS terminator: set_secure), the query string kept. */
+/* The Location of a 307 to the request's URL with its path replaced by path[0..n), a '/'
+ * added with add_slash, appended to line: absolute when the request has a Host header (as
+ * Starlette builds it from the request's URL, https behind a TLS terminator: set_secure),
+ * the query string kept. Returns 0, or -1 when out of memory. */
+static int location_value(const ServerObject *srv, const http_request_t *head, const char *path,
+                          size_t n, int add_slash, db_buf_t *line)
+{
+    const http_header_t *host = http_find_header(head, "host", 4);
+    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
+    int ok = 1;
+    if (host != NULL)
+        ok = db_buf_append(line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
+             db_buf_append(line, host->value, host->value_len) == 0;
+    ok = ok && db_buf_append(line, path, n) == 0 &&
+         (!add_slash || db_buf_append(line, "/", 1) == 0) &&
+         db_buf_append(line, head->target + head->path_len, query) == 0;
+    return ok ? 0 : -1;
+}
+
+/* Answers a 307 to that Location. */
 static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
                          const char *path, size_t n, int add_slash)
 {
     db_buf_t line;
     db_buf_init(&line);
-    const http_header_t *host = http_find_header(head, "host", 4);
-    size_t query = head->target_len - head->path_len; /* "?..." or nothing */
-    int ok = db_buf_append(&line, "location: ", 10) == 0;
-    if (ok && host != NULL)
-        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
-             db_buf_append(&line, host->value, host->value_len) == 0;
-    ok = ok && db_buf_append(&line, path, n) == 0 &&
-         (!add_slash || db_buf_append(&line, "/", 1) == 0) &&
-         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
-         db_buf_append(&line, "\r\n", 2) == 0;
+    int ok = db_buf_append(&line, "location: ", 10) == 0 &&
+             location_value(srv, head, path, n, add_slash, &line) == 0 &&
+             db_buf_append(&line, "\r\n", 2) == 0;
     if (ok)
         server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
     else
@@ -630,34 +649,80 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
     db_buf_free(&line);
 }
 
-/* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
- * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
- * Location is absolute when the request has a Host header (as Starlette builds it from the
- * request's URL), with the query string kept. */
-static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                          size_t skip)
+/* redirect_slashes: whether the path (under 4 KiB) with its trailing slash toggled matches a
+ * route (for any method); if so, that path is in alt[0..*alt_len). */
+static int slash_alternative(ServerObject *srv, const http_request_t *head, size_t skip,
+                             char alt[4097], size_t *alt_len)
 {
     size_t n = head->path_len;
     if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
         return 0;
-    char alt[4097];
-    size_t alt_len;
     if (head->path[n - 1] == '/') {
-        alt_len = n - 1;
-        memcpy(alt, head->path, alt_len);
+        *alt_len = n - 1;
+        memcpy(alt, head->path, *alt_len);
     } else {
         memcpy(alt, head->path, n);
         alt[n] = '/';
-        alt_len = n + 1;
+        *alt_len = n + 1;
     }
     router_match_t m;
     /* skip: the root_path prefix, not part of what routes see (alt_len >= skip: the path
      * started with it and only its last '/' may be dropped, which is past the prefix). */
-    if (alt_len < skip ||
-        router_match(srv->router, head->method, alt + skip, alt_len - skip, &m) == ROUTER_NOT_FOUND)
+    return *alt_len >= skip && router_match(srv->router, head->method, alt + skip, *alt_len - skip,
+                                            &m) != ROUTER_NOT_FOUND;
+}
+
+/* redirect_slashes: answers 307 to the path with its trailing slash toggled when that
+ * matches a route and returns 1; 0 when it does not. */
+static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                          size_t skip)
+{
+    char alt[4097];
+    size_t alt_len;
+    if (!slash_alternative(srv, head, skip, alt, &alt_len))
         return 0;
     redirect_307(srv, conn, head, alt, alt_len, 0);
     return 1;
+}
+
+/* What the router decided for a request no route takes, for the app's unrouted handler
+ * (ServerObject.unrouted): (307, location) when redirect_slashes redirects, (405, allow
+ * value) or (404, None), as Starlette's Router decides them inside the middleware stack. */
+static PyObject *routing_outcome(ServerObject *srv, const http_request_t *head, int r,
+                                 const router_match_t *m, size_t skip)
+{
+    char alt[4097];
+    size_t alt_len;
+    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
+        slash_alternative(srv, head, skip, alt, &alt_len)) {
+        db_buf_t loc;
+        db_buf_init(&loc);
+        PyObject *res = NULL;
+        if (location_value(srv, head, alt, alt_len, 0, &loc) < 0)
+            PyErr_NoMemory();
+        else
+            res = Py_BuildValue("(is#)", 307, loc.data, (Py_ssize_t)loc.len);
+        db_buf_free(&loc);
+        return res;
+    }
+    if (r == ROUTER_NOT_FOUND)
+        return Py_BuildValue("(iO)", 404, Py_None);
+    char allow[160];
+    size_t n = allow_value(m, allow, sizeof(allow));
+    return Py_BuildValue("(is#)", 405, allow, (Py_ssize_t)n);
+}
+
+/* Hands the routing outcome to the unrouted handler's Request (its `_db_routing`). */
+static int set_routing(PyObject *request, PyObject *outcome)
+{
+    static PyObject *name; /* "_db_routing", kept for the process */
+    if (name == NULL && (name = PyUnicode_InternFromString("_db_routing")) == NULL)
+        return -1;
+    if (request == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the unrouted handler must take the Request");
+        return -1;
+    }
+    return PyObject_SetAttr(request, name, outcome);
 }
 
 /* The path routes see: under the root_path, the rest ("" for the prefix itself), as
@@ -706,7 +771,8 @@ int app_stream_body(void *ctx, const http_request_t *head)
         return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
     router_match_t m;
     if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
-        return srv->fallback != NULL; /* the fallback ASGI app reads it with receive() */
+        /* The fallback ASGI app reads it with receive(); the unrouted handler as a route. */
+        return srv->fallback != NULL || (srv->unrouted != NULL && srv->unrouted->stream_body);
     return ((route_plan_t *)m.data)->stream_body;
 }
 
@@ -743,15 +809,26 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
                                           : app_dispatch(mt->target, conn, req);
     if (!routed)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
-    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
-        redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
+    PyObject *routing = NULL; /* the unrouted handler's outcome (routing_outcome) */
+    if (r != ROUTER_FOUND && srv->unrouted != NULL) {
+        /* The app's middleware sees requests no route takes (ServerObject.unrouted). */
+        routing = routing_outcome(srv, req->head, r, &m, (size_t)(path - req->head->path));
+        if (routing == NULL) {
+            respond_exception(conn, NULL, NULL, NULL);
+            return SERVER_DISPATCH_DONE;
+        }
+        m.data = srv->unrouted;
+        m.nparams = 0;
+    } else if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
+               redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path))) {
         return SERVER_DISPATCH_DONE;
-    if (r != ROUTER_FOUND)
+    } else if (r != ROUTER_FOUND) {
         return respond_routing(conn, r, &m);
+    }
     route_plan_t *plan = m.data;
     /* Only the listening server's own routes name the metrics' route label (a mounted
      * App's server never listens, and its ids mean other routes). */
-    if (srv->server != NULL)
+    if (srv->server != NULL && routing == NULL)
         server_conn_set_route(conn, plan->metrics_id);
     /* A StaticFiles route: a file it served before is answered without Python. */
     if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
@@ -761,6 +838,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
          * body itself (through the Request) gets it whether it came whole or streamed:
          * request.body() applies the limit, uploads the form limits. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);
+        Py_XDECREF(routing);
         return SERVER_DISPATCH_DONE;
     }
     PyObject *stack[APP_MAX_ARGS + 1] = {NULL};
@@ -771,10 +849,14 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     context = PyContext_CopyCurrent();
     if (context == NULL || PyContext_Enter(context) < 0) {
         Py_CLEAR(context);
+        Py_XDECREF(routing);
         dispatch_failed(srv, conn, plan, req, &m, &request);
         return SERVER_DISPATCH_DONE;
     }
     int b = bind_arguments(plan, &m, req, args, &request, &errors);
+    if (b >= 0 && routing != NULL && set_routing(request, routing) < 0)
+        b = -1;
+    Py_CLEAR(routing);
     if (b < 0) {
         dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;

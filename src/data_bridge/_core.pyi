@@ -249,6 +249,7 @@ class Server:
         max_body_size: int = 0,
         form_limits: tuple[int, int, int] = (1000, 1000, 1048576),
         file_cache: FileCache | None = None,
+        unrouted: bool = False,
     ) -> None: ...
     def listen(self, host: str, port: int, reuse_port: bool = False) -> int: ...
     def set_health(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import socket
 import threading
 import weakref
@@ -76,7 +77,7 @@ class AsgiBridge:
         )
         self._thread.start()
         # When the App (and so this bridge) is gone, its loop stops and its thread ends.
-        weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
+        weakref.finalize(self, _stop, self.loop)
 
     def close(self) -> None:
         """Closes the servers and stops the thread (after the lifespan's shutdown; an
@@ -220,6 +221,13 @@ class AsgiBridge:
                 await send({"type": "lifespan.shutdown.complete"})
                 self.close()
                 return
+
+
+def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    """Stops a bridge's loop from any thread; a loop close() already stopped may have
+    closed meanwhile (the finalizer runs whenever the garbage collector gets to it)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
 
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:

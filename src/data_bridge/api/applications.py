@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from data_bridge import _core
 from data_bridge import _serve as _serving
 from data_bridge.api._foreign import is_foreign_http_exception
+from data_bridge.api._http_middleware import handles_unrouted, unrouted
 from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
@@ -571,6 +572,19 @@ class FastAPI(APIRouter):
                 build_plan(path, endpoint),
                 200,
                 lenient=bool(getattr(endpoint, "__db_lenient__", False)),
+            )
+        if handles_unrouted(self):
+            # 404, 405 and redirect_slashes' 307 through the middleware and the exception
+            # handlers, as Starlette's router answers inside them.
+            handler = unrouted(self)
+            server.add_route(
+                [],
+                "/",
+                handler,
+                build_plan("/", handler),
+                404,
+                max_body_size=limits.max_body,
+                unrouted=True,
             )
         self._add_mounts(server, loop, limits, root_path, client, scheme)
         return server

@@ -814,27 +814,62 @@ int server_conn_closed(const server_conn_t *c)
     return c->closing;
 }
 
+/* Dotted decimal of an IPv4 address (inet_ntop goes through sprintf). */
+static int ip4_text(const uint8_t ip[4], char *out, size_t outlen)
+{
+    char buf[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = ip[i];
+        if (v >= 100)
+            buf[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            buf[n++] = (char)('0' + v / 10 % 10);
+        buf[n++] = (char)('0' + v % 10);
+        buf[n++] = i < 3 ? '.' : '\0';
+    }
+    if (n > outlen)
+        return UV_ENOSPC;
+    memcpy(out, buf, n);
+    return 0;
+}
+
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port)
 {
-    struct sockaddr_storage addr;
-    int len = (int)sizeof(addr);
+    struct conn_addr *a = &c->addrs[remote != 0];
     if (c->closing)
         return UV_ENOTCONN;
-    int r = remote ? uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len)
-                   : uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&addr, &len);
-    if (r < 0)
-        return r;
-    if (addr.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
-        r = uv_ip4_name(in, host, hostlen);
-        *port = ntohs(in->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
-        r = uv_ip6_name(in6, host, hostlen);
-        *port = ntohs(in6->sin6_port);
-    } else {
-        return 1;
+    if (a->kind == 0) {
+        struct sockaddr_storage addr;
+        int len = (int)sizeof(addr);
+        int r = remote ? uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len)
+                       : uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&addr, &len);
+        if (r < 0)
+            return r; /* not kept: asked again next time */
+        if (addr.ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
+            memcpy(a->ip, &in->sin_addr, 4);
+            a->port = ntohs(in->sin_port);
+            a->kind = 4;
+        } else if (addr.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
+            memcpy(a->ip, &in6->sin6_addr, 16);
+            a->port = ntohs(in6->sin6_port);
+            a->kind = 6;
+        } else {
+            a->kind = 1;
+        }
     }
+    if (a->kind == 1)
+        return 1;
+    *port = a->port;
+    if (a->kind == 4)
+        return ip4_text(a->ip, host, hostlen);
+    struct sockaddr_in6 in6;
+    memset(&in6, 0, sizeof(in6));
+    in6.sin6_family = AF_INET6;
+    memcpy(&in6.sin6_addr, a->ip, 16);
+    int r = uv_ip6_name(&in6, host, hostlen);
     return r < 0 ? r : 0;
 }
 

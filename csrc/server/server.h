@@ -199,7 +199,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * IPv6 without brackets) into host[hostlen] (64 bytes are always enough) and the port.
  * Returns 0; 1 when the socket has no IP address (an AF_UNIX socket, such as the test
  * client's socketpair); or a negative libuv error code (the connection was closed). Costs
- * one getpeername(2)/getsockname(2): asked only when the application reads it. */
+ * one getpeername(2)/getsockname(2) the first time for a connection, asked only when the
+ * application reads it; the connection keeps the answer. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* The server's configuration (for the application's view of its limits). */

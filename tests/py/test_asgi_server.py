@@ -313,6 +313,28 @@ def test_streaming_with_declared_content_length(asgi: ServerProcess) -> None:
     s.close()
 
 
+def test_declared_length_in_one_message_is_a_complete_response(asgi: ServerProcess) -> None:
+    # Written as one complete response (one write): framed the same for GET, HEAD (the head
+    # alone, the length kept) and HTTP/1.0, and the connection serves on.
+    s = asgi.connect()
+    s.sendall(get("/declared-length", method="HEAD") + get("/declared-length") + get("/hello"))
+    reader = Reader(s)
+    status, headers = read_head(reader)
+    assert status == "HTTP/1.1 200 OK" and headers["content-length"] == "5"
+    r = reader.read_response()
+    assert r.header("content-length") == "5" and r.body == b"hello"
+    assert r.header("transfer-encoding") is None
+    assert reader.read_response().body == b"Hello, world!"
+    s.close()
+    s = asgi.connect()
+    s.sendall(get("/declared-length", version="1.0"))
+    reader = Reader(s)
+    r = reader.read_response()
+    assert r.header("content-length") == "5" and r.body == b"hello"
+    assert reader.at_eof()
+    s.close()
+
+
 def test_streaming_http10_is_close_delimited(asgi: ServerProcess) -> None:
     s = asgi.connect()
     s.sendall(get("/stream?n=3", version="1.0"))

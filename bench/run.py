@@ -21,6 +21,11 @@ alive; nginx is left out. Those results go between `<!-- https:start -->` and
 Usage: python bench/run.py [--duration 10] [--quick] [--tls]
        [--servers databridge,fastapi,litestar,nginx]
 
+The ASGI comparison (issue 14): the unmodified FastAPI app through ASGI and the raw ASGI
+hello-world (bench/apps/asgi_hello.py), each on data-bridge, Uvicorn and Granian:
+    python bench/run.py --servers fastapi-asgi,fastapi,fastapi-granian,asgi-databridge,\
+asgi-uvicorn,asgi-granian --scenarios json,user,items,hello
+
 Every server is started in its own process group and killed on exit, whatever happens.
 Everything listens on 127.0.0.1 and every wait is bounded.
 """
@@ -1108,6 +1113,14 @@ def tool_versions(python: str) -> str:
     if proc.returncode == 0:
         ls, ms = proc.stdout.split()
         parts.append(f"Litestar {ls} (msgspec {ms})")
+    proc = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('granian'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0:
+        parts.append(f"Granian {proc.stdout.strip()}")
     try:
         out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=10)
         parts.append(out.stderr.strip().replace("nginx version: ", ""))

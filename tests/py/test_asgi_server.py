@@ -174,6 +174,21 @@ def test_scope_fields(asgi: ServerProcess) -> None:
     assert set(scope["state"]) == {"db", "shared"}
 
 
+def test_scope_addresses_per_connection(asgi: ServerProcess) -> None:
+    # Each connection's own client port on every request of it, interleaved with another
+    # connection's (the addresses are kept per connection, the host strings shared).
+    socks = [asgi.connect(), asgi.connect()]
+    readers = [Reader(s) for s in socks]
+    for _ in range(2):
+        for s, reader in zip(socks, readers, strict=True):
+            s.sendall(get("/scope"))
+            scope = reader.read_response().json()
+            assert scope["client"] == {"seq": "tuple", "items": ["127.0.0.1", s.getsockname()[1]]}
+            assert scope["server"] == {"seq": "tuple", "items": ["127.0.0.1", asgi.port]}
+    for s in socks:
+        s.close()
+
+
 def test_scope_http10_and_methods(asgi: ServerProcess) -> None:
     s = asgi.connect()
     s.sendall(get("/scope", version="1.0", method="DELETE"))

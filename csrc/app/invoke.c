@@ -698,10 +698,13 @@ static PyObject *routing_outcome(ServerObject *srv, const http_request_t *head, 
         db_buf_t loc;
         db_buf_init(&loc);
         PyObject *res = NULL;
-        if (location_value(srv, head, alt, alt_len, 0, &loc) < 0)
-            PyErr_NoMemory();
-        else
-            res = Py_BuildValue("(is#)", 307, loc.data, (Py_ssize_t)loc.len);
+        /* UTF-8 as the response writes header values back; bytes that are not (obs-text
+         * in the Host field) become U+FFFD rather than failing the request. */
+        PyObject *value = location_value(srv, head, alt, alt_len, 0, &loc) < 0
+                              ? PyErr_NoMemory()
+                              : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
+        if (value != NULL)
+            res = Py_BuildValue("(iN)", 307, value);
         db_buf_free(&loc);
         return res;
     }

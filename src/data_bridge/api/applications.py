@@ -51,6 +51,7 @@ from data_bridge.api.routing import (
     METHOD_CODES,
     APIRouter,
     _resolve_default,
+    custom_route_endpoint,
     effective_form_limits,
 )
 from data_bridge.api.websockets import DEFAULT_MAX_SIZE as DEFAULT_WS_MAX_SIZE
@@ -513,6 +514,15 @@ class FastAPI(APIRouter):
             seen.update((m, shape) for m in methods)
             call = route.callable(_call_in_thread if route.threaded else None, overrides)
             is_ws = getattr(route, "websocket", False)
+            custom = not is_ws and route.custom_route_handler
+            if custom:
+                # The route class's own handler runs first, with the Request; it calls the
+                # original handler (route.get_route_handler's), which binds from there.
+                route.__dict__["_db_route_call"] = call
+                try:
+                    call = custom_route_endpoint(route.get_route_handler())
+                finally:
+                    del route.__dict__["_db_route_call"]
             if self._http_middleware and not is_ws:
                 # Starlette's BaseHTTPMiddleware passes websocket scopes through untouched.
                 call = wrap_http_middleware(
@@ -528,7 +538,9 @@ class FastAPI(APIRouter):
                 [METHOD_CODES[m] for m in methods],
                 route.path,
                 call,
-                build_plan(route.path, call),
+                # A custom handler takes the Request alone: the path parameters are bound
+                # later, by the original handler (its plan is made as if the path had none).
+                build_plan("/" if custom else route.path, call),
                 route.effective_status_code,
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
                 lenient=bool(getattr(call, "__db_lenient__", False)),
@@ -540,6 +552,7 @@ class FastAPI(APIRouter):
                 # A StaticFiles route answered by the server skips the route's callable, so
                 # not when @app.middleware("http") must run around it.
                 file_cache=None if self._http_middleware else getattr(route, "file_cache", None),
+                keep_match=custom,
             )
             if is_ws:
                 server.set_request_class(request_class)

@@ -12,16 +12,24 @@ with dependencies, a ``response_model``, a non-JSON ``response_class``, an injec
 dependencies, calls the endpoint and turns the result into the response
 (``_Responder``): a model result is validated and serialized to JSON bytes by
 pydantic-core in one call, with no dict in between.
+
+A route class that overrides ``get_route_handler`` (FastAPI's "custom Request and APIRoute
+class") takes a Python path, and only that route: the server calls its handler with the
+Request, and the original handler (``APIRoute.get_route_handler()``, a ``_RouteHandler``)
+binds the route's parameters with the native binder (``_core.Binder``) from the body the
+handler's Request gives (``await request.body()``, which a Request subclass may
+override) and returns a Response the overriding handler can change.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import re
 import typing
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -31,9 +39,11 @@ from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
-from data_bridge.api.exceptions import FastAPIError, ResponseValidationError
+from data_bridge.api.exceptions import FastAPIError, RequestValidationError, ResponseValidationError
+from data_bridge.api.requests import Request
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.json import dumps as json_dumps
+from data_bridge.json import loads as json_loads
 
 __all__ = [
     "METHOD_CODES",
@@ -295,6 +305,23 @@ class APIRoute:
             form_limits=effective_form_limits(self),
         )
 
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        """FastAPI's: the route's request handler, ``await handler(request)`` giving the
+        Response. It binds the route's parameters from ``request`` (its body through
+        ``await request.body()``, so a Request subclass's body() is what binding reads;
+        the endpoint's Request parameter gets that request), runs the dependencies and the
+        endpoint, and raises RequestValidationError when the request does not bind. A
+        subclass overriding this method wraps what it returns; only such routes are served
+        through it, every other route is bound and answered natively."""
+        call = self.__dict__.get("_db_route_call")
+        return _RouteHandler(self, call if call is not None else self.callable())
+
+    @property
+    def custom_route_handler(self) -> bool:
+        """Whether this route's class overrides get_route_handler (then the server calls
+        that handler for its requests)."""
+        return type(self).get_route_handler is not APIRoute.get_route_handler
+
     def matches_name(self, name: str) -> bool:
         return self.name == name
 
@@ -311,6 +338,73 @@ class APIRoute:
 
 
 Route = APIRoute
+
+# The server's Request of the request a custom route handler serves: what the original
+# handler binds from (the handler may pass a Request of its own making). Set in the
+# request's own context (each request runs in a copy), so it is never reset.
+_SERVED_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("data_bridge_served_request")
+
+
+class _RouteHandler:
+    """The original handler of a route (what ``APIRoute.get_route_handler`` returns):
+    ``await handler(request)`` binds the route's parameters natively (``_core.Binder``), the
+    body from ``await request.body()``, calls the route's callable (dependencies, endpoint,
+    response model) and returns a Response."""
+
+    __slots__ = ("binder", "response_class", "status_code", "where")
+
+    def __init__(self, route: APIRoute, call: Callable[..., Any]) -> None:
+        self.binder = _core.Binder(
+            call,
+            route.path,
+            build_plan(route.path, call),
+            strict_content_type=bool(_resolve_default(route.strict_content_type)),
+            lenient=bool(getattr(call, "__db_lenient__", False)),
+            form_limits=effective_form_limits(route),
+        )
+        self.response_class = _resolve_default(route.response_class)
+        self.status_code = route.effective_status_code
+        self.where = f"{route.name} for {route.path!r}"
+
+    async def __call__(self, request: Request) -> Response:
+        from data_bridge.api._http_middleware import _to_response
+
+        served = _SERVED_REQUEST.get(None)
+        if served is None:
+            raise RuntimeError(
+                f"the route handler of {self.where} was called outside a request of its route"
+            )
+        body = await request.body() if self.binder.needs_body else None
+        ok, value = self.binder.call(served, body, request)
+        if not ok:
+            errors = [{**e, "loc": tuple(e["loc"])} if "loc" in e else e for e in value]
+            raise RequestValidationError(errors, body=_decoded_body(body))
+        if inspect.isawaitable(value):
+            value = await value
+        return _to_response(value, self.response_class, self.status_code)
+
+
+def _decoded_body(body: bytes | None) -> Any:
+    """RequestValidationError.body: the JSON value of a JSON body, else the bytes (None
+    when empty)."""
+    if not body:
+        return None
+    try:
+        return json_loads(body)
+    except ValueError:
+        return body
+
+
+def custom_route_endpoint(handler: Callable[[Request], Awaitable[Any]]) -> Callable[..., Any]:
+    """What the server calls for a route whose class overrides get_route_handler: the
+    handler with the server's Request (and nothing bound natively before it)."""
+
+    async def endpoint(request: Request) -> Any:
+        _SERVED_REQUEST.set(request)
+        return await handler(request)
+
+    endpoint.__annotations__ = {"request": Request, "return": Any}
+    return endpoint
 
 
 class APIWebSocketRoute(APIRoute):

@@ -150,7 +150,10 @@ def _call_in_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> a
 class Limits:
     """Server limits and timeouts; the defaults are safe for the open internet."""
 
-    max_body: int = 1024 * 1024
+    # Bytes of a body held whole (JSON and form bodies; request.body()): 413 beyond.
+    # FastAPI has no limit; 16 MiB (uvicorn's largest WebSocket message, ours too) keeps
+    # what FastAPI apps are sent working while one request's memory stays bounded.
+    max_body: int = 16 * 1024 * 1024
     # Bytes of a body read as it arrives (uploads to routes with File/UploadFile or a
     # Request parameter, ASGI apps), which max_body does not bound: 413 beyond; None: no
     # limit (the form limits still apply).

@@ -156,6 +156,8 @@ def _requests() -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", "/gz/sum", {"content": gzip.compress(b'{"a": 1}'), "headers": gz_json}),
         ("POST", "/gz/sum", {"content": gzip.compress(b"[1, 2"), "headers": gz_json}),
         ("POST", "/gz/sum", {"content": b"", "headers": json_type}),
+        ("POST", "/gz/sum", {"content": b"[1, 2]", "headers": gz_json}),  # not gzip: 400
+        ("POST", "/gz/sum", {"content": b'[1, "\xff"]', "headers": json_type}),  # not UTF-8
         ("POST", "/gz/items/7?q=z", {"content": gzip.compress(item), "headers": gz_json}),
         ("POST", "/gz/items/x", {"content": gzip.compress(b'{"name": 1}'), "headers": gz_json}),
         ("POST", "/gz/form", {"data": {"name": "ann"}}),

@@ -39,7 +39,12 @@ from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
-from data_bridge.api.exceptions import FastAPIError, RequestValidationError, ResponseValidationError
+from data_bridge.api.exceptions import (
+    FastAPIError,
+    HTTPException,
+    RequestValidationError,
+    ResponseValidationError,
+)
 from data_bridge.api.requests import Request
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.json import dumps as json_dumps
@@ -374,7 +379,16 @@ class _RouteHandler:
             raise RuntimeError(
                 f"the route handler of {self.where} was called outside a request of its route"
             )
-        body = await request.body() if self.binder.needs_body else None
+        body = None
+        if self.binder.needs_body:
+            try:
+                body = await request.body()
+            except HTTPException:
+                raise
+            except Exception as exc:
+                # FastAPI's answer to a body that cannot be read (a Request subclass's
+                # body() failing: a gzip body that is not gzip).
+                raise HTTPException(400, "There was an error parsing the body") from exc
         ok, value = self.binder.call(served, body, request)
         if not ok:
             errors = [{**e, "loc": tuple(e["loc"])} if "loc" in e else e for e in value]

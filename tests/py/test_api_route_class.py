@@ -362,3 +362,35 @@ def test_routes_without_a_custom_class_stay_native() -> None:
         return 1
 
     assert not plain.routes[0].custom_route_handler
+
+
+def _build_with_middleware(api: Any) -> Any:
+    app = _build(api)
+
+    @app.middleware("http")
+    async def tag(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-Route-Class"] = "middleware saw " + response.headers.get(
+            "x-route-class", "none"
+        )
+        return response
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def middleware_clients() -> tuple[Any, Any]:
+    return TestClient(_build_with_middleware(ours_api)), RTestClient(
+        _build_with_middleware(fastapi)
+    )
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), _requests())
+def test_under_http_middleware_as_fastapi(
+    middleware_clients: tuple[Any, Any], method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """@app.middleware("http") runs around a custom route handler and sees its Response."""
+    ours, theirs = middleware_clients
+    assert _seen(ours.request(method, path, **kwargs)) == _seen(
+        theirs.request(method, path, **kwargs)
+    )

@@ -47,6 +47,24 @@ def _build(api: Any, telemetry: dict[str, Any]) -> Any:
     def sync(body: dict[str, int]) -> Any:
         return body
 
+    class TimedRoute(api.routing.APIRoute):
+        def get_route_handler(self) -> Any:
+            original = super().get_route_handler()
+
+            async def handler(request: Any) -> Any:
+                response = await original(request)
+                response.headers["X-Timed"] = "1"
+                return response
+
+            return handler
+
+    router = api.APIRouter(route_class=TimedRoute)
+
+    @router.get("/timed/{n}")
+    async def timed(n: int) -> Any:
+        return {"n": n}
+
+    app.include_router(router)
     return app
 
 
@@ -85,6 +103,8 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/sync", {"json": {"a": 1}}),
     ("POST", "/sync", {"json": [1]}),
     ("GET", "/openapi.json", {}),
+    ("GET", "/timed/3", {}),
+    ("GET", "/timed/x", {}),
 ]
 
 

@@ -262,7 +262,8 @@ int request_kept_match(PyObject *obj, server_request_t **req, router_match_t *m)
     *req = self->req;
     m->data = NULL;
     m->nparams = self->nparams;
-    memcpy(m->params, self->params, self->nparams * sizeof(router_param_t));
+    if (self->nparams) /* params is NULL for a path without parameters */
+        memcpy(m->params, self->params, self->nparams * sizeof(router_param_t));
     m->allowed = 0;
     return 1;
 }

@@ -181,3 +181,27 @@ def test_no_provider_no_wrapping() -> None:
     assert Telemetry.for_app(app) is None
     with pytest.raises(TypeError, match="unknown telemetry settings"):
         ours_api.FastAPI(telemetry={"tracng": False})
+
+
+def test_compiled_fastapi_app_keeps_its_settings() -> None:
+    """An unmodified FastAPI app compiled to native routes traces them with its own
+    telemetry settings."""
+    from data_bridge.api._fastapi_native import compile_fastapi
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    source = fastapi.FastAPI(telemetry={"tracer_provider": provider, "operation_spans": False})
+
+    @source.get("/items/{i}")
+    async def item(i: int) -> Any:
+        return {"i": i}
+
+    compiled = compile_fastapi(source)
+    assert compiled.native == ["GET /items/{i}"]
+    assert TestClient(compiled.app).get("/items/3").json() == {"i": 3}
+    spans = exporter.get_finished_spans()
+    assert [(s.name, s.kind.name, s.attributes["http.response.status_code"]) for s in spans] == [
+        ("GET /items/{i}", "SERVER", 200)
+    ]
+    provider.shutdown()

@@ -89,14 +89,15 @@ DIFFERENCES: list[tuple[str, str]] = [
     (
         "OpenTelemetry (`FastAPI(telemetry=...)`)",
         "FastAPI's server spans (name, kind, attributes, status, the caller's traceparent),"
-        " its operation spans (dependencies, endpoint, serialization) and its two HTTP"
-        " metrics are produced for every routed request, as FastAPI produces them, once a"
-        " provider is configured when the server starts (FastAPI looks at each request; an"
-        " app without one keeps every route native). Not produced: spans of requests no"
-        " route answers (404, 405, what native middleware answers before routing), the log"
-        " records (validation failures, exceptions), `fastapi.telemetry.get_telemetry_data`"
-        " and OTLP auto-configuration from the environment; the server span ends when the"
-        " response is made, before its body is written",
+        " its operation spans (dependencies, endpoint, serialization), its two HTTP metrics"
+        " and its log records (validation failures, unhandled exceptions) are produced for"
+        " every routed request, as FastAPI produces them, once a provider is configured when"
+        " the server starts (FastAPI looks at each request; an app without one keeps every"
+        " route native). Not produced: the telemetry of requests no route answers (404, 405,"
+        " what native middleware answers before routing: the native router answers them"
+        " without Python), `fastapi.telemetry.get_telemetry_data` and OTLP"
+        " auto-configuration from the environment; the server span ends when the response"
+        " is made, before its body is written",
     ),
 ]
 COMPAT_DOC = ROOT / "docs" / "compat.md"

@@ -205,3 +205,32 @@ def test_compiled_fastapi_app_keeps_its_settings() -> None:
         ("GET /items/{i}", "SERVER", 200)
     ]
     provider.shutdown()
+
+
+def test_log_records_as_fastapi() -> None:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    def run(api: Any, client_class: Any) -> list[Any]:
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(shutdown_on_exit=False)
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        app = _build(api, {"logger_provider": provider, "tracing": False, "metrics": False})
+        seen = []
+        with client_class(app, raise_server_exceptions=False) as client:
+            for method, path, kwargs in REQUESTS:
+                client.request(method, path, **kwargs)
+                for data in exporter.get_finished_logs():
+                    record = data.log_record
+                    attributes = dict(record.attributes or {})
+                    attributes.pop("exception.stacktrace", None)
+                    seen.append(
+                        (path, record.event_name, record.severity_text, record.body, attributes)
+                    )
+                exporter.clear()
+        provider.shutdown()
+        return seen
+
+    ours = run(ours_api, TestClient)
+    assert ours == run(fastapi, RTestClient)
+    assert {r[1] for r in ours} == {"fastapi.validation.failed", "http.server.request.exception"}

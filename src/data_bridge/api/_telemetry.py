@@ -3,8 +3,10 @@
 FastAPI traces every request when an OpenTelemetry provider is configured (the global one
 or one given in ``telemetry``): a SERVER span named ``"<METHOD> <route>"`` with the HTTP
 semantic-convention attributes, INTERNAL operation spans ``fastapi.dependencies``,
-``fastapi.endpoint`` and ``fastapi.serialization`` under it, and the
-``http.server.request.duration`` and ``http.server.active_requests`` metrics.
+``fastapi.endpoint`` and ``fastapi.serialization`` under it, the
+``http.server.request.duration`` and ``http.server.active_requests`` metrics, and log
+records of requests that did not bind (``fastapi.validation.failed``) and of exceptions no
+handler took (``http.server.request.exception``).
 
 Here that is decided once, when the server is built (``Telemetry.for_app``): with no
 provider configured (OpenTelemetry's default proxies) or telemetry turned off, nothing
@@ -17,8 +19,7 @@ serialization are the time before and after it.
 
 Differences (docs/compat.md): requests no route answers (404, 405) and what native
 middleware answers before routing are not traced; the span ends when the Response is
-made, before its body is written; log records (validation failures, exceptions) and
-``get_telemetry_data`` are not produced.
+made, before its body is written; ``get_telemetry_data`` is not provided.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ _DEFERRED_PROVIDERS = frozenset(
     {
         ("opentelemetry.trace", "ProxyTracerProvider"),
         ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
     }
 )
 
@@ -162,7 +164,9 @@ def _server_attributes(request: Request, scheme: str) -> dict[str, Any]:
 class Telemetry:
     """The tracer and instruments of one server, and the wrappers of its routes."""
 
-    def __init__(self, app: Any, tracer: Any, meter_provider: Any, operation_spans: bool) -> None:
+    def __init__(
+        self, app: Any, tracer: Any, meter_provider: Any, logger: Any, operation_spans: bool
+    ) -> None:
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind, StatusCode
 
@@ -171,6 +175,7 @@ class Telemetry:
         self.app = app
         self.exclude: Callable[[Any], bool] | None = app._telemetry["exclude"]
         self.tracer = tracer
+        self.logger = logger
         self.operations = tracer is not None and operation_spans
         self.trace = trace
         self.kind = SpanKind.SERVER
@@ -201,10 +206,10 @@ class Telemetry:
         nothing is wrapped). Decided when the server is built, as providers are set up
         before serving."""
         config = app._telemetry
-        if not (config["tracing"] or config["metrics"]):
+        if not (config["tracing"] or config["metrics"] or config["logs"]):
             return None
         try:
-            from opentelemetry import metrics, trace
+            from opentelemetry import _logs, metrics, trace
         except ImportError:
             return None
         from data_bridge import __version__
@@ -225,9 +230,44 @@ class Telemetry:
                 or isinstance(provider, metrics.NoOpMeterProvider)
             ):
                 meter_provider = provider
-        if tracer is None and meter_provider is None:
+        logger = None
+        if config["logs"]:
+            provider = config["logger_provider"] or _logs.get_logger_provider()
+            if not (
+                (config["logger_provider"] is None and _unconfigured(provider))
+                or isinstance(provider, _logs.NoOpLoggerProvider)
+            ):
+                logger = provider.get_logger("data_bridge.api", __version__, schema_url=_SCHEMA_URL)
+        if tracer is None and meter_provider is None and logger is None:
             return None
-        return cls(app, tracer, meter_provider, bool(config["operation_spans"]))
+        return cls(app, tracer, meter_provider, logger, bool(config["operation_spans"]))
+
+    def log_validation_failed(self, errors: Any, route: str) -> None:
+        """FastAPI's record of a request that did not bind."""
+        from opentelemetry._logs import SeverityNumber
+
+        self.logger.emit(
+            event_name="fastapi.validation.failed",
+            timestamp=time.time_ns(),
+            severity_number=SeverityNumber.WARN,
+            severity_text="WARN",
+            body="Request validation failed",
+            attributes={"fastapi.validation.error_count": len(errors), "http.route": route},
+        )
+
+    def log_exception(self, exc: BaseException, route: str) -> None:
+        """FastAPI's record of an exception no handler took."""
+        from opentelemetry._logs import SeverityNumber
+
+        self.logger.emit(
+            exception=exc,
+            event_name="http.server.request.exception",
+            timestamp=time.time_ns(),
+            severity_number=SeverityNumber.ERROR,
+            severity_text="ERROR",
+            body="Unhandled exception in FastAPI request",
+            attributes={"http.route": route},
+        )
 
     # -- operation spans ---------------------------------------------------------------
 
@@ -314,12 +354,17 @@ class Telemetry:
                     value = await value
                 return _to_response(value, response_class, status_code)
             except Exception as exc:
+                if isinstance(exc, RequestValidationError) and telemetry.logger is not None:
+                    # The request did not bind (natively, or a dependency's parameters).
+                    telemetry.log_validation_failed(exc.errors(), route_path)
                 handled = app._exception_hook(exc, request)
                 if handled is NotImplemented:
                     if isinstance(exc, HTTPException):
                         return JSONResponse(
                             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
                         )
+                    if telemetry.logger is not None:
+                        telemetry.log_exception(exc, route_path)
                     raise
                 if inspect.isawaitable(handled):
                     handled = await handled

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from data_bridge import _core
 from data_bridge.api import _foreign
+from data_bridge.api._http_middleware import _to_response
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
@@ -372,8 +373,6 @@ class _RouteHandler:
         self.where = f"{route.name} for {route.path!r}"
 
     async def __call__(self, request: Request) -> Response:
-        from data_bridge.api._http_middleware import _to_response
-
         served = _SERVED_REQUEST.get(None)
         if served is None:
             raise RuntimeError(

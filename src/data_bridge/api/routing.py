@@ -489,23 +489,34 @@ class _Responder:
         self.sse = self.stream and getattr(response_class, "media_type", None) == (
             "text/event-stream"
         )
-        self.native = None
-        if (
-            adapter is not None
-            and not isinstance(adapter, StructAdapter)
-            and response_class is JSONResponse
-            and route.response_model_by_alias
-            and not any(
-                (
-                    route.response_model_include,
-                    route.response_model_exclude,
-                    route.response_model_exclude_unset,
-                    route.response_model_exclude_defaults,
-                    route.response_model_exclude_none,
-                )
+        # unvalidated(result): the result is exactly the response model's class (or a list
+        # of exactly it) and its validation would hand it back unchanged, so it is skipped.
+        # exact(value): a validated value is exactly the class (a subclass instance passes
+        # validation but must be written with the declared fields only); the native
+        # encoder then writes it: from the model's fields (native), or a dataclass with
+        # JSON_OPT_AS_MODEL, as pydantic's serializer writes it (as_model).
+        self.unvalidated: Callable[[Any], bool] | None = None
+        self.exact: Callable[[Any], bool] = _never
+        self.native = self.as_model = False
+        plain_options = route.response_model_by_alias and not any(
+            (
+                route.response_model_include,
+                route.response_model_exclude,
+                route.response_model_exclude_unset,
+                route.response_model_exclude_defaults,
+                route.response_model_exclude_none,
             )
-        ):
-            self.native = _exact_model_check(route.response_model)
+        )
+        if isinstance(adapter, StructAdapter):
+            self.unvalidated = _exact_check(adapter.annotation, _is_struct_class)
+        elif adapter is not None:
+            model = route.response_model
+            self.unvalidated = _exact_check(model, _passes_unvalidated)
+            if plain_options and response_class is JSONResponse:
+                self.native = _is_model_class(_item_class(model))
+                self.as_model = not self.native and _dataclass_is_plain(_item_class(model))
+                if self.native or self.as_model:
+                    self.exact = _exact_check(model, _always) or _never
         # Nothing to do unless a Response was injected: the native path encodes the
         # result itself (JSON, or the str body of a text response class).
         self.trivial = (
@@ -616,8 +627,18 @@ class _Responder:
             if sub_response is not None and sub_response._status_set:
                 status = sub_response.status_code
             if self.adapter is not None:
-                value = self.validate(result)
-                if self.native is not None and self.native(value):
+                if self.unvalidated is not None and self.unvalidated(result):
+                    value = result
+                else:
+                    value = self.validate(result)
+                exact = self.exact(value)
+                if exact and self.as_model:
+                    # Dataclasses written by the native encoder as pydantic writes them
+                    # (csrc/json/encode_model.c), the same bytes as adapter.dump_json.
+                    response = self.response_class.__new__(self.response_class)
+                    Response.__init__(response, None, status, None, None)
+                    response.body = json_dumps(value, option=_OPT_AS_MODEL)
+                elif exact and self.native:
                     # Exactly the declared model(s): the native encoder writes them from
                     # their fields (by alias; pydantic's own serializer for any model it
                     # cannot), the same bytes as pydantic would, several times faster.
@@ -675,27 +696,74 @@ def _register_native_classes() -> None:
 _register_native_classes()
 
 
-def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:
-    """For a response_model M or list[M] (M a pydantic model): a check that a validated
-    value holds instances of exactly M, which the native encoder then writes as pydantic
-    would. A subclass instance passes validation unchanged but must be written with M's
-    fields only, so it takes pydantic's serializer; so does every other model type."""
-    try:
-        import pydantic
-    except ImportError:
-        return None
+# JSON_OPT_AS_MODEL (csrc/json/json.h): dataclasses written as pydantic's serializer writes
+# them.
+_OPT_AS_MODEL = 1 << 8
 
-    def is_model(t: Any) -> bool:
-        return isinstance(t, type) and issubclass(t, pydantic.BaseModel)
 
-    if is_model(model):
-        return lambda value: type(value) is model
+def _item_class(model: Any) -> Any:
+    """M for a response model M or list[M]."""
+    if typing.get_origin(model) is list:
+        return typing.get_args(model)[0]
+    return model
+
+
+def _exact_check(model: Any, passes: Callable[[Any], bool]) -> Callable[[Any], bool] | None:
+    """For a response model M or list[M] whose instances ``passes`` says validation hands
+    back unchanged: a check that a result is exactly M (not a subclass, which validation
+    would pass but whose extra fields M's serializer drops), or a list of exactly M."""
+    if isinstance(model, type):
+        return (lambda value: type(value) is model) if passes(model) else None
     if typing.get_origin(model) is list:
         args = typing.get_args(model)
-        if len(args) == 1 and is_model(args[0]):
+        if len(args) == 1 and isinstance(args[0], type) and passes(args[0]):
             item, exact = args[0], _core.list_of_exact
             return lambda value: exact(value, item)
     return None
+
+
+def _never(_value: Any) -> bool:
+    return False
+
+
+def _always(_cls: Any) -> bool:
+    return True
+
+
+def _is_model_class(cls: Any) -> bool:
+    try:
+        import pydantic
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
+
+
+def _is_struct_class(cls: Any) -> bool:
+    # msgspec.convert returns a Struct of exactly the type asked as it is (Structs are
+    # validated when decoded, not again).
+    return is_struct_annotation(cls)
+
+
+def _passes_unvalidated(cls: Any) -> bool:
+    """Whether pydantic's validation returns an instance of exactly cls as it is: models
+    and standard-library dataclasses with revalidate_instances left at "never"."""
+    import dataclasses
+
+    if _is_model_class(cls):
+        return cls.model_config.get("revalidate_instances", "never") == "never"
+    if dataclasses.is_dataclass(cls) and "__pydantic_serializer__" not in cls.__dict__:
+        config = getattr(cls, "__pydantic_config__", None) or {}
+        return config.get("revalidate_instances", "never") == "never"
+    return False
+
+
+def _dataclass_is_plain(cls: Any) -> bool:
+    from data_bridge._model_plan import _is_std_dataclass, dataclass_plan
+
+    try:
+        return _is_std_dataclass(cls) and dataclass_plan(cls) is not None
+    except Exception:  # noqa: BLE001 - a class pydantic cannot plan is left to pydantic
+        return False
 
 
 def _custom_render(cls: type[Response]) -> bool:

@@ -58,6 +58,26 @@ def _build(api: Any, telemetry: dict[str, Any]) -> Any:
 
             return handler
 
+    @app.get("/text")
+    async def text() -> Any:
+        return api.responses.PlainTextResponse("x")
+
+    @app.get("/stream")
+    async def stream() -> Any:
+        async def body() -> Any:
+            yield b"a"
+
+        return api.responses.StreamingResponse(body())
+
+    @app.get("/lines")
+    async def lines() -> Any:
+        yield {"a": 1}
+
+    @app.get("/later")
+    async def later(tasks: api.BackgroundTasks) -> Any:
+        tasks.add_task(lambda: None)
+        return {"ok": True}
+
     router = api.APIRouter(route_class=TimedRoute)
 
     @router.get("/timed/{n}")
@@ -105,6 +125,10 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/openapi.json", {}),
     ("GET", "/timed/3", {}),
     ("GET", "/timed/x", {}),
+    ("GET", "/text", {}),
+    ("GET", "/stream", {}),
+    ("GET", "/lines", {}),
+    ("GET", "/later", {}),
 ]
 
 

@@ -24,12 +24,13 @@ made, before its body is written; ``get_telemetry_data`` is not provided.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -110,6 +111,34 @@ def _exception_type(exc: BaseException) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_response(value: Any) -> bool:
+    from data_bridge.api import _foreign
+
+    foreign = _foreign.FOREIGN_RESPONSE
+    return isinstance(value, Response) or (foreign is not None and isinstance(value, foreign))
+
+
+@contextlib.contextmanager
+def background_operation(function: Any) -> Iterator[None]:
+    """FastAPI's ``fastapi.background_task`` span around one task of a traced request's
+    BackgroundTasks (nothing outside a traced request)."""
+    state = _current.get()
+    if state is None or not state.operations:
+        yield
+        return
+    span = state.telemetry.tracer.start_span(
+        "fastapi.background_task", attributes={"code.function.name": _function_name(function)}
+    )
+    try:
+        yield
+    except Exception as exc:
+        span.set_attribute("error.type", _exception_type(exc))
+        span.set_status(state.telemetry.error)
+        raise
+    finally:
+        span.end()
 
 
 def _function_name(function: Any) -> str:
@@ -281,7 +310,10 @@ class Telemetry:
             return inner
         from opentelemetry import context as otel_context
 
+        from data_bridge.api.routing import _is_generator
+
         name = _function_name(endpoint)
+        generator = _is_generator(endpoint)
 
         async def run(handler: Callable[..., Any], /, **kwargs: Any) -> Any:
             state = _current.get()
@@ -289,6 +321,12 @@ class Telemetry:
                 result = inner(handler, **kwargs) if inner is not None else handler(**kwargs)
                 return await result if inspect.isawaitable(result) else result
             state.operation("fastapi.dependencies", state.started, end=True)
+            if generator:
+                # FastAPI traces no endpoint of a stream (JSON Lines, SSE): its items are
+                # made while the response is written.
+                state.stage = "done"
+                result = inner(handler, **kwargs) if inner is not None else handler(**kwargs)
+                return await result if inspect.isawaitable(result) else result
             state.stage = "endpoint"
             span = self.tracer.start_span(
                 "fastapi.endpoint", attributes={"code.function.name": name}
@@ -309,8 +347,11 @@ class Telemetry:
             finally:
                 otel_context.attach(state.context)
             span.end()
-            state.stage = "serialization"
-            state.serialize_from = time.time_ns()
+            if _is_response(result):
+                state.stage = "done"  # a Response is sent as it is: nothing to serialize
+            else:
+                state.stage = "serialization"
+                state.serialize_from = time.time_ns()
             return result
 
         return run

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import math
 import re
 import typing
 import warnings
@@ -604,7 +605,7 @@ class _Responder:
     def _serialize_data(self, item: Any) -> bytes:
         if self.adapter is not None:
             return bytes(self.adapter.dump_json(self.validate(item), **self.dump_args))
-        return json_dumps(item)
+        return _stream_item_json(item)
 
     def _serialize_item(self, item: Any) -> bytes:
         return self._serialize_data(item) + b"\n"
@@ -699,6 +700,27 @@ _register_native_classes()
 # JSON_OPT_AS_MODEL (csrc/json/json.h): dataclasses written as pydantic's serializer writes
 # them.
 _OPT_AS_MODEL = 1 << 8
+
+
+def _stream_item_json(item: Any) -> bytes:
+    """An untyped item of a JSON Lines or SSE stream as FastAPI writes it: jsonable_encoder,
+    non-finite floats as null, then the standard library's json.dumps with its default
+    separators and ASCII escapes ({"n": 1, "s": "\\u00e9"}), per item as FastAPI does."""
+    import json
+
+    from data_bridge.api.encoders import jsonable_encoder
+
+    return json.dumps(_finite(jsonable_encoder(item))).encode()
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_finite(value) for value in data]
+    return data
 
 
 def _item_class(model: Any) -> Any:

@@ -586,8 +586,7 @@ done:
 /* A lenient plan's handler called although binding failed: every argument that did not
  * bind is None, and the errors list goes along as the keyword __db_binding_errors__ (the
  * slot after the plan's arguments; plan->lenient guarantees there is one). */
-static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **args,
-                                          PyObject *errors)
+PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *errors)
 {
     static PyObject *errors_name; /* "__db_binding_errors__", kept for the process */
     if (errors_name == NULL &&
@@ -871,7 +870,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         goto done;
     }
     if (b > 0)
-        result = call_with_binding_errors(plan, args, errors);
+        result = app_call_lenient(plan, args, errors);
     else
         result = PyObject_Vectorcall(plan->handler, args,
                                      (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,

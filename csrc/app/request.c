@@ -17,6 +17,15 @@
  *
  * data_bridge.api.Request subclasses this type to add the mapping views (headers,
  * query_params) and the awaitable body()/json() of the Starlette interface.
+ *
+ * Python may make one too, as Starlette's Request(scope, receive) (a custom route class's
+ * request): such an object is detached from the start, its fields given by `_init_from`,
+ * and its body is what the Python layer reads from `receive` (stored through `_body`).
+ *
+ * The Request of a route whose handler is a custom APIRoute.get_route_handler keeps a copy
+ * of the router match (`params`: slices into the request's head, names owned by the
+ * router), so that the route's _core.Binder can bind the request later (binder.c); it is
+ * dropped at detach, when the slices end.
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -52,6 +61,10 @@ typedef struct {
      * reference to this object held for the server (server_conn_body_watch), both dropped
      * in on_request_end. */
     server_conn_t *conn;
+    /* The router match, kept for a route with keep_match while attached (PyMem). */
+    router_param_t *params;
+    size_t nparams;
+    int kept_match;
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -219,7 +232,65 @@ static PyObject *get_body(RequestObject *self, void *closure)
     if (self->body == NULL && self->req)
         self->body = PyBytes_FromStringAndSize(self->req->body ? self->req->body : "",
                                                (Py_ssize_t)self->req->body_len);
+    if (self->body == NULL && !PyErr_Occurred()) {
+        /* Made by Python and not read yet: absent, as Starlette's Request._body is until
+         * body() stores it (custom Request classes test for it with hasattr). */
+        PyErr_SetString(PyExc_AttributeError, "_body");
+    }
     return Py_XNewRef(self->body);
+}
+
+/* `_body = value`: what body() read (Starlette's cache, which Request subclasses set). */
+static int set_body(RequestObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_body cannot be deleted");
+        return -1;
+    }
+    Py_XSETREF(self->body, Py_NewRef(value));
+    return 0;
+}
+
+int request_kept_match(PyObject *obj, server_request_t **req, router_match_t *m)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type))
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    if (self->req == NULL || !self->kept_match)
+        return 0;
+    *req = self->req;
+    m->data = NULL;
+    m->nparams = self->nparams;
+    if (self->nparams) /* params is NULL for a path without parameters */
+        memcpy(m->params, self->params, self->nparams * sizeof(router_param_t));
+    m->allowed = 0;
+    return 1;
+}
+
+/* _init_from(method, path, query_string, raw_headers, path_params, client, server): the
+ * fields of a Request made by Python (Request(scope, receive)), read from its scope. */
+static PyObject *request_init_from(RequestObject *self, PyObject *args)
+{
+    PyObject *method, *path, *query, *headers, *params, *peer, *sockname;
+    if (!PyArg_ParseTuple(args, "UUUO!O!OO:_init_from", &method, &path, &query, &PyList_Type,
+                          &headers, &PyDict_Type, &params, &peer, &sockname))
+        return NULL;
+    if (self->req != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the server's Request objects are filled by it");
+        return NULL;
+    }
+    Py_XSETREF(self->method, Py_NewRef(method));
+    Py_XSETREF(self->path, Py_NewRef(path));
+    Py_XSETREF(self->query_string, Py_NewRef(query));
+    Py_XSETREF(self->raw_headers, Py_NewRef(headers));
+    Py_CLEAR(self->fields);
+    Py_XSETREF(self->path_params, Py_NewRef(params));
+    Py_XSETREF(self->peer, Py_NewRef(peer));
+    Py_XSETREF(self->sockname, Py_NewRef(sockname));
+    /* Its body comes from receive(), piece by piece, as a streamed one does. */
+    self->streamed = 1;
+    Py_RETURN_NONE;
 }
 
 int request_body_slice(PyObject *obj, const char **body, size_t *len)
@@ -510,6 +581,9 @@ static PyMethodDef request_methods[] = {
      "WebSocketSession"},
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
+    {"_init_from", (PyCFunction)request_init_from, METH_VARARGS,
+     "_init_from(method, path, query_string, raw_headers, path_params, client, server): the "
+     "fields of a Request made by Python"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -519,7 +593,8 @@ static PyGetSetDef request_getset[] = {
     {"query_string", (getter)get_query_string, NULL, "The raw query string (after '?').", NULL},
     {"raw_headers", (getter)get_raw_headers, NULL,
      "Header fields as a list of (lowercase name, value) pairs, in order.", NULL},
-    {"_body", (getter)get_body, NULL, "The request body as bytes.", NULL},
+    {"_body", (getter)get_body, (setter)set_body,
+     "The request body as bytes (absent on a Request made by Python until read).", NULL},
     {"_streamed", (getter)get_streamed, NULL,
      "The body is read as it arrives (_read_body), not held whole (_body is empty).", NULL},
     {"_body_limit", (getter)get_body_limit, NULL, "The route's body limit (0: none).", NULL},
@@ -572,16 +647,21 @@ static void request_dealloc(RequestObject *self)
 {
     PyObject_GC_UnTrack(self);
     request_clear(self);
+    PyMem_Free(self->params);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *request_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    (void)type;
     (void)args;
     (void)kw;
-    PyErr_SetString(PyExc_TypeError, "Request objects are created by the server");
-    return NULL;
+    /* The Python layer's subclasses may be made as Starlette's are (Request(scope,
+     * receive)): a detached object that their __init__ fills (_init_from). */
+    if (type == &Request_Type) {
+        PyErr_SetString(PyExc_TypeError, "Request objects are created by the server");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
 }
 
 PyTypeObject Request_Type = {
@@ -623,6 +703,18 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
                 goto error;
         }
     }
+    if (plan && plan->keep_match) {
+        if (m->nparams) {
+            self->params = PyMem_Malloc(m->nparams * sizeof(router_param_t));
+            if (self->params == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            memcpy(self->params, m->params, m->nparams * sizeof(router_param_t));
+            self->nparams = m->nparams;
+        }
+        self->kept_match = 1;
+    }
     if (req->streamed && server_conn_body_watch(req->conn, on_request_end, self) == 0) {
         /* A second Request of the same request (an exception hook's) reads no body. */
         self->conn = req->conn;
@@ -651,5 +743,10 @@ void request_detach(PyObject *obj)
             self->addrs = copy_addresses(self);
         PyErr_Clear();
     }
+    /* The kept match's slices end with the request. */
+    PyMem_Free(self->params);
+    self->params = NULL;
+    self->nparams = 0;
+    self->kept_match = 0;
     self->req = NULL;
 }

@@ -157,6 +157,8 @@ class Request:
     def raw_headers(self) -> list[tuple[str, str]]: ...
     @property
     def _body(self) -> bytes: ...
+    @_body.setter
+    def _body(self, value: bytes) -> None: ...
     @property
     def path_params(self) -> dict[str, str]: ...
     @property
@@ -172,6 +174,37 @@ class Request:
     @property
     def _disconnected(self) -> bool: ...
     def _read_body(self, future: Any, /) -> int | None: ...
+    def header(self, name: str, default: Any = None, /) -> Any: ...
+    def _init_from(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        raw_headers: list[tuple[str, str]],
+        path_params: dict[str, Any],
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        /,
+    ) -> None: ...
+
+class Binder:
+    """A route's parameters bound on demand (custom APIRoute.get_route_handler routes)."""
+
+    def __init__(
+        self,
+        handler: _Callable[..., Any],
+        path: str,
+        params: list[tuple[str, int, int, Any, Any, int, str, Any]],
+        *,
+        strict_content_type: bool = True,
+        lenient: bool = False,
+        form_limits: tuple[int, int, int] = (1000, 1000, 1048576),
+    ) -> None: ...
+    @property
+    def needs_body(self) -> bool: ...
+    def call(
+        self, request: Request, body: bytes | None, request_obj: Any, /
+    ) -> tuple[bool, Any]: ...
 
 class MultipartParser:
     """A multipart/form-data body parsed as it arrives; file parts go to spool()."""
@@ -249,6 +282,7 @@ class Server:
         max_body_size: int = 0,
         form_limits: tuple[int, int, int] = (1000, 1000, 1048576),
         file_cache: FileCache | None = None,
+        keep_match: bool = False,
         unrouted: bool = False,
     ) -> None: ...
     def listen(self, host: str, port: int, reuse_port: bool = False) -> int: ...

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import socket
 import threading
 import weakref
@@ -52,6 +51,15 @@ def outer_scope(request: Any) -> dict[str, Any] | None:
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"date"}
 
 
+def _stop_soon(loop: asyncio.AbstractEventLoop) -> None:
+    """Stops a bridge's loop from any thread, unless its thread has closed it already
+    (close() ran first): a finalizer must not raise."""
+    try:
+        loop.call_soon_threadsafe(loop.stop)
+    except RuntimeError:  # "Event loop is closed"
+        pass
+
+
 class AsgiBridge:
     """The App's native server on a thread of its own, answering ASGI calls; or, given
     ``loop`` (the PyLoop the caller runs on: data-bridge serving an App behind pure ASGI
@@ -77,7 +85,7 @@ class AsgiBridge:
         )
         self._thread.start()
         # When the App (and so this bridge) is gone, its loop stops and its thread ends.
-        weakref.finalize(self, _stop, self.loop)
+        weakref.finalize(self, _stop_soon, self.loop)
 
     def close(self) -> None:
         """Closes the servers and stops the thread (after the lifespan's shutdown; an
@@ -221,13 +229,6 @@ class AsgiBridge:
                 await send({"type": "lifespan.shutdown.complete"})
                 self.close()
                 return
-
-
-def _stop(loop: asyncio.AbstractEventLoop) -> None:
-    """Stops a bridge's loop from any thread; a loop close() already stopped may have
-    closed meanwhile (the finalizer runs whenever the garbage collector gets to it)."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(loop.stop)
 
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:

@@ -25,6 +25,7 @@ Prints a markdown section with the exact command (the lead pastes it into
 bench/RESULTS.md). Usage:
 
     python bench/ws_bench.py [--duration 10] [--servers databridge,uvicorn,granian]
+                             [--scenarios idle,echo,echo16,broadcast,sse]
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ NAMES = {
     "granian": "FastAPI + granian (ASGI)",
 }
 GOAL_IDLE_KIB = 4.0
+SCENARIOS = ("idle", "echo", "echo16", "broadcast", "sse")
 
 
 @dataclass
@@ -239,6 +241,8 @@ def run_server(
             ("sse", lambda: sse(server, args.connections, args.duration)),
         ]
         for name, step in steps:
+            if name not in args.scenarios:
+                continue
             try:
                 out[name] = step()
             except Exception as exc:  # noqa: BLE001 - reported in the table
@@ -301,6 +305,8 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
         ("echo16", "echo, 16 in flight, messages/s"),
         ("sse", "SSE, events/s"),
     ):
+        if name not in args.scenarios:
+            continue
         row(
             label,
             [fmt(get(k, name).rate) if not get(k, name).error else "error" for k in keys],
@@ -312,28 +318,30 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
             *versus(name, "cpu_us", True),
         )
         row("… load generator CPU %", [fmt(get(k, name).client_cpu_percent) for k in keys])
-    ms = [get(k, "broadcast").extra.get("ms_per_broadcast") for k in keys]
-    row(
-        "broadcast to 1,000, ms per round",
-        [fmt(x, 2) for x in ms],
-        ratio(
-            ms[keys.index("databridge")] if "databridge" in keys else None,
-            ms[keys.index("uvicorn")] if "uvicorn" in keys else None,
-            True,
-        ),
-        ratio(
-            ms[keys.index("databridge")] if "databridge" in keys else None,
-            ms[keys.index("granian")] if "granian" in keys else None,
-            True,
-        ),
-    )
-    row(
-        "… server CPU µs per delivered message",
-        [fmt(get(k, "broadcast").cpu_us, 2) for k in keys],
-        *versus("broadcast", "cpu_us", True),
-    )
-    kib = [get(k, "idle").extra.get("kib_per_conn") for k in keys]
-    row("idle WebSocket, KiB of RSS per connection", [fmt(x, 2) for x in kib])
+    if "broadcast" in args.scenarios:
+        ms = [get(k, "broadcast").extra.get("ms_per_broadcast") for k in keys]
+        row(
+            "broadcast to 1,000, ms per round",
+            [fmt(x, 2) for x in ms],
+            ratio(
+                ms[keys.index("databridge")] if "databridge" in keys else None,
+                ms[keys.index("uvicorn")] if "uvicorn" in keys else None,
+                True,
+            ),
+            ratio(
+                ms[keys.index("databridge")] if "databridge" in keys else None,
+                ms[keys.index("granian")] if "granian" in keys else None,
+                True,
+            ),
+        )
+        row(
+            "… server CPU µs per delivered message",
+            [fmt(get(k, "broadcast").cpu_us, 2) for k in keys],
+            *versus("broadcast", "cpu_us", True),
+        )
+    if "idle" in args.scenarios:
+        kib = [get(k, "idle").extra.get("kib_per_conn") for k in keys]
+        row("idle WebSocket, KiB of RSS per connection", [fmt(x, 2) for x in kib])
     errors = [f"{NAMES[k]} {n}: {r.error}" for k in keys for n, r in results[k].items() if r.error]
     lines.append("")
     if "databridge" in keys:
@@ -377,11 +385,20 @@ def main() -> None:
     p.add_argument("--bcast-connections", type=int, default=1000)
     p.add_argument("--bcast-rounds", type=int, default=200)
     p.add_argument("--idle-connections", type=int, default=1000)
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="which to run, comma-separated (idle alone: --scenarios idle)",
+    )
     args = p.parse_args()
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(args.servers) - set(NAMES)
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if not WSLOAD.exists():
         sys.exit(f"{WSLOAD} is missing: `make bench-ws` builds it (or run `make build/wsload`)")
     # Both ends hold every connection: raise the file-descriptor limit (inherited).

@@ -10,8 +10,9 @@
  * holds the server's ws_max_queue messages (uvicorn's --ws-max-queue, 32 by default) the
  * server stops reading (backpressure reaches the peer through TCP) until receive() takes
  * one. A message is at most the server's ws_max_size bytes (--ws-max-size; 1009 above). receive()
- * returns a message, a (code, reason) tuple once the session ended, or a loop future resolved with
- * one of those: nothing polls.
+ * returns a message, a (code, reason) tuple once the session ended, or a loop waiter
+ * (loop/waiter.c) resolved with one of those: nothing polls. A waiter rather than a Future
+ * because an idle session spends its life waiting in one (memory per idle connection).
  *
  * send() queues a frame and returns None, or a future resolved once the output drained
  * below the server's write limit (or the connection closed), for the caller to await.
@@ -31,8 +32,8 @@ typedef struct {
     PyObject_HEAD
     server_conn_t *conn; /* held; NULL only if accept failed */
     PyObject *loop;
-    PyObject *queue;      /* list of str/bytes, oldest first */
-    PyObject *waiter;     /* the future a receive() waits on, or NULL */
+    PyObject *queue;      /* list of str/bytes, oldest first; NULL until a message waits */
+    PyObject *waiter;     /* the loop waiter a receive() waits on, or NULL */
     PyObject *drainer;    /* the future a send() waits on for the output to drain, or NULL */
     PyObject *closed;     /* (code, reason) once the session ended, else NULL */
     Py_ssize_t max_queue; /* messages queued before the server stops reading */
@@ -66,17 +67,22 @@ out:
     return rc;
 }
 
-/* Whether a waiter is still waiting (not cancelled by a timeout). */
-static int ws_waiting(PyObject *fut)
+/* Whether a receive() still waits (its waiter not cancelled by a timeout, nor abandoned). */
+static int ws_waiting(PyObject *waiter)
 {
-    if (fut == NULL)
+    return waiter != NULL && pyloop_waiter_pending(waiter);
+}
+
+/* Hands value to the receive() waiting and lets go of its waiter. Returns 0 or -1. */
+static int ws_wake(WsObject *self, PyObject *value)
+{
+    PyObject *waiter = self->waiter;
+    self->waiter = NULL;
+    if (waiter == NULL)
         return 0;
-    PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
-    int r = done == Py_False;
-    if (done == NULL)
-        PyErr_Clear();
-    Py_XDECREF(done);
-    return r;
+    int r = pyloop_waiter_set_result(waiter, value);
+    Py_DECREF(waiter);
+    return r < 0 ? -1 : 0;
 }
 
 static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
@@ -87,13 +93,18 @@ static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
     if (msg == NULL)
         goto error;
     if (ws_waiting(self->waiter)) {
-        int r = ws_resolve(&self->waiter, msg);
+        int r = ws_wake(self, msg);
         Py_DECREF(msg);
         if (r < 0)
             goto error;
         return 1;
     }
     Py_CLEAR(self->waiter);
+    /* The queue exists only while messages wait in it: an idle session holds no list. */
+    if (self->queue == NULL && (self->queue = PyList_New(0)) == NULL) {
+        Py_DECREF(msg);
+        goto error;
+    }
     int r = PyList_Append(self->queue, msg);
     Py_DECREF(msg);
     if (r < 0)
@@ -114,7 +125,7 @@ static void on_ws_close(void *arg, int code, const char *reason, size_t reason_l
     Py_XSETREF(self->closed, Py_BuildValue("(iN)", code, text));
     if (self->closed == NULL)
         goto error;
-    if (ws_resolve(&self->waiter, self->closed) < 0 || ws_resolve(&self->drainer, Py_None) < 0)
+    if (ws_wake(self, self->closed) < 0 || ws_resolve(&self->drainer, Py_None) < 0)
         goto error;
     goto out;
 error:
@@ -141,13 +152,16 @@ static const server_ws_handler_t ws_handler = {on_ws_message, on_ws_close};
 static PyObject *ws_receive(WsObject *self, PyObject *unused)
 {
     (void)unused;
-    if (PyList_GET_SIZE(self->queue) > 0) {
+    if (self->queue != NULL) {
         PyObject *msg = Py_NewRef(PyList_GET_ITEM(self->queue, 0));
-        if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
+        Py_ssize_t left = PyList_GET_SIZE(self->queue) - 1;
+        if (left == 0) {
+            Py_CLEAR(self->queue);
+        } else if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
             Py_DECREF(msg);
             return NULL;
         }
-        if (self->conn != NULL && PyList_GET_SIZE(self->queue) < self->max_queue)
+        if (self->conn != NULL && left < self->max_queue)
             server_conn_ws_resume(self->conn);
         return msg;
     }
@@ -157,11 +171,11 @@ static PyObject *ws_receive(WsObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "another coroutine is already waiting for a message");
         return NULL;
     }
-    PyObject *fut = PyObject_CallMethodNoArgs(self->loop, str_create_future);
-    if (fut == NULL)
+    PyObject *waiter = pyloop_waiter_new(self->loop);
+    if (waiter == NULL)
         return NULL;
-    Py_XSETREF(self->waiter, Py_NewRef(fut));
-    return fut;
+    Py_XSETREF(self->waiter, Py_NewRef(waiter));
+    return waiter;
 }
 
 static PyObject *ws_send(WsObject *self, PyObject *data)
@@ -299,6 +313,11 @@ int ws_session_init_type(void)
 
 PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n)
 {
+    if (!pyloop_check(loop)) {
+        PyErr_Format(PyExc_TypeError, "a WebSocket session runs on a PyLoop, not %.100s",
+                     Py_TYPE(loop)->tp_name);
+        return NULL;
+    }
     if (server_conn_closed(c)) {
         PyErr_SetString(PyExc_ConnectionResetError, "the client left before the upgrade");
         return NULL;
@@ -308,14 +327,9 @@ PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines,
         return NULL;
     self->conn = NULL;
     self->loop = Py_NewRef(loop);
-    self->queue = PyList_New(0);
-    self->waiter = self->drainer = self->closed = NULL;
+    self->queue = self->waiter = self->drainer = self->closed = NULL;
     self->max_queue = (Py_ssize_t)server_conn_config(c)->ws_max_queue;
     PyObject_GC_Track(self);
-    if (self->queue == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     if (server_conn_ws_accept(c, lines, n, server_conn_config(c)->ws_max_size, &ws_handler, self) <
         0) {
         Py_DECREF(self);

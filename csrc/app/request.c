@@ -68,12 +68,24 @@ static PyObject *decode_path(const char *s, size_t n)
     return res;
 }
 
+/* The standard methods' names, made once and shared by every request: a kept Request (a
+ * WebSocket's, for the whole session) then holds no string of its own for it. */
+static PyObject *method_names[HTTP_OTHER];
+
 static PyObject *get_method(RequestObject *self, void *closure)
 {
     (void)closure;
-    if (self->method == NULL && self->req)
-        self->method = PyUnicode_DecodeLatin1(self->req->head->method_str,
-                                              (Py_ssize_t)self->req->head->method_len, NULL);
+    if (self->method != NULL || self->req == NULL)
+        return Py_XNewRef(self->method);
+    const http_request_t *head = self->req->head;
+    if (head->method < HTTP_OTHER) {
+        PyObject **name = &method_names[head->method];
+        if (*name == NULL)
+            *name = PyUnicode_InternFromString(http_method_name(head->method));
+        self->method = Py_XNewRef(*name); /* *name stays for the process */
+    } else {
+        self->method = PyUnicode_DecodeLatin1(head->method_str, (Py_ssize_t)head->method_len, NULL);
+    }
     return Py_XNewRef(self->method);
 }
 

@@ -326,71 +326,30 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
     )
 
     async def call(*args: Any, **kwargs: Any) -> Any:
+        # This frame stays suspended for the whole session (in `await endpoint`), so it
+        # has as few locals as it can (memory per idle connection): what happens after
+        # the endpoint is in _after.
         websocket: WebSocket = kwargs.pop(_WS_PARAM)
         websocket._start()
         errors = None if inner_lenient else kwargs.pop(_BINDING_ERRORS, None)
         status = websocket._ws_check()
         if status:
             return _refusal(status)
-        # The test client's name for the session; read from the request without building
-        # its Headers (the WebSocket is kept for the whole session).
-        sink = websocket._test_sink
-        key = websocket.header("sec-websocket-key", "") if sink is not None else ""
         # Run on from the loop: the upgrade can only be answered once the server has
         # handed the request to this coroutine's Task (the first step runs inside the
         # server's dispatch).
         await asyncio.sleep(0)
-        failure: BaseException | None = None
         try:
-            try:
-                if errors:
-                    raise WebSocketRequestValidationError(errors)
-                endpoint = inner(*args, **kwargs)
-                # The arguments live on in the endpoint's frame only: this frame, suspended
-                # for the whole session, keeps nothing of them.
-                del args, kwargs
-                await endpoint
-            except Exception as exc:
-                # The app's own handler for the exception's class, if it has one (Starlette's
-                # ExceptionMiddleware calls it with the WebSocket), else the rules below.
-                handler = _user_handler(websocket, exc)
-                if handler is None:
-                    raise
-                result = handler(websocket, exc)
-                if inspect.isawaitable(result):
-                    await result
-        except WebSocketException as exc:
-            await _close_quietly(websocket, exc.code, exc.reason)
-        except (WebSocketRequestValidationError, RequestValidationError) as exc:
-            reason = json.dumps(_jsonable(exc.errors()))
-            if websocket._session is not None and len(reason.encode()) > 123:
-                reason = ""  # a close frame's reason has at most 123 bytes (RFC 6455 §5.5.1)
-            await _close_quietly(websocket, 1008, reason)
-        except BaseException as exc:  # noqa: BLE001 - reported below, as uvicorn does
-            failure = exc
-        if websocket._session is not None:
-            if websocket.application_state is not WebSocketState.DISCONNECTED:
-                websocket.application_state = WebSocketState.DISCONNECTED
-                websocket._session.close(1011 if failure is not None else 1000, "")
-            result = None
-        elif websocket._denied is not None:
-            if sink is not None:
-                sink(key, "denied", websocket._denied)
-            result = Response(b"", status_code=403)
-        elif failure is None:
-            # Returned without accepting or closing: refused, as Starlette's close.
-            if sink is not None:
-                sink(key, "denied", (1000, ""))
-            result = Response(b"", status_code=403)
-        else:
-            result = Response(b"Internal Server Error", status_code=500, media_type="text/plain")
-        if failure is not None:
-            if sink is None:
-                raise failure
-            sink(key, "error", failure)
-        if sink is not None:
-            sink(key, "done", None)
-        return result
+            if errors:
+                raise WebSocketRequestValidationError(errors)
+            endpoint = inner(*args, **kwargs)
+            # The arguments live on in the endpoint's frame only: this frame, suspended
+            # for the whole session, keeps nothing of them.
+            del args, kwargs
+            await endpoint
+        except BaseException as exc:  # noqa: BLE001 - Starlette's rules in _after
+            return await _after(websocket, exc)
+        return await _after(websocket, None)
 
     call.__name__ = getattr(inner, "__name__", "websocket_endpoint")
     call.__qualname__ = getattr(inner, "__qualname__", call.__name__)
@@ -399,6 +358,62 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
     call.__db_lenient__ = True  # type: ignore[attr-defined]
     call.__db_security__ = getattr(inner, "__db_security__", [])  # type: ignore[attr-defined]
     return call
+
+
+async def _after(websocket: WebSocket, raised: BaseException | None) -> Any:
+    """Starlette's rules once the endpoint returned (raised None) or raised: the app's own
+    exception handler, a close code for WebSocketException and validation errors, 1011 or
+    500 for anything else (re-raised, or reported to the test client); what the server
+    answers a refused handshake."""
+    # The test client's name for the session, read from the request without building its
+    # Headers (the WebSocket is kept for the whole session).
+    sink = websocket._test_sink
+    key = websocket.header("sec-websocket-key", "") if sink is not None else ""
+    failure: BaseException | None = None
+    try:
+        if raised is not None:
+            if not isinstance(raised, Exception):
+                raise raised
+            # The app's own handler for the exception's class, if it has one (Starlette's
+            # ExceptionMiddleware calls it with the WebSocket), else the rules below.
+            handler = _user_handler(websocket, raised)
+            if handler is None:
+                raise raised
+            result = handler(websocket, raised)
+            if inspect.isawaitable(result):
+                await result
+    except WebSocketException as exc:
+        await _close_quietly(websocket, exc.code, exc.reason)
+    except (WebSocketRequestValidationError, RequestValidationError) as exc:
+        reason = json.dumps(_jsonable(exc.errors()))
+        if websocket._session is not None and len(reason.encode()) > 123:
+            reason = ""  # a close frame's reason has at most 123 bytes (RFC 6455 §5.5.1)
+        await _close_quietly(websocket, 1008, reason)
+    except BaseException as exc:  # noqa: BLE001 - reported below, as uvicorn does
+        failure = exc
+    if websocket._session is not None:
+        if websocket.application_state is not WebSocketState.DISCONNECTED:
+            websocket.application_state = WebSocketState.DISCONNECTED
+            websocket._session.close(1011 if failure is not None else 1000, "")
+        result = None
+    elif websocket._denied is not None:
+        if sink is not None:
+            sink(key, "denied", websocket._denied)
+        result = Response(b"", status_code=403)
+    elif failure is None:
+        # Returned without accepting or closing: refused, as Starlette's close.
+        if sink is not None:
+            sink(key, "denied", (1000, ""))
+        result = Response(b"", status_code=403)
+    else:
+        result = Response(b"Internal Server Error", status_code=500, media_type="text/plain")
+    if failure is not None:
+        if sink is None:
+            raise failure
+        sink(key, "error", failure)
+    if sink is not None:
+        sink(key, "done", None)
+    return result
 
 
 def _user_handler(websocket: WebSocket, exc: BaseException) -> Callable[..., Any] | None:

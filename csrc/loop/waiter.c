@@ -13,8 +13,9 @@
  * protocol a Task uses (asyncio/tasks.py __step and __wakeup): _asyncio_future_blocking,
  * get_loop(), add_done_callback(fn, context=), remove_done_callback(), result(),
  * exception(), cancel(msg), done() and cancelled(). One coroutine awaits a waiter, so it
- * keeps one callback. From Python, `_Waiter(loop)` makes one and set_result(value) resolves
- * it (InvalidStateError when it is not pending), which is how tests drive it.
+ * keeps one callback. From Python, `_Waiter(loop)` makes one and set_result(value) or
+ * set_exception(exc) resolves it (InvalidStateError when it is not pending), which is how
+ * tests drive it.
  *
  * Ownership: the waiter owns its loop, the waiting Task or the callback with its context
  * (handed to the ready queue when the waiter is resolved or cancelled), and its result or
@@ -22,7 +23,7 @@
  */
 #include "loop/task.h"
 
-enum { WAITER_PENDING = 0, WAITER_DONE = 1, WAITER_CANCELLED = 2 };
+enum { WAITER_PENDING = 0, WAITER_DONE = 1, WAITER_CANCELLED = 2, WAITER_FAILED = 3 };
 
 typedef struct {
     /* clang-format off */
@@ -31,7 +32,8 @@ typedef struct {
     /* clang-format on */
     PyObject *wake;  /* the native Task waiting, or a foreign Task's done callback; or NULL */
     PyObject *ctx;   /* the callback's context (NULL with a native Task) */
-    PyObject *value; /* the result once done; the cancel message (or NULL) once cancelled */
+    PyObject *value; /* the result, or the exception once failed, or the cancel message (or
+                        NULL) once cancelled */
     unsigned char state;
     unsigned char blocking; /* _asyncio_future_blocking: yielded to a Task not yet waiting */
 } LoopWaiterObject;
@@ -95,6 +97,17 @@ int pyloop_waiter_set_result(PyObject *self, PyObject *value)
     return waiter_wake(w) < 0 ? -1 : 1;
 }
 
+int pyloop_waiter_set_exception(PyObject *self, PyObject *exc)
+{
+    LoopWaiterObject *w = WAITER(self);
+
+    if (w->state != WAITER_PENDING)
+        return 0;
+    w->state = WAITER_FAILED;
+    w->value = Py_NewRef(exc);
+    return waiter_wake(w) < 0 ? -1 : 1;
+}
+
 PyObject *loop_waiter_cancel(PyObject *self, PyObject *msg)
 {
     LoopWaiterObject *w = WAITER(self);
@@ -134,6 +147,10 @@ static PyObject *waiter_outcome(LoopWaiterObject *w)
 {
     if (w->state == WAITER_DONE)
         return Py_NewRef(w->value);
+    if (w->state == WAITER_FAILED) {
+        PyErr_SetObject((PyObject *)Py_TYPE(w->value), w->value);
+        return NULL;
+    }
     if (w->state == WAITER_CANCELLED) {
         if (w->value != NULL)
             PyErr_SetObject(task_cancelled_error, w->value);
@@ -307,6 +324,20 @@ static PyObject *waiter_set_result_m(PyObject *self, PyObject *value)
     return r > 0 ? Py_NewRef(Py_None) : NULL;
 }
 
+static PyObject *waiter_set_exception_m(PyObject *self, PyObject *exc)
+{
+    int r;
+
+    if (!PyExceptionInstance_Check(exc)) {
+        PyErr_SetString(PyExc_TypeError, "set_exception() takes an exception instance");
+        return NULL;
+    }
+    r = pyloop_waiter_set_exception(self, exc);
+    if (r == 0)
+        PyErr_SetString(task_invalid_state, "invalid state");
+    return r > 0 ? Py_NewRef(Py_None) : NULL;
+}
+
 static PyObject *waiter_result(PyObject *self, PyObject *unused)
 {
     (void)unused;
@@ -320,6 +351,8 @@ static PyObject *waiter_exception(PyObject *self, PyObject *unused)
     (void)unused;
     if (w->state == WAITER_DONE)
         Py_RETURN_NONE;
+    if (w->state == WAITER_FAILED)
+        return Py_NewRef(w->value);
     return waiter_outcome(w);
 }
 
@@ -384,7 +417,7 @@ static PyObject *waiter_await(PyObject *self)
 
 static PyObject *waiter_repr(PyObject *self)
 {
-    static const char *const states[] = {"pending", "finished", "cancelled"};
+    static const char *const states[] = {"pending", "finished", "cancelled", "finished"};
     return PyUnicode_FromFormat("<_Waiter %s>", states[WAITER(self)->state]);
 }
 
@@ -430,6 +463,7 @@ static PyMethodDef waiter_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"remove_done_callback", (PyCFunction)waiter_remove_done_callback, METH_O, NULL},
     {"set_result", (PyCFunction)waiter_set_result_m, METH_O, NULL},
+    {"set_exception", (PyCFunction)waiter_set_exception_m, METH_O, NULL},
     {"result", (PyCFunction)waiter_result, METH_NOARGS, NULL},
     {"exception", (PyCFunction)waiter_exception, METH_NOARGS, NULL},
     {"cancel", (PyCFunction)(void (*)(void))waiter_cancel_m, METH_VARARGS | METH_KEYWORDS, NULL},

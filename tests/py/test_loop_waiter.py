@@ -64,6 +64,21 @@ def test_resolved_before_the_await(loop: Any) -> None:
         waiter.set_result("again")
 
 
+def test_an_exception_is_raised_at_the_await(loop: Any) -> None:
+    waiter = _core._Waiter(loop)
+    task = loop.create_task(wait(waiter))
+    error = KeyError("text")
+    loop.call_later(0.01, waiter.set_exception, error)
+    with pytest.raises(KeyError) as info:
+        loop.run_until_complete(task)
+    assert info.value is error
+    assert waiter.done() and not waiter.cancelled() and waiter.exception() is error
+    with pytest.raises(TypeError, match="exception instance"):
+        _core._Waiter(loop).set_exception(KeyError)
+    with pytest.raises(asyncio.InvalidStateError):
+        waiter.set_exception(ValueError())
+
+
 def test_cancelling_the_task_cancels_the_wait(loop: Any) -> None:
     waiter = _core._Waiter(loop)
     seen: list[str] = []

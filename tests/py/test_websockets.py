@@ -584,6 +584,76 @@ def test_testclient_denial_and_errors() -> None:
     assert client.get("/ws").status_code == 404
 
 
+def test_receive_methods_as_starlette() -> None:
+    """receive_text/bytes/json resolve without a coroutine of their own (the session's
+    awaitable) and keep Starlette's rules: KeyError for the other kind of message, JSON
+    errors raised at the await, a timeout that does not lose the next message, a Task of
+    its own, WebSocketDisconnect with the peer's code, client_state, and no receive after
+    the end. The URL and the scope say ws (Starlette's websocket scheme), not http."""
+    app = FastAPI()
+    seen: list[Any] = []
+
+    @app.websocket("/rules")
+    async def rules(websocket: WebSocket) -> None:
+        await websocket.accept()
+        seen.append((websocket.url.scheme, str(websocket.base_url), websocket.scope["scheme"]))
+        for method in (websocket.receive_text, websocket.receive_bytes, websocket.receive_json):
+            try:
+                await method()
+            except (KeyError, ValueError) as exc:
+                seen.append(
+                    type(exc).__name__ + (f" {exc.args[0]}" if type(exc) is KeyError else "")
+                )
+        seen.append(await websocket.receive_json(mode="binary"))
+        with pytest.raises(RuntimeError, match='"mode" argument'):
+            websocket.receive_json(mode="other")
+        try:
+            await asyncio.wait_for(websocket.receive_text(), 0.05)
+        except asyncio.TimeoutError:
+            seen.append("timeout")
+        await websocket.send_text("ready")
+        seen.append(await websocket.receive_text())  # sent after the timeout: not lost
+        task = asyncio.create_task(websocket.receive_text())
+        await websocket.send_text("ready")
+        seen.append(await task)
+        seen.append(websocket.client_state.name)
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+        seen.append(websocket.client_state.name)
+        try:
+            await websocket.receive_text()
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    client = TestClient(app)
+    with client.websocket_connect("/rules") as s:
+        s.send_bytes(b"binary")  # receive_text
+        s.send_text("text")  # receive_bytes
+        s.send_text("{not json")  # receive_json
+        s.send_bytes(b'{"a": [1, 2]}')  # receive_json(mode="binary")
+        assert s.receive_text() == "ready"
+        s.send_text("after the timeout")
+        assert s.receive_text() == "ready"
+        s.send_text("in a task")
+        s.close(4001, "bye")
+    assert seen == [
+        ("ws", "ws://testserver/", "ws"),
+        "KeyError text",
+        "KeyError bytes",
+        "JSONDecodeError",
+        {"a": [1, 2]},
+        "timeout",
+        "after the timeout",
+        "in a task",
+        "CONNECTED",
+        (4001, "bye"),
+        "DISCONNECTED",
+        'Cannot call "receive" once a disconnect message has been received.',
+    ]
+
+
 # --- the ASGI websocket scope (an ASGI application served by data-bridge) -------------
 
 

@@ -23,7 +23,7 @@ import enum
 import inspect
 import json
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from data_bridge.api.exceptions import (
@@ -65,6 +65,8 @@ class WebSocketDisconnect(Exception):
 
 
 _MESSAGE_TYPES = (str, bytes, tuple)
+# An HTTP scheme's WebSocket counterpart (RFC 6455 §3; uvicorn's proxy headers do the same).
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 class WebSocket(Request):
@@ -73,21 +75,41 @@ class WebSocket(Request):
     runs: an idle session then has no instance ``__dict__`` (about 300 bytes) unless
     something caches in it (``headers``, ``scope``, ``state``)."""
 
-    __slots__ = ("client_state", "application_state", "_session", "_denied")
+    __slots__ = ("_client_state", "application_state", "_session", "_denied")
 
     # The test client's report channel (per-server subclass): callable(key, event, value).
     _test_sink: Callable[[str, str, Any], None] | None = None
 
-    client_state: WebSocketState
+    _client_state: WebSocketState
     application_state: WebSocketState
     _session: Any
     _denied: tuple[int, str] | None
 
     def _start(self) -> None:
-        self.client_state = WebSocketState.CONNECTING
+        self._client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self._session = None
         self._denied = None
+
+    @property
+    def client_state(self) -> WebSocketState:
+        """DISCONNECTED once a receive got the end (the session knows: its receive methods
+        run without this object)."""
+        session = self._session
+        if session is not None and session.disconnected:
+            return WebSocketState.DISCONNECTED
+        return self._client_state
+
+    @client_state.setter
+    def client_state(self, value: WebSocketState) -> None:
+        self._client_state = value
+
+    @property
+    def _url_scheme(self) -> str:
+        """The websocket scope's scheme, which Starlette's url and base_url carry: ws, or
+        wss on TLS; a trusted proxy's X-Forwarded-Proto mapped as uvicorn maps it."""
+        scheme = super()._url_scheme
+        return _WS_SCHEMES.get(scheme, scheme)
 
     @property
     def scope(self) -> typing.Mapping[str, Any]:
@@ -95,7 +117,7 @@ class WebSocket(Request):
         if cached is None:
             view = _ScopeView(self)
             view._data["type"] = "websocket"
-            view._data["scheme"] = "wss" if self.server_scheme == "https" else "ws"
+            view._data["scheme"] = self._url_scheme
             view._data.pop("method", None)
             view._data["subprotocols"] = self._subprotocols()
             cached = self.__dict__["_scope"] = view
@@ -109,30 +131,24 @@ class WebSocket(Request):
 
     # Receiving -------------------------------------------------------------------------
     #
-    # Each receive method is one coroutine over plain helpers: a session waiting for a
-    # message holds one suspended frame, not a chain of them (memory per idle connection),
-    # and a message costs no extra coroutine objects.
+    # receive_text/bytes/json are not coroutines: each returns the session's awaitable
+    # (csrc/app/websocket.c), which resolves with what Starlette's methods return or raise,
+    # so a handler waiting for a message holds no frame for the method (memory per idle
+    # connection) and a message costs no coroutine.
 
-    def _take(self) -> Any:
-        """The next message (str, bytes, or (code, reason) once the session ended), or a
-        future of one; after the checks of receive_text/bytes/json."""
+    def _receiving(self) -> Any:
+        """The session, after the checks of Starlette's receive."""
         if self.application_state is not WebSocketState.CONNECTED:
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
-        if self.client_state is WebSocketState.DISCONNECTED:
+        if self._client_state is WebSocketState.DISCONNECTED:
             raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
-        return self._session.receive()
-
-    def _data(self, message: str | bytes | tuple[int, str]) -> str | bytes:
-        if isinstance(message, tuple):
-            self.client_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(message[0], message[1])
-        return message
+        return self._session
 
     async def receive(self) -> dict[str, Any]:
         """The next ASGI-style message: websocket.connect first (before accept), then
         websocket.receive, and websocket.disconnect once the peer closed."""
-        if self.client_state is WebSocketState.CONNECTING:
-            self.client_state = WebSocketState.CONNECTED
+        if self._client_state is WebSocketState.CONNECTING:
+            self._client_state = WebSocketState.CONNECTED
             return {"type": "websocket.connect"}
         if self.client_state is WebSocketState.DISCONNECTED:
             raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
@@ -142,44 +158,21 @@ class WebSocket(Request):
         if not isinstance(message, _MESSAGE_TYPES):
             message = await message
         if isinstance(message, tuple):
-            self.client_state = WebSocketState.DISCONNECTED
             return {"type": "websocket.disconnect", "code": message[0], "reason": message[1]}
         if isinstance(message, str):
             return {"type": "websocket.receive", "text": message}
         return {"type": "websocket.receive", "bytes": message}
 
-    async def receive_text(self) -> str:
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if not isinstance(message, str):
-            raise KeyError("text")  # as Starlette: message["text"] of a binary message
-        return message
+    def receive_text(self) -> Awaitable[str]:
+        return self._receiving().receive_text(WebSocketDisconnect)
 
-    async def receive_bytes(self) -> bytes:
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if not isinstance(message, bytes):
-            raise KeyError("bytes")
-        return message
+    def receive_bytes(self) -> Awaitable[bytes]:
+        return self._receiving().receive_bytes(WebSocketDisconnect)
 
-    async def receive_json(self, mode: str = "text") -> Any:
+    def receive_json(self, mode: str = "text") -> Awaitable[Any]:
         if mode not in ("text", "binary"):
             raise RuntimeError('The "mode" argument should be "text" or "binary".')
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if mode == "text":
-            if not isinstance(message, str):
-                raise KeyError("text")
-            return json.loads(message)
-        if not isinstance(message, bytes):
-            raise KeyError("bytes")
-        return json.loads(message.decode("utf-8"))
+        return self._receiving().receive_json(WebSocketDisconnect, mode == "binary")
 
     async def iter_text(self) -> AsyncIterator[str]:
         try:
@@ -222,7 +215,7 @@ class WebSocket(Request):
             if any(c in value for c in b"\r\n\0") or any(c in name for c in b"\r\n\0: "):
                 raise ValueError(f"invalid header {name!r}: {value!r}")
             lines.append(name + b": " + value + b"\r\n")
-        self.client_state = WebSocketState.CONNECTED
+        self._client_state = WebSocketState.CONNECTED
         self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines))
         self.application_state = WebSocketState.CONNECTED
 

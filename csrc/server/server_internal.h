@@ -93,8 +93,12 @@ struct server_conn {
     uint64_t metrics_start;
     uint16_t metrics_route;
     uint8_t metrics_method;
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
+    /* libuv's requests, allocated when first needed (272 bytes that an idle keep-alive or
+     * WebSocket connection would otherwise carry): write_req while a uv_write is in flight
+     * (freed by on_write once nothing more is queued), shutdown_req from the half-close
+     * until the connection is freed. */
+    uv_write_t *write_req;
+    uv_shutdown_t *shutdown_req;
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
@@ -208,6 +212,10 @@ void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
 void conn_run_resumes(server_t *s);
 void conn_flush(server_conn_t *c);
+/* The connection's uv_write_t (made now if it has none; NULL when out of memory), its data
+ * set to c, for a uv_write whose callback is conn.c's on_write, which frees it once nothing
+ * more is in flight. */
+uv_write_t *conn_write_req(server_conn_t *c);
 /* db_buf_reserve for wbuf, whose storage is lent by the server's pool when it has none
  * (and given back by conn_flush once written). Returns 0, or -1 when out of memory (the
  * caller closes the connection). */

@@ -938,6 +938,8 @@ void conn_sweep(server_t *s, uint64_t now)
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->ws != NULL && !c->closing)
+            ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
         if (c->writing) {

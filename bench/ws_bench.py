@@ -11,7 +11,9 @@ ws_fastapi_app.py differ only in their imports):
 - SSE: 100 clients of an endpoint yielding JSON events as fast as it can;
 - idle memory: the server's RSS (process tree, /proc/PID/status) with 1,000 idle
   WebSockets open, minus its RSS before, per connection (socket buffers are kernel memory,
-  not in RSS).
+  not in RSS); idlez: the same with permessage-deflate agreed (client_max_window_bits
+  offered) and one compressed 300-byte message echoed on each connection first, so that
+  the server made its zlib states, measured after 3 s idle instead of 1.
 
 Method (bench/run.py's): each server pinned to core 0 and the load generator to core 1
 with taskset. The load generator is bench/wsload.c (`make bench-ws` builds it into
@@ -65,7 +67,7 @@ NAMES = {
     "granian": "FastAPI + granian (ASGI)",
 }
 GOAL_IDLE_KIB = 4.0
-SCENARIOS = ("idle", "echo", "echo16", "broadcast", "sse")
+SCENARIOS = ("idle", "idlez", "echo", "echo16", "broadcast", "sse")
 
 
 @dataclass
@@ -194,11 +196,12 @@ def sse(server: Server, conns: int, seconds: float) -> Result:
     return Result(n / t, cpu / n * 1e6 if n else None, client / (t + 0.5) * 100)
 
 
-def idle_memory(server: Server, conns: int) -> Result:
+def idle_memory(server: Server, conns: int, mode: str = "idle", settle: float = 1.0) -> Result:
     """The marginal RSS of an idle WebSocket: a first batch of connections is opened (it
     pays the one-time costs: imports, caches, free lists, pools), then a second batch of
-    the same size beside it; (RSS with both - RSS with the first) / its size."""
-    argv = ["taskset", "-c", str(CLIENT_CPU), str(WSLOAD), "idle", str(server.port), "/echo"]
+    the same size beside it; (RSS with both - RSS with the first) / its size, each read
+    `settle` seconds after its batch is open (mode idlez: with permessage-deflate)."""
+    argv = ["taskset", "-c", str(CLIENT_CPU), str(WSLOAD), mode, str(server.port), "/echo"]
     procs: list[subprocess.Popen[str]] = []
     rss = [rss_kib(server.proc.pid)]
     try:
@@ -209,8 +212,8 @@ def idle_memory(server: Server, conns: int) -> Result:
             procs.append(proc)
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "go":
-                raise RuntimeError("wsload idle failed")
-            time.sleep(1.0)
+                raise RuntimeError(f"wsload {mode} failed")
+            time.sleep(settle)
             rss.append(rss_kib(server.proc.pid))
     finally:
         for proc in procs:
@@ -235,6 +238,7 @@ def run_server(
         wait_ready(server)
         steps = [
             ("idle", lambda: idle_memory(server, args.idle_connections)),
+            ("idlez", lambda: idle_memory(server, args.idle_connections, "idlez", 3.0)),
             ("echo", lambda: echo(server, args.connections, args.duration, 1)),
             ("echo16", lambda: echo(server, args.connections, args.duration, 16)),
             ("broadcast", lambda: broadcast(server, args.bcast_connections, args.bcast_rounds)),
@@ -279,7 +283,8 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
         f"to {args.bcast_connections} connections. SSE: {args.connections} clients, events "
         f"of ~64 bytes of JSON. Idle: RSS per WebSocket "
         f"of a second batch of {args.idle_connections} idle connections opened beside a first "
-        "(the marginal cost; the first batch pays the one-time costs).",
+        "(the marginal cost; the first batch pays the one-time costs), 1 s after it opened; "
+        "with permessage-deflate: after one compressed message echoed on each, 3 s after.",
         "- CPU: the server's utime+stime per message (echo), per delivered message "
         "(broadcast), per event (SSE), in microseconds. Client %: the load generator's CPU "
         "(under 100 means it was not the limit).",
@@ -339,9 +344,13 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
             [fmt(get(k, "broadcast").cpu_us, 2) for k in keys],
             *versus("broadcast", "cpu_us", True),
         )
-    if "idle" in args.scenarios:
-        kib = [get(k, "idle").extra.get("kib_per_conn") for k in keys]
-        row("idle WebSocket, KiB of RSS per connection", [fmt(x, 2) for x in kib])
+    for name, label in (
+        ("idle", "idle WebSocket, KiB of RSS per connection"),
+        ("idlez", "… with permessage-deflate (after one message), KiB"),
+    ):
+        if name in args.scenarios:
+            kib = [get(k, name).extra.get("kib_per_conn") for k in keys]
+            row(label, [fmt(x, 2) for x in kib])
     errors = [f"{NAMES[k]} {n}: {r.error}" for k in keys for n, r in results[k].items() if r.error]
     lines.append("")
     if "databridge" in keys:

@@ -41,12 +41,12 @@ typedef struct {
     PyObject *sockname; /* (host, port) or None once asked */
     PyObject *addrs;    /* detached and not asked yet: see conn_address */
     int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
+    int streamed;       /* the body streams (below); beside fd_plus1, so no padding */
     /* A streamed body (server.h, "Streaming request bodies"): the future of the read the
      * server has not answered yet (with a reference to this object held for the server,
      * released in on_body_piece), the route's body limit for body(). */
     PyObject *body_waiter;
     unsigned long long body_limit;
-    int streamed;
     /* The connection, while the request whose body streams is not finished (it may
      * outlive the handler: a streaming response reading request.stream()). Set with a
      * reference to this object held for the server (server_conn_body_watch), both dropped

@@ -44,7 +44,6 @@ typedef struct {
     PyObject *drainer;          /* the future a send() waits on for the output to drain, or NULL */
     PyObject *closed;           /* (code, reason) once the session ended, else NULL */
     PyObject *waiter_cls;       /* the WebSocketDisconnect class of the receive waiting, or NULL */
-    Py_ssize_t max_queue;       /* messages queued before the server stops reading */
     unsigned char waiter_mode;  /* RECV_* of the receive waiting */
     unsigned char disconnected; /* the end (closed) was handed to a receive */
 } WsObject;
@@ -79,6 +78,13 @@ out:
     Py_XDECREF(done);
     Py_DECREF(fut);
     return rc;
+}
+
+/* Messages queued before the server stops reading: read from the server's configuration,
+ * not copied into every session (memory per idle connection). conn must be set. */
+static Py_ssize_t ws_max_queue(const WsObject *self)
+{
+    return (Py_ssize_t)server_conn_config(self->conn)->ws_max_queue;
 }
 
 /* Whether a receive() still waits (its waiter not cancelled by a timeout, nor abandoned). */
@@ -184,7 +190,7 @@ static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
     Py_DECREF(msg);
     if (r < 0)
         goto error;
-    return PyList_GET_SIZE(self->queue) < self->max_queue;
+    return PyList_GET_SIZE(self->queue) < ws_max_queue(self);
 error:
     /* A libuv callback must not return with an exception set. */
     PyErr_WriteUnraisable((PyObject *)self);
@@ -237,7 +243,7 @@ static PyObject *ws_take(WsObject *self)
             Py_DECREF(msg);
             return NULL;
         }
-        if (self->conn != NULL && left < self->max_queue)
+        if (self->conn != NULL && left < ws_max_queue(self))
             server_conn_ws_resume(self->conn);
         return msg;
     }
@@ -484,7 +490,6 @@ PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines,
     self->queue = self->waiter = self->drainer = self->closed = self->waiter_cls = NULL;
     self->waiter_mode = RECV_RAW;
     self->disconnected = 0;
-    self->max_queue = (Py_ssize_t)server_conn_config(c)->ws_max_queue;
     PyObject_GC_Track(self);
     if (server_conn_ws_accept(c, lines, n, server_conn_config(c)->ws_max_size, &ws_handler, self) <
         0) {

@@ -654,6 +654,25 @@ def test_receive_methods_as_starlette() -> None:
     ]
 
 
+def test_messages_queued_while_the_app_is_busy() -> None:
+    """Messages that arrive while nobody receives wait in the session's queue (reading
+    pauses at ws_max_queue, 32, and resumes as the application takes them), in order."""
+    app = FastAPI()
+
+    @app.websocket("/busy")
+    async def busy(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await asyncio.sleep(0.2)
+        got = [await websocket.receive_text() for _ in range(100)]
+        await websocket.send_json({"ordered": got == [f"m{i}" for i in range(100)]})
+
+    client = TestClient(app)
+    with client.websocket_connect("/busy") as s:
+        for i in range(100):
+            s.send_text(f"m{i}")
+        assert s.receive_json() == {"ordered": True}
+
+
 # --- the ASGI websocket scope (an ASGI application served by data-bridge) -------------
 
 

@@ -23,6 +23,7 @@ from conftest import Reader, ServerProcess
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from data_bridge import _core
 from data_bridge.api import FastAPI, WebSocket, WebSocketDisconnect
 from data_bridge.api.testclient import TestClient
 
@@ -671,6 +672,40 @@ def test_messages_queued_while_the_app_is_busy() -> None:
         for i in range(100):
             s.send_text(f"m{i}")
         assert s.receive_json() == {"ordered": True}
+
+
+def test_tail_hands_the_rest_to_the_driver() -> None:
+    """_core._Tail (what a WebSocket route's wrapper returns so that no frame of its own
+    waits around the endpoint): the Driver runs the awaitable in the handler's place, then
+    then(arg, exc or None), whose result is the answer; an exception of the awaitable, or
+    an object that cannot be awaited, reaches then."""
+    app = FastAPI()
+    seen: list[tuple[str, str | None]] = []
+
+    async def work() -> int:
+        await asyncio.sleep(0)
+        return 1  # dropped, as `await endpoint` drops it
+
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    async def then(arg: str, exc: BaseException | None) -> dict[str, str]:
+        seen.append((arg, type(exc).__name__ if exc is not None else None))
+        return {"then": arg}
+
+    @app.get("/tail/{kind}")
+    async def tail(kind: str) -> Any:
+        await asyncio.sleep(0)  # parked: the Driver drives the rest
+        awaitable = work() if kind == "ok" else boom() if kind == "raise" else 42
+        return _core._Tail(awaitable, then, kind)
+
+    client = TestClient(app)
+    for kind in ("ok", "raise", "bad"):
+        assert client.get(f"/tail/{kind}").json() == {"then": kind}
+    assert seen == [("ok", None), ("raise", "ValueError"), ("bad", "TypeError")]
+    with pytest.raises(TypeError, match="then must be callable"):
+        _core._Tail(work, 1, None)
 
 
 # --- the ASGI websocket scope (an ASGI application served by data-bridge) -------------

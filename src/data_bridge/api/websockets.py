@@ -26,6 +26,7 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
+from data_bridge import _core
 from data_bridge.api.exceptions import (
     RequestValidationError,
     WebSocketException,
@@ -319,9 +320,6 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
     )
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        # This frame stays suspended for the whole session (in `await endpoint`), so it
-        # has as few locals as it can (memory per idle connection): what happens after
-        # the endpoint is in _after.
         websocket: WebSocket = kwargs.pop(_WS_PARAM)
         websocket._start()
         errors = None if inner_lenient else kwargs.pop(_BINDING_ERRORS, None)
@@ -336,13 +334,13 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
             if errors:
                 raise WebSocketRequestValidationError(errors)
             endpoint = inner(*args, **kwargs)
-            # The arguments live on in the endpoint's frame only: this frame, suspended
-            # for the whole session, keeps nothing of them.
-            del args, kwargs
-            await endpoint
         except BaseException as exc:  # noqa: BLE001 - Starlette's rules in _after
             return await _after(websocket, exc)
-        return await _after(websocket, None)
+        # The server's Driver runs the endpoint in this coroutine's place, then
+        # _after(websocket, exc or None) (csrc/app/invoke.c): no frame of this wrapper
+        # stays suspended around the endpoint for the whole session (memory per idle
+        # connection), and the arguments live on in the endpoint's frame only.
+        return _core._Tail(endpoint, _after, websocket)
 
     call.__name__ = getattr(inner, "__name__", "websocket_endpoint")
     call.__qualname__ = getattr(inner, "__qualname__", call.__name__)

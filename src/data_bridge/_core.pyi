@@ -312,6 +312,18 @@ class _AsgiAwaitable:
     def throw(self, typ: Any, val: Any = ..., tb: Any = ..., /) -> Any: ...
     def close(self) -> None: ...
 
+class _Tail:
+    """Returned by a parked handler: the Driver runs awaitable in its place, then
+    then(arg, exc or None), whose outcome is the handler's (app/invoke.c)."""
+
+    def __init__(
+        self,
+        awaitable: Any,
+        then: _Callable[[Any, BaseException | None], Any],
+        arg: Any,
+        /,
+    ) -> None: ...
+
 class _Driver:
     def send(self, value: Any) -> Any: ...
     def throw(self, typ: Any, val: Any = ..., tb: Any = ...) -> Any: ...

@@ -268,6 +268,7 @@ PyObject *app_set_tls(ServerObject *self, PyObject *arg);
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
+extern PyTypeObject Tail_Type; /* invoke.c: a handler's hand-over of its rest to the Driver */
 extern PyTypeObject StreamWriter_Type;
 
 /* plan.c */

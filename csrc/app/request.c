@@ -50,12 +50,15 @@ typedef struct {
     PyObject *sockname; /* (host, port) or None once asked */
     PyObject *addrs;    /* detached and not asked yet: see conn_address */
     int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
+    /* Beside fd_plus1, so no padding: the body streams (below); and a detached request's
+     * X-Forwarded-Proto (FWD_*, kept by request_detach: a WebSocket's URL needs it). */
+    unsigned char streamed;
+    unsigned char forwarded;
     /* A streamed body (server.h, "Streaming request bodies"): the future of the read the
      * server has not answered yet (with a reference to this object held for the server,
      * released in on_body_piece), the route's body limit for body(). */
     PyObject *body_waiter;
     unsigned long long body_limit;
-    int streamed;
     /* The connection, while the request whose body streams is not finished (it may
      * outlive the handler: a streaming response reading request.stream()). Set with a
      * reference to this object held for the server (server_conn_body_watch), both dropped
@@ -81,12 +84,24 @@ static PyObject *decode_path(const char *s, size_t n)
     return res;
 }
 
+/* The standard methods' names, made once and shared by every request: a kept Request (a
+ * WebSocket's, for the whole session) then holds no string of its own for it. */
+static PyObject *method_names[HTTP_OTHER];
+
 static PyObject *get_method(RequestObject *self, void *closure)
 {
     (void)closure;
-    if (self->method == NULL && self->req)
-        self->method = PyUnicode_DecodeLatin1(self->req->head->method_str,
-                                              (Py_ssize_t)self->req->head->method_len, NULL);
+    if (self->method != NULL || self->req == NULL)
+        return Py_XNewRef(self->method);
+    const http_request_t *head = self->req->head;
+    if (head->method < HTTP_OTHER) {
+        PyObject **name = &method_names[head->method];
+        if (*name == NULL)
+            *name = PyUnicode_InternFromString(http_method_name(head->method));
+        self->method = Py_XNewRef(*name); /* *name stays for the process */
+    } else {
+        self->method = PyUnicode_DecodeLatin1(head->method_str, (Py_ssize_t)head->method_len, NULL);
+    }
     return Py_XNewRef(self->method);
 }
 
@@ -459,16 +474,28 @@ static PyObject *get_fd(RequestObject *self, void *closure)
     return self->fd_plus1 ? PyLong_FromLong(self->fd_plus1 - 1) : Py_NewRef(Py_None);
 }
 
+/* The schemes X-Forwarded-Proto may give (http/forwarded.c takes no other), by FWD_*. */
+enum { FWD_UNKNOWN = 0, FWD_NONE, FWD_HTTP, FWD_HTTPS, FWD_WS, FWD_WSS };
+static const char *const forwarded_names[] = {NULL, NULL, "http", "https", "ws", "wss"};
+
+static unsigned char forwarded_code(RequestObject *self)
+{
+    size_t n = 0;
+    const char *v = server_conn_forwarded_proto(self->req->conn, self->req->head, &n);
+    for (unsigned char i = FWD_HTTP; v != NULL && i <= FWD_WSS; i++)
+        if (strlen(forwarded_names[i]) == n && memcmp(v, forwarded_names[i], n) == 0)
+            return i;
+    return FWD_NONE;
+}
+
 /* The scheme a trusted proxy's X-Forwarded-Proto gives, or None (then the server's own). */
 static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
 {
     (void)closure;
-    size_t n = 0;
-    const char *v =
-        self->req ? server_conn_forwarded_proto(self->req->conn, self->req->head, &n) : NULL;
-    if (v == NULL)
+    unsigned char code = self->req != NULL ? forwarded_code(self) : self->forwarded;
+    if (code <= FWD_NONE)
         Py_RETURN_NONE;
-    return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
+    return PyUnicode_FromString(forwarded_names[code]);
 }
 
 static PyObject *request_ws_check(RequestObject *self, PyObject *unused)
@@ -741,6 +768,7 @@ void request_detach(PyObject *obj)
             self->fields = copy_fields(self->req->head);
         if (self->peer == NULL || self->sockname == NULL)
             self->addrs = copy_addresses(self);
+        self->forwarded = forwarded_code(self);
         PyErr_Clear();
     }
     /* The kept match's slices end with the request. */

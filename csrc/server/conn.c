@@ -57,6 +57,7 @@ void conn_release(server_conn_t *c)
      * callback that lets the last reference go. */
     free(c->write_req);
     free(c->shutdown_req);
+    free(c->addrs);
     ws_conn_free(c);
     tls_session_free(c->tls);
     free(c);
@@ -857,9 +858,11 @@ static int ip4_text(const uint8_t ip[4], char *out, size_t outlen)
 
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port)
 {
-    struct conn_addr *a = &c->addrs[remote != 0];
     if (c->closing)
         return UV_ENOTCONN;
+    if (c->addrs == NULL && (c->addrs = calloc(2, sizeof(*c->addrs))) == NULL)
+        return UV_ENOMEM;
+    struct conn_addr *a = &c->addrs[remote != 0];
     if (a->kind == 0) {
         struct sockaddr_storage addr;
         int len = (int)sizeof(addr);

@@ -104,6 +104,15 @@ struct server_conn {
      * until the connection is freed. */
     uv_write_t *write_req;
     uv_shutdown_t *shutdown_req;
+    /* The local ([0]) and the peer's ([1]) address, asked of the socket on first use
+     * (server_conn_address) and kept: they do not change for the connection's life, and the
+     * ASGI scope, the access log and proxy-header checks want them for every request.
+     * Allocated then (NULL until), so a connection nobody asks about pays a pointer. */
+    struct conn_addr {
+        uint8_t kind; /* 0: not asked yet; 4: IPv4; 6: IPv6; 1: not an IP socket */
+        uint16_t port;
+        uint8_t ip[16];
+    } * addrs;
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
@@ -111,14 +120,6 @@ struct server_conn {
      * uv_write starts): while it shrinks, the peer reads and is not timed out. */
     size_t sweep_queued;
     int refs; /* the handle holds one; a pending request holds another */
-    /* The local ([0]) and the peer's ([1]) address, asked of the socket on first use
-     * (server_conn_address) and kept: they do not change for the connection's life, and the
-     * ASGI scope, the access log and proxy-header checks want them for every request. */
-    struct conn_addr {
-        uint8_t kind; /* 0: not asked yet; 4: IPv4; 6: IPv6; 1: not an IP socket */
-        uint16_t port;
-        uint8_t ip[16];
-    } addrs[2];
     unsigned reading : 1;
     unsigned writing : 1;
     unsigned closing : 1;

@@ -1497,7 +1497,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="",
         help="comma-separated scenario keys (default: all): plaintext,json,user,"
         "items,plaintext-pipelined,json-pipelined,user-pipelined,models,order,depends,"
-        "cookie,json1k,form,upload,static64k,static64k-304,static10m,hello",
+        "cookie,models-dc,order-dc,models-ms,order-ms,json1k,form,upload,static64k,"
+        "static64k-304,static10m,hello",
     )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pipeline-depth", type=int, default=16)

@@ -133,15 +133,101 @@ static inline int is_digit(unsigned char c)
     return (unsigned)(c - '0') < 10;
 }
 
+static inline uint64_t load8(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+/* How many of the 8 bytes of x (in memory order) are ASCII digits before the first one
+ * that is not. A byte is a digit when its high nibble is 3 and stays 3 after adding 6;
+ * the addition can carry into the next byte only out of a byte >= 0xFA, which is itself
+ * not a digit, so the first mismatch is exact. */
+static inline int digit_run8(uint64_t x)
+{
+    const uint64_t highs = UINT64_C(0xF0F0F0F0F0F0F0F0);
+    uint64_t t = (x & highs) | (((x + UINT64_C(0x0606060606060606)) & highs) >> 4);
+    t ^= UINT64_C(0x3333333333333333);
+    return t == 0 ? 8 : __builtin_ctzll(t) >> 3;
+}
+
+/* The end of the run of digits starting at p, 8 bytes at a time. */
+static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        int k = digit_run8(load8(p));
+        p += k;
+        if (k < 8)
+            return p;
+    }
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* The value of 8 ASCII digits x (first digit in the lowest byte): pairs, then quads, then
+ * the whole, each step one multiply; no lane can overflow into the next (99, 9999 and
+ * 99999999 fit their lanes). */
+static inline uint64_t eight_digits(uint64_t x)
+{
+    x &= UINT64_C(0x0F0F0F0F0F0F0F0F);
+    x = (x * 10 + (x >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
+    x = (x * 100 + (x >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
+    return (x * 10000 + (x >> 32)) & UINT64_C(0xFFFFFFFF);
+}
+
+static const uint64_t pow10_u64[20] = {1u,
+                                       10u,
+                                       100u,
+                                       1000u,
+                                       10000u,
+                                       100000u,
+                                       1000000u,
+                                       10000000u,
+                                       100000000u,
+                                       1000000000u,
+                                       10000000000u,
+                                       100000000000u,
+                                       1000000000000u,
+                                       10000000000000u,
+                                       100000000000000u,
+                                       1000000000000000u,
+                                       10000000000000000u,
+                                       100000000000000000u,
+                                       1000000000000000000u,
+                                       10000000000000000000u};
+
+/* m * 10^n + the value of the n digits at a (m * 10^n + value < 2^64 is the caller's
+ * bound: at most 19 digits in all). A last group of fewer than 8 digits is loaded whole
+ * when 8 bytes remain and shifted so that the bytes after it drop out and zeros lead. */
+static inline uint64_t add_digits(uint64_t m, const unsigned char *a, size_t n,
+                                  const unsigned char *end)
+{
+    while (n >= 8) {
+        m = m * 100000000u + eight_digits(load8(a));
+        a += 8;
+        n -= 8;
+    }
+    if (n == 0)
+        return m;
+    if (end - a >= 8)
+        return m * pow10_u64[n] + eight_digits(load8(a) << (64 - 8 * n));
+    while (n-- > 0)
+        m = m * 10 + (uint64_t)(*a++ - '0');
+    return m;
+}
+
+/* The grammar is checked first, finding the runs of integer and fraction digits 8 bytes
+ * at a time; the significand is then read from those runs when it has at most 19 digits
+ * (after the leading zeros of a fraction of "0."), and longer numbers take the exact slow
+ * paths. */
 PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
                             const unsigned char *end)
 {
     const unsigned char *s = *pp, *p = *pp;
-    int neg = 0, is_float = 0, truncated = 0;
-    uint64_t m = 0;
-    int nd = 0;      /* significant digits held in m */
-    int64_t e10 = 0; /* m * 10^e10 is the value (when not truncated) */
-    size_t int_digits;
+    int neg = 0, is_float = 0;
+    int64_t exp10 = 0;
 
     if (*p == '-') {
         neg = 1;
@@ -158,36 +244,19 @@ PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start
         if (p < end && is_digit(*p))
             return syntax_error(start, end, int_start, "leading zeros are not allowed");
     } else {
-        while (p < end && is_digit(*p)) {
-            if (nd < 19) {
-                m = m * 10 + (uint64_t)(*p - '0');
-                nd++;
-            } else {
-                truncated = 1;
-                e10++;
-            }
-            p++;
-        }
+        p = skip_digits(p, end);
     }
-    int_digits = (size_t)(p - int_start);
+    size_t ni = (size_t)(p - int_start);
+    const unsigned char *frac = p;
+    size_t nf = 0;
     if (p < end && *p == '.') {
         is_float = 1;
         p++;
-        if (p == end || !is_digit(*p))
+        frac = p;
+        p = skip_digits(p, end);
+        if (p == frac)
             return syntax_error(start, end, p, "expected a digit after the decimal point");
-        while (p < end && is_digit(*p)) {
-            unsigned dgt = (unsigned)(*p - '0');
-            if (m == 0 && dgt == 0) {
-                e10--; /* leading zero of the fraction: not significant */
-            } else if (nd < 19) {
-                m = m * 10 + dgt;
-                nd++;
-                e10--;
-            } else {
-                truncated = 1;
-            }
-            p++;
-        }
+        nf = (size_t)(p - frac);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         is_float = 1;
@@ -205,25 +274,42 @@ PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start
                 x = x * 10 + (*p - '0');
             p++;
         }
-        e10 += eneg ? -x : x;
+        exp10 = eneg ? -x : x;
     }
     *pp = p;
 
     if (!is_float) {
-        if (int_digits <= 18) {
+        if (ni > 19)
+            return slow_int(start, end, s, (size_t)(p - s));
+        uint64_t m = add_digits(0, int_start, ni, end);
+        if (ni <= 18) {
             long long v = (long long)m;
             return PyLong_FromLongLong(neg ? -v : v);
         }
-        if (int_digits == 19 && !neg)
+        if (!neg)
             return PyLong_FromUnsignedLongLong(m);
-        if (int_digits == 19 && m <= (uint64_t)INT64_MAX)
+        if (m <= (uint64_t)INT64_MAX)
             return PyLong_FromLongLong(-(long long)m);
         return slow_int(start, end, s, (size_t)(p - s));
     }
-    if (m == 0 && !truncated)
-        return PyFloat_FromDouble(neg ? -0.0 : 0.0);
+    uint64_t m;
+    if (*int_start == '0') {
+        /* "0.000ddd": the zeros after the point only scale the digits that follow. */
+        const unsigned char *f = frac, *frac_end = frac + nf;
+        while (f < frac_end && *f == '0')
+            f++;
+        if (f == frac_end)
+            return PyFloat_FromDouble(neg ? -0.0 : 0.0);
+        if (frac_end - f > 19)
+            return slow_float(s, (size_t)(p - s));
+        m = add_digits(0, f, (size_t)(frac_end - f), end);
+    } else {
+        if (ni + nf > 19)
+            return slow_float(s, (size_t)(p - s));
+        m = add_digits(add_digits(0, int_start, ni, end), frac, nf, end);
+    }
     double v;
-    if (!truncated && json_fast_decimal_to_double(m, e10, &v))
+    if (json_fast_decimal_to_double(m, exp10 - (int64_t)nf, &v))
         return PyFloat_FromDouble(neg ? -v : v);
     return slow_float(s, (size_t)(p - s));
 }

@@ -29,6 +29,13 @@
 
 typedef json_decoder_t decoder_t;
 
+/* Keeps rare paths out of the hot loops they are called from. */
+#if defined(__GNUC__)
+#define JSON_NOINLINE __attribute__((noinline))
+#else
+#define JSON_NOINLINE
+#endif
+
 static PyObject *key_cache[KEY_CACHE_SIZE];
 
 static PyObject *parse_value(decoder_t *d);
@@ -425,28 +432,51 @@ scalar:
 
 /* ---- containers ------------------------------------------------------------------- */
 
-static int push(decoder_t *d, PyObject *v)
+/* Grows the scratch stack (doubling) and pushes v; takes v's reference even on failure. */
+static JSON_NOINLINE int push_slow(decoder_t *d, PyObject *v)
 {
-    if (JSON_UNLIKELY(d->stack_len == d->stack_cap)) {
-        size_t cap = d->stack_cap * 2;
-        PyObject **ns;
-        if (d->stack == d->inline_stack) {
-            ns = PyMem_Malloc(cap * sizeof(PyObject *));
-            if (ns != NULL)
-                memcpy(ns, d->stack, d->stack_len * sizeof(PyObject *));
-        } else {
-            ns = PyMem_Realloc(d->stack, cap * sizeof(PyObject *));
-        }
-        if (ns == NULL) {
-            Py_DECREF(v);
-            PyErr_NoMemory();
-            return -1;
-        }
-        d->stack = ns;
-        d->stack_cap = cap;
+    size_t cap = d->stack_cap * 2;
+    PyObject **ns;
+    if (d->stack == d->inline_stack) {
+        ns = PyMem_Malloc(cap * sizeof(PyObject *));
+        if (ns != NULL)
+            memcpy(ns, d->stack, d->stack_len * sizeof(PyObject *));
+    } else {
+        ns = PyMem_Realloc(d->stack, cap * sizeof(PyObject *));
     }
+    if (ns == NULL) {
+        Py_DECREF(v);
+        PyErr_NoMemory();
+        return -1;
+    }
+    d->stack = ns;
+    d->stack_cap = cap;
     d->stack[d->stack_len++] = v;
     return 0;
+}
+
+/* Pushes the new reference v onto the scratch stack, which owns it from then on. */
+static inline int push(decoder_t *d, PyObject *v)
+{
+    if (JSON_UNLIKELY(d->stack_len == d->stack_cap))
+        return push_slow(d, v);
+    d->stack[d->stack_len++] = v;
+    return 0;
+}
+
+/* The value at d->p, with strings and numbers (the usual members of arrays and objects)
+ * tested before the full dispatch: an indirect jump through parse_value's switch was
+ * mispredicted whenever items alternate in kind, as the coordinate pairs of GeoJSON do. */
+static inline PyObject *parse_item(decoder_t *d)
+{
+    if (JSON_LIKELY(d->p < d->end)) {
+        unsigned c = *d->p;
+        if (c == '"')
+            return parse_string(d, 0);
+        if ((unsigned)(c - '0') < 10 || c == '-')
+            return json_parse_number(&d->p, d->start, d->end);
+    }
+    return parse_value(d);
 }
 
 static void drop_stack(decoder_t *d, size_t base)
@@ -481,7 +511,7 @@ static PyObject *parse_array(decoder_t *d)
         return PyList_New(0);
     }
     for (;;) {
-        PyObject *v = parse_value(d);
+        PyObject *v = parse_item(d);
         if (v == NULL || push(d, v) < 0)
             goto fail;
         skip_ws(d);
@@ -562,7 +592,7 @@ static PyObject *parse_object(decoder_t *d)
         }
         d->p++;
         skip_ws(d);
-        PyObject *value = parse_value(d);
+        PyObject *value = parse_item(d);
         if (value == NULL || push(d, value) < 0)
             goto fail;
         skip_ws(d);

@@ -218,6 +218,88 @@ static inline uint64_t add_digits(uint64_t m, const unsigned char *a, size_t n,
     return m;
 }
 
+/* The value of the first k (0..8) digits of x: the bytes after them are shifted out and
+ * zeros lead (two shifts, since one of 64 bits is undefined for k == 0). */
+static inline uint64_t first_digits(uint64_t x, int k)
+{
+    unsigned sh = 4 * (unsigned)(8 - k);
+    return eight_digits((x << sh) << sh);
+}
+
+/* Reads the run of digits at *qp into *m, one 8-byte load per 8 digits: scanning and
+ * converting share the load and the only branch (is the run over?), which matters since
+ * the lengths of the numbers in a document are random to the branch predictor. Returns the
+ * number of digits, or -1 when fewer than 8 bytes remain to load (the caller then takes
+ * the general path). *m may wrap when more than 19 digits are read; callers check. */
+static inline int read_run(const unsigned char **qp, const unsigned char *end, uint64_t *m)
+{
+    const unsigned char *q = *qp;
+    int n = 0;
+    for (;;) {
+        if (end - q < 8)
+            return -1;
+        uint64_t x = load8(q);
+        int k = digit_run8(x);
+        *m = *m * pow10_u64[k] + first_digits(x, k);
+        n += k;
+        q += k;
+        if (k < 8)
+            break;
+    }
+    *qp = q;
+    return n;
+}
+
+/* The common numbers (an integer of up to 18 digits, or a decimal with up to 19
+ * significant digits and no exponent, with 8 bytes to read past each digit run) in one
+ * pass. Returns 1 with *out set (a new reference, or NULL with an exception set) and *pp
+ * advanced, or 0 with nothing done: the general path decides everything else, including
+ * every syntax error. */
+static inline int parse_number_fast(const unsigned char **pp, const unsigned char *end,
+                                    PyObject **out)
+{
+    const unsigned char *p = *pp;
+    int neg = *p == '-';
+    p += neg;
+    if (end - p < 2 || !is_digit(*p))
+        return 0;
+    uint64_t m = 0;
+    int ni;
+    if (*p == '0') {
+        if (is_digit(p[1]))
+            return 0;
+        p++;
+        ni = 0;
+    } else if ((ni = read_run(&p, end, &m)) < 0) {
+        return 0;
+    }
+    /* read_run stopped inside its 8-byte load, so *p is in the document. */
+    if (p >= end)
+        return 0;
+    unsigned c = *p;
+    if (c != '.') {
+        if (c == 'e' || c == 'E' || ni > 18)
+            return 0;
+        long long v = (long long)m;
+        *pp = p;
+        *out = PyLong_FromLongLong(neg ? -v : v);
+        return 1;
+    }
+    p++;
+    int nf = read_run(&p, end, &m);
+    if (nf <= 0 || ni + nf > 19 || (p < end && (*p == 'e' || *p == 'E')))
+        return 0;
+    double v;
+    if (m == 0) {
+        v = 0.0;
+    } else if (!json_fast_decimal_to_double(m, -(int64_t)nf, &v)) {
+        return 0;
+    }
+    *pp = p;
+    *out = PyFloat_FromDouble(neg ? -v : v);
+    return 1;
+}
+
 /* The grammar is checked first, finding the runs of integer and fraction digits 8 bytes
  * at a time; the significand is then read from those runs when it has at most 19 digits
  * (after the leading zeros of a fraction of "0."), and longer numbers take the exact slow
@@ -225,6 +307,9 @@ static inline uint64_t add_digits(uint64_t m, const unsigned char *a, size_t n,
 PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
                             const unsigned char *end)
 {
+    PyObject *fast;
+    if (JSON_LIKELY(parse_number_fast(pp, end, &fast)))
+        return fast;
     const unsigned char *s = *pp, *p = *pp;
     int neg = 0, is_float = 0;
     int64_t exp10 = 0;

@@ -64,30 +64,41 @@ PyObject *json_dec_string(json_decoder_t *d, int is_key);
 PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
                             const unsigned char *end);
 
-/* Skips RFC 8259 whitespace. Compact documents have none (the first test); indented ones
- * have runs of spaces after each newline, skipped 16 bytes at a time. */
+/* Skips RFC 8259 whitespace. Compact documents have none (the first test). Indented ones
+ * (citm_catalog.json is 71% whitespace) have one space after each ':' (the second test)
+ * and a newline followed by a run of spaces before each member: the run is skipped 16
+ * bytes at a time with a single comparison against ' ', and the rarer '\n', '\r' and '\t'
+ * are stepped over one at a time where the run stops. */
 static inline void json_dec_skip_ws(json_decoder_t *d)
 {
     const unsigned char *p = d->p, *end = d->end;
     if (JSON_LIKELY(p<end && * p> ' '))
         return;
-#if defined(__SSE2__)
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
-                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))),
-                                  _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\r')),
-                                               _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
-        unsigned m = ~(unsigned)_mm_movemask_epi8(ws) & 0xFFFFu;
-        if (m != 0) {
-            d->p = p + __builtin_ctz(m);
-            return;
-        }
-        p += 16;
+    if (end - p >= 2 && p[0] == ' ' && p[1] > ' ') {
+        d->p = p + 1;
+        return;
     }
+    for (;;) {
+#if defined(__SSE2__)
+        const __m128i spaces = _mm_set1_epi8(' ');
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            unsigned m = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, spaces)) & 0xFFFFu;
+            if (m != 0) {
+                p += __builtin_ctz(m);
+                break;
+            }
+            p += 16;
+        }
 #endif
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
+        while (p < end && *p == ' ')
+            p++;
+        if (p < end && (*p == '\n' || *p == '\r' || *p == '\t')) {
+            p++;
+            continue;
+        }
+        break;
+    }
     d->p = p;
 }
 

@@ -17,8 +17,25 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <patchlevel.h>
+
+/* CPython 3.11 only (as in encode.c): objects are built as complete hash tables
+ * (build_dict); the internal header is the interpreter's own description of the layout.
+ * Other versions, and debug builds that count references, use PyDict_SetItem. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_LIMITED_API)
+#define Py_BUILD_CORE_MODULE 1
+#define JSON_DICT_BUILD      1
+#endif
+
 #include "common/text.h"
 #include "json/json_internal.h"
+
+#if defined(JSON_DICT_BUILD)
+#include <internal/pycore_dict.h>
+#if defined(Py_REF_DEBUG)
+#undef JSON_DICT_BUILD
+#endif
+#endif
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -550,6 +567,117 @@ fail:
     return NULL;
 }
 
+#if defined(JSON_DICT_BUILD)
+/* CPython 3.11's smallest table (PyDict_LOG_MINSIZE): a keys object of this size may be
+ * kept on the interpreter's free list when freed and handed to a later dict, so ours must
+ * have the size CPython gives that table, which the same formula below does. */
+#define DICT_LOG2_MIN 3
+
+static inline Py_ssize_t dict_index(const PyDictKeysObject *dk, size_t i)
+{
+    uint8_t log2 = dk->dk_log2_size;
+    if (log2 < 8)
+        return ((const int8_t *)dk->dk_indices)[i];
+    if (log2 < 16)
+        return ((const int16_t *)dk->dk_indices)[i];
+    return ((const int32_t *)dk->dk_indices)[i];
+}
+
+static inline void dict_set_index(PyDictKeysObject *dk, size_t i, Py_ssize_t ix)
+{
+    uint8_t log2 = dk->dk_log2_size;
+    if (log2 < 8)
+        ((int8_t *)dk->dk_indices)[i] = (int8_t)ix;
+    else if (log2 < 16)
+        ((int16_t *)dk->dk_indices)[i] = (int16_t)ix;
+    else
+        ((int32_t *)dk->dk_indices)[i] = (int32_t)ix;
+}
+
+/* Builds the dict of the n key, value pairs at kv (exact str keys, new references) as one
+ * finished table: the hash index and entry array CPython's insertdict would have produced
+ * (the same probe sequence, so lookups find every key), with no per-member call, lookup,
+ * or reference count traffic; the dict takes over kv's references. Returns 1 with *out
+ * set, 0 when the members contain a duplicate key (nothing built; PyDict_SetItem then
+ * gives the stdlib's last-one-wins), or -1 with an exception set. */
+static int build_dict(PyObject **kv, size_t n, PyObject **out)
+{
+    if (n >= ((size_t)1 << 28))
+        return 0; /* index entries of 4 bytes cover every table built here */
+    uint8_t log2 = DICT_LOG2_MIN;
+    while (((((size_t)1 << log2) << 1) / 3) < n)
+        log2++;
+    uint8_t log2_bytes = log2 < 8 ? log2 : log2 < 16 ? log2 + 1 : log2 + 2;
+    size_t size = (size_t)1 << log2, usable = (size << 1) / 3, mask = size - 1;
+    int track = 0;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *key = kv[2 * i], *value = kv[2 * i + 1];
+        if (JSON_UNLIKELY(!PyUnicode_CheckExact(key)))
+            return 0;
+        if (((PyASCIIObject *)key)->hash == -1 && PyObject_Hash(key) == -1)
+            return -1;
+        /* As PyDict_SetItem does: a dict is tracked by the collector once it holds a
+         * container (ours are lists and dicts; strs and numbers are never tracked). */
+        track |= PyType_IS_GC(Py_TYPE(value));
+    }
+    PyDictKeysObject *dk = PyObject_Malloc(sizeof(PyDictKeysObject) + ((size_t)1 << log2_bytes) +
+                                           sizeof(PyDictUnicodeEntry) * usable);
+    if (dk == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    dk->dk_refcnt = 1;
+    dk->dk_log2_size = log2;
+    dk->dk_log2_index_bytes = log2_bytes;
+    dk->dk_kind = DICT_KEYS_UNICODE;
+    dk->dk_version = 0;
+    dk->dk_usable = (Py_ssize_t)(usable - n);
+    dk->dk_nentries = (Py_ssize_t)n;
+    memset(dk->dk_indices, 0xff, (size_t)1 << log2_bytes); /* DKIX_EMPTY everywhere */
+    PyDictUnicodeEntry *ep = DK_UNICODE_ENTRIES(dk);
+    for (size_t i = 0; i < n; i++) {
+        PyObject *key = kv[2 * i];
+        Py_hash_t hash = ((PyASCIIObject *)key)->hash;
+        size_t j = (size_t)hash & mask, perturb = (size_t)hash;
+        for (Py_ssize_t ix; (ix = dict_index(dk, j)) >= 0;) {
+            PyObject *other = ep[ix].me_key;
+            if (other == key ||
+                (((PyASCIIObject *)other)->hash == hash && PyUnicode_Compare(other, key) == 0)) {
+                PyObject_Free(dk);
+                return 0;
+            }
+            /* CPython's open addressing (PERTURB_SHIFT 5). */
+            perturb >>= 5;
+            j = (j * 5 + perturb + 1) & mask;
+        }
+        dict_set_index(dk, j, (Py_ssize_t)i);
+        ep[i].me_key = key;
+        ep[i].me_value = kv[2 * i + 1];
+    }
+    memset(ep + n, 0, sizeof(PyDictUnicodeEntry) * (usable - n));
+    /* PyDict_New gives a dict object from the interpreter's free list, versioned, sharing
+     * the static empty table (and counting a reference to it, returned here). */
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        PyObject_Free(dk);
+        return -1;
+    }
+    PyDictObject *mp = (PyDictObject *)dict;
+    if (JSON_UNLIKELY(mp->ma_values != NULL || mp->ma_used != 0)) {
+        Py_DECREF(dict);
+        PyObject_Free(dk);
+        return 0;
+    }
+    mp->ma_keys->dk_refcnt--;
+    mp->ma_keys = dk;
+    mp->ma_used = (Py_ssize_t)n;
+    if (track)
+        PyObject_GC_Track(dict);
+    *out = dict;
+    return 1;
+}
+#endif
+
 /* Members are collected as key, value pairs on the scratch stack and the dict is built at
  * '}' with its final size known, which spares the rehashing of a dict grown one member at
  * a time. */
@@ -618,6 +746,16 @@ static PyObject *parse_object(decoder_t *d)
         goto fail;
     }
     size_t n = (d->stack_len - base) / 2;
+#if defined(JSON_DICT_BUILD)
+    int built = build_dict(d->stack + base, n, &dict);
+    if (built < 0)
+        goto fail;
+    if (built > 0) {
+        d->stack_len = base; /* the dict owns the members now */
+        d->depth--;
+        return dict;
+    }
+#endif
     if ((dict = _PyDict_NewPresized((Py_ssize_t)n)) == NULL)
         goto fail;
     for (size_t i = 0; i < n; i++) {

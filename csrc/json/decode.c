@@ -490,8 +490,12 @@ static inline PyObject *parse_item(decoder_t *d)
         unsigned c = *d->p;
         if (c == '"')
             return parse_string(d, 0);
-        if ((unsigned)(c - '0') < 10 || c == '-')
+        if ((unsigned)(c - '0') < 10 || c == '-') {
+            PyObject *num;
+            if (json_dec_number_fast(&d->p, d->end, &num))
+                return num;
             return json_parse_number(&d->p, d->start, d->end);
+        }
     }
     return parse_value(d);
 }
@@ -554,11 +558,22 @@ static PyObject *parse_array(decoder_t *d)
         goto fail;
     }
     size_t n = d->stack_len - base;
-    list = PyList_New((Py_ssize_t)n);
+    /* An empty list (from the interpreter's free list) given an item array of exactly n:
+     * PyList_New(n) would zero the array that the copy below fills anyway. */
+    list = PyList_New(0);
     if (list == NULL)
         goto fail;
+    PyObject **items = PyMem_Malloc(n * sizeof(PyObject *));
+    if (items == NULL) {
+        Py_CLEAR(list);
+        PyErr_NoMemory();
+        goto fail;
+    }
     /* The list takes over the scratch stack's references. */
-    memcpy(((PyListObject *)list)->ob_item, d->stack + base, n * sizeof(PyObject *));
+    memcpy(items, d->stack + base, n * sizeof(PyObject *));
+    ((PyListObject *)list)->ob_item = items;
+    ((PyListObject *)list)->allocated = (Py_ssize_t)n;
+    Py_SET_SIZE(list, (Py_ssize_t)n);
     d->stack_len = base;
     d->depth--;
     return list;

@@ -19,15 +19,36 @@
 
 typedef unsigned __int128 u128;
 
-static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double json_exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+const uint64_t json_pow10_u64[20] = {1u,
+                                     10u,
+                                     100u,
+                                     1000u,
+                                     10000u,
+                                     100000u,
+                                     1000000u,
+                                     10000000u,
+                                     100000000u,
+                                     1000000000u,
+                                     10000000000u,
+                                     100000000000u,
+                                     1000000000000u,
+                                     10000000000000u,
+                                     100000000000000u,
+                                     1000000000000000u,
+                                     10000000000000000u,
+                                     100000000000000000u,
+                                     1000000000000000000u,
+                                     10000000000000000000u};
 
 int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out)
 {
     if (w <= (UINT64_C(1) << 53) && q >= -22 && q <= 22) {
         double d = (double)w;
-        *out = q < 0 ? d / exact_pow10[-q] : d * exact_pow10[q];
+        *out = q < 0 ? d / json_exact_pow10[-q] : d * json_exact_pow10[q];
         return 1;
     }
     if (q < JSON_POW10_MIN || q > 308)
@@ -133,30 +154,11 @@ static inline int is_digit(unsigned char c)
     return (unsigned)(c - '0') < 10;
 }
 
-static inline uint64_t load8(const unsigned char *p)
-{
-    uint64_t x;
-    memcpy(&x, p, 8);
-    return x;
-}
-
-/* How many of the 8 bytes of x (in memory order) are ASCII digits before the first one
- * that is not. A byte is a digit when its high nibble is 3 and stays 3 after adding 6;
- * the addition can carry into the next byte only out of a byte >= 0xFA, which is itself
- * not a digit, so the first mismatch is exact. */
-static inline int digit_run8(uint64_t x)
-{
-    const uint64_t highs = UINT64_C(0xF0F0F0F0F0F0F0F0);
-    uint64_t t = (x & highs) | (((x + UINT64_C(0x0606060606060606)) & highs) >> 4);
-    t ^= UINT64_C(0x3333333333333333);
-    return t == 0 ? 8 : __builtin_ctzll(t) >> 3;
-}
-
 /* The end of the run of digits starting at p, 8 bytes at a time. */
 static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
 {
     while (end - p >= 8) {
-        int k = digit_run8(load8(p));
+        int k = json_digit_run8(json_load8(p));
         p += k;
         if (k < 8)
             return p;
@@ -166,38 +168,6 @@ static inline const unsigned char *skip_digits(const unsigned char *p, const uns
     return p;
 }
 
-/* The value of 8 ASCII digits x (first digit in the lowest byte): pairs, then quads, then
- * the whole, each step one multiply; no lane can overflow into the next (99, 9999 and
- * 99999999 fit their lanes). */
-static inline uint64_t eight_digits(uint64_t x)
-{
-    x &= UINT64_C(0x0F0F0F0F0F0F0F0F);
-    x = (x * 10 + (x >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
-    x = (x * 100 + (x >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
-    return (x * 10000 + (x >> 32)) & UINT64_C(0xFFFFFFFF);
-}
-
-static const uint64_t pow10_u64[20] = {1u,
-                                       10u,
-                                       100u,
-                                       1000u,
-                                       10000u,
-                                       100000u,
-                                       1000000u,
-                                       10000000u,
-                                       100000000u,
-                                       1000000000u,
-                                       10000000000u,
-                                       100000000000u,
-                                       1000000000000u,
-                                       10000000000000u,
-                                       100000000000000u,
-                                       1000000000000000u,
-                                       10000000000000000u,
-                                       100000000000000000u,
-                                       1000000000000000000u,
-                                       10000000000000000000u};
-
 /* m * 10^n + the value of the n digits at a (m * 10^n + value < 2^64 is the caller's
  * bound: at most 19 digits in all). A last group of fewer than 8 digits is loaded whole
  * when 8 bytes remain and shifted so that the bytes after it drop out and zeros lead. */
@@ -205,25 +175,17 @@ static inline uint64_t add_digits(uint64_t m, const unsigned char *a, size_t n,
                                   const unsigned char *end)
 {
     while (n >= 8) {
-        m = m * 100000000u + eight_digits(load8(a));
+        m = m * 100000000u + json_eight_digits(json_load8(a));
         a += 8;
         n -= 8;
     }
     if (n == 0)
         return m;
     if (end - a >= 8)
-        return m * pow10_u64[n] + eight_digits(load8(a) << (64 - 8 * n));
+        return m * json_pow10_u64[n] + json_eight_digits(json_load8(a) << (64 - 8 * n));
     while (n-- > 0)
         m = m * 10 + (uint64_t)(*a++ - '0');
     return m;
-}
-
-/* The value of the first k (0..8) digits of x: the bytes after them are shifted out and
- * zeros lead (two shifts, since one of 64 bits is undefined for k == 0). */
-static inline uint64_t first_digits(uint64_t x, int k)
-{
-    unsigned sh = 4 * (unsigned)(8 - k);
-    return eight_digits((x << sh) << sh);
 }
 
 /* Reads the run of digits at *qp into *m, one 8-byte load per 8 digits: scanning and
@@ -238,9 +200,9 @@ static inline int read_run(const unsigned char **qp, const unsigned char *end, u
     for (;;) {
         if (end - q < 8)
             return -1;
-        uint64_t x = load8(q);
-        int k = digit_run8(x);
-        *m = *m * pow10_u64[k] + first_digits(x, k);
+        uint64_t x = json_load8(q);
+        int k = json_digit_run8(x);
+        *m = *m * json_pow10_u64[k] + json_first_digits(x, k);
         n += k;
         q += k;
         if (k < 8)
@@ -308,7 +270,7 @@ PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start
                             const unsigned char *end)
 {
     PyObject *fast;
-    if (JSON_LIKELY(parse_number_fast(pp, end, &fast)))
+    if (json_dec_number_fast(pp, end, &fast) || parse_number_fast(pp, end, &fast))
         return fast;
     const unsigned char *s = *pp, *p = *pp;
     int neg = 0, is_float = 0;

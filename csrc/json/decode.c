@@ -116,14 +116,17 @@ static PyObject *ascii_str(const unsigned char *s, size_t n)
     return str;
 }
 
-/* memcmp(a, b, n) == 0 for the short keys of the cache (n <= 64), without a library call
- * for the common lengths: two overlapping 8-byte (or 4-byte) comparisons. */
+/* memcmp(a, b, n) == 0 for the short keys of the cache (n <= 64), without a library call:
+ * 8-byte words (two overlapping ones up to 16 bytes), or two overlapping 4-byte ones. */
 static inline int short_equal(const unsigned char *a, const unsigned char *b, size_t n)
 {
     if (n >= 8) {
-        if (n <= 16)
-            return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
-        return memcmp(a, b, n) == 0;
+        /* Whole words, then the last 8 bytes (overlapping the last word compared). */
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            if (load64(a + i) != load64(b + i))
+                return 0;
+        }
+        return load64(a + n - 8) == load64(b + n - 8);
     }
     if (n >= 4) {
         uint32_t x, y, u, v;
@@ -787,11 +790,19 @@ fail:
     return NULL;
 }
 
-static PyObject *literal(decoder_t *d, const char *word, size_t n, PyObject *value)
+/* true, false and null: their 4-byte word (for false, "alse" after the 'f') is compared
+ * as one 32-bit value; the library memcmp this replaced was 3% of decoding twitter.json. */
+static inline PyObject *literal(decoder_t *d, const char *word, size_t n, PyObject *value)
 {
-    if ((size_t)(d->end - d->p) >= n && memcmp(d->p, word, n) == 0) {
-        d->p += n;
-        return Py_NewRef(value);
+    const unsigned char *w = d->p + (n - 4);
+    uint32_t x, y;
+    if ((size_t)(d->end - d->p) >= n) {
+        memcpy(&x, w, 4);
+        memcpy(&y, word + (n - 4), 4);
+        if (x == y && (n == 4 || d->p[0] == (unsigned char)word[0])) {
+            d->p += n;
+            return Py_NewRef(value);
+        }
     }
     return error_at(d, d->p, "invalid literal (expected true, false or null)");
 }

@@ -330,9 +330,12 @@ close:
     return 0;
 }
 
-/* Raises JSONEncodeError for the first lone surrogate of s (no UTF-8 form). */
-static int lone_surrogate_error(PyObject *s)
+/* PyUnicode_AsUTF8AndSize failed: a lone surrogate (no UTF-8 form), or memory. */
+static int lone_surrogate(PyObject *s)
 {
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+        return -1;
+    PyErr_Clear();
     Py_ssize_t n = PyUnicode_GET_LENGTH(s), i = 0;
     while (i < n && !Py_UNICODE_IS_SURROGATE(PyUnicode_READ_CHAR(s, i)))
         i++;
@@ -343,35 +346,6 @@ static int lone_surrogate_error(PyObject *s)
                  "str contains a lone surrogate %s at index %zd; it cannot be encoded as UTF-8", cp,
                  i);
     return -1;
-}
-
-/* PyUnicode_AsUTF8AndSize failed: a lone surrogate, or memory. */
-static int lone_surrogate(PyObject *s)
-{
-    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
-        return -1;
-    PyErr_Clear();
-    return lone_surrogate_error(s);
-}
-
-/* A compact non-ASCII str without a cached UTF-8 form, transcoded straight from its
- * characters (encode_ucs.c): no UTF-8 copy is made and kept by the str. */
-static int write_ucs(json_encoder_t *e, PyObject *s, char trail)
-{
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s), bad = 0;
-    if (reserve(e, (size_t)n * 6 + 32) < 0)
-        return -1;
-    char *d0 = e->out->data + e->out->len;
-    d0[0] = '"';
-    Py_ssize_t k = json_ucs_to_utf8(d0 + 1, PyUnicode_KIND(s), PyUnicode_DATA(s), n, &bad);
-    if (JSON_UNLIKELY(k < 0))
-        return lone_surrogate_error(s);
-    char *d = d0 + 1 + k;
-    *d++ = '"';
-    *d = trail;
-    d += trail != 0;
-    e->out->len += (size_t)(d - d0);
-    return 0;
 }
 
 #if defined(__SSE2__) && defined(__SIZEOF_INT128__)
@@ -434,10 +408,8 @@ static inline __attribute__((always_inline)) int encode_str_trail(json_encoder_t
 #endif
         return write_utf8(e, PyUnicode_1BYTE_DATA(s), n, trail);
     }
-    /* Non-ASCII: the UTF-8 form the str has cached (made by anyone who asked for it
-     * before), copied; without one, its characters transcoded (write_ucs). */
-    if (PyUnicode_IS_COMPACT(s) && ((PyCompactUnicodeObject *)s)->utf8 == NULL)
-        return write_ucs(e, s, trail);
+    /* Non-ASCII: CPython's UTF-8 form, which the str caches, so a string encoded again
+     * (the same response object, a repeated key) costs a copy. */
     Py_ssize_t n;
     const char *p = PyUnicode_AsUTF8AndSize(s, &n);
     if (JSON_UNLIKELY(p == NULL))

@@ -286,12 +286,6 @@ int json_write_int64(json_encoder_t *e, PyObject *obj);
 /* encode.c: writes a float; 0, or -1 with JSONEncodeError set for NaN and Infinity. */
 int json_write_float(json_encoder_t *e, double v);
 
-/* encode_ucs.c: writes the characters data[0..n) of a str of the given kind as escaped
- * UTF-8 JSON string content (no quotes) at out, which has room for 6 * n + 32 bytes.
- * Returns the bytes written, or -1 with *bad set to the index of a lone surrogate (no
- * UTF-8 form; nothing is raised). */
-Py_ssize_t json_ucs_to_utf8(char *out, int kind, const void *data, Py_ssize_t n, Py_ssize_t *bad);
-
 /* encode.c: encodes subclasses of str, int, float, dict, list and tuple; returns 1 when
  * obj is none of them, else 0 or -1 as json_encode_value. */
 int json_encode_core_subclass(json_encoder_t *e, PyObject *obj);

@@ -642,15 +642,15 @@ def test_key_text_cache() -> None:
 
 
 def _fresh(s: str) -> str:
-    """A new str with the same characters and no cached UTF-8 form (which encoding it or
-    calling str.encode does not create, but PyUnicode_AsUTF8 would)."""
+    """A new str with the same characters and no cached UTF-8 form (str.encode does not
+    make one; PyUnicode_AsUTF8, which the encoder calls, does)."""
     return "".join(list(s))
 
 
-def test_non_ascii_strings_of_every_kind_transcoded() -> None:
-    """Non-ASCII strs without a cached UTF-8 form are transcoded from their 1-, 2- or 4-byte
-    characters: every kind, escapes and ASCII runs at every position, as the stdlib writes
-    them, and again after the str has a cached UTF-8 form."""
+def test_non_ascii_strings_of_every_kind() -> None:
+    """Non-ASCII strs of every kind (1, 2 and 4 bytes per character), fresh (no cached
+    UTF-8 form yet) and cached, with escapes and ASCII runs at every position, as the stdlib
+    writes them."""
     import random
 
     r = random.Random(5)

@@ -6,7 +6,6 @@ import contextvars
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 
@@ -648,38 +647,6 @@ def test_many_connection_cycles_do_not_leak_fds(loop):
 
     before, after = loop.run_until_complete(main())
     assert after - before <= 2
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    try:
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"openssl unavailable: {exc}")
-    return str(cert), str(key)
 
 
 def test_tls_streams_self_signed(loop, tls_files):

@@ -404,3 +404,42 @@ def test_callbacks_triggered_by_application_calls_run_in_the_transports_context(
     assert ("pause_writing", "transport") in events
     assert ("data", "transport") in events
     assert all(e[1] == "transport" for e in events if isinstance(e, tuple) and e[0] != "lost")
+
+
+def test_extra_info_still_answers_after_connection_lost(loop, tls_files):
+    """The peer answers and closes at once (as CPython's test_create_ssl_unix_connection's
+    server does); the TLS transport's sockname/peername still answer afterwards, as a
+    closed plain transport's do. asyncio's SSL transport answers None once connection_lost
+    has run, which made that CPython test depend on when connection_lost ran."""
+    server_ctx, client_ctx = contexts(tls_files)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def peer():
+        conn, _ = listener.accept()
+        with conn:
+            p = BioPeer(conn, server_ctx, server_side=True)
+            p.handshake()
+            p.obj.write(b"bye")
+            p.flush()
+
+    thread, errors = run_peer(peer)
+
+    async def main():
+        tr, proto = await loop.create_connection(
+            lambda: Events(loop),
+            "127.0.0.1",
+            listener.getsockname()[1],
+            ssl=client_ctx,
+            server_hostname="localhost",
+        )
+        sockname = tr.get_extra_info("sockname")
+        await asyncio.wait_for(proto.lost, 10)
+        return tr, sockname
+
+    tr, sockname = loop.run_until_complete(main())
+    finish(thread, errors)
+    assert tr.get_extra_info("sockname") == sockname
+    assert tr.get_extra_info("peername") == listener.getsockname()
+    assert tr.get_extra_info("socket") is not None
+    assert tr.get_extra_info("ssl_object") is not None
+    listener.close()

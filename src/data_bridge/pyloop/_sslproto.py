@@ -26,7 +26,8 @@ differ where a connection ends; this subclass keeps uvloop's behaviour there:
   data after resume_reading(), eof_received() during close().
 - A protocol with get_buffer() that is not an asyncio.Protocol is a buffered protocol, as
   the native transport and uvloop treat it.
-- get_extra_info("uvloop.sslproto") returns the protocol, as on uvloop.
+- get_extra_info("uvloop.sslproto") returns the protocol, as on uvloop; after
+  connection_lost() the socket's extra info (sockname, peername, socket) still answers.
 
 Python 3.10's sslproto is a different design (an _SSLPipe), so there PyLoop uses asyncio's
 class unchanged.
@@ -46,11 +47,13 @@ if sys.version_info >= (3, 11):
     _State = sslproto.SSLProtocolState
     _AGAIN = sslproto.SSLAgainErrors
     _READ_MAX = 256 * 1024
+    _KEPT_EXTRA = ("sockname", "peername", "socket")
 
     class SSLProtocol(sslproto.SSLProtocol):
         _app_context: contextvars.Context | None = None
         _defer_first_read = False
         _closed_by_app = False
+        _lost_extra: dict[str, Any] = {}  # replaced in connection_lost, never mutated
 
         # --- contexts ---------------------------------------------------------------------
 
@@ -112,7 +115,18 @@ if sys.version_info >= (3, 11):
         def _get_extra_info(self, name: str, default: Any = None) -> Any:
             if name == "uvloop.sslproto":
                 return self
+            if self._transport is None and name in self._lost_extra:
+                return self._lost_extra[name]
             return super()._get_extra_info(name, default)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            # After connection_lost the socket's details still answer, as they do on the
+            # closed plain transport (asyncio's SSL transport answers `default` from here
+            # on). Copied rather than the transport kept: no cycle through its protocol.
+            if self._transport is not None:
+                get = self._transport.get_extra_info
+                self._lost_extra = {k: get(k) for k in _KEPT_EXTRA}
+            super().connection_lost(exc)
 
         # --- the first data after the handshake -----------------------------------------
 

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,11 @@ import pytest
 from loop_fixtures import *  # noqa: F403  (tls_files; `loop` is redefined below)
 
 from data_bridge import pyloop
+
+# Python 3.10's sslproto is another design; PyLoop uses it unchanged there (_sslproto.py).
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="PyLoop's TLS protocol builds on 3.11's sslproto"
+)
 
 
 @pytest.fixture

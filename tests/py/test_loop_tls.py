@@ -449,3 +449,99 @@ def test_extra_info_still_answers_after_connection_lost(loop, tls_files):
     assert tr.get_extra_info("socket") is not None
     assert tr.get_extra_info("ssl_object") is not None
     listener.close()
+
+
+def test_tcp_eof_while_reading_paused_delivers_the_data_on_resume(loop, tls_files):
+    """The peer sends data then a TCP FIN without close_notify while the application has
+    paused reading: asyncio's behaviour, kept on PyLoop (uvloop drops the data), is to
+    deliver the data once reading resumes, then eof_received() and connection_lost(None)."""
+    server_ctx, client_ctx = contexts(tls_files)
+    listener = socket.create_server(("127.0.0.1", 0))
+    fin_sent = threading.Event()
+
+    def peer():
+        conn, _ = listener.accept()
+        with conn:
+            p = BioPeer(conn, server_ctx, server_side=True)
+            p.handshake()
+            p.flush()
+            assert p.until(lambda: p.obj.read(5)) == b"ready"
+            p.obj.write(b"extra bytes")
+            p.flush()
+            conn.shutdown(socket.SHUT_WR)
+            fin_sent.set()
+            assert conn.recv(1) == b""
+
+    thread, errors = run_peer(peer)
+
+    async def main():
+        tr, proto = await loop.create_connection(
+            lambda: Events(loop),
+            "127.0.0.1",
+            listener.getsockname()[1],
+            ssl=client_ctx,
+            server_hostname="localhost",
+        )
+        tr.pause_reading()
+        tr.write(b"ready")
+        await loop.run_in_executor(None, fin_sent.wait, 10)
+        await asyncio.sleep(0.2)  # the FIN has arrived; the data waits in the SSL object
+        assert proto.events == ["made"]
+        tr.resume_reading()
+        assert await asyncio.wait_for(proto.lost, 10) is None
+        return proto.events
+
+    events = loop.run_until_complete(main())
+    finish(thread, errors)
+    listener.close()
+    assert events == ["made", ("data", b"extra bytes"), "eof", ("lost", None)]
+
+
+def test_tls_over_tls_closes_without_errors(loop, tls_files):
+    """start_tls() over a TLS transport, both ends on the loop: when the connection ends,
+    the outer TLS transport has already gone (asyncio's raises AttributeError from
+    get_extra_info then); connection_lost reaches both protocols with no error reported."""
+    server_ctx, client_ctx = contexts(tls_files)
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    server_done = loop.create_future()
+
+    class Inner(asyncio.Protocol):
+        def connection_made(self, transport):
+            async def upgrade():
+                tls = await loop.start_tls(transport, self, server_ctx, server_side=True)
+                self.tls = tls
+
+            self.tls = None
+            loop.create_task(upgrade())
+
+        def data_received(self, data):
+            self.tls.write(data.upper())
+
+        def connection_lost(self, exc):
+            server_done.set_result(exc)
+
+    async def main():
+        server = await loop.create_server(Inner, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client = Events(loop)
+        tr, _ = await loop.create_connection(
+            lambda: client, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        inner = await loop.start_tls(tr, client, client_ctx, server_hostname="localhost")
+        inner.write(b"twice")
+        for _ in range(200):
+            if ("data", b"TWICE") in client.events:
+                break
+            await asyncio.sleep(0.01)
+        inner.close()
+        assert await asyncio.wait_for(client.lost, 10) is None
+        await asyncio.wait_for(server_done, 10)
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.05)
+        return client.events
+
+    events = loop.run_until_complete(main())
+    assert ("data", b"TWICE") in events and events[-1] == ("lost", None)
+    assert errors == []

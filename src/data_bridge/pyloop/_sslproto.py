@@ -86,7 +86,15 @@ if sys.version_info >= (3, 11):
                 return fn(*args)
 
         def _control_app_writing(self) -> None:
-            self._in_app_context(super()._control_app_writing)
+            # Runs after every write: the context is entered only when pause_writing() or
+            # resume_writing() is due.
+            size = self._get_write_buffer_size()
+            if self._app_writing_paused:
+                due = size <= self._outgoing_low_water
+            else:
+                due = size >= self._outgoing_high_water
+            if due:
+                self._in_app_context(super()._control_app_writing)
 
         def _resume_reading(self) -> None:
             if not self._app_reading_paused:
@@ -125,7 +133,12 @@ if sys.version_info >= (3, 11):
             # on). Copied rather than the transport kept: no cycle through its protocol.
             if self._transport is not None:
                 get = self._transport.get_extra_info
-                self._lost_extra = {k: get(k) for k in _KEPT_EXTRA}
+                try:
+                    self._lost_extra = {k: get(k) for k in _KEPT_EXTRA}
+                except AttributeError:
+                    # TLS over TLS: asyncio's inner _SSLProtocolTransport raises once its
+                    # own protocol has gone (its _ssl_protocol is None by then).
+                    pass
             super().connection_lost(exc)
 
         # --- the first data after the handshake -----------------------------------------
@@ -177,7 +190,10 @@ if sys.version_info >= (3, 11):
         def _do_flush(self) -> None:
             if self._eof_received and not self._closed_by_app:
                 # The peer's TCP EOF (see eof_received): what it sent before is delivered
-                # (once the application reads again), then eof_received() and the close.
+                # once the application reads again (resume_reading() calls back here), then
+                # eof_received() and the close.
+                if self._app_reading_paused:
+                    return
                 self._do_read()
                 self._set_state(_State.SHUTDOWN)
                 self._do_shutdown()

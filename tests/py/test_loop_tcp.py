@@ -475,6 +475,28 @@ def test_server_async_context_manager_and_bind_error(loop):
     loop.run_until_complete(main())
 
 
+def test_bind_errors_close_the_socket(loop, tmp_path):
+    """What CPython's test_create_unix_server_bind_error checks through a mocked socket
+    module (a known failure on PyLoop, which binds real sockets): a failed bind leaves no
+    descriptor behind, for Unix and TCP servers."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+
+        async def attempts():
+            for _ in range(10):
+                with pytest.raises(OSError):
+                    await loop.create_unix_server(asyncio.Protocol, str(tmp_path / "no" / "s"))
+                with pytest.raises(OSError):
+                    await loop.create_server(
+                        asyncio.Protocol, "127.0.0.1", port, reuse_address=False
+                    )
+
+        loop.run_until_complete(attempts())  # the loop's own descriptors exist from here
+        before = open_fds()
+        loop.run_until_complete(attempts())
+        assert open_fds() == before
+
+
 def test_protocol_factory_error_reported(loop):
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))

@@ -475,6 +475,21 @@ def test_server_async_context_manager_and_bind_error(loop):
     loop.run_until_complete(main())
 
 
+def test_create_server_binds_each_address_once(loop):
+    """What CPython's test_create_server_multiple_hosts_ipv4 checks through a mocked socket
+    module (a known failure on PyLoop): a host list with repeats gives one listening socket
+    per distinct address."""
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, ["127.0.0.1", "127.0.0.1"], 0)
+        names = [sock.getsockname()[0] for sock in server.sockets]
+        server.close()
+        await server.wait_closed()
+        return names
+
+    assert loop.run_until_complete(main()) == ["127.0.0.1"]
+
+
 def test_bind_errors_close_the_socket(loop, tmp_path):
     """What CPython's test_create_unix_server_bind_error checks through a mocked socket
     module (a known failure on PyLoop, which binds real sockets): a failed bind leaves no

@@ -114,6 +114,10 @@ typedef struct {
     /* The handler takes the Request (itself, or for its form with files): a chunked body
      * or one over 64 KiB is read as it arrives (request.stream(), form()), not whole. */
     int stream_body;
+    /* The route's handler is an APIRoute.get_route_handler override (routing.py): its
+     * Request keeps the router match, so that the route's _core.Binder can bind the
+     * request later, from the body that handler's Request gives (binder.c). */
+    int keep_match;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -259,6 +263,7 @@ PyObject *app_set_tls(ServerObject *self, PyObject *arg);
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
+extern PyTypeObject Tail_Type; /* invoke.c: a handler's hand-over of its rest to the Driver */
 extern PyTypeObject StreamWriter_Type;
 
 /* plan.c */
@@ -269,6 +274,10 @@ void plan_free(route_plan_t *plan);
  * *errors (created on demand) and returns 1; returns -1 with an exception on failure, 0 ok. */
 int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_request_t *req,
                    PyObject **args, PyObject **request_obj, PyObject **errors);
+/* invoke.c: calls a lenient plan's handler although binding failed (args: nargs + 1 slots,
+ * those that did not bind NULL; errors: the binding errors). A new reference, or NULL with
+ * an exception set. */
+PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *errors);
 /* respond.c */
 void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result);
 /* Answers the current exception: the server's exception hook first (if any; request may be
@@ -297,6 +306,12 @@ PyObject *request_new(server_request_t *req, const router_match_t *m);
  * route (or mounted app) reads its body as it arrives. */
 int app_stream_body(void *ctx, const http_request_t *head);
 void request_detach(PyObject *request);
+/* The request a Request still attached to its connection stands for, with the router match
+ * it kept (plans with keep_match): 1 with *req and *m filled, 0 when it has none (detached,
+ * made by Python, or its route keeps no match). */
+int request_kept_match(PyObject *obj, server_request_t **req, router_match_t *m);
+/* binder.c: _core.Binder, a route's plan bound on demand (custom route handlers). */
+extern PyTypeObject Binder_Type;
 /* The body of a Request still attached to its request, as a slice of the connection's
  * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
  * is no such Request (detached, or not a Request). */

@@ -13,6 +13,13 @@
  *
  * Each request runs in its own copy of the context (contextvars set by one request are not
  * seen by the next), entered around the first step and inherited by the Task.
+ *
+ * A parked handler (past its first step: the Driver drives it) may end by returning
+ * `_core._Tail(awaitable, then, arg)`: the Driver then runs the awaitable in its place and,
+ * once it returned or raised, `then(arg, exc or None)`, whose coroutine's outcome is the
+ * handler's. A WebSocket route's wrapper ends so (its
+ * endpoint runs for the whole session): its own frame does not stay suspended around the
+ * endpoint, which is memory per idle connection.
  */
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
@@ -30,7 +37,15 @@ typedef struct {
     PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
     int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
     PyObject *timer;      /* the handler timeout's TimerHandle (cancels the Task), or NULL */
+    PyObject *tail;       /* the _Tail whose awaitable coro is, until its `then` is called */
 } DriverObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *awaitable;
+    PyObject *then;
+    PyObject *arg;
+} TailObject;
 
 static PyObject *str_create_task;
 static PyObject *enter_task_fn; /* asyncio.tasks._enter_task / _leave_task */
@@ -72,6 +87,54 @@ static void driver_complete(DriverObject *d, PyObject *result)
     }
 }
 
+/* The iterator `await obj` would drive: a coroutine itself, else obj.__await__(). New
+ * reference, or NULL with TypeError as the await would raise it. */
+static PyObject *await_iter(PyObject *obj)
+{
+    if (PyCoro_CheckExact(obj))
+        return Py_NewRef(obj);
+    unaryfunc am_await = Py_TYPE(obj)->tp_as_async ? Py_TYPE(obj)->tp_as_async->am_await : NULL;
+    if (am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return am_await(obj);
+}
+
+/* d->coro finished (cleared by the caller): *r is PYGEN_RETURN with *value, or PYGEN_ERROR
+ * with the exception set. Goes on with the next coroutine when there is one (a _Tail
+ * returned, or the tail's awaitable finished: `then` is called): returns 1 with d->coro
+ * set, *value released. Returns 0 when the handler is done (*r and *value as it ended). */
+static int driver_continue(DriverObject *d, PySendResult *r, PyObject **value)
+{
+    if (d->tail == NULL) {
+        if (*r != PYGEN_RETURN || !Py_IS_TYPE(*value, &Tail_Type))
+            return 0;
+        TailObject *tail = (TailObject *)*value;
+        *value = NULL;
+        d->tail = (PyObject *)tail; /* our reference, released once `then` is called */
+        d->coro = await_iter(tail->awaitable);
+        if (d->coro != NULL)
+            return 1;
+        *r = PYGEN_ERROR; /* the awaitable is not one: `then` gets the TypeError */
+    }
+    TailObject *tail = (TailObject *)d->tail;
+    d->tail = NULL;
+    /* The awaitable's return value is not the handler's (`await endpoint` drops it). */
+    PyObject *exc = *r == PYGEN_ERROR ? pyloop_fetch_exception() : NULL;
+    Py_CLEAR(*value);
+    PyObject *next = PyObject_CallFunctionObjArgs(tail->then, tail->arg, exc ? exc : Py_None, NULL);
+    Py_XDECREF(exc);
+    Py_DECREF(tail);
+    d->coro = next != NULL ? await_iter(next) : NULL;
+    Py_XDECREF(next);
+    if (d->coro != NULL)
+        return 1;
+    *r = PYGEN_ERROR;
+    return 0;
+}
+
 static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **out)
 {
     if (d->first) {
@@ -85,12 +148,16 @@ static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **ou
         return PYGEN_ERROR;
     }
     PyObject *value = NULL;
-    PySendResult r = PyIter_Send(d->coro, arg, &value);
-    if (r == PYGEN_NEXT) {
-        *out = value;
-        return PYGEN_NEXT;
-    }
-    Py_CLEAR(d->coro);
+    PySendResult r;
+    do {
+        r = PyIter_Send(d->coro, arg, &value);
+        if (r == PYGEN_NEXT) {
+            *out = value;
+            return PYGEN_NEXT;
+        }
+        Py_CLEAR(d->coro);
+        arg = Py_None; /* the next coroutine's first send */
+    } while (driver_continue(d, &r, &value));
     driver_complete(d, r == PYGEN_RETURN ? value : NULL);
     Py_XDECREF(value);
     *out = Py_NewRef(Py_None);
@@ -145,15 +212,20 @@ static PyObject *driver_throw(DriverObject *d, PyObject *const *args, Py_ssize_t
     if (value != NULL)
         return value;
     PyObject *result = NULL;
+    PySendResult r = PYGEN_ERROR;
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
         PyObject *exc = pyloop_fetch_exception();
         result = PyObject_GetAttrString(exc, "value");
         Py_DECREF(exc);
         if (result == NULL)
             PyErr_Clear();
+        else
+            r = PYGEN_RETURN;
     }
     Py_CLEAR(d->coro);
-    driver_complete(d, result);
+    if (driver_continue(d, &r, &result))
+        return driver_send(d, Py_None); /* the next coroutine's first step */
+    driver_complete(d, r == PYGEN_RETURN ? result : NULL);
     Py_XDECREF(result);
     PyErr_SetNone(PyExc_StopIteration);
     return NULL;
@@ -263,6 +335,7 @@ static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
     Py_VISIT(d->server);
     Py_VISIT(d->task);
     Py_VISIT(d->timer);
+    Py_VISIT(d->tail);
     return 0;
 }
 
@@ -273,6 +346,7 @@ static int driver_clear(DriverObject *d)
     Py_CLEAR(d->task);
     Py_CLEAR(d->cancel_msg);
     Py_CLEAR(d->timer);
+    Py_CLEAR(d->tail);
     return 0;
 }
 
@@ -363,6 +437,7 @@ static DriverObject *driver_new(ServerObject *srv, route_plan_t *plan, PyObject 
     d->cancel_msg = NULL;
     d->cancels = 0;
     d->timer = NULL;
+    d->tail = NULL;
     PyObject_GC_Track(d);
     return d;
 }
@@ -577,8 +652,7 @@ done:
 /* A lenient plan's handler called although binding failed: every argument that did not
  * bind is None, and the errors list goes along as the keyword __db_binding_errors__ (the
  * slot after the plan's arguments; plan->lenient guarantees there is one). */
-static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **args,
-                                          PyObject *errors)
+PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *errors)
 {
     static PyObject *errors_name; /* "__db_binding_errors__", kept for the process */
     if (errors_name == NULL &&
@@ -786,7 +860,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         goto done;
     }
     if (b > 0)
-        result = call_with_binding_errors(plan, args, errors);
+        result = app_call_lenient(plan, args, errors);
     else
         result = PyObject_Vectorcall(plan->handler, args,
                                      (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
@@ -847,3 +921,63 @@ done:
     }
     return rc;
 }
+
+/* --- _Tail: how a handler hands the rest of its work to the Driver ---------------------- */
+
+static PyObject *tail_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *awaitable, *then, *arg;
+    if (kw != NULL && PyDict_GET_SIZE(kw) > 0) {
+        PyErr_SetString(PyExc_TypeError, "_Tail() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "_Tail", 3, 3, &awaitable, &then, &arg))
+        return NULL;
+    if (!PyCallable_Check(then)) {
+        PyErr_SetString(PyExc_TypeError, "_Tail(awaitable, then, arg): then must be callable");
+        return NULL;
+    }
+    TailObject *t = PyObject_GC_New(TailObject, type);
+    if (t == NULL)
+        return NULL;
+    t->awaitable = Py_NewRef(awaitable);
+    t->then = Py_NewRef(then);
+    t->arg = Py_NewRef(arg);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+static int tail_traverse(TailObject *t, visitproc visit, void *arg)
+{
+    Py_VISIT(t->awaitable);
+    Py_VISIT(t->then);
+    Py_VISIT(t->arg);
+    return 0;
+}
+
+static int tail_clear(TailObject *t)
+{
+    Py_CLEAR(t->awaitable);
+    Py_CLEAR(t->then);
+    Py_CLEAR(t->arg);
+    return 0;
+}
+
+static void tail_dealloc(TailObject *t)
+{
+    PyObject_GC_UnTrack(t);
+    tail_clear(t);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+PyTypeObject Tail_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._Tail",
+    .tp_basicsize = sizeof(TailObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "_Tail(awaitable, then, arg): returned by a handler, the Driver runs awaitable "
+              "in its place, then then(arg, exc or None), whose outcome is the handler's.",
+    .tp_new = tail_new,
+    .tp_traverse = (traverseproc)tail_traverse,
+    .tp_clear = (inquiry)tail_clear,
+    .tp_dealloc = (destructor)tail_dealloc,
+};

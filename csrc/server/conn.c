@@ -53,6 +53,10 @@ void conn_release(server_conn_t *c)
     db_buf_free(&c->log_line);
     if (c->head)
         db_pool_give(&s->heads, c->head);
+    /* Both requests are done: libuv calls back (cancelled, at the latest) before the close
+     * callback that lets the last reference go. */
+    free(c->write_req);
+    free(c->shutdown_req);
     ws_conn_free(c);
     tls_session_free(c->tls);
     free(c);
@@ -111,10 +115,14 @@ static void conn_shutdown(server_conn_t *c)
     c->shutting_down = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
-    c->shutdown_req.data = c;
+    if (c->shutdown_req == NULL && (c->shutdown_req = malloc(sizeof(*c->shutdown_req))) == NULL) {
+        conn_close(c); /* out of memory: closed without the half-close */
+        return;
+    }
+    c->shutdown_req->data = c;
     if (c->tls != NULL)
         conn_tls_close_notify(c, on_write);
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    if (uv_shutdown(c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         conn_close(c);
 }
 
@@ -642,6 +650,14 @@ static void conn_process(server_conn_t *c)
     }
 }
 
+uv_write_t *conn_write_req(server_conn_t *c)
+{
+    if (c->write_req == NULL && (c->write_req = malloc(sizeof(*c->write_req))) == NULL)
+        return NULL;
+    c->write_req->data = c;
+    return c->write_req;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     server_conn_t *c = req->data;
@@ -656,6 +672,11 @@ static void on_write(uv_write_t *req, int status)
     conn_flush(c);
     stream_conn_wrote(c);
     conn_update_reading(c);
+    if (!c->writing) {
+        /* Nothing more in flight: the request goes too (conn_write_req makes the next). */
+        free(c->write_req);
+        c->write_req = NULL;
+    }
 }
 
 void conn_flush(server_conn_t *c)
@@ -684,8 +705,8 @@ void conn_flush(server_conn_t *c)
             db_buf_init(&c->wbuf); /* the next response takes a block when it comes */
             uv_buf_t rest =
                 uv_buf_init(c->inflight.data + done, (unsigned int)(c->inflight.len - done));
-            c->write_req.data = c;
-            if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
+            uv_write_t *req = conn_write_req(c);
+            if (req == NULL || uv_write(req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
                 conn_close(c);
                 return;
             }
@@ -917,6 +938,8 @@ void conn_sweep(server_t *s, uint64_t now)
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->ws != NULL && !c->closing)
+            ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
         if (c->writing) {

@@ -67,7 +67,7 @@ typedef struct {
 
 typedef struct {
     http_limits_t http;
-    uint64_t max_body; /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t max_body; /* request body bytes; more gives 413 (default 16 MiB) */
     /* Bytes of a streamed body (server_set_stream_body); more gives 413 at the head or a
      * SERVER_BODY_TOO_LARGE read (0, the default: no limit). */
     uint64_t max_upload;

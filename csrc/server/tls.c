@@ -150,9 +150,9 @@ void conn_tls_close_notify(server_conn_t *c, uv_write_cb on_write)
         return; /* out of memory: the FIN goes without close_notify */
     c->inflight.len = tls_session_take(c->tls, c->inflight.data, n);
     uv_buf_t b = uv_buf_init(c->inflight.data, (unsigned int)c->inflight.len);
-    c->write_req.data = c;
+    uv_write_t *req = conn_write_req(c);
     /* libuv runs the shutdown that follows after this write (uv_shutdown waits for queued
-     * writes); on_write gives inflight back. */
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write) == 0)
+     * writes); on_write gives inflight back. Out of memory: the FIN goes without it. */
+    if (req != NULL && uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write) == 0)
         c->writing = 1;
 }

@@ -220,7 +220,9 @@ def test_chunked_request_body(asgi: ServerProcess) -> None:
 
 def test_body_over_limit_never_reaches_app(asgi: ServerProcess) -> None:
     before = httpx.get(asgi.url + "/flow-stats").json()["requests"]
-    r = httpx.post(asgi.url + "/echo", content=b"x" * (1024 * 1024 + 1))
+    from data_bridge.api.applications import Limits
+
+    r = httpx.post(asgi.url + "/echo", content=b"x" * (Limits.max_body + 1))
     assert r.status_code == 413
     after = httpx.get(asgi.url + "/flow-stats").json()["requests"]
     assert after == before + 1  # only the /flow-stats request itself

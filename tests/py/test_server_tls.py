@@ -72,7 +72,7 @@ APP = textwrap.dedent(
     async def ws(websocket: WebSocket):
         await websocket.accept()
         text = await websocket.receive_text()
-        await websocket.send_text(f"{websocket.scope['scheme']} {text}")
+        await websocket.send_text(f"{websocket.scope['scheme']} {websocket.url.scheme} {text}")
         await websocket.close()
 
     async def asgi(scope, receive, send):
@@ -362,7 +362,7 @@ def test_wss_with_the_websockets_client(server: TLSServer) -> None:
     ctx = server.certs.client_context()
     with ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=ctx, open_timeout=10) as ws:
         ws.send("hello")
-        assert ws.recv(timeout=10) == "wss hello"
+        assert ws.recv(timeout=10) == "wss wss hello"
 
 
 def test_asgi_scope_scheme_is_https(start: Callable[..., TLSServer], certs: Certs) -> None:

@@ -478,6 +478,19 @@ static PyObject *request_read_body(RequestObject *self, PyObject *fut)
     Py_RETURN_NONE;
 }
 
+int request_body_stream(PyObject *obj, server_conn_t **conn, uint64_t *length)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type) || !((RequestObject *)obj)->streamed)
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    const http_request_t *head = self->req != NULL ? self->req->head : NULL;
+    *conn = self->conn;
+    *length = head != NULL && !head->chunked && head->content_length > 0
+                  ? (uint64_t)head->content_length
+                  : 0;
+    return self->conn != NULL ? 1 : -1;
+}
+
 static PyObject *get_streamed(RequestObject *self, void *closure)
 {
     (void)closure;

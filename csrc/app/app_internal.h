@@ -366,6 +366,12 @@ typedef struct {
     PyObject *file;
     int fd;
     uint64_t size;
+    /* A part that ended inside a piece read into its own content (a direct read): its
+     * content is trimmed and the part inserted at held_index once the parser is done with
+     * the piece. held is (name, filename, content_type, headers, size). */
+    PyObject *held, *held_content;
+    size_t held_len;
+    Py_ssize_t held_index;
     PyObject *spool;
     uint64_t spool_max;
     /* Starlette's MultiPartParser counts (FastAPI's form_limits): parts with a filename are
@@ -378,6 +384,12 @@ int app_form_collect_init(app_form_collect_t *c, const char *ctype, size_t ctype
                           const app_form_limits_t *lim, uint64_t max_file_size, uint64_t max_size);
 int app_form_collect_feed(app_form_collect_t *c, const char *data, size_t len);
 PyObject *app_form_collect_finish(app_form_collect_t *c);
+/* Where the next piece of the body may be read to land in place (a direct read,
+ * server_conn_body_read_into): 1 with dst[0..cap) inside the current file part's content
+ * buffer, 0 when there is no such room (the piece then comes from the read window). The
+ * next app_form_collect_feed must be given the piece read there (or a piece from
+ * elsewhere: the room is only a place, never assumed filled). */
+int app_form_collect_dest(app_form_collect_t *c, char **dst, size_t *cap);
 /* Sets the exception of a form_error_t (a callback's exception already set is kept). */
 void app_form_collect_error(const app_form_collect_t *c, int code);
 void app_form_collect_close(app_form_collect_t *c);

@@ -22,6 +22,14 @@
  * piece; without a known length it doubles. Bytes held back by the parser at the end of a
  * piece (a possible delimiter, form.h) come from its own copy and are appended at once.
  *
+ * Direct reads. Better still, a streamed body's next piece can be read straight into the
+ * room left in the current file part's buffer (app_form_collect_dest, the server's
+ * server_conn_body_read_into), a gap kept in front for bytes the parser holds back: the
+ * run then already sits where it belongs and appending it copies nothing. Such a piece may
+ * also hold the part's end and what follows (the next part, the close delimiter), which
+ * the parser reads after the part ended: the part's buffer is trimmed only once the feed
+ * is over (the part "held" until then, and inserted in its place among the parts).
+ *
  * Errors: a malformed body or one over a limit is a ValueError: (message) for the 400s
  * Starlette answers, (message, 413) for the size limits it does not have (max_file_size,
  * max_size). A callback that fails keeps its own Python exception (a failed write(2) is an
@@ -34,6 +42,8 @@
 
 /* The first allocation of a part's content when the body's length is not known. */
 #define CONTENT_FIRST 65536
+/* The least room worth a direct read (less comes through the window). */
+#define DIRECT_MIN 4096
 
 static PyObject *text(const char *s, size_t n)
 {
@@ -139,6 +149,15 @@ static uint64_t body_left(const app_form_collect_t *c, const char *at)
     return c->total > pos ? c->total - pos : 0;
 }
 
+/* Whether p points into the current part's bytes object (a piece read into it). */
+static int in_content(const app_form_collect_t *c, const char *p)
+{
+    if (c->content == NULL)
+        return 0;
+    uintptr_t b = (uintptr_t)PyBytes_AS_STRING(c->content), a = (uintptr_t)p;
+    return a >= b && a < b + (uintptr_t)PyBytes_GET_SIZE(c->content);
+}
+
 /* Room in the part's bytes object for need bytes: allocated for what the part can reach,
  * or grown (in place, the object being ours alone) by doubling. */
 static int reserve(app_form_collect_t *c, size_t need, const char *at)
@@ -146,6 +165,12 @@ static int reserve(app_form_collect_t *c, size_t need, const char *at)
     size_t cap = c->content != NULL ? (size_t)PyBytes_GET_SIZE(c->content) : 0;
     if (need <= cap)
         return 0;
+    if (in_content(c, c->piece)) {
+        /* A piece read into the buffer never holds more than its room: growing (moving)
+         * the buffer under the parser would be a bug, not a case to handle. */
+        PyErr_SetString(PyExc_SystemError, "multipart content outgrew its direct read");
+        return -1;
+    }
     uint64_t bound = !c->is_file ? c->max_part_size : c->spool != NULL ? c->spool_max : UINT64_MAX;
     uint64_t want = cap > 0 ? 2 * (uint64_t)cap : body_left(c, at);
     if (want == 0)
@@ -178,7 +203,12 @@ static int append(app_form_collect_t *c, const char *data, size_t len)
         return roll_over(c, data, len);
     if (reserve(c, need, data) < 0)
         return -1;
-    memcpy(PyBytes_AS_STRING(c->content) + c->content_len, data, len);
+    /* A run read into this very place (a direct read) is there already; bytes of a direct
+     * piece further on (after held-back bytes that turned out to be a delimiter) move
+     * down within the buffer. */
+    char *dst = PyBytes_AS_STRING(c->content) + c->content_len;
+    if (dst != data)
+        memmove(dst, data, len);
     c->content_len = need;
     return 0;
 }
@@ -228,6 +258,17 @@ static int on_part_end(void *user)
         content = c->file; /* the reference moves into the part */
         c->file = NULL;
         c->fd = -1;
+    } else if (in_content(c, c->piece)) {
+        /* The parser reads on in this buffer: trimmed after the feed (release_held). */
+        c->held = Py_BuildValue("(OOOOK)", c->name, c->filename, c->ctype, c->headers,
+                                (unsigned long long)c->size);
+        if (c->held == NULL)
+            return 1;
+        c->held_content = c->content;
+        c->content = NULL;
+        c->held_len = c->content_len;
+        c->held_index = PyList_GET_SIZE(c->parts);
+        return 0;
     } else {
         if (_PyBytes_Resize(&c->content, (Py_ssize_t)c->content_len) < 0)
             return 1; /* c->content was freed */
@@ -297,13 +338,37 @@ void app_form_collect_error(const app_form_collect_t *c, int code)
     }
 }
 
+/* The held part (see on_part_end), its content trimmed, goes to its place among the parts. */
+static int release_held(app_form_collect_t *c)
+{
+    PyObject *held = c->held, *content = c->held_content;
+    c->held = NULL;
+    c->held_content = NULL;
+    int r = -1;
+    /* On failure _PyBytes_Resize frees the object and sets MemoryError. */
+    if (_PyBytes_Resize(&content, (Py_ssize_t)c->held_len) == 0) {
+        PyObject *part =
+            Py_BuildValue("(OOOOOO)", PyTuple_GET_ITEM(held, 0), PyTuple_GET_ITEM(held, 1),
+                          PyTuple_GET_ITEM(held, 2), PyTuple_GET_ITEM(held, 3), content,
+                          PyTuple_GET_ITEM(held, 4));
+        r = part != NULL ? PyList_Insert(c->parts, c->held_index, part) : -1;
+        Py_XDECREF(part);
+        Py_DECREF(content);
+    }
+    Py_DECREF(held);
+    return r;
+}
+
 int app_form_collect_feed(app_form_collect_t *c, const char *data, size_t len)
 {
     c->piece = data;
     c->piece_end = data + len;
     int r = form_multipart_feed(c->parser, data, len);
-    /* The piece is the caller's: what is left of the run is copied before it goes. */
+    /* The piece is the caller's: what is left of the run is copied before it goes, and
+     * only then may a buffer the piece was read into be trimmed. */
     if (r >= 0 && flush_run(c) < 0)
+        r = FORM_E_CALLBACK;
+    if (c->held != NULL && release_held(c) < 0 && r >= 0)
         r = FORM_E_CALLBACK;
     c->fed += len;
     c->piece = c->piece_end = NULL;
@@ -312,6 +377,20 @@ int app_form_collect_feed(app_form_collect_t *c, const char *data, size_t len)
         return -1;
     }
     return r;
+}
+
+int app_form_collect_dest(app_form_collect_t *c, char **dst, size_t *cap)
+{
+    size_t held;
+    if (!c->is_file || c->content == NULL || c->fd >= 0 || c->run != NULL ||
+        !form_multipart_in_content(c->parser, &held))
+        return 0;
+    size_t size = (size_t)PyBytes_GET_SIZE(c->content), at = c->content_len + held;
+    if (at >= size || size - at < DIRECT_MIN)
+        return 0;
+    *dst = PyBytes_AS_STRING(c->content) + at;
+    *cap = size - at;
+    return 1;
 }
 
 PyObject *app_form_collect_finish(app_form_collect_t *c)
@@ -359,6 +438,7 @@ int app_form_collect_traverse(app_form_collect_t *c, visitproc visit, void *arg)
     Py_VISIT(c->ctype);
     Py_VISIT(c->spool);
     Py_VISIT(c->file);
+    Py_VISIT(c->held);
     return 0;
 }
 
@@ -372,6 +452,8 @@ void app_form_collect_clear(app_form_collect_t *c)
     Py_CLEAR(c->spool);
     Py_CLEAR(c->file);
     Py_CLEAR(c->content);
+    Py_CLEAR(c->held);
+    Py_CLEAR(c->held_content);
     c->fd = -1;
 }
 

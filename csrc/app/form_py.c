@@ -6,7 +6,9 @@
  * read(request, future) reads a native Request's body itself, all in C: a body received
  * whole is fed from the connection's buffer in one piece (no bytes object of the body),
  * a streamed one piece by piece as the server reads it (server_conn_body_read, each piece
- * a slice of the read window fed before the next is asked for). Python runs once for the
+ * a slice of the read window fed before the next is asked for; once a file part has its
+ * buffer, server_conn_body_read_into puts the next piece straight into it, see
+ * form_collect.c). Python runs once for the
  * whole body, and spool() once per file part larger than spool_max. feed(data) and
  * finish() are the same parser fed from Python, for a body that only Python can read.
  *
@@ -145,9 +147,13 @@ static void on_piece(void *arg, int status, const char *data, size_t len)
     } else if (status == SERVER_BODY_DATA) {
         server_conn_t *conn;
         uint64_t length;
+        char *dst = NULL;
+        size_t cap = 0;
         if (app_form_collect_feed(&self->c, data, len) >= 0) {
+            /* The next piece straight into the part's buffer when it has room. */
+            app_form_collect_dest(&self->c, &dst, &cap);
             if (request_body_stream(self->request, &conn, &length) == 1 &&
-                server_conn_body_read(conn, on_piece, self) == 0)
+                server_conn_body_read_into(conn, dst, cap, on_piece, self) == 0)
                 return; /* the reference taken in mp_read goes with the next read */
             value = PyLong_FromLong(SERVER_BODY_ABORTED);
         }

@@ -652,7 +652,9 @@ void request_detach(PyObject *obj)
     RequestObject *self = (RequestObject *)obj;
     if (self->req == NULL)
         return;
-    if (Py_REFCNT(obj) > 1) {
+    /* The caller's reference, and the server's while a streamed body is watched (taken in
+     * request_new, dropped in on_request_end: nobody reads fields through it). */
+    if (Py_REFCNT(obj) > 1 + (self->conn != NULL)) {
         /* Someone kept the request: convert every field while the slices are valid. */
         PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
                             get_query_string(self, NULL), get_body(self, NULL), get_fd(self, NULL)};

@@ -337,6 +337,23 @@ def test_pipelined_requests_after_streamed_bodies(srv):
     s.close()
 
 
+def test_a_kept_streamed_request_keeps_its_fields(srv):
+    """The server holds a streamed Request until its request ends (to tell it the body is
+    gone): that reference alone does not make the fields be copied at the end, one the
+    handler kept does."""
+    data = b"k" * 200_000
+    r = httpx.post(srv.url + "/keep?a=1", content=data, headers={"x-kept": "yes"})
+    assert r.json() == {"size": len(data)}
+    got = httpx.get(srv.url + "/kept").json()
+    assert got == {
+        "method": "POST",
+        "path": "/keep",
+        "query": "a=1",
+        "header": "yes",
+        "client": "127.0.0.1",
+    }
+
+
 def test_unread_body_closes_the_connection(srv):
     s = srv.connect()
     s.sendall(head("/noread", 10_000_000) + b"z" * 100_000)

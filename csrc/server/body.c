@@ -52,10 +52,8 @@ void server_set_stream_body(server_t *s, server_stream_body_cb cb)
 int body_wanted(server_conn_t *c, const http_request_t *h)
 {
     server_t *s = c->server;
-    /* Not over TLS (yet): tls.c drains a record's plaintext whole into rbuf, which could
-     * outgrow the window reserved behind a pending head and move the buffer its slices
-     * point into. A TLS request's body is read whole, within max_body. */
-    if (s->stream_body == NULL || c->tls != NULL)
+    /* Over TLS too: tls.c decrypts only into the window's room while a body streams. */
+    if (s->stream_body == NULL)
         return 0;
     /* A body that fits the window is buffered whole anyway (and the binder's fast path
      * takes it); a larger one is streamed even under max_body, so that a route's own
@@ -159,6 +157,8 @@ static void body_deliver(server_conn_t *c)
                      : c->body_ended ? SERVER_BODY_END
                      : c->closing    ? SERVER_BODY_DISCONNECTED
                                      : 0;
+        if (status == 0 && c->tls != NULL && conn_tls_pull(c))
+            continue; /* more of the body was waiting in the TLS session */
         if (status == 0) {
             /* Waiting for the client: it must send the next bytes in time (RFC 9110
              * §15.5.9), not counting the time the application takes to ask. */

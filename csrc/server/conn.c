@@ -725,6 +725,8 @@ void conn_flush(server_conn_t *c)
  * of another request's task (current_task, contextvars). */
 static void conn_resume(server_conn_t *c)
 {
+    if (c->tls != NULL && conn_tls_resume(c))
+        return;
     conn_process(c);
     conn_flush(c);
     conn_update_reading(c);

@@ -134,10 +134,6 @@ static PyMethodDef app_functions[] = {
      "list_of_exact(value, cls) -> bool: a list of instances of exactly cls"},
     {"parse_range", (PyCFunction)app_parse_range, METH_VARARGS,
      "parse_range(value, size) -> (kind, ranges or message): a Range header for a file"},
-    {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
-     METH_VARARGS | METH_KEYWORDS,
-     "parse_multipart(content_type, body, max_files=1000, max_fields=1000, "
-     "max_part_size=1 MiB) -> [(name, filename, content_type, headers, data)]"},
     {NULL, NULL, 0, NULL},
 };
 

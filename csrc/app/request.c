@@ -576,6 +576,19 @@ static PyObject *request_read_body(RequestObject *self, PyObject *fut)
     Py_RETURN_NONE;
 }
 
+int request_body_stream(PyObject *obj, server_conn_t **conn, uint64_t *length)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type) || !((RequestObject *)obj)->streamed)
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    const http_request_t *head = self->req != NULL ? self->req->head : NULL;
+    *conn = self->conn;
+    *length = head != NULL && !head->chunked && head->content_length > 0
+                  ? (uint64_t)head->content_length
+                  : 0;
+    return self->conn != NULL ? 1 : -1;
+}
+
 static PyObject *get_streamed(RequestObject *self, void *closure)
 {
     (void)closure;
@@ -758,7 +771,9 @@ void request_detach(PyObject *obj)
     RequestObject *self = (RequestObject *)obj;
     if (self->req == NULL)
         return;
-    if (Py_REFCNT(obj) > 1) {
+    /* The caller's reference, and the server's while a streamed body is watched (taken in
+     * request_new, dropped in on_request_end: nobody reads fields through it). */
+    if (Py_REFCNT(obj) > 1 + (self->conn != NULL)) {
         /* Someone kept the request: convert every field while the slices are valid. */
         PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
                             get_query_string(self, NULL), get_body(self, NULL), get_fd(self, NULL)};

@@ -246,6 +246,18 @@ void conn_received(server_conn_t *c, ssize_t nread)
         ws_conn_on_read(c, nread);
         return;
     }
+    if (c->body_direct) {
+        /* The bytes went to the body reader's own buffer (body.c), not to rbuf. An error
+         * or EAGAIN goes on below: nothing landed anywhere. */
+        c->body_direct = 0;
+        if (nread > 0) {
+            if (c->server->cfg.metrics != NULL)
+                metrics_bytes(c, 0, (size_t)nread);
+            body_on_direct_read(c, (size_t)nread);
+            conn_update_reading(c);
+            return;
+        }
+    }
     if (nread < 0 && c->body_stream && !c->body_ended) {
         /* The client left (or stopped sending) in the middle of a streamed body: its reader
          * gets SERVER_BODY_DISCONNECTED now (as an ASGI server's http.disconnect). */
@@ -735,6 +747,8 @@ void conn_flush(server_conn_t *c)
  * of another request's task (current_task, contextvars). */
 static void conn_resume(server_conn_t *c)
 {
+    if (c->tls != NULL && conn_tls_resume(c))
+        return;
     conn_process(c);
     conn_flush(c);
     conn_update_reading(c);

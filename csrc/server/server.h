@@ -280,6 +280,13 @@ typedef void (*server_body_cb)(void *arg, int status, const char *data, size_t l
 /* Asks for the next piece of the streamed body. Returns 0 (cb will be called once), or -1
  * when the request has no streamed body or a read is already pending (cb is not called). */
 int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg);
+/* The same read, offering dst[0..cap) for the bytes: when none are buffered and the body
+ * has a Content-Length, the next read(2) puts them straight there (cb's data is then dst,
+ * at most cap bytes and never past the body's end), so a reader that keeps the bytes
+ * (an upload's content) saves copying them out of the read window. dst must stay valid
+ * until cb is called. Buffered bytes, and a chunked body, come from the window as before. */
+int server_conn_body_read_into(server_conn_t *c, char *dst, size_t cap, server_body_cb cb,
+                               void *arg);
 /* 1 while the connection's pending request streams its body. */
 int server_conn_body_streaming(const server_conn_t *c);
 /* on_end(arg) is called once (GIL held) when the pending request whose body streams

@@ -160,6 +160,11 @@ struct server_conn {
     uint64_t body_left;
     server_body_cb body_cb;
     void *body_arg;
+    /* server_conn_body_read_into's buffer for the pending read (NULL: the window), and
+     * whether the read(2) under way was offered it (on_alloc to on_read). */
+    char *body_dst;
+    size_t body_dst_cap;
+    unsigned body_direct : 1;
     void (*body_end_cb)(void *arg); /* server_conn_body_watch */
     void *body_end_arg;
 };
@@ -304,6 +309,13 @@ void body_alloc(server_conn_t *c, uv_buf_t *buf);
 /* Decodes the bytes read since; hands a piece to a pending read. */
 void body_advance(server_conn_t *c);
 void body_on_read(server_conn_t *c);
+/* tls.c: a streamed body's next plaintext from the session into the window's room (1 when
+ * something changed: bytes, or the body's error); after a request, the session's plaintext
+ * left behind into rbuf (1 when the connection went on from there). */
+int conn_tls_pull(server_conn_t *c);
+int conn_tls_resume(server_conn_t *c);
+/* conn.c: n bytes were read straight into the reader's buffer (body_direct). */
+void body_on_direct_read(server_conn_t *c, size_t n);
 /* The connection closed or the peer left: a pending read learns it. */
 void body_disconnected(server_conn_t *c);
 /* The request finishes: 0 when its body was read to the end (the next request may follow),

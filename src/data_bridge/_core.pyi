@@ -228,7 +228,8 @@ class Binder:
     ) -> tuple[bool, Any]: ...
 
 class MultipartParser:
-    """A multipart/form-data body parsed as it arrives; file parts go to spool()."""
+    """A multipart/form-data body parsed whole or as it arrives; a file part over spool_max
+    goes to the file spool() makes (content is then that file, else bytes)."""
 
     def __init__(
         self,
@@ -240,8 +241,12 @@ class MultipartParser:
         max_part_size: int = 1048576,
         max_file_size: int = 0,
         max_size: int = 0,
+        spool_max: int = 1048576,
     ) -> None: ...
-    def feed(self, data: bytes, /) -> None: ...
+    def read(
+        self, request: Request, future: Any, /
+    ) -> list[tuple[str, str | None, str | None, list[tuple[str, str]], Any, int]] | int | None: ...
+    def feed(self, data: bytes | memoryview, /) -> None: ...
     def finish(
         self,
     ) -> list[tuple[str, str | None, str | None, list[tuple[str, str]], Any, int]]: ...

@@ -423,6 +423,13 @@ static PyObject *server_handle_signals(ServerObject *self, PyObject *cb)
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
         return NULL;
     }
+    if (self->signals[0] != NULL && self->signals[1] != NULL) {
+        /* Already watched (a worker watches from its start, so that a SIGTERM sent while
+         * it starts waits for it instead of killing it): only the callback changes, and
+         * the signals never fall back to their default action in between. */
+        Py_XSETREF(self->signal_cb, Py_NewRef(cb));
+        Py_RETURN_NONE;
+    }
     close_signals(self);
     self->signal_cb = Py_NewRef(cb);
     for (int i = 0; i < 2; i++) {
@@ -781,7 +788,8 @@ static PyMethodDef server_methods[] = {
     {"close", (PyCFunction)(void (*)(void))server_close_py, METH_VARARGS | METH_KEYWORDS,
      "close(callback=None): stop accepting, finish requests in progress, then call back"},
     {"handle_signals", (PyCFunction)server_handle_signals, METH_O,
-     "handle_signals(callback): call callback(signum) on SIGINT and SIGTERM"},
+     "handle_signals(callback): call callback(signum) on SIGINT and SIGTERM; called again, "
+     "only the callback changes"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -77,6 +77,9 @@ SERVER_NAMES = {
     "databridge-http": "data-bridge+http mw",
     "fastapi-http": "FastAPI+http mw",
     "fastapi-native": "FastAPI app on data-bridge",
+    "databridge-log": "data-bridge+access log",
+    "databridge-jsonlog": "data-bridge+JSON access log",
+    "databridge-metrics": "data-bridge+metrics",
 }
 # The middleware variants (issue 14): the same apps with BENCH_MIDDLEWARE set.
 MIDDLEWARE_SERVERS = {
@@ -89,6 +92,13 @@ MIDDLEWARE_SERVERS = {
 UVICORN_APPS = {
     "fastapi": ("fastapi_app:app", "import fastapi, uvicorn, uvloop, httptools, orjson"),
     "litestar": ("litestar_app:app", "import litestar, msgspec, uvicorn, uvloop, httptools"),
+}
+# The cost of observability (issue 16): data-bridge's app with BENCH_OBSERVE set, the
+# access log written to the server's log file; compare CPU/request with "databridge".
+OBSERVE_SERVERS = {
+    "databridge-log": "access-log",
+    "databridge-jsonlog": "access-log-json",
+    "databridge-metrics": "metrics",
 }
 SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
 
@@ -784,6 +794,11 @@ def start_server(
     db_env: dict[str, str] | None,
     extra_env: dict[str, str] | None = None,
 ) -> Server:
+    if key in OBSERVE_SERVERS:
+        env = {"BENCH_OBSERVE": OBSERVE_SERVERS[key]}
+        server = start_server("databridge", cfg, tmp, python, db_env, env)
+        server.key = key
+        return server
     if key in MIDDLEWARE_SERVERS:
         base, kind = MIDDLEWARE_SERVERS[key]
         server = start_server(base, cfg, tmp, python, db_env, {"BENCH_MIDDLEWARE": kind})
@@ -1380,7 +1395,7 @@ def main(argv: Sequence[str]) -> int:
             cfg = dataclasses.replace(cfg, tls=make_certificate(tmp))
         for key in keys:
             skipped = None
-            if key in ("databridge", "fastapi-native"):
+            if key in ("databridge", "fastapi-native", *OBSERVE_SERVERS):
                 if db_env is None:
                     db_env, reason = databridge_env(python)
                 if db_env is None:

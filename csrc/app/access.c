@@ -127,22 +127,46 @@ PyObject *app_set_access_log(ServerObject *self, PyObject *log)
     Py_RETURN_NONE;
 }
 
-/* Appends the bytes with control characters escaped as \\xNN (see escaped()). */
-static int append_escaped(db_buf_t *b, const char *s, size_t len)
+/* Copies the bytes to out with control characters escaped as \\xNN (see escaped()); out
+ * has room for 4 * len bytes. Returns the end of what was written. Runs without a control
+ * character are copied whole: the common case is one memcpy. */
+static char *put_escaped(char *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (!is_control(ch)) {
-            if (db_buf_putc(b, (char)ch) < 0)
-                return -1;
+        if (!is_control(ch))
             continue;
-        }
-        char esc[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
-        if (db_buf_append(b, esc, 4) < 0)
-            return -1;
+        memcpy(out, s + run, i - run);
+        out += i - run;
+        *out++ = '\\';
+        *out++ = 'x';
+        *out++ = hex[ch >> 4];
+        *out++ = hex[ch & 15];
+        run = i + 1;
     }
-    return 0;
+    memcpy(out, s + run, len - run);
+    return out + (len - run);
+}
+
+/* The status in decimal (at most 11 bytes with a sign), without snprintf's parsing: three
+ * digits on every real response. Returns the bytes written. */
+static size_t put_status(char *out, int status)
+{
+    char digits[12];
+    size_t n = 0;
+    unsigned v = status < 0 ? 0u - (unsigned)status : (unsigned)status;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t w = 0;
+    if (status < 0)
+        out[w++] = '-';
+    while (n > 0)
+        out[w++] = digits[--n];
+    return w;
 }
 
 /* Writes the buffer in pieces of whole lines of at most PIPE_BUF bytes: workers share the
@@ -189,18 +213,28 @@ static void app_access_write(void *ctx, int status, const char *client, size_t c
 {
     ServerObject *self = ctx;
     db_buf_t *b = &self->access_buf;
-    size_t mark = b->len;
-    char tail[32];
-    int n = snprintf(tail, sizeof(tail), " HTTP/%s\" %d\n", http10 ? "1.0" : "1.1", status);
-    if (n < 0 || (size_t)n >= sizeof(tail) ||
-        db_buf_append(b, PyBytes_AS_STRING(self->access_prefix),
-                      (size_t)PyBytes_GET_SIZE(self->access_prefix)) < 0 ||
-        append_escaped(b, client, client_len) < 0 || db_buf_append(b, " - \"", 4) < 0 ||
-        append_escaped(b, method, method_len) < 0 || db_buf_putc(b, ' ') < 0 ||
-        append_escaped(b, target, target_len) < 0 || db_buf_append(b, tail, (size_t)n) < 0) {
-        b->len = mark; /* out of memory: this line is dropped */
-        return;
-    }
+    const char *prefix = PyBytes_AS_STRING(self->access_prefix);
+    size_t prefix_len = (size_t)PyBytes_GET_SIZE(self->access_prefix);
+    /* Room for the longest line: every text byte escaped, and ' - "', ' ', ' HTTP/1.x" ',
+     * three status digits and the newline (21 bytes). The three lengths are bounded by a
+     * request head's size, so the sum cannot overflow. */
+    size_t most = prefix_len + 4 * (client_len + method_len + target_len) + 32;
+    if (db_buf_reserve(b, most) < 0)
+        return; /* out of memory: this line is dropped */
+    char *p = b->data + b->len;
+    memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    p = put_escaped(p, client, client_len);
+    memcpy(p, " - \"", 4);
+    p += 4;
+    p = put_escaped(p, method, method_len);
+    *p++ = ' ';
+    p = put_escaped(p, target, target_len);
+    memcpy(p, http10 ? " HTTP/1.0\" " : " HTTP/1.1\" ", 11);
+    p += 11;
+    p += put_status(p, status);
+    *p++ = '\n';
+    b->len = (size_t)(p - b->data);
     if (b->len >= ACCESS_FLUSH_AT) {
         write_all(self);
         return;
@@ -211,7 +245,12 @@ static void app_access_write(void *ctx, int status, const char *client, size_t c
      * are ready now, so every response of the iteration shares one write. */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *h = PyObject_CallMethod(self->loop, "call_soon", "O", self->access_flush);
+    static PyObject *call_soon;
+    if (call_soon == NULL)
+        call_soon = PyUnicode_InternFromString("call_soon"); /* kept for the process */
+    PyObject *h = call_soon == NULL
+                      ? NULL
+                      : PyObject_CallMethodOneArg(self->loop, call_soon, self->access_flush);
     if (h == NULL) {
         PyErr_Clear();
         write_all(self); /* the loop is closing: write now */

@@ -86,6 +86,7 @@ struct server_conn {
     size_t log_client_len;
     size_t log_method_len;
     unsigned log_pending : 1;
+    unsigned log_peer : 1; /* log_line begins with the socket peer's text (kept) */
     unsigned served : 1;   /* a request of this connection was dispatched */
     unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
     /* Metrics of the request awaiting its response: when it was dispatched (uv_hrtime ns),

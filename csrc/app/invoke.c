@@ -613,12 +613,20 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
 {
     db_buf_t line;
     db_buf_init(&line);
-    const http_header_t *host = http_find_header(head, "host", 4);
+    /* The host of request.url: a trusted proxy's forwarded Host, else the Host field. */
+    char fwd[SERVER_HOST_MAX];
+    size_t host_len = 0;
+    const char *host = server_conn_forwarded_host(conn, head, fwd, sizeof(fwd), &host_len);
+    if (host == NULL) {
+        const http_header_t *f = http_find_header(head, "host", 4);
+        host = f != NULL ? f->value : NULL;
+        host_len = f != NULL ? f->value_len : 0;
+    }
     size_t query = head->target_len - head->path_len; /* "?..." or nothing */
     int ok = db_buf_append(&line, "location: ", 10) == 0;
     if (ok && host != NULL)
         ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
-             db_buf_append(&line, host->value, host->value_len) == 0;
+             db_buf_append(&line, host, host_len) == 0;
     ok = ok && db_buf_append(&line, path, n) == 0 &&
          (!add_slash || db_buf_append(&line, "/", 1) == 0) &&
          db_buf_append(&line, head->target + head->path_len, query) == 0 &&

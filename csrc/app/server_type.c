@@ -9,6 +9,7 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
@@ -52,6 +53,7 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "ws_per_message_deflate",
                              "ws_max_size",
                              "ws_max_queue",
+                             "forwarded_headers",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -77,12 +79,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     int ws_deflate = cfg.ws_deflate;
     unsigned long long ws_max_size = cfg.ws_max_size;
     Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
+    const char *forwarded_headers = "x-forwarded";
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#dddKddpKn", kwlist, &loop, &max_body, &max_target,
+            args, kw, "O|$KnnnddippnSz#dddKddpKns", kwlist, &loop, &max_body, &max_target,
             &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
             &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
             &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload,
-            &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue))
+            &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue,
+            &forwarded_headers))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -142,6 +146,22 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.trust = self->trust;
+    /* Which proxy fields the trusted proxies are believed for (forwarded.c): uvicorn's two
+     * X-Forwarded-* fields by default; the others only when the proxies are known to set
+     * them, since a proxy passes on whatever field of a client's it does not set. */
+    if (strcmp(forwarded_headers, "x-forwarded") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_X;
+    } else if (strcmp(forwarded_headers, "x-forwarded-host") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_X_HOST;
+    } else if (strcmp(forwarded_headers, "forwarded") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_RFC7239;
+    } else {
+        PyErr_Format(PyExc_ValueError,
+                     "forwarded_headers must be 'x-forwarded', 'x-forwarded-host' or "
+                     "'forwarded', not '%s'",
+                     forwarded_headers);
+        return -1;
+    }
     app_access_release(self); /* a re-init starts without the written access log */
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;

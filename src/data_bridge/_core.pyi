@@ -166,6 +166,8 @@ class Request:
     @property
     def _forwarded_scheme(self) -> str | None: ...
     @property
+    def _forwarded_host(self) -> str | None: ...
+    @property
     def _streamed(self) -> bool: ...
     @property
     def _body_limit(self) -> int: ...
@@ -227,6 +229,7 @@ class Server:
         limit_concurrency: int = 0,
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
+        forwarded_headers: str = "x-forwarded",
         ws_ping_interval: float = 20.0,
         ws_ping_timeout: float = 20.0,
         ws_per_message_deflate: bool = True,

@@ -144,6 +144,9 @@ class Config:
     access_log: bool = True
     proxy_headers: bool = True
     forwarded_allow_ips: str | None = None
+    # Ours: which fields the trusted proxies set ("x-forwarded", "x-forwarded-host",
+    # "forwarded": RFC 7239).
+    forwarded_headers: str = "x-forwarded"
     root_path: str = ""
     limit_concurrency: int | None = None
     limit_max_requests: int | None = None
@@ -230,12 +233,17 @@ class Config:
             if not self.timeout_handler > 0:
                 raise ValueError("timeout_handler must be a positive number of seconds")
             options["handler_timeout"] = self.timeout_handler
+        if self.forwarded_headers not in ("x-forwarded", "x-forwarded-host", "forwarded"):
+            raise ValueError(
+                "forwarded_headers must be 'x-forwarded', 'x-forwarded-host' or 'forwarded'"
+            )
         if self.proxy_headers:
             # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
             trusted = self.forwarded_allow_ips
             if trusted is None:
                 trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
             options["forwarded_allow_ips"] = trusted
+            options["forwarded_headers"] = self.forwarded_headers
         return options
 
     def max_requests(self) -> int | None:

@@ -445,6 +445,36 @@ def test_access_log_lines(cli) -> None:
     assert (f"127.0.0.1:{port}", "GET", "/missing", "1.0", "404") in lines
 
 
+def test_access_log_written_client_per_request(cli) -> None:
+    # The written log (logging as the command line sets it up) keeps the socket peer's text
+    # from one request to the next: a trusted proxy's client on one request of a
+    # keep-alive connection does not stick to the next, escaped control bytes included.
+    c = cli("cliapp:app")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    s.sendall(
+        b"GET /missing/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /missing/2 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.1.2.3\x9b\r\n\r\n"
+        b"GET /missing/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /missing/4 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: [::1]:7\r\n\r\n"
+    )
+    reader = Reader(s)
+    for _ in range(4):
+        assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    out = c.output()
+    assert "\x9b" not in out
+    lines = {x[2]: x[0] for x in access_lines(out) if x[2].startswith("/missing/")}
+    assert lines == {
+        "/missing/1": f"127.0.0.1:{port}",
+        "/missing/2": "10.1.2.3\\x9b:0",
+        "/missing/3": f"127.0.0.1:{port}",
+        "/missing/4": "::1:7",
+    }, out
+
+
 def test_access_log_asgi_and_uds(cli, tmp_path: Path) -> None:
     path = tmp_path / "a.sock"
     c = cli("cliapp:asgi", "--uds", str(path))
@@ -586,6 +616,130 @@ def test_proxy_headers_asgi_scope(cli, tmp_path: Path) -> None:
     data = json.loads(body)
     assert data["scheme"] == "http" and data["client"][0] == "127.0.0.1"
     assert c.stop() == 0
+
+
+FORWARDED_APP = textwrap.dedent(
+    """
+    from data_bridge.api import App, Request
+
+    app = App()
+
+    @app.get("/where")
+    def where(request: Request):
+        return {"client": list(request.client) if request.client else None,
+                "url": str(request.url)}
+
+    async def asgi(scope, receive, send):
+        import json
+        host = dict(scope["headers"]).get(b"host", b"").decode()
+        body = json.dumps({"client": scope["client"], "scheme": scope["scheme"], "host": host})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+    """
+)
+
+
+def where(port: int, *headers: str) -> dict:
+    status, _, body = get_raw(port, "/where", *headers)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_x_forwarded_host_only_when_asked_for(cli, tmp_path: Path) -> None:
+    (tmp_path / "fwdapp.py").write_text(FORWARDED_APP)
+    plain = cli("fwdapp:app")  # uvicorn's two fields: X-Forwarded-Host is not believed
+    plain.wait_ready("/where")
+    got = where(plain.port, "X-Forwarded-Host: evil.example", "X-Forwarded-For: 203.0.113.7")
+    assert got == {"client": ["203.0.113.7", 0], "url": "http://example.com/where"}
+    assert plain.stop() == 0
+    c = cli("fwdapp:app", "--forwarded-headers", "x-forwarded-host")
+    c.wait_ready("/where")
+    got = where(
+        c.port,
+        "X-Forwarded-Host: public.example:8443",
+        "X-Forwarded-Proto: https",
+        "X-Forwarded-For: 203.0.113.7",
+    )
+    assert got == {"client": ["203.0.113.7", 0], "url": "https://public.example:8443/where"}
+    # Two proxies appended to both lists: the host at the client's hop, not the internal
+    # one the second proxy saw, nor what the client sent itself.
+    got = where(
+        c.port,
+        "X-Forwarded-Host: spoofed.example, public.example, internal",
+        "X-Forwarded-For: 10.9.9.9, 203.0.113.7, 127.0.0.1",
+    )
+    assert got == {"client": ["203.0.113.7", 0], "url": "http://public.example/where"}
+    # A proxy that sets the field rather than appending: its one item.
+    got = where(c.port, "X-Forwarded-Host: one.example", "X-Forwarded-For: 1.2.3.4, 127.0.0.1")
+    assert got["url"] == "http://one.example/where"
+    # Not a Host value: the request's own Host stays.
+    assert where(c.port, "X-Forwarded-Host: a b/c")["url"] == "http://example.com/where"
+    assert c.stop() == 0
+    # From a peer that is not trusted: nothing.
+    d = cli(
+        "fwdapp:app", "--forwarded-headers", "x-forwarded-host", "--forwarded-allow-ips", "10.0.0.1"
+    )
+    d.wait_ready("/where")
+    got = where(d.port, "X-Forwarded-Host: public.example", "X-Forwarded-For: 203.0.113.7")
+    assert got["url"] == "http://example.com/where" and got["client"][0] == "127.0.0.1"
+    assert d.stop() == 0
+
+
+def test_rfc7239_forwarded(cli, tmp_path: Path) -> None:
+    (tmp_path / "fwdapp.py").write_text(FORWARDED_APP)
+    c = cli("fwdapp:app", "--forwarded-headers", "forwarded")
+    c.wait_ready("/where")
+    # A quoted, bracketed IPv6 node with a port; the protocol name without case.
+    got = where(c.port, 'Forwarded: for="[2001:db8::17]:4711";proto=HTTPS;host="public.example"')
+    assert got == {"client": ["2001:db8::17", 4711], "url": "https://public.example/where"}
+    # Elements over two fields, read from the right: 127.0.0.1 is a trusted proxy, so the
+    # element of 203.0.113.5 is the client's, with its host and without a proto.
+    got = where(
+        c.port,
+        "Forwarded: for=198.51.100.9;proto=https, for=203.0.113.5;host=a.example",
+        'Forwarded: for=127.0.0.1;proto=https;host="internal:8000"',
+    )
+    assert got == {"client": ["203.0.113.5", 0], "url": "http://a.example/where"}
+    # Every element trusted: the leftmost. Names RFC 7239 gives no address keep their text.
+    got = where(c.port, "Forwarded: for=127.0.0.1;proto=https, for=127.0.0.1")
+    assert got == {"client": ["127.0.0.1", 0], "url": "https://example.com/where"}
+    assert where(c.port, "Forwarded: for=unknown")["client"] == ["unknown", 0]
+    assert where(c.port, 'Forwarded: for="_hidden:_port"')["client"] == ["_hidden", 0]
+    # In this mode X-Forwarded-* mean nothing; a field that breaks the grammar (a colon
+    # outside quotes, a repeated parameter, an open quote) is not believed at all.
+    for bad in (
+        "X-Forwarded-For: 1.2.3.4",
+        "Forwarded: for=1.2.3.4:80",
+        "Forwarded: for=1.2.3.4;for=5.6.7.8",
+        'Forwarded: for="1.2.3.4',
+    ):
+        got = where(c.port, bad, "X-Forwarded-Proto: https")
+        assert got["client"][0] == "127.0.0.1" and got["url"] == "http://example.com/where", bad
+    assert c.stop() == 0
+    # The ASGI scope: client, scheme, and the host header replaced.
+    a = cli("fwdapp:asgi", "--forwarded-headers", "forwarded")
+    a.wait_ready()
+    _, _, body = get_raw(a.port, "/", 'Forwarded: for="[::1]:9";proto=https;host=pub.example')
+    assert json.loads(body) == {"client": ["::1", 9], "scheme": "https", "host": "pub.example"}
+    _, _, body = get_raw(a.port, "/")
+    assert json.loads(body) == {
+        "client": ["127.0.0.1", json.loads(body)["client"][1]],
+        "scheme": "http",
+        "host": "example.com",
+    }
+    assert a.stop() == 0
+    # From a peer that is not trusted: nothing.
+    u = cli("fwdapp:app", "--forwarded-headers", "forwarded", "--forwarded-allow-ips", "10.0.0.1")
+    u.wait_ready("/where")
+    got = where(u.port, "Forwarded: for=203.0.113.5;proto=https;host=a.example")
+    assert got["client"][0] == "127.0.0.1" and got["url"] == "http://example.com/where"
+    assert u.stop() == 0
+
+
+def test_forwarded_headers_bad_value(cli) -> None:
+    c = cli("cliapp:app", "--forwarded-headers", "both")
+    assert c.proc.wait(timeout=15) == 2
+    assert "invalid choice: 'both'" in c.output()
 
 
 def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:

@@ -306,7 +306,8 @@ def test_metrics_single_process(tmp_path: Path) -> None:
         for _ in range(3):
             httpx.get(c.url + "/nope", timeout=5)  # 404s
         held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
-        held.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Long enough to still be in flight at the scrape on a loaded machine.
+        held.sendall(b"GET /slow?t=3 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)
         m = scrape(c)
         assert m["data_bridge_requests_total"] == 5  # the scrape does not count itself

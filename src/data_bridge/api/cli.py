@@ -243,6 +243,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="addresses trusted with proxy headers, comma separated; '*' for all "
         "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1)",
     )
+    p.add_argument(
+        "--forwarded-headers",
+        choices=("x-forwarded", "x-forwarded-host", "forwarded"),
+        default="x-forwarded",
+        help="ours: which fields the trusted proxies set: X-Forwarded-For and -Proto "
+        "(uvicorn's), those and X-Forwarded-Host, or RFC 7239 Forwarded (for=, proto=, "
+        "host=) alone. A proxy passes on the fields it does not set, so name only those it "
+        "sets (default: x-forwarded)",
+    )
     p.add_argument("--root-path", default="", help="the ASGI root_path (a proxy's prefix)")
     p.add_argument(
         "--limit-concurrency",
@@ -509,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=args.access_log,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        forwarded_headers=args.forwarded_headers,
         root_path=args.root_path,
         limit_concurrency=args.limit_concurrency,
         limit_max_requests=args.limit_max_requests,

@@ -54,6 +54,8 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "ws_max_size",
                              "ws_max_queue",
                              "forwarded_headers",
+                             "min_body_rate",
+                             "min_body_grace",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -80,13 +82,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     unsigned long long ws_max_size = cfg.ws_max_size;
     Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
     const char *forwarded_headers = "x-forwarded";
+    double min_body_rate = 0, min_body_grace = 5.0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#dddKddpKns", kwlist, &loop, &max_body, &max_target,
+            args, kw, "O|$KnnnddippnSz#dddKddpKnsdd", kwlist, &loop, &max_body, &max_target,
             &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
             &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
             &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload,
             &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue,
-            &forwarded_headers))
+            &forwarded_headers, &min_body_rate, &min_body_grace))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -102,11 +105,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         !(header_timeout >= 0 && header_timeout < 1e9) ||
         !(handler_timeout >= 0 && handler_timeout < 1e9) ||
         !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
-        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1) {
+        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1 ||
+        !(min_body_rate >= 0 && min_body_rate < 1e12) ||
+        !(min_body_grace >= 0 && min_body_grace < 1e6)) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1, WebSocket ping "
-                     "interval and timeout >= 0, ws_max_queue >= 1)",
+                     "interval and timeout >= 0, ws_max_queue >= 1, min_body_rate and "
+                     "min_body_grace >= 0)",
                      HTTP_MAX_HEADERS);
         return -1;
     }
@@ -119,6 +125,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
     cfg.header_timeout = (uint64_t)(header_timeout * 1000.0);
+    /* A positive rate under a byte a second still judges (a byte a second). */
+    cfg.min_body_rate = min_body_rate > 0 && min_body_rate < 1 ? 1 : (uint64_t)min_body_rate;
+    cfg.min_body_grace = (uint64_t)(min_body_grace * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;

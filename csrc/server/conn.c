@@ -272,6 +272,7 @@ void conn_received(server_conn_t *c, ssize_t nread)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    c->body_bytes += (size_t)nread; /* only looked at while body_since is set */
     if (c->server->cfg.metrics != NULL)
         metrics_bytes(c, 0, (size_t)nread);
     if (c->body_stream && !c->body_ended) {
@@ -400,6 +401,7 @@ static void conn_fail(server_conn_t *c, int err)
 /* Marks the current request finished and prepares for the next pipelined one. */
 static void conn_request_done(server_conn_t *c, size_t consumed)
 {
+    c->body_since = 0;
     /* A streamed body not read to its end clears keep_alive (body.c). */
     if (c->req.streamed)
         body_finish(c);
@@ -419,6 +421,7 @@ static void conn_request_done(server_conn_t *c, size_t consumed)
 /* Runs the dispatcher for a complete request. Returns 1 to go on with the next request. */
 static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, size_t consumed)
 {
+    c->body_since = 0; /* the body, if any, is complete */
     if (c->head_base != c->rbuf.data) {
         /* The buffer moved while the body arrived: re-slice the head (same bytes, same
          * result) so that every slice points into the buffer's current location. */
@@ -574,6 +577,12 @@ static int conn_on_head(server_conn_t *c, int n)
         return conn_dispatch(c, NULL, 0, c->head_len);
     }
     conn_body_deadline(c);
+    if (!stream) {
+        /* The body's pace is judged from now (min_body_rate), counting what came with the
+         * head. */
+        c->body_since = uv_now(c->server->loop);
+        c->body_bytes = c->rbuf.len - c->pos - c->head_len;
+    }
     /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
@@ -992,11 +1001,40 @@ void conn_shutdown_idle(server_conn_t *c)
         c->deadline = grace;
 }
 
+/* Whether the body being read whole comes too slowly: under cfg.min_body_rate bytes a
+ * second on average since its head, once the grace has passed. The client is sending (the
+ * server reads a body it waits for), so the pace is the client's alone. */
+static int conn_body_too_slow(const server_conn_t *c, uint64_t now)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (cfg->min_body_rate == 0 || c->body_since == 0 ||
+        (c->state != CONN_BODY_LENGTH && c->state != CONN_BODY_CHUNKED))
+        return 0;
+    uint64_t elapsed = now - c->body_since;
+    if (elapsed < cfg->min_body_grace)
+        return 0;
+    /* bytes / (elapsed / 1000) < rate, in doubles: the products of the integers could
+     * overflow with a large rate and a long request timeout. */
+    return (double)c->body_bytes * 1000.0 < (double)cfg->min_body_rate * (double)elapsed;
+}
+
 void conn_sweep(server_t *s, uint64_t now)
 {
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (!c->closing && !c->writing && conn_body_too_slow(c, now)) {
+            /* RFC 9110 §15.5.9, as for a request not received in time. */
+            c->keep_alive = 0;
+            c->is_head = 0;
+            c->deadline = 0;
+            c->body_since = 0;
+            server_conn_respond_detail(c, 408, "Request body was received too slowly", NULL, 0);
+            c->close_after_write = 1;
+            conn_flush(c);
+            conn_update_reading(c);
+            continue;
+        }
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
         if (c->writing) {
@@ -1034,3 +1072,4 @@ void server_conn_set_close(server_conn_t *c)
 {
     c->keep_alive = 0;
 }
+

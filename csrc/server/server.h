@@ -79,6 +79,12 @@ typedef struct {
     /* ms for a request's head to arrive once its first byte came (--timeout-header): a slow
      * head is the slowloris attack; 0 or above request_timeout: request_timeout alone. */
     uint64_t header_timeout;
+    /* A body the server reads whole that arrives slower on average than min_body_rate
+     * bytes a second, once min_body_grace ms have passed since its head, is answered 408
+     * and the connection closed (--min-body-rate: a slow-body client holds a connection
+     * and its buffer as a slowloris holds one with its head). 0: off. */
+    uint64_t min_body_rate;
+    uint64_t min_body_grace;
     size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
     int backlog;             /* listen(2) backlog (default 1024) */
     int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */

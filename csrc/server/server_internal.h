@@ -70,6 +70,10 @@ struct server_conn {
     size_t head_len;
     const char *head_base; /* rbuf.data when the head was parsed */
     uint64_t body_len;     /* Content-Length, or decoded chunked bytes so far */
+    /* A body read whole: when its head was complete (uv_now ms; 0 when no body is awaited)
+     * and the bytes received since, for cfg.min_body_rate. */
+    uint64_t body_since;
+    uint64_t body_bytes;
     server_request_t req;
 
     /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. Both

@@ -230,6 +230,8 @@ class Server:
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
         forwarded_headers: str = "x-forwarded",
+        min_body_rate: float = 0,
+        min_body_grace: float = 5.0,
         ws_ping_interval: float = 20.0,
         ws_ping_timeout: float = 20.0,
         ws_per_message_deflate: bool = True,

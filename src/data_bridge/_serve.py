@@ -147,6 +147,10 @@ class Config:
     # Ours: which fields the trusted proxies set ("x-forwarded", "x-forwarded-host",
     # "forwarded": RFC 7239).
     forwarded_headers: str = "x-forwarded"
+    # Ours: a body read whole that comes slower than this many bytes a second on average,
+    # after min_body_grace seconds, is answered 408 and its connection closed.
+    min_body_rate: float | None = None
+    min_body_grace: float = 5.0
     root_path: str = ""
     limit_concurrency: int | None = None
     limit_max_requests: int | None = None
@@ -233,6 +237,13 @@ class Config:
             if not self.timeout_handler > 0:
                 raise ValueError("timeout_handler must be a positive number of seconds")
             options["handler_timeout"] = self.timeout_handler
+        if self.min_body_rate is not None:
+            if not self.min_body_rate > 0:
+                raise ValueError("min_body_rate must be a positive number of bytes a second")
+            if not self.min_body_grace >= 0:
+                raise ValueError("min_body_grace must be a number of seconds, 0 or more")
+            options["min_body_rate"] = float(self.min_body_rate)
+            options["min_body_grace"] = float(self.min_body_grace)
         if self.forwarded_headers not in ("x-forwarded", "x-forwarded-host", "forwarded"):
             raise ValueError(
                 "forwarded_headers must be 'x-forwarded', 'x-forwarded-host' or 'forwarded'"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -835,6 +836,73 @@ def test_timeout_header_closes_a_slow_head_not_a_slow_body(cli) -> None:
         s.sendall(b"{}")
         assert Reader(s).read_response().status == 405
     assert c.stop() == 0
+
+
+def trickle(
+    port: int, length: int, piece: bytes, every: float, limit: float
+) -> tuple[bytes, float]:
+    """POSTs a body of `length` bytes to /count, `piece` every `every` seconds, until the
+    body is sent, the server answers or closes, or `limit` seconds pass: what the server
+    sent and when it was complete (seconds after the head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        t0 = time.monotonic()
+        sent, got = 0, b""
+        while time.monotonic() - t0 < limit:
+            if sent < length:
+                try:
+                    s.sendall(piece[: length - sent])
+                    sent += min(len(piece), length - sent)
+                except OSError:
+                    break
+            time.sleep(every)
+            # select, not MSG_DONTWAIT: a socket with a timeout waits for data in recv.
+            if not select.select([s], [], [], 0)[0]:
+                continue
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            got += chunk
+            if not chunk or b"\r\n\r\n" in got and got.endswith((b"}", b"slowly")):
+                break
+        return got, time.monotonic() - t0
+
+
+def test_min_body_rate_answers_a_slow_body_408(cli) -> None:
+    c = cli("cliapp:app", "--min-body-rate", "1000", "--min-body-grace", "1")
+    c.wait_ready()
+    # 20 bytes a second against 1000: 408 and close once the grace is over (the sweep looks
+    # once a second), long before the 30 s request timeout.
+    got, took = trickle(c.port, 10_000, b"x" * 10, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 "), got
+    assert b"connection: close" in got.lower() and b"too slowly" in got
+    assert took < 4
+    # Faster than the minimum (4000 bytes a second), even for longer than the grace: served.
+    got, took = trickle(c.port, 8_000, b"y" * 1000, 0.25, 8)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b'{"n":8000}'), got
+    assert took > 1.5
+    assert httpx.get(c.url + "/", timeout=5).status_code == 200
+    assert c.stop() == 0
+
+
+def test_min_body_rate_from_the_environment_and_checked(cli) -> None:
+    c = cli(
+        "cliapp:app", env={"DATA_BRIDGE_MIN_BODY_RATE": "1000", "DATA_BRIDGE_MIN_BODY_GRACE": "0.5"}
+    )
+    c.wait_ready()
+    got, took = trickle(c.port, 10_000, b"x" * 10, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    assert c.stop() == 0
+    # Off by default: the same trickle is still being read after the grace would be over.
+    d = cli("cliapp:app")
+    d.wait_ready()
+    got, took = trickle(d.port, 10_000, b"x" * 10, 0.5, 3)
+    assert got == b"" and took >= 3
+    assert d.stop() == 0
+    bad = cli("cliapp:app", "--min-body-rate", "-5")
+    assert bad.proc.wait(timeout=15) != 0
+    assert "min_body_rate must be a positive number" in bad.output()
 
 
 def test_access_log_json_format_and_control_characters(cli) -> None:

@@ -367,6 +367,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
     )
     p.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=None,
+        help="ours: bytes a second a request body must average once --min-body-grace has "
+        "passed since its head; slower gets 408 and the connection closes (default: off; "
+        "bodies a handler reads itself, uploads, keep the request timeout per wait)",
+    )
+    p.add_argument(
+        "--min-body-grace",
+        type=float,
+        default=5.0,
+        help="ours: seconds a body may take before --min-body-rate applies (default: 5)",
+    )
+    p.add_argument(
         "--timeout-handler",
         type=float,
         default=None,
@@ -519,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         forwarded_headers=args.forwarded_headers,
+        min_body_rate=args.min_body_rate,
+        min_body_grace=args.min_body_grace,
         root_path=args.root_path,
         limit_concurrency=args.limit_concurrency,
         limit_max_requests=args.limit_max_requests,

@@ -459,9 +459,11 @@ def test_access_log_written_client_per_request(cli) -> None:
         b"GET /missing/2 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.1.2.3\x9b\r\n\r\n"
         b"GET /missing/3 HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /missing/4 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: [::1]:7\r\n\r\n"
+        # Control bytes past the first words of the line (checked 8 bytes at a time).
+        b"GET /missing/5 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: abcdefghijklmnop\x9bq\x85\r\n\r\n"
     )
     reader = Reader(s)
-    for _ in range(4):
+    for _ in range(5):
         assert reader.read_response().status == 404
     s.close()
     assert c.stop() == 0
@@ -473,6 +475,7 @@ def test_access_log_written_client_per_request(cli) -> None:
         "/missing/2": "10.1.2.3\\x9b:0",
         "/missing/3": f"127.0.0.1:{port}",
         "/missing/4": "::1:7",
+        "/missing/5": "abcdefghijklmnop\\x9bq\\x85:0",
     }, out
 
 

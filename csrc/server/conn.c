@@ -1072,4 +1072,3 @@ void server_conn_set_close(server_conn_t *c)
 {
     c->keep_alive = 0;
 }
-

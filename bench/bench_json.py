@@ -12,14 +12,19 @@ produce the same compact UTF-8 bytes (ssrjson through dumps_to_bytes, msgspec th
 msgspec.json.encode/decode). ssrjson and msgspec are peers only when importable (both are in
 requirements/bench.txt); a missing one is reported and left out of the table.
 
+The cyclic GC is in the same state for every library's timed loops: disabled by default
+(pure codec speed), enabled with --gc on (then data_bridge's loads pausing it inside a call
+counts, and the peers pay for their collections); the output says which.
+
 Usage: PYTHONPATH=src python bench/bench_json.py [--quick] [--no-write] [--docs NAME ...]
-       [--ops dumps|loads ...]
+       [--ops dumps|loads ...] [--clock wall|cpu] [--gc off|on]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -79,12 +84,18 @@ def best_times(
     budget: float,
     repeats: int,
     clock: Callable[[], float] = time.perf_counter,
+    gc_on: bool = False,
 ) -> dict[str, float]:
     """Seconds per call for each function: the best of `repeats` timed loops, each sized to
     about budget/repeats, with the functions taking turns loop by loop so that a noisy
     neighbour on the shared machine hits all of them alike. clock is wall time by default;
     time.thread_time (--clock cpu) leaves out the time the process waits for a CPU, which
-    is steadier on a machine shared with other work."""
+    is steadier on a machine shared with other work.
+
+    Every library's timed loop runs in the same cyclic-GC state: collected beforehand, then
+    disabled for the loop (the default), or enabled (gc_on). With the collector on, a
+    library that pauses it inside a call (data_bridge's loads does for documents of 4 KiB
+    or more) keeps that product behaviour, and the others pay for their collections."""
     numbers = {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -95,10 +106,17 @@ def best_times(
     for _ in range(repeats):
         for name, fn in fns.items():
             number = numbers[name]
-            t0 = clock()
-            for _ in range(number):
-                fn(arg)
-            best[name] = min(best[name], (clock() - t0) / number)
+            gc.collect()
+            if not gc_on:
+                gc.disable()
+            try:
+                t0 = clock()
+                for _ in range(number):
+                    fn(arg)
+                elapsed = clock() - t0
+            finally:
+                gc.enable()
+            best[name] = min(best[name], elapsed / number)
     return best
 
 
@@ -130,6 +148,12 @@ def main() -> int:
         default="wall",
         help="time.perf_counter (default) or the thread's CPU time (steadier when shared)",
     )
+    ap.add_argument(
+        "--gc",
+        choices=("off", "on"),
+        default="off",
+        help="cyclic GC state during every library's timed loops: off (default) or on",
+    )
     args = ap.parse_args()
     budget, repeats = (0.3, 3) if args.quick else (1.5, 15)
     for lib in MISSING:
@@ -150,6 +174,7 @@ def main() -> int:
         wanted = {"small API dict" if d == "small" else d for d in args.docs}
         cases = [(name, data) for name, data in cases if name in wanted]
 
+    print(f"cyclic GC during the timed loops: {args.gc} for every library", flush=True)
     rows = []
     for name, data in cases:
         obj = json.loads(data)
@@ -159,7 +184,7 @@ def main() -> int:
             arg = obj if op == "dumps" else data
             fns = {lib: (enc if op == "dumps" else dec) for lib, (enc, dec) in LIBS.items()}
             clock = time.thread_time if args.clock == "cpu" else time.perf_counter
-            times = best_times(fns, arg, budget, repeats, clock)
+            times = best_times(fns, arg, budget, repeats, clock, gc_on=args.gc == "on")
             rows.append((name, op, times))
             print(
                 f"{name:18} {op:5} "
@@ -178,6 +203,7 @@ def main() -> int:
         "- Command: `PYTHONPATH=src .venv/bin/python bench/bench_json.py"
         + (" --quick" if args.quick else "")
         + (" --clock cpu" if args.clock == "cpu" else "")
+        + (" --gc on" if args.gc == "on" else "")
         + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {os.cpu_count()} CPUs, {cpu_model()}, {platform.system()} "
@@ -192,8 +218,15 @@ def main() -> int:
         "loop by loop; stdlib dumps is "
         '`json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()`. '
         "\"data_bridge vs X\" is X's time over data_bridge's (above 1.00× means "
-        "data_bridge is faster). loads pauses the cyclic GC while it decodes a document "
-        "of 4 KiB or more (one collection afterwards at most); the peers do not.",
+        "data_bridge is faster). "
+        + (
+            "Cyclic GC enabled during every library's timed loops (collected before each); "
+            "data_bridge's loads pauses it inside a call on documents of 4 KiB or more, the "
+            "peers do not."
+            if args.gc == "on"
+            else "Cyclic GC disabled during every library's timed loops (collected before "
+            "each), so no library pays for collections or gains from pausing them."
+        ),
         "",
         "| document | op | data_bridge | "
         + " | ".join(PEERS)

@@ -21,6 +21,11 @@ alive; nginx is left out. Those results go between `<!-- https:start -->` and
 Usage: python bench/run.py [--duration 10] [--quick] [--tls]
        [--servers databridge,fastapi,litestar,nginx]
 
+The ASGI comparison (issue 14): the unmodified FastAPI app through ASGI and the raw ASGI
+hello-world (bench/apps/asgi_hello.py), each on data-bridge, Uvicorn and Granian:
+    python bench/run.py --servers fastapi-asgi,fastapi,fastapi-granian,asgi-databridge,\
+asgi-uvicorn,asgi-granian --scenarios json,user,items,hello
+
 Every server is started in its own process group and killed on exit, whatever happens.
 Everything listens on 127.0.0.1 and every wait is bounded.
 """
@@ -80,6 +85,11 @@ SERVER_NAMES = {
     "databridge-log": "data-bridge+access log",
     "databridge-jsonlog": "data-bridge+JSON access log",
     "databridge-metrics": "data-bridge+metrics",
+    "fastapi-asgi": "FastAPI app on data-bridge (ASGI)",
+    "fastapi-granian": "FastAPI app on Granian",
+    "asgi-databridge": "raw ASGI on data-bridge",
+    "asgi-uvicorn": "raw ASGI on Uvicorn",
+    "asgi-granian": "raw ASGI on Granian",
 }
 # The middleware variants (issue 14): the same apps with BENCH_MIDDLEWARE set.
 MIDDLEWARE_SERVERS = {
@@ -99,6 +109,31 @@ OBSERVE_SERVERS = {
     "databridge-log": "access-log",
     "databridge-jsonlog": "access-log-json",
     "databridge-metrics": "metrics",
+}
+# The ASGI comparison (issue 14 (a) and (b)): the unmodified FastAPI app served through
+# ASGI by data-bridge (--no-native) and by Granian (uvicorn's is "fastapi"), on the JSON,
+# path-parameter and POST scenarios; the raw ASGI hello-world (bench/apps/asgi_hello.py) on
+# the three servers, on its one scenario. Each runs only those.
+ASGI_FASTAPI_SCENARIOS = frozenset({"json", "user", "items"})
+RAW_ASGI_SERVERS = frozenset({"asgi-databridge", "asgi-uvicorn", "asgi-granian"})
+SERVER_SCENARIOS = {
+    # The observability variants only where their cost is measured.
+    **{key: frozenset({"plaintext", "json"}) for key in OBSERVE_SERVERS},
+    "fastapi-asgi": ASGI_FASTAPI_SCENARIOS,
+    "fastapi-granian": ASGI_FASTAPI_SCENARIOS,
+    **{key: frozenset({"hello"}) for key in RAW_ASGI_SERVERS},
+}
+# Servers run by data-bridge's command line (they need data_bridge importable), and what
+# the other Python servers need to import.
+DATABRIDGE_SERVERS = frozenset(
+    {"databridge", "fastapi-native", "fastapi-asgi", "asgi-databridge", *OBSERVE_SERVERS}
+)
+PREREQS = {
+    "fastapi-native": "import fastapi, orjson",
+    "fastapi-asgi": "import fastapi, orjson",
+    "fastapi-granian": "import fastapi, orjson, granian, uvloop",
+    "asgi-uvicorn": "import uvicorn, uvloop, httptools",
+    "asgi-granian": "import granian, uvloop",
 }
 SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
 
@@ -184,7 +219,17 @@ def build_scenarios(depth: int, files: BenchFiles | None = None) -> list[Scenari
         for s in gets
     ]
     issue13 = build_file_scenarios(files) if files is not None else []
-    return [*gets, post, *piped, *typed, *middleware, *issue13]
+    hello = Scenario(
+        "hello",
+        "GET / (raw ASGI hello-world)",
+        "GET",
+        "/",
+        expect_type="text/plain",
+        expect_body="Hello, World!",
+        only=RAW_ASGI_SERVERS,
+        issue=14,
+    )
+    return [*gets, post, *piped, *typed, *middleware, *issue13, hello]
 
 
 @dataclass(frozen=True)
@@ -347,6 +392,34 @@ def build_typed_scenarios() -> list[Scenario]:
             "/cookie",
             expect_body={"ok": True},
             typed=True,
+        ),
+        # Issue 17: the same two typed bodies as standard-library dataclasses and as msgspec
+        # Structs (FastAPI cannot take Structs: its app decodes and encodes them by hand).
+        *(
+            Scenario(
+                f"{key}-{flavor}",
+                f"{title} ({name})",
+                method,
+                f"/{flavor}{path}",
+                body=body,
+                expect_status=status,
+                expect_body=expect,
+                typed=True,
+                issue=17,
+            )
+            for flavor, name in (("dc", "dataclasses"), ("ms", "msgspec Structs"))
+            for key, title, method, path, body, status, expect in (
+                ("models", "GET /models (list ×100)", "GET", "/models", None, 200, items),
+                (
+                    "order",
+                    "POST /orders (nested, 100 lines)",
+                    "POST",
+                    "/orders",
+                    json.dumps(order, separators=(",", ":")),
+                    201,
+                    order_out,
+                ),
+            )
         ),
     ]
 
@@ -827,15 +900,17 @@ def start_server(
     if key == "databridge":
         argv = [*pin, python, str(APPS_DIR / "databridge_app.py"), str(port)]
         return Server(key, argv, port, log, env=with_extra(db_env), cwd=APPS_DIR)
-    if key == "fastapi-native":
+    if key in ("fastapi-native", "fastapi-asgi", "asgi-databridge"):
         # The unmodified FastAPI app (fastapi_app.py, the uvicorn peer's) served by
-        # data-bridge's command line: its routes compiled to native ones (issue 14 item 6).
+        # data-bridge's command line: its routes compiled to native ones (issue 14 item 6),
+        # or through ASGI (--no-native); or the raw ASGI hello-world.
+        target = "asgi_hello:app" if key == "asgi-databridge" else UVICORN_APPS["fastapi"][0]
         argv = [
             *pin,
             python,
             "-m",
             "data_bridge",
-            UVICORN_APPS["fastapi"][0],
+            target,
             "--app-dir",
             str(APPS_DIR),
             "--host",
@@ -845,8 +920,60 @@ def start_server(
             "--no-access-log",
             "--log-level",
             "warning",
+            *(["--no-native"] if key == "fastapi-asgi" else []),
         ]
         return Server(key, argv, port, log, env=with_extra(db_env), cwd=APPS_DIR)
+    if key in ("fastapi-granian", "asgi-granian"):
+        # Granian's ASGI interface, one worker (its Rust runtime on one thread), HTTP/1.1
+        # as the others, uvloop as with uvicorn.
+        target = "asgi_hello:app" if key == "asgi-granian" else UVICORN_APPS["fastapi"][0]
+        argv = [
+            *pin,
+            python,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--http",
+            "1",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--working-dir",
+            str(APPS_DIR),
+            target,
+        ]
+        return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
+    if key == "asgi-uvicorn":
+        argv = [
+            *pin,
+            python,
+            "-m",
+            "uvicorn",
+            "asgi_hello:app",
+            "--app-dir",
+            str(APPS_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
     if key in UVICORN_APPS:
         argv = [
             *pin,
@@ -905,10 +1032,14 @@ def nginx_binary() -> str:
 
 def python_prereq(python: str, key: str) -> str | None:
     key = MIDDLEWARE_SERVERS.get(key, (key,))[0]
-    if key not in UVICORN_APPS:
+    if key in PREREQS:
+        imports = PREREQS[key]
+    elif key in UVICORN_APPS:
+        imports = UVICORN_APPS[key][1]
+    else:
         return None
     proc = subprocess.run(
-        [python, "-c", UVICORN_APPS[key][1]],
+        [python, "-c", imports],
         capture_output=True,
         text=True,
         timeout=60,
@@ -937,7 +1068,7 @@ def bench_server(
             if sc.typed and key == "nginx":
                 continue
             runs_here = key in sc.only if sc.only is not None else key not in MIDDLEWARE_SERVERS
-            if not runs_here:
+            if not runs_here or sc.key not in SERVER_SCENARIOS.get(key, {sc.key}):
                 continue
             problem = check_response(server.port, sc, cfg.tls is not None)
             if problem:
@@ -1029,6 +1160,14 @@ def tool_versions(python: str) -> str:
     if proc.returncode == 0:
         ls, ms = proc.stdout.split()
         parts.append(f"Litestar {ls} (msgspec {ms})")
+    proc = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('granian'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0:
+        parts.append(f"Granian {proc.stdout.strip()}")
     try:
         out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True, timeout=10)
         parts.append(out.stderr.strip().replace("nginx version: ", ""))
@@ -1120,6 +1259,8 @@ def render(
     )
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for sc in scenarios:
+        if sc.only is not None and "databridge" not in sc.only:
+            continue  # the ASGI comparison's own scenario: its table follows
         db, fa, ng = get("databridge", sc), get("fastapi", sc), get("nginx", sc)
         ls, fn = get("litestar", sc), get("fastapi-native", sc)
         w(
@@ -1129,6 +1270,39 @@ def render(
             f"{fmt_ratio(ratio(cpu(fa), cpu(fn)))} |"
         )
     w("")
+    asgi = [
+        (sc, fa, gr)
+        for sc in scenarios
+        for fa, gr in (
+            ("fastapi-asgi", "fastapi-granian")
+            if sc.key in ASGI_FASTAPI_SCENARIOS
+            else ("asgi-databridge", "asgi-granian")
+            if sc.key == "hello"
+            else (None, None),
+        )
+        if fa is not None and (get(fa, sc) or get(gr, sc))
+    ]
+    if asgi:
+        w("### ASGI (issue 14)")
+        w("")
+        w("data-bridge serving the unmodified FastAPI app through ASGI (`--no-native`) and the")
+        w("raw ASGI hello-world, against Granian and Uvicorn serving the same app: data-bridge's")
+        w("req/s over the peer's, and the peer's CPU per request over data-bridge's.")
+        w("")
+        w(
+            "| scenario | throughput × Granian | CPU/request ÷ Granian | throughput × Uvicorn |"
+            " CPU/request ÷ Uvicorn |"
+        )
+        w("| --- | ---: | ---: | ---: | ---: |")
+        for sc, ours, granian in asgi:
+            uv = "fastapi" if ours == "fastapi-asgi" else "asgi-uvicorn"
+            m, g, u = get(ours, sc), get(granian, sc), get(uv, sc)
+            w(
+                f"| {sc.title} | {fmt_ratio(ratio(rps(m), rps(g)))} | "
+                f"{fmt_ratio(ratio(cpu(g), cpu(m)))} | {fmt_ratio(ratio(rps(m), rps(u)))} | "
+                f"{fmt_ratio(ratio(cpu(u), cpu(m)))} |"
+            )
+        w("")
     w("### Targets (issues 2, 12, 13, 14 and 17)")
     w("")
     w("| target | measured | result |")
@@ -1196,11 +1370,10 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
     # 4. Issue 12: at least 8x less CPU per request than FastAPI on the typed scenarios.
     typed = [sc for sc in scenarios if sc.typed and not sc.issue]
     rows.append(cpu_rule("issue 12: CPU/request ≤ 1/8 of FastAPI's, typed scenarios", typed, 8))
-    # 5. Issue 17: at least 10x less CPU than FastAPI on the response-model list.
-    models = [sc for sc in typed if sc.key == "models"]
-    rows.append(
-        cpu_rule("issue 17: CPU/request ≤ 1/10 of FastAPI's, list of 100 models", models, 10)
-    )
+    # 5. Issue 17: at least 10x less CPU than FastAPI on each typed body scenario: the list
+    # of 100 models and the nested POST, with pydantic models, dataclasses and Structs.
+    bodies = [sc for sc in scenarios if sc.key in ("models", "order") or sc.issue == 17]
+    rows.append(cpu_rule("issue 17: CPU/request ≤ 1/10 of FastAPI's, typed bodies", bodies, 10))
     # Issue 14 (d): the App with GZip and with one @app.middleware("http") against FastAPI
     # with the same middleware (8x less CPU), and GZip within 1.2x of the uncompressed
     # native path's CPU on a 1 KiB JSON body.
@@ -1239,6 +1412,45 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
         + (f" worst: {worst[0]} at ÷{worst[1]:.2f}" if worst else " no data")
         + f" | {verdict(ok14)} |"
     )
+    # Issue 14 (a): the same FastAPI app through ASGI, at least Granian's throughput at
+    # less CPU per request; (b) the raw ASGI hello-world at 1.3x Granian's throughput.
+    for label, ours, peer, keys, factor in (
+        (
+            "issue 14 (a): FastAPI app through ASGI, throughput ≥ Granian's at less CPU/request",
+            "fastapi-asgi",
+            "fastapi-granian",
+            ASGI_FASTAPI_SCENARIOS,
+            1.0,
+        ),
+        (
+            "issue 14 (b): raw ASGI hello-world, throughput ≥ 1.3× Granian's",
+            "asgi-databridge",
+            "asgi-granian",
+            frozenset({"hello"}),
+            1.3,
+        ),
+    ):
+        chosen = [sc for sc in scenarios if sc.key in keys]
+        pairs = [
+            (
+                sc.title,
+                ratio(rps(get(ours, sc)), rps(get(peer, sc))),
+                ratio(cpu(get(peer, sc)), cpu(get(ours, sc))),
+            )
+            for sc in chosen
+        ]
+        known = [(t, x, c) for t, x, c in pairs if x is not None and c is not None]
+        ok = (
+            None
+            if not chosen or len(known) < len(chosen)
+            else all(x >= factor and (factor > 1 or c > 1) for _, x, c in known)
+        )
+        worst = min(known, key=lambda txc: txc[1]) if known else None
+        rows.append(
+            f"| {label} | "
+            + (f"worst: {worst[0]} at {worst[1]:.2f}×, CPU ÷{worst[2]:.2f}" if worst else "no data")
+            + f" | {verdict(ok)} |"
+        )
     # Issue 13: forms and uploads at least 8x less CPU per request than FastAPI; static
     # files within 1.3x of nginx's CPU per request.
     forms = [sc for sc in scenarios if sc.issue == 13 and sc.typed]
@@ -1250,8 +1462,8 @@ def targets(scenarios: list[Scenario], get: Getter) -> list[str]:
             + ("no data" if r is None else f"{r:.2f}×")
             + f" | {verdict(None if r is None else r <= 1.3)} |"
         )
-    # 6. Issue 17: at least 2x less CPU than Litestar (msgspec Structs) on the typed bodies.
-    bodies = [sc for sc in typed if sc.key in ("models", "order")]
+    # 6. Issue 17: at least 2x less CPU than Litestar (msgspec Structs for the pydantic
+    # scenarios, dataclasses and Structs for theirs) on the typed bodies.
     rows.append(
         cpu_rule(
             "issue 17: CPU/request ≤ 1/2 of Litestar's (msgspec), typed bodies",
@@ -1304,7 +1516,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="",
         help="comma-separated scenario keys (default: all): plaintext,json,user,"
         "items,plaintext-pipelined,json-pipelined,user-pipelined,models,order,depends,"
-        "cookie,json1k,form,upload,static64k,static64k-304,static10m",
+        "cookie,models-dc,order-dc,models-ms,order-ms,json1k,form,upload,static64k,"
+        "static64k-304,static10m,hello",
     )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pipeline-depth", type=int, default=16)
@@ -1395,13 +1608,13 @@ def main(argv: Sequence[str]) -> int:
             cfg = dataclasses.replace(cfg, tls=make_certificate(tmp))
         for key in keys:
             skipped = None
-            if key in ("databridge", "fastapi-native", *OBSERVE_SERVERS):
+            if key in DATABRIDGE_SERVERS:
                 if db_env is None:
                     db_env, reason = databridge_env(python)
                 if db_env is None:
                     skipped = f"data_bridge.api not importable ({reason})"
-                elif key == "fastapi-native" and python_prereq(python, "fastapi"):
-                    skipped = f"FastAPI not importable with {python}"
+                elif python_prereq(python, key):
+                    skipped = f"{python_prereq(python, key)} with {python}"
             elif key == "nginx":
                 try:
                     nginx_binary()
@@ -1410,7 +1623,7 @@ def main(argv: Sequence[str]) -> int:
             else:
                 missing = python_prereq(python, key)
                 if missing:
-                    skipped = f"FastAPI stack not importable with {python} ({missing})"
+                    skipped = f"its Python stack is not importable with {python} ({missing})"
             if skipped:
                 print(f"{SERVER_NAMES[key]}: skipped: {skipped}", flush=True)
                 outcomes[key] = ServerOutcome(key, skipped=skipped)

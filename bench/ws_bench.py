@@ -11,7 +11,9 @@ ws_fastapi_app.py differ only in their imports):
 - SSE: 100 clients of an endpoint yielding JSON events as fast as it can;
 - idle memory: the server's RSS (process tree, /proc/PID/status) with 1,000 idle
   WebSockets open, minus its RSS before, per connection (socket buffers are kernel memory,
-  not in RSS).
+  not in RSS); idlez: the same with permessage-deflate agreed (client_max_window_bits
+  offered) and one compressed 300-byte message echoed on each connection first, so that
+  the server made its zlib states, measured after 3 s idle instead of 1.
 
 Method (bench/run.py's): each server pinned to core 0 and the load generator to core 1
 with taskset. The load generator is bench/wsload.c (`make bench-ws` builds it into
@@ -25,6 +27,7 @@ Prints a markdown section with the exact command (the lead pastes it into
 bench/RESULTS.md). Usage:
 
     python bench/ws_bench.py [--duration 10] [--servers databridge,uvicorn,granian]
+                             [--scenarios idle,echo,echo16,broadcast,sse]
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ NAMES = {
     "granian": "FastAPI + granian (ASGI)",
 }
 GOAL_IDLE_KIB = 4.0
+SCENARIOS = ("idle", "idlez", "echo", "echo16", "broadcast", "sse")
 
 
 @dataclass
@@ -192,11 +196,12 @@ def sse(server: Server, conns: int, seconds: float) -> Result:
     return Result(n / t, cpu / n * 1e6 if n else None, client / (t + 0.5) * 100)
 
 
-def idle_memory(server: Server, conns: int) -> Result:
+def idle_memory(server: Server, conns: int, mode: str = "idle", settle: float = 1.0) -> Result:
     """The marginal RSS of an idle WebSocket: a first batch of connections is opened (it
     pays the one-time costs: imports, caches, free lists, pools), then a second batch of
-    the same size beside it; (RSS with both - RSS with the first) / its size."""
-    argv = ["taskset", "-c", str(CLIENT_CPU), str(WSLOAD), "idle", str(server.port), "/echo"]
+    the same size beside it; (RSS with both - RSS with the first) / its size, each read
+    `settle` seconds after its batch is open (mode idlez: with permessage-deflate)."""
+    argv = ["taskset", "-c", str(CLIENT_CPU), str(WSLOAD), mode, str(server.port), "/echo"]
     procs: list[subprocess.Popen[str]] = []
     rss = [rss_kib(server.proc.pid)]
     try:
@@ -207,8 +212,8 @@ def idle_memory(server: Server, conns: int) -> Result:
             procs.append(proc)
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "go":
-                raise RuntimeError("wsload idle failed")
-            time.sleep(1.0)
+                raise RuntimeError(f"wsload {mode} failed")
+            time.sleep(settle)
             rss.append(rss_kib(server.proc.pid))
     finally:
         for proc in procs:
@@ -233,12 +238,15 @@ def run_server(
         wait_ready(server)
         steps = [
             ("idle", lambda: idle_memory(server, args.idle_connections)),
+            ("idlez", lambda: idle_memory(server, args.idle_connections, "idlez", 3.0)),
             ("echo", lambda: echo(server, args.connections, args.duration, 1)),
             ("echo16", lambda: echo(server, args.connections, args.duration, 16)),
             ("broadcast", lambda: broadcast(server, args.bcast_connections, args.bcast_rounds)),
             ("sse", lambda: sse(server, args.connections, args.duration)),
         ]
         for name, step in steps:
+            if name not in args.scenarios:
+                continue
             try:
                 out[name] = step()
             except Exception as exc:  # noqa: BLE001 - reported in the table
@@ -275,7 +283,8 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
         f"to {args.bcast_connections} connections. SSE: {args.connections} clients, events "
         f"of ~64 bytes of JSON. Idle: RSS per WebSocket "
         f"of a second batch of {args.idle_connections} idle connections opened beside a first "
-        "(the marginal cost; the first batch pays the one-time costs).",
+        "(the marginal cost; the first batch pays the one-time costs), 1 s after it opened; "
+        "with permessage-deflate: after one compressed message echoed on each, 3 s after.",
         "- CPU: the server's utime+stime per message (echo), per delivered message "
         "(broadcast), per event (SSE), in microseconds. Client %: the load generator's CPU "
         "(under 100 means it was not the limit).",
@@ -301,6 +310,8 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
         ("echo16", "echo, 16 in flight, messages/s"),
         ("sse", "SSE, events/s"),
     ):
+        if name not in args.scenarios:
+            continue
         row(
             label,
             [fmt(get(k, name).rate) if not get(k, name).error else "error" for k in keys],
@@ -312,28 +323,34 @@ def render(args: argparse.Namespace, command: str, results: dict[str, dict[str, 
             *versus(name, "cpu_us", True),
         )
         row("… load generator CPU %", [fmt(get(k, name).client_cpu_percent) for k in keys])
-    ms = [get(k, "broadcast").extra.get("ms_per_broadcast") for k in keys]
-    row(
-        "broadcast to 1,000, ms per round",
-        [fmt(x, 2) for x in ms],
-        ratio(
-            ms[keys.index("databridge")] if "databridge" in keys else None,
-            ms[keys.index("uvicorn")] if "uvicorn" in keys else None,
-            True,
-        ),
-        ratio(
-            ms[keys.index("databridge")] if "databridge" in keys else None,
-            ms[keys.index("granian")] if "granian" in keys else None,
-            True,
-        ),
-    )
-    row(
-        "… server CPU µs per delivered message",
-        [fmt(get(k, "broadcast").cpu_us, 2) for k in keys],
-        *versus("broadcast", "cpu_us", True),
-    )
-    kib = [get(k, "idle").extra.get("kib_per_conn") for k in keys]
-    row("idle WebSocket, KiB of RSS per connection", [fmt(x, 2) for x in kib])
+    if "broadcast" in args.scenarios:
+        ms = [get(k, "broadcast").extra.get("ms_per_broadcast") for k in keys]
+        row(
+            "broadcast to 1,000, ms per round",
+            [fmt(x, 2) for x in ms],
+            ratio(
+                ms[keys.index("databridge")] if "databridge" in keys else None,
+                ms[keys.index("uvicorn")] if "uvicorn" in keys else None,
+                True,
+            ),
+            ratio(
+                ms[keys.index("databridge")] if "databridge" in keys else None,
+                ms[keys.index("granian")] if "granian" in keys else None,
+                True,
+            ),
+        )
+        row(
+            "… server CPU µs per delivered message",
+            [fmt(get(k, "broadcast").cpu_us, 2) for k in keys],
+            *versus("broadcast", "cpu_us", True),
+        )
+    for name, label in (
+        ("idle", "idle WebSocket, KiB of RSS per connection"),
+        ("idlez", "… with permessage-deflate (after one message), KiB"),
+    ):
+        if name in args.scenarios:
+            kib = [get(k, name).extra.get("kib_per_conn") for k in keys]
+            row(label, [fmt(x, 2) for x in kib])
     errors = [f"{NAMES[k]} {n}: {r.error}" for k in keys for n, r in results[k].items() if r.error]
     lines.append("")
     if "databridge" in keys:
@@ -377,11 +394,20 @@ def main() -> None:
     p.add_argument("--bcast-connections", type=int, default=1000)
     p.add_argument("--bcast-rounds", type=int, default=200)
     p.add_argument("--idle-connections", type=int, default=1000)
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="which to run, comma-separated (idle alone: --scenarios idle)",
+    )
     args = p.parse_args()
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(args.servers) - set(NAMES)
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if not WSLOAD.exists():
         sys.exit(f"{WSLOAD} is missing: `make bench-ws` builds it (or run `make build/wsload`)")
     # Both ends hold every connection: raise the file-descriptor limit (inherited).

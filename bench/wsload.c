@@ -10,6 +10,10 @@
  *                                                      counted (each ends in a blank line)
  *   wsload idle  PORT PATH CONNS                      opens CONNS WebSockets and keeps them
  *                                                      idle until stdin is closed
+ *   wsload idlez PORT PATH CONNS                      the same with permessage-deflate: each
+ *                                                      connection first sends one compressed
+ *                                                      300-byte message and gets its echo, so
+ *                                                      that the server made its zlib states
  *
  * Every connection is opened (at most 64 handshakes at a time, so the listen backlog never
  * overflows) before anything is measured; then "go" is printed on stdout (the caller reads
@@ -33,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { M_ECHO, M_BCAST, M_SSE, M_IDLE };
+enum { M_ECHO, M_BCAST, M_SSE, M_IDLE, M_IDLEZ };
 enum { S_CONNECTING, S_HEAD, S_OPEN };
 
 typedef struct {
@@ -127,6 +131,13 @@ static void send_request(conn_t *c)
     int n;
     if (mode == M_SSE)
         n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    else if (mode == M_IDLEZ)
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path);
     else
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -259,8 +270,8 @@ static int on_readable(conn_t *c)
                 c->in_flight += more;
             }
         }
-        if (mode == M_BCAST && !counting)
-            c->received += got; /* the greeting */
+        if ((mode == M_BCAST || mode == M_IDLEZ) && !counting)
+            c->received += got; /* the greeting, the compressed echo */
     }
 }
 
@@ -310,6 +321,7 @@ int main(int argc, char **argv)
            : !strcmp(argv[1], "bcast") ? M_BCAST
            : !strcmp(argv[1], "sse")   ? M_SSE
            : !strcmp(argv[1], "idle")  ? M_IDLE
+           : !strcmp(argv[1], "idlez") ? M_IDLEZ
                                        : -1;
     port = atoi(argv[2]);
     path = argv[3];
@@ -336,7 +348,32 @@ int main(int argc, char **argv)
         die("setup");
     open_all();
 
-    if (mode == M_IDLE) {
+    if (mode == M_IDLEZ) {
+        /* RFC 7692 §7.2.3.3's stored block (no zlib needed here): header byte 00 (not
+         * final, type 00), LEN and its complement, little-endian, then the bytes; RSV1 set
+         * on the frame (§6). */
+        uint8_t payload[305], frame[320];
+        payload[0] = 0x00;
+        payload[1] = 300 & 0xff;
+        payload[2] = 300 >> 8;
+        payload[3] = (uint8_t)~payload[1];
+        payload[4] = (uint8_t)~payload[2];
+        for (int i = 0; i < 300; i++)
+            payload[5 + i] = (uint8_t)('a' + i % 26);
+        size_t fl = make_frame(frame, payload, sizeof(payload));
+        frame[0] = 0xC1;
+        for (int i = 0; i < nconns; i++)
+            send_all(&conns[i], frame, fl);
+        for (;;) {
+            int echoed = 0;
+            for (int i = 0; i < nconns; i++)
+                echoed += conns[i].received > 0;
+            if (echoed == nconns)
+                break;
+            poll_once(100);
+        }
+    }
+    if (mode == M_IDLE || mode == M_IDLEZ) {
         printf("go\n");
         fflush(stdout);
         char line[16];

@@ -4,8 +4,10 @@ core; bench/apps/fastapi_app.py holds the same handlers for FastAPI."""
 
 import os
 import sys
+from dataclasses import dataclass, field
 from typing import Annotated
 
+import msgspec
 from pydantic import BaseModel, Field
 
 from data_bridge.api import App, Depends, PlainTextResponse, Response, UploadFile
@@ -91,6 +93,103 @@ class OrderOut(Order):
 async def create_order(order: Order):
     total = sum(line.quantity * line.price for line in order.lines)
     return OrderOut(**order.__dict__, total=total)
+
+
+# The same two typed scenarios with standard-library dataclasses and with msgspec Structs
+# (issue 17): the same data, the same JSON in and out.
+
+
+@dataclass
+class ItemDC:
+    id: int
+    name: str
+    price: float
+    tags: list[str] = field(default_factory=list)
+    active: bool = True
+
+
+ITEMS_DC = [ItemDC(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+
+
+@app.get("/dc/models", response_model=list[ItemDC])
+async def list_models_dc():
+    return ITEMS_DC
+
+
+@dataclass
+class CustomerDC:
+    name: str
+    email: str
+
+
+@dataclass
+class LineDC:
+    sku: str
+    quantity: Annotated[int, Field(gt=0)]
+    price: float
+
+
+@dataclass
+class OrderDC:
+    id: int
+    customer: CustomerDC
+    lines: list[LineDC]
+    note: str | None = None
+
+
+@dataclass
+class OrderOutDC(OrderDC):
+    total: float = 0.0
+
+
+@app.post("/dc/orders", response_model=OrderOutDC, status_code=201)
+async def create_order_dc(order: OrderDC):
+    total = sum(line.quantity * line.price for line in order.lines)
+    return OrderOutDC(order.id, order.customer, order.lines, order.note, total)
+
+
+class ItemMS(msgspec.Struct):
+    id: int
+    name: str
+    price: float
+    tags: list[str] = []
+    active: bool = True
+
+
+ITEMS_MS = [ItemMS(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+
+
+@app.get("/ms/models", response_model=list[ItemMS])
+async def list_models_ms():
+    return ITEMS_MS
+
+
+class CustomerMS(msgspec.Struct):
+    name: str
+    email: str
+
+
+class LineMS(msgspec.Struct):
+    sku: str
+    quantity: Annotated[int, msgspec.Meta(gt=0)]
+    price: float
+
+
+class OrderMS(msgspec.Struct):
+    id: int
+    customer: CustomerMS
+    lines: list[LineMS]
+    note: str | None = None
+
+
+class OrderOutMS(OrderMS):
+    total: float = 0.0
+
+
+@app.post("/ms/orders", response_model=OrderOutMS, status_code=201)
+async def create_order_ms(order: OrderMS):
+    total = sum(line.quantity * line.price for line in order.lines)
+    return OrderOutMS(order.id, order.customer, order.lines, order.note, total)
 
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="token")

@@ -7,9 +7,12 @@ its fastest path (it deprecates ORJSONResponse for that reason). bench/run.py se
 (one worker, pinned to one core)."""
 
 import os
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Response, UploadFile
+import msgspec
+from fastapi import Depends, FastAPI, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, ORJSONResponse, PlainTextResponse
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
@@ -94,6 +97,113 @@ class OrderOut(Order):
 async def create_order(order: Order):
     total = sum(line.quantity * line.price for line in order.lines)
     return OrderOut(**order.__dict__, total=total)
+
+
+# The same two typed scenarios with standard-library dataclasses (FastAPI validates and
+# serializes them through pydantic) and with msgspec Structs, which FastAPI cannot take as
+# parameters or response models: a FastAPI user decodes and encodes them by hand (issue 17).
+
+
+@dataclass
+class ItemDC:
+    id: int
+    name: str
+    price: float
+    tags: list[str] = field(default_factory=list)
+    active: bool = True
+
+
+ITEMS_DC = [ItemDC(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+
+
+@app.get("/dc/models", response_model=list[ItemDC], response_class=JSONResponse)
+async def list_models_dc():
+    return ITEMS_DC
+
+
+@dataclass
+class CustomerDC:
+    name: str
+    email: str
+
+
+@dataclass
+class LineDC:
+    sku: str
+    quantity: Annotated[int, Field(gt=0)]
+    price: float
+
+
+@dataclass
+class OrderDC:
+    id: int
+    customer: CustomerDC
+    lines: list[LineDC]
+    note: str | None = None
+
+
+@dataclass
+class OrderOutDC(OrderDC):
+    total: float = 0.0
+
+
+@app.post("/dc/orders", response_model=OrderOutDC, status_code=201, response_class=JSONResponse)
+async def create_order_dc(order: OrderDC):
+    total = sum(line.quantity * line.price for line in order.lines)
+    return OrderOutDC(order.id, order.customer, order.lines, order.note, total)
+
+
+class ItemMS(msgspec.Struct):
+    id: int
+    name: str
+    price: float
+    tags: list[str] = []
+    active: bool = True
+
+
+ITEMS_MS = [ItemMS(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+ITEMS_MS_ENCODER = msgspec.json.Encoder()
+
+
+@app.get("/ms/models")
+async def list_models_ms():
+    return Response(ITEMS_MS_ENCODER.encode(ITEMS_MS), media_type="application/json")
+
+
+class CustomerMS(msgspec.Struct):
+    name: str
+    email: str
+
+
+class LineMS(msgspec.Struct):
+    sku: str
+    quantity: Annotated[int, msgspec.Meta(gt=0)]
+    price: float
+
+
+class OrderMS(msgspec.Struct):
+    id: int
+    customer: CustomerMS
+    lines: list[LineMS]
+    note: str | None = None
+
+
+class OrderOutMS(OrderMS):
+    total: float = 0.0
+
+
+ORDER_MS_DECODER = msgspec.json.Decoder(OrderMS)
+
+
+@app.post("/ms/orders", status_code=201)
+async def create_order_ms(request: Request):
+    try:
+        order = ORDER_MS_DECODER.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        raise RequestValidationError([{"msg": str(exc), "loc": ["body"]}]) from None
+    total = sum(line.quantity * line.price for line in order.lines)
+    out = OrderOutMS(order.id, order.customer, order.lines, order.note, total)
+    return Response(ITEMS_MS_ENCODER.encode(out), status_code=201, media_type="application/json")
 
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="token")

@@ -4,6 +4,7 @@ native, fastest path: msgspec decodes, validates and encodes them in C). bench/r
 it with `uvicorn litestar_app:app --loop uvloop --http httptools --no-access-log
 --log-level warning` (one worker, pinned to one core), as it serves FastAPI."""
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -92,6 +93,72 @@ async def create_order(data: Order) -> OrderOut:
     )
 
 
+# The same two scenarios under /ms (the Structs above) and with standard-library
+# dataclasses under /dc (issue 17).
+
+
+@get("/ms/models")
+async def list_models_ms() -> list[Item]:
+    return ITEMS
+
+
+@post("/ms/orders", status_code=201)
+async def create_order_ms(data: Order) -> OrderOut:
+    total = sum(line.quantity * line.price for line in data.lines)
+    return OrderOut(
+        id=data.id, customer=data.customer, lines=data.lines, note=data.note, total=total
+    )
+
+
+@dataclass
+class ItemDC:
+    id: int
+    name: str
+    price: float
+    tags: list[str] = field(default_factory=list)
+    active: bool = True
+
+
+ITEMS_DC = [ItemDC(id=i, name=f"item {i}", price=i * 1.5, tags=["a", "b"]) for i in range(100)]
+
+
+@get("/dc/models")
+async def list_models_dc() -> list[ItemDC]:
+    return ITEMS_DC
+
+
+@dataclass
+class CustomerDC:
+    name: str
+    email: str
+
+
+@dataclass
+class LineDC:
+    sku: str
+    quantity: Annotated[int, msgspec.Meta(gt=0)]
+    price: float
+
+
+@dataclass
+class OrderDC:
+    id: int
+    customer: CustomerDC
+    lines: list[LineDC]
+    note: str | None = None
+
+
+@dataclass
+class OrderOutDC(OrderDC):
+    total: float = 0.0
+
+
+@post("/dc/orders", status_code=201)
+async def create_order_dc(data: OrderDC) -> OrderOutDC:
+    total = sum(line.quantity * line.price for line in data.lines)
+    return OrderOutDC(data.id, data.customer, data.lines, data.note, total)
+
+
 async def current_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -132,6 +199,10 @@ app = Litestar(
         create_item,
         list_models,
         create_order,
+        list_models_ms,
+        create_order_ms,
+        list_models_dc,
+        create_order_dc,
         me,
         cookie,
     ],

@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "app/app.h"
+#include "form/form.h"
 #include "loop/loop.h"
 #include "router/router.h"
 #include "server/server.h"
@@ -114,6 +115,10 @@ typedef struct {
     /* The handler takes the Request (itself, or for its form with files): a chunked body
      * or one over 64 KiB is read as it arrives (request.stream(), form()), not whole. */
     int stream_body;
+    /* The route's handler is an APIRoute.get_route_handler override (routing.py): its
+     * Request keeps the router match, so that the route's _core.Binder can bind the
+     * request later, from the body that handler's Request gives (binder.c). */
+    int keep_match;
     arg_plan_t args[];
 } route_plan_t;
 
@@ -198,6 +203,11 @@ typedef struct {
      * App through its own (never listening) Server's dispatch. */
     struct app_mount *mounts;
     size_t nmounts;
+    /* The plan of the handler that answers requests no route takes (404, 405 and
+     * redirect_slashes' 307) when the app has HTTP middleware or exception handlers that
+     * must see them (add_route(..., unrouted=True)); its Request carries the router's
+     * outcome as `_db_routing`. One of `plans`; NULL: the server answers them itself. */
+    route_plan_t *unrouted;
     /* bytes: the response header lines every response carries (uvicorn's Server header
      * and --header), pointed at by cfg.default_headers; NULL when none. */
     PyObject *default_headers;
@@ -259,6 +269,7 @@ PyObject *app_set_tls(ServerObject *self, PyObject *arg);
 extern PyTypeObject Server_Type;
 extern PyTypeObject Request_Type;
 extern PyTypeObject Driver_Type;
+extern PyTypeObject Tail_Type; /* invoke.c: a handler's hand-over of its rest to the Driver */
 extern PyTypeObject StreamWriter_Type;
 
 /* plan.c */
@@ -269,6 +280,10 @@ void plan_free(route_plan_t *plan);
  * *errors (created on demand) and returns 1; returns -1 with an exception on failure, 0 ok. */
 int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_request_t *req,
                    PyObject **args, PyObject **request_obj, PyObject **errors);
+/* invoke.c: calls a lenient plan's handler although binding failed (args: nargs + 1 slots,
+ * those that did not bind NULL; errors: the binding errors). A new reference, or NULL with
+ * an exception set. */
+PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *errors);
 /* respond.c */
 void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *result);
 /* Answers the current exception: the server's exception hook first (if any; request may be
@@ -297,10 +312,21 @@ PyObject *request_new(server_request_t *req, const router_match_t *m);
  * route (or mounted app) reads its body as it arrives. */
 int app_stream_body(void *ctx, const http_request_t *head);
 void request_detach(PyObject *request);
+/* The request a Request still attached to its connection stands for, with the router match
+ * it kept (plans with keep_match): 1 with *req and *m filled, 0 when it has none (detached,
+ * made by Python, or its route keeps no match). */
+int request_kept_match(PyObject *obj, server_request_t **req, router_match_t *m);
+/* binder.c: _core.Binder, a route's plan bound on demand (custom route handlers). */
+extern PyTypeObject Binder_Type;
 /* The body of a Request still attached to its request, as a slice of the connection's
  * buffer (valid until the request finishes): 1 with *body and *len set, 0 when the object
  * is no such Request (detached, or not a Request). */
 int request_body_slice(PyObject *obj, const char **body, size_t *len);
+/* A Request whose body streams (server/body.c): 1 with *conn (read it with
+ * server_conn_body_read) and *length (the declared Content-Length; 0 when chunked or no
+ * longer known) while its request is served, -1 once it finished, 0 when obj is no such
+ * Request (its body came whole). */
+int request_body_stream(PyObject *obj, server_conn_t **conn, uint64_t *length);
 
 /* websocket.c */
 extern PyTypeObject WsSession_Type;
@@ -323,10 +349,8 @@ int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req
 void app_guards_free(ServerObject *srv);
 /* Server.add_guard(kind, patterns=b"", www_redirect=False). */
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
-/* form_py.c: _core.MultipartParser (a body parsed as it arrives). */
+/* form_py.c: _core.MultipartParser (a body parsed whole or as it arrives). */
 extern PyTypeObject MultipartParser_Type;
-/* form_py.c: _core.parse_multipart. */
-PyObject *app_parse_multipart(PyObject *module, PyObject *args, PyObject *kw);
 /* files_py.c: _core.parse_range(value, size). */
 PyObject *app_parse_range(PyObject *module, PyObject *args);
 /* files_cache.c: _core.FileCache, and the answer of a StaticFiles route from it: 1 when the
@@ -334,8 +358,66 @@ PyObject *app_parse_range(PyObject *module, PyObject *args);
 extern PyTypeObject FileCache_Type;
 int app_files_answer(PyObject *cache, server_conn_t *conn, server_request_t *req,
                      const router_match_t *m);
-/* form_py.c: the parts of a multipart/form-data body as parse_multipart returns them; NULL
- * with ValueError (the message to answer 400 with) or MemoryError. */
+/* form_collect.c: a multipart/form-data body's parts as Python objects (see the file's
+ * opening comment for the tuples). init() makes the parser for the Content-Type value;
+ * then feed() the body in pieces of any size (1 once the close delimiter was read, 0 for
+ * more) and finish() at its end (a new reference to the parts). init, feed and finish
+ * return -1 (NULL) with ValueError(message[, 413]), MemoryError or a callback's own
+ * exception set. Set spool (a strong reference: a callable returning a file object with a
+ * descriptor) and spool_max after init to keep larger file contents on disk; total is the
+ * body's length when known (it sizes each part's buffer). close() closes every file made;
+ * free() releases everything (after init, failed or not). */
+typedef struct {
+    form_multipart_t *parser;
+    PyObject *parts;   /* list of the finished parts */
+    PyObject *headers; /* the current part's [(name, value)] */
+    PyObject *name, *filename, *ctype;
+    int is_file;
+    /* The piece being fed, and the body's bytes fed before it; total: the declared length
+     * of the body, 0 when not known. */
+    const char *piece, *piece_end;
+    uint64_t fed, total;
+    /* The current part's content: a run of the piece not copied yet, then its bytes object
+     * (content_len bytes used of its size) or, rolled over, its file and descriptor. */
+    const char *run;
+    size_t run_len;
+    PyObject *content;
+    size_t content_len;
+    PyObject *file;
+    int fd;
+    uint64_t size;
+    /* A part that ended inside a piece read into its own content (a direct read): its
+     * content is trimmed and the part inserted at held_index once the parser is done with
+     * the piece. held is (name, filename, content_type, headers, size). */
+    PyObject *held, *held_content;
+    size_t held_len;
+    Py_ssize_t held_index;
+    PyObject *spool;
+    uint64_t spool_max;
+    /* Starlette's MultiPartParser counts (FastAPI's form_limits): parts with a filename are
+     * files, the others fields. */
+    size_t files, fields, max_files, max_fields;
+    uint64_t max_part_size;
+} app_form_collect_t;
+
+int app_form_collect_init(app_form_collect_t *c, const char *ctype, size_t ctype_len,
+                          const app_form_limits_t *lim, uint64_t max_file_size, uint64_t max_size);
+int app_form_collect_feed(app_form_collect_t *c, const char *data, size_t len);
+PyObject *app_form_collect_finish(app_form_collect_t *c);
+/* Where the next piece of the body may be read to land in place (a direct read,
+ * server_conn_body_read_into): 1 with dst[0..cap) inside the current file part's content
+ * buffer, 0 when there is no such room (the piece then comes from the read window). The
+ * next app_form_collect_feed must be given the piece read there (or a piece from
+ * elsewhere: the room is only a place, never assumed filled). */
+int app_form_collect_dest(app_form_collect_t *c, char **dst, size_t *cap);
+/* Sets the exception of a form_error_t (a callback's exception already set is kept). */
+void app_form_collect_error(const app_form_collect_t *c, int code);
+void app_form_collect_close(app_form_collect_t *c);
+int app_form_collect_traverse(app_form_collect_t *c, visitproc visit, void *arg);
+void app_form_collect_clear(app_form_collect_t *c);
+void app_form_collect_free(app_form_collect_t *c);
+/* The parts of a whole body (the binder's Form() fields: no spool, every content bytes);
+ * NULL with ValueError (the message to answer 400 with) or MemoryError. */
 PyObject *app_multipart_parts(const char *ctype, size_t ctype_len, const char *body, size_t len,
                               const app_form_limits_t *lim);
 int invoke_init(void);

@@ -134,29 +134,28 @@ static PyMethodDef app_functions[] = {
      "list_of_exact(value, cls) -> bool: a list of instances of exactly cls"},
     {"parse_range", (PyCFunction)app_parse_range, METH_VARARGS,
      "parse_range(value, size) -> (kind, ranges or message): a Range header for a file"},
-    {"parse_multipart", (PyCFunction)(void (*)(void))app_parse_multipart,
-     METH_VARARGS | METH_KEYWORDS,
-     "parse_multipart(content_type, body, max_files=1000, max_fields=1000, "
-     "max_part_size=1 MiB) -> [(name, filename, content_type, headers, data)]"},
     {NULL, NULL, 0, NULL},
 };
 
 int app_module_init(PyObject *module)
 {
     if (PyType_Ready(&Server_Type) < 0 || PyType_Ready(&Request_Type) < 0 ||
-        PyType_Ready(&Driver_Type) < 0 || PyType_Ready(&StreamWriter_Type) < 0 ||
-        PyType_Ready(&FileCache_Type) < 0 || PyType_Ready(&TLSContext_Type) < 0 ||
-        PyType_Ready(&MultipartParser_Type) < 0 || invoke_init() < 0 || respond_init() < 0 ||
+        PyType_Ready(&Driver_Type) < 0 || PyType_Ready(&Tail_Type) < 0 ||
+        PyType_Ready(&StreamWriter_Type) < 0 || PyType_Ready(&FileCache_Type) < 0 ||
+        PyType_Ready(&TLSContext_Type) < 0 || PyType_Ready(&MultipartParser_Type) < 0 ||
+        PyType_Ready(&Binder_Type) < 0 || invoke_init() < 0 || respond_init() < 0 ||
         stream_init() < 0 || ws_session_init_type() < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "Server", (PyObject *)&Server_Type) < 0 ||
         PyModule_AddObjectRef(module, "Request", (PyObject *)&Request_Type) < 0 ||
         PyModule_AddObjectRef(module, "_Driver", (PyObject *)&Driver_Type) < 0 ||
+        PyModule_AddObjectRef(module, "_Tail", (PyObject *)&Tail_Type) < 0 ||
         PyModule_AddObjectRef(module, "_StreamWriter", (PyObject *)&StreamWriter_Type) < 0 ||
         PyModule_AddObjectRef(module, "FileCache", (PyObject *)&FileCache_Type) < 0 ||
         PyModule_AddObjectRef(module, "WebSocketSession", (PyObject *)&WsSession_Type) < 0 ||
         PyModule_AddObjectRef(module, "TLSContext", (PyObject *)&TLSContext_Type) < 0 ||
         PyModule_AddObjectRef(module, "MultipartParser", (PyObject *)&MultipartParser_Type) < 0 ||
+        PyModule_AddObjectRef(module, "Binder", (PyObject *)&Binder_Type) < 0 ||
         PyModule_AddFunctions(module, app_functions) < 0 ||
         /* The bytes of one worker's metrics slot (server_metrics_t), for the supervisor. */
         PyModule_AddIntConstant(module, "METRICS_SLOT_SIZE", SERVER_METRICS_SLOT_SIZE) < 0)

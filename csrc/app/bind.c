@@ -606,27 +606,40 @@ static PyObject *bind_cookie(const arg_plan_t *a, const http_request_t *head, Py
 /* The position and message the standard library's json module gives for an invalid
  * body: FastAPI decodes with it, so its 422 reports json.JSONDecodeError's pos and msg.
  * Only on the error path; *pos and *msg stay as they are when json accepts the body (our
- * decoder is the stricter one there) or cannot be imported. */
-static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObject **msg)
+ * decoder is the stricter one there) or cannot be imported. Returns 1 when json.loads
+ * failed otherwise than with JSONDecodeError (bytes that are not UTF-8, UTF-16 or UTF-32):
+ * FastAPI answers such a body 400, not 422; else 0. */
+static int stdlib_json_error(const server_request_t *req, PyObject **pos, PyObject **msg)
 {
-    static PyObject *loads;
-    if (loads == NULL) {
-        PyObject *mod = PyImport_ImportModule("json");
-        loads = mod ? PyObject_GetAttrString(mod, "loads") : NULL; /* kept for the process */
-        Py_XDECREF(mod);
-        if (loads == NULL) {
-            PyErr_Clear();
-            return;
-        }
+    /* Looked up on each error, as FastAPI calls json.loads (a patched one included). */
+    PyObject *mod = PyImport_ImportModule("json");
+    PyObject *loads = mod ? PyObject_GetAttrString(mod, "loads") : NULL;
+    PyObject *decode_error = loads ? PyObject_GetAttrString(mod, "JSONDecodeError") : NULL;
+    Py_XDECREF(mod);
+    if (decode_error == NULL) {
+        Py_XDECREF(loads);
+        PyErr_Clear();
+        return 0;
     }
+    int other = 0;
     PyObject *body = PyBytes_FromStringAndSize(req->body, (Py_ssize_t)req->body_len);
     PyObject *res = body ? PyObject_CallOneArg(loads, body) : NULL;
     Py_XDECREF(body);
+    Py_DECREF(loads);
     if (res != NULL) {
         Py_DECREF(res);
-        return;
+        Py_DECREF(decode_error);
+        return 0;
     }
     PyObject *exc = pyloop_fetch_exception();
+    if (exc != NULL && !PyObject_IsInstance(exc, decode_error)) {
+        other = PyObject_IsInstance(exc, PyExc_Exception) > 0;
+        PyErr_Clear();
+        Py_DECREF(exc);
+        Py_DECREF(decode_error);
+        return other;
+    }
+    Py_DECREF(decode_error);
     PyObject *p = exc ? PyObject_GetAttrString(exc, "pos") : NULL;
     PyObject *m = p ? PyObject_GetAttrString(exc, "msg") : NULL;
     PyErr_Clear();
@@ -634,10 +647,27 @@ static void stdlib_json_error(const server_request_t *req, PyObject **pos, PyObj
     if (p != NULL && m != NULL) {
         Py_XSETREF(*pos, p);
         Py_XSETREF(*msg, m);
-        return;
+        return 0;
     }
     Py_XDECREF(p);
     Py_XDECREF(m);
+    return 0;
+}
+
+/* Raises FastAPI's answer to a body it could not read as JSON for another reason than its
+ * syntax: HTTPException(400, "There was an error parsing the body"). */
+static void raise_body_parse_error(void)
+{
+    PyObject *exc = app_cfg.http_exception_class
+                        ? PyObject_CallFunction(app_cfg.http_exception_class, "is", 400,
+                                                "There was an error parsing the body")
+                        : NULL;
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "There was an error parsing the body");
+    }
 }
 
 /* Records the decode error currently set as FastAPI's "json_invalid" entry:
@@ -653,7 +683,10 @@ static int body_json_error(const server_request_t *req, PyObject **errors)
     pos = PyObject_GetAttrString(exc, "pos");
     msg = PyObject_GetAttrString(exc, "msg");
     PyErr_Clear();
-    stdlib_json_error(req, &pos, &msg);
+    if (stdlib_json_error(req, &pos, &msg)) {
+        raise_body_parse_error();
+        goto done;
+    }
     if (*errors == NULL && (*errors = PyList_New(0)) == NULL)
         goto done;
     err = Py_BuildValue("{sss[sO]sss{}s{sO}}", "type", "json_invalid", "loc", "body",

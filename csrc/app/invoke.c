@@ -13,6 +13,13 @@
  *
  * Each request runs in its own copy of the context (contextvars set by one request are not
  * seen by the next), entered around the first step and inherited by the Task.
+ *
+ * A parked handler (past its first step: the Driver drives it) may end by returning
+ * `_core._Tail(awaitable, then, arg)`: the Driver then runs the awaitable in its place and,
+ * once it returned or raised, `then(arg, exc or None)`, whose coroutine's outcome is the
+ * handler's. A WebSocket route's wrapper ends so (its
+ * endpoint runs for the whole session): its own frame does not stay suspended around the
+ * endpoint, which is memory per idle connection.
  */
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
@@ -30,7 +37,15 @@ typedef struct {
     PyObject *cancel_msg; /* cancel() before the Task exists: replayed on it */
     int cancels;          /* cancel requests not yet uncancelled, before the Task exists */
     PyObject *timer;      /* the handler timeout's TimerHandle (cancels the Task), or NULL */
+    PyObject *tail;       /* the _Tail whose awaitable coro is, until its `then` is called */
 } DriverObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *awaitable;
+    PyObject *then;
+    PyObject *arg;
+} TailObject;
 
 static PyObject *str_create_task;
 static PyObject *enter_task_fn; /* asyncio.tasks._enter_task / _leave_task */
@@ -72,6 +87,54 @@ static void driver_complete(DriverObject *d, PyObject *result)
     }
 }
 
+/* The iterator `await obj` would drive: a coroutine itself, else obj.__await__(). New
+ * reference, or NULL with TypeError as the await would raise it. */
+static PyObject *await_iter(PyObject *obj)
+{
+    if (PyCoro_CheckExact(obj))
+        return Py_NewRef(obj);
+    unaryfunc am_await = Py_TYPE(obj)->tp_as_async ? Py_TYPE(obj)->tp_as_async->am_await : NULL;
+    if (am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return am_await(obj);
+}
+
+/* d->coro finished (cleared by the caller): *r is PYGEN_RETURN with *value, or PYGEN_ERROR
+ * with the exception set. Goes on with the next coroutine when there is one (a _Tail
+ * returned, or the tail's awaitable finished: `then` is called): returns 1 with d->coro
+ * set, *value released. Returns 0 when the handler is done (*r and *value as it ended). */
+static int driver_continue(DriverObject *d, PySendResult *r, PyObject **value)
+{
+    if (d->tail == NULL) {
+        if (*r != PYGEN_RETURN || !Py_IS_TYPE(*value, &Tail_Type))
+            return 0;
+        TailObject *tail = (TailObject *)*value;
+        *value = NULL;
+        d->tail = (PyObject *)tail; /* our reference, released once `then` is called */
+        d->coro = await_iter(tail->awaitable);
+        if (d->coro != NULL)
+            return 1;
+        *r = PYGEN_ERROR; /* the awaitable is not one: `then` gets the TypeError */
+    }
+    TailObject *tail = (TailObject *)d->tail;
+    d->tail = NULL;
+    /* The awaitable's return value is not the handler's (`await endpoint` drops it). */
+    PyObject *exc = *r == PYGEN_ERROR ? pyloop_fetch_exception() : NULL;
+    Py_CLEAR(*value);
+    PyObject *next = PyObject_CallFunctionObjArgs(tail->then, tail->arg, exc ? exc : Py_None, NULL);
+    Py_XDECREF(exc);
+    Py_DECREF(tail);
+    d->coro = next != NULL ? await_iter(next) : NULL;
+    Py_XDECREF(next);
+    if (d->coro != NULL)
+        return 1;
+    *r = PYGEN_ERROR;
+    return 0;
+}
+
 static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **out)
 {
     if (d->first) {
@@ -85,12 +148,16 @@ static PySendResult driver_am_send(DriverObject *d, PyObject *arg, PyObject **ou
         return PYGEN_ERROR;
     }
     PyObject *value = NULL;
-    PySendResult r = PyIter_Send(d->coro, arg, &value);
-    if (r == PYGEN_NEXT) {
-        *out = value;
-        return PYGEN_NEXT;
-    }
-    Py_CLEAR(d->coro);
+    PySendResult r;
+    do {
+        r = PyIter_Send(d->coro, arg, &value);
+        if (r == PYGEN_NEXT) {
+            *out = value;
+            return PYGEN_NEXT;
+        }
+        Py_CLEAR(d->coro);
+        arg = Py_None; /* the next coroutine's first send */
+    } while (driver_continue(d, &r, &value));
     driver_complete(d, r == PYGEN_RETURN ? value : NULL);
     Py_XDECREF(value);
     *out = Py_NewRef(Py_None);
@@ -145,15 +212,20 @@ static PyObject *driver_throw(DriverObject *d, PyObject *const *args, Py_ssize_t
     if (value != NULL)
         return value;
     PyObject *result = NULL;
+    PySendResult r = PYGEN_ERROR;
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
         PyObject *exc = pyloop_fetch_exception();
         result = PyObject_GetAttrString(exc, "value");
         Py_DECREF(exc);
         if (result == NULL)
             PyErr_Clear();
+        else
+            r = PYGEN_RETURN;
     }
     Py_CLEAR(d->coro);
-    driver_complete(d, result);
+    if (driver_continue(d, &r, &result))
+        return driver_send(d, Py_None); /* the next coroutine's first step */
+    driver_complete(d, r == PYGEN_RETURN ? result : NULL);
     Py_XDECREF(result);
     PyErr_SetNone(PyExc_StopIteration);
     return NULL;
@@ -263,6 +335,7 @@ static int driver_traverse(DriverObject *d, visitproc visit, void *arg)
     Py_VISIT(d->server);
     Py_VISIT(d->task);
     Py_VISIT(d->timer);
+    Py_VISIT(d->tail);
     return 0;
 }
 
@@ -273,6 +346,7 @@ static int driver_clear(DriverObject *d)
     Py_CLEAR(d->task);
     Py_CLEAR(d->cancel_msg);
     Py_CLEAR(d->timer);
+    Py_CLEAR(d->tail);
     return 0;
 }
 
@@ -363,6 +437,7 @@ static DriverObject *driver_new(ServerObject *srv, route_plan_t *plan, PyObject 
     d->cancel_msg = NULL;
     d->cancels = 0;
     d->timer = NULL;
+    d->tail = NULL;
     PyObject_GC_Track(d);
     return d;
 }
@@ -426,6 +501,29 @@ static int park(ServerObject *srv, server_conn_t *conn, route_plan_t *plan, Driv
     return SERVER_DISPATCH_PENDING;
 }
 
+/* RFC 9110 §10.2.1: the Allow value of a 405, the methods the path's routes take, written
+ * into out (NUL-terminated, cut at whole names when cap is short); returns its length. */
+static size_t allow_value(const router_match_t *m, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (int meth = 0; meth < HTTP_OTHER; meth++) {
+        if (!(m->allowed & (1u << meth)))
+            continue;
+        const char *name = http_method_name((http_method_t)meth);
+        size_t len = strlen(name);
+        if (n + len + 3 >= cap)
+            break;
+        if (n > 0) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(out + n, name, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
 {
     if (r == ROUTER_NOT_FOUND) {
@@ -434,21 +532,7 @@ static int respond_routing(server_conn_t *conn, int r, const router_match_t *m)
     }
     /* RFC 9110 §15.5.6: a 405 response lists the allowed methods in Allow. */
     char allow[160] = "allow: ";
-    size_t n = 7;
-    for (int meth = 0; meth < HTTP_OTHER; meth++) {
-        if (!(m->allowed & (1u << meth)))
-            continue;
-        const char *name = http_method_name((http_method_t)meth);
-        size_t len = strlen(name);
-        if (n + len + 4 >= sizeof(allow))
-            break;
-        if (n > 7) {
-            memcpy(allow + n, ", ", 2);
-            n += 2;
-        }
-        memcpy(allow + n, name, len);
-        n += len;
-    }
+    size_t n = 7 + allow_value(m, allow + 7, sizeof(allow) - 7 - 2);
     memcpy(allow + n, "\r\n", 2);
     n += 2;
     server_conn_respond_detail(conn, 405, "Method Not Allowed", allow, n);
@@ -577,8 +661,7 @@ done:
 /* A lenient plan's handler called although binding failed: every argument that did not
  * bind is None, and the errors list goes along as the keyword __db_binding_errors__ (the
  * slot after the plan's arguments; plan->lenient guarantees there is one). */
-static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **args,
-                                          PyObject *errors)
+PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *errors)
 {
     static PyObject *errors_name; /* "__db_binding_errors__", kept for the process */
     if (errors_name == NULL &&
@@ -605,14 +688,14 @@ static PyObject *call_with_binding_errors(const route_plan_t *plan, PyObject **a
     return res;
 }
 
-/* A 307 to the request's URL with its path replaced by path[0..n), a '/' added with
- * add_slash: absolute when the request has a Host header (as Starlette builds it from the
- * request's URL, https behind a TLS terminator: set_secure), the query string kept. */
-static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                         const char *path, size_t n, int add_slash)
+/* The Location of a 307 to the request's URL with its path replaced by path[0..n), a '/'
+ * added with add_slash, appended to line: absolute when the request has a Host header (as
+ * Starlette builds it from the request's URL, https behind a TLS terminator: set_secure),
+ * the query string kept. Returns 0, or -1 when out of memory. */
+static int location_value(const ServerObject *srv, server_conn_t *conn,
+                          const http_request_t *head, const char *path, size_t n, int add_slash,
+                          db_buf_t *line)
 {
-    db_buf_t line;
-    db_buf_init(&line);
     /* The host of request.url: a trusted proxy's forwarded Host, else the Host field. */
     char fwd[SERVER_HOST_MAX];
     size_t host_len = 0;
@@ -623,14 +706,25 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
         host_len = f != NULL ? f->value_len : 0;
     }
     size_t query = head->target_len - head->path_len; /* "?..." or nothing */
-    int ok = db_buf_append(&line, "location: ", 10) == 0;
-    if (ok && host != NULL)
-        ok = db_buf_append(&line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
-             db_buf_append(&line, host, host_len) == 0;
-    ok = ok && db_buf_append(&line, path, n) == 0 &&
-         (!add_slash || db_buf_append(&line, "/", 1) == 0) &&
-         db_buf_append(&line, head->target + head->path_len, query) == 0 &&
-         db_buf_append(&line, "\r\n", 2) == 0;
+    int ok = 1;
+    if (host != NULL)
+        ok = db_buf_append(line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
+             db_buf_append(line, host, host_len) == 0;
+    ok = ok && db_buf_append(line, path, n) == 0 &&
+         (!add_slash || db_buf_append(line, "/", 1) == 0) &&
+         db_buf_append(line, head->target + head->path_len, query) == 0;
+    return ok ? 0 : -1;
+}
+
+/* Answers a 307 to that Location. */
+static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                         const char *path, size_t n, int add_slash)
+{
+    db_buf_t line;
+    db_buf_init(&line);
+    int ok = db_buf_append(&line, "location: ", 10) == 0 &&
+             location_value(srv, conn, head, path, n, add_slash, &line) == 0 &&
+             db_buf_append(&line, "\r\n", 2) == 0;
     if (ok)
         server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
     else
@@ -638,34 +732,84 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
     db_buf_free(&line);
 }
 
-/* redirect_slashes: when the path (under 4 KiB) with its trailing slash toggled matches a route
- * (for any method), answers 307 with a Location to it and returns 1; 0 when it does not. The
- * Location is absolute when the request has a Host header (as Starlette builds it from the
- * request's URL), with the query string kept. */
-static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                          size_t skip)
+/* redirect_slashes: whether the path (under 4 KiB) with its trailing slash toggled matches a
+ * route (for any method); if so, that path is in alt[0..*alt_len). */
+static int slash_alternative(ServerObject *srv, const http_request_t *head, size_t skip,
+                             char alt[4097], size_t *alt_len)
 {
     size_t n = head->path_len;
     if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
         return 0;
-    char alt[4097];
-    size_t alt_len;
     if (head->path[n - 1] == '/') {
-        alt_len = n - 1;
-        memcpy(alt, head->path, alt_len);
+        *alt_len = n - 1;
+        memcpy(alt, head->path, *alt_len);
     } else {
         memcpy(alt, head->path, n);
         alt[n] = '/';
-        alt_len = n + 1;
+        *alt_len = n + 1;
     }
     router_match_t m;
     /* skip: the root_path prefix, not part of what routes see (alt_len >= skip: the path
      * started with it and only its last '/' may be dropped, which is past the prefix). */
-    if (alt_len < skip ||
-        router_match(srv->router, head->method, alt + skip, alt_len - skip, &m) == ROUTER_NOT_FOUND)
+    return *alt_len >= skip && router_match(srv->router, head->method, alt + skip, *alt_len - skip,
+                                            &m) != ROUTER_NOT_FOUND;
+}
+
+/* redirect_slashes: answers 307 to the path with its trailing slash toggled when that
+ * matches a route and returns 1; 0 when it does not. */
+static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                          size_t skip)
+{
+    char alt[4097];
+    size_t alt_len;
+    if (!slash_alternative(srv, head, skip, alt, &alt_len))
         return 0;
     redirect_307(srv, conn, head, alt, alt_len, 0);
     return 1;
+}
+
+/* What the router decided for a request no route takes, for the app's unrouted handler
+ * (ServerObject.unrouted): (307, location) when redirect_slashes redirects, (405, allow
+ * value) or (404, None), as Starlette's Router decides them inside the middleware stack. */
+static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn,
+                                 const http_request_t *head, int r, const router_match_t *m,
+                                 size_t skip)
+{
+    char alt[4097];
+    size_t alt_len;
+    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
+        slash_alternative(srv, head, skip, alt, &alt_len)) {
+        db_buf_t loc;
+        db_buf_init(&loc);
+        PyObject *res = NULL;
+        /* UTF-8 as the response writes header values back; bytes that are not (obs-text
+         * in the Host field) become U+FFFD rather than failing the request. */
+        PyObject *value = location_value(srv, conn, head, alt, alt_len, 0, &loc) < 0
+                              ? PyErr_NoMemory()
+                              : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
+        if (value != NULL)
+            res = Py_BuildValue("(iN)", 307, value);
+        db_buf_free(&loc);
+        return res;
+    }
+    if (r == ROUTER_NOT_FOUND)
+        return Py_BuildValue("(iO)", 404, Py_None);
+    char allow[160];
+    size_t n = allow_value(m, allow, sizeof(allow));
+    return Py_BuildValue("(is#)", 405, allow, (Py_ssize_t)n);
+}
+
+/* Hands the routing outcome to the unrouted handler's Request (its `_db_routing`). */
+static int set_routing(PyObject *request, PyObject *outcome)
+{
+    static PyObject *name; /* "_db_routing", kept for the process */
+    if (name == NULL && (name = PyUnicode_InternFromString("_db_routing")) == NULL)
+        return -1;
+    if (request == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the unrouted handler must take the Request");
+        return -1;
+    }
+    return PyObject_SetAttr(request, name, outcome);
 }
 
 /* The path routes see: under the root_path, the rest ("" for the prefix itself), as
@@ -714,7 +858,8 @@ int app_stream_body(void *ctx, const http_request_t *head)
         return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
     router_match_t m;
     if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
-        return srv->fallback != NULL; /* the fallback ASGI app reads it with receive() */
+        /* The fallback ASGI app reads it with receive(); the unrouted handler as a route. */
+        return srv->fallback != NULL || (srv->unrouted != NULL && srv->unrouted->stream_body);
     return ((route_plan_t *)m.data)->stream_body;
 }
 
@@ -751,15 +896,26 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
                                           : app_dispatch(mt->target, conn, req);
     if (!routed)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
-    if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
-        redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path)))
+    PyObject *routing = NULL; /* the unrouted handler's outcome (routing_outcome) */
+    if (r != ROUTER_FOUND && srv->unrouted != NULL) {
+        /* The app's middleware sees requests no route takes (ServerObject.unrouted). */
+        routing = routing_outcome(srv, conn, req->head, r, &m, (size_t)(path - req->head->path));
+        if (routing == NULL) {
+            respond_exception(conn, NULL, NULL, NULL);
+            return SERVER_DISPATCH_DONE;
+        }
+        m.data = srv->unrouted;
+        m.nparams = 0;
+    } else if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
+               redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path))) {
         return SERVER_DISPATCH_DONE;
-    if (r != ROUTER_FOUND)
+    } else if (r != ROUTER_FOUND) {
         return respond_routing(conn, r, &m);
+    }
     route_plan_t *plan = m.data;
     /* Only the listening server's own routes name the metrics' route label (a mounted
      * App's server never listens, and its ids mean other routes). */
-    if (srv->server != NULL)
+    if (srv->server != NULL && routing == NULL)
         server_conn_set_route(conn, plan->metrics_id);
     /* A StaticFiles route: a file it served before is answered without Python. */
     if (plan->file_cache != NULL && app_files_answer(plan->file_cache, conn, req, &m))
@@ -769,6 +925,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
          * body itself (through the Request) gets it whether it came whole or streamed:
          * request.body() applies the limit, uploads the form limits. */
         server_conn_respond_detail(conn, 413, "Request body exceeds the configured limit", NULL, 0);
+        Py_XDECREF(routing);
         return SERVER_DISPATCH_DONE;
     }
     PyObject *stack[APP_MAX_ARGS + 1] = {NULL};
@@ -779,10 +936,14 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     context = PyContext_CopyCurrent();
     if (context == NULL || PyContext_Enter(context) < 0) {
         Py_CLEAR(context);
+        Py_XDECREF(routing);
         dispatch_failed(srv, conn, plan, req, &m, &request);
         return SERVER_DISPATCH_DONE;
     }
     int b = bind_arguments(plan, &m, req, args, &request, &errors);
+    if (b >= 0 && routing != NULL && set_routing(request, routing) < 0)
+        b = -1;
+    Py_CLEAR(routing);
     if (b < 0) {
         dispatch_failed(srv, conn, plan, req, &m, &request);
         goto done;
@@ -794,7 +955,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         goto done;
     }
     if (b > 0)
-        result = call_with_binding_errors(plan, args, errors);
+        result = app_call_lenient(plan, args, errors);
     else
         result = PyObject_Vectorcall(plan->handler, args,
                                      (size_t)plan->npositional | PY_VECTORCALL_ARGUMENTS_OFFSET,
@@ -855,3 +1016,63 @@ done:
     }
     return rc;
 }
+
+/* --- _Tail: how a handler hands the rest of its work to the Driver ---------------------- */
+
+static PyObject *tail_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *awaitable, *then, *arg;
+    if (kw != NULL && PyDict_GET_SIZE(kw) > 0) {
+        PyErr_SetString(PyExc_TypeError, "_Tail() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "_Tail", 3, 3, &awaitable, &then, &arg))
+        return NULL;
+    if (!PyCallable_Check(then)) {
+        PyErr_SetString(PyExc_TypeError, "_Tail(awaitable, then, arg): then must be callable");
+        return NULL;
+    }
+    TailObject *t = PyObject_GC_New(TailObject, type);
+    if (t == NULL)
+        return NULL;
+    t->awaitable = Py_NewRef(awaitable);
+    t->then = Py_NewRef(then);
+    t->arg = Py_NewRef(arg);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+static int tail_traverse(TailObject *t, visitproc visit, void *arg)
+{
+    Py_VISIT(t->awaitable);
+    Py_VISIT(t->then);
+    Py_VISIT(t->arg);
+    return 0;
+}
+
+static int tail_clear(TailObject *t)
+{
+    Py_CLEAR(t->awaitable);
+    Py_CLEAR(t->then);
+    Py_CLEAR(t->arg);
+    return 0;
+}
+
+static void tail_dealloc(TailObject *t)
+{
+    PyObject_GC_UnTrack(t);
+    tail_clear(t);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+PyTypeObject Tail_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "data_bridge._core._Tail",
+    .tp_basicsize = sizeof(TailObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "_Tail(awaitable, then, arg): returned by a handler, the Driver runs awaitable "
+              "in its place, then then(arg, exc or None), whose outcome is the handler's.",
+    .tp_new = tail_new,
+    .tp_traverse = (traverseproc)tail_traverse,
+    .tp_clear = (inquiry)tail_clear,
+    .tp_dealloc = (destructor)tail_dealloc,
+};

@@ -17,6 +17,15 @@
  *
  * data_bridge.api.Request subclasses this type to add the mapping views (headers,
  * query_params) and the awaitable body()/json() of the Starlette interface.
+ *
+ * Python may make one too, as Starlette's Request(scope, receive) (a custom route class's
+ * request): such an object is detached from the start, its fields given by `_init_from`,
+ * and its body is what the Python layer reads from `receive` (stored through `_body`).
+ *
+ * The Request of a route whose handler is a custom APIRoute.get_route_handler keeps a copy
+ * of the router match (`params`: slices into the request's head, names owned by the
+ * router), so that the route's _core.Binder can bind the request later (binder.c); it is
+ * dropped at detach, when the slices end.
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -41,17 +50,24 @@ typedef struct {
     PyObject *sockname; /* (host, port) or None once asked */
     PyObject *addrs;    /* detached and not asked yet: see conn_address */
     int fd_plus1;       /* the connection's descriptor + 1 once asked; 0: not known */
+    /* Beside fd_plus1, so no padding: the body streams (below); and a detached request's
+     * X-Forwarded-Proto (FWD_*, kept by request_detach: a WebSocket's URL needs it). */
+    unsigned char streamed;
+    unsigned char forwarded;
     /* A streamed body (server.h, "Streaming request bodies"): the future of the read the
      * server has not answered yet (with a reference to this object held for the server,
      * released in on_body_piece), the route's body limit for body(). */
     PyObject *body_waiter;
     unsigned long long body_limit;
-    int streamed;
     /* The connection, while the request whose body streams is not finished (it may
      * outlive the handler: a streaming response reading request.stream()). Set with a
      * reference to this object held for the server (server_conn_body_watch), both dropped
      * in on_request_end. */
     server_conn_t *conn;
+    /* The router match, kept for a route with keep_match while attached (PyMem). */
+    router_param_t *params;
+    size_t nparams;
+    int kept_match;
 } RequestObject;
 
 static PyObject *decode_path(const char *s, size_t n)
@@ -68,12 +84,24 @@ static PyObject *decode_path(const char *s, size_t n)
     return res;
 }
 
+/* The standard methods' names, made once and shared by every request: a kept Request (a
+ * WebSocket's, for the whole session) then holds no string of its own for it. */
+static PyObject *method_names[HTTP_OTHER];
+
 static PyObject *get_method(RequestObject *self, void *closure)
 {
     (void)closure;
-    if (self->method == NULL && self->req)
-        self->method = PyUnicode_DecodeLatin1(self->req->head->method_str,
-                                              (Py_ssize_t)self->req->head->method_len, NULL);
+    if (self->method != NULL || self->req == NULL)
+        return Py_XNewRef(self->method);
+    const http_request_t *head = self->req->head;
+    if (head->method < HTTP_OTHER) {
+        PyObject **name = &method_names[head->method];
+        if (*name == NULL)
+            *name = PyUnicode_InternFromString(http_method_name(head->method));
+        self->method = Py_XNewRef(*name); /* *name stays for the process */
+    } else {
+        self->method = PyUnicode_DecodeLatin1(head->method_str, (Py_ssize_t)head->method_len, NULL);
+    }
     return Py_XNewRef(self->method);
 }
 
@@ -219,7 +247,65 @@ static PyObject *get_body(RequestObject *self, void *closure)
     if (self->body == NULL && self->req)
         self->body = PyBytes_FromStringAndSize(self->req->body ? self->req->body : "",
                                                (Py_ssize_t)self->req->body_len);
+    if (self->body == NULL && !PyErr_Occurred()) {
+        /* Made by Python and not read yet: absent, as Starlette's Request._body is until
+         * body() stores it (custom Request classes test for it with hasattr). */
+        PyErr_SetString(PyExc_AttributeError, "_body");
+    }
     return Py_XNewRef(self->body);
+}
+
+/* `_body = value`: what body() read (Starlette's cache, which Request subclasses set). */
+static int set_body(RequestObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_body cannot be deleted");
+        return -1;
+    }
+    Py_XSETREF(self->body, Py_NewRef(value));
+    return 0;
+}
+
+int request_kept_match(PyObject *obj, server_request_t **req, router_match_t *m)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type))
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    if (self->req == NULL || !self->kept_match)
+        return 0;
+    *req = self->req;
+    m->data = NULL;
+    m->nparams = self->nparams;
+    if (self->nparams) /* params is NULL for a path without parameters */
+        memcpy(m->params, self->params, self->nparams * sizeof(router_param_t));
+    m->allowed = 0;
+    return 1;
+}
+
+/* _init_from(method, path, query_string, raw_headers, path_params, client, server): the
+ * fields of a Request made by Python (Request(scope, receive)), read from its scope. */
+static PyObject *request_init_from(RequestObject *self, PyObject *args)
+{
+    PyObject *method, *path, *query, *headers, *params, *peer, *sockname;
+    if (!PyArg_ParseTuple(args, "UUUO!O!OO:_init_from", &method, &path, &query, &PyList_Type,
+                          &headers, &PyDict_Type, &params, &peer, &sockname))
+        return NULL;
+    if (self->req != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the server's Request objects are filled by it");
+        return NULL;
+    }
+    Py_XSETREF(self->method, Py_NewRef(method));
+    Py_XSETREF(self->path, Py_NewRef(path));
+    Py_XSETREF(self->query_string, Py_NewRef(query));
+    Py_XSETREF(self->raw_headers, Py_NewRef(headers));
+    Py_CLEAR(self->fields);
+    Py_XSETREF(self->path_params, Py_NewRef(params));
+    Py_XSETREF(self->peer, Py_NewRef(peer));
+    Py_XSETREF(self->sockname, Py_NewRef(sockname));
+    /* Its body comes from receive(), piece by piece, as a streamed one does. */
+    self->streamed = 1;
+    Py_RETURN_NONE;
 }
 
 int request_body_slice(PyObject *obj, const char **body, size_t *len)
@@ -388,16 +474,28 @@ static PyObject *get_fd(RequestObject *self, void *closure)
     return self->fd_plus1 ? PyLong_FromLong(self->fd_plus1 - 1) : Py_NewRef(Py_None);
 }
 
+/* The schemes X-Forwarded-Proto may give (http/forwarded.c takes no other), by FWD_*. */
+enum { FWD_UNKNOWN = 0, FWD_NONE, FWD_HTTP, FWD_HTTPS, FWD_WS, FWD_WSS };
+static const char *const forwarded_names[] = {NULL, NULL, "http", "https", "ws", "wss"};
+
+static unsigned char forwarded_code(RequestObject *self)
+{
+    size_t n = 0;
+    const char *v = server_conn_forwarded_proto(self->req->conn, self->req->head, &n);
+    for (unsigned char i = FWD_HTTP; v != NULL && i <= FWD_WSS; i++)
+        if (strlen(forwarded_names[i]) == n && memcmp(v, forwarded_names[i], n) == 0)
+            return i;
+    return FWD_NONE;
+}
+
 /* The scheme a trusted proxy's X-Forwarded-Proto gives, or None (then the server's own). */
 static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
 {
     (void)closure;
-    size_t n = 0;
-    const char *v =
-        self->req ? server_conn_forwarded_proto(self->req->conn, self->req->head, &n) : NULL;
-    if (v == NULL)
+    unsigned char code = self->req != NULL ? forwarded_code(self) : self->forwarded;
+    if (code <= FWD_NONE)
         Py_RETURN_NONE;
-    return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
+    return PyUnicode_FromString(forwarded_names[code]);
 }
 
 /* The Host a trusted proxy's X-Forwarded-Host or Forwarded host= gives (with
@@ -493,6 +591,19 @@ static PyObject *request_read_body(RequestObject *self, PyObject *fut)
     Py_RETURN_NONE;
 }
 
+int request_body_stream(PyObject *obj, server_conn_t **conn, uint64_t *length)
+{
+    if (!PyObject_TypeCheck(obj, &Request_Type) || !((RequestObject *)obj)->streamed)
+        return 0;
+    RequestObject *self = (RequestObject *)obj;
+    const http_request_t *head = self->req != NULL ? self->req->head : NULL;
+    *conn = self->conn;
+    *length = head != NULL && !head->chunked && head->content_length > 0
+                  ? (uint64_t)head->content_length
+                  : 0;
+    return self->conn != NULL ? 1 : -1;
+}
+
 static PyObject *get_streamed(RequestObject *self, void *closure)
 {
     (void)closure;
@@ -525,6 +636,9 @@ static PyMethodDef request_methods[] = {
      "WebSocketSession"},
     {"header", (PyCFunction)(void (*)(void))request_header, METH_FASTCALL,
      "header(name, default=None): the first value of a header (case-insensitive name)"},
+    {"_init_from", (PyCFunction)request_init_from, METH_VARARGS,
+     "_init_from(method, path, query_string, raw_headers, path_params, client, server): the "
+     "fields of a Request made by Python"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -534,7 +648,8 @@ static PyGetSetDef request_getset[] = {
     {"query_string", (getter)get_query_string, NULL, "The raw query string (after '?').", NULL},
     {"raw_headers", (getter)get_raw_headers, NULL,
      "Header fields as a list of (lowercase name, value) pairs, in order.", NULL},
-    {"_body", (getter)get_body, NULL, "The request body as bytes.", NULL},
+    {"_body", (getter)get_body, (setter)set_body,
+     "The request body as bytes (absent on a Request made by Python until read).", NULL},
     {"_streamed", (getter)get_streamed, NULL,
      "The body is read as it arrives (_read_body), not held whole (_body is empty).", NULL},
     {"_body_limit", (getter)get_body_limit, NULL, "The route's body limit (0: none).", NULL},
@@ -589,16 +704,21 @@ static void request_dealloc(RequestObject *self)
 {
     PyObject_GC_UnTrack(self);
     request_clear(self);
+    PyMem_Free(self->params);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *request_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    (void)type;
     (void)args;
     (void)kw;
-    PyErr_SetString(PyExc_TypeError, "Request objects are created by the server");
-    return NULL;
+    /* The Python layer's subclasses may be made as Starlette's are (Request(scope,
+     * receive)): a detached object that their __init__ fills (_init_from). */
+    if (type == &Request_Type) {
+        PyErr_SetString(PyExc_TypeError, "Request objects are created by the server");
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
 }
 
 PyTypeObject Request_Type = {
@@ -640,6 +760,18 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
                 goto error;
         }
     }
+    if (plan && plan->keep_match) {
+        if (m->nparams) {
+            self->params = PyMem_Malloc(m->nparams * sizeof(router_param_t));
+            if (self->params == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            memcpy(self->params, m->params, m->nparams * sizeof(router_param_t));
+            self->nparams = m->nparams;
+        }
+        self->kept_match = 1;
+    }
     if (req->streamed && server_conn_body_watch(req->conn, on_request_end, self) == 0) {
         /* A second Request of the same request (an exception hook's) reads no body. */
         self->conn = req->conn;
@@ -656,7 +788,9 @@ void request_detach(PyObject *obj)
     RequestObject *self = (RequestObject *)obj;
     if (self->req == NULL)
         return;
-    if (Py_REFCNT(obj) > 1) {
+    /* The caller's reference, and the server's while a streamed body is watched (taken in
+     * request_new, dropped in on_request_end: nobody reads fields through it). */
+    if (Py_REFCNT(obj) > 1 + (self->conn != NULL)) {
         /* Someone kept the request: convert every field while the slices are valid. */
         PyObject *kept[] = {get_method(self, NULL), get_path(self, NULL),
                             get_query_string(self, NULL), get_body(self, NULL), get_fd(self, NULL)};
@@ -666,7 +800,13 @@ void request_detach(PyObject *obj)
             self->fields = copy_fields(self->req->head);
         if (self->peer == NULL || self->sockname == NULL)
             self->addrs = copy_addresses(self);
+        self->forwarded = forwarded_code(self);
         PyErr_Clear();
     }
+    /* The kept match's slices end with the request. */
+    PyMem_Free(self->params);
+    self->params = NULL;
+    self->nparams = 0;
+    self->kept_match = 0;
     self->req = NULL;
 }

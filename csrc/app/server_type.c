@@ -190,18 +190,29 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
                              "status_code",   "strict_content_type",
                              "lenient",       "text_content_type",
                              "max_body_size", "form_limits",
-                             "file_cache",    NULL};
+                             "file_cache",    "keep_match",
+                             "unrouted",      NULL};
     PyObject *methods, *path, *handler, *params, *text_ctype = Py_None, *file_cache = Py_None;
-    int status_code = 200, strict = 1, lenient = 0;
+    int status_code = 200, strict = 1, lenient = 0, keep_match = 0, unrouted = 0;
     unsigned long long max_body = 0;
     /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)O", kwlist, &methods, &path,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)Opp", kwlist, &methods, &path,
                                      &handler, &params, &status_code, &strict, &lenient,
                                      &text_ctype, &max_body, &max_files, &max_fields, &max_part,
-                                     &file_cache))
+                                     &file_cache, &keep_match, &unrouted))
         return NULL;
+    if (unrouted && (file_cache != Py_None || PyObject_Length(methods) != 0)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            "an unrouted handler takes no methods and no file_cache");
+        return NULL;
+    }
+    if (unrouted && self->unrouted != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the server has an unrouted handler already");
+        return NULL;
+    }
     if (file_cache != Py_None && !PyObject_TypeCheck(file_cache, &FileCache_Type)) {
         PyErr_SetString(PyExc_TypeError, "file_cache must be a FileCache or None");
         return NULL;
@@ -238,6 +249,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->text_ctype = text_ctype == Py_None ? NULL : Py_NewRef(text_ctype);
     plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
+    plan->keep_match = keep_match;
     /* Streamed only when nothing is bound from the body itself: the binder needs a JSON or
      * urlencoded body whole (a route wrapped by HTTP middleware takes the Request too). */
     int takes_request = 0, binds_body = 0;
@@ -246,6 +258,11 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
         binds_body |= plan->args[i].source == ARG_BODY || plan->args[i].source == ARG_FORM;
     }
     plan->stream_body = takes_request && !binds_body;
+    if (unrouted && !takes_request) {
+        plan_free(plan);
+        PyErr_SetString(PyExc_TypeError, "an unrouted handler must take the Request");
+        return NULL;
+    }
     route_plan_t **grown = realloc(self->plans, (self->nplans + 1) * sizeof(*grown));
     if (grown == NULL) {
         plan_free(plan);
@@ -254,6 +271,11 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     self->plans = grown;
     self->plans[self->nplans++] = plan;
     plan->metrics_id = (unsigned)self->nplans;
+    if (unrouted) {
+        /* Owned with the other plans; never in the router. */
+        self->unrouted = plan;
+        Py_RETURN_NONE;
+    }
     Py_ssize_t tlen;
     const char *tmpl = PyUnicode_AsUTF8AndSize(path, &tlen);
     PyObject *seq = tmpl ? PySequence_Fast(methods, "methods must be a sequence") : NULL;
@@ -807,7 +829,9 @@ static PyMethodDef server_methods[] = {
      "set_exception_hook(hook): hook(exc, request) -> result, or NotImplemented"},
     {"add_route", (PyCFunction)(void (*)(void))server_add_route, METH_VARARGS | METH_KEYWORDS,
      "add_route(methods, path, handler, params, status_code=200, ..., "
-     "form_limits=(max_files, max_fields, max_part_size))"},
+     "form_limits=(max_files, max_fields, max_part_size), file_cache=None, keep_match=False, "
+     "unrouted=False); unrouted=True: the handler (taking the Request) answers requests no "
+     "route takes"},
     {"listen", (PyCFunction)(void (*)(void))server_listen_py, METH_VARARGS | METH_KEYWORDS,
      "listen(host, port, reuse_port=False) -> bound port"},
     {"listen_fd", (PyCFunction)server_listen_fd_py, METH_O,

@@ -10,8 +10,16 @@
  * holds the server's ws_max_queue messages (uvicorn's --ws-max-queue, 32 by default) the
  * server stops reading (backpressure reaches the peer through TCP) until receive() takes
  * one. A message is at most the server's ws_max_size bytes (--ws-max-size; 1009 above). receive()
- * returns a message, a (code, reason) tuple once the session ended, or a loop future resolved with
- * one of those: nothing polls.
+ * returns a message, a (code, reason) tuple once the session ended, or a loop waiter
+ * (loop/waiter.c) resolved with one of those: nothing polls. A waiter rather than a Future
+ * because an idle session spends its life waiting in one (memory per idle connection).
+ *
+ * receive_text/receive_bytes/receive_json(WebSocketDisconnect) are Starlette's methods of
+ * the same names without a coroutine of their own: each returns a waiter that resolves with
+ * what the Starlette method returns or raises (KeyError for a message of the other kind, the
+ * JSON error, WebSocketDisconnect(code, reason) at the end; the caller passes the class), so
+ * a handler waiting in `await websocket.receive_text()` holds no frame for it. Once the end
+ * was handed out (`disconnected`), those refuse to receive again, as Starlette does.
  *
  * send() queues a frame and returns None, or a future resolved once the output drained
  * below the server's write limit (or the connection closed), for the caller to await.
@@ -31,14 +39,20 @@ typedef struct {
     PyObject_HEAD
     server_conn_t *conn; /* held; NULL only if accept failed */
     PyObject *loop;
-    PyObject *queue;      /* list of str/bytes, oldest first */
-    PyObject *waiter;     /* the future a receive() waits on, or NULL */
-    PyObject *drainer;    /* the future a send() waits on for the output to drain, or NULL */
-    PyObject *closed;     /* (code, reason) once the session ended, else NULL */
-    Py_ssize_t max_queue; /* messages queued before the server stops reading */
+    PyObject *queue;            /* list of str/bytes, oldest first; NULL until a message waits */
+    PyObject *waiter;           /* the loop waiter a receive() waits on, or NULL */
+    PyObject *drainer;          /* the future a send() waits on for the output to drain, or NULL */
+    PyObject *closed;           /* (code, reason) once the session ended, else NULL */
+    PyObject *waiter_cls;       /* the WebSocketDisconnect class of the receive waiting, or NULL */
+    unsigned char waiter_mode;  /* RECV_* of the receive waiting */
+    unsigned char disconnected; /* the end (closed) was handed to a receive */
 } WsObject;
 
-static PyObject *str_done, *str_set_result, *str_create_future;
+/* What a receive returns: the message as it is (str, bytes, or the (code, reason) of the
+ * end), or what Starlette's receive_text, receive_bytes, receive_json(mode) return. */
+enum { RECV_RAW = 0, RECV_TEXT, RECV_BYTES, RECV_JSON_TEXT, RECV_JSON_BINARY };
+
+static PyObject *str_done, *str_set_result, *str_create_future, *json_loads;
 extern PyTypeObject WsUpgrade_Type;
 
 /* Completes *slot's future with value (if nobody cancelled it) and clears the slot.
@@ -66,16 +80,88 @@ out:
     return rc;
 }
 
-/* Whether a waiter is still waiting (not cancelled by a timeout). */
-static int ws_waiting(PyObject *fut)
+/* Messages queued before the server stops reading: read from the server's configuration,
+ * not copied into every session (memory per idle connection). conn must be set. */
+static Py_ssize_t ws_max_queue(const WsObject *self)
 {
-    if (fut == NULL)
+    return (Py_ssize_t)server_conn_config(self->conn)->ws_max_queue;
+}
+
+/* Whether a receive() still waits (its waiter not cancelled by a timeout, nor abandoned). */
+static int ws_waiting(PyObject *waiter)
+{
+    return waiter != NULL && pyloop_waiter_pending(waiter);
+}
+
+static PyObject *key_error(const char *key)
+{
+    PyObject *k = PyUnicode_FromString(key);
+    if (k != NULL) {
+        PyErr_SetObject(PyExc_KeyError, k);
+        Py_DECREF(k);
+    }
+    return NULL;
+}
+
+/* What a receive of this mode gets for msg: a new reference, or NULL with the exception it
+ * raises (Starlette's: message["text"] of a binary message is a KeyError). cls: the
+ * WebSocketDisconnect class, called with (code, reason) at the end. */
+static PyObject *ws_convert(WsObject *self, int mode, PyObject *cls, PyObject *msg)
+{
+    if (PyTuple_Check(msg)) {
+        self->disconnected = 1;
+        if (mode == RECV_RAW)
+            return Py_NewRef(msg);
+        PyObject *exc = PyObject_Call(cls, msg, NULL);
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    if (mode == RECV_RAW || (mode == RECV_TEXT && PyUnicode_Check(msg)) ||
+        (mode == RECV_BYTES && PyBytes_Check(msg)))
+        return Py_NewRef(msg);
+    if (mode == RECV_JSON_TEXT && PyUnicode_Check(msg))
+        return PyObject_CallOneArg(json_loads, msg);
+    if (mode == RECV_JSON_BINARY && PyBytes_Check(msg)) {
+        PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(msg), PyBytes_GET_SIZE(msg), NULL);
+        PyObject *value = text != NULL ? PyObject_CallOneArg(json_loads, text) : NULL;
+        Py_XDECREF(text);
+        return value;
+    }
+    return key_error(mode == RECV_TEXT || mode == RECV_JSON_TEXT ? "text" : "bytes");
+}
+
+/* Resolves waiter with value (a new reference, taken) or, when value is NULL, with the
+ * exception set. Returns 0 or -1 with an exception. */
+static int ws_settle(PyObject *waiter, PyObject *value)
+{
+    int r;
+    if (value != NULL) {
+        r = pyloop_waiter_set_result(waiter, value);
+        Py_DECREF(value);
+    } else {
+        PyObject *exc = pyloop_fetch_exception();
+        if (exc == NULL)
+            return -1;
+        r = pyloop_waiter_set_exception(waiter, exc);
+        Py_DECREF(exc);
+    }
+    return r < 0 ? -1 : 0;
+}
+
+/* Hands msg to the receive waiting, as its mode asks, and lets go of its waiter. Returns 0
+ * or -1 with an exception. */
+static int ws_wake(WsObject *self, PyObject *msg)
+{
+    PyObject *waiter = self->waiter, *cls = self->waiter_cls;
+    self->waiter = self->waiter_cls = NULL;
+    if (waiter == NULL)
         return 0;
-    PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
-    int r = done == Py_False;
-    if (done == NULL)
-        PyErr_Clear();
-    Py_XDECREF(done);
+    int r = ws_settle(waiter, ws_convert(self, self->waiter_mode, cls, msg));
+    Py_DECREF(waiter);
+    Py_XDECREF(cls);
     return r;
 }
 
@@ -87,18 +173,24 @@ static int on_ws_message(void *arg, int opcode, const char *data, size_t len)
     if (msg == NULL)
         goto error;
     if (ws_waiting(self->waiter)) {
-        int r = ws_resolve(&self->waiter, msg);
+        int r = ws_wake(self, msg);
         Py_DECREF(msg);
         if (r < 0)
             goto error;
         return 1;
     }
     Py_CLEAR(self->waiter);
+    Py_CLEAR(self->waiter_cls);
+    /* The queue exists only while messages wait in it: an idle session holds no list. */
+    if (self->queue == NULL && (self->queue = PyList_New(0)) == NULL) {
+        Py_DECREF(msg);
+        goto error;
+    }
     int r = PyList_Append(self->queue, msg);
     Py_DECREF(msg);
     if (r < 0)
         goto error;
-    return PyList_GET_SIZE(self->queue) < self->max_queue;
+    return PyList_GET_SIZE(self->queue) < ws_max_queue(self);
 error:
     /* A libuv callback must not return with an exception set. */
     PyErr_WriteUnraisable((PyObject *)self);
@@ -114,7 +206,7 @@ static void on_ws_close(void *arg, int code, const char *reason, size_t reason_l
     Py_XSETREF(self->closed, Py_BuildValue("(iN)", code, text));
     if (self->closed == NULL)
         goto error;
-    if (ws_resolve(&self->waiter, self->closed) < 0 || ws_resolve(&self->drainer, Py_None) < 0)
+    if (ws_wake(self, self->closed) < 0 || ws_resolve(&self->drainer, Py_None) < 0)
         goto error;
     goto out;
 error:
@@ -138,30 +230,89 @@ static void on_ws_drain(void *arg)
 
 static const server_ws_handler_t ws_handler = {on_ws_message, on_ws_close};
 
-static PyObject *ws_receive(WsObject *self, PyObject *unused)
+/* The next message (or the end) if there is one, taken from the queue: a new reference, or
+ * NULL without an exception when there is none yet. */
+static PyObject *ws_take(WsObject *self)
 {
-    (void)unused;
-    if (PyList_GET_SIZE(self->queue) > 0) {
+    if (self->queue != NULL) {
         PyObject *msg = Py_NewRef(PyList_GET_ITEM(self->queue, 0));
-        if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
+        Py_ssize_t left = PyList_GET_SIZE(self->queue) - 1;
+        if (left == 0) {
+            Py_CLEAR(self->queue);
+        } else if (PyList_SetSlice(self->queue, 0, 1, NULL) < 0) {
             Py_DECREF(msg);
             return NULL;
         }
-        if (self->conn != NULL && PyList_GET_SIZE(self->queue) < self->max_queue)
+        if (self->conn != NULL && left < ws_max_queue(self))
             server_conn_ws_resume(self->conn);
         return msg;
     }
-    if (self->closed != NULL)
-        return Py_NewRef(self->closed);
-    if (ws_waiting(self->waiter)) {
+    return Py_XNewRef(self->closed);
+}
+
+/* receive() in the given mode: a waiter for what it gets (resolved at once when a message
+ * waits; RECV_RAW returns that message itself, not a waiter). */
+static PyObject *ws_receive_mode(WsObject *self, int mode, PyObject *cls)
+{
+    if (mode != RECV_RAW && self->disconnected) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot call \"receive\" once a disconnect message has been received.");
+        return NULL;
+    }
+    PyObject *msg = ws_take(self);
+    if (msg == NULL && PyErr_Occurred())
+        return NULL;
+    if (msg != NULL && mode == RECV_RAW) {
+        if (PyTuple_Check(msg))
+            self->disconnected = 1;
+        return msg;
+    }
+    if (msg == NULL && ws_waiting(self->waiter)) {
         PyErr_SetString(PyExc_RuntimeError, "another coroutine is already waiting for a message");
         return NULL;
     }
-    PyObject *fut = PyObject_CallMethodNoArgs(self->loop, str_create_future);
-    if (fut == NULL)
+    PyObject *waiter = pyloop_waiter_new(self->loop);
+    if (waiter == NULL) {
+        Py_XDECREF(msg);
         return NULL;
-    Py_XSETREF(self->waiter, Py_NewRef(fut));
-    return fut;
+    }
+    if (msg != NULL) {
+        int r = ws_settle(waiter, ws_convert(self, mode, cls, msg));
+        Py_DECREF(msg);
+        if (r < 0)
+            Py_CLEAR(waiter);
+        return waiter;
+    }
+    Py_XSETREF(self->waiter, Py_NewRef(waiter));
+    Py_XINCREF(cls);
+    Py_XSETREF(self->waiter_cls, cls);
+    self->waiter_mode = (unsigned char)mode;
+    return waiter;
+}
+
+static PyObject *ws_receive(WsObject *self, PyObject *unused)
+{
+    (void)unused;
+    return ws_receive_mode(self, RECV_RAW, NULL);
+}
+
+static PyObject *ws_receive_text(WsObject *self, PyObject *cls)
+{
+    return ws_receive_mode(self, RECV_TEXT, cls);
+}
+
+static PyObject *ws_receive_bytes(WsObject *self, PyObject *cls)
+{
+    return ws_receive_mode(self, RECV_BYTES, cls);
+}
+
+static PyObject *ws_receive_json(WsObject *self, PyObject *args)
+{
+    PyObject *cls;
+    int binary = 0;
+    if (!PyArg_ParseTuple(args, "O|p:receive_json", &cls, &binary))
+        return NULL;
+    return ws_receive_mode(self, binary ? RECV_JSON_BINARY : RECV_JSON_TEXT, cls);
 }
 
 static PyObject *ws_send(WsObject *self, PyObject *data)
@@ -231,6 +382,7 @@ static int ws_traverse(WsObject *self, visitproc visit, void *arg)
     Py_VISIT(self->waiter);
     Py_VISIT(self->drainer);
     Py_VISIT(self->closed);
+    Py_VISIT(self->waiter_cls);
     return 0;
 }
 
@@ -241,6 +393,7 @@ static int ws_clear(WsObject *self)
     Py_CLEAR(self->waiter);
     Py_CLEAR(self->drainer);
     Py_CLEAR(self->closed);
+    Py_CLEAR(self->waiter_cls);
     return 0;
 }
 
@@ -261,7 +414,14 @@ static void ws_dealloc(WsObject *self)
 
 static PyMethodDef ws_methods[] = {
     {"receive", (PyCFunction)ws_receive, METH_NOARGS,
-     "receive(): a message (str or bytes), (code, reason) once closed, or a future of one"},
+     "receive(): a message (str or bytes), (code, reason) once closed, or a waiter of one"},
+    {"receive_text", (PyCFunction)ws_receive_text, METH_O,
+     "receive_text(WebSocketDisconnect): an awaitable of the next text message"},
+    {"receive_bytes", (PyCFunction)ws_receive_bytes, METH_O,
+     "receive_bytes(WebSocketDisconnect): an awaitable of the next binary message"},
+    {"receive_json", (PyCFunction)ws_receive_json, METH_VARARGS,
+     "receive_json(WebSocketDisconnect, binary=False): an awaitable of the next message "
+     "decoded as JSON"},
     {"send", (PyCFunction)ws_send, METH_O,
      "send(data): one text (str) or binary (bytes) message; None, or a future to await "
      "while the output drains"},
@@ -270,7 +430,15 @@ static PyMethodDef ws_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *ws_get_disconnected(WsObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->disconnected);
+}
+
 static PyGetSetDef ws_getset[] = {
+    {"disconnected", (getter)ws_get_disconnected, NULL,
+     "whether the end was handed to a receive (Starlette's client_state DISCONNECTED)", NULL},
     {"closed", (getter)ws_get_closed, NULL,
      "(code, reason) once the session ended (the peer's close, 1006 when lost), else None", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -294,11 +462,22 @@ int ws_session_init_type(void)
         (str_set_result = PyUnicode_InternFromString("set_result")) == NULL ||
         (str_create_future = PyUnicode_InternFromString("create_future")) == NULL)
         return -1;
+    /* receive_json decodes as Starlette does, with the json module (kept for the process). */
+    PyObject *json = PyImport_ImportModule("json");
+    json_loads = json != NULL ? PyObject_GetAttrString(json, "loads") : NULL;
+    Py_XDECREF(json);
+    if (json_loads == NULL)
+        return -1;
     return PyType_Ready(&WsSession_Type) < 0 ? -1 : PyType_Ready(&WsUpgrade_Type);
 }
 
 PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines, size_t n)
 {
+    if (!pyloop_check(loop)) {
+        PyErr_Format(PyExc_TypeError, "a WebSocket session runs on a PyLoop, not %.100s",
+                     Py_TYPE(loop)->tp_name);
+        return NULL;
+    }
     if (server_conn_closed(c)) {
         PyErr_SetString(PyExc_ConnectionResetError, "the client left before the upgrade");
         return NULL;
@@ -308,14 +487,10 @@ PyObject *ws_session_accept(server_conn_t *c, PyObject *loop, const char *lines,
         return NULL;
     self->conn = NULL;
     self->loop = Py_NewRef(loop);
-    self->queue = PyList_New(0);
-    self->waiter = self->drainer = self->closed = NULL;
-    self->max_queue = (Py_ssize_t)server_conn_config(c)->ws_max_queue;
+    self->queue = self->waiter = self->drainer = self->closed = self->waiter_cls = NULL;
+    self->waiter_mode = RECV_RAW;
+    self->disconnected = 0;
     PyObject_GC_Track(self);
-    if (self->queue == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     if (server_conn_ws_accept(c, lines, n, server_conn_config(c)->ws_max_size, &ws_handler, self) <
         0) {
         Py_DECREF(self);

@@ -72,6 +72,10 @@ static void asgi_app_dealloc(AsgiAppObject *self)
     Py_CLEAR(self->loop);
     Py_CLEAR(self->root_path);
     Py_CLEAR(self->root_path_raw);
+    for (int i = 0; i < 2; i++) {
+        Py_CLEAR(self->hosts[i].str);
+        Py_CLEAR(self->hosts[i].tuple);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

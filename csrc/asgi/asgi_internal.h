@@ -34,6 +34,16 @@ typedef struct {
     /* Mounted under a prefix of another app (Starlette's Mount): the request path already
      * holds root_path, so path and raw_path are given as received. */
     int mounted;
+    /* The last host strings of scope["server"] ([0], kept with the whole tuple, since a
+     * server answers on few addresses) and scope["client"] ([1]) (scope.c, address_tuple):
+     * reused while the same host asks again, so a request does not decode its text anew. */
+    struct asgi_host {
+        char text[48];
+        size_t len;
+        int port;
+        PyObject *str;   /* NULL: empty */
+        PyObject *tuple; /* [0] only: (str, port) */
+    } hosts[2];
 } AsgiAppObject;
 
 /* Where the response stands (www spec, "Response Start" and "Response Body"). */

@@ -11,10 +11,29 @@
 #include "asgi/asgi_internal.h"
 #include "common/text.h"
 
+/* The str of a host text, from the app's one-entry cache for this side when it is the
+ * same host as last time (hosts[remote]); a new reference. */
+static PyObject *host_str(AsgiAppObject *a, int remote, const char *host, size_t n)
+{
+    struct asgi_host *c = &a->hosts[remote];
+    if (c->str != NULL && c->len == n && memcmp(c->text, host, n) == 0)
+        return Py_NewRef(c->str);
+    /* Latin-1, as uvicorn decodes headers (a proxy's X-Forwarded-For may hold obs-text). */
+    PyObject *name = PyUnicode_DecodeLatin1(host, (Py_ssize_t)n, NULL);
+    if (name == NULL || n > sizeof(c->text))
+        return name;
+    memcpy(c->text, host, n);
+    c->len = n;
+    Py_XSETREF(c->str, Py_NewRef(name));
+    Py_CLEAR(c->tuple);
+    return name;
+}
+
 /* (host, port) of an IPv4/IPv6 address; None for anything else (an adopted AF_UNIX
  * socket), as the spec allows for client and server when the address is unknown or not
  * IP ("client: ... Optional; if missing defaults to None"). */
-static PyObject *address_tuple(server_conn_t *conn, int remote, const http_request_t *h)
+static PyObject *address_tuple(AsgiAppObject *a, server_conn_t *conn, int remote,
+                               const http_request_t *h)
 {
     char host[SERVER_HOST_MAX];
     int port = 0;
@@ -23,11 +42,29 @@ static PyObject *address_tuple(server_conn_t *conn, int remote, const http_reque
     if ((remote ? server_conn_client(conn, h, host, sizeof(host), &port)
                 : server_conn_address(conn, 0, host, sizeof(host), &port)) != 0)
         Py_RETURN_NONE;
-    /* Latin-1, as uvicorn decodes headers (a proxy's X-Forwarded-For may hold obs-text). */
-    PyObject *name = PyUnicode_DecodeLatin1(host, (Py_ssize_t)strlen(host), NULL);
+    PyObject *name = host_str(a, remote, host, strlen(host));
     if (name == NULL)
         return NULL;
-    return Py_BuildValue("(Ni)", name, port);
+    struct asgi_host *c = &a->hosts[remote];
+    if (!remote && c->tuple != NULL && c->str == name && c->port == port) {
+        /* The same server address as last time: the tuple is immutable, so it is shared. */
+        Py_DECREF(name);
+        return Py_NewRef(c->tuple);
+    }
+    PyObject *p = PyLong_FromLong(port);
+    PyObject *t = p ? PyTuple_New(2) : NULL;
+    if (t == NULL) {
+        Py_DECREF(name);
+        Py_XDECREF(p);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, name);
+    PyTuple_SET_ITEM(t, 1, p);
+    if (!remote && c->str == name) {
+        Py_XSETREF(c->tuple, Py_NewRef(t));
+        c->port = port;
+    }
+    return t;
 }
 
 /* scope["scheme"]: what a trusted proxy's X-Forwarded-Proto says, else "https" on a TLS
@@ -155,7 +192,8 @@ static int put(PyObject *scope, PyObject *key, PyObject *value)
 PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_request_t *req)
 {
     const http_request_t *h = req->head;
-    PyObject *scope = PyDict_New();
+    /* Sized for its 14 keys at once: a growing dict would be rebuilt twice on the way. */
+    PyObject *scope = _PyDict_NewPresized(14);
     if (scope == NULL)
         return NULL;
     /* Keys in the order the spec lists them. asgi is a new dict each time: an application
@@ -178,12 +216,18 @@ PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_req
             PyBytes_FromStringAndSize(h->query ? h->query : "", (Py_ssize_t)h->query_len)) < 0 ||
         put(scope, asgi_str.k_root_path, Py_NewRef(a->root_path)) < 0 ||
         put(scope, asgi_str.headers, header_list(conn, h)) < 0 ||
-        put(scope, asgi_str.k_client, address_tuple(conn, 1, h)) < 0 ||
-        put(scope, asgi_str.k_server, address_tuple(conn, 0, h)) < 0)
+        put(scope, asgi_str.k_client, address_tuple(a, conn, 1, h)) < 0 ||
+        put(scope, asgi_str.k_server, address_tuple(a, conn, 0, h)) < 0)
         goto error;
     /* extensions: the server supports http.response.pathsend (ASGI extensions, "Path
      * Send"). New dicts: an application may write into its scope. */
-    PyObject *ext = Py_BuildValue("{O{}}", asgi_str.http_response_pathsend);
+    PyObject *ext = PyDict_New(), *pathsend = ext ? PyDict_New() : NULL;
+    if (pathsend == NULL || PyDict_SetItem(ext, asgi_str.http_response_pathsend, pathsend) < 0) {
+        Py_XDECREF(ext);
+        Py_XDECREF(pathsend);
+        goto error;
+    }
+    Py_DECREF(pathsend);
     if (put(scope, asgi_str.k_extensions, ext) < 0)
         goto error;
     /* state: "A copy of the namespace passed into the lifespan corresponding to this

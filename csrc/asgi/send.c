@@ -5,8 +5,9 @@
  * http.response.start is checked and its headers turned into header lines at once, but
  * nothing is written until the first http.response.body: a response whose body comes in
  * one message (the common case) is written as one complete response with a Content-Length
- * (server_conn_respond). With more_body, or when the application declared a
- * content-length itself, the head goes out through the streaming writer
+ * (server_conn_respond), and so is one with the content-length the application declared.
+ * With more_body, or a body of another length than declared, the head goes out through the
+ * streaming writer
  * (server_conn_stream_begin): framed by that Content-Length, else chunked for HTTP/1.1
  * (RFC 9112 §7.1) and close-delimited for HTTP/1.0. Each piece is queued and flushed at
  * once; when the queued output is over the server's write limit, send() returns an
@@ -257,7 +258,13 @@ static PyObject *first_body(AsgiCallObject *c, PyObject *type, const char *data,
         return asgi_client_gone(c);
     if (c->close)
         server_conn_set_close(conn);
-    if (!more && c->content_length < 0) {
+    /* One message with exactly the bytes the application declared is a complete response
+     * too: one write, framed by the same Content-Length (server_conn_respond writes it from
+     * the length). Not for the statuses whose framing the streaming writer decides alone
+     * (1xx, 204, 304: no content, a declared length kept as the application said). */
+    int declared_whole = !more && c->content_length >= 0 && (uint64_t)c->content_length == len &&
+                         c->status >= 200 && c->status != 204 && c->status != 304;
+    if ((!more && c->content_length < 0) || declared_whole) {
         if (server_conn_respond(conn, c->status, NULL, 0, c->lines.data, c->lines.len, data, len) <
             0) {
             call_finish(c);

@@ -132,6 +132,13 @@ int form_multipart_finish(form_multipart_t *parser);
 
 void form_multipart_free(form_multipart_t *parser);
 
+/* Inside a part's content (its next bytes will be content up to a delimiter): 1 with *held
+ * the number of bytes held back at the end of the last piece (the next piece shows whether
+ * they were content, and if so on_part_data gets them before any of it), else 0. A caller
+ * that wants the next piece's content to land where it keeps the content leaves *held
+ * bytes of room in front of it. */
+int form_multipart_in_content(const form_multipart_t *parser, size_t *held);
+
 /* The boundary parameter of a multipart Content-Type value (RFC 2046 §5.1.1: 1..70 bchars,
  * not ending in a space; quoted or not, RFC 9110 §5.6.6), copied to out (room for 70
  * bytes) with quoted-pairs removed. Returns its length or FORM_E_NO_BOUNDARY /

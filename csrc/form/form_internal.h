@@ -37,4 +37,8 @@ int form_ieq(const char *s, size_t n, const char *word);
  * FORM_E_MISSING_NAME. */
 int form_disposition_parse(const char *v, size_t n, char *dbuf, form_part_t *part);
 
+/* The first occurrence of the delimiter d[0..dlen) in p[0..n), or NULL (search.c: memmem's
+ * answer, found with SIMD compares of the delimiter's first and last bytes). */
+const char *form_find_delimiter(const char *p, size_t n, const char *d, size_t dlen);
+
 #endif

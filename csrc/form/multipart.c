@@ -13,17 +13,16 @@
  * boundary must not occur in a part's content (§5.1.1), so a match is final.
  *
  * Hold-back rule. Only a CR can begin a delimiter, and the delimiter holds no CR after its
- * first byte. So in DATA the bytes before the first whole delimiter of the piece (memmem)
- * are content at once; without one, the bytes up to the next CR are (memchr), and at a CR
- * the delimiter is compared in place; if the piece ends in the middle of that comparison,
- * the k bytes matched so far are held back: they equal delim[0..k), so the parser keeps
+ * first byte. So in DATA the bytes before the first whole delimiter of the piece
+ * (form_find_delimiter) are content at once; without one, the bytes up to the next CR are (memchr),
+ * and at a CR the delimiter is compared in place; if the piece ends in the middle of that
+ * comparison, the k bytes matched so far are held back: they equal delim[0..k), so the parser keeps
  * only the number k, and if the next piece shows they were content after all it hands
  * delim[0..k) to on_part_data. Every byte is compared a bounded number of times, and
  * nothing of the body is buffered except header lines (max_header_bytes).
  *
  * Limits are checked before the callback that would see the bytes over them.
  */
-#define _GNU_SOURCE /* memmem */
 #include "form/form_internal.h"
 
 #include "common/text.h"
@@ -159,6 +158,12 @@ form_multipart_t *form_multipart_new(const char *content_type, size_t len,
     return m;
 }
 
+int form_multipart_in_content(const form_multipart_t *m, size_t *held)
+{
+    *held = m->match;
+    return m->state == ST_DATA;
+}
+
 void form_multipart_free(form_multipart_t *m)
 {
     if (m == NULL)
@@ -222,12 +227,12 @@ static int scan_body(form_multipart_t *m, const char *p, size_t n, size_t *pos)
         i = *pos;
     }
     size_t start = i;
-    /* The first whole delimiter in the rest of the piece: memmem skips through the bytes
-     * (glibc uses a shift table for such needles), where a memchr per CR stopped every 256
+    /* The first whole delimiter in the rest of the piece: form_find_delimiter (search.c)
+     * skips through the bytes 16 or 32 at a time, where a memchr per CR stopped every 256
      * bytes of binary content on average. Without one, only a delimiter cut by the end of
      * the piece can begin in its last dlen - 1 bytes: the CR scan below looks there. */
     if (n - i >= dlen) {
-        const char *hit = memmem(p + i, n - i, d, dlen);
+        const char *hit = form_find_delimiter(p + i, n - i, d, dlen);
         if (hit != NULL) {
             size_t j = (size_t)(hit - p);
             if (content && (rc = emit(m, p + start, j - start)) < 0)

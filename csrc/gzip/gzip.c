@@ -3,6 +3,17 @@
  * RFC 1952 header and trailer around the deflate stream, as Python's zlib.compressobj(
  * level, DEFLATED, 31) does for Starlette; memLevel 8 and the default strategy are
  * zlib's defaults there too, so the bytes are the same as Starlette's for a given zlib.
+ *
+ * A complete body goes through a stream sized to it instead: the smallest window that
+ * holds the whole body within deflate's reach (2^wbits - 262 bytes: zlib keeps
+ * MIN_LOOKAHEAD back) and memLevel = wbits - 6 (at most zlib's default 8): a hash table
+ * of twice as many entries as the window, and a symbol buffer (2^(memLevel + 6)) that
+ * still holds the whole body in one block, as the default stream's does. deflateReset
+ * clears the hash table, so a 1 KiB body costs an 8 KiB memset where the default stream
+ * costs 64 KiB. The matches are the same (every earlier position is in reach, and with at
+ * least 8 hash bits a smaller table only adds candidates that longest_match rejects), so
+ * the bytes equal the default stream's at the levels whose chain limit such a body cannot
+ * exhaust (tests/c/test_gzip.c checks level 9, Starlette's default).
  */
 #include "gzip/gzip.h"
 
@@ -13,9 +24,17 @@
 #include <string.h>
 #include <zlib.h>
 
+/* Window sizes of the streams for complete bodies: 2^9 (zlib's smallest) to 2^15. */
+#define GZ_MIN_WBITS 9
+#define GZ_CLASSES   (MAX_WBITS - GZ_MIN_WBITS + 1)
+
 struct gzip_encoder {
-    z_stream z;
+    z_stream z; /* the default stream (windowBits 15, memLevel 8): streamed bodies */
     int level;
+    /* Complete bodies: one stream per window size, made on first use; sized[i] has
+     * windowBits GZ_MIN_WBITS + i. The last class is z itself. */
+    z_stream sized[GZ_CLASSES - 1];
+    unsigned ready; /* bit i: sized[i] is initialised */
 };
 
 int gzip_accepted(const char *value, size_t len)
@@ -102,30 +121,56 @@ void gzip_encoder_free(gzip_encoder_t *e)
     if (e == NULL)
         return;
     deflateEnd(&e->z);
+    for (int i = 0; i < GZ_CLASSES - 1; i++)
+        if (e->ready & (1u << i))
+            deflateEnd(&e->sized[i]);
     free(e);
+}
+
+/* The stream for a complete body of n bytes (see the opening comment), ready for
+ * deflateReset; NULL when zlib cannot make it (out of memory). */
+static z_stream *sized_stream(gzip_encoder_t *e, size_t n)
+{
+    int wbits = GZ_MIN_WBITS;
+    while (wbits < MAX_WBITS && ((size_t)1 << wbits) - 262 < n)
+        wbits++;
+    int i = wbits - GZ_MIN_WBITS;
+    if (wbits == MAX_WBITS)
+        return &e->z;
+    if (!(e->ready & (1u << i))) {
+        int mem_level = wbits - 6 < 8 ? wbits - 6 : 8;
+        if (deflateInit2(&e->sized[i], e->level, Z_DEFLATED, 16 + wbits, mem_level,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return NULL;
+        e->ready |= 1u << i;
+    }
+    return &e->sized[i];
 }
 
 int gzip_compress(gzip_encoder_t *e, const char *in, size_t n, db_buf_t *out)
 {
-    /* deflateReset keeps the allocated state: only the first body pays for it. */
-    if (n > (size_t)UINT_MAX / 2 || deflateReset(&e->z) != Z_OK)
+    if (n > (size_t)UINT_MAX / 2)
         return -1; /* a body over 2 GiB is sent as it is */
+    z_stream *z = sized_stream(e, n);
+    /* deflateReset keeps the allocated state: only the first body of a size pays for it. */
+    if (z == NULL || deflateReset(z) != Z_OK)
+        return -1;
     size_t start = out->len;
     /* deflateBound is the worst case of one deflate(Z_FINISH) call; the gzip header and
      * trailer are included when the stream was initialised for gzip. */
-    size_t room = deflateBound(&e->z, (uLong)n);
+    size_t room = deflateBound(z, (uLong)n);
     if (db_buf_reserve(out, room) < 0)
         return -1;
-    e->z.next_in = (Bytef *)in;
-    e->z.avail_in = (uInt)n;
-    e->z.next_out = (Bytef *)out->data + start;
-    e->z.avail_out = (uInt)room;
-    int r = deflate(&e->z, Z_FINISH);
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)n;
+    z->next_out = (Bytef *)out->data + start;
+    z->avail_out = (uInt)room;
+    int r = deflate(z, Z_FINISH);
     if (r != Z_STREAM_END) {
         out->len = start;
         return -1;
     }
-    out->len = start + (room - e->z.avail_out);
+    out->len = start + (room - z->avail_out);
     return 0;
 }
 

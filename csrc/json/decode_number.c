@@ -19,15 +19,36 @@
 
 typedef unsigned __int128 u128;
 
-static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double json_exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+const uint64_t json_pow10_u64[20] = {1u,
+                                     10u,
+                                     100u,
+                                     1000u,
+                                     10000u,
+                                     100000u,
+                                     1000000u,
+                                     10000000u,
+                                     100000000u,
+                                     1000000000u,
+                                     10000000000u,
+                                     100000000000u,
+                                     1000000000000u,
+                                     10000000000000u,
+                                     100000000000000u,
+                                     1000000000000000u,
+                                     10000000000000000u,
+                                     100000000000000000u,
+                                     1000000000000000000u,
+                                     10000000000000000000u};
 
 int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out)
 {
     if (w <= (UINT64_C(1) << 53) && q >= -22 && q <= 22) {
         double d = (double)w;
-        *out = q < 0 ? d / exact_pow10[-q] : d * exact_pow10[q];
+        *out = q < 0 ? d / json_exact_pow10[-q] : d * json_exact_pow10[q];
         return 1;
     }
     if (q < JSON_POW10_MIN || q > 308)
@@ -133,15 +154,127 @@ static inline int is_digit(unsigned char c)
     return (unsigned)(c - '0') < 10;
 }
 
+/* The end of the run of digits starting at p, 8 bytes at a time. */
+static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        int k = json_digit_run8(json_load8(p));
+        p += k;
+        if (k < 8)
+            return p;
+    }
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* m * 10^n + the value of the n digits at a (m * 10^n + value < 2^64 is the caller's
+ * bound: at most 19 digits in all). A last group of fewer than 8 digits is loaded whole
+ * when 8 bytes remain and shifted so that the bytes after it drop out and zeros lead. */
+static inline uint64_t add_digits(uint64_t m, const unsigned char *a, size_t n,
+                                  const unsigned char *end)
+{
+    while (n >= 8) {
+        m = m * 100000000u + json_eight_digits(json_load8(a));
+        a += 8;
+        n -= 8;
+    }
+    if (n == 0)
+        return m;
+    if (end - a >= 8)
+        return m * json_pow10_u64[n] + json_eight_digits(json_load8(a) << (64 - 8 * n));
+    while (n-- > 0)
+        m = m * 10 + (uint64_t)(*a++ - '0');
+    return m;
+}
+
+/* Reads the run of digits at *qp into *m, one 8-byte load per 8 digits: scanning and
+ * converting share the load and the only branch (is the run over?), which matters since
+ * the lengths of the numbers in a document are random to the branch predictor. Returns the
+ * number of digits, or -1 when fewer than 8 bytes remain to load (the caller then takes
+ * the general path). *m may wrap when more than 19 digits are read; callers check. */
+static inline int read_run(const unsigned char **qp, const unsigned char *end, uint64_t *m)
+{
+    const unsigned char *q = *qp;
+    int n = 0;
+    for (;;) {
+        if (end - q < 8)
+            return -1;
+        uint64_t x = json_load8(q);
+        int k = json_digit_run8(x);
+        *m = *m * json_pow10_u64[k] + json_first_digits(x, k);
+        n += k;
+        q += k;
+        if (k < 8)
+            break;
+    }
+    *qp = q;
+    return n;
+}
+
+/* The common numbers (an integer of up to 18 digits, or a decimal with up to 19
+ * significant digits and no exponent, with 8 bytes to read past each digit run) in one
+ * pass. Returns 1 with *out set (a new reference, or NULL with an exception set) and *pp
+ * advanced, or 0 with nothing done: the general path decides everything else, including
+ * every syntax error. */
+static inline int parse_number_fast(const unsigned char **pp, const unsigned char *end,
+                                    PyObject **out)
+{
+    const unsigned char *p = *pp;
+    int neg = *p == '-';
+    p += neg;
+    if (end - p < 2 || !is_digit(*p))
+        return 0;
+    uint64_t m = 0;
+    int ni;
+    if (*p == '0') {
+        if (is_digit(p[1]))
+            return 0;
+        p++;
+        ni = 0;
+    } else if ((ni = read_run(&p, end, &m)) < 0) {
+        return 0;
+    }
+    /* read_run stopped inside its 8-byte load, so *p is in the document. */
+    if (p >= end)
+        return 0;
+    unsigned c = *p;
+    if (c != '.') {
+        if (c == 'e' || c == 'E' || ni > 18)
+            return 0;
+        long long v = (long long)m;
+        *pp = p;
+        *out = PyLong_FromLongLong(neg ? -v : v);
+        return 1;
+    }
+    p++;
+    int nf = read_run(&p, end, &m);
+    if (nf <= 0 || ni + nf > 19 || (p < end && (*p == 'e' || *p == 'E')))
+        return 0;
+    double v;
+    if (m == 0) {
+        v = 0.0;
+    } else if (!json_fast_decimal_to_double(m, -(int64_t)nf, &v)) {
+        return 0;
+    }
+    *pp = p;
+    *out = PyFloat_FromDouble(neg ? -v : v);
+    return 1;
+}
+
+/* The grammar is checked first, finding the runs of integer and fraction digits 8 bytes
+ * at a time; the significand is then read from those runs when it has at most 19 digits
+ * (after the leading zeros of a fraction of "0."), and longer numbers take the exact slow
+ * paths. */
 PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start,
                             const unsigned char *end)
 {
+    PyObject *fast;
+    if (json_dec_number_fast(pp, end, &fast) || parse_number_fast(pp, end, &fast))
+        return fast;
     const unsigned char *s = *pp, *p = *pp;
-    int neg = 0, is_float = 0, truncated = 0;
-    uint64_t m = 0;
-    int nd = 0;      /* significant digits held in m */
-    int64_t e10 = 0; /* m * 10^e10 is the value (when not truncated) */
-    size_t int_digits;
+    int neg = 0, is_float = 0;
+    int64_t exp10 = 0;
 
     if (*p == '-') {
         neg = 1;
@@ -158,36 +291,19 @@ PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start
         if (p < end && is_digit(*p))
             return syntax_error(start, end, int_start, "leading zeros are not allowed");
     } else {
-        while (p < end && is_digit(*p)) {
-            if (nd < 19) {
-                m = m * 10 + (uint64_t)(*p - '0');
-                nd++;
-            } else {
-                truncated = 1;
-                e10++;
-            }
-            p++;
-        }
+        p = skip_digits(p, end);
     }
-    int_digits = (size_t)(p - int_start);
+    size_t ni = (size_t)(p - int_start);
+    const unsigned char *frac = p;
+    size_t nf = 0;
     if (p < end && *p == '.') {
         is_float = 1;
         p++;
-        if (p == end || !is_digit(*p))
+        frac = p;
+        p = skip_digits(p, end);
+        if (p == frac)
             return syntax_error(start, end, p, "expected a digit after the decimal point");
-        while (p < end && is_digit(*p)) {
-            unsigned dgt = (unsigned)(*p - '0');
-            if (m == 0 && dgt == 0) {
-                e10--; /* leading zero of the fraction: not significant */
-            } else if (nd < 19) {
-                m = m * 10 + dgt;
-                nd++;
-                e10--;
-            } else {
-                truncated = 1;
-            }
-            p++;
-        }
+        nf = (size_t)(p - frac);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         is_float = 1;
@@ -205,25 +321,42 @@ PyObject *json_parse_number(const unsigned char **pp, const unsigned char *start
                 x = x * 10 + (*p - '0');
             p++;
         }
-        e10 += eneg ? -x : x;
+        exp10 = eneg ? -x : x;
     }
     *pp = p;
 
     if (!is_float) {
-        if (int_digits <= 18) {
+        if (ni > 19)
+            return slow_int(start, end, s, (size_t)(p - s));
+        uint64_t m = add_digits(0, int_start, ni, end);
+        if (ni <= 18) {
             long long v = (long long)m;
             return PyLong_FromLongLong(neg ? -v : v);
         }
-        if (int_digits == 19 && !neg)
+        if (!neg)
             return PyLong_FromUnsignedLongLong(m);
-        if (int_digits == 19 && m <= (uint64_t)INT64_MAX)
+        if (m <= (uint64_t)INT64_MAX)
             return PyLong_FromLongLong(-(long long)m);
         return slow_int(start, end, s, (size_t)(p - s));
     }
-    if (m == 0 && !truncated)
-        return PyFloat_FromDouble(neg ? -0.0 : 0.0);
+    uint64_t m;
+    if (*int_start == '0') {
+        /* "0.000ddd": the zeros after the point only scale the digits that follow. */
+        const unsigned char *f = frac, *frac_end = frac + nf;
+        while (f < frac_end && *f == '0')
+            f++;
+        if (f == frac_end)
+            return PyFloat_FromDouble(neg ? -0.0 : 0.0);
+        if (frac_end - f > 19)
+            return slow_float(s, (size_t)(p - s));
+        m = add_digits(0, f, (size_t)(frac_end - f), end);
+    } else {
+        if (ni + nf > 19)
+            return slow_float(s, (size_t)(p - s));
+        m = add_digits(add_digits(0, int_start, ni, end), frac, nf, end);
+    }
     double v;
-    if (!truncated && json_fast_decimal_to_double(m, e10, &v))
+    if (json_fast_decimal_to_double(m, exp10 - (int64_t)nf, &v))
         return PyFloat_FromDouble(neg ? -v : v);
     return slow_float(s, (size_t)(p - s));
 }

@@ -51,6 +51,10 @@ typedef struct {
 
 typedef struct {
     Py_ssize_t refs;
+    /* A standard-library dataclass's plan: the pydantic serializer (owned) that writes
+     * an instance which does not fit the plan. NULL for a model, whose class has its own
+     * (__pydantic_serializer__). */
+    PyObject *serializer;
     Py_ssize_t nfields;
     model_field_t fields[];
 } model_plan_t;
@@ -145,6 +149,7 @@ static void plan_release(model_plan_t *p)
         Py_XDECREF(p->fields[i].key);
         spec_clear(&p->fields[i].spec);
     }
+    Py_XDECREF(p->serializer);
     PyMem_Free(p);
 }
 
@@ -194,9 +199,19 @@ static int spec_parse(model_spec_t *s, PyObject *t, int depth)
     return 0;
 }
 
-/* A plan (one count, for the cache) from the planner's tuple of (key, name, spec). */
-static model_plan_t *plan_build(PyObject *fields)
+/* A plan (one count, for the cache) from the planner's tuple of (key, name, spec), or
+ * from its dict {"fields": that tuple, "serializer": ...} for a dataclass. */
+static model_plan_t *plan_build(PyObject *res)
 {
+    PyObject *fields = res, *serializer = NULL;
+    if (PyDict_CheckExact(res)) {
+        fields = PyDict_GetItemString(res, "fields");
+        serializer = PyDict_GetItemString(res, "serializer");
+        if (fields == NULL || serializer == NULL) {
+            bad_plan();
+            return NULL;
+        }
+    }
     if (!PyTuple_CheckExact(fields)) {
         bad_plan();
         return NULL;
@@ -208,6 +223,7 @@ static model_plan_t *plan_build(PyObject *fields)
         return NULL;
     }
     p->refs = 1;
+    p->serializer = Py_XNewRef(serializer);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *f = PyTuple_GET_ITEM(fields, i);
         model_field_t *mf = &p->fields[i];
@@ -333,14 +349,16 @@ static inline int put(json_encoder_t *e, const char *s, size_t n)
 }
 
 /* The serializer's own JSON for obj, spliced in: to_json(obj, by_alias=True), since
- * FastAPI writes response models by alias. */
-static int write_with_serializer(json_encoder_t *e, PyObject *obj)
+ * FastAPI writes response models by alias. The serializer is the plan's for a dataclass,
+ * else the model class's. */
+static int write_with_serializer(json_encoder_t *e, PyObject *obj, const model_plan_t *p)
 {
     int rc = -1;
     PyObject *res = NULL;
     /* args[0] is scratch space that PY_VECTORCALL_ARGUMENTS_OFFSET lets the callee use. */
     PyObject *args[4] = {NULL, NULL, obj, Py_True};
-    PyObject *ser = PyObject_GetAttr((PyObject *)Py_TYPE(obj), str_ser);
+    PyObject *ser = p->serializer != NULL ? Py_NewRef(p->serializer)
+                                          : PyObject_GetAttr((PyObject *)Py_TYPE(obj), str_ser);
     if (ser == NULL)
         goto done;
     args[1] = ser;
@@ -377,7 +395,7 @@ static int encode_with_plan(json_encoder_t *e, PyObject *obj, model_plan_t *p)
             return rc;
         e->out->len = start;
     }
-    return write_with_serializer(e, obj);
+    return write_with_serializer(e, obj, p);
 }
 
 int json_encode_model(json_encoder_t *e, PyObject *obj)
@@ -395,7 +413,8 @@ int json_encode_model(json_encoder_t *e, PyObject *obj)
 int json_encode_cached_model(json_encoder_t *e, PyObject *obj)
 {
     model_plan_t *p = cache_lookup(Py_TYPE(obj));
-    if (p == NULL)
+    /* A dataclass is written by its values unless pydantic's form was asked for. */
+    if (p == NULL || (p->serializer != NULL && !(e->flags & JSON_OPT_AS_MODEL)))
         return 1;
     p->refs++;
     Py_INCREF(obj);

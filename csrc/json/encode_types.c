@@ -351,7 +351,10 @@ int json_encode_other(json_encoder_t *e, PyObject *obj)
     if (get_optional_attr((PyObject *)t, str_dc_fields, &fields) < 0)
         goto done;
     if (fields != NULL) {
-        rc = encode_dataclass(e, obj, fields);
+        /* A dataclass response model is written as pydantic writes it (encode_model.c). */
+        rc = e->flags & JSON_OPT_AS_MODEL && !(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2))
+                 ? json_encode_model(e, obj)
+                 : encode_dataclass(e, obj, fields);
         goto done;
     }
     if (!(e->flags & (JSON_OPT_SORT_KEYS | JSON_OPT_INDENT_2)) &&

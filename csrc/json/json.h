@@ -17,6 +17,10 @@
 #define JSON_OPT_NON_STR_KEYS   (1u << 2)
 #define JSON_OPT_NAIVE_UTC      (1u << 3)
 #define JSON_OPT_DECIMAL_STRING (1u << 4)
+/* Standard-library dataclasses written as pydantic's serializer writes them (the encoding
+ * of a dataclass response model; encode_model.c), not by their values. Internal: the
+ * responder (data_bridge.api.routing) passes it as option=1 << 8. */
+#define JSON_OPT_AS_MODEL (1u << 8)
 
 #define JSON_MAX_DEPTH 512
 

@@ -462,7 +462,7 @@ int loop_module_init(PyObject *module)
     }
     if (loop_poll_init(module) < 0 || loop_signals_init(module) < 0 ||
         loop_stream_init(module) < 0 || loop_listener_init(module) < 0 ||
-        loop_udp_init(module) < 0 || loop_task_init(module) < 0)
+        loop_udp_init(module) < 0 || loop_task_init(module) < 0 || loop_waiter_init(module) < 0)
         return -1;
     return loop_handles_init(module);
 }

@@ -61,6 +61,18 @@ static inline void pyloop_restore_exception(PyObject *exc)
 #endif
 }
 
+/* A light awaitable for one value a native component produces later (waiter.c): about 70
+ * bytes where a loop Future costs over 400 while a coroutine waits on it. pyloop_waiter_new
+ * takes a PyLoop (TypeError otherwise). pyloop_waiter_pending: 1 while nobody resolved,
+ * cancelled or abandoned it (a coroutine that stopped awaiting it). pyloop_waiter_set_result
+ * wakes the coroutine waiting: 1 when set, 0 when it was no longer pending (the value was
+ * not taken), -1 with an exception; pyloop_waiter_set_exception likewise, the await then
+ * raising exc. */
+PyObject *pyloop_waiter_new(PyObject *loop);
+int pyloop_waiter_pending(PyObject *waiter);
+int pyloop_waiter_set_result(PyObject *waiter, PyObject *value);
+int pyloop_waiter_set_exception(PyObject *waiter, PyObject *exc);
+
 /* Registers the loop types on the extension module. Returns 0 or -1 with an exception. */
 int loop_module_init(PyObject *module);
 

@@ -212,6 +212,14 @@ static inline int loop_future_exact(PyObject *obj)
     return tp == loop_task_type ? 1 : tp == loop_future_type ? 2 : 0;
 }
 PyObject *loop_future_new(PyLoopObject *loop);
+/* waiter.c: the type, and what task.c does with one its coroutine yields: attach the task
+ * (woken by a step pushed on the ready queue; -1 with RuntimeError if another task waits),
+ * the waiter's loop, and cancel(msg) (a new reference to True or False). */
+extern PyTypeObject *loop_waiter_type;
+int loop_waiter_attach(PyObject *waiter, PyObject *task);
+PyLoopObject *loop_waiter_loop(PyObject *waiter);
+PyObject *loop_waiter_cancel(PyObject *waiter, PyObject *msg);
+int loop_waiter_init(PyObject *module);
 /* A native Task for coro on loop (create_task without a factory); name and context may be
  * None. */
 PyObject *loop_task_new(PyLoopObject *loop, PyObject *coro, PyObject *name, PyObject *context);

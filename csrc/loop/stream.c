@@ -882,6 +882,16 @@ static PyObject *stream_set_context(PyLoopStreamObject *t, PyObject *ctx)
     Py_RETURN_NONE;
 }
 
+/* _get_context(): the context set by _set_context, or None. TLS (pyloop/_sslproto.py) runs
+ * the application's callbacks that an application call triggers in it, as libuv's do. */
+static PyObject *stream_get_context(PyLoopStreamObject *t, PyObject *unused)
+{
+    (void)unused;
+    if (t->context == NULL)
+        Py_RETURN_NONE;
+    return Py_NewRef(t->context);
+}
+
 /* _set_write_only(watch_close): a write pipe (see on_read). Without watch_close (character
  * devices such as a pty, where reading would steal the reader's input) nothing is read. */
 static PyObject *stream_set_write_only(PyLoopStreamObject *t, PyObject *watch_close)
@@ -1064,6 +1074,7 @@ static PyMethodDef stream_methods[] = {
     {"_set_extra", (PyCFunction)stream_set_extra, METH_VARARGS, NULL},
     {"_set_owned", (PyCFunction)stream_set_owned, METH_O, NULL},
     {"_set_context", (PyCFunction)stream_set_context, METH_O, NULL},
+    {"_get_context", (PyCFunction)stream_get_context, METH_NOARGS, NULL},
     {"_set_write_only", (PyCFunction)stream_set_write_only, METH_O, NULL},
     {"_set_read_only", (PyCFunction)stream_set_read_only, METH_NOARGS, NULL},
     {"_start", (PyCFunction)(void (*)(void))stream_start, METH_FASTCALL, NULL},

@@ -265,6 +265,8 @@ static PyObject *cancel_future(PyObject *fut, PyObject *msg)
         return task_cancel(fut, msg);
     if (loop_future_exact(fut) == 2)
         return future_cancel(fut, msg);
+    if (Py_TYPE(fut) == loop_waiter_type)
+        return loop_waiter_cancel(fut, msg);
     if (msg == NULL || msg == Py_None)
         return PyObject_VectorcallMethod(task_str_cancel, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                          NULL);
@@ -470,6 +472,31 @@ static int await_future(PyObject *task, PyObject *fut)
     return 0;
 }
 
+/* The coroutine yielded a waiter (waiter.c): the task is recorded in it and woken by a step
+ * pushed on the ready queue, with no done callback (no bound wakeup object while it waits). */
+static int await_waiter(PyObject *task, PyObject *waiter)
+{
+    task_fields_t *t = TASK(task);
+
+    if (loop_waiter_loop(waiter) != t->loop)
+        return schedule_error(
+            task, PyUnicode_FromFormat("Task %R got Future %R attached to a different loop", task,
+                                       waiter));
+    if (loop_waiter_attach(waiter, task) < 0)
+        return -1;
+    Py_INCREF(waiter);
+    Py_XSETREF(t->fut_waiter, waiter);
+    if (t->must_cancel) {
+        PyObject *cancelled = loop_waiter_cancel(waiter, t->cancel_msg);
+        if (cancelled == NULL)
+            return -1;
+        if (cancelled == Py_True)
+            t->must_cancel = 0;
+        Py_DECREF(cancelled);
+    }
+    return 0;
+}
+
 /* What the coroutine yielded (asyncio's __step "else" branch). */
 static int handle_yield(PyObject *task, PyObject *result)
 {
@@ -477,6 +504,8 @@ static int handle_yield(PyObject *task, PyObject *result)
 
     if (result == Py_None) /* bare yield: run again in the next iteration */
         return task_schedule_step(task, NULL);
+    if (Py_TYPE(result) == loop_waiter_type)
+        return await_waiter(task, result);
     if (loop_future_exact(result)) {
         blocking = Py_NewRef(TASK(result)->blocking ? Py_True : Py_False);
     } else if (task_is_exact_future(result)) {

@@ -14,6 +14,14 @@
  * request is dispatched, and while the body streams on_alloc offers only that room and
  * never grows (moves) the buffer.
  *
+ * Direct reads: a reader that keeps the bytes it is given (an upload's content, which the
+ * multipart collector appends to the part's buffer) may offer that buffer with the read
+ * (server_conn_body_read_into). When the window holds none of the body and the body has a
+ * Content-Length, on_alloc then hands libuv the reader's buffer, bounded by what is left of
+ * the body (so no byte of a pipelined request lands there), and the piece is delivered
+ * where it was read: the kernel's copy is the only one. Anything buffered in the window is
+ * delivered from it first, and chunked framing is always decoded in the window.
+ *
  * Backpressure: the connection reads while fewer than BODY_WINDOW bytes are buffered;
  * nothing is handed out unless a reader asks, so an application that does not read stops
  * the socket (uv_read_stop through conn_update_reading) and the client's sends block in
@@ -44,10 +52,8 @@ void server_set_stream_body(server_t *s, server_stream_body_cb cb)
 int body_wanted(server_conn_t *c, const http_request_t *h)
 {
     server_t *s = c->server;
-    /* Not over TLS (yet): tls.c drains a record's plaintext whole into rbuf, which could
-     * outgrow the window reserved behind a pending head and move the buffer its slices
-     * point into. A TLS request's body is read whole, within max_body. */
-    if (s->stream_body == NULL || c->tls != NULL)
+    /* Over TLS too: tls.c decrypts only into the window's room while a body streams. */
+    if (s->stream_body == NULL)
         return 0;
     /* A body that fits the window is buffered whole anyway (and the binder's fast path
      * takes it); a larger one is streamed even under max_body, so that a route's own
@@ -81,6 +87,8 @@ int body_begin(server_conn_t *c)
     c->body_have = 0;
     c->body_cb = NULL;
     c->body_arg = NULL;
+    c->body_dst = NULL;
+    c->body_direct = 0;
     c->body_end_cb = NULL;
     c->body_end_arg = NULL;
     /* Remembered: the head goes back to its pool if the request is detached. */
@@ -134,6 +142,7 @@ static void body_deliver(server_conn_t *c)
             size_t n = c->body_have;
             c->body_cb = NULL;
             c->body_arg = NULL;
+            c->body_dst = NULL;
             c->body_delivering = 1;
             cb(arg, SERVER_BODY_DATA, c->rbuf.data + start, n);
             c->body_delivering = 0;
@@ -148,6 +157,8 @@ static void body_deliver(server_conn_t *c)
                      : c->body_ended ? SERVER_BODY_END
                      : c->closing    ? SERVER_BODY_DISCONNECTED
                                      : 0;
+        if (status == 0 && c->tls != NULL && conn_tls_pull(c))
+            continue; /* more of the body was waiting in the TLS session */
         if (status == 0) {
             /* Waiting for the client: it must send the next bytes in time (RFC 9110
              * §15.5.9), not counting the time the application takes to ask. */
@@ -156,6 +167,7 @@ static void body_deliver(server_conn_t *c)
         }
         c->body_cb = NULL;
         c->body_arg = NULL;
+        c->body_dst = NULL;
         cb(arg, status, NULL, 0);
     }
     c->deadline = 0;
@@ -166,6 +178,15 @@ void body_alloc(server_conn_t *c, uv_buf_t *buf)
     size_t end = body_start(c) + BODY_WINDOW;
     buf->base = NULL;
     buf->len = 0;
+    if (c->body_dst != NULL && c->body_cb != NULL && !c->body_chunked && c->body_have == 0 &&
+        c->rbuf.len == body_start(c) && c->body_left > 0) {
+        /* A direct read (see the opening comment): nothing of the body waits in the
+         * window, and at most the rest of the body is read. */
+        buf->base = c->body_dst;
+        buf->len = c->body_dst_cap < c->body_left ? c->body_dst_cap : (size_t)c->body_left;
+        c->body_direct = 1;
+        return;
+    }
     if (c->rbuf.len >= end)
         return; /* not reached: conn_update_reading stops reading with a full window */
     if (c->streaming || c->detached) {
@@ -194,6 +215,35 @@ int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg)
     /* Reading resumes if the window had been full. */
     conn_update_reading(c);
     return 0;
+}
+
+int server_conn_body_read_into(server_conn_t *c, char *dst, size_t cap, server_body_cb cb,
+                               void *arg)
+{
+    if (!c->body_stream || c->body_cb != NULL)
+        return -1;
+    c->body_dst = cap > 0 ? dst : NULL;
+    c->body_dst_cap = cap;
+    return server_conn_body_read(c, cb, arg);
+}
+
+void body_on_direct_read(server_conn_t *c, size_t n)
+{
+    /* on_alloc offered the buffer only with a read pending, and nothing ran since. */
+    server_body_cb cb = c->body_cb;
+    void *arg = c->body_arg;
+    char *dst = c->body_dst;
+    c->body_cb = NULL;
+    c->body_arg = NULL;
+    c->body_dst = NULL;
+    c->body_left -= n;
+    c->body_ended = c->body_left == 0;
+    c->deadline = 0;
+    c->body_delivering = 1;
+    cb(arg, SERVER_BODY_DATA, dst, n);
+    c->body_delivering = 0;
+    /* A read asked for inside the callback: the end, or a wait for the client. */
+    body_deliver(c);
 }
 
 int server_conn_body_streaming(const server_conn_t *c)
@@ -237,6 +287,7 @@ int body_finish(server_conn_t *c)
         void *arg = c->body_arg;
         c->body_cb = NULL;
         c->body_arg = NULL;
+        c->body_dst = NULL;
         cb(arg, SERVER_BODY_ABORTED, NULL, 0);
     }
     if (c->body_end_cb != NULL) {

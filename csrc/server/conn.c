@@ -56,6 +56,11 @@ void conn_release(server_conn_t *c)
     db_buf_free(&c->log_line);
     if (c->head)
         db_pool_give(&s->heads, c->head);
+    /* Both requests are done: libuv calls back (cancelled, at the latest) before the close
+     * callback that lets the last reference go. */
+    free(c->write_req);
+    free(c->shutdown_req);
+    free(c->addrs);
     ws_conn_free(c);
     tls_session_free(c->tls);
     free(c);
@@ -114,10 +119,14 @@ static void conn_shutdown(server_conn_t *c)
     c->shutting_down = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
-    c->shutdown_req.data = c;
+    if (c->shutdown_req == NULL && (c->shutdown_req = malloc(sizeof(*c->shutdown_req))) == NULL) {
+        conn_close(c); /* out of memory: closed without the half-close */
+        return;
+    }
+    c->shutdown_req->data = c;
     if (c->tls != NULL)
         conn_tls_close_notify(c, on_write);
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+    if (uv_shutdown(c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         conn_close(c);
 }
 
@@ -239,6 +248,18 @@ void conn_received(server_conn_t *c, ssize_t nread)
     if (c->ws != NULL) {
         ws_conn_on_read(c, nread);
         return;
+    }
+    if (c->body_direct) {
+        /* The bytes went to the body reader's own buffer (body.c), not to rbuf. An error
+         * or EAGAIN goes on below: nothing landed anywhere. */
+        c->body_direct = 0;
+        if (nread > 0) {
+            if (c->server->cfg.metrics != NULL)
+                metrics_bytes(c, 0, (size_t)nread);
+            body_on_direct_read(c, (size_t)nread);
+            conn_update_reading(c);
+            return;
+        }
     }
     if (nread < 0 && c->body_stream && !c->body_ended) {
         /* The client left (or stopped sending) in the middle of a streamed body: its reader
@@ -668,6 +689,14 @@ static void conn_process(server_conn_t *c)
     }
 }
 
+uv_write_t *conn_write_req(server_conn_t *c)
+{
+    if (c->write_req == NULL && (c->write_req = malloc(sizeof(*c->write_req))) == NULL)
+        return NULL;
+    c->write_req->data = c;
+    return c->write_req;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     server_conn_t *c = req->data;
@@ -682,6 +711,11 @@ static void on_write(uv_write_t *req, int status)
     conn_flush(c);
     stream_conn_wrote(c);
     conn_update_reading(c);
+    if (!c->writing) {
+        /* Nothing more in flight: the request goes too (conn_write_req makes the next). */
+        free(c->write_req);
+        c->write_req = NULL;
+    }
 }
 
 void conn_flush(server_conn_t *c)
@@ -710,8 +744,8 @@ void conn_flush(server_conn_t *c)
             db_buf_init(&c->wbuf); /* the next response takes a block when it comes */
             uv_buf_t rest =
                 uv_buf_init(c->inflight.data + done, (unsigned int)(c->inflight.len - done));
-            c->write_req.data = c;
-            if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
+            uv_write_t *req = conn_write_req(c);
+            if (req == NULL || uv_write(req, (uv_stream_t *)&c->tcp, &rest, 1, on_write) < 0) {
                 conn_close(c);
                 return;
             }
@@ -739,6 +773,8 @@ void conn_flush(server_conn_t *c)
  * of another request's task (current_task, contextvars). */
 static void conn_resume(server_conn_t *c)
 {
+    if (c->tls != NULL && conn_tls_resume(c))
+        return;
     conn_process(c);
     conn_flush(c);
     conn_update_reading(c);
@@ -840,27 +876,64 @@ int server_conn_closed(const server_conn_t *c)
     return c->closing;
 }
 
+/* Dotted decimal of an IPv4 address (inet_ntop goes through sprintf). */
+static int ip4_text(const uint8_t ip[4], char *out, size_t outlen)
+{
+    char buf[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = ip[i];
+        if (v >= 100)
+            buf[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            buf[n++] = (char)('0' + v / 10 % 10);
+        buf[n++] = (char)('0' + v % 10);
+        buf[n++] = i < 3 ? '.' : '\0';
+    }
+    if (n > outlen)
+        return UV_ENOSPC;
+    memcpy(out, buf, n);
+    return 0;
+}
+
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port)
 {
-    struct sockaddr_storage addr;
-    int len = (int)sizeof(addr);
     if (c->closing)
         return UV_ENOTCONN;
-    int r = remote ? uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len)
-                   : uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&addr, &len);
-    if (r < 0)
-        return r;
-    if (addr.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
-        r = uv_ip4_name(in, host, hostlen);
-        *port = ntohs(in->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
-        r = uv_ip6_name(in6, host, hostlen);
-        *port = ntohs(in6->sin6_port);
-    } else {
-        return 1;
+    if (c->addrs == NULL && (c->addrs = calloc(2, sizeof(*c->addrs))) == NULL)
+        return UV_ENOMEM;
+    struct conn_addr *a = &c->addrs[remote != 0];
+    if (a->kind == 0) {
+        struct sockaddr_storage addr;
+        int len = (int)sizeof(addr);
+        int r = remote ? uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len)
+                       : uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&addr, &len);
+        if (r < 0)
+            return r; /* not kept: asked again next time */
+        if (addr.ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
+            memcpy(a->ip, &in->sin_addr, 4);
+            a->port = ntohs(in->sin_port);
+            a->kind = 4;
+        } else if (addr.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
+            memcpy(a->ip, &in6->sin6_addr, 16);
+            a->port = ntohs(in6->sin6_port);
+            a->kind = 6;
+        } else {
+            a->kind = 1;
+        }
     }
+    if (a->kind == 1)
+        return 1;
+    *port = a->port;
+    if (a->kind == 4)
+        return ip4_text(a->ip, host, hostlen);
+    struct sockaddr_in6 in6;
+    memset(&in6, 0, sizeof(in6));
+    in6.sin6_family = AF_INET6;
+    memcpy(&in6.sin6_addr, a->ip, 16);
+    int r = uv_ip6_name(&in6, host, hostlen);
     return r < 0 ? r : 0;
 }
 
@@ -1035,6 +1108,8 @@ void conn_sweep(server_t *s, uint64_t now)
             conn_update_reading(c);
             continue;
         }
+        if (c->ws != NULL && !c->closing)
+            ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)
             continue;
         if (c->writing) {

@@ -32,7 +32,8 @@ void server_config_default(server_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     http_limits_default(&cfg->http);
-    cfg->max_body = 1024 * 1024;
+    /* 16 MiB, as the api layer's Limits: see docs/compat.md on bodies over 1 MiB. */
+    cfg->max_body = 16 * 1024 * 1024;
     cfg->send_timeout = 60000;
     cfg->keepalive_timeout = 5000;
     cfg->request_timeout = 30000;

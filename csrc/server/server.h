@@ -67,7 +67,7 @@ typedef struct {
 
 typedef struct {
     http_limits_t http;
-    uint64_t max_body; /* request body bytes; more gives 413 (default 1 MiB) */
+    uint64_t max_body; /* request body bytes; more gives 413 (default 16 MiB) */
     /* Bytes of a streamed body (server_set_stream_body); more gives 413 at the head or a
      * SERVER_BODY_TOO_LARGE read (0, the default: no limit). */
     uint64_t max_upload;
@@ -206,7 +206,8 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * IPv6 without brackets) into host[hostlen] (64 bytes are always enough) and the port.
  * Returns 0; 1 when the socket has no IP address (an AF_UNIX socket, such as the test
  * client's socketpair); or a negative libuv error code (the connection was closed). Costs
- * one getpeername(2)/getsockname(2): asked only when the application reads it. */
+ * one getpeername(2)/getsockname(2) the first time for a connection, asked only when the
+ * application reads it; the connection keeps the answer. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
 /* server_config_t.forwarded_mode: X-Forwarded-For and -Proto (uvicorn's), those and
@@ -295,6 +296,13 @@ typedef void (*server_body_cb)(void *arg, int status, const char *data, size_t l
 /* Asks for the next piece of the streamed body. Returns 0 (cb will be called once), or -1
  * when the request has no streamed body or a read is already pending (cb is not called). */
 int server_conn_body_read(server_conn_t *c, server_body_cb cb, void *arg);
+/* The same read, offering dst[0..cap) for the bytes: when none are buffered and the body
+ * has a Content-Length, the next read(2) puts them straight there (cb's data is then dst,
+ * at most cap bytes and never past the body's end), so a reader that keeps the bytes
+ * (an upload's content) saves copying them out of the read window. dst must stay valid
+ * until cb is called. Buffered bytes, and a chunked body, come from the window as before. */
+int server_conn_body_read_into(server_conn_t *c, char *dst, size_t cap, server_body_cb cb,
+                               void *arg);
 /* 1 while the connection's pending request streams its body. */
 int server_conn_body_streaming(const server_conn_t *c);
 /* on_end(arg) is called once (GIL held) when the pending request whose body streams

@@ -34,7 +34,11 @@ typedef struct {
     void *arg;
     ws_deflate_params_t pmd; /* permessage-deflate as agreed (pmd.enabled 0: declined) */
     ws_deflater_t *deflater; /* kept between messages with context takeover, else NULL */
-    const uint8_t *direct;   /* a whole single-frame message's payload, in rbuf */
+    /* An idle session's inflater, parked (ws_conn_sweep): the last bytes of its window, from
+     * which the next compressed message's inflater resumes; NULL when none. */
+    uint8_t *zdict;
+    size_t zdict_len;
+    const uint8_t *direct; /* a whole single-frame message's payload, in rbuf */
     size_t direct_len;
     /* Keep-alive pings (ws_ping.c): the links of the server's list the session is in
      * (ka_list: 0 none, 1 waiting to be pinged, 2 waiting for a pong), that list's
@@ -51,6 +55,7 @@ typedef struct {
     unsigned close_sent : 1;     /* our close frame is queued */
     unsigned close_received : 1; /* the peer's close frame arrived (or the parser failed) */
     unsigned notified : 1;       /* on_close was called */
+    unsigned z_used : 1;         /* zlib was used since the previous sweep */
 } server_ws_t;
 
 struct server_conn {
@@ -98,8 +103,21 @@ struct server_conn {
     uint64_t metrics_start;
     uint16_t metrics_route;
     uint8_t metrics_method;
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
+    /* libuv's requests, allocated when first needed (272 bytes that an idle keep-alive or
+     * WebSocket connection would otherwise carry): write_req while a uv_write is in flight
+     * (freed by on_write once nothing more is queued), shutdown_req from the half-close
+     * until the connection is freed. */
+    uv_write_t *write_req;
+    uv_shutdown_t *shutdown_req;
+    /* The local ([0]) and the peer's ([1]) address, asked of the socket on first use
+     * (server_conn_address) and kept: they do not change for the connection's life, and the
+     * ASGI scope, the access log and proxy-header checks want them for every request.
+     * Allocated then (NULL until), so a connection nobody asks about pays a pointer. */
+    struct conn_addr {
+        uint8_t kind; /* 0: not asked yet; 4: IPv4; 6: IPv6; 1: not an IP socket */
+        uint16_t port;
+        uint8_t ip[16];
+    } * addrs;
 
     server_conn_t *resume_next; /* in server.resume_head while queued for conn_resume */
     uint64_t deadline; /* uv_now() ms after which the sweep closes the connection; 0: none */
@@ -147,6 +165,11 @@ struct server_conn {
     uint64_t body_left;
     server_body_cb body_cb;
     void *body_arg;
+    /* server_conn_body_read_into's buffer for the pending read (NULL: the window), and
+     * whether the read(2) under way was offered it (on_alloc to on_read). */
+    char *body_dst;
+    size_t body_dst_cap;
+    unsigned body_direct : 1;
     void (*body_end_cb)(void *arg); /* server_conn_body_watch */
     void *body_end_arg;
 };
@@ -213,6 +236,10 @@ void conn_sweep(server_t *s, uint64_t now);
 void conn_shutdown_idle(server_conn_t *c);
 void conn_run_resumes(server_t *s);
 void conn_flush(server_conn_t *c);
+/* The connection's uv_write_t (made now if it has none; NULL when out of memory), its data
+ * set to c, for a uv_write whose callback is conn.c's on_write, which frees it once nothing
+ * more is in flight. */
+uv_write_t *conn_write_req(server_conn_t *c);
 /* db_buf_reserve for wbuf, whose storage is lent by the server's pool when it has none
  * (and given back by conn_flush once written). Returns 0, or -1 when out of memory (the
  * caller closes the connection). */
@@ -271,6 +298,9 @@ void ws_conn_finish(server_conn_t *c);
 void ws_conn_closed(server_conn_t *c);
 void ws_conn_shutdown(server_conn_t *c);
 void ws_conn_free(server_conn_t *c);
+/* The sweep's visit (once a second): the zlib states of a session that used none since the
+ * previous visit are released (see ws.c). */
+void ws_conn_sweep(server_conn_t *c);
 /* body.c: bytes of a streamed body buffered per connection at most (the read window). */
 #define BODY_WINDOW 65536
 /* Whether the request whose head was just parsed streams its body (asks the decider). */
@@ -284,6 +314,13 @@ void body_alloc(server_conn_t *c, uv_buf_t *buf);
 /* Decodes the bytes read since; hands a piece to a pending read. */
 void body_advance(server_conn_t *c);
 void body_on_read(server_conn_t *c);
+/* tls.c: a streamed body's next plaintext from the session into the window's room (1 when
+ * something changed: bytes, or the body's error); after a request, the session's plaintext
+ * left behind into rbuf (1 when the connection went on from there). */
+int conn_tls_pull(server_conn_t *c);
+int conn_tls_resume(server_conn_t *c);
+/* conn.c: n bytes were read straight into the reader's buffer (body_direct). */
+void body_on_direct_read(server_conn_t *c, size_t n);
 /* The connection closed or the peer left: a pending read learns it. */
 void body_disconnected(server_conn_t *c);
 /* The request finishes: 0 when its body was read to the end (the next request may follow),

@@ -9,6 +9,15 @@
  *   goes on as after a plain read of that many bytes (conn_received). Draining the session
  *   completely on each read matters: plaintext left inside it would wait for the next
  *   socket event, which may never come.
+ * - Streamed request bodies (body.c): while a body streams, the handler holds slices of
+ *   the head, so rbuf must neither grow nor move, and holds at most the body window. Only
+ *   the window's free room is decrypted into then; the rest stays in the session (its
+ *   memory BIO: at most one read of ciphertext, since the socket is read only while the
+ *   window has room, and the room is filled before the next read). body_deliver pulls
+ *   more (conn_tls_pull) whenever a reader waits and the window emptied, so nothing waits
+ *   for a socket event; and a request that finished with input left in the session (a
+ *   pipelined request after the body) is drained before the next one is looked for
+ *   (conn_tls_resume).
  * - Write: responses are appended to wbuf as plaintext, as for plain connections; when
  *   conn_flush is about to write, wbuf's bytes are sealed into records and wbuf is refilled
  *   with the ciphertext (conn_tls_seal), which then takes the plain path (uv_try_write, the
@@ -72,6 +81,87 @@ static void conn_tls_fail(server_conn_t *c)
     conn_close(c);
 }
 
+/* The end of a streamed body's window in rbuf, or 0 when no body streams. */
+static size_t window_end(const server_conn_t *c)
+{
+    return c->body_stream && !c->body_ended ? c->pos + c->head_len + BODY_WINDOW : 0;
+}
+
+/* Decrypts the window's free room at most (the buffer was given room for it when the body
+ * began: nothing is reserved, nothing moves). Returns the bytes, *r the last result
+ * (TLS_WANT as well when the room ran out first). */
+static size_t decrypt_bounded(server_conn_t *c, size_t end, long *r)
+{
+    size_t got = 0;
+    *r = TLS_WANT;
+    while (c->rbuf.len + got < end && c->rbuf.len + got < c->rbuf.cap) {
+        size_t room = (end < c->rbuf.cap ? end : c->rbuf.cap) - c->rbuf.len - got;
+        *r = tls_session_read(c->tls, c->rbuf.data + c->rbuf.len + got, room);
+        if (*r <= 0)
+            break;
+        got += (size_t)*r;
+        *r = TLS_WANT;
+    }
+    return got;
+}
+
+/* Decrypts everything the session has after rbuf's bytes, growing rbuf; -1 when out of
+ * memory (the connection is closed). */
+static long decrypt_all(server_conn_t *c, size_t *got, long *r)
+{
+    *got = 0;
+    for (;;) {
+        if ((c->rbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->rbuf) < 0) ||
+            db_buf_reserve(&c->rbuf, *got + TLS_PLAIN_MIN) < 0) {
+            conn_close(c);
+            return -1;
+        }
+        *r = tls_session_read(c->tls, c->rbuf.data + c->rbuf.len + *got,
+                              c->rbuf.cap - c->rbuf.len - *got);
+        if (*r <= 0)
+            return 0;
+        *got += (size_t)*r;
+    }
+}
+
+int conn_tls_pull(server_conn_t *c)
+{
+    size_t end = window_end(c);
+    if (c->tls == NULL || end == 0 || c->body_error || !tls_session_has_input(c->tls))
+        return 0;
+    long r;
+    size_t got = decrypt_bounded(c, end, &r);
+    c->rbuf.len += got;
+    if (got > 0)
+        body_advance(c);
+    if (r == TLS_WANT)
+        return got > 0;
+    /* close_notify or a broken session in the middle of the body: the client is gone as
+     * far as this body is concerned; the connection closes after the response. */
+    c->keep_alive = 0;
+    if (!c->body_ended && !c->body_error)
+        c->body_error = SERVER_BODY_DISCONNECTED;
+    return 1;
+}
+
+/* Plaintext in the session after a request finished (see the opening comment) goes to
+ * rbuf; 1 when conn_received took it over (and the connection went on from there). */
+int conn_tls_resume(server_conn_t *c)
+{
+    size_t got;
+    long r;
+    if (c->tls == NULL || !tls_session_has_input(c->tls) || decrypt_all(c, &got, &r) < 0)
+        return c->closing;
+    if (got == 0 && r == TLS_WANT)
+        return 0;
+    conn_received(c, (ssize_t)got);
+    if (!c->closing && r == TLS_CLOSED)
+        conn_received(c, UV_EOF);
+    else if (!c->closing && r != TLS_WANT)
+        conn_tls_fail(c);
+    return 1;
+}
+
 void conn_tls_read(server_conn_t *c, ssize_t nread, const uv_buf_t *buf)
 {
     if (nread <= 0) {
@@ -85,21 +175,15 @@ void conn_tls_read(server_conn_t *c, ssize_t nread, const uv_buf_t *buf)
     }
     /* Decrypted after rbuf's bytes without advancing rbuf.len: conn_received counts them in,
      * as after a plain read into the tail on_alloc offered. rbuf may grow (and move) here as
-     * in on_alloc; reading runs only while no request's slices pin it (conn_update_reading). */
+     * in on_alloc, unless a body streams (then only into the window's room); reading runs
+     * only while no request's slices pin it (conn_update_reading) or the body streams. */
     size_t got = 0;
     long r;
-    for (;;) {
-        if ((c->rbuf.data == NULL && db_pool_lend_buf(&c->server->blocks, &c->rbuf) < 0) ||
-            db_buf_reserve(&c->rbuf, got + TLS_PLAIN_MIN) < 0) {
-            conn_close(c);
-            return;
-        }
-        r = tls_session_read(c->tls, c->rbuf.data + c->rbuf.len + got,
-                             c->rbuf.cap - c->rbuf.len - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    size_t end = window_end(c);
+    if (end != 0)
+        got = decrypt_bounded(c, end, &r);
+    else if (decrypt_all(c, &got, &r) < 0)
+        return;
     /* The plaintext first: a request followed by close_notify or a bad record is answered
      * like one followed by EOF. */
     conn_received(c, (ssize_t)got);
@@ -150,9 +234,9 @@ void conn_tls_close_notify(server_conn_t *c, uv_write_cb on_write)
         return; /* out of memory: the FIN goes without close_notify */
     c->inflight.len = tls_session_take(c->tls, c->inflight.data, n);
     uv_buf_t b = uv_buf_init(c->inflight.data, (unsigned int)c->inflight.len);
-    c->write_req.data = c;
+    uv_write_t *req = conn_write_req(c);
     /* libuv runs the shutdown that follows after this write (uv_shutdown waits for queued
-     * writes); on_write gives inflight back. */
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write) == 0)
+     * writes); on_write gives inflight back. Out of memory: the FIN goes without it. */
+    if (req != NULL && uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write) == 0)
         c->writing = 1;
 }

@@ -32,7 +32,14 @@
  * (WS_DEFLATE_MIN bytes or more; smaller ones go out uncompressed, RSV1 clear, §6) has no
  * deflater. Without context takeover in a direction (the client's offer said
  * server_no_context_takeover or client_no_context_takeover), that direction's state lives
- * for one message only, so an idle session keeps none of it. The inflated size of a
+ * for one message only, so an idle session keeps none of it. With context takeover, a
+ * session that used neither state between two sweeps (idle for a second or two) lets them
+ * go (ws_conn_sweep): the deflater entirely (§7.1.1.1 lets the server drop its window at any
+ * time: its next message is a new raw-deflate run, which the peer's inflater reads after
+ * the previous message's sync flush whatever its window holds), and the inflater parked as
+ * the last 1 << client_max_window_bits bytes of its output, all the client may still refer
+ * back to (§7.1.2.2), from which the next compressed message's inflater resumes: 4 KiB
+ * instead of ~39 + ~32 KiB when the client agreed to 12 bits. The inflated size of a
  * message stays bounded by max_message either way (ws_message_t).
  *
  * Closing (§7.1): a close frame from the peer is answered with the same code (§5.5.1) and
@@ -55,6 +62,10 @@
 #define WS_DEFLATE_MIN 256
 /* The LZ77 window asked of both sides (see the opening comment). */
 #define WS_DEFLATE_BITS 12
+/* About what zlib holds for a deflater of WS_DEFLATE_BITS and for an inflater (15 bits),
+ * counted for server_trim when the sweep frees them. */
+#define WS_DEFLATER_BYTES (32 * 1024)
+#define WS_INFLATER_BYTES (39 * 1024)
 
 static void ws_notify_close(server_conn_t *c, int code, const char *reason, size_t len)
 {
@@ -175,6 +186,20 @@ static int ws_deliver(server_conn_t *c, int opcode, const uint8_t *data, size_t 
     return !w->paused;
 }
 
+/* Makes the inflater of a session that has none: a new one, or one resumed from its parked
+ * window (ws_conn_sweep). Returns 0, or -1 when out of memory. */
+static int ws_inflater_wake(server_ws_t *w)
+{
+    w->msg.inflater =
+        ws_inflater_resume(15, w->pmd.client_no_context_takeover, w->zdict, w->zdict_len);
+    if (w->msg.inflater == NULL)
+        return -1;
+    free(w->zdict);
+    w->zdict = NULL;
+    w->zdict_len = 0;
+    return 0;
+}
+
 /* Parses what rbuf holds, one event at a time, until the bytes run out, the handler pauses
  * or the session ends; consumed bytes are dropped and an empty rbuf goes back to the pool. */
 static void ws_conn_process(server_conn_t *c)
@@ -197,11 +222,13 @@ static void ws_conn_process(server_conn_t *c)
             continue;
         }
         if (r > 0) {
-            if (r == WS_EV_FRAME) {
+            if (r == WS_EV_FRAME)
                 w->single = ev.first && ev.fin && !ev.compressed;
-                if (ev.first && ev.compressed && w->msg.inflater == NULL &&
-                    (w->msg.inflater = ws_inflater_new(15, w->pmd.client_no_context_takeover)) ==
-                        NULL) {
+            /* Any event of a compressed message needs the inflater (the sweep may have
+             * parked it between two frames' events of a message not yet fed). */
+            if (w->parser.msg_compressed) {
+                w->z_used = 1;
+                if (w->msg.inflater == NULL && ws_inflater_wake(w) < 0) {
                     ws_fail(c, WS_CLOSE_INTERNAL);
                     break;
                 }
@@ -374,6 +401,30 @@ void server_conn_ws_resume(server_conn_t *c)
     conn_update_reading(c);
 }
 
+void ws_conn_sweep(server_conn_t *c)
+{
+    server_ws_t *w = c->ws;
+    if (w->z_used) {
+        w->z_used = 0;
+        return;
+    }
+    if (w->deflater != NULL) {
+        ws_deflater_free(w->deflater);
+        w->deflater = NULL;
+        c->server->released += WS_DEFLATER_BYTES;
+    }
+    if (w->msg.inflater != NULL) {
+        /* What the client may still refer back to (§7.1.2.2): its window as agreed (15 bits
+         * when it did not offer client_max_window_bits). Kept as it is when mid-message or
+         * out of memory. */
+        int bits = w->pmd.client_max_window_bits ? w->pmd.client_max_window_bits : 15;
+        if (ws_inflater_park(w->msg.inflater, (size_t)1 << bits, &w->zdict, &w->zdict_len) == 0) {
+            w->msg.inflater = NULL;
+            c->server->released += WS_INFLATER_BYTES;
+        }
+    }
+}
+
 int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t len)
 {
     server_ws_t *w = c->ws;
@@ -384,6 +435,7 @@ int server_conn_ws_send(server_conn_t *c, int opcode, const char *data, size_t l
          * without, it serves this message only. */
         int bits = w->pmd.server_max_window_bits ? w->pmd.server_max_window_bits : 15;
         int nct = w->pmd.server_no_context_takeover;
+        w->z_used = 1;
         if (w->deflater == NULL)
             w->deflater = ws_deflater_new(bits, nct, -1);
         db_buf_t z;
@@ -516,6 +568,7 @@ void ws_conn_free(server_conn_t *c)
     ws_message_free(&c->ws->msg);
     ws_inflater_free(c->ws->msg.inflater);
     ws_deflater_free(c->ws->deflater);
+    free(c->ws->zdict);
     free(c->ws);
     c->ws = NULL;
 }

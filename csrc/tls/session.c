@@ -113,6 +113,11 @@ static void trim_bio(tls_session_t *s, int input)
     }
 }
 
+int tls_session_has_input(const tls_session_t *s)
+{
+    return !s->failed && (SSL_has_pending(s->ssl) || BIO_ctrl_pending(s->rbio) > 0);
+}
+
 long tls_session_read(tls_session_t *s, char *out, size_t cap)
 {
     if (s->failed)

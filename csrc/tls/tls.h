@@ -84,6 +84,9 @@ void tls_session_shutdown(tls_session_t *s);
 /* Ciphertext waiting to be sent, and taking up to cap bytes of it into out (returns how
  * many). */
 size_t tls_session_pending(const tls_session_t *s);
+/* Input the session holds that tls_session_read has not returned yet: plaintext of a record
+ * already decrypted, or ciphertext fed but not processed (a whole record, or part of one). */
+int tls_session_has_input(const tls_session_t *s);
 size_t tls_session_take(tls_session_t *s, char *out, size_t cap);
 
 /* The handshake finished. */

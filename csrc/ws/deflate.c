@@ -153,6 +153,51 @@ void ws_inflater_free(ws_inflater_t *i)
     free(i);
 }
 
+int ws_inflater_park(ws_inflater_t *i, size_t keep, uint8_t **dict, size_t *n)
+{
+    /* Between messages only: mid-message the state is more than the window (a partial
+     * block, its Huffman tables). */
+    if (i->fed || i->ended)
+        return WS_E_ARG;
+    uInt have = 0;
+    if (inflateGetDictionary(&i->z, NULL, &have) != Z_OK)
+        return WS_E_ARG;
+    uint8_t *copy = NULL;
+    size_t len = have < keep ? have : keep;
+    if (len > 0) {
+        /* The window is at most 32 KiB (15 bits): the whole of it, then its last len
+         * bytes, the oldest first (what a back-reference of up to len bytes reaches). */
+        uint8_t *all = malloc(have);
+        copy = all != NULL ? malloc(len) : NULL;
+        if (copy == NULL || inflateGetDictionary(&i->z, all, &have) != Z_OK) {
+            free(all);
+            free(copy);
+            return WS_E_NO_MEMORY;
+        }
+        memcpy(copy, all + have - len, len);
+        free(all);
+    }
+    ws_inflater_free(i);
+    *dict = copy;
+    *n = len;
+    return 0;
+}
+
+ws_inflater_t *ws_inflater_resume(int window_bits, int no_context_takeover, const uint8_t *dict,
+                                  size_t n)
+{
+    ws_inflater_t *i = ws_inflater_new(window_bits, no_context_takeover);
+    if (i == NULL || n == 0)
+        return i;
+    /* A raw inflater takes a dictionary at any time (zlib.h, inflateSetDictionary): the
+     * earlier messages' output the peer's next message may refer back to (§7.2.3.3). */
+    if (n > UINT_MAX || inflateSetDictionary(&i->z, dict, (uInt)n) != Z_OK) {
+        ws_inflater_free(i);
+        return NULL;
+    }
+    return i;
+}
+
 static int inflate_some(ws_inflater_t *inf, const uint8_t *in, size_t n, db_buf_t *out,
                         uint64_t max_out)
 {

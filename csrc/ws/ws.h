@@ -298,6 +298,18 @@ int ws_deflate_message(ws_deflater_t *d, const void *in, size_t n, db_buf_t *out
 ws_inflater_t *ws_inflater_new(int window_bits, int no_context_takeover);
 void ws_inflater_free(ws_inflater_t *i);
 
+/* An idle session's inflater, made small: between messages (WS_E_ARG otherwise, the
+ * inflater kept) the state that matters with context takeover is the last output, of which
+ * the peer's next message may refer back to the agreed window (keep: 1 << its
+ * client_max_window_bits, RFC 7692 §7.1.2.2). ws_inflater_park frees the inflater and hands
+ * back a malloc'd copy of those last bytes (*dict NULL when there are none): 4 KiB for a
+ * 12-bit window where the inflater holds ~39 KiB. Returns 0, WS_E_ARG or WS_E_NO_MEMORY
+ * (the inflater kept). ws_inflater_resume makes an inflater (as ws_inflater_new) that goes on
+ * from such a copy; NULL when out of memory. */
+int ws_inflater_park(ws_inflater_t *i, size_t keep, uint8_t **dict, size_t *n);
+ws_inflater_t *ws_inflater_resume(int window_bits, int no_context_takeover, const uint8_t *dict,
+                                  size_t n);
+
 /* Inflates the next n bytes of a message's payload, appending to out; fin at the message's
  * last chunk, which appends 00 00 ff ff (§7.2.2; an empty payload is an empty message).
  * Output is never appended beyond out->len == max_out (0: no bound): the output stops

@@ -83,7 +83,9 @@ async def _drive(app: Any, http_scope: dict[str, Any], upgrade: Any, log: Any) -
     loop = asyncio.get_running_loop()
     scope = dict(http_scope)
     scope["type"] = "websocket"
-    scope["scheme"] = "wss" if http_scope.get("scheme") == "https" else "ws"
+    # RFC 6455 §3: ws and wss; a proxy's X-Forwarded-Proto of ws or wss is kept (uvicorn).
+    scheme = http_scope.get("scheme", "http")
+    scope["scheme"] = {"http": "ws", "https": "wss"}.get(scheme, scheme)
     scope.pop("method", None)
     scope["subprotocols"] = _tokens(scope["headers"], b"sec-websocket-protocol")
     scope["extensions"] = {"websocket.http.response": {}}

@@ -126,13 +126,20 @@ _SCHEMA_FIELD_REFUSED = ("serialization_alias", "serialization_exclude", "serial
 _MAX_SPEC_DEPTH = 16
 
 
-def plan(cls: type) -> tuple[tuple[bytes, str, Spec], ...] | None | Any:
+def plan(cls: type) -> tuple[tuple[bytes, str, Spec], ...] | dict[str, Any] | None | Any:
     """The encoding plan of the model class ``cls``, None, or NotImplemented (see the
-    module docstring)."""
+    module docstring). For a standard-library dataclass (written as pydantic would only
+    for a response model: see ``dataclass_plan``) the plan is a dict of its fields and the
+    serializer that writes an instance that does not fit them."""
     try:
         from pydantic import BaseModel
     except ImportError:  # pragma: no cover - only called for pydantic models
         return None
+    if _is_std_dataclass(cls):
+        try:
+            return dataclass_plan(cls)
+        except Exception:  # noqa: BLE001 - as for models below
+            return None
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         return None
     if not getattr(cls, "__pydantic_complete__", False):
@@ -267,3 +274,94 @@ def _has_serializer(node: Any) -> bool:
     if isinstance(node, (list, tuple)):
         return any(_has_serializer(v) for v in node)
     return False
+
+
+# ---- standard-library dataclasses, as pydantic writes them --------------------------------
+#
+# data_bridge.json.dumps writes a dataclass by its values, as orjson does; a response model
+# that is a dataclass must be written as pydantic's serializer writes it (an int in a float
+# field is 5.0, NaN is null), so the responder asks the encoder for that mode
+# (_core.dumps_as_model) and the encoder then uses these plans, checking every value against
+# the declared type exactly like a model's. The plan is read from the core schema pydantic
+# builds for the class, and anything but plain fields of the accepted types is refused.
+
+_DC_SCALARS = {"str": "str", "int": "int", "float": "float", "bool": "bool", "none": "none"}
+
+
+def _is_std_dataclass(cls: Any) -> bool:
+    import dataclasses
+
+    return (
+        isinstance(cls, type)
+        and dataclasses.is_dataclass(cls)
+        and "__pydantic_serializer__" not in cls.__dict__
+        and "__slots__" not in cls.__dict__
+    )
+
+
+def dataclass_plan(cls: Any, depth: int = 0) -> dict[str, Any] | None:
+    """{"fields": ((key, name, spec), ...), "serializer": pydantic's} for a plain
+    standard-library dataclass, else None."""
+    from pydantic import TypeAdapter
+
+    if depth > _MAX_SPEC_DEPTH or getattr(cls, "__pydantic_config__", None):
+        return None
+    adapter = TypeAdapter(cls)
+    schema = adapter.core_schema
+    defs: dict[Any, Any] = {}
+    if schema.get("type") == "definitions":
+        defs = {d.get("ref"): d for d in schema.get("definitions", ())}
+        schema = schema.get("schema", {})
+    if schema.get("type") == "definition-ref":
+        schema = defs.get(schema.get("schema_ref"), {})
+    if schema.get("type") != "dataclass" or schema.get("cls") is not cls:
+        return None
+    if "serialization" in schema or set(schema.get("config") or {}) - {"title"}:
+        return None
+    inner = schema.get("schema", {})
+    if inner.get("type") != "dataclass-args" or inner.get("computed_fields"):
+        return None
+    fields = []
+    for i, field in enumerate(inner.get("fields", ())):
+        if field.get("type") != "dataclass-field" or field.get("init_only"):
+            return None
+        if any(field.get(k) is not None for k in _SCHEMA_FIELD_REFUSED):
+            return None
+        node = field.get("schema", {})
+        if _has_serializer(node):
+            return None
+        spec = _schema_spec(node, defs, depth)
+        if spec is None:
+            return None
+        name = field["name"]
+        key = (b"{" if i == 0 else b",") + dumps(name) + b":"
+        fields.append((key, name, spec))
+    return {"fields": tuple(fields), "serializer": adapter.serializer}
+
+
+def _schema_spec(node: dict[str, Any], defs: dict[Any, Any], depth: int) -> Spec | None:
+    """The spec of a field's core schema: the scalars, nullable, list, dict[str, ...] and
+    nested plain dataclasses; a default only wraps the value's schema."""
+    if depth > _MAX_SPEC_DEPTH:
+        return None
+    t = node.get("type")
+    if t == "definition-ref":
+        return _schema_spec(defs.get(node.get("schema_ref"), {}), defs, depth + 1)
+    if t == "default":
+        return _schema_spec(node.get("schema", {}), defs, depth + 1)
+    if t in _DC_SCALARS:
+        return (_DC_SCALARS[t], False, None)
+    if t == "nullable":
+        inner = _schema_spec(node.get("schema", {}), defs, depth + 1)
+        return None if inner is None else (inner[0], True, inner[2])
+    if t == "list":
+        item = _schema_spec(node.get("items_schema", {"type": "any"}), defs, depth + 1)
+        return None if item is None else ("list", False, item)
+    if t == "dict" and (node.get("keys_schema") or {}).get("type") == "str":
+        item = _schema_spec(node.get("values_schema", {"type": "any"}), defs, depth + 1)
+        return None if item is None else ("dict", False, item)
+    if t == "dataclass":
+        nested = node.get("cls")
+        if _is_std_dataclass(nested) and dataclass_plan(nested, depth + 1) is not None:
+            return ("model", False, nested)
+    return None

@@ -2,12 +2,15 @@
  * TAP tests for the gzip component (csrc/gzip): the Accept-Encoding and media-type rules
  * (Starlette's GZipMiddleware's), and compressed bodies that zlib's inflate turns back
  * into the input, with a valid RFC 1952 header and trailer, for empty, small,
- * incompressible and large inputs and for an encoder reused many times.
+ * incompressible and large inputs and for an encoder reused many times; at level 9 the
+ * streams sized to small bodies write the bytes of zlib's default stream (Starlette's).
  */
 #include "gzip/gzip.h"
 #include "tap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 
 static const char defaults[] = "application/grpc\0application/gzip\0audio/*\0image/png\0"
@@ -129,10 +132,68 @@ static void test_compress(void)
     gzip_encoder_free(fast);
 }
 
+/* The gzip member zlib's default stream (windowBits 15, memLevel 8) writes at level 9,
+ * as Python's zlib.compressobj(9, DEFLATED, 31) does for Starlette. */
+static int default_gzip(const char *in, size_t n, db_buf_t *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    size_t room = deflateBound(&z, (uLong)n);
+    int ok = db_buf_reserve(out, room) == 0;
+    if (ok) {
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)n;
+        z.next_out = (Bytef *)out->data;
+        z.avail_out = (uInt)room;
+        ok = deflate(&z, Z_FINISH) == Z_STREAM_END;
+        out->len = room - z.avail_out;
+    }
+    deflateEnd(&z);
+    return ok ? 0 : -1;
+}
+
+static void test_sized_streams_match_the_default(void)
+{
+    /* JSON like an API's: repetitive keys, varying numbers, every window size class. */
+    db_buf_t body, mine, ref;
+    db_buf_init(&body);
+    db_buf_init(&mine);
+    db_buf_init(&ref);
+    for (int i = 0; body.len < 40000; i++) {
+        char item[96];
+        int k = snprintf(item, sizeof(item), "%s{\"id\":%d,\"name\":\"item %d\",\"price\":%d.5}",
+                         i ? "," : "[", i, i * 7919 % 1000, i * 3);
+        db_buf_append(&body, item, (size_t)k);
+    }
+    gzip_encoder_t *e = gzip_encoder_new(9);
+    int same = e != NULL, sizes = 0;
+    for (size_t n = 1; n <= body.len && same; n = n * 5 / 4 + 7) {
+        mine.len = ref.len = 0;
+        same = gzip_compress(e, body.data, n, &mine) == 0 &&
+               default_gzip(body.data, n, &ref) == 0 && mine.len == ref.len &&
+               memcmp(mine.data, ref.data, ref.len) == 0;
+        sizes++;
+    }
+    TAP_OK(same);
+    TAP_OK(sizes > 30);
+    /* A body of each size again, after others: the streams are reset between bodies. */
+    mine.len = ref.len = 0;
+    TAP_OK(gzip_compress(e, body.data, 944, &mine) == 0 &&
+           default_gzip(body.data, 944, &ref) == 0 && mine.len == ref.len &&
+           memcmp(mine.data, ref.data, ref.len) == 0);
+    gzip_encoder_free(e);
+    db_buf_free(&body);
+    db_buf_free(&mine);
+    db_buf_free(&ref);
+}
+
 int main(void)
 {
     test_accepted();
     test_excluded();
     test_compress();
+    test_sized_streams_match_the_default();
     return tap_done();
 }

@@ -5,7 +5,8 @@
  * sides, an inflater refusing data beyond its window, round trips of several sizes with the
  * compressed payload inflated in two pieces split at every point, the bound on inflated
  * size (a "zip bomb" ends in WS_E_TOO_BIG, close 1009, with memory bounded), corrupt data,
- * and whole messages assembled from parser events by ws_message_t.
+ * an idle inflater parked as the last bytes of its window and resumed from them, and whole
+ * messages assembled from parser events by ws_message_t.
  */
 #include "tap.h"
 #include "ws/ws.h"
@@ -460,11 +461,62 @@ static void test_messages(void)
     db_buf_free(&s);
 }
 
+/* Context takeover across a park: the next message refers back into the previous ones,
+ * and an inflater resumed from the kept window bytes reads it as the original would. */
+static void test_park_resume(void)
+{
+    uint8_t noise[6000];
+    fill(noise, sizeof(noise), 1);
+    for (int bits = 12; bits <= 15; bits += 3) {
+        ws_deflater_t *d = ws_deflater_new(bits, 0, -1);
+        ws_inflater_t *inf = ws_inflater_new(15, 0);
+        db_buf_t a, b, back;
+        db_buf_init(&a);
+        db_buf_init(&b);
+        /* Nothing inflated yet: nothing to keep. */
+        uint8_t *dict = (uint8_t *)"x";
+        size_t n = 1;
+        TAP_EQ_INT(ws_inflater_park(inf, (size_t)1 << bits, &dict, &n), 0);
+        TAP_OK(dict == NULL && n == 0);
+        inf = ws_inflater_resume(15, 0, dict, n);
+        TAP_OK(inf != NULL);
+        TAP_EQ_INT(ws_deflate_message(d, noise, sizeof(noise), &a), 0);
+        /* Part of the noise again, from within the window (zlib reaches back at most the
+         * window less 262 bytes): what was kept has to hold it. */
+        size_t window = (size_t)1 << bits, kept = window < sizeof(noise) ? window : sizeof(noise);
+        size_t from = sizeof(noise) - kept + 400;
+        TAP_EQ_INT(ws_deflate_message(d, noise + from, 1000, &b), 0);
+        TAP_OK(b.len < 100);
+        /* Mid-message an inflater is not parked. */
+        db_buf_init(&back);
+        TAP_EQ_INT(ws_inflate(inf, (uint8_t *)a.data, a.len / 2, 0, &back, 0), 0);
+        TAP_EQ_INT(ws_inflater_park(inf, (size_t)1 << bits, &dict, &n), WS_E_ARG);
+        TAP_EQ_INT(ws_inflate(inf, (uint8_t *)a.data + a.len / 2, a.len - a.len / 2, 1, &back, 0),
+                   0);
+        TAP_OK(back.len == sizeof(noise) && memcmp(back.data, noise, sizeof(noise)) == 0);
+        db_buf_free(&back);
+        TAP_EQ_INT(ws_inflater_park(inf, (size_t)1 << bits, &dict, &n), 0);
+        TAP_OK(dict != NULL && n == kept);
+        TAP_OK(memcmp(dict, noise + sizeof(noise) - n, n) == 0);
+        inf = ws_inflater_resume(15, 0, dict, n);
+        free(dict);
+        TAP_OK(inf != NULL);
+        TAP_EQ_INT(inflate_msg(inf, (uint8_t *)b.data, b.len, (size_t)-1, &back, 0), 0);
+        TAP_OK(back.len == 1000 && memcmp(back.data, noise + from, 1000) == 0);
+        db_buf_free(&back);
+        db_buf_free(&a);
+        db_buf_free(&b);
+        ws_inflater_free(inf);
+        ws_deflater_free(d);
+    }
+}
+
 int main(void)
 {
     test_rfc_examples();
     test_round_trips();
     test_takeover_windows();
+    test_park_resume();
     test_bounds();
     test_messages();
     return tap_done();

@@ -117,12 +117,6 @@ KNOWN = {
     "test_timeout_rounding": "calls the selector loop's private _run_once",
     "test_create_unix_server_bind_error": "patches asyncio.unix_events.socket; PyLoop binds "
     "real sockets",
-    # Timing-dependent: the test reads the TLS transport's sockname after the server has
-    # answered and closed. Callbacks that PyLoop's I/O callbacks schedule run in the same
-    # iteration (asyncio's run in the next), so connection_lost may already have dropped
-    # the SSL protocol's transport there (docs/loop-suite.md).
-    "test_create_ssl_unix_connection": "timing-dependent: connection_lost can run one "
-    "iteration earlier than on asyncio's loop",
 }
 
 CREATED = [0]

@@ -4,13 +4,14 @@ on PyLoop, with the same body and the same expectations (differential testing)."
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from data_bridge import pyloop
 
-__all__ = ["is_pyloop", "loop", "loop_factory"]
+__all__ = ["is_pyloop", "loop", "loop_factory", "tls_files"]
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.SelectorEventLoop,
@@ -39,3 +40,36 @@ def loop(
 
 def is_pyloop(loop: asyncio.AbstractEventLoop) -> bool:
     return isinstance(loop, pyloop.Loop)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (paths)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    try:
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl unavailable: {exc}")
+    return str(cert), str(key)

@@ -94,15 +94,28 @@ def _build(api: Any, base: type) -> Any:
         ("POST", "/model", {"json": {"a": "x"}}),
         ("GET", "/short", {}),
         ("GET", "/openapi.json", {}),
+        # No route takes these: the router answers inside the middleware stack.
+        ("GET", "/nothing", {}),
+        ("HEAD", "/nothing", {}),
+        ("POST", "/nothing", {"json": {"a": 1}}),
+        ("POST", "/sync", {}),
+        ("DELETE", "/items/5", {}),
+        ("GET", "/sync/", {}),
+        ("GET", "/items/5/?q=1", {}),
     ],
 )
 def test_same_as_fastapi(method: str, path: str, kwargs: dict[str, Any]) -> None:
-    mine = TestClient(_build(ours_api, OurBase)).request(method, path, **kwargs)
-    ref = RTestClient(_build(fastapi, SBase)).request(method, path, **kwargs)
+    mine = TestClient(_build(ours_api, OurBase)).request(
+        method, path, follow_redirects=False, **kwargs
+    )
+    ref = RTestClient(_build(fastapi, SBase)).request(
+        method, path, follow_redirects=False, **kwargs
+    )
     assert mine.status_code == ref.status_code, mine.text
-    for header in ("x-tag", "x-inner", "x-why", "content-type"):
+    for header in ("x-tag", "x-inner", "x-why", "content-type", "location", "content-length"):
         assert mine.headers.get(header) == ref.headers.get(header), header
     assert mine.content == ref.content or mine.json() == ref.json()
+    assert ("allow" in mine.headers) == ("allow" in ref.headers)
 
 
 def test_an_exception_no_handler_takes_is_a_500() -> None:
@@ -123,11 +136,133 @@ def test_an_exception_no_handler_takes_is_a_500() -> None:
         TestClient(app).get("/")
 
 
-def test_unrouted_requests_are_answered_without_the_middleware() -> None:
-    # A difference from Starlette (docs/compat.md): 404 and 405 are decided by the native
-    # router before any Python runs.
-    r = TestClient(_build(ours_api, OurBase)).get("/nothing")
-    assert r.status_code == 404 and "x-tag" not in r.headers
+def _routing_app(api: Any, middleware: str | None, handlers: bool) -> Any:
+    """An app whose middleware (``http``: @app.middleware("http"); ``asgi``: a pure ASGI
+    class) replaces 404s and tags every answer, with exception handlers for 404 and 405."""
+    app = api.FastAPI()
+
+    class Pure:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            async def tagged(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    extra = [(b"x-pure", str(message["status"]).encode())]
+                    message = {**message, "headers": [*message["headers"], *extra]}
+                await send(message)
+
+            await self.app(scope, receive, tagged)
+
+    if middleware == "asgi":
+        app.add_middleware(Pure)
+    elif middleware == "http":
+
+        @app.middleware("http")
+        async def replace(request: Any, call_next: Any) -> Any:
+            response = await call_next(request)
+            if response.status_code == 404 and request.url.path == "/replace":
+                return api.responses.PlainTextResponse("replaced", status_code=410)
+            response.headers["x-seen"] = f"{request.method} {response.status_code}"
+            return response
+
+    if handlers:
+
+        @app.exception_handler(404)
+        async def not_found(request: Any, exc: Any) -> Any:
+            return api.responses.JSONResponse({"missing": request.url.path}, status_code=404)
+
+        @app.exception_handler(405)
+        async def not_allowed(request: Any, exc: Any) -> Any:
+            return api.responses.PlainTextResponse(
+                f"not {request.method}", status_code=405, headers=exc.headers
+            )
+
+    @app.get("/only-get")
+    def only_get() -> int:
+        return 1
+
+    @app.put("/folder/")
+    def folder() -> int:
+        return 2
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "middleware, handlers",
+    [("http", False), ("http", True), ("asgi", False), ("asgi", True), (None, True)],
+)
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/nothing"),
+        ("GET", "/replace"),
+        ("HEAD", "/nothing"),
+        ("POST", "/only-get"),
+        ("GET", "/folder/"),
+        ("PUT", "/folder"),
+        ("GET", "/only-get/?x=1"),
+    ],
+)
+def test_unrouted_requests_go_through_middleware_and_handlers(
+    middleware: str | None, handlers: bool, method: str, path: str
+) -> None:
+    mine = TestClient(_routing_app(ours_api, middleware, handlers)).request(
+        method, path, follow_redirects=False
+    )
+    ref = RTestClient(_routing_app(fastapi, middleware, handlers)).request(
+        method, path, follow_redirects=False
+    )
+    assert mine.status_code == ref.status_code, mine.text
+    for header in ("x-seen", "x-pure", "location", "content-type", "content-length"):
+        assert mine.headers.get(header) == ref.headers.get(header), header
+    if "allow" in ref.headers:
+        # The server also serves HEAD on GET routes (Starlette's Route does, FastAPI's
+        # APIRoute does not) and says so: the rest of Allow is the same.
+        allowed = set(mine.headers["allow"].split(", ")) - {"HEAD"}
+        assert allowed == set(ref.headers["allow"].split(", "))
+        assert mine.text.replace(", HEAD", "") == ref.text
+    else:
+        assert mine.content == ref.content
+    assert "allow" not in mine.headers or ref.status_code == 405
+
+
+def test_unrouted_requests_reach_python_only_when_something_there_answers_them() -> None:
+    from data_bridge.api._http_middleware import handles_unrouted
+
+    app = ours_api.FastAPI()
+    assert not handles_unrouted(app)  # the server answers 404 and 405 itself
+
+    @app.exception_handler(Exception)
+    async def anything(request: Any, exc: Exception) -> Any:
+        return ours_api.responses.PlainTextResponse("oops", status_code=500)
+
+    # Starlette leaves Exception to ServerErrorMiddleware: never a 404's handler.
+    assert not handles_unrouted(app)
+    assert TestClient(app).get("/nothing").json() == {"detail": "Not Found"}
+    app.add_exception_handler(ours_api.HTTPException, anything)
+    assert handles_unrouted(app)
+    assert TestClient(app).get("/nothing").text == "oops"
+
+
+def test_unrouted_server_handler_must_take_the_request() -> None:
+    from data_bridge import _core, pyloop
+    from data_bridge.api._plan import build_plan
+
+    def no_request() -> None:
+        return None
+
+    loop = pyloop.new_event_loop()
+    try:
+        server = ours_api.FastAPI().build_server(loop)
+        with pytest.raises(TypeError, match="must take the Request"):
+            server.add_route([], "/", no_request, build_plan("/", no_request), unrouted=True)
+        with pytest.raises(ValueError, match="no methods"):
+            server.add_route([0], "/", no_request, build_plan("/", no_request), unrouted=True)
+        assert isinstance(server, _core.Server)
+    finally:
+        loop.close()
 
 
 def test_only_http_middleware() -> None:

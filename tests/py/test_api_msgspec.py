@@ -60,14 +60,23 @@ def test_bodies_responses_and_errors() -> None:
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "lines", 0, "qty"]
     assert "Expected `int`, got `str`" in r.json()["detail"][0]["msg"]
+    # The input is the value at the location, as pydantic reports it; for a missing
+    # field, the object without it.
+    assert r.json()["detail"][0]["input"] == "2"
     r = client.post("/orders", json={"lines": []})
     assert r.json()["detail"][0] == {
         "type": "missing",
         "loc": ["body", "id"],
         "msg": "Field required",
-        "input": None,
+        "input": {"lines": []},
     }
     r = client.post("/orders", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+    # msgspec stops at the first wrong value, before the rest of the body: invalid JSON
+    # after it is still reported as invalid JSON.
+    r = client.post(
+        "/orders", content=b'{"id": "x", nope', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
     # A Struct written by the encoder follows its own settings (rename, omit_defaults).
     assert client.get("/untyped").json() == [{"firstName": "Ada"}, {"firstName": "Bob", "extra": 2}]

@@ -251,7 +251,7 @@ def test_generator_endpoints_stream_json_lines_or_raw_bodies():
 
     @app.get("/sync")
     def sync():
-        yield {"n": 1}
+        yield {"n": 1, "s": "é", "f": float("nan")}
         yield [2]
 
     @app.get("/raw", response_class=StreamingResponse)
@@ -263,7 +263,9 @@ def test_generator_endpoints_stream_json_lines_or_raw_bodies():
     r = client.get("/items")
     assert r.headers["content-type"] == "application/jsonl"
     assert r.text == '{"name":"a"}\n{"name":"b"}\n'
-    assert client.get("/sync").text == '{"n":1}\n[2]\n'
+    # Untyped items are written as FastAPI writes them: json.dumps's separators and ASCII
+    # escapes, NaN as null.
+    assert client.get("/sync").text == '{"n": 1, "s": "\\u00e9", "f": null}\n[2]\n'
     assert client.get("/raw").text == "ab"
 
 

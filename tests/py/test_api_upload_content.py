@@ -1,12 +1,16 @@
-"""The content of uploaded files on its way from the request to the handler: parsed from
-the connection's buffer (``_core.parse_multipart`` on the Request), one bytes object per
-part, kept by the UploadFile's BytesIO without a copy; and the multipart scanner's
-delimiter search (memmem, then a CR scan for a delimiter cut by the piece's end) on
-contents full of near-delimiters."""
+"""The content of uploaded files on its way from the request to the handler: parsed by
+``_core.MultipartParser`` from the connection's buffer (a body received whole is its
+single-piece case, a streamed one is fed piece by piece in C), one bytes object per part,
+kept by the UploadFile's BytesIO without a copy, files over the spooling size written to a
+rolled-over SpooledTemporaryFile; and the multipart scanner's delimiter search (memmem,
+then a CR scan for a delimiter cut by the piece's end) on contents full of
+near-delimiters."""
 
 from __future__ import annotations
 
 import random
+import tempfile
+from typing import Any
 
 import pytest
 
@@ -50,15 +54,46 @@ def random_parts(rng: random.Random) -> tuple[bytes, list[tuple[str, bool, bytes
     return body + f"--{BOUNDARY}--\r\n".encode(), parts
 
 
+def rolled_spool() -> Any:
+    spooled = tempfile.SpooledTemporaryFile(max_size=4)
+    spooled.rollover()
+    return spooled
+
+
+def parse(body: bytes | memoryview, step: int = 0, spool_max: int = 1 << 20) -> list[Any]:
+    """The parts of body fed whole (step 0) or in pieces of step bytes, each content read
+    back as bytes (from the spooled file when it went to one) and checked to be there."""
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    parser = _core.MultipartParser(ctype, rolled_spool, spool_max=spool_max)
+    size = len(body)
+    for at in range(0, size, step or max(size, 1)):
+        parser.feed(body[at : at + (step or size)])
+    out = []
+    for name, filename, ctype_, headers, content, length in parser.finish():
+        if not isinstance(content, bytes):
+            assert filename is not None and length > spool_max
+            assert content.tell() == length  # positioned at its end, as written
+            content.seek(0)
+            data = content.read()
+            content.close()
+            content = data
+        assert len(content) == length
+        out.append((name, filename, ctype_, headers, content))
+    return out
+
+
 def test_parts_with_near_delimiters() -> None:
     rng = random.Random(13)
-    ctype = f"multipart/form-data; boundary={BOUNDARY}"
     for _ in range(2000):
         body, parts = random_parts(rng)
-        got = _core.parse_multipart(ctype, body)
+        got = parse(body)
         assert [(p[0], p[1] is not None, p[4]) for p in got] == parts
-        # A memoryview (no bytes of the body) parses the same.
-        assert _core.parse_multipart(ctype, memoryview(body)) == got
+        # A memoryview (no bytes of the body) parses the same; so does the body in pieces
+        # of any size, and with every file over a few bytes written to its file.
+        assert parse(memoryview(body)) == got
+        step = rng.choice([1, 2, 3, 7, 16, 40])
+        assert parse(body, step) == got
+        assert parse(body, step, spool_max=rng.choice([0, 3])) == got
 
 
 def test_parts_through_the_server() -> None:
@@ -79,9 +114,9 @@ def test_parts_through_the_server() -> None:
         assert r.json() == [content.hex() for _, _, content in parts]
 
 
-# Bodies the server receives whole (up to its 64 KiB body window; larger ones stream and
-# are spooled piece by piece: test_server_upload.py).
-@pytest.mark.parametrize("size", [0, 1000, 60_000])
+# Bodies the server receives whole (up to its 64 KiB body window) and streamed ones (fed
+# to the parser in C as they arrive) up to the spooling size, which stays in memory.
+@pytest.mark.parametrize("size", [0, 1000, 60_000, 300_000, UploadFileType.spool_max_size])
 def test_spooled_content_is_shared_then_copied_on_write(size: int) -> None:
     app = FastAPI()
     data = random.Random(size).randbytes(size)

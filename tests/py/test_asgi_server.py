@@ -174,6 +174,21 @@ def test_scope_fields(asgi: ServerProcess) -> None:
     assert set(scope["state"]) == {"db", "shared"}
 
 
+def test_scope_addresses_per_connection(asgi: ServerProcess) -> None:
+    # Each connection's own client port on every request of it, interleaved with another
+    # connection's (the addresses are kept per connection, the host strings shared).
+    socks = [asgi.connect(), asgi.connect()]
+    readers = [Reader(s) for s in socks]
+    for _ in range(2):
+        for s, reader in zip(socks, readers, strict=True):
+            s.sendall(get("/scope"))
+            scope = reader.read_response().json()
+            assert scope["client"] == {"seq": "tuple", "items": ["127.0.0.1", s.getsockname()[1]]}
+            assert scope["server"] == {"seq": "tuple", "items": ["127.0.0.1", asgi.port]}
+    for s in socks:
+        s.close()
+
+
 def test_scope_http10_and_methods(asgi: ServerProcess) -> None:
     s = asgi.connect()
     s.sendall(get("/scope", version="1.0", method="DELETE"))
@@ -220,7 +235,9 @@ def test_chunked_request_body(asgi: ServerProcess) -> None:
 
 def test_body_over_limit_never_reaches_app(asgi: ServerProcess) -> None:
     before = httpx.get(asgi.url + "/flow-stats").json()["requests"]
-    r = httpx.post(asgi.url + "/echo", content=b"x" * (1024 * 1024 + 1))
+    from data_bridge.api.applications import Limits
+
+    r = httpx.post(asgi.url + "/echo", content=b"x" * (Limits.max_body + 1))
     assert r.status_code == 413
     after = httpx.get(asgi.url + "/flow-stats").json()["requests"]
     assert after == before + 1  # only the /flow-stats request itself
@@ -310,6 +327,28 @@ def test_streaming_with_declared_content_length(asgi: ServerProcess) -> None:
     assert r.body == b"abcdefghijkl"
     r = reader.read_response()
     assert r.header("content-length") == "5" and r.body == b"hello"
+    s.close()
+
+
+def test_declared_length_in_one_message_is_a_complete_response(asgi: ServerProcess) -> None:
+    # Written as one complete response (one write): framed the same for GET, HEAD (the head
+    # alone, the length kept) and HTTP/1.0, and the connection serves on.
+    s = asgi.connect()
+    s.sendall(get("/declared-length", method="HEAD") + get("/declared-length") + get("/hello"))
+    reader = Reader(s)
+    status, headers = read_head(reader)
+    assert status == "HTTP/1.1 200 OK" and headers["content-length"] == "5"
+    r = reader.read_response()
+    assert r.header("content-length") == "5" and r.body == b"hello"
+    assert r.header("transfer-encoding") is None
+    assert reader.read_response().body == b"Hello, world!"
+    s.close()
+    s = asgi.connect()
+    s.sendall(get("/declared-length", version="1.0"))
+    reader = Reader(s)
+    r = reader.read_response()
+    assert r.header("content-length") == "5" and r.body == b"hello"
+    assert reader.at_eof()
     s.close()
 
 

@@ -1025,3 +1025,63 @@ def test_access_log_through_a_log_config(cli, tmp_path: Path) -> None:
     assert re.search(
         r'^ACCESS 127\.0\.0\.1:\d+ - "GET /where\?x=1 HTTP/1\.1" 200$', c.output(), re.M
     )
+
+
+WS_PROXY_APP = textwrap.dedent(
+    """
+    from data_bridge.api import App, WebSocket
+
+    app = App()
+
+    @app.get("/")
+    def index():
+        return {"ok": True}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text(f"{websocket.url.scheme} {websocket.scope['scheme']}")
+        await websocket.close()
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": scope["scheme"]})
+        await send({"type": "websocket.close"})
+    """
+)
+
+
+def test_proxy_headers_websocket_scheme(cli, tmp_path: Path) -> None:
+    """A WebSocket's URL and scope say ws or wss (Starlette's websocket scheme): wss behind
+    a trusted proxy's X-Forwarded-Proto of https or wss, as uvicorn's proxy headers map it;
+    likewise the websocket scope of an ASGI app."""
+    from websockets.sync.client import connect
+
+    (tmp_path / "wsproxyapp.py").write_text(WS_PROXY_APP)
+
+    def scheme(port: int, proto: str | None) -> str:
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=headers) as c:
+            return str(c.recv(timeout=10))
+
+    c = cli("wsproxyapp:app")
+    c.wait_ready()
+    assert [scheme(c.port, p) for p in (None, "http", "https", "ws", "wss")] == [
+        "ws ws",
+        "ws ws",
+        "wss wss",
+        "ws ws",
+        "wss wss",
+    ]
+    assert c.stop() == 0
+    d = cli("wsproxyapp:asgi")
+    d.wait_ready()
+    assert [scheme(d.port, p) for p in (None, "https", "wss")] == ["ws", "wss", "wss"]
+    assert d.stop() == 0

@@ -330,3 +330,71 @@ def test_whitespace_runs() -> None:
         with pytest.raises(JSONDecodeError) as ei:
             loads(("[1," + " " * 20 + bad + "2]").encode())
         assert ei.value.pos == 23
+
+
+def test_objects_behave_as_dicts_built_by_python() -> None:
+    """Objects are built as finished hash tables (CPython 3.11): every key must be found,
+    the dict must stay usable (insert, delete, resize, copy) and be tracked by the cyclic
+    collector exactly when the stdlib's would be."""
+    import gc
+    import random
+
+    r = random.Random(11)
+    for n in (1, 5, 6, 10, 11, 21, 22, 85, 86, 170, 171, 1000, 5462, 70000):
+        src = {f"{r.random()}{i}": i for i in range(n)}
+        doc = json.dumps(src)
+        got = loads(doc.encode())
+        assert got == src and list(got) == list(src)
+        assert all(got[k] == v for k, v in src.items())
+        assert "missing" not in got
+        got["new"] = -1
+        del got[next(iter(src))]
+        got.update({str(i): i for i in range(300)})
+        assert len(got) == n + 300 and got["new"] == -1
+        assert got.copy() == got
+    for doc in ('{"a":1}', '{"a":"x","b":null}', '{"a":[]}', '{"a":{}}', '{"a":{"b":1}}'):
+        assert gc.is_tracked(loads(doc)) == gc.is_tracked(json.loads(doc)), doc
+    cyclic = loads(b'{"a":[]}')
+    cyclic["a"].append(cyclic)
+    del cyclic
+    gc.collect()
+
+
+def test_duplicate_keys_everywhere() -> None:
+    """Duplicates (same text, whether the key cache shares the str or not) keep the first
+    position and the last value, as the stdlib does."""
+    long_key = "k" * 80
+    for doc in (
+        '{"a":1,"a":2}',
+        '{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"a":7}',
+        '{"é":1,"e":2,"é":3}',
+        f'{{"{long_key}":1,"x":2,"{long_key}":3}}',
+        '{"a":1,"\\u0061":2}',
+        "{" + ",".join(f'"k{i % 50}":{i}' for i in range(200)) + "}",
+    ):
+        got, expected = loads(doc.encode()), json.loads(doc)
+        assert got == expected and list(got) == list(expected), doc
+
+
+def test_numbers_in_every_position_and_length() -> None:
+    """The one-pass number reader (8-byte loads) against the stdlib: every digit count on
+    both sides of the point, near the end of the document and inside containers."""
+    for ni in range(0, 22):
+        for nf in (0, 1, 7, 8, 9, 15, 16, 17, 19, 20, 25):
+            int_part = "0" if ni == 0 else "9876543210123456789012"[:ni]
+            for text in (int_part, f"{int_part}.{'1234567890' * 3}"[: len(int_part) + 1 + nf]):
+                if text.endswith("."):
+                    continue
+                for sign in ("", "-"):
+                    t = sign + text
+                    for doc in (t, f"[{t}]", f'{{"k":{t},"l":[{t},{t}]}}', f"[{t}    ]"):
+                        got, expected = loads(doc.encode()), json.loads(doc)
+                        assert repr(got) == repr(expected), doc
+    for doc in ("0.000000000000000000001234", "0.0000", "-0.0e5", "1.5e", "12.", "01.5", "-"):
+        try:
+            expected: Any = json.loads(doc)
+        except ValueError:
+            with pytest.raises(JSONDecodeError):
+                loads(doc.encode())
+        else:
+            assert repr(loads(doc.encode())) == repr(expected)

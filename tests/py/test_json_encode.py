@@ -639,3 +639,55 @@ def test_key_text_cache() -> None:
     for i in range(2000):
         key = f"key{i % 300}"
         assert dumps({key: i, "id": i}) == std({key: i, "id": i})
+
+
+def _fresh(s: str) -> str:
+    """A new str with the same characters and no cached UTF-8 form (str.encode does not
+    make one; PyUnicode_AsUTF8, which the encoder calls, does)."""
+    return "".join(list(s))
+
+
+def test_non_ascii_strings_of_every_kind() -> None:
+    """Non-ASCII strs of every kind (1, 2 and 4 bytes per character), fresh (no cached
+    UTF-8 form yet) and cached, with escapes and ASCII runs at every position, as the stdlib
+    writes them."""
+    import random
+
+    r = random.Random(5)
+    chars = [chr(c) for c in range(0x100)] + [
+        "\u0100",
+        "\u07ff",
+        "\u0800",
+        "\u4e2d",
+        "\ue000",
+        "\uffff",
+        "\U00010000",
+        "\U0001f600",
+        "\U0010ffff",
+    ]
+    for _ in range(20_000):
+        s = _fresh(
+            "".join(
+                r.choice(chars) if r.random() < 0.4 else r.choice("abc xyz")
+                for _ in range(r.randint(1, 70))
+            )
+        )
+        expected = json.dumps(s, ensure_ascii=False).encode()
+        assert dumps(s) == expected
+        assert dumps({_fresh(s): [_fresh(s)]}) == b"{%s:[%s]}" % (expected, expected)
+    import ctypes
+
+    for s in ("é" * 40 + '"\n', "中文" * 30 + "\\", "😀" * 9 + "\x00"):
+        s = _fresh(s)
+        first = dumps(s)
+        ctypes.pythonapi.PyUnicode_AsUTF8.restype = ctypes.c_char_p
+        ctypes.pythonapi.PyUnicode_AsUTF8.argtypes = [ctypes.py_object]
+        ctypes.pythonapi.PyUnicode_AsUTF8(s)  # now cached: the copying path
+        assert dumps(s) == first == json.dumps(s, ensure_ascii=False).encode()
+
+
+def test_lone_surrogates_in_every_kind_rejected() -> None:
+    for s in ("\ud800", "a\udfff", "é\ud800", "中\ud800x", "😀\udc00"):
+        for obj in (_fresh(s), [_fresh(s)], {_fresh(s): 1}, {"k": _fresh(s)}):
+            with pytest.raises(JSONEncodeError, match="lone surrogate"):
+                dumps(obj)

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from loop_fixtures import *  # noqa: F403  (the loop and loop_factory fixtures)
+from loop_fixtures import is_pyloop
 
 var = contextvars.ContextVar("var", default="unset")
 
@@ -362,6 +363,18 @@ def test_run_in_executor_result(loop):
         return await loop.run_in_executor(None, lambda a, b: a * b, 6, 7)
 
     assert loop.run_until_complete(main()) == 42
+
+
+def test_default_executor_threads_are_named_after_the_loop(loop):
+    """uvloop's test_thread_name_prefix_in_default_executor: the default executor's threads
+    carry the implementation's name (asyncio_N on asyncio's loop, pyloop_N on PyLoop)."""
+
+    async def main():
+        return await loop.run_in_executor(None, lambda: threading.current_thread().name)
+
+    name = loop.run_until_complete(main())
+    prefix = "pyloop_" if is_pyloop(loop) else "asyncio_"
+    assert name.startswith(prefix) and name[len(prefix) :].isdigit()
 
 
 def test_run_in_executor_runs_in_parallel(loop):

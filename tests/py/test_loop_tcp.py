@@ -6,7 +6,6 @@ import contextvars
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 
@@ -476,6 +475,43 @@ def test_server_async_context_manager_and_bind_error(loop):
     loop.run_until_complete(main())
 
 
+def test_create_server_binds_each_address_once(loop):
+    """What CPython's test_create_server_multiple_hosts_ipv4 checks through a mocked socket
+    module (a known failure on PyLoop): a host list with repeats gives one listening socket
+    per distinct address."""
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, ["127.0.0.1", "127.0.0.1"], 0)
+        names = [sock.getsockname()[0] for sock in server.sockets]
+        server.close()
+        await server.wait_closed()
+        return names
+
+    assert loop.run_until_complete(main()) == ["127.0.0.1"]
+
+
+def test_bind_errors_close_the_socket(loop, tmp_path):
+    """What CPython's test_create_unix_server_bind_error checks through a mocked socket
+    module (a known failure on PyLoop, which binds real sockets): a failed bind leaves no
+    descriptor behind, for Unix and TCP servers."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+
+        async def attempts():
+            for _ in range(10):
+                with pytest.raises(OSError):
+                    await loop.create_unix_server(asyncio.Protocol, str(tmp_path / "no" / "s"))
+                with pytest.raises(OSError):
+                    await loop.create_server(
+                        asyncio.Protocol, "127.0.0.1", port, reuse_address=False
+                    )
+
+        loop.run_until_complete(attempts())  # the loop's own descriptors exist from here
+        before = open_fds()
+        loop.run_until_complete(attempts())
+        assert open_fds() == before
+
+
 def test_protocol_factory_error_reported(loop):
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
@@ -648,38 +684,6 @@ def test_many_connection_cycles_do_not_leak_fds(loop):
 
     before, after = loop.run_until_complete(main())
     assert after - before <= 2
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    try:
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"openssl unavailable: {exc}")
-    return str(cert), str(key)
 
 
 def test_tls_streams_self_signed(loop, tls_files):

@@ -9,6 +9,10 @@ import time
 import pytest
 from conftest import Reader, exchange
 
+from data_bridge.api.applications import Limits
+
+MAX_BODY = Limits.max_body  # the default body limit (16 MiB)
+
 GET = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
@@ -114,7 +118,7 @@ def test_expect_100_continue_refused_when_too_large(server):
     r, reader = exchange(
         server,
         b"POST /items HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
-        b"Content-Length: 5000000\r\n\r\n",
+        b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1),
     )
     assert r.status == 413
     assert reader.at_eof()
@@ -295,16 +299,17 @@ def test_hundred_headers_are_fine(server):
 
 def test_body_over_limit_is_413(server):
     r, reader = exchange(
-        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n"
+        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1)
     )
     assert r.status == 413
     assert reader.at_eof()
 
 
 def test_body_at_limit_is_accepted(server):
-    body = b"x" * 1048576
+    body = b"x" * MAX_BODY
     r, reader = exchange(
-        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" + body
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % MAX_BODY + body,
     )
     assert r.status == 200 and len(r.body) == len(body)
     reader.sock.close()
@@ -316,7 +321,7 @@ def test_chunked_body_over_limit_is_413(server):
     chunk = b"10000\r\n" + b"y" * 0x10000 + b"\r\n"
     reader = Reader(s)
     try:
-        for _ in range(17):
+        for _ in range(MAX_BODY // 0x10000 + 1):
             s.sendall(chunk)
     except (BrokenPipeError, ConnectionResetError):
         pass

@@ -168,6 +168,45 @@ def test_upload_in_random_chunks(srv, seed):
     s.close()
 
 
+def test_uploads_read_into_their_buffers_then_pipelined(srv):
+    """Once a file part has its buffer, the server reads the next pieces straight into it
+    (server_conn_body_read_into). Pieces that end anywhere around a part's end (inside a
+    near-delimiter, right after the delimiter, inside the next part's headers), parts that
+    end inside such a piece with more parts after them, and a pipelined request sent in
+    the same write as the body's end must all come out exactly."""
+    rng = random.Random(99)
+    for round_ in range(16):
+        sizes = [
+            rng.randrange(70_000, 400_000),
+            rng.randrange(0, 3000),
+            rng.randrange(70_000, 200_000),
+        ]
+        files = [(f"n{i}.bin", awkward_content(n)) for i, n in enumerate(sizes)]
+        body = multipart([("files", name, content) for name, content in files])
+        # Cut points near each part's end, where a direct read meets the delimiter.
+        ends = [body.find(f"--{BOUNDARY}".encode(), 1000)]
+        while ends[-1] != -1:
+            ends.append(body.find(f"--{BOUNDARY}".encode(), ends[-1] + 1))
+        cuts = sorted({max(1, e + rng.randrange(-80, 80)) for e in ends[:-1]} | {len(body) // 3})
+        s = srv.connect()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = Reader(s)
+        s.sendall(head("/files", len(body), MP) + body[: cuts[0]])
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            time.sleep(0.003)
+            s.sendall(body[a:b])
+        time.sleep(0.003)
+        s.sendall(body[cuts[-1] :] + b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = reader.read_response()
+        assert r.status == 200, (round_, r.body)
+        assert r.json() == [
+            {"filename": name, "size": len(c), "sha256": hashlib.sha256(c).hexdigest()}
+            for name, c in files
+        ], round_
+        assert reader.read_response().status == 200
+        s.close()
+
+
 def upload_watching_rss(server: ServerProcess, mib: int) -> tuple[dict[str, Any], int]:
     """Uploads mib MiB to /upload over a raw socket, sampling the server's RSS while the
     body arrives (a buffer freed at the end would leave no trace afterwards). Returns the
@@ -296,6 +335,23 @@ def test_pipelined_requests_after_streamed_bodies(srv):
         if expect == "stream":
             assert r.json()["total"] == len(data)
     s.close()
+
+
+def test_a_kept_streamed_request_keeps_its_fields(srv):
+    """The server holds a streamed Request until its request ends (to tell it the body is
+    gone): that reference alone does not make the fields be copied at the end, one the
+    handler kept does."""
+    data = b"k" * 200_000
+    r = httpx.post(srv.url + "/keep?a=1", content=data, headers={"x-kept": "yes"})
+    assert r.json() == {"size": len(data)}
+    got = httpx.get(srv.url + "/kept").json()
+    assert got == {
+        "method": "POST",
+        "path": "/keep",
+        "query": "a=1",
+        "header": "yes",
+        "client": "127.0.0.1",
+    }
 
 
 def test_unread_body_closes_the_connection(srv):

@@ -97,7 +97,7 @@ def test_disconnect_cancels_a_waiting_generator(server: ServerProcess) -> None:
     k = key()
     with httpx.stream("GET", f"{server.url}/idle?key={k}", timeout=5) as r:
         chunks = r.iter_raw()  # kept: a dropped iterator closes the response
-        assert next(chunks) == b'data: {"hello":true}\n\n'
+        assert next(chunks) == b'data: {"hello": true}\n\n'  # as FastAPI writes it
         time.sleep(0.2)
         assert state(server, k)["closed"] == 0
     assert wait_for(lambda: state(server, k)["closed"] == 1)

@@ -23,6 +23,7 @@ from conftest import Reader, ServerProcess
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from data_bridge import _core
 from data_bridge.api import FastAPI, WebSocket, WebSocketDisconnect
 from data_bridge.api.testclient import TestClient
 
@@ -582,6 +583,129 @@ def test_testclient_denial_and_errors() -> None:
     assert (info.value.code, info.value.reason) == (4018, "teapot")
     # Plain requests still work beside sessions.
     assert client.get("/ws").status_code == 404
+
+
+def test_receive_methods_as_starlette() -> None:
+    """receive_text/bytes/json resolve without a coroutine of their own (the session's
+    awaitable) and keep Starlette's rules: KeyError for the other kind of message, JSON
+    errors raised at the await, a timeout that does not lose the next message, a Task of
+    its own, WebSocketDisconnect with the peer's code, client_state, and no receive after
+    the end. The URL and the scope say ws (Starlette's websocket scheme), not http."""
+    app = FastAPI()
+    seen: list[Any] = []
+
+    @app.websocket("/rules")
+    async def rules(websocket: WebSocket) -> None:
+        await websocket.accept()
+        seen.append((websocket.url.scheme, str(websocket.base_url), websocket.scope["scheme"]))
+        for method in (websocket.receive_text, websocket.receive_bytes, websocket.receive_json):
+            try:
+                await method()
+            except (KeyError, ValueError) as exc:
+                seen.append(
+                    type(exc).__name__ + (f" {exc.args[0]}" if type(exc) is KeyError else "")
+                )
+        seen.append(await websocket.receive_json(mode="binary"))
+        with pytest.raises(RuntimeError, match='"mode" argument'):
+            websocket.receive_json(mode="other")
+        try:
+            await asyncio.wait_for(websocket.receive_text(), 0.05)
+        except asyncio.TimeoutError:
+            seen.append("timeout")
+        await websocket.send_text("ready")
+        seen.append(await websocket.receive_text())  # sent after the timeout: not lost
+        task = asyncio.create_task(websocket.receive_text())
+        await websocket.send_text("ready")
+        seen.append(await task)
+        seen.append(websocket.client_state.name)
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+        seen.append(websocket.client_state.name)
+        try:
+            await websocket.receive_text()
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    client = TestClient(app)
+    with client.websocket_connect("/rules") as s:
+        s.send_bytes(b"binary")  # receive_text
+        s.send_text("text")  # receive_bytes
+        s.send_text("{not json")  # receive_json
+        s.send_bytes(b'{"a": [1, 2]}')  # receive_json(mode="binary")
+        assert s.receive_text() == "ready"
+        s.send_text("after the timeout")
+        assert s.receive_text() == "ready"
+        s.send_text("in a task")
+        s.close(4001, "bye")
+    assert seen == [
+        ("ws", "ws://testserver/", "ws"),
+        "KeyError text",
+        "KeyError bytes",
+        "JSONDecodeError",
+        {"a": [1, 2]},
+        "timeout",
+        "after the timeout",
+        "in a task",
+        "CONNECTED",
+        (4001, "bye"),
+        "DISCONNECTED",
+        'Cannot call "receive" once a disconnect message has been received.',
+    ]
+
+
+def test_messages_queued_while_the_app_is_busy() -> None:
+    """Messages that arrive while nobody receives wait in the session's queue (reading
+    pauses at ws_max_queue, 32, and resumes as the application takes them), in order."""
+    app = FastAPI()
+
+    @app.websocket("/busy")
+    async def busy(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await asyncio.sleep(0.2)
+        got = [await websocket.receive_text() for _ in range(100)]
+        await websocket.send_json({"ordered": got == [f"m{i}" for i in range(100)]})
+
+    client = TestClient(app)
+    with client.websocket_connect("/busy") as s:
+        for i in range(100):
+            s.send_text(f"m{i}")
+        assert s.receive_json() == {"ordered": True}
+
+
+def test_tail_hands_the_rest_to_the_driver() -> None:
+    """_core._Tail (what a WebSocket route's wrapper returns so that no frame of its own
+    waits around the endpoint): the Driver runs the awaitable in the handler's place, then
+    then(arg, exc or None), whose result is the answer; an exception of the awaitable, or
+    an object that cannot be awaited, reaches then."""
+    app = FastAPI()
+    seen: list[tuple[str, str | None]] = []
+
+    async def work() -> int:
+        await asyncio.sleep(0)
+        return 1  # dropped, as `await endpoint` drops it
+
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    async def then(arg: str, exc: BaseException | None) -> dict[str, str]:
+        seen.append((arg, type(exc).__name__ if exc is not None else None))
+        return {"then": arg}
+
+    @app.get("/tail/{kind}")
+    async def tail(kind: str) -> Any:
+        await asyncio.sleep(0)  # parked: the Driver drives the rest
+        awaitable = work() if kind == "ok" else boom() if kind == "raise" else 42
+        return _core._Tail(awaitable, then, kind)
+
+    client = TestClient(app)
+    for kind in ("ok", "raise", "bad"):
+        assert client.get(f"/tail/{kind}").json() == {"then": kind}
+    assert seen == [("ok", None), ("raise", "ValueError"), ("bad", "TypeError")]
+    with pytest.raises(TypeError, match="then must be callable"):
+        _core._Tail(work, 1, None)
 
 
 # --- the ASGI websocket scope (an ASGI application served by data-bridge) -------------

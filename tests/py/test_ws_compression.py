@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -159,6 +160,47 @@ def test_context_takeover_on_the_wire(ws: ServerProcess) -> None:
     # The later echoes refer back to the first one: a few bytes each.
     assert sizes[0] > 200 and max(sizes[1:]) < 20, sizes
     r.close()
+
+
+def test_idle_session_releases_and_resumes(ws: ServerProcess) -> None:
+    """Idle for two sweeps (a second each), a session lets its zlib states go: its next echo
+    is compressed afresh (no reference back: full size again, yet read by our decompressor
+    that kept its window), and the client's next message, which refers back into the
+    previous one within the agreed 12-bit window, is inflated from the window the server
+    kept. Then the states are kept again while messages flow."""
+    r = DeflateWS(ws, "permessage-deflate; client_max_window_bits")
+    comp = zlib.compressobj(wbits=-12)
+    decomp = zlib.decompressobj(wbits=-12)
+    message = json.dumps({"items": [{"id": i, "name": f"item {i}"} for i in range(40)]})
+
+    def echo() -> int:
+        r.send(compressed_frame(comp, message.encode()))
+        first, op, payload = r.recv_raw()
+        assert op == 0x1 and first & 0x40
+        assert decomp.decompress(payload + TAIL).decode() == message
+        return len(payload)
+
+    full, again = echo(), echo()
+    assert full > 200 and again < 20
+    time.sleep(2.5)
+    sent = comp.compress(message.encode()) + comp.flush(zlib.Z_SYNC_FLUSH)
+    assert len(sent) < 24  # the client's message is a reference into its window
+    r.send(bytes([frame(0x1, sent[:-4])[0] | 0x40]) + frame(0x1, sent[:-4])[1:])
+    first, op, payload = r.recv_raw()
+    assert op == 0x1 and first & 0x40
+    assert decomp.decompress(payload + TAIL).decode() == message
+    assert len(payload) > 200  # compressed by a new deflater
+    assert echo() < 20  # and that one is kept again
+    r.close()
+
+    with connect(f"ws://127.0.0.1:{ws.port}/echo") as c:
+        for m in messages(20):
+            c.send(m)
+            assert c.recv(timeout=5) == m
+        time.sleep(2.5)
+        for m in messages(20):
+            c.send(m)
+            assert c.recv(timeout=5) == m
 
 
 def test_client_window_larger_than_agreed_is_read(ws: ServerProcess) -> None:

@@ -51,6 +51,15 @@ def outer_scope(request: Any) -> dict[str, Any] | None:
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"date"}
 
 
+def _stop_soon(loop: asyncio.AbstractEventLoop) -> None:
+    """Stops a bridge's loop from any thread, unless its thread has closed it already
+    (close() ran first): a finalizer must not raise."""
+    try:
+        loop.call_soon_threadsafe(loop.stop)
+    except RuntimeError:  # "Event loop is closed"
+        pass
+
+
 class AsgiBridge:
     """The App's native server on a thread of its own, answering ASGI calls; or, given
     ``loop`` (the PyLoop the caller runs on: data-bridge serving an App behind pure ASGI
@@ -76,7 +85,7 @@ class AsgiBridge:
         )
         self._thread.start()
         # When the App (and so this bridge) is gone, its loop stops and its thread ends.
-        weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
+        weakref.finalize(self, _stop_soon, self.loop)
 
     def close(self) -> None:
         """Closes the servers and stops the thread (after the lifespan's shutdown; an

@@ -249,6 +249,8 @@ def compile_fastapi(source: Any) -> Compiled:
         redirect_slashes=source.router.redirect_slashes,
         root_path=source.root_path,
         lifespan=lambda _app: source.router.lifespan_context(source),
+        # Its OpenTelemetry settings trace the compiled routes as FastAPI traces its own.
+        telemetry=getattr(source, "_telemetry", None),
     )
     app.state = source.state
     app.dependency_overrides = source.dependency_overrides

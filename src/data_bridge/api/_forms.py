@@ -11,6 +11,7 @@ only ``Form()`` fields of a urlencoded body keep the native binder.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import io
 import tempfile
@@ -25,6 +26,7 @@ from data_bridge.api._plan import is_sequence_annotation
 from data_bridge.api.datastructures import FormData, Headers, UploadFile
 from data_bridge.api.exceptions import HTTPException, RequestValidationError
 from data_bridge.api.params import File, Param
+from data_bridge.api.requests import _body_error
 
 __all__ = ["FormField", "bind_form_fields", "form_field", "is_file_annotation", "read_form"]
 
@@ -36,11 +38,11 @@ def _media_type(request: Any) -> str:
 
 
 def _spooled(data: bytes) -> tempfile.SpooledTemporaryFile[bytes]:
-    """A SpooledTemporaryFile holding data, as Starlette's UploadFile has one. Under the
-    spooling size its in-memory file is a BytesIO made on data itself: CPython's BytesIO
-    shares an initial bytes object until it is written to, and a read() of all of it
-    returns that object, so neither the spooling nor a handler's ``await file.read()``
-    copies the content. Larger content is written out (to disk) as before."""
+    """A SpooledTemporaryFile holding data (at most the spooling size: the parser spools
+    larger files itself), as Starlette's UploadFile has one. Its in-memory file is a BytesIO
+    made on data itself: CPython's BytesIO shares an initial bytes object until it is
+    written to, and a read() of all of it returns that object, so neither the spooling nor
+    a handler's ``await file.read()`` copies the content."""
     spooled = tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
     if len(data) <= UploadFile.spool_max_size and isinstance(
         getattr(spooled, "_file", None), io.BytesIO
@@ -62,24 +64,19 @@ async def read_form(
 ) -> FormData:
     """The request's form (cached on the request): urlencoded or multipart/form-data; any
     other body gives an empty form. A multipart body is parsed as it arrives (file parts
-    go to spooled temporary files, never whole into memory). A malformed body, or one over
-    Starlette's limits (files, fields, bytes of a field), is answered 400 with Starlette's
-    message; one over max_file_size (bytes of one file) or max_size (bytes of the whole
-    body), 413."""
+    over the spooling size go to temporary files, never whole into memory). A malformed
+    body, or one over Starlette's limits (files, fields, bytes of a field), is answered 400
+    with Starlette's message; one over max_file_size (bytes of one file) or max_size (bytes
+    of the whole body), 413."""
     cached = request.__dict__.get("_form")
     if cached is not None:
         return cached
     media_type = _media_type(request)
     items: list[tuple[str, Any]] = []
     if media_type == "multipart/form-data":
-        if max_file_size is None and max_size is None and not _streams(request):
-            # Received whole (a small body): parsed in one piece, a native Request from
-            # the connection's buffer, each part copied once.
-            items = _read_whole_multipart(request, max_files, max_fields, max_part_size)
-        else:
-            items = await _read_multipart(
-                request, max_files, max_fields, max_part_size, max_file_size, max_size
-            )
+        items = await _read_multipart(
+            request, max_files, max_fields, max_part_size, max_file_size, max_size
+        )
     elif media_type == "application/x-www-form-urlencoded":
         body = await request.body()
         items = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
@@ -89,42 +86,13 @@ async def read_form(
     return form
 
 
-def _streams(request: Any) -> bool:
-    """Whether the request's body arrives in pieces (server/body.c) rather than whole."""
-    return not isinstance(request, _core.Request) or bool(request._streamed)
-
-
-def _read_whole_multipart(
-    request: Any, max_files: int, max_fields: int, max_part_size: int
-) -> list[tuple[str, Any]]:
-    """The fields of a multipart body the server received whole: parsed from the
-    connection's buffer (no bytes copy of the body), a file under the spooling size kept in
-    its part's bytes (_spooled)."""
-    try:
-        parts = _core.parse_multipart(
-            request.headers.get("content-type", ""),
-            request,
-            max_files=max_files,
-            max_fields=max_fields,
-            max_part_size=max_part_size,
-        )
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
-    items: list[tuple[str, Any]] = []
-    for name, filename, _content_type, headers, data in parts:
-        if filename is None:
-            items.append((name, data.decode("utf-8", "replace")))
-            continue
-        lowered = [(k.lower(), v) for k, v in headers]
-        upload = UploadFile(
-            _spooled(data), size=len(data), filename=filename, headers=Headers(lowered)
-        )
-        items.append((name, upload))
-    return items
-
-
 def _spool() -> Any:
-    return tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
+    """The file of a file part larger than the spooling size, as Starlette's UploadFile
+    holds one then: a SpooledTemporaryFile rolled over to disk (an unnamed temporary file,
+    gone once closed); the parser writes the content to its descriptor."""
+    spooled = tempfile.SpooledTemporaryFile(max_size=UploadFile.spool_max_size)
+    spooled.rollover()
+    return spooled
 
 
 def _form_error(exc: ValueError) -> HTTPException:
@@ -140,9 +108,10 @@ async def _read_multipart(
     max_file_size: int | None,
     max_size: int | None,
 ) -> list[tuple[str, Any]]:
-    """The fields of a multipart body, fed to the native parser piece by piece as
-    request.stream() yields them; every file made is closed when the body fails (malformed,
-    over a limit, the client gone)."""
+    """The fields of a multipart body. A native Request's body is read by the parser in C
+    (whole or streamed, one path); any other request's is fed to it as request.stream()
+    yields it. Every file made is closed when the body fails (malformed, over a limit, the
+    client gone)."""
     try:
         parser = _core.MultipartParser(
             request.headers.get("content-type", ""),
@@ -152,14 +121,18 @@ async def _read_multipart(
             max_part_size=max_part_size,
             max_file_size=max_file_size or 0,
             max_size=max_size or 0,
+            spool_max=UploadFile.spool_max_size,
         )
     except ValueError as exc:
         raise _form_error(exc) from None
     try:
-        async for piece in request.stream():
-            if piece:
-                parser.feed(piece)
-        parts = parser.finish()
+        if isinstance(request, _core.Request) and "_received" not in request.__dict__:
+            parts = await _read_native(parser, request)
+        else:
+            async for piece in request.stream():
+                if piece:
+                    parser.feed(piece)
+            parts = parser.finish()
     except ValueError as exc:
         parser.close()
         raise _form_error(exc) from None
@@ -167,15 +140,35 @@ async def _read_multipart(
         parser.close()
         raise
     items: list[tuple[str, Any]] = []
-    for name, filename, _content_type, headers, value, size in parts:
+    for name, filename, _content_type, headers, content, size in parts:
         if filename is None:
-            items.append((name, value.decode("utf-8", "replace")))
+            items.append((name, content.decode("utf-8", "replace")))
             continue
-        value.seek(0)
+        if isinstance(content, bytes):
+            file = _spooled(content)
+        else:
+            file = content
+            file.seek(0)
         lowered = [(k.lower(), v) for k, v in headers]
-        upload = UploadFile(value, size=size, filename=filename, headers=Headers(lowered))
+        upload = UploadFile(file, size=size, filename=filename, headers=Headers(lowered))
         items.append((name, upload))
     return items
+
+
+async def _read_native(parser: Any, request: Any) -> list[Any]:
+    """The parts of a native Request's body, read by the parser itself: at once for a body
+    received whole, else as the server reads it (the future gets the parts)."""
+    if request._streamed:
+        if request.__dict__.get("_stream_consumed"):
+            raise RuntimeError("Stream consumed")
+        request.__dict__["_stream_consumed"] = True
+    waiter = asyncio.get_running_loop().create_future()
+    result = parser.read(request, waiter)
+    if result is None:
+        result = await waiter
+    if isinstance(result, int):
+        raise _body_error(result)
+    return result
 
 
 def _check_urlencoded(body: bytes, max_fields: int, max_part_size: int) -> None:

@@ -47,6 +47,9 @@ def struct_errors(exc: Exception, prefix: tuple[Any, ...], value: Any) -> list[d
         for name, index in _PART.findall(found.group(1)):
             loc.append(int(index) if index else name)
     missing = message.startswith("Object missing required field `")
+    # The input is the value at the error's location, as pydantic reports it (for a
+    # missing field, the object that lacks it).
+    value = _at(value, loc[len(prefix) :])
     if missing:
         loc.append(message.split("`")[1])
     return [
@@ -59,23 +62,39 @@ def struct_errors(exc: Exception, prefix: tuple[Any, ...], value: Any) -> list[d
     ]
 
 
+def _at(value: Any, path: list[Any]) -> Any:
+    """The part of a decoded value a location names (None when it does not exist)."""
+    for part in path:
+        if isinstance(part, int) and isinstance(value, list) and -len(value) <= part < len(value):
+            value = value[part]
+        elif isinstance(part, str) and isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
 class StructAdapter:
     """What the route machinery asks of a pydantic TypeAdapter, done by msgspec."""
 
     def __init__(self, annotation: Any) -> None:
         self.annotation = annotation
-        self._msgspec = _msgspec()
+        self._msgspec = msgspec = _msgspec()
+        # A Decoder made once for the type (msgspec.json.decode looks the type up on every
+        # call); it reads any buffer, so the body is not copied.
+        self._decode = msgspec.json.Decoder(annotation).decode
+        self._encode = msgspec.json.Encoder().encode
 
     def validate_python(self, value: Any, from_attributes: bool = False) -> Any:
         return self._msgspec.convert(value, self.annotation, from_attributes=from_attributes)
 
     def validate_json(self, raw: Any) -> Any:
-        return self._msgspec.json.decode(bytes(raw), type=self.annotation)
+        return self._decode(raw)
 
     def dump_json(self, value: Any, **_options: Any) -> bytes:
         # FastAPI's include/exclude options are pydantic's; a Struct's own settings
         # (rename, omit_defaults) decide its output.
-        return bytes(self._msgspec.json.encode(value))
+        return self._encode(value)
 
 
 def struct_schema(annotation: Any) -> dict[str, Any]:

@@ -159,7 +159,14 @@ def _struct_validator(annotation: Any) -> Callable[[Any], tuple[bool, Any]]:
         try:
             return True, adapter.validate_json(raw)
         except msgspec.ValidationError as exc:
-            return False, struct_errors(exc, (), None)
+            # Decoded again, on this error path only, for the input the error reports.
+            # msgspec validates while it parses, so the rest of the body may still be
+            # invalid JSON: then that is the error, as FastAPI reports it.
+            try:
+                doc = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                return None
+            return False, struct_errors(exc, (), doc)
         except msgspec.DecodeError:
             return None
 

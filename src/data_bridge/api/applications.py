@@ -22,9 +22,12 @@ from typing import Any, TypeVar
 from data_bridge import _core
 from data_bridge import _serve as _serving
 from data_bridge.api._foreign import is_foreign_http_exception
+from data_bridge.api._http_middleware import handles_unrouted, unrouted
 from data_bridge.api._http_middleware import wrap as wrap_http_middleware
 from data_bridge.api._plan import build_plan
 from data_bridge.api._stream import start_stream
+from data_bridge.api._telemetry import Telemetry
+from data_bridge.api._telemetry import config_of as telemetry_config
 from data_bridge.api.background import exception_sinks, report_exception, start_background
 from data_bridge.api.datastructures import State
 from data_bridge.api.depends import Depends
@@ -51,6 +54,7 @@ from data_bridge.api.routing import (
     METHOD_CODES,
     APIRouter,
     _resolve_default,
+    custom_route_endpoint,
     effective_form_limits,
 )
 from data_bridge.api.websockets import DEFAULT_MAX_SIZE as DEFAULT_WS_MAX_SIZE
@@ -149,7 +153,10 @@ def _call_in_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> a
 class Limits:
     """Server limits and timeouts; the defaults are safe for the open internet."""
 
-    max_body: int = 1024 * 1024
+    # Bytes of a body held whole (JSON and form bodies; request.body()): 413 beyond.
+    # FastAPI has no limit; 16 MiB (uvicorn's largest WebSocket message, ours too) keeps
+    # what FastAPI apps are sent working while one request's memory stays bounded.
+    max_body: int = 16 * 1024 * 1024
     # Bytes of a body read as it arrives (uploads to routes with File/UploadFile or a
     # Request parameter, ASGI apps), which max_body does not bound: 413 beyond; None: no
     # limit (the form limits still apply).
@@ -218,6 +225,7 @@ class FastAPI(APIRouter):
         strict_content_type: bool = True,
         max_body_size: int | None = None,
         form_limits: Any = None,
+        telemetry: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
         """``openapi_url`` serves the OpenAPI document and ``docs_url`` a Swagger UI page
@@ -257,6 +265,8 @@ class FastAPI(APIRouter):
         self.openapi_external_docs = openapi_external_docs
         self.openapi_version = "3.1.0"
         self.extra = extra
+        # FastAPI's OpenTelemetry settings (_telemetry.py): applied when the server is built.
+        self._telemetry = telemetry_config(telemetry)
         self.state = State()
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.openapi_schema: dict[str, Any] | None = None
@@ -502,6 +512,8 @@ class FastAPI(APIRouter):
         )
         # FastAPI reads the overrides with `or {}`: None (as tests set it) means none.
         overrides = self.dependency_overrides or {}
+        # FastAPI's OpenTelemetry, when a provider is configured: every route traced.
+        telemetry = Telemetry.for_app(self)
         seen: set[tuple[str, str]] = set()
         for route in self.routes:
             # A method and path registered again is shadowed by the first registration,
@@ -511,8 +523,20 @@ class FastAPI(APIRouter):
             if not methods:
                 continue
             seen.update((m, shape) for m in methods)
-            call = route.callable(_call_in_thread if route.threaded else None, overrides)
             is_ws = getattr(route, "websocket", False)
+            call_handler = _call_in_thread if route.threaded else None
+            if telemetry is not None and not is_ws:
+                call_handler = telemetry.call_handler(route.endpoint, call_handler)
+            call = route.callable(call_handler, overrides)
+            custom = not is_ws and route.custom_route_handler
+            if custom:
+                # The route class's own handler runs first, with the Request; it calls the
+                # original handler (route.get_route_handler's), which binds from there.
+                route.__dict__["_db_route_call"] = call
+                try:
+                    call = custom_route_endpoint(route.get_route_handler())
+                finally:
+                    del route.__dict__["_db_route_call"]
             if self._http_middleware and not is_ws:
                 # Starlette's BaseHTTPMiddleware passes websocket scopes through untouched.
                 call = wrap_http_middleware(
@@ -521,6 +545,14 @@ class FastAPI(APIRouter):
                     _resolve_default(route.response_class),
                     route.effective_status_code,
                 )
+            if telemetry is not None and not is_ws:
+                call = telemetry.wrap(
+                    call,
+                    route_path=route.path_format,
+                    endpoint=route.endpoint,
+                    response_class=_resolve_default(route.response_class),
+                    status_code=route.effective_status_code,
+                )
             if is_ws:
                 # The request object of a WebSocket route is a WebSocket of this server.
                 server.set_request_class(ws_class)
@@ -528,7 +560,9 @@ class FastAPI(APIRouter):
                 [METHOD_CODES[m] for m in methods],
                 route.path,
                 call,
-                build_plan(route.path, call),
+                # A custom handler takes the Request alone: the path parameters are bound
+                # later, by the original handler (its plan is made as if the path had none).
+                build_plan("/" if custom else route.path, call),
                 route.effective_status_code,
                 strict_content_type=bool(_resolve_default(route.strict_content_type)),
                 lenient=bool(getattr(call, "__db_lenient__", False)),
@@ -539,7 +573,10 @@ class FastAPI(APIRouter):
                 ),
                 # A StaticFiles route answered by the server skips the route's callable, so
                 # not when @app.middleware("http") must run around it.
-                file_cache=None if self._http_middleware else getattr(route, "file_cache", None),
+                file_cache=None
+                if self._http_middleware or telemetry is not None
+                else getattr(route, "file_cache", None),
+                keep_match=custom,
             )
             if is_ws:
                 server.set_request_class(request_class)
@@ -564,6 +601,15 @@ class FastAPI(APIRouter):
         for path, endpoint in self._doc_routes():
             if self._http_middleware:
                 endpoint = wrap_http_middleware(self, endpoint, JSONResponse, 200)
+            if telemetry is not None:
+                endpoint = telemetry.wrap(
+                    endpoint,
+                    route_path=path,
+                    endpoint=endpoint,
+                    response_class=JSONResponse,
+                    status_code=200,
+                    operations=False,  # a plain route in FastAPI: no operation spans
+                )
             server.add_route(
                 [METHOD_CODES["GET"]],
                 path,
@@ -571,6 +617,19 @@ class FastAPI(APIRouter):
                 build_plan(path, endpoint),
                 200,
                 lenient=bool(getattr(endpoint, "__db_lenient__", False)),
+            )
+        if handles_unrouted(self):
+            # 404, 405 and redirect_slashes' 307 through the middleware and the exception
+            # handlers, as Starlette's router answers inside them.
+            handler = unrouted(self)
+            server.add_route(
+                [],
+                "/",
+                handler,
+                build_plan("/", handler),
+                404,
+                max_body_size=limits.max_body,
+                unrouted=True,
             )
         self._add_mounts(server, loop, limits, root_path, client, scheme)
         return server

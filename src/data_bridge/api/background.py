@@ -48,9 +48,13 @@ class BackgroundTasks:
         self.tasks.append(BackgroundTask(func, *args, **kwargs))
 
     async def run(self) -> None:
+        from data_bridge.api._telemetry import background_operation
+
         for task in self.tasks:
             try:
-                await task()
+                # A span per task when the request is traced (FastAPI's telemetry).
+                with background_operation(task.func):
+                    await task()
             except Exception:
                 logger.exception("Exception in background task %r", task.func)
                 return

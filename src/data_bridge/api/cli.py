@@ -22,7 +22,7 @@ from typing import Any
 from data_bridge import __version__
 from data_bridge._serve import LOG_LEVELS, Config, serve_config
 from data_bridge._tls import SSL_PROTOCOL_VERSION
-from data_bridge.api.applications import App
+from data_bridge.api.applications import App, Limits
 
 # uvicorn options not supported yet, refused when given: name -> what is missing. Those
 # with a value are accepted at their default (the value uvicorn itself would use).
@@ -333,7 +333,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         p.add_argument(flag, action="append", help=argparse.SUPPRESS)
     _add_reload_options(p)
     # Ours.
-    p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes (413 above)")
+    p.add_argument("--max-body", type=int, default=Limits.max_body, help="bytes (413 above)")
     p.add_argument(
         "--max-upload",
         type=int,

@@ -5,12 +5,18 @@ what is read is cached. ``body()`` and ``json()`` are awaitable as in Starlette.
 serves its own subclass (``request.app`` is the app); ``request.state`` starts as a copy
 of what the app's lifespan yielded. ``scope`` is a read-only ASGI-style view built on
 first use, for code that reads it; the native path never builds one.
+
+``Request(scope, receive)`` makes one as Starlette does (a custom route class wrapping the
+request it is given, ASGI middleware): its fields come from the scope, its body from
+``receive``, and ``_body`` is absent until ``body()`` stores it (subclasses that override
+``body()`` test for it). ``request.receive`` of a request the server made gives its body as
+ASGI ``http.request`` messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http.cookies import _unquote  # type: ignore[attr-defined]
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +48,17 @@ def _body_error(code: int) -> Exception:
     return ClientDisconnect()
 
 
+Message = dict[str, Any]
+
+
+async def _empty_receive() -> Message:
+    raise RuntimeError("Receive channel has not been made available")
+
+
+async def _empty_send(message: Message) -> None:
+    raise RuntimeError("Send channel has not been made available")
+
+
 def cookie_parser(cookie_string: str) -> dict[str, str]:
     """The pairs of a Cookie header (RFC 6265 §5.4), read leniently as browsers send them
     and as Starlette does: ';'-separated, a pair without '=' is a value with an empty
@@ -63,6 +80,58 @@ class Request(_core.Request):
 
     # The app serving this request; set on the per-app subclass (FastAPI.build_server).
     app: Any = None
+
+    def __init__(
+        self,
+        scope: Mapping[str, Any],
+        receive: Callable[[], Awaitable[Message]] = _empty_receive,
+        send: Callable[[Message], Awaitable[None]] = _empty_send,
+    ) -> None:
+        """A request made from an ASGI scope, as Starlette's ``Request(scope, receive)``
+        (the server makes its own without this)."""
+        if scope.get("type") not in ("http", "websocket"):
+            raise AssertionError("Request scope type must be 'http' or 'websocket'")
+        headers = [
+            (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+            for k, v in scope.get("headers") or ()
+        ]
+        client = scope.get("client")
+        server = scope.get("server")
+        self._init_from(
+            scope.get("method", "GET"),
+            scope.get("path", "/"),
+            bytes(scope.get("query_string", b"")).decode("latin-1"),
+            headers,
+            dict(scope.get("path_params") or {}),
+            None if client is None else tuple(client),
+            None if server is None else tuple(server),
+        )
+        d = self.__dict__
+        d["_scope"] = d["_asgi_scope"] = scope
+        d["_receive"] = receive
+        d["_send"] = send
+        if "app" in scope:
+            d["app"] = scope["app"]
+
+    @property
+    def receive(self) -> Callable[[], Awaitable[Message]]:
+        """The ASGI receive callable: the given one, or for a request the server made, one
+        that gives its body as ``http.request`` messages (then ``http.disconnect``)."""
+        given = self.__dict__.get("_receive")
+        return given if given is not None else self._receive_native
+
+    async def _receive_native(self) -> Message:
+        d = self.__dict__
+        pieces = d.get("_receive_pieces")
+        if pieces is None:
+            pieces = d["_receive_pieces"] = self._limited_stream().__aiter__()
+        if d.get("_receive_done"):
+            return {"type": "http.disconnect"}
+        piece = await anext(pieces, b"")
+        if not piece:
+            d["_receive_done"] = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": piece, "more_body": True}
 
     @property
     def headers(self) -> Headers:
@@ -96,6 +165,18 @@ class Request(_core.Request):
     def state(self) -> State:
         cached = self.__dict__.get("_state")
         if cached is None:
+            given = self.__dict__.get("_asgi_scope")
+            if given is not None:
+                # Starlette's: the scope's "state" (the request it was made from shares it).
+                state = given.get("state")
+                if isinstance(state, State):
+                    cached = state
+                else:
+                    if state is None and isinstance(given, dict):
+                        state = given["state"] = {}
+                    cached = State(state if state is not None else {})
+                self.__dict__["_state"] = cached
+                return cached
             owner = self._state_app if self._state_app is not None else self.app
             initial = getattr(owner, "_lifespan_state", None) or {}
             cached = self.__dict__["_state"] = State(dict(initial))
@@ -108,11 +189,17 @@ class Request(_core.Request):
     @property
     def _url_scheme(self) -> str:
         """The URL scheme: what a trusted proxy's X-Forwarded-Proto says (--proxy-headers),
-        else the server's own."""
+        else the server's own (the scope's, for a request made from one)."""
+        given = self.__dict__.get("_asgi_scope")
+        if given is not None:
+            return str(given.get("scheme", "http"))
         return self._forwarded_scheme or self.server_scheme
 
     @property
     def root_path(self) -> str:
+        given = self.__dict__.get("_asgi_scope")
+        if given is not None:
+            return str(given.get("root_path", ""))
         if self.server_root_path is not None:
             return self.server_root_path
         return str(getattr(self.app, "root_path", "") or "")
@@ -157,7 +244,7 @@ class Request(_core.Request):
         """The peer's address (host, port), asked of the socket on first read: IPv4 or
         IPv6 (without brackets); None on a Unix socket. The test client reports its own
         (Starlette's ("testclient", 50000) by default)."""
-        if self.server_client is not None:
+        if self.server_client is not None and "_asgi_scope" not in self.__dict__:
             return Address(*self.server_client)
         peer = self._peer
         return None if peer is None else Address(*peer)
@@ -200,7 +287,16 @@ class Request(_core.Request):
         """The whole request body: received before the handler ran, or, for a streamed
         one (a route that takes the Request, with a chunked body or one over 64 KiB),
         read now and cached. Over the route's body limit (max_body_size, else the
-        server's max_body): 413."""
+        server's max_body): 413. A request made from a scope reads ``receive`` and keeps
+        the result as ``_body``, as Starlette's does."""
+        if "_receive" in self.__dict__:
+            try:
+                return self._body
+            except AttributeError:
+                pass
+            chunks = [chunk async for chunk in self.stream()]
+            self._body = b"".join(chunks)
+            return self._body
         if not self._streamed:
             body = self._body
             limit = self._body_limit
@@ -209,21 +305,31 @@ class Request(_core.Request):
             return body
         cached = self.__dict__.get("_received")
         if cached is None:
-            limit = self._body_limit
-            declared = self.header("content-length")
-            if limit and declared is not None and int(declared) > limit:
-                # Known from the head: refused before a byte of it is read (the server
-                # closes the connection after the answer rather than read it).
-                raise _body_error(_BODY_TOO_LARGE)
-            pieces: list[bytes] = []
-            size = 0
-            async for piece in self.stream():
-                size += len(piece)
-                if limit and size > limit:
-                    raise _body_error(_BODY_TOO_LARGE)
-                pieces.append(piece)
+            pieces = [piece async for piece in self._limited_stream()]
             cached = self.__dict__["_received"] = b"".join(pieces)
         return cached
+
+    async def _limited_stream(self) -> AsyncIterator[bytes]:
+        """stream() under the route's body limit (413 beyond it), for body() and the
+        receive() of a request the server made."""
+        limit = self._body_limit
+        if not self._streamed or self.__dict__.get("_received") is not None:
+            body = await self.body()  # checks the limit
+            if body:
+                yield body
+            return
+        declared = self.header("content-length")
+        if limit and declared is not None and int(declared) > limit:
+            # Known from the head: refused before a byte of it is read (the server closes
+            # the connection after the answer rather than read it).
+            raise _body_error(_BODY_TOO_LARGE)
+        size = 0
+        async for piece in self.stream():
+            size += len(piece)
+            if limit and size > limit:
+                raise _body_error(_BODY_TOO_LARGE)
+            if piece:
+                yield piece
 
     async def json(self) -> Any:
         """The body decoded as JSON by the native codec."""
@@ -258,6 +364,10 @@ class Request(_core.Request):
         streamed one comes as the server reads it, at most 64 KiB at a time, and the server
         reads no further than what was asked for. Read once: a second stream() raises
         RuntimeError("Stream consumed") unless body() cached it first."""
+        if "_receive" in self.__dict__:
+            async for piece in self._stream_received():
+                yield piece
+            return
         received = self.__dict__.get("_received")
         if not self._streamed or received is not None:
             body = self._body if received is None else received
@@ -280,11 +390,40 @@ class Request(_core.Request):
             yield piece
         yield b""
 
+    async def _stream_received(self) -> AsyncIterator[bytes]:
+        """stream() of a request made from a scope: Starlette's, over ``receive``."""
+        d = self.__dict__
+        try:
+            body = self._body
+        except AttributeError:
+            pass
+        else:
+            yield body
+            yield b""
+            return
+        if d.get("_stream_consumed"):
+            raise RuntimeError("Stream consumed")
+        receive = d["_receive"]
+        while not d.get("_stream_consumed"):
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                if not message.get("more_body", False):
+                    d["_stream_consumed"] = True
+                if chunk:
+                    yield chunk
+            elif message["type"] == "http.disconnect":
+                d["_is_disconnected"] = True
+                raise ClientDisconnect()
+        yield b""
+
     async def is_disconnected(self) -> bool:
         """Whether the client left. A streamed body keeps the server reading, so a client
         that leaves is seen then; a body received whole before the handler ran stops the
         reading until the response (the server notices a departed client when it writes),
         so this is False for it."""
+        if self.__dict__.get("_is_disconnected"):
+            return True
         return bool(self._disconnected)
 
     def __repr__(self) -> str:

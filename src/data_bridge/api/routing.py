@@ -12,28 +12,45 @@ with dependencies, a ``response_model``, a non-JSON ``response_class``, an injec
 dependencies, calls the endpoint and turns the result into the response
 (``_Responder``): a model result is validated and serialized to JSON bytes by
 pydantic-core in one call, with no dict in between.
+
+A route class that overrides ``get_route_handler`` (FastAPI's "custom Request and APIRoute
+class") takes a Python path, and only that route: the server calls its handler with the
+Request, and the original handler (``APIRoute.get_route_handler()``, a ``_RouteHandler``)
+binds the route's parameters with the native binder (``_core.Binder``) from the body the
+handler's Request gives (``await request.body()``, which a Request subclass may
+override) and returns a Response the overriding handler can change.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+import math
 import re
 import typing
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
 from data_bridge import _core
 from data_bridge.api import _foreign
+from data_bridge.api._http_middleware import _to_response
 from data_bridge.api._msgspec import StructAdapter, is_struct_annotation, struct_errors
 from data_bridge.api._plan import RouteDefinitionError, build_plan, path_param_names
 from data_bridge.api.datastructures import Default, DefaultPlaceholder
 from data_bridge.api.depends import Depends, with_dependencies
-from data_bridge.api.exceptions import FastAPIError, ResponseValidationError
+from data_bridge.api.exceptions import (
+    FastAPIError,
+    HTTPException,
+    RequestValidationError,
+    ResponseValidationError,
+)
+from data_bridge.api.requests import Request
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.json import dumps as json_dumps
+from data_bridge.json import loads as json_loads
 
 __all__ = [
     "METHOD_CODES",
@@ -295,6 +312,23 @@ class APIRoute:
             form_limits=effective_form_limits(self),
         )
 
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        """FastAPI's: the route's request handler, ``await handler(request)`` giving the
+        Response. It binds the route's parameters from ``request`` (its body through
+        ``await request.body()``, so a Request subclass's body() is what binding reads;
+        the endpoint's Request parameter gets that request), runs the dependencies and the
+        endpoint, and raises RequestValidationError when the request does not bind. A
+        subclass overriding this method wraps what it returns; only such routes are served
+        through it, every other route is bound and answered natively."""
+        call = self.__dict__.get("_db_route_call")
+        return _RouteHandler(self, call if call is not None else self.callable())
+
+    @property
+    def custom_route_handler(self) -> bool:
+        """Whether this route's class overrides get_route_handler (then the server calls
+        that handler for its requests)."""
+        return type(self).get_route_handler is not APIRoute.get_route_handler
+
     def matches_name(self, name: str) -> bool:
         return self.name == name
 
@@ -311,6 +345,80 @@ class APIRoute:
 
 
 Route = APIRoute
+
+# The server's Request of the request a custom route handler serves: what the original
+# handler binds from (the handler may pass a Request of its own making). Set in the
+# request's own context (each request runs in a copy), so it is never reset.
+_SERVED_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("data_bridge_served_request")
+
+
+class _RouteHandler:
+    """The original handler of a route (what ``APIRoute.get_route_handler`` returns):
+    ``await handler(request)`` binds the route's parameters natively (``_core.Binder``), the
+    body from ``await request.body()``, calls the route's callable (dependencies, endpoint,
+    response model) and returns a Response."""
+
+    __slots__ = ("binder", "response_class", "status_code", "where")
+
+    def __init__(self, route: APIRoute, call: Callable[..., Any]) -> None:
+        self.binder = _core.Binder(
+            call,
+            route.path,
+            build_plan(route.path, call),
+            strict_content_type=bool(_resolve_default(route.strict_content_type)),
+            lenient=bool(getattr(call, "__db_lenient__", False)),
+            form_limits=effective_form_limits(route),
+        )
+        self.response_class = _resolve_default(route.response_class)
+        self.status_code = route.effective_status_code
+        self.where = f"{route.name} for {route.path!r}"
+
+    async def __call__(self, request: Request) -> Response:
+        served = _SERVED_REQUEST.get(None)
+        if served is None:
+            raise RuntimeError(
+                f"the route handler of {self.where} was called outside a request of its route"
+            )
+        body = None
+        if self.binder.needs_body:
+            try:
+                body = await request.body()
+            except HTTPException:
+                raise
+            except Exception as exc:
+                # FastAPI's answer to a body that cannot be read (a Request subclass's
+                # body() failing: a gzip body that is not gzip).
+                raise HTTPException(400, "There was an error parsing the body") from exc
+        ok, value = self.binder.call(served, body, request)
+        if not ok:
+            errors = [{**e, "loc": tuple(e["loc"])} if "loc" in e else e for e in value]
+            raise RequestValidationError(errors, body=_decoded_body(body))
+        if inspect.isawaitable(value):
+            value = await value
+        return _to_response(value, self.response_class, self.status_code)
+
+
+def _decoded_body(body: bytes | None) -> Any:
+    """RequestValidationError.body: the JSON value of a JSON body, else the bytes (None
+    when empty)."""
+    if not body:
+        return None
+    try:
+        return json_loads(body)
+    except ValueError:
+        return body
+
+
+def custom_route_endpoint(handler: Callable[[Request], Awaitable[Any]]) -> Callable[..., Any]:
+    """What the server calls for a route whose class overrides get_route_handler: the
+    handler with the server's Request (and nothing bound natively before it)."""
+
+    async def endpoint(request: Request) -> Any:
+        _SERVED_REQUEST.set(request)
+        return await handler(request)
+
+    endpoint.__annotations__ = {"request": Request, "return": Any}
+    return endpoint
 
 
 class APIWebSocketRoute(APIRoute):
@@ -382,23 +490,34 @@ class _Responder:
         self.sse = self.stream and getattr(response_class, "media_type", None) == (
             "text/event-stream"
         )
-        self.native = None
-        if (
-            adapter is not None
-            and not isinstance(adapter, StructAdapter)
-            and response_class is JSONResponse
-            and route.response_model_by_alias
-            and not any(
-                (
-                    route.response_model_include,
-                    route.response_model_exclude,
-                    route.response_model_exclude_unset,
-                    route.response_model_exclude_defaults,
-                    route.response_model_exclude_none,
-                )
+        # unvalidated(result): the result is exactly the response model's class (or a list
+        # of exactly it) and its validation would hand it back unchanged, so it is skipped.
+        # exact(value): a validated value is exactly the class (a subclass instance passes
+        # validation but must be written with the declared fields only); the native
+        # encoder then writes it: from the model's fields (native), or a dataclass with
+        # JSON_OPT_AS_MODEL, as pydantic's serializer writes it (as_model).
+        self.unvalidated: Callable[[Any], bool] | None = None
+        self.exact: Callable[[Any], bool] = _never
+        self.native = self.as_model = False
+        plain_options = route.response_model_by_alias and not any(
+            (
+                route.response_model_include,
+                route.response_model_exclude,
+                route.response_model_exclude_unset,
+                route.response_model_exclude_defaults,
+                route.response_model_exclude_none,
             )
-        ):
-            self.native = _exact_model_check(route.response_model)
+        )
+        if isinstance(adapter, StructAdapter):
+            self.unvalidated = _exact_check(adapter.annotation, _is_struct_class)
+        elif adapter is not None:
+            model = route.response_model
+            self.unvalidated = _exact_check(model, _passes_unvalidated)
+            if plain_options and response_class is JSONResponse:
+                self.native = _is_model_class(_item_class(model))
+                self.as_model = not self.native and _dataclass_is_plain(_item_class(model))
+                if self.native or self.as_model:
+                    self.exact = _exact_check(model, _always) or _never
         # Nothing to do unless a Response was injected: the native path encodes the
         # result itself (JSON, or the str body of a text response class).
         self.trivial = (
@@ -486,7 +605,7 @@ class _Responder:
     def _serialize_data(self, item: Any) -> bytes:
         if self.adapter is not None:
             return bytes(self.adapter.dump_json(self.validate(item), **self.dump_args))
-        return json_dumps(item)
+        return _stream_item_json(item)
 
     def _serialize_item(self, item: Any) -> bytes:
         return self._serialize_data(item) + b"\n"
@@ -509,8 +628,18 @@ class _Responder:
             if sub_response is not None and sub_response._status_set:
                 status = sub_response.status_code
             if self.adapter is not None:
-                value = self.validate(result)
-                if self.native is not None and self.native(value):
+                if self.unvalidated is not None and self.unvalidated(result):
+                    value = result
+                else:
+                    value = self.validate(result)
+                exact = self.exact(value)
+                if exact and self.as_model:
+                    # Dataclasses written by the native encoder as pydantic writes them
+                    # (csrc/json/encode_model.c), the same bytes as adapter.dump_json.
+                    response = self.response_class.__new__(self.response_class)
+                    Response.__init__(response, None, status, None, None)
+                    response.body = json_dumps(value, option=_OPT_AS_MODEL)
+                elif exact and self.native:
                     # Exactly the declared model(s): the native encoder writes them from
                     # their fields (by alias; pydantic's own serializer for any model it
                     # cannot), the same bytes as pydantic would, several times faster.
@@ -568,27 +697,95 @@ def _register_native_classes() -> None:
 _register_native_classes()
 
 
-def _exact_model_check(model: Any) -> Callable[[Any], bool] | None:
-    """For a response_model M or list[M] (M a pydantic model): a check that a validated
-    value holds instances of exactly M, which the native encoder then writes as pydantic
-    would. A subclass instance passes validation unchanged but must be written with M's
-    fields only, so it takes pydantic's serializer; so does every other model type."""
-    try:
-        import pydantic
-    except ImportError:
-        return None
+# JSON_OPT_AS_MODEL (csrc/json/json.h): dataclasses written as pydantic's serializer writes
+# them.
+_OPT_AS_MODEL = 1 << 8
 
-    def is_model(t: Any) -> bool:
-        return isinstance(t, type) and issubclass(t, pydantic.BaseModel)
 
-    if is_model(model):
-        return lambda value: type(value) is model
+def _stream_item_json(item: Any) -> bytes:
+    """An untyped item of a JSON Lines or SSE stream as FastAPI writes it: jsonable_encoder,
+    non-finite floats as null, then the standard library's json.dumps with its default
+    separators and ASCII escapes ({"n": 1, "s": "\\u00e9"}), per item as FastAPI does."""
+    import json
+
+    from data_bridge.api.encoders import jsonable_encoder
+
+    return json.dumps(_finite(jsonable_encoder(item))).encode()
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_finite(value) for value in data]
+    return data
+
+
+def _item_class(model: Any) -> Any:
+    """M for a response model M or list[M]."""
+    if typing.get_origin(model) is list:
+        return typing.get_args(model)[0]
+    return model
+
+
+def _exact_check(model: Any, passes: Callable[[Any], bool]) -> Callable[[Any], bool] | None:
+    """For a response model M or list[M] whose instances ``passes`` says validation hands
+    back unchanged: a check that a result is exactly M (not a subclass, which validation
+    would pass but whose extra fields M's serializer drops), or a list of exactly M."""
+    if isinstance(model, type):
+        return (lambda value: type(value) is model) if passes(model) else None
     if typing.get_origin(model) is list:
         args = typing.get_args(model)
-        if len(args) == 1 and is_model(args[0]):
+        if len(args) == 1 and isinstance(args[0], type) and passes(args[0]):
             item, exact = args[0], _core.list_of_exact
             return lambda value: exact(value, item)
     return None
+
+
+def _never(_value: Any) -> bool:
+    return False
+
+
+def _always(_cls: Any) -> bool:
+    return True
+
+
+def _is_model_class(cls: Any) -> bool:
+    try:
+        import pydantic
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
+
+
+def _is_struct_class(cls: Any) -> bool:
+    # msgspec.convert returns a Struct of exactly the type asked as it is (Structs are
+    # validated when decoded, not again).
+    return is_struct_annotation(cls)
+
+
+def _passes_unvalidated(cls: Any) -> bool:
+    """Whether pydantic's validation returns an instance of exactly cls as it is: models
+    and standard-library dataclasses with revalidate_instances left at "never"."""
+    import dataclasses
+
+    if _is_model_class(cls):
+        return cls.model_config.get("revalidate_instances", "never") == "never"
+    if dataclasses.is_dataclass(cls) and "__pydantic_serializer__" not in cls.__dict__:
+        config = getattr(cls, "__pydantic_config__", None) or {}
+        return config.get("revalidate_instances", "never") == "never"
+    return False
+
+
+def _dataclass_is_plain(cls: Any) -> bool:
+    from data_bridge._model_plan import _is_std_dataclass, dataclass_plan
+
+    try:
+        return _is_std_dataclass(cls) and dataclass_plan(cls) is not None
+    except Exception:  # noqa: BLE001 - a class pydantic cannot plan is left to pydantic
+        return False
 
 
 def _custom_render(cls: type[Response]) -> bool:

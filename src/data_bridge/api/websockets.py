@@ -23,9 +23,10 @@ import enum
 import inspect
 import json
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
+from data_bridge import _core
 from data_bridge.api.exceptions import (
     RequestValidationError,
     WebSocketException,
@@ -65,6 +66,8 @@ class WebSocketDisconnect(Exception):
 
 
 _MESSAGE_TYPES = (str, bytes, tuple)
+# An HTTP scheme's WebSocket counterpart (RFC 6455 §3; uvicorn's proxy headers do the same).
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 class WebSocket(Request):
@@ -73,21 +76,41 @@ class WebSocket(Request):
     runs: an idle session then has no instance ``__dict__`` (about 300 bytes) unless
     something caches in it (``headers``, ``scope``, ``state``)."""
 
-    __slots__ = ("client_state", "application_state", "_session", "_denied")
+    __slots__ = ("_client_state", "application_state", "_session", "_denied")
 
     # The test client's report channel (per-server subclass): callable(key, event, value).
     _test_sink: Callable[[str, str, Any], None] | None = None
 
-    client_state: WebSocketState
+    _client_state: WebSocketState
     application_state: WebSocketState
     _session: Any
     _denied: tuple[int, str] | None
 
     def _start(self) -> None:
-        self.client_state = WebSocketState.CONNECTING
+        self._client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self._session = None
         self._denied = None
+
+    @property
+    def client_state(self) -> WebSocketState:
+        """DISCONNECTED once a receive got the end (the session knows: its receive methods
+        run without this object)."""
+        session = self._session
+        if session is not None and session.disconnected:
+            return WebSocketState.DISCONNECTED
+        return self._client_state
+
+    @client_state.setter
+    def client_state(self, value: WebSocketState) -> None:
+        self._client_state = value
+
+    @property
+    def _url_scheme(self) -> str:
+        """The websocket scope's scheme, which Starlette's url and base_url carry: ws, or
+        wss on TLS; a trusted proxy's X-Forwarded-Proto mapped as uvicorn maps it."""
+        scheme = super()._url_scheme
+        return _WS_SCHEMES.get(scheme, scheme)
 
     @property
     def scope(self) -> typing.Mapping[str, Any]:
@@ -95,7 +118,7 @@ class WebSocket(Request):
         if cached is None:
             view = _ScopeView(self)
             view._data["type"] = "websocket"
-            view._data["scheme"] = "wss" if self.server_scheme == "https" else "ws"
+            view._data["scheme"] = self._url_scheme
             view._data.pop("method", None)
             view._data["subprotocols"] = self._subprotocols()
             cached = self.__dict__["_scope"] = view
@@ -109,30 +132,24 @@ class WebSocket(Request):
 
     # Receiving -------------------------------------------------------------------------
     #
-    # Each receive method is one coroutine over plain helpers: a session waiting for a
-    # message holds one suspended frame, not a chain of them (memory per idle connection),
-    # and a message costs no extra coroutine objects.
+    # receive_text/bytes/json are not coroutines: each returns the session's awaitable
+    # (csrc/app/websocket.c), which resolves with what Starlette's methods return or raise,
+    # so a handler waiting for a message holds no frame for the method (memory per idle
+    # connection) and a message costs no coroutine.
 
-    def _take(self) -> Any:
-        """The next message (str, bytes, or (code, reason) once the session ended), or a
-        future of one; after the checks of receive_text/bytes/json."""
+    def _receiving(self) -> Any:
+        """The session, after the checks of Starlette's receive."""
         if self.application_state is not WebSocketState.CONNECTED:
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
-        if self.client_state is WebSocketState.DISCONNECTED:
+        if self._client_state is WebSocketState.DISCONNECTED:
             raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
-        return self._session.receive()
-
-    def _data(self, message: str | bytes | tuple[int, str]) -> str | bytes:
-        if isinstance(message, tuple):
-            self.client_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(message[0], message[1])
-        return message
+        return self._session
 
     async def receive(self) -> dict[str, Any]:
         """The next ASGI-style message: websocket.connect first (before accept), then
         websocket.receive, and websocket.disconnect once the peer closed."""
-        if self.client_state is WebSocketState.CONNECTING:
-            self.client_state = WebSocketState.CONNECTED
+        if self._client_state is WebSocketState.CONNECTING:
+            self._client_state = WebSocketState.CONNECTED
             return {"type": "websocket.connect"}
         if self.client_state is WebSocketState.DISCONNECTED:
             raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
@@ -142,44 +159,21 @@ class WebSocket(Request):
         if not isinstance(message, _MESSAGE_TYPES):
             message = await message
         if isinstance(message, tuple):
-            self.client_state = WebSocketState.DISCONNECTED
             return {"type": "websocket.disconnect", "code": message[0], "reason": message[1]}
         if isinstance(message, str):
             return {"type": "websocket.receive", "text": message}
         return {"type": "websocket.receive", "bytes": message}
 
-    async def receive_text(self) -> str:
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if not isinstance(message, str):
-            raise KeyError("text")  # as Starlette: message["text"] of a binary message
-        return message
+    def receive_text(self) -> Awaitable[str]:
+        return self._receiving().receive_text(WebSocketDisconnect)
 
-    async def receive_bytes(self) -> bytes:
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if not isinstance(message, bytes):
-            raise KeyError("bytes")
-        return message
+    def receive_bytes(self) -> Awaitable[bytes]:
+        return self._receiving().receive_bytes(WebSocketDisconnect)
 
-    async def receive_json(self, mode: str = "text") -> Any:
+    def receive_json(self, mode: str = "text") -> Awaitable[Any]:
         if mode not in ("text", "binary"):
             raise RuntimeError('The "mode" argument should be "text" or "binary".')
-        message = self._take()
-        if not isinstance(message, _MESSAGE_TYPES):
-            message = await message
-        message = self._data(message)
-        if mode == "text":
-            if not isinstance(message, str):
-                raise KeyError("text")
-            return json.loads(message)
-        if not isinstance(message, bytes):
-            raise KeyError("bytes")
-        return json.loads(message.decode("utf-8"))
+        return self._receiving().receive_json(WebSocketDisconnect, mode == "binary")
 
     async def iter_text(self) -> AsyncIterator[str]:
         try:
@@ -222,7 +216,7 @@ class WebSocket(Request):
             if any(c in value for c in b"\r\n\0") or any(c in name for c in b"\r\n\0: "):
                 raise ValueError(f"invalid header {name!r}: {value!r}")
             lines.append(name + b": " + value + b"\r\n")
-        self.client_state = WebSocketState.CONNECTED
+        self._client_state = WebSocketState.CONNECTED
         self._session = self._ws_accept(asyncio.get_running_loop(), b"".join(lines))
         self.application_state = WebSocketState.CONNECTED
 
@@ -332,65 +326,21 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
         status = websocket._ws_check()
         if status:
             return _refusal(status)
-        # The test client's name for the session; read from the request without building
-        # its Headers (the WebSocket is kept for the whole session).
-        sink = websocket._test_sink
-        key = websocket.header("sec-websocket-key", "") if sink is not None else ""
         # Run on from the loop: the upgrade can only be answered once the server has
         # handed the request to this coroutine's Task (the first step runs inside the
         # server's dispatch).
         await asyncio.sleep(0)
-        failure: BaseException | None = None
         try:
-            try:
-                if errors:
-                    raise WebSocketRequestValidationError(errors)
-                endpoint = inner(*args, **kwargs)
-                # The arguments live on in the endpoint's frame only: this frame, suspended
-                # for the whole session, keeps nothing of them.
-                del args, kwargs
-                await endpoint
-            except Exception as exc:
-                # The app's own handler for the exception's class, if it has one (Starlette's
-                # ExceptionMiddleware calls it with the WebSocket), else the rules below.
-                handler = _user_handler(websocket, exc)
-                if handler is None:
-                    raise
-                result = handler(websocket, exc)
-                if inspect.isawaitable(result):
-                    await result
-        except WebSocketException as exc:
-            await _close_quietly(websocket, exc.code, exc.reason)
-        except (WebSocketRequestValidationError, RequestValidationError) as exc:
-            reason = json.dumps(_jsonable(exc.errors()))
-            if websocket._session is not None and len(reason.encode()) > 123:
-                reason = ""  # a close frame's reason has at most 123 bytes (RFC 6455 §5.5.1)
-            await _close_quietly(websocket, 1008, reason)
-        except BaseException as exc:  # noqa: BLE001 - reported below, as uvicorn does
-            failure = exc
-        if websocket._session is not None:
-            if websocket.application_state is not WebSocketState.DISCONNECTED:
-                websocket.application_state = WebSocketState.DISCONNECTED
-                websocket._session.close(1011 if failure is not None else 1000, "")
-            result = None
-        elif websocket._denied is not None:
-            if sink is not None:
-                sink(key, "denied", websocket._denied)
-            result = Response(b"", status_code=403)
-        elif failure is None:
-            # Returned without accepting or closing: refused, as Starlette's close.
-            if sink is not None:
-                sink(key, "denied", (1000, ""))
-            result = Response(b"", status_code=403)
-        else:
-            result = Response(b"Internal Server Error", status_code=500, media_type="text/plain")
-        if failure is not None:
-            if sink is None:
-                raise failure
-            sink(key, "error", failure)
-        if sink is not None:
-            sink(key, "done", None)
-        return result
+            if errors:
+                raise WebSocketRequestValidationError(errors)
+            endpoint = inner(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - Starlette's rules in _after
+            return await _after(websocket, exc)
+        # The server's Driver runs the endpoint in this coroutine's place, then
+        # _after(websocket, exc or None) (csrc/app/invoke.c): no frame of this wrapper
+        # stays suspended around the endpoint for the whole session (memory per idle
+        # connection), and the arguments live on in the endpoint's frame only.
+        return _core._Tail(endpoint, _after, websocket)
 
     call.__name__ = getattr(inner, "__name__", "websocket_endpoint")
     call.__qualname__ = getattr(inner, "__qualname__", call.__name__)
@@ -399,6 +349,62 @@ def websocket_callable(inner: Callable[..., Any], where: str) -> Callable[..., A
     call.__db_lenient__ = True  # type: ignore[attr-defined]
     call.__db_security__ = getattr(inner, "__db_security__", [])  # type: ignore[attr-defined]
     return call
+
+
+async def _after(websocket: WebSocket, raised: BaseException | None) -> Any:
+    """Starlette's rules once the endpoint returned (raised None) or raised: the app's own
+    exception handler, a close code for WebSocketException and validation errors, 1011 or
+    500 for anything else (re-raised, or reported to the test client); what the server
+    answers a refused handshake."""
+    # The test client's name for the session, read from the request without building its
+    # Headers (the WebSocket is kept for the whole session).
+    sink = websocket._test_sink
+    key = websocket.header("sec-websocket-key", "") if sink is not None else ""
+    failure: BaseException | None = None
+    try:
+        if raised is not None:
+            if not isinstance(raised, Exception):
+                raise raised
+            # The app's own handler for the exception's class, if it has one (Starlette's
+            # ExceptionMiddleware calls it with the WebSocket), else the rules below.
+            handler = _user_handler(websocket, raised)
+            if handler is None:
+                raise raised
+            result = handler(websocket, raised)
+            if inspect.isawaitable(result):
+                await result
+    except WebSocketException as exc:
+        await _close_quietly(websocket, exc.code, exc.reason)
+    except (WebSocketRequestValidationError, RequestValidationError) as exc:
+        reason = json.dumps(_jsonable(exc.errors()))
+        if websocket._session is not None and len(reason.encode()) > 123:
+            reason = ""  # a close frame's reason has at most 123 bytes (RFC 6455 §5.5.1)
+        await _close_quietly(websocket, 1008, reason)
+    except BaseException as exc:  # noqa: BLE001 - reported below, as uvicorn does
+        failure = exc
+    if websocket._session is not None:
+        if websocket.application_state is not WebSocketState.DISCONNECTED:
+            websocket.application_state = WebSocketState.DISCONNECTED
+            websocket._session.close(1011 if failure is not None else 1000, "")
+        result = None
+    elif websocket._denied is not None:
+        if sink is not None:
+            sink(key, "denied", websocket._denied)
+        result = Response(b"", status_code=403)
+    elif failure is None:
+        # Returned without accepting or closing: refused, as Starlette's close.
+        if sink is not None:
+            sink(key, "denied", (1000, ""))
+        result = Response(b"", status_code=403)
+    else:
+        result = Response(b"Internal Server Error", status_code=500, media_type="text/plain")
+    if failure is not None:
+        if sink is None:
+            raise failure
+        sink(key, "error", failure)
+    if sink is not None:
+        sink(key, "done", None)
+    return result
 
 
 def _user_handler(websocket: WebSocket, exc: BaseException) -> Callable[..., Any] | None:

@@ -285,7 +285,9 @@ class Loop(  # type: ignore[misc]
             if self._executor_shutdown_called:
                 raise RuntimeError("Executor shutdown has been called")
             if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                # Threads named after the loop that started them ("pyloop_0", ...), as
+                # asyncio's loop names its own "asyncio_N" and uvloop "uvloop_N".
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="pyloop")
                 self._default_executor = executor
         return futures.wrap_future(executor.submit(func, *args), loop=self)
 

@@ -13,11 +13,12 @@ import socket
 import stat
 import sys
 import weakref
-from asyncio import sslproto, trsock
+from asyncio import trsock
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from data_bridge import _core
+from data_bridge.pyloop._sslproto import SSLProtocol
 from data_bridge.pyloop._util import _retrieve_exception, start_transport
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class StreamsMixin:
             kwargs: dict[str, Any] = {"ssl_handshake_timeout": ssl_handshake_timeout}
             if sys.version_info >= (3, 11):
                 kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-            ssl_protocol = sslproto.SSLProtocol(
+            ssl_protocol = SSLProtocol(
                 self,
                 protocol,
                 sslcontext,
@@ -482,7 +483,7 @@ class StreamsMixin:
         kwargs: dict[str, Any] = {"ssl_handshake_timeout": ssl_handshake_timeout}
         if sys.version_info >= (3, 11):
             kwargs["ssl_shutdown_timeout"] = ssl_shutdown_timeout
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self,
             protocol,
             sslcontext,
@@ -562,7 +563,7 @@ class Server(asyncio.AbstractServer):
             if sys.version_info >= (3, 11):
                 kwargs["ssl_shutdown_timeout"] = self._ssl_shutdown_timeout
             waiter = self._loop.create_future()
-            ssl_protocol = sslproto.SSLProtocol(
+            ssl_protocol = SSLProtocol(
                 self._loop, protocol, self._ssl_context, waiter, True, None, **kwargs
             )
             transport.set_protocol(ssl_protocol)

@@ -101,6 +101,29 @@ async def echo(request: Request) -> StreamingResponse:
     return StreamingResponse(pieces(), media_type="application/octet-stream")
 
 
+# The last streamed Request a handler kept, read back by /kept after its request ended.
+kept: list[Request] = []
+
+
+@app.post("/keep")
+async def keep(request: Request) -> dict[str, int]:
+    size = sum([len(piece) async for piece in request.stream()])
+    kept[:] = [request]
+    return {"size": size}
+
+
+@app.get("/kept")
+def get_kept() -> dict[str, Any]:
+    r = kept[0]
+    return {
+        "method": r.method,
+        "path": r.url.path,
+        "query": r.url.query,
+        "header": r.headers.get("x-kept"),
+        "client": r.client is not None and r.client.host,
+    }
+
+
 @app.post("/noread")
 async def noread(request: Request) -> dict[str, str]:
     return {"read": "no"}

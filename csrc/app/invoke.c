@@ -692,9 +692,8 @@ PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *
  * added with add_slash, appended to line: absolute when the request has a Host header (as
  * Starlette builds it from the request's URL, https behind a TLS terminator: set_secure),
  * the query string kept. Returns 0, or -1 when out of memory. */
-static int location_value(const ServerObject *srv, server_conn_t *conn,
-                          const http_request_t *head, const char *path, size_t n, int add_slash,
-                          db_buf_t *line)
+static int location_value(const ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                          const char *path, size_t n, int add_slash, db_buf_t *line)
 {
     /* The host of request.url: a trusted proxy's forwarded Host, else the Host field. */
     char fwd[SERVER_HOST_MAX];
@@ -771,9 +770,8 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
 /* What the router decided for a request no route takes, for the app's unrouted handler
  * (ServerObject.unrouted): (307, location) when redirect_slashes redirects, (405, allow
  * value) or (404, None), as Starlette's Router decides them inside the middleware stack. */
-static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn,
-                                 const http_request_t *head, int r, const router_match_t *m,
-                                 size_t skip)
+static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                                 int r, const router_match_t *m, size_t skip)
 {
     char alt[4097];
     size_t alt_len;

@@ -82,6 +82,9 @@ SERVER_NAMES = {
     "databridge-http": "data-bridge+http mw",
     "fastapi-http": "FastAPI+http mw",
     "fastapi-native": "FastAPI app on data-bridge",
+    "databridge-log": "data-bridge+access log",
+    "databridge-jsonlog": "data-bridge+JSON access log",
+    "databridge-metrics": "data-bridge+metrics",
     "fastapi-asgi": "FastAPI app on data-bridge (ASGI)",
     "fastapi-granian": "FastAPI app on Granian",
     "asgi-databridge": "raw ASGI on data-bridge",
@@ -100,6 +103,13 @@ UVICORN_APPS = {
     "fastapi": ("fastapi_app:app", "import fastapi, uvicorn, uvloop, httptools, orjson"),
     "litestar": ("litestar_app:app", "import litestar, msgspec, uvicorn, uvloop, httptools"),
 }
+# The cost of observability (issue 16): data-bridge's app with BENCH_OBSERVE set, the
+# access log written to the server's log file; compare CPU/request with "databridge".
+OBSERVE_SERVERS = {
+    "databridge-log": "access-log",
+    "databridge-jsonlog": "access-log-json",
+    "databridge-metrics": "metrics",
+}
 # The ASGI comparison (issue 14 (a) and (b)): the unmodified FastAPI app served through
 # ASGI by data-bridge (--no-native) and by Granian (uvicorn's is "fastapi"), on the JSON,
 # path-parameter and POST scenarios; the raw ASGI hello-world (bench/apps/asgi_hello.py) on
@@ -107,13 +117,17 @@ UVICORN_APPS = {
 ASGI_FASTAPI_SCENARIOS = frozenset({"json", "user", "items"})
 RAW_ASGI_SERVERS = frozenset({"asgi-databridge", "asgi-uvicorn", "asgi-granian"})
 SERVER_SCENARIOS = {
+    # The observability variants only where their cost is measured.
+    **{key: frozenset({"plaintext", "json"}) for key in OBSERVE_SERVERS},
     "fastapi-asgi": ASGI_FASTAPI_SCENARIOS,
     "fastapi-granian": ASGI_FASTAPI_SCENARIOS,
     **{key: frozenset({"hello"}) for key in RAW_ASGI_SERVERS},
 }
 # Servers run by data-bridge's command line (they need data_bridge importable), and what
 # the other Python servers need to import.
-DATABRIDGE_SERVERS = frozenset({"databridge", "fastapi-native", "fastapi-asgi", "asgi-databridge"})
+DATABRIDGE_SERVERS = frozenset(
+    {"databridge", "fastapi-native", "fastapi-asgi", "asgi-databridge", *OBSERVE_SERVERS}
+)
 PREREQS = {
     "fastapi-native": "import fastapi, orjson",
     "fastapi-asgi": "import fastapi, orjson",
@@ -853,6 +867,11 @@ def start_server(
     db_env: dict[str, str] | None,
     extra_env: dict[str, str] | None = None,
 ) -> Server:
+    if key in OBSERVE_SERVERS:
+        env = {"BENCH_OBSERVE": OBSERVE_SERVERS[key]}
+        server = start_server("databridge", cfg, tmp, python, db_env, env)
+        server.key = key
+        return server
     if key in MIDDLEWARE_SERVERS:
         base, kind = MIDDLEWARE_SERVERS[key]
         server = start_server(base, cfg, tmp, python, db_env, {"BENCH_MIDDLEWARE": kind})

@@ -99,11 +99,19 @@ static void answer_invalid_host(server_conn_t *conn)
                         sizeof(invalid_host) - 1);
 }
 
-/* The Host header split, or 0 with 400 answered when it is missing or invalid. */
-static int host_of(server_conn_t *conn, const http_request_t *head, http_host_t *h)
+/* The Host header split (a trusted proxy's forwarded Host first, copied into buf of
+ * SERVER_HOST_MAX bytes, as the scope rewritten by a proxy-fix middleware has it), or 0
+ * with 400 answered when it is missing or invalid. */
+static int host_of(server_conn_t *conn, const http_request_t *head, http_host_t *h, char *buf)
 {
-    const http_header_t *f = http_find_header(head, "host", 4);
-    if (f == NULL || http_parse_host(f->value, f->value_len, h) < 0) {
+    size_t n = 0;
+    const char *v = server_conn_forwarded_host(conn, head, buf, SERVER_HOST_MAX, &n);
+    const http_header_t *f = v == NULL ? http_find_header(head, "host", 4) : NULL;
+    if (f != NULL) {
+        v = f->value;
+        n = f->value_len;
+    }
+    if (v == NULL || http_parse_host(v, n, h) < 0) {
         answer_invalid_host(conn);
         return 0;
     }
@@ -117,7 +125,8 @@ static int trusted_host(const struct app_guard *g, server_conn_t *conn, const ht
     if (g->allow_any)
         return 0;
     http_host_t h;
-    if (!host_of(conn, head, &h))
+    char buf[SERVER_HOST_MAX];
+    if (!host_of(conn, head, &h, buf))
         return 1;
     int found_www = 0;
     for (const char *p = g->patterns, *end = g->patterns + g->patterns_len; p < end;) {
@@ -146,7 +155,8 @@ static int trusted_host(const struct app_guard *g, server_conn_t *conn, const ht
 static void https_redirect(server_conn_t *conn, const http_request_t *head)
 {
     http_host_t h;
-    if (!host_of(conn, head, &h))
+    char buf[SERVER_HOST_MAX];
+    if (!host_of(conn, head, &h, buf))
         return;
     if (h.port != NULL && !http_host_port_valid(h.port, h.port_len)) {
         answer_invalid_host(conn);

@@ -692,15 +692,23 @@ PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *
  * added with add_slash, appended to line: absolute when the request has a Host header (as
  * Starlette builds it from the request's URL, https behind a TLS terminator: set_secure),
  * the query string kept. Returns 0, or -1 when out of memory. */
-static int location_value(const ServerObject *srv, const http_request_t *head, const char *path,
-                          size_t n, int add_slash, db_buf_t *line)
+static int location_value(const ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                          const char *path, size_t n, int add_slash, db_buf_t *line)
 {
-    const http_header_t *host = http_find_header(head, "host", 4);
+    /* The host of request.url: a trusted proxy's forwarded Host, else the Host field. */
+    char fwd[SERVER_HOST_MAX];
+    size_t host_len = 0;
+    const char *host = server_conn_forwarded_host(conn, head, fwd, sizeof(fwd), &host_len);
+    if (host == NULL) {
+        const http_header_t *f = http_find_header(head, "host", 4);
+        host = f != NULL ? f->value : NULL;
+        host_len = f != NULL ? f->value_len : 0;
+    }
     size_t query = head->target_len - head->path_len; /* "?..." or nothing */
     int ok = 1;
     if (host != NULL)
         ok = db_buf_append(line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
-             db_buf_append(line, host->value, host->value_len) == 0;
+             db_buf_append(line, host, host_len) == 0;
     ok = ok && db_buf_append(line, path, n) == 0 &&
          (!add_slash || db_buf_append(line, "/", 1) == 0) &&
          db_buf_append(line, head->target + head->path_len, query) == 0;
@@ -714,7 +722,7 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
     db_buf_t line;
     db_buf_init(&line);
     int ok = db_buf_append(&line, "location: ", 10) == 0 &&
-             location_value(srv, head, path, n, add_slash, &line) == 0 &&
+             location_value(srv, conn, head, path, n, add_slash, &line) == 0 &&
              db_buf_append(&line, "\r\n", 2) == 0;
     if (ok)
         server_conn_respond(conn, 307, NULL, 0, line.data, line.len, NULL, 0);
@@ -762,8 +770,8 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
 /* What the router decided for a request no route takes, for the app's unrouted handler
  * (ServerObject.unrouted): (307, location) when redirect_slashes redirects, (405, allow
  * value) or (404, None), as Starlette's Router decides them inside the middleware stack. */
-static PyObject *routing_outcome(ServerObject *srv, const http_request_t *head, int r,
-                                 const router_match_t *m, size_t skip)
+static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                                 int r, const router_match_t *m, size_t skip)
 {
     char alt[4097];
     size_t alt_len;
@@ -774,7 +782,7 @@ static PyObject *routing_outcome(ServerObject *srv, const http_request_t *head, 
         PyObject *res = NULL;
         /* UTF-8 as the response writes header values back; bytes that are not (obs-text
          * in the Host field) become U+FFFD rather than failing the request. */
-        PyObject *value = location_value(srv, head, alt, alt_len, 0, &loc) < 0
+        PyObject *value = location_value(srv, conn, head, alt, alt_len, 0, &loc) < 0
                               ? PyErr_NoMemory()
                               : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
         if (value != NULL)
@@ -889,7 +897,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     PyObject *routing = NULL; /* the unrouted handler's outcome (routing_outcome) */
     if (r != ROUTER_FOUND && srv->unrouted != NULL) {
         /* The app's middleware sees requests no route takes (ServerObject.unrouted). */
-        routing = routing_outcome(srv, req->head, r, &m, (size_t)(path - req->head->path));
+        routing = routing_outcome(srv, conn, req->head, r, &m, (size_t)(path - req->head->path));
         if (routing == NULL) {
             respond_exception(conn, NULL, NULL, NULL);
             return SERVER_DISPATCH_DONE;

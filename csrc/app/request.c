@@ -498,6 +498,21 @@ static PyObject *get_forwarded_scheme(RequestObject *self, void *closure)
     return PyUnicode_FromString(forwarded_names[code]);
 }
 
+/* The Host a trusted proxy's X-Forwarded-Host or Forwarded host= gives (with
+ * forwarded_headers asking for it), or None (then the request's own Host field). */
+static PyObject *get_forwarded_host(RequestObject *self, void *closure)
+{
+    (void)closure;
+    char buf[SERVER_HOST_MAX];
+    size_t n = 0;
+    const char *v = self->req ? server_conn_forwarded_host(self->req->conn, self->req->head, buf,
+                                                           sizeof(buf), &n)
+                              : NULL;
+    if (v == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
+}
+
 static PyObject *request_ws_check(RequestObject *self, PyObject *unused)
 {
     (void)unused;
@@ -645,6 +660,8 @@ static PyGetSetDef request_getset[] = {
      "The client's address (host, port), or None (a Unix socket, a closed connection).", NULL},
     {"_forwarded_scheme", (getter)get_forwarded_scheme, NULL,
      "The scheme a trusted proxy's X-Forwarded-Proto gives, or None.", NULL},
+    {"_forwarded_host", (getter)get_forwarded_host, NULL,
+     "the Host a trusted proxy forwarded, or None", NULL},
     {"_fd", (getter)get_fd, NULL, "The connection's socket descriptor, or None.", NULL},
     {"_sockname", (getter)get_sockname, NULL,
      "The server's address (host, port) on this connection, or None (a Unix socket).", NULL},

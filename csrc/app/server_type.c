@@ -9,6 +9,7 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
@@ -52,6 +53,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
                              "ws_per_message_deflate",
                              "ws_max_size",
                              "ws_max_queue",
+                             "forwarded_headers",
+                             "min_body_rate",
+                             "min_body_grace",
                              NULL};
     PyObject *loop;
     server_config_t cfg;
@@ -77,12 +81,15 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     int ws_deflate = cfg.ws_deflate;
     unsigned long long ws_max_size = cfg.ws_max_size;
     Py_ssize_t ws_max_queue = (Py_ssize_t)cfg.ws_max_queue;
+    const char *forwarded_headers = "x-forwarded";
+    double min_body_rate = 0, min_body_grace = 5.0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kw, "O|$KnnnddippnSz#dddKddpKn", kwlist, &loop, &max_body, &max_target,
+            args, kw, "O|$KnnnddippnSz#dddKddpKnsdd", kwlist, &loop, &max_body, &max_target,
             &max_header_bytes, &max_headers, &keepalive, &request_timeout, &backlog,
             &redirect_slashes, &date_header, &limit_concurrency, &default_headers, &forwarded,
             &forwarded_len, &send_timeout, &header_timeout, &handler_timeout, &max_upload,
-            &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue))
+            &ws_ping_interval, &ws_ping_timeout, &ws_deflate, &ws_max_size, &ws_max_queue,
+            &forwarded_headers, &min_body_rate, &min_body_grace))
         return -1;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the server is already running");
@@ -98,11 +105,14 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         !(header_timeout >= 0 && header_timeout < 1e9) ||
         !(handler_timeout >= 0 && handler_timeout < 1e9) ||
         !(ws_ping_interval >= 0 && ws_ping_interval < 1e9) ||
-        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1) {
+        !(ws_ping_timeout >= 0 && ws_ping_timeout < 1e9) || ws_max_queue < 1 ||
+        !(min_body_rate >= 0 && min_body_rate < 1e12) ||
+        !(min_body_grace >= 0 && min_body_grace < 1e6)) {
         PyErr_Format(PyExc_ValueError,
                      "invalid server limits (max_target >= 16, max_header_bytes >= 64, "
                      "1 <= max_headers <= %d, timeouts > 0, backlog >= 1, WebSocket ping "
-                     "interval and timeout >= 0, ws_max_queue >= 1)",
+                     "interval and timeout >= 0, ws_max_queue >= 1, min_body_rate and "
+                     "min_body_grace >= 0)",
                      HTTP_MAX_HEADERS);
         return -1;
     }
@@ -115,6 +125,9 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
     cfg.request_timeout = (uint64_t)(request_timeout * 1000.0);
     cfg.send_timeout = (uint64_t)(send_timeout * 1000.0);
     cfg.header_timeout = (uint64_t)(header_timeout * 1000.0);
+    /* A positive rate under a byte a second still judges (a byte a second). */
+    cfg.min_body_rate = min_body_rate > 0 && min_body_rate < 1 ? 1 : (uint64_t)min_body_rate;
+    cfg.min_body_grace = (uint64_t)(min_body_grace * 1000.0);
     cfg.backlog = backlog;
     cfg.no_date_header = !date_header;
     cfg.limit_concurrency = (size_t)limit_concurrency;
@@ -142,6 +155,22 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     cfg.trust = self->trust;
+    /* Which proxy fields the trusted proxies are believed for (forwarded.c): uvicorn's two
+     * X-Forwarded-* fields by default; the others only when the proxies are known to set
+     * them, since a proxy passes on whatever field of a client's it does not set. */
+    if (strcmp(forwarded_headers, "x-forwarded") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_X;
+    } else if (strcmp(forwarded_headers, "x-forwarded-host") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_X_HOST;
+    } else if (strcmp(forwarded_headers, "forwarded") == 0) {
+        cfg.forwarded_mode = SERVER_FORWARDED_RFC7239;
+    } else {
+        PyErr_Format(PyExc_ValueError,
+                     "forwarded_headers must be 'x-forwarded', 'x-forwarded-host' or "
+                     "'forwarded', not '%s'",
+                     forwarded_headers);
+        return -1;
+    }
     app_access_release(self); /* a re-init starts without the written access log */
     self->cfg = cfg;
     self->redirect_slashes = redirect_slashes;
@@ -444,6 +473,13 @@ static PyObject *server_handle_signals(ServerObject *self, PyObject *cb)
     if (self->loop == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Server.__init__ was not called");
         return NULL;
+    }
+    if (self->signals[0] != NULL && self->signals[1] != NULL) {
+        /* Already watched (a worker watches from its start, so that a SIGTERM sent while
+         * it starts waits for it instead of killing it): only the callback changes, and
+         * the signals never fall back to their default action in between. */
+        Py_XSETREF(self->signal_cb, Py_NewRef(cb));
+        Py_RETURN_NONE;
     }
     close_signals(self);
     self->signal_cb = Py_NewRef(cb);
@@ -805,7 +841,8 @@ static PyMethodDef server_methods[] = {
     {"close", (PyCFunction)(void (*)(void))server_close_py, METH_VARARGS | METH_KEYWORDS,
      "close(callback=None): stop accepting, finish requests in progress, then call back"},
     {"handle_signals", (PyCFunction)server_handle_signals, METH_O,
-     "handle_signals(callback): call callback(signum) on SIGINT and SIGTERM"},
+     "handle_signals(callback): call callback(signum) on SIGINT and SIGTERM; called again, "
+     "only the callback changes"},
     {NULL, NULL, 0, NULL},
 };
 

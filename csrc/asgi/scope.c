@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "asgi/asgi_internal.h"
 #include "common/text.h"
@@ -125,13 +126,33 @@ static PyObject *rooted_raw_path(AsgiAppObject *a, const char *p, size_t n)
  * name, and value is the header value. Order of header values must be preserved ...
  * Header names should be lowercased" (www spec). Pairs are tuples, as uvicorn makes
  * them. */
-static PyObject *header_list(const http_request_t *head)
+static PyObject *header_list(server_conn_t *conn, const http_request_t *head)
 {
-    PyObject *list = PyList_New((Py_ssize_t)head->num_headers);
+    /* A trusted proxy's forwarded Host (--forwarded-headers x-forwarded-host or forwarded)
+     * takes the Host field's place, as a proxy-fix middleware rewrites the scope, so that
+     * Starlette's request.url and TrustedHostMiddleware see the host the client asked for;
+     * a request without a Host field gets one. */
+    char fwd_buf[SERVER_HOST_MAX];
+    size_t fwd_len = 0;
+    const char *fwd = server_conn_forwarded_host(conn, head, fwd_buf, sizeof(fwd_buf), &fwd_len);
+    int add_host = fwd != NULL && http_find_header(head, "host", 4) == NULL;
+    PyObject *list = PyList_New((Py_ssize_t)head->num_headers + add_host);
     if (list == NULL)
         return NULL;
+    if (add_host) {
+        PyObject *pair = Py_BuildValue("(y#y#)", "host", (Py_ssize_t)4, fwd, (Py_ssize_t)fwd_len);
+        if (pair == NULL)
+            goto error;
+        PyList_SET_ITEM(list, (Py_ssize_t)head->num_headers, pair);
+    }
     for (size_t i = 0; i < head->num_headers; i++) {
         const http_header_t *h = &head->headers[i];
+        const char *v = h->value;
+        size_t vn = h->value_len;
+        if (fwd != NULL && h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) {
+            v = fwd;
+            vn = fwd_len;
+        }
         PyObject *name = PyBytes_FromStringAndSize(h->name, (Py_ssize_t)h->name_len);
         if (name == NULL)
             goto error;
@@ -140,7 +161,7 @@ static PyObject *header_list(const http_request_t *head)
         for (size_t j = 0; j < h->name_len; j++)
             if (s[j] >= 'A' && s[j] <= 'Z')
                 s[j] = (char)(s[j] | 0x20);
-        PyObject *value = PyBytes_FromStringAndSize(h->value, (Py_ssize_t)h->value_len);
+        PyObject *value = PyBytes_FromStringAndSize(v, (Py_ssize_t)vn);
         PyObject *pair = value ? PyTuple_New(2) : NULL;
         if (pair == NULL) {
             Py_DECREF(name);
@@ -194,7 +215,7 @@ PyObject *asgi_scope_new(AsgiAppObject *a, server_conn_t *conn, const server_req
         put(scope, asgi_str.k_query_string,
             PyBytes_FromStringAndSize(h->query ? h->query : "", (Py_ssize_t)h->query_len)) < 0 ||
         put(scope, asgi_str.k_root_path, Py_NewRef(a->root_path)) < 0 ||
-        put(scope, asgi_str.headers, header_list(h)) < 0 ||
+        put(scope, asgi_str.headers, header_list(conn, h)) < 0 ||
         put(scope, asgi_str.k_client, address_tuple(a, conn, 1, h)) < 0 ||
         put(scope, asgi_str.k_server, address_tuple(a, conn, 0, h)) < 0)
         goto error;

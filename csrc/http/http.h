@@ -184,5 +184,28 @@ int http_forwarded_client(const http_trust_t *t, const http_request_t *req, cons
                           size_t *host_len, int *port);
 /* The last X-Forwarded-Proto value when it is http, https, ws or wss (a slice), else NULL. */
 const char *http_forwarded_proto(const http_request_t *req, size_t *len);
+/* The X-Forwarded-Host item at the hop of http_forwarded_client's client (its leftmost item
+ * when the list is shorter) when it is a valid Host value: 1 with *host a slice; else 0. */
+int http_forwarded_host(const http_trust_t *t, const http_request_t *req, const char **host,
+                        size_t *host_len);
+/* RFC 7239's Forwarded fields: for=, proto= and host= of the element the first trusted
+ * proxy added (the rightmost one whose for= is not trusted; the leftmost when all are).
+ * client is the node's name without brackets ("unknown" and "_obfuscated" names kept as
+ * text), client_port 0 when absent or obfuscated; proto is one of the static strings
+ * "http", "https", "ws", "wss" (matched without case); host a valid Host value. Values
+ * live in the request or in buf. Returns 1 when the fields were read (each part NULL when
+ * the element lacks it or it is invalid); 0 without a Forwarded field, when one breaks
+ * RFC 7239 §4's grammar, or when more than 32 elements are all trusted. */
+typedef struct {
+    const char *client;
+    size_t client_len;
+    int client_port;
+    const char *proto;
+    const char *host;
+    size_t host_len;
+    size_t used;
+    char buf[512];
+} http_forwarded_t;
+int http_forwarded_rfc7239(const http_trust_t *t, const http_request_t *req, http_forwarded_t *out);
 
 #endif

@@ -40,6 +40,9 @@
 
 static void conn_process(server_conn_t *c);
 static void on_write(uv_write_t *req, int status);
+/* The client a trusted proxy header names: 1 with host and port set, 0 when none does. */
+static int conn_proxy_client(server_conn_t *c, const http_request_t *head, char *host,
+                             size_t hostlen, int *port);
 
 void conn_release(server_conn_t *c)
 {
@@ -290,6 +293,7 @@ void conn_received(server_conn_t *c, ssize_t nread)
         return;
     }
     c->rbuf.len += (size_t)nread;
+    c->body_bytes += (size_t)nread; /* only looked at while body_since is set */
     if (c->server->cfg.metrics != NULL)
         metrics_bytes(c, 0, (size_t)nread);
     if (c->body_stream && !c->body_ended) {
@@ -418,6 +422,7 @@ static void conn_fail(server_conn_t *c, int err)
 /* Marks the current request finished and prepares for the next pipelined one. */
 static void conn_request_done(server_conn_t *c, size_t consumed)
 {
+    c->body_since = 0;
     /* A streamed body not read to its end clears keep_alive (body.c). */
     if (c->req.streamed)
         body_finish(c);
@@ -437,6 +442,7 @@ static void conn_request_done(server_conn_t *c, size_t consumed)
 /* Runs the dispatcher for a complete request. Returns 1 to go on with the next request. */
 static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, size_t consumed)
 {
+    c->body_since = 0; /* the body, if any, is complete */
     if (c->head_base != c->rbuf.data) {
         /* The buffer moved while the body arrived: re-slice the head (same bytes, same
          * result) so that every slice points into the buffer's current location. */
@@ -494,18 +500,32 @@ static int conn_dispatch(server_conn_t *c, const char *body, size_t body_len, si
          * slices went back. Only with the access log on, so the hot path pays a test. */
         http_request_t *h = c->head;
         char host[SERVER_HOST_MAX], client[SERVER_HOST_MAX + 16];
-        int port = 0, n = 0;
+        int port = 0, n = 0, ok = 1;
+        int proxied = conn_proxy_client(c, h, host, sizeof(host), &port);
         /* uvicorn's get_client_addr: "host:port" of the client (after proxy headers, no
-         * brackets around IPv6), "" when there is none. */
-        if (server_conn_client(c, h, host, sizeof(host), &port) == 0)
-            n = snprintf(client, sizeof(client), "%s:%d", host, port);
-        if (n < 0 || (size_t)n >= sizeof(client))
-            n = 0;
-        c->log_line.len = 0;
-        if (db_buf_append(&c->log_line, client, (size_t)n) == 0 &&
-            db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
+         * brackets around IPv6), "" when there is none. The socket's peer never changes, so
+         * its text stays at the front of log_line from one request to the next (log_peer)
+         * and is asked of the socket once per connection, not once per request. */
+        if (proxied || !c->log_peer) {
+            /* 0: an IP peer; 1: a socket without one (the test client's socketpair), whose
+             * "" is as lasting; an error (a reset peer) is not kept. */
+            int r = proxied ? 0 : server_conn_address(c, 1, host, sizeof(host), &port);
+            if (r == 0)
+                n = snprintf(client, sizeof(client), "%s:%d", host, port);
+            if (n < 0 || (size_t)n >= sizeof(client))
+                n = 0;
+            c->log_line.len = 0;
+            c->log_client_len = 0;
+            c->log_peer = 0;
+            ok = db_buf_append(&c->log_line, client, (size_t)n) == 0;
+            if (ok) {
+                c->log_client_len = (size_t)n;
+                c->log_peer = !proxied && r >= 0;
+            }
+        }
+        c->log_line.len = c->log_client_len;
+        if (ok && db_buf_append(&c->log_line, h->method_str, h->method_len) == 0 &&
             db_buf_append(&c->log_line, h->target, h->target_len) == 0) {
-            c->log_client_len = (size_t)n;
             c->log_method_len = h->method_len;
             c->log_pending = 1;
         }
@@ -578,6 +598,12 @@ static int conn_on_head(server_conn_t *c, int n)
         return conn_dispatch(c, NULL, 0, c->head_len);
     }
     conn_body_deadline(c);
+    if (!stream) {
+        /* The body's pace is judged from now (min_body_rate), counting what came with the
+         * head. */
+        c->body_since = uv_now(c->server->loop);
+        c->body_bytes = c->rbuf.len - c->pos - c->head_len;
+    }
     /* RFC 9110 §10.1.1: answer 100 (Continue) before reading a body the client holds
      * back, unless the body is already here. HTTP/1.0 clients do not know 100. */
     size_t have = c->rbuf.len - c->pos - c->head_len;
@@ -924,32 +950,95 @@ static int conn_peer_trusted(server_conn_t *c)
     return r == 1 && http_trust_all(t);
 }
 
-int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
-                       int *port)
+/* Whether the request carries a field of the proxy mode and the peer may set it: the
+ * field first, so a direct client costs a header lookup and no system call. */
+static int conn_proxied(server_conn_t *c, const http_request_t *head, const char *name,
+                        size_t name_len)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (cfg->trust == NULL || head == NULL)
+        return 0;
+    if (cfg->forwarded_mode == SERVER_FORWARDED_RFC7239) {
+        name = "forwarded";
+        name_len = 9;
+    }
+    return http_find_header(head, name, name_len) != NULL && conn_peer_trusted(c);
+}
+
+static int conn_proxy_client(server_conn_t *c, const http_request_t *head, char *host,
+                             size_t hostlen, int *port)
 {
     const char *fh;
     size_t fl;
     int fp;
-    /* The header first: without it (a direct client) nothing else is asked. */
-    if (c->server->cfg.trust != NULL && head != NULL &&
-        http_find_header(head, "x-forwarded-for", 15) != NULL && conn_peer_trusted(c) &&
-        http_forwarded_client(c->server->cfg.trust, head, &fh, &fl, &fp)) {
-        if (fl >= hostlen)
-            fl = hostlen - 1; /* SERVER_HOST_MAX bounds what a proxy's value can carry */
-        memcpy(host, fh, fl);
-        host[fl] = '\0';
-        *port = fp;
+    http_forwarded_t fwd;
+    if (!conn_proxied(c, head, "x-forwarded-for", 15))
+        return 0;
+    if (c->server->cfg.forwarded_mode == SERVER_FORWARDED_RFC7239) {
+        if (!http_forwarded_rfc7239(c->server->cfg.trust, head, &fwd) || fwd.client == NULL ||
+            fwd.client_len == 0)
+            return 0;
+        fh = fwd.client;
+        fl = fwd.client_len;
+        fp = fwd.client_port;
+    } else if (!http_forwarded_client(c->server->cfg.trust, head, &fh, &fl, &fp)) {
         return 0;
     }
+    if (fl >= hostlen)
+        fl = hostlen - 1; /* SERVER_HOST_MAX bounds what a proxy's value can carry */
+    memcpy(host, fh, fl);
+    host[fl] = '\0';
+    *port = fp;
+    return 1;
+}
+
+int server_conn_client(server_conn_t *c, const http_request_t *head, char *host, size_t hostlen,
+                       int *port)
+{
+    if (conn_proxy_client(c, head, host, hostlen, port))
+        return 0;
     return server_conn_address(c, 1, host, hostlen, port);
 }
 
 const char *server_conn_forwarded_proto(server_conn_t *c, const http_request_t *head, size_t *len)
 {
-    if (c->server->cfg.trust == NULL || head == NULL ||
-        http_find_header(head, "x-forwarded-proto", 17) == NULL || !conn_peer_trusted(c))
+    if (!conn_proxied(c, head, "x-forwarded-proto", 17))
         return NULL;
+    if (c->server->cfg.forwarded_mode == SERVER_FORWARDED_RFC7239) {
+        http_forwarded_t fwd;
+        if (!http_forwarded_rfc7239(c->server->cfg.trust, head, &fwd) || fwd.proto == NULL)
+            return NULL;
+        *len = strlen(fwd.proto);
+        return fwd.proto; /* a static string */
+    }
     return http_forwarded_proto(head, len);
+}
+
+const char *server_conn_forwarded_host(server_conn_t *c, const http_request_t *head, char *buf,
+                                       size_t buflen, size_t *len)
+{
+    const char *h = NULL;
+    size_t n = 0;
+    int mode = c->server->cfg.forwarded_mode;
+    if (mode == SERVER_FORWARDED_X || !conn_proxied(c, head, "x-forwarded-host", 16))
+        return NULL;
+    if (mode == SERVER_FORWARDED_RFC7239) {
+        http_forwarded_t fwd;
+        if (http_forwarded_rfc7239(c->server->cfg.trust, head, &fwd)) {
+            h = fwd.host;
+            n = fwd.host_len;
+        }
+        if (h == NULL || n >= buflen)
+            return NULL;
+        memcpy(buf, h, n); /* fwd's buffer ends with this function */
+    } else {
+        if (!http_forwarded_host(c->server->cfg.trust, head, &h, &n) || n >= buflen)
+            return NULL;
+        memcpy(buf, h, n);
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
 db_buf_t *server_conn_scratch(server_conn_t *c)
@@ -985,11 +1074,40 @@ void conn_shutdown_idle(server_conn_t *c)
         c->deadline = grace;
 }
 
+/* Whether the body being read whole comes too slowly: under cfg.min_body_rate bytes a
+ * second on average since its head, once the grace has passed. The client is sending (the
+ * server reads a body it waits for), so the pace is the client's alone. */
+static int conn_body_too_slow(const server_conn_t *c, uint64_t now)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (cfg->min_body_rate == 0 || c->body_since == 0 ||
+        (c->state != CONN_BODY_LENGTH && c->state != CONN_BODY_CHUNKED))
+        return 0;
+    uint64_t elapsed = now - c->body_since;
+    if (elapsed < cfg->min_body_grace)
+        return 0;
+    /* bytes / (elapsed / 1000) < rate, in doubles: the products of the integers could
+     * overflow with a large rate and a long request timeout. */
+    return (double)c->body_bytes * 1000.0 < (double)cfg->min_body_rate * (double)elapsed;
+}
+
 void conn_sweep(server_t *s, uint64_t now)
 {
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (!c->closing && !c->writing && conn_body_too_slow(c, now)) {
+            /* RFC 9110 §15.5.9, as for a request not received in time. */
+            c->keep_alive = 0;
+            c->is_head = 0;
+            c->deadline = 0;
+            c->body_since = 0;
+            server_conn_respond_detail(c, 408, "Request body was received too slowly", NULL, 0);
+            c->close_after_write = 1;
+            conn_flush(c);
+            conn_update_reading(c);
+            continue;
+        }
         if (c->ws != NULL && !c->closing)
             ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)

@@ -79,6 +79,12 @@ typedef struct {
     /* ms for a request's head to arrive once its first byte came (--timeout-header): a slow
      * head is the slowloris attack; 0 or above request_timeout: request_timeout alone. */
     uint64_t header_timeout;
+    /* A body the server reads whole that arrives slower on average than min_body_rate
+     * bytes a second, once min_body_grace ms have passed since its head, is answered 408
+     * and the connection closed (--min-body-rate: a slow-body client holds a connection
+     * and its buffer as a slowloris holds one with its head). 0: off. */
+    uint64_t min_body_rate;
+    uint64_t min_body_grace;
     size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */
     int backlog;             /* listen(2) backlog (default 1024) */
     int no_date_header;      /* leave out the Date header (uvicorn's --no-date-header) */
@@ -94,6 +100,7 @@ typedef struct {
     /* Proxies trusted with X-Forwarded-For/-Proto (uvicorn's --proxy-headers with
      * --forwarded-allow-ips); NULL: proxy headers are ignored. Owned by the caller. */
     const http_trust_t *trust;
+    int forwarded_mode; /* SERVER_FORWARDED_*: which fields the trusted proxies set */
     /* Metrics (NULL: none, and nothing is counted): metrics_slots slots of shared memory,
      * this process counting into metrics[metrics_slot]; a GET of metrics_path (exact path)
      * is answered with the sum of all slots. Owned by the caller. */
@@ -203,12 +210,21 @@ db_buf_t *server_conn_scratch(server_conn_t *c);
  * application reads it; the connection keeps the answer. */
 int server_conn_address(server_conn_t *c, int remote, char *host, size_t hostlen, int *port);
 int server_conn_closed(const server_conn_t *c); /* the peer went away while pending */
+/* server_config_t.forwarded_mode: X-Forwarded-For and -Proto (uvicorn's), those and
+ * X-Forwarded-Host, or RFC 7239's Forwarded field alone. */
+enum { SERVER_FORWARDED_X, SERVER_FORWARDED_X_HOST, SERVER_FORWARDED_RFC7239 };
+
 /* The server's configuration (for the application's view of its limits). */
 const server_config_t *server_conn_config(const server_conn_t *c);
 /* The connection is TLS (the request's scheme is https, or wss after an upgrade). */
 int server_conn_tls(const server_conn_t *c);
 /* The head of the request being answered (valid until its response is written). */
 const http_request_t *server_conn_head(const server_conn_t *c);
+/* The Host a trusted proxy's X-Forwarded-Host or Forwarded host= gives (as
+ * cfg.forwarded_mode says), or NULL: none, not trusted, or not that mode. Copied into
+ * buf[buflen] (a value that does not fit is not used); *len its length. */
+const char *server_conn_forwarded_host(server_conn_t *c, const http_request_t *head, char *buf,
+                                       size_t buflen, size_t *len);
 /* The request's client: from a trusted proxy's X-Forwarded-For (cfg.trust) into
  * host[hostlen] (a proxy's value is cut to hostlen - 1 bytes; port 0 when it named none),
  * otherwise the peer as server_conn_address gives it, with its return values. The peer is

@@ -75,6 +75,10 @@ struct server_conn {
     size_t head_len;
     const char *head_base; /* rbuf.data when the head was parsed */
     uint64_t body_len;     /* Content-Length, or decoded chunked bytes so far */
+    /* A body read whole: when its head was complete (uv_now ms; 0 when no body is awaited)
+     * and the bytes received since, for cfg.min_body_rate. */
+    uint64_t body_since;
+    uint64_t body_bytes;
     server_request_t req;
 
     /* Write side. Responses are appended to wbuf; inflight is owned by a uv_write. Both
@@ -91,6 +95,7 @@ struct server_conn {
     size_t log_client_len;
     size_t log_method_len;
     unsigned log_pending : 1;
+    unsigned log_peer : 1; /* log_line begins with the socket peer's text (kept) */
     unsigned served : 1;   /* a request of this connection was dispatched */
     unsigned awaiting : 1; /* metrics: a dispatched request has no response head yet */
     /* Metrics of the request awaiting its response: when it was dispatched (uv_hrtime ns),

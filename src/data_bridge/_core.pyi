@@ -189,6 +189,8 @@ class Request:
     @property
     def _forwarded_scheme(self) -> str | None: ...
     @property
+    def _forwarded_host(self) -> str | None: ...
+    @property
     def _streamed(self) -> bool: ...
     @property
     def _body_limit(self) -> int: ...
@@ -286,6 +288,9 @@ class Server:
         limit_concurrency: int = 0,
         default_headers: bytes | None = None,
         forwarded_allow_ips: str | None = None,
+        forwarded_headers: str = "x-forwarded",
+        min_body_rate: float = 0,
+        min_body_grace: float = 5.0,
         ws_ping_interval: float = 20.0,
         ws_ping_timeout: float = 20.0,
         ws_per_message_deflate: bool = True,

@@ -144,6 +144,13 @@ class Config:
     access_log: bool = True
     proxy_headers: bool = True
     forwarded_allow_ips: str | None = None
+    # Ours: which fields the trusted proxies set ("x-forwarded", "x-forwarded-host",
+    # "forwarded": RFC 7239).
+    forwarded_headers: str = "x-forwarded"
+    # Ours: a body read whole that comes slower than this many bytes a second on average,
+    # after min_body_grace seconds, is answered 408 and its connection closed.
+    min_body_rate: float | None = None
+    min_body_grace: float = 5.0
     root_path: str = ""
     limit_concurrency: int | None = None
     limit_max_requests: int | None = None
@@ -230,12 +237,24 @@ class Config:
             if not self.timeout_handler > 0:
                 raise ValueError("timeout_handler must be a positive number of seconds")
             options["handler_timeout"] = self.timeout_handler
+        if self.min_body_rate is not None:
+            if not self.min_body_rate > 0:
+                raise ValueError("min_body_rate must be a positive number of bytes a second")
+            if not self.min_body_grace >= 0:
+                raise ValueError("min_body_grace must be a number of seconds, 0 or more")
+            options["min_body_rate"] = float(self.min_body_rate)
+            options["min_body_grace"] = float(self.min_body_grace)
+        if self.forwarded_headers not in ("x-forwarded", "x-forwarded-host", "forwarded"):
+            raise ValueError(
+                "forwarded_headers must be 'x-forwarded', 'x-forwarded-host' or 'forwarded'"
+            )
         if self.proxy_headers:
             # uvicorn's default: $FORWARDED_ALLOW_IPS, else the local host.
             trusted = self.forwarded_allow_ips
             if trusted is None:
                 trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
             options["forwarded_allow_ips"] = trusted
+            options["forwarded_headers"] = self.forwarded_headers
         return options
 
     def max_requests(self) -> int | None:
@@ -253,13 +272,15 @@ def run_until_signalled(
     spare: asyncio.Task[Any] | None = None,
     max_requests: int | None = None,
     worker: bool = False,
+    early: Sequence[int] = (),
 ) -> None:
     """Runs the loop until SIGINT or SIGTERM (or, with max_requests, until the server
     dispatched that many requests), then closes the server: requests in progress finish
     (those still running after graceful_timeout are cancelled, but not ``spare``, the
     lifespan's Task; None waits for them as long as they take, as uvicorn's default); a
     second signal stops at once. A ``worker`` leaves SIGINT to its supervisor (a terminal's
-    Ctrl-C reaches the whole process group; the supervisor then sends SIGTERM)."""
+    Ctrl-C reaches the whole process group; the supervisor then sends SIGTERM). ``early``:
+    signals that came while the process started (watch_early_signals), acted on now."""
     stopping = False
 
     def give_up() -> None:
@@ -301,9 +322,24 @@ def run_until_signalled(
             loop.call_later(0.1, check_requests)
 
     server.handle_signals(on_signal)
+    for signum in early:
+        on_signal(signum)
     if max_requests is not None:
         loop.call_later(0.1, check_requests)
     loop.run_forever()
+
+
+def watch_early_signals(server: Any) -> list[int]:
+    """A worker's SIGINT and SIGTERM, watched from the moment its server exists: a signal
+    that comes while it starts (the lifespan, listen) is recorded in the returned list for
+    run_until_signalled, which then drains at once. The supervisor forks a worker with
+    SIGTERM blocked and it stays blocked until now, so there is no moment at which the
+    default action could kill a worker that already listens (and lose the connections
+    waiting in its accept queue)."""
+    early: list[int] = []
+    server.handle_signals(early.append)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM,))
+    return early
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -377,6 +413,7 @@ def _serve_once(
     from data_bridge.api.applications import App, Limits
 
     lim = Limits(**config.limits)
+    early: list[int] = []
     loop = pyloop.new_event_loop()
     asyncio.set_event_loop(loop)
     # An unmodified FastAPI app: its compilable routes served by an App of ours, the app
@@ -412,6 +449,8 @@ def _serve_once(
                 scheme="https" if tls is not None else "http",
                 server_options=options,
             )
+            if ready is not None:
+                early = watch_early_signals(server)
             if config.lifespan != "off":
                 try:
                     loop.run_until_complete(app._startup_app())
@@ -447,6 +486,8 @@ def _serve_once(
                 backlog=lim.backlog,
                 **options,
             )
+            if ready is not None:
+                early = watch_early_signals(server)
             life = Lifespan(app, loop) if config.lifespan != "off" else None
             if life is not None:
                 try:
@@ -491,7 +532,13 @@ def _serve_once(
         own = life.task if life is not None else None
         graceful = config.timeout_graceful_shutdown
         run_until_signalled(
-            loop, server, graceful, own, config.max_requests(), worker=ready is not None
+            loop,
+            server,
+            graceful,
+            own,
+            config.max_requests(),
+            worker=ready is not None,
+            early=early,
         )
         # An application may go on after its response is complete (work after the last
         # send): its Tasks get the graceful timeout too, then are cancelled.

@@ -105,7 +105,9 @@ class _Worker:
 class Supervisor:
     """``target(ready, slot)`` runs in each worker; it calls ``ready()`` once it listens,
     counts into metrics slot ``slot`` (when there is a ``metrics`` area: at least
-    ``slots_needed(workers)`` slots), and returns (or raises SystemExit) when done."""
+    ``slots_needed(workers)`` slots), and returns (or raises SystemExit) when done. It
+    starts with SIGTERM blocked and unblocks it once it has a handler for it, so a SIGTERM
+    sent while it starts is answered by a drain, never by the default action."""
 
     def __init__(
         self,
@@ -167,7 +169,9 @@ class Supervisor:
         r, w = os.pipe()
         # Signals wait until the child has its own handlers: one sent to a worker that was
         # just forked (SIGTTOU retiring the newest) would otherwise reach the supervisor's
-        # handler copied into the child, and be lost.
+        # handler copied into the child, and be lost. SIGTERM waits longer, until the
+        # target watches it (see the class docstring): at its default action it would kill
+        # a worker that already listens, dropping the connections it accepted.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             pid = os.fork()
@@ -179,7 +183,7 @@ class Supervisor:
             code = 0
             try:
                 self._child_signals()
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, set(_SIGNALS) - {signal.SIGTERM})
 
                 def ready() -> None:
                     try:

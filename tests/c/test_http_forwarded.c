@@ -2,7 +2,9 @@
  * TAP tests for the proxy headers (csrc/http/forwarded.c) with the cases of uvicorn's
  * documented ProxyHeadersMiddleware behaviour: trusted sets ("*", addresses, networks,
  * literals), X-Forwarded-For read from the right across fields, host:port forms, and
- * X-Forwarded-Proto values.
+ * X-Forwarded-Proto values; X-Forwarded-Host at the client's hop; RFC 7239 Forwarded
+ * (quoted and IPv6 nodes, elements over fields, the rightmost-untrusted element, broken
+ * fields not believed).
  */
 #include "http/http.h"
 #include "tap.h"
@@ -95,5 +97,55 @@ int main(void)
     fields(ws, 1);
     p = http_forwarded_proto(&req, &n);
     TAP_OK(p != NULL && n == 3);
+
+    /* X-Forwarded-Host: the item at the hop of the client X-Forwarded-For names. */
+    http_trust_t *t = http_trust_new("127.0.0.1", 9);
+    const char *hv;
+    size_t hn;
+    const char *xh[] = {"x-forwarded-for", "10.9.9.9, 203.0.113.7, 127.0.0.1", "x-forwarded-host",
+                        "spoof, public.example:8443, internal"};
+    fields(xh, 2);
+    TAP_OK(http_forwarded_host(t, &req, &hv, &hn) && hn == 19 &&
+           memcmp(hv, "public.example:8443", 19) == 0);
+    const char *xh1[] = {"x-forwarded-for", "1.2.3.4, 127.0.0.1", "x-forwarded-host", "one"};
+    fields(xh1, 2);
+    TAP_OK(http_forwarded_host(t, &req, &hv, &hn) && hn == 3); /* shorter: its leftmost */
+    const char *xhbad[] = {"x-forwarded-host", "a b"};
+    fields(xhbad, 1);
+    TAP_OK(!http_forwarded_host(t, &req, &hv, &hn)); /* not a Host value */
+
+    /* RFC 7239 Forwarded. */
+    http_forwarded_t f;
+    const char *fv6[] = {"Forwarded", "for=\"[2001:db8::17]:4711\";proto=HTTPS;host=\"h.example\""};
+    fields(fv6, 1);
+    TAP_OK(http_forwarded_rfc7239(t, &req, &f) && f.client_len == 12 &&
+           memcmp(f.client, "2001:db8::17", 12) == 0 && f.client_port == 4711 &&
+           strcmp(f.proto, "https") == 0 && f.host_len == 9);
+    const char *ftwo[] = {"forwarded", "for=198.51.100.9;proto=https, for=203.0.113.5;host=a",
+                          "forwarded", "for=127.0.0.1;proto=https;host=internal"};
+    fields(ftwo, 2);
+    TAP_OK(http_forwarded_rfc7239(t, &req, &f) && f.client_len == 11 &&
+           memcmp(f.client, "203.0.113.5", 11) == 0 && f.proto == NULL && f.host_len == 1);
+    http_trust_t *all = http_trust_new("*", 1);
+    TAP_OK(http_forwarded_rfc7239(all, &req, &f) && f.client_len == 12 &&
+           memcmp(f.client, "198.51.100.9", 12) == 0); /* "*": the leftmost element */
+    http_trust_free(all);
+    const char *esc[] = {"forwarded", " , for=\"_a\\\"b\" ; by=x ,,"};
+    fields(esc, 1);
+    TAP_OK(http_forwarded_rfc7239(t, &req, &f) && f.client_len == 4 &&
+           memcmp(f.client, "_a\"b", 4) == 0); /* a quoted-pair; empty list items */
+    const char *broken[][2] = {
+        {"forwarded", "for=1.2.3.4:80"}, {"forwarded", "for=1.2.3.4;for=5.6.7.8"},
+        {"forwarded", "for=\"1.2.3.4"},  {"forwarded", "for"},
+        {"forwarded", "for=\"a\x01\""},  {"host", "x"}};
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        fields(broken[i], 1);
+        TAP_OK(!http_forwarded_rfc7239(t, &req, &f));
+    }
+    const char *badnode[] = {"forwarded", "for=\"[not-fv6]\";proto=gopher;host=\"a b\""};
+    fields(badnode, 1);
+    TAP_OK(http_forwarded_rfc7239(t, &req, &f) && f.client == NULL && f.proto == NULL &&
+           f.host == NULL); /* read, each part invalid */
+    http_trust_free(t);
     return tap_done();
 }

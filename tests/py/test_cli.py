@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -445,6 +446,39 @@ def test_access_log_lines(cli) -> None:
     assert (f"127.0.0.1:{port}", "GET", "/missing", "1.0", "404") in lines
 
 
+def test_access_log_written_client_per_request(cli) -> None:
+    # The written log (logging as the command line sets it up) keeps the socket peer's text
+    # from one request to the next: a trusted proxy's client on one request of a
+    # keep-alive connection does not stick to the next, escaped control bytes included.
+    c = cli("cliapp:app")
+    c.wait_ready()
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    port = s.getsockname()[1]
+    s.sendall(
+        b"GET /missing/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /missing/2 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.1.2.3\x9b\r\n\r\n"
+        b"GET /missing/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /missing/4 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: [::1]:7\r\n\r\n"
+        # Control bytes past the first words of the line (checked 8 bytes at a time).
+        b"GET /missing/5 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: abcdefghijklmnop\x9bq\x85\r\n\r\n"
+    )
+    reader = Reader(s)
+    for _ in range(5):
+        assert reader.read_response().status == 404
+    s.close()
+    assert c.stop() == 0
+    out = c.output()
+    assert "\x9b" not in out
+    lines = {x[2]: x[0] for x in access_lines(out) if x[2].startswith("/missing/")}
+    assert lines == {
+        "/missing/1": f"127.0.0.1:{port}",
+        "/missing/2": "10.1.2.3\\x9b:0",
+        "/missing/3": f"127.0.0.1:{port}",
+        "/missing/4": "::1:7",
+        "/missing/5": "abcdefghijklmnop\\x9bq\\x85:0",
+    }, out
+
+
 def test_access_log_asgi_and_uds(cli, tmp_path: Path) -> None:
     path = tmp_path / "a.sock"
     c = cli("cliapp:asgi", "--uds", str(path))
@@ -588,64 +622,128 @@ def test_proxy_headers_asgi_scope(cli, tmp_path: Path) -> None:
     assert c.stop() == 0
 
 
-WS_PROXY_APP = textwrap.dedent(
+FORWARDED_APP = textwrap.dedent(
     """
-    from data_bridge.api import App, WebSocket
+    from data_bridge.api import App, Request
 
     app = App()
 
-    @app.get("/")
-    def index():
-        return {"ok": True}
-
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket):
-        await websocket.accept()
-        await websocket.send_text(f"{websocket.url.scheme} {websocket.scope['scheme']}")
-        await websocket.close()
+    @app.get("/where")
+    def where(request: Request):
+        return {"client": list(request.client) if request.client else None,
+                "url": str(request.url)}
 
     async def asgi(scope, receive, send):
-        if scope["type"] == "lifespan":
-            return
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
-        await receive()
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": scope["scheme"]})
-        await send({"type": "websocket.close"})
+        import json
+        host = dict(scope["headers"]).get(b"host", b"").decode()
+        body = json.dumps({"client": scope["client"], "scheme": scope["scheme"], "host": host})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
     """
 )
 
 
-def test_proxy_headers_websocket_scheme(cli, tmp_path: Path) -> None:
-    """A WebSocket's URL and scope say ws or wss (Starlette's websocket scheme): wss behind
-    a trusted proxy's X-Forwarded-Proto of https or wss, as uvicorn's proxy headers map it;
-    likewise the websocket scope of an ASGI app."""
-    from websockets.sync.client import connect
+def where(port: int, *headers: str) -> dict:
+    status, _, body = get_raw(port, "/where", *headers)
+    assert status == 200, body
+    return json.loads(body)
 
-    (tmp_path / "wsproxyapp.py").write_text(WS_PROXY_APP)
 
-    def scheme(port: int, proto: str | None) -> str:
-        headers = {"X-Forwarded-Proto": proto} if proto else {}
-        with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=headers) as c:
-            return str(c.recv(timeout=10))
-
-    c = cli("wsproxyapp:app")
-    c.wait_ready()
-    assert [scheme(c.port, p) for p in (None, "http", "https", "ws", "wss")] == [
-        "ws ws",
-        "ws ws",
-        "wss wss",
-        "ws ws",
-        "wss wss",
-    ]
+def test_x_forwarded_host_only_when_asked_for(cli, tmp_path: Path) -> None:
+    (tmp_path / "fwdapp.py").write_text(FORWARDED_APP)
+    plain = cli("fwdapp:app")  # uvicorn's two fields: X-Forwarded-Host is not believed
+    plain.wait_ready("/where")
+    got = where(plain.port, "X-Forwarded-Host: evil.example", "X-Forwarded-For: 203.0.113.7")
+    assert got == {"client": ["203.0.113.7", 0], "url": "http://example.com/where"}
+    assert plain.stop() == 0
+    c = cli("fwdapp:app", "--forwarded-headers", "x-forwarded-host")
+    c.wait_ready("/where")
+    got = where(
+        c.port,
+        "X-Forwarded-Host: public.example:8443",
+        "X-Forwarded-Proto: https",
+        "X-Forwarded-For: 203.0.113.7",
+    )
+    assert got == {"client": ["203.0.113.7", 0], "url": "https://public.example:8443/where"}
+    # Two proxies appended to both lists: the host at the client's hop, not the internal
+    # one the second proxy saw, nor what the client sent itself.
+    got = where(
+        c.port,
+        "X-Forwarded-Host: spoofed.example, public.example, internal",
+        "X-Forwarded-For: 10.9.9.9, 203.0.113.7, 127.0.0.1",
+    )
+    assert got == {"client": ["203.0.113.7", 0], "url": "http://public.example/where"}
+    # A proxy that sets the field rather than appending: its one item.
+    got = where(c.port, "X-Forwarded-Host: one.example", "X-Forwarded-For: 1.2.3.4, 127.0.0.1")
+    assert got["url"] == "http://one.example/where"
+    # Not a Host value: the request's own Host stays.
+    assert where(c.port, "X-Forwarded-Host: a b/c")["url"] == "http://example.com/where"
     assert c.stop() == 0
-    d = cli("wsproxyapp:asgi")
-    d.wait_ready()
-    assert [scheme(d.port, p) for p in (None, "https", "wss")] == ["ws", "wss", "wss"]
+    # From a peer that is not trusted: nothing.
+    d = cli(
+        "fwdapp:app", "--forwarded-headers", "x-forwarded-host", "--forwarded-allow-ips", "10.0.0.1"
+    )
+    d.wait_ready("/where")
+    got = where(d.port, "X-Forwarded-Host: public.example", "X-Forwarded-For: 203.0.113.7")
+    assert got["url"] == "http://example.com/where" and got["client"][0] == "127.0.0.1"
     assert d.stop() == 0
+
+
+def test_rfc7239_forwarded(cli, tmp_path: Path) -> None:
+    (tmp_path / "fwdapp.py").write_text(FORWARDED_APP)
+    c = cli("fwdapp:app", "--forwarded-headers", "forwarded")
+    c.wait_ready("/where")
+    # A quoted, bracketed IPv6 node with a port; the protocol name without case.
+    got = where(c.port, 'Forwarded: for="[2001:db8::17]:4711";proto=HTTPS;host="public.example"')
+    assert got == {"client": ["2001:db8::17", 4711], "url": "https://public.example/where"}
+    # Elements over two fields, read from the right: 127.0.0.1 is a trusted proxy, so the
+    # element of 203.0.113.5 is the client's, with its host and without a proto.
+    got = where(
+        c.port,
+        "Forwarded: for=198.51.100.9;proto=https, for=203.0.113.5;host=a.example",
+        'Forwarded: for=127.0.0.1;proto=https;host="internal:8000"',
+    )
+    assert got == {"client": ["203.0.113.5", 0], "url": "http://a.example/where"}
+    # Every element trusted: the leftmost. Names RFC 7239 gives no address keep their text.
+    got = where(c.port, "Forwarded: for=127.0.0.1;proto=https, for=127.0.0.1")
+    assert got == {"client": ["127.0.0.1", 0], "url": "https://example.com/where"}
+    assert where(c.port, "Forwarded: for=unknown")["client"] == ["unknown", 0]
+    assert where(c.port, 'Forwarded: for="_hidden:_port"')["client"] == ["_hidden", 0]
+    # In this mode X-Forwarded-* mean nothing; a field that breaks the grammar (a colon
+    # outside quotes, a repeated parameter, an open quote) is not believed at all.
+    for bad in (
+        "X-Forwarded-For: 1.2.3.4",
+        "Forwarded: for=1.2.3.4:80",
+        "Forwarded: for=1.2.3.4;for=5.6.7.8",
+        'Forwarded: for="1.2.3.4',
+    ):
+        got = where(c.port, bad, "X-Forwarded-Proto: https")
+        assert got["client"][0] == "127.0.0.1" and got["url"] == "http://example.com/where", bad
+    assert c.stop() == 0
+    # The ASGI scope: client, scheme, and the host header replaced.
+    a = cli("fwdapp:asgi", "--forwarded-headers", "forwarded")
+    a.wait_ready()
+    _, _, body = get_raw(a.port, "/", 'Forwarded: for="[::1]:9";proto=https;host=pub.example')
+    assert json.loads(body) == {"client": ["::1", 9], "scheme": "https", "host": "pub.example"}
+    _, _, body = get_raw(a.port, "/")
+    assert json.loads(body) == {
+        "client": ["127.0.0.1", json.loads(body)["client"][1]],
+        "scheme": "http",
+        "host": "example.com",
+    }
+    assert a.stop() == 0
+    # From a peer that is not trusted: nothing.
+    u = cli("fwdapp:app", "--forwarded-headers", "forwarded", "--forwarded-allow-ips", "10.0.0.1")
+    u.wait_ready("/where")
+    got = where(u.port, "Forwarded: for=203.0.113.5;proto=https;host=a.example")
+    assert got["client"][0] == "127.0.0.1" and got["url"] == "http://example.com/where"
+    assert u.stop() == 0
+
+
+def test_forwarded_headers_bad_value(cli) -> None:
+    c = cli("cliapp:app", "--forwarded-headers", "both")
+    assert c.proc.wait(timeout=15) == 2
+    assert "invalid choice: 'both'" in c.output()
 
 
 def test_https_redirect_honours_forwarded_proto(cli, tmp_path: Path) -> None:
@@ -741,6 +839,73 @@ def test_timeout_header_closes_a_slow_head_not_a_slow_body(cli) -> None:
         s.sendall(b"{}")
         assert Reader(s).read_response().status == 405
     assert c.stop() == 0
+
+
+def trickle(
+    port: int, length: int, piece: bytes, every: float, limit: float
+) -> tuple[bytes, float]:
+    """POSTs a body of `length` bytes to /count, `piece` every `every` seconds, until the
+    body is sent, the server answers or closes, or `limit` seconds pass: what the server
+    sent and when it was complete (seconds after the head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        t0 = time.monotonic()
+        sent, got = 0, b""
+        while time.monotonic() - t0 < limit:
+            if sent < length:
+                try:
+                    s.sendall(piece[: length - sent])
+                    sent += min(len(piece), length - sent)
+                except OSError:
+                    break
+            time.sleep(every)
+            # select, not MSG_DONTWAIT: a socket with a timeout waits for data in recv.
+            if not select.select([s], [], [], 0)[0]:
+                continue
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            got += chunk
+            if not chunk or b"\r\n\r\n" in got and got.endswith((b"}", b"slowly")):
+                break
+        return got, time.monotonic() - t0
+
+
+def test_min_body_rate_answers_a_slow_body_408(cli) -> None:
+    c = cli("cliapp:app", "--min-body-rate", "1000", "--min-body-grace", "1")
+    c.wait_ready()
+    # 20 bytes a second against 1000: 408 and close once the grace is over (the sweep looks
+    # once a second), long before the 30 s request timeout.
+    got, took = trickle(c.port, 10_000, b"x" * 10, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 "), got
+    assert b"connection: close" in got.lower() and b"too slowly" in got
+    assert took < 4
+    # Faster than the minimum (4000 bytes a second), even for longer than the grace: served.
+    got, took = trickle(c.port, 8_000, b"y" * 1000, 0.25, 8)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b'{"n":8000}'), got
+    assert took > 1.5
+    assert httpx.get(c.url + "/", timeout=5).status_code == 200
+    assert c.stop() == 0
+
+
+def test_min_body_rate_from_the_environment_and_checked(cli) -> None:
+    c = cli(
+        "cliapp:app", env={"DATA_BRIDGE_MIN_BODY_RATE": "1000", "DATA_BRIDGE_MIN_BODY_GRACE": "0.5"}
+    )
+    c.wait_ready()
+    got, took = trickle(c.port, 10_000, b"x" * 10, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    assert c.stop() == 0
+    # Off by default: the same trickle is still being read after the grace would be over.
+    d = cli("cliapp:app")
+    d.wait_ready()
+    got, took = trickle(d.port, 10_000, b"x" * 10, 0.5, 3)
+    assert got == b"" and took >= 3
+    assert d.stop() == 0
+    bad = cli("cliapp:app", "--min-body-rate", "-5")
+    assert bad.proc.wait(timeout=15) != 0
+    assert "min_body_rate must be a positive number" in bad.output()
 
 
 def test_access_log_json_format_and_control_characters(cli) -> None:
@@ -860,3 +1025,63 @@ def test_access_log_through_a_log_config(cli, tmp_path: Path) -> None:
     assert re.search(
         r'^ACCESS 127\.0\.0\.1:\d+ - "GET /where\?x=1 HTTP/1\.1" 200$', c.output(), re.M
     )
+
+
+WS_PROXY_APP = textwrap.dedent(
+    """
+    from data_bridge.api import App, WebSocket
+
+    app = App()
+
+    @app.get("/")
+    def index():
+        return {"ok": True}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text(f"{websocket.url.scheme} {websocket.scope['scheme']}")
+        await websocket.close()
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": scope["scheme"]})
+        await send({"type": "websocket.close"})
+    """
+)
+
+
+def test_proxy_headers_websocket_scheme(cli, tmp_path: Path) -> None:
+    """A WebSocket's URL and scope say ws or wss (Starlette's websocket scheme): wss behind
+    a trusted proxy's X-Forwarded-Proto of https or wss, as uvicorn's proxy headers map it;
+    likewise the websocket scope of an ASGI app."""
+    from websockets.sync.client import connect
+
+    (tmp_path / "wsproxyapp.py").write_text(WS_PROXY_APP)
+
+    def scheme(port: int, proto: str | None) -> str:
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=headers) as c:
+            return str(c.recv(timeout=10))
+
+    c = cli("wsproxyapp:app")
+    c.wait_ready()
+    assert [scheme(c.port, p) for p in (None, "http", "https", "ws", "wss")] == [
+        "ws ws",
+        "ws ws",
+        "wss wss",
+        "ws ws",
+        "wss wss",
+    ]
+    assert c.stop() == 0
+    d = cli("wsproxyapp:asgi")
+    d.wait_ready()
+    assert [scheme(d.port, p) for p in (None, "https", "wss")] == ["ws", "wss", "wss"]
+    assert d.stop() == 0

@@ -306,7 +306,8 @@ def test_metrics_single_process(tmp_path: Path) -> None:
         for _ in range(3):
             httpx.get(c.url + "/nope", timeout=5)  # 404s
         held = socket.create_connection(("127.0.0.1", c.port), timeout=10)
-        held.sendall(b"GET /slow?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Long enough to still be in flight at the scrape on a loaded machine.
+        held.sendall(b"GET /slow?t=3 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)
         m = scrape(c)
         assert m["data_bridge_requests_total"] == 5  # the scrape does not count itself
@@ -409,27 +410,25 @@ async def slow(t: float):
 
 
 def test_max_worker_rss_replaces_the_worker_without_dropping_requests(tmp_path: Path) -> None:
-    import threading
-
     (tmp_path / "growapp.py").write_text(GROW)
     c = Cli(tmp_path, "growapp:app", "--max-worker-rss", "150")
     try:
         old = c.wait_ready().json()["pid"]
         assert "with 1 workers" in c.output()
+        # A request in flight on the big worker is answered while it is replaced. Its
+        # connection is made before the worker grows, so that it waits in the accept queue
+        # of the only worker there is (made after, the replacement could take it).
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=15)
+        s.sendall(b"GET /slow?t=3 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert httpx.get(c.url + "/grow?mib=200", timeout=10).json()["pid"] == old
-        # A request in flight on the big worker is answered while it is replaced.
-        result: list[httpx.Response] = []
-        slow = threading.Thread(
-            target=lambda: result.append(httpx.get(c.url + "/slow?t=2.5", timeout=15))
-        )
-        slow.start()
 
         def replaced() -> bool:
             return httpx.get(c.url, timeout=5).json()["pid"] != old
 
         wait_for(replaced, 10, "a replacement worker")
-        slow.join(15)
-        assert result and result[0].status_code == 200 and result[0].json()["pid"] == old
+        r = Reader(s).read_response()
+        s.close()
+        assert r.status == 200 and r.json()["pid"] == old
         wait_for(lambda: old not in worker_pids(c), 10, "the old worker to leave")
         assert c.stop() == 0
         assert f"worker {old} uses" in c.output()
@@ -495,5 +494,49 @@ def test_metrics_routes_latency_bytes_and_loop_lag(tmp_path: Path) -> None:
         # The blocked worker's once-a-second timer ran late by most of the block.
         assert m["data_bridge_loop_lag_seconds_total"] >= 0.5
         assert c.stop() == 0
+    finally:
+        cleanup(c)
+
+
+SLOW_START = """
+import asyncio, os
+from data_bridge.api import App
+
+app = App()
+
+@app.on_event("startup")
+async def start():
+    with open(f"started-{os.getpid()}", "w"):
+        pass
+    await asyncio.sleep(1.5)
+
+@app.on_event("shutdown")
+def stop():
+    with open(f"stopped-{os.getpid()}", "w"):
+        pass
+
+@app.get("/")
+def index():
+    return {"pid": os.getpid()}
+"""
+
+
+def test_sigterm_while_a_worker_starts_drains_it(tmp_path: Path) -> None:
+    """A SIGTERM that reaches a worker before it watches signals (right after the fork, in
+    its lifespan startup) is kept until it does: the worker finishes starting, drains and
+    runs its shutdown, instead of being killed by the signal's default action."""
+    (tmp_path / "slowapp.py").write_text(SLOW_START)
+    c = Cli(tmp_path, "slowapp:app", "--workers", "2")
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, 15, "two starting workers")
+        c.proc.send_signal(signal.SIGTERM)
+        assert c.proc.wait(timeout=15) == 0, c.output()
+        out = c.output()
+        assert "killed by SIGTERM" not in out, out
+        started = {p.name.split("-")[1] for p in tmp_path.glob("started-*")}
+        stopped = {p.name.split("-")[1] for p in tmp_path.glob("stopped-*")}
+        assert started == stopped and len(started) == 2, out
+        for pid in started:
+            assert f"worker {pid} exited with status 0" in out, out
     finally:
         cleanup(c)

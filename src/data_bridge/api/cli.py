@@ -243,6 +243,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="addresses trusted with proxy headers, comma separated; '*' for all "
         "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1)",
     )
+    p.add_argument(
+        "--forwarded-headers",
+        choices=("x-forwarded", "x-forwarded-host", "forwarded"),
+        default="x-forwarded",
+        help="ours: which fields the trusted proxies set: X-Forwarded-For and -Proto "
+        "(uvicorn's), those and X-Forwarded-Host, or RFC 7239 Forwarded (for=, proto=, "
+        "host=) alone. A proxy passes on the fields it does not set, so name only those it "
+        "sets (default: x-forwarded)",
+    )
     p.add_argument("--root-path", default="", help="the ASGI root_path (a proxy's prefix)")
     p.add_argument(
         "--limit-concurrency",
@@ -356,6 +365,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=None,
         help="seconds a request head has to arrive once its first byte came; slower "
         "(slowloris) gets 408 and the connection closes (default: the 30 s request timeout)",
+    )
+    p.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=None,
+        help="ours: bytes a second a request body must average once --min-body-grace has "
+        "passed since its head; slower gets 408 and the connection closes (default: off; "
+        "bodies a handler reads itself, uploads, keep the request timeout per wait)",
+    )
+    p.add_argument(
+        "--min-body-grace",
+        type=float,
+        default=5.0,
+        help="ours: seconds a body may take before --min-body-rate applies (default: 5)",
     )
     p.add_argument(
         "--timeout-handler",
@@ -509,6 +532,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=args.access_log,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        forwarded_headers=args.forwarded_headers,
+        min_body_rate=args.min_body_rate,
+        min_body_grace=args.min_body_grace,
         root_path=args.root_path,
         limit_concurrency=args.limit_concurrency,
         limit_max_requests=args.limit_max_requests,

@@ -205,8 +205,14 @@ class Request(_core.Request):
         return str(getattr(self.app, "root_path", "") or "")
 
     @property
+    def _url_host(self) -> str:
+        """The URL's host: what a trusted proxy forwarded (--forwarded-headers
+        x-forwarded-host or forwarded), else the Host field."""
+        return self._forwarded_host or self.headers.get("host") or "testserver"
+
+    @property
     def base_url(self) -> URL:
-        host = self.headers.get("host") or "testserver"
+        host = self._url_host
         return URL(f"{self._url_scheme}://{host}{self.root_path}/")
 
     @property
@@ -224,7 +230,7 @@ class Request(_core.Request):
     def url(self) -> URL:
         cached = self.__dict__.get("_url")
         if cached is None:
-            host = self.headers.get("host") or "testserver"
+            host = self._url_host
             path = quote(self.full_path, safe="/:@!$&'()*+,;=-._~")
             query = f"?{self.query_string}" if self.query_string else ""
             cached = self.__dict__["_url"] = URL(f"{self._url_scheme}://{host}{path}{query}")

@@ -256,6 +256,29 @@ def test_max_requests_recycling_under_load_has_no_errors(tmp_path: Path) -> None
         kill(c)
 
 
+def test_max_requests_is_kept_close_to_on_a_fast_connection(tmp_path: Path) -> None:
+    """A keep-alive connection can carry thousands of requests a second: the worker stops
+    within a few requests of its maximum (uvicorn's 0.1 s look let ~600 more through
+    here), answering the last one with Connection: close."""
+    c = start(tmp_path, "--limit-max-requests", "100", "--no-access-log")
+    try:
+        c.wait_ready()  # one request of the hundred
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+        served = 0
+        while served < 5000:
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            r.read()
+            served += 1
+            if r.getheader("connection", "").lower() == "close":
+                break
+        conn.close()
+        assert 99 <= served <= 130, served
+        assert c.proc.wait(timeout=10) == 0
+    finally:
+        kill(c)
+
+
 def test_500_slowloris_connections_do_not_stop_normal_clients(tmp_path: Path) -> None:
     c = start(tmp_path, "--no-access-log", "--timeout-header", "10")
     slow: list[socket.socket] = []

@@ -102,6 +102,7 @@ MIDDLEWARE_SERVERS = {
 UVICORN_APPS = {
     "fastapi": ("fastapi_app:app", "import fastapi, uvicorn, uvloop, httptools, orjson"),
     "litestar": ("litestar_app:app", "import litestar, msgspec, uvicorn, uvloop, httptools"),
+    "asgi-uvicorn": ("asgi_hello:app", "import uvicorn, uvloop, httptools"),
 }
 # The cost of observability (issue 16): data-bridge's app with BENCH_OBSERVE set, the
 # access log written to the server's log file; compare CPU/request with "databridge".
@@ -132,7 +133,6 @@ PREREQS = {
     "fastapi-native": "import fastapi, orjson",
     "fastapi-asgi": "import fastapi, orjson",
     "fastapi-granian": "import fastapi, orjson, granian, uvloop",
-    "asgi-uvicorn": "import uvicorn, uvloop, httptools",
     "asgi-granian": "import granian, uvloop",
 }
 SERVER_ALIASES = {"data-bridge": "databridge", "data_bridge": "databridge", "db": "databridge"}
@@ -950,28 +950,6 @@ def start_server(
             "--working-dir",
             str(APPS_DIR),
             target,
-        ]
-        return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
-    if key == "asgi-uvicorn":
-        argv = [
-            *pin,
-            python,
-            "-m",
-            "uvicorn",
-            "asgi_hello:app",
-            "--app-dir",
-            str(APPS_DIR),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
         ]
         return Server(key, argv, port, log, env=with_extra(_env_with_path(None)), cwd=APPS_DIR)
     if key in UVICORN_APPS:

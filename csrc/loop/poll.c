@@ -288,6 +288,19 @@ static int check_no_transport(PyLoopObject *self, int fd, PyObject *fileobj)
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
+#if PY_VERSION_HEX >= 0x030D0000
+    /* PyWeakref_GetObject is deprecated from 3.13: GetRef gives a strong reference, or 0
+     * once the transport is gone. */
+    int alive = PyWeakref_GetRef(ref, &transport);
+    if (alive < 0) {
+        rc = -1;
+        goto done;
+    }
+    if (alive == 0) {
+        rc = PyDict_DelItem(self->transport_fds, key);
+        goto done;
+    }
+#else
     transport = PyWeakref_GetObject(ref); /* borrowed; None once the transport is gone */
     if (transport == NULL) {
         rc = -1;
@@ -298,6 +311,7 @@ static int check_no_transport(PyLoopObject *self, int fd, PyObject *fileobj)
         goto done;
     }
     Py_INCREF(transport);
+#endif
     if (Py_TYPE(transport) == loop_stream_type) {
         is_closing = ((PyLoopStreamObject *)transport)->closing;
     } else {

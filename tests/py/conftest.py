@@ -132,12 +132,16 @@ class Reader:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buf = b""
+        # A bytearray, so that receiving a large body is not quadratic (tests may assign
+        # bytes here; _fill turns them back into a bytearray).
+        self.buf: bytes | bytearray = bytearray()
 
     def _fill(self) -> bool:
         data = self.sock.recv(65536)
         if not data:
             return False
+        if not isinstance(self.buf, bytearray):
+            self.buf = bytearray(self.buf)
         self.buf += data
         return True
 
@@ -145,7 +149,9 @@ class Reader:
         while b"\r\n\r\n" not in self.buf:
             if not self._fill():
                 raise ConnectionError(f"closed before a full response head: {self.buf!r}")
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        end = self.buf.find(b"\r\n\r\n")
+        head = bytes(self.buf[:end])
+        self.buf = bytearray(self.buf[end + 4 :])
         lines = head.decode("latin-1").split("\r\n")
         m = re.match(r"HTTP/1\.1 (\d{3}) (.*)$", lines[0])
         assert m, lines[0]
@@ -160,7 +166,8 @@ class Reader:
         while len(self.buf) < length:
             if not self._fill():
                 raise ConnectionError("closed before the full body")
-        body, self.buf = self.buf[:length], self.buf[length:]
+        body = bytes(self.buf[:length])
+        del self.buf[:length]
         return Response(status, m.group(2), headers, body)  # type: ignore[arg-type]
 
     def at_eof(self, timeout: float = 3) -> bool:

@@ -119,6 +119,11 @@ typedef struct {
      * Request keeps the router match, so that the route's _core.Binder can bind the
      * request later, from the body that handler's Request gives (binder.c). */
     int keep_match;
+    /* How the handler's JSON result is written (json.h's JSON_OPT_*): non-str keys as
+     * strings, and with JSON_OPT_AS_MODEL for a route whose response model is a plain
+     * dataclass, so that the responder can hand back the exact instances unwrapped and
+     * they are written as pydantic writes them (routing.py's _Responder). */
+    unsigned json_flags;
     arg_plan_t args[];
 } route_plan_t;
 

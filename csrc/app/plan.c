@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "app/app_internal.h"
+#include "json/json.h"
 
 /* Marks "no default" on the Python side: the parameter is required. */
 static int is_required_marker(PyObject *def)
@@ -148,6 +149,7 @@ route_plan_t *plan_build(PyObject *handler, PyObject *path, PyObject *params, in
     plan->handler = Py_NewRef(handler);
     plan->path = Py_NewRef(path);
     plan->status_code = status_code;
+    plan->json_flags = JSON_OPT_NON_STR_KEYS;
     plan->npositional = -1;
     Py_ssize_t nkw = 0;
     for (Py_ssize_t i = 0; i < n; i++) {

@@ -135,6 +135,22 @@ static void respond_json(server_conn_t *conn, const route_plan_t *plan, int stat
                         scratch->len);
 }
 
+/* A handler's own result: written with the route's flags (JSON_OPT_AS_MODEL for plain
+ * dataclass response models). */
+static void respond_result_json(server_conn_t *conn, const route_plan_t *plan, PyObject *value)
+{
+    db_buf_t *scratch = server_conn_scratch(conn);
+    scratch->len = 0;
+    json_enc_opts_t opts = {plan->json_flags, NULL};
+    if (json_encode(value, scratch, &opts) < 0) {
+        log_current_exception(plan);
+        respond_internal_error(conn);
+        return;
+    }
+    server_conn_respond(conn, plan->status_code, CT_JSON, sizeof(CT_JSON) - 1, NULL, 0,
+                        scratch->data, scratch->len);
+}
+
 /* A Response's `background` (BackgroundTask(s)) runs once the response is written: the
  * Python layer starts a Task for it, whose first step comes after this batch of
  * responses was flushed. A failure to start it is logged; the response stands. */
@@ -216,7 +232,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
 {
     PyTypeObject *t = Py_TYPE(result);
     if (t == &PyDict_Type || t == &PyList_Type) {
-        respond_json(conn, plan, plan->status_code, result, NULL, 0);
+        respond_result_json(conn, plan, result);
     } else if (PyUnicode_Check(result) && plan->text_ctype != NULL) {
         /* A route whose response class is a text one (PlainTextResponse, HTMLResponse):
          * the str is the body, as that class would render it. */
@@ -231,7 +247,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
                             (size_t)PyBytes_GET_SIZE(plan->text_ctype), NULL, 0, s, (size_t)n);
     } else if (PyUnicode_Check(result)) {
         /* A JSON route (FastAPI's default JSONResponse): a str is a JSON string. */
-        respond_json(conn, plan, plan->status_code, result, NULL, 0);
+        respond_result_json(conn, plan, result);
     } else if (PyBytes_Check(result)) {
         server_conn_respond(conn, plan->status_code, CT_BYTES, sizeof(CT_BYTES) - 1, NULL, 0,
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
@@ -250,7 +266,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
         Py_DECREF(native);
     } else {
         PyErr_Clear();
-        respond_json(conn, plan, plan->status_code, result, NULL, 0);
+        respond_result_json(conn, plan, result);
     }
 }
 

@@ -13,6 +13,7 @@
 
 #include "app/app_internal.h"
 #include "asgi/asgi.h"
+#include "json/json.h"
 #include "loop/loop.h"
 #include "tls/tls.h"
 static void mounts_clear(ServerObject *self);
@@ -185,23 +186,31 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"methods",       "path",
-                             "handler",       "params",
-                             "status_code",   "strict_content_type",
-                             "lenient",       "text_content_type",
-                             "max_body_size", "form_limits",
-                             "file_cache",    "keep_match",
-                             "unrouted",      NULL};
+    static char *kwlist[] = {"methods",
+                             "path",
+                             "handler",
+                             "params",
+                             "status_code",
+                             "strict_content_type",
+                             "lenient",
+                             "text_content_type",
+                             "max_body_size",
+                             "form_limits",
+                             "file_cache",
+                             "keep_match",
+                             "unrouted",
+                             "json_as_model",
+                             NULL};
     PyObject *methods, *path, *handler, *params, *text_ctype = Py_None, *file_cache = Py_None;
-    int status_code = 200, strict = 1, lenient = 0, keep_match = 0, unrouted = 0;
+    int status_code = 200, strict = 1, lenient = 0, keep_match = 0, unrouted = 0, as_model = 0;
     unsigned long long max_body = 0;
     /* Starlette's defaults: 1000 files, 1000 fields, 1 MiB per field. */
     Py_ssize_t max_files = 1000, max_fields = 1000;
     unsigned long long max_part = 1024 * 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)Opp", kwlist, &methods, &path,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OUOO|ippOK(nnK)Oppp", kwlist, &methods, &path,
                                      &handler, &params, &status_code, &strict, &lenient,
                                      &text_ctype, &max_body, &max_files, &max_fields, &max_part,
-                                     &file_cache, &keep_match, &unrouted))
+                                     &file_cache, &keep_match, &unrouted, &as_model))
         return NULL;
     if (unrouted && (file_cache != Py_None || PyObject_Length(methods) != 0)) {
         if (!PyErr_Occurred())
@@ -250,6 +259,8 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
     plan->file_cache = file_cache == Py_None ? NULL : Py_NewRef(file_cache);
     plan->lenient = lenient && plan->nargs < APP_MAX_ARGS;
     plan->keep_match = keep_match;
+    if (as_model)
+        plan->json_flags |= JSON_OPT_AS_MODEL;
     /* Streamed only when nothing is bound from the body itself: the binder needs a JSON or
      * urlencoded body whole (a route wrapped by HTTP middleware takes the Request too). */
     int takes_request = 0, binds_body = 0;

@@ -224,6 +224,40 @@ def test_body_and_response_match_fastapi(clients: Any) -> None:
     assert (a.status_code, a.json()) == (b.status_code, b.json())
 
 
+def test_exact_dataclass_results_are_written_by_the_server(
+    clients: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without anything wrapping the route, the server writes exact dataclass results
+    itself with JSON_OPT_AS_MODEL (no Response object per request); with an http
+    middleware around it, the responder makes the Response. Both give FastAPI's bytes."""
+    from data_bridge.api.responses import Response
+
+    made: list[Any] = []
+    init = Response.__init__
+
+    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    ours, theirs = clients
+    expected = {path: theirs.get(path).content for path in ("/list", "/one", "/nan")}
+    monkeypatch.setattr(Response, "__init__", counting_init)
+    for path, content in expected.items():
+        assert ours.get(path).content == content
+    assert made == []
+
+    wrapped = build(App)
+
+    @wrapped.middleware("http")
+    async def passthrough(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    client = TestClient(wrapped)
+    for path, content in expected.items():
+        assert client.get(path).content == content
+    assert made
+
+
 # ---- msgspec Structs -----------------------------------------------------------------------
 
 

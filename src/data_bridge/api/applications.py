@@ -527,7 +527,7 @@ class FastAPI(APIRouter):
             call_handler = _call_in_thread if route.threaded else None
             if telemetry is not None and not is_ws:
                 call_handler = telemetry.call_handler(route.endpoint, call_handler)
-            call = route.callable(call_handler, overrides)
+            call = route_call = route.callable(call_handler, overrides)
             custom = not is_ws and route.custom_route_handler
             if custom:
                 # The route class's own handler runs first, with the Request; it calls the
@@ -556,6 +556,12 @@ class FastAPI(APIRouter):
             if is_ws:
                 # The request object of a WebSocket route is a WebSocket of this server.
                 server.set_request_class(ws_class)
+            # A plain dataclass response model: the server writes the handler's exact
+            # instances itself (JSON_OPT_AS_MODEL) when nothing wraps the route's callable.
+            responder = getattr(call, "__db_responder__", None)
+            as_model = call is route_call and getattr(responder, "as_model", False)
+            if as_model:
+                responder.raw_as_model = True
             server.add_route(
                 [METHOD_CODES[m] for m in methods],
                 route.path,
@@ -577,6 +583,7 @@ class FastAPI(APIRouter):
                 if self._http_middleware or telemetry is not None
                 else getattr(route, "file_cache", None),
                 keep_match=custom,
+                json_as_model=as_model,
             )
             if is_ws:
                 server.set_request_class(request_class)

@@ -697,4 +697,5 @@ def with_dependencies(
     # Nodes (dependencies) that run when binding failed need their parameters mapped to
     # the binder's error locations: only routes with dependencies are lenient.
     call.__db_lenient__ = bool(root.children or side) and path is not None  # type: ignore[attr-defined]
+    call.__db_responder__ = responder  # type: ignore[attr-defined]
     return call

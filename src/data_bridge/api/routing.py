@@ -499,6 +499,10 @@ class _Responder:
         self.unvalidated: Callable[[Any], bool] | None = None
         self.exact: Callable[[Any], bool] = _never
         self.native = self.as_model = False
+        # Set by the app when its server writes this route's results with
+        # JSON_OPT_AS_MODEL (add_route(json_as_model=True)) and nothing wraps the route:
+        # exact dataclass results are then handed back as they are, like native models.
+        self.raw_as_model = False
         plain_options = route.response_model_by_alias and not any(
             (
                 route.response_model_include,
@@ -635,7 +639,10 @@ class _Responder:
                 exact = self.exact(value)
                 if exact and self.as_model:
                     # Dataclasses written by the native encoder as pydantic writes them
-                    # (csrc/json/encode_model.c), the same bytes as adapter.dump_json.
+                    # (csrc/json/encode_model.c), the same bytes as adapter.dump_json:
+                    # by the server itself when it writes this route's results so.
+                    if self.raw_as_model and sub_response is None and status == self.status_code:
+                        return value
                     response = self.response_class.__new__(self.response_class)
                     Response.__init__(response, None, status, None, None)
                     response.body = json_dumps(value, option=_OPT_AS_MODEL)

@@ -25,9 +25,28 @@
 #include <math.h>
 #include <string.h>
 
+#include <patchlevel.h>
+
+/* CPython 3.11 only (as decode.c's build_dict): an instance's __dict__ is made as a copy of
+ * a finished hash table of its field names (dmodel_t.keys), its values then stored in
+ * place, instead of one PyDict_SetItem (hash probe, insert) per field. The internal
+ * header is the interpreter's own description of the layout; other versions, and debug
+ * builds that count references, use PyDict_SetItem. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_LIMITED_API)
+#define Py_BUILD_CORE_MODULE 1
+#define MODEL_DICT_TEMPLATE  1
+#endif
+
 #include "json/json_internal.h"
 
 #include <structmember.h>
+
+#if defined(MODEL_DICT_TEMPLATE)
+#include <internal/pycore_dict.h>
+#if defined(Py_REF_DEBUG)
+#undef MODEL_DICT_TEMPLATE
+#endif
+#endif
 
 enum { DK_STR, DK_INT, DK_FLOAT, DK_BOOL, DK_ANY, DK_LIST, DK_DICT, DK_MODEL, DK_COUNT };
 
@@ -74,6 +93,10 @@ typedef struct {
     PyObject *all_set;      /* set of every field name (owned): copied when all are present */
     Py_ssize_t nfields;
     dfield_t *fields; /* owned */
+    /* The keys table of a dict of every field in order (3.11): the entries' keys are the
+     * fields' names (borrowed), their values NULL. PyObject_Malloc'd; NULL: none. */
+    void *keys;
+    size_t keys_size;
 } dmodel_t;
 
 typedef struct {
@@ -381,6 +404,95 @@ static PyObject *make_instance(const dmodel_t *m, PyObject *dict, PyObject *fset
     return obj;
 }
 
+#if defined(MODEL_DICT_TEMPLATE)
+/* The dict of the model's nf field values (new references, every one set), made from the
+ * model's keys table: its index and keys copied as they are, the values stored in the
+ * entries. The result is the table PyDict_SetItem in field order would have built (the
+ * template was built so), with the same size, so CPython's free list of small tables
+ * takes it back. The dict takes over the values; NULL with an exception on failure (the
+ * values are then still the caller's). */
+static PyObject *dict_from_template(const dmodel_t *m, PyObject **vals)
+{
+    PyDictKeysObject *dk = PyObject_Malloc(m->keys_size);
+    if (dk == NULL)
+        return PyErr_NoMemory();
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        PyObject_Free(dk);
+        return NULL;
+    }
+    PyDictObject *mp = (PyDictObject *)dict;
+    if (mp->ma_values != NULL || mp->ma_used != 0) {
+        /* Not the empty combined dict PyDict_New always gives on 3.11: refuse. */
+        Py_DECREF(dict);
+        PyObject_Free(dk);
+        PyErr_SetString(PyExc_SystemError, "unexpected dict layout");
+        return NULL;
+    }
+    memcpy(dk, m->keys, m->keys_size);
+    PyDictUnicodeEntry *ep = DK_UNICODE_ENTRIES(dk);
+    int track = 0;
+    for (Py_ssize_t i = 0; i < m->nfields; i++) {
+        PyObject *v = vals[i];
+        Py_INCREF(ep[i].me_key);
+        ep[i].me_value = v;
+        /* As PyDict_SetItem: tracked once it holds what the collector may need to see. */
+        track |= PyObject_IS_GC(v) && (!PyTuple_CheckExact(v) || PyObject_GC_IsTracked(v));
+    }
+    mp->ma_keys->dk_refcnt--; /* the shared empty table PyDict_New counted */
+    mp->ma_keys = dk;
+    mp->ma_used = m->nfields;
+    if (track)
+        PyObject_GC_Track(dict);
+    return dict;
+}
+
+/* Builds m->keys from a dict of every field name (None values) made by PyDict_SetItem in
+ * field order: its table, copied with the values cleared. Without one (a layout not
+ * expected, an omittable key) m->keys stays NULL and instances use PyDict_SetItem. */
+static int model_keys_template(dmodel_t *m)
+{
+    for (Py_ssize_t i = 0; i < m->nfields; i++)
+        if (m->fields[i].def_kind == DEF_OMIT)
+            return 0;
+    /* Grown from empty as pydantic-core grows an instance's dict (PyDict_New, then one
+     * insertion per field): a table of str keys only (_PyDict_NewPresized would give the
+     * general kind, 8 more bytes per entry) and of the size pydantic's has. */
+    PyObject *dict = PyDict_New();
+    if (dict == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < m->nfields; i++) {
+        if (PyDict_SetItem(dict, m->fields[i].name, Py_None) < 0) {
+            Py_DECREF(dict);
+            return -1;
+        }
+    }
+    PyDictKeysObject *src = ((PyDictObject *)dict)->ma_keys;
+    if (((PyDictObject *)dict)->ma_values == NULL && src->dk_kind == DICT_KEYS_UNICODE &&
+        src->dk_nentries == m->nfields && src->dk_refcnt == 1) {
+        size_t usable = (((size_t)1 << src->dk_log2_size) << 1) / 3;
+        size_t size = sizeof(PyDictKeysObject) + ((size_t)1 << src->dk_log2_index_bytes) +
+                      sizeof(PyDictUnicodeEntry) * usable;
+        PyDictKeysObject *dk = PyObject_Malloc(size);
+        if (dk == NULL) {
+            Py_DECREF(dict);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(dk, src, size);
+        dk->dk_refcnt = 1;
+        dk->dk_version = 0;
+        PyDictUnicodeEntry *ep = DK_UNICODE_ENTRIES(dk);
+        for (Py_ssize_t i = 0; i < m->nfields; i++)
+            ep[i].me_value = NULL; /* the keys stay the fields' own (interned) names */
+        m->keys = dk;
+        m->keys_size = size;
+    }
+    Py_DECREF(dict);
+    return 0;
+}
+#endif
+
 static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
 {
     PyObject *inline_vals[FIELDS_INLINE];
@@ -443,7 +555,34 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
                 goto done;
         }
     }
-    if (fset == NULL || (dict = _PyDict_NewPresized(nf)) == NULL)
+    if (fset == NULL)
+        goto done;
+#if defined(MODEL_DICT_TEMPLATE)
+    if (m->keys != NULL) {
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            const dfield_t *f = &m->fields[i];
+            if (vals[i] != NULL)
+                continue;
+            if (f->def == NULL)
+                goto done; /* missing (a TypedDict's omitted key has no template) */
+            if (f->def_kind == DEF_COPY)
+                vals[i] = PyObject_CallOneArg(st->md->deepcopy, f->def);
+            else if (f->def_kind == DEF_FACTORY)
+                vals[i] = PyObject_CallNoArgs(f->def);
+            else
+                vals[i] = Py_NewRef(f->def);
+            if (vals[i] == NULL)
+                goto done;
+        }
+        if ((dict = dict_from_template(m, vals)) == NULL)
+            goto done;
+        /* The dict owns the values now. */
+        memset(vals, 0, (size_t)nf * sizeof(PyObject *));
+        obj = m->flavor == FLAVOR_TYPED_DICT ? Py_NewRef(dict) : make_instance(m, dict, fset);
+        goto done;
+    }
+#endif
+    if ((dict = _PyDict_NewPresized(nf)) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < nf; i++) {
         const dfield_t *f = &m->fields[i];
@@ -707,6 +846,10 @@ static int model_parse(PyObject *t, dmodel_t *m, Py_ssize_t nmodels)
             }
         }
     }
+#if defined(MODEL_DICT_TEMPLATE)
+    if (model_keys_template(m) < 0)
+        return -1;
+#endif
     return 0;
 }
 
@@ -720,6 +863,9 @@ static void models_clear(ModelDecoder *self)
             spec_clear(&m->fields[j].spec);
         }
         PyMem_Free(m->fields);
+        if (m->keys != NULL)
+            PyObject_Free(m->keys);
+        m->keys = NULL;
         Py_CLEAR(m->cls);
         Py_CLEAR(m->all_set);
     }

@@ -407,6 +407,8 @@ void conn_update_reading(server_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+    if (c->body_stream && c->server->cfg.min_body_rate)
+        body_pace(c);
 }
 
 /* Answers a request that cannot be served and closes the connection after the response:
@@ -1108,6 +1110,8 @@ void conn_sweep(server_t *s, uint64_t now)
             conn_update_reading(c);
             continue;
         }
+        if (body_sweep(c, now))
+            continue;
         if (c->ws != NULL && !c->closing)
             ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)

@@ -147,8 +147,9 @@ class Config:
     # Ours: which fields the trusted proxies set ("x-forwarded", "x-forwarded-host",
     # "forwarded": RFC 7239).
     forwarded_headers: str = "x-forwarded"
-    # Ours: a body read whole that comes slower than this many bytes a second on average,
-    # after min_body_grace seconds, is answered 408 and its connection closed.
+    # Ours: a body that comes slower than this many bytes a second on average, after
+    # min_body_grace seconds, is answered 408 and its connection closed (a body read as it
+    # arrives: over the time the server waited for it; its reader sees a disconnect).
     min_body_rate: float | None = None
     min_body_grace: float = 5.0
     root_path: str = ""

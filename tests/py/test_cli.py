@@ -908,6 +908,150 @@ def test_min_body_rate_from_the_environment_and_checked(cli) -> None:
     assert "min_body_rate must be a positive number" in bad.output()
 
 
+BODY_APP = textwrap.dedent(
+    """
+    import asyncio
+    from data_bridge.api import App, Request, UploadFile
+    from data_bridge.api import _forms
+    from data_bridge.api.requests import ClientDisconnect
+
+    app = App()
+    # Parts over 1 KiB go to a temporary file at once, and every file made is kept here so
+    # that /spooled can say whether the server's end of the request closed it.
+    UploadFile.spool_max_size = 1024
+    spooled = []
+    events = []
+    _spool = _forms._spool
+
+    def spy():
+        f = _spool()
+        spooled.append(f)
+        return f
+
+    _forms._spool = spy
+
+    @app.get("/")
+    def index():
+        return {}
+
+    @app.get("/spooled")
+    def spooled_files():
+        return {"closed": [f.closed for f in spooled], "events": events}
+
+    @app.post("/upload")
+    async def upload(file: UploadFile):
+        return {"size": file.size}
+
+    @app.post("/consume")
+    async def consume(request: Request, delay: float = 0.0):
+        n = 0
+        try:
+            async for piece in request.stream():
+                n += len(piece)
+                if delay:
+                    await asyncio.sleep(delay)
+        except ClientDisconnect:
+            events.append("disconnect")
+            raise
+        return {"n": n}
+    """
+)
+
+
+def trickle_raw(
+    port: int, head: bytes, pieces: list[bytes], every: float, limit: float
+) -> tuple[bytes, float]:
+    """Sends head, then one of pieces every `every` seconds, until all are sent and the
+    answer is complete, the server closes, or `limit` seconds pass: what the server sent
+    and when (seconds after the head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        t0 = time.monotonic()
+        got, todo = b"", list(pieces)
+        while time.monotonic() - t0 < limit:
+            if todo:
+                try:
+                    s.sendall(todo.pop(0))
+                except OSError:
+                    break
+            time.sleep(every if todo else 0.05)
+            if not select.select([s], [], [], 0)[0]:
+                continue
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            got += chunk
+            if not chunk or (b"\r\n\r\n" in got and got.endswith((b"}", b"slowly"))):
+                break
+        return got, time.monotonic() - t0
+
+
+def chunked(pieces: list[bytes]) -> list[bytes]:
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces] + [b"0\r\n\r\n"]
+
+
+def test_min_body_rate_applies_to_streamed_bodies(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "5000", "--min-body-grace", "1")
+    c.wait_ready()
+    # An upload read by the multipart parser as it arrives (over the read window: it
+    # streams): 3 KiB of content at once (a temporary file is made), then 10 bytes every
+    # 0.5 s, far under 5000 bytes a second. 408 once the grace is over, and the file made
+    # for the part is closed.
+    boundary = "b0undary"
+    lead = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + b"u" * 3000
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    got, took = trickle_raw(c.port, head, [lead] + [b"v" * 10] * 40, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 "), got
+    assert b"connection: close" in got.lower() and b"too slowly" in got
+    assert took < 4
+    # request.stream() (chunked: it always streams) trickled under the rate: 408 too, and
+    # the handler's read ended as a disconnect does (ClientDisconnect).
+    head = b"POST /consume HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(c.port, head, chunked([b"w" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    deadline = time.monotonic() + 5
+    while True:
+        state = httpx.get(c.url + "/spooled", timeout=5).json()
+        if state["events"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert state["closed"] and all(state["closed"]), state
+    assert state["events"] == ["disconnect"], state
+    # Just above the rate (6250 bytes a second against 5000) for 3 s: served whole.
+    pieces = [b"z" * 1562] * 12
+    got, took = trickle_raw(c.port, head, chunked(pieces), 0.25, 10)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b'{"n":18744}'), got
+    assert took > 2.5
+    assert c.stop() == 0
+
+
+def test_min_body_rate_does_not_count_a_slow_reader(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "1000000", "--min-body-grace", "1")
+    c.wait_ready()
+    # A client sending 2 MB at once to a handler that takes 0.1 s over each piece (the
+    # server's 64 KiB window: over 3 s in all, under 1 MB a second since the head): the
+    # client waits on backpressure, not the server on the client, so it is not cut.
+    body = b"q" * 2_000_000
+    head = f"POST /consume?delay=0.1 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", c.port), timeout=20) as s:
+        t0 = time.monotonic()
+        s.sendall(head.encode() + body)
+        answer = Reader(s).read_response()
+        took = time.monotonic() - t0
+    assert answer.status == 200 and json.loads(answer.body) == {"n": len(body)}
+    assert took > 2.5
+    assert c.stop() == 0
+
+
 def test_access_log_json_format_and_control_characters(cli) -> None:
     c = cli("cliapp:app", "--access-log-format", "json")
     c.wait_ready()

@@ -14,6 +14,11 @@ import time
 
 FORMATS = ("uvicorn", "json")
 
+# The stdout handler use_format added for the JSON format (None while it added none): as
+# long as the access records reach this handler alone, as it was made, the server writes
+# its lines itself, byte for byte (csrc/app/access.c; _serve.written_access_log_fd).
+own_json_handler: logging.StreamHandler | None = None
+
 
 class JsonAccessFormatter(logging.Formatter):
     """One JSON object a line: time (UTC, ISO 8601 with milliseconds), client, method,
@@ -53,10 +58,12 @@ def use_format(logger: logging.Logger, fmt: str) -> None:
     writes its access log) when it has none of its own."""
     if fmt not in FORMATS:
         raise ValueError(f"access log format must be one of {', '.join(FORMATS)}")
+    global own_json_handler
     if fmt == "uvicorn":
         return
     if not logger.handlers:
-        logger.addHandler(logging.StreamHandler(sys.stdout))
+        own_json_handler = logging.StreamHandler(sys.stdout)
+        logger.addHandler(own_json_handler)
         logger.propagate = False
     for handler in logger.handlers:
         handler.setFormatter(JsonAccessFormatter())

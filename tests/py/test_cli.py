@@ -3,7 +3,9 @@ and its effect checked on the wire."""
 
 from __future__ import annotations
 
+import calendar
 import json
+import logging
 import os
 import re
 import select
@@ -1078,6 +1080,121 @@ def test_access_log_json_format_and_control_characters(cli) -> None:
     assert second == {**second, "client": f"127.0.0.1:{port}", "status": 404, "path": "/missing"}
     assert second["http_version"] == "1.0" and second["time"].endswith("Z")
     assert second["pid"] == c.proc.pid
+
+
+# Requests whose access lines test the JSON escaping: quotes and backslashes in the target,
+# and clients named by a trusted proxy (127.0.0.1 by default) with control bytes, Latin-1
+# bytes, quotes, an IPv6 address; one without (the socket's peer), one in HTTP/1.0.
+JSON_LOG_REQUESTS = [
+    (b'GET /where?x=%22&q=a"b\\c HTTP/1.1', b"10.1.2.3"),
+    (b'GET /missing/\\"/x HTTP/1.1', b"ev\x9b[2Jil\x85x"),
+    (b"GET /where?caf%C3%A9 HTTP/1.1", b"caf\xe9\xff\xa0"),
+    (b"POST /where HTTP/1.1", b'a"b\\c\td'),
+    (b"GET /where?v6=1 HTTP/1.1", b"2001:db8::1"),
+    (b"GET /where HTTP/1.1", None),
+    (b"GET /missing HTTP/1.0", b"192.0.2.9"),
+]
+
+
+def json_access_lines(c: Cli) -> list[str]:
+    """Sends JSON_LOG_REQUESTS on one connection, stops the server, and returns the JSON
+    lines it logged for them, with the socket peer's port replaced by "PORT"."""
+    c.wait_ready()
+    with socket.create_connection(("127.0.0.1", c.port), timeout=5) as s:
+        port = s.getsockname()[1]
+        for line, client in JSON_LOG_REQUESTS:
+            extra = b"X-Forwarded-For: " + client + b"\r\n" if client is not None else b""
+            s.sendall(line + b"\r\nHost: x\r\nContent-Length: 0\r\n" + extra + b"\r\n")
+        reader = Reader(s)
+        for _ in JSON_LOG_REQUESTS:
+            reader.read_response()
+    assert c.stop() == 0
+    out = c.output().replace(f":{port}", ":PORT")
+    return [line for line in out.splitlines() if line.startswith("{")][1:]
+
+
+def test_access_log_json_written_by_the_server_as_python_writes_it(cli, tmp_path: Path) -> None:
+    from data_bridge.access_log import JsonAccessFormatter
+
+    # Written by the server (logging as --access-log-format json leaves it) ...
+    native = json_access_lines(cli("cliapp:app", "--access-log-format", "json"))
+    # ... and through logging (a configuration of the user's with the same formatter).
+    config = {
+        "version": 1,
+        "formatters": {"j": {"()": "data_bridge.access_log.JsonAccessFormatter"}},
+        "handlers": {
+            "h": {"class": "logging.StreamHandler", "formatter": "j", "stream": "ext://sys.stdout"}
+        },
+        "loggers": {"data_bridge.access": {"handlers": ["h"], "level": "INFO", "propagate": False}},
+    }
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    logged = json_access_lines(
+        cli("cliapp:app", "--access-log-format", "json", "--log-config", "log.json")
+    )
+    assert len(native) == len(logged) == len(JSON_LOG_REQUESTS), (native, logged)
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    formatter = JsonAccessFormatter()
+    for ours, theirs in zip(native, logged, strict=True):
+        a, b = json.loads(ours), json.loads(theirs)
+        assert (
+            list(a)
+            == list(b)
+            == ["time", "client", "method", "path", "http_version", "status", "pid"]
+        )
+        assert stamp.match(a["time"]) and stamp.match(b["time"]), (a, b)
+        for key in ("client", "method", "path", "http_version", "status"):
+            assert a[key] == b[key], (key, ours, theirs)
+        # Byte for byte what the formatter makes of the same record, at the same time.
+        record = logging.LogRecord(
+            "data_bridge.access",
+            logging.INFO,
+            "",
+            0,
+            '%s - "%s %s HTTP/%s" %d',
+            (a["client"], a["method"], a["path"], a["http_version"], a["status"]),
+            None,
+        )
+        when = calendar.timegm(time.strptime(a["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+        record.created = when + int(a["time"][20:23]) / 1000 + 0.0005
+        record.msecs = float(int(a["time"][20:23]))
+        record.process = a["pid"]
+        assert formatter.format(record) == ours
+    first = json.loads(native[0])
+    assert first["path"] == '/where?x=%22&q=a"b\\c' and first["client"] == "10.1.2.3:0"
+    assert json.loads(native[1])["client"].startswith("ev\\x9b[2Jil\\x85x")
+    assert "\\u00e9\\u00ff\\u00a0" in native[2]
+    assert json.loads(native[5])["client"] == "127.0.0.1:PORT"
+    assert json.loads(native[6])["http_version"] == "1.0"
+
+
+def test_access_log_json_written_only_when_logging_is_ours() -> None:
+    import logging as logging_
+
+    from data_bridge import _serve, access_log
+
+    logger = logging_.getLogger("data_bridge.access")
+    saved = (logger.handlers[:], logger.propagate, logger.level, access_log.own_json_handler)
+    logger.handlers.clear()
+    try:
+        logger.setLevel(logging_.INFO)
+        access_log.use_format(logger, "json")
+        config = _serve.Config(access_log_format="json")
+        written = _serve.written_access_log_fd(config)
+        assert written is not None and written[1] is True
+        # A filter, a second handler or another formatter: the records go through logging.
+        handler = logger.handlers[0]
+        handler.addFilter(lambda record: True)
+        assert _serve.written_access_log_fd(config) is None
+        handler.filters.clear()
+        handler.setFormatter(logging_.Formatter("%(message)s"))
+        assert _serve.written_access_log_fd(config) is None
+        handler.setFormatter(access_log.JsonAccessFormatter())
+        logger.addHandler(logging_.NullHandler())
+        assert _serve.written_access_log_fd(config) is None
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.propagate, access_log.own_json_handler = saved[1], saved[3]
+        logger.setLevel(saved[2])
 
 
 TIMEOUT_APP = textwrap.dedent(

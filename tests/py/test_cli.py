@@ -912,8 +912,8 @@ def test_min_body_rate_from_the_environment_and_checked(cli) -> None:
 
 BODY_APP = textwrap.dedent(
     """
-    import asyncio
-    from data_bridge.api import App, Request, UploadFile
+    import asyncio, json
+    from data_bridge.api import App, Request, StreamingResponse, UploadFile
     from data_bridge.api import _forms
     from data_bridge.api.requests import ClientDisconnect
 
@@ -956,6 +956,36 @@ BODY_APP = textwrap.dedent(
             events.append("disconnect")
             raise
         return {"n": n}
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        async def pieces():
+            try:
+                async for piece in request.stream():
+                    yield piece
+            except ClientDisconnect:
+                events.append("echo disconnect")
+                raise
+        return StreamingResponse(pieces())
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/events":
+            body = json.dumps(events).encode()
+        else:
+            n = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    events.append("http.disconnect")
+                    return
+                n += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body = str(n).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
     """
 )
 
@@ -1033,6 +1063,34 @@ def test_min_body_rate_applies_to_streamed_bodies(cli, tmp_path: Path) -> None:
     assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b'{"n":18744}'), got
     assert took > 2.5
     assert c.stop() == 0
+
+
+def test_min_body_rate_streamed_response_started_and_asgi(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "5000", "--min-body-grace", "1")
+    c.wait_ready()
+    # The response (an echo of the body) started before the body came too slowly: the
+    # connection closes, with no 408 after the response's first bytes.
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(c.port, head, chunked([b"e" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 200 ") and b" 408 " not in got, got
+    assert took < 4
+    deadline = time.monotonic() + 5
+    while "echo disconnect" not in httpx.get(c.url + "/spooled", timeout=5).json()["events"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert c.stop() == 0
+    # An ASGI application's receive() gets http.disconnect; the client gets the 408.
+    a = cli("bodyapp:asgi", "--min-body-rate", "5000", "--min-body-grace", "1")
+    a.wait_ready("/events")
+    head = b"POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(a.port, head, chunked([b"a" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    deadline = time.monotonic() + 5
+    while httpx.get(a.url + "/events", timeout=5).json() != ["http.disconnect"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert a.stop() == 0
 
 
 def test_min_body_rate_does_not_count_a_slow_reader(cli, tmp_path: Path) -> None:

@@ -1098,7 +1098,7 @@ void conn_sweep(server_t *s, uint64_t now)
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->closing && !c->writing && conn_body_too_slow(c, now)) {
+        if (!s->sweep_late && !c->closing && !c->writing && conn_body_too_slow(c, now)) {
             /* RFC 9110 §15.5.9, as for a request not received in time. */
             c->keep_alive = 0;
             c->is_head = 0;
@@ -1110,7 +1110,7 @@ void conn_sweep(server_t *s, uint64_t now)
             conn_update_reading(c);
             continue;
         }
-        if (body_sweep(c, now))
+        if (!s->sweep_late && body_sweep(c, now))
             continue;
         if (c->ws != NULL && !c->closing)
             ws_conn_sweep(c);

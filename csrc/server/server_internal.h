@@ -227,6 +227,9 @@ struct server {
     int open_handles;    /* listener and sweep timer not yet closed */
     int sweep_open;      /* the sweep runs on while closing, for connections given a grace */
     uint64_t last_sweep; /* uv_now() of the sweep's previous run, or its start (loop lag) */
+    /* This sweep runs late (the loop was busy, e.g. a handler blocked it): bytes the clients
+     * sent meanwhile wait unread in the kernel, so body paces are not judged (conn_sweep). */
+    int sweep_late;
     int listening;
     int closing;
     void (*on_closed)(void *arg);

@@ -23,7 +23,10 @@ own_json_handler: logging.StreamHandler | None = None
 class JsonAccessFormatter(logging.Formatter):
     """One JSON object a line: time (UTC, ISO 8601 with milliseconds), client, method,
     path (the request target as sent, query included), http_version, status, pid. JSON's
-    escaping covers control characters; the server already wrote them as \\xNN."""
+    escaping covers control characters; the server already wrote them as \\xNN. While the
+    records reach only the handler use_format added, the server writes these same lines
+    itself (csrc/app/access.c, app_access_write_json): a change here is made there too, and
+    test_cli's comparison of the two checks that they agree."""
 
     def format(self, record: logging.LogRecord) -> str:
         args = record.args

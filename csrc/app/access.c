@@ -22,6 +22,12 @@
  * of a process killed with SIGKILL in the last ACCESS_FLUSH_DELAY are lost, and a line
  * shows up to that late.
  *
+ * The JSON format (--access-log-format json) is written the same way when its records
+ * would reach only the stdout handler access_log.use_format added: the line that
+ * JsonAccessFormatter and StreamHandler make of the record, byte for byte (keys in its
+ * order, json.dumps' ensure_ascii escaping of the \xNN text above, the time as
+ * time.strftime of the UTC second plus ".mmmZ", the process id), with no prefix.
+ *
  * Ownership: the logging callable and the interned format string belong to the
  * ServerObject (access_log, access_format); so do the written log's buffer, prefix and
  * bound flush method, released by app_access_release.
@@ -30,6 +36,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/app_internal.h"
@@ -232,6 +239,8 @@ PyObject *app_flush_access_log(ServerObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static void access_line_added(ServerObject *self);
+
 /* server_access_cb of the written log: uvicorn's line, '%s - "%s %s HTTP/%s" %d'. */
 static void app_access_write(void *ctx, int status, const char *client, size_t client_len,
                              const char *method, size_t method_len, const char *target,
@@ -266,7 +275,14 @@ static void app_access_write(void *ctx, int status, const char *client, size_t c
     p += put_status(p, status);
     *p++ = '\n';
     b->len = (size_t)(p - b->data);
-    if (b->len >= ACCESS_FLUSH_AT) {
+    access_line_added(self);
+}
+
+/* A line was added to the buffer: written now past ACCESS_FLUSH_AT, else by the flush
+ * callback, scheduled when this is the first line since the last write. */
+static void access_line_added(ServerObject *self)
+{
+    if (self->access_buf.len >= ACCESS_FLUSH_AT) {
         write_all(self);
         return;
     }
@@ -296,11 +312,108 @@ static void app_access_write(void *ctx, int status, const char *client, size_t c
     PyErr_Restore(type, value, tb);
 }
 
+/* Whether json.dumps(ensure_ascii=True) writes the character of the Latin-1 byte ch other
+ * than as itself, or escaped() changed it (a control character) before: anything but
+ * printable ASCII, and the quote and the backslash. */
+static int json_special(unsigned char ch)
+{
+    return ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\';
+}
+
+/* Copies the bytes to out as json.dumps(escaped(bytes), ensure_ascii=True) writes them
+ * between the quotes: a control character becomes the text \xNN (its backslash written
+ * \\), '"' and '\' get a backslash, the rest of Latin-1 is \u00nn (lowercase hex, as
+ * json's encoder writes it); out has room for 6 * len bytes. Returns the end. */
+static char *put_json(char *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!json_special(ch))
+            continue;
+        memcpy(out, s + run, i - run);
+        out += i - run;
+        run = i + 1;
+        *out++ = '\\';
+        if (is_control(ch)) {
+            memcpy(out, "\\x", 2);
+            out += 2;
+        } else if (ch >= 0x80) {
+            memcpy(out, "u00", 3);
+            out += 3;
+        } else {
+            *out++ = (char)ch;
+            continue;
+        }
+        *out++ = hex[ch >> 4];
+        *out++ = hex[ch & 15];
+    }
+    memcpy(out, s + run, len - run);
+    return out + (len - run);
+}
+
+/* server_access_cb of the written JSON log (see the opening comment). */
+static void app_access_write_json(void *ctx, int status, const char *client, size_t client_len,
+                                  const char *method, size_t method_len, const char *target,
+                                  size_t target_len, int http10)
+{
+    ServerObject *self = ctx;
+    db_buf_t *b = &self->access_buf;
+    /* logging's record.created is time.time(), and its msecs the milliseconds truncated. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if ((int64_t)ts.tv_sec != self->access_sec || self->access_stamp[0] == '\0') {
+        time_t sec = ts.tv_sec;
+        struct tm tm;
+        if (gmtime_r(&sec, &tm) == NULL ||
+            strftime(self->access_stamp, sizeof(self->access_stamp), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            return; /* not a time strftime can write: the line is dropped */
+        self->access_sec = (int64_t)ts.tv_sec;
+    }
+    size_t stamp_len = strlen(self->access_stamp);
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    /* Every byte of the three texts escaped (6 bytes at most), the stamp, and the fixed
+     * parts with the status and the tail (under 160 bytes); the lengths are bounded by a
+     * request head's size, so the sum cannot overflow. */
+    size_t most = stamp_len + 6 * (client_len + method_len + target_len) + 160;
+    if (db_buf_reserve(b, most) < 0)
+        return; /* out of memory: this line is dropped */
+    char *p = b->data + b->len;
+    memcpy(p, "{\"time\":\"", 9);
+    p += 9;
+    memcpy(p, self->access_stamp, stamp_len);
+    p += stamp_len;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    memcpy(p, "Z\",\"client\":\"", 13);
+    p += 13;
+    p = put_json(p, client, client_len);
+    memcpy(p, "\",\"method\":\"", 12);
+    p += 12;
+    p = put_json(p, method, method_len);
+    memcpy(p, "\",\"path\":\"", 10);
+    p += 10;
+    p = put_json(p, target, target_len);
+    memcpy(p,
+           http10 ? "\",\"http_version\":\"1.0\",\"status\":"
+                  : "\",\"http_version\":\"1.1\",\"status\":",
+           32);
+    p += 32;
+    p += put_status(p, status);
+    memcpy(p, self->access_tail, self->access_tail_len);
+    p += self->access_tail_len;
+    b->len = (size_t)(p - b->data);
+    access_line_added(self);
+}
+
 PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args)
 {
-    int fd;
+    int fd, json = 0;
     PyObject *prefix;
-    if (!PyArg_ParseTuple(args, "iS", &fd, &prefix))
+    if (!PyArg_ParseTuple(args, "iS|p", &fd, &prefix, &json))
         return NULL;
     if (self->server != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "set_access_log_fd() must come before listen()");
@@ -318,7 +431,14 @@ PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args)
     self->access_fd = fd;
     self->access_prefix = Py_NewRef(prefix);
     self->access_flush = flush; /* a reference cycle with self, broken by release */
-    self->cfg.access_log = app_access_write;
+    self->access_json = json;
+    /* The server is made in the process that serves (a worker after its fork). */
+    int n =
+        snprintf(self->access_tail, sizeof(self->access_tail), ",\"pid\":%ld}\n", (long)getpid());
+    self->access_tail_len = n > 0 && (size_t)n < sizeof(self->access_tail) ? (size_t)n : 0;
+    self->access_sec = 0;
+    self->access_stamp[0] = '\0';
+    self->cfg.access_log = json ? app_access_write_json : app_access_write;
     self->cfg.access_ctx = self;
     Py_RETURN_NONE;
 }
@@ -331,7 +451,7 @@ void app_access_release(ServerObject *self)
     db_buf_free(&self->access_buf);
     Py_CLEAR(self->access_prefix);
     Py_CLEAR(self->access_flush);
-    if (self->cfg.access_log == app_access_write) {
+    if (self->cfg.access_log == app_access_write || self->cfg.access_log == app_access_write_json) {
         self->cfg.access_log = NULL;
         self->cfg.access_ctx = NULL;
     }

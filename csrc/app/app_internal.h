@@ -231,6 +231,15 @@ typedef struct {
     db_buf_t access_buf;
     PyObject *access_prefix;
     PyObject *access_flush; /* the bound method the loop calls */
+    /* The JSON lines of access_log.JsonAccessFormatter instead (set_access_log_fd(fd, b"",
+     * True)): the line's end with this process's id (',"pid":N}\n', made once), and the
+     * time's text up to its seconds for the second access_sec (the second changes far less
+     * often than lines are written). */
+    int access_json;
+    char access_tail[40];
+    size_t access_tail_len;
+    int64_t access_sec;
+    char access_stamp[32];
     /* Proxies trusted with X-Forwarded-* (Server(forwarded_allow_ips=...)), pointed at by
      * cfg.trust; NULL when proxy headers are off. */
     http_trust_t *trust;
@@ -255,8 +264,8 @@ struct app_mount {
 
 /* access.c: Server.set_access_log(callable or None). */
 PyObject *app_set_access_log(ServerObject *self, PyObject *log);
-/* access.c: Server.set_access_log_fd(fd, prefix), the flush the loop calls, and the last
- * flush and release (when the server closed, and at dealloc). */
+/* access.c: Server.set_access_log_fd(fd, prefix, json=False), the flush the loop calls, and the
+ * last flush and release (when the server closed, and at dealloc). */
 PyObject *app_set_access_log_fd(ServerObject *self, PyObject *args);
 PyObject *app_flush_access_log(ServerObject *self, PyObject *unused);
 void app_access_release(ServerObject *self);

@@ -816,8 +816,8 @@ static PyMethodDef server_methods[] = {
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},
     {"set_access_log_fd", (PyCFunction)app_set_access_log_fd, METH_VARARGS,
-     "set_access_log_fd(fd, prefix): write uvicorn's access line after prefix to fd, "
-     "gathered and written once per loop iteration"},
+     "set_access_log_fd(fd, prefix, json=False): write uvicorn's access line after prefix "
+     "(or, with json, JsonAccessFormatter's line) to fd, gathered and written in batches"},
     {"_flush_access_log", (PyCFunction)app_flush_access_log, METH_NOARGS,
      "write what the access log gathered (the loop calls it)"},
     {"set_metrics", (PyCFunction)app_set_metrics, METH_VARARGS,

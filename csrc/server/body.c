@@ -33,6 +33,12 @@
  * handler answered without reading it all) closes the connection after the response, as
  * the client may still be sending it (uvicorn discards such a body; closing bounds what a
  * client can make the server read for nothing).
+ *
+ * Pace (cfg.min_body_rate): the sweep ends a body whose bytes, over the time the server
+ * spent waiting for them (grace included), average under the minimum (body_sweep). Only the
+ * waits count (body_pace: reading, with room in the window): a full window means the reader
+ * is slow and the client is held back by flow control. Ending it is a disconnect for the
+ * reader (SERVER_BODY_DISCONNECTED), after a 408 when no response started.
  */
 #include <string.h>
 
@@ -97,6 +103,11 @@ int body_begin(server_conn_t *c)
         http_chunked_init(&c->chunked, limit ? limit : UINT64_MAX);
     else
         c->body_left = (uint64_t)h->content_length;
+    /* The body's pace (min_body_rate) counts what came with the head; its waits start when
+     * conn_update_reading next reads. */
+    c->body_bytes = c->rbuf.len - body_start(c);
+    c->body_waited = 0;
+    c->body_wait_from = 0;
     body_advance(c);
     return 0;
 }
@@ -238,6 +249,7 @@ void body_on_direct_read(server_conn_t *c, size_t n)
     c->body_dst = NULL;
     c->body_left -= n;
     c->body_ended = c->body_left == 0;
+    c->body_bytes += n; /* conn_received counts only what lands in rbuf */
     c->deadline = 0;
     c->body_delivering = 1;
     cb(arg, SERVER_BODY_DATA, dst, n);
@@ -320,4 +332,61 @@ int body_wants_bytes(const server_conn_t *c)
 {
     return c->body_stream && !c->body_ended && !c->body_error &&
            c->rbuf.len < body_start(c) + BODY_WINDOW;
+}
+
+void body_pace(server_conn_t *c)
+{
+    /* Only a wait for the client counts: while the window is full (the application is slow
+     * to read) the socket is not read and the client is held back by TCP flow control, which
+     * is not its fault; so is a response backed up past write_high_water. */
+    int waiting = c->reading && body_wants_bytes(c);
+    if (waiting == (c->body_wait_from != 0))
+        return;
+    uint64_t now = uv_now(c->server->loop);
+    if (waiting) {
+        c->body_wait_from = now ? now : 1; /* 0 means "not waiting" */
+    } else {
+        c->body_waited += now - c->body_wait_from;
+        c->body_wait_from = 0;
+    }
+}
+
+/* Ends a request whose body comes too slowly: the reader's pending read (and any later one)
+ * gets what it gets when the client leaves, so the application unwinds as it does then
+ * (ClientDisconnect, http.disconnect) and releases what it holds. */
+static void body_cut(server_conn_t *c)
+{
+    pyloop_enter(pyloop_from_uv(c->tcp.loop)); /* the access log may call Python */
+    c->deadline = 0;
+    if (!c->streaming && c->file == NULL && !c->writing && c->wbuf.len == 0) {
+        /* RFC 9110 §15.5.9, the answer a body read whole gets (conn_sweep). The connection
+         * closes right after it: the handler still holds the request, and a response it
+         * makes later must go nowhere (server_conn_closed), as after a disconnect. The
+         * answer is small and the socket's send buffer empty, so uv_try_write sends it
+         * whole in practice; what does not fit is dropped with the connection. */
+        c->keep_alive = 0;
+        c->is_head = 0;
+        if (server_conn_respond_detail(c, 408, "Request body was received too slowly", NULL, 0) ==
+            0)
+            conn_flush(c);
+    }
+    /* A response already started is cut short: closing is all that tells the client. */
+    body_disconnected(c);
+    conn_close(c);
+}
+
+int body_sweep(server_conn_t *c, uint64_t now)
+{
+    const server_config_t *cfg = &c->server->cfg;
+    if (cfg->min_body_rate == 0 || !c->body_stream || c->body_ended || c->body_error || c->closing)
+        return 0;
+    uint64_t waited = c->body_waited + (c->body_wait_from ? now - c->body_wait_from : 0);
+    if (waited == 0 || waited < cfg->min_body_grace)
+        return 0;
+    /* As conn_body_too_slow, over the time spent waiting for the client instead of the
+     * time since the head. */
+    if ((double)c->body_bytes * 1000.0 >= (double)cfg->min_body_rate * (double)waited)
+        return 0;
+    body_cut(c);
+    return 1;
 }

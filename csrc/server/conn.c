@@ -407,6 +407,8 @@ void conn_update_reading(server_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+    if (c->body_stream && c->server->cfg.min_body_rate)
+        body_pace(c);
 }
 
 /* Answers a request that cannot be served and closes the connection after the response:
@@ -1096,7 +1098,7 @@ void conn_sweep(server_t *s, uint64_t now)
     server_conn_t *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (!c->closing && !c->writing && conn_body_too_slow(c, now)) {
+        if (!s->sweep_late && !c->closing && !c->writing && conn_body_too_slow(c, now)) {
             /* RFC 9110 §15.5.9, as for a request not received in time. */
             c->keep_alive = 0;
             c->is_head = 0;
@@ -1108,6 +1110,8 @@ void conn_sweep(server_t *s, uint64_t now)
             conn_update_reading(c);
             continue;
         }
+        if (!s->sweep_late && body_sweep(c, now))
+            continue;
         if (c->ws != NULL && !c->closing)
             ws_conn_sweep(c);
         if (c->closing || c->deadline == 0 || now < c->deadline)

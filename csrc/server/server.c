@@ -89,6 +89,7 @@ static void on_sweep(uv_timer_t *t)
     if (s->listening) /* before, the time is the application's startup */
         metrics_loop_lag(s, late);
     s->last_sweep = now;
+    s->sweep_late = late > SWEEP_INTERVAL_MS / 2;
     conn_sweep(s, now);
     server_trim(s);
 }

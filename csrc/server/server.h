@@ -82,7 +82,9 @@ typedef struct {
     /* A body the server reads whole that arrives slower on average than min_body_rate
      * bytes a second, once min_body_grace ms have passed since its head, is answered 408
      * and the connection closed (--min-body-rate: a slow-body client holds a connection
-     * and its buffer as a slowloris holds one with its head). 0: off. */
+     * and its buffer as a slowloris holds one with its head). A streamed body (body.c)
+     * answers to the same rule over the time the server waited for its bytes; its reader
+     * gets SERVER_BODY_DISCONNECTED. 0: off. */
     uint64_t min_body_rate;
     uint64_t min_body_grace;
     size_t write_high_water; /* queued response bytes that pause reading (default 1 MiB) */

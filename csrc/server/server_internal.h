@@ -172,6 +172,11 @@ struct server_conn {
     unsigned body_direct : 1;
     void (*body_end_cb)(void *arg); /* server_conn_body_watch */
     void *body_end_arg;
+    /* cfg.min_body_rate for a streamed body: the ms spent waiting for the client's bytes
+     * (reading with room in the window) before the current wait, and when the current wait
+     * began (uv_now; 0: not waiting). body_bytes counts the bytes received meanwhile. */
+    uint64_t body_waited;
+    uint64_t body_wait_from;
 };
 
 struct server {
@@ -222,6 +227,9 @@ struct server {
     int open_handles;    /* listener and sweep timer not yet closed */
     int sweep_open;      /* the sweep runs on while closing, for connections given a grace */
     uint64_t last_sweep; /* uv_now() of the sweep's previous run, or its start (loop lag) */
+    /* This sweep runs late (the loop was busy, e.g. a handler blocked it): bytes the clients
+     * sent meanwhile wait unread in the kernel, so body paces are not judged (conn_sweep). */
+    int sweep_late;
     int listening;
     int closing;
     void (*on_closed)(void *arg);
@@ -328,6 +336,13 @@ void body_disconnected(server_conn_t *c);
 int body_finish(server_conn_t *c);
 /* The streamed body wants more bytes and the window has room. */
 int body_wants_bytes(const server_conn_t *c);
+/* With cfg.min_body_rate: notes whether the connection now waits for the streamed body's
+ * bytes (called by conn_update_reading once reading was started or stopped). */
+void body_pace(server_conn_t *c);
+/* The sweep's check of a streamed body against cfg.min_body_rate: when it came too slowly,
+ * the request is ended (408 if no response started) and the connection closed; returns 1
+ * then. */
+int body_sweep(server_conn_t *c, uint64_t now);
 /* Fails a session whose keep-alive pong did not come in time (1011). */
 void ws_conn_ping_timeout(server_conn_t *c);
 /* ws_ping.c: keep-alive pings. start when the session opens (no-op without an interval),

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_bridge import _core, pyloop
+from data_bridge import _core, access_log, pyloop
 from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
 from data_bridge._tls import SSL_PROTOCOL_VERSION, TLSOptions, reload_on_sighup
 from data_bridge.access_log import use_format as use_access_format
@@ -147,8 +147,9 @@ class Config:
     # Ours: which fields the trusted proxies set ("x-forwarded", "x-forwarded-host",
     # "forwarded": RFC 7239).
     forwarded_headers: str = "x-forwarded"
-    # Ours: a body read whole that comes slower than this many bytes a second on average,
-    # after min_body_grace seconds, is answered 408 and its connection closed.
+    # Ours: a body that comes slower than this many bytes a second on average, after
+    # min_body_grace seconds, is answered 408 and its connection closed (a body read as it
+    # arrives: over the time the server waited for it; its reader sees a disconnect).
     min_body_rate: float | None = None
     min_body_grace: float = 5.0
     root_path: str = ""
@@ -533,10 +534,12 @@ def _serve_once(
             and access_logger.isEnabledFor(logging.INFO)
             and access_logger.hasHandlers()
         ):
-            fd = written_access_log_fd(config)
-            if fd is not None:
+            written = written_access_log_fd(config)
+            if written is not None:
                 # The same lines as logging would write, written by the server in batches.
-                server.set_access_log_fd(fd, b"INFO data_bridge.access: ")
+                fd, json_lines = written
+                prefix = b"" if json_lines else b"INFO data_bridge.access: "
+                server.set_access_log_fd(fd, prefix, json_lines)
             else:
                 server.set_access_log(access_logger.info)
         listen(server, sock)
@@ -578,11 +581,15 @@ def _serve_once(
             loop.close()
 
 
-def written_access_log_fd(config: Config) -> int | None:
-    """The descriptor the server may write the access log to itself, when logging is as
-    configure_logging left it: uvicorn's format, and the access records would reach only
-    the stream handler installed there (no other handler or filter on the way, its format
-    untouched). None otherwise: the records then go through logging."""
+def written_access_log_fd(config: Config) -> tuple[int, bool] | None:
+    """The descriptor the server may write the access log to itself, and whether in JSON,
+    when logging is as configure_logging (uvicorn's format) or use_format (JSON) left it:
+    the access records would reach only the stream handler installed there (no other
+    handler or filter on the way, its format untouched). None otherwise: the records then
+    go through logging."""
+    if config.access_log_format == "json":
+        fd = _written_json_fd()
+        return None if fd is None else (fd, True)
     handler = _own_handler
     if config.access_log_format != "uvicorn" or not isinstance(handler, logging.StreamHandler):
         return None
@@ -597,6 +604,37 @@ def written_access_log_fd(config: Config) -> int | None:
         return None
     if handler.formatter._fmt != LOG_FORMAT:
         return None
+    fd = _stream_fd(handler)
+    return None if fd is None else (fd, False)
+
+
+def _written_json_fd() -> int | None:
+    """The JSON format's half of written_access_log_fd: the records reach only the stdout
+    handler use_format added (the access logger does not propagate), which is still a plain
+    StreamHandler with a plain JsonAccessFormatter, writing "\n" after each line to a
+    stream that writes ASCII as it is."""
+    handler = access_log.own_json_handler
+    if handler is None or type(handler) is not logging.StreamHandler:
+        return None
+    node = access_logger
+    if node.filters or node.handlers != [handler] or node.propagate:
+        return None
+    if handler.filters or handler.level > logging.INFO or handler.terminator != "\n":
+        return None
+    if type(handler.formatter) is not access_log.JsonAccessFormatter:
+        return None
+    encoding = getattr(handler.stream, "encoding", None) or "ascii"
+    try:
+        if "{}\n".encode(encoding) != b"{}\n":
+            return None
+    except (LookupError, UnicodeError):
+        return None
+    return _stream_fd(handler)
+
+
+def _stream_fd(handler: logging.StreamHandler) -> int | None:
+    """The descriptor under the handler's stream, flushed so that what logging wrote comes
+    before the server's lines; None when it has none."""
     try:
         handler.flush()
         return handler.stream.fileno()

@@ -14,11 +14,19 @@ import time
 
 FORMATS = ("uvicorn", "json")
 
+# The stdout handler use_format added for the JSON format (None while it added none): as
+# long as the access records reach this handler alone, as it was made, the server writes
+# its lines itself, byte for byte (csrc/app/access.c; _serve.written_access_log_fd).
+own_json_handler: logging.StreamHandler | None = None
+
 
 class JsonAccessFormatter(logging.Formatter):
     """One JSON object a line: time (UTC, ISO 8601 with milliseconds), client, method,
     path (the request target as sent, query included), http_version, status, pid. JSON's
-    escaping covers control characters; the server already wrote them as \\xNN."""
+    escaping covers control characters; the server already wrote them as \\xNN. While the
+    records reach only the handler use_format added, the server writes these same lines
+    itself (csrc/app/access.c, app_access_write_json): a change here is made there too, and
+    test_cli's comparison of the two checks that they agree."""
 
     def format(self, record: logging.LogRecord) -> str:
         args = record.args
@@ -53,10 +61,12 @@ def use_format(logger: logging.Logger, fmt: str) -> None:
     writes its access log) when it has none of its own."""
     if fmt not in FORMATS:
         raise ValueError(f"access log format must be one of {', '.join(FORMATS)}")
+    global own_json_handler
     if fmt == "uvicorn":
         return
     if not logger.handlers:
-        logger.addHandler(logging.StreamHandler(sys.stdout))
+        own_json_handler = logging.StreamHandler(sys.stdout)
+        logger.addHandler(own_json_handler)
         logger.propagate = False
     for handler in logger.handlers:
         handler.setFormatter(JsonAccessFormatter())

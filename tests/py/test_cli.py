@@ -3,7 +3,9 @@ and its effect checked on the wire."""
 
 from __future__ import annotations
 
+import calendar
 import json
+import logging
 import os
 import re
 import select
@@ -908,6 +910,208 @@ def test_min_body_rate_from_the_environment_and_checked(cli) -> None:
     assert "min_body_rate must be a positive number" in bad.output()
 
 
+BODY_APP = textwrap.dedent(
+    """
+    import asyncio, json
+    from data_bridge.api import App, Request, StreamingResponse, UploadFile
+    from data_bridge.api import _forms
+    from data_bridge.api.requests import ClientDisconnect
+
+    app = App()
+    # Parts over 1 KiB go to a temporary file at once, and every file made is kept here so
+    # that /spooled can say whether the server's end of the request closed it.
+    UploadFile.spool_max_size = 1024
+    spooled = []
+    events = []
+    _spool = _forms._spool
+
+    def spy():
+        f = _spool()
+        spooled.append(f)
+        return f
+
+    _forms._spool = spy
+
+    @app.get("/")
+    def index():
+        return {}
+
+    @app.get("/spooled")
+    def spooled_files():
+        return {"closed": [f.closed for f in spooled], "events": events}
+
+    @app.post("/upload")
+    async def upload(file: UploadFile):
+        return {"size": file.size}
+
+    @app.post("/consume")
+    async def consume(request: Request, delay: float = 0.0):
+        n = 0
+        try:
+            async for piece in request.stream():
+                n += len(piece)
+                if delay:
+                    await asyncio.sleep(delay)
+        except ClientDisconnect:
+            events.append("disconnect")
+            raise
+        return {"n": n}
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        async def pieces():
+            try:
+                async for piece in request.stream():
+                    yield piece
+            except ClientDisconnect:
+                events.append("echo disconnect")
+                raise
+        return StreamingResponse(pieces())
+
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/events":
+            body = json.dumps(events).encode()
+        else:
+            n = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    events.append("http.disconnect")
+                    return
+                n += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body = str(n).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    """
+)
+
+
+def trickle_raw(
+    port: int, head: bytes, pieces: list[bytes], every: float, limit: float
+) -> tuple[bytes, float]:
+    """Sends head, then one of pieces every `every` seconds, until all are sent and the
+    answer is complete, the server closes, or `limit` seconds pass: what the server sent
+    and when (seconds after the head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        t0 = time.monotonic()
+        got, todo = b"", list(pieces)
+        while time.monotonic() - t0 < limit:
+            if todo:
+                try:
+                    s.sendall(todo.pop(0))
+                except OSError:
+                    break
+            time.sleep(every if todo else 0.05)
+            if not select.select([s], [], [], 0)[0]:
+                continue
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            got += chunk
+            if not chunk or (b"\r\n\r\n" in got and got.endswith((b"}", b"slowly"))):
+                break
+        return got, time.monotonic() - t0
+
+
+def chunked(pieces: list[bytes]) -> list[bytes]:
+    return [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces] + [b"0\r\n\r\n"]
+
+
+def test_min_body_rate_applies_to_streamed_bodies(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "5000", "--min-body-grace", "1")
+    c.wait_ready()
+    # An upload read by the multipart parser as it arrives (over the read window: it
+    # streams): 3 KiB of content at once (a temporary file is made), then 10 bytes every
+    # 0.5 s, far under 5000 bytes a second. 408 once the grace is over, and the file made
+    # for the part is closed.
+    boundary = "b0undary"
+    lead = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + b"u" * 3000
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    got, took = trickle_raw(c.port, head, [lead] + [b"v" * 10] * 40, 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 "), got
+    assert b"connection: close" in got.lower() and b"too slowly" in got
+    assert took < 4
+    # request.stream() (chunked: it always streams) trickled under the rate: 408 too, and
+    # the handler's read ended as a disconnect does (ClientDisconnect).
+    head = b"POST /consume HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(c.port, head, chunked([b"w" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    deadline = time.monotonic() + 5
+    while True:
+        state = httpx.get(c.url + "/spooled", timeout=5).json()
+        if state["events"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert state["closed"] and all(state["closed"]), state
+    assert state["events"] == ["disconnect"], state
+    # Just above the rate (6250 bytes a second against 5000) for 3 s: served whole.
+    pieces = [b"z" * 1562] * 12
+    got, took = trickle_raw(c.port, head, chunked(pieces), 0.25, 10)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b'{"n":18744}'), got
+    assert took > 2.5
+    assert c.stop() == 0
+
+
+def test_min_body_rate_streamed_response_started_and_asgi(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "5000", "--min-body-grace", "1")
+    c.wait_ready()
+    # The response (an echo of the body) started before the body came too slowly: the
+    # connection closes, with no 408 after the response's first bytes.
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(c.port, head, chunked([b"e" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 200 ") and b" 408 " not in got, got
+    assert took < 4
+    deadline = time.monotonic() + 5
+    while "echo disconnect" not in httpx.get(c.url + "/spooled", timeout=5).json()["events"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert c.stop() == 0
+    # An ASGI application's receive() gets http.disconnect; the client gets the 408.
+    a = cli("bodyapp:asgi", "--min-body-rate", "5000", "--min-body-grace", "1")
+    a.wait_ready("/events")
+    head = b"POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    got, took = trickle_raw(a.port, head, chunked([b"a" * 10] * 40), 0.5, 8)
+    assert got.startswith(b"HTTP/1.1 408 ") and took < 4, got
+    deadline = time.monotonic() + 5
+    while httpx.get(a.url + "/events", timeout=5).json() != ["http.disconnect"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert a.stop() == 0
+
+
+def test_min_body_rate_does_not_count_a_slow_reader(cli, tmp_path: Path) -> None:
+    (tmp_path / "bodyapp.py").write_text(BODY_APP)
+    c = cli("bodyapp:app", "--min-body-rate", "1000000", "--min-body-grace", "1")
+    c.wait_ready()
+    # A client sending 2 MB at once to a handler that takes 0.1 s over each piece (the
+    # server's 64 KiB window: over 3 s in all, under 1 MB a second since the head): the
+    # client waits on backpressure, not the server on the client, so it is not cut.
+    body = b"q" * 2_000_000
+    head = f"POST /consume?delay=0.1 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", c.port), timeout=20) as s:
+        t0 = time.monotonic()
+        s.sendall(head.encode() + body)
+        answer = Reader(s).read_response()
+        took = time.monotonic() - t0
+    assert answer.status == 200 and json.loads(answer.body) == {"n": len(body)}
+    assert took > 2.5
+    assert c.stop() == 0
+
+
 def test_access_log_json_format_and_control_characters(cli) -> None:
     c = cli("cliapp:app", "--access-log-format", "json")
     c.wait_ready()
@@ -934,6 +1138,121 @@ def test_access_log_json_format_and_control_characters(cli) -> None:
     assert second == {**second, "client": f"127.0.0.1:{port}", "status": 404, "path": "/missing"}
     assert second["http_version"] == "1.0" and second["time"].endswith("Z")
     assert second["pid"] == c.proc.pid
+
+
+# Requests whose access lines test the JSON escaping: quotes and backslashes in the target,
+# and clients named by a trusted proxy (127.0.0.1 by default) with control bytes, Latin-1
+# bytes, quotes, an IPv6 address; one without (the socket's peer), one in HTTP/1.0.
+JSON_LOG_REQUESTS = [
+    (b'GET /where?x=%22&q=a"b\\c HTTP/1.1', b"10.1.2.3"),
+    (b'GET /missing/\\"/x HTTP/1.1', b"ev\x9b[2Jil\x85x"),
+    (b"GET /where?caf%C3%A9 HTTP/1.1", b"caf\xe9\xff\xa0"),
+    (b"POST /where HTTP/1.1", b'a"b\\c\td'),
+    (b"GET /where?v6=1 HTTP/1.1", b"2001:db8::1"),
+    (b"GET /where HTTP/1.1", None),
+    (b"GET /missing HTTP/1.0", b"192.0.2.9"),
+]
+
+
+def json_access_lines(c: Cli) -> list[str]:
+    """Sends JSON_LOG_REQUESTS on one connection, stops the server, and returns the JSON
+    lines it logged for them, with the socket peer's port replaced by "PORT"."""
+    c.wait_ready()
+    with socket.create_connection(("127.0.0.1", c.port), timeout=5) as s:
+        port = s.getsockname()[1]
+        for line, client in JSON_LOG_REQUESTS:
+            extra = b"X-Forwarded-For: " + client + b"\r\n" if client is not None else b""
+            s.sendall(line + b"\r\nHost: x\r\nContent-Length: 0\r\n" + extra + b"\r\n")
+        reader = Reader(s)
+        for _ in JSON_LOG_REQUESTS:
+            reader.read_response()
+    assert c.stop() == 0
+    out = c.output().replace(f":{port}", ":PORT")
+    return [line for line in out.splitlines() if line.startswith("{")][1:]
+
+
+def test_access_log_json_written_by_the_server_as_python_writes_it(cli, tmp_path: Path) -> None:
+    from data_bridge.access_log import JsonAccessFormatter
+
+    # Written by the server (logging as --access-log-format json leaves it) ...
+    native = json_access_lines(cli("cliapp:app", "--access-log-format", "json"))
+    # ... and through logging (a configuration of the user's with the same formatter).
+    config = {
+        "version": 1,
+        "formatters": {"j": {"()": "data_bridge.access_log.JsonAccessFormatter"}},
+        "handlers": {
+            "h": {"class": "logging.StreamHandler", "formatter": "j", "stream": "ext://sys.stdout"}
+        },
+        "loggers": {"data_bridge.access": {"handlers": ["h"], "level": "INFO", "propagate": False}},
+    }
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    logged = json_access_lines(
+        cli("cliapp:app", "--access-log-format", "json", "--log-config", "log.json")
+    )
+    assert len(native) == len(logged) == len(JSON_LOG_REQUESTS), (native, logged)
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    formatter = JsonAccessFormatter()
+    for ours, theirs in zip(native, logged, strict=True):
+        a, b = json.loads(ours), json.loads(theirs)
+        assert (
+            list(a)
+            == list(b)
+            == ["time", "client", "method", "path", "http_version", "status", "pid"]
+        )
+        assert stamp.match(a["time"]) and stamp.match(b["time"]), (a, b)
+        for key in ("client", "method", "path", "http_version", "status"):
+            assert a[key] == b[key], (key, ours, theirs)
+        # Byte for byte what the formatter makes of the same record, at the same time.
+        record = logging.LogRecord(
+            "data_bridge.access",
+            logging.INFO,
+            "",
+            0,
+            '%s - "%s %s HTTP/%s" %d',
+            (a["client"], a["method"], a["path"], a["http_version"], a["status"]),
+            None,
+        )
+        when = calendar.timegm(time.strptime(a["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+        record.created = when + int(a["time"][20:23]) / 1000 + 0.0005
+        record.msecs = float(int(a["time"][20:23]))
+        record.process = a["pid"]
+        assert formatter.format(record) == ours
+    first = json.loads(native[0])
+    assert first["path"] == '/where?x=%22&q=a"b\\c' and first["client"] == "10.1.2.3:0"
+    assert json.loads(native[1])["client"].startswith("ev\\x9b[2Jil\\x85x")
+    assert "\\u00e9\\u00ff\\u00a0" in native[2]
+    assert json.loads(native[5])["client"] == "127.0.0.1:PORT"
+    assert json.loads(native[6])["http_version"] == "1.0"
+
+
+def test_access_log_json_written_only_when_logging_is_ours() -> None:
+    import logging as logging_
+
+    from data_bridge import _serve, access_log
+
+    logger = logging_.getLogger("data_bridge.access")
+    saved = (logger.handlers[:], logger.propagate, logger.level, access_log.own_json_handler)
+    logger.handlers.clear()
+    try:
+        logger.setLevel(logging_.INFO)
+        access_log.use_format(logger, "json")
+        config = _serve.Config(access_log_format="json")
+        written = _serve.written_access_log_fd(config)
+        assert written is not None and written[1] is True
+        # A filter, a second handler or another formatter: the records go through logging.
+        handler = logger.handlers[0]
+        handler.addFilter(lambda record: True)
+        assert _serve.written_access_log_fd(config) is None
+        handler.filters.clear()
+        handler.setFormatter(logging_.Formatter("%(message)s"))
+        assert _serve.written_access_log_fd(config) is None
+        handler.setFormatter(access_log.JsonAccessFormatter())
+        logger.addHandler(logging_.NullHandler())
+        assert _serve.written_access_log_fd(config) is None
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.propagate, access_log.own_json_handler = saved[1], saved[3]
+        logger.setLevel(saved[2])
 
 
 TIMEOUT_APP = textwrap.dedent(

@@ -371,8 +371,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         type=float,
         default=None,
         help="ours: bytes a second a request body must average once --min-body-grace has "
-        "passed since its head; slower gets 408 and the connection closes (default: off; "
-        "bodies a handler reads itself, uploads, keep the request timeout per wait)",
+        "passed since its head; slower gets 408 and the connection closes (default: off). "
+        "A body a handler reads as it arrives counts only the time the server waits for it",
     )
     p.add_argument(
         "--min-body-grace",

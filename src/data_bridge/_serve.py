@@ -26,6 +26,7 @@ from data_bridge import _core, access_log, pyloop
 from data_bridge._supervisor import METRICS_SLOT_SIZE, Supervisor
 from data_bridge._tls import SSL_PROTOCOL_VERSION, TLSOptions, reload_on_sighup
 from data_bridge.access_log import use_format as use_access_format
+from data_bridge.log_colors import ColourFormatter
 
 logger = logging.getLogger("data_bridge")
 # One record per response in uvicorn's format (uvicorn.access's counterpart).
@@ -181,6 +182,9 @@ class Config:
     max_worker_rss: int | None = None
     # Ours: the access log's format, "uvicorn" (text) or "json" (data_bridge.access_log).
     access_log_format: str = "uvicorn"
+    # uvicorn's --use-colors / --no-use-colors: coloured lines from the log handler this
+    # server installs (data_bridge.log_colors); None: when its stream is a terminal.
+    use_colors: bool | None = None
     # Ours: answer GET /health (liveness) and /ready (readiness, data_bridge.health) natively.
     health: bool = False
     # Ours: seconds an App's handler may run; then its task is cancelled and the request
@@ -602,8 +606,8 @@ def written_access_log_fd(config: Config) -> tuple[int, bool] | None:
         node = node.parent
     if handler.filters or handler.level > logging.INFO or handler.formatter is None:
         return None
-    if handler.formatter._fmt != LOG_FORMAT:
-        return None
+    if handler.formatter._fmt != LOG_FORMAT or getattr(handler.formatter, "use_colors", False):
+        return None  # another format, or coloured lines (which logging writes)
     fd = _stream_fd(handler)
     return None if fd is None else (fd, False)
 
@@ -658,13 +662,23 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _own_handler: logging.Handler | None = None
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, use_colors: bool | None = None) -> None:
+    """The log level of data-bridge's loggers and, unless the application or --log-config
+    configured logging, a handler on stderr in LOG_FORMAT, coloured as ``use_colors`` says
+    (None: when stderr is a terminal, as uvicorn decides)."""
     global _own_handler
     if level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
     if not logging.getLogger().handlers and not logger.handlers:
         logging.basicConfig(format=LOG_FORMAT)
         _own_handler = logging.getLogger().handlers[0]
+        if use_colors is None:
+            stream = getattr(_own_handler, "stream", None)
+            try:
+                use_colors = bool(stream is not None and stream.isatty())
+            except (AttributeError, ValueError):
+                use_colors = False
+        _own_handler.setFormatter(ColourFormatter(LOG_FORMAT, use_colors=use_colors))
     logger.setLevel(LOG_LEVELS[level])
     access_logger.setLevel(LOG_LEVELS[level])
 
@@ -685,7 +699,7 @@ def serve_config(app: Any, config: Config, sock: socket.socket | None = None) ->
         raise ValueError("the metrics path must start with '/'")
     if config.max_worker_rss is not None and config.max_worker_rss <= 0:
         raise ValueError("max_worker_rss must be a positive number of MiB")
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.use_colors)
     if config.access_log:
         use_access_format(access_logger, config.access_log_format)
     supervised = config.workers > 1 or config.max_worker_rss is not None

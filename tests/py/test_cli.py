@@ -404,7 +404,6 @@ def test_web_concurrency_sets_workers(cli) -> None:
         (["--http", "h11"], "--http h11"),
         (["--ws", "websockets"], "--ws websockets"),
         (["--interface", "wsgi"], "--interface wsgi"),
-        (["--use-colors"], "--use-colors"),
     ],
 )
 def test_unsupported_flags_are_refused_by_name(tmp_path: Path, args, named) -> None:
@@ -446,6 +445,32 @@ def test_access_log_lines(cli) -> None:
     lines = access_lines(c.output())
     assert (f"127.0.0.1:{port}", "GET", "/where?a=1&b=%20", "1.1", "200") in lines
     assert (f"127.0.0.1:{port}", "GET", "/missing", "1.0", "404") in lines
+
+
+@pytest.mark.parametrize(
+    "args, env, coloured",
+    [
+        (["--use-colors"], {}, True),
+        (["--no-use-colors"], {}, False),
+        ([], {"DATA_BRIDGE_USE_COLORS": "true"}, True),
+        ([], {}, False),  # not a terminal: uvicorn's default is off there
+    ],
+)
+def test_use_colors(cli, args, env, coloured) -> None:
+    """--use-colors as uvicorn's: the level name in its colour, the access line's request
+    in bold and its status in the colour of its class; off, the plain lines."""
+    c = cli("cliapp:app", *args, env=env)
+    c.wait_ready()
+    httpx.get(c.url + "/missing", timeout=5)
+    assert c.stop() == 0
+    out = c.output()
+    if coloured:
+        assert "\x1b[32mINFO\x1b[0m data_bridge.access: 127.0.0.1:" in out
+        assert '"\x1b[1mGET /missing HTTP/1.1\x1b[0m" \x1b[31m404\x1b[0m' in out
+        assert "\x1b[32mINFO\x1b[0m data_bridge: " in out  # the server's own lines too
+    else:
+        assert "\x1b[" not in out
+        assert ("GET", "/missing", "1.1", "404") in [line[1:] for line in access_lines(out)]
 
 
 def test_access_log_written_client_per_request(cli) -> None:

@@ -30,7 +30,6 @@ UNSUPPORTED_FLAGS = {
     "--http2": "HTTP/2",
     "--reset-contextvars": "fresh contextvars per request (each request already runs in "
     "a copy of the context)",
-    "--use-colors": "colourised logs",
 }
 UNSUPPORTED_VALUES = {
     "--h11-max-incomplete-event-size": "h11",
@@ -235,6 +234,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         default=True,
         help="X-Forwarded-Proto and X-Forwarded-For from --forwarded-allow-ips",
     )
+    p.add_argument(
+        "--use-colors",
+        action=on_off,
+        default=None,
+        help="coloured log lines (default: when stderr is a terminal)",
+    )
     p.add_argument("--server-header", action=on_off, default=True, help="the Server header")
     p.add_argument("--date-header", action=on_off, default=True, help="the Date header")
     p.add_argument(
@@ -328,7 +333,6 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         p.add_argument(flag, default="auto", help=f"accepted: {', '.join(choices)}")
     for flag in UNSUPPORTED_FLAGS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--no-use-colors", action="store_true", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED_VALUES:
         p.add_argument(flag, action="append", help=argparse.SUPPRESS)
     _add_reload_options(p)
@@ -554,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         timeout_header=args.timeout_header,
         max_worker_rss=args.max_worker_rss,
         access_log_format=args.access_log_format,
+        use_colors=args.use_colors,
         health=args.health,
         timeout_handler=args.timeout_handler,
         ssl_keyfile=args.ssl_keyfile,
@@ -595,7 +600,7 @@ def _reload(args: argparse.Namespace, config: Config) -> None:
         config.server_options()
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.use_colors)
     watcher = Watcher(args.reload_dirs, args.reload_includes, args.reload_excludes)
     sock = bind_socket(config)
 

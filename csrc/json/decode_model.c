@@ -557,51 +557,37 @@ static PyObject *dec_model(mstate_t *st, const dmodel_t *m)
     }
     if (fset == NULL)
         goto done;
-#if defined(MODEL_DICT_TEMPLATE)
-    if (m->keys != NULL) {
-        for (Py_ssize_t i = 0; i < nf; i++) {
-            const dfield_t *f = &m->fields[i];
-            if (vals[i] != NULL)
-                continue;
-            if (f->def == NULL)
-                goto done; /* missing (a TypedDict's omitted key has no template) */
-            if (f->def_kind == DEF_COPY)
-                vals[i] = PyObject_CallOneArg(st->md->deepcopy, f->def);
-            else if (f->def_kind == DEF_FACTORY)
-                vals[i] = PyObject_CallNoArgs(f->def);
-            else
-                vals[i] = Py_NewRef(f->def);
-            if (vals[i] == NULL)
-                goto done;
-        }
-        if ((dict = dict_from_template(m, vals)) == NULL)
-            goto done;
-        /* The dict owns the values now. */
-        memset(vals, 0, (size_t)nf * sizeof(PyObject *));
-        obj = m->flavor == FLAVOR_TYPED_DICT ? Py_NewRef(dict) : make_instance(m, dict, fset);
-        goto done;
-    }
-#endif
-    if ((dict = _PyDict_NewPresized(nf)) == NULL)
-        goto done;
+    /* Defaults for the fields absent from the input. */
     for (Py_ssize_t i = 0; i < nf; i++) {
         const dfield_t *f = &m->fields[i];
-        if (vals[i] == NULL) {
-            if (f->def_kind == DEF_OMIT)
-                continue; /* a TypedDict's NotRequired key: absent in the result too */
-            if (f->def == NULL)
-                goto done; /* missing: pydantic's error */
-            if (f->def_kind == DEF_COPY)
-                vals[i] = PyObject_CallOneArg(st->md->deepcopy, f->def);
-            else if (f->def_kind == DEF_FACTORY)
-                vals[i] = PyObject_CallNoArgs(f->def);
-            else
-                vals[i] = Py_NewRef(f->def);
-            if (vals[i] == NULL)
+        if (vals[i] != NULL || f->def_kind == DEF_OMIT)
+            continue; /* present, or a TypedDict's NotRequired key: absent in the result too */
+        if (f->def == NULL)
+            goto done; /* missing: pydantic's error */
+        if (f->def_kind == DEF_COPY)
+            vals[i] = PyObject_CallOneArg(st->md->deepcopy, f->def);
+        else if (f->def_kind == DEF_FACTORY)
+            vals[i] = PyObject_CallNoArgs(f->def);
+        else
+            vals[i] = Py_NewRef(f->def);
+        if (vals[i] == NULL)
+            goto done;
+    }
+#if defined(MODEL_DICT_TEMPLATE)
+    /* Every field has a value here (a model with a NotRequired key has no template). */
+    if (m->keys != NULL) {
+        if ((dict = dict_from_template(m, vals)) == NULL)
+            goto done;
+        memset(vals, 0, (size_t)nf * sizeof(PyObject *)); /* the dict owns the values now */
+    }
+#endif
+    if (dict == NULL) {
+        if ((dict = _PyDict_NewPresized(nf)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            if (vals[i] != NULL && PyDict_SetItem(dict, m->fields[i].name, vals[i]) < 0)
                 goto done;
         }
-        if (PyDict_SetItem(dict, f->name, vals[i]) < 0)
-            goto done;
     }
     obj = m->flavor == FLAVOR_TYPED_DICT ? Py_NewRef(dict) : make_instance(m, dict, fset);
 done:

@@ -874,29 +874,9 @@ def trickle(
     """POSTs a body of `length` bytes to /count, `piece` every `every` seconds, until the
     body is sent, the server answers or closes, or `limit` seconds pass: what the server
     sent and when it was complete (seconds after the head)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
-        t0 = time.monotonic()
-        sent, got = 0, b""
-        while time.monotonic() - t0 < limit:
-            if sent < length:
-                try:
-                    s.sendall(piece[: length - sent])
-                    sent += min(len(piece), length - sent)
-                except OSError:
-                    break
-            time.sleep(every)
-            # select, not MSG_DONTWAIT: a socket with a timeout waits for data in recv.
-            if not select.select([s], [], [], 0)[0]:
-                continue
-            try:
-                chunk = s.recv(65536)
-            except OSError:
-                break
-            got += chunk
-            if not chunk or b"\r\n\r\n" in got and got.endswith((b"}", b"slowly")):
-                break
-        return got, time.monotonic() - t0
+    head = f"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+    pieces = [piece[: length - sent] for sent in range(0, length, len(piece))]
+    return trickle_raw(port, head, pieces, every, limit)
 
 
 def test_min_body_rate_answers_a_slow_body_408(cli) -> None:

@@ -103,7 +103,7 @@ class RawWS:
                     assert not b[1] & 0x80, "a server frame must not be masked"
                     if len(b) >= pos + n:
                         buf.buf = b[pos + n :]
-                        return bool(b[0] & 0x80), b[0] & 0x0F, b[pos : pos + n]
+                        return bool(b[0] & 0x80), b[0] & 0x0F, bytes(b[pos : pos + n])
             if not buf._fill():
                 raise ConnectionError("closed")
 

@@ -617,15 +617,21 @@ static int server_clear(ServerObject *self)
     return 0;
 }
 
-/* add_mount(prefix, target): see ServerObject.mounts. */
+/* add_mount(prefix, target, unrouted=False): see ServerObject.mounts. */
 static PyObject *server_add_mount(ServerObject *self, PyObject *args)
 {
     const char *prefix;
     Py_ssize_t n;
     PyObject *target;
-    if (!PyArg_ParseTuple(args, "s#O:add_mount", &prefix, &n, &target))
+    int unrouted = 0;
+    if (!PyArg_ParseTuple(args, "s#O|p:add_mount", &prefix, &n, &target, &unrouted))
         return NULL;
-    if (!asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
+    if (unrouted && self->unrouted == NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "add_mount(..., unrouted=True) needs the unrouted handler first");
+        return NULL;
+    }
+    if (!unrouted && !asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
         PyErr_SetString(PyExc_TypeError, "add_mount() takes a _core.AsgiApp or a Server");
         return NULL;
     }
@@ -644,7 +650,8 @@ static PyObject *server_add_mount(ServerObject *self, PyObject *args)
     }
     memcpy(copy, prefix, (size_t)n);
     self->mounts = grown;
-    self->mounts[self->nmounts++] = (struct app_mount){copy, (size_t)n, Py_NewRef(target)};
+    self->mounts[self->nmounts++] =
+        (struct app_mount){copy, (size_t)n, Py_NewRef(target), unrouted};
     Py_RETURN_NONE;
 }
 
@@ -800,7 +807,9 @@ static PyMethodDef server_methods[] = {
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
     {"add_mount", (PyCFunction)server_add_mount, METH_VARARGS,
-     "add_mount(prefix, target): requests under prefix go to target (an AsgiApp or a Server)"},
+     "add_mount(prefix, target, unrouted=False): requests under prefix go to target (an "
+     "AsgiApp or a Server); with unrouted, to the unrouted handler, whose Request's "
+     "_db_routing is then (0, target)"},
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},

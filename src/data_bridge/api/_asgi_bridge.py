@@ -161,6 +161,7 @@ class AsgiBridge:
                 break
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         server = await self._server(scope.get("root_path", ""), scheme)
+        _enter_mount(self.app, scope)
         ours, theirs = socket.socketpair()
         fd = theirs.fileno()
         _OUTER_SCOPES[fd] = scope
@@ -229,6 +230,27 @@ class AsgiBridge:
                 await send({"type": "lifespan.shutdown.complete"})
                 self.close()
                 return
+
+
+def _enter_mount(app: Any, scope: dict[str, Any]) -> None:
+    """A request for one of the App's mounts updates the caller's scope as Starlette's
+    Mount does (root_path with the prefix, app_root_path kept), so the ASGI middleware
+    around the App sees it after the call as around a Starlette app."""
+    from data_bridge.api.routing import _MountRoute
+
+    prefixes = [prefix for prefix, _, _ in getattr(app, "mounts", ())]
+    prefixes += [r.mount_prefix for r in getattr(app, "routes", ()) if isinstance(r, _MountRoute)]
+    if not prefixes:
+        return
+    root = scope.get("root_path", "")
+    path = scope.get("path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        path = path[len(root.rstrip("/")) :]
+    for prefix in prefixes:
+        if path.startswith(prefix + "/"):
+            scope["app_root_path"] = scope.get("app_root_path", root)
+            scope["root_path"] = root.rstrip("/") + prefix
+            return
 
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:

@@ -371,3 +371,30 @@ def test_pure_asgi_middleware_sees_the_mounts(root: Path, method: str, path: str
     assert (a.status_code, a.content) == (b.status_code, b.content)
     # Before the call: the request's scope; after: the mount's root_path in it.
     assert a.headers.get("x-asgi") == b.headers["x-asgi"]
+
+
+def test_a_real_server(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    from conftest import ServerProcess
+
+    monkeypatch.setenv("DB_TEST_STATIC", str(root))
+    srv = ServerProcess("mount_mw_app.py").start()
+    try:
+        with httpx.Client(base_url=srv.url) as client:
+            r = client.get("/raw/a?x=1")
+            assert (r.text, r.headers["x-mw"]) == ("/raw/a /raw 0", "/raw/a|/raw")
+            r = client.post("/raw/up", content=b"x" * 300_000)  # streamed to the mount
+            assert r.text == "/raw/up /raw 300000"
+            r = client.get("/raw/stream")
+            assert (r.text, r.headers["x-mw"]) == ("0;1;2;/raw/stream /raw 0", "/raw/stream|/raw")
+            r = client.get("/sub/hi")
+            assert (r.json(), r.headers["x-mw"]) == ({"root": "/sub"}, "/sub/hi|/sub")
+            r = client.get("/static/hello.txt")
+            assert (r.text, r.headers["x-mw"]) == ("hello, static\n", "/static/hello.txt|/static")
+            r = client.get("/static/hello.txt")  # no native answer from the file cache
+            assert r.headers["x-mw"] == "/static/hello.txt|/static"
+            r = client.get("/sub", follow_redirects=False)
+            assert (r.status_code, r.headers["x-mw"]) == (307, "/sub|")
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log

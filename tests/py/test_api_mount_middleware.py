@@ -69,6 +69,8 @@ def _raw(api: Any) -> Any:
             raise Boom()
         if path.endswith("/teapot"):
             raise Teapot()
+        if path.endswith("/crash"):
+            raise RuntimeError("nobody catches this")
         if path.endswith("/http"):
             raise api.HTTPException(409, "conflict", headers={"x-raw": "http"})
         if path.endswith("/empty"):
@@ -113,6 +115,8 @@ def _build(api: Any, base: type, static: type, root: Path) -> Any:
             return api.responses.JSONResponse({"short": True}, status_code=202)
         if request.url.path == "/raw/refuse":
             raise ValueError("refused")
+        if request.url.path == "/raw/read":
+            request.state.read = await request.body()  # the mount receives it still
         try:
             response = await call_next(request)
         except Boom:
@@ -197,6 +201,8 @@ def _same(mine: Any, ref: Any) -> None:
         ("GET", "/raw/teapot", {}),
         ("GET", "/raw/http", {}),
         ("GET", "/raw/refuse", {}),
+        ("GET", "/raw/crash", {}),
+        ("POST", "/raw/read", {"content": b"read first"}),
         ("GET", "/raw/empty", {}),
         ("GET", "/raw", {}),
         ("GET", "/static/hello.txt", {}),

@@ -797,13 +797,13 @@ static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const h
     return Py_BuildValue("(is#)", 405, allow, (Py_ssize_t)n);
 }
 
-/* The unrouted handler's outcome for a mount it answers (app_mount.unrouted): (0, target),
+/* The unrouted handler's outcome for a mount it answers (app_mount.through): (0, through),
  * or for the prefix alone redirect_slashes' (307, "<prefix>/" as a whole URL). */
 static PyObject *mount_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
                                const struct app_mount *mt, int bare)
 {
     if (!bare)
-        return Py_BuildValue("(iO)", 0, mt->target);
+        return Py_BuildValue("(iO)", 0, mt->through);
     db_buf_t loc;
     db_buf_init(&loc);
     PyObject *res = NULL;
@@ -870,8 +870,8 @@ int app_stream_body(void *ctx, const http_request_t *head)
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
     if (mt != NULL && bare)
-        return 0;                   /* redirected */
-    if (mt != NULL && mt->unrouted) /* the mounted app reads it through the Request */
+        return 0;                          /* redirected */
+    if (mt != NULL && mt->through != NULL) /* the mounted app reads it through the Request */
         return srv->unrouted->stream_body;
     if (mt != NULL) /* an ASGI app reads its body with receive() */
         return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
@@ -906,11 +906,13 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         return SERVER_DISPATCH_DONE;
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
-    if (mt != NULL && !mt->unrouted && bare) {
+    /* HTTP middleware lets WebSocket upgrades through to the mounted app. */
+    int through = mt != NULL && mt->through != NULL && !asgi_ws_is_upgrade(req);
+    if (mt != NULL && !through && bare) {
         redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
         return SERVER_DISPATCH_DONE;
     }
-    if (mt != NULL && !mt->unrouted)
+    if (mt != NULL && !through)
         return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
                                           : app_dispatch(mt->target, conn, req);
     if (!routed && mt == NULL)

@@ -540,8 +540,10 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
     Py_VISIT(self->fallback);
-    for (size_t i = 0; i < self->nmounts; i++)
+    for (size_t i = 0; i < self->nmounts; i++) {
         Py_VISIT(self->mounts[i].target);
+        Py_VISIT(self->mounts[i].through);
+    }
     Py_VISIT(self->access_log);
     Py_VISIT(self->ready_cb);
     Py_VISIT(self->access_flush);
@@ -617,21 +619,19 @@ static int server_clear(ServerObject *self)
     return 0;
 }
 
-/* add_mount(prefix, target, unrouted=False): see ServerObject.mounts. */
+/* add_mount(prefix, target, through=None): see ServerObject.mounts. */
 static PyObject *server_add_mount(ServerObject *self, PyObject *args)
 {
     const char *prefix;
     Py_ssize_t n;
-    PyObject *target;
-    int unrouted = 0;
-    if (!PyArg_ParseTuple(args, "s#O|p:add_mount", &prefix, &n, &target, &unrouted))
+    PyObject *target, *through = Py_None;
+    if (!PyArg_ParseTuple(args, "s#O|O:add_mount", &prefix, &n, &target, &through))
         return NULL;
-    if (unrouted && self->unrouted == NULL) {
-        PyErr_SetString(PyExc_ValueError,
-                        "add_mount(..., unrouted=True) needs the unrouted handler first");
+    if (through != Py_None && self->unrouted == NULL) {
+        PyErr_SetString(PyExc_ValueError, "add_mount(..., through) needs the unrouted handler");
         return NULL;
     }
-    if (!unrouted && !asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
+    if (!asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
         PyErr_SetString(PyExc_TypeError, "add_mount() takes a _core.AsgiApp or a Server");
         return NULL;
     }
@@ -650,8 +650,8 @@ static PyObject *server_add_mount(ServerObject *self, PyObject *args)
     }
     memcpy(copy, prefix, (size_t)n);
     self->mounts = grown;
-    self->mounts[self->nmounts++] =
-        (struct app_mount){copy, (size_t)n, Py_NewRef(target), unrouted};
+    self->mounts[self->nmounts++] = (struct app_mount){
+        copy, (size_t)n, Py_NewRef(target), through == Py_None ? NULL : Py_NewRef(through)};
     Py_RETURN_NONE;
 }
 
@@ -660,6 +660,7 @@ static void mounts_clear(ServerObject *self)
     for (size_t i = 0; i < self->nmounts; i++) {
         PyMem_Free(self->mounts[i].prefix);
         Py_CLEAR(self->mounts[i].target);
+        Py_CLEAR(self->mounts[i].through);
     }
     PyMem_Free(self->mounts);
     self->mounts = NULL;
@@ -807,9 +808,9 @@ static PyMethodDef server_methods[] = {
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
     {"add_mount", (PyCFunction)server_add_mount, METH_VARARGS,
-     "add_mount(prefix, target, unrouted=False): requests under prefix go to target (an "
-     "AsgiApp or a Server); with unrouted, to the unrouted handler, whose Request's "
-     "_db_routing is then (0, target)"},
+     "add_mount(prefix, target, through=None): requests under prefix go to target (an "
+     "AsgiApp or a Server); given through, the HTTP ones go to the unrouted handler, whose "
+     "Request's _db_routing is then (0, through)"},
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},

@@ -401,6 +401,13 @@ def test_a_real_server(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert r.headers["x-mw"] == "/static/hello.txt|/static"
             r = client.get("/sub", follow_redirects=False)
             assert (r.status_code, r.headers["x-mw"]) == (307, "/sub|")
+        # WebSocket upgrades pass the HTTP middleware, to the mounted apps natively.
+        from websockets.sync.client import connect
+
+        for path in ("/sub/ws", "/st/ws"):
+            with connect(f"ws://127.0.0.1:{srv.port}{path}") as session:
+                session.send(path)
+                assert session.recv(timeout=5) == path + "!"
     finally:
         code, log = srv.stop()
     assert code == 0, log

@@ -20,7 +20,8 @@ requests itself.
 
 Mounts (``app.mount``) are inside the middleware stack as well: an app with HTTP
 middleware registers each mounted app with the server as answered by the unrouted handler
-(``add_mount(prefix, (asgi_app, root_path), True)``), whose Request then carries
+(``add_mount(prefix, target, (asgi_app, root_path))``; WebSocket upgrades still go to
+the native target), whose Request then carries
 ``(0, (asgi_app, root_path))``. ``call_next`` runs the mounted app as Starlette's Mount
 does (the whole path, ``root_path`` the prefix, the request's state shared) and returns its
 answer as a Response the middleware may change: a complete body as a Response, anything

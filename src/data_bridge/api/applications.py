@@ -654,19 +654,21 @@ class FastAPI(APIRouter):
 
         root = (root_path if root_path is not None else self.root_path or "").rstrip("/")
         for prefix, app, _name in self.mounts:
-            if self._http_middleware:
-                if isinstance(app, FastAPI):
-                    options = {"limits": limits, "client": client}
-                    app = AsgiBridge(app, loop=loop, build_options=options)
-                server.add_mount(prefix, (app, root + prefix), True)
-                continue
             if isinstance(app, FastAPI):
                 target = app.build_server(
                     loop, limits, root_path=root + prefix, client=client, scheme=scheme
                 )
             else:
                 target = _core.AsgiApp(app, loop, log=_log, root_path=root + prefix, mounted=True)
-            server.add_mount(prefix, target)
+            if not self._http_middleware:
+                server.add_mount(prefix, target)
+                continue
+            # The HTTP requests through the middleware; WebSocket upgrades, which it lets
+            # through, to the native target.
+            if isinstance(app, FastAPI):
+                options = {"limits": limits, "client": client}
+                app = AsgiBridge(app, loop=loop, build_options=options)
+            server.add_mount(prefix, target, (app, root + prefix))
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;

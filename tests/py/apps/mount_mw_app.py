@@ -1,6 +1,7 @@
 """Mounts under @app.middleware("http") on a real server, for
 tests/py/test_api_mount_middleware.py: a raw ASGI app (echo of its scope and body, or a
-streamed answer), a sub-App, and the StaticFiles of DB_TEST_STATIC."""
+streamed answer), a sub-App (with a WebSocket route), a Starlette app's WebSocket route,
+and the StaticFiles of DB_TEST_STATIC."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import os
 import sys
 from typing import Any
 
-from data_bridge.api import FastAPI, Request
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from data_bridge.api import FastAPI, Request, WebSocket
 
 app = FastAPI()
 
@@ -46,7 +50,19 @@ def hi(request: Request) -> dict[str, str]:
     return {"root": request.scope["root_path"]}
 
 
+async def echo(websocket: Any) -> None:
+    await websocket.accept()
+    await websocket.send_text(await websocket.receive_text() + "!")
+    await websocket.close()
+
+
+@sub.websocket("/ws")
+async def sub_ws(websocket: WebSocket) -> None:
+    await echo(websocket)
+
+
 app.mount("/raw", raw)
+app.mount("/st", Starlette(routes=[WebSocketRoute("/ws", echo)]))
 app.mount("/sub", sub)
 if "DB_TEST_STATIC" in os.environ:
     from data_bridge.api.staticfiles import StaticFiles

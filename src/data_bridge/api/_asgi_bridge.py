@@ -232,14 +232,31 @@ class AsgiBridge:
                 return
 
 
+def _mount_prefixes(app: Any) -> list[str]:
+    """The App's mount prefixes (app.mount's and StaticFiles'), remembered on the App until
+    its routes or mounts change."""
+    from data_bridge.api.routing import _MountRoute
+
+    routes = getattr(app, "routes", ())
+    mounts = getattr(app, "mounts", ())
+    key = (len(routes), len(mounts))
+    cached = getattr(app, "_db_mount_prefixes", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    prefixes = [prefix for prefix, _, _ in mounts]
+    prefixes += [r.mount_prefix for r in routes if isinstance(r, _MountRoute)]
+    try:
+        app._db_mount_prefixes = (key, prefixes)
+    except AttributeError:
+        pass
+    return prefixes
+
+
 def _enter_mount(app: Any, scope: dict[str, Any]) -> None:
     """A request for one of the App's mounts updates the caller's scope as Starlette's
     Mount does (root_path with the prefix, app_root_path kept), so the ASGI middleware
     around the App sees it after the call as around a Starlette app."""
-    from data_bridge.api.routing import _MountRoute
-
-    prefixes = [prefix for prefix, _, _ in getattr(app, "mounts", ())]
-    prefixes += [r.mount_prefix for r in getattr(app, "routes", ()) if isinstance(r, _MountRoute)]
+    prefixes = _mount_prefixes(app)
     if not prefixes:
         return
     root = scope.get("root_path", "")

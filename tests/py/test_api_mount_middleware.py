@@ -418,3 +418,14 @@ def test_a_real_server(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         code, log = srv.stop()
     assert code == 0, log
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/raw/x?q=1", "/api/sub/items/3", "/api/sub/deep/q", "/api/static/hello.txt"]
+)
+def test_behind_a_proxy_prefix(root: Path, path: str) -> None:
+    # The ASGI root_path a proxy gives (the test clients' root_path=): the mounts' scopes
+    # carry it in front of their prefixes.
+    mine = TestClient(_build(ours_api, OurBase, OurStatic, root), root_path="/api")
+    ref = RTestClient(_build(fastapi, SBase, SStatic, root), root_path="/api")
+    _same(mine.get(path), ref.get(path))

@@ -869,11 +869,13 @@ int app_stream_body(void *ctx, const http_request_t *head)
     route_path(srv, head, &path, &path_len);
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
+    /* Redirected; read through the unrouted handler's Request; an ASGI app reads its body
+     * with receive(); a mounted App's server decides for its route. */
     if (mt != NULL && bare)
-        return 0;                          /* redirected */
-    if (mt != NULL && mt->through != NULL) /* the mounted app reads it through the Request */
+        return 0;
+    if (mt != NULL && mt->through != NULL)
         return srv->unrouted->stream_body;
-    if (mt != NULL) /* an ASGI app reads its body with receive() */
+    if (mt != NULL)
         return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
     router_match_t m;
     if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
@@ -920,7 +922,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     PyObject *routing = NULL; /* the unrouted handler's outcome */
     if (mt != NULL || (r != ROUTER_FOUND && srv->unrouted != NULL)) {
         /* The app's middleware sees requests no route takes (ServerObject.unrouted), and
-         * those of the mounts it runs around (app_mount.unrouted). */
+         * those of the mounts it runs around (app_mount.through). */
         routing = mt != NULL ? mount_outcome(srv, conn, req->head, mt, bare)
                              : routing_outcome(srv, conn, req->head, r, &m,
                                                (size_t)(path - req->head->path));

@@ -205,7 +205,8 @@ typedef struct {
     PyObject *fallback;
     /* Apps mounted under path prefixes (app.mount): a request whose routed path is under
      * one goes to it: an ASGI app (_core.AsgiApp) through the ASGI driver, a data-bridge
-     * App through its own (never listening) Server's dispatch. */
+     * App through its own (never listening) Server's dispatch, or, for an app with HTTP
+     * middleware, the unrouted handler (app_mount.through). */
     struct app_mount *mounts;
     size_t nmounts;
     /* The plan of the handler that answers requests no route takes (404, 405 and
@@ -260,6 +261,11 @@ struct app_mount {
     char *prefix; /* without a trailing '/'; owned */
     size_t len;
     PyObject *target; /* _core.AsgiApp or Server (strong) */
+    /* NULL, or what the unrouted handler gets for the HTTP requests under the prefix (an
+     * app with HTTP middleware, which Starlette runs around its mounts too): its Request's
+     * `_db_routing` is then (0, through), or the 307 to "<prefix>/" for the prefix alone.
+     * WebSocket upgrades, which HTTP middleware lets through, still go to target. */
+    PyObject *through;
 };
 
 /* access.c: Server.set_access_log(callable or None). */

@@ -797,6 +797,25 @@ static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const h
     return Py_BuildValue("(is#)", 405, allow, (Py_ssize_t)n);
 }
 
+/* The unrouted handler's outcome for a mount it answers (app_mount.through): (0, through),
+ * or for the prefix alone redirect_slashes' (307, "<prefix>/" as a whole URL). */
+static PyObject *mount_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
+                               const struct app_mount *mt, int bare)
+{
+    if (!bare)
+        return Py_BuildValue("(iO)", 0, mt->through);
+    db_buf_t loc;
+    db_buf_init(&loc);
+    PyObject *res = NULL;
+    PyObject *value = location_value(srv, conn, head, head->path, head->path_len, 1, &loc) < 0
+                          ? PyErr_NoMemory()
+                          : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
+    if (value != NULL)
+        res = Py_BuildValue("(iN)", 307, value);
+    db_buf_free(&loc);
+    return res;
+}
+
 /* Hands the routing outcome to the unrouted handler's Request (its `_db_routing`). */
 static int set_routing(PyObject *request, PyObject *outcome)
 {
@@ -850,9 +869,13 @@ int app_stream_body(void *ctx, const http_request_t *head)
     route_path(srv, head, &path, &path_len);
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
+    /* Redirected; read through the unrouted handler's Request; an ASGI app reads its body
+     * with receive(); a mounted App's server decides for its route. */
     if (mt != NULL && bare)
-        return 0;   /* redirected */
-    if (mt != NULL) /* an ASGI app reads its body with receive() */
+        return 0;
+    if (mt != NULL && mt->through != NULL)
+        return srv->unrouted->stream_body;
+    if (mt != NULL)
         return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
     router_match_t m;
     if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
@@ -885,23 +908,30 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         return SERVER_DISPATCH_DONE;
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
-    if (mt != NULL && bare) {
+    /* HTTP middleware lets WebSocket upgrades through to the mounted app. */
+    int through = mt != NULL && mt->through != NULL && !asgi_ws_is_upgrade(req);
+    if (mt != NULL && !through && bare) {
         redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
         return SERVER_DISPATCH_DONE;
     }
-    if (mt != NULL)
+    if (mt != NULL && !through)
         return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
                                           : app_dispatch(mt->target, conn, req);
-    if (!routed)
+    if (!routed && mt == NULL)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
-    PyObject *routing = NULL; /* the unrouted handler's outcome (routing_outcome) */
-    if (r != ROUTER_FOUND && srv->unrouted != NULL) {
-        /* The app's middleware sees requests no route takes (ServerObject.unrouted). */
-        routing = routing_outcome(srv, conn, req->head, r, &m, (size_t)(path - req->head->path));
+    PyObject *routing = NULL; /* the unrouted handler's outcome */
+    if (mt != NULL || (r != ROUTER_FOUND && srv->unrouted != NULL)) {
+        /* The app's middleware sees requests no route takes (ServerObject.unrouted), and
+         * those of the mounts it runs around (app_mount.through). */
+        routing = mt != NULL ? mount_outcome(srv, conn, req->head, mt, bare)
+                             : routing_outcome(srv, conn, req->head, r, &m,
+                                               (size_t)(path - req->head->path));
         if (routing == NULL) {
             respond_exception(conn, NULL, NULL, NULL);
             return SERVER_DISPATCH_DONE;
         }
+        if (mt != NULL)
+            memset(&m, 0, sizeof(m)); /* the router did not run */
         m.data = srv->unrouted;
         m.nparams = 0;
     } else if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&

@@ -551,8 +551,10 @@ static int server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->validation_hook);
     Py_VISIT(self->asgi);
     Py_VISIT(self->fallback);
-    for (size_t i = 0; i < self->nmounts; i++)
+    for (size_t i = 0; i < self->nmounts; i++) {
         Py_VISIT(self->mounts[i].target);
+        Py_VISIT(self->mounts[i].through);
+    }
     Py_VISIT(self->access_log);
     Py_VISIT(self->ready_cb);
     Py_VISIT(self->access_flush);
@@ -628,14 +630,18 @@ static int server_clear(ServerObject *self)
     return 0;
 }
 
-/* add_mount(prefix, target): see ServerObject.mounts. */
+/* add_mount(prefix, target, through=None): see ServerObject.mounts. */
 static PyObject *server_add_mount(ServerObject *self, PyObject *args)
 {
     const char *prefix;
     Py_ssize_t n;
-    PyObject *target;
-    if (!PyArg_ParseTuple(args, "s#O:add_mount", &prefix, &n, &target))
+    PyObject *target, *through = Py_None;
+    if (!PyArg_ParseTuple(args, "s#O|O:add_mount", &prefix, &n, &target, &through))
         return NULL;
+    if (through != Py_None && self->unrouted == NULL) {
+        PyErr_SetString(PyExc_ValueError, "add_mount(..., through) needs the unrouted handler");
+        return NULL;
+    }
     if (!asgi_app_check(target) && !PyObject_TypeCheck(target, &Server_Type)) {
         PyErr_SetString(PyExc_TypeError, "add_mount() takes a _core.AsgiApp or a Server");
         return NULL;
@@ -655,7 +661,8 @@ static PyObject *server_add_mount(ServerObject *self, PyObject *args)
     }
     memcpy(copy, prefix, (size_t)n);
     self->mounts = grown;
-    self->mounts[self->nmounts++] = (struct app_mount){copy, (size_t)n, Py_NewRef(target)};
+    self->mounts[self->nmounts++] = (struct app_mount){
+        copy, (size_t)n, Py_NewRef(target), through == Py_None ? NULL : Py_NewRef(through)};
     Py_RETURN_NONE;
 }
 
@@ -664,6 +671,7 @@ static void mounts_clear(ServerObject *self)
     for (size_t i = 0; i < self->nmounts; i++) {
         PyMem_Free(self->mounts[i].prefix);
         Py_CLEAR(self->mounts[i].target);
+        Py_CLEAR(self->mounts[i].through);
     }
     PyMem_Free(self->mounts);
     self->mounts = NULL;
@@ -811,7 +819,9 @@ static PyMethodDef server_methods[] = {
     {"set_gzip", (PyCFunction)server_set_gzip_py, METH_VARARGS,
      "set_gzip(level, minimum_size, excluded): compress response bodies as GZipMiddleware"},
     {"add_mount", (PyCFunction)server_add_mount, METH_VARARGS,
-     "add_mount(prefix, target): requests under prefix go to target (an AsgiApp or a Server)"},
+     "add_mount(prefix, target, through=None): requests under prefix go to target (an "
+     "AsgiApp or a Server); given through, the HTTP ones go to the unrouted handler, whose "
+     "Request's _db_routing is then (0, through)"},
     {"set_access_log", (PyCFunction)app_set_access_log, METH_O,
      "set_access_log(info): call info(format, client, method, target, version, status) "
      "after each response head (uvicorn's access log); None turns it off"},

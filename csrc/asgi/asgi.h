@@ -32,5 +32,7 @@ int asgi_app_check(PyObject *obj);
 /* The server's dispatch callback for an ASGI application; ctx is the AsgiApp object (kept
  * alive by whoever made the server for as long as the server exists). */
 int asgi_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
+/* Whether the request asks for a WebSocket (an Upgrade field holding the token). */
+int asgi_ws_is_upgrade(const server_request_t *req);
 
 #endif

@@ -147,7 +147,6 @@ PyObject *asgi_client_gone(AsgiCallObject *c);
  * ASGI websocket scope), over the app room's session type (app/websocket.c, the one
  * function below: the WebSocket session and its handshake live there). */
 int asgi_ws_dispatch(AsgiAppObject *a, server_conn_t *conn, server_request_t *req);
-int asgi_ws_is_upgrade(const server_request_t *req);
 PyObject *ws_upgrade_new(server_conn_t *conn);
 void ws_upgrade_disarm(PyObject *upgrade); /* it will not finish the request */
 

@@ -214,9 +214,13 @@ int server_conn_file_begin(server_conn_t *c, int status, const char *ctype, size
          * wbuf instead. */
         return SERVER_FILE_DECLINED;
     int no_content = status < 200 || status == 204 || status == 304;
-    if (c->server->gzip_enc != NULL && !no_content && status != 206) {
+    uint64_t length = files_body_length(f->body);
+    if (c->server->gzip_enc != NULL && !no_content && status != 206 &&
+        (length >= c->server->gzip.minimum_size || length >= SERVER_GZIP_FILE_PIECE)) {
         /* GZipMiddleware compresses a file too: the body must pass through the encoder,
-         * which a streamed body does (stream.c). The caller streams it instead. */
+         * which a streamed body does (stream.c). The caller streams it instead. Starlette
+         * decides on the FileResponse's first 64 KiB piece: a smaller file comes whole and
+         * is left alone under minimum_size, a larger one has more to follow. */
         size_t mark = c->resp_headers.len;
         int gz = respond_gzip_decision(c, status, ctype, ctype_len, extra_headers, extra_len);
         if (gz == 1) {

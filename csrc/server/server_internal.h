@@ -311,6 +311,8 @@ void ws_conn_free(server_conn_t *c);
 void ws_conn_sweep(server_conn_t *c);
 /* body.c: bytes of a streamed body buffered per connection at most (the read window). */
 #define BODY_WINDOW 65536
+/* The piece Starlette's FileResponse reads a file in: GZipMiddleware decides on the first. */
+#define SERVER_GZIP_FILE_PIECE 65536
 /* Whether the request whose head was just parsed streams its body (asks the decider). */
 int body_wanted(server_conn_t *c, const http_request_t *h);
 /* Prepares the streamed body of the request just parsed: 0, -1 when its Content-Length is

@@ -161,6 +161,7 @@ class AsgiBridge:
                 break
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         server = await self._server(scope.get("root_path", ""), scheme)
+        _enter_mount(self.app, scope)
         ours, theirs = socket.socketpair()
         fd = theirs.fileno()
         _OUTER_SCOPES[fd] = scope
@@ -229,6 +230,44 @@ class AsgiBridge:
                 await send({"type": "lifespan.shutdown.complete"})
                 self.close()
                 return
+
+
+def _mount_prefixes(app: Any) -> list[str]:
+    """The App's mount prefixes (app.mount's and StaticFiles'), remembered on the App until
+    its routes or mounts change."""
+    from data_bridge.api.routing import _MountRoute
+
+    routes = getattr(app, "routes", ())
+    mounts = getattr(app, "mounts", ())
+    key = (len(routes), len(mounts))
+    cached = getattr(app, "_db_mount_prefixes", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    prefixes = [prefix for prefix, _, _ in mounts]
+    prefixes += [r.mount_prefix for r in routes if isinstance(r, _MountRoute)]
+    try:
+        app._db_mount_prefixes = (key, prefixes)
+    except AttributeError:
+        pass
+    return prefixes
+
+
+def _enter_mount(app: Any, scope: dict[str, Any]) -> None:
+    """A request for one of the App's mounts updates the caller's scope as Starlette's
+    Mount does (root_path with the prefix, app_root_path kept), so the ASGI middleware
+    around the App sees it after the call as around a Starlette app."""
+    prefixes = _mount_prefixes(app)
+    if not prefixes:
+        return
+    root = scope.get("root_path", "")
+    path = scope.get("path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        path = path[len(root.rstrip("/")) :]
+    for prefix in prefixes:
+        if path.startswith(prefix + "/"):
+            scope["app_root_path"] = scope.get("app_root_path", root)
+            scope["root_path"] = root.rstrip("/") + prefix
+            return
 
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:

@@ -17,22 +17,41 @@ router's outcome (``_db_routing``); it raises the HTTPException Starlette's rout
 (so the app's exception handlers for 404 and 405 answer it) or returns the redirect. An
 app without HTTP middleware and without such handlers has none: the server answers those
 requests itself.
+
+Mounts (``app.mount``) are inside the middleware stack as well: an app with HTTP
+middleware registers each mounted app with the server as answered by the unrouted handler
+(``add_mount(prefix, target, (asgi_app, root_path))``; WebSocket upgrades still go to
+the native target), whose Request then carries
+``(0, (asgi_app, root_path))``. ``call_next`` runs the mounted app as Starlette's Mount
+does (the whole path, ``root_path`` the prefix, the request's state shared) and returns its
+answer as a Response the middleware may change: a complete body as a Response, anything
+else (a stream, a HEAD's head) as a StreamingResponse fed by the app's messages. A
+data-bridge App mounted there is called through its ASGI face on the serving loop
+(``AsgiBridge``: its own native server, adopted socketpair). What the mounted app raises
+before its response starts goes up through ``call_next`` to the app's exception handlers
+and the middleware, as in Starlette; what it raises afterwards is reported as an exception
+after the response. StaticFiles are routes, so they are wrapped as any route is. An app
+without HTTP middleware keeps its mounts native (``asgi_dispatch``, the mounted App's
+server, StaticFiles answered from the file cache).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from data_bridge.api import _foreign
+from data_bridge.api._asgi_bridge import outer_scope
+from data_bridge.api.background import report_exception
 from data_bridge.api.depends import BINDING_ERRORS
 from data_bridge.api.exceptions import HTTPException, RequestValidationError
-from data_bridge.api.requests import Request
-from data_bridge.api.responses import JSONResponse, Response
+from data_bridge.api.requests import Request, _ScopeView
+from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 
-__all__ = ["handles_unrouted", "unrouted", "wrap"]
+__all__ = ["call_mount", "handles_unrouted", "unrouted", "wrap"]
 
 REQUEST_KW = "__db_mw_request__"
 
@@ -158,8 +177,10 @@ def unrouted(app: Any) -> Callable[..., Any]:
     """The handler of requests no route takes, under the app's HTTP middleware (see the
     module's docstring): Starlette's router answers inside the middleware stack."""
 
-    def decide(request: Any) -> Response:
+    def decide(request: Any) -> Any:
         status, value = request._db_routing  # set by the server (csrc/app/invoke.c)
+        if status == 0:  # a mount: (asgi_app, root_path)
+            return call_mount(request, *value)
         if status == 307:  # redirect_slashes: the location is already the whole URL
             return Response(b"", status_code=307, headers={"location": value})
         raise HTTPException(status, headers={"Allow": value} if status == 405 else None)
@@ -171,3 +192,116 @@ def unrouted(app: Any) -> Callable[..., Any]:
         return await _run_chain(app, request, endpoint)
 
     return handler
+
+
+async def call_mount(request: Any, asgi_app: Any, root_path: str) -> Response:
+    """The answer of the ASGI app mounted at ``root_path`` to the request, as a Response
+    (see the module's docstring)."""
+    # Starlette's Mount updates the request's scope and hands it on: the mounted app sees
+    # the whole path, root_path with the prefix, the app's own root_path kept, the
+    # request's state (what middleware set); the middleware then sees those changes too.
+    scope = request.scope
+    scope = scope._data if isinstance(scope, _ScopeView) else scope
+    if not isinstance(scope, dict):
+        scope = dict(scope)
+    scope["app_root_path"] = scope.get("app_root_path", scope["root_path"])
+    scope["root_path"] = root_path
+    scope["state"] = request.state._state
+    # A request that reached this App through its ASGI face (a mounted App, pure ASGI
+    # middleware): in Starlette that caller's scope is this very dict.
+    outer = outer_scope(request)
+    if outer is not None and outer is not scope:
+        outer["app_root_path"] = outer.get("app_root_path", outer.get("root_path", ""))
+        outer["root_path"] = root_path
+    # The app's messages; send() returns once the message was taken (backpressure), the
+    # end (None) is put without waiting.
+    messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    finished = asyncio.Event()
+    body_read = False
+
+    async def receive() -> dict[str, Any]:
+        # Once the body was read, a disconnect only when the response is over (a
+        # StreamingResponse of the mounted app listens for one while it streams).
+        nonlocal body_read
+        if body_read:
+            await finished.wait()
+            return {"type": "http.disconnect"}
+        message = await request.receive()
+        body_read = message["type"] != "http.request" or not message.get("more_body", False)
+        return dict(message)
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.put_nowait(message)
+        await messages.join()
+
+    async def take() -> dict[str, Any] | None:
+        message = await messages.get()
+        messages.task_done()
+        return message
+
+    async def run() -> None:
+        try:
+            await asgi_app(scope, receive, send)
+        finally:
+            finished.set()
+            messages.put_nowait(None)
+
+    task = asyncio.get_running_loop().create_task(run())
+    start = await take()
+    if start is None:
+        await task  # the app's exception, if it raised
+        raise RuntimeError("No response returned.")
+    if start["type"] != "http.response.start":
+        task.cancel()
+        raise RuntimeError(f"Unexpected message {start['type']!r}: a response must start first")
+    status = int(start["status"])
+    headers = [
+        (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+        for k, v in start.get("headers") or ()
+    ]
+    first = await take()
+    if (
+        request.method != "HEAD"
+        and first is not None
+        and first["type"] == "http.response.body"
+        and not first.get("more_body", False)
+    ):
+        # The whole body at once (the common case): a plain Response, framed natively.
+        await _finish(task, request)
+        response = Response(bytes(first.get("body", b"")), status_code=status)
+        response.raw_headers = [(k, v) for k, v in headers if k != "content-length"]
+        return response
+
+    async def body() -> Any:
+        message = first
+        try:
+            while message is not None:
+                if message["type"] == "http.response.body" and message.get("body"):
+                    yield bytes(message["body"])
+                message = await take()
+        finally:
+            finished.set()
+            if not task.done():
+                task.cancel()
+        await _finish(task, request)
+
+    if request.method == "HEAD":
+        # The head as the app sent it (its Content-Length included); the rest drained.
+        async for _ in body():
+            pass
+        response = StreamingResponse(iter(()), status_code=status)
+    else:
+        response = StreamingResponse(body(), status_code=status)
+    response.raw_headers = headers
+    return response
+
+
+async def _finish(task: asyncio.Task[None], request: Any) -> None:
+    """Waits for the mounted app to return; what it raised after its response is
+    reported as an exception after the response."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        report_exception(exc, request)

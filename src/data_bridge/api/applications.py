@@ -652,8 +652,12 @@ class FastAPI(APIRouter):
     ) -> None:
         """The mounted apps (app.mount): a data-bridge App gets a server of its own that
         never listens (the parent's server hands it the requests under its prefix, with the
-        prefix as its root_path); another ASGI app runs on the ASGI driver."""
+        prefix as its root_path); another ASGI app runs on the ASGI driver. Under HTTP
+        middleware, which Starlette runs around mounts too, each is called from the
+        unrouted handler inside the middleware (_http_middleware.call_mount): an ASGI app
+        as it is, a data-bridge App through its ASGI face on this loop."""
         from data_bridge._serve import _log
+        from data_bridge.api._asgi_bridge import AsgiBridge
 
         root = (root_path if root_path is not None else self.root_path or "").rstrip("/")
         for prefix, app, _name in self.mounts:
@@ -663,7 +667,15 @@ class FastAPI(APIRouter):
                 )
             else:
                 target = _core.AsgiApp(app, loop, log=_log, root_path=root + prefix, mounted=True)
-            server.add_mount(prefix, target)
+            if not self._http_middleware:
+                server.add_mount(prefix, target)
+                continue
+            # The HTTP requests through the middleware; WebSocket upgrades, which it lets
+            # through, to the native target.
+            if isinstance(app, FastAPI):
+                options = {"limits": limits, "client": client}
+                app = AsgiBridge(app, loop=loop, build_options=options)
+            server.add_mount(prefix, target, (app, root + prefix))
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the registered routes (built once, then cached;

@@ -462,6 +462,11 @@ class _ScopeView(Mapping[str, Any]):
             "app": request.app,
             "state": request.state,
         }
+        # A mounted StaticFiles' route: the scope as Starlette's Mount leaves it.
+        mount_root = request.__dict__.get("_db_mount_root")
+        if mount_root is not None:
+            self._data["app_root_path"] = self._data["root_path"]
+            self._data["root_path"] = mount_root
         # Reached through the App's ASGI face: what outer ASGI middleware added to the
         # scope (a session, a user, auth, their own keys) is part of it.
         from data_bridge.api._asgi_bridge import outer_scope

@@ -1198,6 +1198,14 @@ class APIRouter:
         files = app
 
         def serve(request: Request, path: str) -> Response:
+            # request.scope's root_path as Starlette's Mount sets it (read lazily).
+            view = request.__dict__.get("_scope")
+            mount_root = request.root_path.rstrip("/") + prefix
+            if view is None:
+                request.__dict__["_db_mount_root"] = mount_root
+            else:
+                view._data["app_root_path"] = view._data["root_path"]
+                view._data["root_path"] = mount_root
             return files.get_response(path, request.method, request.headers)
 
         # Resolved here: this module's annotations are strings and Request is local.

@@ -6,7 +6,9 @@ symbolic link pointing outside, unless ``follow_symlink``); a file is sent by th
 streaming writer (FileResponse: Content-Length, Last-Modified, ETag), and answered 304 when
 the request's If-None-Match or If-Modified-Since says the client has it (RFC 9110 §13.1).
 ``html=True`` serves ``index.html`` for a directory (redirecting ``/dir`` to ``/dir/``)
-and ``404.html`` for a missing file. Other methods than GET and HEAD get 405.
+and ``404.html`` for a missing file. A missing file otherwise, and other methods than GET
+and HEAD, raise HTTPException(404) and (405) as Starlette's do, which the app's exception
+handlers answer (FastAPI's ``{"detail": "Not Found"}``).
 
 Each file served is remembered in ``file_cache`` (a ``_core.FileCache``) under the request
 path, with its stat() identity and its header lines: the server answers the next request
@@ -22,7 +24,8 @@ import stat
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from data_bridge.api.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from data_bridge.api.exceptions import HTTPException
+from data_bridge.api.responses import FileResponse, RedirectResponse, Response
 
 __all__ = ["NotModifiedResponse", "StaticFiles"]
 
@@ -75,12 +78,14 @@ class StaticFiles:
 
     def get_response(self, path: str, method: str, headers: Any) -> Response:
         """The answer for ``path`` (relative to the mount point)."""
+        # Raised, as Starlette's StaticFiles does: the app's exception handlers answer
+        # them (FastAPI's {"detail": "Not Found"}).
         if method not in ("GET", "HEAD"):
-            return PlainTextResponse("Method Not Allowed", status_code=405)
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
         parts = [p for p in path.split("/") if p]
         relative = os.path.normpath(os.path.join(*parts)) if parts else "."
         if relative.startswith(".."):
-            return PlainTextResponse("Not Found", status_code=404)
+            raise HTTPException(404)
         full, st = self.lookup_path(relative)
         if st is not None and stat.S_ISREG(st.st_mode):
             return self._file(full, st, headers, path)
@@ -94,7 +99,7 @@ class StaticFiles:
             missing, missing_st = self.lookup_path("404.html")
             if missing_st is not None and stat.S_ISREG(missing_st.st_mode):
                 return FileResponse(missing, status_code=404, stat_result=missing_st)
-        return PlainTextResponse("Not Found", status_code=404)
+        raise HTTPException(404)
 
     def _file(self, full: str, st: os.stat_result, headers: Any, key: str) -> Response:
         response = FileResponse(full, stat_result=st)

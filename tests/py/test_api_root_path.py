@@ -72,3 +72,35 @@ def test_dependency_overrides_set_to_none() -> None:
     assert client.get("/").json() == "fake"
     app.dependency_overrides = None  # type: ignore[assignment]
     assert client.get("/").json() == "real"
+
+
+def test_request_url_of_escaped_paths_is_starlettes() -> None:
+    """request.url is built from the decoded path as Starlette's URL(scope=...) builds it:
+    spaces and non-ASCII as they are, only "?", "#" and "\\" escaped; the query as sent."""
+    import pytest
+
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient as FastAPIClient
+
+    def build(framework: Any, request_class: Any) -> Any:
+        app = framework()
+
+        @app.get("/p/{name}")
+        def p(name: str, request: request_class) -> dict[str, Any]:  # type: ignore[valid-type]
+            return {"name": name, "url": str(request.url), "path": request.url.path}
+
+        return app
+
+    ours = TestClient(build(FastAPI, Request))
+    theirs = FastAPIClient(build(fastapi.FastAPI, fastapi.Request))
+    for target in (
+        "/p/a%20b?x=%20y",
+        "/p/%C3%A9t%C3%A9",
+        "/p/q%3Fmark",
+        "/p/hash%23tag",
+        "/p/back%5Cslash",
+        "/p/plus+sign?q=a+b",
+        "/p/%25percent",
+    ):
+        a, b = ours.get(target), theirs.get(target)
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), target

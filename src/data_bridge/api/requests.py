@@ -231,7 +231,9 @@ class Request(_core.Request):
         cached = self.__dict__.get("_url")
         if cached is None:
             host = self._url_host
-            path = quote(self.full_path, safe="/:@!$&'()*+,;=-._~")
+            # As Starlette's URL(scope=...): the decoded path as it is, with only the
+            # characters that would end it ("?", "#") and a backslash escaped.
+            path = self.full_path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
             query = f"?{self.query_string}" if self.query_string else ""
             cached = self.__dict__["_url"] = URL(f"{self._url_scheme}://{host}{path}{query}")
         return cached

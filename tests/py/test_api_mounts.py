@@ -132,3 +132,36 @@ def test_real_starlette_and_fastapi_apps_mounted() -> None:
 def test_mount_refuses_what_is_not_an_app() -> None:
     with pytest.raises(TypeError):
         FastAPI().mount("/x", 42)
+
+
+def test_websocket_session_of_a_mounted_app_in_the_test_client() -> None:
+    """The test client hears the end of a mounted App's WebSocket session (as of the
+    parent's own): leaving the block does not wait, and an exception the endpoint raised is
+    raised there, as Starlette's TestClient does."""
+    import time
+
+    from data_bridge.api import WebSocket
+
+    sub = FastAPI()
+
+    @sub.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    @sub.websocket("/boom")
+    async def boom(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise RuntimeError("mounted session failed")
+
+    app = FastAPI()
+    app.mount("/sub", sub)
+    client = TestClient(app)
+    started = time.monotonic()
+    with client.websocket_connect("/sub/ws") as session:
+        assert session.receive_text() == "hi"
+    assert time.monotonic() - started < 5
+    with pytest.raises(RuntimeError, match="mounted session failed"):
+        with client.websocket_connect("/sub/boom") as session:
+            session.receive_text()

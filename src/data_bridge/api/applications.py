@@ -638,7 +638,7 @@ class FastAPI(APIRouter):
                 max_body_size=limits.max_body,
                 unrouted=True,
             )
-        self._add_mounts(server, loop, limits, root_path, client, scheme)
+        self._add_mounts(server, loop, limits, root_path, client, scheme, websocket_sink)
         return server
 
     def _add_mounts(
@@ -649,6 +649,7 @@ class FastAPI(APIRouter):
         root_path: str | None,
         client: tuple[str, int] | None,
         scheme: str,
+        websocket_sink: Callable[[str, str, Any], None] | None = None,
     ) -> None:
         """The mounted apps (app.mount): a data-bridge App gets a server of its own that
         never listens (the parent's server hands it the requests under its prefix, with the
@@ -662,8 +663,14 @@ class FastAPI(APIRouter):
         root = (root_path if root_path is not None else self.root_path or "").rstrip("/")
         for prefix, app, _name in self.mounts:
             if isinstance(app, FastAPI):
+                # The test client's WebSocket reports come from the mounted App's sessions too.
                 target = app.build_server(
-                    loop, limits, root_path=root + prefix, client=client, scheme=scheme
+                    loop,
+                    limits,
+                    root_path=root + prefix,
+                    client=client,
+                    scheme=scheme,
+                    websocket_sink=websocket_sink,
                 )
             else:
                 target = _core.AsgiApp(app, loop, log=_log, root_path=root + prefix, mounted=True)

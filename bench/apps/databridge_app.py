@@ -67,6 +67,20 @@ async def list_models():
     return ITEMS
 
 
+class Product(BaseModel):
+    """FastAPI's tutorial model ("Request Body"): issue 12's pydantic-model POST."""
+
+    name: str
+    description: str | None = None
+    price: float
+    tax: float | None = None
+
+
+@app.post("/products", response_model=Product, status_code=201)
+async def create_product(product: Product):
+    return product
+
+
 class Customer(BaseModel):
     name: str
     email: str

@@ -63,6 +63,18 @@ async def list_models() -> list[Item]:
     return ITEMS
 
 
+class Product(msgspec.Struct):
+    name: str
+    price: float
+    description: str | None = None
+    tax: float | None = None
+
+
+@post("/products", status_code=201)
+async def create_product(data: Product) -> Product:
+    return data
+
+
 class Customer(msgspec.Struct):
     name: str
     email: str

@@ -37,9 +37,9 @@ int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out);
 
 /* ---- the digits of numbers, 8 bytes at a time (decode_number.c, inlined by decode.c) */
 
-/* Powers of ten: exact doubles 1e0..1e22 and integers 1..1e19 (decode_number.c). */
+/* Powers of ten: exact doubles 1e0..1e22 (decode_number.c); the integers 1..1e19 and the
+ * 128-bit table are dtoa.h's. */
 extern const double json_exact_pow10[23];
-extern const uint64_t json_pow10_u64[20];
 
 /* 8 bytes in memory order, the first in the lowest byte whatever the host's order. */
 static inline uint64_t json_load8(const unsigned char *p)

@@ -398,3 +398,83 @@ def test_numbers_in_every_position_and_length() -> None:
                 loads(doc.encode())
         else:
             assert repr(loads(doc.encode())) == repr(expected)
+
+
+def _float_docs(text: str) -> list[str]:
+    """text alone (near the end: the general path), and inside containers with at least 32
+    bytes after it (the straight-line path of json_dec_number_fast)."""
+    pad = " " * 40
+    return [text, f"[{text},{pad}1]", f'{{"a":[{text}, {text}],"b":{text}{pad}}}', f"[{text}]"]
+
+
+def test_fast_path_floats_every_length() -> None:
+    """json_dec_number_fast: 1-7 integer digits, 1-15 fraction digits (the second 8-byte word
+    read without a branch), the 19-digit limit and just past it, significands on both sides
+    of 2^53 (Clinger's division below, the Eisel-Lemire product above), against float()."""
+    import random
+
+    r = random.Random(17)
+    texts = []
+    for ni in range(1, 8):
+        for nf in range(1, 20):
+            for _ in range(40):
+                ip = str(r.randint(10 ** (ni - 1) if ni > 1 else 0, 10**ni - 1))
+                fp = "".join(r.choice("0123456789") for _ in range(nf))
+                texts.append(f"{ip}.{fp}")
+    # Significands around 2^53 = 9007199254740992 split at every point the fast path takes.
+    for m in range(2**53 - 3, 2**53 + 4):
+        s = str(m)
+        for cut in range(1, 8):
+            texts.append(f"{s[:cut]}.{s[cut:]}")
+    texts += ["0.0", "0.000000000000000", "0.5", "0.1", "0.3", "1.0", "2.5", "9999999.999999999999"]
+    texts += ["0.000000000000001", "0.999999999999999", "1.7976931348623157", "4.9406564584124654"]
+    for text in texts:
+        for sign in ("", "-"):
+            t = sign + text
+            expected = float(t)
+            for doc in _float_docs(t):
+                got = loads(doc.encode())
+                while not isinstance(got, float):
+                    got = got[0] if isinstance(got, list) else got["a"][1]
+                assert repr(got) == repr(expected), doc
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-0.0",
+        "-0.000000000000",
+        "0e0",
+        "-0e-400",
+        "4.9406564584124654e-324",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "2.2250738585072011e-308",
+        "2.2250738585072012e-308",
+        "2.2250738585072014e-308",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "1e-342",
+        "1e-343",
+        "1e308",
+        "1e309",
+        "123456789012345678e-360",
+        "9007199254740993e-15",
+        "9007199254740993e+15",
+        "1.2345678901234567e-22",
+        "1.2345678901234567e22",
+        "1.2345678901234567e23",
+        "12345678.9",
+        "1234567.89012345678",
+        "1234567.890123456789",
+    ],
+)
+def test_float_boundaries(text: str) -> None:
+    """Exponents near the limits of the fast paths, subnormals, overflow and -0.0."""
+    for t in (text, "-" + text.lstrip("-")):
+        expected = float(t)
+        for doc in _float_docs(t):
+            got = loads(doc.encode())
+            while not isinstance(got, float):
+                got = got[0] if isinstance(got, list) else got["a"][1]
+            assert repr(got) == repr(expected), doc

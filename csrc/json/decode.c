@@ -27,6 +27,17 @@
 #define JSON_DICT_BUILD      1
 #endif
 
+/* Floats allocated directly (json_new_float in json_internal.h), on the same builds as the
+ * dicts: 3.11 without the reference-count debugging that _Py_NewReference does. */
+#if defined(JSON_DICT_BUILD)
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#if !defined(Py_REF_DEBUG) && !defined(Py_TRACE_REFS)
+#define JSON_FAST_OBJECTS 1
+#include <internal/pycore_pymem.h>
+#endif
+#endif
+
 #include "common/text.h"
 #include "json/json_internal.h"
 

@@ -478,3 +478,56 @@ def test_float_boundaries(text: str) -> None:
             while not isinstance(got, float):
                 got = got[0] if isinstance(got, list) else got["a"][1]
             assert repr(got) == repr(expected), doc
+
+
+def test_fast_path_ints_every_length() -> None:
+    """Integers of 1 to 19 digits inside containers (the straight-line path takes 1 to 15
+    digits, the ints outside the interpreter's small-int cache below 2^30 allocated
+    directly), and the boundaries of the small ints and of one 30-bit digit."""
+    import random
+
+    r = random.Random(23)
+    values = [0, 1, 5, 255, 256, 257, 1000, 2**30 - 2, 2**30 - 1, 2**30, 2**30 + 1]
+    values += [2**31, 2**53 + 1, 10**15 - 1, 10**15, 10**16, 2**63 - 1, 2**63, 10**19]
+    for nd in range(1, 20):
+        values += [r.randint(10 ** (nd - 1), 10**nd - 1) for _ in range(30)]
+    pad = " " * 40
+    for v in values:
+        for sign in ("", "-"):
+            t = f"{sign}{v}"
+            expected = int(t)
+            for doc in (f"[{t},{pad}1]", f'{{"a":{t}, "b":[{t}, {t}]{pad}}}', t, f"[{t}]"):
+                got = loads(doc.encode())
+                while not isinstance(got, int):
+                    got = got[0] if isinstance(got, list) else got["a"]
+                assert type(got) is int and got == expected and repr(got) == repr(expected), doc
+                assert hash(got) == hash(expected) and got - expected == 0
+    small = loads(b"[5, 256, -5" + b" " * 40 + b"]")
+    assert small[0] is (4 + 1) and small[1] is (255 + 1) and small[2] is (-4 - 1)
+    for doc in ("[00" + pad + "]", "[012345678" + pad + "]", "[0123456789012345" + pad + "]"):
+        with pytest.raises(JSONDecodeError, match="leading zeros"):
+            loads(doc.encode())
+
+
+def test_direct_objects_under_tracemalloc() -> None:
+    """Floats and ints built without PyFloat_FromDouble/PyLong_FromLongLong still carry
+    tracemalloc's trace while it runs, and are freed (no leak)."""
+    import gc
+    import tracemalloc
+
+    doc = ("[" + ", ".join(f"[{i}.25, {i * 1000 + 7}]" for i in range(2000)) + "]").encode()
+    tracemalloc.start()
+    try:
+        obj = loads(doc)
+        assert tracemalloc.get_object_traceback(obj[100][0]) is not None
+        assert tracemalloc.get_object_traceback(obj[100][1]) is not None
+        del obj
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            loads(doc)
+        gc.collect()
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+    assert loads(doc) == json.loads(doc)

@@ -531,3 +531,67 @@ def test_direct_objects_under_tracemalloc() -> None:
     finally:
         tracemalloc.stop()
     assert loads(doc) == json.loads(doc)
+
+
+_SPECIALS = [
+    "é",
+    "ÿ",
+    "Ā",
+    "中",
+    "\uffff",
+    "😀",
+    '\\"',
+    "\\\\",
+    "\\/",
+    "\\n",
+    "\\u00e9",
+    "\\u4e2d",
+    "\\ud83d\\ude00",
+]
+
+
+def test_strings_special_at_every_offset_around_blocks() -> None:
+    """The string scanner reads 16 bytes (SSE2) and then 8 at a time: one non-ASCII
+    character or escape at every offset from 0 to 40 (both sides of the 8-, 16- and
+    32-byte boundaries), measured from the opening quote, in values and in keys, with the
+    document ending right after the string and with room after it; and escapes split across
+    a block boundary (a backslash as the last byte of a block)."""
+    for special in _SPECIALS:
+        for before in range(0, 41):
+            for after in (0, 1, 7, 15, 17, 40):
+                text = "a" * before + special + "b" * after
+                for doc in (f'"{text}"', f'["{text}", 1]', f'{{"{text}": [1, "{text}"]}}'):
+                    got, expected = loads(doc.encode()), json.loads(doc)
+                    assert got == expected, doc
+                    if isinstance(got, str):
+                        # the narrowest kind, as CPython builds it
+                        assert got.encode("utf-8", "surrogatepass") == expected.encode(
+                            "utf-8", "surrogatepass"
+                        )
+                        assert sys.getsizeof(got) == sys.getsizeof(expected), doc
+
+
+def test_invalid_utf8_and_controls_at_every_offset() -> None:
+    """Invalid UTF-8 and raw control characters at every offset around the blocks keep
+    their messages and positions."""
+    bad = [
+        b"\x80",
+        b"\xc0\xaf",
+        b"\xe0\x80\x80",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xff",
+        b"\xc3",
+        b"\x01",
+        b"\x1f",
+    ]
+    for seq in bad:
+        for before in range(0, 41):
+            doc = b'["' + b"a" * before + seq + b'xyz", 1]'
+            with pytest.raises(JSONDecodeError) as ei:
+                loads(doc)
+            assert ei.value.pos == 2 + before, (doc, ei.value.pos)
+            if seq[0] < 0x20:
+                assert "control character" in str(ei.value)
+            else:
+                assert "invalid UTF-8" in str(ei.value)

@@ -568,7 +568,10 @@ def test_strings_special_at_every_offset_around_blocks() -> None:
                         assert got.encode("utf-8", "surrogatepass") == expected.encode(
                             "utf-8", "surrogatepass"
                         )
-                        assert sys.getsizeof(got) == sys.getsizeof(expected), doc
+                        # (one-character Latin-1 strs from the stdlib are the interpreter's
+                        # shared ones, whose size grows once their UTF-8 form is cached)
+                        if len(got) > 1:
+                            assert sys.getsizeof(got) == sys.getsizeof(expected), doc
 
 
 def test_invalid_utf8_and_controls_at_every_offset() -> None:

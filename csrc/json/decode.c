@@ -513,6 +513,12 @@ static inline __attribute__((always_inline)) PyObject *parse_item(decoder_t *d)
                 return num;
             return json_parse_number(&d->p, d->start, d->end);
         }
+        /* An empty array ("blockIds": [] is 8,695 of citm_catalog's 10,451 arrays; +3%),
+         * within the depth limit as parse_array's would be. */
+        if (c == '[' && d->end - d->p >= 2 && d->p[1] == ']' && d->depth < JSON_MAX_DEPTH) {
+            d->p += 2;
+            return PyList_New(0);
+        }
     }
     return parse_value(d);
 }

@@ -598,3 +598,26 @@ def test_invalid_utf8_and_controls_at_every_offset() -> None:
                 assert "control character" in str(ei.value)
             else:
                 assert "invalid UTF-8" in str(ei.value)
+
+
+def test_empty_arrays_as_items() -> None:
+    """parse_item's shortcut for "[]" against the stdlib, and the errors around it."""
+    for doc in (
+        "[]",
+        "[[]]",
+        "[[], []]",
+        '{"a": [], "b": [[]]}',
+        "[[ ]]",
+        "[[],[],[[]]]",
+        '{"a":[]}',
+    ):
+        got, expected = loads(doc.encode()), json.loads(doc)
+        assert got == expected and got is not expected, doc
+    lists = loads(b"[[], []]")
+    assert lists[0] is not lists[1]
+    lists[0].append(1)
+    assert lists == [[1], []]
+    for doc, pos in (("[[]", 0), ("[[]]]", 4), ('{"a": []', 0), ("[[],]", 4), ("[[]x]", 3)):
+        with pytest.raises(JSONDecodeError) as ei:
+            loads(doc.encode())
+        assert ei.value.pos == pos, (doc, ei.value.pos)

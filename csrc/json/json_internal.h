@@ -164,7 +164,9 @@ static inline int json_eisel_lemire(uint64_t w, int64_t q, double *out)
     /* An exact tie (rounding bit set, nothing below it) needs round-half-even, which the
      * truncated product cannot see reliably: leave it to the slow path. */
     uint64_t below = hi & ((UINT64_C(1) << (upper + 9)) - 1);
-    if (JSON_UNLIKELY((m & 1) && below == 0 && lo <= 1))
+    /* One branch, almost never taken: with && the compiler tested m & 1 first, a coin toss
+     * for the branch predictor. */
+    if (JSON_UNLIKELY((int)(m & 1) & (below == 0) & (lo <= 1)))
         return 0;
     m = (m + 1) >> 1;
     e2 += 1;

@@ -467,6 +467,15 @@ def test_fast_path_floats_every_length() -> None:
         "12345678.9",
         "1234567.89012345678",
         "1234567.890123456789",
+        # exact ties between two doubles (round half to even), up to 19 digits
+        "9007199254740993.0",
+        "9007199254740995.0",
+        "9007199254740993e0",
+        "18014398509481986.0",
+        "18014398509481990e0",
+        "900719925474099.3e1",
+        "4503599627370496.5",
+        "4503599627370497.5",
     ],
 )
 def test_float_boundaries(text: str) -> None:

@@ -15,34 +15,10 @@
 #include <string.h>
 
 #include "json/json_internal.h"
-#include "json/pow10_table.h"
-
-typedef unsigned __int128 u128;
 
 const double json_exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-const uint64_t json_pow10_u64[20] = {1u,
-                                     10u,
-                                     100u,
-                                     1000u,
-                                     10000u,
-                                     100000u,
-                                     1000000u,
-                                     10000000u,
-                                     100000000u,
-                                     1000000000u,
-                                     10000000000u,
-                                     100000000000u,
-                                     1000000000000u,
-                                     10000000000000u,
-                                     100000000000000u,
-                                     1000000000000000u,
-                                     10000000000000000u,
-                                     100000000000000000u,
-                                     1000000000000000000u,
-                                     10000000000000000000u};
 
 int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out)
 {
@@ -51,48 +27,7 @@ int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out)
         *out = q < 0 ? d / json_exact_pow10[-q] : d * json_exact_pow10[q];
         return 1;
     }
-    if (q < JSON_POW10_MIN || q > 308)
-        return 0;
-    /* Normalise w to 64 significant bits and multiply by the high word of 10^q. */
-    int lz = __builtin_clzll(w);
-    w <<= lz;
-    const uint64_t *t = json_pow10_table[q - JSON_POW10_MIN];
-    u128 prod = (u128)w * t[0];
-    uint64_t hi = (uint64_t)(prod >> 64), lo = (uint64_t)prod;
-    if ((hi & 0x1FF) == 0x1FF) {
-        /* The bits below the 54 we keep are all ones: the truncated low word of 10^q
-         * might carry into them. Add its contribution. */
-        u128 prod2 = (u128)w * t[1];
-        uint64_t hi2 = (uint64_t)(prod2 >> 64);
-        uint64_t nlo = lo + hi2;
-        if (nlo < lo)
-            hi++;
-        lo = nlo;
-        /* Still all ones: the product is too close to a rounding boundary to decide. */
-        if ((hi & 0x1FF) == 0x1FF && lo == UINT64_MAX)
-            return 0;
-    }
-    int upper = (int)(hi >> 63);
-    uint64_t m = hi >> (upper + 9); /* 54 bits: 53 plus a rounding bit */
-    /* value = m * 2^(9 + upper + floor(q*log2(10)) + 1 - lz); see gen_pow10.py. */
-    int64_t e2 = (int64_t)((q * 217706) >> 16) + 1 - lz + 9 + upper;
-    /* An exact tie (rounding bit set, nothing below it) needs round-half-even, which the
-     * truncated product cannot see reliably: leave it to the slow path. */
-    uint64_t below = hi & ((UINT64_C(1) << (upper + 9)) - 1);
-    if ((m & 1) && below == 0 && lo <= 1)
-        return 0;
-    m = (m + 1) >> 1;
-    e2 += 1;
-    if (m >= (UINT64_C(1) << 53)) {
-        m >>= 1;
-        e2 += 1;
-    }
-    int64_t biased = e2 + 52 + 1023;
-    if (biased <= 0 || biased >= 0x7FF)
-        return 0; /* subnormal or overflow */
-    uint64_t bits = ((uint64_t)biased << 52) | (m & ((UINT64_C(1) << 52) - 1));
-    memcpy(out, &bits, sizeof(bits));
-    return 1;
+    return json_eisel_lemire(w, q, out);
 }
 
 static PyObject *syntax_error(const unsigned char *start, const unsigned char *end,

@@ -37,9 +37,9 @@ int json_fast_decimal_to_double(uint64_t w, int64_t q, double *out);
 
 /* ---- the digits of numbers, 8 bytes at a time (decode_number.c, inlined by decode.c) */
 
-/* Powers of ten: exact doubles 1e0..1e22 and integers 1..1e19 (decode_number.c). */
+/* Powers of ten: exact doubles 1e0..1e22 (decode_number.c); the integers 1..1e19 and the
+ * 128-bit table are dtoa.h's. */
 extern const double json_exact_pow10[23];
-extern const uint64_t json_pow10_u64[20];
 
 /* 8 bytes in memory order, the first in the lowest byte whatever the host's order. */
 static inline uint64_t json_load8(const unsigned char *p)
@@ -83,50 +83,166 @@ static inline uint64_t json_first_digits(uint64_t x, int k)
     return json_eight_digits((x << sh) << sh);
 }
 
-/* The usual numbers of documents, straight-line: an integer of 1 to 7 digits, or one with
- * a fraction of 1 to 16 digits (19 significant digits in all) and no exponent, at least
- * 32 bytes before the end of the document (so every 8-byte load is in bounds). The
- * decimal goes through Clinger's exact path (significand at most 2^53 and an exact power
- * of ten: one correctly rounded division), else json_fast_decimal_to_double. Returns 1
- * with *out set (a new reference, or NULL with an exception set) and *pp advanced, or 0
- * with nothing done: json_parse_number decides everything else, every error included. */
-static inline int json_dec_number_fast(const unsigned char **pp, const unsigned char *end,
-                                       PyObject **out)
+/* A new float of value v. decode.c, which is built against CPython 3.11's internal headers
+ * (JSON_FAST_OBJECTS), allocates it as the interpreter's float_dealloc expects to free it
+ * (PyObject_Malloc, type, reference count, value) without PyFloat_FromDouble's lookups of
+ * the thread and interpreter state and of the float free list, and without its call to
+ * _Py_NewReference unless tracemalloc is tracing (which re-attributes the block); on
+ * geo_floats that was 7% of loads. Other builds and files use PyFloat_FromDouble. */
+#if defined(JSON_FAST_OBJECTS)
+static inline PyObject *json_new_float(double v)
+{
+    PyFloatObject *op = (PyFloatObject *)PyObject_Malloc(sizeof(PyFloatObject));
+    if (JSON_UNLIKELY(op == NULL))
+        return PyErr_NoMemory();
+    Py_SET_TYPE(op, &PyFloat_Type);
+    if (JSON_UNLIKELY(_Py_tracemalloc_config.tracing))
+        _Py_NewReference((PyObject *)op);
+    else
+        Py_SET_REFCNT(op, 1);
+    op->ob_fval = v;
+    return (PyObject *)op;
+}
+
+/* A new int of value v, |v| < 2^30 (one 30-bit digit), outside the interpreter's cached
+ * small ints (-5..256), which come from PyLong_FromLongLong; allocated as above. */
+static inline PyObject *json_new_int(long long v)
+{
+    if (JSON_UNLIKELY(v >= -5 && v <= 256) || v <= -(long long)PyLong_MASK ||
+        v >= (long long)PyLong_MASK)
+        return PyLong_FromLongLong(v);
+    PyLongObject *op = (PyLongObject *)PyObject_Malloc(sizeof(PyLongObject));
+    if (JSON_UNLIKELY(op == NULL))
+        return PyErr_NoMemory();
+    Py_SET_TYPE(op, &PyLong_Type);
+    if (JSON_UNLIKELY(_Py_tracemalloc_config.tracing))
+        _Py_NewReference((PyObject *)op);
+    else
+        Py_SET_REFCNT(op, 1);
+    Py_SET_SIZE(op, v < 0 ? -1 : 1);
+    op->ob_digit[0] = (digit)(v < 0 ? -v : v);
+    return (PyObject *)op;
+}
+#else
+#define json_new_float PyFloat_FromDouble
+#define json_new_int   PyLong_FromLongLong
+#endif
+
+/* The value of w * 10^q (w nonzero) by the Eisel-Lemire method (our implementation of the
+ * published idea): w normalised to 64 bits times the high word of the truncated 128-bit
+ * 10^q (dtoa.h), the low word added only when the bits below the 54 kept are all ones.
+ * Returns 1 with *out set when the truncation provably cannot change the rounding, 0 for
+ * the cases it leaves to a slower exact path: a product too close to a rounding boundary,
+ * an exact tie (round-half-even needs what the truncated product cannot see), subnormals,
+ * overflow, q outside [JSON_POW10_MIN, 308]. test_json_decode.py checks it against float()
+ * on the boundaries. */
+static inline int json_eisel_lemire(uint64_t w, int64_t q, double *out)
+{
+    if (JSON_UNLIKELY(q < JSON_POW10_MIN || q > 308))
+        return 0;
+    int lz = __builtin_clzll(w);
+    w <<= lz;
+    const uint64_t *t = json_pow10_table[q - JSON_POW10_MIN];
+    unsigned __int128 prod = (unsigned __int128)w * t[0];
+    uint64_t hi = (uint64_t)(prod >> 64), lo = (uint64_t)prod;
+    if (JSON_UNLIKELY((hi & 0x1FF) == 0x1FF)) {
+        /* The bits below the 54 we keep are all ones: the truncated low word of 10^q
+         * might carry into them. Add its contribution. */
+        uint64_t hi2 = (uint64_t)(((unsigned __int128)w * t[1]) >> 64);
+        uint64_t nlo = lo + hi2;
+        if (nlo < lo)
+            hi++;
+        lo = nlo;
+        /* Still all ones: the product is too close to a rounding boundary to decide. */
+        if ((hi & 0x1FF) == 0x1FF && lo == UINT64_MAX)
+            return 0;
+    }
+    int upper = (int)(hi >> 63);
+    uint64_t m = hi >> (upper + 9); /* 54 bits: 53 plus a rounding bit */
+    /* value = m * 2^(9 + upper + floor(q*log2(10)) + 1 - lz); see gen_pow10.py. */
+    int64_t e2 = (int64_t)((q * 217706) >> 16) + 1 - lz + 9 + upper;
+    /* An exact tie (rounding bit set, nothing below it) needs round-half-even, which the
+     * truncated product cannot see reliably: leave it to the slow path. */
+    uint64_t below = hi & ((UINT64_C(1) << (upper + 9)) - 1);
+    /* One branch, almost never taken: with && the compiler tested m & 1 first, a coin toss
+     * for the branch predictor. */
+    if (JSON_UNLIKELY((int)(m & 1) & (below == 0) & (lo <= 1)))
+        return 0;
+    m = (m + 1) >> 1;
+    e2 += 1;
+    if (m >= (UINT64_C(1) << 53)) {
+        m >>= 1;
+        e2 += 1;
+    }
+    int64_t biased = e2 + 52 + 1023;
+    if (JSON_UNLIKELY(biased <= 0 || biased >= 0x7FF))
+        return 0; /* subnormal or overflow */
+    uint64_t bits = ((uint64_t)biased << 52) | (m & ((UINT64_C(1) << 52) - 1));
+    memcpy(out, &bits, sizeof(bits));
+    return 1;
+}
+
+/* The usual numbers of documents, straight-line: an integer of 1 to 15 digits, or one with
+ * a fraction of 1 to 15 digits (19 significant digits in all) and no exponent, at least
+ * 40 bytes before the end of the document (so every 8-byte load is in bounds). Integers
+ * of 8 to 15 digits (citm_catalog's 9-digit ids) used to fail here and again in
+ * json_parse_number before its own reader took them. The fraction's two 8-byte words are
+ * both loaded and the second one's digits counted only when the first is all digits,
+ * without a branch: fraction lengths on either side of 8
+ * alternate at random in coordinate data (geo_floats: 6 and 14), and the branch on them
+ * was mispredicted half the time. The decimal goes through the Eisel-Lemire product
+ * first, for every length: it decides all but about 1 in 500 of them with integer
+ * arithmetic, where Clinger's correctly rounded division (kept as the fallback for
+ * significands up to 2^53, which covers the ties) had 13-20 cycles of latency on the
+ * decoder's critical path and another data-dependent branch. Returns 1 with *out set (a
+ * new reference, or NULL with an exception set) and *pp advanced, or 0 with nothing done:
+ * json_parse_number decides everything else, every error included. Always inlined: as a
+ * call (GCC's choice at -O2 once it grew) the result went through memory and the float's
+ * value was spilled around the allocation; in-process A/B: geo_floats +3%, twitter +2%,
+ * citm_catalog within noise. */
+static inline __attribute__((always_inline)) int
+json_dec_number_fast(const unsigned char **pp, const unsigned char *end, PyObject **out)
 {
     const unsigned char *p = *pp;
     int neg = *p == '-';
     p += neg;
-    if (JSON_UNLIKELY(end - p < 32))
+    if (JSON_UNLIKELY(end - p < 40))
         return 0;
     uint64_t x = json_load8(p);
     int ni = json_digit_run8(x);
-    /* No digit, 8 digits or more, or a leading zero (an error). */
-    if (ni == 0 || ni == 8 || ((x & 0xFF) == '0' && ni > 1))
+    /* No digit, or a leading zero (an error). */
+    if (ni == 0 || ((x & 0xFF) == '0' && ni > 1))
         return 0;
     uint64_t m = json_first_digits(x, ni);
+    if (JSON_UNLIKELY(ni == 8)) {
+        /* A second word only for long integer parts (a branch that follows the document:
+         * reading it always cost coordinates 6% in instructions). */
+        uint64_t xb = json_load8(p + 8);
+        int k = json_digit_run8(xb);
+        if (k == 8)
+            return 0; /* 16 digits or more */
+        m = m * json_pow10_u64[k] + json_first_digits(xb, k);
+        ni += k;
+    }
     p += ni;
     unsigned c = *p;
     if (c != '.') {
         if (c == 'e' || c == 'E')
             return 0;
         *pp = p;
-        *out = PyLong_FromLongLong(neg ? -(long long)m : (long long)m);
+        *out = json_new_int(neg ? -(long long)m : (long long)m);
         return 1;
     }
     p++;
-    x = json_load8(p);
-    int nf = json_digit_run8(x);
-    if (nf == 0)
+    /* p is at most 17 bytes past *pp, so both loads end within the 40 bytes checked. */
+    uint64_t x1 = json_load8(p), x2 = json_load8(p + 8);
+    int n1 = json_digit_run8(x1);
+    int n2 = json_digit_run8(x2) & -(int)(n1 == 8);
+    int nf = n1 + n2;
+    if (JSON_UNLIKELY(n1 == 0 || n2 == 8 || ni + nf > 19))
         return 0;
-    m = m * json_pow10_u64[nf] + json_first_digits(x, nf);
-    if (nf == 8) {
-        x = json_load8(p + 8);
-        int k = json_digit_run8(x);
-        if (k == 8 || ni + 8 + k > 19)
-            return 0;
-        m = m * json_pow10_u64[k] + json_first_digits(x, k);
-        nf += k;
-    }
+    m = m * json_pow10_u64[n1] + json_first_digits(x1, n1);
+    m = m * json_pow10_u64[n2] + json_first_digits(x2, n2);
     p += nf;
     c = *p;
     if (c == 'e' || c == 'E')
@@ -134,10 +250,10 @@ static inline int json_dec_number_fast(const unsigned char **pp, const unsigned 
     double v;
     if (m <= (UINT64_C(1) << 53))
         v = (double)m / json_exact_pow10[nf];
-    else if (!json_fast_decimal_to_double(m, -(int64_t)nf, &v))
+    else if (!json_eisel_lemire(m, -(int64_t)nf, &v))
         return 0;
     *pp = p;
-    *out = PyFloat_FromDouble(neg ? -v : v);
+    *out = json_new_float(neg ? -v : v);
     return 1;
 }
 
@@ -181,15 +297,9 @@ static inline int json_is_ws_not_space(unsigned char c)
  * and a newline followed by a run of spaces before each member, mostly 6 to 28 long: the
  * newline is stepped over, then the run is skipped 32 bytes at a time (two 16-byte
  * comparisons against ' ', one test), so most runs take one step. */
-static inline void json_dec_skip_ws(json_decoder_t *d)
+static __attribute__((noinline, unused)) void json_dec_skip_ws_run(json_decoder_t *d)
 {
     const unsigned char *p = d->p, *end = d->end;
-    if (JSON_LIKELY(p<end && * p> ' '))
-        return;
-    if (end - p >= 2 && p[0] == ' ' && p[1] > ' ') {
-        d->p = p + 1;
-        return;
-    }
     for (;;) {
         while (p < end && json_is_ws_not_space(*p))
             p++;
@@ -230,6 +340,21 @@ static inline void json_dec_skip_ws(json_decoder_t *d)
         break;
     }
     d->p = p;
+}
+
+/* The two common cases inline at every call site (GCC had made the whole function one call
+ * per use: 10-14% of loads on the indented corpora, mostly call overhead around its first
+ * test); runs of whitespace in json_dec_skip_ws_run. */
+static inline __attribute__((always_inline)) void json_dec_skip_ws(json_decoder_t *d)
+{
+    const unsigned char *p = d->p, *end = d->end;
+    if (JSON_LIKELY(p<end && * p> ' '))
+        return;
+    if (end - p >= 2 && p[0] == ' ' && p[1] > ' ') {
+        d->p = p + 1;
+        return;
+    }
+    json_dec_skip_ws_run(d);
 }
 
 /* decode_model.c: adds the ModelDecoder type to the extension module; 0 or -1. */

@@ -398,3 +398,235 @@ def test_numbers_in_every_position_and_length() -> None:
                 loads(doc.encode())
         else:
             assert repr(loads(doc.encode())) == repr(expected)
+
+
+def _float_docs(text: str) -> list[str]:
+    """text alone (near the end: the general path), and inside containers with at least 32
+    bytes after it (the straight-line path of json_dec_number_fast)."""
+    pad = " " * 40
+    return [text, f"[{text},{pad}1]", f'{{"a":[{text}, {text}],"b":{text}{pad}}}', f"[{text}]"]
+
+
+def test_fast_path_floats_every_length() -> None:
+    """json_dec_number_fast: 1-7 integer digits, 1-15 fraction digits (the second 8-byte word
+    read without a branch), the 19-digit limit and just past it, significands on both sides
+    of 2^53 (Clinger's division below, the Eisel-Lemire product above), against float()."""
+    import random
+
+    r = random.Random(17)
+    texts = []
+    for ni in range(1, 8):
+        for nf in range(1, 20):
+            for _ in range(40):
+                ip = str(r.randint(10 ** (ni - 1) if ni > 1 else 0, 10**ni - 1))
+                fp = "".join(r.choice("0123456789") for _ in range(nf))
+                texts.append(f"{ip}.{fp}")
+    # Significands around 2^53 = 9007199254740992 split at every point the fast path takes.
+    for m in range(2**53 - 3, 2**53 + 4):
+        s = str(m)
+        for cut in range(1, 8):
+            texts.append(f"{s[:cut]}.{s[cut:]}")
+    texts += ["0.0", "0.000000000000000", "0.5", "0.1", "0.3", "1.0", "2.5", "9999999.999999999999"]
+    texts += ["0.000000000000001", "0.999999999999999", "1.7976931348623157", "4.9406564584124654"]
+    for text in texts:
+        for sign in ("", "-"):
+            t = sign + text
+            expected = float(t)
+            for doc in _float_docs(t):
+                got = loads(doc.encode())
+                while not isinstance(got, float):
+                    got = got[0] if isinstance(got, list) else got["a"][1]
+                assert repr(got) == repr(expected), doc
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-0.0",
+        "-0.000000000000",
+        "0e0",
+        "-0e-400",
+        "4.9406564584124654e-324",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "2.2250738585072011e-308",
+        "2.2250738585072012e-308",
+        "2.2250738585072014e-308",
+        "1.7976931348623157e308",
+        "1.7976931348623158e308",
+        "1e-342",
+        "1e-343",
+        "1e308",
+        "1e309",
+        "123456789012345678e-360",
+        "9007199254740993e-15",
+        "9007199254740993e+15",
+        "1.2345678901234567e-22",
+        "1.2345678901234567e22",
+        "1.2345678901234567e23",
+        "12345678.9",
+        "1234567.89012345678",
+        "1234567.890123456789",
+        # exact ties between two doubles (round half to even), up to 19 digits
+        "9007199254740993.0",
+        "9007199254740995.0",
+        "9007199254740993e0",
+        "18014398509481986.0",
+        "18014398509481990e0",
+        "900719925474099.3e1",
+        "4503599627370496.5",
+        "4503599627370497.5",
+    ],
+)
+def test_float_boundaries(text: str) -> None:
+    """Exponents near the limits of the fast paths, subnormals, overflow and -0.0."""
+    for t in (text, "-" + text.lstrip("-")):
+        expected = float(t)
+        for doc in _float_docs(t):
+            got = loads(doc.encode())
+            while not isinstance(got, float):
+                got = got[0] if isinstance(got, list) else got["a"][1]
+            assert repr(got) == repr(expected), doc
+
+
+def test_fast_path_ints_every_length() -> None:
+    """Integers of 1 to 19 digits inside containers (the straight-line path takes 1 to 15
+    digits, the ints outside the interpreter's small-int cache below 2^30 allocated
+    directly), and the boundaries of the small ints and of one 30-bit digit."""
+    import random
+
+    r = random.Random(23)
+    values = [0, 1, 5, 255, 256, 257, 1000, 2**30 - 2, 2**30 - 1, 2**30, 2**30 + 1]
+    values += [2**31, 2**53 + 1, 10**15 - 1, 10**15, 10**16, 2**63 - 1, 2**63, 10**19]
+    for nd in range(1, 20):
+        values += [r.randint(10 ** (nd - 1), 10**nd - 1) for _ in range(30)]
+    pad = " " * 40
+    for v in values:
+        for sign in ("", "-"):
+            t = f"{sign}{v}"
+            expected = int(t)
+            for doc in (f"[{t},{pad}1]", f'{{"a":{t}, "b":[{t}, {t}]{pad}}}', t, f"[{t}]"):
+                got = loads(doc.encode())
+                while not isinstance(got, int):
+                    got = got[0] if isinstance(got, list) else got["a"]
+                assert type(got) is int and got == expected and repr(got) == repr(expected), doc
+                assert hash(got) == hash(expected) and got - expected == 0
+    small = loads(b"[5, 256, -5" + b" " * 40 + b"]")
+    assert small[0] is (4 + 1) and small[1] is (255 + 1) and small[2] is (-4 - 1)
+    for doc in ("[00" + pad + "]", "[012345678" + pad + "]", "[0123456789012345" + pad + "]"):
+        with pytest.raises(JSONDecodeError, match="leading zeros"):
+            loads(doc.encode())
+
+
+def test_direct_objects_under_tracemalloc() -> None:
+    """Floats and ints built without PyFloat_FromDouble/PyLong_FromLongLong still carry
+    tracemalloc's trace while it runs, and are freed (no leak)."""
+    import gc
+    import tracemalloc
+
+    doc = ("[" + ", ".join(f"[{i}.25, {i * 1000 + 7}]" for i in range(2000)) + "]").encode()
+    tracemalloc.start()
+    try:
+        obj = loads(doc)
+        assert tracemalloc.get_object_traceback(obj[100][0]) is not None
+        assert tracemalloc.get_object_traceback(obj[100][1]) is not None
+        del obj
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            loads(doc)
+        gc.collect()
+        assert tracemalloc.get_traced_memory()[0] - before < 64 * 1024
+    finally:
+        tracemalloc.stop()
+    assert loads(doc) == json.loads(doc)
+
+
+_SPECIALS = [
+    "é",
+    "ÿ",
+    "Ā",
+    "中",
+    "\uffff",
+    "😀",
+    '\\"',
+    "\\\\",
+    "\\/",
+    "\\n",
+    "\\u00e9",
+    "\\u4e2d",
+    "\\ud83d\\ude00",
+]
+
+
+def test_strings_special_at_every_offset_around_blocks() -> None:
+    """The string scanner reads 16 bytes (SSE2) and then 8 at a time: one non-ASCII
+    character or escape at every offset from 0 to 40 (both sides of the 8-, 16- and
+    32-byte boundaries), measured from the opening quote, in values and in keys, with the
+    document ending right after the string and with room after it; and escapes split across
+    a block boundary (a backslash as the last byte of a block)."""
+    for special in _SPECIALS:
+        for before in range(0, 41):
+            for after in (0, 1, 7, 15, 17, 40):
+                text = "a" * before + special + "b" * after
+                for doc in (f'"{text}"', f'["{text}", 1]', f'{{"{text}": [1, "{text}"]}}'):
+                    got, expected = loads(doc.encode()), json.loads(doc)
+                    assert got == expected, doc
+                    if isinstance(got, str):
+                        # the narrowest kind, as CPython builds it
+                        assert got.encode("utf-8", "surrogatepass") == expected.encode(
+                            "utf-8", "surrogatepass"
+                        )
+                        # (one-character Latin-1 strs from the stdlib are the interpreter's
+                        # shared ones, whose size grows once their UTF-8 form is cached)
+                        if len(got) > 1:
+                            assert sys.getsizeof(got) == sys.getsizeof(expected), doc
+
+
+def test_invalid_utf8_and_controls_at_every_offset() -> None:
+    """Invalid UTF-8 and raw control characters at every offset around the blocks keep
+    their messages and positions."""
+    bad = [
+        b"\x80",
+        b"\xc0\xaf",
+        b"\xe0\x80\x80",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xff",
+        b"\xc3",
+        b"\x01",
+        b"\x1f",
+    ]
+    for seq in bad:
+        for before in range(0, 41):
+            doc = b'["' + b"a" * before + seq + b'xyz", 1]'
+            with pytest.raises(JSONDecodeError) as ei:
+                loads(doc)
+            assert ei.value.pos == 2 + before, (doc, ei.value.pos)
+            if seq[0] < 0x20:
+                assert "control character" in str(ei.value)
+            else:
+                assert "invalid UTF-8" in str(ei.value)
+
+
+def test_empty_arrays_as_items() -> None:
+    """parse_item's shortcut for "[]" against the stdlib, and the errors around it."""
+    for doc in (
+        "[]",
+        "[[]]",
+        "[[], []]",
+        '{"a": [], "b": [[]]}',
+        "[[ ]]",
+        "[[],[],[[]]]",
+        '{"a":[]}',
+    ):
+        got, expected = loads(doc.encode()), json.loads(doc)
+        assert got == expected and got is not expected, doc
+    lists = loads(b"[[], []]")
+    assert lists[0] is not lists[1]
+    lists[0].append(1)
+    assert lists == [[1], []]
+    for doc, pos in (("[[]", 0), ("[[]]]", 4), ('{"a": []', 0), ("[[],]", 4), ("[[]x]", 3)):
+        with pytest.raises(JSONDecodeError) as ei:
+            loads(doc.encode())
+        assert ei.value.pos == pos, (doc, ei.value.pos)

@@ -43,6 +43,21 @@ def test_table_is_generated() -> None:
     assert out == TABLE.read_text()
 
 
+def test_pow10_table_is_generated() -> None:
+    """pow10_table.h (the one definition of the 128-bit powers of ten, shared by the
+    printer and the parser) is what gen_pow10.py prints, and its range is dtoa.h's."""
+    out = subprocess.run(
+        [sys.executable, str(JSON_DIR / "gen_pow10.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == (JSON_DIR / "pow10_table.h").read_text()
+    header = (JSON_DIR / "dtoa.h").read_text()
+    assert "#define JSON_POW10_MIN (-342)" in header
+    assert "#define JSON_POW10_MAX 324" in header
+
+
 def test_fast_path_error_bounds() -> None:
     table = load_table()
     rng = random.Random(1234)

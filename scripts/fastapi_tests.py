@@ -99,6 +99,21 @@ DIFFERENCES: list[tuple[str, str]] = [
         " auto-configuration from the environment; the server span ends when the response"
         " is made, before its body is written",
     ),
+    (
+        "GET routes answer HEAD",
+        "as Starlette's plain routes do (the headers of the GET response, no body), where"
+        " FastAPI's APIRoute answers HEAD with 405; a 405 for another method therefore lists"
+        " `Allow: GET, HEAD` where FastAPI lists `GET`. Proxies and load balancers probe with"
+        " HEAD, and answering it costs nothing on the native path",
+    ),
+    (
+        "`Vary` from GZip and CORS together",
+        "each middleware writes its own `Vary` line (`Vary: Origin` and `Vary: Accept-Encoding`),"
+        " where Starlette joins them into one line in the order the middleware ran. A client"
+        " or cache reads repeated `Vary` lines as one comma-separated list (RFC 9110 §5.3), so"
+        " the meaning is the same; the native path adds the CORS line before the response"
+        " exists, which keeps it out of the handler's way",
+    ),
 ]
 COMPAT_DOC = ROOT / "docs" / "compat.md"
 BUILD = ROOT / "build" / "fastapi-tests"

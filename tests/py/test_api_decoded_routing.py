@@ -44,6 +44,9 @@ CASES = [
     "/p/a%23b",
     "/p/a%20b",
     "/n/%31%32",  # an int parameter
+    "/a%20b",  # literals a target cannot carry as they are
+    "/a%20b%3Fc%23d",
+    "/a b",
     "/onlyp%6Fst",  # 405 on the decoded path
     "/sl%61sh",  # redirect_slashes on the decoded path
     "/sl%61sh?k=%20",
@@ -101,6 +104,14 @@ def build(fa: Any, files: Any, directory: str, middleware: bool = False) -> Any:
     @app.get("/items")
     def items() -> str:
         return "items"
+
+    @app.get("/a b")
+    def a_b() -> str:
+        return "space"
+
+    @app.get("/a b?c#d")
+    def a_b_c_d() -> str:
+        return "space, ? and #"
 
     @app.post("/onlypost")
     def onlypost() -> str:

@@ -295,7 +295,7 @@ static void test_syntax(void)
     TAP_EQ_INT(router_add(NULL, HTTP_GET, "/", 1, NULL), ROUTER_E_SYNTAX);
     TAP_EQ_INT(add(r, 32, "/", 1), ROUTER_E_METHOD);
     TAP_EQ_INT(add(r, -1, "/", 1), ROUTER_E_METHOD);
-    /* An embedded NUL is a control character, not the end of the template. */
+    /* An embedded NUL is refused, not taken as the end of the template. */
     TAP_EQ_INT(router_add(r, HTTP_GET, "/a\0b", 4, NULL), ROUTER_E_SYNTAX);
     /* Nothing was registered by the failures. */
     TAP_EQ_INT(match(r, HTTP_GET, "/"), 0);

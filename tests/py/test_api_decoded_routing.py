@@ -15,9 +15,10 @@ from fastapi import FastAPI as StarFastAPI
 from fastapi.staticfiles import StaticFiles as StarStaticFiles
 from fastapi.testclient import TestClient as StarClient
 
-from data_bridge.api import FastAPI, Request
+from data_bridge.api import FastAPI, Request, WebSocket
 from data_bridge.api.staticfiles import StaticFiles
 from data_bridge.api.testclient import TestClient
+from data_bridge.api.websockets import WebSocketDisconnect
 
 CASES = [
     "/p/a%2Fb",  # a decoded '/' splits the segment: no /p/{name} ...
@@ -228,3 +229,25 @@ def test_real_server(server: ServerProcess, target: str, status: int, body: Any)
 def test_real_server_redirect(server: ServerProcess) -> None:
     resp, _ = exchange(server, b"GET /sl%61sh?a=%20 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (resp.status, resp.header("location")) == (307, "http://x/slash/?a=%20")
+
+
+def test_websocket_routes_on_decoded_path() -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws/{name}")
+    async def ws(websocket: WebSocket, name: str) -> None:
+        await websocket.accept()
+        await websocket.send_text(name + "|" + websocket.url.path)
+        await websocket.close()
+
+    client = TestClient(app)
+    # FastAPI's TestClient says the same, but "%" for the last (it decodes twice).
+    for url, text in [
+        ("/w%73/x", "x|/ws/x"),
+        ("/ws/a%20b", "a b|/ws/a b"),
+        ("/ws/%2525", "%25|/ws/%25"),
+    ]:
+        with client.websocket_connect(url) as w:
+            assert w.receive_text() == text
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws/a%2Fb") as w:
+        w.receive_text()

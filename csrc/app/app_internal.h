@@ -367,6 +367,12 @@ enum { APP_GUARD_TRUSTED_HOST = 1, APP_GUARD_HTTPS_REDIRECT = 2, APP_GUARD_CORS 
 /* Runs the guards for a request: 1 when one answered it, 0 to route it. */
 int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req);
 void app_guards_free(ServerObject *srv);
+/* guard.c: what RedirectResponse writes of a URL: src[0..n) percent-encoded outside
+ * urllib.parse.quote's safe bytes and its safe set (a '%' is kept). Returns 0 or -1. */
+int app_put_quoted(db_buf_t *out, const char *s, size_t n);
+/* guard.c: a decoded path as a redirect's Location carries it (Starlette's URL from the
+ * scope escapes '?', '#' and '\\', then RedirectResponse quotes the rest). Returns 0 or -1. */
+int app_put_url_path(db_buf_t *out, const char *path, size_t n);
 /* Server.add_guard(kind, patterns=b"", www_redirect=False). */
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.MultipartParser (a body parsed whole or as it arrives). */

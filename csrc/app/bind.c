@@ -1067,7 +1067,8 @@ int bind_arguments(const route_plan_t *plan, const router_match_t *m, server_req
         switch (a->source) {
         case ARG_PATH: {
             const router_param_t *p = &m->params[a->path_index];
-            v = bind_slice(a, -1, p->value, p->value_len, 1, 0, errors, &failed);
+            /* Already decoded: the router matched the decoded path (invoke.c). */
+            v = bind_slice(a, -1, p->value, p->value_len, 0, 0, errors, &failed);
             break;
         }
         case ARG_QUERY:

@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include "app/app_internal.h"
-#include "common/text.h"
 #include "files/files.h"
 
 #define FILE_CACHE_SLOTS 512
@@ -211,12 +210,13 @@ int app_files_answer(PyObject *cache, server_conn_t *conn, server_request_t *req
     const http_request_t *h = req->head;
     if (m->nparams == 0 || http_find_header(h, "range", 5) != NULL)
         return 0;
-    /* The {path:path} parameter, percent-decoded as the binder decodes it. */
+    /* The {path:path} parameter, a slice of the decoded path (invoke.c) as the binder
+     * hands it to StaticFiles. */
     const router_param_t *prm = &m->params[m->nparams - 1];
     if (prm->value_len > FILE_KEY_MAX)
         return 0;
-    char key[FILE_KEY_MAX];
-    size_t key_len = db_pct_decode(key, prm->value, prm->value_len, 0);
+    const char *key = prm->value;
+    size_t key_len = prm->value_len;
     file_entry_t *e = &c->slots[slot_of(key, key_len)];
     if (e->mem == NULL || e->key_len != key_len || memcmp(e->key, key, key_len) != 0)
         return 0;

@@ -34,7 +34,7 @@ static int url_safe(unsigned char c)
            (c != '\0' && strchr("_.-~:/%#?=@[]!$&'()*+,;", c) != NULL);
 }
 
-static int put_quoted(db_buf_t *out, const char *s, size_t n)
+int app_put_quoted(db_buf_t *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (db_buf_reserve(out, 3 * n) < 0)
@@ -52,30 +52,37 @@ static int put_quoted(db_buf_t *out, const char *s, size_t n)
     return 0;
 }
 
-/* "location: <scheme>://<prefix><netloc><path>[?query]\r\n" into out. */
-static int location_line(db_buf_t *out, const char *scheme, const char *prefix, const char *netloc,
-                         size_t netloc_len, const http_request_t *head)
+int app_put_url_path(db_buf_t *out, const char *path, size_t n)
 {
-    if (db_buf_append(out, "location: ", 10) < 0 ||
-        db_buf_append(out, scheme, strlen(scheme)) < 0 || db_buf_append(out, "://", 3) < 0 ||
-        put_quoted(out, prefix, strlen(prefix)) < 0 || put_quoted(out, netloc, netloc_len) < 0)
-        return -1;
-    char *path = PyMem_Malloc(head->path_len ? head->path_len : 1);
-    if (path == NULL)
-        return -1;
-    size_t n = db_pct_decode(path, head->path, head->path_len, 0);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char c = path[i];
         rc = c == '?'    ? db_buf_append(out, "%3F", 3)
              : c == '#'  ? db_buf_append(out, "%23", 3)
              : c == '\\' ? db_buf_append(out, "%5C", 3)
-                         : put_quoted(out, &c, 1);
+                         : app_put_quoted(out, &c, 1);
     }
+    return rc;
+}
+
+/* "location: <scheme>://<prefix><netloc><path>[?query]\r\n" into out. */
+static int location_line(db_buf_t *out, const char *scheme, const char *prefix, const char *netloc,
+                         size_t netloc_len, const http_request_t *head)
+{
+    if (db_buf_append(out, "location: ", 10) < 0 ||
+        db_buf_append(out, scheme, strlen(scheme)) < 0 || db_buf_append(out, "://", 3) < 0 ||
+        app_put_quoted(out, prefix, strlen(prefix)) < 0 ||
+        app_put_quoted(out, netloc, netloc_len) < 0)
+        return -1;
+    char *path = PyMem_Malloc(head->path_len ? head->path_len : 1);
+    if (path == NULL)
+        return -1;
+    size_t n = db_pct_decode(path, head->path, head->path_len, 0);
+    int rc = app_put_url_path(out, path, n);
     PyMem_Free(path);
     size_t qlen = head->target_len - head->path_len; /* "?..." or nothing */
     if (rc == 0 && qlen > 1)
-        rc = put_quoted(out, head->target + head->path_len, qlen);
+        rc = app_put_quoted(out, head->target + head->path_len, qlen);
     if (rc == 0)
         rc = db_buf_append(out, "\r\n", 2);
     return rc;

@@ -22,6 +22,7 @@
  * endpoint, which is memory per idle connection.
  */
 #include "app/app_internal.h"
+#include "common/text.h"
 #include "asgi/asgi.h"
 #include "loop/loop.h"
 
@@ -688,10 +689,11 @@ PyObject *app_call_lenient(const route_plan_t *plan, PyObject **args, PyObject *
     return res;
 }
 
-/* The Location of a 307 to the request's URL with its path replaced by path[0..n), a '/'
- * added with add_slash, appended to line: absolute when the request has a Host header (as
- * Starlette builds it from the request's URL, https behind a TLS terminator: set_secure),
- * the query string kept. Returns 0, or -1 when out of memory. */
+/* The Location of a 307 to the request's URL with its path replaced by the decoded path[0..n),
+ * a '/' added with add_slash, appended to line: absolute when the request has a Host header
+ * (as Starlette builds it from the request's URL, https behind a TLS terminator:
+ * set_secure), the query string kept; the path and query quoted as RedirectResponse quotes
+ * them. Returns 0, or -1 when out of memory. */
 static int location_value(const ServerObject *srv, server_conn_t *conn, const http_request_t *head,
                           const char *path, size_t n, int add_slash, db_buf_t *line)
 {
@@ -709,9 +711,9 @@ static int location_value(const ServerObject *srv, server_conn_t *conn, const ht
     if (host != NULL)
         ok = db_buf_append(line, srv->secure ? "https://" : "http://", srv->secure ? 8 : 7) == 0 &&
              db_buf_append(line, host, host_len) == 0;
-    ok = ok && db_buf_append(line, path, n) == 0 &&
+    ok = ok && app_put_url_path(line, path, n) == 0 &&
          (!add_slash || db_buf_append(line, "/", 1) == 0) &&
-         db_buf_append(line, head->target + head->path_len, query) == 0;
+         (query <= 1 || app_put_quoted(line, head->target + head->path_len, query) == 0);
     return ok ? 0 : -1;
 }
 
@@ -731,19 +733,18 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
     db_buf_free(&line);
 }
 
-/* redirect_slashes: whether the path (under 4 KiB) with its trailing slash toggled matches a
- * route (for any method); if so, that path is in alt[0..*alt_len). */
-static int slash_alternative(ServerObject *srv, const http_request_t *head, size_t skip,
-                             char alt[4097], size_t *alt_len)
+/* redirect_slashes: whether the decoded path p[0..n) (under 4 KiB) with its trailing slash
+ * toggled matches a route (for any method); if so, that path is in alt[0..*alt_len). */
+static int slash_alternative(ServerObject *srv, const http_request_t *head, const char *p, size_t n,
+                             size_t skip, char alt[4097], size_t *alt_len)
 {
-    size_t n = head->path_len;
-    if (n == 0 || (n == 1 && head->path[0] == '/') || n >= 4096 || head->path[0] != '/')
+    if (n == 0 || (n == 1 && p[0] == '/') || n >= 4096 || p[0] != '/')
         return 0;
-    if (head->path[n - 1] == '/') {
+    if (p[n - 1] == '/') {
         *alt_len = n - 1;
-        memcpy(alt, head->path, *alt_len);
+        memcpy(alt, p, *alt_len);
     } else {
-        memcpy(alt, head->path, n);
+        memcpy(alt, p, n);
         alt[n] = '/';
         *alt_len = n + 1;
     }
@@ -757,11 +758,11 @@ static int slash_alternative(ServerObject *srv, const http_request_t *head, size
 /* redirect_slashes: answers 307 to the path with its trailing slash toggled when that
  * matches a route and returns 1; 0 when it does not. */
 static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                          size_t skip)
+                          const char *p, size_t n, size_t skip)
 {
     char alt[4097];
     size_t alt_len;
-    if (!slash_alternative(srv, head, skip, alt, &alt_len))
+    if (!slash_alternative(srv, head, p, n, skip, alt, &alt_len))
         return 0;
     redirect_307(srv, conn, head, alt, alt_len, 0);
     return 1;
@@ -771,12 +772,13 @@ static int redirect_slash(ServerObject *srv, server_conn_t *conn, const http_req
  * (ServerObject.unrouted): (307, location) when redirect_slashes redirects, (405, allow
  * value) or (404, None), as Starlette's Router decides them inside the middleware stack. */
 static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                                 int r, const router_match_t *m, size_t skip)
+                                 const char *p, size_t pn, int r, const router_match_t *m,
+                                 size_t skip)
 {
     char alt[4097];
     size_t alt_len;
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
-        slash_alternative(srv, head, skip, alt, &alt_len)) {
+        slash_alternative(srv, head, p, pn, skip, alt, &alt_len)) {
         db_buf_t loc;
         db_buf_init(&loc);
         PyObject *res = NULL;
@@ -800,14 +802,14 @@ static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const h
 /* The unrouted handler's outcome for a mount it answers (app_mount.through): (0, through),
  * or for the prefix alone redirect_slashes' (307, "<prefix>/" as a whole URL). */
 static PyObject *mount_outcome(ServerObject *srv, server_conn_t *conn, const http_request_t *head,
-                               const struct app_mount *mt, int bare)
+                               const char *p, size_t n, const struct app_mount *mt, int bare)
 {
     if (!bare)
         return Py_BuildValue("(iO)", 0, mt->through);
     db_buf_t loc;
     db_buf_init(&loc);
     PyObject *res = NULL;
-    PyObject *value = location_value(srv, conn, head, head->path, head->path_len, 1, &loc) < 0
+    PyObject *value = location_value(srv, conn, head, p, n, 1, &loc) < 0
                           ? PyErr_NoMemory()
                           : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
     if (value != NULL)
@@ -829,13 +831,13 @@ static int set_routing(PyObject *request, PyObject *outcome)
     return PyObject_SetAttr(request, name, outcome);
 }
 
-/* The path routes see: under the root_path, the rest ("" for the prefix itself), as
- * Starlette's get_route_path does; the Request keeps the whole path. */
-static void route_path(const ServerObject *srv, const http_request_t *head, const char **path,
+/* The path routes see: of the decoded path p[0..n), under the root_path, the rest ("" for
+ * the prefix itself), as Starlette's get_route_path does; the Request keeps the whole path. */
+static void route_path(const ServerObject *srv, const char *p, size_t n, const char **path,
                        size_t *path_len)
 {
-    *path = head->path;
-    *path_len = head->path_len;
+    *path = p;
+    *path_len = n;
     if (srv->root_path_len && *path_len >= srv->root_path_len &&
         memcmp(*path, srv->root_path, srv->root_path_len) == 0 &&
         (*path_len == srv->root_path_len || (*path)[srv->root_path_len] == '/')) {
@@ -861,12 +863,42 @@ static const struct app_mount *mount_for(const ServerObject *srv, const char *pa
     return NULL;
 }
 
-int app_stream_body(void *ctx, const http_request_t *head)
+/* Routing on the decoded path, as Starlette routes on scope["path"]: the request's path is
+ * percent-decoded once (unquote's rules: a '%' without two hex digits stays as it is) into
+ * a scratch buffer when it holds a '%', else used as it is; path parameters are slices of
+ * it and are not decoded again. The buffer lives until app_dispatch returns: whatever keeps
+ * a parameter longer copies it (a Request that keeps the match copies its values). The root
+ * path, the mount prefixes and redirect_slashes' alternative are all taken on it; the
+ * Request's path and scope["path"] are decoded from the raw path the same way, raw_path and
+ * the access log keep the target as sent. */
+typedef struct {
+    const char *p;
+    size_t n;
+    char *heap;
+    char small[512];
+} decoded_path_t;
+
+/* Returns 0, or -1 when out of memory. */
+static int decoded_path(const http_request_t *head, decoded_path_t *d)
 {
-    ServerObject *srv = ctx;
+    d->p = head->path;
+    d->n = head->path_len;
+    d->heap = NULL;
+    if (memchr(head->path, '%', head->path_len) == NULL)
+        return 0;
+    char *buf = d->small;
+    if (head->path_len > sizeof(d->small) && (buf = d->heap = PyMem_Malloc(head->path_len)) == NULL)
+        return -1;
+    d->n = db_pct_decode(buf, head->path, head->path_len, 0);
+    d->p = buf;
+    return 0;
+}
+
+static int stream_body_path(ServerObject *srv, const http_request_t *head, const char *p, size_t n)
+{
     const char *path;
     size_t path_len;
-    route_path(srv, head, &path, &path_len);
+    route_path(srv, p, n, &path, &path_len);
     int bare;
     const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
     /* Redirected; read through the unrouted handler's Request; an ASGI app reads its body
@@ -876,7 +908,9 @@ int app_stream_body(void *ctx, const http_request_t *head)
     if (mt != NULL && mt->through != NULL)
         return srv->unrouted->stream_body;
     if (mt != NULL)
-        return asgi_app_check(mt->target) ? 1 : app_stream_body(mt->target, head);
+        return asgi_app_check(mt->target)
+                   ? 1
+                   : stream_body_path((ServerObject *)mt->target, head, p, n);
     router_match_t m;
     if (router_match(srv->router, head->method, path, path_len, &m) != ROUTER_FOUND)
         /* The fallback ASGI app reads it with receive(); the unrouted handler as a route. */
@@ -884,13 +918,23 @@ int app_stream_body(void *ctx, const http_request_t *head)
     return ((route_plan_t *)m.data)->stream_body;
 }
 
-int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
+int app_stream_body(void *ctx, const http_request_t *head)
 {
-    ServerObject *srv = ctx;
+    decoded_path_t d;
+    if (decoded_path(head, &d) < 0)
+        return 0; /* whole, then answered 500 by app_dispatch, out of memory as well */
+    int r = stream_body_path((ServerObject *)ctx, head, d.p, d.n);
+    PyMem_Free(d.heap);
+    return r;
+}
+
+static int dispatch_path(ServerObject *srv, server_conn_t *conn, server_request_t *req,
+                         const char *p, size_t n)
+{
     router_match_t m;
     const char *path;
     size_t path_len;
-    route_path(srv, req->head, &path, &path_len);
+    route_path(srv, p, n, &path, &path_len);
     int r = ROUTER_NOT_FOUND, routed = 0;
     if (srv->fallback != NULL) {
         /* Not a native route: the fallback app decides, its own middleware, routes,
@@ -911,21 +955,22 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
     /* HTTP middleware lets WebSocket upgrades through to the mounted app. */
     int through = mt != NULL && mt->through != NULL && !asgi_ws_is_upgrade(req);
     if (mt != NULL && !through && bare) {
-        redirect_307(srv, conn, req->head, req->head->path, req->head->path_len, 1);
+        redirect_307(srv, conn, req->head, p, n, 1);
         return SERVER_DISPATCH_DONE;
     }
     if (mt != NULL && !through)
-        return asgi_app_check(mt->target) ? asgi_dispatch(mt->target, conn, req)
-                                          : app_dispatch(mt->target, conn, req);
+        return asgi_app_check(mt->target)
+                   ? asgi_dispatch(mt->target, conn, req)
+                   : dispatch_path((ServerObject *)mt->target, conn, req, p, n);
     if (!routed && mt == NULL)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
     PyObject *routing = NULL; /* the unrouted handler's outcome */
     if (mt != NULL || (r != ROUTER_FOUND && srv->unrouted != NULL)) {
         /* The app's middleware sees requests no route takes (ServerObject.unrouted), and
          * those of the mounts it runs around (app_mount.through). */
-        routing = mt != NULL ? mount_outcome(srv, conn, req->head, mt, bare)
-                             : routing_outcome(srv, conn, req->head, r, &m,
-                                               (size_t)(path - req->head->path));
+        routing = mt != NULL
+                      ? mount_outcome(srv, conn, req->head, p, n, mt, bare)
+                      : routing_outcome(srv, conn, req->head, p, n, r, &m, (size_t)(path - p));
         if (routing == NULL) {
             respond_exception(conn, NULL, NULL, NULL);
             return SERVER_DISPATCH_DONE;
@@ -935,7 +980,7 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
         m.data = srv->unrouted;
         m.nparams = 0;
     } else if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
-               redirect_slash(srv, conn, req->head, (size_t)(path - req->head->path))) {
+               redirect_slash(srv, conn, req->head, p, n, (size_t)(path - p))) {
         return SERVER_DISPATCH_DONE;
     } else if (r != ROUTER_FOUND) {
         return respond_routing(conn, r, &m);
@@ -1042,6 +1087,18 @@ done:
         /* Nothing may leak into libuv; anything left here was already answered. */
         PyErr_WriteUnraisable(plan->handler);
     }
+    return rc;
+}
+
+int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req)
+{
+    decoded_path_t d;
+    if (decoded_path(req->head, &d) < 0) {
+        server_conn_respond_detail(conn, 500, "Internal Server Error", NULL, 0);
+        return SERVER_DISPATCH_DONE;
+    }
+    int rc = dispatch_path((ServerObject *)ctx, conn, req, d.p, d.n);
+    PyMem_Free(d.heap);
     return rc;
 }
 

@@ -752,7 +752,9 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
         for (size_t i = 0; i < m->nparams; i++) {
             const router_param_t *p = &m->params[i];
             PyObject *k = PyUnicode_FromStringAndSize(p->name, (Py_ssize_t)p->name_len);
-            PyObject *v = k ? decode_path(p->value, p->value_len) : NULL;
+            /* Slices of the decoded path the router matched (invoke.c): not decoded again. */
+            PyObject *v =
+                k ? PyUnicode_DecodeUTF8(p->value, (Py_ssize_t)p->value_len, "replace") : NULL;
             int r = v ? PyDict_SetItem(self->path_params, k, v) : -1;
             Py_XDECREF(k);
             Py_XDECREF(v);
@@ -762,12 +764,23 @@ PyObject *request_new(server_request_t *req, const router_match_t *m)
     }
     if (plan && plan->keep_match) {
         if (m->nparams) {
-            self->params = PyMem_Malloc(m->nparams * sizeof(router_param_t));
+            /* The values too, behind the array: they may be slices of the dispatch's
+             * decoded path (invoke.c), gone when app_dispatch returns. */
+            size_t bytes = m->nparams * sizeof(router_param_t);
+            for (size_t i = 0; i < m->nparams; i++)
+                bytes += m->params[i].value_len;
+            self->params = PyMem_Malloc(bytes);
             if (self->params == NULL) {
                 PyErr_NoMemory();
                 goto error;
             }
             memcpy(self->params, m->params, m->nparams * sizeof(router_param_t));
+            char *values = (char *)(self->params + m->nparams);
+            for (size_t i = 0; i < m->nparams; i++) {
+                memcpy(values, m->params[i].value, m->params[i].value_len);
+                self->params[i].value = values;
+                values += m->params[i].value_len;
+            }
             self->nparams = m->nparams;
         }
         self->kept_match = 1;

@@ -197,13 +197,13 @@ static int is_ident_char(unsigned char c)
     return is_ident_start(c) || (c >= '0' && c <= '9');
 }
 
-/* Bytes that can never appear in the path of a request target (controls, space, and the
- * query and fragment delimiters) or that belong to the template syntax. A literal holding
- * one would be unreachable, so it is reported at startup instead. Bytes >= 0x80 are allowed
- * because some clients send raw UTF-8. */
+/* Bytes a literal may hold: all but the template syntax's braces and NUL (a template with
+ * one is a mistake, not a route). The app matches the percent-decoded path (app/invoke.c),
+ * so a space, another control, '?' or '#' is reachable (written %20, %09, %3F, %23 by the
+ * client), as in Starlette; so are bytes >= 0x80. */
 static int is_literal_char(unsigned char c)
 {
-    return c > 0x20 && c != 0x7f && c != '?' && c != '#' && c != '{' && c != '}';
+    return c != '\0' && c != '{' && c != '}';
 }
 
 /* Classifies the segment tmpl[s, e). "{name}" and "{name:path}" must fill the whole
@@ -505,7 +505,7 @@ const char *router_error_message(int err)
         return "invalid path template: it must start with '/', parameters must be whole "
                "segments written {name} or {name:path} with a unique identifier as name, "
                "{name:path} must be the last segment, and literals must not contain "
-               "spaces, control characters, '?', '#', '{' or '}'";
+               "'{', '}' or NUL";
     case ROUTER_E_CONFLICT:
         return "a route with the same method and the same path shape is already registered";
     case ROUTER_E_TOO_MANY:

@@ -4,8 +4,9 @@
  *
  * Path templates: literal segments, "{name}" for one whole segment, and "{name:path}" as
  * the last segment for the rest of the path (may contain '/'). Literal segments win over
- * parameters at the same depth. Matching is on the raw (still percent-encoded) path; the
- * captured slices point into the caller's path buffer.
+ * parameters at the same depth. Matching is on the bytes given, which the app makes the
+ * percent-decoded path (app/invoke.c, as Starlette routes on scope["path"]); the captured
+ * slices point into the caller's path buffer.
  *
  * Details (see router.c for the reasons): the trailing slash is significant ("/a/" is not
  * "/a"); "{name}" never matches an empty segment, so "//" matches only a literal "//";

@@ -66,6 +66,8 @@ class StaticFiles:
     def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
         """(full path, stat) of ``path`` under the directory, or ("", None) when it is
         missing or would leave the directory."""
+        if "\x00" in path:
+            return "", None  # no file has a NUL in its name (a decoded %00: 404, as Starlette)
         root = os.path.realpath(self.directory)
         joined = os.path.join(root, path)
         full = os.path.abspath(joined) if self.follow_symlink else os.path.realpath(joined)

@@ -70,7 +70,9 @@ static void check_reconstruct(const route_info_t *ri, const router_match_t *m, c
                 fail();
             const router_param_t *p = &m->params[k++];
             int is_path = memchr(t + pi, ':', (size_t)(close - (t + pi))) != NULL;
-            if (p->value_len == 0 || p->value < path || p->value + p->value_len > path + len)
+            /* {name} is never empty; {name:path} may be (Starlette's ".*"). */
+            if ((p->value_len == 0 && !is_path) || p->value < path ||
+                p->value + p->value_len > path + len)
                 fail();
             if (!is_path && memchr(p->value, '/', p->value_len) != NULL)
                 fail();

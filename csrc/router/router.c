@@ -8,10 +8,9 @@
  * segments. Its children are: literal children (sorted by segment text, found by binary
  * search), at most one "{name}" child (any non-empty segment; empty segments therefore
  * match only literally) and at most one "{name:path}" child, which is always a leaf and
- * captures the non-empty rest of the path including '/'. Requiring a non-empty rest is a
- * deliberate choice: Starlette's ".*" would let "/files/{p:path}" match "/files/" with
- * p == "", but here "/files/" stays free for its own route, and a handler never sees an
- * empty path.
+ * captures the rest of the path including '/', empty too: Starlette's path convertor is
+ * ".*", so "/files/{p:path}" matches "/files/" with p == "" (and redirect_slashes sends
+ * "/files" there). A route "/files/" of its own still wins: literals are tried first.
  *
  * Matching tries, at each depth, the literal child, then the parameter child, then the
  * path child, and backtracks when a subtree has no route for the path, so "/users/me" and
@@ -463,8 +462,9 @@ int router_match(const router_t *r, int method, const char *path, size_t path_le
                 }
                 stage = 2;
             }
-            /* stage 2: the rest of the path, which must be non-empty. */
-            if (n->rest && s < path_len) {
+            /* stage 2: the rest of the path, possibly empty (s == path_len: the path ends
+             * with the '/' before it). */
+            if (n->rest && s <= path_len) {
                 router_param_t *p = &out->params[n->rest->depth_params - 1];
                 p->value = path + s;
                 p->value_len = path_len - s;

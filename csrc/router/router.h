@@ -10,10 +10,10 @@
  *
  * Details (see router.c for the reasons): the trailing slash is significant ("/a/" is not
  * "/a"); "{name}" never matches an empty segment, so "//" matches only a literal "//";
- * "{name:path}" matches only a non-empty rest; literal, then parameter, then path child are
- * tried at each depth, with backtracking. A 405 sets `allowed` to every method that would
- * match the path, with HEAD added when GET is there. Param names are identifiers, unique per
- * template; templates of the same shape and method conflict whatever the names.
+ * "{name:path}" matches any rest, empty too (after a '/'); literal, then parameter, then path child
+ * are tried at each depth, with backtracking. A 405 sets `allowed` to every method that would match
+ * the path, with HEAD added when GET is there. Param names are identifiers, unique per template;
+ * templates of the same shape and method conflict whatever the names.
  */
 #ifndef DB_ROUTER_ROUTER_H
 #define DB_ROUTER_ROUTER_H

@@ -166,17 +166,19 @@ static void test_path_params(void)
     TAP_EQ_INT(match(r, HTTP_GET, "/static//x"), 1);
     TAP_OK(param_is(0, "file", "/x"));
     TAP_EQ_INT(match(r, HTTP_GET, "/static/index.html"), 2);
-    /* The rest must be non-empty: "/static/" is its own route. */
+    /* A route of its own wins over an empty rest: literals are tried first. */
     TAP_EQ_INT(match(r, HTTP_GET, "/static/"), 3);
     TAP_EQ_INT(match(r, HTTP_GET, "/files/img"), 5);
     TAP_EQ_INT(match(r, HTTP_GET, "/files/img/a/b.png"), 4);
     TAP_OK(param_is(0, "kind", "img") && param_is(1, "rest", "a/b.png"));
-    TAP_EQ_INT(match(r, HTTP_GET, "/files/img/"), 6);
-    TAP_OK(param_is(0, "all", "files/img/"));
+    /* An empty rest matches too, as Starlette's ".*" does. */
+    TAP_EQ_INT(match(r, HTTP_GET, "/files/img/"), 4);
+    TAP_OK(param_is(0, "kind", "img") && param_is(1, "rest", ""));
     /* The catch-all at the root takes whatever nothing else takes. */
     TAP_EQ_INT(match(r, HTTP_GET, "/static"), 6);
     TAP_OK(param_is(0, "all", "static"));
-    TAP_EQ_INT(match(r, HTTP_GET, "/"), 0);
+    TAP_EQ_INT(match(r, HTTP_GET, "/"), 6);
+    TAP_OK(param_is(0, "all", ""));
     TAP_EQ_INT(match(r, HTTP_GET, "//"), 6);
     TAP_OK(param_is(0, "all", "/"));
     router_free(r);
@@ -188,7 +190,9 @@ static void test_path_params(void)
     TAP_EQ_INT(match(r, HTTP_GET, "/a/foo"), 1);
     TAP_EQ_INT(match(r, HTTP_GET, "/a/foo/bar"), 2);
     TAP_OK(param_is(0, "p", "foo/bar"));
-    TAP_EQ_INT(match(r, HTTP_GET, "/a/"), 0);
+    /* {x} never takes an empty segment; the path parameter takes an empty rest. */
+    TAP_EQ_INT(match(r, HTTP_GET, "/a/"), 2);
+    TAP_OK(param_is(0, "p", ""));
     TAP_EQ_INT(match(r, HTTP_GET, "/a"), 0);
     router_free(r);
 }

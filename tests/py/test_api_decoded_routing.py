@@ -71,6 +71,10 @@ CASES = [
     "/s%75b/x",  # a mounted app's prefix
     "/s%75b/%2e%2e",
     "/s%75b",
+    "/f/",  # an empty {rest:path}, as Starlette's ".*"
+    "/f",  # redirect_slashes to it
+    "/static",  # a StaticFiles mount's bare prefix: redirected to "/static/"
+    "/static/",
 ]
 
 

@@ -733,6 +733,25 @@ static void redirect_307(ServerObject *srv, server_conn_t *conn, const http_requ
     db_buf_free(&line);
 }
 
+/* The unrouted handler's outcome for a 307 to that Location: (307, location). */
+static PyObject *redirect_outcome(ServerObject *srv, server_conn_t *conn,
+                                  const http_request_t *head, const char *path, size_t n,
+                                  int add_slash)
+{
+    db_buf_t loc;
+    db_buf_init(&loc);
+    PyObject *res = NULL;
+    /* UTF-8 as the response writes header values back; bytes that are not (obs-text in the
+     * Host field) become U+FFFD rather than failing the request. */
+    PyObject *value = location_value(srv, conn, head, path, n, add_slash, &loc) < 0
+                          ? PyErr_NoMemory()
+                          : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
+    if (value != NULL)
+        res = Py_BuildValue("(iN)", 307, value);
+    db_buf_free(&loc);
+    return res;
+}
+
 /* redirect_slashes: whether the decoded path p[0..n) (under 4 KiB) with its trailing slash
  * toggled matches a route (for any method); if so, that path is in alt[0..*alt_len). */
 static int slash_alternative(ServerObject *srv, const http_request_t *head, const char *p, size_t n,
@@ -778,20 +797,8 @@ static PyObject *routing_outcome(ServerObject *srv, server_conn_t *conn, const h
     char alt[4097];
     size_t alt_len;
     if (r == ROUTER_NOT_FOUND && srv->redirect_slashes &&
-        slash_alternative(srv, head, p, pn, skip, alt, &alt_len)) {
-        db_buf_t loc;
-        db_buf_init(&loc);
-        PyObject *res = NULL;
-        /* UTF-8 as the response writes header values back; bytes that are not (obs-text
-         * in the Host field) become U+FFFD rather than failing the request. */
-        PyObject *value = location_value(srv, conn, head, alt, alt_len, 0, &loc) < 0
-                              ? PyErr_NoMemory()
-                              : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
-        if (value != NULL)
-            res = Py_BuildValue("(iN)", 307, value);
-        db_buf_free(&loc);
-        return res;
-    }
+        slash_alternative(srv, head, p, pn, skip, alt, &alt_len))
+        return redirect_outcome(srv, conn, head, alt, alt_len, 0);
     if (r == ROUTER_NOT_FOUND)
         return Py_BuildValue("(iO)", 404, Py_None);
     char allow[160];
@@ -806,16 +813,7 @@ static PyObject *mount_outcome(ServerObject *srv, server_conn_t *conn, const htt
 {
     if (!bare)
         return Py_BuildValue("(iO)", 0, mt->through);
-    db_buf_t loc;
-    db_buf_init(&loc);
-    PyObject *res = NULL;
-    PyObject *value = location_value(srv, conn, head, p, n, 1, &loc) < 0
-                          ? PyErr_NoMemory()
-                          : PyUnicode_DecodeUTF8(loc.data, (Py_ssize_t)loc.len, "replace");
-    if (value != NULL)
-        res = Py_BuildValue("(iN)", 307, value);
-    db_buf_free(&loc);
-    return res;
+    return redirect_outcome(srv, conn, head, p, n, 1);
 }
 
 /* Hands the routing outcome to the unrouted handler's Request (its `_db_routing`). */

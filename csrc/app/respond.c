@@ -119,13 +119,14 @@ static void log_current_exception(const route_plan_t *plan)
     Py_DECREF(exc);
 }
 
+/* value as the JSON body: flags are json.h's JSON_OPT_* (non-str keys written as strings,
+ * as FastAPI's json.dumps writes them; a route's result takes its plan's json_flags). */
 static void respond_json(server_conn_t *conn, const route_plan_t *plan, int status, PyObject *value,
-                         const char *extra, size_t extra_len)
+                         unsigned flags, const char *extra, size_t extra_len)
 {
     db_buf_t *scratch = server_conn_scratch(conn);
     scratch->len = 0;
-    /* Non-str keys (ints, ...) become strings, as FastAPI's json.dumps writes them. */
-    static const json_enc_opts_t opts = {JSON_OPT_NON_STR_KEYS, NULL};
+    json_enc_opts_t opts = {flags, NULL};
     if (json_encode(value, scratch, &opts) < 0) {
         log_current_exception(plan);
         respond_internal_error(conn);
@@ -133,22 +134,6 @@ static void respond_json(server_conn_t *conn, const route_plan_t *plan, int stat
     }
     server_conn_respond(conn, status, CT_JSON, sizeof(CT_JSON) - 1, extra, extra_len, scratch->data,
                         scratch->len);
-}
-
-/* A handler's own result: written with the route's flags (JSON_OPT_AS_MODEL for plain
- * dataclass response models). */
-static void respond_result_json(server_conn_t *conn, const route_plan_t *plan, PyObject *value)
-{
-    db_buf_t *scratch = server_conn_scratch(conn);
-    scratch->len = 0;
-    json_enc_opts_t opts = {plan->json_flags, NULL};
-    if (json_encode(value, scratch, &opts) < 0) {
-        log_current_exception(plan);
-        respond_internal_error(conn);
-        return;
-    }
-    server_conn_respond(conn, plan->status_code, CT_JSON, sizeof(CT_JSON) - 1, NULL, 0,
-                        scratch->data, scratch->len);
 }
 
 /* A Response's `background` (BackgroundTask(s)) runs once the response is written: the
@@ -232,7 +217,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
 {
     PyTypeObject *t = Py_TYPE(result);
     if (t == &PyDict_Type || t == &PyList_Type) {
-        respond_result_json(conn, plan, result);
+        respond_json(conn, plan, plan->status_code, result, plan->json_flags, NULL, 0);
     } else if (PyUnicode_Check(result) && plan->text_ctype != NULL) {
         /* A route whose response class is a text one (PlainTextResponse, HTMLResponse):
          * the str is the body, as that class would render it. */
@@ -247,7 +232,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
                             (size_t)PyBytes_GET_SIZE(plan->text_ctype), NULL, 0, s, (size_t)n);
     } else if (PyUnicode_Check(result)) {
         /* A JSON route (FastAPI's default JSONResponse): a str is a JSON string. */
-        respond_result_json(conn, plan, result);
+        respond_json(conn, plan, plan->status_code, result, plan->json_flags, NULL, 0);
     } else if (PyBytes_Check(result)) {
         server_conn_respond(conn, plan->status_code, CT_BYTES, sizeof(CT_BYTES) - 1, NULL, 0,
                             PyBytes_AS_STRING(result), (size_t)PyBytes_GET_SIZE(result));
@@ -266,7 +251,7 @@ void respond_result(server_conn_t *conn, const route_plan_t *plan, PyObject *res
         Py_DECREF(native);
     } else {
         PyErr_Clear();
-        respond_result_json(conn, plan, result);
+        respond_json(conn, plan, plan->status_code, result, plan->json_flags, NULL, 0);
     }
 }
 
@@ -356,7 +341,7 @@ void respond_exception(server_conn_t *conn, const route_plan_t *plan, PyObject *
         goto error;
     if (close)
         server_conn_set_close(conn);
-    respond_json(conn, plan, (int)code, body, lines.data, lines.len);
+    respond_json(conn, plan, (int)code, body, JSON_OPT_NON_STR_KEYS, lines.data, lines.len);
     goto done;
 error:
     log_current_exception(plan);
@@ -378,6 +363,6 @@ void respond_validation_errors(server_conn_t *conn, PyObject *errors)
         respond_internal_error(conn);
         return;
     }
-    respond_json(conn, NULL, 422, body, NULL, 0);
+    respond_json(conn, NULL, 422, body, JSON_OPT_NON_STR_KEYS, NULL, 0);
     Py_DECREF(body);
 }

@@ -358,14 +358,24 @@ int ws_handshake_status(const server_request_t *req);
 PyObject *ws_session_accept(server_conn_t *conn, PyObject *loop, const char *lines, size_t n);
 /* invoke.c */
 int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
-/* invoke.c: the CORS step (see ServerObject.cors_hook): 1 when it answered, else 0. */
-int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req);
+/* invoke.c: the CORS step (see ServerObject.cors_hook): 1 when it answered, else 0. With
+ * through >= 0 a preflight's answer is not sent but left in *outcome for the unrouted
+ * handler (app_guard_outcome's shape; NULL with 500 answered when that fails). */
+int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req, int through,
+                   PyObject **outcome);
 
 /* guard.c: TrustedHostMiddleware, HTTPSRedirectMiddleware and the CORS step in the app's
  * middleware order. */
 enum { APP_GUARD_TRUSTED_HOST = 1, APP_GUARD_HTTPS_REDIRECT = 2, APP_GUARD_CORS = 3 };
-/* Runs the guards for a request: 1 when one answered it, 0 to route it. */
-int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req);
+/* Runs the guards for a request: 1 when one answered it, 0 to route it. An answer that
+ * must pass through HTTP middleware is not sent: *outcome is then the unrouted handler's
+ * routing outcome for it (NULL when the answer was sent). */
+int app_guards_run(ServerObject *srv, server_conn_t *conn, server_request_t *req,
+                   PyObject **outcome);
+/* The routing outcome of a guard's answer handed to the unrouted handler:
+ * (1, (through, status, content type or None, body, header lines)). */
+PyObject *app_guard_outcome(int through, int status, const char *ctype, size_t ctype_len,
+                            const char *body, size_t body_len, const char *lines, size_t lines_len);
 void app_guards_free(ServerObject *srv);
 /* guard.c: what RedirectResponse writes of a URL: src[0..n) percent-encoded outside
  * urllib.parse.quote's safe bytes and its safe set (a '%' is kept). Returns 0 or -1. */
@@ -373,7 +383,7 @@ int app_put_quoted(db_buf_t *out, const char *s, size_t n);
 /* guard.c: a decoded path as a redirect's Location carries it (Starlette's URL from the
  * scope escapes '?', '#' and '\\', then RedirectResponse quotes the rest). Returns 0 or -1. */
 int app_put_url_path(db_buf_t *out, const char *path, size_t n);
-/* Server.add_guard(kind, patterns=b"", www_redirect=False). */
+/* Server.add_guard(kind, patterns=b"", www_redirect=False, through=-1). */
 PyObject *app_add_guard(ServerObject *self, PyObject *args);
 /* form_py.c: _core.MultipartParser (a body parsed whole or as it arrives). */
 extern PyTypeObject MultipartParser_Type;

@@ -593,7 +593,8 @@ static PyObject *header_str(const http_request_t *head, const char *name, size_t
  * Python hook, Starlette 1.x's): only requests with an Origin header call it; the others
  * get a static "Vary: Origin". Returns 1 when the hook answered (a preflight), 0 to go on
  * with dispatch; failures are logged and answered 500. */
-int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req)
+int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req, int through,
+                   PyObject **outcome)
 {
     static const char vary_origin[] = "Vary: Origin\r\n";
     const http_request_t *head = req->head;
@@ -639,9 +640,16 @@ int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req
         if (!PyArg_ParseTuple(res, "is#y#y#;CORS answer", &status, &ctype, &ctype_len, &body,
                               &body_len, &lines, &lines_len))
             goto error;
-        server_conn_respond(conn, status, ctype, (size_t)ctype_len, lines, (size_t)lines_len, body,
-                            (size_t)body_len);
         rc = 1;
+        if (through >= 0) {
+            *outcome = app_guard_outcome(through, status, ctype, (size_t)ctype_len, body,
+                                         (size_t)body_len, lines, (size_t)lines_len);
+            if (*outcome == NULL)
+                goto error;
+        } else {
+            server_conn_respond(conn, status, ctype, (size_t)ctype_len, lines, (size_t)lines_len,
+                                body, (size_t)body_len);
+        }
     } else if (res != Py_None) {
         PyErr_SetString(PyExc_TypeError, "the CORS hook must return None, bytes or a tuple");
         goto error;
@@ -945,11 +953,16 @@ static int dispatch_path(ServerObject *srv, server_conn_t *conn, server_request_
         }
         routed = 1;
     }
-    if (srv->nguards ? app_guards_run(srv, conn, req)
-                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req))
-        return SERVER_DISPATCH_DONE;
-    int bare;
-    const struct app_mount *mt = mount_for(srv, path, path_len, &bare);
+    PyObject *routing = NULL; /* the unrouted handler's outcome */
+    if (srv->nguards ? app_guards_run(srv, conn, req, &routing)
+                     : srv->cors_hook != NULL && app_apply_cors(srv, conn, req, -1, NULL)) {
+        if (routing == NULL)
+            return SERVER_DISPATCH_DONE;
+        /* Else a guard inside HTTP middleware answered: its answer goes to the unrouted
+         * handler, which runs them around it (guard.c). */
+    }
+    int bare = 0;
+    const struct app_mount *mt = routing ? NULL : mount_for(srv, path, path_len, &bare);
     /* HTTP middleware lets WebSocket upgrades through to the mounted app. */
     int through = mt != NULL && mt->through != NULL && !asgi_ws_is_upgrade(req);
     if (mt != NULL && !through && bare) {
@@ -960,10 +973,12 @@ static int dispatch_path(ServerObject *srv, server_conn_t *conn, server_request_
         return asgi_app_check(mt->target)
                    ? asgi_dispatch(mt->target, conn, req)
                    : dispatch_path((ServerObject *)mt->target, conn, req, p, n);
-    if (!routed && mt == NULL)
+    if (!routed && mt == NULL && routing == NULL)
         r = router_match(srv->router, req->head->method, path, path_len, &m);
-    PyObject *routing = NULL; /* the unrouted handler's outcome */
-    if (mt != NULL || (r != ROUTER_FOUND && srv->unrouted != NULL)) {
+    if (routing != NULL) {
+        memset(&m, 0, sizeof(m)); /* a guard's answer: no route runs */
+        m.data = srv->unrouted;
+    } else if (mt != NULL || (r != ROUTER_FOUND && srv->unrouted != NULL)) {
         /* The app's middleware sees requests no route takes (ServerObject.unrouted), and
          * those of the mounts it runs around (app_mount.through). */
         routing = mt != NULL

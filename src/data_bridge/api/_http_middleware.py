@@ -18,6 +18,11 @@ router's outcome (``_db_routing``); it raises the HTTPException Starlette's rout
 app without HTTP middleware and without such handlers has none: the server answers those
 requests itself.
 
+So do the answers of native guards (TrustedHost, HTTPSRedirect, a CORS preflight) added
+before an HTTP middleware, which Starlette stacks inside it: the server hands such an
+answer to the unrouted handler as the outcome ``(1, (depth, status, content type, body,
+header lines))``, and it passes through the ``depth`` middleware outside that guard only.
+
 Mounts (``app.mount``) are inside the middleware stack as well: an app with HTTP
 middleware registers each mounted app with the server as answered by the unrouted handler
 (``add_mount(prefix, target, (asgi_app, root_path))``; WebSocket upgrades still go to
@@ -97,11 +102,16 @@ async def _answer(
 
 
 async def _run_chain(
-    app: Any, request: Any, endpoint: Callable[[Any], Awaitable[Response]]
+    app: Any,
+    request: Any,
+    endpoint: Callable[[Any], Awaitable[Response]],
+    depth: int | None = None,
 ) -> Response:
     """``dispatch(request, call_next)`` of each HTTP middleware, outermost first, around
-    ``endpoint(request)``."""
+    ``endpoint(request)``; of the ``depth`` outermost only, when given."""
     middleware = app._http_middleware
+    if depth is not None:
+        middleware = middleware[:depth]
 
     async def call_at(index: int, req: Any) -> Response:
         if index == len(middleware):
@@ -181,6 +191,8 @@ def unrouted(app: Any) -> Callable[..., Any]:
         status, value = request._db_routing  # set by the server (csrc/app/invoke.c)
         if status == 0:  # a mount: (asgi_app, root_path)
             return call_mount(request, *value)
+        if status == 1:  # a guard's answer (csrc/app/guard.c)
+            return _guard_response(*value[1:])
         if status == 307:  # redirect_slashes: the location is already the whole URL
             return Response(b"", status_code=307, headers={"location": value})
         raise HTTPException(status, headers={"Allow": value} if status == 405 else None)
@@ -189,9 +201,23 @@ def unrouted(app: Any) -> Callable[..., Any]:
         async def endpoint(req: Any) -> Response:
             return await _answer(app, req, lambda: decide(request), JSONResponse, 200)
 
-        return await _run_chain(app, request, endpoint)
+        status, value = request._db_routing
+        # A guard's answer passes through the middleware outside that guard only.
+        return await _run_chain(app, request, endpoint, value[0] if status == 1 else None)
 
     return handler
+
+
+def _guard_response(status: int, content_type: str | None, body: bytes, lines: bytes) -> Response:
+    """The Response of a native guard's answer (TrustedHost's 400 or redirect,
+    HTTPSRedirect's redirect, a CORS preflight's answer), as its Starlette counterpart
+    returns it to the middleware outside it."""
+    response = Response(body, status_code=status, media_type=content_type)
+    for line in lines.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            response.raw_headers.append((name.strip().lower(), value.strip()))
+    return response
 
 
 async def call_mount(request: Any, asgi_app: Any, root_path: str) -> Response:

@@ -282,6 +282,9 @@ class FastAPI(APIRouter):
         # Pure ASGI middleware (app.add_middleware of any other class): (class, args,
         # options), outermost first; they wrap the App's ASGI face (_asgi_bridge.py).
         self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        # The native middleware and HTTP dispatch callables together, outermost first: a
+        # guard added before an HTTP middleware sits inside it (_guard_through).
+        self._layers: list[Any] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -327,20 +330,38 @@ class FastAPI(APIRouter):
             self._native_middleware = [
                 mw for mw in self._native_middleware if not isinstance(mw, CORSMiddleware)
             ]
+            self._layers = [mw for mw in self._layers if not isinstance(mw, CORSMiddleware)]
             self._cors = middleware_class(None, *args, **options)
             self._native_middleware.insert(0, self._cors)
+            self._layers.insert(0, self._cors)
             return
         if _is_base_http_middleware(middleware_class):
             instance = middleware_class(None, *args, **options)
             self._http_middleware.insert(0, instance.dispatch_func)
+            self._layers.insert(0, instance.dispatch_func)
             return
         if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
-            self._native_middleware.insert(0, middleware_class(None, *args, **options))
+            instance = middleware_class(None, *args, **options)
+            self._native_middleware.insert(0, instance)
+            self._layers.insert(0, instance)
             return
         if not callable(middleware_class):
             raise TypeError(f"middleware must be a class or callable, got {middleware_class!r}")
         self._asgi_middleware.insert(0, (middleware_class, args, options))
         self.__dict__.pop("_asgi_stack", None)
+
+    def _guard_through(self, guard: Any) -> int:
+        """How many HTTP middleware are outside a native guard, -1 for none. A guard inside
+        one (added before it) hands its answers to the unrouted handler, which runs those
+        middleware around them, as Starlette's stack passes the guard's response out through
+        them (csrc/app/guard.c)."""
+        outside = 0
+        for layer in self._layers:
+            if layer is guard:
+                break
+            if any(layer is f for f in self._http_middleware):
+                outside += 1
+        return outside if outside else -1
 
     def _asgi_chain(self, inner: Any) -> Any:
         """The pure ASGI middleware around ``inner`` (the App's ASGI face)."""
@@ -600,9 +621,12 @@ class FastAPI(APIRouter):
         guards = (TrustedHostMiddleware, HTTPSRedirectMiddleware)
         has_guard = any(isinstance(mw, guards) for mw in self._native_middleware)
         for mw in self._native_middleware:
+            through = self._guard_through(mw)
             if isinstance(mw, CORSMiddleware):
-                if has_guard:
-                    server.add_guard(GUARD_CORS)
+                if has_guard or through >= 0:
+                    server.add_guard(GUARD_CORS, b"", False, through)
+            elif isinstance(mw, guards):
+                mw.apply(server, through)
             else:
                 mw.apply(server)
         for path, endpoint in self._doc_routes():

@@ -21,6 +21,7 @@ class HTTPSRedirectMiddleware:
     def __init__(self, app: Any = None) -> None:
         self.app = app
 
-    def apply(self, server: Any) -> None:
-        """Adds this policy to a native server (``_core.Server``), after the outer ones."""
-        server.add_guard(GUARD_HTTPS_REDIRECT)
+    def apply(self, server: Any, through: int = -1) -> None:
+        """Adds this policy to a native server (``_core.Server``), after the outer ones;
+        ``through``: how many HTTP middleware its answers pass through (-1: none)."""
+        server.add_guard(GUARD_HTTPS_REDIRECT, b"", False, through)

@@ -41,7 +41,8 @@ class TrustedHostMiddleware:
         self.allow_any = "*" in allowed_hosts
         self.www_redirect = www_redirect
 
-    def apply(self, server: Any) -> None:
-        """Adds this policy to a native server (``_core.Server``), after the outer ones."""
+    def apply(self, server: Any, through: int = -1) -> None:
+        """Adds this policy to a native server (``_core.Server``), after the outer ones;
+        ``through``: how many HTTP middleware its answers pass through (-1: none)."""
         patterns = b"".join(p.encode("utf-8") + b"\0" for p in self.allowed_hosts)
-        server.add_guard(GUARD_TRUSTED_HOST, patterns, self.www_redirect)
+        server.add_guard(GUARD_TRUSTED_HOST, patterns, self.www_redirect, through)

@@ -50,20 +50,7 @@ PASSING_FILE = COMPAT_DIR / "passing.txt"
 FLAKY_FILE = COMPAT_DIR / "flaky.txt"
 
 # Why the tests that fail on data-bridge fail: the features they need and their issues.
-KNOWN_GAPS: list[tuple[str, str]] = [
-    (
-        "WebSockets: a WebSocket route and an HTTP GET route on one path (the first"
-        " registered wins), keep-alive pings, context takeover in permessage-deflate",
-        "not built yet (issue 15); native WebSocket routes (with permessage-deflate),"
-        " `WebSocket`, the test client's `websocket_connect` and the ASGI websocket scope"
-        " work",
-    ),
-    (
-        "Pure ASGI middleware around the App",
-        "issue 14: the native path has no place for Python code between the server and the"
-        " route yet (HTTP middleware runs around routes, after native binding)",
-    ),
-]  # known flaky tests, kept out of passing.txt
+KNOWN_GAPS: list[tuple[str, str]] = []
 # Where data-bridge differs from FastAPI on purpose, and why (written by hand).
 DIFFERENCES: list[tuple[str, str]] = [
     (
@@ -127,7 +114,7 @@ DIFFERENCES: list[tuple[str, str]] = [
         "CORS headers under HTTP middleware",
         "the `Access-Control-*` and `Vary: Origin` lines of a request that is no preflight are"
         " added to the final response, also when CORSMiddleware was added before an"
-        " `@app.middleware(\"http\")`. Starlette adds them inside that middleware, so there it"
+        ' `@app.middleware("http")`. Starlette adds them inside that middleware, so there it'
         " sees them, and a response it makes in place of the inner one has none. A preflight's"
         " answer, and TrustedHost's and HTTPSRedirect's, pass through the middleware outside"
         " them as in Starlette",
@@ -795,6 +782,8 @@ def write_report(
     add("")
     for gap, reason in KNOWN_GAPS:
         add(f"- {gap}: {reason}")
+    if not KNOWN_GAPS:
+        add("- None: each remaining failure is a difference kept on purpose (below).")
     add("")
     add("## Differences kept on purpose")
     add("")

@@ -364,6 +364,11 @@ int app_dispatch(void *ctx, server_conn_t *conn, server_request_t *req);
 int app_apply_cors(ServerObject *srv, server_conn_t *conn, server_request_t *req, int through,
                    PyObject **outcome);
 
+/* The router's method code of WebSocket routes (no HTTP method has it): a WebSocket
+ * upgrade matches only them and an HTTP request never does, as Starlette matches a
+ * websocket scope to WebSocketRoutes alone, so one path may have both. */
+#define APP_METHOD_WEBSOCKET 16
+
 /* guard.c: TrustedHostMiddleware, HTTPSRedirectMiddleware and the CORS step in the app's
  * middleware order. */
 enum { APP_GUARD_TRUSTED_HOST = 1, APP_GUARD_HTTPS_REDIRECT = 2, APP_GUARD_CORS = 3 };

@@ -760,6 +760,26 @@ static PyObject *redirect_outcome(ServerObject *srv, server_conn_t *conn,
     return res;
 }
 
+/* The method a request is routed with: a WebSocket upgrade (a GET with "Upgrade:
+ * websocket", what uvicorn hands to its WebSocket protocol) matches the WebSocket routes
+ * only (APP_METHOD_WEBSOCKET). */
+static int route_method(const server_request_t *req, int *ws)
+{
+    *ws = req->head->method == HTTP_GET && asgi_ws_is_upgrade(req);
+    return *ws ? APP_METHOD_WEBSOCKET : (int)req->head->method;
+}
+
+/* router_match for the request's method; an HTTP request to a path that has WebSocket
+ * routes alone is not found (Starlette: no HTTP route matches it, so no 405). */
+static int match_route(ServerObject *srv, int method, const char *path, size_t path_len,
+                       router_match_t *m)
+{
+    int r = router_match(srv->router, method, path, path_len, m);
+    if (r == ROUTER_METHOD_NOT_ALLOWED && (m->allowed & ~(1u << APP_METHOD_WEBSOCKET)) == 0)
+        r = ROUTER_NOT_FOUND;
+    return r;
+}
+
 /* redirect_slashes: whether the decoded path p[0..n) (under 4 KiB) with its trailing slash
  * toggled matches a route (for any method); if so, that path is in alt[0..*alt_len). */
 static int slash_alternative(ServerObject *srv, const http_request_t *head, const char *p, size_t n,
@@ -778,8 +798,8 @@ static int slash_alternative(ServerObject *srv, const http_request_t *head, cons
     router_match_t m;
     /* skip: the root_path prefix, not part of what routes see (alt_len >= skip: the path
      * started with it and only its last '/' may be dropped, which is past the prefix). */
-    return *alt_len >= skip && router_match(srv->router, head->method, alt + skip, *alt_len - skip,
-                                            &m) != ROUTER_NOT_FOUND;
+    return *alt_len >= skip &&
+           match_route(srv, (int)head->method, alt + skip, *alt_len - skip, &m) != ROUTER_NOT_FOUND;
 }
 
 /* redirect_slashes: answers 307 to the path with its trailing slash toggled when that
@@ -941,12 +961,14 @@ static int dispatch_path(ServerObject *srv, server_conn_t *conn, server_request_
     const char *path;
     size_t path_len;
     route_path(srv, p, n, &path, &path_len);
+    int ws;
+    int method = route_method(req, &ws);
     int r = ROUTER_NOT_FOUND, routed = 0;
     if (srv->fallback != NULL) {
         /* Not a native route: the fallback app decides, its own middleware, routes,
          * redirect_slashes, 404 and 405 included, as it would alone; the native middleware
          * (guards, CORS) stands in for its middleware on the native routes only. */
-        r = router_match(srv->router, req->head->method, path, path_len, &m);
+        r = match_route(srv, method, path, path_len, &m);
         if (r != ROUTER_FOUND) {
             server_conn_no_gzip(conn); /* its own GZipMiddleware, if it has one, runs */
             return asgi_dispatch(srv->fallback, conn, req);
@@ -974,7 +996,13 @@ static int dispatch_path(ServerObject *srv, server_conn_t *conn, server_request_
                    ? asgi_dispatch(mt->target, conn, req)
                    : dispatch_path((ServerObject *)mt->target, conn, req, p, n);
     if (!routed && mt == NULL && routing == NULL)
-        r = router_match(srv->router, req->head->method, path, path_len, &m);
+        r = match_route(srv, method, path, path_len, &m);
+    if (ws && routing == NULL && mt == NULL && r != ROUTER_FOUND) {
+        /* No WebSocket route: Starlette closes the session before accepting it, which
+         * uvicorn answers 403 (HTTP middleware lets websocket scopes through). */
+        server_conn_respond(conn, 403, NULL, 0, NULL, 0, NULL, 0);
+        return SERVER_DISPATCH_DONE;
+    }
     if (routing != NULL) {
         memset(&m, 0, sizeof(m)); /* a guard's answer: no route runs */
         m.data = srv->unrouted;

@@ -294,7 +294,7 @@ static PyObject *server_add_route(ServerObject *self, PyObject *args, PyObject *
         return NULL;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         long m = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (m < 0 || m >= HTTP_OTHER) {
+        if ((m < 0 || m >= HTTP_OTHER) && m != APP_METHOD_WEBSOCKET) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_ValueError, "bad method code %ld", m);
             Py_DECREF(seq);

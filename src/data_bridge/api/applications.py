@@ -52,6 +52,7 @@ from data_bridge.api.requests import Request
 from data_bridge.api.responses import JSONResponse, Response, StreamingResponse
 from data_bridge.api.routing import (
     METHOD_CODES,
+    WEBSOCKET_METHOD_CODE,
     APIRouter,
     _resolve_default,
     custom_route_endpoint,
@@ -540,11 +541,15 @@ class FastAPI(APIRouter):
             # A method and path registered again is shadowed by the first registration,
             # as Starlette matches routes in order.
             shape = re.sub(r"\{[^}]*\}", "{}", route.path)
-            methods = [m for m in route.methods if (m, shape) not in seen]
+            is_ws = getattr(route, "websocket", False)
+            # A WebSocket route has a method of its own in the router: an upgrade matches
+            # WebSocket routes only, any other request HTTP routes only (as Starlette's
+            # websocket and http scopes), so a GET route and a WebSocket route share a path.
+            wanted = ("WEBSOCKET",) if is_ws else route.methods
+            methods = [m for m in wanted if (m, shape) not in seen]
             if not methods:
                 continue
             seen.update((m, shape) for m in methods)
-            is_ws = getattr(route, "websocket", False)
             call_handler = _call_in_thread if route.threaded else None
             if telemetry is not None and not is_ws:
                 call_handler = telemetry.call_handler(route.endpoint, call_handler)
@@ -584,7 +589,7 @@ class FastAPI(APIRouter):
             if as_model:
                 responder.raw_as_model = True
             server.add_route(
-                [METHOD_CODES[m] for m in methods],
+                [WEBSOCKET_METHOD_CODE] if is_ws else [METHOD_CODES[m] for m in methods],
                 route.path,
                 call,
                 # A custom handler takes the Request alone: the path parameters are bound

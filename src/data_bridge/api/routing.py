@@ -54,6 +54,7 @@ from data_bridge.json import loads as json_loads
 
 __all__ = [
     "METHOD_CODES",
+    "WEBSOCKET_METHOD_CODE",
     "APIRoute",
     "APIRouter",
     "APIWebSocketRoute",
@@ -75,6 +76,8 @@ METHOD_CODES = {
     "TRACE": 7,
     "CONNECT": 8,
 }
+# The router's code of WebSocket routes (APP_METHOD_WEBSOCKET, csrc/app/app_internal.h).
+WEBSOCKET_METHOD_CODE = 16
 
 
 def generate_unique_id(route: APIRoute) -> str:

@@ -513,6 +513,41 @@ async def _resolve(
     return value
 
 
+def _response_only_call(
+    handler: Callable[..., Any],
+    responder: Callable[[Any, Any], Any] | None,
+    leaves: tuple[str, ...],
+    special: list[tuple[str, Any]],
+) -> Callable[..., Any]:
+    """The route's callable when the one thing to inject is the ``response: Response``
+    (FastAPI's tutorial's set_cookie and header routes): what the general callable does for
+    such a route (no dependencies, no BackgroundTasks, no generators to unwind), without
+    its bookkeeping."""
+    names = tuple(name for name, _ in special)
+
+    async def call(**request_values: Any) -> Any:
+        sub_response = _sub_response()
+        kwargs = {name: request_values[name] for name in leaves}
+        for name in names:
+            kwargs[name] = sub_response
+        result = handler(**kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        if _foreign.FOREIGN_RESPONSE is not None:
+            result = _foreign.convert_result(result)
+        if responder is not None:
+            result = responder(result, sub_response)
+        if isinstance(result, Response) and isinstance(result.background, _AfterResponse):
+            # A Response object returned again (a module-level one): its own background,
+            # not the teardown of an earlier request (as the general callable decides).
+            inner = result.background.background
+            if inner is not None:
+                result.background = inner
+        return result
+
+    return call
+
+
 def with_dependencies(
     handler: Callable[..., Any],
     dependencies: Iterable[Depends],
@@ -636,6 +671,17 @@ def with_dependencies(
             if after is not None:
                 start_background(after)
         return result
+
+    if (
+        flat.uses_response
+        and not form_fields
+        and not side
+        and not root.children
+        and not flat.uses_background
+        and call_handler is None
+        and all(kind is Response for _, kind in root.special)
+    ):
+        call = _response_only_call(handler, responder, tuple(root.leaves), root.special)
 
     call.__name__ = getattr(handler, "__name__", "handler")
     call.__qualname__ = getattr(handler, "__qualname__", call.__name__)

@@ -418,11 +418,21 @@ static PyObject *parse_string_slow(decoder_t *d, const unsigned char *quote,
     }
 }
 
-/* Parses the string whose opening quote is at d->p. Plain ASCII (the common case) is found
- * 8 bytes at a time and copied once into a 1-byte str. */
-static PyObject *parse_string(decoder_t *d, int is_key)
+/* A string and the position after it, returned in two registers. */
+typedef struct {
+    PyObject *str;
+    const unsigned char *p;
+} string_ret_t;
+
+/* Parses the string whose opening quote is at quote (d->p). Plain ASCII (the common case)
+ * is found 16 bytes at a time and copied once into a 1-byte str. Returns the new reference
+ * (NULL with an exception set) and the position after the closing quote (d->p unchanged
+ * on error), which parse_string stores: the position coming back in a register spares
+ * the caller a reload of d->p that the call had just stored, on the critical path. */
+static JSON_NOINLINE string_ret_t scan_string(decoder_t *d, const unsigned char *quote, int is_key)
 {
-    const unsigned char *quote = d->p, *s = quote + 1, *p = s, *end = d->end;
+    const unsigned char *s = quote + 1, *p = s, *end = d->end;
+    string_ret_t r = {NULL, quote};
 #if defined(__SSE2__)
     /* 16 bytes at a time: stop at the first '"', '\\', control byte or non-ASCII byte. */
     while (end - p >= 16) {
@@ -445,20 +455,31 @@ static PyObject *parse_string(decoder_t *d, int is_key)
 scalar:
 #endif
     for (;;) {
-        if (p >= end)
-            return error_at(d, quote, "unterminated string");
+        if (p >= end) {
+            error_at(d, quote, "unterminated string");
+            return r;
+        }
         unsigned c = *p;
         if (c == '"')
             break;
-        if (c == '\\' || c < 0x20 || c >= 0x80)
-            return parse_string_slow(d, quote, p);
+        if (c == '\\' || c < 0x20 || c >= 0x80) {
+            r.str = parse_string_slow(d, quote, p);
+            r.p = d->p;
+            return r;
+        }
         p++;
     }
     size_t n = (size_t)(p - s);
-    d->p = p + 1;
-    if (is_key && n <= KEY_CACHE_MAX_LEN)
-        return cached_key(s, n, end);
-    return ascii_str(s, n);
+    r.str = is_key && n <= KEY_CACHE_MAX_LEN ? cached_key(s, n, end) : ascii_str(s, n);
+    r.p = p + 1;
+    return r;
+}
+
+static inline __attribute__((always_inline)) PyObject *parse_string(decoder_t *d, int is_key)
+{
+    string_ret_t r = scan_string(d, d->p, is_key);
+    d->p = r.p;
+    return r.str;
 }
 
 /* ---- containers ------------------------------------------------------------------- */

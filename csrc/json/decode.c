@@ -35,6 +35,7 @@
 #if !defined(Py_REF_DEBUG) && !defined(Py_TRACE_REFS)
 #define JSON_FAST_OBJECTS 1
 #include <internal/pycore_pymem.h>
+#include <internal/pycore_object.h>
 #endif
 #endif
 
@@ -602,22 +603,39 @@ static PyObject *parse_array(decoder_t *d)
         goto fail;
     }
     size_t n = d->stack_len - base;
-    /* An empty list (from the interpreter's free list) given an item array of exactly n:
-     * PyList_New(n) would zero the array that the copy below fills anyway. */
-    list = PyList_New(0);
-    if (list == NULL)
-        goto fail;
+    /* A list given an item array of exactly n: PyList_New(n) would zero the array that the
+     * copy below fills anyway. On 3.11 release builds the list object comes straight from
+     * _PyObject_GC_New and is tracked once complete (as PyList_New does), without
+     * PyList_New's interpreter-state lookup and free-list test (coordinate pairs: 48,000
+     * lists in geo_floats). */
     PyObject **items = PyMem_Malloc(n * sizeof(PyObject *));
     if (items == NULL) {
-        Py_CLEAR(list);
         PyErr_NoMemory();
         goto fail;
     }
-    /* The list takes over the scratch stack's references. */
-    memcpy(items, d->stack + base, n * sizeof(PyObject *));
+#if defined(JSON_FAST_OBJECTS)
+    list = (PyObject *)_PyObject_GC_New(&PyList_Type);
+#else
+    list = PyList_New(0);
+#endif
+    if (list == NULL) {
+        PyMem_Free(items);
+        goto fail;
+    }
+    /* The list takes over the scratch stack's references; short lists (pairs) without a
+     * call to the library's memcpy. */
+    if (n <= 4) {
+        for (size_t i = 0; i < n; i++)
+            items[i] = d->stack[base + i];
+    } else {
+        memcpy(items, d->stack + base, n * sizeof(PyObject *));
+    }
     ((PyListObject *)list)->ob_item = items;
     ((PyListObject *)list)->allocated = (Py_ssize_t)n;
     Py_SET_SIZE(list, (Py_ssize_t)n);
+#if defined(JSON_FAST_OBJECTS)
+    _PyObject_GC_TRACK(list);
+#endif
     d->stack_len = base;
     d->depth--;
     return list;

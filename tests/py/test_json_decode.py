@@ -354,10 +354,22 @@ def test_objects_behave_as_dicts_built_by_python() -> None:
         assert got.copy() == got
     for doc in ('{"a":1}', '{"a":"x","b":null}', '{"a":[]}', '{"a":{}}', '{"a":{"b":1}}'):
         assert gc.is_tracked(loads(doc)) == gc.is_tracked(json.loads(doc)), doc
+    # Lists are allocated and tracked by the decoder itself (3.11): tracked as the stdlib's
+    # are, found by the collector through their items, and usable as any list.
+    for doc in ("[]", "[1]", "[1.5, 2.5]", '["a", null, true]', "[[1, 2], [3, 4, 5, 6, 7]]"):
+        got = loads(doc)
+        assert gc.is_tracked(got) == gc.is_tracked(json.loads(doc)) and got == json.loads(doc)
+        got.append(0)
+        got.insert(0, -1)
+        assert got[1:-1] == json.loads(doc) and len(got) == len(json.loads(doc)) + 2
+    outer = loads(b"[[1.5, 2.5], [3.5]]")
+    assert any(x is outer[0] for x in gc.get_referents(outer))
     cyclic = loads(b'{"a":[]}')
     cyclic["a"].append(cyclic)
-    del cyclic
-    gc.collect()
+    ring = loads(b"[[0.5, 1.5]]")
+    ring[0].append(ring)
+    del cyclic, ring
+    assert gc.collect() >= 2
 
 
 def test_small_objects_colliding_keys() -> None:
@@ -564,6 +576,7 @@ def test_direct_objects_under_tracemalloc() -> None:
         obj = loads(doc)
         assert tracemalloc.get_object_traceback(obj[100][0]) is not None
         assert tracemalloc.get_object_traceback(obj[100][1]) is not None
+        assert tracemalloc.get_object_traceback(obj[100]) is not None
         del obj
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]

@@ -35,6 +35,7 @@
 #if !defined(Py_REF_DEBUG) && !defined(Py_TRACE_REFS)
 #define JSON_FAST_OBJECTS 1
 #include <internal/pycore_pymem.h>
+#include <internal/pycore_object.h>
 #endif
 #endif
 
@@ -418,11 +419,21 @@ static PyObject *parse_string_slow(decoder_t *d, const unsigned char *quote,
     }
 }
 
-/* Parses the string whose opening quote is at d->p. Plain ASCII (the common case) is found
- * 8 bytes at a time and copied once into a 1-byte str. */
-static PyObject *parse_string(decoder_t *d, int is_key)
+/* A string and the position after it, returned in two registers. */
+typedef struct {
+    PyObject *str;
+    const unsigned char *p;
+} string_ret_t;
+
+/* Parses the string whose opening quote is at quote (d->p). Plain ASCII (the common case)
+ * is found 16 bytes at a time and copied once into a 1-byte str. Returns the new reference
+ * (NULL with an exception set) and the position after the closing quote (d->p unchanged
+ * on error), which parse_string stores: the position coming back in a register spares
+ * the caller a reload of d->p that the call had just stored, on the critical path. */
+static JSON_NOINLINE string_ret_t scan_string(decoder_t *d, const unsigned char *quote, int is_key)
 {
-    const unsigned char *quote = d->p, *s = quote + 1, *p = s, *end = d->end;
+    const unsigned char *s = quote + 1, *p = s, *end = d->end;
+    string_ret_t r = {NULL, quote};
 #if defined(__SSE2__)
     /* 16 bytes at a time: stop at the first '"', '\\', control byte or non-ASCII byte. */
     while (end - p >= 16) {
@@ -445,20 +456,31 @@ static PyObject *parse_string(decoder_t *d, int is_key)
 scalar:
 #endif
     for (;;) {
-        if (p >= end)
-            return error_at(d, quote, "unterminated string");
+        if (p >= end) {
+            error_at(d, quote, "unterminated string");
+            return r;
+        }
         unsigned c = *p;
         if (c == '"')
             break;
-        if (c == '\\' || c < 0x20 || c >= 0x80)
-            return parse_string_slow(d, quote, p);
+        if (c == '\\' || c < 0x20 || c >= 0x80) {
+            r.str = parse_string_slow(d, quote, p);
+            r.p = d->p;
+            return r;
+        }
         p++;
     }
     size_t n = (size_t)(p - s);
-    d->p = p + 1;
-    if (is_key && n <= KEY_CACHE_MAX_LEN)
-        return cached_key(s, n, end);
-    return ascii_str(s, n);
+    r.str = is_key && n <= KEY_CACHE_MAX_LEN ? cached_key(s, n, end) : ascii_str(s, n);
+    r.p = p + 1;
+    return r;
+}
+
+static inline __attribute__((always_inline)) PyObject *parse_string(decoder_t *d, int is_key)
+{
+    string_ret_t r = scan_string(d, d->p, is_key);
+    d->p = r.p;
+    return r.str;
 }
 
 /* ---- containers ------------------------------------------------------------------- */
@@ -581,22 +603,39 @@ static PyObject *parse_array(decoder_t *d)
         goto fail;
     }
     size_t n = d->stack_len - base;
-    /* An empty list (from the interpreter's free list) given an item array of exactly n:
-     * PyList_New(n) would zero the array that the copy below fills anyway. */
-    list = PyList_New(0);
-    if (list == NULL)
-        goto fail;
+    /* A list given an item array of exactly n: PyList_New(n) would zero the array that the
+     * copy below fills anyway. On 3.11 release builds the list object comes straight from
+     * _PyObject_GC_New and is tracked once complete (as PyList_New does), without
+     * PyList_New's interpreter-state lookup and free-list test (coordinate pairs: 48,000
+     * lists in geo_floats). */
     PyObject **items = PyMem_Malloc(n * sizeof(PyObject *));
     if (items == NULL) {
-        Py_CLEAR(list);
         PyErr_NoMemory();
         goto fail;
     }
-    /* The list takes over the scratch stack's references. */
-    memcpy(items, d->stack + base, n * sizeof(PyObject *));
+#if defined(JSON_FAST_OBJECTS)
+    list = (PyObject *)_PyObject_GC_New(&PyList_Type);
+#else
+    list = PyList_New(0);
+#endif
+    if (list == NULL) {
+        PyMem_Free(items);
+        goto fail;
+    }
+    /* The list takes over the scratch stack's references; short lists (pairs) without a
+     * call to the library's memcpy. */
+    if (n <= 4) {
+        for (size_t i = 0; i < n; i++)
+            items[i] = d->stack[base + i];
+    } else {
+        memcpy(items, d->stack + base, n * sizeof(PyObject *));
+    }
     ((PyListObject *)list)->ob_item = items;
     ((PyListObject *)list)->allocated = (Py_ssize_t)n;
     Py_SET_SIZE(list, (Py_ssize_t)n);
+#if defined(JSON_FAST_OBJECTS)
+    _PyObject_GC_TRACK(list);
+#endif
     d->stack_len = base;
     d->depth--;
     return list;
@@ -671,8 +710,40 @@ static int build_dict(PyObject **kv, size_t n, PyObject **out)
     dk->dk_version = 0;
     dk->dk_usable = (Py_ssize_t)(usable - n);
     dk->dk_nentries = (Py_ssize_t)n;
-    memset(dk->dk_indices, 0xff, (size_t)1 << log2_bytes); /* DKIX_EMPTY everywhere */
     PyDictUnicodeEntry *ep = DK_UNICODE_ENTRIES(dk);
+    if (log2 == DICT_LOG2_MIN) {
+        /* The smallest table (at most 5 members: most objects of records): its 8 one-byte
+         * index slots live in a register while the keys are placed and are stored once.
+         * Through memory, every probe read back a byte just written (a libc memset call,
+         * then the previous insertion's store), which was 15% of parse_value on
+         * citm_catalog. Same slots as below, as dict_index/dict_set_index would give. */
+        uint64_t idx = ~UINT64_C(0); /* DKIX_EMPTY (-1) in every byte */
+        for (size_t i = 0; i < n; i++) {
+            PyObject *key = kv[2 * i];
+            Py_hash_t hash = ((PyASCIIObject *)key)->hash;
+            size_t j = (size_t)hash & 7, perturb = (size_t)hash;
+            for (int8_t ix; (ix = (int8_t)(idx >> (8 * j))) >= 0;) {
+                PyObject *other = ep[ix].me_key;
+                if (other == key || (((PyASCIIObject *)other)->hash == hash &&
+                                     PyUnicode_Compare(other, key) == 0)) {
+                    PyObject_Free(dk);
+                    return 0;
+                }
+                perturb >>= 5;
+                j = (j * 5 + perturb + 1) & 7;
+            }
+            idx = (idx & ~(UINT64_C(0xFF) << (8 * j))) | ((uint64_t)i << (8 * j));
+            ep[i].me_key = key;
+            ep[i].me_value = kv[2 * i + 1];
+        }
+        memcpy(dk->dk_indices, &idx, sizeof(idx));
+        for (size_t i = n; i < usable; i++) {
+            ep[i].me_key = NULL;
+            ep[i].me_value = NULL;
+        }
+        goto table_done;
+    }
+    memset(dk->dk_indices, 0xff, (size_t)1 << log2_bytes); /* DKIX_EMPTY everywhere */
     for (size_t i = 0; i < n; i++) {
         PyObject *key = kv[2 * i];
         Py_hash_t hash = ((PyASCIIObject *)key)->hash;
@@ -693,6 +764,7 @@ static int build_dict(PyObject **kv, size_t n, PyObject **out)
         ep[i].me_value = kv[2 * i + 1];
     }
     memset(ep + n, 0, sizeof(PyDictUnicodeEntry) * (usable - n));
+table_done:;
     /* PyDict_New gives a dict object from the interpreter's free list, versioned, sharing
      * the static empty table (and counting a reference to it, returned here). */
     PyObject *dict = PyDict_New();

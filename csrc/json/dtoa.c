@@ -74,8 +74,8 @@ static inline int decimal_length(uint64_t v)
     return n ? n : 1;
 }
 
-/* pair_lanes[j][x]: the two ASCII digits of x < 100 in bytes 2j and 2j + 1 of a 64-bit
- * word, so that an 8-digit block is four loads or-ed together (no shifts). 3.2 KB. */
+/* json_pair_lanes[j][x] (declared in dtoa.h): the two ASCII digits of x < 100 in bytes 2j
+ * and 2j + 1 of a 64-bit word. */
 #define PAIR(x, j)                                                                                 \
     ((((uint64_t)('0' + (x) / 10)) | ((uint64_t)('0' + (x) % 10) << 8)) << (16 * (j)))
 #define PAIRS10(t, j)                                                                              \
@@ -84,28 +84,11 @@ static inline int decimal_length(uint64_t v)
 #define PAIRS100(j)                                                                                \
     PAIRS10(0, j), PAIRS10(10, j), PAIRS10(20, j), PAIRS10(30, j), PAIRS10(40, j), PAIRS10(50, j), \
         PAIRS10(60, j), PAIRS10(70, j), PAIRS10(80, j), PAIRS10(90, j)
-static const uint64_t pair_lanes[4][100] = {
+const uint64_t json_pair_lanes[4][100] = {
     {PAIRS100(0)}, {PAIRS100(1)}, {PAIRS100(2)}, {PAIRS100(3)}};
 #undef PAIRS100
 #undef PAIRS10
 #undef PAIR
-
-/* The 8 decimal digits of v < 10^8, zero-padded, as ASCII packed little-endian (the first
- * digit in the lowest byte). v * ceil(2^52 / 10^6) puts the first two digits above bit 52
- * and the rest in a 52-bit fraction; each multiplication by 100 brings up two more. The
- * constant was checked exhaustively for every v < 10^8. */
-static inline uint64_t digits8(uint32_t v)
-{
-    const uint64_t mask = (UINT64_C(1) << 52) - 1;
-    uint64_t y = (uint64_t)v * UINT64_C(4503599628);
-    uint64_t r = pair_lanes[0][y >> 52];
-    y = (y & mask) * 100;
-    r |= pair_lanes[1][y >> 52];
-    y = (y & mask) * 100;
-    r |= pair_lanes[2][y >> 52];
-    y = (y & mask) * 100;
-    return r | pair_lanes[3][y >> 52];
-}
 
 /* Stores the last k (1..8) digits of a packed 8-digit block at out (8 bytes written). */
 static inline void store_tail(char *out, uint64_t block, int k)
@@ -140,13 +123,13 @@ int json_write_u64(uint64_t v, char *out)
      * of room, so the stores may run past the last digit. */
     if (v < 100000000u) {
         int n = decimal_length(v);
-        store_tail(out, digits8((uint32_t)v), n);
+        store_tail(out, json_digits8((uint32_t)v), n);
         return n;
     }
     /* Ids and Unix times (9 and 10 digits): the head from the pair table. */
     if (v < 10000000000u) {
         uint32_t head = (uint32_t)(v / 100000000u);
-        uint64_t tail = digits8((uint32_t)(v - (uint64_t)head * 100000000u));
+        uint64_t tail = json_digits8((uint32_t)(v - (uint64_t)head * 100000000u));
         if (head < 10) {
             out[0] = (char)('0' + head);
             memcpy(out + 1, &tail, 8);
@@ -157,15 +140,15 @@ int json_write_u64(uint64_t v, char *out)
         return 10;
     }
     int n = decimal_length(v);
-    uint64_t lo = digits8((uint32_t)(v % 100000000u));
+    uint64_t lo = json_digits8((uint32_t)(v % 100000000u));
     if (v < 10000000000000000u) {
-        store_tail(out, digits8((uint32_t)(v / 100000000u)), n - 8);
+        store_tail(out, json_digits8((uint32_t)(v / 100000000u)), n - 8);
         memcpy(out + n - 8, &lo, 8);
         return n;
     }
     uint64_t top = v / 10000000000000000u;
-    uint64_t mid = digits8((uint32_t)(v / 100000000u % 100000000u));
-    store_tail(out, digits8((uint32_t)top), n - 16);
+    uint64_t mid = json_digits8((uint32_t)(v / 100000000u % 100000000u));
+    store_tail(out, json_digits8((uint32_t)top), n - 16);
     memcpy(out + n - 16, &mid, 8);
     memcpy(out + n - 8, &lo, 8);
     return n;
@@ -426,8 +409,8 @@ static inline __attribute__((always_inline)) void to_decimal(const uint64_t *bit
             ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bcd, _mm_setzero_si128())) & 0xffffu;
         int nd = 32 - __builtin_clz(nonzero);
 #else
-        d[i].a = digits8((uint32_t)hi);
-        d[i].b = digits8((uint32_t)(top - hi * 100000000u));
+        d[i].a = json_digits8((uint32_t)hi);
+        d[i].b = json_digits8((uint32_t)(top - hi * 100000000u));
         /* Significant digits: up to the last nonzero digit ('0' xor '0' is a zero byte). */
         const uint64_t zeros = 0x3030303030303030u;
         uint64_t a = d[i].a ^ zeros, b = d[i].b ^ zeros;

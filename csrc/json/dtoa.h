@@ -42,4 +42,27 @@ extern const char json_digits2[200];
  * the count (1..20). */
 int json_write_u64(uint64_t v, char *out);
 
+/* json_pair_lanes[j][x]: the two ASCII digits of x < 100 in bytes 2j and 2j + 1 of a 64-bit
+ * word, so that an 8-digit block is four loads or-ed together (no shifts). 3.2 KB, defined
+ * in dtoa.c. */
+extern const uint64_t json_pair_lanes[4][100];
+
+/* The 8 decimal digits of v < 10^8, zero-padded, as ASCII packed little-endian (the first
+ * digit in the lowest byte). v * ceil(2^52 / 10^6) puts the first two digits above bit 52
+ * and the rest in a 52-bit fraction; each multiplication by 100 brings up two more. The
+ * constant was checked exhaustively for every v < 10^8. Inline here so that the encoder's
+ * commonest integers (9-digit ids) are written without a call. */
+static inline uint64_t json_digits8(uint32_t v)
+{
+    const uint64_t mask = (UINT64_C(1) << 52) - 1;
+    uint64_t y = (uint64_t)v * UINT64_C(4503599628);
+    uint64_t r = json_pair_lanes[0][y >> 52];
+    y = (y & mask) * 100;
+    r |= json_pair_lanes[1][y >> 52];
+    y = (y & mask) * 100;
+    r |= json_pair_lanes[2][y >> 52];
+    y = (y & mask) * 100;
+    return r | json_pair_lanes[3][y >> 52];
+}
+
 #endif

@@ -465,6 +465,21 @@ static inline int small_int(PyObject *obj, long long *v)
 #endif
 }
 
+/* json_write_u64 with 9-digit values (ids: 13,242 of citm_catalog's 14,392 ints) inline:
+ * the call saved and restored six registers for its long paths, and was 18% of dumping
+ * citm_catalog. Same contract: 24 bytes of room at out; returns the count. */
+static inline __attribute__((always_inline)) int write_u64(unsigned long long u, char *out)
+{
+    if (u - 100000000u < 900000000u) {
+        uint32_t head = (uint32_t)(u / 100000000u);
+        uint64_t tail = json_digits8((uint32_t)(u - (unsigned long long)head * 100000000u));
+        out[0] = (char)('0' + head);
+        memcpy(out + 1, &tail, 8);
+        return 9;
+    }
+    return json_write_u64(u, out);
+}
+
 static int write_ll(json_encoder_t *e, long long v)
 {
     /* json_write_u64 needs 24 bytes of room after the sign. */
@@ -529,7 +544,7 @@ static inline __attribute__((always_inline)) int write_small_int(json_encoder_t 
     char *start = e->out->data + e->out->len, *d = start;
     *d = '-';
     d += v < 0;
-    d += json_write_u64(v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, d);
+    d += write_u64(v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, d);
     *d++ = ',';
     e->out->len += (size_t)(d - start);
     return 1;

@@ -292,14 +292,15 @@ static inline int json_is_ws_not_space(unsigned char c)
     return c == '\n' || c == '\r' || c == '\t';
 }
 
-/* Skips RFC 8259 whitespace. Compact documents have none (the first test). Indented ones
- * (citm_catalog.json is 71% whitespace) have one space after each ':' (the second test)
- * and a newline followed by a run of spaces before each member, mostly 6 to 28 long: the
- * newline is stepped over, then the run is skipped 32 bytes at a time (two 16-byte
- * comparisons against ' ', one test), so most runs take one step. */
-static __attribute__((noinline, unused)) void json_dec_skip_ws_run(json_decoder_t *d)
+/* Skips RFC 8259 whitespace: returns the first byte at or after p that is not whitespace
+ * (or end). Compact documents have none (the first test). Indented ones (citm_catalog.json
+ * is 71% whitespace) have one space after each ':' (the second test) and a newline
+ * followed by a run of spaces before each member, mostly 6 to 28 long: the newline is
+ * stepped over, then the run is skipped 32 bytes at a time (two 16-byte comparisons
+ * against ' ', one test), so most runs take one step. */
+static __attribute__((noinline, unused)) const unsigned char *
+json_dec_skip_ws_run(const unsigned char *p, const unsigned char *end)
 {
-    const unsigned char *p = d->p, *end = d->end;
     for (;;) {
         while (p < end && json_is_ws_not_space(*p))
             p++;
@@ -339,7 +340,7 @@ static __attribute__((noinline, unused)) void json_dec_skip_ws_run(json_decoder_
             continue;
         break;
     }
-    d->p = p;
+    return p;
 }
 
 /* The two common cases inline at every call site (GCC had made the whole function one call
@@ -354,7 +355,9 @@ static inline __attribute__((always_inline)) void json_dec_skip_ws(json_decoder_
         d->p = p + 1;
         return;
     }
-    json_dec_skip_ws_run(d);
+    /* The new position comes back in a register: stored by the callee and reloaded here,
+     * it went through memory on the decoder's critical path (the next token's address). */
+    d->p = json_dec_skip_ws_run(p, end);
 }
 
 /* decode_model.c: adds the ModelDecoder type to the extension module; 0 or -1. */

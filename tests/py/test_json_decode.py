@@ -354,10 +354,56 @@ def test_objects_behave_as_dicts_built_by_python() -> None:
         assert got.copy() == got
     for doc in ('{"a":1}', '{"a":"x","b":null}', '{"a":[]}', '{"a":{}}', '{"a":{"b":1}}'):
         assert gc.is_tracked(loads(doc)) == gc.is_tracked(json.loads(doc)), doc
+    # Lists are allocated and tracked by the decoder itself (3.11): tracked as the stdlib's
+    # are, found by the collector through their items, and usable as any list.
+    for doc in ("[]", "[1]", "[1.5, 2.5]", '["a", null, true]', "[[1, 2], [3, 4, 5, 6, 7]]"):
+        got = loads(doc)
+        assert gc.is_tracked(got) == gc.is_tracked(json.loads(doc)) and got == json.loads(doc)
+        got.append(0)
+        got.insert(0, -1)
+        assert got[1:-1] == json.loads(doc) and len(got) == len(json.loads(doc)) + 2
+    outer = loads(b"[[1.5, 2.5], [3.5]]")
+    assert any(x is outer[0] for x in gc.get_referents(outer))
     cyclic = loads(b'{"a":[]}')
     cyclic["a"].append(cyclic)
-    del cyclic
-    gc.collect()
+    ring = loads(b"[[0.5, 1.5]]")
+    ring[0].append(ring)
+    del cyclic, ring
+    assert gc.collect() >= 2
+
+
+def test_small_objects_colliding_keys() -> None:
+    """Objects of 1 to 5 members fill CPython's smallest table (8 slots), whose index is
+    built in a register: keys chosen at run time to share their slot (hash & 7), so that
+    every insertion probes, must each be found by CPython's own lookup, in order, with
+    colliding non-members absent; duplicates at every pair of positions (cached short keys
+    and long ones, which are distinct str objects) keep the stdlib's last-one-wins."""
+    by_slot: dict[int, list[str]] = {}
+    for i in range(400):
+        k = f"key{i}"
+        by_slot.setdefault(hash(k) & 7, []).append(k)
+    slot = max(by_slot, key=lambda s: len(by_slot[s]))
+    same = by_slot[slot]
+    assert len(same) >= 10
+    other = next(k for s, ks in by_slot.items() if s != slot for k in ks)
+    for n in range(1, 6):
+        for keys in (same[:n], [other, *same[: n - 1]], [*same[: n - 1], other], same[5 : 5 + n]):
+            src = {k: i for i, k in enumerate(keys)}
+            got = loads(json.dumps(src).encode())
+            assert got == src and list(got) == list(src)
+            assert all(got[k] == v for k, v in src.items())
+            assert all(k not in got for k in same[n + 5 :])
+            got["extra"] = 1
+            assert all(got[k] == v for k, v in src.items()) and got["extra"] == 1
+        long_keys = ["x" * 70 + k for k in same[:n]]
+        for keys in (same[:n], long_keys):
+            for i in range(n):
+                for j in range(i + 1, n):
+                    dup = list(keys)
+                    dup[j] = dup[i]
+                    doc = "{" + ",".join(f'"{k}":{v}' for v, k in enumerate(dup)) + "}"
+                    got, expected = loads(doc.encode()), json.loads(doc)
+                    assert got == expected and list(got) == list(expected), doc
 
 
 def test_duplicate_keys_everywhere() -> None:
@@ -530,6 +576,7 @@ def test_direct_objects_under_tracemalloc() -> None:
         obj = loads(doc)
         assert tracemalloc.get_object_traceback(obj[100][0]) is not None
         assert tracemalloc.get_object_traceback(obj[100][1]) is not None
+        assert tracemalloc.get_object_traceback(obj[100]) is not None
         del obj
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]

@@ -555,6 +555,21 @@ def test_int_digit_boundaries() -> None:
     assert dumps([10**4 + i for i in range(-3, 3)]) == b"[9997,9998,9999,10000,10001,10002]"
 
 
+def test_member_ints_around_nine_digits() -> None:
+    """A dict member's int of 9 digits is written inline (not by json_write_u64): every
+    digit in every position, the 10^8 and 10^9 edges on both sides, negatives, and its
+    neighbours in the same object so that the length and the comma show."""
+    vals = [10**8 - 1, 10**8, 10**8 + 1, 10**9 - 1, 10**9, 10**9 + 1, 2**30 - 1, 2**30]
+    vals += [int(str(d) * 9) for d in range(1, 10)]
+    vals += [10**8 * h + t for h in range(1, 10) for t in (0, 1, 9, 10, 12345678, 99999999)]
+    vals += [int("123456789"[i:] + "123456789"[:i]) for i in range(9)]
+    for v in vals:
+        for x in (v, -v):
+            d = {"a": x, "b": 7, "c": [x], "d": x}
+            assert dumps(d) == std(d), x
+            assert dumps({"k": x}) == b'{"k":' + str(x).encode() + b"}"
+
+
 SPECIALS = ['"', "\\", "\x7f", "é", "中", "😀", *map(chr, range(0x20))]
 
 

@@ -417,6 +417,42 @@ def test_app_as_asgi_app_on_asyncio() -> None:
     assert sent[2]["text"] == "X" * 70_000
 
 
+def test_app_as_asgi_app_on_trio() -> None:
+    # Other async libraries wait on the socketpair with anyio, and the relay's two loops
+    # run in an anyio task group.
+    trio = pytest.importorskip("trio")
+    app = plain_app()
+
+    async def main() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        tx, rx = trio.open_memory_channel(10)
+        await tx.send({"type": "websocket.connect"})
+        pending = [
+            {"type": "websocket.receive", "text": "on trio"},
+            {"type": "websocket.disconnect", "code": 1000},
+        ]
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if pending:
+                await tx.send(pending.pop(0))
+
+        scope = {
+            "type": "websocket",
+            "path": "/echo",
+            "query_string": b"",
+            "headers": [],
+            "subprotocols": [],
+        }
+        with trio.fail_after(10):
+            await app(scope, rx.receive, send)
+        return sent
+
+    sent = trio.run(main)
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send"]
+    assert sent[1]["text"] == "ON TRIO"
+
+
 def test_refusal_as_denial_response_or_close() -> None:
     app = plain_app()
     with_extension = asyncio.run(drive(app, "/nowhere", [], {"websocket.http.response": {}}))

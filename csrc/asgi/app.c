@@ -152,7 +152,7 @@ int asgi_module_init(PyObject *module)
     if (make_strings() < 0)
         return -1;
     if (PyType_Ready(&AsgiApp_Type) < 0 || PyType_Ready(&AsgiCall_Type) < 0 ||
-        PyType_Ready(&AsgiAwaitable_Type) < 0)
+        PyType_Ready(&AsgiAwaitable_Type) < 0 || ws_peer_module_init(module) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "AsgiApp", (PyObject *)&AsgiApp_Type);
 }

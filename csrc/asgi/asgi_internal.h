@@ -150,6 +150,10 @@ int asgi_ws_dispatch(AsgiAppObject *a, server_conn_t *conn, server_request_t *re
 PyObject *ws_upgrade_new(server_conn_t *conn);
 void ws_upgrade_disarm(PyObject *upgrade); /* it will not finish the request */
 
+/* ws_peer.c: _core.WsClientCodec, the client end of a WebSocket for the App's ASGI face.
+ * Registers the type; 0 or -1 with an exception. */
+int ws_peer_module_init(PyObject *module);
+
 /* pathsend.c */
 PyObject *asgi_send_path(AsgiCallObject *c, PyObject *message, PyObject *type);
 /* The output drained: the file goes on (from the loop's ready queue, not from inside the

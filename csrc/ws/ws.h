@@ -211,6 +211,24 @@ int ws_write_frame(db_buf_t *out, int opcode, int fin, int rsv1, const void *pay
  * WS_E_ARG, WS_E_UTF8 or WS_E_NO_MEMORY. */
 int ws_write_close(db_buf_t *out, int code, const char *reason, size_t reason_len);
 
+/* The payload of a close frame (§5.5.1): the code in network byte order, then the UTF-8
+ * reason; code 0 for an empty payload (no reason then). Writes to out (at most 125 bytes)
+ * and returns the length, or WS_E_ARG (a code ws_close_code_valid refuses, a reason over
+ * 123 bytes or without a code) or WS_E_UTF8. */
+int ws_close_payload(uint8_t out[125], int code, const char *reason, size_t reason_len);
+
+/* The size of a whole frame of len payload bytes: its header (with the masking key when
+ * masked) and the payload; 0 when that does not fit in a size_t. */
+size_t ws_frame_size(uint64_t len, int masked);
+
+/* Writes one whole masked frame, a client's (§5.1: a client masks every frame it sends),
+ * into out, which holds ws_frame_size(len, 1) bytes: FIN set, the header with key, then
+ * the payload XORed with key (§5.3; key must come from a strong source of entropy, §10.3).
+ * Control frames (§5.5) must have at most 125 bytes. Returns the bytes written, or
+ * WS_E_ARG (an unknown opcode, a control payload over 125 bytes). */
+int64_t ws_write_masked_frame(uint8_t *out, int opcode, const void *payload, size_t len,
+                              const uint8_t key[4]);
+
 /* --- the handshake (RFC 6455 §4.2, §1.3) ------------------------------------------------ */
 
 typedef struct {
@@ -344,5 +362,41 @@ int ws_message_add(ws_message_t *m, const ws_event_t *ev);
 /* Empties data for the next message, keeping its storage. */
 void ws_message_reset(ws_message_t *m);
 void ws_message_free(ws_message_t *m);
+
+/* --- a reader of whole messages ---------------------------------------------------------- */
+
+/* The parser and message assembly together, for an end that wants whole messages and
+ * control frames (the App's ASGI face reading its native server's frames as a client:
+ * api/_asgi_bridge.py through csrc/asgi/ws_peer.c). No permessage-deflate: its users do
+ * not offer it, so a compressed frame is an error (WS_E_RSV). */
+typedef struct {
+    ws_parser_t parser;
+    ws_message_t msg;
+    int error; /* sticky, as the parser's */
+} ws_reader_t;
+
+/* What ws_reader_next hands out: a whole data message (opcode WS_OP_TEXT, its UTF-8
+ * checked, or WS_OP_BINARY) or a control frame (WS_OP_CLOSE, WS_OP_PING, WS_OP_PONG).
+ * data, len: the payload, in the reader (valid until the next call); for a close frame also
+ * close_code (1005 for an empty payload, §7.1.5) and reason, reason_len (UTF-8 checked). */
+typedef struct {
+    int opcode;
+    const uint8_t *data;
+    size_t len;
+    int close_code;
+    const char *reason;
+    size_t reason_len;
+} ws_read_t;
+
+/* server: 1 to read a client's (masked) frames, 0 a server's (unmasked); max_message: the
+ * bound on one message's payload, 0 for none. */
+void ws_reader_init(ws_reader_t *r, int server, uint64_t max_message);
+/* Reads from data[0..len) (modified: payloads are unmasked in place): 1 with *out filled
+ * and *used bytes consumed, 0 when all len bytes were consumed and nothing is complete, or
+ * a ws_error_t (sticky; ws_close_code gives the code to close with). Call it until it
+ * returns 0 or an error, passing the bytes not yet used. Nothing is read after a close
+ * frame (§5.5.1). */
+int ws_reader_next(ws_reader_t *r, uint8_t *data, size_t len, size_t *used, ws_read_t *out);
+void ws_reader_free(ws_reader_t *r);
 
 #endif

@@ -128,7 +128,12 @@ async def _drive(app: Any, http_scope: dict[str, Any], upgrade: Any, log: Any) -
                 upgrade.respond(403, b"content-type: text/plain\r\n", b"")
             elif kind == "websocket.http.response.start":
                 denial["status"] = message["status"]
-                denial["headers"] = _lines(message.get("headers"))
+                # The server frames the body it is given whole: its own Content-Length.
+                denial["headers"] = _lines(
+                    (k, v)
+                    for k, v in message.get("headers") or ()
+                    if bytes(k).lower() not in (b"content-length", b"transfer-encoding")
+                )
                 denial["body"] = b""
             elif kind == "websocket.http.response.body" and "status" in denial:
                 denial["body"] += bytes(message.get("body", b""))

@@ -38,6 +38,7 @@ import httpx
 
 from data_bridge import pyloop
 from data_bridge.api import _stream, background
+from data_bridge.api.websockets import WebSocketDisconnect as _WebSocketDisconnect
 
 __all__ = ["TestClient"]
 
@@ -319,9 +320,11 @@ class TestClient(httpx.Client):
         if cached is None or cached[0] != key:
             if cached is not None:
                 cached[1].close()
-            bridge = AsgiBridge(
-                self.app, loop=self._runner.loop, build_options={"client": self.client_address}
-            )
+            options = {
+                "client": self.client_address,
+                "websocket_sink": _ws_sink(self._ws_events, self._ws_waiters),
+            }
+            bridge = AsgiBridge(self.app, loop=self._runner.loop, build_options=options)
             cached = self.__dict__["_asgi"] = (key, bridge, self.app._asgi_chain(bridge))
         return cached[2]
 
@@ -394,6 +397,8 @@ class TestClient(httpx.Client):
         if subprotocols:
             headers["sec-websocket-protocol"] = ", ".join(subprotocols)
         request = self.build_request("GET", url, headers=headers, **kwargs)
+        if self.app._asgi_middleware:
+            return _AsgiWebSocketSession(self, request)
         return WebSocketTestSession(self, request)
 
     # Lifespan -----------------------------------------------------------------------
@@ -677,6 +682,194 @@ class WebSocketTestSession:
     def _raise_on_close(message: Mapping[str, Any]) -> None:
         if message["type"] == "websocket.close":
             raise _disconnect(message.get("code", 1000), message.get("reason", ""))
+
+
+class WebSocketDenialResponse(httpx.Response, _WebSocketDisconnect):  # type: ignore[misc]
+    """Raised by ``websocket_connect`` when the application refused the handshake with an
+    HTTP response of its own (the WebSocket Denial Response extension), as Starlette's
+    client does: a ``WebSocketDisconnect`` (code 1000) that is also the response."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        httpx.Response.__init__(self, status, headers=headers, content=body)
+        self.code = 1000
+        self.reason = ""
+
+
+class _AsgiWebSocketSession(WebSocketTestSession):
+    """A session with an app that has pure ASGI middleware: run through the same ASGI stack
+    as its HTTP requests (the middleware around the App's ASGI face, _asgi_bridge.py), as
+    Starlette's client drives a websocket scope: the stack runs as a task of the test loop
+    with two queues, the messages to it (websocket.connect, websocket.receive,
+    websocket.disconnect) and those it sends. What the App's side reports through the
+    server's ``websocket_sink`` (an exception of the endpoint, a refusal's close code, the
+    endpoint's end) is keyed by the session's Sec-WebSocket-Key, which the bridge passes on
+    to the native server."""
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, request: httpx.Request) -> None:
+        super().__init__(client, request)
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def _scope(self) -> dict[str, Any]:
+        request = self._request
+        request.headers["connection"] = "upgrade"
+        request.headers["upgrade"] = "websocket"
+        request.headers["sec-websocket-key"] = self._key
+        request.headers["sec-websocket-version"] = "13"
+        url = request.url
+        path, _, _ = url.raw_path.partition(b"?")
+        subprotocols = []
+        for value in request.headers.get_list("sec-websocket-protocol"):
+            subprotocols += [p.strip() for p in value.split(",") if p.strip()]
+        return {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "wss" if url.scheme == "https" else "ws",
+            "path": unquote(path.decode("ascii")),
+            "raw_path": path,
+            "root_path": self._client.root_path,
+            "query_string": url.query,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "client": self._client.client_address,
+            "server": (url.host, url.port or (443 if url.scheme == "https" else 80)),
+            "subprotocols": subprotocols,
+            "extensions": {"websocket.http.response": {}},
+        }
+
+    async def _run(self, stack: Any, scope: dict[str, Any]) -> None:
+        async def receive() -> dict[str, Any]:
+            return await self._to_app.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            self._from_app.put_nowait(message)
+
+        await stack(scope, receive, send)
+
+    async def _next(self) -> dict[str, Any]:
+        """The next message the stack sent; a close (1000) once it returned without one
+        (its exception raised, unless the client keeps server exceptions)."""
+        if self._from_app.empty() and self._task is not None and not self._task.done():
+            getter = asyncio.ensure_future(self._from_app.get())
+            await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                return getter.result()
+            getter.cancel()
+        if not self._from_app.empty():
+            return self._from_app.get_nowait()
+        self._raise_failure()
+        return {"type": "websocket.close", "code": 1000, "reason": ""}
+
+    def _raise_failure(self) -> None:
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._client.raise_server_exceptions:
+            self._task = None  # raised once
+            raise exc
+
+    def __enter__(self) -> WebSocketTestSession:
+        client = self._client
+        stack = client._asgi_stack()
+        scope = self._scope()
+        self._to_app.put_nowait({"type": "websocket.connect"})
+
+        async def start() -> dict[str, Any]:
+            self._task = asyncio.ensure_future(self._run(stack, scope))
+            return await self._next()
+
+        try:
+            message = client._runner.run(start())
+            if message["type"] == "websocket.accept":
+                self.accepted_subprotocol = message.get("subprotocol")
+                self.extra_headers = message.get("headers")
+                return self
+            # Refused: by the App (its report says how) or by a middleware.
+            denial = None
+            if message["type"] == "websocket.http.response.start":
+                body = bytearray()
+                while True:
+                    part = client._runner.run(self._next())
+                    if part["type"] != "websocket.http.response.body":
+                        break
+                    body += part.get("body", b"")
+                    if not part.get("more_body", False):
+                        break
+                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+                denial = WebSocketDenialResponse(message["status"], headers, bytes(body))
+            client._runner.run(self._finish())
+        except BaseException:
+            self._cancel()
+            raise
+        self._raise_reported()
+        self._raise_failure()
+        denied = self._event("denied")
+        if denied is not None:
+            raise _disconnect(*denied)
+        if denial is not None:
+            raise denial
+        raise _disconnect(message.get("code", 1000), message.get("reason") or "")
+
+    async def _finish(self) -> None:
+        """Waits for the stack to return, then for the endpoint's end when one started."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait({self._task}, timeout=30)
+        if self._event("started", pop=False) is not None:
+            await self._wait_done()
+
+    def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if not self._closed:
+                self.close(1000)
+            self._client._runner.run(self._finish())
+        finally:
+            self._cancel()
+        self._raise_reported()
+        self._raise_failure()
+        self._client._ws_events.pop(self._key, None)
+
+    def _put(self, message: dict[str, Any]) -> None:
+        self._to_app.put_nowait(message)
+
+        async def settle() -> None:
+            # Let the stack take the message in before the test goes on.
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+        self._client._runner.run(settle())
+
+    def send_text(self, data: str) -> None:
+        self._put({"type": "websocket.receive", "text": data})
+
+    def send_bytes(self, data: bytes) -> None:
+        self._put({"type": "websocket.receive", "bytes": bytes(data)})
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._put({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
+
+    def receive(self) -> dict[str, Any]:
+        if self._close is not None:
+            self._raise_reported()
+            return {"type": "websocket.close", "code": self._close[0], "reason": self._close[1]}
+        message = self._client._runner.run(self._next())
+        if message["type"] == "websocket.close":
+            self._close = (message.get("code", 1000), message.get("reason") or "")
+            self._raise_reported()
+            return {"type": "websocket.close", "code": self._close[0], "reason": self._close[1]}
+        if message.get("text") is not None:
+            return {"type": "websocket.send", "text": message["text"]}
+        return {"type": "websocket.send", "bytes": message.get("bytes") or b""}
 
 
 def _disconnect(code: int, reason: str) -> BaseException:

@@ -32,12 +32,13 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import socket
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -206,20 +207,7 @@ class AsgiBridge:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        server = await self._server(scope.get("root_path", ""), scheme)
-        _enter_mount(self.app, scope)
-        ours, theirs = socket.socketpair()
-        fd = theirs.fileno()
-        _OUTER_SCOPES[fd] = scope
-        try:
-            ours.setblocking(False)
-
-            def adopt() -> None:
-                server.adopt(theirs.fileno())
-                theirs.detach()  # the server owns that fd now
-
-            await self._await(adopt)
+        async with self._connection(scope) as ours:
             await _sendall(ours, _request_bytes(scope, bytes(body)))
             reader = _ResponseReader(scope["method"])
             started = False
@@ -246,6 +234,27 @@ class AsgiBridge:
                     )
                     sent = len(reader.body)
             await send({"type": "http.response.body", "body": bytes(reader.body[sent:])})
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, scope: dict[str, Any]) -> AsyncIterator[socket.socket]:
+        """Our end of a socketpair whose other end the native server (for the scope's
+        root_path and scheme) has adopted, with the scope registered for it in
+        _OUTER_SCOPES; both ends closed and the scope forgotten afterwards."""
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        server = await self._server(scope.get("root_path", ""), scheme)
+        _enter_mount(self.app, scope)
+        ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        _OUTER_SCOPES[fd] = scope
+        try:
+            ours.setblocking(False)
+
+            def adopt() -> None:
+                server.adopt(theirs.fileno())
+                theirs.detach()  # the server owns that fd now
+
+            await self._await(adopt)
+            yield ours
         finally:
             ours.close()
             theirs.close()
@@ -263,21 +272,8 @@ class AsgiBridge:
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left before the handshake
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        server = await self._server(scope.get("root_path", ""), scheme)
-        _enter_mount(self.app, scope)
         key = _ws_key(scope)
-        ours, theirs = socket.socketpair()
-        fd = theirs.fileno()
-        _OUTER_SCOPES[fd] = scope
-        try:
-            ours.setblocking(False)
-
-            def adopt() -> None:
-                server.adopt(theirs.fileno())
-                theirs.detach()  # the server owns that fd now
-
-            await self._await(adopt)
+        async with self._connection(scope) as ours:
             await _sendall(ours, _upgrade_bytes(scope, key))
             head = bytearray()
             while b"\r\n\r\n" not in head:
@@ -303,11 +299,6 @@ class AsgiBridge:
                 }
             )
             await _WsRelay(ours, receive, send).run(rest)
-        finally:
-            ours.close()
-            theirs.close()
-            if _OUTER_SCOPES.get(fd) is scope:
-                del _OUTER_SCOPES[fd]
 
     async def _lifespan(
         self,

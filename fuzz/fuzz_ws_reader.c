@@ -15,24 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-} tbuf_t;
-
-static void put(tbuf_t *b, const void *p, size_t n)
+/* The transcript of a read (common/buf.h's buffer); out of memory ends the run. */
+static void put(db_buf_t *b, const void *p, size_t n)
 {
-    if (b->len + n > b->cap) {
-        size_t cap = (b->cap ? b->cap * 2 : 256) + n;
-        uint8_t *q = realloc(b->p, cap);
-        if (q == NULL)
-            abort();
-        b->p = q;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
+    if (db_buf_append(b, p, n) < 0)
+        abort();
 }
 
 /* A client frame of the message, read back by a server (§5.1, §5.3). */
@@ -59,7 +46,7 @@ static void round_trip(const ws_read_t *m)
     free(frame);
 }
 
-static void on_read(tbuf_t *t, const ws_read_t *m, uint64_t max)
+static void on_read(db_buf_t *t, const ws_read_t *m, uint64_t max)
 {
     uint8_t head[8] = {(uint8_t)m->opcode, (uint8_t)(m->close_code >> 8), (uint8_t)m->close_code};
     switch (m->opcode) {
@@ -89,7 +76,7 @@ static void on_read(tbuf_t *t, const ws_read_t *m, uint64_t max)
 }
 
 static void read_all(const uint8_t *s, size_t n, int server, uint64_t max, const size_t *cuts,
-                     size_t ncuts, tbuf_t *t)
+                     size_t ncuts, db_buf_t *t)
 {
     ws_reader_t rd;
     ws_reader_init(&rd, server, max);
@@ -139,10 +126,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *s = data + 3;
     size_t n = size - 3;
     size_t cut = ((size_t)data[1] << 8 | data[2]) % (n + 1);
-    tbuf_t a = {0}, b = {0};
+    db_buf_t a, b;
+    db_buf_init(&a);
+    db_buf_init(&b);
     read_all(s, n, server, max, NULL, 0, &a);
     read_all(s, n, server, max, &cut, 1, &b);
-    if (a.len != b.len || (a.len && memcmp(a.p, b.p, a.len) != 0))
+    if (a.len != b.len || (a.len && memcmp(a.data, b.data, a.len) != 0))
         abort();
     if (n <= 2048) {
         size_t *all = malloc((n + 1) * sizeof(*all));
@@ -150,14 +139,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         for (size_t i = 0; i < n; i++)
             all[i] = i;
-        tbuf_t c = {0};
+        db_buf_t c;
+        db_buf_init(&c);
         read_all(s, n, server, max, all, n, &c);
-        if (a.len != c.len || (a.len && memcmp(a.p, c.p, a.len) != 0))
+        if (a.len != c.len || (a.len && memcmp(a.data, c.data, a.len) != 0))
             abort();
-        free(c.p);
+        db_buf_free(&c);
         free(all);
     }
-    free(a.p);
-    free(b.p);
+    db_buf_free(&a);
+    db_buf_free(&b);
     return 0;
 }

@@ -81,6 +81,9 @@ NATIVE_MIDDLEWARE: tuple[type, ...] = (
     TrustedHostMiddleware,
     HTTPSRedirectMiddleware,
 )
+# Every policy the server applies itself: the layers of App._layers that are not HTTP
+# middleware.
+_NATIVE_LAYER: tuple[type, ...] = (CORSMiddleware, *NATIVE_MIDDLEWARE)
 GUARD_CORS = 3  # the CORS step's place among the guards (csrc/app/guard.c)
 
 logger = logging.getLogger("data_bridge")
@@ -274,18 +277,19 @@ class FastAPI(APIRouter):
         self._openapi_routes = 0
         self._exception_handlers: dict[Any, Callable[..., Any]] = {}
         self._cors: CORSMiddleware | None = None
-        # Native middleware other than CORS (GZip, TrustedHost, HTTPSRedirect), outermost
-        # first, as Starlette stacks add_middleware calls.
+        # The native middleware (CORS, GZip, TrustedHost, HTTPSRedirect policies) and the
+        # HTTP middleware (@app.middleware("http") / BaseHTTPMiddleware: dispatch(request,
+        # call_next) callables) together, outermost first, as Starlette stacks
+        # add_middleware calls: a guard added before an HTTP middleware sits inside it
+        # (_guard_through). _native_middleware and _http_middleware are its two kinds, in
+        # the same order (_add_layer); the HTTP ones run around each route
+        # (_http_middleware.py).
+        self._layers: list[Any] = []
         self._native_middleware: list[Any] = []
-        # @app.middleware("http") / BaseHTTPMiddleware: dispatch(request, call_next)
-        # callables, outermost first, run around each route (_http_middleware.py).
         self._http_middleware: list[Any] = []
         # Pure ASGI middleware (app.add_middleware of any other class): (class, args,
         # options), outermost first; they wrap the App's ASGI face (_asgi_bridge.py).
         self._asgi_middleware: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
-        # The native middleware and HTTP dispatch callables together, outermost first: a
-        # guard added before an HTTP middleware sits inside it (_guard_through).
-        self._layers: list[Any] = []
         self.user_middleware: list[Any] = []
         self._lifespan_state: dict[str, Any] = {}
         self._request_class: type[Request] | None = None
@@ -328,28 +332,27 @@ class FastAPI(APIRouter):
         still parsed, routed and bound in C behind it. As in Starlette, the last one added
         is the outermost."""
         if isinstance(middleware_class, type) and issubclass(middleware_class, CORSMiddleware):
-            self._native_middleware = [
-                mw for mw in self._native_middleware if not isinstance(mw, CORSMiddleware)
-            ]
             self._layers = [mw for mw in self._layers if not isinstance(mw, CORSMiddleware)]
             self._cors = middleware_class(None, *args, **options)
-            self._native_middleware.insert(0, self._cors)
-            self._layers.insert(0, self._cors)
+            self._add_layer(self._cors)
             return
         if _is_base_http_middleware(middleware_class):
-            instance = middleware_class(None, *args, **options)
-            self._http_middleware.insert(0, instance.dispatch_func)
-            self._layers.insert(0, instance.dispatch_func)
+            self._add_layer(middleware_class(None, *args, **options).dispatch_func)
             return
         if isinstance(middleware_class, type) and issubclass(middleware_class, NATIVE_MIDDLEWARE):
-            instance = middleware_class(None, *args, **options)
-            self._native_middleware.insert(0, instance)
-            self._layers.insert(0, instance)
+            self._add_layer(middleware_class(None, *args, **options))
             return
         if not callable(middleware_class):
             raise TypeError(f"middleware must be a class or callable, got {middleware_class!r}")
         self._asgi_middleware.insert(0, (middleware_class, args, options))
         self.__dict__.pop("_asgi_stack", None)
+
+    def _add_layer(self, layer: Any) -> None:
+        """Puts a native policy or an HTTP dispatch callable outermost, and splits the
+        stack into its two kinds again."""
+        self._layers.insert(0, layer)
+        self._native_middleware = [mw for mw in self._layers if isinstance(mw, _NATIVE_LAYER)]
+        self._http_middleware = [mw for mw in self._layers if not isinstance(mw, _NATIVE_LAYER)]
 
     def _guard_through(self, guard: Any) -> int:
         """How many HTTP middleware are outside a native guard, -1 for none. A guard inside
@@ -360,7 +363,7 @@ class FastAPI(APIRouter):
         for layer in self._layers:
             if layer is guard:
                 break
-            if any(layer is f for f in self._http_middleware):
+            if not isinstance(layer, _NATIVE_LAYER):
                 outside += 1
         return outside if outside else -1
 

@@ -158,7 +158,9 @@ int app_module_init(PyObject *module)
         PyModule_AddObjectRef(module, "Binder", (PyObject *)&Binder_Type) < 0 ||
         PyModule_AddFunctions(module, app_functions) < 0 ||
         /* The bytes of one worker's metrics slot (server_metrics_t), for the supervisor. */
-        PyModule_AddIntConstant(module, "METRICS_SLOT_SIZE", SERVER_METRICS_SLOT_SIZE) < 0)
+        PyModule_AddIntConstant(module, "METRICS_SLOT_SIZE", SERVER_METRICS_SLOT_SIZE) < 0 ||
+        /* The router's method code of WebSocket routes, for add_route (app_internal.h). */
+        PyModule_AddIntConstant(module, "METHOD_WEBSOCKET", APP_METHOD_WEBSOCKET) < 0)
         return -1;
     return 0;
 }

@@ -255,6 +255,7 @@ class MultipartParser:
     def close(self) -> None: ...
 
 METRICS_SLOT_SIZE: int
+METHOD_WEBSOCKET: int
 
 class TLSContext:
     def __init__(

@@ -77,7 +77,7 @@ METHOD_CODES = {
     "CONNECT": 8,
 }
 # The router's code of WebSocket routes (APP_METHOD_WEBSOCKET, csrc/app/app_internal.h).
-WEBSOCKET_METHOD_CODE = 16
+WEBSOCKET_METHOD_CODE: int = _core.METHOD_WEBSOCKET
 
 
 def generate_unique_id(route: APIRoute) -> str:
